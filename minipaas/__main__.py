@@ -1,0 +1,5 @@
+"""`python -m minipaas` runs the command-line interface."""
+
+from minipaas.cli import main
+
+main()

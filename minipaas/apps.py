@@ -1,0 +1,118 @@
+"""Apps: creation (bare repo + default domain + vhost), listing, per-app settings, destruction."""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Callable
+from dataclasses import dataclass
+
+from minipaas import engine, gitrepo, proxy, store
+from minipaas.errors import Conflict, InvalidInput, NotFound
+from minipaas.host import Host
+from minipaas.names import check_app
+
+
+@dataclass(frozen=True)
+class AppSetting:
+    default: str
+    check: Callable[[str], bool]
+    help: str
+
+
+def _int_between(low: int, high: int) -> Callable[[str], bool]:
+    return lambda v: v.isdigit() and low <= int(v) <= high
+
+
+SETTINGS: dict[str, AppSetting] = {
+    "deploy-branch": AppSetting(
+        "", lambda v: v == "" or bool(re.fullmatch(r"[A-Za-z0-9._-]+(/[A-Za-z0-9._-]+)*", v)) and ".." not in v,
+        "branch whose pushes deploy (empty: master or main)"),
+    "healthcheck-path": AppSetting(
+        "/", lambda v: bool(re.fullmatch(r"/[A-Za-z0-9._~!$&'()*+,;=:@%/?-]*", v)),
+        "path the health check requests"),
+    "healthcheck-timeout": AppSetting("60", _int_between(1, 3600), "seconds a new release has to answer"),
+    "drain-seconds": AppSetting("10", _int_between(0, 3600), "seconds old containers keep running after the switch"),
+    "memory": AppSetting("512m", lambda v: bool(re.fullmatch(r"[1-9][0-9]*[kmg]", v)), "memory limit per container"),
+}
+
+
+def exists(host: Host, name: str) -> bool:
+    return host.db.execute("SELECT 1 FROM apps WHERE name = ?", (name,)).fetchone() is not None
+
+
+def require(host: Host, name: str) -> str:
+    check_app(name)
+    if not exists(host, name):
+        raise NotFound(f"app {name} does not exist (create it with `minipaas apps:create {name}`)")
+    return name
+
+
+def names(host: Host) -> list[str]:
+    return [row["name"] for row in host.db.execute("SELECT name FROM apps ORDER BY name")]
+
+
+def default_domain(host: Host, name: str) -> str:
+    return f"{name}.{host.settings.domain}"
+
+
+def create(host: Host, name: str) -> None:
+    check_app(name)
+    if exists(host, name):
+        raise Conflict(f"app {name} already exists")
+    s = host.settings
+    domain = default_domain(host, name)
+    with store.transaction(host.db) as db:
+        if db.execute("SELECT app FROM domains WHERE domain = ?", (domain,)).fetchone():
+            raise Conflict(f"domain {domain} already belongs to another app")
+        db.execute("INSERT INTO apps (name, created_at) VALUES (?, ?)", (name, store.now()))
+        db.execute("INSERT INTO domains (domain, app) VALUES (?, ?)", (domain, name))
+    try:
+        s.repos_dir.mkdir(parents=True, exist_ok=True)
+        gitrepo.init_bare(s.repo_path(name), home=s.home, app=name)
+        proxy.setup(s)
+        proxy.write_site(s, name, [domain])
+    except BaseException:
+        # Nothing half-done: an app is either fully there or not at all.
+        gitrepo.remove(s.repo_path(name))
+        with store.transaction(host.db) as db:
+            db.execute("DELETE FROM apps WHERE name = ?", (name,))
+        raise
+
+
+def destroy(host: Host, name: str, progress: Callable[[str], None]) -> None:
+    require(host, name)
+    s = host.settings
+    for container in engine.containers({engine.LABEL: str(s.home), "minipaas.app": name}):
+        engine.remove(container.id, timeout=5)
+        progress(f"removed container {container.name}")
+    proxy.remove_app(s, name)
+    images = {row["image"] for row in host.db.execute("SELECT image FROM releases WHERE app = ?", (name,))}
+    for image in sorted(i for i in images if i):
+        if engine.remove_image(image):
+            progress(f"removed image {image}")
+    gitrepo.remove(s.repo_path(name))
+    with store.transaction(host.db) as db:
+        db.execute("DELETE FROM apps WHERE name = ?", (name,))
+        db.execute("DELETE FROM retirements WHERE app = ?", (name,))
+    (s.locks_dir / f"{name}.lock").unlink(missing_ok=True)
+
+
+def get_setting(host: Host, name: str, key: str) -> str:
+    if key not in SETTINGS:
+        raise InvalidInput(f"unknown setting {key!r}; known: {', '.join(SETTINGS)}")
+    row = host.db.execute("SELECT value FROM app_settings WHERE app = ? AND key = ?", (name, key)).fetchone()
+    return row["value"] if row else SETTINGS[key].default
+
+
+def all_settings(host: Host, name: str) -> dict[str, str]:
+    return {key: get_setting(host, name, key) for key in SETTINGS}
+
+
+def set_setting(host: Host, name: str, key: str, value: str) -> None:
+    if key not in SETTINGS:
+        raise InvalidInput(f"unknown setting {key!r}; known: {', '.join(SETTINGS)}")
+    if not SETTINGS[key].check(value):
+        raise InvalidInput(f"invalid value {value!r} for {key}: {SETTINGS[key].help}")
+    with store.transaction(host.db) as db:
+        db.execute("INSERT INTO app_settings (app, key, value) VALUES (?, ?, ?) "
+                   "ON CONFLICT (app, key) DO UPDATE SET value = excluded.value", (name, key, value))

@@ -1,0 +1,101 @@
+"""Builds: from a pushed commit to a tagged image.
+
+The context is `git archive` of the commit. With the app's own Dockerfile that is the whole
+context; otherwise the detected buildpack renders a Dockerfile, the source goes under `src/`
+and the build CA (if any) beside it, so the template decides which stage ever sees the CA.
+"""
+
+from __future__ import annotations
+
+import io
+import json
+import tarfile
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+
+
+from minipaas import buildpacks, engine, gitrepo, stacks
+from minipaas.settings import Settings
+
+CA_NAME = "minipaas-build-ca.pem"
+
+
+@dataclass(frozen=True)
+class Build:
+    image: str  # the tag, minipaas/<app>:<release>
+    image_id: str
+    buildpack: str
+    log: str
+    seconds: float
+
+
+def image_repository(app: str) -> str:
+    return f"minipaas/{app}"
+
+
+def build(
+    settings: Settings,
+    app: str,
+    release: int,
+    sha: str,
+    progress: Callable[[str], None],
+) -> Build:
+    started = time.monotonic()
+    repo = settings.repo_path(app)
+    files = set(gitrepo.root_files(repo, sha))
+    pack = buildpacks.detect(buildpacks.load_all(settings.buildpacks_dir), files)
+    progress(f"-----> Building {app} (release {release}, {sha[:7]}) with the {pack.name} buildpack")
+    tag = f"{image_repository(app)}:{release}"
+    labels = {
+        engine.LABEL: str(settings.home),
+        "minipaas.app": app,
+        "minipaas.release": str(release),
+        "minipaas.sha": sha,
+        "minipaas.buildpack": pack.name,
+    }
+    # One LABEL line at the end of the Dockerfile: the build API's `labels` would add a step per label.
+    label_line = "\nLABEL " + " ".join(f"{k}={json.dumps(v)}" for k, v in labels.items()) + "\n"
+    if pack.uses_app_dockerfile:
+        dockerfile = gitrepo.read_file(repo, sha, "Dockerfile") or b""
+        context = _context_with(gitrepo.archive(repo, sha), {"Dockerfile": dockerfile + label_line.encode()})
+    else:
+        facts = {
+            "app": app,
+            "files": sorted(files),
+            "package": buildpacks.parse_package_json(gitrepo.read_file(repo, sha, "package.json")),
+            "procfile": buildpacks.parse_procfile(
+                (gitrepo.read_file(repo, sha, "Procfile") or b"").decode("utf-8", errors="replace")),
+            "build_ca": settings.build_ca is not None,
+        }
+        dockerfile = buildpacks.render(pack, facts, lambda kind, spec: stacks.resolve(spec, settings))
+        extra = {"Dockerfile": (dockerfile + label_line).encode()}
+        if settings.build_ca is not None:
+            extra[CA_NAME] = settings.build_ca.read_bytes()
+        context = _context_with(gitrepo.archive(repo, sha, prefix="src/"), extra)
+    image_id, log = engine.build(context, tag=tag, progress=lambda line: progress(f"       {line}"))
+    seconds = time.monotonic() - started
+    progress(f"-----> Built {tag} in {seconds:.1f}s")
+    return Build(image=tag, image_id=image_id, buildpack=pack.name, log="\n".join(log), seconds=seconds)
+
+
+def _context_with(source_tar: bytes, extra: dict[str, bytes]) -> io.BytesIO:
+    """The git archive with generated files added at the context's root."""
+    out = io.BytesIO()
+    with tarfile.open(fileobj=io.BytesIO(source_tar), mode="r:") as src, \
+            tarfile.open(fileobj=out, mode="w:", format=tarfile.PAX_FORMAT) as dst:
+        for member in src:
+            if member.name in extra:
+                continue  # replaced below
+            dst.addfile(member, src.extractfile(member) if member.isfile() else None)
+        for name, data in extra.items():
+            info = tarfile.TarInfo(name)
+            info.size = len(data)
+            info.mode = 0o644
+            # A constant mtime keeps the build cache stable across pushes.
+            info.mtime = 0
+            dst.addfile(info, io.BytesIO(data))
+    out.seek(0)
+    return out
+
+

@@ -1,0 +1,434 @@
+"""The `minipaas` command: parses arguments, calls the library, prints results.
+
+Commands follow dokku's `noun:verb` style. Every user error is a MinipaasError, turned into one
+line on stderr and exit code 1 in `main`; nothing here decides anything the library should.
+"""
+
+from __future__ import annotations
+
+import datetime
+import json
+import os
+import sys
+from collections.abc import Iterable
+from typing import Any
+
+import click
+
+from minipaas.errors import MinipaasError
+
+CONTEXT = {"help_option_names": ["-h", "--help"], "max_content_width": 100}
+
+
+def say(line: str) -> None:
+    click.echo(line, err=False)
+
+
+def _host() -> Any:
+    from minipaas.host import current
+
+    return current()
+
+
+def _app(name: str) -> str:
+    from minipaas import apps
+
+    return apps.require(_host(), name)
+
+
+def _print_json(data: object) -> None:
+    click.echo(json.dumps(data, indent=2, ensure_ascii=False, default=str))
+
+
+def _table(rows: Iterable[Iterable[object]], headers: list[str]) -> None:
+    rows = [[str(c) for c in row] for row in rows]
+    widths = [max([len(h)] + [len(r[i]) for r in rows]) for i, h in enumerate(headers)]
+    click.echo("  ".join(h.ljust(w) for h, w in zip(headers, widths, strict=True)).rstrip())
+    for row in rows:
+        click.echo("  ".join(c.ljust(w) for c, w in zip(row, widths, strict=True)).rstrip())
+
+
+def _when(ts: float | None) -> str:
+    if not ts:
+        return "-"
+    return datetime.datetime.fromtimestamp(ts).strftime("%Y-%m-%d %H:%M:%S")
+
+
+class ColonGroup(click.Group):
+    """Lists commands in definition order, the way dokku's help does."""
+
+    def list_commands(self, ctx: click.Context) -> list[str]:
+        return list(self.commands)
+
+
+@click.group(cls=ColonGroup, context_settings=CONTEXT)
+@click.version_option(package_name="minipaas")
+def cli() -> None:
+    """minipaas: git push to deploy, on one host."""
+
+
+# -- host ----------------------------------------------------------------------------------
+
+@cli.command("init")
+def init_cmd() -> None:
+    """Create or upgrade this host's state, nginx and network for the current settings."""
+    from minipaas import hostsetup
+
+    hostsetup.init(say)
+
+
+@cli.command("stack:build")
+@click.option("--node", "node", type=click.IntRange(4, 99), default=None, help="Node.js major (default: LTS)")
+@click.option("--force", is_flag=True, help="Rebuild even when the image exists")
+def stack_build(node: int | None, force: bool) -> None:
+    """Provide the base image minipaas/node:MAJOR (pulled, or built locally)."""
+    from minipaas import stacks
+
+    say(stacks.build(_host().settings, node, say, force=force))
+
+
+@cli.command("stack:list")
+@click.option("--json", "as_json", is_flag=True)
+def stack_list(as_json: bool) -> None:
+    """Base images available for builds."""
+    from minipaas import stacks
+
+    found = stacks.available()
+    if as_json:
+        _print_json({str(k): v for k, v in found.items()})
+        return
+    _table(((stacks.image_tag(k), v) for k, v in sorted(found.items())), ["IMAGE", "NODE"])
+
+
+# -- apps ----------------------------------------------------------------------------------
+
+@cli.command("apps:create")
+@click.argument("app")
+def apps_create(app: str) -> None:
+    """Create an app: its git repository, default domain and vhost."""
+    from minipaas import apps
+
+    host = _host()
+    apps.create(host, app)
+    say(f"-----> Created {app}")
+    say(f"       git remote add paas {host.settings.repo_path(app)}")
+    say(f"       served at http://{apps.default_domain(host, app)}/ once pushed")
+
+
+@cli.command("apps:list")
+@click.option("--json", "as_json", is_flag=True)
+def apps_list(as_json: bool) -> None:
+    """List apps."""
+    from minipaas import apps, releases
+
+    host = _host()
+    rows = []
+    for name in apps.names(host):
+        rel = releases.live(host, name)
+        rows.append({"name": name, "release": rel.number if rel else None, "sha": rel.sha if rel else None})
+    if as_json:
+        _print_json(rows)
+        return
+    _table(([r["name"], r["release"] or "-", (r["sha"] or "-")[:7]] for r in rows), ["APP", "RELEASE", "SHA"])
+
+
+@cli.command("apps:destroy")
+@click.argument("app")
+@click.option("--force", is_flag=True, help="Really destroy: containers, images, repo and vhost")
+def apps_destroy(app: str, force: bool) -> None:
+    """Destroy an app and everything it owns (asks for --force)."""
+    from minipaas import apps
+
+    _app(app)
+    if not force:
+        raise MinipaasError(f"destroying {app} removes its containers, images, repository and vhost; "
+                            f"run `minipaas apps:destroy {app} --force` to do it")
+    apps.destroy(_host(), app, lambda line: say(f"       {line}"))
+    say(f"-----> Destroyed {app}")
+
+
+@cli.command("settings")
+@click.argument("app")
+@click.option("--json", "as_json", is_flag=True)
+def settings_show(app: str, as_json: bool) -> None:
+    """Show an app's settings (deploy branch, health check, drain delay, memory)."""
+    from minipaas import apps
+
+    values = apps.all_settings(_host(), _app(app))
+    if as_json:
+        _print_json(values)
+        return
+    _table(values.items(), ["SETTING", "VALUE"])
+
+
+@cli.command("settings:set")
+@click.argument("app")
+@click.argument("key")
+@click.argument("value")
+def settings_set(app: str, key: str, value: str) -> None:
+    """Change one of an app's settings."""
+    from minipaas import apps
+
+    apps.set_setting(_host(), _app(app), key, value)
+    say(f"-----> {app}: {key} = {value}")
+
+
+# -- config --------------------------------------------------------------------------------
+
+@cli.command("config")
+@click.argument("app")
+@click.option("--json", "as_json", is_flag=True)
+@click.option("--shell", is_flag=True, help="As shell-quoted KEY=VALUE lines")
+def config_show(app: str, as_json: bool, shell: bool) -> None:
+    """Show an app's config."""
+    import shlex
+
+    from minipaas import config
+
+    values = config.get_all(_host(), _app(app))
+    if as_json:
+        _print_json(values)
+    elif shell:
+        for key, value in values.items():
+            say(f"{key}={shlex.quote(value)}")
+    else:
+        say(f"=====> {app} config")
+        width = max((len(k) for k in values), default=0)
+        for key, value in values.items():
+            say(f"{key + ':':<{width + 1}}  {value}")
+
+
+@cli.command("config:get")
+@click.argument("app")
+@click.argument("key")
+def config_get(app: str, key: str) -> None:
+    """Print one config value exactly as stored."""
+    from minipaas import config
+    from minipaas.errors import NotFound
+    from minipaas.names import check_env_key
+
+    values = config.get_all(_host(), _app(app))
+    if check_env_key(key) not in values:
+        raise NotFound(f"{app} has no config key {key}")
+    click.echo(values[key])
+
+
+@cli.command("config:set")
+@click.argument("app")
+@click.argument("assignments", nargs=-1, required=True)
+@click.option("--no-restart", is_flag=True, help="Store only; the next release picks it up")
+def config_set(app: str, assignments: tuple[str, ...], no_restart: bool) -> None:
+    """Set config values (KEY=VALUE ...) and roll out a release with them."""
+    from minipaas import config, releases
+    from minipaas.names import parse_assignment
+
+    host = _host()
+    _app(app)
+    values = dict(parse_assignment(a) for a in assignments)
+    releases.change_config(host, app, lambda: config.set_many(host, app, values), say, restart=not no_restart)
+    say(f"-----> Set {', '.join(values)} on {app}")
+
+
+@cli.command("config:unset")
+@click.argument("app")
+@click.argument("keys", nargs=-1, required=True)
+@click.option("--no-restart", is_flag=True)
+def config_unset(app: str, keys: tuple[str, ...], no_restart: bool) -> None:
+    """Remove config values and roll out a release without them."""
+    from minipaas import config, releases
+
+    host = _host()
+    _app(app)
+    releases.change_config(host, app, lambda: config.unset_many(host, app, list(keys)), say,
+                           restart=not no_restart)
+    say(f"-----> Unset {', '.join(keys)} on {app}")
+
+
+# -- domains -------------------------------------------------------------------------------
+
+@cli.command("domains")
+@click.argument("app")
+@click.option("--json", "as_json", is_flag=True)
+def domains_list(app: str, as_json: bool) -> None:
+    """List an app's domains."""
+    from minipaas import domains
+
+    found = domains.of(_host(), _app(app))
+    if as_json:
+        _print_json(found)
+        return
+    for domain in found:
+        say(domain)
+
+
+@cli.command("domains:add")
+@click.argument("app")
+@click.argument("domain")
+def domains_add(app: str, domain: str) -> None:
+    """Serve an app at one more domain."""
+    from minipaas import domains
+
+    domains.add(_host(), _app(app), domain)
+    say(f"-----> Added {domain.lower()} to {app}")
+
+
+@cli.command("domains:remove")
+@click.argument("app")
+@click.argument("domain")
+def domains_remove(app: str, domain: str) -> None:
+    """Stop serving an app at a domain."""
+    from minipaas import domains
+
+    domains.remove(_host(), _app(app), domain)
+    say(f"-----> Removed {domain.lower()} from {app}")
+
+
+# -- processes -----------------------------------------------------------------------------
+
+@cli.command("ps")
+@click.argument("app")
+@click.option("--json", "as_json", is_flag=True)
+def ps_show(app: str, as_json: bool) -> None:
+    """An app's containers, their state and health."""
+    from minipaas import processes
+
+    rows = processes.status(_host(), _app(app))
+    if as_json:
+        _print_json(rows)
+        return
+    _table(([r["name"], r["release"], r["state"], r["health"], r["address"] or "-"] for r in rows),
+           ["CONTAINER", "RELEASE", "STATE", "HEALTH", "ADDRESS"])
+
+
+@cli.command("ps:restart")
+@click.argument("app")
+def ps_restart(app: str) -> None:
+    """Replace an app's containers with fresh ones, without downtime."""
+    from minipaas import releases
+
+    releases.restart(_host(), _app(app), say)
+
+
+@cli.command("ps:stop")
+@click.argument("app")
+def ps_stop(app: str) -> None:
+    """Stop an app's containers (it answers 503 until ps:start)."""
+    from minipaas import processes
+
+    processes.stop(_host(), _app(app), say)
+
+
+@cli.command("ps:start")
+@click.argument("app")
+def ps_start(app: str) -> None:
+    """Start a stopped app again."""
+    from minipaas import processes
+
+    processes.start(_host(), _app(app), say)
+
+
+@cli.command("ps:restore")
+def ps_restore() -> None:
+    """Bring every app back to its recorded state (after a reboot or a dockerd restart)."""
+    from minipaas import releases
+
+    releases.restore(_host(), say)
+
+
+@cli.command("logs")
+@click.argument("app")
+@click.option("-f", "--follow", is_flag=True, help="Keep streaming new lines")
+@click.option("-n", "--num", "lines", type=click.IntRange(0, 1_000_000), default=100, show_default=True)
+def logs_cmd(app: str, follow: bool, lines: int) -> None:
+    """Show an app's container logs."""
+    from minipaas import processes
+
+    out = sys.stdout.buffer
+    try:
+        for chunk in processes.logs(_host(), _app(app), lines=lines, follow=follow):
+            out.write(chunk)
+            out.flush()
+    except BrokenPipeError:
+        os._exit(0)  # the reader went away (head, a closed ssh session): nothing left to do
+
+
+# -- releases ------------------------------------------------------------------------------
+
+@cli.command("releases")
+@click.argument("app")
+@click.option("--json", "as_json", is_flag=True)
+def releases_list(app: str, as_json: bool) -> None:
+    """An app's releases, newest first."""
+    from minipaas import releases
+
+    found = releases.listing(_host(), _app(app))
+    if as_json:
+        _print_json([r.as_dict() for r in found])
+        return
+    _table(([r.number, r.kind, r.sha[:7], r.buildpack or "-", r.status, r.pusher, _when(r.created_at),
+             r.message[:60]] for r in found),
+           ["RELEASE", "KIND", "SHA", "BUILDPACK", "STATUS", "BY", "CREATED", "MESSAGE"])
+
+
+@cli.command("releases:info")
+@click.argument("app")
+@click.argument("number", type=int)
+def releases_info(app: str, number: int) -> None:
+    """One release, with its build log."""
+    from minipaas import releases
+
+    host = _host()
+    rel = releases.get(host, _app(app), number)
+    for key, value in rel.as_dict().items():
+        say(f"{key + ':':<13} {value}")
+    log = releases.build_log(host, app, number)
+    if log:
+        say("build log:")
+        say(log)
+
+
+@cli.command("deploy")
+@click.argument("app")
+@click.argument("rev", default="HEAD")
+def deploy_cmd(app: str, rev: str) -> None:
+    """Build and deploy a commit already in the app's repository (default: its HEAD)."""
+    from minipaas import gitrepo, releases
+
+    host = _host()
+    sha = gitrepo.resolve(host.settings.repo_path(_app(app)), rev)
+    releases.deploy_commit(host, app, sha, say)
+
+
+@cli.command("retire", hidden=True)
+@click.argument("app")
+def retire_cmd(app: str) -> None:
+    """Retire the app's old containers once drained (run in the background after a deploy)."""
+    from minipaas import releases
+
+    releases.retire(_host(), app, wait=True)
+
+
+def main(argv: list[str] | None = None) -> None:
+    """Run the CLI; the one place where errors become messages and exit codes."""
+    try:
+        cli.main(args=argv, prog_name="minipaas", standalone_mode=False)
+    except MinipaasError as exc:
+        click.echo(f"error: {exc.message}", err=True)
+        if exc.detail:
+            click.echo(exc.detail.rstrip(), err=True)
+        sys.exit(exc.exit_code)
+    except click.exceptions.Abort:
+        click.echo("aborted", err=True)
+        sys.exit(130)
+    except click.ClickException as exc:
+        exc.show()
+        sys.exit(exc.exit_code)
+    except KeyboardInterrupt:
+        click.echo("interrupted", err=True)
+        sys.exit(130)
+    except Exception as exc:  # a bug: say so in one line; the traceback only on request
+        if os.environ.get("MINIPAAS_DEBUG"):
+            raise
+        click.echo(f"internal error: {type(exc).__name__}: {exc} (set MINIPAAS_DEBUG=1 for details)", err=True)
+        sys.exit(70)
+    sys.exit(0)

@@ -1,0 +1,327 @@
+"""The Docker adapter: every call minipaas makes to the Docker engine goes through this module.
+
+It wraps the Docker SDK (docker-py) so that the rest of minipaas deals in plain values
+(ids, tags, addresses) and in `minipaas.errors`, never in SDK objects or exceptions.
+"""
+
+from __future__ import annotations
+
+import functools
+import json
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
+from typing import IO, Any
+
+import docker
+import docker.errors
+
+from minipaas.errors import BuildFailed, EngineError, NotFound
+
+LABEL = "minipaas"  # every object minipaas creates carries this label (its value: the home it belongs to)
+
+
+@dataclass(frozen=True)
+class Container:
+    id: str
+    name: str
+    status: str  # created, running, exited, ...
+    labels: dict[str, str]
+    ip: str  # address on the minipaas network, "" when not attached or not running
+    health: str = ""  # Docker's own health status when the image defines one
+    exit_code: int = 0
+    restarts: int = 0
+
+
+@functools.cache
+def client() -> docker.DockerClient:
+    try:
+        c = docker.from_env(timeout=120)
+        c.ping()
+    except docker.errors.DockerException as exc:
+        raise EngineError(
+            f"cannot reach the Docker engine ({_reason(exc)}); is dockerd running? (`docker info` tells)"
+        ) from None
+    return c
+
+
+def _reason(exc: BaseException) -> str:
+    text = str(exc).strip().splitlines()
+    return text[-1] if text else type(exc).__name__
+
+
+def _api() -> Any:
+    return client().api
+
+
+# -- networks ------------------------------------------------------------------------------
+
+def ensure_network(name: str) -> None:
+    try:
+        client().networks.get(name)
+    except docker.errors.NotFound:
+        try:
+            client().networks.create(name, driver="bridge", labels={LABEL: "network"})
+        except docker.errors.APIError as exc:
+            if exc.status_code != 409:  # created meanwhile by another process
+                raise EngineError(f"cannot create docker network {name}: {_reason(exc)}") from None
+
+
+# -- images --------------------------------------------------------------------------------
+
+def image_labels(ref: str) -> dict[str, str] | None:
+    """The labels of a local image, or None when there is no such image."""
+    try:
+        attrs = _api().inspect_image(ref)
+    except docker.errors.ImageNotFound:
+        return None
+    except docker.errors.APIError as exc:
+        raise EngineError(f"cannot inspect image {ref}: {_reason(exc)}") from None
+    return dict((attrs.get("Config") or {}).get("Labels") or {})
+
+
+def image_env(ref: str) -> dict[str, str] | None:
+    """The environment (`ENV`) of a local image as a dict, or None when there is no such image."""
+    try:
+        attrs = _api().inspect_image(ref)
+    except docker.errors.ImageNotFound:
+        return None
+    except docker.errors.APIError as exc:
+        raise EngineError(f"cannot inspect image {ref}: {_reason(exc)}") from None
+    env: dict[str, str] = {}
+    for item in (attrs.get("Config") or {}).get("Env") or []:
+        name, _, value = str(item).partition("=")
+        env[name] = value
+    return env
+
+
+def image_id(ref: str) -> str | None:
+    """The id (`sha256:...`) of a local image, or None when there is no such image."""
+    try:
+        return str(_api().inspect_image(ref)["Id"])
+    except docker.errors.ImageNotFound:
+        return None
+    except docker.errors.APIError as exc:
+        raise EngineError(f"cannot inspect image {ref}: {_reason(exc)}") from None
+
+
+def image_size(ref: str) -> int | None:
+    """The size in bytes of a local image, or None when there is no such image."""
+    try:
+        return int(_api().inspect_image(ref).get("Size") or 0)
+    except docker.errors.ImageNotFound:
+        return None
+    except docker.errors.APIError as exc:
+        raise EngineError(f"cannot inspect image {ref}: {_reason(exc)}") from None
+
+
+def list_images(repository: str) -> list[dict[str, Any]]:
+    """Local images of a repository (`minipaas/node`), newest first, with tags and labels."""
+    images = _api().images(name=repository)
+    return sorted(images, key=lambda i: i.get("Created", 0), reverse=True)
+
+
+def build(
+    context: IO[bytes],
+    *,
+    tag: str,
+    progress: Callable[[str], None],
+    buildargs: dict[str, str] | None = None,
+) -> tuple[str, list[str]]:
+    """Build an image from a tar context; stream its steps to `progress`; return (image id, log lines)."""
+    log: list[str] = []
+    image_id = ""
+    try:
+        stream = _api().build(
+            fileobj=context,
+            custom_context=True,
+            tag=tag,
+            rm=True,
+            forcerm=True,
+            decode=True,
+            buildargs=buildargs or {},
+        )
+        for chunk in stream:
+            if "stream" in chunk:
+                for line in chunk["stream"].splitlines():
+                    log.append(line)
+                    if line.strip():
+                        progress(line)
+            if "aux" in chunk and "ID" in chunk["aux"]:
+                image_id = chunk["aux"]["ID"]
+            if "error" in chunk:
+                message = chunk["error"].strip()
+                log.append(message)
+                raise BuildFailed(f"build failed: {message.splitlines()[-1] if message else 'unknown error'}",
+                                  detail="\n".join(log[-50:]))
+    except docker.errors.APIError as exc:
+        raise BuildFailed(f"build failed: {_reason(exc)}", detail="\n".join(log[-50:])) from None
+    if not image_id:
+        image_id = _api().inspect_image(tag)["Id"]
+    return image_id, log
+
+
+def tag_image(image: str, repository: str, tag: str) -> None:
+    _api().tag(image, repository, tag)
+
+
+def remove_image(ref: str) -> bool:
+    try:
+        _api().remove_image(ref, noprune=False)
+        return True
+    except docker.errors.ImageNotFound:
+        return False
+    except docker.errors.APIError:
+        # Still used by a container (a draining one): removed by a later cleanup.
+        return False
+
+
+def pull(repository: str, tag: str) -> bool:
+    """Pull an image; False when no registry answers (the usual case on an offline host)."""
+    try:
+        _api().pull(repository, tag=tag)
+        return True
+    except docker.errors.APIError:
+        return False
+
+
+def import_rootfs(tar_path: str, *, repository: str, tag: str, changes: list[str]) -> str:
+    """`docker import` of a root filesystem tarball; returns the image id."""
+    try:
+        result = _api().import_image_from_file(tar_path, repository=repository, tag=tag, changes=changes)
+    except docker.errors.APIError as exc:
+        raise EngineError(f"docker import failed: {_reason(exc)}") from None
+    last = result.strip().splitlines()[-1] if isinstance(result, str) else str(result)
+    try:
+        return str(json.loads(last).get("status", ""))
+    except ValueError:
+        return last
+
+
+# -- containers ----------------------------------------------------------------------------
+
+def run(
+    *,
+    name: str,
+    image: str,
+    network: str,
+    env: dict[str, str],
+    labels: dict[str, str],
+    memory: str,
+    command: list[str] | None = None,
+    restart: str = "unless-stopped",
+) -> Container:
+    """Create and start a detached container; returns it with its address on `network`."""
+    try:
+        _remove_by_name(name)
+        created = _api().create_container(
+            image,
+            command=command,
+            name=name,
+            environment=env,
+            labels=labels,
+            detach=True,
+            host_config=_api().create_host_config(
+                network_mode=network,
+                restart_policy={"Name": restart} if restart else None,
+                mem_limit=memory,
+                init=True,  # an init reaps zombies and forwards SIGTERM to npm/node
+                security_opt=["no-new-privileges"],
+                log_config={"Type": "json-file", "Config": {"max-size": "10m", "max-file": "3"}},
+            ),
+        )
+        _api().start(created["Id"])
+    except docker.errors.ImageNotFound:
+        raise NotFound(f"image {image} does not exist") from None
+    except docker.errors.APIError as exc:
+        raise EngineError(f"cannot start container {name}: {_reason(exc)}") from None
+    return inspect(created["Id"], network=network)
+
+
+def _remove_by_name(name: str) -> None:
+    try:
+        _api().remove_container(name, force=True)
+    except docker.errors.NotFound:
+        pass
+
+
+def inspect(ref: str, *, network: str = "") -> Container:
+    try:
+        attrs = _api().inspect_container(ref)
+    except docker.errors.NotFound:
+        raise NotFound(f"container {ref} does not exist") from None
+    return _container(attrs, network)
+
+
+def _container(attrs: dict[str, Any], network: str) -> Container:
+    state = attrs.get("State") or {}
+    nets = (attrs.get("NetworkSettings") or {}).get("Networks") or {}
+    ip = ""
+    if network and network in nets:
+        ip = nets[network].get("IPAddress") or ""
+    elif nets:
+        ip = next(iter(nets.values())).get("IPAddress") or ""
+    return Container(
+        id=attrs["Id"],
+        name=attrs.get("Name", "").lstrip("/"),
+        status=state.get("Status", "unknown"),
+        labels=dict((attrs.get("Config") or {}).get("Labels") or {}),
+        ip=ip,
+        health=((state.get("Health") or {}).get("Status") or ""),
+        exit_code=int(state.get("ExitCode") or 0),
+        restarts=int(attrs.get("RestartCount") or 0),
+    )
+
+
+def containers(labels: dict[str, str], *, network: str = "") -> list[Container]:
+    """All containers (running or not) carrying every one of `labels`."""
+    filters = {"label": [f"{k}={v}" for k, v in labels.items()]}
+    found = _api().containers(all=True, filters=filters)
+    result = []
+    for summary in found:
+        try:
+            result.append(inspect(summary["Id"], network=network))
+        except NotFound:
+            continue  # removed between the listing and the inspection
+    return result
+
+
+def stop(ref: str, *, timeout: int = 10) -> None:
+    try:
+        _api().stop(ref, timeout=timeout)
+    except docker.errors.NotFound:
+        pass
+
+
+def start(ref: str) -> None:
+    try:
+        _api().start(ref)
+    except docker.errors.APIError as exc:
+        raise EngineError(f"cannot start container {ref}: {_reason(exc)}") from None
+
+
+def remove(ref: str, *, timeout: int = 10) -> None:
+    """Stop (SIGTERM, then SIGKILL after `timeout` s) and remove a container; absent is fine."""
+    try:
+        _api().stop(ref, timeout=timeout)
+    except docker.errors.NotFound:
+        return
+    except docker.errors.APIError:
+        pass  # already stopping or dead: removal below settles it
+    try:
+        _api().remove_container(ref, force=True)
+    except docker.errors.NotFound:
+        pass
+
+
+def rename(ref: str, name: str) -> None:
+    _api().rename(ref, name)
+
+
+def logs(ref: str, *, tail: int | str = "all", follow: bool = False) -> Iterator[bytes]:
+    try:
+        if follow:
+            yield from _api().logs(ref, stream=True, follow=True, tail=tail)
+        else:
+            yield _api().logs(ref, tail=tail)
+    except docker.errors.NotFound:
+        raise NotFound(f"container {ref} does not exist") from None

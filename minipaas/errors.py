@@ -1,0 +1,52 @@
+"""The one exception tree of minipaas.
+
+Every failure a user can cause or meet is a `MinipaasError` carrying a message written for that
+user; the CLI turns it into one line on stderr and an exit code (see `cli.main`). Anything else
+that escapes is a bug and is reported as such.
+"""
+
+from __future__ import annotations
+
+
+class MinipaasError(Exception):
+    """A failure with a message for the user."""
+
+    exit_code = 1
+
+    def __init__(self, message: str, *, detail: str = "") -> None:
+        super().__init__(message)
+        self.message = message
+        # Multi-line context (a build log tail, nginx's own words) printed after the message.
+        self.detail = detail
+
+
+class InvalidInput(MinipaasError):
+    """A name, value or argument that does not have the required form."""
+
+
+class NotFound(MinipaasError):
+    """An app, release, domain or key that does not exist."""
+
+
+class Conflict(MinipaasError):
+    """Something that already exists, or a state that forbids the operation."""
+
+
+class BuildFailed(MinipaasError):
+    """The image could not be built."""
+
+
+class DeployFailed(MinipaasError):
+    """The new release did not become healthy, or could not be switched to."""
+
+
+class ProxyError(MinipaasError):
+    """nginx rejected a generated configuration or could not be (re)started."""
+
+
+class EngineError(MinipaasError):
+    """The Docker engine is unreachable or refused a request."""
+
+
+class StackMissing(MinipaasError):
+    """No base image for the requested runtime version exists locally."""

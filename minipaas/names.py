@@ -1,0 +1,69 @@
+"""Validation of every name and value that enters minipaas from outside.
+
+Names are checked once, here, at the boundary; inside, they are trusted strings.
+"""
+
+from __future__ import annotations
+
+import re
+
+from minipaas.errors import InvalidInput
+
+APP_NAME = re.compile(r"[a-z][a-z0-9-]{0,62}")
+ENV_KEY = re.compile(r"[A-Za-z_][A-Za-z0-9_]*")
+_LABEL = re.compile(r"(?!-)[a-z0-9-]{1,63}(?<!-)")
+# PORT is set by minipaas for every web container; the others would break the image or the host.
+RESERVED_KEYS = frozenset({"PORT"})
+MAX_CONFIG_VALUE = 64 * 1024
+
+
+def check_app(name: str) -> str:
+    if not APP_NAME.fullmatch(name) or name.endswith("-"):
+        raise InvalidInput(
+            f"invalid app name {_show(name)}: use 1 to 63 lowercase letters, digits and dashes, "
+            "starting with a letter"
+        )
+    return name
+
+
+def check_hostname(name: str, *, what: str = "domain") -> str:
+    labels = name.split(".")
+    if len(name) > 253 or not all(_LABEL.fullmatch(label) for label in labels):
+        raise InvalidInput(f"invalid {what} {_show(name)}: not a valid hostname")
+    return name
+
+
+def check_domain(name: str) -> str:
+    return check_hostname(name.lower().rstrip("."))
+
+
+def check_env_key(key: str) -> str:
+    if not ENV_KEY.fullmatch(key) or len(key) > 256:
+        raise InvalidInput(
+            f"invalid config key {_show(key)}: use letters, digits and underscores, not starting with a digit"
+        )
+    if key in RESERVED_KEYS:
+        raise InvalidInput(f"config key {key} is set by minipaas and cannot be changed")
+    return key
+
+
+def check_env_value(key: str, value: str) -> str:
+    if "\x00" in value:
+        raise InvalidInput(f"config value of {key} contains a NUL byte, which environment variables cannot hold")
+    if len(value.encode("utf-8", "surrogateescape")) > MAX_CONFIG_VALUE:
+        raise InvalidInput(f"config value of {key} is longer than {MAX_CONFIG_VALUE} bytes")
+    return value
+
+
+def parse_assignment(text: str) -> tuple[str, str]:
+    """`KEY=value` as given on a command line; the value may itself contain `=`."""
+    key, sep, value = text.partition("=")
+    if not sep:
+        raise InvalidInput(f"expected KEY=VALUE, got {_show(text)}")
+    return check_env_key(key), check_env_value(key, value)
+
+
+def _show(value: str) -> str:
+    """A name as it can safely be echoed back on one line."""
+    shown = value if len(value) <= 80 else value[:77] + "..."
+    return repr(shown)

@@ -1,0 +1,267 @@
+"""The app-facing proxy: nginx configuration for every app, and the switch of traffic on deploy.
+
+Two nginx tiers (see docs/architecture.md):
+- the *front* holds client connections: one vhost per app (`sites/<app>.conf`, server names = the
+  app's domains). It is the host's nginx (MINIPAAS_NGINX=system) or a master of our own (private).
+  It is reloaded only when domains change.
+- the *router* is always our own master, behind a unix socket; `upstreams/<app>.conf` lists the
+  app's live web containers. A deploy rewrites that file and reloads only the router.
+Every change is written atomically, checked with `nginx -t`, and rolled back if nginx rejects it.
+"""
+
+from __future__ import annotations
+
+import fcntl
+import os
+import pwd
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass
+from pathlib import Path
+
+import jinja2
+
+from minipaas import nginx
+from minipaas.errors import InvalidInput, ProxyError
+from minipaas.settings import Settings
+
+MAX_SOCKET_PATH = 100  # sun_path is 108 bytes, nginx needs "unix:" and a NUL
+
+
+@dataclass(frozen=True)
+class Layout:
+    """Where the generated nginx files of one minipaas home live."""
+
+    root: Path
+
+    @property
+    def sites(self) -> Path:
+        return self.root / "sites"
+
+    @property
+    def upstreams(self) -> Path:
+        return self.root / "upstreams"
+
+    @property
+    def run(self) -> Path:
+        return self.root / "run"
+
+    @property
+    def tmp(self) -> Path:
+        return self.root / "tmp"
+
+    @property
+    def http_conf(self) -> Path:
+        return self.root / "http.conf"
+
+    @property
+    def front_conf(self) -> Path:
+        return self.root / "front.conf"
+
+    @property
+    def router_conf(self) -> Path:
+        return self.root / "router.conf"
+
+    @property
+    def router_socket(self) -> Path:
+        return self.run / "router.sock"
+
+
+def layout(settings: Settings) -> Layout:
+    return Layout(settings.nginx_dir)
+
+
+def _templates(settings: Settings) -> jinja2.Environment:
+    return jinja2.Environment(
+        loader=jinja2.FileSystemLoader(str(settings.nginx_templates)),
+        undefined=jinja2.StrictUndefined,
+        keep_trailing_newline=True,
+        autoescape=False,
+    )
+
+
+def _render(settings: Settings, template: str, **values: object) -> str:
+    try:
+        return _templates(settings).get_template(template).render(**values)
+    except jinja2.TemplateError as exc:
+        raise ProxyError(f"nginx template {template} in {settings.nginx_templates} is broken: {exc}") from None
+
+
+def _worker_user(settings: Settings) -> str:
+    if os.geteuid() != 0:
+        return ""  # workers run as whoever runs minipaas
+    if settings.nginx == "private":
+        # Test and development homes sit in private temp dirs other users cannot enter.
+        return "root"
+    for name in ("www-data", "nobody"):
+        try:
+            pwd.getpwnam(name)
+            return name
+        except KeyError:
+            continue
+    return ""
+
+
+def _listen(settings: Settings) -> str:
+    if settings.nginx == "private":
+        return f"127.0.0.1:{settings.http_port}"
+    return str(settings.http_port)
+
+
+def _common(settings: Settings) -> dict[str, object]:
+    lay = layout(settings)
+    return {
+        "user": _worker_user(settings),
+        "run_dir": lay.run,
+        "log_dir": settings.logs_dir,
+        "tmp_dir": lay.tmp,
+        "sites_dir": lay.sites,
+        "upstreams_dir": lay.upstreams,
+        "http_conf": lay.http_conf,
+        "socket": lay.router_socket,
+        "router_socket": lay.router_socket,
+        "listen": _listen(settings),
+    }
+
+
+@contextmanager
+def _locked(settings: Settings) -> Iterator[None]:
+    """One writer of nginx files at a time, across processes (two apps deploying at once)."""
+    settings.locks_dir.mkdir(parents=True, exist_ok=True)
+    with open(settings.locks_dir / "proxy.lock", "w") as handle:
+        fcntl.flock(handle, fcntl.LOCK_EX)
+        yield
+
+
+def _write_checked(path: Path, text: str, check: Callable[[], None]) -> bool:
+    """Atomically replace `path` with `text`, run `check`; on failure put the old file back.
+
+    Returns False when the file already had exactly this text (nothing to reload).
+    """
+    old = path.read_text(encoding="utf-8") if path.exists() else None
+    if old == text:
+        return False
+    tmp = path.with_name(f".{path.name}.tmp")
+    tmp.write_text(text, encoding="utf-8")
+    os.replace(tmp, path)
+    try:
+        check()
+    except ProxyError:
+        if old is None:
+            path.unlink(missing_ok=True)
+        else:
+            tmp.write_text(old, encoding="utf-8")
+            os.replace(tmp, path)
+        raise
+    return True
+
+
+# -- masters -------------------------------------------------------------------------------
+
+def _check_router(settings: Settings) -> None:
+    lay = layout(settings)
+    nginx.test(lay.router_conf, lay.root)
+
+
+def _check_front(settings: Settings) -> None:
+    lay = layout(settings)
+    if settings.nginx == "private":
+        nginx.test(lay.front_conf, lay.root)
+    else:
+        nginx.test(None)
+
+
+def _reload_router(settings: Settings) -> None:
+    lay = layout(settings)
+    nginx.reload(lay.router_conf, lay.root, lay.run / "router.pid")
+
+
+def _reload_front(settings: Settings) -> None:
+    lay = layout(settings)
+    if settings.nginx == "private":
+        nginx.reload(lay.front_conf, lay.root, lay.run / "front.pid")
+    else:
+        nginx.reload_system()
+
+
+def setup(settings: Settings) -> None:
+    """Write the main configurations and make sure both tiers run (init, restore, every deploy)."""
+    lay = layout(settings)
+    if len(str(lay.router_socket)) > MAX_SOCKET_PATH:
+        raise InvalidInput(f"MINIPAAS_HOME is too long for the router's unix socket ({lay.router_socket})")
+    for folder in (lay.sites, lay.upstreams, lay.run, lay.tmp, settings.logs_dir):
+        folder.mkdir(parents=True, exist_ok=True)
+    values = _common(settings)
+    with _locked(settings):
+        _write_checked(lay.http_conf, _render(settings, "http.conf.j2", **values), lambda: None)
+        _write_checked(lay.router_conf, _render(settings, "router.conf.j2", **values),
+                       lambda: _check_router(settings))
+        if nginx.running_pid(lay.run / "router.pid") is None:
+            nginx.start(lay.router_conf, lay.root, lay.run / "router.pid")
+        if settings.nginx == "private":
+            _write_checked(lay.front_conf, _render(settings, "front.conf.j2", **values),
+                           lambda: _check_front(settings))
+            if nginx.running_pid(lay.run / "front.pid") is None:
+                nginx.start(lay.front_conf, lay.root, lay.run / "front.pid")
+        else:
+            include = f"# minipaas apps (generated by `minipaas init`)\ninclude {lay.http_conf};\n"
+            settings.system_nginx_conf.parent.mkdir(parents=True, exist_ok=True)
+            if _write_checked(settings.system_nginx_conf, include, lambda: _check_front(settings)):
+                nginx.reload_system()
+
+
+def ensure_running(settings: Settings) -> None:
+    """Cheap check before a deploy: start whichever of our masters is not running."""
+    lay = layout(settings)
+    if not lay.router_conf.exists() or nginx.running_pid(lay.run / "router.pid") is None:
+        setup(settings)
+    elif settings.nginx == "private" and nginx.running_pid(lay.run / "front.pid") is None:
+        setup(settings)
+
+
+def shutdown(settings: Settings) -> None:
+    """Stop the masters minipaas runs itself (tests, and `minipaas down`)."""
+    lay = layout(settings)
+    nginx.stop(lay.run / "router.pid")
+    nginx.stop(lay.run / "front.pid")
+
+
+# -- per app -------------------------------------------------------------------------------
+
+def write_site(settings: Settings, app: str, domains: list[str]) -> None:
+    """The app's front vhost; reloads the front only when it changed."""
+    lay = layout(settings)
+    text = _render(settings, "site.conf.j2", app=app, domains=domains, **_common(settings))
+    with _locked(settings):
+        if _write_checked(lay.sites / f"{app}.conf", text, lambda: _check_front(settings)):
+            _reload_front(settings)
+
+
+def switch(settings: Settings, app: str, release: int, addresses: list[str]) -> None:
+    """Point the app's upstream at `addresses` (host:port) and reload the router."""
+    lay = layout(settings)
+    text = _render(settings, "upstream.conf.j2", app=app, release=release, addresses=addresses)
+    with _locked(settings):
+        if _write_checked(lay.upstreams / f"{app}.conf", text, lambda: _check_router(settings)):
+            _reload_router(settings)
+
+
+def upstream_addresses(settings: Settings, app: str) -> list[str]:
+    """What the router currently sends the app's traffic to (parsed back from its file)."""
+    path = layout(settings).upstreams / f"{app}.conf"
+    if not path.exists():
+        return []
+    return [line.split()[1] for line in path.read_text().splitlines() if line.strip().startswith("server ")]
+
+
+def remove_app(settings: Settings, app: str) -> None:
+    lay = layout(settings)
+    with _locked(settings):
+        removed = False
+        for path in (lay.sites / f"{app}.conf", lay.upstreams / f"{app}.conf"):
+            if path.exists():
+                path.unlink()
+                removed = True
+        if removed:
+            _reload_router(settings)
+            _reload_front(settings)

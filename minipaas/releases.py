@@ -1,0 +1,297 @@
+"""Releases: the deploy sequence and the record of every release.
+
+A release is an image plus the config of its time. Rolling one out always goes the same way:
+start the new web container, wait until it is healthy, switch the router to it, record it as
+live, and retire the old containers after the drain delay, in the background. A failure at any
+step removes what that step created, records the release as failed, and leaves the old one serving.
+"""
+
+from __future__ import annotations
+
+import getpass
+import json
+import os
+import subprocess
+import sys
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+
+from minipaas import apps, builds, config, engine, health, proxy, store
+from minipaas.errors import DeployFailed, MinipaasError, NotFound
+from minipaas.host import Host
+from minipaas.locks import app_lock
+
+Progress = Callable[[str], None]
+
+
+@dataclass(frozen=True)
+class Release:
+    app: str
+    number: int
+    kind: str
+    sha: str
+    image: str
+    buildpack: str
+    status: str
+    config: dict[str, str]
+    pusher: str
+    created_at: float
+    finished_at: float | None
+    message: str
+
+    def as_dict(self) -> dict[str, object]:
+        data = dict(self.__dict__)
+        data.pop("config")
+        return data
+
+
+def _release(row: object) -> Release:
+    r = dict(row)  # type: ignore[call-overload]
+    return Release(app=r["app"], number=r["number"], kind=r["kind"], sha=r["sha"], image=r["image"],
+                   buildpack=r["buildpack"], status=r["status"], config=json.loads(r["config_json"]),
+                   pusher=r["pusher"], created_at=r["created_at"], finished_at=r["finished_at"],
+                   message=r["message"])
+
+
+def listing(host: Host, app: str) -> list[Release]:
+    rows = host.db.execute("SELECT * FROM releases WHERE app = ? ORDER BY number DESC", (app,))
+    return [_release(row) for row in rows]
+
+
+def live(host: Host, app: str) -> Release | None:
+    row = host.db.execute("SELECT * FROM releases WHERE app = ? AND status = 'live'", (app,)).fetchone()
+    return _release(row) if row else None
+
+
+def get(host: Host, app: str, number: int) -> Release:
+    row = host.db.execute("SELECT * FROM releases WHERE app = ? AND number = ?", (app, number)).fetchone()
+    if row is None:
+        raise NotFound(f"{app} has no release {number}")
+    return _release(row)
+
+
+def build_log(host: Host, app: str, number: int) -> str:
+    row = host.db.execute("SELECT build_log FROM releases WHERE app = ? AND number = ?", (app, number)).fetchone()
+    return row["build_log"] if row else ""
+
+
+def pusher() -> str:
+    return os.environ.get("MINIPAAS_USER") or getpass.getuser()
+
+
+def web_containers(host: Host, app: str) -> list[engine.Container]:
+    labels = {engine.LABEL: str(host.settings.home), "minipaas.app": app, "minipaas.process": "web"}
+    return engine.containers(labels, network=host.settings.network)
+
+
+# -- entry points --------------------------------------------------------------------------
+
+def deploy_commit(host: Host, app: str, sha: str, progress: Progress) -> Release:
+    """Build and roll out a pushed commit (the pre-receive hook's job)."""
+    with app_lock(host.settings, app, progress):
+        current = live(host, app)
+        if current and current.sha == sha and _running(host, app, current.number):
+            progress(f"-----> {sha[:7]} is already live as release {current.number}; nothing to do")
+            return current
+        return _roll_out(host, app, kind="build", sha=sha, image="", buildpack="", progress=progress)
+
+
+def change_config(
+    host: Host, app: str, change: Callable[[], bool], progress: Progress, *, restart: bool = True
+) -> Release | None:
+    """Apply a config change and roll the live image out with it; undo the change if that fails."""
+    with app_lock(host.settings, app, progress):
+        before = config.get_all(host, app)
+        if not change():
+            progress("-----> Config unchanged")
+            return None
+        current = live(host, app)
+        if current is None or not restart:
+            return None
+        progress(f"-----> Releasing {app} with the new config")
+        try:
+            return _roll_out(host, app, kind="config", sha=current.sha, image=current.image,
+                             buildpack=current.buildpack, progress=progress)
+        except MinipaasError:
+            config.replace_all(host, app, before)
+            raise
+
+
+def restart(host: Host, app: str, progress: Progress) -> Release:
+    """Replace the live containers by fresh ones of the same image and config, without downtime."""
+    with app_lock(host.settings, app, progress):
+        current = live(host, app)
+        if current is None:
+            raise NotFound(f"{app} has no live release to restart; push it first")
+        return _roll_out(host, app, kind="restart", sha=current.sha, image=current.image,
+                         buildpack=current.buildpack, progress=progress)
+
+
+# -- the sequence --------------------------------------------------------------------------
+
+def _roll_out(host: Host, app: str, *, kind: str, sha: str, image: str, buildpack: str,
+              progress: Progress) -> Release:
+    s = host.settings
+    engine.ensure_network(s.network)
+    proxy.ensure_running(s)
+    _reconcile(host, app)
+    env = config.get_all(host, app)
+    number = _record_pending(host, app, kind=kind, sha=sha, image=image, buildpack=buildpack, env=env)
+    container_id = ""
+    try:
+        if not image:
+            built = builds.build(s, app, number, sha, progress)
+            image, buildpack = built.image, built.buildpack
+            _update(host, app, number, image=image, buildpack=buildpack, build_log=built.log)
+        name = f"{app}.web.{number}"
+        progress(f"-----> Starting {name}")
+        container = engine.run(
+            name=name, image=image, network=s.network, env={**env, "PORT": str(health.WEB_PORT)},
+            labels={engine.LABEL: str(s.home), "minipaas.app": app, "minipaas.release": str(number),
+                    "minipaas.process": "web"},
+            memory=apps.get_setting(host, app, "memory"),
+        )
+        container_id = container.id
+        path = apps.get_setting(host, app, "healthcheck-path")
+        timeout = int(apps.get_setting(host, app, "healthcheck-timeout"))
+        progress(f"-----> Waiting for {name} to answer GET {path} (timeout {timeout}s)")
+        address, seconds = health.wait_healthy(container_id, network=s.network, path=path,
+                                               timeout=timeout, progress=progress)
+        progress(f"       healthy after {seconds:.1f}s")
+        proxy.switch(s, app, number, [address])
+        old = [c for c in web_containers(host, app) if c.id != container_id]
+        drain = int(apps.get_setting(host, app, "drain-seconds"))
+        _record_live(host, app, number, retiring=[c.id for c in old], drain=drain)
+    except BaseException as exc:
+        if container_id:
+            engine.remove(container_id, timeout=0)
+        message = exc.message if isinstance(exc, MinipaasError) else f"interrupted ({type(exc).__name__})"
+        _update(host, app, number, status="failed", message=message, finished_at=store.now())
+        raise
+    if old:
+        progress(f"-----> Retiring {', '.join(c.name for c in old)} in {drain}s (in the background)")
+        _spawn_retirer(host, app)
+    domain = apps.default_domain(host, app)
+    progress(f"=====> {app} release {number} is live at http://{domain}{_port_suffix(host)}/")
+    return get(host, app, number)
+
+
+def _port_suffix(host: Host) -> str:
+    return "" if host.settings.http_port == 80 else f":{host.settings.http_port}"
+
+
+def _running(host: Host, app: str, number: int) -> bool:
+    return any(c.status == "running" and c.labels.get("minipaas.release") == str(number)
+               for c in web_containers(host, app))
+
+
+def _record_pending(host: Host, app: str, *, kind: str, sha: str, image: str, buildpack: str,
+                    env: dict[str, str]) -> int:
+    with store.transaction(host.db) as db:
+        number = db.execute("SELECT COALESCE(MAX(number), 0) + 1 FROM releases WHERE app = ?",
+                            (app,)).fetchone()[0]
+        db.execute(
+            "INSERT INTO releases (app, number, kind, sha, image, buildpack, status, config_json, pusher,"
+            " created_at) VALUES (?, ?, ?, ?, ?, ?, 'pending', ?, ?, ?)",
+            (app, number, kind, sha, image, buildpack, json.dumps(env), pusher(), store.now()))
+    return int(number)
+
+
+def _update(host: Host, app: str, number: int, **fields: object) -> None:
+    assignments = ", ".join(f"{key} = ?" for key in fields)
+    with store.transaction(host.db) as db:
+        db.execute(f"UPDATE releases SET {assignments} WHERE app = ? AND number = ?",
+                   (*fields.values(), app, number))
+
+
+def _record_live(host: Host, app: str, number: int, *, retiring: list[str], drain: int) -> None:
+    with store.transaction(host.db) as db:
+        db.execute("UPDATE releases SET status = 'superseded' WHERE app = ? AND status = 'live'", (app,))
+        db.execute("UPDATE releases SET status = 'live', finished_at = ? WHERE app = ? AND number = ?",
+                   (store.now(), app, number))
+        for container in retiring:
+            db.execute("INSERT OR REPLACE INTO retirements (container, app, not_before) VALUES (?, ?, ?)",
+                       (container, app, store.now() + drain))
+
+
+# -- retirement and repair -----------------------------------------------------------------
+
+def _spawn_retirer(host: Host, app: str) -> None:
+    """Retire old containers after their drain delay without holding up the push."""
+    host.settings.logs_dir.mkdir(parents=True, exist_ok=True)
+    with open(host.settings.logs_dir / "retire.log", "ab") as log:
+        subprocess.Popen(
+            [sys.executable, "-m", "minipaas", "retire", app],
+            stdin=subprocess.DEVNULL, stdout=log, stderr=log, start_new_session=True,
+            env={**os.environ, "MINIPAAS_HOME": str(host.settings.home)},
+        )
+
+
+def retire(host: Host, app: str, *, wait: bool) -> list[str]:
+    """Stop and remove the app's containers whose drain delay is over (waiting for it if `wait`)."""
+    done = []
+    while True:
+        rows = host.db.execute("SELECT container, not_before FROM retirements WHERE app = ? ORDER BY not_before",
+                               (app,)).fetchall()
+        if not rows:
+            return done
+        due = [row["container"] for row in rows if row["not_before"] <= store.now()]
+        if not due:
+            if not wait:
+                return done
+            time.sleep(max(0.05, rows[0]["not_before"] - store.now()))
+            continue
+        for container in due:
+            engine.remove(container, timeout=10)
+            with store.transaction(host.db) as db:
+                db.execute("DELETE FROM retirements WHERE container = ?", (container,))
+            done.append(container)
+
+
+def _reconcile(host: Host, app: str) -> None:
+    """Repair what a crashed deploy may have left: overdue retirements, stray containers.
+
+    Runs under the app's lock, so no other deploy of this app is creating containers now.
+    """
+    retire(host, app, wait=False)
+    current = live(host, app)
+    pending = {row["container"] for row in
+               host.db.execute("SELECT container FROM retirements WHERE app = ?", (app,))}
+    for container in web_containers(host, app):
+        is_live = current is not None and container.labels.get("minipaas.release") == str(current.number)
+        if not is_live and container.id not in pending:
+            engine.remove(container.id, timeout=0)
+    with store.transaction(host.db) as db:
+        db.execute("UPDATE releases SET status = 'failed', message = 'interrupted' "
+                   "WHERE app = ? AND status = 'pending'", (app,))
+
+
+def restore(host: Host, progress: Progress) -> None:
+    """Bring every app back to its recorded state (after a reboot or a dockerd restart)."""
+    s = host.settings
+    engine.ensure_network(s.network)
+    proxy.setup(s)
+    for app in apps.names(host):
+        with app_lock(s, app, progress):
+            _reconcile(host, app)
+            current = live(host, app)
+            if current is None:
+                continue
+            running = [c for c in web_containers(host, app)
+                       if c.labels.get("minipaas.release") == str(current.number)]
+            for c in running:
+                if c.status != "running":
+                    engine.start(c.id)
+            addresses = []
+            for c in running:
+                address, _ = health.wait_healthy(c.id, network=s.network,
+                                                 path=apps.get_setting(host, app, "healthcheck-path"),
+                                                 timeout=int(apps.get_setting(host, app, "healthcheck-timeout")),
+                                                 progress=progress)
+                addresses.append(address)
+            if not addresses:
+                raise DeployFailed(f"{app}: the container of release {current.number} is gone; "
+                                   f"run `minipaas ps:restart {app}`")
+            proxy.switch(s, app, current.number, addresses)
+            progress(f"-----> {app}: release {current.number} serving at {', '.join(addresses)}")

@@ -1,0 +1,147 @@
+"""Host settings: where state lives, which domain and port apps are served on, which nginx.
+
+Each setting comes from the environment (`MINIPAAS_*`) first, then from `settings.toml` in
+`MINIPAAS_HOME` (written by `minipaas init` / install.sh), then from the defaults below.
+"""
+
+from __future__ import annotations
+
+import os
+import tomllib
+from dataclasses import dataclass
+from pathlib import Path
+
+from minipaas.errors import InvalidInput
+
+DEFAULT_HOME = "/var/lib/minipaas"
+SETTINGS_FILE = "settings.toml"
+# Data folders shipped with minipaas: inside the package when installed from a wheel,
+# at the top of the checkout when run from source or an editable install.
+_PACKAGE_DIR = Path(__file__).resolve().parent
+SHARE_DIR = _PACKAGE_DIR / "share" if (_PACKAGE_DIR / "share").is_dir() else _PACKAGE_DIR.parent
+
+# setting name -> (environment variable, default)
+_FIELDS: dict[str, tuple[str, str]] = {
+    "domain": ("MINIPAAS_DOMAIN", "paas.test"),
+    "http_port": ("MINIPAAS_HTTP_PORT", "80"),
+    "nginx": ("MINIPAAS_NGINX", "system"),
+    "build_ca": ("MINIPAAS_BUILD_CA", ""),
+    "network": ("MINIPAAS_NETWORK", "minipaas"),
+    "node_major": ("MINIPAAS_NODE_MAJOR", "26"),
+    "buildpacks_dir": ("MINIPAAS_BUILDPACKS", str(SHARE_DIR / "buildpacks")),
+    "nginx_templates": ("MINIPAAS_NGINX_TEMPLATES", str(SHARE_DIR / "nginx")),
+    "system_nginx_conf": ("MINIPAAS_SYSTEM_NGINX_CONF", "/etc/nginx/conf.d/minipaas.conf"),
+}
+
+
+@dataclass(frozen=True)
+class Settings:
+    home: Path
+    domain: str
+    http_port: int
+    nginx: str
+    build_ca: Path | None
+    network: str
+    node_major: int
+    buildpacks_dir: Path
+    nginx_templates: Path
+    system_nginx_conf: Path
+
+    @property
+    def db_path(self) -> Path:
+        return self.home / "minipaas.db"
+
+    @property
+    def repos_dir(self) -> Path:
+        return self.home / "repos"
+
+    @property
+    def nginx_dir(self) -> Path:
+        return self.home / "nginx"
+
+    @property
+    def logs_dir(self) -> Path:
+        return self.home / "logs"
+
+    @property
+    def locks_dir(self) -> Path:
+        return self.home / "locks"
+
+    @property
+    def cache_dir(self) -> Path:
+        return self.home / "cache"
+
+    def repo_path(self, app: str) -> Path:
+        return self.repos_dir / f"{app}.git"
+
+    def to_toml(self) -> str:
+        """The settings file `init` writes, so that hooks and later commands see the same values."""
+        lines = [f"home = {_toml_str(str(self.home))}"]
+        for name in _FIELDS:
+            value = getattr(self, name)
+            value = "" if value is None else str(value)
+            lines.append(f"{name} = {_toml_str(value)}")
+        return "\n".join(lines) + "\n"
+
+
+def _toml_str(value: str) -> str:
+    escaped = value.replace("\\", "\\\\").replace('"', '\\"')
+    return f'"{escaped}"'
+
+
+def load(env: dict[str, str] | None = None) -> Settings:
+    """Settings for this process: environment over settings file over defaults."""
+    env = dict(os.environ if env is None else env)
+    home = Path(env.get("MINIPAAS_HOME") or DEFAULT_HOME)
+    if not home.is_absolute():
+        home = Path.cwd() / home
+    stored: dict[str, object] = {}
+    settings_file = home / SETTINGS_FILE
+    if settings_file.is_file():
+        try:
+            stored = tomllib.loads(settings_file.read_text(encoding="utf-8"))
+        except (tomllib.TOMLDecodeError, UnicodeDecodeError) as exc:
+            raise InvalidInput(f"{settings_file} is not valid TOML: {exc}") from None
+    raw = {
+        name: env.get(var) or str(stored.get(name) or "") or default
+        for name, (var, default) in _FIELDS.items()
+    }
+    return Settings(
+        home=home,
+        domain=_domain(raw["domain"]),
+        http_port=_port(raw["http_port"], "MINIPAAS_HTTP_PORT"),
+        nginx=_choice(raw["nginx"], ("system", "private"), "MINIPAAS_NGINX"),
+        build_ca=_optional_file(raw["build_ca"], "MINIPAAS_BUILD_CA"),
+        network=raw["network"],
+        node_major=_port(raw["node_major"], "MINIPAAS_NODE_MAJOR"),
+        buildpacks_dir=Path(raw["buildpacks_dir"]),
+        nginx_templates=Path(raw["nginx_templates"]),
+        system_nginx_conf=Path(raw["system_nginx_conf"]),
+    )
+
+
+def _domain(value: str) -> str:
+    from minipaas.names import check_hostname
+
+    return check_hostname(value.lower().rstrip("."), what="MINIPAAS_DOMAIN")
+
+
+def _port(value: str, what: str) -> int:
+    if not value.isdigit() or not 0 < int(value) < 65536:
+        raise InvalidInput(f"{what} must be a number from 1 to 65535, not {value!r}")
+    return int(value)
+
+
+def _choice(value: str, choices: tuple[str, ...], what: str) -> str:
+    if value not in choices:
+        raise InvalidInput(f"{what} must be one of {', '.join(choices)}, not {value!r}")
+    return value
+
+
+def _optional_file(value: str, what: str) -> Path | None:
+    if not value:
+        return None
+    path = Path(value)
+    if not path.is_file():
+        raise InvalidInput(f"{what} names {value!r}, which is not a readable file")
+    return path

@@ -1,0 +1,105 @@
+"""SQLite state under MINIPAAS_HOME: apps, their config, domains, settings and releases.
+
+The schema is versioned with `PRAGMA user_version`; `migrate` brings any older database up to
+date and is run by `minipaas init` and on every open (it is a no-op when current).
+"""
+
+from __future__ import annotations
+
+import sqlite3
+import time
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
+
+MIGRATIONS: list[str] = [
+    # 1: the core pipeline
+    """
+    CREATE TABLE apps (
+        name TEXT PRIMARY KEY,
+        created_at REAL NOT NULL
+    );
+    CREATE TABLE app_settings (
+        app TEXT NOT NULL REFERENCES apps(name) ON DELETE CASCADE,
+        key TEXT NOT NULL,
+        value TEXT NOT NULL,
+        PRIMARY KEY (app, key)
+    );
+    CREATE TABLE config (
+        app TEXT NOT NULL REFERENCES apps(name) ON DELETE CASCADE,
+        key TEXT NOT NULL,
+        value TEXT NOT NULL,
+        PRIMARY KEY (app, key)
+    );
+    CREATE TABLE domains (
+        domain TEXT PRIMARY KEY,
+        app TEXT NOT NULL REFERENCES apps(name) ON DELETE CASCADE
+    );
+    CREATE TABLE releases (
+        app TEXT NOT NULL REFERENCES apps(name) ON DELETE CASCADE,
+        number INTEGER NOT NULL,
+        kind TEXT NOT NULL,            -- build, config, restart, rollback
+        sha TEXT NOT NULL,
+        image TEXT NOT NULL DEFAULT '',
+        buildpack TEXT NOT NULL DEFAULT '',
+        status TEXT NOT NULL,          -- pending, live, failed, superseded
+        config_json TEXT NOT NULL DEFAULT '{}',
+        pusher TEXT NOT NULL DEFAULT '',
+        created_at REAL NOT NULL,
+        finished_at REAL,
+        message TEXT NOT NULL DEFAULT '',
+        build_log TEXT NOT NULL DEFAULT '',
+        PRIMARY KEY (app, number)
+    );
+    CREATE TABLE retirements (
+        container TEXT PRIMARY KEY,
+        app TEXT NOT NULL,
+        not_before REAL NOT NULL
+    );
+    """,
+]
+
+
+def connect(path: Path) -> sqlite3.Connection:
+    conn = sqlite3.connect(path, timeout=30, isolation_level=None)
+    conn.row_factory = sqlite3.Row
+    conn.execute("PRAGMA foreign_keys = ON")
+    conn.execute("PRAGMA busy_timeout = 30000")
+    migrate(conn)
+    return conn
+
+
+def migrate(conn: sqlite3.Connection) -> int:
+    """Apply pending migrations; returns the schema version."""
+    version = conn.execute("PRAGMA user_version").fetchone()[0]
+    if version == len(MIGRATIONS):
+        return version
+    conn.execute("PRAGMA journal_mode = WAL")
+    conn.execute("BEGIN IMMEDIATE")
+    try:
+        version = conn.execute("PRAGMA user_version").fetchone()[0]  # another process may have won
+        for number, script in enumerate(MIGRATIONS[version:], start=version + 1):
+            for statement in script.split(";"):
+                if statement.strip():
+                    conn.execute(statement)
+            conn.execute(f"PRAGMA user_version = {number}")
+        conn.execute("COMMIT")
+    except BaseException:
+        conn.execute("ROLLBACK")
+        raise
+    return len(MIGRATIONS)
+
+
+@contextmanager
+def transaction(conn: sqlite3.Connection) -> Iterator[sqlite3.Connection]:
+    conn.execute("BEGIN IMMEDIATE")
+    try:
+        yield conn
+    except BaseException:
+        conn.execute("ROLLBACK")
+        raise
+    conn.execute("COMMIT")
+
+
+def now() -> float:
+    return time.time()
