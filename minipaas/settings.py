@@ -22,7 +22,7 @@ SHARE_DIR = _PACKAGE_DIR / "share" if (_PACKAGE_DIR / "share").is_dir() else _PA
 
 # setting name -> (environment variable, default)
 _FIELDS: dict[str, tuple[str, str]] = {
-    "domain": ("MINIPAAS_DOMAIN", "paas.test"),
+    "domain": ("MINIPAAS_DOMAIN", "localhost"),
     "http_port": ("MINIPAAS_HTTP_PORT", "80"),
     "nginx": ("MINIPAAS_NGINX", "system"),
     "build_ca": ("MINIPAAS_BUILD_CA", ""),

@@ -285,6 +285,8 @@ def _build_locally(settings: Settings, major: int, progress: Callable[[str], Non
         _extract_package(archive, npm_dir, lambda p: p)
         archive.unlink()
         for name, script in (("npm", "npm-cli.js"), ("npx", "npx-cli.js")):
+            if not (npm_dir / "bin" / script).is_file():
+                continue  # npx came with npm 5.2
             (npm_dir / "bin" / script).chmod(0o755)
             link = local / "bin" / name
             link.unlink(missing_ok=True)

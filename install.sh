@@ -1,0 +1,108 @@
+#!/usr/bin/env bash
+# Sets a Debian host up for minipaas and puts the example app live.
+#
+#   sudo ./install.sh              host packages, Docker engine, nginx, minipaas in /opt/minipaas,
+#                                  the Node.js base image, `minipaas init`, then examples/hello live
+#   sudo ./install.sh --deps-only  everything the test suite needs, without init or the example app
+#
+# Settings come from the environment (MINIPAAS_HOME, MINIPAAS_DOMAIN, MINIPAAS_HTTP_PORT,
+# MINIPAAS_NGINX, MINIPAAS_BUILD_CA) and are written to $MINIPAAS_HOME/settings.toml by init.
+set -euo pipefail
+
+here=$(cd "$(dirname "$0")" && pwd)
+prefix=${MINIPAAS_PREFIX:-/opt/minipaas}
+deps_only=0
+[ "${1:-}" = "--deps-only" ] && deps_only=1
+
+say() { printf -- '-----> %s\n' "$*"; }
+die() { printf 'install.sh: %s\n' "$*" >&2; exit 1; }
+
+[ "$(id -u)" = 0 ] || die "run as root (sudo ./install.sh)"
+
+# --- host packages ----------------------------------------------------------------------------
+need=()
+command -v dockerd >/dev/null || need+=(docker.io)
+command -v nginx >/dev/null || need+=(nginx)
+command -v git >/dev/null || need+=(git)
+command -v debootstrap >/dev/null || need+=(debootstrap)
+command -v wrk >/dev/null || need+=(wrk)
+command -v curl >/dev/null || need+=(curl)
+python3 -c 'import venv, ensurepip' 2>/dev/null || need+=(python3-venv)
+if [ ${#need[@]} -gt 0 ]; then
+  say "Installing ${need[*]}"
+  apt-get update -q >/dev/null
+  DEBIAN_FRONTEND=noninteractive apt-get install -y -q --no-install-recommends "${need[@]}" >/dev/null
+fi
+
+# --- Docker engine: systemd when there is one, else dockerd in the background ------------------
+if ! docker info >/dev/null 2>&1; then
+  if [ -d /run/systemd/system ]; then
+    systemctl enable --now docker >/dev/null
+  else
+    say "Starting dockerd (no systemd here; log in /var/log/minipaas-dockerd.log)"
+    setsid nohup dockerd >/var/log/minipaas-dockerd.log 2>&1 < /dev/null &
+  fi
+  for _ in $(seq 1 60); do docker info >/dev/null 2>&1 && break; sleep 0.5; done
+  docker info >/dev/null 2>&1 || die "the Docker engine did not start; see /var/log/minipaas-dockerd.log"
+fi
+
+# --- minipaas itself, in its own virtualenv -------------------------------------------------------
+if [ ! -x "$prefix/venv/bin/python" ]; then
+  say "Creating $prefix/venv"
+  python3 -m venv "$prefix/venv"
+fi
+say "Installing minipaas from $here"
+"$prefix/venv/bin/python" -m pip install -q --upgrade pip >/dev/null
+"$prefix/venv/bin/python" -m pip install -q -e "$here[test]"
+ln -sf "$prefix/venv/bin/minipaas" /usr/local/bin/minipaas
+
+# --- the build CA: on a host whose HTTPS goes through an intercepting proxy ------------------------
+if [ -z "${MINIPAAS_BUILD_CA:-}" ] && [ -n "${NODE_EXTRA_CA_CERTS:-}" ] && [ -f "$NODE_EXTRA_CA_CERTS" ]; then
+  export MINIPAAS_BUILD_CA=$NODE_EXTRA_CA_CERTS
+  say "Builds will trust $MINIPAAS_BUILD_CA (from NODE_EXTRA_CA_CERTS)"
+fi
+
+# --- the Node.js base image -----------------------------------------------------------------------
+stack_home=$(mktemp -d)
+MINIPAAS_HOME=$stack_home minipaas stack:build
+rm -rf "$stack_home"
+
+[ $deps_only = 1 ] && { say "Dependencies ready"; exit 0; }
+
+# --- this host ------------------------------------------------------------------------------------
+export MINIPAAS_HOME=${MINIPAAS_HOME:-/var/lib/minipaas}
+minipaas init
+if [ -d /run/systemd/system ]; then
+  cat >/etc/systemd/system/minipaas-restore.service <<UNIT
+[Unit]
+Description=minipaas: bring apps back after boot
+After=docker.service nginx.service
+Requires=docker.service
+
+[Service]
+Type=oneshot
+Environment=MINIPAAS_HOME=$MINIPAAS_HOME
+ExecStart=/usr/local/bin/minipaas ps:restore
+
+[Install]
+WantedBy=multi-user.target
+UNIT
+  systemctl daemon-reload && systemctl enable minipaas-restore.service >/dev/null
+fi
+
+# --- the example app --------------------------------------------------------------------------------
+minipaas apps:list --json | grep -q '"name": "hello"' || minipaas apps:create hello
+work=$(mktemp -d)
+cp -r "$here/examples/hello/." "$work/"
+git -C "$work" init -q -b master
+git -C "$work" -c user.name=minipaas -c user.email=install@minipaas add -A
+git -C "$work" -c user.name=minipaas -c user.email=install@minipaas commit -q -m "example app"
+git -C "$work" push "$MINIPAAS_HOME/repos/hello.git" master --force
+rm -rf "$work"
+
+domain=$(minipaas domains hello | head -n 1)
+port=${MINIPAAS_HTTP_PORT:-80}
+url="http://$domain$([ "$port" = 80 ] || echo ":$port")/"
+curl -fsS --max-time 10 --resolve "$domain:$port:127.0.0.1" "$url" >/dev/null || die "the example app does not answer at $url"
+say "The example app is live at $url"
+echo "       try: curl --resolve $domain:$port:127.0.0.1 $url"

@@ -1,0 +1,160 @@
+"""Test harness: each test gets its own minipaas host (a temp MINIPAAS_HOME, a private nginx on a
+free loopback port) driven through the real CLI, real git pushes and the real Docker engine."""
+
+from __future__ import annotations
+
+import http.client
+import os
+import shutil
+import socket
+import subprocess
+import sys
+import uuid
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parent.parent
+APPS = Path(__file__).resolve().parent / "apps"
+EXAMPLE = ROOT / "examples" / "hello"
+CA = "/etc/ssl/certs/ca-certificates.crt"
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def docker(*args: str) -> str:
+    return subprocess.run(["docker", *args], check=True, capture_output=True, text=True).stdout
+
+
+@dataclass
+class Response:
+    status: int
+    body: str
+    headers: dict[str, str]
+
+
+@dataclass
+class Paas:
+    """One isolated minipaas host."""
+
+    home: Path
+    port: int
+    env: dict[str, str]
+    work: Path
+
+    def run(self, *args: str, check: bool = True, input: str | None = None,
+            timeout: float = 600) -> subprocess.CompletedProcess[str]:
+        result = subprocess.run([sys.executable, "-m", "minipaas", *args], env=self.env, text=True,
+                                capture_output=True, input=input, timeout=timeout)
+        if check and result.returncode != 0:
+            raise AssertionError(f"minipaas {' '.join(args)} failed ({result.returncode}):\n"
+                                 f"{result.stdout}\n{result.stderr}")
+        return result
+
+    def new_app(self, prefix: str = "t") -> str:
+        name = f"{prefix}-{uuid.uuid4().hex[:8]}"
+        self.run("apps:create", name)
+        return name
+
+    def checkout(self, app: str, source: Path) -> Path:
+        """A working clone of `source` whose `paas` remote is the app's repo."""
+        path = self.work / f"{app}-src"
+        if not path.exists():
+            shutil.copytree(source, path, ignore=shutil.ignore_patterns("node_modules"))
+            git(path, "init", "-q", "-b", "master")
+            git(path, "remote", "add", "paas", str(self.home / "repos" / f"{app}.git"))
+            commit(path, "initial")
+        return path
+
+    def push(self, checkout: Path, ref: str = "master", *, expect_ok: bool = True,
+             extra: tuple[str, ...] = ()) -> subprocess.CompletedProcess[str]:
+        result = subprocess.run(["git", "push", *extra, "paas", ref], cwd=checkout, env=self.env, text=True,
+                                capture_output=True, timeout=900)
+        output = result.stdout + result.stderr
+        if expect_ok and result.returncode != 0:
+            raise AssertionError(f"push failed:\n{output}")
+        if not expect_ok and result.returncode == 0:
+            raise AssertionError(f"push should have been rejected:\n{output}")
+        return result
+
+    def deploy(self, source: Path = EXAMPLE, prefix: str = "t") -> tuple[str, Path]:
+        app = self.new_app(prefix)
+        checkout = self.checkout(app, source)
+        self.push(checkout)
+        return app, checkout
+
+    def get(self, app: str, path: str = "/", *, method: str = "GET", body: str | None = None,
+            host: str | None = None) -> Response:
+        conn = http.client.HTTPConnection("127.0.0.1", self.port, timeout=30)
+        try:
+            headers = {"Host": host or f"{app}.paas.test"}
+            if body is not None:
+                headers["Content-Type"] = "text/plain; charset=utf-8"
+            conn.request(method, path, body=body.encode() if body is not None else None, headers=headers)
+            resp = conn.getresponse()
+            return Response(resp.status, resp.read().decode("utf-8", errors="replace"),
+                            {k.lower(): v for k, v in resp.getheaders()})
+        finally:
+            conn.close()
+
+    def containers(self, *, all: bool = True) -> list[str]:
+        args = ["ps", "-q", "--filter", f"label=minipaas={self.home}"]
+        return docker(*args, *(["-a"] if all else [])).split()
+
+    def repo_ref(self, app: str, ref: str = "refs/heads/master") -> str:
+        result = subprocess.run(["git", "--git-dir", str(self.home / "repos" / f"{app}.git"), "rev-parse",
+                                 "--verify", "--quiet", ref], capture_output=True, text=True)
+        return result.stdout.strip()
+
+
+def git(path: Path, *args: str) -> str:
+    return subprocess.run(["git", "-c", "user.name=test", "-c", "user.email=test@minipaas.test", *args],
+                          cwd=path, check=True, capture_output=True, text=True).stdout
+
+
+def commit(path: Path, message: str) -> str:
+    git(path, "add", "-A")
+    git(path, "commit", "-q", "--allow-empty", "-m", message)
+    return git(path, "rev-parse", "HEAD").strip()
+
+
+@pytest.fixture(scope="session", autouse=True)
+def _engine_ready() -> None:
+    if subprocess.run(["docker", "info"], capture_output=True).returncode != 0:
+        pytest.exit("no Docker engine answers: run ./install.sh --deps-only (or start dockerd)", 2)
+    if subprocess.run(["docker", "image", "inspect", "minipaas/node:26"], capture_output=True).returncode != 0:
+        pytest.exit("base image minipaas/node:26 missing: run `minipaas stack:build`", 2)
+
+
+@pytest.fixture
+def paas(tmp_path: Path) -> Iterator[Paas]:
+    home = tmp_path / "home"
+    work = tmp_path / "work"
+    work.mkdir()
+    port = free_port()
+    env = {
+        **os.environ,
+        "MINIPAAS_HOME": str(home),
+        "MINIPAAS_NGINX": "private",
+        "MINIPAAS_HTTP_PORT": str(port),
+        "MINIPAAS_DOMAIN": "paas.test",
+        "GIT_TERMINAL_PROMPT": "0",
+    }
+    if os.path.exists(CA):
+        env["MINIPAAS_BUILD_CA"] = CA
+    instance = Paas(home=home, port=port, env=env, work=work)
+    instance.run("init")
+    yield instance
+    for container in instance.containers():
+        subprocess.run(["docker", "rm", "-f", container], capture_output=True)
+    for pid_file in (home / "nginx" / "run").glob("*.pid"):
+        try:
+            os.kill(int(pid_file.read_text()), 3)  # SIGQUIT: graceful stop
+        except (OSError, ValueError):
+            pass
