@@ -25,7 +25,7 @@ def _int_between(low: int, high: int) -> Callable[[str], bool]:
 
 SETTINGS: dict[str, AppSetting] = {
     "deploy-branch": AppSetting(
-        "", lambda v: v == "" or bool(re.fullmatch(r"[A-Za-z0-9._-]+(/[A-Za-z0-9._-]+)*", v)) and ".." not in v,
+        "", lambda v: v == "" or (bool(re.fullmatch(r"[A-Za-z0-9._-]+(/[A-Za-z0-9._-]+)*", v)) and ".." not in v),
         "branch whose pushes deploy (empty: master or main)"),
     "healthcheck-path": AppSetting(
         "/", lambda v: bool(re.fullmatch(r"/[A-Za-z0-9._~!$&'()*+,;=:@%/?-]*", v)),

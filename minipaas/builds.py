@@ -14,7 +14,6 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass
 
-
 from minipaas import buildpacks, engine, gitrepo, stacks
 from minipaas.settings import Settings
 

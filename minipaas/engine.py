@@ -6,6 +6,7 @@ It wraps the Docker SDK (docker-py) so that the rest of minipaas deals in plain 
 
 from __future__ import annotations
 
+import contextlib
 import functools
 import json
 from collections.abc import Callable, Iterator
@@ -238,10 +239,8 @@ def run(
 
 
 def _remove_by_name(name: str) -> None:
-    try:
+    with contextlib.suppress(docker.errors.NotFound):
         _api().remove_container(name, force=True)
-    except docker.errors.NotFound:
-        pass
 
 
 def inspect(ref: str, *, network: str = "") -> Container:
@@ -286,10 +285,8 @@ def containers(labels: dict[str, str], *, network: str = "") -> list[Container]:
 
 
 def stop(ref: str, *, timeout: int = 10) -> None:
-    try:
+    with contextlib.suppress(docker.errors.NotFound):
         _api().stop(ref, timeout=timeout)
-    except docker.errors.NotFound:
-        pass
 
 
 def start(ref: str) -> None:
@@ -307,10 +304,8 @@ def remove(ref: str, *, timeout: int = 10) -> None:
         return
     except docker.errors.APIError:
         pass  # already stopping or dead: removal below settles it
-    try:
+    with contextlib.suppress(docker.errors.NotFound):
         _api().remove_container(ref, force=True)
-    except docker.errors.NotFound:
-        pass
 
 
 def rename(ref: str, name: str) -> None:

@@ -35,7 +35,7 @@ def main(app: str, stdin: TextIO) -> int:
         apps.require(host, app)
         targets = deploy_refs(apps.get_setting(host, app, "deploy-branch"))
         deploy = None
-        for old, new, ref in updates:
+        for _old, new, ref in updates:
             if ref in targets:
                 if new == ZERO_SHA:
                     say(f"!     {ref.removeprefix('refs/heads/')} is the deploy branch of {app}; "

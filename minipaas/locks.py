@@ -28,7 +28,8 @@ def app_lock(settings: Settings, app: str, progress: Callable[[str], None]) -> I
                     break
                 except BlockingIOError:
                     if time.monotonic() > deadline:
-                        raise Conflict(f"another deploy of {app} has held its lock for {WAIT_LIMIT // 60} minutes") from None
+                        raise Conflict(f"another deploy of {app} has held its lock for "
+                                       f"{WAIT_LIMIT // 60} minutes") from None
                     time.sleep(0.1)
             progress("The other deploy finished; going on.")
         yield

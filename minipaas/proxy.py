@@ -213,9 +213,9 @@ def setup(settings: Settings) -> None:
 def ensure_running(settings: Settings) -> None:
     """Cheap check before a deploy: start whichever of our masters is not running."""
     lay = layout(settings)
-    if not lay.router_conf.exists() or nginx.running_pid(lay.run / "router.pid") is None:
-        setup(settings)
-    elif settings.nginx == "private" and nginx.running_pid(lay.run / "front.pid") is None:
+    router_down = not lay.router_conf.exists() or nginx.running_pid(lay.run / "router.pid") is None
+    front_down = settings.nginx == "private" and nginx.running_pid(lay.run / "front.pid") is None
+    if router_down or front_down:
         setup(settings)
 
 

@@ -198,10 +198,17 @@ def _record_pending(host: Host, app: str, *, kind: str, sha: str, image: str, bu
     return int(number)
 
 
+_UPDATABLE = frozenset({"image", "buildpack", "build_log", "status", "message", "finished_at"})
+
+
 def _update(host: Host, app: str, number: int, **fields: object) -> None:
+    unknown = set(fields) - _UPDATABLE
+    if unknown:
+        raise ValueError(f"not a release column: {unknown}")
+    # Column names come from the fixed set above; values are bound parameters.
     assignments = ", ".join(f"{key} = ?" for key in fields)
     with store.transaction(host.db) as db:
-        db.execute(f"UPDATE releases SET {assignments} WHERE app = ? AND number = ?",
+        db.execute(f"UPDATE releases SET {assignments} WHERE app = ? AND number = ?",  # noqa: S608
                    (*fields.values(), app, number))
 
 

@@ -3,6 +3,7 @@ free loopback port) driven through the real CLI, real git pushes and the real Do
 
 from __future__ import annotations
 
+import contextlib
 import http.client
 import os
 import shutil
@@ -154,7 +155,5 @@ def paas(tmp_path: Path) -> Iterator[Paas]:
     for container in instance.containers():
         subprocess.run(["docker", "rm", "-f", container], capture_output=True)
     for pid_file in (home / "nginx" / "run").glob("*.pid"):
-        try:
+        with contextlib.suppress(OSError, ValueError):
             os.kill(int(pid_file.read_text()), 3)  # SIGQUIT: graceful stop
-        except (OSError, ValueError):
-            pass

@@ -85,7 +85,7 @@ def test_failed_build_rejects_the_push_and_keeps_the_old_release(paas: Paas) -> 
 
 
 def test_crashing_app_is_rejected_with_its_log_and_the_old_release_serves(paas: Paas) -> None:
-    app, checkout = paas.deploy(EXAMPLE)
+    app, _ = paas.deploy(EXAMPLE)
     before = paas.get(app).body
     crashing = paas.checkout(app + "-x", APPS / "crashing")
     git(crashing, "remote", "set-url", "paas", str(paas.home / "repos" / f"{app}.git"))
