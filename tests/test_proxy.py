@@ -1,0 +1,55 @@
+"""nginx configuration: validated before any reload, rolled back when nginx rejects it."""
+
+from __future__ import annotations
+
+import shutil
+
+from conftest import APPS, ROOT, Paas, commit
+
+
+def broken_templates(paas: Paas, template: str) -> dict[str, str]:
+    folder = paas.work / "nginx-templates"
+    shutil.copytree(ROOT / "nginx", folder)
+    path = folder / template
+    path.write_text(path.read_text().replace("{", "{\n    this_is_not_a_directive on;", 1)
+                    if template == "site.conf.j2" else
+                    path.read_text().replace("max_fails=0;", "max_fails=0 nonsense;"))
+    return {**paas.env, "MINIPAAS_NGINX_TEMPLATES": str(folder)}
+
+
+def test_broken_vhost_template_is_refused_and_the_old_vhost_restored(paas: Paas) -> None:
+    app, _ = paas.deploy(APPS / "dockerfile")
+    site = paas.home / "nginx" / "sites" / f"{app}.conf"
+    before = site.read_text()
+    good_env = paas.env
+    paas.env = broken_templates(paas, "site.conf.j2")
+    result = paas.run("domains:add", app, "www.example.test", check=False)
+    paas.env = good_env
+    assert result.returncode == 1
+    assert "nginx rejected the configuration" in result.stderr
+    assert "this_is_not_a_directive" in result.stderr
+    assert site.read_text() == before
+    assert paas.get(app).status == 200
+    assert paas.run("domains", app).stdout.split() == [f"{app}.paas.test"]
+
+
+def test_broken_upstream_template_rejects_the_push_and_the_old_release_serves(paas: Paas) -> None:
+    app, checkout = paas.deploy(APPS / "dockerfile")
+    good_env = paas.env
+    paas.env = broken_templates(paas, "upstream.conf.j2")
+    (checkout / "server.js").write_text((checkout / "server.js").read_text().replace("own", "new"))
+    commit(checkout, "change")
+    result = paas.push(checkout, expect_ok=False)
+    paas.env = good_env
+    assert "nginx rejected the configuration" in result.stderr
+    assert paas.get(app).body == "from my own Dockerfile\n"
+    assert len(paas.containers()) == 1
+
+
+def test_unknown_host_gets_404_and_added_domain_serves(paas: Paas) -> None:
+    app, _ = paas.deploy(APPS / "dockerfile")
+    assert paas.get(app, host="nobody.paas.test").status == 404
+    paas.run("domains:add", app, "www.example.test")
+    assert paas.get(app, host="www.example.test").body == "from my own Dockerfile\n"
+    paas.run("domains:remove", app, "www.example.test")
+    assert paas.get(app, host="www.example.test").status == 404
