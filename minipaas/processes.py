@@ -39,6 +39,8 @@ def logs(host: Host, app: str, *, lines: int, follow: bool) -> Iterator[bytes]:
 
 def stop(host: Host, app: str, progress: Callable[[str], None]) -> None:
     with app_lock(host.settings, app, progress):
+        # Traffic first: a stopped container's address may soon belong to another container.
+        proxy.unroute(host.settings, app)
         for c in releases.web_containers(host, app):
             engine.stop(c.id, timeout=10)
             progress(f"-----> Stopped {c.name}")

@@ -246,6 +246,15 @@ def switch(settings: Settings, app: str, release: int, addresses: list[str]) -> 
             _reload_router(settings)
 
 
+def unroute(settings: Settings, app: str) -> None:
+    """Send the app no traffic at all (the router answers 503 for it)."""
+    path = layout(settings).upstreams / f"{app}.conf"
+    with _locked(settings):
+        if path.exists():
+            path.unlink()
+            _reload_router(settings)
+
+
 def upstream_addresses(settings: Settings, app: str) -> list[str]:
     """What the router currently sends the app's traffic to (parsed back from its file)."""
     path = layout(settings).upstreams / f"{app}.conf"

@@ -18,7 +18,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 
 from minipaas import apps, builds, config, engine, health, proxy, store
-from minipaas.errors import DeployFailed, MinipaasError, NotFound
+from minipaas.errors import MinipaasError, NotFound
 from minipaas.host import Host
 from minipaas.locks import app_lock
 
@@ -298,7 +298,9 @@ def restore(host: Host, progress: Progress) -> None:
                                                  progress=progress)
                 addresses.append(address)
             if not addresses:
-                raise DeployFailed(f"{app}: the container of release {current.number} is gone; "
-                                   f"run `minipaas ps:restart {app}`")
+                progress(f"-----> {app}: the container of release {current.number} is gone; starting a new one")
+                _roll_out(host, app, kind="restart", sha=current.sha, image=current.image,
+                          buildpack=current.buildpack, progress=progress)
+                continue
             proxy.switch(s, app, current.number, addresses)
             progress(f"-----> {app}: release {current.number} serving at {', '.join(addresses)}")

@@ -49,6 +49,12 @@ class Paas:
     env: dict[str, str]
     work: Path
 
+    def command(self) -> list[str]:
+        return [sys.executable, "-m", "minipaas"]
+
+    def container_names(self) -> list[str]:
+        return docker("ps", "-a", "--filter", f"label=minipaas={self.home}", "--format", "{{.Names}}").split()
+
     def run(self, *args: str, check: bool = True, input: str | None = None,
             timeout: float = 600) -> subprocess.CompletedProcess[str]:
         result = subprocess.run([sys.executable, "-m", "minipaas", *args], env=self.env, text=True,

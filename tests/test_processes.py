@@ -1,0 +1,73 @@
+"""Running apps: ps, logs, restart without downtime, stop and start, repair after a crash."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import time
+
+from conftest import APPS, EXAMPLE, Paas, commit
+
+
+def test_ps_and_logs_show_the_running_release(paas: Paas) -> None:
+    app, _ = paas.deploy(EXAMPLE)
+    [row] = json.loads(paas.run("ps", app, "--json").stdout)
+    assert row["name"] == f"{app}.web.1" and row["state"] == "running" and row["health"] == "serving"
+    assert "listening on 5000" in paas.run("logs", app, "-n", "20").stdout
+    table = paas.run("ps", app).stdout
+    assert f"{app}.web.1" in table and "serving" in table
+
+
+def test_restart_replaces_the_container_and_stop_start_toggle_traffic(paas: Paas) -> None:
+    app, _ = paas.deploy(APPS / "dockerfile")
+    paas.run("settings:set", app, "drain-seconds", "0")
+    paas.run("ps:restart", app)
+    assert paas.get(app).status == 200
+    names = [r["name"] for r in json.loads(paas.run("ps", app, "--json").stdout) if r["health"] == "serving"]
+    assert names == [f"{app}.web.2"]
+    paas.run("ps:stop", app)
+    stopped = paas.get(app)
+    assert stopped.status == 503 and "not running" in stopped.body
+    paas.run("ps:start", app)
+    assert paas.get(app).status == 200
+
+
+def test_a_deploy_killed_midway_is_repaired_by_the_next_one(paas: Paas) -> None:
+    app, checkout = paas.deploy(APPS / "dockerfile")
+    server = checkout / "server.js"
+    # The next release takes a while to listen, long enough to kill its deploy during the health check.
+    server.write_text("setTimeout(() => {\n" + server.read_text().replace("own", "slow") + "}, 20000);\n")
+    commit(checkout, "slow to start")
+    subprocess.run(["git", "--git-dir", str(paas.home / "repos" / f"{app}.git"), "fetch", "-q", str(checkout),
+                    "master:slow"], check=True, env=paas.env)
+    deploy = subprocess.Popen([*paas.command(), "deploy", app, "slow"], env=paas.env, stdout=subprocess.PIPE,
+                              stderr=subprocess.STDOUT, text=True, start_new_session=True)
+    deadline = time.monotonic() + 120
+    while len(paas.containers()) < 2 and time.monotonic() < deadline:
+        time.sleep(0.1)
+    time.sleep(0.5)
+    os.killpg(deploy.pid, signal.SIGKILL)  # a crash: no cleanup code runs
+    deploy.wait()
+    assert len(paas.containers()) == 2  # the half-done release's container is still there
+    assert paas.get(app).body == "from my own Dockerfile\n"  # and the old release still serves
+
+    server.write_text(server.read_text().replace("20000", "0"))
+    commit(checkout, "fixed")
+    paas.push(checkout)
+    assert paas.get(app).body == "from my slow Dockerfile\n"
+    statuses = {r["number"]: (r["status"], r["message"]) for r in
+                json.loads(paas.run("releases", app, "--json").stdout)}
+    assert statuses[2] == ("failed", "interrupted")
+    assert statuses[3][0] == "live"
+    assert not any(n.endswith(".web.2") for n in paas.container_names())
+
+
+def test_restore_restarts_the_proxy_after_it_was_killed(paas: Paas) -> None:
+    app, _ = paas.deploy(APPS / "dockerfile")
+    for pid_file in (paas.home / "nginx" / "run").glob("*.pid"):
+        os.kill(int(pid_file.read_text()), signal.SIGKILL)
+    time.sleep(0.2)
+    paas.run("ps:restore")
+    assert paas.get(app).body == "from my own Dockerfile\n"
