@@ -115,6 +115,13 @@ def image_size(ref: str) -> int | None:
         raise EngineError(f"cannot inspect image {ref}: {_reason(exc)}") from None
 
 
+def exposed_ports(ref: str) -> list[int]:
+    """TCP ports an image EXPOSEs, lowest first."""
+    attrs = _api().inspect_image(ref)
+    ports = (attrs.get("Config") or {}).get("ExposedPorts") or {}
+    return sorted(int(p.split("/")[0]) for p in ports if p.endswith("/tcp") and p.split("/")[0].isdigit())
+
+
 def list_images(repository: str) -> list[dict[str, Any]]:
     """Local images of a repository (`minipaas/node`), newest first, with tags and labels."""
     images = _api().images(name=repository)

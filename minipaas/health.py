@@ -9,7 +9,7 @@ from collections.abc import Callable
 from minipaas import engine
 from minipaas.errors import DeployFailed, NotFound
 
-WEB_PORT = 5000
+WEB_PORT = 5000  # $PORT of every web container, unless its image EXPOSEs a port (as dokku does)
 LOG_LINES = 50
 
 
@@ -30,6 +30,7 @@ def wait_healthy(
     container_id: str,
     *,
     network: str,
+    port: int,
     path: str,
     timeout: float,
     progress: Callable[[str], None],
@@ -46,7 +47,7 @@ def wait_healthy(
                 f"{container.name} exited with code {container.exit_code} before answering the health check",
                 detail=log_tail(container_id))
         if container.ip:
-            address = f"{container.ip}:{WEB_PORT}"
+            address = f"{container.ip}:{port}"
             try:
                 status = probe(address, path)
                 if status < 500:
@@ -57,7 +58,8 @@ def wait_healthy(
         now = time.monotonic()
         if now > deadline:
             raise DeployFailed(
-                f"{container.name} did not answer GET {path} below 500 within {timeout:.0f}s (last: {last})",
+                f"{container.name} did not answer GET {path} below 500 within {timeout:.0f}s (last: {last}; "
+                f"the app must listen on $PORT, {port} here)",
                 detail=log_tail(container_id))
         if now > next_note:
             progress(f"       still waiting for {container.name} ({now - started:.0f}s, last: {last})")

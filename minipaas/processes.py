@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from collections.abc import Callable, Iterator
 
-from minipaas import apps, engine, health, proxy, releases
+from minipaas import engine, proxy, releases
 from minipaas.errors import NotFound
 from minipaas.host import Host
 from minipaas.locks import app_lock
@@ -15,7 +15,7 @@ def status(host: Host, app: str) -> list[dict[str, object]]:
     serving = set(proxy.upstream_addresses(host.settings, app))
     rows = []
     for c in sorted(releases.web_containers(host, app), key=lambda c: c.name):
-        address = f"{c.ip}:{health.WEB_PORT}" if c.ip else ""
+        address = f"{c.ip}:{releases.container_port(c)}" if c.ip else ""
         is_live = live is not None and c.labels.get("minipaas.release") == str(live.number)
         rows.append({
             "name": c.name,
@@ -55,13 +55,8 @@ def start(host: Host, app: str, progress: Callable[[str], None]) -> None:
                    if c.labels.get("minipaas.release") == str(live.number) and c.status != "running"]
         for c in stopped:
             engine.start(c.id)
-        addresses = []
-        for c in releases.web_containers(host, app):
-            if c.labels.get("minipaas.release") == str(live.number):
-                address, _ = health.wait_healthy(
-                    c.id, network=host.settings.network, path=apps.get_setting(host, app, "healthcheck-path"),
-                    timeout=int(apps.get_setting(host, app, "healthcheck-timeout")), progress=progress)
-                addresses.append(address)
+        addresses = [releases.wait_healthy(host, app, c, progress) for c in releases.web_containers(host, app)
+                     if c.labels.get("minipaas.release") == str(live.number)]
         if addresses:
             proxy.switch(host.settings, app, live.number, addresses)
             progress(f"-----> Started {app} (release {live.number})")

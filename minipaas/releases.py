@@ -145,18 +145,19 @@ def _roll_out(host: Host, app: str, *, kind: str, sha: str, image: str, buildpac
             image, buildpack = built.image, built.buildpack
             _update(host, app, number, image=image, buildpack=buildpack, build_log=built.log)
         name = f"{app}.web.{number}"
+        port = web_port(image)
         progress(f"-----> Starting {name}")
         container = engine.run(
-            name=name, image=image, network=s.network, env={**env, "PORT": str(health.WEB_PORT)},
+            name=name, image=image, network=s.network, env={**env, "PORT": str(port)},
             labels={engine.LABEL: str(s.home), "minipaas.app": app, "minipaas.release": str(number),
-                    "minipaas.process": "web"},
+                    "minipaas.process": "web", "minipaas.port": str(port)},
             memory=apps.get_setting(host, app, "memory"),
         )
         container_id = container.id
         path = apps.get_setting(host, app, "healthcheck-path")
         timeout = int(apps.get_setting(host, app, "healthcheck-timeout"))
         progress(f"-----> Waiting for {name} to answer GET {path} (timeout {timeout}s)")
-        address, seconds = health.wait_healthy(container_id, network=s.network, path=path,
+        address, seconds = health.wait_healthy(container_id, network=s.network, port=port, path=path,
                                                timeout=timeout, progress=progress)
         progress(f"       healthy after {seconds:.1f}s")
         proxy.switch(s, app, number, [address])
@@ -175,6 +176,25 @@ def _roll_out(host: Host, app: str, *, kind: str, sha: str, image: str, buildpac
     domain = apps.default_domain(host, app)
     progress(f"=====> {app} release {number} is live at http://{domain}{_port_suffix(host)}/")
     return get(host, app, number)
+
+
+def web_port(image: str) -> int:
+    """The port the app listens on: the one its image EXPOSEs (Dockerfile apps), else $PORT's default."""
+    exposed = engine.exposed_ports(image)
+    return exposed[0] if exposed else health.WEB_PORT
+
+
+def container_port(container: engine.Container) -> int:
+    return int(container.labels.get("minipaas.port", health.WEB_PORT))
+
+
+def wait_healthy(host: Host, app: str, container: engine.Container, progress: Progress) -> str:
+    """Health-check an existing container with the app's settings; returns its address."""
+    address, _ = health.wait_healthy(
+        container.id, network=host.settings.network, port=container_port(container),
+        path=apps.get_setting(host, app, "healthcheck-path"),
+        timeout=int(apps.get_setting(host, app, "healthcheck-timeout")), progress=progress)
+    return address
 
 
 def _port_suffix(host: Host) -> str:
@@ -290,13 +310,7 @@ def restore(host: Host, progress: Progress) -> None:
             for c in running:
                 if c.status != "running":
                     engine.start(c.id)
-            addresses = []
-            for c in running:
-                address, _ = health.wait_healthy(c.id, network=s.network,
-                                                 path=apps.get_setting(host, app, "healthcheck-path"),
-                                                 timeout=int(apps.get_setting(host, app, "healthcheck-timeout")),
-                                                 progress=progress)
-                addresses.append(address)
+            addresses = [wait_healthy(host, app, c, progress) for c in running]
             if not addresses:
                 progress(f"-----> {app}: the container of release {current.number} is gone; starting a new one")
                 _roll_out(host, app, kind="restart", sha=current.sha, image=current.image,

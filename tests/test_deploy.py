@@ -165,3 +165,8 @@ def test_destroy_leaves_nothing_behind(paas: Paas) -> None:
     assert not (paas.home / "nginx" / "upstreams" / f"{app}.conf").exists()
     assert paas.get(app).status == 404
     assert json.loads(paas.run("apps:list", "--json").stdout) == []
+
+
+def test_dockerfile_app_listening_on_its_exposed_port(paas: Paas) -> None:
+    app, _ = paas.deploy(APPS / "exposed")
+    assert paas.get(app).body == "on port 3000\n"
