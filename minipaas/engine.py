@@ -69,56 +69,50 @@ def ensure_network(name: str) -> None:
 
 # -- images --------------------------------------------------------------------------------
 
-def image_labels(ref: str) -> dict[str, str] | None:
-    """The labels of a local image, or None when there is no such image."""
+def _inspect_image(ref: str) -> dict[str, Any] | None:
+    """The engine's description of a local image, or None when there is no such image."""
     try:
-        attrs = _api().inspect_image(ref)
+        return dict(_api().inspect_image(ref))
     except docker.errors.ImageNotFound:
         return None
     except docker.errors.APIError as exc:
         raise EngineError(f"cannot inspect image {ref}: {_reason(exc)}") from None
-    return dict((attrs.get("Config") or {}).get("Labels") or {})
+
+
+def _image_config(ref: str) -> dict[str, Any] | None:
+    attrs = _inspect_image(ref)
+    return None if attrs is None else dict(attrs.get("Config") or {})
+
+
+def image_labels(ref: str) -> dict[str, str] | None:
+    """The labels of a local image, or None when there is no such image."""
+    config = _image_config(ref)
+    return None if config is None else dict(config.get("Labels") or {})
 
 
 def image_env(ref: str) -> dict[str, str] | None:
     """The environment (`ENV`) of a local image as a dict, or None when there is no such image."""
-    try:
-        attrs = _api().inspect_image(ref)
-    except docker.errors.ImageNotFound:
+    config = _image_config(ref)
+    if config is None:
         return None
-    except docker.errors.APIError as exc:
-        raise EngineError(f"cannot inspect image {ref}: {_reason(exc)}") from None
-    env: dict[str, str] = {}
-    for item in (attrs.get("Config") or {}).get("Env") or []:
-        name, _, value = str(item).partition("=")
-        env[name] = value
-    return env
+    return dict(str(item).partition("=")[::2] for item in config.get("Env") or [])
 
 
 def image_id(ref: str) -> str | None:
     """The id (`sha256:...`) of a local image, or None when there is no such image."""
-    try:
-        return str(_api().inspect_image(ref)["Id"])
-    except docker.errors.ImageNotFound:
-        return None
-    except docker.errors.APIError as exc:
-        raise EngineError(f"cannot inspect image {ref}: {_reason(exc)}") from None
+    attrs = _inspect_image(ref)
+    return None if attrs is None else str(attrs["Id"])
 
 
 def image_size(ref: str) -> int | None:
     """The size in bytes of a local image, or None when there is no such image."""
-    try:
-        return int(_api().inspect_image(ref).get("Size") or 0)
-    except docker.errors.ImageNotFound:
-        return None
-    except docker.errors.APIError as exc:
-        raise EngineError(f"cannot inspect image {ref}: {_reason(exc)}") from None
+    attrs = _inspect_image(ref)
+    return None if attrs is None else int(attrs.get("Size") or 0)
 
 
 def exposed_ports(ref: str) -> list[int]:
     """TCP ports an image EXPOSEs, lowest first."""
-    attrs = _api().inspect_image(ref)
-    ports = (attrs.get("Config") or {}).get("ExposedPorts") or {}
+    ports = (_image_config(ref) or {}).get("ExposedPorts") or {}
     return sorted(int(p.split("/")[0]) for p in ports if p.endswith("/tcp") and p.split("/")[0].isdigit())
 
 
