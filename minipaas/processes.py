@@ -55,7 +55,8 @@ def start(host: Host, app: str, progress: Callable[[str], None]) -> None:
                    if c.labels.get("minipaas.release") == str(live.number) and c.status != "running"]
         for c in stopped:
             engine.start(c.id)
-        addresses = [releases.wait_healthy(host, app, c, progress) for c in releases.web_containers(host, app)
+        addresses = [releases.wait_healthy(host, app, c, live.sha, progress)[0]
+                     for c in releases.web_containers(host, app)
                      if c.labels.get("minipaas.release") == str(live.number)]
         if addresses:
             proxy.switch(host.settings, app, live.number, addresses)

@@ -17,7 +17,7 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass
 
-from minipaas import apps, builds, config, engine, health, proxy, store
+from minipaas import apps, builds, config, engine, gitrepo, health, proxy, store
 from minipaas.errors import MinipaasError, NotFound
 from minipaas.host import Host
 from minipaas.locks import app_lock
@@ -154,11 +154,7 @@ def _roll_out(host: Host, app: str, *, kind: str, sha: str, image: str, buildpac
             memory=apps.get_setting(host, app, "memory"),
         )
         container_id = container.id
-        path = apps.get_setting(host, app, "healthcheck-path")
-        timeout = int(apps.get_setting(host, app, "healthcheck-timeout"))
-        progress(f"-----> Waiting for {name} to answer GET {path} (timeout {timeout}s)")
-        address, seconds = health.wait_healthy(container_id, network=s.network, port=port, path=path,
-                                               timeout=timeout, progress=progress)
+        address, seconds = wait_healthy(host, app, container, sha, progress)
         progress(f"       healthy after {seconds:.1f}s")
         proxy.switch(s, app, number, [address])
         old = [c for c in web_containers(host, app) if c.id != container_id]
@@ -188,13 +184,23 @@ def container_port(container: engine.Container) -> int:
     return int(container.labels.get("minipaas.port", health.WEB_PORT))
 
 
-def wait_healthy(host: Host, app: str, container: engine.Container, progress: Progress) -> str:
-    """Health-check an existing container with the app's settings; returns its address."""
-    address, _ = health.wait_healthy(
-        container.id, network=host.settings.network, port=container_port(container),
-        path=apps.get_setting(host, app, "healthcheck-path"),
-        timeout=int(apps.get_setting(host, app, "healthcheck-timeout")), progress=progress)
-    return address
+def checks_for(host: Host, app: str, sha: str) -> health.Checks:
+    """The commit's CHECKS file if it has one, else the app's health-check path."""
+    text = gitrepo.read_file(host.settings.repo_path(app), sha, "CHECKS")
+    if text is not None:
+        return health.parse_checks(text.decode("utf-8", errors="replace"))
+    return health.default_checks(apps.get_setting(host, app, "healthcheck-path"))
+
+
+def wait_healthy(host: Host, app: str, container: engine.Container, sha: str,
+                 progress: Progress) -> tuple[str, float]:
+    """Health-check a container with the app's checks; returns (its address, seconds taken)."""
+    checks = checks_for(host, app, sha)
+    timeout = int(apps.get_setting(host, app, "healthcheck-timeout"))
+    what = " and ".join(c.describe() for c in checks.checks)
+    progress(f"-----> Waiting for {container.name} to answer {what} (timeout {timeout}s)")
+    return health.wait_healthy(container.id, network=host.settings.network, port=container_port(container),
+                               checks=checks, timeout=timeout, progress=progress)
 
 
 def _port_suffix(host: Host) -> str:
@@ -310,7 +316,7 @@ def restore(host: Host, progress: Progress) -> None:
             for c in running:
                 if c.status != "running":
                     engine.start(c.id)
-            addresses = [wait_healthy(host, app, c, progress) for c in running]
+            addresses = [wait_healthy(host, app, c, current.sha, progress)[0] for c in running]
             if not addresses:
                 progress(f"-----> {app}: the container of release {current.number} is gone; starting a new one")
                 _roll_out(host, app, kind="restart", sha=current.sha, image=current.image,

@@ -14,6 +14,7 @@ import time
 from pathlib import Path
 
 import pytest
+
 from conftest import APPS, Paas, commit
 
 LUA = Path(__file__).resolve().parent / "load" / "mixed.lua"
