@@ -261,7 +261,11 @@ def _spawn_retirer(host: Host, app: str) -> None:
         )
 
 
-def retire(host: Host, app: str, *, wait: bool) -> list[str]:
+# A retirement this late was left by a retirer that died (a reboot, a kill): the next deploy does it.
+ORPHANED_AFTER = 60.0
+
+
+def retire(host: Host, app: str, *, wait: bool, overdue_by: float = 0.0) -> list[str]:
     """Stop and remove the app's containers whose drain delay is over (waiting for it if `wait`)."""
     done = []
     while True:
@@ -269,7 +273,7 @@ def retire(host: Host, app: str, *, wait: bool) -> list[str]:
                                (app,)).fetchall()
         if not rows:
             return done
-        due = [row["container"] for row in rows if row["not_before"] <= store.now()]
+        due = [row["container"] for row in rows if row["not_before"] + overdue_by <= store.now()]
         if not due:
             if not wait:
                 return done
@@ -287,7 +291,8 @@ def _reconcile(host: Host, app: str) -> None:
 
     Runs under the app's lock, so no other deploy of this app is creating containers now.
     """
-    retire(host, app, wait=False)
+    # Only what no background retirer is handling any more: a deploy never waits on a slow SIGTERM.
+    retire(host, app, wait=False, overdue_by=ORPHANED_AFTER)
     current = live(host, app)
     pending = {row["container"] for row in
                host.db.execute("SELECT container FROM retirements WHERE app = ?", (app,))}
