@@ -170,3 +170,24 @@ def test_destroy_leaves_nothing_behind(paas: Paas) -> None:
 def test_dockerfile_app_listening_on_its_exposed_port(paas: Paas) -> None:
     app, _ = paas.deploy(APPS / "exposed")
     assert paas.get(app).body == "on port 3000\n"
+
+
+def test_build_script_runs_and_dev_dependencies_are_dropped(paas: Paas) -> None:
+    app, _ = paas.deploy(APPS / "with-build")
+    assert paas.get(app).body == "built with a dev dependency: true\n"
+    modules = subprocess.run(["docker", "run", "--rm", "--entrypoint", "sh", f"minipaas/{app}:1", "-c",
+                              "ls node_modules"], capture_output=True, text=True).stdout
+    assert "is-number" not in modules
+
+
+def test_an_unavailable_node_version_is_refused_with_a_way_out(paas: Paas) -> None:
+    app = paas.new_app()
+    checkout = paas.checkout(app, EXAMPLE)
+    package = checkout / "package.json"
+    data = json.loads(package.read_text())
+    data["engines"]["node"] = "^18.0.0"
+    package.write_text(json.dumps(data))
+    commit(checkout, "wants node 18")
+    result = paas.push(checkout, expect_ok=False)
+    assert "^18.0.0" in result.stderr and "stack:build --node 18" in result.stderr
+    assert paas.containers() == []
