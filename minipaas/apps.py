@@ -61,6 +61,10 @@ def create(host: Host, name: str) -> None:
         raise Conflict(f"app {name} already exists")
     s = host.settings
     domain = default_domain(host, name)
+    repo = s.repo_path(name)
+    if repo.exists() or repo.is_symlink():
+        # Never adopt (or write through) something we did not create: a leftover, or a planted link.
+        raise Conflict(f"{repo} exists already but belongs to no app; move it away first")
     with store.transaction(host.db) as db:
         if db.execute("SELECT app FROM domains WHERE domain = ?", (domain,)).fetchone():
             raise Conflict(f"domain {domain} already belongs to another app")

@@ -122,8 +122,10 @@ def apps_list(as_json: bool) -> None:
     from minipaas import apps, releases
 
     host = _host()
+    from minipaas import access
+
     rows = []
-    for name in apps.names(host):
+    for name in filter(access.visible, apps.names(host)):
         rel = releases.live(host, name)
         rows.append({"name": name, "release": rel.number if rel else None, "sha": rel.sha if rel else None})
     if as_json:
@@ -183,9 +185,11 @@ def config_show(app: str, as_json: bool, shell: bool) -> None:
     """Show an app's config."""
     import shlex
 
-    from minipaas import config
+    from minipaas import access, config
 
     values = config.get_all(_host(), _app(app))
+    if access.hides_config_values():
+        values = {key: "<hidden>" for key in values}
     if as_json:
         _print_json(values)
     elif shell:
@@ -344,12 +348,38 @@ def logs_cmd(app: str, follow: bool, lines: int) -> None:
     from minipaas import processes
 
     out = sys.stdout.buffer
+    if follow:
+        _exit_when_reader_leaves()
     try:
         for chunk in processes.logs(_host(), _app(app), lines=lines, follow=follow):
             out.write(chunk)
             out.flush()
     except BrokenPipeError:
         os._exit(0)  # the reader went away (head, a closed ssh session): nothing left to do
+
+
+def _exit_when_reader_leaves() -> None:
+    """`logs -f` over ssh: end when the client goes away, even while the app writes nothing.
+
+    Waiting on the next log line alone would leave this process (and its docker stream) behind
+    after the client disconnects; a hang-up on our stdout ends it at once.
+    """
+    import select
+    import signal
+    import threading
+
+    signal.signal(signal.SIGHUP, lambda *_: os._exit(0))
+    fd = sys.stdout.fileno()
+
+    def watch() -> None:
+        poller = select.poll()
+        poller.register(fd, select.POLLERR | select.POLLHUP)
+        while True:
+            for _, event in poller.poll():
+                if event & (select.POLLERR | select.POLLHUP | select.POLLNVAL):
+                    os._exit(0)
+
+    threading.Thread(target=watch, daemon=True).start()
 
 
 # -- releases ------------------------------------------------------------------------------
@@ -399,6 +429,117 @@ def deploy_cmd(app: str, rev: str) -> None:
     releases.deploy_commit(host, app, sha, say)
 
 
+@cli.command("run", context_settings={"ignore_unknown_options": True, "allow_interspersed_args": False})
+@click.argument("app")
+@click.argument("command", nargs=-1, type=click.UNPROCESSED, required=True)
+def run_cmd(app: str, command: tuple[str, ...]) -> None:
+    """Run a one-off command in a new container of the app (`run APP -- CMD ...`)."""
+    from minipaas import oneoff
+
+    args = list(command[1:] if command and command[0] == "--" else command)
+    sys.exit(oneoff.run(_host(), _app(app), args))
+
+
+@cli.command("enter", context_settings={"ignore_unknown_options": True, "allow_interspersed_args": False})
+@click.argument("app")
+@click.argument("process", default="web")
+@click.argument("command", nargs=-1, type=click.UNPROCESSED)
+def enter_cmd(app: str, process: str, command: tuple[str, ...]) -> None:
+    """Open a shell (or run COMMAND) in a running container of the app."""
+    from minipaas import oneoff
+
+    args = list(command[1:] if command and command[0] == "--" else command)
+    sys.exit(oneoff.enter(_host(), _app(app), process, args))
+
+
+# -- ssh access ----------------------------------------------------------------------------
+
+@cli.command("ssh-keys:add")
+@click.argument("name")
+@click.option("--role", type=click.Choice(["admin", "deployer"]), default="admin", show_default=True)
+def ssh_keys_add(name: str, role: str) -> None:
+    """Allow a public key (read from stdin) to reach minipaas over ssh."""
+    from minipaas import keys
+
+    if sys.stdin.isatty():
+        raise MinipaasError(f"pipe the public key in: minipaas ssh-keys:add {name} < {name}.pub")
+    record = keys.add(_host(), name, role, sys.stdin.read(keys.MAX_KEY_LINE + 1))
+    say(f"-----> Added {record.name} ({record.role}) {record.fingerprint}")
+
+
+@cli.command("ssh-keys:remove")
+@click.argument("name")
+def ssh_keys_remove(name: str) -> None:
+    """Remove a key: it can no longer reach minipaas."""
+    from minipaas import keys
+
+    keys.remove(_host(), name)
+    say(f"-----> Removed {name}")
+
+
+@cli.command("ssh-keys:list")
+@click.option("--json", "as_json", is_flag=True)
+def ssh_keys_list(as_json: bool) -> None:
+    """Keys, their fingerprints, roles and grants."""
+    from minipaas import keys
+
+    found = keys.listing(_host())
+    if as_json:
+        _print_json([r.__dict__ for r in found])
+        return
+    _table(([r.name, r.role, r.fingerprint, ",".join(r.apps) or ("*" if r.role == "admin" else "-")]
+            for r in found), ["NAME", "ROLE", "FINGERPRINT", "APPS"])
+
+
+@cli.command("ssh-keys:grant")
+@click.argument("name")
+@click.argument("app")
+def ssh_keys_grant(name: str, app: str) -> None:
+    """Let a deployer key push to an app and read its state."""
+    from minipaas import keys
+
+    keys.grant(_host(), name, app)
+    say(f"-----> {name} may now deploy {app}")
+
+
+@cli.command("ssh-keys:revoke")
+@click.argument("name")
+@click.argument("app")
+def ssh_keys_revoke(name: str, app: str) -> None:
+    """Take a deployer's grant on an app away."""
+    from minipaas import keys
+
+    keys.revoke(_host(), name, app)
+    say(f"-----> {name} may no longer deploy {app}")
+
+
+@cli.command("events")
+@click.argument("app", required=False)
+@click.option("-n", "--num", "limit", type=click.IntRange(1, 10_000), default=100, show_default=True)
+@click.option("--json", "as_json", is_flag=True)
+def events_cmd(app: str | None, limit: int, as_json: bool) -> None:
+    """The audit log of commands received over ssh (config values redacted)."""
+    from minipaas import events
+
+    if app:
+        _app(app)
+    found = events.listing(_host(), app, limit)
+    if as_json:
+        _print_json(found)
+        return
+    _table(([_when(e["at"]), e["user"], e["app"] or "-", e["outcome"], str(e["command"])[:80]] for e in found),
+           ["WHEN", "USER", "APP", "OUTCOME", "COMMAND"])
+
+
+@cli.command("ssh-command", hidden=True)
+@click.option("--user", required=True)
+def ssh_command(user: str) -> None:
+    """Entry point forced by authorized_keys: runs SSH_ORIGINAL_COMMAND as that key's user."""
+    from minipaas import sshentry
+
+    sshentry.run(user)
+
+
 @cli.command("retire", hidden=True)
 @click.argument("app")
 def retire_cmd(app: str) -> None:
@@ -408,10 +549,31 @@ def retire_cmd(app: str) -> None:
     releases.retire(_host(), app, wait=True)
 
 
+def _commands_taking_app() -> set[str]:
+    return {name for name, command in cli.commands.items()
+            if command.params and command.params[0].name == "app"}
+
+
+def _remote_for(args: list[str]) -> Any:
+    """The ssh remote to send this command to, when run from an app's checkout on a laptop."""
+    if not args or args[0] in ("ssh-command", "retire", "init", "--help", "-h", "--version"):
+        return None
+    from minipaas import remote
+    from minipaas.settings import load
+
+    return remote.should_use(local_state_exists=load().db_path.exists())
+
+
 def main(argv: list[str] | None = None) -> None:
     """Run the CLI; the one place where errors become messages and exit codes."""
     try:
-        cli.main(args=argv, prog_name="minipaas", standalone_mode=False)
+        args = sys.argv[1:] if argv is None else argv
+        remote = _remote_for(args)
+        if remote is not None:
+            from minipaas import remote as remote_client
+
+            sys.exit(remote_client.run(remote, args, _commands_taking_app()))
+        cli.main(args=args, prog_name="minipaas", standalone_mode=False)
     except MinipaasError as exc:
         click.echo(f"error: {exc.message}", err=True)
         if exc.detail:

@@ -9,6 +9,8 @@ from __future__ import annotations
 import contextlib
 import functools
 import json
+import os
+import subprocess
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from typing import IO, Any
@@ -321,3 +323,27 @@ def logs(ref: str, *, tail: int | str = "all", follow: bool = False) -> Iterator
             yield _api().logs(ref, tail=tail)
     except docker.errors.NotFound:
         raise NotFound(f"container {ref} does not exist") from None
+
+
+# -- interactive processes -----------------------------------------------------------------
+# One-off and exec sessions need the terminal handling (raw tty, window size, stdin until EOF) that
+# the docker CLI already does well, so these two run it with argument lists instead of the SDK.
+
+def run_oneoff(*, image: str, name: str, network: str, env: dict[str, str], labels: dict[str, str],
+               memory: str, command: list[str], tty: bool) -> int:
+    """Run a throwaway container attached to our stdio; returns its exit code."""
+    args = ["docker", "run", "--rm", "-i", "--name", name, "--network", network, "--memory", memory,
+            "--init", "--security-opt", "no-new-privileges"]
+    if tty:
+        args.append("-t")
+    for key, value in labels.items():
+        args += ["--label", f"{key}={value}"]
+    for key in env:
+        args += ["--env", key]  # the value travels in our environment, never on a command line
+    args += [image, *command]
+    return subprocess.call(args, env={**os.environ, **env})
+
+
+def exec_in(container: str, command: list[str], *, tty: bool) -> int:
+    args = ["docker", "exec", "-i", *(["-t"] if tty else []), container, *command]
+    return subprocess.call(args)

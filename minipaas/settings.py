@@ -31,6 +31,9 @@ _FIELDS: dict[str, tuple[str, str]] = {
     "buildpacks_dir": ("MINIPAAS_BUILDPACKS", str(SHARE_DIR / "buildpacks")),
     "nginx_templates": ("MINIPAAS_NGINX_TEMPLATES", str(SHARE_DIR / "nginx")),
     "system_nginx_conf": ("MINIPAAS_SYSTEM_NGINX_CONF", "/etc/nginx/conf.d/minipaas.conf"),
+    # ssh access: the authorized_keys file minipaas manages, and the command each key is forced to run
+    "authorized_keys": ("MINIPAAS_AUTHORIZED_KEYS", "/home/paas/.ssh/authorized_keys"),
+    "ssh_entry": ("MINIPAAS_SSH_ENTRY", "sudo -n /usr/local/bin/minipaas"),
 }
 
 
@@ -46,6 +49,8 @@ class Settings:
     buildpacks_dir: Path
     nginx_templates: Path
     system_nginx_conf: Path
+    authorized_keys: Path
+    ssh_entry: str
 
     @property
     def db_path(self) -> Path:
@@ -117,6 +122,8 @@ def load(env: dict[str, str] | None = None) -> Settings:
         buildpacks_dir=Path(raw["buildpacks_dir"]),
         nginx_templates=Path(raw["nginx_templates"]),
         system_nginx_conf=Path(raw["system_nginx_conf"]),
+        authorized_keys=Path(raw["authorized_keys"]),
+        ssh_entry=raw["ssh_entry"],
     )
 
 

@@ -57,6 +57,32 @@ MIGRATIONS: list[str] = [
         not_before REAL NOT NULL
     );
     """,
+    # 2: ssh access: keys, their grants, and the audit log
+    """
+    CREATE TABLE ssh_keys (
+        name TEXT PRIMARY KEY,
+        role TEXT NOT NULL,            -- admin, deployer
+        fingerprint TEXT NOT NULL UNIQUE,
+        key_type TEXT NOT NULL,
+        key_data TEXT NOT NULL,
+        created_at REAL NOT NULL
+    );
+    CREATE TABLE key_grants (
+        name TEXT NOT NULL REFERENCES ssh_keys(name) ON DELETE CASCADE,
+        app TEXT NOT NULL,
+        PRIMARY KEY (name, app)
+    );
+    CREATE TABLE events (
+        id INTEGER PRIMARY KEY AUTOINCREMENT,
+        at REAL NOT NULL,
+        user TEXT NOT NULL,
+        fingerprint TEXT NOT NULL DEFAULT '',
+        app TEXT NOT NULL DEFAULT '',
+        command TEXT NOT NULL,
+        outcome TEXT NOT NULL DEFAULT 'started'
+    );
+    CREATE INDEX events_app ON events (app, at);
+    """,
 ]
 
 

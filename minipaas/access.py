@@ -1,0 +1,81 @@
+"""Who is asking, and what they may do.
+
+A command typed on the host runs with no principal: the local user is the host's administrator.
+A command over ssh runs as the principal of the key that authenticated it (see `sshentry`).
+Admins may do everything; deployers may push to the apps granted to them and run the read-only
+commands below on those apps, and nothing else.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from minipaas.errors import MinipaasError
+
+
+class PermissionDenied(MinipaasError):
+    """The key that asked may not do this."""
+
+
+# Commands a deployer may run on a granted app (config shows keys only, values hidden).
+DEPLOYER_READ = frozenset({"ps", "logs", "releases", "releases:info", "config", "domains", "settings"})
+# Commands a deployer may run with no app argument (their output is filtered to granted apps).
+DEPLOYER_GLOBAL = frozenset({"apps:list", "help"})
+
+
+@dataclass(frozen=True)
+class Principal:
+    name: str
+    role: str
+    fingerprint: str
+    apps: frozenset[str]
+
+    @property
+    def is_admin(self) -> bool:
+        return self.role == "admin"
+
+    def may_reach(self, app: str) -> bool:
+        return self.is_admin or app in self.apps
+
+    def may_run(self, command: str) -> bool:
+        return self.is_admin or command in DEPLOYER_READ or command in DEPLOYER_GLOBAL
+
+
+_current: Principal | None = None
+
+
+def current() -> Principal | None:
+    return _current
+
+
+def act_as(principal: Principal | None) -> None:
+    global _current
+    _current = principal
+
+
+def visible(app: str) -> bool:
+    return _current is None or _current.may_reach(app)
+
+
+def hides_config_values() -> bool:
+    return _current is not None and not _current.is_admin
+
+
+def authorize(command: str, app: str | None) -> None:
+    p = _current
+    if p is None or p.is_admin:
+        return
+    if not p.may_run(command):
+        raise PermissionDenied(f"{p.name} is a deployer and may not run {command}")
+    if app is not None and not p.may_reach(app):
+        raise PermissionDenied(f"{p.name} has no access to app {app}")
+
+
+def authorize_git(app: str, *, exists: bool, push: bool) -> None:
+    p = _current
+    if p is None or p.is_admin:
+        return
+    if not exists:
+        raise PermissionDenied(f"app {app} does not exist, and {p.name} may not create apps")
+    if not p.may_reach(app):
+        raise PermissionDenied(f"{p.name} may not {'push to' if push else 'fetch from'} {app}")
