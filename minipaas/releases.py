@@ -244,7 +244,8 @@ def _record_live(host: Host, app: str, number: int, *, retiring: list[str], drai
         db.execute("UPDATE releases SET status = 'live', finished_at = ? WHERE app = ? AND number = ?",
                    (store.now(), app, number))
         for container in retiring:
-            db.execute("INSERT OR REPLACE INTO retirements (container, app, not_before) VALUES (?, ?, ?)",
+            # OR IGNORE: a container already draining keeps its deadline; a burst of deploys must not defer it.
+            db.execute("INSERT OR IGNORE INTO retirements (container, app, not_before) VALUES (?, ?, ?)",
                        (container, app, store.now() + drain))
 
 

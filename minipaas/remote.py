@@ -13,7 +13,6 @@ import shlex
 import subprocess
 from dataclasses import dataclass
 
-from minipaas import ssh
 from minipaas.errors import InvalidInput
 
 # user@host:path (scp-like) and ssh://[user@]host[:port]/path
@@ -22,8 +21,15 @@ SSH_URL = re.compile(r"ssh://(?:(?P<user>[^@/]+)@)?(?P<host>[^/:]+)(?::(?P<port>
 
 
 @dataclass(frozen=True)
+class Target:
+    host: str  # as written in the remote URL: may be an alias from ~/.ssh/config
+    user: str | None
+    port: int | None
+
+
+@dataclass(frozen=True)
 class Remote:
-    target: ssh.Target
+    target: Target
     app: str
 
 
@@ -35,7 +41,7 @@ def parse_url(url: str) -> Remote | None:
     groups = match.groupdict()
     app = groups["path"].strip("/").removeprefix("~/").removesuffix(".git")
     port = int(groups["port"]) if groups.get("port") else None
-    return Remote(ssh.Target(host=groups["host"], user=groups["user"], port=port), app)
+    return Remote(Target(host=groups["host"], user=groups["user"], port=port), app)
 
 
 def find(remote_name: str | None = None) -> Remote | None:
@@ -75,8 +81,10 @@ def command_line(argv: list[str], app: str, takes_app: set[str]) -> list[str]:
 
 def run(remote: Remote, argv: list[str], takes_app: set[str]) -> int:
     args = command_line(argv, remote.app, takes_app)
+    from minipaas import ssh  # paramiko is loaded only when a command really goes remote
+
     tty = bool(args) and args[0] in ("run", "enter")
-    client = ssh.connect(remote.target)
+    client = ssh.connect(remote.target.host, user=remote.target.user, port=remote.target.port)
     try:
         return ssh.execute(client, shlex.join(args), tty=tty)
     finally:

@@ -14,7 +14,6 @@ import select
 import sys
 import termios
 import threading
-from dataclasses import dataclass
 from pathlib import Path
 
 import paramiko
@@ -24,13 +23,6 @@ from minipaas.errors import MinipaasError
 
 class SshError(MinipaasError):
     """The host could not be reached, refused us, or could not be verified."""
-
-
-@dataclass(frozen=True)
-class Target:
-    host: str  # as written in the remote URL: may be an alias from ~/.ssh/config
-    user: str | None
-    port: int | None
 
 
 def fingerprint(key: paramiko.PKey) -> str:
@@ -51,11 +43,12 @@ def _config(host: str) -> dict[str, object]:
     return dict(paramiko.SSHConfig.from_path(str(path)).lookup(host))
 
 
-def connect(target: Target, *, timeout: float = 15) -> paramiko.SSHClient:
-    options = _config(target.host)
-    hostname = str(options.get("hostname", target.host))
-    port = target.port or int(str(options.get("port", 22)))
-    user = target.user or str(options.get("user") or os.environ.get("USER") or "paas")
+def connect(host: str, *, user: str | None, port: int | None, timeout: float = 15) -> paramiko.SSHClient:
+    """Connect to `host` (an alias in ~/.ssh/config or a host name) as ssh itself would."""
+    options = _config(host)
+    hostname = str(options.get("hostname", host))
+    port = port or int(str(options.get("port", 22)))
+    user = user or str(options.get("user") or os.environ.get("USER") or "paas")
     identity = [os.path.expanduser(str(p)) for p in options.get("identityfile", []) or []]  # type: ignore[union-attr]
     client = paramiko.SSHClient()
     client.load_system_host_keys()

@@ -8,7 +8,7 @@ import time
 
 import pytest
 
-from conftest import APPS, EXAMPLE, Paas, Sshd, commit, git
+from conftest import APPS, EXAMPLE, Paas, Sshd, git
 
 
 def add_key(paas: Paas, sshd: Sshd, name: str, role: str = "admin") -> None:
@@ -46,3 +46,180 @@ def test_first_push_over_ssh_creates_and_deploys_the_app_and_admin_commands_work
     # The same commands, the same output and exit codes as on the host.
     local = paas.run("releases", app)
     assert sshd.ssh("alice", "releases", app).stdout == local.stdout
+
+
+def snapshot(paas: Paas) -> tuple[object, ...]:
+    """What must not change when a request is refused: apps, repos, keys, nginx files."""
+    repos = sorted(p.name for p in (paas.home / "repos").iterdir())
+    sites = sorted(p.name for p in (paas.home / "nginx" / "sites").iterdir())
+    apps = paas.run("apps:list", "--json").stdout
+    keys = paas.run("ssh-keys:list", "--json").stdout
+    config = {a["name"]: paas.run("config", a["name"], "--json").stdout for a in json.loads(apps)}
+    refs = {r: paas.repo_ref(r.removesuffix(".git")) for r in repos}
+    return repos, sites, apps, keys, config, refs
+
+
+def assert_refused(result: subprocess.CompletedProcess[str], words: str = "") -> None:
+    assert result.returncode != 0, result.stdout + result.stderr
+    assert "Traceback" not in result.stderr
+    errors = [line for line in result.stderr.splitlines() if line.startswith("error: ")]
+    assert len(errors) == 1, result.stderr
+    assert words in errors[0], errors[0]
+
+
+def test_deployers_reach_only_their_apps_and_read_only_commands(paas: Paas, sshd: Sshd) -> None:
+    add_key(paas, sshd, "alice")
+    add_key(paas, sshd, "ci", role="deployer")
+    mine, other = paas.new_app("mine"), paas.new_app("other")
+    paas.run("ssh-keys:grant", "ci", mine)
+    paas.run("config:set", mine, "SECRET=s3cret", "--no-restart")
+
+    checkout = checkout_for(paas, sshd, mine)
+    push(paas, sshd, checkout, "ci")
+    assert paas.get(mine).status == 200
+    before = snapshot(paas)
+
+    assert [a["name"] for a in json.loads(sshd.ssh("ci", "apps:list", "--json").stdout)] == [mine]
+    assert json.loads(sshd.ssh("ci", "config", mine, "--json").stdout) == {"SECRET": "<hidden>"}
+    assert sshd.ssh("ci", "releases", mine).returncode == 0
+    assert sshd.ssh("ci", "ps", mine).returncode == 0
+    help_text = sshd.ssh("ci", "help").stdout
+    assert "releases" in help_text and "config:set" not in help_text and "apps:create" not in help_text
+    assert "config:set" in sshd.ssh("alice", "help").stdout
+
+    assert_refused(sshd.ssh("ci", "config:get", mine, "SECRET"), "may not run config:get")
+    assert_refused(sshd.ssh("ci", "config:set", mine, "SECRET=x"), "may not run config:set")
+    assert_refused(sshd.ssh("ci", "releases", other), f"no access to app {other}")
+    assert_refused(sshd.ssh("ci", "apps:create", "sneaky"), "may not run apps:create")
+    assert_refused(sshd.ssh("ci", "apps:destroy", mine, "--force"), "may not run apps:destroy")
+    assert_refused(sshd.ssh("ci", "run", mine, "--", "id"), "may not run run")
+    assert_refused(sshd.ssh("ci", "ssh-keys:add", "evil"), "may not run ssh-keys:add")
+
+    other_checkout = checkout_for(paas, sshd, other)
+    assert_refused(push(paas, sshd, other_checkout, "ci", ok=False), f"may not push to {other}")
+    new_checkout = checkout_for(paas, sshd, "brandnew")
+    assert_refused(push(paas, sshd, new_checkout, "ci", ok=False), "may not create apps")
+    assert snapshot(paas) == before
+
+    paas.run("ssh-keys:revoke", "ci", mine)
+    assert_refused(sshd.ssh("ci", "releases", mine), "no access")
+    paas.run("ssh-keys:remove", "ci")
+    gone = sshd.ssh("ci", "apps:list")
+    assert gone.returncode == 255 and "Permission denied" in gone.stderr  # sshd itself refuses the key
+
+
+HOSTILE_COMMANDS = [
+    (["apps:create", "'a;rm -rf /tmp'"], "invalid app name"),
+    (["apps:create", "a;rm", "-rf", "/tmp"], "No such option"),  # ssh joins words: still no shell
+    (["apps:list;", "touch", "/tmp/minipaas-pwned"], "unknown command"),
+    (["apps:create", "'$(touch /tmp/minipaas-pwned)'"], "invalid app name"),
+    (["apps:create", "'`touch /tmp/minipaas-pwned`'"], "invalid app name"),
+    (["apps:create", "$(touch", "/tmp/minipaas-pwned)"], "unexpected extra argument"),
+    (["apps:create", "'x\ny'"], "invalid app name"),
+    (["apps:create", "'unbalanced"], "cannot parse the command"),
+    (["config:set", "nope", "A=1;reboot"], "does not exist"),
+    (["rm", "-rf", "/"], "unknown command"),
+    (["ssh-command", "--user", "root"], "unknown command"),
+    (["git-receive-pack", "'../../etc/passwd'"], "invalid repository"),
+    (["git-receive-pack", "'/etc/passwd'"], "invalid repository"),
+    (["git-upload-pack", "'/var/lib/../../etc'"], "invalid repository"),
+    (["git-receive-pack", "'a b'", "c"], "invalid repository"),
+    (["git-upload-pack", "'ghost'"], "does not exist"),
+]
+
+
+@pytest.mark.parametrize(("command", "words"), HOSTILE_COMMANDS, ids=[" ".join(c)[:30] for c, _ in HOSTILE_COMMANDS])
+def test_hostile_commands_over_ssh_change_nothing(paas: Paas, sshd: Sshd, command: list[str], words: str) -> None:
+    add_key(paas, sshd, "alice")
+    paas.new_app("victim")
+    before = snapshot(paas)
+    assert_refused(sshd.ssh("alice", *command), words)
+    assert snapshot(paas) == before
+    assert not __import__("os").path.exists("/tmp/minipaas-pwned")
+
+
+def test_hostile_bytes_lengths_and_symlinks_over_ssh(paas: Paas, sshd: Sshd) -> None:
+    add_key(paas, sshd, "alice")
+    before = snapshot(paas)
+    raw = subprocess.run([*sshd.ssh_args("alice"), b"apps:create \xff\xfe"], capture_output=True)
+    assert raw.returncode == 1 and b"not valid UTF-8" in raw.stderr
+    huge = sshd.ssh("alice", "apps:create", *["a" * 100_000] * 10)  # 1 MB, in words the kernel accepts
+    assert huge.returncode != 0 and "Traceback" not in huge.stderr
+    # A repository path planted as a symlink to somewhere else is never written through.
+    outside = paas.work / "outside"
+    outside.mkdir()
+    (paas.home / "repos" / "planted.git").symlink_to(outside)
+    checkout = checkout_for(paas, sshd, "planted")
+    assert_refused(push(paas, sshd, checkout, "alice", ok=False), "exists already")
+    assert list(outside.iterdir()) == []
+    (paas.home / "repos" / "planted.git").unlink()
+    assert snapshot(paas) == before
+
+
+@pytest.mark.parametrize(("key_text", "words"), [
+    ('command="/bin/sh" ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAIE', "options"),
+    ("ssh-ed25519 not-base64!! x", "damaged"),
+    ("ssh-ed25519 AAAAB3NzaC1yc2EAAAADAQAB x", "says"),
+    ("ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAIE\nssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAIE", "exactly one"),
+    ("ssh-dss AAAA x", "unknown key type"),
+    ("", "exactly one"),
+])
+def test_bad_public_keys_are_refused(paas: Paas, sshd: Sshd, key_text: str, words: str) -> None:
+    result = paas.run("ssh-keys:add", "mallory", input=key_text, check=False)
+    assert result.returncode == 1 and words in result.stderr and "Traceback" not in result.stderr
+    assert json.loads(paas.run("ssh-keys:list", "--json").stdout) == []
+
+
+def test_duplicate_keys_are_refused(paas: Paas, sshd: Sshd) -> None:
+    add_key(paas, sshd, "alice")
+    again = paas.run("ssh-keys:add", "alice2", input=sshd.key("alice").with_suffix(".pub").read_text(), check=False)
+    assert again.returncode == 1 and "already registered as alice" in again.stderr
+    text = sshd.dir.joinpath("authorized_keys").read_text()
+    lines = [line for line in text.splitlines() if not line.startswith("#")]
+    assert len(lines) == 1 and lines[0].startswith('command="') and ",restrict,pty ssh-ed25519 " in lines[0]
+
+
+def test_logs_follow_ends_when_the_client_disconnects(paas: Paas, sshd: Sshd) -> None:
+    add_key(paas, sshd, "alice")
+    app, _ = paas.deploy(APPS / "dockerfile")
+    follower = subprocess.Popen([*sshd.ssh_args("alice"), "logs", app, "-f"], stdout=subprocess.PIPE,
+                                stderr=subprocess.PIPE)
+    time.sleep(2)
+    assert follower.poll() is None  # still streaming
+    follower.kill()
+    follower.wait()
+    deadline = time.monotonic() + 10
+    while time.monotonic() < deadline:
+        left = subprocess.run(["pgrep", "-f", "ssh-command --user alice"], capture_output=True, text=True).stdout
+        if not left.strip():
+            break
+        time.sleep(0.2)
+    assert not left.strip(), "a logs -f process outlived its ssh client"
+
+
+def test_run_passes_exit_codes_and_gives_a_tty_only_when_asked(paas: Paas, sshd: Sshd) -> None:
+    add_key(paas, sshd, "alice")
+    app, _ = paas.deploy(EXAMPLE)
+    paas.run("config:set", app, "GREETING=from config", "--no-restart")
+    assert sshd.ssh("alice", "run", app, "--", "node", "-e", "'process.exit(3)'").returncode == 3
+    out = sshd.ssh("alice", "run", app, "--", "node", "-e", "'console.log(process.env.GREETING)'")
+    assert out.returncode == 0 and out.stdout.strip() == "from config"
+    piped = sshd.ssh("alice", "run", app, "--", "sh", "-c", "'test -t 0 && echo tty || echo pipe; cat'",
+                     input="through stdin\n")
+    assert piped.stdout.splitlines() == ["pipe", "through stdin"]
+    tty = sshd.ssh("alice", "run", app, "--", "sh", "-c", "'test -t 0 && echo tty || echo pipe'", tty=True)
+    assert tty.stdout.strip().splitlines()[-1] == "tty"
+    assert [c for c in paas.container_names() if ".run." in c] == []
+
+
+def test_every_ssh_command_is_audited_with_config_values_redacted(paas: Paas, sshd: Sshd) -> None:
+    add_key(paas, sshd, "alice")
+    add_key(paas, sshd, "ci", role="deployer")
+    app = paas.new_app()
+    sshd.ssh("alice", "config:set", app, "TOKEN=very-secret", "--no-restart")
+    sshd.ssh("ci", "config:set", app, "TOKEN=other-secret")
+    events = json.loads(paas.run("events", app, "--json").stdout)
+    assert [(e["user"], e["outcome"].split(":")[0]) for e in events] == [("ci", "refused"), ("alice", "ok")]
+    assert all("secret" not in e["command"] for e in events)
+    assert events[1]["command"] == f"config:set {app} 'TOKEN=<redacted>' --no-restart"
+    assert events[1]["fingerprint"].startswith("SHA256:")
