@@ -223,3 +223,62 @@ def test_every_ssh_command_is_audited_with_config_values_redacted(paas: Paas, ss
     assert all("secret" not in e["command"] for e in events)
     assert events[1]["command"] == f"config:set {app} 'TOKEN=<redacted>' --no-restart"
     assert events[1]["fingerprint"].startswith("SHA256:")
+
+
+def laptop(paas: Paas, sshd: Sshd, app: str, *, user: str = "alice", known: bool = True) -> tuple[dict, object]:
+    """A laptop: its own HOME with ~/.ssh/config and known_hosts, and an app checkout with a paas remote."""
+    home = paas.work / f"laptop-{user}"
+    (home / ".ssh").mkdir(parents=True, exist_ok=True)
+    (home / ".ssh" / "config").write_text(
+        f"Host paashost\n  HostName 127.0.0.1\n  Port {sshd.port}\n  User root\n"
+        f"  IdentityFile {sshd.key(user)}\n  IdentitiesOnly yes\n")
+    (home / ".ssh" / "known_hosts").write_text(sshd.known_hosts.read_text() if known else "")
+    checkout = paas.work / f"laptop-{app}"
+    if not checkout.exists():
+        checkout.mkdir()
+        git(checkout, "init", "-q", "-b", "master")
+        git(checkout, "remote", "add", "paas", f"paashost:{app}")
+    env = {k: v for k, v in paas.env.items() if not k.startswith("MINIPAAS_") and k != "SSH_AUTH_SOCK"}
+    env.update(HOME=str(home), MINIPAAS_HOME=str(home / "not-a-host"))
+    return env, checkout
+
+
+def client(env: dict, checkout, *args: str, input: str | None = None) -> subprocess.CompletedProcess[str]:
+    import sys
+
+    return subprocess.run([sys.executable, "-m", "minipaas", *args], cwd=checkout, env=env, text=True,
+                          capture_output=True, input=input, timeout=300)
+
+
+def test_remote_client_fills_in_the_app_and_talks_over_ssh(paas: Paas, sshd: Sshd) -> None:
+    add_key(paas, sshd, "alice")
+    app, _ = paas.deploy(EXAMPLE)
+    env, checkout = laptop(paas, sshd, app)
+    assert client(env, checkout, "config:set", "GREETING=from the laptop").returncode == 0
+    assert paas.get(app).body.startswith("from the laptop")
+    shown = client(env, checkout, "config", "--json")
+    assert json.loads(shown.stdout) == {"GREETING": "from the laptop"}
+    assert client(env, checkout, "run", "--", "node", "-e", "process.exit(4)").returncode == 4
+    other = paas.new_app("other")
+    assert client(env, checkout, "domains", "--app", other).stdout.split() == [f"{other}.paas.test"]
+    missing = client(env, checkout, "releases", "--app", "nope")
+    assert missing.returncode == 1 and "app nope does not exist" in missing.stderr
+
+
+def test_remote_client_refuses_unknown_hosts_bad_keys_and_dead_hosts(paas: Paas, sshd: Sshd) -> None:
+    add_key(paas, sshd, "alice")
+    app = paas.new_app()
+    env, checkout = laptop(paas, sshd, app, known=False)
+    unknown = client(env, checkout, "releases")
+    fingerprint = subprocess.run(["ssh-keygen", "-lf", str(sshd.dir / "host_ed25519.pub")], capture_output=True,
+                                 text=True).stdout.split()[1]
+    assert unknown.returncode == 1 and "not in your known_hosts" in unknown.stderr and fingerprint in unknown.stderr
+    env, checkout = laptop(paas, sshd, app, user="stranger")
+    refused = client(env, checkout, "releases")
+    assert refused.returncode == 1 and "refused your key" in refused.stderr
+    sshd.process.terminate()
+    sshd.process.wait()
+    env, checkout = laptop(paas, sshd, app)
+    dead = client(env, checkout, "releases")
+    assert dead.returncode == 1 and "cannot reach" in dead.stderr
+    assert "Traceback" not in unknown.stderr + refused.stderr + dead.stderr
