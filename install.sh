@@ -27,6 +27,9 @@ command -v git >/dev/null || need+=(git)
 command -v debootstrap >/dev/null || need+=(debootstrap)
 command -v wrk >/dev/null || need+=(wrk)
 command -v curl >/dev/null || need+=(curl)
+command -v sshd >/dev/null || [ -x /usr/sbin/sshd ] || need+=(openssh-server)
+command -v ssh-keygen >/dev/null || need+=(openssh-client)
+command -v sudo >/dev/null || need+=(sudo)
 python3 -c 'import venv, ensurepip' 2>/dev/null || need+=(python3-venv)
 if [ ${#need[@]} -gt 0 ]; then
   say "Installing ${need[*]}"
@@ -89,6 +92,40 @@ WantedBy=multi-user.target
 UNIT
   systemctl daemon-reload && systemctl enable minipaas-restore.service >/dev/null
 fi
+
+# --- ssh access: the paas user, whose every key runs only `minipaas ssh-command` ----------------------
+id paas >/dev/null 2>&1 || useradd --system --create-home --home-dir /home/paas --shell /bin/sh paas
+install -d -m 700 -o paas -g paas /home/paas/.ssh
+[ -f /home/paas/.ssh/authorized_keys ] || install -m 600 -o paas -g paas /dev/null /home/paas/.ssh/authorized_keys
+# The forced command runs minipaas as root through sudo, with nothing but the ssh command passed on.
+cat >/etc/sudoers.d/minipaas <<'SUDO'
+Defaults:paas env_keep += "SSH_ORIGINAL_COMMAND SSH_CONNECTION"
+Defaults:paas !requiretty
+paas ALL=(root) NOPASSWD: /usr/local/bin/minipaas ssh-command --user *
+SUDO
+chmod 440 /etc/sudoers.d/minipaas
+visudo -cqf /etc/sudoers.d/minipaas || die "the sudoers rule for paas is invalid"
+install -d /etc/ssh/sshd_config.d
+cat >/etc/ssh/sshd_config.d/minipaas.conf <<'SSHD'
+# minipaas: the paas account is reached with keys only, and forwards nothing.
+Match User paas
+    PasswordAuthentication no
+    KbdInteractiveAuthentication no
+    AllowTcpForwarding no
+    AllowAgentForwarding no
+    AllowStreamLocalForwarding no
+    X11Forwarding no
+    PermitTunnel no
+SSHD
+grep -q '^Include /etc/ssh/sshd_config.d/\*.conf' /etc/ssh/sshd_config \
+  || sed -i '1i Include /etc/ssh/sshd_config.d/*.conf' /etc/ssh/sshd_config
+if [ -d /run/systemd/system ]; then
+  systemctl enable --now ssh >/dev/null && systemctl reload ssh
+else
+  install -d -m 755 /run/sshd
+  if pid=$(cat /run/sshd.pid 2>/dev/null) && kill -0 "$pid" 2>/dev/null; then kill -HUP "$pid"; else /usr/sbin/sshd; fi
+fi
+say "ssh: add keys with \`minipaas ssh-keys:add NAME < NAME.pub\`, then git remote add paas paas@$(hostname -f 2>/dev/null || hostname):APP"
 
 # --- the example app --------------------------------------------------------------------------------
 minipaas apps:list --json | grep -q '"name": "hello"' || minipaas apps:create hello
