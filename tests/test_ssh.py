@@ -282,3 +282,18 @@ def test_remote_client_refuses_unknown_hosts_bad_keys_and_dead_hosts(paas: Paas,
     dead = client(env, checkout, "releases")
     assert dead.returncode == 1 and "cannot reach" in dead.stderr
     assert "Traceback" not in unknown.stderr + refused.stderr + dead.stderr
+
+
+@pytest.mark.parametrize(("path", "app"), [("hello", "hello"), ("hello.git", "hello"), ("/hello", "hello"),
+                                           ("~/hello.git", "hello"), ("/hello.git/", "hello")])
+def test_repository_path_forms(path: str, app: str) -> None:
+    from minipaas.sshentry import REPO_PATH
+
+    assert REPO_PATH.fullmatch(path).group("app") == app
+
+
+def test_enter_runs_in_the_live_container(paas: Paas, sshd: Sshd) -> None:
+    add_key(paas, sshd, "alice")
+    app, _ = paas.deploy(APPS / "dockerfile")
+    result = sshd.ssh("alice", "enter", app, "web", "--", "sh", "-c", "'cat /srv/server.js | head -c 12; exit 5'")
+    assert result.returncode == 5 and result.stdout == "const http ="
