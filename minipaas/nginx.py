@@ -60,12 +60,12 @@ def start(main_conf: Path, prefix: Path, pid_file: Path) -> None:
         time.sleep(0.02)
 
 
-def reload(main_conf: Path, prefix: Path, pid_file: Path, *, until_old_stop: bool = True) -> None:
+def reload(main_conf: Path, prefix: Path, pid_file: Path) -> None:
     """Reload a master (SIGHUP: new workers with the new config, old ones finish their requests).
 
-    Returns once the new workers run and, with `until_old_stop`, once the old ones accept no more
-    (nginx waits about 100 ms between the two). Starts the master when it is not running, so that a
-    reboot or a killed master heals on the next change.
+    Returns once the new workers run and the old ones accept no more (nginx waits about 100 ms
+    between the two). Starts the master when it is not running, so that a reboot or a killed master
+    heals on the next change.
     """
     pid = running_pid(pid_file)
     if pid is None:
@@ -73,7 +73,7 @@ def reload(main_conf: Path, prefix: Path, pid_file: Path, *, until_old_stop: boo
         return
     old_workers = _children(pid)
     os.kill(pid, signal.SIGHUP)
-    _wait_switched(pid, old_workers, until_old_stop=until_old_stop)
+    _wait_switched(pid, old_workers)
 
 
 def _children(pid: int) -> set[int]:
@@ -91,7 +91,7 @@ def _title(pid: int) -> str:
         return ""
 
 
-def _wait_switched(master: int, old_workers: set[int], *, until_old_stop: bool, limit: float = 10.0) -> None:
+def _wait_switched(master: int, old_workers: set[int], limit: float = 10.0) -> None:
     """Return once no worker of the old configuration accepts connections any more.
 
     A reload is asynchronous: the master starts new workers, then tells the old ones to stop
@@ -108,7 +108,7 @@ def _wait_switched(master: int, old_workers: set[int], *, until_old_stop: bool, 
             p for p in old_workers & children
             if "worker process" in _title(p) and "shutting down" not in _title(p)
         ]
-        if new and (not until_old_stop or not still_accepting):
+        if new and not still_accepting:
             return
         time.sleep(0.005)
     raise ProxyError("nginx did not apply the new configuration within 10 s (see its error log)")

@@ -171,9 +171,9 @@ def _check_front(settings: Settings) -> None:
         nginx.test(None)
 
 
-def _reload_router(settings: Settings, *, until_old_stop: bool = True) -> None:
+def _reload_router(settings: Settings) -> None:
     lay = layout(settings)
-    nginx.reload(lay.router_conf, lay.root, lay.run / "router.pid", until_old_stop=until_old_stop)
+    nginx.reload(lay.router_conf, lay.root, lay.run / "router.pid")
 
 
 def _reload_front(settings: Settings) -> None:
@@ -241,13 +241,12 @@ def switch(settings: Settings, app: str, release: int, addresses: list[str]) -> 
     """Point the app's upstream at `addresses` (host:port) and reload the router."""
     lay = layout(settings)
     path = lay.upstreams / f"{app}.conf"
-    # While old containers still serve (they drain for a while yet), a request that an old router
-    # worker takes in the next ~100 ms is served just as well: no need to wait those workers out.
-    old_still_serving = path.exists()
     text = _render(settings, "upstream.conf.j2", app=app, release=release, addresses=addresses)
     with _locked(settings):
         if _write_checked(path, text, lambda: _check_router(settings)):
-            _reload_router(settings, until_old_stop=not old_still_serving)
+            # Wait out the old workers too (nginx gives them ~100 ms): once the push says "live",
+            # every request sees the new release.
+            _reload_router(settings)
 
 
 def unroute(settings: Settings, app: str) -> None:
