@@ -6,7 +6,7 @@ import re
 from collections.abc import Callable
 from dataclasses import dataclass
 
-from minipaas import engine, gitrepo, proxy, store
+from minipaas import engine, gitrepo, proxy, sites, store
 from minipaas.errors import Conflict, InvalidInput, NotFound
 from minipaas.host import Host
 from minipaas.names import check_app
@@ -23,16 +23,24 @@ def _int_between(low: int, high: int) -> Callable[[str], bool]:
     return lambda v: v.isdigit() and low <= int(v) <= high
 
 
+def _plain_path(value: str) -> bool:
+    """A relative slash-separated name (a branch, a folder): no `..`, no leading slash, no odd characters."""
+    return bool(re.fullmatch(r"[A-Za-z0-9._-]+(/[A-Za-z0-9._-]+)*", value)) and ".." not in value
+
+
 SETTINGS: dict[str, AppSetting] = {
     "deploy-branch": AppSetting(
-        "", lambda v: v == "" or (bool(re.fullmatch(r"[A-Za-z0-9._-]+(/[A-Za-z0-9._-]+)*", v)) and ".." not in v),
-        "branch whose pushes deploy (empty: master or main)"),
+        "", lambda v: v == "" or _plain_path(v), "branch whose pushes deploy (empty: master or main)"),
     "healthcheck-path": AppSetting(
         "/", lambda v: bool(re.fullmatch(r"/[A-Za-z0-9._~!$&'()*+,;=:@%/?-]*", v)),
         "path the health check requests"),
     "healthcheck-timeout": AppSetting("60", _int_between(1, 3600), "seconds a new release has to answer"),
     "drain-seconds": AppSetting("10", _int_between(0, 3600), "seconds old containers keep running after the switch"),
     "memory": AppSetting("512m", lambda v: bool(re.fullmatch(r"[1-9][0-9]*[kmg]", v)), "memory limit per container"),
+    "static-dir": AppSetting(
+        "", lambda v: v == "" or _plain_path(v), "folder a static site is served from (empty: found automatically)"),
+    "markdown-html": AppSetting("off", lambda v: v in ("on", "off"),
+                                "on: raw HTML in Markdown pages is kept (sanitized); off: it is shown as text"),
 }
 
 
@@ -95,6 +103,7 @@ def destroy(host: Host, name: str, progress: Callable[[str], None]) -> None:
         if engine.remove_image(image):
             progress(f"removed image {image}")
     gitrepo.remove(s.repo_path(name))
+    sites.remove_app(s, name)
     with store.transaction(host.db) as db:
         db.execute("DELETE FROM apps WHERE name = ?", (name,))
         db.execute("DELETE FROM retirements WHERE app = ?", (name,))

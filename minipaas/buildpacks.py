@@ -1,11 +1,13 @@
 """Buildpacks as data: each folder of `buildpacks/` holds a `buildpack.toml` (name, order, detect
-rule) and, unless it builds with the app's own Dockerfile, a Jinja2 Dockerfile template.
+rule, how the result is served) and, where it builds an image other than from the app's own
+Dockerfile, a Jinja2 Dockerfile template.
 
 Adding a buildpack is adding a folder; nothing here knows any particular language.
 """
 
 from __future__ import annotations
 
+import fnmatch
 import json
 import tomllib
 from collections.abc import Callable
@@ -17,22 +19,36 @@ import jinja2
 
 from minipaas.errors import BuildFailed, MinipaasError
 
+SERVE_KINDS = ("container", "static", "static-build", "markdown")
+
 
 @dataclass(frozen=True)
 class Buildpack:
     name: str
     folder: Path
     order: int
-    any_of: tuple[str, ...]  # detected when one of these files is at the repo's root
-    none_of: tuple[str, ...]  # ... and none of these is
-    template: str  # "" for the app's own Dockerfile
+    any_of: tuple[str, ...]  # detected when a path of the repo matches one of these patterns
+    none_of: tuple[str, ...]  # ... and none matches these
+    scripts: tuple[str, ...]  # ... and package.json has all these scripts
+    no_scripts: tuple[str, ...]  # ... and none of these
+    template: str  # the Dockerfile template; "" for the app's own Dockerfile (or no image at all)
+    serve: str  # container: run the image; static/markdown: nginx serves files; static-build: files from the image
+    site_roots: tuple[str, ...]  # where the site's files are: repo folders (static) or image folders (static-build)
 
     @property
     def uses_app_dockerfile(self) -> bool:
-        return not self.template
+        return self.serve == "container" and not self.template
 
-    def detects(self, files: set[str]) -> bool:
-        return any(f in files for f in self.any_of) and not any(f in files for f in self.none_of)
+    @property
+    def is_static(self) -> bool:
+        return self.serve != "container"
+
+    def detects(self, paths: set[str], scripts: set[str]) -> bool:
+        def matches(pattern: str) -> bool:
+            return pattern in paths or any(fnmatch.fnmatchcase(p, pattern) for p in paths)
+
+        return (any(matches(p) for p in self.any_of) and not any(matches(p) for p in self.none_of)
+                and all(s in scripts for s in self.scripts) and not any(s in scripts for s in self.no_scripts))
 
 
 def load_all(folder: Path) -> list[Buildpack]:
@@ -47,17 +63,23 @@ def load_all(folder: Path) -> list[Buildpack]:
                 order=int(data.get("order", 100)),
                 any_of=tuple(detect.get("any", ())),
                 none_of=tuple(detect.get("none", ())),
+                scripts=tuple(detect.get("scripts", ())),
+                no_scripts=tuple(detect.get("no_scripts", ())),
                 template=str(data.get("template", "")),
+                serve=str(data.get("serve", "container")),
+                site_roots=tuple(data.get("site_roots", ())),
             )
         except (tomllib.TOMLDecodeError, TypeError, ValueError) as exc:
             raise MinipaasError(f"buildpack {spec} is malformed: {exc}") from None
+        if pack.serve not in SERVE_KINDS:
+            raise MinipaasError(f"buildpack {spec}: serve must be one of {', '.join(SERVE_KINDS)}")
         packs.append(pack)
     return sorted(packs, key=lambda p: (p.order, p.name))
 
 
-def detect(packs: list[Buildpack], files: set[str]) -> Buildpack:
+def detect(packs: list[Buildpack], paths: set[str], scripts: set[str]) -> Buildpack:
     for pack in packs:
-        if pack.detects(files):
+        if pack.detects(paths, scripts):
             return pack
     known = ", ".join(f"{p.name} ({' or '.join(p.any_of)})" for p in packs)
     raise BuildFailed(f"no buildpack recognises this app; minipaas knows: {known}")
@@ -87,7 +109,8 @@ def parse_package_json(raw: bytes | None) -> dict[str, Any]:
 def render(pack: Buildpack, facts: dict[str, Any], stack: Callable[[str, str | None], str]) -> str:
     """The Dockerfile for this app: the template sees the facts and a `stack(kind, range)` function."""
     env = jinja2.Environment(
-        loader=jinja2.FileSystemLoader(str(pack.folder)),
+        # Its own folder first, then the other buildpacks: a template may extend another's.
+        loader=jinja2.FileSystemLoader([str(pack.folder), str(pack.folder.parent)]),
         undefined=jinja2.ChainableUndefined,
         keep_trailing_newline=True,
         trim_blocks=True,

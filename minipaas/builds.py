@@ -13,11 +13,23 @@ import tarfile
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
+from typing import Any
 
 from minipaas import buildpacks, engine, gitrepo, stacks
 from minipaas.settings import Settings
 
 CA_NAME = "minipaas-build-ca.pem"
+
+
+@dataclass(frozen=True)
+class Source:
+    """What a commit holds that decides how it is built."""
+
+    sha: str
+    paths: frozenset[str]
+    package: dict[str, Any]
+    procfile: dict[str, str]
+    pack: buildpacks.Buildpack
 
 
 @dataclass(frozen=True)
@@ -33,17 +45,30 @@ def image_repository(app: str) -> str:
     return f"minipaas/{app}"
 
 
+def inspect(settings: Settings, app: str, sha: str) -> Source:
+    """Read the commit's files, package.json and Procfile, and pick its buildpack."""
+    repo = settings.repo_path(app)
+    paths = frozenset(gitrepo.all_files(repo, sha))
+    package = buildpacks.parse_package_json(gitrepo.read_file(repo, sha, "package.json")) \
+        if "package.json" in paths else {}
+    procfile = buildpacks.parse_procfile((gitrepo.read_file(repo, sha, "Procfile") or b"").decode(
+        "utf-8", errors="replace")) if "Procfile" in paths else {}
+    scripts = package.get("scripts")
+    pack = buildpacks.detect(buildpacks.load_all(settings.buildpacks_dir), set(paths),
+                             set(scripts) if isinstance(scripts, dict) else set())
+    return Source(sha, paths, package, procfile, pack)
+
+
 def build(
     settings: Settings,
     app: str,
     release: int,
-    sha: str,
+    source: Source,
     progress: Callable[[str], None],
 ) -> Build:
     started = time.monotonic()
     repo = settings.repo_path(app)
-    files = set(gitrepo.root_files(repo, sha))
-    pack = buildpacks.detect(buildpacks.load_all(settings.buildpacks_dir), files)
+    sha, pack = source.sha, source.pack
     progress(f"-----> Building {app} (release {release}, {sha[:7]}) with the {pack.name} buildpack")
     tag = f"{image_repository(app)}:{release}"
     labels = {
@@ -61,10 +86,9 @@ def build(
     else:
         facts = {
             "app": app,
-            "files": sorted(files),
-            "package": buildpacks.parse_package_json(gitrepo.read_file(repo, sha, "package.json")),
-            "procfile": buildpacks.parse_procfile(
-                (gitrepo.read_file(repo, sha, "Procfile") or b"").decode("utf-8", errors="replace")),
+            "files": sorted(p for p in source.paths if "/" not in p),
+            "package": source.package,
+            "procfile": source.procfile,
             "build_ca": settings.build_ca is not None,
         }
         dockerfile = buildpacks.render(pack, facts, lambda kind, spec: stacks.resolve(spec, settings))

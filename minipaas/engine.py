@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import contextlib
 import functools
+import io
 import json
 import os
 import subprocess
@@ -347,3 +348,19 @@ def run_oneoff(*, image: str, name: str, network: str, env: dict[str, str], labe
 def exec_in(container: str, command: list[str], *, tty: bool) -> int:
     args = ["docker", "exec", "-i", *(["-t"] if tty else []), container, *command]
     return subprocess.call(args)
+
+
+def copy_out(image: str, path: str) -> io.BytesIO | None:
+    """A tar of `path` inside an image (without running it), or None when the path does not exist."""
+    container = _api().create_container(image, command=["true"], labels={LABEL: "copy-out"})
+    try:
+        stream, _ = _api().get_archive(container["Id"], path)
+        data = io.BytesIO()
+        for chunk in stream:
+            data.write(chunk)
+        data.seek(0)
+        return data
+    except docker.errors.NotFound:
+        return None
+    finally:
+        _api().remove_container(container["Id"], force=True)

@@ -88,3 +88,9 @@ def resolve(repo: Path, rev: str) -> str:
     if result.returncode != 0:
         raise NotFound(f"no commit {rev!r} in {repo.name}")
     return result.stdout.decode().strip()
+
+
+def all_files(repo: Path, sha: str) -> list[str]:
+    """Every file path of the commit (for buildpack detection)."""
+    out = _git(repo, "ls-tree", "-r", "--name-only", "-z", check_sha(sha))
+    return [p for p in out.decode("utf-8", errors="replace").split("\0") if p]

@@ -228,10 +228,19 @@ def shutdown(settings: Settings) -> None:
 
 # -- per app -------------------------------------------------------------------------------
 
-def write_site(settings: Settings, app: str, domains: list[str]) -> None:
-    """The app's front vhost; reloads the front only when it changed."""
+def write_site(settings: Settings, app: str, domains: list[str], *, static: bool | None = None) -> None:
+    """The app's front vhost; reloads the front only when it changed.
+
+    `static`: whether nginx serves the app's files itself (None: as the app is now).
+    """
+    from minipaas import sites
+
     lay = layout(settings)
-    text = _render(settings, "site.conf.j2", app=app, domains=domains, **_common(settings))
+    if static is None:
+        static = sites.serving_root(settings, app) is not None
+    static_root = sites.current_link(settings, app) if static else None
+    text = _render(settings, "site.conf.j2", app=app, domains=domains, static_root=static_root,
+                   **_common(settings))
     with _locked(settings):
         if _write_checked(lay.sites / f"{app}.conf", text, lambda: _check_front(settings)):
             _reload_front(settings)

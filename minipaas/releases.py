@@ -17,7 +17,7 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass
 
-from minipaas import apps, builds, config, engine, gitrepo, health, proxy, store
+from minipaas import apps, builds, config, domains, engine, gitrepo, health, proxy, sites, store
 from minipaas.errors import MinipaasError, NotFound
 from minipaas.host import Host
 from minipaas.locks import app_lock
@@ -35,6 +35,7 @@ class Release:
     buildpack: str
     status: str
     config: dict[str, str]
+    serving: str  # container, or static (nginx serves the release's files)
     pusher: str
     created_at: float
     finished_at: float | None
@@ -50,6 +51,7 @@ def _release(row: object) -> Release:
     r = dict(row)  # type: ignore[call-overload]
     return Release(app=r["app"], number=r["number"], kind=r["kind"], sha=r["sha"], image=r["image"],
                    buildpack=r["buildpack"], status=r["status"], config=json.loads(r["config_json"]),
+                   serving=r["serving"],
                    pusher=r["pusher"], created_at=r["created_at"], finished_at=r["finished_at"],
                    message=r["message"])
 
@@ -109,6 +111,9 @@ def change_config(
         current = live(host, app)
         if current is None or not restart:
             return None
+        if current.serving == "static":
+            progress("-----> Stored; a static site has no process to give it to")
+            return None
         progress(f"-----> Releasing {app} with the new config")
         try:
             return _roll_out(host, app, kind="config", sha=current.sha, image=current.image,
@@ -124,6 +129,9 @@ def restart(host: Host, app: str, progress: Progress) -> Release:
         current = live(host, app)
         if current is None:
             raise NotFound(f"{app} has no live release to restart; push it first")
+        if current.serving == "static":
+            progress(f"-----> {app} is a static site served by nginx: nothing to restart")
+            return current
         return _roll_out(host, app, kind="restart", sha=current.sha, image=current.image,
                          buildpack=current.buildpack, progress=progress)
 
@@ -141,7 +149,10 @@ def _roll_out(host: Host, app: str, *, kind: str, sha: str, image: str, buildpac
     container_id = ""
     try:
         if not image:
-            built = builds.build(s, app, number, sha, progress)
+            source = builds.inspect(s, app, sha)
+            if source.pack.is_static:
+                return _roll_out_site(host, app, number, source, progress)
+            built = builds.build(s, app, number, source, progress)
             image, buildpack = built.image, built.buildpack
             _update(host, app, number, image=image, buildpack=buildpack, build_log=built.log)
         name = f"{app}.web.{number}"
@@ -157,6 +168,9 @@ def _roll_out(host: Host, app: str, *, kind: str, sha: str, image: str, buildpac
         address, seconds = wait_healthy(host, app, container, sha, progress)
         progress(f"       healthy after {seconds:.1f}s")
         proxy.switch(s, app, number, [address])
+        if sites.serving_root(s, app) is not None:  # a static site becomes a container app
+            proxy.write_site(s, app, domains.of(host, app), static=False)
+            sites.deactivate(s, app)
         old = [c for c in web_containers(host, app) if c.id != container_id]
         drain = int(apps.get_setting(host, app, "drain-seconds"))
         _record_live(host, app, number, retiring=[c.id for c in old], drain=drain)
@@ -172,6 +186,46 @@ def _roll_out(host: Host, app: str, *, kind: str, sha: str, image: str, buildpac
     domain = apps.default_domain(host, app)
     progress(f"=====> {app} release {number} is live at http://{domain}{_port_suffix(host)}/")
     return get(host, app, number)
+
+
+def _roll_out_site(host: Host, app: str, number: int, source: builds.Source, progress: Progress) -> Release:
+    """The static variant of the sequence: files into a release directory, then one symlink swap.
+
+    Runs inside `_roll_out`'s failure handling: an exception marks the release failed.
+    """
+    s = host.settings
+    image = ""
+    _update(host, app, number, buildpack=source.pack.name, serving="static")
+    if source.pack.serve == "static-build":
+        built = builds.build(s, app, number, source, progress)
+        image = built.image
+        _update(host, app, number, image=image, build_log=built.log)
+    else:
+        progress(f"-----> Preparing {app} (release {number}, {source.sha[:7]}) with the {source.pack.name} buildpack")
+    sites.prepare(s, app, number, source.sha, source.pack, site_dir=apps.get_setting(host, app, "static-dir"),
+                  image=image, progress=progress)
+    previous = sites.live_release(s, app)
+    sites.activate(s, app, number)
+    try:
+        proxy.write_site(s, app, domains.of(host, app), static=True)
+    except BaseException:
+        if previous is None:
+            sites.deactivate(s, app)
+        else:
+            sites.activate(s, app, previous)
+        raise
+    old = web_containers(host, app)  # it was a container app until now
+    proxy.unroute(s, app)
+    _record_live(host, app, number, retiring=[c.id for c in old], drain=0)
+    if old:
+        _spawn_retirer(host, app)
+    kept = {r.number for r in listing(host, app)[:KEEP_RELEASES]}
+    sites.prune(s, app, kept)
+    progress(f"=====> {app} release {number} is live at http://{apps.default_domain(host, app)}{_port_suffix(host)}/")
+    return get(host, app, number)
+
+
+KEEP_RELEASES = 5  # static release directories kept for rollback (the live one always is)
 
 
 def web_port(image: str) -> int:
@@ -224,7 +278,7 @@ def _record_pending(host: Host, app: str, *, kind: str, sha: str, image: str, bu
     return int(number)
 
 
-_UPDATABLE = frozenset({"image", "buildpack", "build_log", "status", "message", "finished_at"})
+_UPDATABLE = frozenset({"image", "buildpack", "build_log", "status", "message", "finished_at", "serving"})
 
 
 def _update(host: Host, app: str, number: int, **fields: object) -> None:

@@ -83,6 +83,10 @@ MIGRATIONS: list[str] = [
     );
     CREATE INDEX events_app ON events (app, at);
     """,
+    # 3: static sites are served by nginx from files, not by containers
+    """
+    ALTER TABLE releases ADD COLUMN serving TEXT NOT NULL DEFAULT 'container';
+    """,
 ]
 
 

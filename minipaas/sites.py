@@ -1,0 +1,167 @@
+"""Static sites: release directories that nginx serves directly, switched by an atomic symlink.
+
+`MINIPAAS_HOME/static/<app>/<release>/` holds a release's files; `current` points at the live one.
+A deploy fills a new directory (from the commit, from a built image, or rendered from Markdown),
+then replaces the symlink in one rename: no container, no reload, no downtime.
+"""
+
+from __future__ import annotations
+
+import io
+import os
+import shutil
+import tarfile
+import tempfile
+from collections.abc import Callable
+from pathlib import Path
+
+from minipaas import engine, gitrepo
+from minipaas.buildpacks import Buildpack
+from minipaas.errors import BuildFailed
+from minipaas.settings import Settings
+
+Progress = Callable[[str], None]
+
+
+def app_dir(settings: Settings, app: str) -> Path:
+    return settings.home / "static" / app
+
+
+def current_link(settings: Settings, app: str) -> Path:
+    return app_dir(settings, app) / "current"
+
+
+def serving_root(settings: Settings, app: str) -> Path | None:
+    """The path nginx serves the app from, when the app is a static site; None for container apps."""
+    link = current_link(settings, app)
+    return link if link.is_symlink() else None
+
+
+def prepare(settings: Settings, app: str, release: int, sha: str, pack: Buildpack, *,
+            site_dir: str, image: str, progress: Progress) -> Path:
+    """Fill the release directory; returns it. Nothing is served from it until `activate`."""
+    target = app_dir(settings, app) / str(release)
+    if target.exists():
+        shutil.rmtree(target)
+    target.mkdir(parents=True)
+    try:
+        if pack.serve == "static":
+            _from_commit(settings, app, sha, pack, site_dir, target)
+        elif pack.serve == "static-build":
+            _from_image(image, pack, site_dir, target, progress)
+        else:
+            _from_markdown(settings, app, sha, target, progress)
+        if not (target / "index.html").is_file():
+            raise BuildFailed("the site has no index.html at its root")
+    except BaseException:
+        shutil.rmtree(target, ignore_errors=True)
+        raise
+    files = sum(1 for p in target.rglob("*") if p.is_file())
+    progress(f"-----> Site of release {release}: {files} files")
+    return target
+
+
+def _roots(pack: Buildpack, site_dir: str) -> tuple[str, ...]:
+    return (site_dir,) if site_dir else pack.site_roots
+
+
+def _from_commit(settings: Settings, app: str, sha: str, pack: Buildpack, site_dir: str, target: Path) -> None:
+    repo = settings.repo_path(app)
+    paths = set(gitrepo.all_files(repo, sha))
+    for root in _roots(pack, site_dir):
+        prefix = "" if root in (".", "") else root.strip("/") + "/"
+        if f"{prefix}index.html" in paths or (not prefix and ".static" in paths):
+            extract_tar(io.BytesIO(gitrepo.archive(repo, sha)), target, strip=prefix)
+            return
+    raise BuildFailed(f"no index.html in {', '.join(_roots(pack, site_dir))}")
+
+
+def _from_image(image: str, pack: Buildpack, site_dir: str, target: Path, progress: Progress) -> None:
+    for root in _roots(pack, site_dir):
+        archive = engine.copy_out(image, f"/app/{root.strip('/')}")
+        if archive is not None:
+            progress(f"       serving the build output in {root}/")
+            extract_tar(archive, target, strip=Path(root.strip("/")).name + "/")
+            return
+    raise BuildFailed(f"the build produced none of {', '.join(_roots(pack, site_dir))}; "
+                      "name the output folder with `minipaas settings:set APP static-dir FOLDER`")
+
+
+def _from_markdown(settings: Settings, app: str, sha: str, target: Path, progress: Progress) -> None:
+    from minipaas import docsite
+
+    allow_html = _setting(settings, app, "markdown-html") == "on"
+    with tempfile.TemporaryDirectory(prefix="minipaas-md-") as tmp:
+        extract_tar(io.BytesIO(gitrepo.archive(settings.repo_path(app), sha)), Path(tmp))
+        pages = docsite.render_site(Path(tmp), target, title=app, allow_html=allow_html)
+    progress(f"       rendered {pages} Markdown pages")
+
+
+def _setting(settings: Settings, app: str, key: str) -> str:
+    from minipaas import apps
+    from minipaas.host import Host
+
+    return apps.get_setting(Host(settings), app, key)
+
+
+def extract_tar(stream: io.BufferedIOBase | io.BytesIO, target: Path, *, strip: str = "") -> None:
+    """Extract regular files and folders only, under `strip`: links, devices and paths leaving the
+    target are skipped (a repository is untrusted; dokku once followed a symlink out of the app dir)."""
+    with tarfile.open(fileobj=stream, mode="r|*") as tar:
+        for member in tar:
+            name = member.name.lstrip("./") if member.name.startswith("./") else member.name
+            if strip and not name.startswith(strip):
+                continue
+            relative = name[len(strip):]
+            if not relative or not (member.isfile() or member.isdir()):
+                continue
+            parts = Path(relative).parts
+            if Path(relative).is_absolute() or ".." in parts:
+                continue
+            destination = target.joinpath(*parts)
+            if member.isdir():
+                destination.mkdir(parents=True, exist_ok=True)
+                continue
+            destination.parent.mkdir(parents=True, exist_ok=True)
+            source = tar.extractfile(member)
+            if source is None:
+                continue
+            with open(destination, "wb") as out:
+                shutil.copyfileobj(source, out)
+            destination.chmod(0o644)
+    for folder in [target, *[p for p in target.rglob("*") if p.is_dir()]]:
+        folder.chmod(0o755)  # nginx's workers read as another user
+
+
+def activate(settings: Settings, app: str, release: int) -> None:
+    """Point `current` at the release in one atomic rename."""
+    link = current_link(settings, app)
+    tmp = link.with_name(f".current-{os.getpid()}")
+    tmp.unlink(missing_ok=True)
+    tmp.symlink_to(str(release))
+    os.replace(tmp, link)
+
+
+def deactivate(settings: Settings, app: str) -> None:
+    """The app is no longer a static site (it became a container app)."""
+    current_link(settings, app).unlink(missing_ok=True)
+
+
+def live_release(settings: Settings, app: str) -> int | None:
+    link = current_link(settings, app)
+    return int(os.readlink(link)) if link.is_symlink() else None
+
+
+def prune(settings: Settings, app: str, keep: set[int]) -> list[int]:
+    """Remove release directories not in `keep` (never the live one)."""
+    live = live_release(settings, app)
+    removed = []
+    for entry in app_dir(settings, app).iterdir() if app_dir(settings, app).is_dir() else []:
+        if entry.name.isdigit() and int(entry.name) not in keep and int(entry.name) != live:
+            shutil.rmtree(entry, ignore_errors=True)
+            removed.append(int(entry.name))
+    return sorted(removed)
+
+
+def remove_app(settings: Settings, app: str) -> None:
+    shutil.rmtree(app_dir(settings, app), ignore_errors=True)
