@@ -39,6 +39,8 @@ SETTINGS: dict[str, AppSetting] = {
     "memory": AppSetting("512m", lambda v: bool(re.fullmatch(r"[1-9][0-9]*[kmg]", v)), "memory limit per container"),
     "static-dir": AppSetting(
         "", lambda v: v == "" or _plain_path(v), "folder a static site is served from (empty: found automatically)"),
+    "hsts": AppSetting("off", lambda v: v in ("on", "off"),
+                       "on: HTTPS responses carry Strict-Transport-Security (browsers then insist on HTTPS)"),
     "markdown-html": AppSetting("off", lambda v: v in ("on", "off"),
                                 "on: raw HTML in Markdown pages is kept (sanitized); off: it is shown as text"),
 }
@@ -104,6 +106,9 @@ def destroy(host: Host, name: str, progress: Callable[[str], None]) -> None:
             progress(f"removed image {image}")
     gitrepo.remove(s.repo_path(name))
     sites.remove_app(s, name)
+    from minipaas import certs  # loads cryptography: only when needed
+
+    certs.remove_app(s, name)
     with store.transaction(host.db) as db:
         db.execute("DELETE FROM apps WHERE name = ?", (name,))
         db.execute("DELETE FROM retirements WHERE app = ?", (name,))

@@ -452,6 +452,63 @@ def enter_cmd(app: str, process: str, command: tuple[str, ...]) -> None:
     sys.exit(oneoff.enter(_host(), _app(app), process, args))
 
 
+# -- TLS -----------------------------------------------------------------------------------
+
+def _show_cert(app: str, cert: Any) -> None:
+    say(f"=====> {app} certificate")
+    say(f"subject:   {cert.subject}")
+    say(f"issuer:    {cert.issuer}{' (self-signed)' if cert.self_signed else ''}")
+    say(f"names:     {', '.join(cert.sans) or '-'}")
+    say(f"expires:   {cert.not_after:%Y-%m-%d %H:%M} UTC ({cert.days_left} days left)")
+
+
+@cli.command("certs")
+@click.argument("app")
+@click.option("--json", "as_json", is_flag=True)
+def certs_show(app: str, as_json: bool) -> None:
+    """Show an app's certificate: subject, names, expiry."""
+    from minipaas import certs
+
+    cert = certs.info(_host(), _app(app))
+    if as_json:
+        _print_json(cert.as_dict())
+        return
+    _show_cert(app, cert)
+
+
+@cli.command("certs:add")
+@click.argument("app")
+@click.argument("cert_file", type=click.Path(dir_okay=False, readable=True))
+@click.argument("key_file", type=click.Path(dir_okay=False, readable=True))
+def certs_add(app: str, cert_file: str, key_file: str) -> None:
+    """Serve an app over HTTPS with a certificate (chain) and its private key."""
+    from pathlib import Path
+
+    from minipaas import certs
+
+    cert = certs.install(_host(), _app(app), Path(cert_file).read_bytes(), Path(key_file).read_bytes())
+    _show_cert(app, cert)
+
+
+@cli.command("certs:generate")
+@click.argument("app")
+def certs_generate(app: str) -> None:
+    """Serve an app over HTTPS with a new self-signed certificate for its domains."""
+    from minipaas import certs
+
+    _show_cert(app, certs.generate(_host(), _app(app)))
+
+
+@cli.command("certs:remove")
+@click.argument("app")
+def certs_remove(app: str) -> None:
+    """Stop serving an app over HTTPS."""
+    from minipaas import certs
+
+    certs.remove(_host(), _app(app))
+    say(f"-----> Removed the certificate of {app}")
+
+
 # -- ssh access ----------------------------------------------------------------------------
 
 @cli.command("ssh-keys:add")

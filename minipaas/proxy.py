@@ -102,10 +102,11 @@ def _worker_user(settings: Settings) -> str:
     return ""
 
 
-def _listen(settings: Settings) -> str:
+def _listen(settings: Settings, port: int | None = None) -> str:
+    port = settings.http_port if port is None else port
     if settings.nginx == "private":
-        return f"127.0.0.1:{settings.http_port}"
-    return str(settings.http_port)
+        return f"127.0.0.1:{port}"
+    return str(port)
 
 
 def _common(settings: Settings) -> dict[str, object]:
@@ -121,6 +122,9 @@ def _common(settings: Settings) -> dict[str, object]:
         "socket": lay.router_socket,
         "router_socket": lay.router_socket,
         "listen": _listen(settings),
+        "listen_https": _listen(settings, settings.https_port),
+        "https_suffix": "" if settings.https_port == 443 else f":{settings.https_port}",
+        "acme_root": settings.acme_root,
     }
 
 
@@ -189,7 +193,7 @@ def setup(settings: Settings) -> None:
     lay = layout(settings)
     if len(str(lay.router_socket)) > MAX_SOCKET_PATH:
         raise InvalidInput(f"MINIPAAS_HOME is too long for the router's unix socket ({lay.router_socket})")
-    for folder in (lay.sites, lay.upstreams, lay.run, lay.tmp, settings.logs_dir):
+    for folder in (lay.sites, lay.upstreams, lay.run, lay.tmp, settings.logs_dir, settings.acme_root):
         folder.mkdir(parents=True, exist_ok=True)
     values = _common(settings)
     with _locked(settings):
@@ -228,22 +232,36 @@ def shutdown(settings: Settings) -> None:
 
 # -- per app -------------------------------------------------------------------------------
 
-def write_site(settings: Settings, app: str, domains: list[str], *, static: bool | None = None) -> None:
+def write_site(settings: Settings, app: str, domains: list[str], *, static: bool | None = None,
+               hsts: bool | None = None) -> None:
     """The app's front vhost; reloads the front only when it changed.
 
-    `static`: whether nginx serves the app's files itself (None: as the app is now).
+    `static`: whether nginx serves the app's files itself (None: as the app is now). With a
+    certificate in certs/<app>/ the vhost serves HTTPS and redirects HTTP to it.
     """
-    from minipaas import sites
+    from minipaas import certs, sites
 
     lay = layout(settings)
     if static is None:
         static = sites.serving_root(settings, app) is not None
+    if hsts is None:
+        hsts = _app_setting(settings, app, "hsts") == "on"
     static_root = sites.current_link(settings, app) if static else None
+    cert = certs.paths(settings, app)
+    hsts_header = '\n        add_header Strict-Transport-Security "max-age=31536000" always;' if cert and hsts else ""
     text = _render(settings, "site.conf.j2", app=app, domains=domains, static_root=static_root,
-                   **_common(settings))
+                   certificate=cert[0] if cert else "", certificate_key=cert[1] if cert else "",
+                   hsts_header=hsts_header, **_common(settings))
     with _locked(settings):
         if _write_checked(lay.sites / f"{app}.conf", text, lambda: _check_front(settings)):
             _reload_front(settings)
+
+
+def _app_setting(settings: Settings, app: str, key: str) -> str:
+    from minipaas import apps
+    from minipaas.host import Host
+
+    return apps.get_setting(Host(settings), app, key)
 
 
 def switch(settings: Settings, app: str, release: int, addresses: list[str]) -> None:

@@ -24,6 +24,7 @@ SHARE_DIR = _PACKAGE_DIR / "share" if (_PACKAGE_DIR / "share").is_dir() else _PA
 _FIELDS: dict[str, tuple[str, str]] = {
     "domain": ("MINIPAAS_DOMAIN", "localhost"),
     "http_port": ("MINIPAAS_HTTP_PORT", "80"),
+    "https_port": ("MINIPAAS_HTTPS_PORT", "443"),
     "nginx": ("MINIPAAS_NGINX", "system"),
     "build_ca": ("MINIPAAS_BUILD_CA", ""),
     "network": ("MINIPAAS_NETWORK", "minipaas"),
@@ -42,6 +43,7 @@ class Settings:
     home: Path
     domain: str
     http_port: int
+    https_port: int
     nginx: str
     build_ca: Path | None
     network: str
@@ -71,6 +73,11 @@ class Settings:
     @property
     def locks_dir(self) -> Path:
         return self.home / "locks"
+
+    @property
+    def acme_root(self) -> Path:
+        """The webroot nginx answers ACME HTTP-01 challenges from."""
+        return self.home / "acme" / "webroot"
 
     @property
     def cache_dir(self) -> Path:
@@ -115,6 +122,7 @@ def load(env: dict[str, str] | None = None) -> Settings:
         home=home,
         domain=_domain(raw["domain"]),
         http_port=_port(raw["http_port"], "MINIPAAS_HTTP_PORT"),
+        https_port=_port(raw["https_port"], "MINIPAAS_HTTPS_PORT"),
         nginx=_choice(raw["nginx"], ("system", "private"), "MINIPAAS_NGINX"),
         build_ca=_optional_file(raw["build_ca"], "MINIPAAS_BUILD_CA"),
         network=raw["network"],

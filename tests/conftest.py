@@ -49,6 +49,7 @@ class Paas:
     port: int
     env: dict[str, str]
     work: Path
+    https_port: int = 0
 
     def command(self) -> list[str]:
         return [sys.executable, "-m", "minipaas"]

@@ -1,0 +1,173 @@
+"""TLS certificates of apps: adding, generating, inspecting and removing them.
+
+A certificate lives in `MINIPAAS_HOME/certs/<app>/` (fullchain.pem, privkey.pem). With one, the
+app's vhost serves HTTPS on MINIPAAS_HTTPS_PORT and redirects HTTP there (ACME challenges excepted).
+Certificates are parsed and made with the `cryptography` library.
+"""
+
+from __future__ import annotations
+
+import datetime
+import os
+import shutil
+from dataclasses import dataclass
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+from minipaas import domains, proxy
+from minipaas.errors import InvalidInput, NotFound
+from minipaas.host import Host
+from minipaas.settings import Settings
+
+if TYPE_CHECKING:
+    from cryptography import x509
+
+MAX_PEM = 1024 * 1024
+
+
+@dataclass(frozen=True)
+class CertInfo:
+    subject: str
+    issuer: str
+    sans: tuple[str, ...]
+    not_before: datetime.datetime
+    not_after: datetime.datetime
+    self_signed: bool
+
+    @property
+    def days_left(self) -> int:
+        return (self.not_after - datetime.datetime.now(datetime.UTC)).days
+
+    def as_dict(self) -> dict[str, object]:
+        return {"subject": self.subject, "issuer": self.issuer, "sans": list(self.sans),
+                "not_before": self.not_before.isoformat(), "not_after": self.not_after.isoformat(),
+                "days_left": self.days_left, "self_signed": self.self_signed}
+
+
+def cert_dir(settings: Settings, app: str) -> Path:
+    return settings.home / "certs" / app
+
+
+def paths(settings: Settings, app: str) -> tuple[Path, Path] | None:
+    """(fullchain, private key) when the app has a certificate."""
+    folder = cert_dir(settings, app)
+    chain, key = folder / "fullchain.pem", folder / "privkey.pem"
+    return (chain, key) if chain.is_file() and key.is_file() else None
+
+
+def parse(chain_pem: bytes, key_pem: bytes) -> CertInfo:
+    """Check that the PEMs hold a certificate chain and its matching private key."""
+    from cryptography import x509
+    from cryptography.hazmat.primitives import serialization
+
+    if len(chain_pem) > MAX_PEM or len(key_pem) > MAX_PEM:
+        raise InvalidInput("certificate or key file too large")
+    try:
+        chain = x509.load_pem_x509_certificates(chain_pem)
+    except ValueError:
+        raise InvalidInput("the certificate file holds no PEM certificate") from None
+    try:
+        key = serialization.load_pem_private_key(key_pem, password=None)
+    except (ValueError, TypeError):
+        raise InvalidInput("the key file holds no unencrypted PEM private key") from None
+    leaf = chain[0]
+    public = serialization.PublicFormat.SubjectPublicKeyInfo
+    if key.public_key().public_bytes(serialization.Encoding.DER, public) != \
+            leaf.public_key().public_bytes(serialization.Encoding.DER, public):
+        raise InvalidInput("the private key does not match the certificate")
+    return info_of(leaf)
+
+
+def info_of(cert: x509.Certificate) -> CertInfo:
+    from cryptography import x509
+    try:
+        sans = tuple(cert.extensions.get_extension_for_class(x509.SubjectAlternativeName).value
+                     .get_values_for_type(x509.DNSName))
+    except x509.ExtensionNotFound:
+        sans = ()
+    return CertInfo(subject=cert.subject.rfc4514_string(), issuer=cert.issuer.rfc4514_string(), sans=sans,
+                    not_before=cert.not_valid_before_utc, not_after=cert.not_valid_after_utc,
+                    self_signed=cert.subject == cert.issuer)
+
+
+def info(host: Host, app: str) -> CertInfo:
+    from cryptography import x509
+
+    found = paths(host.settings, app)
+    if found is None:
+        raise NotFound(f"{app} has no certificate (add one with certs:add, certs:generate or letsencrypt:enable)")
+    return info_of(x509.load_pem_x509_certificates(found[0].read_bytes())[0])
+
+
+def install(host: Host, app: str, chain_pem: bytes, key_pem: bytes) -> CertInfo:
+    """Store a certificate and switch the vhost to HTTPS; the old files come back if nginx refuses."""
+    cert = parse(chain_pem, key_pem)
+    folder = cert_dir(host.settings, app)
+    backup = folder.with_name(f".{app}.previous")
+    shutil.rmtree(backup, ignore_errors=True)
+    if folder.exists():
+        folder.rename(backup)
+    folder.mkdir(parents=True, mode=0o700)
+    _write(folder / "privkey.pem", key_pem, 0o600)
+    _write(folder / "fullchain.pem", chain_pem, 0o644)
+    try:
+        proxy.write_site(host.settings, app, domains.of(host, app))
+    except BaseException:
+        shutil.rmtree(folder, ignore_errors=True)
+        if backup.exists():
+            backup.rename(folder)
+        raise
+    shutil.rmtree(backup, ignore_errors=True)
+    return cert
+
+
+def generate(host: Host, app: str, *, days: int = 365) -> CertInfo:
+    """A self-signed certificate for all of the app's domains (tests, intranets)."""
+    from cryptography import x509
+    from cryptography.hazmat.primitives import hashes, serialization
+    from cryptography.hazmat.primitives.asymmetric import ec
+    from cryptography.x509.oid import NameOID
+
+    names = domains.of(host, app)
+    key = ec.generate_private_key(ec.SECP256R1())
+    now = datetime.datetime.now(datetime.UTC)
+    subject = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, names[0])])
+    cert = (
+        x509.CertificateBuilder()
+        .subject_name(subject).issuer_name(subject)
+        .public_key(key.public_key())
+        .serial_number(x509.random_serial_number())
+        .not_valid_before(now - datetime.timedelta(minutes=5))
+        .not_valid_after(now + datetime.timedelta(days=days))
+        .add_extension(x509.SubjectAlternativeName([x509.DNSName(n) for n in names]), critical=False)
+        .add_extension(x509.BasicConstraints(ca=True, path_length=None), critical=True)
+        .sign(key, hashes.SHA256())
+    )
+    key_pem = key.private_bytes(serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8,
+                                serialization.NoEncryption())
+    return install(host, app, cert.public_bytes(serialization.Encoding.PEM), key_pem)
+
+
+def remove(host: Host, app: str) -> None:
+    if paths(host.settings, app) is None:
+        raise NotFound(f"{app} has no certificate")
+    folder = cert_dir(host.settings, app)
+    backup = folder.with_name(f".{app}.previous")
+    shutil.rmtree(backup, ignore_errors=True)
+    folder.rename(backup)
+    try:
+        proxy.write_site(host.settings, app, domains.of(host, app))
+    except BaseException:
+        backup.rename(folder)
+        raise
+    shutil.rmtree(backup, ignore_errors=True)
+
+
+def remove_app(settings: Settings, app: str) -> None:
+    shutil.rmtree(cert_dir(settings, app), ignore_errors=True)
+
+
+def _write(path: Path, data: bytes, mode: int) -> None:
+    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, mode)
+    with os.fdopen(fd, "wb") as handle:
+        handle.write(data)
