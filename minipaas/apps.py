@@ -43,6 +43,8 @@ SETTINGS: dict[str, AppSetting] = {
                        "on: HTTPS responses carry Strict-Transport-Security (browsers then insist on HTTPS)"),
     "markdown-html": AppSetting("off", lambda v: v in ("on", "off"),
                                 "on: raw HTML in Markdown pages is kept (sanitized); off: it is shown as text"),
+    "letsencrypt": AppSetting("off", lambda v: v in ("on", "off"),
+                              "on: letsencrypt:renew keeps an ACME certificate for the app's domains (letsencrypt:enable)"),
 }
 
 

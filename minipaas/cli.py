@@ -417,6 +417,43 @@ def releases_info(app: str, number: int) -> None:
         say(log)
 
 
+@cli.command("releases:rollback")
+@click.argument("app")
+@click.argument("number", type=int, required=False)
+def releases_rollback(app: str, number: int | None) -> None:
+    """Go back to an earlier release (default: the previous one), with its config of that time."""
+    from minipaas import releases
+
+    releases.rollback(_host(), _app(app), number, say)
+
+
+@cli.command("gc")
+@click.argument("app", required=False)
+@click.option("--dry-run", is_flag=True, help="Only say what would be removed")
+def gc_cmd(app: str | None, dry_run: bool) -> None:
+    """Remove old release images, exited containers and old site directories (keeps the last 5)."""
+    from minipaas import gc
+
+    gc.collect(_host(), dry_run=dry_run, only=_app(app) if app else None, progress=say)
+
+
+@cli.command("report")
+@click.option("--json", "as_json", is_flag=True)
+def report_cmd(as_json: bool) -> None:
+    """Disk used per app and in total."""
+    from minipaas import gc
+
+    rows = gc.report(_host())
+    if as_json:
+        _print_json(rows)
+        return
+    mb = 1024 * 1024
+    _table(([r["app"], r["images"], f"{r['image_bytes'] / mb:.1f}", f"{r['site_bytes'] / mb:.1f}",
+             f"{r['repo_bytes'] / mb:.1f}"] for r in rows), ["APP", "IMAGES", "IMAGES MB", "SITE MB", "REPO MB"])
+    total = sum(int(r["image_bytes"]) + int(r["site_bytes"]) + int(r["repo_bytes"]) for r in rows)  # type: ignore[call-overload]
+    say(f"total: {total / mb:.1f} MB (image sizes include their base layers)")
+
+
 @cli.command("deploy")
 @click.argument("app")
 @click.argument("rev", default="HEAD")
@@ -601,9 +638,12 @@ def ssh_command(user: str) -> None:
 @click.argument("app")
 def retire_cmd(app: str) -> None:
     """Retire the app's old containers once drained (run in the background after a deploy)."""
-    from minipaas import releases
+    from minipaas import gc, releases
 
-    releases.retire(_host(), app, wait=True)
+    host = _host()
+    releases.retire(host, app, wait=True)
+    # After every deploy, in the background: the retention rule keeps the disk from filling up.
+    gc.collect(host, dry_run=False, only=app, progress=say)
 
 
 def _commands_taking_app() -> set[str]:

@@ -364,3 +364,13 @@ def copy_out(image: str, path: str) -> io.BytesIO | None:
         return None
     finally:
         _api().remove_container(container["Id"], force=True)
+
+
+def prune_dangling(labels: dict[str, str]) -> int:
+    """Remove untagged images carrying these labels; returns the bytes reclaimed."""
+    filters = {"dangling": True, "label": [f"{k}={v}" for k, v in labels.items()]}
+    try:
+        result = _api().prune_images(filters=filters)
+    except docker.errors.APIError:
+        return 0  # another prune is running: the next one catches up
+    return int(result.get("SpaceReclaimed") or 0)

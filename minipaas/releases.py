@@ -18,7 +18,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 
 from minipaas import apps, builds, config, domains, engine, gitrepo, health, proxy, sites, store
-from minipaas.errors import MinipaasError, NotFound
+from minipaas.errors import Conflict, MinipaasError, NotFound
 from minipaas.host import Host
 from minipaas.locks import app_lock
 
@@ -136,6 +136,61 @@ def restart(host: Host, app: str, progress: Progress) -> Release:
                          buildpack=current.buildpack, progress=progress)
 
 
+def rollback(host: Host, app: str, target: int | None, progress: Progress) -> Release:
+    """Bring back an earlier release's image (or site) and its config of that time, without a build."""
+    with app_lock(host.settings, app, progress):
+        current = live(host, app)
+        if current is None:
+            raise NotFound(f"{app} has no live release to roll back from")
+        if target is None:
+            earlier = [r for r in listing(host, app) if r.status == "superseded" and r.number < current.number]
+            if not earlier:
+                raise NotFound(f"{app} has no earlier release that went live")
+            target = earlier[0].number
+        chosen = get(host, app, target)
+        if chosen.number == current.number:
+            raise Conflict(f"release {target} is the live one already")
+        if chosen.status != "superseded":
+            raise Conflict(f"release {target} never went live ({chosen.status}); pick one that did")
+        if not _restorable(host, app, chosen):
+            raise Conflict(f"release {target} was garbage-collected; the last {KEEP_RELEASES} can be rolled back")
+        progress(f"-----> Rolling {app} back to release {target} ({chosen.sha[:7]}, {chosen.kind})")
+        before = config.get_all(host, app)
+        config.replace_all(host, app, chosen.config)
+        try:
+            if chosen.serving == "static":
+                return _roll_back_site(host, app, chosen, progress)
+            released = _roll_out(host, app, kind="rollback", sha=chosen.sha, image=chosen.image,
+                                 buildpack=chosen.buildpack, progress=progress)
+        except BaseException:
+            config.replace_all(host, app, before)
+            raise
+        _update(host, app, released.number, message=f"rollback to {target}")
+        return get(host, app, released.number)
+
+
+def _restorable(host: Host, app: str, release: Release) -> bool:
+    if release.serving == "static":
+        return (sites.app_dir(host.settings, app) / str(release.number)).is_dir()
+    return engine.image_labels(release.image) is not None
+
+
+def _roll_back_site(host: Host, app: str, chosen: Release, progress: Progress) -> Release:
+    number = _record_pending(host, app, kind="rollback", sha=chosen.sha, image=chosen.image,
+                             buildpack=chosen.buildpack, env=chosen.config)
+    _update(host, app, number, serving="static", message=f"rollback to {chosen.number}")
+    previous = sites.live_release(host.settings, app)
+    sites.activate(host.settings, app, chosen.number)
+    try:
+        _record_live(host, app, number, retiring=[], drain=0)
+    except BaseException:
+        if previous is not None:
+            sites.activate(host.settings, app, previous)
+        raise
+    progress(f"=====> {app} release {number} (= release {chosen.number}) is live")
+    return get(host, app, number)
+
+
 # -- the sequence --------------------------------------------------------------------------
 
 def _roll_out(host: Host, app: str, *, kind: str, sha: str, image: str, buildpack: str,
@@ -217,15 +272,12 @@ def _roll_out_site(host: Host, app: str, number: int, source: builds.Source, pro
     old = web_containers(host, app)  # it was a container app until now
     proxy.unroute(s, app)
     _record_live(host, app, number, retiring=[c.id for c in old], drain=0)
-    if old:
-        _spawn_retirer(host, app)
-    kept = {r.number for r in listing(host, app)[:KEEP_RELEASES]}
-    sites.prune(s, app, kept)
+    _spawn_retirer(host, app)  # old containers, if it was a container app; old site directories (gc)
     progress(f"=====> {app} release {number} is live at http://{apps.default_domain(host, app)}{_port_suffix(host)}/")
     return get(host, app, number)
 
 
-KEEP_RELEASES = 5  # static release directories kept for rollback (the live one always is)
+KEEP_RELEASES = 5  # releases kept rollback-able by gc (the live one always is)
 
 
 def web_port(image: str) -> int:

@@ -35,6 +35,10 @@ _FIELDS: dict[str, tuple[str, str]] = {
     # ssh access: the authorized_keys file minipaas manages, and the command each key is forced to run
     "authorized_keys": ("MINIPAAS_AUTHORIZED_KEYS", "/home/paas/.ssh/authorized_keys"),
     "ssh_entry": ("MINIPAAS_SSH_ENTRY", "sudo -n /usr/local/bin/minipaas"),
+    # letsencrypt:*: the ACME server, the account's contact, and a CA bundle to trust when talking to it
+    "acme_directory": ("MINIPAAS_ACME_DIRECTORY", "https://acme-v02.api.letsencrypt.org/directory"),
+    "acme_email": ("MINIPAAS_ACME_EMAIL", ""),
+    "acme_ca": ("MINIPAAS_ACME_CA", ""),
 }
 
 
@@ -53,6 +57,9 @@ class Settings:
     system_nginx_conf: Path
     authorized_keys: Path
     ssh_entry: str
+    acme_directory: str
+    acme_email: str
+    acme_ca: Path | None
 
     @property
     def db_path(self) -> Path:
@@ -132,6 +139,9 @@ def load(env: dict[str, str] | None = None) -> Settings:
         system_nginx_conf=Path(raw["system_nginx_conf"]),
         authorized_keys=Path(raw["authorized_keys"]),
         ssh_entry=raw["ssh_entry"],
+        acme_directory=_url(raw["acme_directory"], "MINIPAAS_ACME_DIRECTORY"),
+        acme_email=raw["acme_email"],
+        acme_ca=_optional_file(raw["acme_ca"], "MINIPAAS_ACME_CA"),
     )
 
 
@@ -150,6 +160,12 @@ def _port(value: str, what: str) -> int:
 def _choice(value: str, choices: tuple[str, ...], what: str) -> str:
     if value not in choices:
         raise InvalidInput(f"{what} must be one of {', '.join(choices)}, not {value!r}")
+    return value
+
+
+def _url(value: str, what: str) -> str:
+    if not value.startswith(("https://", "http://")) or any(c.isspace() for c in value):
+        raise InvalidInput(f"{what} must be an http(s) URL, not {value!r}")
     return value
 
 

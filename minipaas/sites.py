@@ -152,15 +152,18 @@ def live_release(settings: Settings, app: str) -> int | None:
     return int(os.readlink(link)) if link.is_symlink() else None
 
 
-def prune(settings: Settings, app: str, keep: set[int]) -> list[int]:
-    """Remove release directories not in `keep` (never the live one)."""
+def prune(settings: Settings, app: str, keep: set[int], *, dry_run: bool = False) -> list[tuple[int, int]]:
+    """Remove release directories not in `keep` (never the live one); returns (release, bytes) of each."""
     live = live_release(settings, app)
+    folder = app_dir(settings, app)
     removed = []
-    for entry in app_dir(settings, app).iterdir() if app_dir(settings, app).is_dir() else []:
+    for entry in sorted(folder.iterdir()) if folder.is_dir() else []:
         if entry.name.isdigit() and int(entry.name) not in keep and int(entry.name) != live:
-            shutil.rmtree(entry, ignore_errors=True)
-            removed.append(int(entry.name))
-    return sorted(removed)
+            size = sum(p.stat().st_size for p in entry.rglob("*") if p.is_file() and not p.is_symlink())
+            if not dry_run:
+                shutil.rmtree(entry, ignore_errors=True)
+            removed.append((int(entry.name), size))
+    return removed
 
 
 def remove_app(settings: Settings, app: str) -> None:
