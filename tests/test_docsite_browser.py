@@ -182,3 +182,31 @@ def test_screenshot(page: webdriver.Chrome, site: str, tmp_path: Path) -> None:
     shot = tmp_path / "docsite.png"
     assert page.save_screenshot(str(shot))
     assert shot.stat().st_size > 5000
+
+
+def test_docs_pushed_to_minipaas_work_in_the_browser(paas, tmp_path: Path) -> None:
+    """The whole way: a Markdown repo pushed to minipaas, served by its nginx, browsed by Chromium."""
+    from conftest import APPS
+
+    app, _ = paas.deploy(APPS / "markdown-docs")
+    options = webdriver.ChromeOptions()
+    options.binary_location = CHROMIUM
+    for flag in ("--headless=new", "--no-sandbox", "--disable-gpu", "--disable-dev-shm-usage", "--no-first-run",
+                 "--disable-background-networking", "--disable-component-update", "--disable-sync",
+                 "--host-resolver-rules=MAP *.paas.test 127.0.0.1", f"--user-data-dir={tmp_path / 'profile'}"):
+        options.add_argument(flag)
+    options.set_capability("goog:loggingPrefs", {"browser": "ALL"})
+    driver = webdriver.Chrome(service=Service(CHROMEDRIVER), options=options)
+    try:
+        base = f"http://{app}.paas.test:{paas.port}"
+        driver.get(f"{base}/")
+        assert driver.title.startswith("Team handbook")
+        link = driver.find_element(By.CSS_SELECTOR, '#ds-nav a[href$="guide/install.html"]')
+        driver.execute_script("arguments[0].click()", link)  # the guide folder may be folded on the home page
+        wait(driver).until(ec.url_contains("/guide/install"))
+        assert h1(driver) == "Install"
+        driver.get(f"{base}/guide/deploy")  # a clean URL, served as deploy.html
+        assert h1(driver) == "Deploy"
+        assert [e for e in driver.get_log("browser") if e["level"] == "SEVERE"] == []
+    finally:
+        driver.quit()
