@@ -92,6 +92,39 @@ WantedBy=multi-user.target
 UNIT
   systemctl daemon-reload && systemctl enable minipaas-restore.service >/dev/null
 fi
+# Certificates of apps with letsencrypt on are renewed daily (only those expiring within 30 days).
+if [ -d /run/systemd/system ]; then
+  cat >/etc/systemd/system/minipaas-renew.service <<UNIT
+[Unit]
+Description=minipaas: renew Let's Encrypt certificates
+After=network-online.target nginx.service
+Wants=network-online.target
+
+[Service]
+Type=oneshot
+Environment=MINIPAAS_HOME=$MINIPAAS_HOME
+ExecStart=/usr/local/bin/minipaas letsencrypt:renew
+UNIT
+  cat >/etc/systemd/system/minipaas-renew.timer <<'UNIT'
+[Unit]
+Description=minipaas: renew Let's Encrypt certificates daily
+
+[Timer]
+OnCalendar=daily
+Persistent=true
+RandomizedDelaySec=1h
+
+[Install]
+WantedBy=timers.target
+UNIT
+  systemctl daemon-reload && systemctl enable --now minipaas-renew.timer >/dev/null
+elif [ -d /etc/cron.d ]; then
+  cat >/etc/cron.d/minipaas-renew <<CRON
+# minipaas: renew Let's Encrypt certificates daily (only those expiring within 30 days)
+MINIPAAS_HOME=$MINIPAAS_HOME
+$((RANDOM % 60)) $((RANDOM % 24)) * * * root /usr/local/bin/minipaas letsencrypt:renew >>/var/log/minipaas-renew.log 2>&1
+CRON
+fi
 
 # --- ssh access: the paas user, whose every key runs only `minipaas ssh-command` ----------------------
 id paas >/dev/null 2>&1 || useradd --system --create-home --home-dir /home/paas --shell /bin/sh paas

@@ -44,7 +44,7 @@ SETTINGS: dict[str, AppSetting] = {
     "markdown-html": AppSetting("off", lambda v: v in ("on", "off"),
                                 "on: raw HTML in Markdown pages is kept (sanitized); off: it is shown as text"),
     "letsencrypt": AppSetting("off", lambda v: v in ("on", "off"),
-                              "on: letsencrypt:renew keeps an ACME certificate for the app's domains (letsencrypt:enable)"),
+                              "on: letsencrypt:renew keeps a certificate from the ACME CA (letsencrypt:enable)"),
 }
 
 

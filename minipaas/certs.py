@@ -111,7 +111,8 @@ def install(host: Host, app: str, chain_pem: bytes, key_pem: bytes) -> CertInfo:
     _write(folder / "privkey.pem", key_pem, 0o600)
     _write(folder / "fullchain.pem", chain_pem, 0o644)
     try:
-        proxy.write_site(host.settings, app, domains.of(host, app))
+        # reload: a certificate replacing another has the same paths, so the vhost text may not change
+        proxy.write_site(host.settings, app, domains.of(host, app), reload=True)
     except BaseException:
         shutil.rmtree(folder, ignore_errors=True)
         if backup.exists():

@@ -546,6 +546,43 @@ def certs_remove(app: str) -> None:
     say(f"-----> Removed the certificate of {app}")
 
 
+@cli.command("letsencrypt:enable")
+@click.argument("app")
+def letsencrypt_enable(app: str) -> None:
+    """Get a certificate for an app's domains from Let's Encrypt (ACME HTTP-01) and keep it renewed."""
+    from minipaas import acme
+
+    _show_cert(app, acme.enable(_host(), _app(app), say))
+
+
+@cli.command("letsencrypt:disable")
+@click.argument("app")
+def letsencrypt_disable(app: str) -> None:
+    """Stop renewing an app's certificate (it keeps serving; certs:remove removes it)."""
+    from minipaas import acme
+
+    acme.disable(_host(), _app(app))
+    say(f"-----> {app} will no longer be renewed by letsencrypt:renew")
+
+
+@cli.command("letsencrypt:renew")
+@click.option("--force", is_flag=True, help="Renew even certificates that are far from expiry")
+def letsencrypt_renew(force: bool) -> None:
+    """Renew the certificates of apps with letsencrypt on that expire within 30 days."""
+    from minipaas import acme
+
+    results = acme.renew(_host(), say, force=force)
+    if not results:
+        say("-----> No app has letsencrypt on: nothing to renew")
+        return
+    counts = {outcome: sum(r.outcome == outcome for r in results) for outcome in ("renewed", "skipped", "failed")}
+    say(f"=====> {counts['renewed']} renewed, {counts['skipped']} skipped, {counts['failed']} failed")
+    failed = [r for r in results if r.outcome == "failed"]
+    if failed:
+        raise MinipaasError(f"could not renew {', '.join(r.app for r in failed)}: {failed[0].reason}"
+                            + (" (and more, see above)" if len(failed) > 1 else ""))
+
+
 # -- ssh access ----------------------------------------------------------------------------
 
 @cli.command("ssh-keys:add")

@@ -233,11 +233,12 @@ def shutdown(settings: Settings) -> None:
 # -- per app -------------------------------------------------------------------------------
 
 def write_site(settings: Settings, app: str, domains: list[str], *, static: bool | None = None,
-               hsts: bool | None = None) -> None:
-    """The app's front vhost; reloads the front only when it changed.
+               hsts: bool | None = None, reload: bool = False) -> None:
+    """The app's front vhost; reloads the front only when it changed (or with `reload`).
 
     `static`: whether nginx serves the app's files itself (None: as the app is now). With a
-    certificate in certs/<app>/ the vhost serves HTTPS and redirects HTTP to it.
+    certificate in certs/<app>/ the vhost serves HTTPS and redirects HTTP to it. `reload`: files the
+    vhost names changed (a new certificate at the same paths), which nginx reads only when reloaded.
     """
     from minipaas import certs, sites
 
@@ -253,7 +254,10 @@ def write_site(settings: Settings, app: str, domains: list[str], *, static: bool
                    certificate=cert[0] if cert else "", certificate_key=cert[1] if cert else "",
                    hsts_header=hsts_header, **_common(settings))
     with _locked(settings):
-        if _write_checked(lay.sites / f"{app}.conf", text, lambda: _check_front(settings)):
+        changed = _write_checked(lay.sites / f"{app}.conf", text, lambda: _check_front(settings))
+        if reload and not changed:
+            _check_front(settings)
+        if changed or reload:
             _reload_front(settings)
 
 

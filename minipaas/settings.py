@@ -139,7 +139,7 @@ def load(env: dict[str, str] | None = None) -> Settings:
         system_nginx_conf=Path(raw["system_nginx_conf"]),
         authorized_keys=Path(raw["authorized_keys"]),
         ssh_entry=raw["ssh_entry"],
-        acme_directory=_url(raw["acme_directory"], "MINIPAAS_ACME_DIRECTORY"),
+        acme_directory=raw["acme_directory"],
         acme_email=raw["acme_email"],
         acme_ca=_optional_file(raw["acme_ca"], "MINIPAAS_ACME_CA"),
     )
@@ -160,12 +160,6 @@ def _port(value: str, what: str) -> int:
 def _choice(value: str, choices: tuple[str, ...], what: str) -> str:
     if value not in choices:
         raise InvalidInput(f"{what} must be one of {', '.join(choices)}, not {value!r}")
-    return value
-
-
-def _url(value: str, what: str) -> str:
-    if not value.startswith(("https://", "http://")) or any(c.isspace() for c in value):
-        raise InvalidInput(f"{what} must be an http(s) URL, not {value!r}")
     return value
 
 
