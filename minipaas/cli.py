@@ -304,6 +304,24 @@ def ps_show(app: str, as_json: bool) -> None:
            ["CONTAINER", "RELEASE", "STATE", "HEALTH", "ADDRESS"])
 
 
+@cli.command("ps:scale")
+@click.argument("app")
+@click.argument("counts", nargs=-1)
+def ps_scale(app: str, counts: tuple[str, ...]) -> None:
+    """Show or set how many containers of each process type run (`ps:scale APP web=3 worker=1`)."""
+    from minipaas import formation, releases
+
+    host = _host()
+    _app(app)
+    if not counts:
+        current = releases.live(host, app)
+        procs = formation.procfile(host, app, current.sha) if current else {}
+        for process, count in formation.counts(host, app, procs).items():
+            say(f"{process}={count}")
+        return
+    releases.scale(host, app, list(counts), say)
+
+
 @cli.command("ps:restart")
 @click.argument("app")
 def ps_restart(app: str) -> None:

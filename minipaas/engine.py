@@ -374,3 +374,19 @@ def prune_dangling(labels: dict[str, str]) -> int:
     except docker.errors.APIError:
         return 0  # another prune is running: the next one catches up
     return int(result.get("SpaceReclaimed") or 0)
+
+
+def run_to_completion(*, image: str, network: str, command: list[str], env: dict[str, str],
+                      labels: dict[str, str], memory: str, timeout: float = 3600) -> tuple[int, str]:
+    """Run a container to its end (no tty); returns (exit code, its output). Always removed after."""
+    created = _api().create_container(
+        image, command=command, environment=env, labels=labels,
+        host_config=_api().create_host_config(network_mode=network, mem_limit=memory, init=True,
+                                              security_opt=["no-new-privileges"]))
+    try:
+        _api().start(created["Id"])
+        result = _api().wait(created["Id"], timeout=timeout)
+        output = _api().logs(created["Id"]).decode("utf-8", errors="replace")
+        return int(result.get("StatusCode", 1)), output
+    finally:
+        _api().remove_container(created["Id"], force=True)

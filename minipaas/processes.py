@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import queue
+import threading
 from collections.abc import Callable, Iterator
 
 from minipaas import engine, proxy, releases
@@ -14,14 +16,16 @@ def status(host: Host, app: str) -> list[dict[str, object]]:
     live = releases.live(host, app)
     serving = set(proxy.upstream_addresses(host.settings, app))
     rows = []
-    for c in sorted(releases.web_containers(host, app), key=lambda c: c.name):
-        address = f"{c.ip}:{releases.container_port(c)}" if c.ip else ""
+    for c in sorted(releases.app_containers(host, app), key=lambda c: c.name):
+        web = c.labels.get("minipaas.process") == "web"
+        address = f"{c.ip}:{releases.container_port(c)}" if c.ip and web else ""
         is_live = live is not None and c.labels.get("minipaas.release") == str(live.number)
         rows.append({
             "name": c.name,
+            "process": c.labels.get("minipaas.process", ""),
             "release": int(c.labels.get("minipaas.release", "0")),
             "state": c.status,
-            "health": "serving" if address in serving else ("live" if is_live else "retiring"),
+            "health": "serving" if address and address in serving else ("live" if is_live else "retiring"),
             "address": address,
             "restarts": c.restarts,
         })
@@ -29,19 +33,50 @@ def status(host: Host, app: str) -> list[dict[str, object]]:
 
 
 def logs(host: Host, app: str, *, lines: int, follow: bool) -> Iterator[bytes]:
+    """The live release's container output; with several containers, each line says whose it is."""
     live = releases.live(host, app)
-    containers = [c for c in releases.web_containers(host, app)
-                  if live is not None and c.labels.get("minipaas.release") == str(live.number)]
+    containers = sorted((c for c in releases.app_containers(host, app)
+                         if live is not None and c.labels.get("minipaas.release") == str(live.number)),
+                        key=lambda c: c.name)
     if not containers:
         raise NotFound(f"{app} has no running container; push it first")
-    yield from engine.logs(containers[0].id, tail=lines, follow=follow)
+    if len(containers) == 1:
+        yield from engine.logs(containers[0].id, tail=lines, follow=follow)
+        return
+    yield from _merged(containers, lines=lines, follow=follow)
+
+
+def _merged(containers: list[engine.Container], *, lines: int, follow: bool) -> Iterator[bytes]:
+    out: queue.Queue[bytes | None] = queue.Queue(maxsize=1000)
+
+    def pump(c: engine.Container) -> None:
+        prefix = c.name.encode() + b" | "
+        pending = b""
+        for chunk in engine.logs(c.id, tail=lines, follow=follow):
+            pending += chunk
+            *complete, pending = pending.split(b"\n")
+            for line in complete:
+                out.put(prefix + line + b"\n")
+        if pending:
+            out.put(prefix + pending + b"\n")
+        out.put(None)
+
+    for c in containers:
+        threading.Thread(target=pump, args=(c,), daemon=True).start()
+    remaining = len(containers)
+    while remaining:
+        item = out.get()
+        if item is None:
+            remaining -= 1
+        else:
+            yield item
 
 
 def stop(host: Host, app: str, progress: Callable[[str], None]) -> None:
     with app_lock(host.settings, app, progress):
         # Traffic first: a stopped container's address may soon belong to another container.
         proxy.unroute(host.settings, app)
-        for c in releases.web_containers(host, app):
+        for c in releases.app_containers(host, app):
             engine.stop(c.id, timeout=10)
             progress(f"-----> Stopped {c.name}")
 
@@ -51,13 +86,12 @@ def start(host: Host, app: str, progress: Callable[[str], None]) -> None:
     if live is None:
         raise NotFound(f"{app} has no release to start; push it first")
     with app_lock(host.settings, app, progress):
-        stopped = [c for c in releases.web_containers(host, app)
-                   if c.labels.get("minipaas.release") == str(live.number) and c.status != "running"]
-        for c in stopped:
-            engine.start(c.id)
+        mine = [c for c in releases.app_containers(host, app) if c.labels.get("minipaas.release") == str(live.number)]
+        for c in mine:
+            if c.status != "running":
+                engine.start(c.id)
         addresses = [releases.wait_healthy(host, app, c, live.sha, progress)[0]
-                     for c in releases.web_containers(host, app)
-                     if c.labels.get("minipaas.release") == str(live.number)]
+                     for c in mine if c.labels.get("minipaas.process") == "web"]
         if addresses:
             proxy.switch(host.settings, app, live.number, addresses)
             progress(f"-----> Started {app} (release {live.number})")

@@ -11,14 +11,15 @@ from __future__ import annotations
 import getpass
 import json
 import os
+import sqlite3
 import subprocess
 import sys
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
 
-from minipaas import apps, builds, config, domains, engine, gitrepo, health, proxy, sites, store
-from minipaas.errors import Conflict, MinipaasError, NotFound
+from minipaas import apps, builds, config, domains, engine, formation, gitrepo, health, proxy, sites, store
+from minipaas.errors import Conflict, InvalidInput, MinipaasError, NotFound
 from minipaas.host import Host
 from minipaas.locks import app_lock
 
@@ -83,8 +84,14 @@ def pusher() -> str:
 
 
 def web_containers(host: Host, app: str) -> list[engine.Container]:
-    labels = {engine.LABEL: str(host.settings.home), "minipaas.app": app, "minipaas.process": "web"}
-    return engine.containers(labels, network=host.settings.network)
+    return [c for c in app_containers(host, app) if c.labels.get("minipaas.process") == formation.WEB]
+
+
+def app_containers(host: Host, app: str) -> list[engine.Container]:
+    """The app's long-running containers, of every process type (one-off `run` ones excluded)."""
+    found = engine.containers({engine.LABEL: str(host.settings.home), "minipaas.app": app},
+                              network=host.settings.network)
+    return [c for c in found if c.labels.get("minipaas.process") not in ("run", formation.RELEASE)]
 
 
 # -- entry points --------------------------------------------------------------------------
@@ -191,6 +198,81 @@ def _roll_back_site(host: Host, app: str, chosen: Release, progress: Progress) -
     return get(host, app, number)
 
 
+def scale(host: Host, app: str, args: list[str], progress: Progress) -> dict[str, int]:
+    """`ps:scale APP web=3 worker=1`: start what is missing, switch, then retire the surplus (drained)."""
+    changes = formation.parse_changes(args)
+    with app_lock(host.settings, app, progress):
+        current = live(host, app)
+        procs = formation.procfile(host, app, current.sha) if current else {}
+        before = formation.counts(host, app, procs)
+        unknown = sorted(set(changes) - set(before))
+        if current is not None and unknown:
+            raise InvalidInput(f"{app} has no process type {', '.join(unknown)} "
+                               f"(its types: {', '.join(before)}; others come from the Procfile)")
+        formation.store_counts(host, app, changes)
+        wanted = formation.counts(host, app, procs)
+        if current is None or current.serving == "static":
+            progress(f"-----> Stored: {_formation_text(wanted)}; it applies from the next deploy")
+            return wanted
+        try:
+            _apply_scale(host, app, current, procs, wanted, progress)
+        except BaseException:
+            formation.store_counts(host, app, before)
+            raise
+        progress(f"=====> {app} runs {_formation_text(wanted)}")
+        return wanted
+
+
+def _formation_text(counts: dict[str, int]) -> str:
+    return " ".join(f"{process}={count}" for process, count in counts.items())
+
+
+def _apply_scale(host: Host, app: str, current: Release, procs: dict[str, str], wanted: dict[str, int],
+                 progress: Progress) -> None:
+    s = host.settings
+    mine = [c for c in app_containers(host, app) if c.labels.get("minipaas.release") == str(current.number)
+            and c.status == "running" and c.id not in _retiring(host, app)]
+    port = web_port(current.image)
+    started: list[engine.Container] = []
+    keep: list[engine.Container] = []
+    surplus: list[engine.Container] = []
+    try:
+        for process, count in wanted.items():
+            existing = sorted((c for c in mine if c.labels.get("minipaas.process") == process),
+                              key=lambda c: int(c.labels.get("minipaas.index", "1")))
+            keep += existing[:count]
+            surplus += existing[count:]
+            used = {int(c.labels.get("minipaas.index", "1")) for c in existing}
+            free = (i for i in range(1, 10 * formation.MAX_SCALE) if i not in used)
+            for _ in range(count - len(existing)):
+                started.append(formation.start(host, app, release=current.number, image=current.image, port=port,
+                                               process=process, index=next(free), procs=procs, progress=progress))
+        addresses = [f"{c.ip}:{container_port(c)}" for c in keep if c.labels["minipaas.process"] == formation.WEB]
+        for container in started:
+            if container.labels["minipaas.process"] == formation.WEB:
+                addresses.append(wait_healthy(host, app, container, current.sha, progress)[0])
+        formation.check_still_running([c for c in started if c.labels["minipaas.process"] != formation.WEB],
+                                      s.network)
+        if addresses:
+            proxy.switch(s, app, current.number, addresses)
+        else:
+            proxy.unroute(s, app)
+    except BaseException:
+        for container in started:
+            engine.remove(container.id, timeout=0)
+        raise
+    if surplus:
+        drain = int(apps.get_setting(host, app, "drain-seconds"))
+        with store.transaction(host.db) as db:
+            _schedule_retirement(db, app, [c.id for c in surplus], drain)
+        progress(f"-----> Retiring {', '.join(c.name for c in surplus)} in {drain}s (in the background)")
+        _spawn_retirer(host, app)
+
+
+def _retiring(host: Host, app: str) -> set[str]:
+    return {row["container"] for row in host.db.execute("SELECT container FROM retirements WHERE app = ?", (app,))}
+
+
 # -- the sequence --------------------------------------------------------------------------
 
 def _roll_out(host: Host, app: str, *, kind: str, sha: str, image: str, buildpack: str,
@@ -201,7 +283,7 @@ def _roll_out(host: Host, app: str, *, kind: str, sha: str, image: str, buildpac
     _reconcile(host, app)
     env = config.get_all(host, app)
     number = _record_pending(host, app, kind=kind, sha=sha, image=image, buildpack=buildpack, env=env)
-    container_id = ""
+    started: list[engine.Container] = []
     try:
         if not image:
             source = builds.inspect(s, app, sha)
@@ -210,28 +292,36 @@ def _roll_out(host: Host, app: str, *, kind: str, sha: str, image: str, buildpac
             built = builds.build(s, app, number, source, progress)
             image, buildpack = built.image, built.buildpack
             _update(host, app, number, image=image, buildpack=buildpack, build_log=built.log)
-        name = f"{app}.web.{number}"
+        procs = formation.procfile(host, app, sha)
+        if formation.RELEASE in procs:
+            formation.run_release_command(host, app, image=image, command=procs[formation.RELEASE],
+                                          progress=progress)
         port = web_port(image)
-        progress(f"-----> Starting {name}")
-        container = engine.run(
-            name=name, image=image, network=s.network, env={**env, "PORT": str(port)},
-            labels={engine.LABEL: str(s.home), "minipaas.app": app, "minipaas.release": str(number),
-                    "minipaas.process": "web", "minipaas.port": str(port)},
-            memory=apps.get_setting(host, app, "memory"),
-        )
-        container_id = container.id
-        address, seconds = wait_healthy(host, app, container, sha, progress)
-        progress(f"       healthy after {seconds:.1f}s")
-        proxy.switch(s, app, number, [address])
+        for process, count in formation.counts(host, app, procs).items():
+            for index in range(1, count + 1):
+                started.append(formation.start(host, app, release=number, image=image, port=port,
+                                               process=process, index=index, procs=procs, progress=progress))
+        addresses = []
+        for container in (c for c in started if c.labels["minipaas.process"] == formation.WEB):
+            address, seconds = wait_healthy(host, app, container, sha, progress)
+            progress(f"       healthy after {seconds:.1f}s")
+            addresses.append(address)
+        formation.check_still_running([c for c in started if c.labels["minipaas.process"] != formation.WEB],
+                                      s.network)
+        if addresses:
+            proxy.switch(s, app, number, addresses)
+        else:
+            proxy.unroute(s, app)  # scaled to no web process: the app answers 503
         if sites.serving_root(s, app) is not None:  # a static site becomes a container app
             proxy.write_site(s, app, domains.of(host, app), static=False)
             sites.deactivate(s, app)
-        old = [c for c in web_containers(host, app) if c.id != container_id]
+        new_ids = {c.id for c in started}
+        old = [c for c in app_containers(host, app) if c.id not in new_ids]
         drain = int(apps.get_setting(host, app, "drain-seconds"))
         _record_live(host, app, number, retiring=[c.id for c in old], drain=drain)
     except BaseException as exc:
-        if container_id:
-            engine.remove(container_id, timeout=0)
+        for container in started:
+            engine.remove(container.id, timeout=0)
         message = exc.message if isinstance(exc, MinipaasError) else f"interrupted ({type(exc).__name__})"
         _update(host, app, number, status="failed", message=message, finished_at=store.now())
         raise
@@ -269,7 +359,7 @@ def _roll_out_site(host: Host, app: str, number: int, source: builds.Source, pro
         else:
             sites.activate(s, app, previous)
         raise
-    old = web_containers(host, app)  # it was a container app until now
+    old = app_containers(host, app)  # it was a container app until now
     proxy.unroute(s, app)
     _record_live(host, app, number, retiring=[c.id for c in old], drain=0)
     _spawn_retirer(host, app)  # old containers, if it was a container app; old site directories (gc)
@@ -349,10 +439,14 @@ def _record_live(host: Host, app: str, number: int, *, retiring: list[str], drai
         db.execute("UPDATE releases SET status = 'superseded' WHERE app = ? AND status = 'live'", (app,))
         db.execute("UPDATE releases SET status = 'live', finished_at = ? WHERE app = ? AND number = ?",
                    (store.now(), app, number))
-        for container in retiring:
-            # OR IGNORE: a container already draining keeps its deadline; a burst of deploys must not defer it.
-            db.execute("INSERT OR IGNORE INTO retirements (container, app, not_before) VALUES (?, ?, ?)",
-                       (container, app, store.now() + drain))
+        _schedule_retirement(db, app, retiring, drain)
+
+
+def _schedule_retirement(db: sqlite3.Connection, app: str, containers: list[str], drain: int) -> None:
+    for container in containers:
+        # OR IGNORE: a container already draining keeps its deadline; a burst of deploys must not defer it.
+        db.execute("INSERT OR IGNORE INTO retirements (container, app, not_before) VALUES (?, ?, ?)",
+                   (container, app, store.now() + drain))
 
 
 # -- retirement and repair -----------------------------------------------------------------
@@ -401,9 +495,8 @@ def _reconcile(host: Host, app: str) -> None:
     # Only what no background retirer is handling any more: a deploy never waits on a slow SIGTERM.
     retire(host, app, wait=False, overdue_by=ORPHANED_AFTER)
     current = live(host, app)
-    pending = {row["container"] for row in
-               host.db.execute("SELECT container FROM retirements WHERE app = ?", (app,))}
-    for container in web_containers(host, app):
+    pending = _retiring(host, app)
+    for container in app_containers(host, app):
         is_live = current is not None and container.labels.get("minipaas.release") == str(current.number)
         if not is_live and container.id not in pending:
             engine.remove(container.id, timeout=0)
@@ -423,16 +516,21 @@ def restore(host: Host, progress: Progress) -> None:
             current = live(host, app)
             if current is None:
                 continue
-            running = [c for c in web_containers(host, app)
-                       if c.labels.get("minipaas.release") == str(current.number)]
-            for c in running:
+            if current.serving == "static":
+                proxy.write_site(s, app, domains.of(host, app))
+                continue
+            mine = [c for c in app_containers(host, app) if c.labels.get("minipaas.release") == str(current.number)]
+            for c in mine:
                 if c.status != "running":
                     engine.start(c.id)
-            addresses = [wait_healthy(host, app, c, current.sha, progress)[0] for c in running]
-            if not addresses:
-                progress(f"-----> {app}: the container of release {current.number} is gone; starting a new one")
+            addresses = [wait_healthy(host, app, c, current.sha, progress)[0] for c in mine
+                         if c.labels.get("minipaas.process") == formation.WEB]
+            wanted = formation.counts(host, app, formation.procfile(host, app, current.sha))
+            if len(addresses) < wanted[formation.WEB]:
+                progress(f"-----> {app}: containers of release {current.number} are gone; starting new ones")
                 _roll_out(host, app, kind="restart", sha=current.sha, image=current.image,
                           buildpack=current.buildpack, progress=progress)
                 continue
-            proxy.switch(s, app, current.number, addresses)
-            progress(f"-----> {app}: release {current.number} serving at {', '.join(addresses)}")
+            if addresses:
+                proxy.switch(s, app, current.number, addresses)
+            progress(f"-----> {app}: release {current.number} serving at {', '.join(addresses) or 'no web process'}")

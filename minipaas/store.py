@@ -87,6 +87,15 @@ MIGRATIONS: list[str] = [
     """
     ALTER TABLE releases ADD COLUMN serving TEXT NOT NULL DEFAULT 'container';
     """,
+    # 4: process types and their scale
+    """
+    CREATE TABLE formation (
+        app TEXT NOT NULL REFERENCES apps(name) ON DELETE CASCADE,
+        process TEXT NOT NULL,
+        count INTEGER NOT NULL,
+        PRIMARY KEY (app, process)
+    );
+    """,
 ]
 
 

@@ -1,0 +1,2 @@
+console.log("worker started");
+setInterval(() => console.log("worker tick"), 1000);
