@@ -37,6 +37,11 @@ SETTINGS: dict[str, AppSetting] = {
     "healthcheck-timeout": AppSetting("60", _int_between(1, 3600), "seconds a new release has to answer"),
     "drain-seconds": AppSetting("10", _int_between(0, 3600), "seconds old containers keep running after the switch"),
     "memory": AppSetting("512m", lambda v: bool(re.fullmatch(r"[1-9][0-9]*[kmg]", v)), "memory limit per container"),
+    "cpus": AppSetting("", lambda v: v == "" or bool(re.fullmatch(r"(0\.[0-9]*[1-9][0-9]*|[1-9][0-9]*(\.[0-9]+)?)", v)),
+                       "CPUs per container, e.g. 0.5 (empty: no limit)"),
+    "pids": AppSetting("512", _int_between(16, 100_000), "most processes and threads per container"),
+    "read-only": AppSetting("off", lambda v: v in ("on", "off"),
+                            "on: the container's filesystem is read-only, with a writable /tmp"),
     "static-dir": AppSetting(
         "", lambda v: v == "" or _plain_path(v), "folder a static site is served from (empty: found automatically)"),
     "hsts": AppSetting("off", lambda v: v in ("on", "off"),
@@ -115,6 +120,12 @@ def destroy(host: Host, name: str, progress: Callable[[str], None]) -> None:
         db.execute("DELETE FROM apps WHERE name = ?", (name,))
         db.execute("DELETE FROM retirements WHERE app = ?", (name,))
     (s.locks_dir / f"{name}.lock").unlink(missing_ok=True)
+
+
+def limits(host: Host, name: str) -> engine.Limits:
+    values = all_settings(host, name)
+    return engine.Limits(memory=values["memory"], cpus=float(values["cpus"]) if values["cpus"] else None,
+                         pids=int(values["pids"]), read_only=values["read-only"] == "on")
 
 
 def get_setting(host: Host, name: str, key: str) -> str:

@@ -322,6 +322,33 @@ def ps_scale(app: str, counts: tuple[str, ...]) -> None:
     releases.scale(host, app, list(counts), say)
 
 
+@cli.command("resource:limit")
+@click.argument("app")
+@click.option("--memory", help="e.g. 256m, 1g")
+@click.option("--cpus", help="e.g. 0.5; empty for no limit")
+@click.option("--pids", help="most processes and threads")
+@click.option("--read-only/--writable", "read_only", default=None,
+              help="a read-only root filesystem with a writable /tmp")
+def resource_limit(app: str, memory: str | None, cpus: str | None, pids: str | None, read_only: bool | None) -> None:
+    """Limit an app's containers; running ones are replaced without downtime."""
+    from minipaas import apps, releases
+
+    host = _host()
+    _app(app)
+    changes = {"memory": memory, "cpus": cpus, "pids": pids,
+               "read-only": None if read_only is None else ("on" if read_only else "off")}
+    changes = {k: v for k, v in changes.items() if v is not None}
+    if not changes:
+        for key in ("memory", "cpus", "pids", "read-only"):
+            say(f"{key}: {apps.get_setting(host, app, key) or 'unlimited'}")
+        return
+    for key, value in changes.items():
+        apps.set_setting(host, app, key, value)
+    say(f"-----> {app}: {', '.join(f'{k}={v or chr(39) * 2}' for k, v in changes.items())}")
+    if releases.live(host, app) is not None:
+        releases.restart(host, app, say)
+
+
 @cli.command("ps:restart")
 @click.argument("app")
 def ps_restart(app: str) -> None:

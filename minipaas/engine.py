@@ -25,6 +25,44 @@ LABEL = "minipaas"  # every object minipaas creates carries this label (its valu
 
 
 @dataclass(frozen=True)
+class Limits:
+    """Resources and hardening of an app's containers (see `resource:limit`)."""
+
+    memory: str = "512m"
+    cpus: float | None = None
+    pids: int | None = 512
+    read_only: bool = False
+
+    def host_config(self) -> dict[str, Any]:
+        config: dict[str, Any] = {
+            "mem_limit": self.memory,
+            "pids_limit": self.pids,
+            "init": True,  # an init reaps zombies and forwards SIGTERM to npm/node
+            "security_opt": ["no-new-privileges"],
+            # Nothing an app needs as a non-root user; binding a low port is the one thing root images need.
+            "cap_drop": ["ALL"],
+            "cap_add": ["NET_BIND_SERVICE"],
+        }
+        if self.cpus:
+            config["nano_cpus"] = int(self.cpus * 1e9)
+        if self.read_only:
+            config["read_only"] = True
+            config["tmpfs"] = {"/tmp": "rw,nosuid,nodev,size=256m"}
+        return config
+
+    def cli_flags(self) -> list[str]:
+        flags = ["--memory", self.memory, "--init", "--security-opt", "no-new-privileges",
+                 "--cap-drop", "ALL", "--cap-add", "NET_BIND_SERVICE"]
+        if self.pids:
+            flags += ["--pids-limit", str(self.pids)]
+        if self.cpus:
+            flags += ["--cpus", str(self.cpus)]
+        if self.read_only:
+            flags += ["--read-only", "--tmpfs", "/tmp:rw,nosuid,nodev,size=256m"]
+        return flags
+
+
+@dataclass(frozen=True)
 class Container:
     id: str
     name: str
@@ -211,7 +249,7 @@ def run(
     network: str,
     env: dict[str, str],
     labels: dict[str, str],
-    memory: str,
+    limits: Limits,
     command: list[str] | None = None,
     restart: str = "unless-stopped",
 ) -> Container:
@@ -228,9 +266,7 @@ def run(
             host_config=_api().create_host_config(
                 network_mode=network,
                 restart_policy={"Name": restart} if restart else None,
-                mem_limit=memory,
-                init=True,  # an init reaps zombies and forwards SIGTERM to npm/node
-                security_opt=["no-new-privileges"],
+                **limits.host_config(),
                 log_config={"Type": "json-file", "Config": {"max-size": "10m", "max-file": "3"}},
             ),
         )
@@ -331,10 +367,9 @@ def logs(ref: str, *, tail: int | str = "all", follow: bool = False) -> Iterator
 # the docker CLI already does well, so these two run it with argument lists instead of the SDK.
 
 def run_oneoff(*, image: str, name: str, network: str, env: dict[str, str], labels: dict[str, str],
-               memory: str, command: list[str], tty: bool) -> int:
+               limits: Limits, command: list[str], tty: bool) -> int:
     """Run a throwaway container attached to our stdio; returns its exit code."""
-    args = ["docker", "run", "--rm", "-i", "--name", name, "--network", network, "--memory", memory,
-            "--init", "--security-opt", "no-new-privileges"]
+    args = ["docker", "run", "--rm", "-i", "--name", name, "--network", network, *limits.cli_flags()]
     if tty:
         args.append("-t")
     for key, value in labels.items():
@@ -377,12 +412,11 @@ def prune_dangling(labels: dict[str, str]) -> int:
 
 
 def run_to_completion(*, image: str, network: str, command: list[str], env: dict[str, str],
-                      labels: dict[str, str], memory: str, timeout: float = 3600) -> tuple[int, str]:
+                      labels: dict[str, str], limits: Limits, timeout: float = 3600) -> tuple[int, str]:
     """Run a container to its end (no tty); returns (exit code, its output). Always removed after."""
     created = _api().create_container(
         image, command=command, environment=env, labels=labels,
-        host_config=_api().create_host_config(network_mode=network, mem_limit=memory, init=True,
-                                              security_opt=["no-new-privileges"]))
+        host_config=_api().create_host_config(network_mode=network, **limits.host_config()))
     try:
         _api().start(created["Id"])
         result = _api().wait(created["Id"], timeout=timeout)

@@ -71,7 +71,7 @@ def start(host: Host, app: str, *, release: int, image: str, port: int, process:
         env={**config.get_all(host, app), "PORT": str(port)},
         labels={engine.LABEL: str(s.home), "minipaas.app": app, "minipaas.release": str(release),
                 "minipaas.process": process, "minipaas.index": str(index), "minipaas.port": str(port)},
-        memory=apps.get_setting(host, app, "memory"),
+        limits=apps.limits(host, app),
     )
 
 
@@ -83,7 +83,7 @@ def run_release_command(host: Host, app: str, *, image: str, command: str,
         image=image, network=host.settings.network, command=["/bin/sh", "-c", command],
         env=config.get_all(host, app), labels={engine.LABEL: str(host.settings.home), "minipaas.app": app,
                                                "minipaas.process": RELEASE},
-        memory=apps.get_setting(host, app, "memory"))
+        limits=apps.limits(host, app))
     for line in output.splitlines()[-50:]:
         progress(f"       {line}")
     if code != 0:

@@ -22,7 +22,7 @@ def run(host: Host, app: str, command: list[str]) -> int:
         image=live.image, name=f"{app}.run.{uuid.uuid4().hex[:8]}", network=s.network,
         env=config.get_all(host, app),
         labels={engine.LABEL: str(s.home), "minipaas.app": app, "minipaas.process": "run"},
-        memory=apps.get_setting(host, app, "memory"), command=command, tty=sys.stdin.isatty())
+        limits=apps.limits(host, app), command=command, tty=sys.stdin.isatty())
 
 
 def enter(host: Host, app: str, process: str, command: list[str]) -> int:

@@ -71,3 +71,24 @@ def test_scaling_web_1_3_1_under_load_drops_nothing(paas: Paas) -> None:
         counts = stop_wrk(load)
     assert len(paas.containers()) == 1
     assert counts["requests"] > 1000 and counts["socket_errors"] == 0 and counts["non_2xx"] == 0, counts["output"]
+
+
+def test_resource_limits_and_hardening_reach_the_containers(paas: Paas) -> None:
+    from conftest import docker
+
+    app, _ = paas.deploy(APPS / "procfile")
+    paas.run("settings:set", app, "drain-seconds", "0")
+    paas.run("resource:limit", app, "--memory", "256m", "--cpus", "0.5", "--pids", "128", "--read-only")
+    assert paas.get(app).status == 200
+    [row] = [r for r in ps(paas, app) if r["health"] == "serving"]
+    config = json.loads(docker("inspect", row["name"]))[0]["HostConfig"]
+    assert config["Memory"] == 256 * 1024 * 1024 and config["NanoCpus"] == 500_000_000
+    assert config["PidsLimit"] == 128 and config["ReadonlyRootfs"] is True and "/tmp" in config["Tmpfs"]
+    assert config["CapDrop"] == ["ALL"] and "no-new-privileges" in config["SecurityOpt"]
+    user = docker("exec", row["name"], "id", "-u").strip()
+    assert user == "1000"
+    wrote = paas.run("run", app, "--", "sh", "-c", "touch /srv/x", check=False)
+    assert wrote.returncode != 0  # read-only root filesystem, one-off containers too
+    assert paas.run("run", app, "--", "sh", "-c", "touch /tmp/x").returncode == 0
+    bad = paas.run("resource:limit", app, "--cpus", "lots", check=False)
+    assert bad.returncode == 1 and "invalid value" in bad.stderr

@@ -1,0 +1,51 @@
+"""ps:restore after the Docker engine restarts: every app answers again.
+
+This restarts the machine's Docker engine, so it runs last (hence the file name).
+"""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import time
+
+from conftest import APPS, EXAMPLE, Paas
+
+
+def engine_up() -> bool:
+    return subprocess.run(["docker", "info"], capture_output=True).returncode == 0
+
+
+def restart_engine() -> None:
+    if os.path.isdir("/run/systemd/system"):
+        subprocess.run(["systemctl", "restart", "docker"], check=True)
+    else:
+        pid = int(subprocess.run(["pgrep", "-xo", "dockerd"], capture_output=True, text=True, check=True).stdout)
+        os.kill(pid, signal.SIGTERM)
+        deadline = time.monotonic() + 60
+        while time.monotonic() < deadline:
+            try:
+                os.kill(pid, 0)
+            except ProcessLookupError:
+                break
+            time.sleep(0.2)
+        with open("/var/log/minipaas-dockerd.log", "ab") as log:
+            subprocess.Popen(["dockerd"], stdout=log, stderr=log, stdin=subprocess.DEVNULL, start_new_session=True)
+    deadline = time.monotonic() + 90
+    while not engine_up() and time.monotonic() < deadline:
+        time.sleep(0.5)
+    assert engine_up(), "the Docker engine did not come back"
+
+
+def test_every_app_answers_after_an_engine_restart_and_ps_restore(paas: Paas) -> None:
+    web, _ = paas.deploy(EXAMPLE)
+    other, _ = paas.deploy(APPS / "dockerfile")
+    site, _ = paas.deploy(APPS / "static-site")
+    paas.run("config:set", web, "GREETING=still here")
+    restart_engine()
+    # Containers come back (restart policy) but perhaps at other addresses: restore re-reads them.
+    paas.run("ps:restore")
+    assert paas.get(web).body.startswith("still here")
+    assert paas.get(other).body == "from my own Dockerfile\n"
+    assert "Static home" in paas.get(site).body
