@@ -39,6 +39,8 @@ SETTINGS: dict[str, AppSetting] = {
     "memory": AppSetting("512m", lambda v: bool(re.fullmatch(r"[1-9][0-9]*[kmg]", v)), "memory limit per container"),
     "cpus": AppSetting("", lambda v: v == "" or bool(re.fullmatch(r"(0\.[0-9]*[1-9][0-9]*|[1-9][0-9]*(\.[0-9]+)?)", v)),
                        "CPUs per container, e.g. 0.5 (empty: no limit)"),
+    "keep-releases": AppSetting("5", _int_between(0, 10_000),
+                                "releases gc keeps rollback-able (0: keep everything, gc off)"),
     "pids": AppSetting("512", _int_between(16, 100_000), "most processes and threads per container"),
     "read-only": AppSetting("off", lambda v: v in ("on", "off"),
                             "on: the container's filesystem is read-only, with a writable /tmp"),

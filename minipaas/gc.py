@@ -1,8 +1,8 @@
 """Garbage collection: what old releases leave on disk, removed by a retention rule.
 
-The last KEEP_RELEASES releases that went live stay instantly rollback-able (their images and site
-directories are kept); older release images, exited containers, dangling images and older site
-directories go. The image of a running container is never removed.
+The last `keep-releases` (default 5) releases that went live stay instantly rollback-able (their
+images and site directories are kept); older release images, exited containers, dangling images and
+older site directories go. The image of a running container is never removed.
 """
 
 from __future__ import annotations
@@ -13,8 +13,6 @@ from pathlib import Path
 
 from minipaas import apps, engine, releases, sites
 from minipaas.host import Host
-
-KEEP_RELEASES = releases.KEEP_RELEASES
 
 
 @dataclass
@@ -48,9 +46,10 @@ def collect(host: Host, *, dry_run: bool, only: str | None = None,
 
 
 def _collect_app(host: Host, app: str, *, dry_run: bool, freed: Freed) -> None:
+    retention = int(apps.get_setting(host, app, "keep-releases"))
     history = releases.listing(host, app)
     went_live = [r for r in history if r.status in ("live", "superseded")]
-    keep = {r.number for r in went_live[:KEEP_RELEASES]}
+    keep = {r.number for r in (went_live if retention == 0 else went_live[:retention])}
     kept_images = {r.image for r in history if r.number in keep and r.image}
     in_use = {c.labels.get("minipaas.release") for c in releases.web_containers(host, app)}
     for rel in history:

@@ -160,7 +160,8 @@ def rollback(host: Host, app: str, target: int | None, progress: Progress) -> Re
         if chosen.status != "superseded":
             raise Conflict(f"release {target} never went live ({chosen.status}); pick one that did")
         if not _restorable(host, app, chosen):
-            raise Conflict(f"release {target} was garbage-collected; the last {KEEP_RELEASES} can be rolled back")
+            raise Conflict(f"release {target} was garbage-collected; the last "
+                           f"{apps.get_setting(host, app, 'keep-releases')} can be rolled back")
         progress(f"-----> Rolling {app} back to release {target} ({chosen.sha[:7]}, {chosen.kind})")
         before = config.get_all(host, app)
         config.replace_all(host, app, chosen.config)
@@ -365,9 +366,6 @@ def _roll_out_site(host: Host, app: str, number: int, source: builds.Source, pro
     _spawn_retirer(host, app)  # old containers, if it was a container app; old site directories (gc)
     progress(f"=====> {app} release {number} is live at http://{apps.default_domain(host, app)}{_port_suffix(host)}/")
     return get(host, app, number)
-
-
-KEEP_RELEASES = 5  # releases kept rollback-able by gc (the live one always is)
 
 
 def web_port(image: str) -> int:
