@@ -344,8 +344,14 @@ def remove(ref: str, *, timeout: int = 10) -> None:
         return
     except docker.errors.APIError:
         pass  # already stopping or dead: removal below settles it
-    with contextlib.suppress(docker.errors.NotFound):
+    try:
         _api().remove_container(ref, force=True)
+    except docker.errors.NotFound:
+        pass
+    except docker.errors.APIError as exc:
+        # A deploy's repair and the background retirer may remove the same container at once.
+        if exc.status_code != 409:
+            raise EngineError(f"cannot remove container {ref[:12]}: {_reason(exc)}") from None
 
 
 def rename(ref: str, name: str) -> None:
