@@ -3,7 +3,7 @@
 
 Two load profiles, both on loopback and bounded in time (wrk -d, stopped with SIGINT once the
 deploys and the retirements after them are done):
-  keep-alive   2 threads, 16 keep-alive connections, GET / and POST /echo alternately (bench/mixed.lua);
+  keep-alive   2 threads, 16 keep-alive connections, GET / and POST /echo alternately (tests/load/mixed.lua);
   close        1 thread, 4 connections, GET / with `Connection: close` (a new connection per request).
 Each deploy changes server.js (a warm build) and is checked to serve its new text. Optionally, the
 same load first runs for a while without deploys, for comparison.
@@ -37,7 +37,7 @@ from harness import (
     timed_push,
 )
 
-LUA = Path(__file__).resolve().parent / "mixed.lua"
+LUA = Path(__file__).resolve().parent.parent / "tests" / "load" / "mixed.lua"
 UNITS_MS = {"us": 0.001, "ms": 1.0, "s": 1000.0, "m": 60_000.0, "h": 3_600_000.0}
 
 
