@@ -83,3 +83,16 @@ def test_site_with_a_build_step_serves_its_output(paas: Paas) -> None:
 def test_a_node_app_with_a_start_script_stays_a_container_app(paas: Paas) -> None:
     app, _ = paas.deploy(EXAMPLE)
     assert json.loads(paas.run("releases", app, "--json").stdout)[0]["serving"] == "container"
+
+
+def test_symlinks_in_a_site_repo_are_never_followed(paas: Paas) -> None:
+    app = paas.new_app()
+    checkout = paas.checkout(app, APPS / "static-site")
+    (checkout / "passwd.html").symlink_to("/etc/passwd")
+    (checkout / "etc").symlink_to("/etc")
+    commit(checkout, "hostile links")
+    paas.push(checkout)
+    for path in ("/passwd.html", "/passwd", "/etc/passwd", "/etc/hostname"):
+        status, _, body = fetch(paas, app, path)
+        assert status == 404 and b"root:" not in body
+    assert not any(p.is_symlink() for p in (paas.home / "static" / app / "1").rglob("*"))
