@@ -115,7 +115,8 @@ def pushed(host: BenchHost, checkout: Path, app: str, marker: str, failures: lis
                           serve_timeout=serve_timeout)
         if push.returncode == 0:
             break
-        reason = next((line for _, line in push.lines if line.startswith("!")), push.text[-300:])
+        hook_errors = [line for _, line in push.lines if line.startswith("!") and not line.startswith("! [")]
+        reason = " / ".join(" ".join(line.split()) for line in hook_errors[:2]) or push.text[-300:]
         failures.append(f"{what}: push rejected: {reason}")
         log(f"{what}: push rejected ({reason}); pushing again")
     else:

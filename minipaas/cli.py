@@ -496,7 +496,7 @@ def report_cmd(as_json: bool) -> None:
     _table(([r["app"], r["images"], f"{r['image_bytes'] / mb:.1f}", f"{r['site_bytes'] / mb:.1f}",
              f"{r['repo_bytes'] / mb:.1f}"] for r in rows), ["APP", "IMAGES", "IMAGES MB", "SITE MB", "REPO MB"])
     total = sum(int(r["image_bytes"]) + int(r["site_bytes"]) + int(r["repo_bytes"]) for r in rows)  # type: ignore[call-overload]
-    say(f"total: {total / mb:.1f} MB (image sizes include their base layers)")
+    say(f"total: {total / mb:.1f} MB (images: what each adds beyond the layers it shares)")
 
 
 @cli.command("deploy")

@@ -407,6 +407,17 @@ def copy_out(image: str, path: str) -> io.BytesIO | None:
         _api().remove_container(container["Id"], force=True)
 
 
+def unique_image_sizes() -> dict[str, int]:
+    """Per image tag: the bytes only that image holds (its size less the layers it shares)."""
+    sizes: dict[str, int] = {}
+    for image in _api().df().get("Images") or []:
+        shared = int(image.get("SharedSize") or 0)
+        unique = int(image.get("Size") or 0) - max(shared, 0)
+        for tag in image.get("RepoTags") or []:
+            sizes[tag] = unique
+    return sizes
+
+
 def prune_dangling(labels: dict[str, str]) -> int:
     """Remove untagged images carrying these labels; returns the bytes reclaimed."""
     filters = {"dangling": True, "label": [f"{k}={v}" for k, v in labels.items()]}

@@ -13,6 +13,7 @@ from pathlib import Path
 
 from minipaas import apps, engine, releases, sites
 from minipaas.host import Host
+from minipaas.locks import try_app_lock
 
 
 @dataclass
@@ -28,16 +29,14 @@ class Freed:
 def collect(host: Host, *, dry_run: bool, only: str | None = None,
             progress: Callable[[str], None] = lambda _: None) -> Freed:
     freed = Freed()
-    home = str(host.settings.home)
+    sizes = engine.unique_image_sizes()
     for app in [only] if only else apps.names(host):
-        _collect_app(host, app, dry_run=dry_run, freed=freed)
-    for container in engine.containers({engine.LABEL: home}):
-        if container.status in ("exited", "dead", "created") and container.labels.get("minipaas.process") != "run":
-            if not dry_run:
-                engine.remove(container.id, timeout=0)
-            freed.add(f"container {container.name}", 0)
-    if not dry_run:
-        freed.bytes += engine.prune_dangling({engine.LABEL: home})
+        # Never beside a deploy of the same app: its new container and image exist before they are live.
+        with try_app_lock(host.settings, app) as held:
+            if not held:
+                progress(f"       {app}: a deploy is running; collected next time")
+                continue
+            _collect_app(host, app, dry_run=dry_run, freed=freed, sizes=sizes)
     verb = "would free" if dry_run else "freed"
     for item in freed.items:
         progress(f"       {'would remove' if dry_run else 'removed'} {item}")
@@ -45,7 +44,7 @@ def collect(host: Host, *, dry_run: bool, only: str | None = None,
     return freed
 
 
-def _collect_app(host: Host, app: str, *, dry_run: bool, freed: Freed) -> None:
+def _collect_app(host: Host, app: str, *, dry_run: bool, freed: Freed, sizes: dict[str, int]) -> None:
     retention = int(apps.get_setting(host, app, "keep-releases"))
     history = releases.listing(host, app)
     went_live = [r for r in history if r.status in ("live", "superseded")]
@@ -58,25 +57,33 @@ def _collect_app(host: Host, app: str, *, dry_run: bool, freed: Freed) -> None:
             continue
         if image != f"minipaas/{app}:{rel.number}":
             continue  # config and rollback releases reuse another release's image
-        size = engine.image_size(image)
-        if size is None:
+        if engine.image_id(image) is None:
             continue
         if dry_run or engine.remove_image(image):
-            freed.add(f"image {image}", size)
+            freed.add(f"image {image}", sizes.get(image, 0))
     for number, size in sites.prune(host.settings, app, keep, dry_run=dry_run):
         freed.add(f"site directory {app}/{number}", size)
+    labels = {engine.LABEL: str(host.settings.home), "minipaas.app": app}
+    for container in engine.containers(labels):
+        if container.status in ("exited", "dead") and container.labels.get("minipaas.process") not in (None, "run"):
+            if not dry_run:
+                engine.remove(container.id, timeout=0)
+            freed.add(f"container {container.name}", 0)
+    if not dry_run:
+        freed.bytes += engine.prune_dangling(labels)
 
 
 def report(host: Host) -> list[dict[str, object]]:
-    """Disk used per app: release images (their own size, shared base layers counted once each),
+    """Disk used per app: release images (what each adds beyond the layers it shares with other images),
     site directories and the git repository."""
+    sizes = engine.unique_image_sizes()
     rows = []
     for app in apps.names(host):
-        images = {r.image for r in releases.listing(host, app) if r.image}
-        image_bytes = sum(engine.image_size(i) or 0 for i in images)
+        images = {r.image for r in releases.listing(host, app) if r.image and r.image in sizes}
+        image_bytes = sum(sizes[i] for i in images)
         rows.append({
             "app": app,
-            "images": len([i for i in images if engine.image_size(i) is not None]),
+            "images": len(images),
             "image_bytes": image_bytes,
             "site_bytes": _du(sites.app_dir(host.settings, app)),
             "repo_bytes": _du(host.settings.repo_path(app)),

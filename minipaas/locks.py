@@ -14,6 +14,19 @@ WAIT_LIMIT = 30 * 60  # a build may be long; beyond this something is stuck
 
 
 @contextmanager
+def try_app_lock(settings: Settings, app: str) -> Iterator[bool]:
+    """The app's lock if nobody holds it (yields True), else no lock at all (yields False)."""
+    settings.locks_dir.mkdir(parents=True, exist_ok=True)
+    with open(settings.locks_dir / f"{app}.lock", "a+") as handle:
+        try:
+            fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            yield False
+            return
+        yield True
+
+
+@contextmanager
 def app_lock(settings: Settings, app: str, progress: Callable[[str], None]) -> Iterator[None]:
     settings.locks_dir.mkdir(parents=True, exist_ok=True)
     with open(settings.locks_dir / f"{app}.lock", "a+") as handle:
