@@ -106,8 +106,9 @@ def build_context(host: BenchHost, app: str, sha: str, release: int) -> bytes:
         captured.append(context.read())
         raise _Captured
 
+    settings = settings_mod.load(host.env)
     with mock.patch.object(engine, "build", capture), contextlib.suppress(_Captured):
-        builds.build(settings_mod.load(host.env), app, release, sha, lambda _line: None)
+        builds.build(settings, app, release, builds.inspect(settings, app, sha), lambda _line: None)
     if not captured:
         raise RuntimeError("minipaas built no context")
     return captured[0]

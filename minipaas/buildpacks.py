@@ -85,6 +85,14 @@ def detect(packs: list[Buildpack], paths: set[str], scripts: set[str]) -> Buildp
     raise BuildFailed(f"no buildpack recognises this app; minipaas knows: {known}")
 
 
+def template_cache(cache_dir: Path | None) -> jinja2.BytecodeCache | None:
+    if cache_dir is None:
+        return None
+    folder = cache_dir / "templates"
+    folder.mkdir(parents=True, exist_ok=True)
+    return jinja2.FileSystemBytecodeCache(str(folder))
+
+
 def parse_procfile(text: str) -> dict[str, str]:
     procs: dict[str, str] = {}
     for line in text.splitlines():
@@ -106,11 +114,14 @@ def parse_package_json(raw: bytes | None) -> dict[str, Any]:
     return data
 
 
-def render(pack: Buildpack, facts: dict[str, Any], stack: Callable[[str, str | None], str]) -> str:
+def render(pack: Buildpack, facts: dict[str, Any], stack: Callable[[str, str | None], str], *,
+           cache_dir: Path | None = None) -> str:
     """The Dockerfile for this app: the template sees the facts and a `stack(kind, range)` function."""
     env = jinja2.Environment(
         # Its own folder first, then the other buildpacks: a template may extend another's.
         loader=jinja2.FileSystemLoader([str(pack.folder), str(pack.folder.parent)]),
+        # Compiled templates kept between processes: each push is a new process, on the deploy's hot path.
+        bytecode_cache=template_cache(cache_dir),
         undefined=jinja2.ChainableUndefined,
         keep_trailing_newline=True,
         trim_blocks=True,

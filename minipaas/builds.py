@@ -91,7 +91,8 @@ def build(
             "procfile": source.procfile,
             "build_ca": settings.build_ca is not None,
         }
-        dockerfile = buildpacks.render(pack, facts, lambda kind, spec: stacks.resolve(spec, settings))
+        dockerfile = buildpacks.render(pack, facts, lambda kind, spec: stacks.resolve(spec, settings),
+                                       cache_dir=settings.cache_dir)
         extra = {"Dockerfile": (dockerfile + label_line).encode()}
         if settings.build_ca is not None:
             extra[CA_NAME] = settings.build_ca.read_bytes()

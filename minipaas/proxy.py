@@ -72,7 +72,10 @@ def layout(settings: Settings) -> Layout:
 
 
 def _templates(settings: Settings) -> jinja2.Environment:
+    from minipaas.buildpacks import template_cache
+
     return jinja2.Environment(
+        bytecode_cache=template_cache(settings.cache_dir),
         loader=jinja2.FileSystemLoader(str(settings.nginx_templates)),
         undefined=jinja2.StrictUndefined,
         keep_trailing_newline=True,

@@ -141,7 +141,12 @@ def suggest_major(engines_range: str) -> int | None:
 
 
 def resolve(engines_range: str | None, settings: Settings) -> str:
-    """The stack image (`minipaas/node:22`) for a package.json `engines.node` value."""
+    """The stack image (`minipaas/node:22`) for a package.json `engines.node` value: the host's default
+    major when it satisfies the range (one quick look-up on the deploy path), else the highest local one."""
+    if engines_range is not None and engines_range.strip():
+        default = _local_version(image_tag(settings.node_major))
+        if default is not None and pick_major(engines_range, {settings.node_major: default}) is not None:
+            return image_tag(settings.node_major)
     if engines_range is None or not engines_range.strip():
         tag = image_tag(settings.node_major)
         if _local_version(tag) is None:

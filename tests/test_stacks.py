@@ -78,6 +78,7 @@ def _settings(tmp_path: Path) -> settings_mod.Settings:
 
 def test_resolve_picks_from_available(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
     monkeypatch.setattr(stacks, "available", lambda: dict(STACKS))
+    monkeypatch.setattr(stacks, "_local_version", lambda ref: None)  # no Docker in unit tests
     assert stacks.resolve("^22.1", _settings(tmp_path)) == "minipaas/node:22"
     assert stacks.resolve(">=16", _settings(tmp_path)) == "minipaas/node:26"
 
@@ -86,6 +87,7 @@ def test_resolve_without_a_match_names_range_versions_and_command(
     monkeypatch: pytest.MonkeyPatch, tmp_path: Path
 ) -> None:
     monkeypatch.setattr(stacks, "available", lambda: dict(STACKS))
+    monkeypatch.setattr(stacks, "_local_version", lambda ref: None)  # no Docker in unit tests
     with pytest.raises(StackMissing) as caught:
         stacks.resolve("^20.5", _settings(tmp_path))
     message = caught.value.message
@@ -97,6 +99,7 @@ def test_resolve_without_a_match_names_range_versions_and_command(
 
 def test_resolve_nothing_local(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
     monkeypatch.setattr(stacks, "available", lambda: {})
+    monkeypatch.setattr(stacks, "_local_version", lambda ref: None)  # no Docker in unit tests
     with pytest.raises(StackMissing, match=r"none\); `minipaas stack:build --node 30` builds one"):
         stacks.resolve(">=18", _settings(tmp_path))
     with pytest.raises(StackMissing, match=r"no Node\.js major from 4 to 30 satisfies it"):
@@ -116,6 +119,7 @@ def test_resolve_default_when_no_range(monkeypatch: pytest.MonkeyPatch, tmp_path
 
 def test_resolve_bad_range(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
     monkeypatch.setattr(stacks, "available", lambda: dict(STACKS))
+    monkeypatch.setattr(stacks, "_local_version", lambda ref: None)  # no Docker in unit tests
     with pytest.raises(InvalidInput, match="lts/"):
         stacks.resolve("lts/*", _settings(tmp_path))
 
@@ -209,3 +213,10 @@ def test_add_user_refuses_a_taken_uid(tmp_path: Path) -> None:
     (tmp_path / "etc" / "passwd").write_text("other:x:1000:1000::/home/other:/bin/sh\n")
     with pytest.raises(stacks.BuildFailed, match="uid 1000"):
         stacks.add_user(tmp_path, "node", 1000, 1000, home="/home/node", login_shell="/bin/bash")
+
+
+def test_resolve_prefers_the_default_major_when_it_satisfies(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
+    monkeypatch.setattr(stacks, "_local_version", lambda ref: "26.10.0" if ref == "minipaas/node:26" else None)
+    monkeypatch.setattr(stacks, "available", lambda: {26: "26.10.0", 27: "27.0.0"})
+    assert stacks.resolve(">=18", _settings(tmp_path)) == "minipaas/node:26"
+    assert stacks.resolve("^27", _settings(tmp_path)) == "minipaas/node:27"
