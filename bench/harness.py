@@ -321,3 +321,22 @@ def machine() -> str:
     engine = docker("version", "--format", "{{.Server.Version}}", check=False).strip() or "?"
     load = " ".join(f"{x:.2f}" for x in os.getloadavg())
     return f"{cpus} CPUs, Debian {debian}, Docker engine {engine}, load average at start {load}"
+
+
+def table_row(name: str, values: Sequence[float], ratio_text: str = "") -> str:
+    """One Markdown row: median, min, max and count of `values` (seconds), and an optional ratio."""
+    if not values:
+        return f"| {name} | - | - | - | 0 | {ratio_text} |"
+    med, low, high = median_min_max(values)
+    return f"| {name} | {med:.2f} | {low:.2f} | {high:.2f} | {len(values)} | {ratio_text} |"
+
+
+def phase_durations(push: Push, spans: Sequence[tuple[str, str | None, str | None]]) -> list[float | None]:
+    """Seconds between the first lines matching each span's start and end marks (None: push start/end)."""
+    out: list[float | None] = []
+    for _name, start, end in spans:
+        t0 = 0.0 if start is None else push.first(start)
+        t1 = push.seconds if end is None else push.first(end)
+        out.append(None if t0 is None or t1 is None else t1 - t0)
+    return out
+

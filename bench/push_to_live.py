@@ -43,11 +43,12 @@ from harness import (
     git,
     log,
     machine,
-    median_min_max,
     new_marker,
+    phase_durations,
     run,
     set_marker,
     step_cached,
+    table_row,
     timed_push,
 )
 
@@ -225,11 +226,7 @@ def _fmt(value: float | None) -> str:
 
 
 def _row(name: str, values: list[float], ratio: float | None = None, ratio_of: str = "") -> str:
-    if not values:
-        return f"| {name} | - | - | - | 0 | |"
-    med, low, high = median_min_max(values)
-    ratio_text = f"{ratio:.2f}x {ratio_of}" if ratio is not None else ""
-    return f"| {name} | {med:.2f} | {low:.2f} | {high:.2f} | {len(values)} | {ratio_text} |"
+    return table_row(name, values, f"{ratio:.2f}x {ratio_of}" if ratio is not None else "")
 
 
 def _median(values: list[float]) -> float | None:
@@ -237,12 +234,7 @@ def _median(values: list[float]) -> float | None:
 
 
 def phases(push: Push) -> list[float | None]:
-    out: list[float | None] = []
-    for _name, start, end in PHASES:
-        t0 = 0.0 if start is None else push.first(start)
-        t1 = push.seconds if end is None else push.first(end)
-        out.append(None if t0 is None or t1 is None else t1 - t0)
-    return out
+    return phase_durations(push, PHASES)
 
 
 def build_steps(push: Push) -> list[tuple[str, float]]:

@@ -52,10 +52,11 @@ from harness import (
     docker,
     log,
     machine,
-    median_min_max,
     new_marker,
+    phase_durations,
     run,
     set_marker,
+    table_row,
     timed_push,
 )
 
@@ -343,17 +344,11 @@ def disk_part(host: BenchHost, keep_releases: int, deploys: int) -> DiskMode:
 # -- report --------------------------------------------------------------------------------
 
 def _row(name: str, values: list[float], ratio: str = "") -> str:
-    med, low, high = median_min_max(values)
-    return f"| {name} | {med:.2f} | {low:.2f} | {high:.2f} | {len(values)} | {ratio} |"
+    return table_row(name, values, ratio)
 
 
 def _phases(push: Push) -> list[float | None]:
-    out: list[float | None] = []
-    for _name, start, end in ROLLBACK_PHASES:
-        t0 = 0.0 if start is None else push.first(start)
-        t1 = push.seconds if end is None else push.first(end)
-        out.append(None if t0 is None or t1 is None else t1 - t0)
-    return out
+    return phase_durations(push, ROLLBACK_PHASES)
 
 
 def _mb(value: int | None) -> str:
