@@ -43,6 +43,7 @@ def test_workers_scale_and_survive_deploys(paas: Paas) -> None:
     paas.run("ps:scale", app, "worker=2")
     wait_for(lambda: len([r for r in ps(paas, app) if r["process"] == "worker"]) == 2)
     assert sorted(r["process"] for r in ps(paas, app)) == ["web", "worker", "worker"]
+    wait_for(lambda: "worker tick" in paas.run("logs", app, "-n", "5").stdout, limit=10)
     assert "worker tick" in paas.run("logs", app, "-n", "5").stdout
     commit(checkout, "redeploy")
     paas.push(checkout)
