@@ -78,7 +78,7 @@ minipaas init
 if [ -d /run/systemd/system ]; then
   cat >/etc/systemd/system/minipaas-restore.service <<UNIT
 [Unit]
-Description=minipaas: bring apps back after boot
+Description=minipaas: bring apps back after boot or a Docker engine restart
 After=docker.service nginx.service
 Requires=docker.service
 
@@ -88,7 +88,9 @@ Environment=MINIPAAS_HOME=$MINIPAAS_HOME
 ExecStart=/usr/local/bin/minipaas ps:restore
 
 [Install]
-WantedBy=multi-user.target
+# Also wanted by docker.service: every (re)start of the engine, when container addresses may
+# change, is followed by a restore that points the router at the new ones.
+WantedBy=multi-user.target docker.service
 UNIT
   systemctl daemon-reload && systemctl enable minipaas-restore.service >/dev/null
 fi
