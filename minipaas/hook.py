@@ -7,6 +7,7 @@ here reaches the pusher as `remote:` lines.
 
 from __future__ import annotations
 
+import os
 import sys
 from typing import TextIO
 
@@ -56,4 +57,10 @@ def main(app: str, stdin: TextIO) -> int:
         return 1
     except KeyboardInterrupt:
         say("!     interrupted; push rejected")
+        return 1
+    except Exception as exc:  # a bug, or the engine failing oddly: still one line, and the push is refused
+        if os.environ.get("MINIPAAS_DEBUG"):
+            raise
+        say(f"!     internal error: {type(exc).__name__}: {exc} (MINIPAAS_DEBUG=1 shows details)")
+        say("!     push rejected; the previous release keeps serving")
         return 1
