@@ -53,3 +53,21 @@ def test_unknown_host_gets_404_and_added_domain_serves(paas: Paas) -> None:
     assert paas.get(app, host="www.example.test").body == "from my own Dockerfile\n"
     paas.run("domains:remove", app, "www.example.test")
     assert paas.get(app, host="www.example.test").status == 404
+
+
+def test_upgraded_connections_pass_through_both_nginx_tiers(paas: Paas) -> None:
+    import socket
+
+    app, _ = paas.deploy(APPS / "upgrade")
+    with socket.create_connection(("127.0.0.1", paas.port), timeout=10) as sock:
+        sock.sendall(f"GET /chat HTTP/1.1\r\nHost: {app}.paas.test\r\nUpgrade: echo\r\n"
+                     "Connection: Upgrade\r\n\r\n".encode())
+        head = b""
+        while b"\r\n\r\n" not in head:
+            head += sock.recv(4096)
+        assert head.startswith(b"HTTP/1.1 101")
+        sock.sendall(b"ping over the upgraded connection")
+        echoed = b""
+        while len(echoed) < len(b"ping over the upgraded connection"):
+            echoed += sock.recv(4096)
+        assert echoed == b"ping over the upgraded connection"
