@@ -71,3 +71,24 @@ def test_upgraded_connections_pass_through_both_nginx_tiers(paas: Paas) -> None:
         while len(echoed) < len(b"ping over the upgraded connection"):
             echoed += sock.recv(4096)
         assert echoed == b"ping over the upgraded connection"
+
+
+def test_forwarded_headers_reach_the_app_and_the_routing_header_cannot_be_spoofed(paas: Paas) -> None:
+    import http.client
+    import json
+
+    app, _ = paas.deploy(APPS / "upgrade")
+    other, _ = paas.deploy(APPS / "dockerfile")
+    conn = http.client.HTTPConnection("127.0.0.1", paas.port, timeout=10)
+    # A client naming another app in the router's header still reaches the app its Host names.
+    conn.request("GET", "/", headers={"Host": f"{app}.paas.test", "X-Minipaas-App": other,
+                                      "X-Forwarded-For": "203.0.113.9"})
+    seen = json.loads(conn.getresponse().read())
+    conn.close()
+    headers = seen["headers"]
+    assert seen["app"] == "upgrade"
+    assert headers["host"] == f"{app}.paas.test"
+    assert headers["x-forwarded-for"] == "203.0.113.9, 127.0.0.1"
+    assert headers["x-forwarded-proto"] == "http" and headers["x-forwarded-host"] == f"{app}.paas.test"
+    assert headers["x-real-ip"] == "127.0.0.1" and headers["x-request-id"]
+    assert "x-minipaas-app" not in headers

@@ -1,5 +1,9 @@
 const http = require("http");
-const server = http.createServer((req, res) => res.end("plain http\n"));
+// Plain requests get the headers the app saw, as JSON.
+const server = http.createServer((req, res) => {
+  res.setHeader("Content-Type", "application/json");
+  res.end(JSON.stringify({ app: "upgrade", headers: req.headers }));
+});
 server.on("upgrade", (req, socket) => {
   socket.write("HTTP/1.1 101 Switching Protocols\r\nUpgrade: echo\r\nConnection: Upgrade\r\n\r\n");
   socket.on("data", (chunk) => socket.write(chunk));
