@@ -10,6 +10,7 @@ from minipaas import engine, gitrepo, proxy, sites, store
 from minipaas.errors import Conflict, InvalidInput, NotFound
 from minipaas.host import Host
 from minipaas.names import check_app
+from minipaas.settings import Settings
 
 
 @dataclass(frozen=True)
@@ -128,6 +129,11 @@ def limits(host: Host, name: str) -> engine.Limits:
     values = all_settings(host, name)
     return engine.Limits(memory=values["memory"], cpus=float(values["cpus"]) if values["cpus"] else None,
                          pids=int(values["pids"]), read_only=values["read-only"] == "on")
+
+
+def setting_at(settings: Settings, name: str, key: str) -> str:
+    """An app setting, for code that holds host settings rather than a Host (proxy, sites)."""
+    return get_setting(Host(settings), name, key)
 
 
 def get_setting(host: Host, name: str, key: str) -> str:

@@ -10,6 +10,8 @@ from __future__ import annotations
 import datetime
 import os
 import shutil
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING
@@ -103,22 +105,12 @@ def install(host: Host, app: str, chain_pem: bytes, key_pem: bytes) -> CertInfo:
     """Store a certificate and switch the vhost to HTTPS; the old files come back if nginx refuses."""
     cert = parse(chain_pem, key_pem)
     folder = cert_dir(host.settings, app)
-    backup = folder.with_name(f".{app}.previous")
-    shutil.rmtree(backup, ignore_errors=True)
-    if folder.exists():
-        folder.rename(backup)
-    folder.mkdir(parents=True, mode=0o700)
-    _write(folder / "privkey.pem", key_pem, 0o600)
-    _write(folder / "fullchain.pem", chain_pem, 0o644)
-    try:
+    with _replacing(folder):
+        folder.mkdir(parents=True, mode=0o700)
+        _write(folder / "privkey.pem", key_pem, 0o600)
+        _write(folder / "fullchain.pem", chain_pem, 0o644)
         # reload: a certificate replacing another has the same paths, so the vhost text may not change
         proxy.write_site(host.settings, app, domains.of(host, app), reload=True)
-    except BaseException:
-        shutil.rmtree(folder, ignore_errors=True)
-        if backup.exists():
-            backup.rename(folder)
-        raise
-    shutil.rmtree(backup, ignore_errors=True)
     return cert
 
 
@@ -152,14 +144,24 @@ def generate(host: Host, app: str, *, days: int = 365) -> CertInfo:
 def remove(host: Host, app: str) -> None:
     if paths(host.settings, app) is None:
         raise NotFound(f"{app} has no certificate")
-    folder = cert_dir(host.settings, app)
-    backup = folder.with_name(f".{app}.previous")
-    shutil.rmtree(backup, ignore_errors=True)
-    folder.rename(backup)
-    try:
+    with _replacing(cert_dir(host.settings, app)):
         proxy.write_site(host.settings, app, domains.of(host, app))
+
+
+@contextmanager
+def _replacing(folder: Path) -> Iterator[None]:
+    """Move the certificate folder aside for the body; if the body fails (nginx refused the vhost),
+    whatever it wrote goes and the old folder comes back, so the previous state keeps serving."""
+    backup = folder.with_name(f".{folder.name}.previous")
+    shutil.rmtree(backup, ignore_errors=True)
+    if folder.exists():
+        folder.rename(backup)
+    try:
+        yield
     except BaseException:
-        backup.rename(folder)
+        shutil.rmtree(folder, ignore_errors=True)
+        if backup.exists():
+            backup.rename(folder)
         raise
     shutil.rmtree(backup, ignore_errors=True)
 

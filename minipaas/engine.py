@@ -375,10 +375,6 @@ def remove(ref: str, *, timeout: int = 10) -> None:
             raise EngineError(f"cannot remove container {ref[:12]}: {_reason(exc)}") from None
 
 
-def rename(ref: str, name: str) -> None:
-    _api().rename(ref, name)
-
-
 def logs(ref: str, *, tail: int | str = "all", follow: bool = False) -> Iterator[bytes]:
     try:
         if follow:

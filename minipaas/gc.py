@@ -9,7 +9,6 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from pathlib import Path
 
 from minipaas import apps, engine, releases, sites
 from minipaas.host import Host
@@ -85,16 +84,10 @@ def report(host: Host) -> list[dict[str, object]]:
             "app": app,
             "images": len(images),
             "image_bytes": image_bytes,
-            "site_bytes": _du(sites.app_dir(host.settings, app)),
-            "repo_bytes": _du(host.settings.repo_path(app)),
+            "site_bytes": sites.disk_usage(sites.app_dir(host.settings, app)),
+            "repo_bytes": sites.disk_usage(host.settings.repo_path(app)),
         })
     return rows
-
-
-def _du(path: Path) -> int:
-    if not path.exists():
-        return 0
-    return sum(p.stat().st_size for p in path.rglob("*") if p.is_file() and not p.is_symlink())
 
 
 def _human(size: int) -> str:

@@ -72,11 +72,6 @@ def archive(repo: Path, sha: str, *, prefix: str = "") -> bytes:
     return _git(repo, *args, check_sha(sha))
 
 
-def root_files(repo: Path, sha: str) -> list[str]:
-    out = _git(repo, "ls-tree", "--name-only", check_sha(sha))
-    return out.decode("utf-8", errors="replace").splitlines()
-
-
 def read_file(repo: Path, sha: str, path: str) -> bytes | None:
     result = proc.run(["git", "--git-dir", str(repo), "cat-file", "blob", f"{check_sha(sha)}:{path}"], check=False)
     return result.stdout if result.returncode == 0 else None

@@ -122,9 +122,3 @@ def reload_system() -> None:
         if start_result.returncode != 0:
             words = _messages(start_result.stderr)
             raise ProxyError(f"cannot reload or start the host's nginx: {words[0] if words else ''}")
-
-
-def stop(pid_file: Path) -> None:
-    pid = running_pid(pid_file)
-    if pid is not None:
-        os.kill(pid, signal.SIGQUIT)

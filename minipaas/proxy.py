@@ -226,13 +226,6 @@ def ensure_running(settings: Settings) -> None:
         setup(settings)
 
 
-def shutdown(settings: Settings) -> None:
-    """Stop the masters minipaas runs itself (tests, and `minipaas down`)."""
-    lay = layout(settings)
-    nginx.stop(lay.run / "router.pid")
-    nginx.stop(lay.run / "front.pid")
-
-
 # -- per app -------------------------------------------------------------------------------
 
 def write_site(settings: Settings, app: str, domains: list[str], *, static: bool | None = None,
@@ -249,7 +242,9 @@ def write_site(settings: Settings, app: str, domains: list[str], *, static: bool
     if static is None:
         static = sites.serving_root(settings, app) is not None
     if hsts is None:
-        hsts = _app_setting(settings, app, "hsts") == "on"
+        from minipaas import apps
+
+        hsts = apps.setting_at(settings, app, "hsts") == "on"
     static_root = sites.current_link(settings, app) if static else None
     cert = certs.paths(settings, app)
     hsts_header = '\n        add_header Strict-Transport-Security "max-age=31536000" always;' if cert and hsts else ""
@@ -262,13 +257,6 @@ def write_site(settings: Settings, app: str, domains: list[str], *, static: bool
             _check_front(settings)
         if changed or reload:
             _reload_front(settings)
-
-
-def _app_setting(settings: Settings, app: str, key: str) -> str:
-    from minipaas import apps
-    from minipaas.host import Host
-
-    return apps.get_setting(Host(settings), app, key)
 
 
 def switch(settings: Settings, app: str, release: int, addresses: list[str]) -> None:

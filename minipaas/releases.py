@@ -285,15 +285,18 @@ def _roll_out(host: Host, app: str, *, kind: str, sha: str, image: str, buildpac
     env = config.get_all(host, app)
     number = _record_pending(host, app, kind=kind, sha=sha, image=image, buildpack=buildpack, env=env)
     started: list[engine.Container] = []
+    procs: dict[str, str] | None = None  # the Procfile, once read
     try:
         if not image:
             source = builds.inspect(s, app, sha)
+            procs = source.procfile
             if source.pack.is_static:
                 return _roll_out_site(host, app, number, source, progress)
             built = builds.build(s, app, number, source, progress)
             image, buildpack = built.image, built.buildpack
             _update(host, app, number, image=image, buildpack=buildpack, build_log=built.log)
-        procs = formation.procfile(host, app, sha)
+        if procs is None:  # an earlier image (config, restart, rollback): read its commit's Procfile
+            procs = formation.procfile(host, app, sha)
         if formation.RELEASE in procs:
             formation.run_release_command(host, app, image=image, command=procs[formation.RELEASE],
                                           progress=progress)

@@ -90,20 +90,13 @@ def _from_image(image: str, pack: Buildpack, site_dir: str, target: Path, progre
 
 
 def _from_markdown(settings: Settings, app: str, sha: str, target: Path, progress: Progress) -> None:
-    from minipaas import docsite
+    from minipaas import apps, docsite
 
-    allow_html = _setting(settings, app, "markdown-html") == "on"
+    allow_html = apps.setting_at(settings, app, "markdown-html") == "on"
     with tempfile.TemporaryDirectory(prefix="minipaas-md-") as tmp:
         extract_tar(io.BytesIO(gitrepo.archive(settings.repo_path(app), sha)), Path(tmp))
         pages = docsite.render_site(Path(tmp), target, title=app, allow_html=allow_html)
     progress(f"       rendered {pages} Markdown pages")
-
-
-def _setting(settings: Settings, app: str, key: str) -> str:
-    from minipaas import apps
-    from minipaas.host import Host
-
-    return apps.get_setting(Host(settings), app, key)
 
 
 def extract_tar(stream: io.BufferedIOBase | io.BytesIO, target: Path, *, strip: str = "") -> None:
@@ -182,7 +175,7 @@ def prune(settings: Settings, app: str, keep: set[int], *, dry_run: bool = False
     removed = []
     for entry in sorted(folder.iterdir()) if folder.is_dir() else []:
         if entry.name.isdigit() and int(entry.name) not in keep and int(entry.name) != live:
-            size = sum(p.stat().st_size for p in entry.rglob("*") if p.is_file() and not p.is_symlink())
+            size = disk_usage(entry)
             if not dry_run:
                 shutil.rmtree(entry, ignore_errors=True)
             removed.append((int(entry.name), size))
@@ -191,3 +184,10 @@ def prune(settings: Settings, app: str, keep: set[int], *, dry_run: bool = False
 
 def remove_app(settings: Settings, app: str) -> None:
     shutil.rmtree(app_dir(settings, app), ignore_errors=True)
+
+
+def disk_usage(path: Path) -> int:
+    """Bytes of the regular files under `path` (0 when it does not exist)."""
+    if not path.exists():
+        return 0
+    return sum(p.stat().st_size for p in path.rglob("*") if p.is_file() and not p.is_symlink())
