@@ -6,10 +6,10 @@ import re
 from collections.abc import Callable
 from dataclasses import dataclass
 
-from minipaas import engine, gitrepo, proxy, sites, store
+from minipaas import engine, events, gitrepo, proxy, sites, store
 from minipaas.errors import Conflict, InvalidInput, NotFound
 from minipaas.host import Host
-from minipaas.names import check_app
+from minipaas.names import check_app, check_new_app, valid_image_patterns
 from minipaas.settings import Settings
 
 
@@ -53,6 +53,9 @@ SETTINGS: dict[str, AppSetting] = {
                                 "on: raw HTML in Markdown pages is kept (sanitized); off: it is shown as text"),
     "letsencrypt": AppSetting("off", lambda v: v in ("on", "off"),
                               "on: letsencrypt:renew keeps a certificate from the ACME CA (letsencrypt:enable)"),
+    "build-images": AppSetting("", valid_image_patterns,
+                               "images the app's own Dockerfile may use besides minipaas' base images "
+                               "(patterns such as `node:*-slim`, separated by blanks)"),
 }
 
 
@@ -76,7 +79,7 @@ def default_domain(host: Host, name: str) -> str:
 
 
 def create(host: Host, name: str) -> None:
-    check_app(name)
+    check_new_app(name)
     if exists(host, name):
         raise Conflict(f"app {name} already exists")
     s = host.settings
@@ -112,7 +115,7 @@ def destroy(host: Host, name: str, progress: Callable[[str], None]) -> None:
     proxy.remove_app(s, name)
     images = {row["image"] for row in host.db.execute("SELECT image FROM releases WHERE app = ?", (name,))}
     for image in sorted(i for i in images if i):
-        if engine.remove_image(image):
+        if engine.remove_image(image, owner=str(s.home)):
             progress(f"removed image {image}")
     gitrepo.remove(s.repo_path(name))
     sites.remove_app(s, name)
@@ -120,9 +123,16 @@ def destroy(host: Host, name: str, progress: Callable[[str], None]) -> None:
 
     certs.remove_app(s, name)
     with store.transaction(host.db) as db:
-        db.execute("DELETE FROM apps WHERE name = ?", (name,))
+        granted = [row["name"] for row in db.execute("SELECT name FROM key_grants WHERE app = ? ORDER BY name",
+                                                       (name,))]
+        db.execute("DELETE FROM apps WHERE name = ?", (name,))  # its grants, config, domains... go with it
         db.execute("DELETE FROM retirements WHERE app = ?", (name,))
     (s.locks_dir / f"{name}.lock").unlink(missing_ok=True)
+    if granted:
+        # A deployer's access ends with the app: an app created later under this name starts with none.
+        events.record(host, app=name, command=f"apps:destroy {name}",
+                      outcome=f"grants removed: {', '.join(granted)}")
+        progress(f"removed the grants of {', '.join(granted)}")
 
 
 def limits(host: Host, name: str) -> engine.Limits:

@@ -15,7 +15,9 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
-from minipaas import buildpacks, engine, gitrepo, stacks
+from minipaas import buildpacks, dockerfile_policy, engine, gitrepo, stacks
+from minipaas.errors import Conflict, InvalidInput
+from minipaas.names import image_patterns
 from minipaas.settings import Settings
 
 CA_NAME = "minipaas-build-ca.pem"
@@ -41,10 +43,6 @@ class Build:
     seconds: float
 
 
-def image_repository(app: str) -> str:
-    return f"minipaas/{app}"
-
-
 def inspect(settings: Settings, app: str, sha: str) -> Source:
     """Read the commit's files, package.json and Procfile, and pick its buildpack."""
     repo = settings.repo_path(app)
@@ -65,12 +63,17 @@ def build(
     release: int,
     source: Source,
     progress: Callable[[str], None],
+    *,
+    allowed_images: str = "",
 ) -> Build:
+    """Build the commit into `<instance>/<app>:<release>`; an app's own Dockerfile may use only its own
+    stages, minipaas' base images and the images `allowed_images` (and the host's setting) name."""
     started = time.monotonic()
     repo = settings.repo_path(app)
     sha, pack = source.sha, source.pack
     progress(f"-----> Building {app} (release {release}, {sha[:7]}) with the {pack.name} buildpack")
-    tag = f"{image_repository(app)}:{release}"
+    tag = f"{settings.image_repository(app)}:{release}"
+    _check_tag_is_ours(settings, tag)
     labels = {
         engine.LABEL: str(settings.home),
         "minipaas.app": app,
@@ -81,8 +84,9 @@ def build(
     # One LABEL line at the end of the Dockerfile: the build API's `labels` would add a step per label.
     label_line = "\nLABEL " + " ".join(f"{k}={json.dumps(v)}" for k, v in labels.items()) + "\n"
     if pack.uses_app_dockerfile:
-        dockerfile = gitrepo.read_file(repo, sha, "Dockerfile") or b""
-        context = _context_with(gitrepo.archive(repo, sha), {"Dockerfile": dockerfile + label_line.encode()})
+        text = _checked_dockerfile(settings, app, gitrepo.read_file(repo, sha, "Dockerfile") or b"",
+                                   allowed_images)
+        context = _context_with(gitrepo.archive(repo, sha), {"Dockerfile": (text + label_line).encode()})
     else:
         facts = {
             "app": app,
@@ -101,6 +105,25 @@ def build(
     seconds = time.monotonic() - started
     progress(f"-----> Built {tag} in {seconds:.1f}s")
     return Build(image=tag, image_id=image_id, buildpack=pack.name, log="\n".join(log), seconds=seconds)
+
+
+def _checked_dockerfile(settings: Settings, app: str, raw: bytes, allowed_images: str) -> str:
+    try:
+        text = raw.decode("utf-8")
+    except UnicodeDecodeError:
+        raise InvalidInput("the Dockerfile is not valid UTF-8") from None
+    allowed = image_patterns(settings.build_images) + image_patterns(allowed_images)
+    checked = dockerfile_policy.check(text, app=app, allowed=allowed, provided=stacks.is_provided,
+                                      cache_namespace=f"{settings.instance}-{app}")
+    return checked.text if checked.text.endswith("\n") else checked.text + "\n"
+
+
+def _check_tag_is_ours(settings: Settings, tag: str) -> None:
+    """Never move a tag another minipaas instance (or anyone else) put on an image of theirs."""
+    labels = engine.image_labels(tag)
+    if labels is not None and labels.get(engine.LABEL) != str(settings.home):
+        raise Conflict(f"image {tag} exists and is not this minipaas instance's (its home: "
+                       f"{labels.get(engine.LABEL) or 'none'}); set MINIPAAS_INSTANCE to a name of its own")
 
 
 def _context_with(source_tar: bytes, extra: dict[str, bytes]) -> io.BytesIO:

@@ -696,9 +696,10 @@ def ssh_keys_revoke(name: str, app: str) -> None:
 def events_cmd(app: str | None, limit: int, as_json: bool) -> None:
     """The audit log of commands received over ssh (config values redacted)."""
     from minipaas import events
+    from minipaas.names import check_app
 
     if app:
-        _app(app)
+        check_app(app)  # a destroyed app's events stay readable
     found = events.listing(_host(), app, limit)
     if as_json:
         _print_json(found)

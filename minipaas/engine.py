@@ -17,7 +17,7 @@ from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from typing import IO, Any
 
-from minipaas.errors import BuildFailed, EngineError, NotFound
+from minipaas.errors import BuildFailed, Conflict, EngineError, NotFound
 
 
 def _import_docker_sdk() -> None:
@@ -228,7 +228,10 @@ def tag_image(image: str, repository: str, tag: str) -> None:
     _api().tag(image, repository, tag)
 
 
-def remove_image(ref: str) -> bool:
+def remove_image(ref: str, *, owner: str | None = None) -> bool:
+    """Remove an image tag; with `owner`, only when the image's `minipaas` label names that owner."""
+    if owner is not None and (image_labels(ref) or {}).get(LABEL) != owner:
+        return False
     try:
         _api().remove_image(ref, noprune=False)
         return True
@@ -274,9 +277,13 @@ def run(
     command: list[str] | None = None,
     restart: str = "unless-stopped",
 ) -> Container:
-    """Create and start a detached container; returns it with its address on `network`."""
+    """Create and start a detached container; returns it with its address on `network`.
+
+    A container already there under that name (left by a crashed deploy) is replaced, but only when
+    its `minipaas` label says it has the same owner as the new one: never another instance's.
+    """
     try:
-        _remove_by_name(name)
+        _remove_stale(name, owner=labels.get(LABEL, ""))
         created = _api().create_container(
             image,
             command=command,
@@ -299,7 +306,15 @@ def run(
     return inspect(created["Id"], network=network)
 
 
-def _remove_by_name(name: str) -> None:
+def _remove_stale(name: str, *, owner: str) -> None:
+    try:
+        existing = _api().inspect_container(name)
+    except docker.errors.NotFound:
+        return
+    theirs = ((existing.get("Config") or {}).get("Labels") or {}).get(LABEL, "")
+    if theirs != owner:
+        raise Conflict(f"a container named {name} exists and belongs to {theirs or 'something else'}, "
+                       "not to this minipaas instance; it was left alone")
     with contextlib.suppress(docker.errors.NotFound):
         _api().remove_container(name, force=True)
 

@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import getpass
+import os
+
 from minipaas import store
 from minipaas.host import Host
 
@@ -14,6 +17,16 @@ def redact(argv: list[str]) -> list[str]:
         return [a if i < 2 or "=" not in a or a.startswith("-") else a.split("=", 1)[0] + "=" + REDACTED
                 for i, a in enumerate(argv)]
     return list(argv)
+
+
+def record(host: Host, *, app: str, command: str, outcome: str) -> None:
+    """An event of the host's own doing (not a command received over ssh), by whoever runs minipaas."""
+    from minipaas import access
+
+    principal = access.current()
+    user = principal.name if principal else (os.environ.get("MINIPAAS_USER") or getpass.getuser())
+    event = start(host, user=user, fingerprint=principal.fingerprint if principal else "", app=app, command=command)
+    finish(host, event, outcome)
 
 
 def start(host: Host, *, user: str, fingerprint: str, app: str, command: str) -> int:

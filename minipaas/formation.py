@@ -55,15 +55,15 @@ def store_counts(host: Host, app: str, changes: dict[str, int]) -> None:
                        "ON CONFLICT (app, process) DO UPDATE SET count = excluded.count", (app, process, count))
 
 
-def container_name(app: str, process: str, release: int, index: int) -> str:
-    return f"{app}.{process}.{release}" + ("" if index == 1 else f".{index}")
+def container_name(host: Host, app: str, process: str, release: int, index: int) -> str:
+    return host.settings.container_name(f"{app}.{process}.{release}" + ("" if index == 1 else f".{index}"))
 
 
 def start(host: Host, app: str, *, release: int, image: str, port: int, process: str, index: int,
           procs: dict[str, str], progress: Callable[[str], None]) -> engine.Container:
     """Start one container of a process type of a release."""
     s = host.settings
-    name = container_name(app, process, release, index)
+    name = container_name(host, app, process, release, index)
     command = ["/bin/sh", "-c", f"exec {procs[process]}"] if process in procs else None
     progress(f"-----> Starting {name}")
     return engine.run(

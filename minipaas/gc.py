@@ -54,11 +54,11 @@ def _collect_app(host: Host, app: str, *, dry_run: bool, freed: Freed, sizes: di
         image = rel.image
         if not image or image in kept_images or str(rel.number) in in_use:
             continue
-        if image != f"minipaas/{app}:{rel.number}":
+        if image != f"{host.settings.image_repository(app)}:{rel.number}":
             continue  # config and rollback releases reuse another release's image
         if engine.image_id(image) is None:
             continue
-        if dry_run or engine.remove_image(image):
+        if dry_run or engine.remove_image(image, owner=str(host.settings.home)):
             freed.add(f"image {image}", sizes.get(image, 0))
     for number, size in sites.prune(host.settings, app, keep, dry_run=dry_run):
         freed.add(f"site directory {app}/{number}", size)

@@ -154,23 +154,59 @@ def revoke(host: Host, name: str, app: str) -> None:
         raise NotFound(f"{name} has no grant on {app}")
 
 
-def authorized_keys_text(host: Host) -> str:
+LEGACY_HEADER = "# Managed by minipaas (`minipaas ssh-keys:*`); edits here are overwritten."
+
+
+def authorized_keys_lines(host: Host) -> list[str]:
     entry = host.settings.ssh_entry
-    lines = ["# Managed by minipaas (`minipaas ssh-keys:*`); edits here are overwritten."]
+    lines = []
     for row in host.db.execute("SELECT name, key_type, key_data FROM ssh_keys ORDER BY name"):
         command = f"{entry} ssh-command --user {shlex.quote(row['name'])}"
         # restrict: no port, agent or X11 forwarding; pty: only when the client asks (ssh -t).
         lines.append(f'command="{command}",restrict,pty {row["key_type"]} {row["key_data"]} minipaas:{row["name"]}')
-    return "\n".join(lines) + "\n"
+    return lines
+
+
+def merge_block(existing: str, instance: str, home: str, lines: list[str]) -> str:
+    """The authorized_keys text with this instance's block replaced by `lines`; everything else is kept.
+
+    Several minipaas instances (and lines an administrator added by hand) can share one file: each
+    instance owns only the lines between its own BEGIN and END markers.
+    """
+    begin = f"# BEGIN minipaas {instance} ({home}): managed by `minipaas ssh-keys:*`; edits here are overwritten"
+    end = f"# END minipaas {instance}"
+    kept: list[str] = []
+    inside = False
+    for line in existing.splitlines():
+        if line.startswith(f"# BEGIN minipaas {instance} ("):
+            inside = True
+        elif inside and line == end:
+            inside = False
+        elif not inside:
+            kept.append(line)
+    if kept and kept[0] == LEGACY_HEADER:
+        # Written by a version that owned the whole file: those lines were all this instance's.
+        kept = []
+    while kept and not kept[-1].strip():
+        kept.pop()
+    block = [begin, *lines, end]
+    return "\n".join([*kept, *([""] if kept else []), *block]) + "\n"
 
 
 def write_authorized_keys(host: Host) -> None:
+    from filelock import FileLock
+
     path = host.settings.authorized_keys
     path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.tmp")
-    tmp.write_text(authorized_keys_text(host), encoding="utf-8")
-    tmp.chmod(0o600)
-    stat = path.parent.stat()
-    if os.geteuid() == 0:
-        os.chown(tmp, stat.st_uid, stat.st_gid)  # sshd wants the file owned by the account it serves
-    os.replace(tmp, path)
+    # Other instances write the same file: read, merge and replace it under one lock.
+    with FileLock(str(path.with_name(f".{path.name}.lock"))):
+        existing = path.read_text(encoding="utf-8") if path.exists() else ""
+        text = merge_block(existing, host.settings.instance, str(host.settings.home), authorized_keys_lines(host))
+        tmp = path.with_name(f".{path.name}.tmp")
+        fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+        with os.fdopen(fd, "w", encoding="utf-8") as handle:
+            handle.write(text)
+        stat = path.parent.stat()
+        if os.geteuid() == 0:
+            os.chown(tmp, stat.st_uid, stat.st_gid)  # sshd wants the file owned by the account it serves
+        os.replace(tmp, path)

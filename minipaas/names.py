@@ -14,6 +14,8 @@ ENV_KEY = re.compile(r"[A-Za-z_][A-Za-z0-9_]*")
 _LABEL = re.compile(r"(?!-)[a-z0-9-]{1,63}(?<!-)")
 # PORT is set by minipaas for every web container; the others would break the image or the host.
 RESERVED_KEYS = frozenset({"PORT"})
+# An app's images are `minipaas/<app>`: these names are the repositories of minipaas' own base images.
+RESERVED_APPS = frozenset({"node"})
 MAX_CONFIG_VALUE = 64 * 1024
 
 
@@ -23,6 +25,13 @@ def check_app(name: str) -> str:
             f"invalid app name {_show(name)}: use 1 to 63 lowercase letters, digits and dashes, "
             "starting with a letter"
         )
+    return name
+
+
+def check_new_app(name: str) -> str:
+    check_app(name)
+    if name in RESERVED_APPS:
+        raise InvalidInput(f"app name {name} is reserved: minipaas/{name} holds minipaas' base images")
     return name
 
 
@@ -61,6 +70,18 @@ def parse_assignment(text: str) -> tuple[str, str]:
     if not sep:
         raise InvalidInput(f"expected KEY=VALUE, got {_show(text)}")
     return check_env_key(key), check_env_value(key, value)
+
+
+IMAGE_PATTERN = re.compile(r"[a-z0-9*?][a-z0-9._/:@*?\[\]-]{0,254}")
+
+
+def image_patterns(text: str) -> list[str]:
+    """The `build-images` settings: image patterns (`node:*-slim`) separated by commas or blanks."""
+    return [p for p in re.split(r"[,\s]+", text) if p]
+
+
+def valid_image_patterns(text: str) -> bool:
+    return all(IMAGE_PATTERN.fullmatch(p) for p in image_patterns(text))
 
 
 def _show(value: str) -> str:

@@ -292,7 +292,8 @@ def _roll_out(host: Host, app: str, *, kind: str, sha: str, image: str, buildpac
             procs = source.procfile
             if source.pack.is_static:
                 return _roll_out_site(host, app, number, source, progress)
-            built = builds.build(s, app, number, source, progress)
+            built = builds.build(s, app, number, source, progress,
+                                 allowed_images=apps.get_setting(host, app, "build-images"))
             image, buildpack = built.image, built.buildpack
             _update(host, app, number, image=image, buildpack=buildpack, build_log=built.log)
         if procs is None:  # an earlier image (config, restart, rollback): read its commit's Procfile

@@ -6,7 +6,9 @@ Each setting comes from the environment (`MINIPAAS_*`) first, then from `setting
 
 from __future__ import annotations
 
+import hashlib
 import os
+import re
 import tomllib
 from dataclasses import dataclass
 from pathlib import Path
@@ -39,7 +41,13 @@ _FIELDS: dict[str, tuple[str, str]] = {
     "acme_directory": ("MINIPAAS_ACME_DIRECTORY", "https://acme-v02.api.letsencrypt.org/directory"),
     "acme_email": ("MINIPAAS_ACME_EMAIL", ""),
     "acme_ca": ("MINIPAAS_ACME_CA", ""),
+    # Names of this instance's containers and images; several instances can share one Docker engine.
+    "instance": ("MINIPAAS_INSTANCE", ""),
+    # Images every app's own Dockerfile may use besides minipaas' base images (glob patterns, `node:*-slim`)
+    "build_images": ("MINIPAAS_BUILD_IMAGES", ""),
 }
+DEFAULT_INSTANCE = "minipaas"
+INSTANCE_NAME = re.compile(r"[a-z][a-z0-9-]{0,30}")
 
 
 @dataclass(frozen=True)
@@ -60,6 +68,8 @@ class Settings:
     acme_directory: str
     acme_email: str
     acme_ca: Path | None
+    instance: str
+    build_images: str
 
     @property
     def db_path(self) -> Path:
@@ -92,6 +102,14 @@ class Settings:
 
     def repo_path(self, app: str) -> Path:
         return self.repos_dir / f"{app}.git"
+
+    def image_repository(self, app: str) -> str:
+        """Where the app's images are tagged: `minipaas/hello` on the default instance."""
+        return f"{self.instance}/{app}"
+
+    def container_name(self, base: str) -> str:
+        """A container's name on the engine: other instances' names start with their instance."""
+        return base if self.instance == DEFAULT_INSTANCE else f"{self.instance}.{base}"
 
     def to_toml(self) -> str:
         """The settings file `init` writes, so that hooks and later commands see the same values."""
@@ -142,7 +160,28 @@ def load(env: dict[str, str] | None = None) -> Settings:
         acme_directory=raw["acme_directory"],
         acme_email=raw["acme_email"],
         acme_ca=_optional_file(raw["acme_ca"], "MINIPAAS_ACME_CA"),
+        instance=_instance(raw["instance"], home),
+        build_images=_build_images(raw["build_images"]),
     )
+
+
+def _instance(value: str, home: Path) -> str:
+    """The instance's name: given, or `minipaas` for the default home and `mp-<hash of the home>` otherwise."""
+    if not value:
+        if home == Path(DEFAULT_HOME):
+            return DEFAULT_INSTANCE
+        return "mp-" + hashlib.sha256(str(home).encode()).hexdigest()[:8]
+    if not INSTANCE_NAME.fullmatch(value):
+        raise InvalidInput(f"MINIPAAS_INSTANCE must be 1 to 31 lowercase letters, digits and dashes, not {value!r}")
+    return value
+
+
+def _build_images(value: str) -> str:
+    from minipaas.names import valid_image_patterns
+
+    if not valid_image_patterns(value):
+        raise InvalidInput(f"MINIPAAS_BUILD_IMAGES must be image patterns such as `node:*-slim`, not {value!r}")
+    return value
 
 
 def _domain(value: str) -> str:

@@ -86,6 +86,18 @@ def available() -> dict[int, str]:
     return dict(sorted(found.items()))
 
 
+def is_provided(reference: str) -> bool:
+    """Whether an image reference names one of minipaas' base images (which any app's build may use)."""
+    from docker.utils import parse_repository_tag
+
+    repository, _ = parse_repository_tag(reference)
+    if repository != REPOSITORY:
+        return False
+    labels = engine.image_labels(reference)
+    # A stack carries `minipaas=stack` (or nothing, when pulled); an app's image names its home there.
+    return labels is None or labels.get(engine.LABEL, "stack") == "stack"
+
+
 def _local_version(ref: str) -> str | None:
     """The Node version of a local image; None when there is no such image."""
     labels = engine.image_labels(ref)

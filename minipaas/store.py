@@ -96,6 +96,18 @@ MIGRATIONS: list[str] = [
         PRIMARY KEY (app, process)
     );
     """,
+    # 5: a grant ends with its app (a new app of the same name starts with no deployer on it);
+    #    grants left behind by earlier versions are dropped
+    """
+    CREATE TABLE key_grants_new (
+        name TEXT NOT NULL REFERENCES ssh_keys(name) ON DELETE CASCADE,
+        app TEXT NOT NULL REFERENCES apps(name) ON DELETE CASCADE,
+        PRIMARY KEY (name, app)
+    );
+    INSERT INTO key_grants_new (name, app) SELECT name, app FROM key_grants WHERE app IN (SELECT name FROM apps);
+    DROP TABLE key_grants;
+    ALTER TABLE key_grants_new RENAME TO key_grants;
+    """,
 ]
 
 

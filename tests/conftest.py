@@ -54,6 +54,25 @@ class Paas:
     def command(self) -> list[str]:
         return [sys.executable, "-m", "minipaas"]
 
+    @property
+    def instance(self) -> str:
+        """This host's instance name, which its container and image names carry."""
+        from minipaas.settings import load
+
+        return load(self.env).instance
+
+    def repository(self, app: str) -> str:
+        return f"{self.instance}/{app}"
+
+    def image(self, app: str, release: int) -> str:
+        return f"{self.repository(app)}:{release}"
+
+    def container(self, base: str) -> str:
+        """`hello.web.1` as this instance names it on the engine."""
+        from minipaas.settings import load
+
+        return load(self.env).container_name(base)
+
     def container_names(self) -> list[str]:
         return docker("ps", "-a", "--filter", f"label=minipaas={self.home}", "--format", "{{.Names}}").split()
 
@@ -141,11 +160,13 @@ def _engine_ready() -> None:
         pytest.exit("base image minipaas/node:26 missing: run `minipaas stack:build`", 2)
 
 
-@pytest.fixture
-def paas(tmp_path: Path) -> Iterator[Paas]:
-    home = tmp_path / "home"
-    work = tmp_path / "work"
-    work.mkdir()
+@contextlib.contextmanager
+def paas_host(root: Path, **env_overrides: str) -> Iterator[Paas]:
+    """A minipaas host of its own under `root` (home, work dir, private nginx on a free port); on the way
+    out its containers and images are removed and its nginx masters stopped."""
+    home = root / "home"
+    work = root / "work"
+    work.mkdir(parents=True)
     port = free_port()
     env = {
         **os.environ,
@@ -154,17 +175,29 @@ def paas(tmp_path: Path) -> Iterator[Paas]:
         "MINIPAAS_HTTP_PORT": str(port),
         "MINIPAAS_DOMAIN": "paas.test",
         "GIT_TERMINAL_PROMPT": "0",
+        **env_overrides,
     }
     if os.path.exists(CA):
         env["MINIPAAS_BUILD_CA"] = CA
     instance = Paas(home=home, port=port, env=env, work=work)
-    instance.run("init")
-    yield instance
-    for container in instance.containers():
-        subprocess.run(["docker", "rm", "-f", container], capture_output=True)
-    for pid_file in (home / "nginx" / "run").glob("*.pid"):
-        with contextlib.suppress(OSError, ValueError):
-            os.kill(int(pid_file.read_text()), 3)  # SIGQUIT: graceful stop
+    try:
+        instance.run("init")
+        yield instance
+    finally:
+        for container in instance.containers():
+            subprocess.run(["docker", "rm", "-f", container], capture_output=True)
+        images = docker("images", "-q", "--filter", f"label=minipaas={home}").split()
+        if images:
+            subprocess.run(["docker", "rmi", "-f", *sorted(set(images))], capture_output=True)
+        for pid_file in (home / "nginx" / "run").glob("*.pid"):
+            with contextlib.suppress(OSError, ValueError):
+                os.kill(int(pid_file.read_text()), 3)  # SIGQUIT: graceful stop
+
+
+@pytest.fixture
+def paas(tmp_path: Path) -> Iterator[Paas]:
+    with paas_host(tmp_path) as instance:
+        yield instance
 
 
 @dataclass

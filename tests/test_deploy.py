@@ -24,18 +24,18 @@ def test_first_deploy_serves_the_app_and_records_the_release(paas: Paas) -> None
     [rel] = releases(paas, app)
     sha = git(checkout, "rev-parse", "HEAD").strip()
     assert (rel["number"], rel["status"], rel["sha"], rel["buildpack"]) == (1, "live", sha, "node")
-    labels = json.loads(docker("image", "inspect", "--format", "{{json .Config.Labels}}", f"minipaas/{app}:1"))
+    labels = json.loads(docker("image", "inspect", "--format", "{{json .Config.Labels}}", paas.image(app, 1)))
     assert labels["minipaas.app"] == app and labels["minipaas.release"] == "1" and labels["minipaas.sha"] == sha
     # The final image runs as the node user in production mode, without the build CA.
-    config = json.loads(docker("image", "inspect", "--format", "{{json .Config}}", f"minipaas/{app}:1"))
+    config = json.loads(docker("image", "inspect", "--format", "{{json .Config}}", paas.image(app, 1)))
     assert config["User"] == "node"
     assert "NODE_ENV=production" in config["Env"]
     assert not any("CA" in e for e in config["Env"])
-    files = subprocess.run(["docker", "run", "--rm", "--entrypoint", "sh", f"minipaas/{app}:1", "-c",
+    files = subprocess.run(["docker", "run", "--rm", "--entrypoint", "sh", paas.image(app, 1), "-c",
                             "ls /usr/local/share; ls /app"], capture_output=True, text=True).stdout
     assert "minipaas-build-ca.pem" not in files and "node_modules" in files
     # The container is named after its release and restarts unless stopped.
-    inspect = json.loads(docker("inspect", f"{app}.web.1"))[0]
+    inspect = json.loads(docker("inspect", paas.container(f"{app}.web.1")))[0]
     assert inspect["HostConfig"]["RestartPolicy"]["Name"] == "unless-stopped"
     assert inspect["HostConfig"]["Memory"] > 0
 
@@ -56,7 +56,7 @@ def test_redeploy_reuses_the_dependency_layer_and_retires_the_old_container(paas
     while len(paas.containers()) > 1 and time.monotonic() < deadline:
         time.sleep(0.2)
     names = docker("ps", "-a", "--filter", f"label=minipaas={paas.home}", "--format", "{{.Names}}").split()
-    assert names == [f"{app}.web.2"]
+    assert names == [paas.container(f"{app}.web.2")]
 
 
 def test_pushing_the_live_commit_again_is_a_no_op(paas: Paas) -> None:
@@ -159,7 +159,7 @@ def test_destroy_leaves_nothing_behind(paas: Paas) -> None:
     assert refused.returncode == 1 and "--force" in refused.stderr
     paas.run("apps:destroy", app, "--force")
     assert paas.containers() == []
-    assert docker("images", "-q", f"minipaas/{app}") == ""
+    assert docker("images", "-q", paas.repository(app)) == ""
     assert not (paas.home / "repos" / f"{app}.git").exists()
     assert not (paas.home / "nginx" / "sites" / f"{app}.conf").exists()
     assert not (paas.home / "nginx" / "upstreams" / f"{app}.conf").exists()
@@ -175,7 +175,7 @@ def test_dockerfile_app_listening_on_its_exposed_port(paas: Paas) -> None:
 def test_build_script_runs_and_dev_dependencies_are_dropped(paas: Paas) -> None:
     app, _ = paas.deploy(APPS / "with-build")
     assert paas.get(app).body == "built with a dev dependency: true\n"
-    modules = subprocess.run(["docker", "run", "--rm", "--entrypoint", "sh", f"minipaas/{app}:1", "-c",
+    modules = subprocess.run(["docker", "run", "--rm", "--entrypoint", "sh", paas.image(app, 1), "-c",
                               "ls node_modules"], capture_output=True, text=True).stdout
     assert "is-number" not in modules
 

@@ -11,8 +11,8 @@ import pytest
 from conftest import APPS, Paas
 
 
-def in_image(app: str, script: str) -> str:
-    return subprocess.run(["docker", "run", "--rm", "--entrypoint", "sh", f"minipaas/{app}:1", "-c", script],
+def in_image(paas: Paas, app: str, script: str) -> str:
+    return subprocess.run(["docker", "run", "--rm", "--entrypoint", "sh", paas.image(app, 1), "-c", script],
                           capture_output=True, text=True, check=True).stdout
 
 
@@ -40,6 +40,6 @@ def test_lockfile_picks_the_package_manager(paas: Paas, manager: str, install: s
     assert not any("npm ci" in step or "npm install --omit" in step for step in steps), output
 
     # The devDependency stays out of the final image, also out of pnpm's virtual store (node_modules/.pnpm).
-    modules = in_image(app, "ls node_modules").split()
+    modules = in_image(paas, app, "ls node_modules").split()
     assert "ms" in modules and "is-number" not in modules
-    assert in_image(app, "find node_modules -name 'is-number*'") == ""
+    assert in_image(paas, app, "find node_modules -name 'is-number*'") == ""

@@ -14,10 +14,10 @@ from conftest import APPS, EXAMPLE, Paas, commit
 def test_ps_and_logs_show_the_running_release(paas: Paas) -> None:
     app, _ = paas.deploy(EXAMPLE)
     [row] = json.loads(paas.run("ps", app, "--json").stdout)
-    assert row["name"] == f"{app}.web.1" and row["state"] == "running" and row["health"] == "serving"
+    assert row["name"] == paas.container(f"{app}.web.1") and row["state"] == "running" and row["health"] == "serving"
     assert "listening on 5000" in paas.run("logs", app, "-n", "20").stdout
     table = paas.run("ps", app).stdout
-    assert f"{app}.web.1" in table and "serving" in table
+    assert paas.container(f"{app}.web.1") in table and "serving" in table
 
 
 def test_restart_replaces_the_container_and_stop_start_toggle_traffic(paas: Paas) -> None:
@@ -26,7 +26,7 @@ def test_restart_replaces_the_container_and_stop_start_toggle_traffic(paas: Paas
     paas.run("ps:restart", app)
     assert paas.get(app).status == 200
     names = [r["name"] for r in json.loads(paas.run("ps", app, "--json").stdout) if r["health"] == "serving"]
-    assert names == [f"{app}.web.2"]
+    assert names == [paas.container(f"{app}.web.2")]
     paas.run("ps:stop", app)
     stopped = paas.get(app)
     assert stopped.status == 503 and "not running" in stopped.body

@@ -59,18 +59,18 @@ def test_thirty_deploys_keep_five_images_and_gc_dry_run_changes_nothing(paas: Pa
         paas.push(checkout)
     deadline = time.monotonic() + 60
     while time.monotonic() < deadline:
-        images = docker("images", "-q", f"minipaas/{app}").split()
+        images = docker("images", "-q", paas.repository(app)).split()
         if len(images) <= 5 and len(paas.containers()) == 1:
             break
         time.sleep(0.5)
-    assert len(docker("images", "-q", f"minipaas/{app}").split()) <= 5
+    assert len(docker("images", "-q", paas.repository(app)).split()) <= 5
     assert docker("ps", "-a", "-q", "--filter", f"label=minipaas={paas.home}", "--filter", "status=exited") == ""
     assert paas.get(app).body == "v28 \n"
-    before = sorted(docker("images", "-q", f"minipaas/{app}").split())
+    before = sorted(docker("images", "-q", paas.repository(app)).split())
     paas.run("settings:set", app, "keep-releases", "2")  # now gc has something to say
     dry = paas.run("gc", "--dry-run").stdout
     assert dry.count("would remove image") == 3 and "would free" in dry
-    assert sorted(docker("images", "-q", f"minipaas/{app}").split()) == before
+    assert sorted(docker("images", "-q", paas.repository(app)).split()) == before
     paas.run("settings:set", app, "keep-releases", "5")
     report = json.loads(paas.run("report", "--json").stdout)
     assert report[0]["app"] == app and report[0]["images"] <= 5
