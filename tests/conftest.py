@@ -10,6 +10,7 @@ import shutil
 import socket
 import subprocess
 import sys
+import tempfile
 import time
 import uuid
 from collections.abc import Iterator
@@ -141,9 +142,29 @@ def _engine_ready() -> None:
         pytest.exit("base image minipaas/node:26 missing: run `minipaas stack:build`", 2)
 
 
+def _own_processes(home: Path, marker: bytes) -> list[int]:
+    """Processes this test's minipaas started with this home (background retirers), by their environment."""
+    wanted = f"MINIPAAS_HOME={home}".encode()
+    found = []
+    for entry in Path("/proc").iterdir():
+        if not entry.name.isdigit():
+            continue
+        try:
+            if wanted in (entry / "environ").read_bytes().split(b"\0") and marker in (entry / "cmdline").read_bytes():
+                found.append(int(entry.name))
+        except OSError:
+            continue
+    return found
+
+
 @pytest.fixture
 def paas(tmp_path: Path) -> Iterator[Paas]:
-    home = tmp_path / "home"
+    # nginx's workers run as www-data (MINIPAAS_NGINX_USER) and must pass through every folder above
+    # the home: pytest's tmp_path is inside a 0700 folder, so the home lives in /var/tmp instead,
+    # in a folder others may pass through but not list (the home itself is 0710 root:www-data).
+    top = Path(tempfile.mkdtemp(prefix="minipaas-", dir="/var/tmp"))
+    top.chmod(0o711)
+    home = top / "home"
     work = tmp_path / "work"
     work.mkdir()
     port = free_port()
@@ -158,13 +179,20 @@ def paas(tmp_path: Path) -> Iterator[Paas]:
     if os.path.exists(CA):
         env["MINIPAAS_BUILD_CA"] = CA
     instance = Paas(home=home, port=port, env=env, work=work)
-    instance.run("init")
-    yield instance
-    for container in instance.containers():
-        subprocess.run(["docker", "rm", "-f", container], capture_output=True)
-    for pid_file in (home / "nginx" / "run").glob("*.pid"):
-        with contextlib.suppress(OSError, ValueError):
-            os.kill(int(pid_file.read_text()), 3)  # SIGQUIT: graceful stop
+    try:
+        instance.run("init")
+        yield instance
+    finally:
+        with contextlib.suppress(subprocess.CalledProcessError):  # an engine gone away: clean up the rest
+            for container in instance.containers():
+                subprocess.run(["docker", "rm", "-f", container], capture_output=True)
+        for pid_file in (home / "nginx" / "run").glob("*.pid"):
+            with contextlib.suppress(OSError, ValueError):
+                os.kill(int(pid_file.read_text()), 3)  # SIGQUIT: graceful stop
+        for pid in _own_processes(home, b"retire"):
+            with contextlib.suppress(OSError):
+                os.kill(pid, 15)  # a retirer still in its drain delay: its containers are gone already
+        shutil.rmtree(top, ignore_errors=True)
 
 
 @dataclass
@@ -241,7 +269,10 @@ LogLevel ERROR
                 break
         time.sleep(0.05)
     paas.env["MINIPAAS_AUTHORIZED_KEYS"] = str(keys_file)
-    paas.env["MINIPAAS_SSH_ENTRY"] = f"env MINIPAAS_HOME={paas.home} {sys.executable} -m minipaas"
+    # sshd starts the forced command with a clean environment: pass PYTHONPATH on, so that the code
+    # under test (a checkout run with PYTHONPATH) answers over ssh too, not whatever is installed.
+    python_path = f"PYTHONPATH={os.environ['PYTHONPATH']} " if os.environ.get("PYTHONPATH") else ""
+    paas.env["MINIPAAS_SSH_ENTRY"] = f"env MINIPAAS_HOME={paas.home} {python_path}{sys.executable} -m minipaas"
     server = Sshd(port=port, dir=folder, known_hosts=known, host_key_pub=f"{pub[0]} {pub[1]}", process=process)
     yield server
     process.terminate()
