@@ -6,7 +6,8 @@
 #   sudo ./install.sh --deps-only  everything the test suite needs, without init or the example app
 #
 # Settings come from the environment (MINIPAAS_HOME, MINIPAAS_DOMAIN, MINIPAAS_HTTP_PORT,
-# MINIPAAS_NGINX, MINIPAAS_BUILD_CA) and are written to $MINIPAAS_HOME/settings.toml by init.
+# MINIPAAS_NGINX, MINIPAAS_NGINX_USER, MINIPAAS_BUILD_CA) and are written to
+# $MINIPAAS_HOME/settings.toml by init, which also makes the home root's alone (docs/security.md).
 set -euo pipefail
 
 here=$(cd "$(dirname "$0")" && pwd)

@@ -284,7 +284,10 @@ def bench_host(*, keep: bool = False) -> Iterator[BenchHost]:
         import minipaas.cli  # noqa: F401
     except ImportError:
         raise SystemExit("minipaas is not importable: run with /opt/minipaas/venv/bin/python") from None
-    top = Path(tempfile.mkdtemp(prefix="mpbench-"))  # short: the router's unix socket path is limited
+    # Short (the router's unix socket path is limited), and passable by nginx's www-data workers:
+    # /tmp/tmpXXX folders are 0700, so the home lives in a 0711 folder of /var/tmp (as in the tests).
+    top = Path(tempfile.mkdtemp(prefix="mpbench-", dir="/var/tmp"))
+    top.chmod(0o711)
     home, work = top / "home", top / "work"
     work.mkdir()
     port = free_port()

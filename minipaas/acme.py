@@ -17,7 +17,6 @@ from __future__ import annotations
 import contextlib
 import datetime
 import fcntl
-import os
 import re
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
@@ -30,7 +29,7 @@ from acme import errors as acme_errors
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import ec
 
-from minipaas import apps, certs, domains
+from minipaas import apps, certs, domains, perms
 from minipaas.errors import MinipaasError
 from minipaas.host import Host
 from minipaas.settings import Settings
@@ -150,7 +149,7 @@ def _validate_and_finalize(settings: Settings, acme: client.ClientV2, order: mes
             challenge = _http01(authz)
             response, validation = challenge.response_and_validation(acme.net.key)
             path = settings.acme_root / challenge.chall.path.lstrip("/")
-            _write_challenge(path, validation)
+            _write_challenge(settings, path, validation)
             written.append(path)
             progress(f"       {name}: answering the http-01 challenge")
             acme.answer_challenge(challenge, response)
@@ -168,13 +167,13 @@ def _http01(authz: messages.AuthorizationResource) -> messages.ChallengeBody:
     raise AcmeFailed(f"the ACME server offers no http-01 challenge for {authz.body.identifier.value}")
 
 
-def _write_challenge(path: Path, validation: str) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True, mode=0o755)
-    temp = path.with_name(f".{path.name}.tmp")
-    fd = os.open(temp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o644)
-    with os.fdopen(fd, "w", encoding="ascii") as handle:
-        handle.write(validation)
-    temp.replace(path)
+def _write_challenge(settings: Settings, path: Path, validation: str) -> None:
+    """The token file nginx's workers serve: 0644 in 0755 folders, inside the gated acme/ (perms.py)."""
+    perms.served_folder(settings.acme_root)
+    folder = settings.acme_root
+    for part in path.parent.relative_to(settings.acme_root).parts:
+        folder = perms.served_folder(folder / part)
+    perms.write_file(path, validation.encode("ascii"), perms.SERVED_FILE)
 
 
 # -- the account ---------------------------------------------------------------------------
@@ -214,12 +213,7 @@ def _account_key(settings: Settings) -> jose.JWKEC:
     pem = key.private_bytes(serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8,
                             serialization.NoEncryption())
     path.parent.mkdir(parents=True, exist_ok=True)
-    temp = path.with_name(f".{path.name}.tmp")
-    temp.unlink(missing_ok=True)
-    fd = os.open(temp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
-    with os.fdopen(fd, "wb") as handle:
-        handle.write(pem)
-    temp.replace(path)
+    perms.write_file(path, pem, perms.PRIVATE_FILE)
     return jose.JWKEC(key=key)
 
 

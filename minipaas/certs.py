@@ -8,7 +8,6 @@ Certificates are parsed and made with the `cryptography` library.
 from __future__ import annotations
 
 import datetime
-import os
 import shutil
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -16,7 +15,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from minipaas import domains, proxy
+from minipaas import domains, perms, proxy
 from minipaas.errors import InvalidInput, NotFound
 from minipaas.host import Host
 from minipaas.settings import Settings
@@ -107,8 +106,9 @@ def install(host: Host, app: str, chain_pem: bytes, key_pem: bytes) -> CertInfo:
     folder = cert_dir(host.settings, app)
     with _replacing(folder):
         folder.mkdir(parents=True, mode=0o700)
-        _write(folder / "privkey.pem", key_pem, 0o600)
-        _write(folder / "fullchain.pem", chain_pem, 0o644)
+        # nginx's master reads both as root, before it starts its workers: nobody else needs them.
+        perms.write_file(folder / "privkey.pem", key_pem, perms.PRIVATE_FILE)
+        perms.write_file(folder / "fullchain.pem", chain_pem, perms.PRIVATE_FILE)
         # reload: a certificate replacing another has the same paths, so the vhost text may not change
         proxy.write_site(host.settings, app, domains.of(host, app), reload=True)
     return cert
@@ -168,9 +168,3 @@ def _replacing(folder: Path) -> Iterator[None]:
 
 def remove_app(settings: Settings, app: str) -> None:
     shutil.rmtree(cert_dir(settings, app), ignore_errors=True)
-
-
-def _write(path: Path, data: bytes, mode: int) -> None:
-    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, mode)
-    with os.fdopen(fd, "wb") as handle:
-        handle.write(data)

@@ -746,6 +746,11 @@ def _remote_for(args: list[str]) -> Any:
 
 def main(argv: list[str] | None = None) -> None:
     """Run the CLI; the one place where errors become messages and exit codes."""
+    from minipaas import perms
+
+    # Before anything is written: what this process creates is root's alone (the retirer, the
+    # ssh entry and every command come through here; files nginx reads get explicit modes).
+    perms.restrict_umask()
     try:
         args = sys.argv[1:] if argv is None else argv
         remote = _remote_for(args)

@@ -30,7 +30,14 @@ def init_bare(repo: Path, *, home: Path, app: str) -> None:
     # around the hook; receive.denyDeletes is enforced by the hook with a clearer message.
     _git(repo, "config", "receive.fsckObjects", "true")
     _git(repo, "config", "gc.auto", "0")
+    keep_private(repo)
     install_hook(repo, home=home, app=app)
+
+
+def keep_private(repo: Path) -> None:
+    """Whoever pushes (and whatever their umask), git creates this repo's files 0600 (0400 objects)
+    and folders 0700: an app's source is root's alone (see perms.py)."""
+    _git(repo, "config", "core.sharedRepository", "0600")
 
 
 def install_hook(repo: Path, *, home: Path, app: str) -> None:
@@ -44,7 +51,7 @@ def install_hook(repo: Path, *, home: Path, app: str) -> None:
     hook = repo / "hooks" / "pre-receive"
     tmp = hook.with_suffix(".tmp")
     tmp.write_text(text, encoding="utf-8")
-    tmp.chmod(0o755)
+    tmp.chmod(0o700)  # git runs it as root, who pushes (locally, or through ssh-command)
     os.replace(tmp, hook)
 
 

@@ -11,6 +11,7 @@ import os
 import sys
 from typing import TextIO
 
+from minipaas import perms
 from minipaas.errors import MinipaasError
 from minipaas.gitrepo import ZERO_SHA
 
@@ -27,6 +28,8 @@ def deploy_refs(branch_setting: str) -> tuple[str, ...]:
 
 
 def main(app: str, stdin: TextIO) -> int:
+    # git runs the hook with the pusher's umask; the build and the release write under the home.
+    perms.restrict_umask()
     updates = [line.split() for line in stdin.read().splitlines() if line.strip()]
     try:
         from minipaas import apps, releases

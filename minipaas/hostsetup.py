@@ -4,20 +4,38 @@ from __future__ import annotations
 
 from collections.abc import Callable
 
-from minipaas import engine, proxy, store
+from minipaas import engine, gitrepo, nginx, perms, proxy, store
 from minipaas.settings import SETTINGS_FILE, Settings, load
 
 
 def init(progress: Callable[[str], None], settings: Settings | None = None) -> Settings:
     s = settings or load()
-    for folder in (s.home, s.repos_dir, s.logs_dir, s.locks_dir, s.cache_dir):
-        folder.mkdir(parents=True, exist_ok=True)
-    s.home.chmod(0o755)
-    (s.home / SETTINGS_FILE).write_text(s.to_toml(), encoding="utf-8")
+    # Modes and owners first (perms.POLICY), repairing an install from before the policy: from here
+    # on, no local account but root (and nginx's workers, where they must) can read the home.
+    problems = perms.secure_home(s, repair=True)
+    perms.write_file(s.home / SETTINGS_FILE, s.to_toml().encode(), perms.PRIVATE_FILE)
+    for repo in sorted(s.repos_dir.glob("*.git")):
+        gitrepo.keep_private(repo)  # objects pushed later are created 0400/0600 by git itself
     conn = store.connect(s.db_path)
     version = store.migrate(conn)
     conn.close()
     progress(f"-----> State in {s.db_path} (schema version {version})")
+    for problem in problems:
+        progress(f"       warning: {problem}")
+    if perms.workers_gid(s) is not None:
+        progress(f"-----> {s.home} is root's; nginx's workers ({s.nginx_user}:{perms.workers_group_name(s)}) "
+                 "reach only static sites, ACME challenges and the router's socket")
+    else:
+        progress(f"-----> {s.home} is its owner's alone (without root, nginx's workers run as you)")
+    blocked = perms.workers_blocked_at(s)
+    if blocked is not None:
+        progress(f"       warning: {s.nginx_user} cannot pass through {blocked}: sites will answer 403 and 502 "
+                 "(move MINIPAAS_HOME, or open that folder to others with chmod o+x)")
+    if s.nginx == "system" and perms.workers_gid(s) is not None:
+        host_user = nginx.system_user()
+        if host_user not in (None, s.nginx_user):
+            progress(f"       warning: the host's nginx runs its workers as {host_user}, not {s.nginx_user}: they "
+                     f"cannot enter {s.home}; set MINIPAAS_NGINX_USER={host_user} and run `minipaas init` again")
     engine.ensure_network(s.network)
     progress(f"-----> Docker network {s.network} ready")
     proxy.setup(s)

@@ -7,11 +7,12 @@ masters (the router, and in private mode the front), and signals the host's ngin
 from __future__ import annotations
 
 import os
+import re
 import signal
 import time
 from pathlib import Path
 
-from minipaas import proc
+from minipaas import perms, proc
 from minipaas.errors import ProxyError
 
 NGINX = os.environ.get("MINIPAAS_NGINX_BIN", "nginx")
@@ -114,11 +115,24 @@ def _wait_switched(master: int, old_workers: set[int], limit: float = 10.0) -> N
     raise ProxyError("nginx did not apply the new configuration within 10 s (see its error log)")
 
 
+def system_user(main_conf: Path | None = None) -> str | None:
+    """The account the host's nginx (or the one of `main_conf`) runs its workers as: its `user`
+    directive, from `nginx -T`. None when it cannot say (no nginx, a broken configuration)."""
+    args = [NGINX, "-T", "-q"] + (["-c", str(main_conf)] if main_conf is not None else [])
+    result = proc.run(args, check=False, timeout=60)
+    if result.returncode != 0:
+        return None
+    match = re.search(rb"^[ \t]*user[ \t]+([^\s;]+)", result.stdout, re.MULTILINE)
+    return match.group(1).decode(errors="replace") if match else "nobody"  # nginx's built-in default
+
+
 def reload_system() -> None:
     """Reload the host's nginx, starting it when it is not running (hosts without systemd)."""
     result = proc.run([NGINX, "-s", "reload"], check=False, timeout=60)
     if result.returncode != 0:
-        start_result = proc.run([NGINX], check=False, timeout=60)
+        # The host's own service, started as its init system would: with the usual umask, not ours.
+        with perms.public_umask():
+            start_result = proc.run([NGINX], check=False, timeout=60)
         if start_result.returncode != 0:
             words = _messages(start_result.stderr)
             raise ProxyError(f"cannot reload or start the host's nginx: {words[0] if words else ''}")

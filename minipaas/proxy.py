@@ -13,7 +13,6 @@ from __future__ import annotations
 
 import fcntl
 import os
-import pwd
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
@@ -21,7 +20,7 @@ from pathlib import Path
 
 import jinja2
 
-from minipaas import nginx
+from minipaas import nginx, perms
 from minipaas.errors import InvalidInput, ProxyError
 from minipaas.settings import Settings
 
@@ -90,19 +89,12 @@ def _render(settings: Settings, template: str, **values: object) -> str:
         raise ProxyError(f"nginx template {template} in {settings.nginx_templates} is broken: {exc}") from None
 
 
-def _worker_user(settings: Settings) -> str:
-    if os.geteuid() != 0:
-        return ""  # workers run as whoever runs minipaas
-    if settings.nginx == "private":
-        # Test and development homes sit in private temp dirs other users cannot enter.
-        return "root"
-    for name in ("www-data", "nobody"):
-        try:
-            pwd.getpwnam(name)
-            return name
-        except KeyError:
-            continue
-    return ""
+def _worker_user(settings: Settings) -> tuple[str, str]:
+    """(user, group) of nginx's workers in both tiers; empty without root, where nginx ignores
+    `user` and the workers run as whoever runs minipaas. The group is the one perms gates folders on."""
+    if os.geteuid() != 0 or not settings.nginx_user:
+        return "", ""
+    return settings.nginx_user, perms.workers_group_name(settings)
 
 
 def _listen(settings: Settings, port: int | None = None) -> str:
@@ -114,8 +106,10 @@ def _listen(settings: Settings, port: int | None = None) -> str:
 
 def _common(settings: Settings) -> dict[str, object]:
     lay = layout(settings)
+    user, group = _worker_user(settings)
     return {
-        "user": _worker_user(settings),
+        "user": user,
+        "group": group,
         "run_dir": lay.run,
         "log_dir": settings.logs_dir,
         "tmp_dir": lay.tmp,
@@ -140,25 +134,23 @@ def _locked(settings: Settings) -> Iterator[None]:
         yield
 
 
-def _write_checked(path: Path, text: str, check: Callable[[], None]) -> bool:
+def _write_checked(path: Path, text: str, check: Callable[[], None], mode: int = perms.PRIVATE_FILE) -> bool:
     """Atomically replace `path` with `text`, run `check`; on failure put the old file back.
 
-    Returns False when the file already had exactly this text (nothing to reload).
+    Returns False when the file already had exactly this text (nothing to reload). Only nginx's
+    master (root) reads these files: they are root's alone unless `mode` says otherwise.
     """
     old = path.read_text(encoding="utf-8") if path.exists() else None
     if old == text:
         return False
-    tmp = path.with_name(f".{path.name}.tmp")
-    tmp.write_text(text, encoding="utf-8")
-    os.replace(tmp, path)
+    perms.write_file(path, text.encode(), mode)
     try:
         check()
     except ProxyError:
         if old is None:
             path.unlink(missing_ok=True)
         else:
-            tmp.write_text(old, encoding="utf-8")
-            os.replace(tmp, path)
+            perms.write_file(path, old.encode(), mode)
         raise
     return True
 
@@ -196,25 +188,35 @@ def setup(settings: Settings) -> None:
     lay = layout(settings)
     if len(str(lay.router_socket)) > MAX_SOCKET_PATH:
         raise InvalidInput(f"MINIPAAS_HOME is too long for the router's unix socket ({lay.router_socket})")
-    for folder in (lay.sites, lay.upstreams, lay.run, lay.tmp, settings.logs_dir, settings.acme_root):
-        folder.mkdir(parents=True, exist_ok=True)
+    # The folders nginx's workers pass through (run/, tmp/, static/, acme/) get their group before a
+    # master starts; cheap when right already. What cannot be fixed, `minipaas init` reports.
+    perms.secure_home(settings)
     values = _common(settings)
     with _locked(settings):
         _write_checked(lay.http_conf, _render(settings, "http.conf.j2", **values), lambda: None)
-        _write_checked(lay.router_conf, _render(settings, "router.conf.j2", **values),
-                       lambda: _check_router(settings))
-        if nginx.running_pid(lay.run / "router.pid") is None:
-            nginx.start(lay.router_conf, lay.root, lay.run / "router.pid")
+        _apply_main(settings, lay.router_conf, "router.conf.j2", values, lay.run / "router.pid",
+                    lambda: _check_router(settings))
         if settings.nginx == "private":
-            _write_checked(lay.front_conf, _render(settings, "front.conf.j2", **values),
-                           lambda: _check_front(settings))
-            if nginx.running_pid(lay.run / "front.pid") is None:
-                nginx.start(lay.front_conf, lay.root, lay.run / "front.pid")
+            _apply_main(settings, lay.front_conf, "front.conf.j2", values, lay.run / "front.pid",
+                        lambda: _check_front(settings))
         else:
             include = f"# minipaas apps (generated by `minipaas init`)\ninclude {lay.http_conf};\n"
             settings.system_nginx_conf.parent.mkdir(parents=True, exist_ok=True)
-            if _write_checked(settings.system_nginx_conf, include, lambda: _check_front(settings)):
+            # Beside the host's other nginx files, readable as they are: it holds only this include.
+            if _write_checked(settings.system_nginx_conf, include, lambda: _check_front(settings),
+                              mode=0o644):
                 nginx.reload_system()
+
+
+def _apply_main(settings: Settings, conf: Path, template: str, values: dict[str, object], pid_file: Path,
+                check: Callable[[], None]) -> None:
+    """Write one of our masters' main configuration; start the master, or reload it when the file
+    changed (an upgrade: another worker user, new temp paths)."""
+    changed = _write_checked(conf, _render(settings, template, **values), check)
+    if nginx.running_pid(pid_file) is None:
+        nginx.start(conf, settings.nginx_dir, pid_file)
+    elif changed:
+        nginx.reload(conf, settings.nginx_dir, pid_file)
 
 
 def ensure_running(settings: Settings) -> None:

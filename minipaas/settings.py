@@ -6,8 +6,10 @@ Each setting comes from the environment (`MINIPAAS_*`) first, then from `setting
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import os
+import pwd
 import re
 import tomllib
 from dataclasses import dataclass
@@ -28,6 +30,9 @@ _FIELDS: dict[str, tuple[str, str]] = {
     "http_port": ("MINIPAAS_HTTP_PORT", "80"),
     "https_port": ("MINIPAAS_HTTPS_PORT", "443"),
     "nginx": ("MINIPAAS_NGINX", "system"),
+    # the account nginx's worker processes run as, in both tiers (empty: see _default_nginx_user);
+    # in system mode it must be the `user` of the host's nginx.conf (Debian: www-data)
+    "nginx_user": ("MINIPAAS_NGINX_USER", ""),
     "build_ca": ("MINIPAAS_BUILD_CA", ""),
     "network": ("MINIPAAS_NETWORK", "minipaas"),
     "node_major": ("MINIPAAS_NODE_MAJOR", "26"),
@@ -57,6 +62,7 @@ class Settings:
     http_port: int
     https_port: int
     nginx: str
+    nginx_user: str
     build_ca: Path | None
     network: str
     node_major: int
@@ -149,6 +155,7 @@ def load(env: dict[str, str] | None = None) -> Settings:
         http_port=_port(raw["http_port"], "MINIPAAS_HTTP_PORT"),
         https_port=_port(raw["https_port"], "MINIPAAS_HTTPS_PORT"),
         nginx=_choice(raw["nginx"], ("system", "private"), "MINIPAAS_NGINX"),
+        nginx_user=_account(raw["nginx_user"] or _default_nginx_user(), "MINIPAAS_NGINX_USER"),
         build_ca=_optional_file(raw["build_ca"], "MINIPAAS_BUILD_CA"),
         network=raw["network"],
         node_major=_port(raw["node_major"], "MINIPAAS_NODE_MAJOR"),
@@ -188,6 +195,26 @@ def _domain(value: str) -> str:
     from minipaas.names import check_hostname
 
     return check_hostname(value.lower().rstrip("."), what="MINIPAAS_DOMAIN")
+
+
+def _default_nginx_user() -> str:
+    """www-data (Debian's nginx user), else nobody, when root; without root nginx's workers can only
+    be whoever runs minipaas, which the empty name means."""
+    if os.geteuid() != 0:
+        return ""
+    for name in ("www-data", "nobody"):
+        with contextlib.suppress(KeyError):
+            return pwd.getpwnam(name).pw_name
+    return ""
+
+
+def _account(value: str, what: str) -> str:
+    if value:
+        try:
+            pwd.getpwnam(value)
+        except KeyError:
+            raise InvalidInput(f"{what} names no account on this host: {value[:40]!r}") from None
+    return value
 
 
 def _port(value: str, what: str) -> int:

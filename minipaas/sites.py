@@ -16,7 +16,7 @@ import tempfile
 from collections.abc import Callable
 from pathlib import Path
 
-from minipaas import engine, gitrepo
+from minipaas import engine, gitrepo, perms
 from minipaas.buildpacks import Buildpack
 from minipaas.errors import BuildFailed
 from minipaas.settings import Settings
@@ -40,11 +40,15 @@ def serving_root(settings: Settings, app: str) -> Path | None:
 
 def prepare(settings: Settings, app: str, release: int, sha: str, pack: Buildpack, *,
             site_dir: str, image: str, progress: Progress) -> Path:
-    """Fill the release directory; returns it. Nothing is served from it until `activate`."""
-    target = app_dir(settings, app) / str(release)
+    """Fill the release directory; returns it. Nothing is served from it until `activate`.
+
+    Whatever wrote them (git archive, the built image, the Markdown renderer, precompression), its
+    files end 0644 in 0755 folders for nginx's workers: static/ is the gate (see perms.py).
+    """
+    target = perms.served_folder(app_dir(settings, app)) / str(release)
     if target.exists():
         shutil.rmtree(target)
-    target.mkdir(parents=True)
+    target.mkdir()
     try:
         if pack.serve == "static":
             _from_commit(settings, app, sha, pack, site_dir, target)
@@ -55,6 +59,7 @@ def prepare(settings: Settings, app: str, release: int, sha: str, pack: Buildpac
         if not (target / "index.html").is_file():
             raise BuildFailed("the site has no index.html at its root")
         precompress(target)
+        perms.publish(target)
     except BaseException:
         shutil.rmtree(target, ignore_errors=True)
         raise
@@ -123,9 +128,6 @@ def extract_tar(stream: io.BufferedIOBase | io.BytesIO, target: Path, *, strip: 
                 continue
             with open(destination, "wb") as out:
                 shutil.copyfileobj(source, out)
-            destination.chmod(0o644)
-    for folder in [target, *[p for p in target.rglob("*") if p.is_dir()]]:
-        folder.chmod(0o755)  # nginx's workers read as another user
 
 
 COMPRESSIBLE = frozenset({".html", ".htm", ".css", ".js", ".mjs", ".json", ".svg", ".txt", ".xml", ".map",
@@ -144,7 +146,6 @@ def precompress(root: Path, *, min_size: int = 256) -> int:
             if len(packed) < len(data):
                 target = path.with_name(path.name + ".gz")
                 target.write_bytes(packed)
-                target.chmod(0o644)
                 count += 1
     return count
 

@@ -27,7 +27,7 @@ from typing import Any
 import requests
 from semantic_version import NpmSpec, Version
 
-from minipaas import engine
+from minipaas import engine, perms
 from minipaas.errors import BuildFailed, InvalidInput, MinipaasError, StackMissing
 from minipaas.settings import Settings
 
@@ -255,7 +255,10 @@ def build(
         progress(f"-----> {tag} is node:{major}-slim (Node {_local_version(tag)})")
         return tag
     progress(f"-----> Building {tag} locally (no image registry answered)")
-    _build_locally(settings, major, progress)
+    # A root filesystem for the image's users: debootstrap, dpkg and our own writes must make its
+    # files world-readable, as on any Debian system; the work happens inside the 0700 cache/.
+    with perms.public_umask():
+        _build_locally(settings, major, progress)
     if old_id is not None and old_id != engine.image_id(tag):
         engine.remove_image(old_id)  # the image a forced rebuild replaced; kept while still in use
     return tag

@@ -6,6 +6,8 @@ date and is run by `minipaas init` and on every open (it is a no-op when current
 
 from __future__ import annotations
 
+import contextlib
+import os
 import sqlite3
 import time
 from collections.abc import Iterator
@@ -112,6 +114,12 @@ MIGRATIONS: list[str] = [
 
 
 def connect(path: Path) -> sqlite3.Connection:
+    # Every app's config lives here: create the file 0600 whatever the umask, before SQLite does
+    # (it would use 0644); its -wal and -shm files then get the same mode from SQLite.
+    if not path.exists():
+        with contextlib.suppress(FileExistsError):
+            os.close(os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600))
+            os.chmod(path, 0o600)
     conn = sqlite3.connect(path, timeout=30, isolation_level=None)
     conn.row_factory = sqlite3.Row
     conn.execute("PRAGMA foreign_keys = ON")

@@ -10,6 +10,7 @@ import shutil
 import socket
 import subprocess
 import sys
+import tempfile
 import time
 import uuid
 from collections.abc import Iterator
@@ -160,12 +161,31 @@ def _engine_ready() -> None:
         pytest.exit("base image minipaas/node:26 missing: run `minipaas stack:build`", 2)
 
 
+def _own_processes(home: Path, marker: bytes) -> list[int]:
+    """Processes this test's minipaas started with this home (background retirers), by their environment."""
+    wanted = f"MINIPAAS_HOME={home}".encode()
+    found = []
+    for entry in Path("/proc").iterdir():
+        if not entry.name.isdigit():
+            continue
+        try:
+            if wanted in (entry / "environ").read_bytes().split(b"\0") and marker in (entry / "cmdline").read_bytes():
+                found.append(int(entry.name))
+        except OSError:
+            continue
+    return found
+
+
 @contextlib.contextmanager
-def paas_host(root: Path, **env_overrides: str) -> Iterator[Paas]:
-    """A minipaas host of its own under `root` (home, work dir, private nginx on a free port); on the way
-    out its containers and images are removed and its nginx masters stopped."""
-    home = root / "home"
-    work = root / "work"
+def paas_host(work: Path, **env_overrides: str) -> Iterator[Paas]:
+    """A minipaas host of its own (a home, a work dir, a private nginx on a free port); on the way out its
+    containers, images, nginx masters and background retirers go, and its home is removed."""
+    # nginx's workers run as www-data (MINIPAAS_NGINX_USER) and must pass through every folder above
+    # the home: pytest's tmp_path is inside a 0700 folder, so the home lives in /var/tmp instead,
+    # in a folder others may pass through but not list (the home itself is 0710 root:www-data).
+    top = Path(tempfile.mkdtemp(prefix="minipaas-", dir="/var/tmp"))
+    top.chmod(0o711)
+    home = top / "home"
     work.mkdir(parents=True)
     port = free_port()
     env = {
@@ -184,19 +204,24 @@ def paas_host(root: Path, **env_overrides: str) -> Iterator[Paas]:
         instance.run("init")
         yield instance
     finally:
-        for container in instance.containers():
-            subprocess.run(["docker", "rm", "-f", container], capture_output=True)
-        images = docker("images", "-q", "--filter", f"label=minipaas={home}").split()
-        if images:
-            subprocess.run(["docker", "rmi", "-f", *sorted(set(images))], capture_output=True)
+        with contextlib.suppress(subprocess.CalledProcessError):  # an engine gone away: clean up the rest
+            for container in instance.containers():
+                subprocess.run(["docker", "rm", "-f", container], capture_output=True)
+            images = docker("images", "-q", "--filter", f"label=minipaas={home}").split()
+            if images:
+                subprocess.run(["docker", "rmi", "-f", *sorted(set(images))], capture_output=True)
         for pid_file in (home / "nginx" / "run").glob("*.pid"):
             with contextlib.suppress(OSError, ValueError):
                 os.kill(int(pid_file.read_text()), 3)  # SIGQUIT: graceful stop
+        for pid in _own_processes(home, b"retire"):
+            with contextlib.suppress(OSError):
+                os.kill(pid, 15)  # a retirer still in its drain delay: its containers are gone already
+        shutil.rmtree(top, ignore_errors=True)
 
 
 @pytest.fixture
 def paas(tmp_path: Path) -> Iterator[Paas]:
-    with paas_host(tmp_path) as instance:
+    with paas_host(tmp_path / "work") as instance:
         yield instance
 
 
@@ -274,7 +299,10 @@ LogLevel ERROR
                 break
         time.sleep(0.05)
     paas.env["MINIPAAS_AUTHORIZED_KEYS"] = str(keys_file)
-    paas.env["MINIPAAS_SSH_ENTRY"] = f"env MINIPAAS_HOME={paas.home} {sys.executable} -m minipaas"
+    # sshd starts the forced command with a clean environment: pass PYTHONPATH on, so that the code
+    # under test (a checkout run with PYTHONPATH) answers over ssh too, not whatever is installed.
+    python_path = f"PYTHONPATH={os.environ['PYTHONPATH']} " if os.environ.get("PYTHONPATH") else ""
+    paas.env["MINIPAAS_SSH_ENTRY"] = f"env MINIPAAS_HOME={paas.home} {python_path}{sys.executable} -m minipaas"
     server = Sshd(port=port, dir=folder, known_hosts=known, host_key_pub=f"{pub[0]} {pub[1]}", process=process)
     yield server
     process.terminate()
