@@ -37,24 +37,38 @@ def _messages(stderr: bytes) -> list[str]:
             for line in lines if line.strip() and "test failed" not in line]
 
 
-def running_pid(pid_file: Path) -> int | None:
+def running_pid(main_conf: Path, pid_file: Path) -> int | None:
+    """The pid in `pid_file` when it is the nginx master of `main_conf`, else None.
+
+    A pid file outlives its master (a crash, a reboot); by then its pid may belong to any other
+    process, which must never be taken for our master, nor be sent its signals.
+    """
     try:
         pid = int(pid_file.read_text().strip())
-        os.kill(pid, 0)
     except (OSError, ValueError):
         return None
-    return pid
+    return pid if pid > 0 and is_master_of(pid, main_conf) else None
+
+
+def is_master_of(pid: int, main_conf: Path) -> bool:
+    """Whether `pid` is an nginx master started with `-c main_conf` (as `start` starts them).
+
+    A master retitles itself `nginx: master process <its command line>`, so its title names the
+    configuration file: that tells our master from any other process, and from another instance's.
+    """
+    title = _title(pid)
+    return title.startswith("nginx: master process ") and f" -c {main_conf} " in f"{title} "
 
 
 def start(main_conf: Path, prefix: Path, pid_file: Path) -> None:
-    """Start a master (it daemonizes) and wait until its pid file names a live process."""
+    """Start a master (it daemonizes) and wait until its pid file names it."""
     result = proc.run([NGINX, "-c", str(main_conf), "-p", str(prefix)], check=False, timeout=60)
     if result.returncode != 0:
         words = _messages(result.stderr)
         raise ProxyError(f"nginx did not start: {words[0] if words else 'no reason given'}",
                          detail="\n".join(words))
     deadline = time.monotonic() + 10
-    while running_pid(pid_file) is None:
+    while running_pid(main_conf, pid_file) is None:
         if time.monotonic() > deadline:
             raise ProxyError(f"nginx started but wrote no pid to {pid_file}")
         time.sleep(0.02)
@@ -67,13 +81,33 @@ def reload(main_conf: Path, prefix: Path, pid_file: Path) -> None:
     between the two). Starts the master when it is not running, so that a reboot or a killed master
     heals on the next change.
     """
-    pid = running_pid(pid_file)
-    if pid is None:
+    pid = running_pid(main_conf, pid_file)
+    old_workers = _children(pid) if pid is not None else set()
+    if pid is None or not _signal_master(pid, main_conf, signal.SIGHUP):
         start(main_conf, prefix, pid_file)
         return
-    old_workers = _children(pid)
-    os.kill(pid, signal.SIGHUP)
     _wait_switched(pid, old_workers)
+
+
+def _signal_master(pid: int, main_conf: Path, signum: int) -> bool:
+    """Signal our master; False (nothing sent) when `pid` is not, or no longer, that master.
+
+    Through a pidfd: once it is open it names that one process, so the check and the signal are
+    about the same process even if the master dies and its pid is reused in between.
+    """
+    try:
+        fd = os.pidfd_open(pid)
+    except ProcessLookupError:
+        return False
+    try:
+        if not is_master_of(pid, main_conf):
+            return False
+        signal.pidfd_send_signal(fd, signum)
+        return True
+    except ProcessLookupError:
+        return False
+    finally:
+        os.close(fd)
 
 
 def _children(pid: int) -> set[int]:

@@ -1,0 +1,164 @@
+"""The "Low" holes of issue 9: each test performs the attack and shows it refused, with one line where
+there is a message, and nothing changed."""
+
+from __future__ import annotations
+
+import os
+import signal
+import socket
+import ssl
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+from test_tls import enable_https, https_get
+
+from conftest import APPS, Paas, free_port
+
+
+def wait_for(condition, what: str, limit: float = 30.0) -> None:
+    deadline = time.monotonic() + limit
+    while not condition():
+        if time.monotonic() > deadline:
+            raise AssertionError(f"timed out waiting for {what}")
+        time.sleep(0.02)
+
+
+# -- 1. HTTPS has a default server -----------------------------------------------------------------
+
+def tls_handshake(port: int, name: str) -> ssl.SSLSocket:
+    """A TLS handshake with SNI `name`, trusting anything: only whether the server accepts it matters."""
+    context = ssl.create_default_context()
+    context.check_hostname = False
+    context.verify_mode = ssl.CERT_NONE
+    sock = socket.create_connection(("127.0.0.1", port), timeout=30)
+    try:
+        return context.wrap_socket(sock, server_hostname=name)
+    except BaseException:
+        sock.close()
+        raise
+
+
+def test_unknown_names_get_no_app_over_https_nor_http(paas: Paas) -> None:
+    enable_https(paas)
+    app, _ = paas.deploy(APPS / "static-site")
+    paas.run("certs:generate", app)
+    cert_file = str(paas.home / "certs" / app / "fullchain.pem")
+
+    with pytest.raises(ssl.SSLError, match="UNRECOGNIZED_NAME"):
+        tls_handshake(paas.https_port, "stranger.example.test")
+    with pytest.raises(ssl.SSLError, match="UNRECOGNIZED_NAME"):
+        tls_handshake(paas.https_port, f"other.{app}.paas.test")
+    plain = paas.get(app, host="stranger.example.test")
+    assert plain.status == 404 and plain.body == "no app is served at this address\n"
+    assert "static home" not in plain.body.lower()
+
+    # The app's own name still works, with its certificate.
+    status, _, body = https_get(paas, app, cert_file)
+    assert status == 200 and b"Static home" in body
+    with tls_handshake(paas.https_port, f"{app}.paas.test") as tls:
+        assert tls.version() in ("TLSv1.2", "TLSv1.3")
+
+    # With no certificate left, nothing listens on the HTTPS port at all.
+    paas.run("certs:remove", app)
+    with pytest.raises(ConnectionRefusedError):
+        socket.create_connection(("127.0.0.1", paas.https_port), timeout=10).close()
+    assert paas.get(app).status == 200
+
+
+def nginx_accepts(main_conf: Path, prefix: Path) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(["nginx", "-t", "-q", "-c", str(main_conf), "-p", str(prefix)],
+                          capture_output=True, text=True, timeout=60)
+
+
+def test_system_mode_catch_alls_never_clash_with_the_hosts_default_server(tmp_path: Path) -> None:
+    """The host's nginx (system mode) may have default servers of its own, as Debian's `default`
+    site does: our http.conf, included into it, must still pass `nginx -t`."""
+    from minipaas import proxy, settings
+
+    http_port, https_port = free_port(), free_port()
+    host = tmp_path / "host"
+    (host / "logs").mkdir(parents=True)
+
+    def host_nginx_with(mode: str) -> Path:
+        s = settings.load({"MINIPAAS_HOME": str(tmp_path / mode), "MINIPAAS_NGINX": mode,
+                           "MINIPAAS_HTTP_PORT": str(http_port), "MINIPAAS_HTTPS_PORT": str(https_port)})
+        proxy.layout(s).sites.mkdir(parents=True)
+        proxy.layout(s).http_conf.write_text(proxy.render_http_conf(s, serves_https=True))
+        main = host / f"nginx-{mode}.conf"
+        main.write_text(f"""pid {host}/nginx.pid;
+error_log {host}/logs/error.log;
+events {{}}
+http {{
+    include {proxy.layout(s).http_conf};
+    server {{
+        listen {http_port} default_server;
+        listen 127.0.0.1:{http_port} default_server;
+        return 200 "the host's own default\\n";
+    }}
+    server {{
+        listen {https_port} ssl default_server;
+        listen 127.0.0.1:{https_port} ssl default_server;
+        ssl_reject_handshake on;
+    }}
+}}
+""")
+        return main
+
+    system = host_nginx_with("system")
+    directives = [line for line in (tmp_path / "system" / "nginx" / "http.conf").read_text().splitlines()
+                  if not line.lstrip().startswith("#")]
+    assert not any("default_server" in line for line in directives)
+    result = nginx_accepts(system, host)
+    assert result.returncode == 0, result.stderr
+    # The same host with the private-mode file (which marks its catch-alls): nginx refuses it, so the
+    # check above would have seen a duplicate.
+    private = nginx_accepts(host_nginx_with("private"), host)
+    assert private.returncode != 0 and "duplicate default server" in private.stderr
+
+
+# -- 8. a recycled pid is never signalled -----------------------------------------------------------
+
+HUP_RECORDER = """
+import signal, sys, time
+log = open(sys.argv[1], "a", buffering=1)
+signal.signal(signal.SIGHUP, lambda *_: log.write("SIGHUP\\n"))
+log.write("ready\\n")
+time.sleep(300)
+"""
+
+
+def gone(pid: int) -> bool:
+    try:
+        return Path(f"/proc/{pid}/stat").read_text().split(") ", 1)[1].startswith(("Z", "X"))
+    except OSError:
+        return True
+
+
+def test_a_recycled_router_pid_gets_no_signal_and_the_app_is_served(paas: Paas, tmp_path: Path) -> None:
+    app, _ = paas.deploy(APPS / "dockerfile")
+    paas.run("settings:set", app, "drain-seconds", "0")
+    pid_file = paas.home / "nginx" / "run" / "router.pid"
+    master = int(pid_file.read_text())
+    os.kill(master, signal.SIGQUIT)  # the router's master ends (a crash, a reboot) ...
+    wait_for(lambda: gone(master), "the router's master to end")
+    log = tmp_path / "signals.log"
+    # ... and its pid now belongs to another process, which must never get the master's SIGHUP.
+    bystander = subprocess.Popen([sys.executable, "-c", HUP_RECORDER, str(log)])
+    try:
+        wait_for(lambda: log.exists() and log.read_text() == "ready\n", "the bystander to start")
+        pid_file.write_text(f"{bystander.pid}\n")
+
+        paas.run("ps:restart", app)  # a deploy: it switches traffic and reloads the router
+
+        assert log.read_text() == "ready\n"  # no SIGHUP
+        assert bystander.poll() is None
+        assert paas.get(app).body == "from my own Dockerfile\n"
+        new_master = int(pid_file.read_text())
+        assert new_master != bystander.pid
+        assert Path(f"/proc/{new_master}/cmdline").read_bytes().startswith(b"nginx: master process")
+    finally:
+        bystander.kill()
+        bystander.wait()
