@@ -15,7 +15,7 @@ from pathlib import Path
 import pytest
 from test_tls import enable_https, https_get
 
-from conftest import APPS, Paas, free_port
+from conftest import APPS, EXAMPLE, Paas, free_port
 
 
 def wait_for(condition, what: str, limit: float = 30.0) -> None:
@@ -162,3 +162,18 @@ def test_a_recycled_router_pid_gets_no_signal_and_the_app_is_served(paas: Paas, 
     finally:
         bystander.kill()
         bystander.wait()
+
+
+# -- 2. `run` hands the app's config to the container only ------------------------------------------
+
+def test_run_gives_config_to_the_container_and_not_to_the_hosts_docker(paas: Paas) -> None:
+    app, _ = paas.deploy(EXAMPLE)
+    # Both would redirect or break the host's `docker` program if config reached its environment.
+    paas.run("config:set", app, "DOCKER_HOST=tcp://127.0.0.1:1", "PATH=/nonexistent", "--no-restart")
+    shown = paas.run("run", app, "--", "/usr/local/bin/node", "-e",
+                     "console.log(process.env.DOCKER_HOST, process.env.PATH)")
+    assert shown.stdout == "tcp://127.0.0.1:1 /nonexistent\n", shown.stderr
+    assert paas.run("run", app, "--", "/usr/local/bin/node", "-e", "process.exit(7)", check=False).returncode == 7
+    piped = paas.run("run", app, "--", "/bin/sh", "-c", "test -t 0 && echo tty || /bin/cat", input="via stdin\n")
+    assert piped.stdout == "via stdin\n"
+    assert [c for c in paas.container_names() if ".run." in c] == []  # auto-removed once ended
