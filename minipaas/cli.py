@@ -728,11 +728,6 @@ def retire_cmd(app: str) -> None:
     gc.collect(host, dry_run=False, only=app, progress=say)
 
 
-def _commands_taking_app() -> set[str]:
-    return {name for name, command in cli.commands.items()
-            if command.params and command.params[0].name == "app"}
-
-
 def _remote_for(args: list[str]) -> Any:
     """The ssh remote to send this command to, when run from an app's checkout on a laptop."""
     if not args or args[0] in ("ssh-command", "retire", "init", "--help", "-h", "--version"):
@@ -751,7 +746,7 @@ def main(argv: list[str] | None = None) -> None:
         if remote is not None:
             from minipaas import remote as remote_client
 
-            sys.exit(remote_client.run(remote, args, _commands_taking_app()))
+            sys.exit(remote_client.run(remote, args, cli.commands))
         cli.main(args=args, prog_name="minipaas", standalone_mode=False)
     except MinipaasError as exc:
         click.echo(f"error: {exc.message}", err=True)

@@ -4,6 +4,7 @@ there is a message, and nothing changed."""
 from __future__ import annotations
 
 import os
+import re
 import signal
 import socket
 import ssl
@@ -177,3 +178,44 @@ def test_run_gives_config_to_the_container_and_not_to_the_hosts_docker(paas: Paa
     piped = paas.run("run", app, "--", "/bin/sh", "-c", "test -t 0 && echo tty || /bin/cat", input="via stdin\n")
     assert piped.stdout == "via stdin\n"
     assert [c for c in paas.container_names() if ".run." in c] == []  # auto-removed once ended
+
+
+# -- 3. the laptop client takes -a/--app only where click takes options ----------------------------
+
+@pytest.mark.parametrize(("argv", "sent"), [
+    # The attack: after `--`, -a belongs to the command run in the container.
+    (["run", "--", "grep", "-a", "sxb", "/etc/hosts"], ["run", "app", "--", "grep", "-a", "sxb", "/etc/hosts"]),
+    (["run", "--", "grep", "--app", "x", "f"], ["run", "app", "--", "grep", "--app", "x", "f"]),
+    # run and enter take no option after their first argument, as click parses them.
+    (["run", "node", "-a", "x"], ["run", "app", "node", "-a", "x"]),
+    (["enter", "web", "--app", "x"], ["enter", "app", "web", "--app", "x"]),
+    # Before those, -a/--app picks the app, in every spelling click accepts.
+    (["run", "-a", "other", "--", "id"], ["run", "other", "--", "id"]),
+    (["run", "--app=other", "id"], ["run", "other", "id"]),
+    (["config:set", "K=V", "--app", "other"], ["config:set", "other", "K=V"]),
+    (["logs", "-n", "5", "-a", "other", "-f"], ["logs", "other", "-n", "5", "-f"]),
+    # The value of another option is never taken for the app option.
+    (["logs", "-n", "-a"], ["logs", "app", "-n", "-a"]),
+    (["config:set", "K=V", "--", "-a", "x"], ["config:set", "app", "K=V", "--", "-a", "x"]),
+    (["apps:list"], ["apps:list"]),
+    (["no-such-command", "-a", "x"], ["no-such-command", "-a", "x"]),
+])
+def test_laptop_client_takes_the_app_option_only_where_click_would(argv: list[str], sent: list[str]) -> None:
+    from minipaas.cli import cli
+    from minipaas.remote import command_line
+
+    assert command_line(argv, "app", cli.commands) == sent
+
+
+@pytest.mark.parametrize(("argv", "words"), [
+    (["config", "-a"], "-a needs an app name"),
+    (["config", "-a", "x", "--app", "y"], "give --app (-a) once"),
+    (["apps:list", "--app", "x"], "apps:list takes no app"),
+])
+def test_laptop_client_refuses_unclear_app_options(argv: list[str], words: str) -> None:
+    from minipaas.cli import cli
+    from minipaas.errors import InvalidInput
+    from minipaas.remote import command_line
+
+    with pytest.raises(InvalidInput, match=re.escape(words)):
+        command_line(argv, "app", cli.commands)
