@@ -708,12 +708,26 @@ def events_cmd(app: str | None, limit: int, as_json: bool) -> None:
 
 
 @cli.command("ssh-command", hidden=True)
-@click.option("--user", required=True)
-def ssh_command(user: str) -> None:
+@click.option("--user", "users", multiple=True, required=True)
+def ssh_command(users: tuple[str, ...]) -> None:
     """Entry point forced by authorized_keys: runs SSH_ORIGINAL_COMMAND as that key's user."""
     from minipaas import sshentry
 
-    sshentry.run(user)
+    # Exactly the shape authorized_keys gives (and sudoers lets through): click alone would keep the
+    # last of several --user, which a looser sudo rule once let a deployer add after its own.
+    if len(users) != 1:
+        raise MinipaasError("ssh-command takes exactly one --user NAME")
+    sshentry.run(users[0])
+
+
+@cli.command("sudoers-rule", hidden=True)
+@click.option("--account", default="paas", show_default=True, help="The ssh account the keys log in as")
+@click.option("--program", default="/usr/local/bin/minipaas", show_default=True, help="minipaas, as sudo runs it")
+def sudoers_rule(account: str, program: str) -> None:
+    """Print the sudoers rule of the ssh account (install.sh installs it in /etc/sudoers.d/minipaas)."""
+    from minipaas import sudoers
+
+    click.echo(sudoers.rule(account, program), nl=False)
 
 
 @cli.command("retire", hidden=True)
@@ -730,7 +744,7 @@ def retire_cmd(app: str) -> None:
 
 def _remote_for(args: list[str]) -> Any:
     """The ssh remote to send this command to, when run from an app's checkout on a laptop."""
-    if not args or args[0] in ("ssh-command", "retire", "init", "--help", "-h", "--version"):
+    if not args or args[0] in ("ssh-command", "sudoers-rule", "retire", "init", "--help", "-h", "--version"):
         return None
     from minipaas import remote
     from minipaas.settings import load

@@ -5,18 +5,22 @@ from __future__ import annotations
 
 import os
 import re
+import shutil
 import signal
 import socket
 import ssl
 import subprocess
 import sys
+import tempfile
 import time
+import uuid
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 from test_tls import enable_https, https_get
 
-from conftest import APPS, EXAMPLE, Paas, free_port
+from conftest import APPS, EXAMPLE, ROOT, Paas, free_port
 
 
 def wait_for(condition, what: str, limit: float = 30.0) -> None:
@@ -219,3 +223,79 @@ def test_laptop_client_refuses_unclear_app_options(argv: list[str], words: str) 
 
     with pytest.raises(InvalidInput, match=re.escape(words)):
         command_line(argv, "app", cli.commands)
+
+
+# -- 4. sudo lets exactly `ssh-command --user NAME` through -----------------------------------------
+
+def test_the_sudoers_rule_is_one_regular_expression_of_a_key_name() -> None:
+    from minipaas import keys, sudoers
+    from minipaas.errors import InvalidInput
+
+    text = sudoers.rule("paas", "/usr/local/bin/minipaas")
+    [rule] = [line for line in text.splitlines() if line.startswith("paas ALL=")]
+    assert rule == ("paas ALL=(root) NOPASSWD: /usr/local/bin/minipaas "
+                    f"^ssh-command --user {keys.KEY_NAME.pattern}$")
+    assert "*" not in rule
+    assert 'Defaults:paas env_keep += "SSH_ORIGINAL_COMMAND SSH_CONNECTION"' in text
+    for account, program in (("pa as", "/usr/local/bin/minipaas"), ("paas", "minipaas"),
+                             ("paas", "/usr/bin/minipaas *"), ("paas", "/usr/../tmp/x"), ("paas\n", "/x")):
+        with pytest.raises(InvalidInput):
+            sudoers.rule(account, program)
+
+
+@pytest.fixture
+def sudo_account(paas: Paas) -> Iterator[tuple[str, Path, Path]]:
+    """A throwaway local account with the rendered rule installed for it, and the program the rule
+    names: a wrapper that logs its arguments and runs this checkout's minipaas on the test's home."""
+    from minipaas import sudoers
+
+    sudo = shutil.which("sudo")
+    assert sudo is not None, "sudo is not installed (install.sh installs it): the rule cannot be checked"
+    account = f"mpt{uuid.uuid4().hex[:10]}"
+    folder = Path(tempfile.mkdtemp(prefix="minipaas-sudo-"))
+    folder.chmod(0o755)  # the account's sudo must reach the program
+    log = folder / "ran.log"
+    program = folder / "minipaas"
+    program.write_text(f"#!/bin/sh\necho \"$*\" >>{log}\nexec env MINIPAAS_HOME={paas.home} "
+                       f"PYTHONPATH={ROOT} {sys.executable} -m minipaas \"$@\"\n")
+    program.chmod(0o755)
+    rule_file = Path(f"/etc/sudoers.d/minipaas-test-{uuid.uuid4().hex[:12]}")  # no dot: sudo reads it
+    subprocess.run(["useradd", "--system", "--no-create-home", "--shell", "/usr/sbin/nologin", account], check=True)
+    try:
+        candidate = folder / "rule"
+        candidate.write_text(sudoers.rule(account, str(program)))
+        checked = subprocess.run(["visudo", "-cf", str(candidate)], capture_output=True, text=True)
+        assert checked.returncode == 0, checked.stdout + checked.stderr
+        shutil.copyfile(candidate, rule_file)
+        rule_file.chmod(0o440)
+        yield account, program, log
+    finally:
+        rule_file.unlink(missing_ok=True)
+        subprocess.run(["userdel", account], check=True)
+        shutil.rmtree(folder)
+
+
+def as_account(account: str, *args: str) -> subprocess.CompletedProcess[str]:
+    env = {"PATH": "/usr/sbin:/usr/bin:/sbin:/bin", "SSH_ORIGINAL_COMMAND": "apps:list"}
+    return subprocess.run(["runuser", "-u", account, "--", "sudo", "-n", *args], capture_output=True, text=True,
+                          timeout=120, env=env)
+
+
+def test_sudo_lets_only_one_user_argument_through(sudo_account: tuple[str, Path, Path]) -> None:
+    account, program, log = sudo_account
+    for extra in (["--user", "dep", "--user", "adm"], ["--user", "Adm"], ["--user", "a b"], ["--user", "a", "x"],
+                  ["--user"], ["--user=adm"], ["--help"]):
+        refused = as_account(account, str(program), "ssh-command", *extra)
+        assert refused.returncode == 1 and "a password is required" in refused.stderr, (extra, refused.stderr)
+        assert not log.exists()  # minipaas never ran
+    allowed = as_account(account, str(program), "ssh-command", "--user", "a")
+    # The rule matched: minipaas ran as root, and refuses a key that is not registered.
+    assert log.read_text() == "ssh-command --user a\n"
+    assert allowed.returncode == 1 and allowed.stderr == "error: the key for a is no longer registered\n"
+
+
+def test_ssh_command_itself_takes_exactly_one_user(paas: Paas) -> None:
+    twice = paas.run("ssh-command", "--user", "dep", "--user", "adm", check=False)
+    assert twice.returncode == 1 and twice.stderr == "error: ssh-command takes exactly one --user NAME\n"
+    once = paas.run("ssh-command", "--user", "adm", check=False)
+    assert once.returncode == 1 and once.stderr == "error: the key for adm is no longer registered\n"
