@@ -564,11 +564,10 @@ def certs_show(app: str, as_json: bool) -> None:
 @click.argument("key_file", type=click.Path(dir_okay=False, readable=True))
 def certs_add(app: str, cert_file: str, key_file: str) -> None:
     """Serve an app over HTTPS with a certificate (chain) and its private key."""
-    from pathlib import Path
-
     from minipaas import certs
 
-    cert = certs.install(_host(), _app(app), Path(cert_file).read_bytes(), Path(key_file).read_bytes())
+    host, name = _host(), _app(app)
+    cert = certs.install(host, name, certs.read_pem(cert_file, "certificate"), certs.read_pem(key_file, "key"))
     _show_cert(app, cert)
 
 

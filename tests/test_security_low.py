@@ -299,3 +299,63 @@ def test_ssh_command_itself_takes_exactly_one_user(paas: Paas) -> None:
     assert twice.returncode == 1 and twice.stderr == "error: ssh-command takes exactly one --user NAME\n"
     once = paas.run("ssh-command", "--user", "adm", check=False)
     assert once.returncode == 1 and once.stderr == "error: the key for adm is no longer registered\n"
+
+
+# -- 5. and 6. certs:add writes certificates only, and reads only what it may ---------------------
+
+def self_signed(work: Path, name: str) -> tuple[Path, Path]:
+    cert, key = work / "cert.pem", work / "key.pem"
+    subprocess.run(["openssl", "req", "-x509", "-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:P-256", "-nodes",
+                    "-days", "30", "-subj", f"/CN={name}", "-addext", f"subjectAltName=DNS:{name}",
+                    "-keyout", str(key), "-out", str(cert)], check=True, capture_output=True)
+    return cert, key
+
+
+def one_error_line(result: subprocess.CompletedProcess[str], words: str) -> None:
+    assert result.returncode == 1, (result.stdout, result.stderr)
+    assert result.stderr.count("\n") == 1 and result.stderr.startswith("error: ") and words in result.stderr, \
+        result.stderr
+
+
+def test_a_private_key_in_the_certificate_file_is_refused(paas: Paas) -> None:
+    app = paas.new_app()
+    cert, key = self_signed(paas.work, f"{app}.paas.test")
+    pasted = paas.work / "pasted.pem"
+    for label in ("PRIVATE KEY", "EC PRIVATE KEY", "RSA PRIVATE KEY", "ENCRYPTED PRIVATE KEY"):
+        body = key.read_text().replace("PRIVATE KEY", label)
+        for text in (cert.read_text() + body, body + cert.read_text()):
+            pasted.write_text(text)
+            one_error_line(paas.run("certs:add", app, str(pasted), str(key), check=False), "holds a private key")
+    assert not (paas.home / "certs").exists()
+    assert "ssl" not in (paas.home / "nginx" / "sites" / f"{app}.conf").read_text()
+
+
+def test_fullchain_holds_the_certificate_blocks_only(paas: Paas) -> None:
+    enable_https(paas)
+    app = paas.new_app()
+    cert, key = self_signed(paas.work, f"{app}.paas.test")
+    noisy = paas.work / "noisy.pem"
+    # As `openssl pkcs12` prints it: attributes around the block, which fullchain.pem needs not hold.
+    noisy.write_text(f"Bag Attributes\n    localKeyID: 01 02\nsubject=/CN=secret-note\n{cert.read_text()}trailer\n")
+    paas.run("certs:add", app, str(noisy), str(key))
+    written = (paas.home / "certs" / app / "fullchain.pem").read_text()
+    assert written == cert.read_text()
+    assert "secret-note" not in written and "trailer" not in written
+
+
+def test_certs_add_reads_a_bounded_regular_file_or_says_why_not(paas: Paas) -> None:
+    app = paas.new_app()
+    cert, key = self_signed(paas.work, f"{app}.paas.test")
+    fifo = paas.work / "fifo"
+    os.mkfifo(fifo)
+    huge = paas.work / "huge.pem"
+    huge.write_bytes(b"A" * (1024 * 1024 + 1))
+    for cert_file, key_file, words in [
+        ("/dev/zero", str(key), "the certificate file '/dev/zero' is not a regular file"),
+        (str(cert), "/dev/zero", "the key file '/dev/zero' is not a regular file"),
+        (str(fifo), str(key), "is not a regular file"),  # no writer: reading it would wait forever
+        (str(huge), str(key), "is larger than 1024 KiB"),
+        (str(cert), str(huge), "is larger than 1024 KiB"),
+    ]:
+        one_error_line(paas.run("certs:add", app, cert_file, key_file, check=False, timeout=60), words)
+    assert not (paas.home / "certs").exists()
