@@ -10,6 +10,7 @@ import datetime
 import json
 import os
 import sys
+import unicodedata
 from collections.abc import Iterable
 from typing import Any
 
@@ -40,8 +41,26 @@ def _print_json(data: object) -> None:
     click.echo(json.dumps(data, indent=2, ensure_ascii=False, default=str))
 
 
+def printable(text: str) -> str:
+    """Text as one line that shows what it holds: control and format characters (newlines, terminal
+    escapes, bidi overrides) are written as escapes, so stored text (a command received over ssh, a
+    commit message) can neither forge rows of a table nor drive the terminal."""
+    return "".join(_escape(ch) if unicodedata.category(ch) in _HIDDEN_CATEGORIES else ch for ch in text)
+
+
+_HIDDEN_CATEGORIES = frozenset({"Cc", "Cf", "Zl", "Zp"})
+_NAMED_ESCAPES = {"\n": "\\n", "\r": "\\r", "\t": "\\t"}
+
+
+def _escape(ch: str) -> str:
+    code = ord(ch)
+    return _NAMED_ESCAPES.get(ch) or (f"\\x{code:02x}" if code < 0x100 else f"\\u{code:04x}")
+
+
 def _table(rows: Iterable[Iterable[object]], headers: list[str]) -> None:
-    rows = [[str(c) for c in row] for row in rows]
+    """Columns padded to their widest cell; every cell printable (see `printable`): the one place a
+    table's cells are written."""
+    rows = [[printable(str(c)) for c in row] for row in rows]
     widths = [max([len(h)] + [len(r[i]) for r in rows]) for i, h in enumerate(headers)]
     click.echo("  ".join(h.ljust(w) for h, w in zip(headers, widths, strict=True)).rstrip())
     for row in rows:

@@ -3,6 +3,7 @@ there is a message, and nothing changed."""
 
 from __future__ import annotations
 
+import json
 import os
 import re
 import shutil
@@ -20,7 +21,7 @@ from pathlib import Path
 import pytest
 from test_tls import enable_https, https_get
 
-from conftest import APPS, EXAMPLE, ROOT, Paas, free_port
+from conftest import APPS, EXAMPLE, ROOT, Paas, Sshd, commit, docker, free_port
 
 
 def wait_for(condition, what: str, limit: float = 30.0) -> None:
@@ -359,3 +360,144 @@ def test_certs_add_reads_a_bounded_regular_file_or_says_why_not(paas: Paas) -> N
     ]:
         one_error_line(paas.run("certs:add", app, cert_file, key_file, check=False, timeout=60), words)
     assert not (paas.home / "certs").exists()
+
+
+# -- 7. and 9. package.json and the Procfile: checked facts only reach the Dockerfile --------------
+
+def push_package(paas: Paas, change: dict[str, object]) -> tuple[str, subprocess.CompletedProcess[str]]:
+    """Push the example app with package.json changed: it must be rejected before anything is built."""
+    app = paas.new_app()
+    checkout = paas.checkout(app, EXAMPLE)
+    package = checkout / "package.json"
+    package.write_text(json.dumps({**json.loads(package.read_text()), **change}, indent=2))
+    commit(checkout, "odd package.json")
+    return app, paas.push(checkout, expect_ok=False)
+
+
+def assert_rejected_before_building(paas: Paas, app: str, result: subprocess.CompletedProcess[str],
+                                    words: str) -> None:
+    output = result.stdout + result.stderr
+    errors = [line.rstrip() for line in output.splitlines() if line.startswith("remote: !")]
+    assert errors[-1] == "remote: !     push rejected; the previous release keeps serving", output
+    assert len(errors) == 2 and words in errors[0], output
+    assert "internal error" not in output and "Traceback" not in output
+    assert "Step " not in output and "Building" not in output  # no build started
+    assert paas.repo_ref(app) == ""
+    assert docker("images", "-q", f"minipaas/{app}") == ""
+    assert paas.containers() == []
+
+
+def test_a_newline_in_package_manager_adds_no_dockerfile_line(paas: Paas) -> None:
+    app, result = push_package(paas, {"packageManager": "npm@10.0.0\nRUN touch /pwned"})
+    assert_rejected_before_building(paas, app, result, "packageManager in package.json must name an exact version")
+    assert "'npm@10.0.0\\nRUN touch /pwned'" in result.stderr  # shown escaped, on its one line
+
+
+def test_engines_node_of_the_wrong_type_is_one_line(paas: Paas) -> None:
+    app, result = push_package(paas, {"engines": {"node": 20}})
+    assert_rejected_before_building(paas, app, result, "engines.node in package.json must be a string")
+
+
+@pytest.mark.parametrize(("document", "words"), [
+    ({"engines": 20}, "engines in package.json must be an object, not a number"),
+    ({"engines": ["node"]}, "engines in package.json must be an object, not an array"),
+    ({"engines": {"node": 20}}, "engines.node in package.json must be a string"),
+    ({"engines": {"node": None}}, "must be a string (a version range such as \"20\" or \">=20 <23\"), not null"),
+    ({"scripts": "node server.js"}, "scripts in package.json must be an object, not a string"),
+    ({"scripts": {"build": ["tsc"]}}, "scripts.'build' in package.json must be a string, not an array"),
+    ({"scripts": {"start": True}}, "scripts.'start' in package.json must be a string, not a boolean"),
+    ({"packageManager": 10}, "packageManager in package.json must be a string, not a number"),
+    ({"packageManager": "bun@1.1.0"}, "names 'bun', which minipaas does not install (it knows npm, yarn, pnpm)"),
+    ({"packageManager": "npm"}, "must be NAME@VERSION"),
+    ({"packageManager": "npm@latest"}, "must name an exact version"),
+    ({"packageManager": "npm@10.0.0\n"}, "must name an exact version"),
+    ({"packageManager": "npm@10.0.0 && id"}, "must name an exact version"),
+    ({"packageManager": "pnpm@9.1.0+sha512.x\nRUN id"}, "must name an exact version"),
+    ({"packageManager": "yarn@4.1.0+md5.abc"}, "must name an exact version"),
+])
+def test_odd_package_json_facts_are_one_line(document: dict[str, object], words: str) -> None:
+    from minipaas import packagejson
+    from minipaas.errors import BuildFailed
+
+    with pytest.raises(BuildFailed) as refused:
+        packagejson.parse(json.dumps(document).encode())
+    assert words in refused.value.message and "\n" not in refused.value.message
+
+
+@pytest.mark.parametrize(("raw", "words"), [
+    (b"[1, 2]", "must hold a JSON object"),
+    (b"{", "is not valid JSON"),
+    (b"\xff\xfe{}", "is not valid JSON"),
+    (b"[" * 100_000 + b"]" * 100_000, "nested too deeply"),
+    (b'{"x": "' + b"a" * (1024 * 1024) + b'"}', "larger than 1024 KiB"),
+])
+def test_odd_package_json_documents_are_one_line(raw: bytes, words: str) -> None:
+    from minipaas import packagejson
+    from minipaas.errors import BuildFailed
+
+    with pytest.raises(BuildFailed, match=re.escape(words)):
+        packagejson.parse(raw)
+
+
+def test_package_json_facts_reach_the_dockerfile_checked() -> None:
+    from minipaas import buildpacks, packagejson
+    from minipaas.settings import SHARE_DIR
+
+    package = packagejson.parse(json.dumps({
+        "packageManager": "pnpm@9.1.0+sha512.0123abcdef", "engines": {"node": ">=20"},
+        "scripts": {"build": "vite build", "start": "node ."}, "other": {"anything": ["goes"]},
+    }).encode())
+    assert package == packagejson.Package(">=20", {"build": "vite build", "start": "node ."},
+                                          packagejson.PackageManager("pnpm", "9.1.0"))
+    [node] = [p for p in buildpacks.load_all(SHARE_DIR / "buildpacks") if p.name == "node"]
+    ranges: list[str | None] = []
+    dockerfile = buildpacks.render(node, {"app": "a", "files": ["package.json", "pnpm-lock.yaml"],
+                                          "package": package, "procfile": {}, "build_ca": False},
+                                   lambda kind, spec: ranges.append(spec) or "minipaas/node:26")
+    assert ranges == [">=20"]
+    assert "RUN npm install --global --no-audit --no-fund pnpm@9.1.0\n" in dockerfile  # no hash, no more
+    assert "RUN npm run build" in dockerfile
+    assert packagejson.parse(None) == packagejson.Package()
+
+
+@pytest.mark.parametrize(("text", "words"), [
+    (b"Web: node web.js", "Procfile line 1: invalid process type 'Web'"),
+    (b"web node web.js", "Procfile line 1 is not `type: command`"),
+    (b"# comment\n\nweb:", "Procfile line 3: web has no command"),
+    (b"web: a\nweb: b", "Procfile line 2: web is defined twice"),
+    (b"web: node\x1b[2J web.js", "Procfile line 1: the command of web holds a control character"),
+    (b"web: node web.js\rworker: x", "the command of web holds a control character"),
+    (b"web: node\x00", "control character"),
+    (b"we b: x", "invalid process type 'we b'"),
+    (b"web: caf\xe9", "the Procfile is not valid UTF-8"),
+    (b"web: " + b"x" * 70_000, "the Procfile is larger than 64 KiB"),
+])
+def test_odd_procfiles_are_one_line(text: bytes, words: str) -> None:
+    from minipaas import procfile
+    from minipaas.errors import BuildFailed
+
+    with pytest.raises(BuildFailed) as refused:
+        procfile.parse(text)
+    assert words in refused.value.message and "\n" not in refused.value.message
+
+
+def test_a_procfile_of_the_documented_form_is_read() -> None:
+    from minipaas import procfile
+
+    text = b"# processes\r\nweb: node web.js --port $PORT\r\n\r\nworker:node\tworker.js\nrelease: node migrate.js\n"
+    assert procfile.parse(text) == {"web": "node web.js --port $PORT", "worker": "node\tworker.js",
+                                    "release": "node migrate.js"}
+
+
+# -- 7. a newline in an ssh command forges no row of `events` -----------------------------------------
+
+def test_control_characters_in_an_ssh_command_show_escaped_in_one_row(paas: Paas, sshd: Sshd) -> None:
+    paas.run("ssh-keys:add", "alice", input=sshd.key("alice").with_suffix(".pub").read_text())
+    forged = "2099-01-01 00:00:00  root   victim  ok       apps:destroy victim --force"
+    sshd.ssh("alice", "apps:list", f"'\x1b[2Jx\n{forged}'")
+    table = paas.run("events").stdout.splitlines()
+    assert len(table) == 2, table  # the header and one row
+    assert table[0].split() == ["WHEN", "USER", "APP", "OUTCOME", "COMMAND"]
+    assert "alice" in table[1] and "\\n2099-01-01" in table[1] and "\\x1b[2J" in table[1]
+    assert not any(line.startswith("2099") for line in table)
+    assert "\x1b" not in "\n".join(table)
