@@ -255,12 +255,14 @@ def ensure_running(settings: Settings) -> None:
 # -- per app -------------------------------------------------------------------------------
 
 def write_site(settings: Settings, app: str, domains: list[str], *, static: bool | None = None,
-               hsts: bool | None = None, reload: bool = False) -> None:
+               markdown: bool | None = None, hsts: bool | None = None, reload: bool = False) -> None:
     """The app's front vhost; reloads the front only when it changed (or with `reload`).
 
-    `static`: whether nginx serves the app's files itself (None: as the app is now). With a
-    certificate in certs/<app>/ the vhost serves HTTPS and redirects HTTP to it. `reload`: files the
-    vhost names changed (a new certificate at the same paths), which nginx reads only when reloaded.
+    `static`: whether nginx serves the app's files itself; `markdown`: whether those files are a
+    Markdown docs site, whose every response carries the docs pages' Content-Security-Policy as a
+    header (None: as the app is now, for both). With a certificate in certs/<app>/ the vhost serves
+    HTTPS and redirects HTTP to it. `reload`: files the vhost names changed (a new certificate at the
+    same paths), which nginx reads only when reloaded.
     """
     from minipaas import certs, sites
 
@@ -272,11 +274,14 @@ def write_site(settings: Settings, app: str, domains: list[str], *, static: bool
 
         hsts = apps.setting_at(settings, app, "hsts") == "on"
     static_root = sites.current_link(settings, app) if static else None
+    if markdown is None:
+        markdown = bool(static) and _live_site_is_markdown(settings, app)
     cert = certs.paths(settings, app)
     hsts_header = '\n        add_header Strict-Transport-Security "max-age=31536000" always;' if cert and hsts else ""
+    static_headers = hsts_header + (_csp_header() if markdown else "")
     text = _render(settings, "site.conf.j2", app=app, domains=domains, static_root=static_root,
                    certificate=cert[0] if cert else "", certificate_key=cert[1] if cert else "",
-                   hsts_header=hsts_header, **_common(settings))
+                   hsts_header=hsts_header, static_headers=static_headers, **_common(settings))
     with _locked(settings):
         https_apps = _apps_serving_https(settings) - {app} | ({app} if cert else set())
         http_text = render_http_conf(settings, serves_https=bool(https_apps))
@@ -286,6 +291,27 @@ def write_site(settings: Settings, app: str, domains: list[str], *, static: bool
             _check_front(settings)
         if changed or reload:
             _reload_front(settings)
+
+
+def serves_markdown(settings: Settings, buildpack: str) -> bool:
+    """Whether a release of this buildpack is a Markdown docs site."""
+    from minipaas import buildpacks
+
+    return any(p.name == buildpack and p.serve == "markdown" for p in buildpacks.load_all(settings.buildpacks_dir))
+
+
+def _live_site_is_markdown(settings: Settings, app: str) -> bool:
+    from minipaas import releases
+    from minipaas.host import Host
+
+    current = releases.live(Host(settings), app)
+    return current is not None and current.serving == "static" and serves_markdown(settings, current.buildpack)
+
+
+def _csp_header() -> str:
+    from minipaas.docsite import CSP  # the docs pages' own policy, in their <meta> too
+
+    return f'\n        add_header Content-Security-Policy "{CSP}" always;'
 
 
 def switch(settings: Settings, app: str, release: int, addresses: list[str]) -> None:

@@ -501,3 +501,37 @@ def test_control_characters_in_an_ssh_command_show_escaped_in_one_row(paas: Paas
     assert "alice" in table[1] and "\\n2099-01-01" in table[1] and "\\x1b[2J" in table[1]
     assert not any(line.startswith("2099") for line in table)
     assert "\x1b" not in "\n".join(table)
+
+
+# -- 10. every response of a Markdown docs site carries its CSP -------------------------------------
+
+EVIL = "<!doctype html><title>evil</title><script>document.title = document.cookie</script>\n"
+
+
+def test_raw_html_in_a_docs_repo_is_served_under_the_docs_csp(paas: Paas, tmp_path: Path) -> None:
+    from minipaas.docsite import CSP
+
+    source = tmp_path / "docs"
+    shutil.copytree(APPS / "markdown-docs", source)
+    (source / "evil.html").write_text(EVIL)
+    (source / "guide" / "evil.html").write_text(EVIL)
+    app, checkout = paas.deploy(source)
+    for path in ("/evil.html", "/evil", "/guide/evil.html"):
+        served = paas.get(app, path)
+        assert served.status == 200 and served.body == EVIL  # the file as it is ...
+        assert served.headers["content-security-policy"] == CSP  # ... but no browser runs its script
+    for path in ("/", "/guide/install.html", "/assets/docsite.css", "/no-such-page"):
+        assert paas.get(app, path).headers["content-security-policy"] == CSP, path
+
+    # A plain static site (its own scripts are its business) gets no such header; rolling back to
+    # the docs site brings it back.
+    for path in checkout.iterdir():
+        if path.name != ".git":
+            shutil.rmtree(path) if path.is_dir() else path.unlink()
+    (checkout / "index.html").write_text("<!doctype html><script>console.log('mine')</script>\n")
+    commit(checkout, "a plain static site")
+    paas.push(checkout)
+    plain = paas.get(app, "/")
+    assert plain.status == 200 and "mine" in plain.body and "content-security-policy" not in plain.headers
+    paas.run("releases:rollback", app)
+    assert paas.get(app, "/evil.html").headers["content-security-policy"] == CSP
