@@ -200,15 +200,25 @@ def _check_front(settings: Settings) -> None:
         nginx.test(None)
 
 
-def _reload_router(settings: Settings) -> None:
+def _router(settings: Settings) -> nginx.Master:
     lay = layout(settings)
-    nginx.reload(lay.router_conf, lay.root, lay.run / "router.pid")
+    return nginx.Master(lay.router_conf, lay.root, lay.run / "router.pid", unix_sockets=(lay.router_socket,))
+
+
+def _front(settings: Settings) -> nginx.Master:
+    """The private front (MINIPAAS_NGINX=private): our own master on the loopback ports."""
+    lay = layout(settings)
+    return nginx.Master(lay.front_conf, lay.root, lay.run / "front.pid",
+                        tcp=(("127.0.0.1", settings.http_port), ("127.0.0.1", settings.https_port)))
+
+
+def _reload_router(settings: Settings) -> None:
+    nginx.reload(_router(settings))
 
 
 def _reload_front(settings: Settings) -> None:
-    lay = layout(settings)
     if settings.nginx == "private":
-        nginx.reload(lay.front_conf, lay.root, lay.run / "front.pid")
+        nginx.reload(_front(settings))
     else:
         nginx.reload_system()
 
@@ -225,14 +235,14 @@ def setup(settings: Settings) -> None:
         http_text = render_http_conf(settings, serves_https=bool(_apps_serving_https(settings)))
         _write_checked({lay.router_conf: _render(settings, "router.conf.j2", **values)},
                        lambda: _check_router(settings))
-        if nginx.running_pid(lay.router_conf, lay.run / "router.pid") is None:
-            nginx.start(lay.router_conf, lay.root, lay.run / "router.pid")
+        if nginx.running_pid(_router(settings)) is None:
+            nginx.start(_router(settings))
         if settings.nginx == "private":
             changed = _write_checked({lay.http_conf: http_text,
                                       lay.front_conf: _render(settings, "front.conf.j2", **values)},
                                      lambda: _check_front(settings))
-            if nginx.running_pid(lay.front_conf, lay.run / "front.pid") is None:
-                nginx.start(lay.front_conf, lay.root, lay.run / "front.pid")
+            if nginx.running_pid(_front(settings)) is None:
+                nginx.start(_front(settings))
             elif changed:
                 _reload_front(settings)
         else:
@@ -246,8 +256,8 @@ def setup(settings: Settings) -> None:
 def ensure_running(settings: Settings) -> None:
     """Cheap check before a deploy: start whichever of our masters is not running."""
     lay = layout(settings)
-    router_down = not lay.router_conf.exists() or nginx.running_pid(lay.router_conf, lay.run / "router.pid") is None
-    front_down = settings.nginx == "private" and nginx.running_pid(lay.front_conf, lay.run / "front.pid") is None
+    router_down = not lay.router_conf.exists() or nginx.running_pid(_router(settings)) is None
+    front_down = settings.nginx == "private" and nginx.running_pid(_front(settings)) is None
     if router_down or front_down:
         setup(settings)
 
