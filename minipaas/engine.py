@@ -400,7 +400,7 @@ def run_oneoff(*, image: str, name: str, network: str, env: dict[str, str], labe
     try:
         return subprocess.call(["docker", "start", "--attach", "--interactive", created["Id"]])
     except BaseException:
-        # Never started (no docker CLI, interrupted): auto-remove only acts on containers that ran.
+        # No docker CLI, or interrupted: the container goes too (auto-remove acts only on one that ran and ended).
         with contextlib.suppress(docker.errors.APIError):
             _api().remove_container(created["Id"], force=True)
         raise

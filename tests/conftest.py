@@ -241,7 +241,9 @@ LogLevel ERROR
                 break
         time.sleep(0.05)
     paas.env["MINIPAAS_AUTHORIZED_KEYS"] = str(keys_file)
-    paas.env["MINIPAAS_SSH_ENTRY"] = f"env MINIPAAS_HOME={paas.home} {sys.executable} -m minipaas"
+    # sshd gives the forced command a fresh environment: pass on where this checkout's code is, if set.
+    pythonpath = f" PYTHONPATH={os.environ['PYTHONPATH']}" if os.environ.get("PYTHONPATH") else ""
+    paas.env["MINIPAAS_SSH_ENTRY"] = f"env MINIPAAS_HOME={paas.home}{pythonpath} {sys.executable} -m minipaas"
     server = Sshd(port=port, dir=folder, known_hosts=known, host_key_pub=f"{pub[0]} {pub[1]}", process=process)
     yield server
     process.terminate()
