@@ -206,10 +206,10 @@ def _router(settings: Settings) -> nginx.Master:
 
 
 def _front(settings: Settings) -> nginx.Master:
-    """The private front (MINIPAAS_NGINX=private): our own master on the loopback ports."""
+    """The private front (MINIPAAS_NGINX=private): our own master on the loopback ports it listens on."""
     lay = layout(settings)
-    return nginx.Master(lay.front_conf, lay.root, lay.run / "front.pid",
-                        tcp=(("127.0.0.1", settings.http_port), ("127.0.0.1", settings.https_port)))
+    ports = (settings.http_port, settings.https_port) if _apps_serving_https(settings) else (settings.http_port,)
+    return nginx.Master(lay.front_conf, lay.root, lay.run / "front.pid", tcp=tuple(("127.0.0.1", p) for p in ports))
 
 
 def _reload_router(settings: Settings) -> None:
