@@ -133,14 +133,13 @@ fi
 id paas >/dev/null 2>&1 || useradd --system --create-home --home-dir /home/paas --shell /bin/sh paas
 install -d -m 700 -o paas -g paas /home/paas/.ssh
 [ -f /home/paas/.ssh/authorized_keys ] || install -m 600 -o paas -g paas /dev/null /home/paas/.ssh/authorized_keys
-# The forced command runs minipaas as root through sudo, with nothing but the ssh command passed on.
-cat >/etc/sudoers.d/minipaas <<'SUDO'
-Defaults:paas env_keep += "SSH_ORIGINAL_COMMAND SSH_CONNECTION"
-Defaults:paas !requiretty
-paas ALL=(root) NOPASSWD: /usr/local/bin/minipaas ssh-command --user *
-SUDO
-chmod 440 /etc/sudoers.d/minipaas
-visudo -cqf /etc/sudoers.d/minipaas || die "the sudoers rule for paas is invalid"
+# The forced command runs minipaas as root through sudo, with nothing but the ssh command passed on,
+# and exactly `ssh-command --user NAME` as arguments (a regular expression: sudo >= 1.9.10).
+rule=$(mktemp)
+minipaas sudoers-rule --account paas --program /usr/local/bin/minipaas >"$rule"
+visudo -cqf "$rule" || { rm -f "$rule"; die "the sudoers rule for paas is invalid (sudo >= 1.9.10 is needed)"; }
+install -m 440 -o root -g root "$rule" /etc/sudoers.d/minipaas
+rm -f "$rule"
 install -d /etc/ssh/sshd_config.d
 cat >/etc/ssh/sshd_config.d/minipaas.conf <<'SSHD'
 # minipaas: the paas account is reached with keys only, and forwards nothing.

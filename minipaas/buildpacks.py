@@ -8,7 +8,6 @@ Adding a buildpack is adding a folder; nothing here knows any particular languag
 from __future__ import annotations
 
 import fnmatch
-import json
 import tomllib
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -91,27 +90,6 @@ def template_cache(cache_dir: Path | None) -> jinja2.BytecodeCache | None:
     folder = cache_dir / "templates"
     folder.mkdir(parents=True, exist_ok=True)
     return jinja2.FileSystemBytecodeCache(str(folder))
-
-
-def parse_procfile(text: str) -> dict[str, str]:
-    procs: dict[str, str] = {}
-    for line in text.splitlines():
-        name, sep, command = line.partition(":")
-        if sep and name.strip() and not name.lstrip().startswith("#") and command.strip():
-            procs[name.strip()] = command.strip()
-    return procs
-
-
-def parse_package_json(raw: bytes | None) -> dict[str, Any]:
-    if raw is None:
-        return {}
-    try:
-        data = json.loads(raw)
-    except (ValueError, UnicodeDecodeError) as exc:
-        raise BuildFailed(f"package.json is not valid JSON: {exc}") from None
-    if not isinstance(data, dict):
-        raise BuildFailed("package.json must hold a JSON object")
-    return data
 
 
 def render(pack: Buildpack, facts: dict[str, Any], stack: Callable[[str, str | None], str], *,

@@ -13,9 +13,8 @@ import tarfile
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Any
 
-from minipaas import buildpacks, dockerfile_policy, engine, gitrepo, stacks
+from minipaas import buildpacks, dockerfile_policy, engine, gitrepo, packagejson, procfile, stacks
 from minipaas.errors import Conflict, InvalidInput
 from minipaas.names import image_patterns
 from minipaas.settings import Settings
@@ -29,7 +28,7 @@ class Source:
 
     sha: str
     paths: frozenset[str]
-    package: dict[str, Any]
+    package: packagejson.Package  # the checked facts of package.json, all a template sees of it
     procfile: dict[str, str]
     pack: buildpacks.Buildpack
 
@@ -47,14 +46,10 @@ def inspect(settings: Settings, app: str, sha: str) -> Source:
     """Read the commit's files, package.json and Procfile, and pick its buildpack."""
     repo = settings.repo_path(app)
     paths = frozenset(gitrepo.all_files(repo, sha))
-    package = buildpacks.parse_package_json(gitrepo.read_file(repo, sha, "package.json")) \
-        if "package.json" in paths else {}
-    procfile = buildpacks.parse_procfile((gitrepo.read_file(repo, sha, "Procfile") or b"").decode(
-        "utf-8", errors="replace")) if "Procfile" in paths else {}
-    scripts = package.get("scripts")
-    pack = buildpacks.detect(buildpacks.load_all(settings.buildpacks_dir), set(paths),
-                             set(scripts) if isinstance(scripts, dict) else set())
-    return Source(sha, paths, package, procfile, pack)
+    package = packagejson.parse(gitrepo.read_file(repo, sha, "package.json") if "package.json" in paths else None)
+    procs = procfile.parse(gitrepo.read_file(repo, sha, "Procfile") or b"") if "Procfile" in paths else {}
+    pack = buildpacks.detect(buildpacks.load_all(settings.buildpacks_dir), set(paths), set(package.scripts))
+    return Source(sha, paths, package, procs, pack)
 
 
 def build(

@@ -8,7 +8,10 @@ Certificates are parsed and made with the `cryptography` library.
 from __future__ import annotations
 
 import datetime
+import os
+import re
 import shutil
+import stat
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
@@ -24,6 +27,7 @@ if TYPE_CHECKING:
     from cryptography import x509
 
 MAX_PEM = 1024 * 1024
+_PEM_LABEL = re.compile(rb"-----BEGIN ([^\r\n]{0,80}?)-----")
 
 
 @dataclass(frozen=True)
@@ -56,13 +60,43 @@ def paths(settings: Settings, app: str) -> tuple[Path, Path] | None:
     return (chain, key) if chain.is_file() and key.is_file() else None
 
 
+def read_pem(path: str, what: str) -> bytes:
+    """The bytes of a PEM file given on the command line, at most MAX_PEM of them.
+
+    Never more is read, and only a regular file is read at all: /dev/zero, a FIFO or a huge file
+    gets one line at once instead of a hang or a full memory. O_NONBLOCK: opening a FIFO does not
+    wait for a writer.
+    """
+    from minipaas.names import _show
+
+    try:
+        fd = os.open(path, os.O_RDONLY | os.O_NONBLOCK | os.O_NOCTTY)
+    except OSError as exc:
+        raise InvalidInput(f"cannot read the {what} file {_show(path)}: {exc.strerror}") from None
+    with os.fdopen(fd, "rb") as handle:
+        if not stat.S_ISREG(os.fstat(fd).st_mode):
+            raise InvalidInput(f"the {what} file {_show(path)} is not a regular file")
+        data = handle.read(MAX_PEM + 1)
+    if len(data) > MAX_PEM:
+        raise InvalidInput(f"the {what} file {_show(path)} is larger than {MAX_PEM // 1024} KiB")
+    return data
+
+
 def parse(chain_pem: bytes, key_pem: bytes) -> CertInfo:
     """Check that the PEMs hold a certificate chain and its matching private key."""
+    return _checked(chain_pem, key_pem)[0]
+
+
+def _checked(chain_pem: bytes, key_pem: bytes) -> tuple[CertInfo, bytes]:
+    """The leaf's facts, and the chain as certificate blocks only (what fullchain.pem may hold)."""
     from cryptography import x509
     from cryptography.hazmat.primitives import serialization
 
     if len(chain_pem) > MAX_PEM or len(key_pem) > MAX_PEM:
         raise InvalidInput("certificate or key file too large")
+    # fullchain.pem is world-readable: a key pasted into the certificate file must never land there.
+    if any(b"PRIVATE KEY" in label.upper() for label in _PEM_LABEL.findall(chain_pem)):
+        raise InvalidInput("the certificate file holds a private key; give the key as the second file only")
     try:
         chain = x509.load_pem_x509_certificates(chain_pem)
     except ValueError:
@@ -76,7 +110,8 @@ def parse(chain_pem: bytes, key_pem: bytes) -> CertInfo:
     if key.public_key().public_bytes(serialization.Encoding.DER, public) != \
             leaf.public_key().public_bytes(serialization.Encoding.DER, public):
         raise InvalidInput("the private key does not match the certificate")
-    return info_of(leaf)
+    blocks = b"".join(cert.public_bytes(serialization.Encoding.PEM) for cert in chain)
+    return info_of(leaf), blocks
 
 
 def info_of(cert: x509.Certificate) -> CertInfo:
@@ -102,13 +137,14 @@ def info(host: Host, app: str) -> CertInfo:
 
 def install(host: Host, app: str, chain_pem: bytes, key_pem: bytes) -> CertInfo:
     """Store a certificate and switch the vhost to HTTPS; the old files come back if nginx refuses."""
-    cert = parse(chain_pem, key_pem)
+    cert, blocks = _checked(chain_pem, key_pem)
     folder = cert_dir(host.settings, app)
     with _replacing(folder):
         folder.mkdir(parents=True, mode=0o700)
         # nginx's master reads both as root, before it starts its workers: nobody else needs them.
         perms.write_file(folder / "privkey.pem", key_pem, perms.PRIVATE_FILE)
-        perms.write_file(folder / "fullchain.pem", chain_pem, perms.PRIVATE_FILE)
+        # The certificates, nothing else of the file.
+        perms.write_file(folder / "fullchain.pem", blocks, perms.PRIVATE_FILE)
         # reload: a certificate replacing another has the same paths, so the vhost text may not change
         proxy.write_site(host.settings, app, domains.of(host, app), reload=True)
     return cert

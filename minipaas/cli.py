@@ -10,6 +10,7 @@ import datetime
 import json
 import os
 import sys
+import unicodedata
 from collections.abc import Iterable
 from typing import Any
 
@@ -40,8 +41,26 @@ def _print_json(data: object) -> None:
     click.echo(json.dumps(data, indent=2, ensure_ascii=False, default=str))
 
 
+def printable(text: str) -> str:
+    """Text as one line that shows what it holds: control and format characters (newlines, terminal
+    escapes, bidi overrides) are written as escapes, so stored text (a command received over ssh, a
+    commit message) can neither forge rows of a table nor drive the terminal."""
+    return "".join(_escape(ch) if unicodedata.category(ch) in _HIDDEN_CATEGORIES else ch for ch in text)
+
+
+_HIDDEN_CATEGORIES = frozenset({"Cc", "Cf", "Zl", "Zp"})
+_NAMED_ESCAPES = {"\n": "\\n", "\r": "\\r", "\t": "\\t"}
+
+
+def _escape(ch: str) -> str:
+    code = ord(ch)
+    return _NAMED_ESCAPES.get(ch) or (f"\\x{code:02x}" if code < 0x100 else f"\\u{code:04x}")
+
+
 def _table(rows: Iterable[Iterable[object]], headers: list[str]) -> None:
-    rows = [[str(c) for c in row] for row in rows]
+    """Columns padded to their widest cell; every cell printable (see `printable`): the one place a
+    table's cells are written."""
+    rows = [[printable(str(c)) for c in row] for row in rows]
     widths = [max([len(h)] + [len(r[i]) for r in rows]) for i, h in enumerate(headers)]
     click.echo("  ".join(h.ljust(w) for h, w in zip(headers, widths, strict=True)).rstrip())
     for row in rows:
@@ -564,11 +583,10 @@ def certs_show(app: str, as_json: bool) -> None:
 @click.argument("key_file", type=click.Path(dir_okay=False, readable=True))
 def certs_add(app: str, cert_file: str, key_file: str) -> None:
     """Serve an app over HTTPS with a certificate (chain) and its private key."""
-    from pathlib import Path
-
     from minipaas import certs
 
-    cert = certs.install(_host(), _app(app), Path(cert_file).read_bytes(), Path(key_file).read_bytes())
+    host, name = _host(), _app(app)
+    cert = certs.install(host, name, certs.read_pem(cert_file, "certificate"), certs.read_pem(key_file, "key"))
     _show_cert(app, cert)
 
 
@@ -709,12 +727,26 @@ def events_cmd(app: str | None, limit: int, as_json: bool) -> None:
 
 
 @cli.command("ssh-command", hidden=True)
-@click.option("--user", required=True)
-def ssh_command(user: str) -> None:
+@click.option("--user", "users", multiple=True, required=True)
+def ssh_command(users: tuple[str, ...]) -> None:
     """Entry point forced by authorized_keys: runs SSH_ORIGINAL_COMMAND as that key's user."""
     from minipaas import sshentry
 
-    sshentry.run(user)
+    # Exactly the shape authorized_keys gives (and sudoers lets through): click alone would keep the
+    # last of several --user, which a looser sudo rule once let a deployer add after its own.
+    if len(users) != 1:
+        raise MinipaasError("ssh-command takes exactly one --user NAME")
+    sshentry.run(users[0])
+
+
+@cli.command("sudoers-rule", hidden=True)
+@click.option("--account", default="paas", show_default=True, help="The ssh account the keys log in as")
+@click.option("--program", default="/usr/local/bin/minipaas", show_default=True, help="minipaas, as sudo runs it")
+def sudoers_rule(account: str, program: str) -> None:
+    """Print the sudoers rule of the ssh account (install.sh installs it in /etc/sudoers.d/minipaas)."""
+    from minipaas import sudoers
+
+    click.echo(sudoers.rule(account, program), nl=False)
 
 
 @cli.command("retire", hidden=True)
@@ -729,14 +761,9 @@ def retire_cmd(app: str) -> None:
     gc.collect(host, dry_run=False, only=app, progress=say)
 
 
-def _commands_taking_app() -> set[str]:
-    return {name for name, command in cli.commands.items()
-            if command.params and command.params[0].name == "app"}
-
-
 def _remote_for(args: list[str]) -> Any:
     """The ssh remote to send this command to, when run from an app's checkout on a laptop."""
-    if not args or args[0] in ("ssh-command", "retire", "init", "--help", "-h", "--version"):
+    if not args or args[0] in ("ssh-command", "sudoers-rule", "retire", "init", "--help", "-h", "--version"):
         return None
     from minipaas import remote
     from minipaas.settings import load
@@ -757,7 +784,7 @@ def main(argv: list[str] | None = None) -> None:
         if remote is not None:
             from minipaas import remote as remote_client
 
-            sys.exit(remote_client.run(remote, args, _commands_taking_app()))
+            sys.exit(remote_client.run(remote, args, cli.commands))
         cli.main(args=args, prog_name="minipaas", standalone_mode=False)
     except MinipaasError as exc:
         click.echo(f"error: {exc.message}", err=True)

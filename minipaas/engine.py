@@ -10,7 +10,6 @@ import contextlib
 import functools
 import io
 import json
-import os
 import subprocess
 import sys
 from collections.abc import Callable, Iterator
@@ -70,17 +69,6 @@ class Limits:
             config["read_only"] = True
             config["tmpfs"] = {"/tmp": "rw,nosuid,nodev,size=256m"}
         return config
-
-    def cli_flags(self) -> list[str]:
-        flags = ["--memory", self.memory, "--init", "--security-opt", "no-new-privileges",
-                 "--cap-drop", "ALL", "--cap-add", "NET_BIND_SERVICE"]
-        if self.pids:
-            flags += ["--pids-limit", str(self.pids)]
-        if self.cpus:
-            flags += ["--cpus", str(self.cpus)]
-        if self.read_only:
-            flags += ["--read-only", "--tmpfs", "/tmp:rw,nosuid,nodev,size=256m"]
-        return flags
 
 
 @dataclass(frozen=True)
@@ -402,20 +390,35 @@ def logs(ref: str, *, tail: int | str = "all", follow: bool = False) -> Iterator
 
 # -- interactive processes -----------------------------------------------------------------
 # One-off and exec sessions need the terminal handling (raw tty, window size, stdin until EOF) that
-# the docker CLI already does well, so these two run it with argument lists instead of the SDK.
+# the docker CLI already does well, so the CLI attaches to them, with argument lists. Nothing of an
+# app's config ever reaches that program: its environment would configure the host's `docker`
+# itself (DOCKER_HOST, DOCKER_CONFIG, PATH...), so config travels in API requests only.
 
 def run_oneoff(*, image: str, name: str, network: str, env: dict[str, str], labels: dict[str, str],
                limits: Limits, command: list[str], tty: bool) -> int:
-    """Run a throwaway container attached to our stdio; returns its exit code."""
-    args = ["docker", "run", "--rm", "-i", "--name", name, "--network", network, *limits.cli_flags()]
-    if tty:
-        args.append("-t")
-    for key, value in labels.items():
-        args += ["--label", f"{key}={value}"]
-    for key in env:
-        args += ["--env", key]  # the value travels in our environment, never on a command line
-    args += [image, *command]
-    return subprocess.call(args, env={**os.environ, **env})
+    """Run a throwaway container attached to our stdio; returns its exit code.
+
+    The container is created through the API (its environment in the request, removed by the engine
+    once it ends), then `docker start --attach --interactive` connects our stdio to it.
+    """
+    try:
+        created = _api().create_container(
+            image, command=command, name=name, environment=env, labels=labels,
+            # stdin_open without detach: attachable stdin, closed when the client's ends (StdinOnce)
+            stdin_open=True, tty=tty, detach=False,
+            host_config=_api().create_host_config(network_mode=network, auto_remove=True, **limits.host_config()),
+        )
+    except docker.errors.ImageNotFound:
+        raise NotFound(f"image {image} does not exist") from None
+    except docker.errors.APIError as exc:
+        raise EngineError(f"cannot create container {name}: {_reason(exc)}") from None
+    try:
+        return subprocess.call(["docker", "start", "--attach", "--interactive", created["Id"]])
+    except BaseException:
+        # No docker CLI, or interrupted: the container goes too (auto-remove acts only on one that ran and ended).
+        with contextlib.suppress(docker.errors.APIError):
+            _api().remove_container(created["Id"], force=True)
+        raise
 
 
 def exec_in(container: str, command: list[str], *, tty: bool) -> int:

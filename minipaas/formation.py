@@ -8,22 +8,22 @@ default web runs once and the other types not at all, as on Heroku.
 
 from __future__ import annotations
 
-import re
 from collections.abc import Callable
 
-from minipaas import apps, buildpacks, config, engine, gitrepo, health, store
+from minipaas import apps, config, engine, gitrepo, health, store
+from minipaas import procfile as procfile_mod
 from minipaas.errors import DeployFailed, InvalidInput
 from minipaas.host import Host
 
 WEB = "web"
 RELEASE = "release"
 MAX_SCALE = 20
-PROCESS_TYPE = re.compile(r"[a-z][a-z0-9_-]{0,30}")
+PROCESS_TYPE = procfile_mod.PROCESS_TYPE
 
 
 def procfile(host: Host, app: str, sha: str) -> dict[str, str]:
     raw = gitrepo.read_file(host.settings.repo_path(app), sha, "Procfile")
-    return buildpacks.parse_procfile(raw.decode("utf-8", errors="replace")) if raw else {}
+    return procfile_mod.parse(raw) if raw else {}
 
 
 def counts(host: Host, app: str, procs: dict[str, str]) -> dict[str, int]:

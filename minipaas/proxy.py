@@ -134,25 +134,49 @@ def _locked(settings: Settings) -> Iterator[None]:
         yield
 
 
-def _write_checked(path: Path, text: str, check: Callable[[], None], mode: int = perms.PRIVATE_FILE) -> bool:
-    """Atomically replace `path` with `text`, run `check`; on failure put the old file back.
+def _write_checked(files: dict[Path, str], check: Callable[[], None], *,
+                   readable: frozenset[Path] = frozenset()) -> bool:
+    """Atomically replace each file with its text, run `check` once; on failure put every old file back.
 
-    Returns False when the file already had exactly this text (nothing to reload). Only nginx's
-    master (root) reads these files: they are root's alone unless `mode` says otherwise.
+    Returns False when every file already had exactly this text (nothing to reload). Only nginx's
+    master (root) reads these files: they are root's alone, but for the `readable` ones.
     """
-    old = path.read_text(encoding="utf-8") if path.exists() else None
-    if old == text:
+    old = {path: path.read_text(encoding="utf-8") if path.exists() else None for path in files}
+    changed = [path for path, text in files.items() if old[path] != text]
+    if not changed:
         return False
-    perms.write_file(path, text.encode(), mode)
+    for path in changed:
+        _replace(path, files[path], readable)
     try:
         check()
     except ProxyError:
-        if old is None:
-            path.unlink(missing_ok=True)
-        else:
-            perms.write_file(path, old.encode(), mode)
+        for path in changed:
+            before = old[path]
+            if before is None:
+                path.unlink(missing_ok=True)
+            else:
+                _replace(path, before, readable)
         raise
     return True
+
+
+def _replace(path: Path, text: str, readable: frozenset[Path]) -> None:
+    perms.write_file(path, text.encode(), 0o644 if path in readable else perms.PRIVATE_FILE)
+
+
+def render_http_conf(settings: Settings, *, serves_https: bool) -> str:
+    """http.conf: the catch-all servers for unknown names (on the HTTPS port too while some app serves
+    HTTPS) and the include of every app's vhost. Marked `default_server` only in private mode."""
+    return _render(settings, "http.conf.j2", serves_https=serves_https,
+                   default_mark=" default_server" if settings.nginx == "private" else "", **_common(settings))
+
+
+def _apps_serving_https(settings: Settings) -> set[str]:
+    """Apps whose vhost exists and that have a certificate (their vhost listens on the HTTPS port)."""
+    from minipaas import certs
+
+    return {path.stem for path in layout(settings).sites.glob("*.conf")
+            if certs.paths(settings, path.stem) is not None}
 
 
 # -- masters -------------------------------------------------------------------------------
@@ -170,15 +194,25 @@ def _check_front(settings: Settings) -> None:
         nginx.test(None)
 
 
-def _reload_router(settings: Settings) -> None:
+def _router(settings: Settings) -> nginx.Master:
     lay = layout(settings)
-    nginx.reload(lay.router_conf, lay.root, lay.run / "router.pid")
+    return nginx.Master(lay.router_conf, lay.root, lay.run / "router.pid", unix_sockets=(lay.router_socket,))
+
+
+def _front(settings: Settings) -> nginx.Master:
+    """The private front (MINIPAAS_NGINX=private): our own master on the loopback ports it listens on."""
+    lay = layout(settings)
+    ports = (settings.http_port, settings.https_port) if _apps_serving_https(settings) else (settings.http_port,)
+    return nginx.Master(lay.front_conf, lay.root, lay.run / "front.pid", tcp=tuple(("127.0.0.1", p) for p in ports))
+
+
+def _reload_router(settings: Settings) -> None:
+    nginx.reload(_router(settings))
 
 
 def _reload_front(settings: Settings) -> None:
-    lay = layout(settings)
     if settings.nginx == "private":
-        nginx.reload(lay.front_conf, lay.root, lay.run / "front.pid")
+        nginx.reload(_front(settings))
     else:
         nginx.reload_system()
 
@@ -193,37 +227,37 @@ def setup(settings: Settings) -> None:
     perms.secure_home(settings)
     values = _common(settings)
     with _locked(settings):
-        _write_checked(lay.http_conf, _render(settings, "http.conf.j2", **values), lambda: None)
-        _apply_main(settings, lay.router_conf, "router.conf.j2", values, lay.run / "router.pid",
-                    lambda: _check_router(settings))
+        http_text = render_http_conf(settings, serves_https=bool(_apps_serving_https(settings)))
+        # A main configuration that changed (an upgrade: another worker user, new temp paths) is
+        # applied by a reload; a master that is not running is started.
+        changed = _write_checked({lay.router_conf: _render(settings, "router.conf.j2", **values)},
+                                 lambda: _check_router(settings))
+        if nginx.running_pid(_router(settings)) is None:
+            nginx.start(_router(settings))
+        elif changed:
+            _reload_router(settings)
         if settings.nginx == "private":
-            _apply_main(settings, lay.front_conf, "front.conf.j2", values, lay.run / "front.pid",
-                        lambda: _check_front(settings))
+            changed = _write_checked({lay.http_conf: http_text,
+                                      lay.front_conf: _render(settings, "front.conf.j2", **values)},
+                                     lambda: _check_front(settings))
+            if nginx.running_pid(_front(settings)) is None:
+                nginx.start(_front(settings))
+            elif changed:
+                _reload_front(settings)
         else:
             include = f"# minipaas apps (generated by `minipaas init`)\ninclude {lay.http_conf};\n"
             settings.system_nginx_conf.parent.mkdir(parents=True, exist_ok=True)
             # Beside the host's other nginx files, readable as they are: it holds only this include.
-            if _write_checked(settings.system_nginx_conf, include, lambda: _check_front(settings),
-                              mode=0o644):
+            if _write_checked({lay.http_conf: http_text, settings.system_nginx_conf: include},
+                              lambda: _check_front(settings), readable=frozenset({settings.system_nginx_conf})):
                 nginx.reload_system()
-
-
-def _apply_main(settings: Settings, conf: Path, template: str, values: dict[str, object], pid_file: Path,
-                check: Callable[[], None]) -> None:
-    """Write one of our masters' main configuration; start the master, or reload it when the file
-    changed (an upgrade: another worker user, new temp paths)."""
-    changed = _write_checked(conf, _render(settings, template, **values), check)
-    if nginx.running_pid(pid_file) is None:
-        nginx.start(conf, settings.nginx_dir, pid_file)
-    elif changed:
-        nginx.reload(conf, settings.nginx_dir, pid_file)
 
 
 def ensure_running(settings: Settings) -> None:
     """Cheap check before a deploy: start whichever of our masters is not running."""
     lay = layout(settings)
-    router_down = not lay.router_conf.exists() or nginx.running_pid(lay.run / "router.pid") is None
-    front_down = settings.nginx == "private" and nginx.running_pid(lay.run / "front.pid") is None
+    router_down = not lay.router_conf.exists() or nginx.running_pid(_router(settings)) is None
+    front_down = settings.nginx == "private" and nginx.running_pid(_front(settings)) is None
     if router_down or front_down:
         setup(settings)
 
@@ -231,12 +265,14 @@ def ensure_running(settings: Settings) -> None:
 # -- per app -------------------------------------------------------------------------------
 
 def write_site(settings: Settings, app: str, domains: list[str], *, static: bool | None = None,
-               hsts: bool | None = None, reload: bool = False) -> None:
+               markdown: bool | None = None, hsts: bool | None = None, reload: bool = False) -> None:
     """The app's front vhost; reloads the front only when it changed (or with `reload`).
 
-    `static`: whether nginx serves the app's files itself (None: as the app is now). With a
-    certificate in certs/<app>/ the vhost serves HTTPS and redirects HTTP to it. `reload`: files the
-    vhost names changed (a new certificate at the same paths), which nginx reads only when reloaded.
+    `static`: whether nginx serves the app's files itself; `markdown`: whether those files are a
+    Markdown docs site, whose every response carries the docs pages' Content-Security-Policy as a
+    header (None: as the app is now, for both). With a certificate in certs/<app>/ the vhost serves
+    HTTPS and redirects HTTP to it. `reload`: files the vhost names changed (a new certificate at the
+    same paths), which nginx reads only when reloaded.
     """
     from minipaas import certs, sites
 
@@ -248,17 +284,44 @@ def write_site(settings: Settings, app: str, domains: list[str], *, static: bool
 
         hsts = apps.setting_at(settings, app, "hsts") == "on"
     static_root = sites.current_link(settings, app) if static else None
+    if markdown is None:
+        markdown = bool(static) and _live_site_is_markdown(settings, app)
     cert = certs.paths(settings, app)
     hsts_header = '\n        add_header Strict-Transport-Security "max-age=31536000" always;' if cert and hsts else ""
+    static_headers = hsts_header + (_csp_header() if markdown else "")
     text = _render(settings, "site.conf.j2", app=app, domains=domains, static_root=static_root,
                    certificate=cert[0] if cert else "", certificate_key=cert[1] if cert else "",
-                   hsts_header=hsts_header, **_common(settings))
+                   hsts_header=hsts_header, static_headers=static_headers, **_common(settings))
     with _locked(settings):
-        changed = _write_checked(lay.sites / f"{app}.conf", text, lambda: _check_front(settings))
+        https_apps = _apps_serving_https(settings) - {app} | ({app} if cert else set())
+        http_text = render_http_conf(settings, serves_https=bool(https_apps))
+        files = {lay.sites / f"{app}.conf": text, lay.http_conf: http_text}
+        changed = _write_checked(files, lambda: _check_front(settings))
         if reload and not changed:
             _check_front(settings)
         if changed or reload:
             _reload_front(settings)
+
+
+def serves_markdown(settings: Settings, buildpack: str) -> bool:
+    """Whether a release of this buildpack is a Markdown docs site."""
+    from minipaas import buildpacks
+
+    return any(p.name == buildpack and p.serve == "markdown" for p in buildpacks.load_all(settings.buildpacks_dir))
+
+
+def _live_site_is_markdown(settings: Settings, app: str) -> bool:
+    from minipaas import releases
+    from minipaas.host import Host
+
+    current = releases.live(Host(settings), app)
+    return current is not None and current.serving == "static" and serves_markdown(settings, current.buildpack)
+
+
+def _csp_header() -> str:
+    from minipaas.docsite import CSP  # the docs pages' own policy, in their <meta> too
+
+    return f'\n        add_header Content-Security-Policy "{CSP}" always;'
 
 
 def switch(settings: Settings, app: str, release: int, addresses: list[str]) -> None:
@@ -267,7 +330,7 @@ def switch(settings: Settings, app: str, release: int, addresses: list[str]) -> 
     path = lay.upstreams / f"{app}.conf"
     text = _render(settings, "upstream.conf.j2", app=app, release=release, addresses=addresses)
     with _locked(settings):
-        if _write_checked(path, text, lambda: _check_router(settings)):
+        if _write_checked({path: text}, lambda: _check_router(settings)):
             # Wait out the old workers too (nginx gives them ~100 ms): once the push says "live",
             # every request sees the new release.
             _reload_router(settings)
@@ -298,6 +361,8 @@ def remove_app(settings: Settings, app: str) -> None:
             if path.exists():
                 path.unlink()
                 removed = True
+        http_text = render_http_conf(settings, serves_https=bool(_apps_serving_https(settings)))
+        removed = _write_checked({lay.http_conf: http_text}, lambda: _check_front(settings)) or removed
         if removed:
             _reload_router(settings)
             _reload_front(settings)

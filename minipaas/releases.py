@@ -8,6 +8,7 @@ step removes what that step created, records the release as failed, and leaves t
 
 from __future__ import annotations
 
+import contextlib
 import getpass
 import json
 import os
@@ -188,12 +189,20 @@ def _roll_back_site(host: Host, app: str, chosen: Release, progress: Progress) -
                              buildpack=chosen.buildpack, env=chosen.config)
     _update(host, app, number, serving="static", message=f"rollback to {chosen.number}")
     previous = sites.live_release(host.settings, app)
+    live_before = live(host, app)
     sites.activate(host.settings, app, chosen.number)
     try:
+        # The vhost follows the kind of site: a docs site's responses carry its CSP, a plain one's not.
+        proxy.write_site(host.settings, app, domains.of(host, app), static=True,
+                         markdown=proxy.serves_markdown(host.settings, chosen.buildpack))
         _record_live(host, app, number, retiring=[], drain=0)
     except BaseException:
         if previous is not None:
             sites.activate(host.settings, app, previous)
+            if live_before is not None:
+                with contextlib.suppress(MinipaasError):  # the first failure is the one to report
+                    proxy.write_site(host.settings, app, domains.of(host, app), static=True,
+                                     markdown=proxy.serves_markdown(host.settings, live_before.buildpack))
         raise
     progress(f"=====> {app} release {number} (= release {chosen.number}) is live")
     return get(host, app, number)
@@ -357,7 +366,7 @@ def _roll_out_site(host: Host, app: str, number: int, source: builds.Source, pro
     previous = sites.live_release(s, app)
     sites.activate(s, app, number)
     try:
-        proxy.write_site(s, app, domains.of(host, app), static=True)
+        proxy.write_site(s, app, domains.of(host, app), static=True, markdown=source.pack.serve == "markdown")
     except BaseException:
         if previous is None:
             sites.deactivate(s, app)

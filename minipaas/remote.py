@@ -11,7 +11,10 @@ import os
 import re
 import shlex
 import subprocess
+from collections.abc import Mapping
 from dataclasses import dataclass
+
+import click
 
 from minipaas.errors import InvalidInput
 
@@ -64,23 +67,59 @@ def should_use(local_state_exists: bool) -> Remote | None:
     return found
 
 
-def command_line(argv: list[str], app: str, takes_app: set[str]) -> list[str]:
-    """Fill in the app: `config:set K=V` → `config:set APP K=V`; `--app NAME` overrides the remote's."""
-    args = list(argv)
-    for flag in ("--app", "-a"):
-        if flag in args[1:]:
-            index = args.index(flag, 1)
-            if index + 1 >= len(args):
-                raise InvalidInput(f"{flag} needs an app name")
-            app = args[index + 1]
-            del args[index:index + 2]
-    if args and args[0] in takes_app:
-        args.insert(1, app)
-    return args
+APP_OPTIONS = ("-a", "--app")
 
 
-def run(remote: Remote, argv: list[str], takes_app: set[str]) -> int:
-    args = command_line(argv, remote.app, takes_app)
+def command_line(argv: list[str], app: str, commands: Mapping[str, click.Command]) -> list[str]:
+    """Fill in the app: `config:set K=V` → `config:set APP K=V`; `--app NAME` overrides the remote's.
+
+    `-a`/`--app` counts only where click would take an option of the command: before `--`, never
+    as the value of another option (`logs -n 5`), and for commands that stop at their first argument
+    (`run`, `enter`) only before it. What follows belongs to the command: `run -- grep -a x FILE`
+    stays a grep.
+    """
+    if not argv or argv[0] not in commands:
+        return list(argv)
+    command = commands[argv[0]]
+    takes_value = {name for param in command.params
+                   if isinstance(param, click.Option) and not param.is_flag and not param.count
+                   for name in param.opts}
+    # run and enter stop taking options at their first argument (set in their context settings)
+    interspersed = command.context_settings.get("allow_interspersed_args", command.allow_interspersed_args)
+    kept: list[str] = []
+    chosen: str | None = None
+    rest = argv[1:]
+    i = 0
+    while i < len(rest):
+        word = rest[i]
+        is_argument = word == "-" or not word.startswith("-")
+        if word == "--" or (is_argument and not interspersed):
+            kept += rest[i:]
+            break
+        if word in APP_OPTIONS or word.startswith("--app="):
+            if word.startswith("--app="):
+                value, i = word.removeprefix("--app="), i + 1
+            elif i + 1 < len(rest):
+                value, i = rest[i + 1], i + 2
+            else:
+                raise InvalidInput(f"{word} needs an app name")
+            if chosen is not None:
+                raise InvalidInput("give --app (-a) once")
+            chosen = value
+            continue
+        width = 2 if word in takes_value else 1
+        kept += rest[i:i + width]
+        i += width
+    params = command.params
+    if params and params[0].name == "app":
+        kept.insert(0, app if chosen is None else chosen)
+    elif chosen is not None:
+        raise InvalidInput(f"{argv[0]} takes no app")
+    return [argv[0], *kept]
+
+
+def run(remote: Remote, argv: list[str], commands: Mapping[str, click.Command]) -> int:
+    args = command_line(argv, remote.app, commands)
     from minipaas import ssh  # paramiko is loaded only when a command really goes remote
 
     tty = bool(args) and args[0] in ("run", "enter")

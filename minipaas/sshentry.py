@@ -25,7 +25,7 @@ from minipaas.names import APP_NAME
 GIT_COMMANDS = ("git-receive-pack", "git-upload-pack")
 MAX_COMMAND = 256 * 1024
 # Commands that exist for the host itself and make no sense over ssh.
-LOCAL_ONLY = frozenset({"ssh-command", "retire", "init"})
+LOCAL_ONLY = frozenset({"ssh-command", "sudoers-rule", "retire", "init"})
 # `app`, `app.git`, `/app`, `/app.git`, `~/app.git`: what git clients send for the URL forms we document.
 REPO_PATH = re.compile(r"(?:~/|/)?(?P<app>[^/]+?)(?:\.git)?/?")
 

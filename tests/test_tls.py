@@ -65,7 +65,10 @@ def test_certs_add_checks_the_pair_and_openssl_verifies_it(paas: Paas) -> None:
     subprocess.run(["openssl", "genrsa", "-out", str(work / "other.pem"), "2048"], check=True, capture_output=True)
     mismatch = paas.run("certs:add", app, str(work / "cert.pem"), str(work / "other.pem"), check=False)
     assert mismatch.returncode == 1 and "does not match" in mismatch.stderr
-    junk = paas.run("certs:add", app, str(work / "key.pem"), str(work / "key.pem"), check=False)
+    swapped = paas.run("certs:add", app, str(work / "key.pem"), str(work / "key.pem"), check=False)
+    assert swapped.returncode == 1 and "holds a private key" in swapped.stderr
+    (work / "junk.pem").write_text("not a certificate\n")
+    junk = paas.run("certs:add", app, str(work / "junk.pem"), str(work / "key.pem"), check=False)
     assert junk.returncode == 1 and "no PEM certificate" in junk.stderr
     assert paas.get(app).status == 200  # still plain HTTP, nothing half-done
 
