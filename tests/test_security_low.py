@@ -327,7 +327,7 @@ def test_a_private_key_in_the_certificate_file_is_refused(paas: Paas) -> None:
         for text in (cert.read_text() + body, body + cert.read_text()):
             pasted.write_text(text)
             one_error_line(paas.run("certs:add", app, str(pasted), str(key), check=False), "holds a private key")
-    assert not (paas.home / "certs").exists()
+    assert not (paas.home / "certs" / app).exists()
     assert "ssl" not in (paas.home / "nginx" / "sites" / f"{app}.conf").read_text()
 
 
@@ -359,7 +359,7 @@ def test_certs_add_reads_a_bounded_regular_file_or_says_why_not(paas: Paas) -> N
         (str(cert), str(huge), "is larger than 1024 KiB"),
     ]:
         one_error_line(paas.run("certs:add", app, cert_file, key_file, check=False, timeout=60), words)
-    assert not (paas.home / "certs").exists()
+    assert not (paas.home / "certs" / app).exists()
 
 
 # -- 7. and 9. package.json and the Procfile: checked facts only reach the Dockerfile --------------
