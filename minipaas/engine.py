@@ -335,6 +335,24 @@ def _container(attrs: dict[str, Any], network: str) -> Container:
     )
 
 
+def process_uid(ref: str) -> int | None:
+    """The host uid the container's first process runs as (None when it is not running)."""
+    try:
+        pid = int(((_api().inspect_container(ref).get("State") or {}).get("Pid")) or 0)
+    except docker.errors.NotFound:
+        return None
+    if pid <= 0:
+        return None
+    try:
+        with open(f"/proc/{pid}/status", encoding="utf-8") as status:
+            for line in status:
+                if line.startswith("Uid:"):
+                    return int(line.split()[2])  # the effective uid
+    except OSError:
+        return None
+    return None
+
+
 def containers(labels: dict[str, str], *, network: str = "") -> list[Container]:
     """All containers (running or not) carrying every one of `labels`."""
     filters = {"label": [f"{k}={v}" for k, v in labels.items()]}

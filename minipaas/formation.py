@@ -75,6 +75,23 @@ def start(host: Host, app: str, *, release: int, image: str, port: int, process:
     )
 
 
+def warn_if_shared_uid(container: engine.Container, progress: Callable[[str], None]) -> None:
+    """Say so when the app's processes run as the uid of an account of this host: that account can read
+    their environment (the app's config) in /proc and trace them. minipaas' base images never do."""
+    import pwd
+
+    uid = engine.process_uid(container.id)
+    if not uid:  # root in the container is root on the host: no other account reaches it
+        return
+    try:
+        account = pwd.getpwuid(uid).pw_name
+    except KeyError:
+        return
+    progress(f"!     warning: {container.name} runs as uid {uid}, which is this host's account {account}: that "
+             "account can read the app's environment; run the app as another user (minipaas' base images use "
+             "61000; rebuild an older one with `minipaas stack:build --force`)")
+
+
 def run_release_command(host: Host, app: str, *, image: str, command: str,
                         progress: Callable[[str], None]) -> None:
     """The Procfile's `release:` line, once, before the switch (database migrations); must exit 0."""

@@ -315,6 +315,8 @@ def _roll_out(host: Host, app: str, *, kind: str, sha: str, image: str, buildpac
             for index in range(1, count + 1):
                 started.append(formation.start(host, app, release=number, image=image, port=port,
                                                process=process, index=index, procs=procs, progress=progress))
+        if started:
+            formation.warn_if_shared_uid(started[0], progress)
         addresses = []
         for container in (c for c in started if c.labels["minipaas.process"] == formation.WEB):
             address, seconds = wait_healthy(host, app, container, sha, progress)

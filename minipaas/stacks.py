@@ -44,7 +44,10 @@ DEBIAN_PACKAGES = ("ca-certificates", "libatomic1")
 SYSTEM_CA = Path("/etc/ssl/certs/ca-certificates.crt")
 HTTP_TIMEOUT = (15, 120)  # seconds: connect, then between two reads
 CANDIDATE_MAJORS = range(4, 31)  # the Node majors `resolve` may suggest building
-NODE_UID = NODE_GID = 1000
+# The user apps run as. Not 1000 as in the official images: that is the first login account of most
+# hosts, and a host account with the same uid as an app's processes can read their environment (the
+# app's config) through /proc and trace them. 61000 is outside Debian's login range (1000-59999).
+NODE_UID = NODE_GID = 61000
 IMAGE_PATH = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"
 _ABBREVIATED = "application/vnd.npm.install-v1+json"  # the npm registry's short package document
 _DETAIL = "       "

@@ -143,3 +143,47 @@ def test_two_instances_on_one_engine_keep_to_their_own(paas: Paas, tmp_path: Pat
         assert docker("inspect", "--format", "{{index .Config.Labels \"minipaas\"}}",
                       paas.image(app, 1)).strip() == str(paas.home)
         assert "Hello" in paas.get(app).body
+
+
+def _free_uid() -> int:
+    import pwd
+
+    taken = {p.pw_uid for p in pwd.getpwall()}
+    return next(uid for uid in range(59001, 59999) if uid not in taken)
+
+
+def _environ_as(account: str, pid: int) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(["runuser", "-u", account, "--", "cat", f"/proc/{pid}/environ"],
+                          capture_output=True, text=True)
+
+
+def test_a_host_account_cannot_read_an_apps_environment(paas: Paas) -> None:
+    uid = _free_uid()
+    account = f"mpuid{uid}"
+    subprocess.run(["useradd", "--no-create-home", "--shell", "/usr/sbin/nologin", "-u", str(uid), account],
+                   check=True)
+    try:
+        # A buildpack app runs as minipaas' own app user: no account of this host shares its uid.
+        app = paas.new_app()
+        first = paas.push(paas.checkout(app, EXAMPLE))
+        assert "is live" in first.stderr and "runs as uid" not in first.stderr
+        paas.run("config:set", app, "SECRET_TOKEN=s3cret")
+        pid = int(docker("inspect", "--format", "{{.State.Pid}}", paas.container(f"{app}.web.2")).strip())
+        with open(f"/proc/{pid}/status") as status:
+            assert next(line for line in status if line.startswith("Uid:")).split()[2] == "61000"
+        denied = _environ_as(account, pid)
+        assert denied.returncode != 0 and "Permission denied" in denied.stderr
+        assert "s3cret" not in denied.stdout
+
+        # An image that runs as a host account's uid: that account could read the config, and the push says so.
+        other = paas.new_app("uid")
+        checkout = paas.checkout(other, APPS / "dockerfile")
+        dockerfile = checkout / "Dockerfile"
+        dockerfile.write_text(dockerfile.read_text().replace("USER node", f"USER {uid}"))
+        commit(checkout, "run as a host account's uid")
+        pushed = paas.push(checkout)
+        assert f"runs as uid {uid}, which is this host's account {account}" in pushed.stderr
+        pid = int(docker("inspect", "--format", "{{.State.Pid}}", paas.container(f"{other}.web.1")).strip())
+        assert _environ_as(account, pid).returncode == 0  # the threat the warning is about is real
+    finally:
+        subprocess.run(["userdel", account], capture_output=True)
