@@ -13,6 +13,7 @@ import json
 import os
 import subprocess
 import sys
+import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from typing import IO, Any
@@ -427,7 +428,17 @@ def copy_out(image: str, path: str) -> io.BytesIO | None:
 def unique_image_sizes() -> dict[str, int]:
     """Per image tag: the bytes only that image holds (its size less the layers it shares)."""
     sizes: dict[str, int] = {}
-    for image in _api().df().get("Images") or []:
+    deadline = time.monotonic() + 60
+    while True:
+        try:
+            usage = _api().df()
+            break
+        except docker.errors.APIError as exc:
+            # The engine computes disk usage once at a time (a background gc may be doing it): wait.
+            if "already running" not in str(exc) or time.monotonic() > deadline:
+                raise EngineError(f"cannot read the engine's disk usage: {_reason(exc)}") from None
+            time.sleep(0.2)
+    for image in usage.get("Images") or []:
         shared = int(image.get("SharedSize") or 0)
         unique = int(image.get("Size") or 0) - max(shared, 0)
         for tag in image.get("RepoTags") or []:
