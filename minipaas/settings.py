@@ -27,6 +27,9 @@ _FIELDS: dict[str, tuple[str, str]] = {
     "https_port": ("MINIPAAS_HTTPS_PORT", "443"),
     "nginx": ("MINIPAAS_NGINX", "system"),
     "build_ca": ("MINIPAAS_BUILD_CA", ""),
+    # which builder runs builds: auto (found by `init`), legacy, buildkit, or what `init` found
+    # (`buildkit:/usr/bin/docker`: a CLI with BuildKit built in; `buildx:/path/docker`: the plugin)
+    "builder": ("MINIPAAS_BUILDER", "auto"),
     "network": ("MINIPAAS_NETWORK", "minipaas"),
     "node_major": ("MINIPAAS_NODE_MAJOR", "26"),
     "buildpacks_dir": ("MINIPAAS_BUILDPACKS", str(SHARE_DIR / "buildpacks")),
@@ -50,6 +53,7 @@ class Settings:
     https_port: int
     nginx: str
     build_ca: Path | None
+    builder: str
     network: str
     node_major: int
     buildpacks_dir: Path
@@ -132,6 +136,7 @@ def load(env: dict[str, str] | None = None) -> Settings:
         https_port=_port(raw["https_port"], "MINIPAAS_HTTPS_PORT"),
         nginx=_choice(raw["nginx"], ("system", "private"), "MINIPAAS_NGINX"),
         build_ca=_optional_file(raw["build_ca"], "MINIPAAS_BUILD_CA"),
+        builder=_builder(raw["builder"]),
         network=raw["network"],
         node_major=_port(raw["node_major"], "MINIPAAS_NODE_MAJOR"),
         buildpacks_dir=Path(raw["buildpacks_dir"]),
@@ -161,6 +166,14 @@ def _choice(value: str, choices: tuple[str, ...], what: str) -> str:
     if value not in choices:
         raise InvalidInput(f"{what} must be one of {', '.join(choices)}, not {value!r}")
     return value
+
+
+def _builder(value: str) -> str:
+    kind, _, path = value.partition(":")
+    if value in ("auto", "legacy", "buildkit") or (kind in ("buildkit", "buildx") and path.startswith("/")):
+        return value
+    raise InvalidInput(f"MINIPAAS_BUILDER must be auto, legacy or buildkit (or buildkit:/path/to/docker, "
+                       f"buildx:/path/to/docker), not {value!r}")
 
 
 def _optional_file(value: str, what: str) -> Path | None:
