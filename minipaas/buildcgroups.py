@@ -47,6 +47,9 @@ class Layout:
 
     version: int
     roots: dict[str, Path]
+    # Every cgroup hierarchy mounted (v1: blkio, devices, ... too): the engine's runc creates a
+    # `cgroupparent` in each, so each is cleaned up with it.
+    hierarchies: tuple[Path, ...] = ()
 
 
 @dataclass(frozen=True)
@@ -91,6 +94,7 @@ def parse_mountinfo(text: str, version: int) -> Layout | None:
     Only mounts of a hierarchy's root count: a cgroup namespace's view would put paths elsewhere.
     """
     roots: dict[str, Path] = {}
+    hierarchies: list[Path] = []
     for line in text.splitlines():
         left, sep, right = line.partition(" - ")
         fields, tail = left.split(), right.split()
@@ -98,13 +102,15 @@ def parse_mountinfo(text: str, version: int) -> Layout | None:
             continue
         mount_point, fstype, options = Path(fields[4]), tail[0], tail[2].split(",")
         if version == 2 and fstype == "cgroup2":
-            return Layout(2, dict.fromkeys(CONTROLLERS, mount_point))
+            return Layout(2, dict.fromkeys(CONTROLLERS, mount_point), (mount_point,))
+        if version == 1 and fstype in ("cgroup", "cgroup2"):
+            hierarchies.append(mount_point)
         if version == 1 and fstype == "cgroup":
             for controller in CONTROLLERS:
                 if controller in options:
                     roots.setdefault(controller, mount_point)
     if version == 1 and all(c in roots for c in CONTROLLERS):
-        return Layout(1, roots)
+        return Layout(1, roots, tuple(hierarchies))
     return None
 
 
@@ -176,9 +182,13 @@ class Cgroup:
     def dirs(self) -> list[Path]:
         return list(dict.fromkeys(self.dir(c) for c in CONTROLLERS))
 
+    def all_dirs(self) -> list[Path]:
+        """Its directory in every hierarchy, the limited ones first."""
+        return list(dict.fromkeys([*self.dirs(), *(root / self.name for root in self.layout.hierarchies)]))
+
     def recreate(self) -> None:
         """Empty and fresh when nothing runs in it (counters and peaks start at zero), else as it is."""
-        for folder in self.dirs():
+        for folder in self.all_dirs():
             if folder.is_dir():
                 for child in _children(folder):
                     _rmdir(child)  # empty leftovers only; a busy one stays
@@ -249,9 +259,10 @@ class Cgroup:
         return left
 
     def remove(self, wait: float = 10) -> None:
-        """Remove it (and the empty cgroups below it) once the engine has removed its containers'."""
+        """Remove it (and the empty cgroups below it) once the engine has removed its containers',
+        from every hierarchy."""
         deadline = time.monotonic() + wait
-        for folder in self.dirs():
+        for folder in self.all_dirs():
             while folder.is_dir():
                 for child in _children(folder):
                     _rmdir(child)

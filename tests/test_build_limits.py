@@ -54,7 +54,7 @@ def leftovers(paas: Paas, app: str, builder: str) -> list[str]:
             found.append(f"{buildcgroups.BUILDKIT} is still limited")  # the next (foreign) build's
         return found
     name = buildcgroups.app_cgroup(paas.home, app)
-    found = [f"cgroup {folder}" for folder in buildcgroups.Cgroup(layout(), name).dirs() if folder.exists()]
+    found = [f"cgroup {folder}" for folder in buildcgroups.Cgroup(layout(), name).all_dirs() if folder.exists()]
     ids = subprocess.run(["docker", "ps", "-aq", "--no-trunc"], capture_output=True, text=True).stdout.split()
     parents = subprocess.run(["docker", "inspect", "--format", "{{.Id}} {{.HostConfig.CgroupParent}}", *ids],
                              capture_output=True, text=True).stdout if ids else ""

@@ -32,11 +32,15 @@ def test_mountinfo_gives_each_controllers_hierarchy() -> None:
     assert v1 is not None and v1.version == 1
     assert v1.roots == {"memory": Path("/sys/fs/cgroup/memory"), "pids": Path("/sys/fs/cgroup/pids"),
                         "cpu": Path("/sys/fs/cgroup/cpu,cpuacct")}
+    # Every hierarchy is known, for cleaning up what the engine creates in each (not the tmpfs).
+    assert v1.hierarchies == tuple(Path(f"/sys/fs/cgroup/{name}") for name in (
+        "cpu,cpuacct", "memory", "pids", "systemd", "unified"))
     v2 = buildcgroups.parse_mountinfo(V2_MOUNTINFO, 2)
     assert v2 is not None and set(v2.roots.values()) == {Path("/sys/fs/cgroup")}
     # v2 asked of a v1 host finds its empty cgroup2 mount; a missing controller means no layout.
+    unified = Path("/sys/fs/cgroup/unified")
     assert buildcgroups.parse_mountinfo(V1_MOUNTINFO, 2) == buildcgroups.Layout(
-        2, dict.fromkeys(buildcgroups.CONTROLLERS, Path("/sys/fs/cgroup/unified")))
+        2, dict.fromkeys(buildcgroups.CONTROLLERS, unified), (unified,))
     without_pids = "\n".join(line for line in V1_MOUNTINFO.splitlines() if "pids" not in line)
     assert buildcgroups.parse_mountinfo(without_pids, 1) is None
     # A mount of a cgroup below the hierarchy's root (a cgroup namespace's view) does not count.
@@ -195,7 +199,7 @@ def cgroup() -> buildcgroups.Cgroup:
     yield group
     group.drain(wait=5)
     group.remove()
-    assert not any(folder.exists() for folder in group.dirs())
+    assert not any(folder.exists() for folder in group.all_dirs())
 
 
 def test_a_real_cgroup_counts_an_oom_kill_below_it_as_the_memory_limit(cgroup: buildcgroups.Cgroup) -> None:
