@@ -299,6 +299,9 @@ def bench_host(*, keep: bool = False) -> Iterator[BenchHost]:
         "MINIPAAS_DOMAIN": DOMAIN,
         "GIT_TERMINAL_PROMPT": "0",
         "PYTHONPATH": os.pathsep.join(p for p in (str(ROOT), os.environ.get("PYTHONPATH", "")) if p),
+        # The phases, the cache checks and the raw `docker build` baseline read the legacy builder's
+        # output (`Step 1/`, `Using cache`); BuildKit's is another format. MINIPAAS_BUILDER overrides.
+        "MINIPAAS_BUILDER": os.environ.get("MINIPAAS_BUILDER", "legacy"),
     }
     if CA.exists():
         env["MINIPAAS_BUILD_CA"] = str(CA)

@@ -98,17 +98,17 @@ def build_context(host: BenchHost, app: str, sha: str, release: int) -> bytes:
     """The exact tar context minipaas' builds.build sends to Docker for this commit (nothing is built)."""
     from unittest import mock
 
-    from minipaas import builds, engine
+    from minipaas import builds
     from minipaas import settings as settings_mod
 
     captured: list[bytes] = []
 
-    def capture(context: IO[bytes], **_kwargs: object) -> tuple[str, list[str]]:
+    def capture(_settings: object, _app: str, context: IO[bytes], **_kwargs: object) -> None:
         captured.append(context.read())
         raise _Captured
 
     settings = settings_mod.load(host.env)
-    with mock.patch.object(engine, "build", capture), contextlib.suppress(_Captured):
+    with mock.patch.object(builds, "run_builder", capture), contextlib.suppress(_Captured):
         builds.build(settings, app, release, builds.inspect(settings, app, sha), lambda _line: None)
     if not captured:
         raise RuntimeError("minipaas built no context")

@@ -2,11 +2,12 @@
 
 from __future__ import annotations
 
+import os
 import re
 from collections.abc import Callable
 from dataclasses import dataclass
 
-from minipaas import engine, events, gitrepo, proxy, sites, store
+from minipaas import buildcgroups, engine, events, gitrepo, proxy, sites, store
 from minipaas.errors import Conflict, InvalidInput, NotFound
 from minipaas.host import Host
 from minipaas.names import check_app, check_new_app, valid_image_patterns
@@ -22,6 +23,19 @@ class AppSetting:
 
 def _int_between(low: int, high: int) -> Callable[[str], bool]:
     return lambda v: v.isdigit() and low <= int(v) <= high
+
+
+def _size_at_least(low: str) -> Callable[[str], bool]:
+    return lambda v: bool(re.fullmatch(r"[1-9][0-9]*[kmg]", v)) and \
+        buildcgroups.parse_size(v) >= buildcgroups.parse_size(low)
+
+
+def _positive_decimal(value: str) -> bool:
+    return bool(re.fullmatch(r"(0\.[0-9]*[1-9][0-9]*|[1-9][0-9]*(\.[0-9]+)?)", value))
+
+
+# A build leaves a core to the live apps (and to nginx) on a host with more than one.
+_BUILD_CPUS = str(max(1, len(os.sched_getaffinity(0)) - 1))
 
 
 def _plain_path(value: str) -> bool:
@@ -45,6 +59,10 @@ SETTINGS: dict[str, AppSetting] = {
     "pids": AppSetting("512", _int_between(16, 100_000), "most processes and threads per container"),
     "read-only": AppSetting("off", lambda v: v in ("on", "off"),
                             "on: the container's filesystem is read-only, with a writable /tmp"),
+    "build-memory": AppSetting("2g", _size_at_least("32m"), "memory a build's steps may use together, e.g. 1g"),
+    "build-cpus": AppSetting(_BUILD_CPUS, _positive_decimal, "CPUs a build may use, e.g. 1.5"),
+    "build-pids": AppSetting("2048", _int_between(16, 100_000), "most processes and threads a build may run at once"),
+    "build-timeout": AppSetting("900", _int_between(1, 3600), "seconds a build may take before it is cancelled"),
     "static-dir": AppSetting(
         "", lambda v: v == "" or _plain_path(v), "folder a static site is served from (empty: found automatically)"),
     "hsts": AppSetting("off", lambda v: v in ("on", "off"),
@@ -139,6 +157,12 @@ def limits(host: Host, name: str) -> engine.Limits:
     values = all_settings(host, name)
     return engine.Limits(memory=values["memory"], cpus=float(values["cpus"]) if values["cpus"] else None,
                          pids=int(values["pids"]), read_only=values["read-only"] == "on")
+
+
+def build_limits(host: Host, name: str) -> buildcgroups.BuildLimits:
+    values = all_settings(host, name)
+    return buildcgroups.BuildLimits(memory=values["build-memory"], cpus=float(values["build-cpus"]),
+                                    pids=int(values["build-pids"]), timeout=int(values["build-timeout"]))
 
 
 def setting_at(settings: Settings, name: str, key: str) -> str:

@@ -1,21 +1,45 @@
-"""Builds: from a pushed commit to a tagged image.
+"""Builds: from a pushed commit to a tagged image, within the app's build limits.
 
 The context is `git archive` of the commit. With the app's own Dockerfile that is the whole
 context; otherwise the detected buildpack renders a Dockerfile, the source goes under `src/`
 and the build CA (if any) beside it, so the template decides which stage ever sees the CA.
+
+The builder is BuildKit where the host's Docker offers it (buildkit.py), else the engine's legacy
+builder (engine.py). Either way the RUN steps run below one cgroup holding the app's build limits
+(buildcgroups.py): a per-app one for the legacy builder, the engine's shared `docker/buildkit` for
+BuildKit, whose builds therefore take turns host-wide. A failed build that ran into a limit is
+rejected with one line naming it.
 """
 
 from __future__ import annotations
 
+import contextlib
+import functools
 import io
 import json
+import re
 import tarfile
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
+from typing import IO
 
-from minipaas import buildpacks, dockerfile_policy, engine, gitrepo, packagejson, procfile, stacks
-from minipaas.errors import Conflict, InvalidInput
+from minipaas import (
+    apps,
+    buildcgroups,
+    buildkit,
+    buildpacks,
+    dockerfile_policy,
+    engine,
+    gitrepo,
+    locks,
+    packagejson,
+    procfile,
+    stacks,
+)
+from minipaas.buildcgroups import BuildLimits
+from minipaas.errors import BuildFailed, Conflict, EngineError, InvalidInput
+from minipaas.host import Host
 from minipaas.names import image_patterns
 from minipaas.settings import Settings
 
@@ -60,9 +84,12 @@ def build(
     progress: Callable[[str], None],
     *,
     allowed_images: str = "",
+    limits: BuildLimits | None = None,
 ) -> Build:
-    """Build the commit into `<instance>/<app>:<release>`; an app's own Dockerfile may use only its own
-    stages, minipaas' base images and the images `allowed_images` (and the host's setting) name."""
+    """Build the commit into `<instance>/<app>:<release>` within `limits` (default: the app's settings).
+
+    An app's own Dockerfile may use only its own stages, minipaas' base images and the images
+    `allowed_images` (and the host's setting) name."""
     started = time.monotonic()
     repo = settings.repo_path(app)
     sha, pack = source.sha, source.pack
@@ -96,10 +123,122 @@ def build(
         if settings.build_ca is not None:
             extra[CA_NAME] = settings.build_ca.read_bytes()
         context = _context_with(gitrepo.archive(repo, sha, prefix="src/"), extra)
-    image_id, log = engine.build(context, tag=tag, progress=lambda line: progress(f"       {line}"))
+    limits = limits or apps.build_limits(Host(settings), app)
+    outcome, hit = run_builder(settings, app, context, tag=tag, limits=limits,
+                               progress=lambda line: progress(f"       {line}"))
+    log = "\n".join(outcome.log)
+    if hit:
+        message = buildcgroups.failure_message(hit, limits, app)
+        raise BuildFailed(message, log=f"{log}\nminipaas: {message}")  # the log has the details
+    if outcome.error:
+        raise BuildFailed(f"build failed: {outcome.error}", detail="\n".join(outcome.log[-50:]), log=log)
     seconds = time.monotonic() - started
     progress(f"-----> Built {tag} in {seconds:.1f}s")
-    return Build(image=tag, image_id=image_id, buildpack=pack.name, log="\n".join(log), seconds=seconds)
+    return Build(image=tag, image_id=outcome.image_id, buildpack=pack.name, log=log, seconds=seconds)
+
+
+# -- builders and limits -------------------------------------------------------------------
+
+@dataclass(frozen=True)
+class Enforcement:
+    """What this host can do about build limits."""
+
+    layout: buildcgroups.Layout | None  # None: minipaas cannot limit the engine's cgroups
+    why: str  # how the limits are applied, or why they are not, for `report` and `init`
+
+
+@functools.cache
+def enforcement() -> Enforcement:
+    driver, version, local = engine.cgroups()
+    if not local:
+        return Enforcement(None, "the Docker engine runs on another machine")
+    if driver != "cgroupfs":
+        return Enforcement(None, f"the engine uses the {driver or 'unknown'} cgroup driver, whose cgroups "
+                                 "minipaas does not manage")
+    layout = buildcgroups.host_layout(version)
+    if layout is None:
+        return Enforcement(None, f"cgroup v{version} controllers memory, pids and cpu are not writable here")
+    return Enforcement(layout, f"cgroup v{version}, cgroupfs driver")
+
+
+@functools.cache
+def builder(settings: Settings) -> buildkit.Builder:
+    """The host's builder: as `init` found it (settings.toml), or as MINIPAAS_BUILDER asks now."""
+    return buildkit.find(settings.builder, prefer_legacy=enforcement().layout is None)
+
+
+def describe(settings: Settings) -> list[str]:
+    """The builder and how build limits are enforced, for `report` and `init`."""
+    found, how = builder(settings), enforcement()
+    if how.layout is not None:
+        limits = f"memory, CPUs, processes and time, per app ({how.why})"
+        if found.kind != "legacy":
+            limits += "; BuildKit builds take turns host-wide"
+    elif found.kind == "legacy":
+        limits = f"time, and memory and CPUs per build step; no process limit ({how.why})"
+    else:
+        limits = f"time only; not memory, CPUs or processes ({how.why}; MINIPAAS_BUILDER=legacy limits more)"
+    return [f"builder: {found.describe()}", f"build limits: {limits}"]
+
+
+def run_builder(settings: Settings, app: str, context: IO[bytes], *, tag: str, limits: BuildLimits,
+                progress: Callable[[str], None]) -> tuple[engine.BuildOutcome, str | None]:
+    """Run the host's builder within `limits`; returns its outcome and the limit it ran into, if any."""
+    found, layout = builder(settings), enforcement().layout
+    if found.kind == "legacy":
+        name = buildcgroups.app_cgroup(settings.home, app)
+        per_step = layout is None  # no parent to limit: each step's container gets the memory and CPUs
+        return _limited(layout, name, limits, shared=False, run=lambda: engine.build(
+            context, tag=tag, progress=progress, cgroup_parent=name if layout else "",
+            step_memory=limits.memory_bytes if per_step else 0, step_cpus=limits.cpus if per_step else 0.0,
+            timeout=limits.timeout))
+    with locks.host_build_lock(progress):
+        return _limited(layout, buildcgroups.BUILDKIT, limits, shared=True, run=lambda: buildkit.build(
+            found, context, tag=tag, progress=progress, timeout=limits.timeout))
+
+
+def _limited(layout: buildcgroups.Layout | None, name: str, limits: BuildLimits, *, shared: bool,
+             run: Callable[[], engine.BuildOutcome]) -> tuple[engine.BuildOutcome, str | None]:
+    """The one path from limits to a cgroup, for both builders: a fresh cgroup with the limits written
+    in, counters read around the build, nothing left running in it afterwards.
+
+    `shared` (BuildKit's cgroup): left in place with its limits lifted, for whoever builds next.
+    """
+    if layout is None:
+        outcome = run()
+        return outcome, buildcgroups.limit_hit(None, None, pids_limit=limits.pids, timed_out=outcome.timed_out,
+                                               exit_code=outcome.exit_code, memory_per_step=not shared)
+    cgroup = buildcgroups.Cgroup(layout, name)
+    try:
+        cgroup.recreate()
+        cgroup.limit(limits)
+    except OSError as exc:
+        raise EngineError(f"cannot set build limits in {cgroup.dir('memory')}: {exc.strerror}") from None
+    with buildcgroups.watching(cgroup) as watch:
+        before = cgroup.counters(watch)
+        try:
+            outcome = run()
+            after = cgroup.counters(watch)
+        finally:
+            _settle(cgroup, shared=shared)
+    if not outcome.error:
+        return outcome, None
+    return outcome, buildcgroups.limit_hit(before, after, pids_limit=limits.pids, timed_out=outcome.timed_out,
+                                           exit_code=outcome.exit_code)
+
+
+def _settle(cgroup: buildcgroups.Cgroup, *, shared: bool) -> None:
+    """Leave nothing of the build running: a cancelled step's processes and, for the legacy builder,
+    its container (its cgroup is named after it)."""
+    cgroup.drain(wait=10)
+    if shared:
+        with contextlib.suppress(OSError):
+            cgroup.limit(None)
+        return
+    for child in cgroup.children():
+        if re.fullmatch(r"[0-9a-f]{64}", child):
+            engine.remove(child, timeout=0)
+    cgroup.remove()
 
 
 def _checked_dockerfile(settings: Settings, app: str, raw: bytes, allowed_images: str) -> str:

@@ -504,13 +504,15 @@ def gc_cmd(app: str | None, dry_run: bool) -> None:
 @cli.command("report")
 @click.option("--json", "as_json", is_flag=True)
 def report_cmd(as_json: bool) -> None:
-    """Disk used per app and in total."""
-    from minipaas import gc
+    """Disk used per app and in total; the builder and how build limits are enforced."""
+    from minipaas import builds, gc
 
     rows = gc.report(_host())
     if as_json:
         _print_json(rows)
         return
+    for line in builds.describe(_host().settings):
+        say(line)
     mb = 1024 * 1024
     _table(([r["app"], r["images"], f"{r['image_bytes'] / mb:.1f}", f"{r['site_bytes'] / mb:.1f}",
              f"{r['repo_bytes'] / mb:.1f}"] for r in rows), ["APP", "IMAGES", "IMAGES MB", "SITE MB", "REPO MB"])

@@ -10,13 +10,17 @@ import contextlib
 import functools
 import io
 import json
+import re
+import socket
 import subprocess
 import sys
+import threading
+import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from typing import IO, Any
 
-from minipaas.errors import BuildFailed, Conflict, EngineError, NotFound
+from minipaas.errors import Conflict, EngineError, NotFound
 
 
 def _import_docker_sdk() -> None:
@@ -40,6 +44,8 @@ def _import_docker_sdk() -> None:
 _import_docker_sdk()
 import docker  # noqa: E402
 import docker.errors  # noqa: E402
+import requests  # noqa: E402
+import urllib3  # noqa: E402
 
 LABEL = "minipaas"  # every object minipaas creates carries this label (its value: the home it belongs to)
 
@@ -172,27 +178,76 @@ def list_images(repository: str) -> list[dict[str, Any]]:
     return sorted(images, key=lambda i: i.get("Created", 0), reverse=True)
 
 
+@dataclass(frozen=True)
+class BuildOutcome:
+    """What a builder run ended with: an image, or the builder's error (and a RUN step's exit code)."""
+
+    image_id: str
+    log: list[str]
+    error: str = ""  # the builder's last error line; "" when the build succeeded
+    exit_code: int | None = None  # the failed RUN step's exit code, when the error names one
+    timed_out: bool = False
+
+
+def step_exit_code(error: str) -> int | None:
+    """The exit code in a builder's error line (`returned a non-zero code: 137`, `exit code: 137`)."""
+    match = re.search(r"(?:non-zero code|exit code): (\d+)\s*$", error.strip())
+    return int(match.group(1)) if match else None
+
+
 def build(
     context: IO[bytes],
     *,
     tag: str,
     progress: Callable[[str], None],
     buildargs: dict[str, str] | None = None,
-) -> tuple[str, list[str]]:
-    """Build an image from a tar context; stream its steps to `progress`; return (image id, log lines)."""
+    cgroup_parent: str = "",
+    step_memory: int = 0,
+    step_cpus: float = 0.0,
+    timeout: float | None = None,
+) -> BuildOutcome:
+    """Build with the engine's legacy builder; stream its steps to `progress`.
+
+    `cgroup_parent` puts every RUN step's container below that cgroup (which holds the build's
+    limits); `step_memory` and `step_cpus` limit each step's container on its own instead, where
+    minipaas cannot limit a parent. After `timeout` s the connection is closed: the engine then
+    stops the running step (docker-py's build() exposes neither that nor `cgroupparent`).
+    """
+    api = _api()
+    params: dict[str, Any] = {"t": tag, "rm": True, "forcerm": True}
+    if buildargs:
+        params["buildargs"] = json.dumps(buildargs)
+    if cgroup_parent:
+        params["cgroupparent"] = "/" + cgroup_parent.strip("/")
+    if step_memory:
+        params.update(memory=step_memory, memswap=step_memory)  # memswap = memory: no swap
+    if step_cpus:
+        params.update(cpuperiod=100_000, cpuquota=int(step_cpus * 100_000))
+    headers = {"Content-Type": "application/x-tar"}
+    api._set_auth_headers(headers)
     log: list[str] = []
-    image_id = ""
+    image_id, error = "", ""
+    cancelled = threading.Event()
+    timer: threading.Timer | None = None
+    started = time.monotonic()
+    response = None
     try:
-        stream = _api().build(
-            fileobj=context,
-            custom_context=True,
-            tag=tag,
-            rm=True,
-            forcerm=True,
-            decode=True,
-            buildargs=buildargs or {},
-        )
-        for chunk in stream:
+        # No read timeout: a step may print nothing for minutes; `timeout` bounds the whole build.
+        response = api._post(api._url("/build"), data=context, params=params, headers=headers,
+                             stream=True, timeout=None)
+        api._raise_for_status(response)
+        if timeout is not None:
+            sock = api._get_raw_response_socket(response)
+
+            def cancel() -> None:
+                cancelled.set()
+                with contextlib.suppress(OSError):
+                    getattr(sock, "_sock", sock).shutdown(socket.SHUT_RDWR)
+
+            timer = threading.Timer(max(0.0, timeout - (time.monotonic() - started)), cancel)
+            timer.daemon = True
+            timer.start()
+        for chunk in api._stream_helper(response, decode=True):
             if "stream" in chunk:
                 for line in chunk["stream"].splitlines():
                     log.append(line)
@@ -203,13 +258,29 @@ def build(
             if "error" in chunk:
                 message = chunk["error"].strip()
                 log.append(message)
-                raise BuildFailed(f"build failed: {message.splitlines()[-1] if message else 'unknown error'}",
-                                  detail="\n".join(log[-50:]))
+                error = message.splitlines()[-1] if message else "unknown error"
     except docker.errors.APIError as exc:
-        raise BuildFailed(f"build failed: {_reason(exc)}", detail="\n".join(log[-50:])) from None
-    if not image_id:
-        image_id = _api().inspect_image(tag)["Id"]
-    return image_id, log
+        error = _reason(exc)
+    except (OSError, ValueError, requests.exceptions.RequestException, urllib3.exceptions.HTTPError) as exc:
+        if not cancelled.is_set():
+            raise EngineError(f"the build's connection to the Docker engine broke: {_reason(exc)}") from None
+    finally:
+        if timer is not None:
+            timer.cancel()
+        if response is not None:
+            response.close()
+    if cancelled.is_set():
+        return BuildOutcome("", log, error="cancelled", timed_out=True)
+    if error:
+        return BuildOutcome("", log, error=error, exit_code=step_exit_code(error))
+    return BuildOutcome(image_id or str(api.inspect_image(tag)["Id"]), log)
+
+
+def cgroups() -> tuple[str, int, bool]:
+    """The engine's cgroup driver and version, and whether it runs on this machine (its cgroups are ours)."""
+    info = _api().info()
+    local = _api().base_url in ("http+docker://localhost", "http+docker://localunixsocket")
+    return str(info.get("CgroupDriver") or ""), int(info.get("CgroupVersion") or 1), local
 
 
 def tag_image(image: str, repository: str, tag: str) -> None:
@@ -463,7 +534,17 @@ def copy_out(image: str, path: str) -> io.BytesIO | None:
 def unique_image_sizes() -> dict[str, int]:
     """Per image tag: the bytes only that image holds (its size less the layers it shares)."""
     sizes: dict[str, int] = {}
-    for image in _api().df().get("Images") or []:
+    deadline = time.monotonic() + 60
+    while True:
+        try:
+            usage = _api().df()
+            break
+        except docker.errors.APIError as exc:
+            # The engine computes disk usage once at a time (a background gc may be doing it): wait.
+            if "already running" not in str(exc) or time.monotonic() > deadline:
+                raise EngineError(f"cannot read the engine's disk usage: {_reason(exc)}") from None
+            time.sleep(0.2)
+    for image in usage.get("Images") or []:
         shared = int(image.get("SharedSize") or 0)
         unique = int(image.get("Size") or 0) - max(shared, 0)
         for tag in image.get("RepoTags") or []:

@@ -35,6 +35,10 @@ class Conflict(MinipaasError):
 class BuildFailed(MinipaasError):
     """The image could not be built."""
 
+    def __init__(self, message: str, *, detail: str = "", log: str = "") -> None:
+        super().__init__(message, detail=detail)
+        self.log = log  # the whole build log, kept with the failed release (`releases:info`)
+
 
 class DeployFailed(MinipaasError):
     """The new release did not become healthy, or could not be switched to."""

@@ -2,14 +2,17 @@
 
 from __future__ import annotations
 
+import dataclasses
 from collections.abc import Callable
 
-from minipaas import engine, gitrepo, nginx, perms, proxy, store
+from minipaas import buildkit, builds, engine, gitrepo, nginx, perms, proxy, store
 from minipaas.settings import SETTINGS_FILE, Settings, load
 
 
 def init(progress: Callable[[str], None], settings: Settings | None = None) -> Settings:
     s = settings or load()
+    # The builder is found once, here, and written down: a push does not probe the docker CLIs.
+    s = dataclasses.replace(s, builder=_builder(s))
     # Modes and owners first (perms.POLICY), repairing an install from before the policy: from here
     # on, no local account but root (and nginx's workers, where they must) can read the home.
     problems = perms.secure_home(s, repair=True)
@@ -42,4 +45,14 @@ def init(progress: Callable[[str], None], settings: Settings | None = None) -> S
     where = f"private nginx on 127.0.0.1:{s.http_port}" if s.nginx == "private" else \
         f"the host's nginx on port {s.http_port}"
     progress(f"-----> Apps are served at http://<app>.{s.domain} by {where}")
+    for line in builds.describe(s):
+        progress(f"-----> {line[0].upper()}{line[1:]}")
     return s
+
+
+def _builder(s: Settings) -> str:
+    """auto and buildkit are resolved now; a builder found earlier is kept while its CLI is there."""
+    wanted = s.builder
+    if wanted.startswith(("buildkit:", "buildx:")) and not buildkit.parse(wanted).cli_exists():
+        wanted = "auto"
+    return buildkit.find(wanted, prefer_legacy=builds.enforcement().layout is None).spec

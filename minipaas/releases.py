@@ -20,7 +20,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 
 from minipaas import apps, builds, config, domains, engine, formation, gitrepo, health, proxy, sites, store
-from minipaas.errors import Conflict, InvalidInput, MinipaasError, NotFound
+from minipaas.errors import BuildFailed, Conflict, InvalidInput, MinipaasError, NotFound
 from minipaas.host import Host
 from minipaas.locks import app_lock
 
@@ -339,7 +339,8 @@ def _roll_out(host: Host, app: str, *, kind: str, sha: str, image: str, buildpac
         for container in started:
             engine.remove(container.id, timeout=0)
         message = exc.message if isinstance(exc, MinipaasError) else f"interrupted ({type(exc).__name__})"
-        _update(host, app, number, status="failed", message=message, finished_at=store.now())
+        log = {"build_log": exc.log} if isinstance(exc, BuildFailed) and exc.log else {}
+        _update(host, app, number, status="failed", message=message, finished_at=store.now(), **log)
         raise
     if old:
         progress(f"-----> Retiring {', '.join(c.name for c in old)} in {drain}s (in the background)")

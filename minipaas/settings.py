@@ -34,6 +34,9 @@ _FIELDS: dict[str, tuple[str, str]] = {
     # in system mode it must be the `user` of the host's nginx.conf (Debian: www-data)
     "nginx_user": ("MINIPAAS_NGINX_USER", ""),
     "build_ca": ("MINIPAAS_BUILD_CA", ""),
+    # which builder runs builds: auto (found by `init`), legacy, buildkit, or what `init` found
+    # (`buildkit:/usr/bin/docker`: a CLI with BuildKit built in; `buildx:/path/docker`: the plugin)
+    "builder": ("MINIPAAS_BUILDER", "auto"),
     "network": ("MINIPAAS_NETWORK", "minipaas"),
     "node_major": ("MINIPAAS_NODE_MAJOR", "26"),
     "buildpacks_dir": ("MINIPAAS_BUILDPACKS", str(SHARE_DIR / "buildpacks")),
@@ -64,6 +67,7 @@ class Settings:
     nginx: str
     nginx_user: str
     build_ca: Path | None
+    builder: str
     network: str
     node_major: int
     buildpacks_dir: Path
@@ -157,6 +161,7 @@ def load(env: dict[str, str] | None = None) -> Settings:
         nginx=_choice(raw["nginx"], ("system", "private"), "MINIPAAS_NGINX"),
         nginx_user=_account(raw["nginx_user"] or _default_nginx_user(), "MINIPAAS_NGINX_USER"),
         build_ca=_optional_file(raw["build_ca"], "MINIPAAS_BUILD_CA"),
+        builder=_builder(raw["builder"]),
         network=raw["network"],
         node_major=_port(raw["node_major"], "MINIPAAS_NODE_MAJOR"),
         buildpacks_dir=Path(raw["buildpacks_dir"]),
@@ -227,6 +232,14 @@ def _choice(value: str, choices: tuple[str, ...], what: str) -> str:
     if value not in choices:
         raise InvalidInput(f"{what} must be one of {', '.join(choices)}, not {value!r}")
     return value
+
+
+def _builder(value: str) -> str:
+    kind, _, path = value.partition(":")
+    if value in ("auto", "legacy", "buildkit") or (kind in ("buildkit", "buildx") and path.startswith("/")):
+        return value
+    raise InvalidInput(f"MINIPAAS_BUILDER must be auto, legacy or buildkit (or buildkit:/path/to/docker, "
+                       f"buildx:/path/to/docker), not {value!r}")
 
 
 def _optional_file(value: str, what: str) -> Path | None:

@@ -6,6 +6,7 @@ from __future__ import annotations
 import contextlib
 import http.client
 import os
+import re
 import shutil
 import socket
 import subprocess
@@ -140,6 +141,17 @@ class Paas:
         result = subprocess.run(["git", "--git-dir", str(self.home / "repos" / f"{app}.git"), "rev-parse",
                                  "--verify", "--quiet", ref], capture_output=True, text=True)
         return result.stdout.strip()
+
+
+def step_cached(output: str, instruction: str) -> bool:
+    """Whether a build (its push output, either builder's) reused the cached layer of the step that runs
+    `instruction`: BuildKit says `#7 CACHED` under `#7 [build 4/5] RUN ...`; the legacy builder says
+    `Using cache` after `Step 4/9 : RUN ...`."""
+    step = re.search(rf"#(\d+) \[[^\]]*\] {re.escape(instruction)}", output)
+    if step:
+        return re.search(rf"^remote: +#{step.group(1)} CACHED\b", output, re.M) is not None
+    _, found, after = output.partition(instruction)
+    return bool(found) and "Using cache" in after.split("Step", 1)[0]
 
 
 def git(path: Path, *args: str) -> str:

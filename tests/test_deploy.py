@@ -6,7 +6,7 @@ import json
 import subprocess
 import time
 
-from conftest import APPS, EXAMPLE, Paas, commit, docker, git
+from conftest import APPS, EXAMPLE, Paas, commit, docker, git, step_cached
 
 
 def releases(paas: Paas, app: str) -> list[dict]:
@@ -49,8 +49,7 @@ def test_redeploy_reuses_the_dependency_layer_and_retires_the_old_container(paas
     output = paas.push(checkout).stderr
     assert "from release two" in paas.get(app).body
     # The npm install step came from the cache: a source-only change reuses the dependency layer.
-    install_step = output.split("RUN npm ci", 1)[1].split("Step", 1)[0]
-    assert "Using cache" in install_step
+    assert step_cached(output, "RUN npm ci"), output
     assert [r["status"] for r in releases(paas, app)] == ["live", "superseded"]
     deadline = time.monotonic() + 30
     while len(paas.containers()) > 1 and time.monotonic() < deadline:

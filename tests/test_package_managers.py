@@ -17,8 +17,9 @@ def in_image(paas: Paas, app: str, script: str) -> str:
 
 
 def build_steps(output: str) -> list[str]:
-    """The Dockerfile instructions the build ran, as the push output shows them."""
-    return [m.group(1).strip() for m in re.finditer(r"Step \d+/\d+ : (.*)", output)]
+    """The Dockerfile instructions the build ran, as the push output shows them (legacy builder:
+    `Step 4/9 : RUN ...`; BuildKit: `#7 [build 4/5] RUN ...`)."""
+    return [m.group(1).strip() for m in re.finditer(r"(?:Step \d+/\d+ : |#\d+ \[[^\]]*\d+/\d+\] )(.*)", output)]
 
 
 @pytest.mark.parametrize(("manager", "install", "pin"), [
