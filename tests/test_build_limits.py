@@ -114,7 +114,7 @@ def test_a_normal_build_works_under_the_default_limits(paas: Paas, builder: str)
     # npm ci reached the registry through the build CA, which stayed in the build stage.
     if Path(CA).exists():
         assert "COPY minipaas-build-ca.pem" in output
-    files = subprocess.run(["docker", "run", "--rm", "--entrypoint", "sh", f"minipaas/{app}:1", "-c",
+    files = subprocess.run(["docker", "run", "--rm", "--entrypoint", "sh", paas.image(app, 1), "-c",
                             "ls /usr/local/share; env"], capture_output=True, text=True, check=True).stdout
     assert "minipaas-build-ca.pem" not in files and "NODE_EXTRA_CA_CERTS" not in files
 

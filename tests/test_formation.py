@@ -87,7 +87,7 @@ def test_resource_limits_and_hardening_reach_the_containers(paas: Paas) -> None:
     assert config["PidsLimit"] == 128 and config["ReadonlyRootfs"] is True and "/tmp" in config["Tmpfs"]
     assert config["CapDrop"] == ["ALL"] and "no-new-privileges" in config["SecurityOpt"]
     user = docker("exec", row["name"], "id", "-u").strip()
-    assert user == "1000"
+    assert user == "61000"  # minipaas base images: not a host login account
     wrote = paas.run("run", app, "--", "sh", "-c", "touch /srv/x", check=False)
     assert wrote.returncode != 0  # read-only root filesystem, one-off containers too
     assert paas.run("run", app, "--", "sh", "-c", "touch /tmp/x").returncode == 0

@@ -383,7 +383,7 @@ def assert_rejected_before_building(paas: Paas, app: str, result: subprocess.Com
     assert "internal error" not in output and "Traceback" not in output
     assert "Step " not in output and "Building" not in output  # no build started
     assert paas.repo_ref(app) == ""
-    assert docker("images", "-q", f"minipaas/{app}") == ""
+    assert docker("images", "-q", paas.repository(app)) == ""
     assert paas.containers() == []
 
 

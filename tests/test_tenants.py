@@ -158,6 +158,8 @@ def _environ_as(account: str, pid: int) -> subprocess.CompletedProcess[str]:
 
 
 def test_a_host_account_cannot_read_an_apps_environment(paas: Paas) -> None:
+    import pwd
+
     uid = _free_uid()
     account = f"mpuid{uid}"
     subprocess.run(["useradd", "--no-create-home", "--shell", "/usr/sbin/nologin", "-u", str(uid), account],
@@ -179,7 +181,8 @@ def test_a_host_account_cannot_read_an_apps_environment(paas: Paas) -> None:
         other = paas.new_app("uid")
         checkout = paas.checkout(other, APPS / "dockerfile")
         dockerfile = checkout / "Dockerfile"
-        dockerfile.write_text(dockerfile.read_text().replace("USER node", f"USER {uid}"))
+        gid = pwd.getpwuid(uid).pw_gid
+        dockerfile.write_text(dockerfile.read_text().replace("USER node", f"USER {uid}:{gid}"))
         commit(checkout, "run as a host account's uid")
         pushed = paas.push(checkout)
         assert f"runs as uid {uid}, which is this host's account {account}" in pushed.stderr
