@@ -135,6 +135,9 @@ def destroy(host: Host, name: str, progress: Callable[[str], None]) -> None:
     for image in sorted(i for i in images if i):
         if engine.remove_image(image, owner=str(s.home)):
             progress(f"removed image {image}")
+    leftovers = engine.remove_images_labelled({engine.LABEL: str(s.home), "minipaas.app": name})
+    if leftovers:
+        progress(f"removed {len(leftovers)} more images of its builds")
     gitrepo.remove(s.repo_path(name))
     sites.remove_app(s, name)
     from minipaas import certs  # loads cryptography: only when needed

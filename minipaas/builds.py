@@ -17,6 +17,7 @@ import contextlib
 import functools
 import io
 import json
+import os
 import re
 import tarfile
 import time
@@ -28,6 +29,7 @@ from minipaas import (
     apps,
     buildcgroups,
     buildkit,
+    buildoutput,
     buildpacks,
     dockerfile_policy,
     engine,
@@ -105,9 +107,13 @@ def build(
     }
     # One LABEL line at the end of the Dockerfile: the build API's `labels` would add a step per label.
     label_line = "\nLABEL " + " ".join(f"{k}={json.dumps(v)}" for k, v in labels.items()) + "\n"
+    # Every stage carries whose it is, so that gc and apps:destroy find the images the legacy builder
+    # keeps of build stages (BuildKit keeps none). Only stable labels: a release number would bust the cache.
+    stage_labels = {engine.LABEL: str(settings.home), "minipaas.app": app}
     if pack.uses_app_dockerfile:
         text = _checked_dockerfile(settings, app, gitrepo.read_file(repo, sha, "Dockerfile") or b"",
                                    allowed_images)
+        text = label_stages(text, stage_labels)
         context = _context_with(gitrepo.archive(repo, sha), {"Dockerfile": (text + label_line).encode()})
     else:
         facts = {
@@ -119,19 +125,21 @@ def build(
         }
         dockerfile = buildpacks.render(pack, facts, lambda kind, spec: stacks.resolve(spec, settings),
                                        cache_dir=settings.cache_dir)
-        extra = {"Dockerfile": (dockerfile + label_line).encode()}
+        extra = {"Dockerfile": (label_stages(dockerfile, stage_labels) + label_line).encode()}
         if settings.build_ca is not None:
             extra[CA_NAME] = settings.build_ca.read_bytes()
         context = _context_with(gitrepo.archive(repo, sha, prefix="src/"), extra)
     limits = limits or apps.build_limits(Host(settings), app)
-    outcome, hit = run_builder(settings, app, context, tag=tag, limits=limits,
-                               progress=lambda line: progress(f"       {line}"))
+    # The pusher sees the steps and the commands' own output; the release keeps every line.
+    shown = buildoutput.BuildLines(progress, verbose=os.environ.get("MINIPAAS_VERBOSE") == "1")
+    outcome, hit = run_builder(settings, app, context, tag=tag, limits=limits, progress=shown.feed, say=progress)
     log = "\n".join(outcome.log)
     if hit:
         message = buildcgroups.failure_message(hit, limits, app)
         raise BuildFailed(message, log=f"{log}\nminipaas: {message}")  # the log has the details
     if outcome.error:
-        raise BuildFailed(f"build failed: {outcome.error}", detail="\n".join(outcome.log[-50:]), log=log)
+        # No detail: the failing step's output has just been shown, once.
+        raise BuildFailed(f"build failed: {outcome.error}", log=log)
     seconds = time.monotonic() - started
     progress(f"-----> Built {tag} in {seconds:.1f}s")
     return Build(image=tag, image_id=outcome.image_id, buildpack=pack.name, log=log, seconds=seconds)
@@ -182,8 +190,11 @@ def describe(settings: Settings) -> list[str]:
 
 
 def run_builder(settings: Settings, app: str, context: IO[bytes], *, tag: str, limits: BuildLimits,
-                progress: Callable[[str], None]) -> tuple[engine.BuildOutcome, str | None]:
-    """Run the host's builder within `limits`; returns its outcome and the limit it ran into, if any."""
+                progress: Callable[[str], None], say: Callable[[str], None] | None = None,
+                ) -> tuple[engine.BuildOutcome, str | None]:
+    """Run the host's builder within `limits`; returns its outcome and the limit it ran into, if any.
+
+    `progress` gets the builder's lines; `say` what minipaas itself has to tell (waiting for a turn)."""
     found, layout = builder(settings), enforcement().layout
     if found.kind == "legacy":
         name = buildcgroups.app_cgroup(settings.home, app)
@@ -192,7 +203,7 @@ def run_builder(settings: Settings, app: str, context: IO[bytes], *, tag: str, l
             context, tag=tag, progress=progress, cgroup_parent=name if layout else "",
             step_memory=limits.memory_bytes if per_step else 0, step_cpus=limits.cpus if per_step else 0.0,
             timeout=limits.timeout))
-    with locks.host_build_lock(progress):
+    with locks.host_build_lock(say or progress):
         return _limited(layout, buildcgroups.BUILDKIT, limits, shared=True, run=lambda: buildkit.build(
             found, context, tag=tag, progress=progress, timeout=limits.timeout))
 
@@ -258,6 +269,19 @@ def _check_tag_is_ours(settings: Settings, tag: str) -> None:
     if labels is not None and labels.get(engine.LABEL) != str(settings.home):
         raise Conflict(f"image {tag} exists and is not this minipaas instance's (its home: "
                        f"{labels.get(engine.LABEL) or 'none'}); set MINIPAAS_INSTANCE to a name of its own")
+
+
+def label_stages(text: str, labels: dict[str, str]) -> str:
+    """The Dockerfile with a LABEL instruction after each FROM (the same line numbers parse with BuildKit's
+    parser as the policy check did)."""
+    import dockerfile
+
+    line = "LABEL " + " ".join(f"{k}={json.dumps(v)}" for k, v in labels.items())
+    lines = text.splitlines()
+    for command in sorted(dockerfile.parse_string(text), key=lambda c: c.end_line, reverse=True):
+        if command.cmd == "FROM":
+            lines.insert(command.end_line, line)
+    return "\n".join(lines) + "\n"
 
 
 def _context_with(source_tar: bytes, extra: dict[str, bytes]) -> io.BytesIO:

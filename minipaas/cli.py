@@ -17,12 +17,13 @@ from typing import Any
 import click
 
 from minipaas.errors import MinipaasError
+from minipaas.progress import Lines
 
 CONTEXT = {"help_option_names": ["-h", "--help"], "max_content_width": 100}
 
 
-def say(line: str) -> None:
-    click.echo(line, err=False)
+# Progress and results on stdout; a reader that goes away (`| head -1`) never stops the command.
+say = Lines()
 
 
 def _host() -> Any:
@@ -65,6 +66,13 @@ def _table(rows: Iterable[Iterable[object]], headers: list[str]) -> None:
     click.echo("  ".join(h.ljust(w) for h, w in zip(headers, widths, strict=True)).rstrip())
     for row in rows:
         click.echo("  ".join(c.ljust(w) for c, w in zip(row, widths, strict=True)).rstrip())
+
+
+def _iso(ts: float | None) -> str:
+    """ISO 8601, in UTC: `2026-11-26T02:40:12+00:00`."""
+    if not ts:
+        return "-"
+    return datetime.datetime.fromtimestamp(ts, datetime.UTC).isoformat(timespec="seconds")
 
 
 def _when(ts: float | None) -> str:
@@ -319,8 +327,15 @@ def ps_show(app: str, as_json: bool) -> None:
     if as_json:
         _print_json(rows)
         return
-    _table(([r["name"], r["release"], r["state"], r["health"], r["address"] or "-"] for r in rows),
+    _table(([r["name"], r["release"], r["state"] if r["state"] != "crashed" else f"crashed (exit {r['exit_code']})",
+             r["health"], r["address"] or "-"] for r in rows),
            ["CONTAINER", "RELEASE", "STATE", "HEALTH", "ADDRESS"])
+    for row in rows:
+        if row["state"] == "crashed":
+            say(f"=====> {row['name']} crashed with exit code {row['exit_code']} after {row['restarts']} restarts; "
+                "its last lines:")
+            for line in row["last_lines"]:  # type: ignore[attr-defined]
+                say(f"       {printable(line)}")
 
 
 @cli.command("ps:scale")
@@ -474,6 +489,8 @@ def releases_info(app: str, number: int) -> None:
     host = _host()
     rel = releases.get(host, _app(app), number)
     for key, value in rel.as_dict().items():
+        if key in ("created_at", "finished_at"):
+            value = _iso(value)  # type: ignore[arg-type]
         say(f"{key + ':':<13} {value}")
     log = releases.build_log(host, app, number)
     if log:
@@ -522,13 +539,17 @@ def report_cmd(as_json: bool) -> None:
 
 @cli.command("deploy")
 @click.argument("app")
-@click.argument("rev", default="HEAD")
-def deploy_cmd(app: str, rev: str) -> None:
-    """Build and deploy a commit already in the app's repository (default: its HEAD)."""
+@click.argument("rev", required=False)
+@click.option("--verbose", is_flag=True, help="Show every line the builder prints")
+def deploy_cmd(app: str, rev: str | None, verbose: bool) -> None:
+    """Build and deploy a commit of the app's repository (default: the last one pushed, even if rejected)."""
     from minipaas import gitrepo, releases
 
     host = _host()
-    sha = gitrepo.resolve(host.settings.repo_path(_app(app)), rev)
+    repo = host.settings.repo_path(_app(app))
+    sha = gitrepo.resolve(repo, rev) if rev else releases.last_pushed(host, app) or gitrepo.resolve(repo, "HEAD")
+    if verbose:
+        os.environ["MINIPAAS_VERBOSE"] = "1"
     releases.deploy_commit(host, app, sha, say)
 
 

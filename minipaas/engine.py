@@ -334,7 +334,7 @@ def run(
     labels: dict[str, str],
     limits: Limits,
     command: list[str] | None = None,
-    restart: str = "unless-stopped",
+    restart: str = "on-failure:10",
 ) -> Container:
     """Create and start a detached container; returns it with its address on `network`.
 
@@ -352,7 +352,7 @@ def run(
             detach=True,
             host_config=_api().create_host_config(
                 network_mode=network,
-                restart_policy={"Name": restart} if restart else None,
+                restart_policy=_restart_policy(restart),
                 **limits.host_config(),
                 log_config={"Type": "json-file", "Config": {"max-size": "10m", "max-file": "3"}},
             ),
@@ -363,6 +363,15 @@ def run(
     except docker.errors.APIError as exc:
         raise EngineError(f"cannot start container {name}: {_reason(exc)}") from None
     return inspect(created["Id"], network=network)
+
+
+def _restart_policy(restart: str) -> dict[str, Any] | None:
+    """`on-failure:10` (a crashing app is restarted ten times, then left stopped, as dokku does),
+    `unless-stopped`, or "" for none."""
+    if not restart:
+        return None
+    name, _, count = restart.partition(":")
+    return {"Name": name, "MaximumRetryCount": int(count)} if count else {"Name": name}
 
 
 def _remove_stale(name: str, *, owner: str) -> None:
@@ -515,6 +524,29 @@ def exec_in(container: str, command: list[str], *, tty: bool) -> int:
     return subprocess.call(args)
 
 
+def exec_capture(container: str, command: list[str], *, timeout: float) -> tuple[int, str]:
+    """Run a command in a running container (no tty); returns (exit code, output). -1 when it did not
+    finish within `timeout` s (it is left to finish on its own)."""
+    try:
+        created = _api().exec_create(container, command, stdout=True, stderr=True)
+        stream = _api().exec_start(created["Id"], stream=True, demux=False)
+    except docker.errors.APIError as exc:
+        return 126, _reason(exc)
+    output: list[bytes] = []
+    done = threading.Event()
+
+    def read() -> None:
+        for chunk in stream:
+            output.append(chunk)
+        done.set()
+
+    threading.Thread(target=read, daemon=True).start()
+    if not done.wait(timeout):
+        return -1, b"".join(output).decode("utf-8", errors="replace")
+    code = _api().exec_inspect(created["Id"]).get("ExitCode")
+    return int(code if code is not None else -1), b"".join(output).decode("utf-8", errors="replace")
+
+
 def copy_out(image: str, path: str) -> io.BytesIO | None:
     """A tar of `path` inside an image (without running it), or None when the path does not exist."""
     container = _api().create_container(image, command=["true"], labels={LABEL: "copy-out"})
@@ -550,6 +582,28 @@ def unique_image_sizes() -> dict[str, int]:
         for tag in image.get("RepoTags") or []:
             sizes[tag] = unique
     return sizes
+
+
+def remove_images_labelled(labels: dict[str, str]) -> list[str]:
+    """Remove every image (tagged or not, build stages included) carrying all these labels and used by no
+    container; returns the ids removed. Children go before their parents."""
+    filters = {"label": [f"{k}={v}" for k, v in labels.items()]}
+    removed: list[str] = []
+    pending = sorted(_api().images(all=True, filters=filters), key=lambda i: i.get("Created", 0), reverse=True)
+    while pending:
+        left = []
+        for image in pending:
+            try:
+                _api().remove_image(image["Id"], force=bool(image.get("RepoTags")), noprune=False)
+                removed.append(image["Id"])
+            except docker.errors.ImageNotFound:
+                continue  # went with a child that was removed
+            except docker.errors.APIError:
+                left.append(image)  # a parent of one still there, or in use by a container
+        if len(left) == len(pending):
+            break
+        pending = left
+    return removed
 
 
 def prune_dangling(labels: dict[str, str]) -> int:

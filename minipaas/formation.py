@@ -10,7 +10,7 @@ from __future__ import annotations
 
 from collections.abc import Callable
 
-from minipaas import apps, config, engine, gitrepo, health, store
+from minipaas import apps, engine, gitrepo, health, store
 from minipaas import procfile as procfile_mod
 from minipaas.errors import DeployFailed, InvalidInput
 from minipaas.host import Host
@@ -59,7 +59,7 @@ def container_name(host: Host, app: str, process: str, release: int, index: int)
     return host.settings.container_name(f"{app}.{process}.{release}" + ("" if index == 1 else f".{index}"))
 
 
-def start(host: Host, app: str, *, release: int, image: str, port: int, process: str, index: int,
+def start(host: Host, app: str, *, release: int, image: str, port: int, process: str, index: int, env: dict[str, str],
           procs: dict[str, str], progress: Callable[[str], None]) -> engine.Container:
     """Start one container of a process type of a release."""
     s = host.settings
@@ -68,7 +68,7 @@ def start(host: Host, app: str, *, release: int, image: str, port: int, process:
     progress(f"-----> Starting {name}")
     return engine.run(
         name=name, image=image, network=s.network, command=command,
-        env={**config.get_all(host, app), "PORT": str(port)},
+        env={**env, "PORT": str(port)},
         labels={engine.LABEL: str(s.home), "minipaas.app": app, "minipaas.release": str(release),
                 "minipaas.process": process, "minipaas.index": str(index), "minipaas.port": str(port)},
         limits=apps.limits(host, app),
@@ -92,13 +92,13 @@ def warn_if_shared_uid(container: engine.Container, progress: Callable[[str], No
              "61000; rebuild an older one with `minipaas stack:build --force`)")
 
 
-def run_release_command(host: Host, app: str, *, image: str, command: str,
+def run_release_command(host: Host, app: str, *, image: str, command: str, env: dict[str, str],
                         progress: Callable[[str], None]) -> None:
     """The Procfile's `release:` line, once, before the switch (database migrations); must exit 0."""
     progress(f"-----> Running the release command: {command}")
     code, output = engine.run_to_completion(
         image=image, network=host.settings.network, command=["/bin/sh", "-c", command],
-        env=config.get_all(host, app), labels={engine.LABEL: str(host.settings.home), "minipaas.app": app,
+        env=env, labels={engine.LABEL: str(host.settings.home), "minipaas.app": app,
                                                "minipaas.process": RELEASE},
         limits=apps.limits(host, app))
     for line in output.splitlines()[-50:]:

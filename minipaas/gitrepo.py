@@ -26,12 +26,19 @@ def _git(repo: Path, *args: str, input: bytes | None = None, check: bool = True)
 
 def init_bare(repo: Path, *, home: Path, app: str) -> None:
     proc.run(["git", "init", "--bare", "--quiet", "--initial-branch=master", str(repo)])
-    # Rejected pushes must not leave objects behind and the deploy branch must not be rewritten
-    # around the hook; receive.denyDeletes is enforced by the hook with a clearer message.
+    configure(repo)
+    install_hook(repo, home=home, app=app)
+
+
+def configure(repo: Path) -> None:
+    """The repository settings minipaas relies on (init_bare; `minipaas init` for existing repos)."""
+    # Damaged objects are refused at the door; receive.denyDeletes is enforced by the hook with a
+    # clearer message. No automatic gc: a rejected push's commit is kept for `minipaas deploy`.
     _git(repo, "config", "receive.fsckObjects", "true")
     _git(repo, "config", "gc.auto", "0")
+    # `git push -o verbose` (and other push options) reach the hook.
+    _git(repo, "config", "receive.advertisePushOptions", "true")
     keep_private(repo)
-    install_hook(repo, home=home, app=app)
 
 
 def keep_private(repo: Path) -> None:
@@ -63,6 +70,22 @@ def hook_template() -> Path:
 
 def remove(repo: Path) -> None:
     shutil.rmtree(repo, ignore_errors=True)
+
+
+def keep_pushed(repo: Path, sha: str) -> None:
+    """Copy a pushed commit (and what it needs) out of git's quarantine into the repository itself.
+
+    In a pre-receive hook the pushed objects sit in a quarantine folder that git deletes when the push
+    is rejected or the pusher goes away. Kept in the repository, the commit can still be built after
+    the pusher disconnected, and deployed later with `minipaas deploy APP` after a rejected push.
+    """
+    if not os.environ.get("GIT_QUARANTINE_PATH"):
+        return  # not in a hook: the objects are in the repository already
+    objects = _git(repo, "rev-list", "--objects", check_sha(sha), "--not", "--all")
+    pack = _git(repo, "pack-objects", "--stdout", "-q", input=objects)
+    main = {k: v for k, v in os.environ.items()
+            if k not in ("GIT_OBJECT_DIRECTORY", "GIT_ALTERNATE_OBJECT_DIRECTORIES", "GIT_QUARANTINE_PATH")}
+    proc.run(["git", "--git-dir", str(repo), "index-pack", "--stdin"], input=pack, env=main)
 
 
 def check_sha(sha: str) -> str:

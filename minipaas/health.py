@@ -13,7 +13,7 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 
-from minipaas import engine
+from minipaas import appjson, engine
 from minipaas.errors import DeployFailed, InvalidInput, NotFound
 
 WEB_PORT = 5000  # $PORT of every web container, unless its image EXPOSEs a port (as dokku does)
@@ -139,6 +139,71 @@ def wait_healthy(
             next_note = now + 5
         # Poll briskly while a healthy app would be booting: the push waits on this.
         time.sleep(0.02 if now - started < 10 else 0.25)
+
+
+def wait_app_json(
+    container_id: str,
+    *,
+    network: str,
+    port: int,
+    healthchecks: appjson.Healthchecks,
+    timeout: float,
+    progress: Callable[[str], None],
+) -> tuple[str, float]:
+    """app.json's startup checks, as dokku runs them: each after its initialDelay, up to `attempts`
+    tries `wait` s apart, each try bounded by its `timeout`; all within the app's healthcheck-timeout."""
+    started = time.monotonic()
+    deadline = started + timeout
+    for name in healthchecks.skipped:
+        progress(f"       not run: {name} (a liveness or readiness check; a deploy runs startup checks)")
+    address = ""
+    for check in healthchecks.run:
+        if check.initial_delay:
+            time.sleep(min(check.initial_delay, max(0.0, deadline - time.monotonic())))
+        for attempt in range(1, check.attempts + 1):
+            container = engine.inspect(container_id, network=network)
+            if container.status in ("exited", "dead") or container.restarts > 0:
+                raise DeployFailed(
+                    f"{container.name} exited with code {container.exit_code} before passing {check.name}",
+                    detail=log_tail(container_id))
+            address = f"{container.ip}:{check.port or port}"
+            passed, why = _attempt(check, container, address, started)
+            if passed:
+                progress(f"       passed: {check.name} ({check.describe()})")
+                break
+            if attempt == check.attempts or time.monotonic() + check.wait > deadline:
+                raise DeployFailed(
+                    f"{container.name} did not pass {check.name} ({check.describe()}) in {attempt} attempts "
+                    f"(last: {why})", detail=log_tail(container_id))
+            progress(f"       {check.name}: attempt {attempt} of {check.attempts} failed ({why}); "
+                     f"again in {check.wait:g}s")
+            time.sleep(check.wait)
+    container = engine.inspect(container_id, network=network)
+    return f"{container.ip}:{port}", time.monotonic() - started
+
+
+def _attempt(check: appjson.Healthcheck, container: engine.Container, address: str,
+             started: float) -> tuple[bool, str]:
+    if check.uptime:
+        waited = check.uptime - (time.monotonic() - started)
+        if waited > 0:
+            time.sleep(waited)
+        now = engine.inspect(container.id)
+        return (now.status == "running" and now.restarts == 0), f"{now.status}, {now.restarts} restarts"
+    if check.command:
+        code, _ = engine.exec_capture(container.id, list(check.command), timeout=check.timeout)
+        return code == 0, f"exit code {code}"
+    if not container.ip:
+        return False, "no address yet"
+    try:
+        status, body = probe(address, check.path, timeout=check.timeout)
+    except OSError as exc:
+        return False, str(exc) or type(exc).__name__
+    if not 200 <= status < 400:
+        return False, f"HTTP {status}"
+    if check.content and check.content not in body:
+        return False, f"HTTP {status} without {check.content!r}"
+    return True, f"HTTP {status}"
 
 
 def log_tail(container_id: str, lines: int = LOG_LINES) -> str:

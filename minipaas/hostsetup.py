@@ -18,7 +18,7 @@ def init(progress: Callable[[str], None], settings: Settings | None = None) -> S
     problems = perms.secure_home(s, repair=True)
     perms.write_file(s.home / SETTINGS_FILE, s.to_toml().encode(), perms.PRIVATE_FILE)
     for repo in sorted(s.repos_dir.glob("*.git")):
-        gitrepo.keep_private(repo)  # objects pushed later are created 0400/0600 by git itself
+        gitrepo.configure(repo)  # e.g. objects pushed later are created 0400/0600 by git itself
     conn = store.connect(s.db_path)
     version = store.migrate(conn)
     conn.close()

@@ -11,6 +11,8 @@ from minipaas.errors import NotFound
 from minipaas.host import Host
 from minipaas.locks import app_lock
 
+CRASH_LINES = 10
+
 
 def status(host: Host, app: str) -> list[dict[str, object]]:
     live = releases.live(host, app)
@@ -20,16 +22,29 @@ def status(host: Host, app: str) -> list[dict[str, object]]:
         web = c.labels.get("minipaas.process") == "web"
         address = f"{c.ip}:{releases.container_port(c)}" if c.ip and web else ""
         is_live = live is not None and c.labels.get("minipaas.release") == str(live.number)
+        # A container that kept failing is left stopped by its restart policy (on-failure:10): crashed.
+        crashed = c.status in ("exited", "dead") and c.exit_code != 0
         rows.append({
             "name": c.name,
             "process": c.labels.get("minipaas.process", ""),
             "release": int(c.labels.get("minipaas.release", "0")),
-            "state": c.status,
-            "health": "serving" if address and address in serving else ("live" if is_live else "retiring"),
+            "state": "crashed" if crashed else c.status,
+            "health": "serving" if address and address in serving and not crashed
+            else ("live" if is_live else "retiring"),
             "address": address,
             "restarts": c.restarts,
+            "exit_code": c.exit_code if c.status in ("exited", "dead") else None,
+            "last_lines": _last_lines(c.id, CRASH_LINES) if crashed else [],
         })
     return rows
+
+
+def _last_lines(container: str, count: int) -> list[str]:
+    try:
+        data = b"".join(engine.logs(container, tail=count))
+    except NotFound:
+        return []
+    return data.decode("utf-8", errors="replace").rstrip().splitlines()
 
 
 def logs(host: Host, app: str, *, lines: int, follow: bool) -> Iterator[bytes]:

@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import fcntl
 import os
+import socket
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
@@ -104,6 +105,19 @@ def _listen(settings: Settings, port: int | None = None) -> str:
     return str(port)
 
 
+def has_ipv6() -> bool:
+    """Whether this host has IPv6 at all (nginx refuses a configuration listening on [::] otherwise)."""
+    return Path("/proc/net/if_inet6").exists() and socket.has_ipv6
+
+
+def _listen6(settings: Settings, port: int | None = None) -> str:
+    """The IPv6 twin of `_listen` ("" on a host without IPv6): every vhost answers on both."""
+    if not has_ipv6():
+        return ""
+    port = settings.http_port if port is None else port
+    return f"[::1]:{port}" if settings.nginx == "private" else f"[::]:{port}"
+
+
 def _common(settings: Settings) -> dict[str, object]:
     lay = layout(settings)
     user, group = _worker_user(settings)
@@ -120,6 +134,8 @@ def _common(settings: Settings) -> dict[str, object]:
         "router_socket": lay.router_socket,
         "listen": _listen(settings),
         "listen_https": _listen(settings, settings.https_port),
+        "listen6": _listen6(settings),
+        "listen6_https": _listen6(settings, settings.https_port),
         "https_suffix": "" if settings.https_port == 443 else f":{settings.https_port}",
         "acme_root": settings.acme_root,
     }
@@ -203,7 +219,9 @@ def _front(settings: Settings) -> nginx.Master:
     """The private front (MINIPAAS_NGINX=private): our own master on the loopback ports it listens on."""
     lay = layout(settings)
     ports = (settings.http_port, settings.https_port) if _apps_serving_https(settings) else (settings.http_port,)
-    return nginx.Master(lay.front_conf, lay.root, lay.run / "front.pid", tcp=tuple(("127.0.0.1", p) for p in ports))
+    addresses = ("127.0.0.1", "::1") if has_ipv6() else ("127.0.0.1",)
+    return nginx.Master(lay.front_conf, lay.root, lay.run / "front.pid",
+                        tcp=tuple((a, p) for a in addresses for p in ports))
 
 
 def _reload_router(settings: Settings) -> None:

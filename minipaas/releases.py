@@ -19,10 +19,11 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass
 
-from minipaas import apps, builds, config, domains, engine, formation, gitrepo, health, proxy, sites, store
+from minipaas import appjson, apps, builds, config, domains, engine, formation, gitrepo, health, proxy, sites, store
 from minipaas.errors import BuildFailed, Conflict, InvalidInput, MinipaasError, NotFound
 from minipaas.host import Host
 from minipaas.locks import app_lock
+from minipaas.progress import Recorder
 
 Progress = Callable[[str], None]
 
@@ -73,6 +74,13 @@ def get(host: Host, app: str, number: int) -> Release:
     if row is None:
         raise NotFound(f"{app} has no release {number}")
     return _release(row)
+
+
+def last_pushed(host: Host, app: str) -> str | None:
+    """The commit of the app's newest build, whether it went live or not (a rejected push's too)."""
+    row = host.db.execute("SELECT sha FROM releases WHERE app = ? AND kind IN ('build', 'rebuild') "
+                          "ORDER BY number DESC LIMIT 1", (app,)).fetchone()
+    return row["sha"] if row else None
 
 
 def build_log(host: Host, app: str, number: int) -> str:
@@ -256,6 +264,7 @@ def _apply_scale(host: Host, app: str, current: Release, procs: dict[str, str], 
             free = (i for i in range(1, 10 * formation.MAX_SCALE) if i not in used)
             for _ in range(count - len(existing)):
                 started.append(formation.start(host, app, release=current.number, image=current.image, port=port,
+                                               env=current.config,
                                                process=process, index=next(free), procs=procs, progress=progress))
         addresses = [f"{c.ip}:{container_port(c)}" for c in keep if c.labels["minipaas.process"] == formation.WEB]
         for container in started:
@@ -286,34 +295,48 @@ def _retiring(host: Host, app: str) -> set[str]:
 # -- the sequence --------------------------------------------------------------------------
 
 def _roll_out(host: Host, app: str, *, kind: str, sha: str, image: str, buildpack: str,
-              progress: Progress) -> Release:
+              progress: Progress, env: dict[str, str] | None = None) -> Release:
+    """Start → health check → switch → record → retire, for every way a release comes about.
+
+    `image` empty: build the commit first. `env`: the config to run with (default: the app's now).
+    The release's log keeps everything the caller was shown, and the builder's own output.
+    """
     s = host.settings
     engine.ensure_network(s.network)
     proxy.ensure_running(s)
     _reconcile(host, app)
-    env = config.get_all(host, app)
+    env = config.get_all(host, app) if env is None else env
+    if image and engine.image_id(image) is None:
+        # Removed outside minipaas (a `docker rmi`, a new disk): the commit is still here, so build it again.
+        progress(f"-----> The image {image} is gone; building {sha[:7]} again")
+        image, kind = "", "rebuild"
     number = _record_pending(host, app, kind=kind, sha=sha, image=image, buildpack=buildpack, env=env)
+    progress = Recorder(progress)
+    raw = ""  # the builder's own lines, all of them
     started: list[engine.Container] = []
     procs: dict[str, str] | None = None  # the Procfile, once read
     try:
         if not image:
             source = builds.inspect(s, app, sha)
+            _update(host, app, number, buildpack=source.pack.name)
             procs = source.procfile
             if source.pack.is_static:
-                return _roll_out_site(host, app, number, source, progress)
+                released, raw = _roll_out_site(host, app, number, source, progress)
+                _update(host, app, number, build_log=_log_text(progress, raw))
+                return released
             built = builds.build(s, app, number, source, progress,
                                  allowed_images=apps.get_setting(host, app, "build-images"))
-            image, buildpack = built.image, built.buildpack
-            _update(host, app, number, image=image, buildpack=buildpack, build_log=built.log)
+            image, buildpack, raw = built.image, built.buildpack, built.log
+            _update(host, app, number, image=image, buildpack=buildpack)
         if procs is None:  # an earlier image (config, restart, rollback): read its commit's Procfile
             procs = formation.procfile(host, app, sha)
         if formation.RELEASE in procs:
-            formation.run_release_command(host, app, image=image, command=procs[formation.RELEASE],
+            formation.run_release_command(host, app, image=image, command=procs[formation.RELEASE], env=env,
                                           progress=progress)
         port = web_port(image)
         for process, count in formation.counts(host, app, procs).items():
             for index in range(1, count + 1):
-                started.append(formation.start(host, app, release=number, image=image, port=port,
+                started.append(formation.start(host, app, release=number, image=image, port=port, env=env,
                                                process=process, index=index, procs=procs, progress=progress))
         if started:
             formation.warn_if_shared_uid(started[0], progress)
@@ -339,29 +362,44 @@ def _roll_out(host: Host, app: str, *, kind: str, sha: str, image: str, buildpac
         for container in started:
             engine.remove(container.id, timeout=0)
         message = exc.message if isinstance(exc, MinipaasError) else f"interrupted ({type(exc).__name__})"
-        log = {"build_log": exc.log} if isinstance(exc, BuildFailed) and exc.log else {}
-        _update(host, app, number, status="failed", message=message, finished_at=store.now(), **log)
+        if isinstance(exc, BuildFailed) and exc.log:
+            raw = exc.log
+        progress.lines.append(f"!     {message}")  # the caller says it; the log keeps it
+        _update(host, app, number, status="failed", message=message, finished_at=store.now(),
+                build_log=_log_text(progress, raw))
         raise
     if old:
         progress(f"-----> Retiring {', '.join(c.name for c in old)} in {drain}s (in the background)")
         _spawn_retirer(host, app)
     domain = apps.default_domain(host, app)
     progress(f"=====> {app} release {number} is live at http://{domain}{_port_suffix(host)}/")
+    _update(host, app, number, build_log=_log_text(progress, raw))
     return get(host, app, number)
 
 
-def _roll_out_site(host: Host, app: str, number: int, source: builds.Source, progress: Progress) -> Release:
+BUILDER_OUTPUT = "----- the builder's own output -----"
+
+
+def _log_text(recorder: Recorder, raw: str) -> str:
+    """A release's log: what the pusher saw, then every line the builder printed."""
+    text = recorder.text()
+    return f"{text}\n\n{BUILDER_OUTPUT}\n{raw}" if raw else text
+
+
+def _roll_out_site(host: Host, app: str, number: int, source: builds.Source,
+                   progress: Progress) -> tuple[Release, str]:
     """The static variant of the sequence: files into a release directory, then one symlink swap.
 
-    Runs inside `_roll_out`'s failure handling: an exception marks the release failed.
+    Runs inside `_roll_out`'s failure handling: an exception marks the release failed. Returns the
+    release and the builder's output (a site with a build step).
     """
     s = host.settings
-    image = ""
+    image, raw = "", ""
     _update(host, app, number, buildpack=source.pack.name, serving="static")
     if source.pack.serve == "static-build":
         built = builds.build(s, app, number, source, progress)
-        image = built.image
-        _update(host, app, number, image=image, build_log=built.log)
+        image, raw = built.image, built.log
+        _update(host, app, number, image=image)
     else:
         progress(f"-----> Preparing {app} (release {number}, {source.sha[:7]}) with the {source.pack.name} buildpack")
     sites.prepare(s, app, number, source.sha, source.pack, site_dir=apps.get_setting(host, app, "static-dir"),
@@ -381,7 +419,7 @@ def _roll_out_site(host: Host, app: str, number: int, source: builds.Source, pro
     _record_live(host, app, number, retiring=[c.id for c in old], drain=0)
     _spawn_retirer(host, app)  # old containers, if it was a container app; old site directories (gc)
     progress(f"=====> {app} release {number} is live at http://{apps.default_domain(host, app)}{_port_suffix(host)}/")
-    return get(host, app, number)
+    return get(host, app, number), raw
 
 
 def web_port(image: str) -> int:
@@ -404,9 +442,18 @@ def checks_for(host: Host, app: str, sha: str) -> health.Checks:
 
 def wait_healthy(host: Host, app: str, container: engine.Container, sha: str,
                  progress: Progress) -> tuple[str, float]:
-    """Health-check a container with the app's checks; returns (its address, seconds taken)."""
-    checks = checks_for(host, app, sha)
+    """Health-check a container with the app's checks; returns (its address, seconds taken).
+
+    app.json's `healthchecks.web` (dokku's form) first, then a CHECKS file, then the app's setting."""
     timeout = int(apps.get_setting(host, app, "healthcheck-timeout"))
+    raw = gitrepo.read_file(host.settings.repo_path(app), sha, "app.json")
+    from_app_json = appjson.parse(raw) if raw is not None else None
+    if from_app_json is not None and from_app_json.run:
+        names = ", ".join(f"{c.name} ({c.describe()})" for c in from_app_json.run)
+        progress(f"-----> Waiting for {container.name} to pass app.json's {names} (timeout {timeout}s)")
+        return health.wait_app_json(container.id, network=host.settings.network, port=container_port(container),
+                                    healthchecks=from_app_json, timeout=timeout, progress=progress)
+    checks = checks_for(host, app, sha)
     what = " and ".join(c.describe() for c in checks.checks)
     progress(f"-----> Waiting for {container.name} to answer {what} (timeout {timeout}s)")
     return health.wait_healthy(container.id, network=host.settings.network, port=container_port(container),
@@ -543,7 +590,7 @@ def restore(host: Host, progress: Progress) -> None:
             if len(addresses) < wanted[formation.WEB]:
                 progress(f"-----> {app}: containers of release {current.number} are gone; starting new ones")
                 _roll_out(host, app, kind="restart", sha=current.sha, image=current.image,
-                          buildpack=current.buildpack, progress=progress)
+                          buildpack=current.buildpack, progress=progress, env=current.config)
                 continue
             if addresses:
                 proxy.switch(s, app, current.number, addresses)

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import contextlib
 import http.client
+import json
 import os
 import re
 import shutil
@@ -137,6 +138,15 @@ class Paas:
         args = ["ps", "-q", "--filter", f"label=minipaas={self.home}"]
         return docker(*args, *(["-a"] if all else [])).split()
 
+    def builder_log(self, app: str, release: int | None = None) -> str:
+        """Every line the builder printed for a release (default: the newest), as its log keeps them;
+        a push shows the pusher only the steps and the commands' own output."""
+        if release is None:
+            release = max(r["number"] for r in json.loads(self.run("releases", app, "--json").stdout))
+        text = self.run("releases:info", app, str(release)).stdout
+        marker = "----- the builder's own output -----"
+        return text.split(marker, 1)[1] if marker in text else ""
+
     def repo_ref(self, app: str, ref: str = "refs/heads/master") -> str:
         result = subprocess.run(["git", "--git-dir", str(self.home / "repos" / f"{app}.git"), "rev-parse",
                                  "--verify", "--quiet", ref], capture_output=True, text=True)
@@ -144,12 +154,12 @@ class Paas:
 
 
 def step_cached(output: str, instruction: str) -> bool:
-    """Whether a build (its push output, either builder's) reused the cached layer of the step that runs
-    `instruction`: BuildKit says `#7 CACHED` under `#7 [build 4/5] RUN ...`; the legacy builder says
-    `Using cache` after `Step 4/9 : RUN ...`."""
+    """Whether a build (its builder's own output, `Paas.builder_log`, either builder's) reused the cached
+    layer of the step that runs `instruction`: BuildKit says `#7 CACHED` under `#7 [build 4/5] RUN ...`;
+    the legacy builder says `Using cache` after `Step 4/9 : RUN ...`."""
     step = re.search(rf"#(\d+) \[[^\]]*\] {re.escape(instruction)}", output)
     if step:
-        return re.search(rf"^remote: +#{step.group(1)} CACHED\b", output, re.M) is not None
+        return re.search(rf"^(?:remote: +)?#{step.group(1)} CACHED\b", output, re.M) is not None
     _, found, after = output.partition(instruction)
     return bool(found) and "Using cache" in after.split("Step", 1)[0]
 

@@ -378,7 +378,7 @@ def assert_rejected_before_building(paas: Paas, app: str, result: subprocess.Com
                                     words: str) -> None:
     output = result.stdout + result.stderr
     errors = [line.rstrip() for line in output.splitlines() if line.startswith("remote: !")]
-    assert errors[-1] == "remote: !     push rejected; the previous release keeps serving", output
+    assert errors[-1] == "remote: !     push rejected; nothing was deployed", output  # a first push
     assert len(errors) == 2 and words in errors[0], output
     assert "internal error" not in output and "Traceback" not in output
     assert "Step " not in output and "Building" not in output  # no build started
