@@ -1,9 +1,9 @@
 #!/usr/bin/env bash
 # Sets a Debian host up for minipaas and puts the example app live.
 #
-#   sudo ./install.sh              host packages, Docker engine, nginx, minipaas in /opt/minipaas,
+#   ./install.sh                   host packages, Docker engine, nginx, minipaas in /opt/minipaas,
 #                                  the Node.js base image, `minipaas init`, then examples/hello live
-#   sudo ./install.sh --deps-only  everything the test suite needs, without init or the example app
+#   ./install.sh --deps-only       everything the test suite needs, without init or the example app
 #
 # Settings come from the environment (MINIPAAS_HOME, MINIPAAS_DOMAIN, MINIPAAS_HTTP_PORT,
 # MINIPAAS_NGINX, MINIPAAS_NGINX_USER, MINIPAAS_BUILD_CA) and are written to
@@ -18,7 +18,13 @@ deps_only=0
 say() { printf -- '-----> %s\n' "$*"; }
 die() { printf 'install.sh: %s\n' "$*" >&2; exit 1; }
 
-[ "$(id -u)" = 0 ] || die "run as root (sudo ./install.sh)"
+# Root runs it as it is (a bare Debian host's root has no sudo); anyone else goes through sudo, keeping
+# the MINIPAAS_* settings.
+if [ "$(id -u)" != 0 ]; then
+  command -v sudo >/dev/null || die "run as root (no sudo here to become root with)"
+  keep=$(env | sed -n 's/^\(MINIPAAS_[A-Z_]*\)=.*/\1/p' | paste -sd, -)
+  exec sudo ${keep:+--preserve-env="$keep"} -- "$0" "$@"
+fi
 
 # --- host packages ----------------------------------------------------------------------------
 need=()
