@@ -189,29 +189,34 @@ def change_static_dir(host: Host, app: str, folder: str, progress: Progress) -> 
         try:
             if folder and current is not None:
                 sites.check_static_dir(host.settings, app, current.sha, folder)
-            if current is None or current.buildpack != "static-build" or not engine.image_labels(current.image) \
+            source = builds.inspect(host.settings, app, current.sha) if current is not None else None
+            if current is None or source is None or source.pack.serve != "static-build" \
+                    or current.buildpack != source.pack.name or not engine.image_labels(current.image) \
                     or (folder and not sites.image_has_folder(current.image, folder)):
                 progress(f"-----> Stored; {app} serves {folder or 'the folder its build made'} from the next push")
                 return None
-            return _reserve_site(host, app, current, folder, progress)
+            return _reserve_site(host, app, current, source, folder, progress)
         except BaseException:
             apps.set_setting(host, app, "static-dir", before)
             raise
 
 
-def _reserve_site(host: Host, app: str, current: Release, folder: str, progress: Progress) -> Release:
+def _reserve_site(host: Host, app: str, current: Release, source: builds.Source, folder: str,
+                  progress: Progress) -> Release:
     """The live static build's image, served from another of its folders: a release of kind `settings`."""
     s = host.settings
-    source = builds.inspect(s, app, current.sha)
     number = _record_pending(host, app, kind="settings", sha=current.sha, image=current.image,
                              buildpack=current.buildpack, env=current.config)
     _update(host, app, number, serving="static", message=f"static-dir {folder or '(found by the build)'}")
+    previous = sites.live_release(s, app)
     try:
         sites.prepare(s, app, number, current.sha, source.pack, site_dir=folder, image=current.image,
                       progress=progress, outputs=source.preset.output if source.preset else ())
         sites.activate(s, app, number)
         _record_live(host, app, number, retiring=[], drain=0)
     except BaseException as exc:
+        if previous is not None and sites.live_release(s, app) != previous:
+            sites.activate(s, app, previous)
         message = exc.message if isinstance(exc, MinipaasError) else f"interrupted ({type(exc).__name__})"
         _update(host, app, number, status="failed", message=message, finished_at=store.now())
         raise
