@@ -43,6 +43,9 @@ def _plain_path(value: str) -> bool:
     return bool(re.fullmatch(r"[A-Za-z0-9._-]+(/[A-Za-z0-9._-]+)*", value)) and ".." not in value
 
 
+# markdown-html's values before it had GitHub's default: stored as the names they stand for.
+MARKDOWN_HTML_ALIASES = {"on": "sanitize", "off": "escape"}
+
 SETTINGS: dict[str, AppSetting] = {
     "deploy-branch": AppSetting(
         "", lambda v: v == "" or _plain_path(v), "branch whose pushes deploy (empty: master or main)"),
@@ -67,8 +70,9 @@ SETTINGS: dict[str, AppSetting] = {
         "", lambda v: v == "" or _plain_path(v), "folder a static site is served from (empty: found automatically)"),
     "hsts": AppSetting("off", lambda v: v in ("on", "off"),
                        "on: HTTPS responses carry Strict-Transport-Security (browsers then insist on HTTPS)"),
-    "markdown-html": AppSetting("off", lambda v: v in ("on", "off"),
-                                "on: raw HTML in Markdown pages is kept (sanitized); off: it is shown as text"),
+    "markdown-html": AppSetting("sanitize", lambda v: v in ("sanitize", "escape", *MARKDOWN_HTML_ALIASES),
+                                "sanitize: raw HTML in Markdown pages is kept, sanitized as GitHub does; "
+                                "escape: it is shown as text (on and off are taken for sanitize and escape)"),
     "letsencrypt": AppSetting("off", lambda v: v in ("on", "off"),
                               "on: letsencrypt:renew keeps a certificate from the ACME CA (letsencrypt:enable)"),
     "build-images": AppSetting("", valid_image_patterns,
@@ -177,7 +181,12 @@ def get_setting(host: Host, name: str, key: str) -> str:
     if key not in SETTINGS:
         raise InvalidInput(f"unknown setting {key!r}; known: {', '.join(SETTINGS)}")
     row = host.db.execute("SELECT value FROM app_settings WHERE app = ? AND key = ?", (name, key)).fetchone()
-    return row["value"] if row else SETTINGS[key].default
+    return _canonical(key, row["value"]) if row else SETTINGS[key].default
+
+
+def _canonical(key: str, value: str) -> str:
+    """A value as it is stored and shown: markdown-html's on/off (kept from before) as sanitize/escape."""
+    return MARKDOWN_HTML_ALIASES.get(value, value) if key == "markdown-html" else value
 
 
 def all_settings(host: Host, name: str) -> dict[str, str]:
@@ -189,6 +198,7 @@ def set_setting(host: Host, name: str, key: str, value: str) -> None:
         raise InvalidInput(f"unknown setting {key!r}; known: {', '.join(SETTINGS)}")
     if not SETTINGS[key].check(value):
         raise InvalidInput(f"invalid value {value!r} for {key}: {SETTINGS[key].help}")
+    value = _canonical(key, value)
     with store.transaction(host.db) as db:
         db.execute("INSERT INTO app_settings (app, key, value) VALUES (?, ?, ?) "
                    "ON CONFLICT (app, key) DO UPDATE SET value = excluded.value", (name, key, value))

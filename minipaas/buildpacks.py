@@ -2,15 +2,17 @@
 rule, how the result is served) and, where it builds an image other than from the app's own
 Dockerfile, a Jinja2 Dockerfile template.
 
-Adding a buildpack is adding a folder; nothing here knows any particular language.
+Adding a buildpack is adding a folder; nothing here knows any particular language. A detect rule may
+defer to the framework presets (`preset = "static"`: see presets.py), and name files or app settings that
+choose it outright (a `.static` file, the `static-dir` setting).
 """
 
 from __future__ import annotations
 
 import fnmatch
 import tomllib
-from collections.abc import Callable
-from dataclasses import dataclass
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -33,6 +35,9 @@ class Buildpack:
     template: str  # the Dockerfile template; "" for the app's own Dockerfile (or no image at all)
     serve: str  # container: run the image; static/markdown: nginx serves files; static-build: files from the image
     site_roots: tuple[str, ...]  # where the site's files are: repo folders (static) or image folders (static-build)
+    chosen_by: tuple[str, ...] = ()  # any of these paths chooses it (given any/none), whatever the scripts say
+    chosen_by_settings: tuple[str, ...] = ()  # ... and so does any of these app settings when it is set
+    preset: str = ""  # when a framework preset decides the app's kind: chosen if and only if it is this kind
 
     @property
     def uses_app_dockerfile(self) -> bool:
@@ -42,12 +47,27 @@ class Buildpack:
     def is_static(self) -> bool:
         return self.serve != "container"
 
-    def detects(self, paths: set[str], scripts: set[str]) -> bool:
+    def detects(self, paths: set[str], scripts: set[str], facts: DetectFacts | None = None) -> bool:
+        facts = facts or DetectFacts()
+
         def matches(pattern: str) -> bool:
             return pattern in paths or any(fnmatch.fnmatchcase(p, pattern) for p in paths)
 
-        return (any(matches(p) for p in self.any_of) and not any(matches(p) for p in self.none_of)
-                and all(s in scripts for s in self.scripts) and not any(s in scripts for s in self.no_scripts))
+        if not any(matches(p) for p in self.any_of) or any(matches(p) for p in self.none_of):
+            return False
+        if any(matches(p) for p in self.chosen_by) or any(facts.settings.get(s) for s in self.chosen_by_settings):
+            return True
+        if self.preset and facts.preset_kind:
+            return facts.preset_kind == self.preset
+        return all(s in scripts for s in self.scripts) and not any(s in scripts for s in self.no_scripts)
+
+
+@dataclass(frozen=True)
+class DetectFacts:
+    """What detection knows besides the commit's paths and scripts."""
+
+    preset_kind: str = ""  # the kind of the framework preset that decides the app, if one does
+    settings: Mapping[str, str] = field(default_factory=dict)  # the app's settings that detect rules name
 
 
 def load_all(folder: Path) -> list[Buildpack]:
@@ -67,6 +87,9 @@ def load_all(folder: Path) -> list[Buildpack]:
                 template=str(data.get("template", "")),
                 serve=str(data.get("serve", "container")),
                 site_roots=tuple(data.get("site_roots", ())),
+                chosen_by=tuple(detect.get("chosen_by", ())),
+                chosen_by_settings=tuple(detect.get("chosen_by_settings", ())),
+                preset=str(detect.get("preset", "")),
             )
         except (tomllib.TOMLDecodeError, TypeError, ValueError) as exc:
             raise MinipaasError(f"buildpack {spec} is malformed: {exc}") from None
@@ -76,9 +99,10 @@ def load_all(folder: Path) -> list[Buildpack]:
     return sorted(packs, key=lambda p: (p.order, p.name))
 
 
-def detect(packs: list[Buildpack], paths: set[str], scripts: set[str]) -> Buildpack:
+def detect(packs: list[Buildpack], paths: set[str], scripts: set[str],
+           facts: DetectFacts | None = None) -> Buildpack:
     for pack in packs:
-        if pack.detects(paths, scripts):
+        if pack.detects(paths, scripts, facts):
             return pack
     known = ", ".join(f"{p.name} ({' or '.join(p.any_of)})" for p in packs)
     raise BuildFailed(f"no buildpack recognises this app; minipaas knows: {known}")

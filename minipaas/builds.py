@@ -36,6 +36,7 @@ from minipaas import (
     gitrepo,
     locks,
     packagejson,
+    presets,
     procfile,
     stacks,
 )
@@ -57,6 +58,23 @@ class Source:
     package: packagejson.Package  # the checked facts of package.json, all a template sees of it
     procfile: dict[str, str]
     pack: buildpacks.Buildpack
+    preset: presets.Preset | None = None  # the framework preset its package.json names, if any
+
+    @property
+    def build_command(self) -> str:
+        """The preset's build command when package.json has no build script and the preset decides what the app
+        is, or it is built as a site anyway ("": `npm run build` if there is a build script, else none)."""
+        if self.preset is None or "build" in self.package.scripts:
+            return ""
+        wanted = self.preset.decides(self.package.scripts) or self.pack.serve == "static-build"
+        return self.preset.build if wanted else ""
+
+    @property
+    def start_command(self) -> str:
+        """The preset's start command when there is no Procfile web: line and no start script."""
+        if self.preset is None or "web" in self.procfile or "start" in self.package.scripts:
+            return ""
+        return self.preset.start
 
 
 @dataclass(frozen=True)
@@ -69,13 +87,25 @@ class Build:
 
 
 def inspect(settings: Settings, app: str, sha: str) -> Source:
-    """Read the commit's files, package.json and Procfile, and pick its buildpack."""
+    """Read the commit's files, package.json and Procfile, and pick its buildpack (and framework preset)."""
     repo = settings.repo_path(app)
     paths = frozenset(gitrepo.all_files(repo, sha))
     package = packagejson.parse(gitrepo.read_file(repo, sha, "package.json") if "package.json" in paths else None)
     procs = procfile.parse(gitrepo.read_file(repo, sha, "Procfile") or b"") if "Procfile" in paths else {}
-    pack = buildpacks.detect(buildpacks.load_all(settings.buildpacks_dir), set(paths), set(package.scripts))
-    return Source(sha, paths, package, procs, pack)
+    return classify(sha, paths, package, procs, packs=buildpacks.load_all(settings.buildpacks_dir),
+                    known_presets=presets.load_all(settings.buildpacks_dir / "presets"),
+                    app_settings={"static-dir": apps.setting_at(settings, app, "static-dir")})
+
+
+def classify(sha: str, paths: frozenset[str], package: packagejson.Package, procs: dict[str, str], *,
+             packs: list[buildpacks.Buildpack], known_presets: list[presets.Preset],
+             app_settings: dict[str, str]) -> Source:
+    """Pick the buildpack and framework preset of a commit's facts (pure: inspect reads them)."""
+    preset = presets.match(known_presets, package.dependencies) if "package.json" in paths else None
+    facts = buildpacks.DetectFacts(preset_kind=preset.kind if preset and preset.decides(package.scripts) else "",
+                                   settings=app_settings)
+    pack = buildpacks.detect(packs, set(paths), set(package.scripts), facts)
+    return Source(sha, paths, package, procs, pack, preset)
 
 
 def build(
@@ -122,6 +152,9 @@ def build(
             "package": source.package,
             "procfile": source.procfile,
             "build_ca": settings.build_ca is not None,
+            # Framework presets (buildpacks/presets): the tool's own commands, where the app names none.
+            "build_command": source.build_command,
+            "start_command": source.start_command,
         }
         dockerfile = buildpacks.render(pack, facts, lambda kind, spec: stacks.resolve(spec, settings),
                                        cache_dir=settings.cache_dir)

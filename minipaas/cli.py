@@ -196,9 +196,12 @@ def settings_show(app: str, as_json: bool) -> None:
 @click.argument("value")
 def settings_set(app: str, key: str, value: str) -> None:
     """Change one of an app's settings."""
-    from minipaas import apps
+    from minipaas import apps, releases
 
-    apps.set_setting(_host(), _app(app), key, value)
+    if key == "static-dir":  # checked against the live build, and served from it at once when it can be
+        releases.change_static_dir(_host(), _app(app), value, say)
+    else:
+        apps.set_setting(_host(), _app(app), key, value)
     say(f"-----> {app}: {key} = {value}")
 
 

@@ -5,8 +5,9 @@ file becomes (`a/b.md` → `a/b.html`, a folder's README.md or index.md → its 
 (CommonMark through markdown-it-py, with tables and strikethrough, fenced code highlighted by Pygments),
 rewriting links between pages, the sidebar built from the folder tree, each page's table of contents, the
 search index and its script, the theme, the 404 page, and copying images and other files as they are.
+Heading ids and the check of links between pages are doclinks.py's; what raw HTML may keep is dochtml.py's.
 
-The repository is untrusted: raw HTML in Markdown is escaped (or, when allowed, sanitized with nh3),
+The repository is untrusted: raw HTML in Markdown is sanitized as GitHub does (or, when asked, escaped),
 `javascript:` links are never live, every page carries a Content-Security-Policy that forbids inline
 scripts, and symlinks and hidden entries are never read nor copied, so a link cannot expose host files.
 Deciding *when* an app is a docs site and configuring nginx are not done here.
@@ -28,15 +29,17 @@ from importlib import resources
 from pathlib import Path
 from urllib.parse import quote, unquote
 
-import nh3
 from markdown_it import MarkdownIt
 from markdown_it.token import Token
+from mdit_py_plugins.anchors import anchors_plugin
 from pygments import highlight as pygments_highlight
 from pygments.formatters import HtmlFormatter
 from pygments.lexer import Lexer
 from pygments.lexers import get_lexer_by_name
 from pygments.util import ClassNotFound
 
+from minipaas import dochtml, doclinks
+from minipaas.doclinks import BrokenLink
 from minipaas.errors import BuildFailed
 
 ASSETS = "assets"
@@ -77,6 +80,7 @@ class Page:
     title: str = ""
     body: str = ""
     headings: list[Heading] = field(default_factory=list)
+    links: list[str] = field(default_factory=list)  # its hrefs as written, for the link check
 
     @property
     def depth(self) -> int:
@@ -96,12 +100,23 @@ class Folder:
 # --- public entry point ----------------------------------------------------------------------------------
 
 
+@dataclass(frozen=True)
+class Rendered:
+    pages: int  # pages written
+    broken: list[BrokenLink]  # links between pages (or to anchors) that lead nowhere
+
+
 def render_site(src: Path, out: Path, *, title: str, allow_html: bool = False) -> int:
-    """Render every `.md` under `src` into a static site in `out`; return the number of pages written.
+    """Render every `.md` under `src` into a static site in `out`; return the number of pages written."""
+    return render_docs(src, out, title=title, allow_html=allow_html).pages
+
+
+def render_docs(src: Path, out: Path, *, title: str, allow_html: bool = False) -> Rendered:
+    """Render every `.md` under `src` into a static site in `out`; say how many pages, and which links broke.
 
     `out` is created if needed and is best given empty: files are written, never removed. With
-    `allow_html`, raw HTML in the Markdown is kept but sanitized (no scripts, event handlers or
-    `javascript:` URLs); otherwise it is shown escaped, as text.
+    `allow_html`, raw HTML in the Markdown is kept but sanitized as GitHub does (no scripts, event handlers,
+    styles or `javascript:` URLs); otherwise it is shown escaped, as text.
     """
     if not src.is_dir():
         raise BuildFailed(f"docs source {src} is not a folder")
@@ -115,6 +130,9 @@ def render_site(src: Path, out: Path, *, title: str, allow_html: bool = False) -
     renderer = Renderer(allow_html=allow_html)
     for page in pages:
         renderer.render(page, read_text(src, page.src), out_of)
+    broken = doclinks.broken_links(
+        [doclinks.PageLinks(page.src, tuple(page.links), frozenset(doclinks.html_anchors(page.body)))
+         for page in pages], markdown_files + other_files)
     if not any(page.out == "index.html" for page in pages):
         pages.append(generated_index(pages, title))
     tree = build_tree(pages)
@@ -129,7 +147,7 @@ def render_site(src: Path, out: Path, *, title: str, allow_html: bool = False) -
     write_assets(out, pages)
     for rel in copied:
         copy_file(src, out, rel)
-    return len(pages)
+    return Rendered(pages=len(pages), broken=broken)
 
 
 # --- reading the repository ------------------------------------------------------------------------------
@@ -270,28 +288,6 @@ def rewrite_link(href: str, page_src: str, out_of: dict[str, str]) -> str:
 # --- Markdown to HTML ------------------------------------------------------------------------------------
 
 
-def slugify(text: str) -> str:
-    """GitHub-style heading id: lower case, punctuation dropped, each space a hyphen."""
-    slug = re.sub(r"[^\w\- ]", "", text.strip().lower()).replace(" ", "-")
-    return slug or "section"
-
-
-class Slugger:
-    """Hands out unique ids for one page: `setup`, `setup-1`, `setup-2`, ..., never one the layout uses."""
-
-    def __init__(self) -> None:
-        self.used: set[str] = set(LAYOUT_IDS)
-
-    def __call__(self, text: str) -> str:
-        base = slug = slugify(text)
-        number = 0
-        while slug in self.used:
-            number += 1
-            slug = f"{base}-{number}"
-        self.used.add(slug)
-        return slug
-
-
 @functools.lru_cache(maxsize=128)
 def _lexer(name: str) -> Lexer:
     return get_lexer_by_name(name)
@@ -312,27 +308,6 @@ def highlight_code(code: str, lang: str, _attrs: str = "") -> str:
     return f'<pre class="highlight"><code class="language-{html.escape(lang)}">{spans}</code></pre>'
 
 
-def sanitize_attributes() -> dict[str, set[str]]:
-    """What raw HTML may keep with allow_html: nh3's defaults plus heading ids and highlighting classes."""
-    allowed = {tag: set(names) for tag, names in nh3.ALLOWED_ATTRIBUTES.items()}
-    allowed["*"] = {"lang", "title", "dir"}
-    allowed["a"] = allowed.get("a", set()) | {"id"}
-    allowed["img"] = allowed.get("img", set()) | {"loading"}
-    for tag in ("h1", "h2", "h3", "h4", "h5", "h6"):
-        allowed[tag] = allowed.get(tag, set()) | {"id"}
-    for tag in ("pre", "code", "span", "th", "td"):
-        allowed[tag] = allowed.get(tag, set()) | {"class"}
-    return allowed
-
-
-def sanitize(body: str, link_filter: Callable[[str], str]) -> str:
-    """nh3 (ammonia): drop scripts, styles, event handlers, unknown tags and non-web URL schemes."""
-    def attribute_filter(tag: str, attribute: str, value: str) -> str | None:
-        return link_filter(value) if tag == "a" and attribute == "href" else value
-
-    return nh3.clean(body, attributes=sanitize_attributes(), attribute_filter=attribute_filter, link_rel=None)
-
-
 def inline_text(token: Token) -> str:
     """The plain text of an inline token (a heading's words, without markup)."""
     parts: list[str] = []
@@ -351,37 +326,46 @@ class Renderer:
         self.allow_html = allow_html
         self.md = MarkdownIt("commonmark", {"html": allow_html, "highlight": highlight_code})
         self.md.enable(["table", "strikethrough"])
+        # Every heading gets GitHub's id, numbered when repeated, never one the layout uses.
+        anchors_plugin(self.md, min_level=1, max_level=6, slug_func=doclinks.slug_avoiding(LAYOUT_IDS))
 
     def render(self, page: Page, text: str, out_of: dict[str, str]) -> None:
         env: dict[str, object] = {}
         tokens = self.md.parse(text, env)
         links = functools.partial(rewrite_link, page_src=page.src, out_of=out_of)
-        page.headings, h1 = annotate(tokens, links)
+        page.headings, h1, page.links = annotate(tokens, links, raw_html=self.allow_html)
         page.title = h1 or default_title(page)
         body = self.md.renderer.render(tokens, self.md.options, env)
-        page.body = sanitize(body, links) if self.allow_html else body
+        page.body = dochtml.sanitize(body, links, reserved_ids=LAYOUT_IDS) if self.allow_html else body
 
 
-def annotate(tokens: list[Token], links: Callable[[str], str]) -> tuple[list[Heading], str]:
-    """Give headings ids, rewrite links, turn table alignment into classes; return (headings, first H1)."""
-    slugger = Slugger()
+def annotate(tokens: list[Token], links: Callable[[str], str], *,
+             raw_html: bool = False) -> tuple[list[Heading], str, list[str]]:
+    """Read headings (the anchors plugin gave them ids), rewrite links, turn table alignment into classes;
+    return (headings, first H1, the links as written, also those of raw HTML when it is kept)."""
     headings: list[Heading] = []
+    written: list[str] = []
     first_h1 = ""
     for position, token in enumerate(tokens):
         if token.type == "heading_open":
             text = inline_text(tokens[position + 1])
-            heading = Heading(level=int(token.tag[1]), text=text, id=slugger(text))
-            token.attrSet("id", heading.id)
+            heading = Heading(level=int(token.tag[1]), text=text, id=str(token.attrGet("id") or ""))
             headings.append(heading)
             if heading.level == 1 and not first_h1:
                 first_h1 = text
         elif token.type in ("th_open", "td_open"):
             _align_class(token)
+        elif token.type == "html_block" and raw_html:
+            written.extend(dochtml.hrefs(token.content))
         elif token.type == "inline":
             for child in token.children or []:
                 if child.type == "link_open":
-                    child.attrSet("href", links(str(child.attrGet("href") or "")))
-    return headings, first_h1
+                    href = str(child.attrGet("href") or "")
+                    written.append(href)
+                    child.attrSet("href", links(href))
+                elif child.type == "html_inline" and raw_html:
+                    written.extend(dochtml.hrefs(child.content))
+    return headings, first_h1, written
 
 
 def _align_class(token: Token) -> None:

@@ -119,3 +119,18 @@ def all_files(repo: Path, sha: str) -> list[str]:
     """Every file path of the commit (for buildpack detection)."""
     out = _git(repo, "ls-tree", "-r", "--name-only", "-z", check_sha(sha))
     return [p for p in out.decode("utf-8", errors="replace").split("\0") if p]
+
+
+def tree_entries(repo: Path, sha: str, paths: list[str], *, recursive: bool = False) -> dict[str, tuple[str, str]]:
+    """The commit's entries at (or, recursive, under) `paths`: path → (mode, object id). Mode 120000 is a
+    symlink, 160000 a submodule; with `recursive` only files and links are listed, never folders."""
+    if not paths:
+        return {}
+    args = ["ls-tree", "-z", *(["-r"] if recursive else []), check_sha(sha), "--", *paths]
+    entries = {}
+    for line in _git(repo, *args).decode("utf-8", errors="replace").split("\0"):
+        if line:
+            info, _, path = line.partition("\t")
+            mode, _kind, obj = info.split(" ")
+            entries[path] = (mode, obj)
+    return entries

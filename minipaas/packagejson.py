@@ -43,6 +43,8 @@ class Package:
     engines_node: str | None = None  # the engines.node range as written (stacks checks it is a range)
     scripts: Mapping[str, str] = field(default_factory=dict)
     package_manager: PackageManager | None = None
+    # Names in dependencies and devDependencies (versions are npm's business): framework presets read them.
+    dependencies: frozenset[str] = frozenset()
 
 
 def parse(raw: bytes | None) -> Package:
@@ -60,7 +62,7 @@ def parse(raw: bytes | None) -> Package:
     if not isinstance(data, dict):
         raise BuildFailed("package.json must hold a JSON object")
     return Package(engines_node=_engines_node(data), scripts=_scripts(data),
-                   package_manager=_package_manager(data))
+                   package_manager=_package_manager(data), dependencies=_dependency_names(data))
 
 
 def _kind(value: Any) -> str:
@@ -98,6 +100,18 @@ def _scripts(data: dict[str, Any]) -> dict[str, str]:
         if not isinstance(command, str):
             raise BuildFailed(f"scripts.{_short(name)} in package.json must be a string, not {_kind(command)}")
     return dict(scripts)
+
+
+def _dependency_names(data: dict[str, Any]) -> frozenset[str]:
+    names: set[str] = set()
+    for key in ("dependencies", "devDependencies"):
+        if key not in data:
+            continue
+        deps = data[key]
+        if not isinstance(deps, dict):
+            raise BuildFailed(f"{key} in package.json must be an object, not {_kind(deps)}")
+        names.update(deps)
+    return frozenset(names)
 
 
 def _package_manager(data: dict[str, Any]) -> PackageManager | None:

@@ -186,6 +186,52 @@ def rollback(host: Host, app: str, target: int | None, progress: Progress) -> Re
         return get(host, app, released.number)
 
 
+def change_static_dir(host: Host, app: str, folder: str, progress: Progress) -> Release | None:
+    """`settings:set APP static-dir FOLDER`: checked, stored, and served at once from the live build's image
+    when that is a static build holding the folder (a new release of the same commit); else from the next
+    push. A folder that cannot be served (no index.html, a symlink) is refused and the setting kept as it was."""
+    with app_lock(host.settings, app, progress):
+        current = live(host, app)
+        before = apps.get_setting(host, app, "static-dir")
+        apps.set_setting(host, app, "static-dir", folder)  # checks its form: a relative path, no `..`
+        try:
+            if folder and current is not None:
+                sites.check_static_dir(host.settings, app, current.sha, folder)
+            source = builds.inspect(host.settings, app, current.sha) if current is not None else None
+            if current is None or source is None or source.pack.serve != "static-build" \
+                    or current.buildpack != source.pack.name or not engine.image_labels(current.image) \
+                    or (folder and not sites.image_has_folder(current.image, folder)):
+                progress(f"-----> Stored; {app} serves {folder or 'the folder its build made'} from the next push")
+                return None
+            return _reserve_site(host, app, current, source, folder, progress)
+        except BaseException:
+            apps.set_setting(host, app, "static-dir", before)
+            raise
+
+
+def _reserve_site(host: Host, app: str, current: Release, source: builds.Source, folder: str,
+                  progress: Progress) -> Release:
+    """The live static build's image, served from another of its folders: a release of kind `settings`."""
+    s = host.settings
+    number = _record_pending(host, app, kind="settings", sha=current.sha, image=current.image,
+                             buildpack=current.buildpack, env=current.config)
+    _update(host, app, number, serving="static", message=f"static-dir {folder or '(found by the build)'}")
+    previous = sites.live_release(s, app)
+    try:
+        sites.prepare(s, app, number, current.sha, source.pack, site_dir=folder, image=current.image,
+                      progress=progress, outputs=source.preset.output if source.preset else ())
+        sites.activate(s, app, number)
+        _record_live(host, app, number, retiring=[], drain=0)
+    except BaseException as exc:
+        if previous is not None and sites.live_release(s, app) != previous:
+            sites.activate(s, app, previous)
+        message = exc.message if isinstance(exc, MinipaasError) else f"interrupted ({type(exc).__name__})"
+        _update(host, app, number, status="failed", message=message, finished_at=store.now())
+        raise
+    progress(f"=====> {app} release {number} (release {current.number}'s build) is live")
+    return get(host, app, number)
+
+
 def _restorable(host: Host, app: str, release: Release) -> bool:
     if release.serving == "static":
         return (sites.app_dir(host.settings, app) / str(release.number)).is_dir()
@@ -403,7 +449,7 @@ def _roll_out_site(host: Host, app: str, number: int, source: builds.Source,
     else:
         progress(f"-----> Preparing {app} (release {number}, {source.sha[:7]}) with the {source.pack.name} buildpack")
     sites.prepare(s, app, number, source.sha, source.pack, site_dir=apps.get_setting(host, app, "static-dir"),
-                  image=image, progress=progress)
+                  image=image, progress=progress, outputs=source.preset.output if source.preset else ())
     previous = sites.live_release(s, app)
     sites.activate(s, app, number)
     try:

@@ -16,9 +16,9 @@ import tempfile
 from collections.abc import Callable
 from pathlib import Path
 
-from minipaas import engine, gitrepo, perms
+from minipaas import doclinks, engine, gitrepo, perms, sitebuild
 from minipaas.buildpacks import Buildpack
-from minipaas.errors import BuildFailed
+from minipaas.errors import BuildFailed, InvalidInput
 from minipaas.settings import Settings
 
 Progress = Callable[[str], None]
@@ -39,9 +39,10 @@ def serving_root(settings: Settings, app: str) -> Path | None:
 
 
 def prepare(settings: Settings, app: str, release: int, sha: str, pack: Buildpack, *,
-            site_dir: str, image: str, progress: Progress) -> Path:
+            site_dir: str, image: str, progress: Progress, outputs: tuple[str, ...] = ()) -> Path:
     """Fill the release directory; returns it. Nothing is served from it until `activate`.
 
+    `outputs`: where the app's framework preset says its build writes the site (tried first).
     Whatever wrote them (git archive, the built image, the Markdown renderer, precompression), its
     files end 0644 in 0755 folders for nginx's workers: static/ is the gate (see perms.py).
     """
@@ -53,7 +54,12 @@ def prepare(settings: Settings, app: str, release: int, sha: str, pack: Buildpac
         if pack.serve == "static":
             _from_commit(settings, app, sha, pack, site_dir, target)
         elif pack.serve == "static-build":
-            _from_image(image, pack, site_dir, target, progress)
+            if site_dir:
+                check_static_dir(settings, app, sha, site_dir)
+            root, archive = sitebuild.choose_output(settings.repo_path(app), sha, image, app=app, site_dir=site_dir,
+                                                    roots=_unique(outputs + pack.site_roots))
+            progress(f"       serving the build output in {root}/")
+            extract_tar(archive, target, strip=Path(root).name + "/")
         else:
             _from_markdown(settings, app, sha, target, progress)
         if not (target / "index.html").is_file():
@@ -66,6 +72,15 @@ def prepare(settings: Settings, app: str, release: int, sha: str, pack: Buildpac
     files = sum(1 for p in target.rglob("*") if p.is_file())
     progress(f"-----> Site of release {release}: {files} files")
     return target
+
+
+def image_has_folder(image: str, folder: str) -> bool:
+    """Whether the built app in `image` has `folder` (a static-dir setting served at once, or from the next push)."""
+    return engine.copy_out(image, f"/app/{folder.strip('/')}") is not None
+
+
+def _unique(names: tuple[str, ...]) -> tuple[str, ...]:
+    return tuple(dict.fromkeys(names))
 
 
 def _roots(pack: Buildpack, site_dir: str) -> tuple[str, ...]:
@@ -83,25 +98,37 @@ def _from_commit(settings: Settings, app: str, sha: str, pack: Buildpack, site_d
     raise BuildFailed(f"no index.html in {', '.join(_roots(pack, site_dir))}")
 
 
-def _from_image(image: str, pack: Buildpack, site_dir: str, target: Path, progress: Progress) -> None:
-    for root in _roots(pack, site_dir):
-        archive = engine.copy_out(image, f"/app/{root.strip('/')}")
-        if archive is not None:
-            progress(f"       serving the build output in {root}/")
-            extract_tar(archive, target, strip=Path(root.strip("/")).name + "/")
-            return
-    raise BuildFailed(f"the build produced none of {', '.join(_roots(pack, site_dir))}; "
-                      "name the output folder with `minipaas settings:set APP static-dir FOLDER`")
+def check_static_dir(settings: Settings, app: str, sha: str, folder: str) -> None:
+    """Refuse a static-dir that leaves the app's folder through a symlink of the commit (`site -> /etc`)."""
+    parts = folder.strip("/").split("/")
+    prefixes = ["/".join(parts[:n]) for n in range(1, len(parts) + 1)]
+    for path, (mode, _) in gitrepo.tree_entries(settings.repo_path(app), sha, prefixes).items():
+        if path in prefixes and mode == "120000":
+            raise InvalidInput(f"static-dir {folder} leads through {path}, a symbolic link in the repository; "
+                               "name a real folder inside the app")
 
 
 def _from_markdown(settings: Settings, app: str, sha: str, target: Path, progress: Progress) -> None:
     from minipaas import apps, docsite
 
-    allow_html = apps.setting_at(settings, app, "markdown-html") == "on"
+    allow_html = apps.setting_at(settings, app, "markdown-html") == "sanitize"
     with tempfile.TemporaryDirectory(prefix="minipaas-md-") as tmp:
         extract_tar(io.BytesIO(gitrepo.archive(settings.repo_path(app), sha)), Path(tmp))
-        pages = docsite.render_site(Path(tmp), target, title=app, allow_html=allow_html)
-    progress(f"       rendered {pages} Markdown pages")
+        rendered = docsite.render_docs(Path(tmp), target, title=app, allow_html=allow_html)
+    progress(f"       rendered {rendered.pages} Markdown pages")
+    for line in broken_link_warnings(rendered.broken):
+        progress(f"       {line}")
+
+
+MAX_LINK_WARNINGS = 20
+
+
+def broken_link_warnings(broken: list[doclinks.BrokenLink], limit: int = MAX_LINK_WARNINGS) -> list[str]:
+    """One warning a broken link, the first `limit` of them, then how many more: the push still succeeds."""
+    lines = [f"warning: {link}" for link in broken[:limit]]
+    if len(broken) > limit:
+        lines.append(f"warning: and {len(broken) - limit} more broken links")
+    return lines
 
 
 def extract_tar(stream: io.BufferedIOBase | io.BytesIO, target: Path, *, strip: str = "") -> None:

@@ -9,7 +9,8 @@ from pathlib import Path
 
 import pytest
 
-from minipaas.docsite import relative_url, render_site, rewrite_link, slugify
+from minipaas.doclinks import slugify
+from minipaas.docsite import relative_url, render_site, rewrite_link
 from minipaas.errors import BuildFailed
 
 
@@ -402,3 +403,82 @@ def test_two_hundred_pages_render(tmp_path: Path) -> None:
     page = read(out, "section3/page13.html")
     assert '<a href="page13.html" class="ds-current" aria-current="page">Page 13</a>' in page
     assert '<a href="page23.html">next</a>' in page
+
+
+# --- written for GitHub --------------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(("heading", "slug"), [
+    ("Getting Started", "getting-started"),
+    ("Files & folders", "files--folders"),
+    ("What's new in v2.0?", "whats-new-in-v20"),
+    ("snake_case and kebab-case", "snake_case-and-kebab-case"),
+    ("Überblick: Größe", "überblick-größe"),
+    ("日本語の見出し", "日本語の見出し"),
+    ("C++ / C#", "c--c"),
+    ("`render()` returns HTML", "render-returns-html"),
+])
+def test_heading_ids_are_githubs(tmp_path: Path, heading: str, slug: str) -> None:
+    out, _ = render(tmp_path, {"README.md": f"# Top\n\n## {heading}\n"})
+    assert f'<h2 id="{slug}">' in article(read(out, "index.html"))
+
+
+def test_raw_html_is_sanitized_with_githubs_allowlist(tmp_path: Path) -> None:
+    out, _ = render(tmp_path, {"README.md": (
+        '<h1 align="center"><img src="logo.png" width="80" onerror="x()"></h1>\n\n'
+        '<p align="right"><kbd>Ctrl</kbd> H<sub>2</sub>O x<sup>2</sup> <a id="here"></a><a name="there"></a></p>\n\n'
+        '<picture><source srcset="dark.png" media="(prefers-color-scheme: dark)"><img src="light.png"></picture>\n\n'
+        "<details open><summary>More</summary>\n\nText\n\n</details>\n\n"
+        '<table><tr><td align="right" style="color:red">1</td></tr></table>\n\n'
+        '<style>body{display:none}</style>\n\n<form action="/x"><input name="q"></form>\n\n'
+        '<div id="ds-search">hijack</div> <a href="JaVaScRiPt:alert(1)">j</a> <a href="vbscript:x">v</a>\n\n'
+        "<svg><script>alert(1)</script></svg>\n"
+    )}, allow_html=True)
+    body = article(read(out, "index.html"))
+    for kept in ('<h1 align="center"><img src="logo.png" width="80"></h1>', '<p align="right">', "<kbd>Ctrl</kbd>",
+                 "H<sub>2</sub>O", "x<sup>2</sup>", '<a id="here"></a>', '<a name="there"></a>',
+                 '<picture><source srcset="dark.png" media="(prefers-color-scheme: dark)"><img src="light.png">',
+                 "<details open=\"\"><summary>More</summary>", '<td align="right">1</td>'):
+        assert kept in body, kept
+    lowered = body.lower()
+    for gone in ("onerror", "style", "display:none", "<form", "<input", "javascript", "vbscript", "<svg",
+                 "alert", 'id="ds-search"'):
+        assert gone not in lowered, gone
+    assert "hijack" in body  # the text stays, its layout id goes
+
+
+def test_links_to_raw_html_anchors_and_github_ids_are_not_broken(tmp_path: Path) -> None:
+    src = make_tree(tmp_path / "src", {
+        "README.md": ('<a id="start"></a>\n\n# Home\n\n[a](#start) [b](#legacy) [c](guide.md#files--folders) '
+                      "[d](guide.md#setup-1) [e](#top) [f](img/x.png) [g](guide/) [h](https://example.com/#nope)\n\n"
+                      '<a name="legacy"></a>\n'),
+        "guide.md": "# Guide\n\n## Setup\n\n## Setup\n\n## Files & folders\n\n[i](README.md#home)\n",
+        "guide/notes.txt": "notes",
+        "img/x.png": b"png",
+    })
+    from minipaas.docsite import render_docs
+
+    rendered = render_docs(src, tmp_path / "out", title="T", allow_html=True)
+    assert rendered.broken == []
+    escaped = render_docs(src, tmp_path / "out2", title="T", allow_html=False)  # raw anchors are text then
+    assert sorted(str(link) for link in escaped.broken) == [
+        "README.md links to #legacy, which does not exist", "README.md links to #start, which does not exist"]
+
+
+def test_broken_links_between_pages_are_listed(tmp_path: Path) -> None:
+    src = make_tree(tmp_path / "src", {
+        "README.md": "# Home\n\n[a](missing.md) [b](guide/setup.md#nope) [c](#nowhere) [d](../outside.md)\n\n"
+                     '<a href="guide/setup.md#install-9">raw</a>\n',
+        "guide/setup.md": "# Setup\n\n## Install\n\n[e](../README.md#home) [f](../img/gone.png)\n",
+    })
+    from minipaas.docsite import render_docs
+
+    rendered = render_docs(src, tmp_path / "out", title="T", allow_html=True)
+    assert [str(link) for link in rendered.broken] == [
+        "README.md links to missing.md, which does not exist",
+        "README.md links to guide/setup.md#nope, which does not exist",
+        "README.md links to #nowhere, which does not exist",
+        "README.md links to ../outside.md, which does not exist",
+        "README.md links to guide/setup.md#install-9, which does not exist",
+        "guide/setup.md links to ../img/gone.png, which does not exist",
+    ]

@@ -210,3 +210,53 @@ def test_docs_pushed_to_minipaas_work_in_the_browser(paas, tmp_path: Path) -> No
         assert [e for e in driver.get_log("browser") if e["level"] == "SEVERE"] == []
     finally:
         driver.quit()
+
+
+def target_id(driver: webdriver.Chrome) -> str:
+    """The element the URL's fragment points at (`:target`): its id, or the name of an `<a name>`."""
+    return driver.execute_script(
+        "const t = document.querySelector(':target'); return t ? (t.id || t.getAttribute('name')) : null;")
+
+
+def test_a_docs_folder_written_for_github_is_followed_by_its_links(paas, tmp_path: Path) -> None:
+    """Pushed to minipaas, served by its nginx with the docs CSP: in-page and cross-page links written for
+    GitHub land on their headings and raw-HTML anchors; kept raw HTML works; none of its scripts ran."""
+    from conftest import APPS
+
+    app = paas.new_app()
+    paas.push(paas.checkout(app, APPS / "docs-github"))
+    driver = chrome(tmp_path / "profile", "--host-resolver-rules=MAP *.paas.test 127.0.0.1")
+    try:
+        base = f"http://{app}.paas.test:{paas.port}"
+        driver.get(f"{base}/guide/setup")
+        driver.find_element(By.LINK_TEXT, "second install step").click()
+        wait(driver).until(lambda d: target_id(d) == "install-1")
+        assert driver.current_url.endswith("/guide/setup#install-1")
+        driver.find_element(By.LINK_TEXT, "Files & folders").click()
+        wait(driver).until(ec.url_to_be(f"{base}/guide/configuration.html#files--folders"))
+        assert target_id(driver) == "files--folders"
+        driver.find_element(By.LINK_TEXT, "the config file").click()  # to an <a id> in raw HTML
+        wait(driver).until(lambda d: target_id(d) == "config-file")
+
+        driver.get(f"{base}/")
+        assert driver.find_element(By.CSS_SELECTOR, ".ds-article h1").get_attribute("align") == "center"
+        driver.find_element(By.LINK_TEXT, "The old anchor").click()  # to an <a name>
+        wait(driver).until(lambda d: target_id(d) == "legacy-anchor")
+        driver.find_element(By.LINK_TEXT, "Why the name?").click()
+        wait(driver).until(ec.url_to_be(f"{base}/faq.html#why-is-it-called-widgetry"))
+        assert target_id(driver) == "why-is-it-called-widgetry"
+
+        driver.get(f"{base}/")
+        details = driver.find_element(By.TAG_NAME, "details")
+        assert details.get_attribute("open") is None
+        details.find_element(By.TAG_NAME, "summary").click()
+        assert details.get_attribute("open") is not None
+        assert driver.find_element(By.CSS_SELECTOR, "details pre").is_displayed()
+        driver.find_element(By.LINK_TEXT, "Back to getting started").click()  # its onclick is gone
+        wait(driver).until(lambda d: target_id(d) == "getting-started")
+        logo = driver.find_element(By.CSS_SELECTOR, 'img[alt="Widgetry logo"]')
+        assert driver.execute_script("return arguments[0].naturalWidth", logo) > 0  # the image loaded
+        assert driver.title == f"Home – {app}"  # no script of the page ran
+        assert [e for e in driver.get_log("browser") if e["level"] == "SEVERE"] == []
+    finally:
+        driver.quit()

@@ -1,0 +1,4 @@
+import "./style.css";
+import { setupCounter } from "./counter.js";
+
+setupCounter(document.querySelector("#counter"));
