@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import fnmatch
 import tomllib
-from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -19,6 +18,7 @@ import jinja2
 from minipaas.errors import BuildFailed, MinipaasError
 
 SERVE_KINDS = ("container", "static", "static-build", "markdown")
+STACKS = ("", "node")  # the base images a template may build on ("": none)
 
 
 @dataclass(frozen=True)
@@ -33,6 +33,7 @@ class Buildpack:
     template: str  # the Dockerfile template; "" for the app's own Dockerfile (or no image at all)
     serve: str  # container: run the image; static/markdown: nginx serves files; static-build: files from the image
     site_roots: tuple[str, ...]  # where the site's files are: repo folders (static) or image folders (static-build)
+    stack: str = ""  # node: the template builds on minipaas/node (its facts `base` and `node_version`)
 
     @property
     def uses_app_dockerfile(self) -> bool:
@@ -67,11 +68,14 @@ def load_all(folder: Path) -> list[Buildpack]:
                 template=str(data.get("template", "")),
                 serve=str(data.get("serve", "container")),
                 site_roots=tuple(data.get("site_roots", ())),
+                stack=str(data.get("stack", "")),
             )
         except (tomllib.TOMLDecodeError, TypeError, ValueError) as exc:
             raise MinipaasError(f"buildpack {spec} is malformed: {exc}") from None
         if pack.serve not in SERVE_KINDS:
             raise MinipaasError(f"buildpack {spec}: serve must be one of {', '.join(SERVE_KINDS)}")
+        if pack.stack not in STACKS:
+            raise MinipaasError(f"buildpack {spec}: stack must be one of {', '.join(repr(s) for s in STACKS)}")
         packs.append(pack)
     return sorted(packs, key=lambda p: (p.order, p.name))
 
@@ -92,9 +96,8 @@ def template_cache(cache_dir: Path | None) -> jinja2.BytecodeCache | None:
     return jinja2.FileSystemBytecodeCache(str(folder))
 
 
-def render(pack: Buildpack, facts: dict[str, Any], stack: Callable[[str, str | None], str], *,
-           cache_dir: Path | None = None) -> str:
-    """The Dockerfile for this app: the template sees the facts and a `stack(kind, range)` function."""
+def render(pack: Buildpack, facts: dict[str, Any], *, cache_dir: Path | None = None) -> str:
+    """The Dockerfile for this app: the template sees the facts (and nothing it could call back)."""
     env = jinja2.Environment(
         # Its own folder first, then the other buildpacks: a template may extend another's.
         loader=jinja2.FileSystemLoader([str(pack.folder), str(pack.folder.parent)]),
@@ -106,6 +109,6 @@ def render(pack: Buildpack, facts: dict[str, Any], stack: Callable[[str, str | N
         lstrip_blocks=True,
     )
     try:
-        return env.get_template(pack.template).render(stack=stack, **facts)
+        return env.get_template(pack.template).render(**facts)
     except jinja2.TemplateError as exc:
         raise BuildFailed(f"buildpack {pack.name}: template {pack.template} failed: {exc}") from None

@@ -33,6 +33,7 @@ from minipaas import (
     engine,
     gitrepo,
     locks,
+    nodeversions,
     packagejson,
     procfile,
     stacks,
@@ -55,6 +56,7 @@ class Source:
     package: packagejson.Package  # the checked facts of package.json, all a template sees of it
     procfile: dict[str, str]
     pack: buildpacks.Buildpack
+    node: nodeversions.Wanted | None = None  # the Node.js version asked for, when the buildpack builds on one
 
 
 @dataclass(frozen=True)
@@ -73,7 +75,13 @@ def inspect(settings: Settings, app: str, sha: str) -> Source:
     package = packagejson.parse(gitrepo.read_file(repo, sha, "package.json") if "package.json" in paths else None)
     procs = procfile.parse(gitrepo.read_file(repo, sha, "Procfile") or b"") if "Procfile" in paths else {}
     pack = buildpacks.detect(buildpacks.load_all(settings.buildpacks_dir), set(paths), set(package.scripts))
-    return Source(sha, paths, package, procs, pack)
+    node = None
+    if pack.stack == "node":
+        # As Heroku reads it: engines.node, then .node-version, then .nvmrc (at the root), then the default.
+        node = nodeversions.wanted(package.engines_node,
+                                   lambda name: gitrepo.read_file(repo, sha, name) if name in paths else None,
+                                   settings.node_major)
+    return Source(sha, paths, package, procs, pack, node)
 
 
 def build(
@@ -103,29 +111,34 @@ def build(
         "minipaas.sha": sha,
         "minipaas.buildpack": pack.name,
     }
-    # One LABEL line at the end of the Dockerfile: the build API's `labels` would add a step per label.
-    label_line = "\nLABEL " + " ".join(f"{k}={json.dumps(v)}" for k, v in labels.items()) + "\n"
-    if pack.uses_app_dockerfile:
-        text = _checked_dockerfile(settings, app, gitrepo.read_file(repo, sha, "Dockerfile") or b"",
-                                   allowed_images)
-        context = _context_with(gitrepo.archive(repo, sha), {"Dockerfile": (text + label_line).encode()})
-    else:
-        facts = {
-            "app": app,
-            "files": sorted(p for p in source.paths if "/" not in p),
-            "package": source.package,
-            "procfile": source.procfile,
-            "build_ca": settings.build_ca is not None,
-        }
-        dockerfile = buildpacks.render(pack, facts, lambda kind, spec: stacks.resolve(spec, settings),
-                                       cache_dir=settings.cache_dir)
-        extra = {"Dockerfile": (dockerfile + label_line).encode()}
-        if settings.build_ca is not None:
-            extra[CA_NAME] = settings.build_ca.read_bytes()
-        context = _context_with(gitrepo.archive(repo, sha, prefix="src/"), extra)
-    limits = limits or apps.build_limits(Host(settings), app)
-    outcome, hit = run_builder(settings, app, context, tag=tag, limits=limits,
-                               progress=lambda line: progress(f"       {line}"))
+    with contextlib.ExitStack() as held:  # the base image stays (gc leaves it) until the build is over
+        if pack.uses_app_dockerfile:
+            checked = _checked_dockerfile(settings, app, gitrepo.read_file(repo, sha, "Dockerfile") or b"",
+                                          allowed_images)
+            held.enter_context(stacks.for_dockerfile(settings, checked.images, progress))
+            dockerfile = checked.text + _label_line(labels)
+            context = _context_with(gitrepo.archive(repo, sha), {"Dockerfile": dockerfile.encode()})
+        else:
+            facts = {
+                "app": app,
+                "files": sorted(p for p in source.paths if "/" not in p),
+                "package": source.package,
+                "procfile": source.procfile,
+                "build_ca": settings.build_ca is not None,
+            }
+            if pack.stack == "node":
+                base = held.enter_context(stacks.for_app(settings, source.node or _default(settings), progress))
+                facts.update(base=base.tag, node_version=base.version)
+                # The base image the release is built on, for stack:list and gc (the engine sees every home's).
+                labels[stacks.VERSION_LABEL] = base.version
+            dockerfile = buildpacks.render(pack, facts, cache_dir=settings.cache_dir)
+            extra = {"Dockerfile": (dockerfile + _label_line(labels)).encode()}
+            if settings.build_ca is not None:
+                extra[CA_NAME] = settings.build_ca.read_bytes()
+            context = _context_with(gitrepo.archive(repo, sha, prefix="src/"), extra)
+        limits = limits or apps.build_limits(Host(settings), app)
+        outcome, hit = run_builder(settings, app, context, tag=tag, limits=limits,
+                                   progress=lambda line: progress(f"       {line}"))
     log = "\n".join(outcome.log)
     if hit:
         message = buildcgroups.failure_message(hit, limits, app)
@@ -241,7 +254,16 @@ def _settle(cgroup: buildcgroups.Cgroup, *, shared: bool) -> None:
     cgroup.remove()
 
 
-def _checked_dockerfile(settings: Settings, app: str, raw: bytes, allowed_images: str) -> str:
+def _label_line(labels: dict[str, str]) -> str:
+    """One LABEL line for the end of the Dockerfile: the build API's `labels` would add a step per label."""
+    return "\nLABEL " + " ".join(f"{k}={json.dumps(v)}" for k, v in labels.items()) + "\n"
+
+
+def _default(settings: Settings) -> nodeversions.Wanted:
+    return nodeversions.Wanted(str(settings.node_major), "default")
+
+
+def _checked_dockerfile(settings: Settings, app: str, raw: bytes, allowed_images: str) -> dockerfile_policy.Checked:
     try:
         text = raw.decode("utf-8")
     except UnicodeDecodeError:
@@ -249,7 +271,9 @@ def _checked_dockerfile(settings: Settings, app: str, raw: bytes, allowed_images
     allowed = image_patterns(settings.build_images) + image_patterns(allowed_images)
     checked = dockerfile_policy.check(text, app=app, allowed=allowed, provided=stacks.is_provided,
                                       cache_namespace=f"{settings.instance}-{app}")
-    return checked.text if checked.text.endswith("\n") else checked.text + "\n"
+    if not checked.text.endswith("\n"):
+        checked = dockerfile_policy.Checked(checked.text + "\n", checked.images)
+    return checked
 
 
 def _check_tag_is_ours(settings: Settings, tag: str) -> None:

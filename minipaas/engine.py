@@ -178,6 +178,11 @@ def list_images(repository: str) -> list[dict[str, Any]]:
     return sorted(images, key=lambda i: i.get("Created", 0), reverse=True)
 
 
+def labelled_images(label: str) -> list[dict[str, Any]]:
+    """Local images carrying a label (whatever its value), with their tags and labels."""
+    return list(_api().images(filters={"label": label}))
+
+
 @dataclass(frozen=True)
 class BuildOutcome:
     """What a builder run ended with: an image, or the builder's error (and a RUN step's exit code)."""
