@@ -234,7 +234,7 @@ def build(settings: Settings, text: str | None, progress: Progress, *, force: bo
     progress(f"-----> Node.js {version} ({wanted.why()})")
     if not force:
         there = local().get(version)
-        with holding(settings, version, progress, reason="stack:build") as stack:
+        with holding(settings, version, progress, reason="for stack:build") as stack:
             if there is not None:
                 progress(f"-----> {stack.tag} is already there ({stack.size / 1e6:.0f} MB)")
         return image_tag(version)

@@ -281,3 +281,31 @@ def test_the_catalog_lives_in_the_host_cache(tmp_path: Path) -> None:
     assert source.path == tmp_path / "host-cache" / "node-catalog.json"
     assert (tmp_path / "host-cache").stat().st_mode & 0o777 == 0o700
     assert Catalog(("1.0.0",)).lts == {}
+
+
+def test_an_app_s_own_dockerfile_gets_the_base_images_it_names(monkeypatch: pytest.MonkeyPatch,
+                                                               tmp_path: Path) -> None:
+    held: list[str] = []
+    asked: list[Wanted] = []
+
+    class Hold:
+        def __init__(self, version: str) -> None:
+            self.version = version
+
+        def __enter__(self) -> None:
+            held.append(self.version)
+
+        def __exit__(self, *exc: object) -> None:
+            held.append(f"released {self.version}")
+
+    local = {"minipaas/node:26": {**STACK, stacks.VERSION_LABEL: "26.10.0"},
+             "minipaas/node:3": {"minipaas": "/elsewhere"}}
+    monkeypatch.setattr(stacks.engine, "image_labels", local.get)
+    monkeypatch.setattr(stacks, "holding", lambda settings, version, progress: Hold(version))
+    monkeypatch.setattr(stacks, "resolve", lambda settings, wanted: asked.append(wanted) or "18.20.8")
+    references = ["minipaas/node:26", "minipaas/node:20.17.0", "minipaas/node:18", "minipaas/node:lts",
+                  "node:20-slim", "minipaas/other:1", "minipaas/node:26"]
+    with stacks.for_dockerfile(_settings(tmp_path), references, lambda line: None):
+        assert held == ["18.20.8", "20.17.0", "26.10.0"]  # a major tag there: its version; missing: resolved
+    assert asked == [Wanted("18", "the Dockerfile's FROM")]
+    assert held[3:] == ["released 26.10.0", "released 20.17.0", "released 18.20.8"]
