@@ -97,7 +97,14 @@ def build(
     """Build the commit into `<instance>/<app>:<release>` within `limits` (default: the app's settings).
 
     An app's own Dockerfile may use only its own stages, minipaas' base images and the images
-    `allowed_images` (and the host's setting) name."""
+    `allowed_images` (and the host's setting) name. The base images a build uses are made first when
+    missing, and held (gc leaves them) until the build is over."""
+    with contextlib.ExitStack() as held:
+        return _build(settings, app, release, source, progress, held, allowed_images=allowed_images, limits=limits)
+
+
+def _build(settings: Settings, app: str, release: int, source: Source, progress: Callable[[str], None],
+           held: contextlib.ExitStack, *, allowed_images: str, limits: BuildLimits | None) -> Build:
     started = time.monotonic()
     repo = settings.repo_path(app)
     sha, pack = source.sha, source.pack
@@ -111,34 +118,32 @@ def build(
         "minipaas.sha": sha,
         "minipaas.buildpack": pack.name,
     }
-    with contextlib.ExitStack() as held:  # the base image stays (gc leaves it) until the build is over
-        if pack.uses_app_dockerfile:
-            checked = _checked_dockerfile(settings, app, gitrepo.read_file(repo, sha, "Dockerfile") or b"",
-                                          allowed_images)
-            held.enter_context(stacks.for_dockerfile(settings, checked.images, progress))
-            dockerfile = checked.text + _label_line(labels)
-            context = _context_with(gitrepo.archive(repo, sha), {"Dockerfile": dockerfile.encode()})
-        else:
-            facts = {
-                "app": app,
-                "files": sorted(p for p in source.paths if "/" not in p),
-                "package": source.package,
-                "procfile": source.procfile,
-                "build_ca": settings.build_ca is not None,
-            }
-            if pack.stack == "node":
-                base = held.enter_context(stacks.for_app(settings, source.node or _default(settings), progress))
-                facts.update(base=base.tag, node_version=base.version)
-                # The base image the release is built on, for stack:list and gc (the engine sees every home's).
-                labels[stacks.VERSION_LABEL] = base.version
-            dockerfile = buildpacks.render(pack, facts, cache_dir=settings.cache_dir)
-            extra = {"Dockerfile": (dockerfile + _label_line(labels)).encode()}
-            if settings.build_ca is not None:
-                extra[CA_NAME] = settings.build_ca.read_bytes()
-            context = _context_with(gitrepo.archive(repo, sha, prefix="src/"), extra)
-        limits = limits or apps.build_limits(Host(settings), app)
-        outcome, hit = run_builder(settings, app, context, tag=tag, limits=limits,
-                                   progress=lambda line: progress(f"       {line}"))
+    # One LABEL line at the end of the Dockerfile: the build API's `labels` would add a step per label.
+    label_line = "\nLABEL " + " ".join(f"{k}={json.dumps(v)}" for k, v in labels.items()) + "\n"
+    if pack.uses_app_dockerfile:
+        checked = _checked_dockerfile(settings, app, gitrepo.read_file(repo, sha, "Dockerfile") or b"",
+                                      allowed_images)
+        held.enter_context(stacks.for_dockerfile(settings, checked.images, progress))
+        context = _context_with(gitrepo.archive(repo, sha), {"Dockerfile": (checked.text + label_line).encode()})
+    else:
+        facts = {
+            "app": app,
+            "files": sorted(p for p in source.paths if "/" not in p),
+            "package": source.package,
+            "procfile": source.procfile,
+            "build_ca": settings.build_ca is not None,
+        }
+        if pack.stack == "node":  # the image inherits its minipaas.node.version label: stack:list and gc read it
+            base = held.enter_context(stacks.for_app(settings, source.node or _default(settings), progress))
+            facts.update(base=base.tag, node_version=base.version)
+        dockerfile = buildpacks.render(pack, facts, cache_dir=settings.cache_dir)
+        extra = {"Dockerfile": (dockerfile + label_line).encode()}
+        if settings.build_ca is not None:
+            extra[CA_NAME] = settings.build_ca.read_bytes()
+        context = _context_with(gitrepo.archive(repo, sha, prefix="src/"), extra)
+    limits = limits or apps.build_limits(Host(settings), app)
+    outcome, hit = run_builder(settings, app, context, tag=tag, limits=limits,
+                               progress=lambda line: progress(f"       {line}"))
     log = "\n".join(outcome.log)
     if hit:
         message = buildcgroups.failure_message(hit, limits, app)
@@ -252,11 +257,6 @@ def _settle(cgroup: buildcgroups.Cgroup, *, shared: bool) -> None:
         if re.fullmatch(r"[0-9a-f]{64}", child):
             engine.remove(child, timeout=0)
     cgroup.remove()
-
-
-def _label_line(labels: dict[str, str]) -> str:
-    """One LABEL line for the end of the Dockerfile: the build API's `labels` would add a step per label."""
-    return "\nLABEL " + " ".join(f"{k}={json.dumps(v)}" for k, v in labels.items()) + "\n"
 
 
 def _default(settings: Settings) -> nodeversions.Wanted:
