@@ -144,8 +144,11 @@ def releases(versions: Iterable[str]) -> list[Version]:
 
 
 def newest(spec: NpmSpec, versions: Iterable[str]) -> str | None:
-    matching = [v for v in releases(versions) if v in spec]
-    return str(matching[-1]) if matching else None
+    # Newest first by plain numbers, stopping at the first match: parsing every one of the ~700 versions
+    # into a Version would cost each push tens of milliseconds.
+    ordered = sorted((v for v in versions if _RELEASE.fullmatch(v)), key=lambda v: tuple(map(int, v.split("."))),
+                     reverse=True)
+    return next((v for v in ordered if Version(v) in spec), None)
 
 
 def resolve(wanted: Wanted, catalog: Catalog) -> str:

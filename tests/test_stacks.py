@@ -106,6 +106,7 @@ class FakeEngine:
         self.seconds = seconds
         monkeypatch.setattr(stacks, "LOCK_DIR", tmp_path / "locks")
         monkeypatch.setattr(stacks, "local", lambda: dict(self.have))
+        monkeypatch.setattr(stacks, "find", self.have.get)
         monkeypatch.setattr(stacks, "_make", self.make)
         monkeypatch.setattr(stacks, "users", dict)
 
@@ -309,3 +310,14 @@ def test_an_app_s_own_dockerfile_gets_the_base_images_it_names(monkeypatch: pyte
         assert held == ["18.20.8", "20.17.0", "26.10.0"]  # a major tag there: its version; missing: resolved
     assert asked == [Wanted("18", "the Dockerfile's FROM")]
     assert held[3:] == ["released 26.10.0", "released 20.17.0", "released 18.20.8"]
+
+
+def test_find_looks_up_the_exact_tag_and_lists_everything_only_without_it(monkeypatch: pytest.MonkeyPatch) -> None:
+    infos = {"minipaas/node:20.17.0": image(["minipaas/node:20.17.0"], {**STACK, stacks.VERSION_LABEL: "20.17.0"})}
+    listed: list[str] = []
+    monkeypatch.setattr(stacks.engine, "image_info", infos.get)
+    monkeypatch.setattr(stacks.engine, "list_images", lambda repository: listed.append(repository) or [
+        image(["minipaas/node:26"], {**STACK, stacks.VERSION_LABEL: "26.10.0"})])
+    assert stacks.find("20.17.0").tags == ("minipaas/node:20.17.0",) and listed == []
+    assert stacks.find("26.10.0").tags == ("minipaas/node:26",) and listed == ["minipaas/node"]  # made before
+    assert stacks.find("18.20.8") is None
