@@ -321,3 +321,43 @@ def test_find_looks_up_the_exact_tag_and_lists_everything_only_without_it(monkey
     assert stacks.find("20.17.0").tags == ("minipaas/node:20.17.0",) and listed == []
     assert stacks.find("26.10.0").tags == ("minipaas/node:26",) and listed == ["minipaas/node"]  # made before
     assert stacks.find("18.20.8") is None
+
+
+def test_gc_picks_the_base_images_no_remaining_image_is_built_on(monkeypatch: pytest.MonkeyPatch,
+                                                                 tmp_path: Path) -> None:
+    from minipaas import gc
+    from minipaas.host import Host
+
+    have = {v: stacks.Stack(v, f"sha256:{v}", (stacks.image_tag(v),), 100) for v in
+            ("18.20.8", "20.17.0", "22.22.2", "26.9.0", "26.10.0")}
+    used = {"20.17.0": [stacks.User("/other", "api", "3", "mp-1/api:3")],  # another home's app
+            "22.22.2": [stacks.User("/h", "web", "1", "minipaas/web:1")],  # only by an image gc removes now
+            "26.10.0": [], "18.20.8": []}
+    removed: list[str] = []
+    monkeypatch.setattr(gc.stacks, "local", lambda: have)
+    monkeypatch.setattr(gc.stacks, "users", lambda: used)
+    monkeypatch.setattr(gc.stacks, "remove", lambda version: removed.append(version) or True)
+    monkeypatch.setattr(gc.engine, "prune_dangling", lambda labels: 0)
+    host = Host(_settings(tmp_path))
+
+    def collect(*, dry_run: bool, gone: dict[str, str], only: set[str] | None) -> list[str]:
+        freed = gc.Freed()
+        gc._collect_stacks(host, dry_run=dry_run, freed=freed, sizes={"minipaas/node:18.20.8": 7}, removed=gone,
+                           only=only)
+        return freed.items
+
+    # 26.10.0: the newest of the default major stays; 26.9.0 does not.
+    assert collect(dry_run=True, gone={"minipaas/web:1": "22.22.2"}, only=None) == [
+        "base image minipaas/node:18.20.8 (no release is built on it)",
+        "base image minipaas/node:22.22.2 (no release is built on it)",
+        "base image minipaas/node:26.9.0 (no release is built on it)"]
+    assert removed == []  # a dry run removes nothing
+    assert collect(dry_run=False, gone={}, only=None) == [
+        "base image minipaas/node:18.20.8 (no release is built on it)",
+        "base image minipaas/node:26.9.0 (no release is built on it)"]
+    assert removed == ["18.20.8", "26.9.0"]
+    # `gc APP`: only what the app's removed images were built on.
+    removed.clear()
+    assert collect(dry_run=False, gone={"minipaas/web:1": "22.22.2"}, only={"22.22.2"}) == [
+        "base image minipaas/node:22.22.2 (no release is built on it)"]
+    assert removed == ["22.22.2"]
