@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import fnmatch
 import tomllib
-from collections.abc import Callable, Mapping
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -21,6 +21,7 @@ import jinja2
 from minipaas.errors import BuildFailed, MinipaasError
 
 SERVE_KINDS = ("container", "static", "static-build", "markdown")
+STACKS = ("", "node")  # the base images a template may build on ("": none)
 
 
 @dataclass(frozen=True)
@@ -38,6 +39,7 @@ class Buildpack:
     chosen_by: tuple[str, ...] = ()  # any of these paths chooses it (given any/none), whatever the scripts say
     chosen_by_settings: tuple[str, ...] = ()  # ... and so does any of these app settings when it is set
     preset: str = ""  # when a framework preset decides the app's kind: chosen if and only if it is this kind
+    stack: str = ""  # node: the template builds on minipaas/node (its facts `base` and `node_version`)
 
     @property
     def uses_app_dockerfile(self) -> bool:
@@ -90,11 +92,14 @@ def load_all(folder: Path) -> list[Buildpack]:
                 chosen_by=tuple(detect.get("chosen_by", ())),
                 chosen_by_settings=tuple(detect.get("chosen_by_settings", ())),
                 preset=str(detect.get("preset", "")),
+                stack=str(data.get("stack", "")),
             )
         except (tomllib.TOMLDecodeError, TypeError, ValueError) as exc:
             raise MinipaasError(f"buildpack {spec} is malformed: {exc}") from None
         if pack.serve not in SERVE_KINDS:
             raise MinipaasError(f"buildpack {spec}: serve must be one of {', '.join(SERVE_KINDS)}")
+        if pack.stack not in STACKS:
+            raise MinipaasError(f"buildpack {spec}: stack must be one of {', '.join(repr(s) for s in STACKS)}")
         packs.append(pack)
     return sorted(packs, key=lambda p: (p.order, p.name))
 
@@ -116,9 +121,8 @@ def template_cache(cache_dir: Path | None) -> jinja2.BytecodeCache | None:
     return jinja2.FileSystemBytecodeCache(str(folder))
 
 
-def render(pack: Buildpack, facts: dict[str, Any], stack: Callable[[str, str | None], str], *,
-           cache_dir: Path | None = None) -> str:
-    """The Dockerfile for this app: the template sees the facts and a `stack(kind, range)` function."""
+def render(pack: Buildpack, facts: dict[str, Any], *, cache_dir: Path | None = None) -> str:
+    """The Dockerfile for this app: the template sees the facts (and nothing it could call back)."""
     env = jinja2.Environment(
         # Its own folder first, then the other buildpacks: a template may extend another's.
         loader=jinja2.FileSystemLoader([str(pack.folder), str(pack.folder.parent)]),
@@ -130,6 +134,6 @@ def render(pack: Buildpack, facts: dict[str, Any], stack: Callable[[str, str | N
         lstrip_blocks=True,
     )
     try:
-        return env.get_template(pack.template).render(stack=stack, **facts)
+        return env.get_template(pack.template).render(**facts)
     except jinja2.TemplateError as exc:
         raise BuildFailed(f"buildpack {pack.name}: template {pack.template} failed: {exc}") from None

@@ -14,6 +14,7 @@ rejected with one line naming it.
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import functools
 import io
 import json
@@ -35,6 +36,7 @@ from minipaas import (
     engine,
     gitrepo,
     locks,
+    nodeversions,
     packagejson,
     presets,
     procfile,
@@ -75,6 +77,7 @@ class Source:
         if self.preset is None or "web" in self.procfile or "start" in self.package.scripts:
             return ""
         return self.preset.start
+    node: nodeversions.Wanted | None = None  # the Node.js version asked for, when the buildpack builds on one
 
 
 @dataclass(frozen=True)
@@ -92,9 +95,16 @@ def inspect(settings: Settings, app: str, sha: str) -> Source:
     paths = frozenset(gitrepo.all_files(repo, sha))
     package = packagejson.parse(gitrepo.read_file(repo, sha, "package.json") if "package.json" in paths else None)
     procs = procfile.parse(gitrepo.read_file(repo, sha, "Procfile") or b"") if "Procfile" in paths else {}
-    return classify(sha, paths, package, procs, packs=buildpacks.load_all(settings.buildpacks_dir),
-                    known_presets=presets.load_all(settings.buildpacks_dir / "presets"),
-                    app_settings={"static-dir": apps.setting_at(settings, app, "static-dir")})
+    source = classify(sha, paths, package, procs, packs=buildpacks.load_all(settings.buildpacks_dir),
+                      known_presets=presets.load_all(settings.buildpacks_dir / "presets"),
+                      app_settings={"static-dir": apps.setting_at(settings, app, "static-dir")})
+    if source.pack.stack == "node":
+        # As Heroku reads it: engines.node, then .node-version, then .nvmrc (at the root), then the default.
+        node = nodeversions.wanted(package.engines_node,
+                                   lambda name: gitrepo.read_file(repo, sha, name) if name in paths else None,
+                                   settings.node_major)
+        source = dataclasses.replace(source, node=node)
+    return source
 
 
 def classify(sha: str, paths: frozenset[str], package: packagejson.Package, procs: dict[str, str], *,
@@ -121,7 +131,14 @@ def build(
     """Build the commit into `<instance>/<app>:<release>` within `limits` (default: the app's settings).
 
     An app's own Dockerfile may use only its own stages, minipaas' base images and the images
-    `allowed_images` (and the host's setting) name."""
+    `allowed_images` (and the host's setting) name. The base images a build uses are made first when
+    missing, and held (gc leaves them) until the build is over."""
+    with contextlib.ExitStack() as held:
+        return _build(settings, app, release, source, progress, held, allowed_images=allowed_images, limits=limits)
+
+
+def _build(settings: Settings, app: str, release: int, source: Source, progress: Callable[[str], None],
+           held: contextlib.ExitStack, *, allowed_images: str, limits: BuildLimits | None) -> Build:
     started = time.monotonic()
     repo = settings.repo_path(app)
     sha, pack = source.sha, source.pack
@@ -141,9 +158,10 @@ def build(
     # keeps of build stages (BuildKit keeps none). Only stable labels: a release number would bust the cache.
     stage_labels = {engine.LABEL: str(settings.home), "minipaas.app": app}
     if pack.uses_app_dockerfile:
-        text = _checked_dockerfile(settings, app, gitrepo.read_file(repo, sha, "Dockerfile") or b"",
-                                   allowed_images)
-        text = label_stages(text, stage_labels)
+        checked = _checked_dockerfile(settings, app, gitrepo.read_file(repo, sha, "Dockerfile") or b"",
+                                      allowed_images)
+        held.enter_context(stacks.for_dockerfile(settings, checked.images, progress))
+        text = label_stages(checked.text, stage_labels)
         context = _context_with(gitrepo.archive(repo, sha), {"Dockerfile": (text + label_line).encode()})
     else:
         facts = {
@@ -156,8 +174,10 @@ def build(
             "build_command": source.build_command,
             "start_command": source.start_command,
         }
-        dockerfile = buildpacks.render(pack, facts, lambda kind, spec: stacks.resolve(spec, settings),
-                                       cache_dir=settings.cache_dir)
+        if pack.stack == "node":  # the image inherits its minipaas.node.version label: stack:list and gc read it
+            base = held.enter_context(stacks.for_app(settings, source.node or _default(settings), progress))
+            facts.update(base=base.tag, node_version=base.version)
+        dockerfile = buildpacks.render(pack, facts, cache_dir=settings.cache_dir)
         extra = {"Dockerfile": (label_stages(dockerfile, stage_labels) + label_line).encode()}
         if settings.build_ca is not None:
             extra[CA_NAME] = settings.build_ca.read_bytes()
@@ -285,7 +305,11 @@ def _settle(cgroup: buildcgroups.Cgroup, *, shared: bool) -> None:
     cgroup.remove()
 
 
-def _checked_dockerfile(settings: Settings, app: str, raw: bytes, allowed_images: str) -> str:
+def _default(settings: Settings) -> nodeversions.Wanted:
+    return nodeversions.Wanted(str(settings.node_major), "default")
+
+
+def _checked_dockerfile(settings: Settings, app: str, raw: bytes, allowed_images: str) -> dockerfile_policy.Checked:
     try:
         text = raw.decode("utf-8")
     except UnicodeDecodeError:
@@ -293,7 +317,9 @@ def _checked_dockerfile(settings: Settings, app: str, raw: bytes, allowed_images
     allowed = image_patterns(settings.build_images) + image_patterns(allowed_images)
     checked = dockerfile_policy.check(text, app=app, allowed=allowed, provided=stacks.is_provided,
                                       cache_namespace=f"{settings.instance}-{app}")
-    return checked.text if checked.text.endswith("\n") else checked.text + "\n"
+    if not checked.text.endswith("\n"):
+        checked = dockerfile_policy.Checked(checked.text + "\n", checked.images)
+    return checked
 
 
 def _check_tag_is_ours(settings: Settings, tag: str) -> None:

@@ -105,10 +105,11 @@ def init_cmd() -> None:
 
 
 @cli.command("stack:build")
-@click.option("--node", "node", type=click.IntRange(4, 99), default=None, help="Node.js major (default: LTS)")
+@click.option("--node", "node", default=None, metavar="RANGE",
+              help="Node.js version or range: 20, 20.17.x, ^20.3, lts/iron, lts/* (default: the host's major)")
 @click.option("--force", is_flag=True, help="Rebuild even when the image exists")
-def stack_build(node: int | None, force: bool) -> None:
-    """Provide the base image minipaas/node:MAJOR (pulled, or built locally)."""
+def stack_build(node: str | None, force: bool) -> None:
+    """Provide the base image minipaas/node:VERSION for the newest release that satisfies RANGE."""
     from minipaas import stacks
 
     say(stacks.build(_host().settings, node, say, force=force))
@@ -117,14 +118,23 @@ def stack_build(node: int | None, force: bool) -> None:
 @cli.command("stack:list")
 @click.option("--json", "as_json", is_flag=True)
 def stack_list(as_json: bool) -> None:
-    """Base images available for builds."""
+    """Base images on this host, and the apps whose kept releases are built on them."""
     from minipaas import stacks
 
-    found = stacks.available()
+    host = _host()
+    rows = stacks.listing(str(host.settings.home))
     if as_json:
-        _print_json({str(k): v for k, v in found.items()})
+        _print_json(rows)
         return
-    _table(((stacks.image_tag(k), v) for k, v in sorted(found.items())), ["IMAGE", "NODE"])
+    _table(([r["image"], " ".join(r["also"]) or "-", f"{int(r['size']) / 1e6:.0f} MB",
+             _used_by(r["apps"], int(r["other_apps"]))] for r in rows), ["IMAGE", "ALSO", "SIZE", "USED BY"])
+
+
+def _used_by(apps: list[str], others: int) -> str:
+    text = ", ".join(apps)
+    if others:
+        text += f"{' + ' if text else ''}{others} app{'s' if others > 1 else ''} of other homes"
+    return text or "-"
 
 
 # -- apps ----------------------------------------------------------------------------------
@@ -515,7 +525,8 @@ def releases_rollback(app: str, number: int | None) -> None:
 @click.argument("app", required=False)
 @click.option("--dry-run", is_flag=True, help="Only say what would be removed")
 def gc_cmd(app: str | None, dry_run: bool) -> None:
-    """Remove old release images, exited containers and old site directories (keeps the last 5)."""
+    """Remove old release images, exited containers, old site directories (keeps the last 5) and unused
+    base images."""
     from minipaas import gc
 
     gc.collect(_host(), dry_run=dry_run, only=_app(app) if app else None, progress=say)

@@ -178,6 +178,20 @@ def list_images(repository: str) -> list[dict[str, Any]]:
     return sorted(images, key=lambda i: i.get("Created", 0), reverse=True)
 
 
+def image_info(ref: str) -> dict[str, Any] | None:
+    """A local image's id, tags, size and labels (`Id`, `RepoTags`, `Size`, `Labels`), or None."""
+    attrs = _inspect_image(ref)
+    if attrs is None:
+        return None
+    return {"Id": attrs["Id"], "RepoTags": attrs.get("RepoTags") or [], "Size": attrs.get("Size") or 0,
+            "Labels": (attrs.get("Config") or {}).get("Labels") or {}}
+
+
+def labelled_images(label: str) -> list[dict[str, Any]]:
+    """Local images carrying a label (whatever its value), with their tags and labels."""
+    return list(_api().images(filters={"label": label}))
+
+
 @dataclass(frozen=True)
 class BuildOutcome:
     """What a builder run ended with: an image, or the builder's error (and a RUN step's exit code)."""

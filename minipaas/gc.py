@@ -3,6 +3,11 @@
 The last `keep-releases` (default 5) releases that went live stay instantly rollback-able (their
 images and site directories are kept); older release images, exited containers, dangling images and
 older site directories go. The image of a running container is never removed.
+
+Base images (`minipaas/node:<version>`) go when no image on the engine is built on them any more,
+whichever home it belongs to: `gc` looks at all of them, `gc APP` (and the one after each deploy) at
+those the app's removed images were built on. The newest local version of the host's default major
+stays, so that a new app's first push does not build it again.
 """
 
 from __future__ import annotations
@@ -10,7 +15,7 @@ from __future__ import annotations
 from collections.abc import Callable
 from dataclasses import dataclass, field
 
-from minipaas import apps, engine, releases, sites
+from minipaas import apps, engine, releases, sites, stacks
 from minipaas.host import Host
 from minipaas.locks import try_app_lock
 
@@ -29,13 +34,16 @@ def collect(host: Host, *, dry_run: bool, only: str | None = None,
             progress: Callable[[str], None] = lambda _: None) -> Freed:
     freed = Freed()
     sizes = engine.unique_image_sizes()
+    removed: dict[str, str] = {}  # release image -> the Node version of its base image ("" if none)
     for app in [only] if only else apps.names(host):
         # Never beside a deploy of the same app: its new container and image exist before they are live.
         with try_app_lock(host.settings, app) as held:
             if not held:
                 progress(f"       {app}: a deploy is running; collected next time")
                 continue
-            _collect_app(host, app, dry_run=dry_run, freed=freed, sizes=sizes)
+            _collect_app(host, app, dry_run=dry_run, freed=freed, sizes=sizes, removed=removed)
+    _collect_stacks(host, dry_run=dry_run, freed=freed, sizes=sizes, removed=removed,
+                    only=set(removed.values()) if only else None)
     verb = "would free" if dry_run else "freed"
     for item in freed.items:
         progress(f"       {'would remove' if dry_run else 'removed'} {item}")
@@ -43,7 +51,8 @@ def collect(host: Host, *, dry_run: bool, only: str | None = None,
     return freed
 
 
-def _collect_app(host: Host, app: str, *, dry_run: bool, freed: Freed, sizes: dict[str, int]) -> None:
+def _collect_app(host: Host, app: str, *, dry_run: bool, freed: Freed, sizes: dict[str, int],
+                 removed: dict[str, str]) -> None:
     retention = int(apps.get_setting(host, app, "keep-releases"))
     history = releases.listing(host, app)
     went_live = [r for r in history if r.status in ("live", "superseded")]
@@ -56,10 +65,12 @@ def _collect_app(host: Host, app: str, *, dry_run: bool, freed: Freed, sizes: di
             continue
         if image != f"{host.settings.image_repository(app)}:{rel.number}":
             continue  # config and rollback releases reuse another release's image
-        if engine.image_id(image) is None:
+        labels = engine.image_labels(image)
+        if labels is None:
             continue
         if dry_run or engine.remove_image(image, owner=str(host.settings.home)):
             freed.add(f"image {image}", sizes.get(image, 0))
+            removed[image] = labels.get(stacks.VERSION_LABEL, "")
     for number, size in sites.prune(host.settings, app, keep, dry_run=dry_run):
         freed.add(f"site directory {app}/{number}", size)
     labels = {engine.LABEL: str(host.settings.home), "minipaas.app": app}
@@ -70,6 +81,23 @@ def _collect_app(host: Host, app: str, *, dry_run: bool, freed: Freed, sizes: di
             freed.add(f"container {container.name}", 0)
     if not dry_run:
         freed.bytes += engine.prune_dangling(labels)
+
+
+def _collect_stacks(host: Host, *, dry_run: bool, freed: Freed, sizes: dict[str, int], removed: dict[str, str],
+                    only: set[str] | None) -> None:
+    """Base images no image is built on any more (those `removed` are counted as gone already)."""
+    have = stacks.local()
+    default = [s.version for s in have.values() if s.major == host.settings.node_major][-1:]
+    used = stacks.users()
+    for version, stack in have.items():
+        if (only is not None and version not in only) or version in default:
+            continue
+        if any(user.tag not in removed for user in used.get(version, [])):
+            continue
+        if dry_run or stacks.remove(version):
+            freed.add(f"base image {stack.tag} (no release is built on it)", sizes.get(stack.tag, stack.size))
+    if not dry_run:
+        freed.bytes += engine.prune_dangling({engine.LABEL: "stack"})  # base images a rebuild replaced
 
 
 def report(host: Host) -> list[dict[str, object]]:

@@ -39,6 +39,9 @@ _FIELDS: dict[str, tuple[str, str]] = {
     "builder": ("MINIPAAS_BUILDER", "auto"),
     "network": ("MINIPAAS_NETWORK", "minipaas"),
     "node_major": ("MINIPAAS_NODE_MAJOR", "26"),
+    # What every home and instance on the host shares: the Debian root filesystem base images are made
+    # of (a debootstrap spared) and the list of Node.js releases (root's alone, like the homes)
+    "host_cache": ("MINIPAAS_HOST_CACHE", "/var/cache/minipaas"),
     "buildpacks_dir": ("MINIPAAS_BUILDPACKS", str(SHARE_DIR / "buildpacks")),
     "nginx_templates": ("MINIPAAS_NGINX_TEMPLATES", str(SHARE_DIR / "nginx")),
     "system_nginx_conf": ("MINIPAAS_SYSTEM_NGINX_CONF", "/etc/nginx/conf.d/minipaas.conf"),
@@ -70,6 +73,7 @@ class Settings:
     builder: str
     network: str
     node_major: int
+    host_cache: Path
     buildpacks_dir: Path
     nginx_templates: Path
     system_nginx_conf: Path
@@ -164,6 +168,7 @@ def load(env: dict[str, str] | None = None) -> Settings:
         builder=_builder(raw["builder"]),
         network=raw["network"],
         node_major=_port(raw["node_major"], "MINIPAAS_NODE_MAJOR"),
+        host_cache=_absolute(raw["host_cache"], "MINIPAAS_HOST_CACHE"),
         buildpacks_dir=Path(raw["buildpacks_dir"]),
         nginx_templates=Path(raw["nginx_templates"]),
         system_nginx_conf=Path(raw["system_nginx_conf"]),
@@ -240,6 +245,12 @@ def _builder(value: str) -> str:
         return value
     raise InvalidInput(f"MINIPAAS_BUILDER must be auto, legacy or buildkit (or buildkit:/path/to/docker, "
                        f"buildx:/path/to/docker), not {value!r}")
+
+
+def _absolute(value: str, what: str) -> Path:
+    if not value.startswith("/"):
+        raise InvalidInput(f"{what} must be an absolute path, not {value[:60]!r}")
+    return Path(value)
 
 
 def _optional_file(value: str, what: str) -> Path | None:

@@ -179,8 +179,24 @@ def commit(path: Path, message: str) -> str:
 def _engine_ready() -> None:
     if subprocess.run(["docker", "info"], capture_output=True).returncode != 0:
         pytest.exit("no Docker engine answers: run ./install.sh --deps-only (or start dockerd)", 2)
-    if subprocess.run(["docker", "image", "inspect", "minipaas/node:26"], capture_output=True).returncode != 0:
-        pytest.exit("base image minipaas/node:26 missing: run `minipaas stack:build`", 2)
+    _default_base_image()
+
+
+def _default_base_image() -> None:
+    """The default base image (the newest release of MINIPAAS_NODE_MAJOR, also tagged minipaas/node:26),
+    made once per run by `minipaas stack:build` in a throwaway home: a second on a host that has it, a
+    build (about a minute) on one that does not. Tests then never depend on what the host had."""
+    top = Path(tempfile.mkdtemp(prefix="minipaas-stack-", dir="/var/tmp"))
+    env = {**os.environ, "MINIPAAS_HOME": str(top / "home")}
+    if os.path.exists(CA):
+        env["MINIPAAS_BUILD_CA"] = CA
+    try:
+        result = subprocess.run([sys.executable, "-m", "minipaas", "stack:build"], env=env, text=True,
+                                capture_output=True, timeout=1800)
+    finally:
+        shutil.rmtree(top, ignore_errors=True)
+    if result.returncode != 0:
+        pytest.exit(f"cannot make the default base image (minipaas stack:build):\n{result.stdout}{result.stderr}", 2)
 
 
 def _own_processes(home: Path, marker: bytes) -> list[int]:

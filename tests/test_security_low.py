@@ -450,11 +450,11 @@ def test_package_json_facts_reach_the_dockerfile_checked() -> None:
     assert package == packagejson.Package(">=20", {"build": "vite build", "start": "node ."},
                                           packagejson.PackageManager("pnpm", "9.1.0"))
     [node] = [p for p in buildpacks.load_all(SHARE_DIR / "buildpacks") if p.name == "node"]
-    ranges: list[str | None] = []
+    # engines.node reaches no template: stacks.py resolves it to an exact version, the fact `base`.
     dockerfile = buildpacks.render(node, {"app": "a", "files": ["package.json", "pnpm-lock.yaml"],
-                                          "package": package, "procfile": {}, "build_ca": False},
-                                   lambda kind, spec: ranges.append(spec) or "minipaas/node:26")
-    assert ranges == [">=20"]
+                                          "package": package, "procfile": {}, "build_ca": False,
+                                          "base": "minipaas/node:26.10.0", "node_version": "26.10.0"})
+    assert "FROM minipaas/node:26.10.0 AS build\n" in dockerfile and ">=20" not in dockerfile
     assert "RUN npm install --global --no-audit --no-fund pnpm@9.1.0\n" in dockerfile  # no hash, no more
     assert "RUN npm run build" in dockerfile
     assert packagejson.parse(None) == packagejson.Package()
