@@ -22,17 +22,21 @@ import tarfile
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
+from pathlib import Path
 from typing import IO
 
 from minipaas import (
     apps,
     buildcgroups,
     buildkit,
+    buildlog,
     buildpacks,
+    config,
     dockerfile_policy,
     engine,
     gitrepo,
     locks,
+    nodeinstall,
     packagejson,
     procfile,
     stacks,
@@ -44,6 +48,13 @@ from minipaas.names import image_patterns
 from minipaas.settings import Settings
 
 CA_NAME = "minipaas-build-ca.pem"
+# BuildKit: the build CA as a secret of this id (a public certificate, not a password), never in the context.
+CA_SECRET_ID = "minipaas-build-ca"  # noqa: S105
+# The app's config values a buildpack build sees (Heroku's: keep devDependencies); nothing else of the
+# config reaches a build.
+BUILD_CONFIG = ("NPM_CONFIG_PRODUCTION", "YARN_PRODUCTION")
+# A committed node_modules never enters a buildpack's build: the buildpack installs dependencies itself.
+VENDORED = "node_modules"
 
 
 @dataclass(frozen=True)
@@ -55,6 +66,7 @@ class Source:
     package: packagejson.Package  # the checked facts of package.json, all a template sees of it
     procfile: dict[str, str]
     pack: buildpacks.Buildpack
+    install: nodeinstall.Install | None = None  # how a buildpack installs its dependencies
 
 
 @dataclass(frozen=True)
@@ -73,7 +85,11 @@ def inspect(settings: Settings, app: str, sha: str) -> Source:
     package = packagejson.parse(gitrepo.read_file(repo, sha, "package.json") if "package.json" in paths else None)
     procs = procfile.parse(gitrepo.read_file(repo, sha, "Procfile") or b"") if "Procfile" in paths else {}
     pack = buildpacks.detect(buildpacks.load_all(settings.buildpacks_dir), set(paths), set(package.scripts))
-    return Source(sha, paths, package, procs, pack)
+    install = None
+    if pack.template and "package.json" in paths:
+        install = nodeinstall.decide(package, paths, lambda name: gitrepo.read_file(repo, sha, name)
+                                     if name in paths else None, commands=procs.values())
+    return Source(sha, paths, package, procs, pack, install)
 
 
 def build(
@@ -105,33 +121,51 @@ def build(
     }
     # One LABEL line at the end of the Dockerfile: the build API's `labels` would add a step per label.
     label_line = "\nLABEL " + " ".join(f"{k}={json.dumps(v)}" for k, v in labels.items()) + "\n"
+    secrets: dict[str, Path] = {}
     if pack.uses_app_dockerfile:
         text = _checked_dockerfile(settings, app, gitrepo.read_file(repo, sha, "Dockerfile") or b"",
                                    allowed_images)
         context = _context_with(gitrepo.archive(repo, sha), {"Dockerfile": (text + label_line).encode()})
     else:
+        kind = builder(settings).kind
+        for note in source.install.notes if source.install else ():
+            progress(f"       warning: {note}")
+        if any(p.startswith(f"{VENDORED}/") for p in source.paths):
+            progress(f"       warning: {VENDORED} is committed; it is left out of the build, which installs the "
+                     f"dependencies itself (add {VENDORED} to .gitignore)")
+        build_env = config.get_all(Host(settings), app)
         facts = {
             "app": app,
             "files": sorted(p for p in source.paths if "/" not in p),
+            "folders": _folders(source.paths),
             "package": source.package,
+            "install": source.install,
             "procfile": source.procfile,
             "build_ca": settings.build_ca is not None,
+            "builder": kind,
+            "cache_namespace": _cache_namespace(settings, app),
+            "build_config": {key: build_env[key] for key in BUILD_CONFIG if key in build_env},
         }
         dockerfile = buildpacks.render(pack, facts, lambda kind, spec: stacks.resolve(spec, settings),
                                        cache_dir=settings.cache_dir)
         extra = {"Dockerfile": (dockerfile + label_line).encode()}
-        if settings.build_ca is not None:
+        if settings.build_ca is not None and kind == "legacy":
             extra[CA_NAME] = settings.build_ca.read_bytes()
-        context = _context_with(gitrepo.archive(repo, sha, prefix="src/"), extra)
+        elif settings.build_ca is not None:
+            secrets[CA_SECRET_ID] = settings.build_ca
+        context = _context_with(gitrepo.archive(repo, sha, prefix="src/"), extra,
+                                leave_out=f"src/{VENDORED}/")
     limits = limits or apps.build_limits(Host(settings), app)
-    outcome, hit = run_builder(settings, app, context, tag=tag, limits=limits,
+    outcome, hit = run_builder(settings, app, context, tag=tag, limits=limits, secrets=secrets,
                                progress=lambda line: progress(f"       {line}"))
     log = "\n".join(outcome.log)
     if hit:
         message = buildcgroups.failure_message(hit, limits, app)
         raise BuildFailed(message, log=f"{log}\nminipaas: {message}")  # the log has the details
     if outcome.error:
-        raise BuildFailed(f"build failed: {outcome.error}", detail="\n".join(outcome.log[-50:]), log=log)
+        # The package manager's own line says why (`npm ci` refusing a lockfile out of sync); the builder's, which step.
+        error = buildlog.tool_error(outcome.log) or outcome.error
+        raise BuildFailed(f"build failed: {error}", detail="\n".join(outcome.log[-50:]), log=log)
     seconds = time.monotonic() - started
     progress(f"-----> Built {tag} in {seconds:.1f}s")
     return Build(image=tag, image_id=outcome.image_id, buildpack=pack.name, log=log, seconds=seconds)
@@ -182,8 +216,11 @@ def describe(settings: Settings) -> list[str]:
 
 
 def run_builder(settings: Settings, app: str, context: IO[bytes], *, tag: str, limits: BuildLimits,
-                progress: Callable[[str], None]) -> tuple[engine.BuildOutcome, str | None]:
-    """Run the host's builder within `limits`; returns its outcome and the limit it ran into, if any."""
+                progress: Callable[[str], None], secrets: dict[str, Path] | None = None,
+                ) -> tuple[engine.BuildOutcome, str | None]:
+    """Run the host's builder within `limits`; returns its outcome and the limit it ran into, if any.
+
+    `secrets` (id -> file) reach BuildKit's `RUN --mount=type=secret` steps; the legacy builder has none."""
     found, layout = builder(settings), enforcement().layout
     if found.kind == "legacy":
         name = buildcgroups.app_cgroup(settings.home, app)
@@ -194,7 +231,7 @@ def run_builder(settings: Settings, app: str, context: IO[bytes], *, tag: str, l
             timeout=limits.timeout))
     with locks.host_build_lock(progress):
         return _limited(layout, buildcgroups.BUILDKIT, limits, shared=True, run=lambda: buildkit.build(
-            found, context, tag=tag, progress=progress, timeout=limits.timeout))
+            found, context, tag=tag, progress=progress, timeout=limits.timeout, secrets=secrets or {}))
 
 
 def _limited(layout: buildcgroups.Layout | None, name: str, limits: BuildLimits, *, shared: bool,
@@ -248,7 +285,7 @@ def _checked_dockerfile(settings: Settings, app: str, raw: bytes, allowed_images
         raise InvalidInput("the Dockerfile is not valid UTF-8") from None
     allowed = image_patterns(settings.build_images) + image_patterns(allowed_images)
     checked = dockerfile_policy.check(text, app=app, allowed=allowed, provided=stacks.is_provided,
-                                      cache_namespace=f"{settings.instance}-{app}")
+                                      cache_namespace=_cache_namespace(settings, app))
     return checked.text if checked.text.endswith("\n") else checked.text + "\n"
 
 
@@ -260,14 +297,29 @@ def _check_tag_is_ours(settings: Settings, tag: str) -> None:
                        f"{labels.get(engine.LABEL) or 'none'}); set MINIPAAS_INSTANCE to a name of its own")
 
 
-def _context_with(source_tar: bytes, extra: dict[str, bytes]) -> io.BytesIO:
-    """The git archive with generated files added at the context's root."""
+def _cache_namespace(settings: Settings, app: str) -> str:
+    """Where the app's BuildKit cache mounts live: `<instance>/<app>/...`. Neither name holds a slash, so no
+    other instance or app can name an id in it."""
+    return f"{settings.instance}/{app}"
+
+
+def _folders(paths: frozenset[str]) -> list[str]:
+    """Every folder of the commit (`.yarn`, `.yarn/releases`, ...): what a template may COPY."""
+    found = set()
+    for path in paths:
+        parts = path.split("/")[:-1]
+        found.update("/".join(parts[:n]) for n in range(1, len(parts) + 1))
+    return sorted(found)
+
+
+def _context_with(source_tar: bytes, extra: dict[str, bytes], *, leave_out: str = "") -> io.BytesIO:
+    """The git archive with generated files added at the context's root, without what is under `leave_out`."""
     out = io.BytesIO()
     with tarfile.open(fileobj=io.BytesIO(source_tar), mode="r:") as src, \
             tarfile.open(fileobj=out, mode="w:", format=tarfile.PAX_FORMAT) as dst:
         for member in src:
-            if member.name in extra:
-                continue  # replaced below
+            if member.name in extra or (leave_out and f"{member.name}/".startswith(leave_out)):
+                continue  # replaced below, or left out
             dst.addfile(member, src.extractfile(member) if member.isfile() else None)
         for name, data in extra.items():
             info = tarfile.TarInfo(name)
