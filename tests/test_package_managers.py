@@ -63,7 +63,8 @@ def test_lockfile_picks_the_package_manager(paas: Paas, manager: str, install: s
 def test_yarn_berry_installs_as_yarnrc_says(paas: Paas, linker: str) -> None:
     """Yarn 4 through corepack at packageManager's version, `--immutable`; Plug'n'Play runs without
     node_modules (NODE_OPTIONS loads .pnp.cjs and its ESM loader), node-modules as usual; the build step
-    sees the devDependency, the app does not."""
+    sees the devDependency, the app does not. The Procfile's `web: yarn start` finds the same Yarn in the
+    image, offline."""
     app = paas.new_app("berry")
     checkout = paas.checkout(app, APPS / "berry")
     if linker != "pnp":
@@ -78,6 +79,8 @@ def test_yarn_berry_installs_as_yarnrc_says(paas: Paas, linker: str) -> None:
                for s in steps), output
     assert "RUN yarn install --immutable" in steps, output
     assert any("yarn workspaces focus --all --production" in s for s in steps), output
+    assert "COPY --from=build /opt/corepack /opt/corepack" in build_steps(output), output
+    assert in_image(paas, app, "COREPACK_ENABLE_NETWORK=0 yarn --version") == "4.18.1\n"
     listing = in_image(paas, app, "ls -a /app").split()
     if linker == "pnp":
         assert ".pnp.cjs" in listing and "node_modules" not in listing
