@@ -167,8 +167,11 @@ def _cache_directories(data: dict[str, Any]) -> tuple[str, ...]:
     value = data.get("cacheDirectories")
     if value is None:
         return ()
-    if not isinstance(value, list) or not all(isinstance(v, str) for v in value):
+    if not isinstance(value, list):
         raise BuildFailed(f"cacheDirectories in package.json must be an array of folder paths, not {_kind(value)}")
+    odd = [v for v in value if not isinstance(v, str)]
+    if odd:
+        raise BuildFailed(f"cacheDirectories in package.json must hold folder paths (strings), not {_kind(odd[0])}")
     if len(value) > MAX_CACHE_DIRECTORIES:
         raise BuildFailed(f"cacheDirectories in package.json names more than {MAX_CACHE_DIRECTORIES} folders")
     folders = []

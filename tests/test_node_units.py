@@ -115,7 +115,8 @@ def test_package_json_facts_for_installs() -> None:
 
 @pytest.mark.parametrize(("document", "words"), [
     ({"cacheDirectories": ".next/cache"}, "cacheDirectories in package.json must be an array of folder paths"),
-    ({"cacheDirectories": [".next/cache", 3]}, "must be an array of folder paths"),
+    ({"cacheDirectories": [".next/cache", 3]}, "must hold folder paths (strings), not a number"),
+    ({"cacheDirectories": [None]}, "must hold folder paths (strings), not null"),
     ({"cacheDirectories": ["/root"]}, "'/root' is not a relative folder path"),
     ({"cacheDirectories": ["../x"]}, "is not a relative folder path"),
     ({"cacheDirectories": ["."]}, "is not a relative folder path"),
