@@ -12,6 +12,7 @@ from __future__ import annotations
 import contextlib
 import gzip
 import os
+import re
 import shutil
 import subprocess
 import tempfile
@@ -25,6 +26,7 @@ from minipaas.engine import BuildOutcome, step_exit_code
 from minipaas.errors import BuildFailed, InvalidInput
 
 KINDS = ("legacy", "buildkit", "buildx")
+_SECRET_ID = re.compile(r"[a-z0-9][a-z0-9-]{0,62}")
 
 
 @dataclass(frozen=True)
@@ -46,9 +48,16 @@ class Builder:
         how = "its buildx plugin" if self.kind == "buildx" else "`docker build` with BuildKit built in"
         return f"BuildKit, through {self.cli} ({how})"
 
-    def argv(self, tag: str, iidfile: Path) -> list[str]:
+    def argv(self, tag: str, iidfile: Path, secrets: dict[str, Path] | None = None) -> list[str]:
         prefix = [self.cli, "buildx", "build", "--builder", "default", "--load"] if self.kind == "buildx" \
             else [self.cli, "build"]
+        # A secret reaches the steps that mount it (RUN --mount=type=secret,id=...), never a layer or the cache key.
+        for name, source in sorted((secrets or {}).items()):
+            if not _SECRET_ID.fullmatch(name) or any(c in str(source) for c in ',"\n'):
+                # The CLI reads the option as CSV: the file's path is the admin's (MINIPAAS_BUILD_CA), not an app's.
+                raise InvalidInput(f"the build secret file {str(source)!r} has a comma or a quote in its path, which "
+                                   "docker's --secret cannot take; move it")
+            prefix += ["--secret", f"id={name},src={source}"]
         # `-`: the context is a tar on stdin; `default` is the engine's own BuildKit (docker driver).
         return [*prefix, "--progress=plain", "--tag", tag, "--iidfile", str(iidfile), "-"]
 
@@ -120,8 +129,10 @@ def _quiet(argv: list[str]) -> str | None:
 
 
 def build(builder: Builder, context: IO[bytes], *, tag: str, progress: Callable[[str], None],
-          timeout: float | None = None) -> BuildOutcome:
+          timeout: float | None = None, secrets: dict[str, Path] | None = None) -> BuildOutcome:
     """Build a tar context with BuildKit; stream its `--progress=plain` lines to `progress`.
+
+    `secrets`: id -> file, for the steps that mount them (the build CA).
 
     After `timeout` s the CLI is killed, which cancels the build in the engine, and the outcome
     says it timed out.
@@ -133,8 +144,8 @@ def build(builder: Builder, context: IO[bytes], *, tag: str, progress: Callable[
     with tempfile.TemporaryDirectory(prefix="minipaas-build-") as tmp:
         iidfile = Path(tmp) / "image-id"
         env = {**os.environ, "DOCKER_BUILDKIT": "1"}
-        process = subprocess.Popen(builder.argv(tag, iidfile), stdin=subprocess.PIPE, stdout=subprocess.PIPE,
-                                   stderr=subprocess.STDOUT, env=env)
+        process = subprocess.Popen(builder.argv(tag, iidfile, secrets), stdin=subprocess.PIPE,
+                                   stdout=subprocess.PIPE, stderr=subprocess.STDOUT, env=env)
         assert process.stdin is not None and process.stdout is not None
 
         def feed() -> None:

@@ -24,18 +24,22 @@ import tarfile
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
+from pathlib import Path
 from typing import IO
 
 from minipaas import (
     apps,
     buildcgroups,
     buildkit,
+    buildlog,
     buildoutput,
     buildpacks,
+    config,
     dockerfile_policy,
     engine,
     gitrepo,
     locks,
+    nodeinstall,
     nodeversions,
     packagejson,
     presets,
@@ -49,6 +53,13 @@ from minipaas.names import image_patterns
 from minipaas.settings import Settings
 
 CA_NAME = "minipaas-build-ca.pem"
+# BuildKit: the build CA as a secret of this id (a public certificate, not a password), never in the context.
+CA_SECRET_ID = "minipaas-build-ca"  # noqa: S105
+# The app's config values a buildpack build sees (Heroku's: keep devDependencies); nothing else of the
+# config reaches a build.
+BUILD_CONFIG = ("NPM_CONFIG_PRODUCTION", "YARN_PRODUCTION")
+# A committed node_modules never enters a buildpack's build: the buildpack installs dependencies itself.
+VENDORED = "node_modules"
 
 
 @dataclass(frozen=True)
@@ -78,6 +89,7 @@ class Source:
             return ""
         return self.preset.start
     node: nodeversions.Wanted | None = None  # the Node.js version asked for, when the buildpack builds on one
+    install: nodeinstall.Install | None = None  # how a buildpack installs its dependencies
 
 
 @dataclass(frozen=True)
@@ -104,6 +116,10 @@ def inspect(settings: Settings, app: str, sha: str) -> Source:
                                    lambda name: gitrepo.read_file(repo, sha, name) if name in paths else None,
                                    settings.node_major)
         source = dataclasses.replace(source, node=node)
+    if source.pack.template and "package.json" in paths:
+        install = nodeinstall.decide(package, paths, lambda name: gitrepo.read_file(repo, sha, name)
+                                     if name in paths else None, commands=procs.values())
+        source = dataclasses.replace(source, install=install)
     return source
 
 
@@ -111,7 +127,8 @@ def classify(sha: str, paths: frozenset[str], package: packagejson.Package, proc
              packs: list[buildpacks.Buildpack], known_presets: list[presets.Preset],
              app_settings: dict[str, str]) -> Source:
     """Pick the buildpack and framework preset of a commit's facts (pure: inspect reads them)."""
-    preset = presets.match(known_presets, package.dependencies) if "package.json" in paths else None
+    named = package.dependencies | package.dev_dependencies
+    preset = presets.match(known_presets, named) if "package.json" in paths else None
     facts = buildpacks.DetectFacts(preset_kind=preset.kind if preset and preset.decides(package.scripts) else "",
                                    settings=app_settings)
     pack = buildpacks.detect(packs, set(paths), set(package.scripts), facts)
@@ -157,6 +174,7 @@ def _build(settings: Settings, app: str, release: int, source: Source, progress:
     # Every stage carries whose it is, so that gc and apps:destroy find the images the legacy builder
     # keeps of build stages (BuildKit keeps none). Only stable labels: a release number would bust the cache.
     stage_labels = {engine.LABEL: str(settings.home), "minipaas.app": app}
+    secrets: dict[str, Path] = {}
     if pack.uses_app_dockerfile:
         checked = _checked_dockerfile(settings, app, gitrepo.read_file(repo, sha, "Dockerfile") or b"",
                                       allowed_images)
@@ -164,12 +182,24 @@ def _build(settings: Settings, app: str, release: int, source: Source, progress:
         text = label_stages(checked.text, stage_labels)
         context = _context_with(gitrepo.archive(repo, sha), {"Dockerfile": (text + label_line).encode()})
     else:
+        kind = builder(settings).kind
+        for note in source.install.notes if source.install else ():
+            progress(f"       warning: {note}")
+        if any(p.startswith(f"{VENDORED}/") for p in source.paths):
+            progress(f"       warning: {VENDORED} is committed; it is left out of the build, which installs the "
+                     f"dependencies itself (add {VENDORED} to .gitignore)")
+        build_env = config.get_all(Host(settings), app)
         facts = {
             "app": app,
             "files": sorted(p for p in source.paths if "/" not in p),
+            "folders": _folders(source.paths),
             "package": source.package,
+            "install": source.install,
             "procfile": source.procfile,
             "build_ca": settings.build_ca is not None,
+            "builder": kind,
+            "cache_namespace": _cache_namespace(settings, app),
+            "build_config": {key: build_env[key] for key in BUILD_CONFIG if key in build_env},
             # Framework presets (buildpacks/presets): the tool's own commands, where the app names none.
             "build_command": source.build_command,
             "start_command": source.start_command,
@@ -179,20 +209,26 @@ def _build(settings: Settings, app: str, release: int, source: Source, progress:
             facts.update(base=base.tag, node_version=base.version)
         dockerfile = buildpacks.render(pack, facts, cache_dir=settings.cache_dir)
         extra = {"Dockerfile": (label_stages(dockerfile, stage_labels) + label_line).encode()}
-        if settings.build_ca is not None:
+        if settings.build_ca is not None and kind == "legacy":
             extra[CA_NAME] = settings.build_ca.read_bytes()
-        context = _context_with(gitrepo.archive(repo, sha, prefix="src/"), extra)
+        elif settings.build_ca is not None:
+            secrets[CA_SECRET_ID] = settings.build_ca
+        context = _context_with(gitrepo.archive(repo, sha, prefix="src/"), extra,
+                                leave_out=f"src/{VENDORED}/")
     limits = limits or apps.build_limits(Host(settings), app)
     # The pusher sees the steps and the commands' own output; the release keeps every line.
     shown = buildoutput.BuildLines(progress, verbose=os.environ.get("MINIPAAS_VERBOSE") == "1")
-    outcome, hit = run_builder(settings, app, context, tag=tag, limits=limits, progress=shown.feed, say=progress)
+    outcome, hit = run_builder(settings, app, context, tag=tag, limits=limits, secrets=secrets,
+                               progress=shown.feed, say=progress)
     log = "\n".join(outcome.log)
     if hit:
         message = buildcgroups.failure_message(hit, limits, app)
         raise BuildFailed(message, log=f"{log}\nminipaas: {message}")  # the log has the details
     if outcome.error:
-        # No detail: the failing step's output has just been shown, once.
-        raise BuildFailed(f"build failed: {outcome.error}", log=log)
+        # The package manager's own line says why (`npm ci` refusing a lockfile out of sync); the builder's,
+        # which step. No detail: the failing step's output has just been shown, once.
+        error = buildlog.tool_error(outcome.log) or outcome.error
+        raise BuildFailed(f"build failed: {error}", log=log)
     seconds = time.monotonic() - started
     progress(f"-----> Built {tag} in {seconds:.1f}s")
     return Build(image=tag, image_id=outcome.image_id, buildpack=pack.name, log=log, seconds=seconds)
@@ -244,10 +280,11 @@ def describe(settings: Settings) -> list[str]:
 
 def run_builder(settings: Settings, app: str, context: IO[bytes], *, tag: str, limits: BuildLimits,
                 progress: Callable[[str], None], say: Callable[[str], None] | None = None,
-                ) -> tuple[engine.BuildOutcome, str | None]:
+                secrets: dict[str, Path] | None = None) -> tuple[engine.BuildOutcome, str | None]:
     """Run the host's builder within `limits`; returns its outcome and the limit it ran into, if any.
 
-    `progress` gets the builder's lines; `say` what minipaas itself has to tell (waiting for a turn)."""
+    `progress` gets the builder's lines; `say` what minipaas itself has to tell (waiting for a turn).
+    `secrets` (id -> file) reach BuildKit's `RUN --mount=type=secret` steps; the legacy builder has none."""
     found, layout = builder(settings), enforcement().layout
     if found.kind == "legacy":
         name = buildcgroups.app_cgroup(settings.home, app)
@@ -258,7 +295,7 @@ def run_builder(settings: Settings, app: str, context: IO[bytes], *, tag: str, l
             timeout=limits.timeout))
     with locks.host_build_lock(say or progress):
         return _limited(layout, buildcgroups.BUILDKIT, limits, shared=True, run=lambda: buildkit.build(
-            found, context, tag=tag, progress=progress, timeout=limits.timeout))
+            found, context, tag=tag, progress=progress, timeout=limits.timeout, secrets=secrets or {}))
 
 
 def _limited(layout: buildcgroups.Layout | None, name: str, limits: BuildLimits, *, shared: bool,
@@ -316,7 +353,7 @@ def _checked_dockerfile(settings: Settings, app: str, raw: bytes, allowed_images
         raise InvalidInput("the Dockerfile is not valid UTF-8") from None
     allowed = image_patterns(settings.build_images) + image_patterns(allowed_images)
     checked = dockerfile_policy.check(text, app=app, allowed=allowed, provided=stacks.is_provided,
-                                      cache_namespace=f"{settings.instance}-{app}")
+                                      cache_namespace=_cache_namespace(settings, app))
     if not checked.text.endswith("\n"):
         checked = dockerfile_policy.Checked(checked.text + "\n", checked.images)
     return checked
@@ -343,14 +380,29 @@ def label_stages(text: str, labels: dict[str, str]) -> str:
     return "\n".join(lines) + "\n"
 
 
-def _context_with(source_tar: bytes, extra: dict[str, bytes]) -> io.BytesIO:
-    """The git archive with generated files added at the context's root."""
+def _cache_namespace(settings: Settings, app: str) -> str:
+    """Where the app's BuildKit cache mounts live: `<instance>/<app>/...`. Neither name holds a slash, so no
+    other instance or app can name an id in it."""
+    return f"{settings.instance}/{app}"
+
+
+def _folders(paths: frozenset[str]) -> list[str]:
+    """Every folder of the commit (`.yarn`, `.yarn/releases`, ...): what a template may COPY."""
+    found = set()
+    for path in paths:
+        parts = path.split("/")[:-1]
+        found.update("/".join(parts[:n]) for n in range(1, len(parts) + 1))
+    return sorted(found)
+
+
+def _context_with(source_tar: bytes, extra: dict[str, bytes], *, leave_out: str = "") -> io.BytesIO:
+    """The git archive with generated files added at the context's root, without what is under `leave_out`."""
     out = io.BytesIO()
     with tarfile.open(fileobj=io.BytesIO(source_tar), mode="r:") as src, \
             tarfile.open(fileobj=out, mode="w:", format=tarfile.PAX_FORMAT) as dst:
         for member in src:
-            if member.name in extra:
-                continue  # replaced below
+            if member.name in extra or (leave_out and f"{member.name}/".startswith(leave_out)):
+                continue  # replaced below, or left out
             dst.addfile(member, src.extractfile(member) if member.isfile() else None)
         for name, data in extra.items():
             info = tarfile.TarInfo(name)

@@ -17,11 +17,14 @@ from minipaas.errors import BuildFailed
 
 MAX_SIZE = 1024 * 1024
 MANAGERS = ("npm", "yarn", "pnpm")
+MAX_CACHE_DIRECTORIES = 10
+_LOCAL_SPECS = ("file:", "link:", "portal:", "workspace:", "./", "../", "/", "~/")
+_CACHE_FOLDER = re.compile(r"[A-Za-z0-9._@+-]{1,100}(?:/[A-Za-z0-9._@+-]{1,100}){0,9}")
 # Corepack's form: name@version, optionally +sha<bits>.<hex digest> (pnpm@9.1.0+sha512.0123...).
 _MANAGER_NAME = re.compile(r"(?P<name>[A-Za-z0-9][A-Za-z0-9._-]{0,60})@(?P<rest>.*)", re.DOTALL)
 _MANAGER_VERSION = re.compile(
     r"(?P<version>(?:0|[1-9]\d*)\.(?:0|[1-9]\d*)\.(?:0|[1-9]\d*)(?:-[0-9A-Za-z-]+(?:\.[0-9A-Za-z-]+)*)?)"
-    r"(?:\+sha(?:1|224|256|384|512)\.[0-9a-fA-F]+)?"
+    r"(?:\+(?P<hash>sha(?:1|224|256|384|512)\.[0-9a-fA-F]{1,128}))?"
 )
 
 
@@ -29,11 +32,21 @@ _MANAGER_VERSION = re.compile(
 class PackageManager:
     name: str  # one of MANAGERS
     version: str  # an exact semver version, without corepack's hash
+    hash: str = ""  # corepack's `sha512.<hex>` of the download when given; corepack then checks it
 
     @property
     def spec(self) -> str:
-        """What `npm install --global` is given: name@version."""
+        """name@version, as a human reads it."""
         return f"{self.name}@{self.version}"
+
+    @property
+    def corepack_spec(self) -> str:
+        """What corepack installs: name@version, with the hash the app pinned, if any."""
+        return f"{self.spec}+{self.hash}" if self.hash else self.spec
+
+    @property
+    def major(self) -> int:
+        return int(self.version.split(".", 1)[0])
 
 
 @dataclass(frozen=True)
@@ -43,8 +56,12 @@ class Package:
     engines_node: str | None = None  # the engines.node range as written (stacks checks it is a range)
     scripts: Mapping[str, str] = field(default_factory=dict)
     package_manager: PackageManager | None = None
-    # Names in dependencies and devDependencies (versions are npm's business): framework presets read them.
-    dependencies: frozenset[str] = frozenset()
+    dependencies: frozenset[str] = frozenset()  # names in `dependencies` (and optionalDependencies)
+    dev_dependencies: frozenset[str] = frozenset()
+    workspaces: bool = False  # a monorepo root: installing it needs every workspace's package.json
+    local_dependencies: bool = False  # a dependency from the repository itself (file:, link:, ./...)
+    # Heroku's `cacheDirectories`: build caches kept between builds (checked relative folder paths).
+    cache_directories: tuple[str, ...] = ()
 
 
 def parse(raw: bytes | None) -> Package:
@@ -62,7 +79,11 @@ def parse(raw: bytes | None) -> Package:
     if not isinstance(data, dict):
         raise BuildFailed("package.json must hold a JSON object")
     return Package(engines_node=_engines_node(data), scripts=_scripts(data),
-                   package_manager=_package_manager(data), dependencies=_dependency_names(data))
+                   package_manager=_package_manager(data),
+                   dependencies=_names(data, "dependencies") | _names(data, "optionalDependencies"),
+                   dev_dependencies=_names(data, "devDependencies"),
+                   workspaces=bool(data.get("workspaces")), local_dependencies=_local_dependencies(data),
+                   cache_directories=_cache_directories(data))
 
 
 def _kind(value: Any) -> str:
@@ -102,18 +123,6 @@ def _scripts(data: dict[str, Any]) -> dict[str, str]:
     return dict(scripts)
 
 
-def _dependency_names(data: dict[str, Any]) -> frozenset[str]:
-    names: set[str] = set()
-    for key in ("dependencies", "devDependencies"):
-        if key not in data:
-            continue
-        deps = data[key]
-        if not isinstance(deps, dict):
-            raise BuildFailed(f"{key} in package.json must be an object, not {_kind(deps)}")
-        names.update(deps)
-    return frozenset(names)
-
-
 def _package_manager(data: dict[str, Any]) -> PackageManager | None:
     if "packageManager" not in data:
         return None
@@ -132,7 +141,49 @@ def _package_manager(data: dict[str, Any]) -> PackageManager | None:
     if version is None:
         raise BuildFailed(f"packageManager in package.json must name an exact version (such as "
                           f"{named['name']}@9.1.0, optionally +sha512.HASH), not {_short(value)}")
-    return PackageManager(named["name"], version["version"])
+    return PackageManager(named["name"], version["version"], version["hash"] or "")
+
+
+def _names(data: dict[str, Any], key: str) -> frozenset[str]:
+    """The package names of a dependency object (what the hint for a pruned binary needs)."""
+    value = data.get(key)
+    if value is None:
+        return frozenset()
+    if not isinstance(value, dict):
+        raise BuildFailed(f"{key} in package.json must be an object, not {_kind(value)}")
+    return frozenset(str(name) for name in value)
+
+
+def _local_dependencies(data: dict[str, Any]) -> bool:
+    """Whether a dependency comes from the repository itself: installing it needs the source."""
+    for key in ("dependencies", "devDependencies", "optionalDependencies"):
+        for spec in (data.get(key) or {}).values():
+            if isinstance(spec, str) and spec.strip().startswith(_LOCAL_SPECS):
+                return True
+    return False
+
+
+def _cache_directories(data: dict[str, Any]) -> tuple[str, ...]:
+    value = data.get("cacheDirectories")
+    if value is None:
+        return ()
+    if not isinstance(value, list):
+        raise BuildFailed(f"cacheDirectories in package.json must be an array of folder paths, not {_kind(value)}")
+    odd = [v for v in value if not isinstance(v, str)]
+    if odd:
+        raise BuildFailed(f"cacheDirectories in package.json must hold folder paths (strings), not {_kind(odd[0])}")
+    if len(value) > MAX_CACHE_DIRECTORIES:
+        raise BuildFailed(f"cacheDirectories in package.json names more than {MAX_CACHE_DIRECTORIES} folders")
+    folders = []
+    for raw in value:
+        folder = raw.strip().removeprefix("./").rstrip("/")
+        # A cache mount's target in a generated Dockerfile: a plain relative path, nothing that could
+        # end the mount option, leave /app or stand for the app's whole folder.
+        if not _CACHE_FOLDER.fullmatch(folder) or any(part in (".", "..") for part in folder.split("/")):
+            raise BuildFailed(f"cacheDirectories in package.json: {_short(raw)} is not a relative folder path "
+                              "(letters, digits, . _ - @ + and /)")
+        folders.append(folder)
+    return tuple(dict.fromkeys(folders))
 
 
 def _short(value: str) -> str:

@@ -19,8 +19,22 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass
 
-from minipaas import appjson, apps, builds, config, domains, engine, formation, gitrepo, health, proxy, sites, store
-from minipaas.errors import BuildFailed, Conflict, InvalidInput, MinipaasError, NotFound
+from minipaas import (
+    appjson,
+    apps,
+    builds,
+    config,
+    domains,
+    engine,
+    formation,
+    gitrepo,
+    health,
+    proxy,
+    sites,
+    starthints,
+    store,
+)
+from minipaas.errors import BuildFailed, Conflict, DeployFailed, InvalidInput, MinipaasError, NotFound
 from minipaas.host import Host
 from minipaas.locks import app_lock
 from minipaas.progress import Recorder
@@ -405,6 +419,9 @@ def _roll_out(host: Host, app: str, *, kind: str, sha: str, image: str, buildpac
         drain = int(apps.get_setting(host, app, "drain-seconds"))
         _record_live(host, app, number, retiring=[c.id for c in old], drain=drain)
     except BaseException as exc:
+        if isinstance(exc, DeployFailed):  # a process died at start: a pruned devDependency's binary?
+            hint = starthints.for_commit(s.repo_path(app), sha, app, exc.detail)
+            exc.detail = f"{hint}\n{exc.detail}" if hint else exc.detail
         for container in started:
             engine.remove(container.id, timeout=0)
         message = exc.message if isinstance(exc, MinipaasError) else f"interrupted ({type(exc).__name__})"

@@ -156,8 +156,10 @@ class Paas:
 def step_cached(output: str, instruction: str) -> bool:
     """Whether a build (its builder's own output, `Paas.builder_log`, either builder's) reused the cached
     layer of the step that runs `instruction`: BuildKit says `#7 CACHED` under `#7 [build 4/5] RUN ...`;
-    the legacy builder says `Using cache` after `Step 4/9 : RUN ...`."""
-    step = re.search(rf"#(\d+) \[[^\]]*\] {re.escape(instruction)}", output)
+    the legacy builder says `Using cache` after `Step 4/9 : RUN ...`. A BuildKit step's `--mount=...`
+    flags are skipped over."""
+    keyword, _, rest = instruction.partition(" ")
+    step = re.search(rf"#(\d+) \[[^\]]*\] {re.escape(keyword)} (?:--mount=\S+ )*{re.escape(rest)}", output)
     if step:
         return re.search(rf"^(?:remote: +)?#{step.group(1)} CACHED\b", output, re.M) is not None
     _, found, after = output.partition(instruction)

@@ -440,7 +440,7 @@ def test_odd_package_json_documents_are_one_line(raw: bytes, words: str) -> None
 
 
 def test_package_json_facts_reach_the_dockerfile_checked() -> None:
-    from minipaas import buildpacks, packagejson
+    from minipaas import buildpacks, nodeinstall, packagejson
     from minipaas.settings import SHARE_DIR
 
     package = packagejson.parse(json.dumps({
@@ -448,15 +448,18 @@ def test_package_json_facts_reach_the_dockerfile_checked() -> None:
         "scripts": {"build": "vite build", "start": "node ."}, "other": {"anything": ["goes"]},
     }).encode())
     assert package == packagejson.Package(">=20", {"build": "vite build", "start": "node ."},
-                                          packagejson.PackageManager("pnpm", "9.1.0"))
+                                          packagejson.PackageManager("pnpm", "9.1.0", "sha512.0123abcdef"))
     [node] = [p for p in buildpacks.load_all(SHARE_DIR / "buildpacks") if p.name == "node"]
     # engines.node reaches no template: stacks.py resolves it to an exact version, the fact `base`.
+    install = nodeinstall.decide(package, {"package.json", "pnpm-lock.yaml"}, lambda name: None)
     dockerfile = buildpacks.render(node, {"app": "a", "files": ["package.json", "pnpm-lock.yaml"],
-                                          "package": package, "procfile": {}, "build_ca": False,
+                                          "package": package, "install": install, "procfile": {}, "build_ca": False,
                                           "base": "minipaas/node:26.10.0", "node_version": "26.10.0"})
     assert "FROM minipaas/node:26.10.0 AS build\n" in dockerfile and ">=20" not in dockerfile
-    assert "RUN npm install --global --no-audit --no-fund pnpm@9.1.0\n" in dockerfile  # no hash, no more
-    assert "RUN npm run build" in dockerfile
+    # The checked version and hash, no more.
+    assert " && corepack install --global pnpm@9.1.0+sha512.0123abcdef && /opt/corepack/bin/pnpm --version\n" \
+        in dockerfile
+    assert "RUN pnpm run build" in dockerfile
     assert packagejson.parse(None) == packagejson.Package()
 
 

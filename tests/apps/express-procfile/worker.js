@@ -1,0 +1,2 @@
+// A worker that only stays alive.
+setInterval(() => console.log("worker tick"), 60_000);
