@@ -92,6 +92,7 @@ def test_system_mode_catch_alls_never_clash_with_the_hosts_default_server(tmp_pa
         s = settings.load({"MINIPAAS_HOME": str(tmp_path / mode), "MINIPAAS_NGINX": mode,
                            "MINIPAAS_HTTP_PORT": str(http_port), "MINIPAAS_HTTPS_PORT": str(https_port)})
         proxy.layout(s).sites.mkdir(parents=True)
+        proxy.layout(s).control.mkdir(parents=True)
         proxy.layout(s).http_conf.write_text(proxy.render_http_conf(s, serves_https=True))
         main = host / f"nginx-{mode}.conf"
         # Debian's nginx.conf loads its modules (modules-enabled/): the Lua module among them.
