@@ -30,6 +30,27 @@ function M.load(path)
 end
 
 local turn = 0  -- round robin, per worker
+local parsed = {}  -- per worker: app -> {text, peers}, so a route is parsed once, not per request
+
+local function peers_of(app)
+    local text = routes:get(app)
+    if not text then
+        return nil
+    end
+    local hit = parsed[app]
+    if hit and hit.text == text then  -- LuaJIT interns strings: an O(1) comparison
+        return hit.peers
+    end
+    local peers = {}
+    for peer in text:gmatch("%S+") do
+        local host, port = peer:match("^(.+):(%d+)$")
+        if host then
+            peers[#peers + 1] = {host, tonumber(port)}
+        end
+    end
+    parsed[app] = {text = text, peers = peers}
+    return peers
+end
 
 -- balancer_by_lua: a container of the vhost's app ($minipaas_app); a failed connection moves on to
 -- the next one (nginx's proxy_next_upstream), and a request whose app has none fails (the vhost's 503).
@@ -38,14 +59,8 @@ function M.balance()
     local ctx = ngx.ctx
     local peers = ctx.minipaas_peers
     if not peers then
-        peers = {}
-        local text = routes:get(ngx.var.minipaas_app)
-        if text then
-            for peer in text:gmatch("%S+") do
-                peers[#peers + 1] = peer
-            end
-        end
-        if #peers == 0 then
+        peers = peers_of(ngx.var.minipaas_app)
+        if not peers or #peers == 0 then
             return ngx.exit(ngx.ERROR)
         end
         ctx.minipaas_peers = peers
@@ -55,10 +70,9 @@ function M.balance()
     end
     local peer = peers[(ctx.minipaas_next % #peers) + 1]
     ctx.minipaas_next = ctx.minipaas_next + 1
-    local host, port = peer:match("^(.+):(%d+)$")
-    local ok, err = balancer.set_current_peer(host, tonumber(port))
+    local ok, err = balancer.set_current_peer(peer[1], peer[2])
     if not ok then
-        ngx.log(ngx.ERR, "minipaas: cannot route to ", peer, ": ", err)
+        ngx.log(ngx.ERR, "minipaas: cannot route to ", peer[1], ":", peer[2], ": ", err)
         return ngx.exit(ngx.ERROR)
     end
 end
