@@ -30,6 +30,8 @@ fi
 need=()
 command -v dockerd >/dev/null || need+=(docker.io)
 command -v nginx >/dev/null || need+=(nginx)
+# The routing table lives in nginx's shared memory, changed by Lua without a reload (docs/architecture.md).
+[ -f /usr/lib/nginx/modules/ngx_http_lua_module.so ] || need+=(libnginx-mod-http-lua)
 command -v git >/dev/null || need+=(git)
 command -v debootstrap >/dev/null || need+=(debootstrap)
 command -v wrk >/dev/null || need+=(wrk)

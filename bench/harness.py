@@ -233,6 +233,9 @@ class BenchHost:
         git(path, "remote", "add", "paas", str(self.home / "repos" / f"{app}.git"))
         return path
 
+    def push(self, checkout: Path, refspec: str = "master") -> None:
+        run(["git", "push", "-q", "paas", refspec], cwd=checkout, env=self.env)
+
     def get(self, app: str, path: str = "/") -> tuple[int, str]:
         conn = http.client.HTTPConnection("127.0.0.1", self.port, timeout=10)
         try:
@@ -298,7 +301,9 @@ def bench_host(*, keep: bool = False) -> Iterator[BenchHost]:
         "MINIPAAS_HTTP_PORT": str(port),
         "MINIPAAS_DOMAIN": DOMAIN,
         "GIT_TERMINAL_PROMPT": "0",
-        "PYTHONPATH": os.pathsep.join(p for p in (str(ROOT), os.environ.get("PYTHONPATH", "")) if p),
+        # MINIPAAS_BENCH_CODE: measure another checkout's minipaas with this bench (another design).
+        "PYTHONPATH": os.pathsep.join(p for p in (os.environ.get("MINIPAAS_BENCH_CODE", ""), str(ROOT),
+                                                  os.environ.get("PYTHONPATH", "")) if p),
         # The phases, the cache checks and the raw `docker build` baseline read the legacy builder's
         # output (`Step 1/`, `Using cache`); BuildKit's is another format. MINIPAAS_BUILDER overrides.
         "MINIPAAS_BUILDER": os.environ.get("MINIPAAS_BUILDER", "legacy"),
@@ -346,3 +351,45 @@ def phase_durations(push: Push, spans: Sequence[tuple[str, str | None, str | Non
         out.append(None if t0 is None or t1 is None else t1 - t0)
     return out
 
+
+
+# -- wrk -----------------------------------------------------------------------------------
+
+@dataclass
+class WrkResult:
+    rps: float
+    requests: int
+    non_2xx_3xx: int
+    socket_errors: int
+    p50_ms: float | None
+    p99_ms: float | None
+
+
+_UNITS_MS = {"us": 0.001, "ms": 1.0, "s": 1000.0, "m": 60000.0}
+
+
+def _ms(text: str) -> float | None:
+    match = re.fullmatch(r"([\d.]+)(us|ms|s|m)", text)
+    return float(match.group(1)) * _UNITS_MS[match.group(2)] if match else None
+
+
+def wrk(url: str, headers: dict[str, str], *, threads: int, connections: int, seconds: int,
+        script: Path | None = None) -> WrkResult:
+    """One wrk run (keep-alive unless the headers say `Connection: close`), with its latency percentiles."""
+    args = ["wrk", f"-t{threads}", f"-c{connections}", f"-d{seconds}s", "--timeout", "5s", "--latency"]
+    for name, value in headers.items():
+        args += ["-H", f"{name}: {value}"]
+    if script is not None:
+        args += ["-s", str(script)]
+    result = subprocess.run([*args, url], capture_output=True, text=True, timeout=seconds + 60)
+    out = result.stdout
+    done = re.search(r"(\d+) requests in", out)
+    rps = re.search(r"Requests/sec:\s+([\d.]+)", out)
+    if result.returncode != 0 or not done or not rps:
+        raise RuntimeError(f"wrk failed ({result.returncode}):\n{out}\n{result.stderr}")
+    errors = re.search(r"Socket errors: connect (\d+), read (\d+), write (\d+), timeout (\d+)", out)
+    non2xx = re.search(r"Non-2xx or 3xx responses: (\d+)", out)
+    pct = dict(re.findall(r"^\s*(\d+)%\s+(\S+)", out, re.M))
+    return WrkResult(float(rps.group(1)), int(done.group(1)), int(non2xx.group(1)) if non2xx else 0,
+                     sum(int(g) for g in errors.groups()) if errors else 0,
+                     _ms(pct["50"]) if "50" in pct else None, _ms(pct["99"]) if "99" in pct else None)

@@ -52,6 +52,7 @@ from harness import (
     machine,
     timed_push,
 )
+from harness import wrk as harness_wrk
 
 FIXTURE = ROOT / "tests" / "apps" / "static-site"
 PAGE_TITLE = "Static home"
@@ -87,34 +88,12 @@ class WrkRun:
     load: str
 
 
-_UNITS_MS = {"us": 0.001, "ms": 1.0, "s": 1000.0, "m": 60000.0}
-
-
-def _ms(text: str) -> float | None:
-    match = re.fullmatch(r"([\d.]+)(us|ms|s|m)", text)
-    return float(match.group(1)) * _UNITS_MS[match.group(2)] if match else None
-
-
 def wrk(port: int, path: str, app: str, headers: dict[str, str], *, threads: int, connections: int,
         seconds: int) -> tuple[float, int, int, int, float | None, float | None]:
     """One keep-alive wrk run on 127.0.0.1:port; (req/s, requests, non-2xx/3xx, socket errors, p50, p99)."""
-    args = ["wrk", f"-t{threads}", f"-c{connections}", f"-d{seconds}s", "--timeout", "5s", "--latency",
-            "-H", f"Host: {app}.{DOMAIN}"]
-    for name, value in headers.items():
-        args += ["-H", f"{name}: {value}"]
-    result = subprocess.run([*args, f"http://127.0.0.1:{port}{path}"], capture_output=True, text=True,
-                            timeout=seconds + 60)
-    out = result.stdout
-    done = re.search(r"(\d+) requests in", out)
-    rps = re.search(r"Requests/sec:\s+([\d.]+)", out)
-    if result.returncode != 0 or not done or not rps:
-        raise RuntimeError(f"wrk failed ({result.returncode}):\n{out}\n{result.stderr}")
-    errors = re.search(r"Socket errors: connect (\d+), read (\d+), write (\d+), timeout (\d+)", out)
-    non2xx = re.search(r"Non-2xx or 3xx responses: (\d+)", out)
-    pct = dict(re.findall(r"^\s*(\d+)%\s+(\S+)", out, re.M))
-    return (float(rps.group(1)), int(done.group(1)), int(non2xx.group(1)) if non2xx else 0,
-            sum(int(g) for g in errors.groups()) if errors else 0,
-            _ms(pct["50"]) if "50" in pct else None, _ms(pct["99"]) if "99" in pct else None)
+    run = harness_wrk(f"http://127.0.0.1:{port}{path}", {"Host": f"{app}.{DOMAIN}", **headers}, threads=threads,
+                      connections=connections, seconds=seconds)
+    return run.rps, run.requests, run.non_2xx_3xx, run.socket_errors, run.p50_ms, run.p99_ms
 
 
 def fetch(port: int, app: str, path: str, headers: dict[str, str] | None = None) -> tuple[int, dict[str, str], bytes]:

@@ -7,7 +7,7 @@ import re
 from collections.abc import Callable
 from dataclasses import dataclass
 
-from minipaas import buildcgroups, engine, events, gitrepo, proxy, sites, store
+from minipaas import buildcgroups, engine, events, gitrepo, networks, proxy, sites, store
 from minipaas.errors import Conflict, InvalidInput, NotFound
 from minipaas.host import Host
 from minipaas.names import check_app, check_new_app, valid_image_patterns
@@ -135,6 +135,7 @@ def destroy(host: Host, name: str, progress: Callable[[str], None]) -> None:
         engine.remove(container.id, timeout=5)
         progress(f"removed container {container.name}")
     proxy.remove_app(s, name)
+    networks.remove(s.app_network(name))
     images = {row["image"] for row in host.db.execute("SELECT image FROM releases WHERE app = ?", (name,))}
     for image in sorted(i for i in images if i):
         if engine.remove_image(image, owner=str(s.home)):

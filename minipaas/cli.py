@@ -786,6 +786,14 @@ def sudoers_rule(account: str, program: str) -> None:
     click.echo(sudoers.rule(account, program), nl=False)
 
 
+@cli.command("watch", hidden=True)
+def watch_cmd() -> None:
+    """Follow the engine's events: a routed container that goes away leaves its app's route at once."""
+    from minipaas import watcher
+
+    watcher.run(_host().settings)
+
+
 @cli.command("retire", hidden=True)
 @click.argument("app")
 def retire_cmd(app: str) -> None:

@@ -101,6 +101,11 @@ def client() -> docker.DockerClient:
     return c
 
 
+def reason(exc: BaseException) -> str:
+    """The engine's own words for a failure, in one line."""
+    return _reason(exc)
+
+
 def _reason(exc: BaseException) -> str:
     text = str(exc).strip().splitlines()
     return text[-1] if text else type(exc).__name__
@@ -427,6 +432,14 @@ def _container(attrs: dict[str, Any], network: str) -> Container:
         exit_code=int(state.get("ExitCode") or 0),
         restarts=int(attrs.get("RestartCount") or 0),
     )
+
+
+def events(filters: dict[str, str]) -> Iterator[dict[str, Any]]:
+    """The engine's events as they happen (a stream that ends only when the engine goes away)."""
+    try:
+        yield from _api().events(decode=True, filters=filters)
+    except docker.errors.APIError as exc:
+        raise EngineError(f"cannot follow the engine's events: {_reason(exc)}") from None
 
 
 def process_uid(ref: str) -> int | None:

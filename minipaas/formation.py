@@ -67,7 +67,7 @@ def start(host: Host, app: str, *, release: int, image: str, port: int, process:
     command = ["/bin/sh", "-c", f"exec {procs[process]}"] if process in procs else None
     progress(f"-----> Starting {name}")
     return engine.run(
-        name=name, image=image, network=s.network, command=command,
+        name=name, image=image, network=s.app_network(app), command=command,
         env={**env, "PORT": str(port)},
         labels={engine.LABEL: str(s.home), "minipaas.app": app, "minipaas.release": str(release),
                 "minipaas.process": process, "minipaas.index": str(index), "minipaas.port": str(port)},
@@ -97,7 +97,7 @@ def run_release_command(host: Host, app: str, *, image: str, command: str, env: 
     """The Procfile's `release:` line, once, before the switch (database migrations); must exit 0."""
     progress(f"-----> Running the release command: {command}")
     code, output = engine.run_to_completion(
-        image=image, network=host.settings.network, command=["/bin/sh", "-c", command],
+        image=image, network=host.settings.app_network(app), command=["/bin/sh", "-c", command],
         env=env, labels={engine.LABEL: str(host.settings.home), "minipaas.app": app,
                                                "minipaas.process": RELEASE},
         limits=apps.limits(host, app))

@@ -5,7 +5,7 @@ from __future__ import annotations
 import dataclasses
 from collections.abc import Callable
 
-from minipaas import buildkit, builds, engine, gitrepo, nginx, perms, proxy, store
+from minipaas import buildkit, builds, gitrepo, nginx, perms, proxy, store
 from minipaas.settings import SETTINGS_FILE, Settings, load
 
 
@@ -27,7 +27,7 @@ def init(progress: Callable[[str], None], settings: Settings | None = None) -> S
         progress(f"       warning: {problem}")
     if perms.workers_gid(s) is not None:
         progress(f"-----> {s.home} is root's; nginx's workers ({s.nginx_user}:{perms.workers_group_name(s)}) "
-                 "reach only static sites, ACME challenges and the router's socket")
+                 "reach only static sites and ACME challenges")
     else:
         progress(f"-----> {s.home} is its owner's alone (without root, nginx's workers run as you)")
     blocked = perms.workers_blocked_at(s)
@@ -39,8 +39,7 @@ def init(progress: Callable[[str], None], settings: Settings | None = None) -> S
         if host_user not in (None, s.nginx_user):
             progress(f"       warning: the host's nginx runs its workers as {host_user}, not {s.nginx_user}: they "
                      f"cannot enter {s.home}; set MINIPAAS_NGINX_USER={host_user} and run `minipaas init` again")
-    engine.ensure_network(s.network)
-    progress(f"-----> Docker network {s.network} ready")
+    progress(f"-----> Apps get a Docker network each, on a /26 of {s.subnets}")
     proxy.setup(s)
     where = f"private nginx on 127.0.0.1:{s.http_port}" if s.nginx == "private" else \
         f"the host's nginx on port {s.http_port}"

@@ -1,8 +1,8 @@
 """The nginx adapter: validating configurations, starting masters and reloading them.
 
 A master of ours is identified by its main configuration file and its pid file, and checked to be that
-master before it is signalled; minipaas runs its own masters (the router, and in private mode the
-front), and signals the host's nginx in system mode.
+master before it is signalled; minipaas runs its own master in private mode, and signals the host's
+nginx in system mode.
 """
 
 from __future__ import annotations
@@ -105,6 +105,17 @@ def reload(master: Master) -> None:
         start(master)
         return
     _wait_switched(pid, old_workers)
+
+
+def stop(master: Master, limit: float = 30.0) -> None:
+    """Stop a master gracefully (SIGQUIT: its workers finish their requests) and wait until it is gone."""
+    import psutil
+
+    pid = running_pid(master)
+    if pid is None or not _signal_master(pid, master.conf, signal.SIGQUIT):
+        return
+    with contextlib.suppress(psutil.Error):
+        _wait_gone([psutil.Process(pid)], limit=limit)
 
 
 def _signal_master(pid: int, main_conf: Path, signum: int) -> bool:

@@ -17,9 +17,9 @@ def run(host: Host, app: str, command: list[str]) -> int:
     if not command:
         raise InvalidInput("nothing to run: `run APP -- COMMAND [ARGS...]`")
     s = host.settings
-    engine.ensure_network(s.network)
+    releases.ensure_app_network(host, app)
     return engine.run_oneoff(
-        image=live.image, name=f"{app}.run.{uuid.uuid4().hex[:8]}", network=s.network,
+        image=live.image, name=s.container_name(f"{app}.run.{uuid.uuid4().hex[:8]}"), network=s.app_network(app),
         env=config.get_all(host, app),
         labels={engine.LABEL: str(s.home), "minipaas.app": app, "minipaas.process": "run"},
         limits=apps.limits(host, app), command=command, tty=sys.stdin.isatty())

@@ -2,12 +2,13 @@
 
 The home holds every app's config (and the config of each past release), the ssh keys, the apps'
 source, logs and TLS private keys: no account but root may read them. nginx's *worker processes*,
-which run as MINIPAAS_NGINX_USER (www-data), must still reach four things: the static sites' files,
-the router's unix socket, the ACME webroot and nginx's temp folders. So:
+which run as MINIPAAS_NGINX_USER (www-data), must still reach three things: the static sites' files,
+the ACME webroot and nginx's temp folders. (nginx's control socket is bound by its master, as root,
+in a root-only folder: the workers serve it on the socket they inherit.) So:
 
 - the home and the folders on the way to those four are 0710 root:<the workers' group>: the
   workers may pass through them (not even list them); every other account stops at the home;
-- nginx makes its unix socket 0666 itself, so the folders above it are the only gate;
+- nginx makes its unix sockets 0666 itself, so the folders above them are the only gate;
 - what the workers serve (release folders of static sites, ACME challenges) is 0755/0644, which is
   safe only because it sits inside a gated folder;
 - everything else is 0700/0600, owned by root.
@@ -78,13 +79,13 @@ POLICY: tuple[Rule, ...] = (
     # image: this folder alone is the gate.
     Rule("cache", PRIVATE_DIR, below=Below.UNTOUCHED),
     Rule("nginx", GATE_DIR, workers_group=True),
-    Rule("nginx/run", GATE_DIR, workers_group=True, below=Below.UNTOUCHED),  # router.sock, pid files
+    Rule("nginx/run", PRIVATE_DIR, below=Below.UNTOUCHED),  # pid files
+    Rule("nginx/control", PRIVATE_DIR, below=Below.UNTOUCHED),  # control.sock (0666 by nginx: the folder gates)
     Rule("nginx/tmp", GATE_DIR, workers_group=True, below=Below.UNTOUCHED),  # chowned to the workers by nginx
     Rule("nginx/sites", PRIVATE_DIR),
-    Rule("nginx/upstreams", PRIVATE_DIR),
+    Rule("nginx/routes", PRIVATE_FILE, folder=False),
     Rule("nginx/http.conf", PRIVATE_FILE, folder=False),
     Rule("nginx/front.conf", PRIVATE_FILE, folder=False),
-    Rule("nginx/router.conf", PRIVATE_FILE, folder=False),
     Rule("static", GATE_DIR, workers_group=True, below=Below.SERVED),
     Rule("acme", GATE_DIR, workers_group=True),
     Rule("acme/webroot", SERVED_DIR, below=Below.SERVED),
@@ -164,7 +165,7 @@ def can_pass(info: os.stat_result, uid: int, gids: set[int]) -> bool:
 def workers_blocked_at(settings: Settings) -> Path | None:
     """The first folder above the home that nginx's workers may not pass through, if any.
 
-    They reach static files and the router's socket through every folder above the home too: a home
+    They reach static files through every folder above the home too: a home
     inside a private folder (pytest's tmp_path, someone's 0700 home) gives 403s and 502s.
     """
     if workers_gid(settings) is None:

@@ -105,8 +105,8 @@ def start(host: Host, app: str, progress: Callable[[str], None]) -> None:
         for c in mine:
             if c.status != "running":
                 engine.start(c.id)
-        addresses = [releases.wait_healthy(host, app, c, live.sha, progress)[0]
-                     for c in mine if c.labels.get("minipaas.process") == "web"]
-        if addresses:
-            proxy.switch(host.settings, app, live.number, addresses)
+        targets = {releases.wait_healthy(host, app, c, live.sha, progress)[0]: c.id
+                   for c in mine if c.labels.get("minipaas.process") == "web"}
+        if targets:
+            proxy.switch(host.settings, app, live.number, targets)
             progress(f"-----> Started {app} (release {live.number})")

@@ -1,12 +1,11 @@
-"""The app-facing proxy: nginx configuration for every app, and the switch of traffic on deploy.
+"""The app-facing proxy: nginx's configuration for every app (see docs/architecture.md).
 
-Two nginx tiers (see docs/architecture.md):
-- the *front* holds client connections: one vhost per app (`sites/<app>.conf`, server names = the
-  app's domains). It is the host's nginx (MINIPAAS_NGINX=system) or a master of our own (private).
-  It is reloaded only when domains change.
-- the *router* is always our own master, behind a unix socket; `upstreams/<app>.conf` lists the
-  app's live web containers. A deploy rewrites that file and reloads only the router.
-Every change is written atomically, checked with `nginx -t`, and rolled back if nginx rejects it.
+One nginx holds the clients' connections and talks to the apps' containers over kept-alive
+connections: the host's nginx (MINIPAAS_NGINX=system) or a master of our own (private). Each app has
+a vhost (`sites/<app>.conf`, server names = the app's domains); where its requests go is the routing
+table of `routes.py`, which a deploy changes without a reload. nginx is reloaded only when a vhost
+changes (domains, certificates, an app becoming a static site). Every change is written atomically,
+checked with `nginx -t`, and rolled back if nginx rejects it.
 """
 
 from __future__ import annotations
@@ -21,7 +20,7 @@ from pathlib import Path
 
 import jinja2
 
-from minipaas import nginx, perms
+from minipaas import nginx, perms, routes
 from minipaas.errors import InvalidInput, ProxyError
 from minipaas.settings import Settings
 
@@ -37,10 +36,6 @@ class Layout:
     @property
     def sites(self) -> Path:
         return self.root / "sites"
-
-    @property
-    def upstreams(self) -> Path:
-        return self.root / "upstreams"
 
     @property
     def run(self) -> Path:
@@ -59,12 +54,8 @@ class Layout:
         return self.root / "front.conf"
 
     @property
-    def router_conf(self) -> Path:
-        return self.root / "router.conf"
-
-    @property
-    def router_socket(self) -> Path:
-        return self.run / "router.sock"
+    def control(self) -> Path:
+        return self.root / "control"
 
 
 def layout(settings: Settings) -> Layout:
@@ -128,10 +119,11 @@ def _common(settings: Settings) -> dict[str, object]:
         "log_dir": settings.logs_dir,
         "tmp_dir": lay.tmp,
         "sites_dir": lay.sites,
-        "upstreams_dir": lay.upstreams,
         "http_conf": lay.http_conf,
-        "socket": lay.router_socket,
-        "router_socket": lay.router_socket,
+        "routes_file": routes.routes_file(settings),
+        "control_socket": routes.control_socket(settings),
+        "lua_dir": settings.nginx_templates / "lua",
+        "lua_modules": lua_modules() if settings.nginx == "private" else [],
         "listen": _listen(settings),
         "listen_https": _listen(settings, settings.https_port),
         "listen6": _listen6(settings),
@@ -197,9 +189,17 @@ def _apps_serving_https(settings: Settings) -> set[str]:
 
 # -- masters -------------------------------------------------------------------------------
 
-def _check_router(settings: Settings) -> None:
-    lay = layout(settings)
-    nginx.test(lay.router_conf, lay.root)
+LUA_MODULES = (Path("/usr/lib/nginx/modules/ndk_http_module.so"),
+               Path("/usr/lib/nginx/modules/ngx_http_lua_module.so"))
+
+
+def lua_modules() -> list[Path]:
+    """nginx's Lua module (Debian's libnginx-mod-http-lua), which our own master loads itself."""
+    missing = [m for m in LUA_MODULES if not m.is_file()]
+    if missing:
+        raise ProxyError(f"nginx's Lua module is not installed ({missing[0]}): "
+                         "apt-get install libnginx-mod-http-lua")
+    return list(LUA_MODULES)
 
 
 def _check_front(settings: Settings) -> None:
@@ -210,9 +210,11 @@ def _check_front(settings: Settings) -> None:
         nginx.test(None)
 
 
-def _router(settings: Settings) -> nginx.Master:
+def _old_router(settings: Settings) -> nginx.Master:
+    """The second nginx tier of minipaas before the routing table; stopped and removed by `setup`."""
     lay = layout(settings)
-    return nginx.Master(lay.router_conf, lay.root, lay.run / "router.pid", unix_sockets=(lay.router_socket,))
+    return nginx.Master(lay.root / "router.conf", lay.root, lay.run / "router.pid",
+                        unix_sockets=(lay.run / "router.sock",))
 
 
 def _front(settings: Settings) -> nginx.Master:
@@ -221,11 +223,8 @@ def _front(settings: Settings) -> nginx.Master:
     ports = (settings.http_port, settings.https_port) if _apps_serving_https(settings) else (settings.http_port,)
     addresses = ("127.0.0.1", "::1") if has_ipv6() else ("127.0.0.1",)
     return nginx.Master(lay.front_conf, lay.root, lay.run / "front.pid",
-                        tcp=tuple((a, p) for a in addresses for p in ports))
-
-
-def _reload_router(settings: Settings) -> None:
-    nginx.reload(_router(settings))
+                        tcp=tuple((a, p) for a in addresses for p in ports),
+                        unix_sockets=(routes.control_socket(settings),))
 
 
 def _reload_front(settings: Settings) -> None:
@@ -236,24 +235,22 @@ def _reload_front(settings: Settings) -> None:
 
 
 def setup(settings: Settings) -> None:
-    """Write the main configurations and make sure both tiers run (init, restore, every deploy)."""
+    """Write the main configurations and make sure nginx runs with them (init, restore, deploys)."""
     lay = layout(settings)
-    if len(str(lay.router_socket)) > MAX_SOCKET_PATH:
-        raise InvalidInput(f"MINIPAAS_HOME is too long for the router's unix socket ({lay.router_socket})")
+    control = routes.control_socket(settings)
+    if len(str(control)) > MAX_SOCKET_PATH:
+        raise InvalidInput(f"MINIPAAS_HOME is too long for nginx's control socket ({control})")
     # The folders nginx's workers pass through (run/, tmp/, static/, acme/) get their group before a
     # master starts; cheap when right already. What cannot be fixed, `minipaas init` reports.
     perms.secure_home(settings)
     values = _common(settings)
     with _locked(settings):
         http_text = render_http_conf(settings, serves_https=bool(_apps_serving_https(settings)))
+        lay.control.mkdir(mode=perms.PRIVATE_DIR, exist_ok=True)
+        if not routes.routes_file(settings).exists():
+            perms.write_file(routes.routes_file(settings), b"", perms.PRIVATE_FILE)
         # A main configuration that changed (an upgrade: another worker user, new temp paths) is
         # applied by a reload; a master that is not running is started.
-        changed = _write_checked({lay.router_conf: _render(settings, "router.conf.j2", **values)},
-                                 lambda: _check_router(settings))
-        if nginx.running_pid(_router(settings)) is None:
-            nginx.start(_router(settings))
-        elif changed:
-            _reload_router(settings)
         if settings.nginx == "private":
             changed = _write_checked({lay.http_conf: http_text,
                                       lay.front_conf: _render(settings, "front.conf.j2", **values)},
@@ -269,14 +266,29 @@ def setup(settings: Settings) -> None:
             if _write_checked({lay.http_conf: http_text, settings.system_nginx_conf: include},
                               lambda: _check_front(settings), readable=frozenset({settings.system_nginx_conf})):
                 nginx.reload_system()
+        _retire_old_router(settings)
+
+
+def _retire_old_router(settings: Settings) -> None:
+    """An install from before the routing table ran a second nginx (the router): the front no longer
+    sends it anything once the vhosts above are written, so it is stopped and its files removed."""
+    lay = layout(settings)
+    old = _old_router(settings)
+    pid = nginx.running_pid(old)
+    if pid is not None:
+        nginx.stop(old)
+    for leftover in (lay.root / "router.conf", lay.run / "router.pid", lay.run / "router.sock"):
+        leftover.unlink(missing_ok=True)
+    if (lay.root / "upstreams").is_dir():
+        for path in (lay.root / "upstreams").glob("*"):
+            path.unlink()
+        (lay.root / "upstreams").rmdir()
 
 
 def ensure_running(settings: Settings) -> None:
     """Cheap check before a deploy: start whichever of our masters is not running."""
-    lay = layout(settings)
-    router_down = not lay.router_conf.exists() or nginx.running_pid(_router(settings)) is None
     front_down = settings.nginx == "private" and nginx.running_pid(_front(settings)) is None
-    if router_down or front_down:
+    if front_down or not layout(settings).control.exists():
         setup(settings)
 
 
@@ -342,45 +354,32 @@ def _csp_header() -> str:
     return f'\n        add_header Content-Security-Policy "{CSP}" always;'
 
 
-def switch(settings: Settings, app: str, release: int, addresses: list[str]) -> None:
-    """Point the app's upstream at `addresses` (host:port) and reload the router."""
-    lay = layout(settings)
-    path = lay.upstreams / f"{app}.conf"
-    text = _render(settings, "upstream.conf.j2", app=app, release=release, addresses=addresses)
-    with _locked(settings):
-        if _write_checked({path: text}, lambda: _check_router(settings)):
-            # Wait out the old workers too (nginx gives them ~100 ms): once the push says "live",
-            # every request sees the new release.
-            _reload_router(settings)
+def switch(settings: Settings, app: str, release: int, targets: dict[str, str]) -> None:
+    """Send the app's requests to `targets` (host:port → container id); returns once nginx does, without a
+    reload. (`release` is the one they run, for the log.)"""
+    routes.switch(settings, app, targets)
 
 
 def unroute(settings: Settings, app: str) -> None:
-    """Send the app no traffic at all (the router answers 503 for it)."""
-    path = layout(settings).upstreams / f"{app}.conf"
-    with _locked(settings):
-        if path.exists():
-            path.unlink()
-            _reload_router(settings)
+    """Send the app no traffic at all (its vhost answers 503)."""
+    routes.unroute(settings, app)
 
 
 def upstream_addresses(settings: Settings, app: str) -> list[str]:
-    """What the router currently sends the app's traffic to (parsed back from its file)."""
-    path = layout(settings).upstreams / f"{app}.conf"
-    if not path.exists():
-        return []
-    return [line.split()[1] for line in path.read_text().splitlines() if line.strip().startswith("server ")]
+    """Where the app's traffic goes now."""
+    return routes.addresses(settings, app)
 
 
 def remove_app(settings: Settings, app: str) -> None:
     lay = layout(settings)
+    routes.unroute(settings, app)
     with _locked(settings):
         removed = False
-        for path in (lay.sites / f"{app}.conf", lay.upstreams / f"{app}.conf"):
-            if path.exists():
-                path.unlink()
-                removed = True
+        path = lay.sites / f"{app}.conf"
+        if path.exists():
+            path.unlink()
+            removed = True
         http_text = render_http_conf(settings, serves_https=bool(_apps_serving_https(settings)))
         removed = _write_checked({lay.http_conf: http_text}, lambda: _check_front(settings)) or removed
         if removed:
-            _reload_router(settings)
             _reload_front(settings)

@@ -1,7 +1,7 @@
 """Releases: the deploy sequence and the record of every release.
 
 A release is an image plus the config of its time. Rolling one out always goes the same way:
-start the new web container, wait until it is healthy, switch the router to it, record it as
+start the new web container, wait until it is healthy, switch the app's route to it, record it as
 live, and retire the old containers after the drain delay, in the background. A failure at any
 step removes what that step created, records the release as failed, and leaves the old one serving.
 """
@@ -29,10 +29,12 @@ from minipaas import (
     formation,
     gitrepo,
     health,
+    networks,
     proxy,
     sites,
     starthints,
     store,
+    watcher,
 )
 from minipaas.errors import BuildFailed, Conflict, DeployFailed, InvalidInput, MinipaasError, NotFound
 from minipaas.host import Host
@@ -113,7 +115,7 @@ def web_containers(host: Host, app: str) -> list[engine.Container]:
 def app_containers(host: Host, app: str) -> list[engine.Container]:
     """The app's long-running containers, of every process type (one-off `run` ones excluded)."""
     found = engine.containers({engine.LABEL: str(host.settings.home), "minipaas.app": app},
-                              network=host.settings.network)
+                              network=host.settings.app_network(app))
     return [c for c in found if c.labels.get("minipaas.process") not in ("run", formation.RELEASE)]
 
 
@@ -326,14 +328,14 @@ def _apply_scale(host: Host, app: str, current: Release, procs: dict[str, str], 
                 started.append(formation.start(host, app, release=current.number, image=current.image, port=port,
                                                env=current.config,
                                                process=process, index=next(free), procs=procs, progress=progress))
-        addresses = [f"{c.ip}:{container_port(c)}" for c in keep if c.labels["minipaas.process"] == formation.WEB]
+        targets = {f"{c.ip}:{container_port(c)}": c.id for c in keep if c.labels["minipaas.process"] == formation.WEB}
         for container in started:
             if container.labels["minipaas.process"] == formation.WEB:
-                addresses.append(wait_healthy(host, app, container, current.sha, progress)[0])
+                targets[wait_healthy(host, app, container, current.sha, progress)[0]] = container.id
         formation.check_still_running([c for c in started if c.labels["minipaas.process"] != formation.WEB],
-                                      s.network)
-        if addresses:
-            proxy.switch(s, app, current.number, addresses)
+                                      s.app_network(app))
+        if targets:
+            proxy.switch(s, app, current.number, targets)
         else:
             proxy.unroute(s, app)
     except BaseException:
@@ -362,8 +364,9 @@ def _roll_out(host: Host, app: str, *, kind: str, sha: str, image: str, buildpac
     The release's log keeps everything the caller was shown, and the builder's own output.
     """
     s = host.settings
-    engine.ensure_network(s.network)
+    ensure_app_network(host, app)
     proxy.ensure_running(s)
+    watcher.ensure_running(s)
     _reconcile(host, app)
     env = config.get_all(host, app) if env is None else env
     if image and engine.image_id(image) is None:
@@ -400,15 +403,15 @@ def _roll_out(host: Host, app: str, *, kind: str, sha: str, image: str, buildpac
                                                process=process, index=index, procs=procs, progress=progress))
         if started:
             formation.warn_if_shared_uid(started[0], progress)
-        addresses = []
+        targets = {}
         for container in (c for c in started if c.labels["minipaas.process"] == formation.WEB):
             address, seconds = wait_healthy(host, app, container, sha, progress)
             progress(f"       healthy after {seconds:.1f}s")
-            addresses.append(address)
+            targets[address] = container.id
         formation.check_still_running([c for c in started if c.labels["minipaas.process"] != formation.WEB],
-                                      s.network)
-        if addresses:
-            proxy.switch(s, app, number, addresses)
+                                      s.app_network(app))
+        if targets:
+            proxy.switch(s, app, number, targets)
         else:
             proxy.unroute(s, app)  # scaled to no web process: the app answers 503
         if sites.serving_root(s, app) is not None:  # a static site becomes a container app
@@ -485,6 +488,12 @@ def _roll_out_site(host: Host, app: str, number: int, source: builds.Source,
     return get(host, app, number), raw
 
 
+def ensure_app_network(host: Host, app: str) -> None:
+    """The app's own Docker network (its containers reach no other app's): made on first use."""
+    networks.ensure_app_network(host.settings.app_network(app), pool=host.settings.subnets,
+                                labels={engine.LABEL: str(host.settings.home), "minipaas.app": app})
+
+
 def web_port(image: str) -> int:
     """The port the app listens on: the one its image EXPOSEs (Dockerfile apps), else $PORT's default."""
     exposed = engine.exposed_ports(image)
@@ -514,12 +523,13 @@ def wait_healthy(host: Host, app: str, container: engine.Container, sha: str,
     if from_app_json is not None and from_app_json.run:
         names = ", ".join(f"{c.name} ({c.describe()})" for c in from_app_json.run)
         progress(f"-----> Waiting for {container.name} to pass app.json's {names} (timeout {timeout}s)")
-        return health.wait_app_json(container.id, network=host.settings.network, port=container_port(container),
+        return health.wait_app_json(container.id, network=host.settings.app_network(app),
+                                    port=container_port(container),
                                     healthchecks=from_app_json, timeout=timeout, progress=progress)
     checks = checks_for(host, app, sha)
     what = " and ".join(c.describe() for c in checks.checks)
     progress(f"-----> Waiting for {container.name} to answer {what} (timeout {timeout}s)")
-    return health.wait_healthy(container.id, network=host.settings.network, port=container_port(container),
+    return health.wait_healthy(container.id, network=host.settings.app_network(app), port=container_port(container),
                                checks=checks, timeout=timeout, progress=progress)
 
 
@@ -632,14 +642,15 @@ def _reconcile(host: Host, app: str) -> None:
 def restore(host: Host, progress: Progress) -> None:
     """Bring every app back to its recorded state (after a reboot or a dockerd restart)."""
     s = host.settings
-    engine.ensure_network(s.network)
     proxy.setup(s)
+    watcher.ensure_running(s)
     for app in apps.names(host):
         with app_lock(s, app, progress):
             _reconcile(host, app)
             current = live(host, app)
             if current is None:
                 continue
+            ensure_app_network(host, app)
             if current.serving == "static":
                 proxy.write_site(s, app, domains.of(host, app))
                 continue
@@ -647,14 +658,14 @@ def restore(host: Host, progress: Progress) -> None:
             for c in mine:
                 if c.status != "running":
                     engine.start(c.id)
-            addresses = [wait_healthy(host, app, c, current.sha, progress)[0] for c in mine
-                         if c.labels.get("minipaas.process") == formation.WEB]
+            targets = {wait_healthy(host, app, c, current.sha, progress)[0]: c.id for c in mine
+                       if c.labels.get("minipaas.process") == formation.WEB}
             wanted = formation.counts(host, app, formation.procfile(host, app, current.sha))
-            if len(addresses) < wanted[formation.WEB]:
+            if len(targets) < wanted[formation.WEB]:
                 progress(f"-----> {app}: containers of release {current.number} are gone; starting new ones")
                 _roll_out(host, app, kind="restart", sha=current.sha, image=current.image,
                           buildpack=current.buildpack, progress=progress, env=current.config)
                 continue
-            if addresses:
-                proxy.switch(s, app, current.number, addresses)
-            progress(f"-----> {app}: release {current.number} serving at {', '.join(addresses) or 'no web process'}")
+            if targets:
+                proxy.switch(s, app, current.number, targets)
+            progress(f"-----> {app}: release {current.number} serving at {', '.join(targets) or 'no web process'}")

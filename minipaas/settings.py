@@ -38,6 +38,8 @@ _FIELDS: dict[str, tuple[str, str]] = {
     # (`buildkit:/usr/bin/docker`: a CLI with BuildKit built in; `buildx:/path/docker`: the plugin)
     "builder": ("MINIPAAS_BUILDER", "auto"),
     "network": ("MINIPAAS_NETWORK", "minipaas"),
+    # each app's own Docker network gets a /26 of this pool (see networks.py)
+    "subnets": ("MINIPAAS_SUBNETS", "10.213.0.0/16"),
     "node_major": ("MINIPAAS_NODE_MAJOR", "26"),
     # What every home and instance on the host shares: the Debian root filesystem base images are made
     # of (a debootstrap spared) and the list of Node.js releases (root's alone, like the homes)
@@ -72,6 +74,7 @@ class Settings:
     build_ca: Path | None
     builder: str
     network: str
+    subnets: str
     node_major: int
     host_cache: Path
     buildpacks_dir: Path
@@ -121,6 +124,10 @@ class Settings:
         """Where the app's images are tagged: `minipaas/hello` on the default instance."""
         return f"{self.instance}/{app}"
 
+    def app_network(self, app: str) -> str:
+        """The app's own Docker network (networks.py): `minipaas-hello` on the default instance."""
+        return f"{self.instance}-{app}"
+
     def container_name(self, base: str) -> str:
         """A container's name on the engine: other instances' names start with their instance."""
         return base if self.instance == DEFAULT_INSTANCE else f"{self.instance}.{base}"
@@ -167,6 +174,7 @@ def load(env: dict[str, str] | None = None) -> Settings:
         build_ca=_optional_file(raw["build_ca"], "MINIPAAS_BUILD_CA"),
         builder=_builder(raw["builder"]),
         network=raw["network"],
+        subnets=_pool(raw["subnets"]),
         node_major=_port(raw["node_major"], "MINIPAAS_NODE_MAJOR"),
         host_cache=_absolute(raw["host_cache"], "MINIPAAS_HOST_CACHE"),
         buildpacks_dir=Path(raw["buildpacks_dir"]),
@@ -191,6 +199,18 @@ def _instance(value: str, home: Path) -> str:
     if not INSTANCE_NAME.fullmatch(value):
         raise InvalidInput(f"MINIPAAS_INSTANCE must be 1 to 31 lowercase letters, digits and dashes, not {value!r}")
     return value
+
+
+def _pool(value: str) -> str:
+    import ipaddress
+
+    try:
+        network = ipaddress.IPv4Network(value)
+    except ValueError:
+        raise InvalidInput(f"MINIPAAS_SUBNETS must be an IPv4 network such as 10.213.0.0/16, not {value!r}") from None
+    if network.prefixlen > 26:
+        raise InvalidInput(f"MINIPAAS_SUBNETS {value} is too small: each app takes a /26 of it")
+    return str(network)
 
 
 def _build_images(value: str) -> str:

@@ -253,7 +253,7 @@ def paas_host(work: Path, **env_overrides: str) -> Iterator[Paas]:
         for pid_file in (home / "nginx" / "run").glob("*.pid"):
             with contextlib.suppress(OSError, ValueError):
                 os.kill(int(pid_file.read_text()), 3)  # SIGQUIT: graceful stop
-        for pid in _own_processes(home, b"retire"):
+        for pid in _own_processes(home, b"retire") + _own_processes(home, b"watch"):
             with contextlib.suppress(OSError):
                 os.kill(pid, 15)  # a retirer still in its drain delay: its containers are gone already
         shutil.rmtree(top, ignore_errors=True)

@@ -128,7 +128,7 @@ def test_the_home_is_a_gate_and_anything_others_may_read_sits_behind_one() -> No
         assert not rule.mode & 0o007 or rule.below is perms.Below.SERVED, rule
 
 
-@pytest.mark.parametrize("target", ["static", "nginx/run", "nginx/tmp", "acme/webroot"])
+@pytest.mark.parametrize("target", ["static", "nginx/tmp", "acme/webroot"])
 def test_what_nginx_workers_must_reach_has_a_path_of_gates(target: str) -> None:
     parts = target.split("/")
     for depth in range(len(parts) + 1):
@@ -156,7 +156,8 @@ def test_what_nginx_workers_must_reach_has_a_path_of_gates(target: str) -> None:
     ("static/app/3/index.html", 0o600, False, 0o644),
     ("static/app/3/assets", 0o700, True, 0o755),
     ("acme/webroot/.well-known/acme-challenge/token", 0o600, False, 0o644),
-    ("nginx/run/router.sock", 0o666, False, None),  # nginx's: its folder is the gate
+    ("nginx/control/control.sock", 0o666, False, None),  # nginx's: its root-only folder is the gate
+    ("nginx/run/front.pid", 0o644, False, None),
     ("nginx/tmp/body", 0o700, True, None),
     ("cache/debian-rootfs.tar", 0o644, False, None),
 ])
@@ -258,8 +259,9 @@ def test_another_local_account_reads_nothing_while_nginx_still_serves(paas: Paas
         ("read", home / "logs" / "access.log"), ("read", home / "certs" / app / "privkey.pem"),
         ("read", home / "nginx" / "sites" / f"{app}.conf"), ("read", home / "locks" / "proxy.lock"),
     ]
-    served = [("list", home / "static"), ("read", home / "static" / site / "current" / "index.html"),
-              ("connect", home / "nginx" / "run" / "router.sock")]
+    # Where apps' traffic goes is root's alone: nobody else may change a route (the control socket).
+    secrets.append(("connect", home / "nginx" / "control" / "control.sock"))
+    served = [("list", home / "static"), ("read", home / "static" / site / "current" / "index.html")]
 
     # A control, so that "denied" below means the modes and not a broken probe.
     open_file = Path(tempfile.mkdtemp(dir="/var/tmp")) / "open.txt"
@@ -279,7 +281,6 @@ def test_another_local_account_reads_nothing_while_nginx_still_serves(paas: Paas
     seen = probe(WORKERS, secrets + served)
     assert {k: v for k, v in seen.items() if v != "EACCES"} == {
         f"read {home / 'static' / site / 'current' / 'index.html'}": "ok",
-        f"connect {home / 'nginx' / 'run' / 'router.sock'}": "ok",
     }
 
     # Meanwhile both apps answer through nginx, whose workers are www-data, not root.
@@ -310,7 +311,7 @@ def loosen(home: Path) -> None:
 
 def set_worker_user(paas: Paas, user: str) -> None:
     """Put `user` in our masters' main configurations and reload them, as an old private install ran."""
-    for name in ("router", "front"):
+    for name in ("front",):
         conf = paas.home / "nginx" / f"{name}.conf"
         text = conf.read_text()
         conf.write_text(text.replace("user www-data www-data;", f"user {user};"))

@@ -7,6 +7,7 @@ import os
 import signal
 import subprocess
 import time
+from pathlib import Path
 
 from conftest import APPS, EXAMPLE, Paas, commit
 
@@ -66,8 +67,12 @@ def test_a_deploy_killed_midway_is_repaired_by_the_next_one(paas: Paas) -> None:
 
 def test_restore_restarts_the_proxy_after_it_was_killed(paas: Paas) -> None:
     app, _ = paas.deploy(APPS / "dockerfile")
-    for pid_file in (paas.home / "nginx" / "run").glob("*.pid"):
-        os.kill(int(pid_file.read_text()), signal.SIGKILL)
-    time.sleep(0.2)
+    masters = [int(p.read_text()) for p in (paas.home / "nginx" / "run").glob("*.pid")]
+    for master in masters:
+        os.kill(master, signal.SIGKILL)
+    deadline = time.monotonic() + 10
+    while any(Path(f"/proc/{m}/cmdline").exists() and Path(f"/proc/{m}/cmdline").read_bytes() for m in masters):
+        assert time.monotonic() < deadline, "nginx's master outlived SIGKILL"
+        time.sleep(0.02)
     paas.run("ps:restore")
     assert paas.get(app).body == "from my own Dockerfile\n"

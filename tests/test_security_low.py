@@ -92,9 +92,12 @@ def test_system_mode_catch_alls_never_clash_with_the_hosts_default_server(tmp_pa
         s = settings.load({"MINIPAAS_HOME": str(tmp_path / mode), "MINIPAAS_NGINX": mode,
                            "MINIPAAS_HTTP_PORT": str(http_port), "MINIPAAS_HTTPS_PORT": str(https_port)})
         proxy.layout(s).sites.mkdir(parents=True)
+        proxy.layout(s).control.mkdir(parents=True)
         proxy.layout(s).http_conf.write_text(proxy.render_http_conf(s, serves_https=True))
         main = host / f"nginx-{mode}.conf"
-        main.write_text(f"""pid {host}/nginx.pid;
+        # Debian's nginx.conf loads its modules (modules-enabled/): the Lua module among them.
+        modules = "".join(f"load_module {m};\n" for m in proxy.lua_modules())
+        main.write_text(modules + f"""pid {host}/nginx.pid;
 error_log {host}/logs/error.log;
 events {{}}
 http {{
@@ -143,13 +146,13 @@ def gone(pid: int) -> bool:
         return True
 
 
-def test_a_recycled_router_pid_gets_no_signal_and_the_app_is_served(paas: Paas, tmp_path: Path) -> None:
+def test_a_recycled_nginx_pid_gets_no_signal_and_the_app_is_served(paas: Paas, tmp_path: Path) -> None:
     app, _ = paas.deploy(APPS / "dockerfile")
     paas.run("settings:set", app, "drain-seconds", "0")
-    pid_file = paas.home / "nginx" / "run" / "router.pid"
+    pid_file = paas.home / "nginx" / "run" / "front.pid"
     master = int(pid_file.read_text())
-    os.kill(master, signal.SIGQUIT)  # the router's master ends (a crash, a reboot) ...
-    wait_for(lambda: gone(master), "the router's master to end")
+    os.kill(master, signal.SIGQUIT)  # nginx's master ends (a crash, a reboot) ...
+    wait_for(lambda: gone(master), "nginx's master to end")
     log = tmp_path / "signals.log"
     # ... and its pid now belongs to another process, which must never get the master's SIGHUP.
     bystander = subprocess.Popen([sys.executable, "-c", HUP_RECORDER, str(log)])
@@ -157,7 +160,7 @@ def test_a_recycled_router_pid_gets_no_signal_and_the_app_is_served(paas: Paas, 
         wait_for(lambda: log.exists() and log.read_text() == "ready\n", "the bystander to start")
         pid_file.write_text(f"{bystander.pid}\n")
 
-        paas.run("ps:restart", app)  # a deploy: it switches traffic and reloads the router
+        paas.run("ps:restart", app)  # a deploy: it finds nginx down and starts it, then switches traffic
 
         assert log.read_text() == "ready\n"  # no SIGHUP
         assert bystander.poll() is None
