@@ -304,9 +304,8 @@ def bench_host(*, keep: bool = False) -> Iterator[BenchHost]:
         # MINIPAAS_BENCH_CODE: measure another checkout's minipaas with this bench (another design).
         "PYTHONPATH": os.pathsep.join(p for p in (os.environ.get("MINIPAAS_BENCH_CODE", ""), str(ROOT),
                                                   os.environ.get("PYTHONPATH", "")) if p),
-        # The phases, the cache checks and the raw `docker build` baseline read the legacy builder's
-        # output (`Step 1/`, `Using cache`); BuildKit's is another format. MINIPAAS_BUILDER overrides.
-        "MINIPAAS_BUILDER": os.environ.get("MINIPAAS_BUILDER", "legacy"),
+        # The host's builder (BuildKit where its Docker has it) unless MINIPAAS_BUILDER says otherwise.
+        "MINIPAAS_BUILDER": os.environ.get("MINIPAAS_BUILDER", "auto"),
     }
     if CA.exists():
         env["MINIPAAS_BUILD_CA"] = str(CA)

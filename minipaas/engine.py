@@ -7,6 +7,7 @@ It wraps the Docker SDK (docker-py) so that the rest of minipaas deals in plain 
 from __future__ import annotations
 
 import contextlib
+import datetime
 import functools
 import io
 import json
@@ -87,6 +88,7 @@ class Container:
     health: str = ""  # Docker's own health status when the image defines one
     exit_code: int = 0
     restarts: int = 0
+    started_ns: int = 0  # when it last started, in ns since the epoch (0: never)
 
 
 @functools.cache
@@ -431,7 +433,20 @@ def _container(attrs: dict[str, Any], network: str) -> Container:
         health=((state.get("Health") or {}).get("Status") or ""),
         exit_code=int(state.get("ExitCode") or 0),
         restarts=int(attrs.get("RestartCount") or 0),
+        started_ns=_epoch_ns(str(state.get("StartedAt") or "")),
     )
+
+
+def _epoch_ns(stamp: str) -> int:
+    """The engine's RFC 3339 times (nanoseconds, "Z") as ns since the epoch; 0 for its zero time."""
+    if not stamp or stamp.startswith("0001-"):
+        return 0
+    whole, _, fraction = stamp.rstrip("Z").partition(".")
+    try:
+        seconds = datetime.datetime.fromisoformat(whole).replace(tzinfo=datetime.UTC).timestamp()
+    except ValueError:
+        return 0
+    return int(seconds) * 1_000_000_000 + int((fraction + "000000000")[:9] or 0)
 
 
 def events(filters: dict[str, str]) -> Iterator[dict[str, Any]]:
@@ -511,6 +526,10 @@ def logs(ref: str, *, tail: int | str = "all", follow: bool = False) -> Iterator
             yield _api().logs(ref, tail=tail)
     except docker.errors.NotFound:
         raise NotFound(f"container {ref} does not exist") from None
+    except docker.errors.APIError as exc:
+        if exc.status_code == 409:  # being removed (a retirement racing the reader): as good as gone
+            raise NotFound(f"container {ref} is being removed") from None
+        raise EngineError(f"cannot read the logs of {ref[:12]}: {_reason(exc)}") from None
 
 
 # -- interactive processes -----------------------------------------------------------------

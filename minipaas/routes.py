@@ -17,7 +17,7 @@ import http.client
 import json
 import re
 import socket
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
 
@@ -84,9 +84,14 @@ def unroute(settings: Settings, app: str) -> None:
         _change(settings, app, None)
 
 
-def forget_container(settings: Settings, container: str) -> str | None:
-    """A container the engine says is gone leaves its app's route at once; returns that app, if routed."""
+def forget_container(settings: Settings, container: str, *, stale: Callable[[], bool] = lambda: False) -> str | None:
+    """A container the engine says is gone leaves its app's route at once; returns that app, if routed.
+
+    `stale` is asked under the table's lock, where no deploy changes the route meanwhile: whether the news
+    is old (the container was started and routed again since)."""
     with _locked(settings):
+        if stale():
+            return None
         owners = _owners(settings)
         owned = owners.get(container)
         if owned is None:

@@ -85,13 +85,24 @@ def handle(settings: Settings, event: dict[str, object], forgotten: dict[str, st
     if not container:
         return
     if action.split(":")[0] in GONE:
-        app = routes.forget_container(settings, container)
+        # Old news when `ps:start` (or the engine) started it again since: it may be routed again already.
+        app = routes.forget_container(settings, container, stale=lambda: _started_since(container, event))
         if app is not None:
             forgotten[container] = app
             print(f"watch: {container[:12]} of {app}: {action}; unrouted", file=sys.stderr, flush=True)
     elif action == "start" and container in forgotten:
         app = forgotten.pop(container)
         threading.Thread(target=_route_again, args=(settings, app, container), daemon=True).start()
+
+
+def _started_since(container: str, event: dict[str, object]) -> bool:
+    """Whether the container runs now and started after the event happened."""
+    try:
+        found = engine.inspect(container)
+    except MinipaasError:
+        return False
+    happened = int(str(event.get("timeNano") or 0))
+    return found.status == "running" and happened > 0 and found.started_ns > happened
 
 
 def _route_again(settings: Settings, app: str, container: str) -> None:

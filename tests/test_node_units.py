@@ -34,8 +34,9 @@ def render(package: dict[str, object], files: dict[str, bytes], *, builder: str 
     [found] = [p for p in buildpacks.load_all(SHARE_DIR / "buildpacks") if p.name == pack]
     facts = {"app": "shop", "files": sorted(p for p in paths if "/" not in p), "folders": builds._folders(paths),
              "package": parsed, "install": install, "procfile": procfile or {}, "build_ca": ca, "builder": builder,
-             "cache_namespace": "mp-1/shop", "build_config": config or {}}
-    return buildpacks.render(found, facts, lambda kind, spec: "minipaas/node:26")
+             "cache_namespace": "mp-1/shop", "build_config": config or {},
+             "base": "minipaas/node:26", "node_version": "26.0.0"}
+    return buildpacks.render(found, facts)
 
 
 def runs(dockerfile: str) -> list[str]:

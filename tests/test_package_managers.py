@@ -148,5 +148,5 @@ def test_a_package_manager_that_is_not_the_lockfiles_is_refused_before_building(
     assert rejection(output) == [
         "packageManager in package.json names pnpm@10.34.9, but the lockfile is package-lock.json (npm's): remove "
         "the other lockfile or packageManager, or install with pnpm and commit its lockfile",
-        "push rejected; the previous release keeps serving"], output
+        "push rejected; nothing was deployed"], output  # its first push
     assert "Building" not in output and paas.repo_ref(app) == ""

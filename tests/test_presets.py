@@ -32,8 +32,9 @@ def classify(package: dict[str, object], *, files: tuple[str, ...] = (), procfil
 
 def dockerfile(source: builds.Source) -> str:
     facts = {"app": "a", "files": sorted(source.paths), "package": source.package, "procfile": source.procfile,
-             "build_ca": False, "build_command": source.build_command, "start_command": source.start_command}
-    return buildpacks.render(source.pack, facts, lambda kind, spec: "minipaas/node:26")
+             "build_ca": False, "build_command": source.build_command, "start_command": source.start_command,
+             "base": "minipaas/node:26", "node_version": "26.0.0"}
+    return buildpacks.render(source.pack, facts)
 
 
 ELEVENTY = {"scripts": {"start": "eleventy --serve", "build": "eleventy"},
@@ -107,7 +108,8 @@ def test_a_server_preset_starts_its_build_output_when_there_is_no_start_script()
     nuxt = dockerfile(classify({"scripts": {"build": "nuxt build"}, "dependencies": {"nuxt": "3"}}))
     assert 'CMD ["/bin/sh", "-c", "exec node .output/server/index.mjs"]' in nuxt
     # a start script, or a Procfile web: line, is the app's own word
-    assert 'CMD ["npm", "start"]' in dockerfile(classify({**kit, "scripts": {"build": "x", "start": "node s.js"}}))
+    assert 'CMD ["npm", "start"]' in dockerfile(classify({**kit, "scripts": {"build": "x", "start": "svelte s.js"}}))
+    assert 'exec node s.js"]' in dockerfile(classify({**kit, "scripts": {"build": "x", "start": "node s.js"}}))
     own = dockerfile(classify(kit, procfile={"web": "node my.js"}))
     assert 'exec node my.js' in own and "exec node build" not in own
 
@@ -189,3 +191,20 @@ def test_broken_link_warnings_are_bounded() -> None:
     assert lines[-1] == "warning: and 5 more broken links"
     assert sites.broken_link_warnings(broken[:3]) == [f"warning: p{n}.md links to missing.md, which does not exist"
                                                       for n in range(3)]
+
+
+@pytest.mark.parametrize(("scripts", "command"), [
+    ({"start": "node server.js"}, '["/bin/sh", "-c", "exec node server.js"]'),
+    ({"start": "node --enable-source-maps dist/main.js"},
+     '["/bin/sh", "-c", "exec node --enable-source-maps dist/main.js"]'),
+    # npm's own work is needed: its lifecycle scripts, a shell, a binary from node_modules/.bin
+    ({"start": "node server.js", "prestart": "node migrate.js"}, '["npm", "start"]'),
+    ({"start": "node server.js", "poststart": "echo done"}, '["npm", "start"]'),
+    ({"start": "node a.js && node b.js"}, '["npm", "start"]'),
+    ({"start": "NODE_ENV=x node a.js"}, '["npm", "start"]'),
+    ({"start": "nodemon a.js"}, '["npm", "start"]'),
+    ({"start": "node $FILE"}, '["npm", "start"]'),
+])
+def test_a_plain_node_start_script_runs_without_npm(scripts: dict[str, str], command: str) -> None:
+    [cmd] = [line for line in dockerfile(classify({"scripts": scripts})).splitlines() if line.startswith("CMD ")]
+    assert cmd == f"CMD {command}"

@@ -10,7 +10,7 @@ import time
 from pathlib import Path
 
 from conftest import APPS, EXAMPLE, Paas, commit, docker
-from minipaas import routes
+from minipaas import routes, watcher
 from minipaas.settings import load
 
 
@@ -81,6 +81,28 @@ def test_a_crashed_container_leaves_the_route_and_comes_back_when_restarted(paas
              timeout=60, what="the restarted container to be routed again")
     log = (paas.home / "logs" / "watch.log").read_text()
     assert "unrouted" in log and "routed" in log.split("unrouted", 1)[1]
+
+
+def test_a_watcher_that_lags_behind_a_stop_and_start_leaves_the_new_route_alone(paas: Paas) -> None:
+    app, _ = paas.deploy(EXAMPLE)
+    settings = load(paas.env)
+    paas.run("ps:stop", app)
+    paas.run("ps:start", app)
+    row = web(paas, app)
+    # The engine's news of the stop (kill, die, stop), as a watcher busy elsewhere gets them: after the start.
+    container = docker("inspect", "--format", "{{.Id}}", str(row["name"])).strip()
+    news = [json.loads(line) for line in docker("events", "--since", "5m", "--until", "0s", "--filter",
+                                                f"container={container}", "--format", "{{json .}}").splitlines()]
+    gone = [e for e in news if e["Action"] in ("kill", "die", "stop")]
+    assert gone, news
+    forgotten: dict[str, str] = {}
+    for event in gone:
+        watcher.handle(settings, event, forgotten)
+    assert forgotten == {} and routes.nginx_view(settings, app) == [row["address"]]
+    assert paas.get(app).status == 200
+    # News of now still counts: the container removed behind minipaas' back leaves the route.
+    docker("rm", "-f", container)
+    wait_for(lambda: routes.nginx_view(settings, app) == [], what="the route to drop the removed container")
 
 
 CONNECT = """
