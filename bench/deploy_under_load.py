@@ -1,5 +1,6 @@
 #!/usr/bin/env python3
-"""Failed requests while deploying: wrk through minipaas' private nginx during K consecutive pushes.
+"""Failed requests while deploying: wrk through minipaas' private nginx during K consecutive pushes, then
+during `ps:scale web=3` and back to 1, and during a rollback and a roll forward (both profiles at once).
 
 Two load profiles, both on loopback and bounded in time (wrk -d, stopped with SIGINT once the
 deploys and the retirements after them are done):
@@ -22,6 +23,7 @@ import statistics
 import subprocess
 import sys
 import time
+from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
@@ -84,6 +86,7 @@ class Phase:
     push_seconds: list[float] = field(default_factory=list)
     live_seconds: list[float] = field(default_factory=list)
     notes: list[str] = field(default_factory=list)
+    changes: int = 0  # deploys, scalings or rollbacks made under the load
 
 
 def _ms(text: str) -> float:
@@ -139,28 +142,86 @@ def stop_wrk(proc: subprocess.Popen[str]) -> tuple[str, bool]:
 
 def load_phase(host: BenchHost, app: str, checkout: Path, name: str, profiles: tuple[Profile, ...], *,
                deploys: int, idle_seconds: float, max_seconds: int, drain: int) -> Phase:
+    """K consecutive pushes under load (none: the same load alone for `idle_seconds`)."""
+
+    def push(phase: Phase, k: int) -> None:
+        marker = new_marker()
+        set_marker(checkout, marker)
+        commit(checkout, f"deploy {k + 1} under load")
+        done = timed_push(checkout, "master", env=host.env, port=host.port, app=app, marker=marker)
+        if done.returncode != 0 or done.served is None:
+            phase.notes.append(f"deploy {k + 1} failed or never served its text:\n{done.text}")
+            return
+        phase.push_seconds.append(done.seconds)
+        phase.live_seconds.append(done.served)
+        log(f"{name}: deploy {k + 1}/{deploys} live after {done.served:.2f}s")
+
+    return under_load(host, app, name, profiles, [push] * deploys, idle_seconds=idle_seconds,
+                      max_seconds=max_seconds, drain=drain)
+
+
+def scale_phase(host: BenchHost, app: str, profiles: tuple[Profile, ...], *, max_seconds: int,
+                drain: int) -> Phase:
+    """`ps:scale web=3`, all three serving, then `ps:scale web=1`, the other two retired, under load."""
+
+    def scale(count: int) -> Callable[[Phase, int], None]:
+        def step(phase: Phase, _k: int) -> None:
+            host.cli("ps:scale", app, f"web={count}")
+            if not wait_serving(host, app, count, timeout=60):
+                phase.notes.append(f"web={count}: not {count} serving containers within 60 s")
+            log(f"scaled to web={count}")
+        return step
+
+    return under_load(host, app, "ps:scale 1 -> 3 -> 1", profiles, [scale(3), scale(1)], idle_seconds=0,
+                      max_seconds=max_seconds, drain=drain)
+
+
+def rollback_phase(host: BenchHost, app: str, profiles: tuple[Profile, ...], *, max_seconds: int,
+                   drain: int) -> Phase:
+    """`releases:rollback` to the previous release, then back to the newest one, under load."""
+    [newest] = [r["number"] for r in json.loads(host.cli("releases", app, "--json").stdout) if r["status"] == "live"]
+
+    def rollback(target: str) -> Callable[[Phase, int], None]:
+        def step(phase: Phase, _k: int) -> None:
+            started = time.monotonic()
+            host.cli("releases:rollback", app, *([target] if target else []))
+            phase.push_seconds.append(time.monotonic() - started)
+            log(f"rolled back{' to ' + target if target else ''}")
+        return step
+
+    return under_load(host, app, "rollback and forward again", profiles, [rollback(""), rollback(str(newest))],
+                      idle_seconds=0, max_seconds=max_seconds, drain=drain)
+
+
+def wait_serving(host: BenchHost, app: str, count: int, timeout: float) -> bool:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        rows = json.loads(host.cli("ps", app, "--json").stdout)
+        if sum(1 for r in rows if r["process"] == "web" and r["health"] == "serving") == count:
+            return True
+        time.sleep(0.25)
+    return False
+
+
+def under_load(host: BenchHost, app: str, name: str, profiles: tuple[Profile, ...],
+               steps: list[Callable[[Phase, int], None]], *, idle_seconds: float, max_seconds: int,
+               drain: int) -> Phase:
+    """The load profiles running while `steps` run one after the other, until the retirements after them
+    are done; wrk's counts per profile."""
     phase = Phase(name)
     procs = [start_wrk(host, app, p, max_seconds) for p in profiles]
     started = time.monotonic()
     try:
-        time.sleep(1)  # connections up before the first deploy
-        if deploys == 0:
+        time.sleep(1)  # connections up before the first change
+        if not steps:
             time.sleep(idle_seconds)
-        for k in range(deploys):
+        for k, step in enumerate(steps):
             if time.monotonic() - started > max_seconds - 30:
-                phase.notes.append(f"stopped after {k} deploys: close to --max-seconds")
+                phase.notes.append(f"stopped after {k} changes: close to --max-seconds")
                 break
-            marker = new_marker()
-            set_marker(checkout, marker)
-            commit(checkout, f"deploy {k + 1} under load")
-            push = timed_push(checkout, "master", env=host.env, port=host.port, app=app, marker=marker)
-            if push.returncode != 0 or push.served is None:
-                phase.notes.append(f"deploy {k + 1} failed or never served its text:\n{push.text}")
-                continue
-            phase.push_seconds.append(push.seconds)
-            phase.live_seconds.append(push.served)
-            log(f"{name}: deploy {k + 1}/{deploys} live after {push.served:.2f}s")
-        if deploys:
+            step(phase, k)
+            phase.changes += 1
+        if steps:
             # The old containers are retired after the drain delay, still under load: wait for that.
             if not host.wait_retired(app, timeout=drain + 60):
                 phase.notes.append("old containers were still there after the drain delay + 60 s")
@@ -169,10 +230,10 @@ def load_phase(host: BenchHost, app: str, checkout: Path, name: str, profiles: t
         outputs = [stop_wrk(proc) for proc in procs]
     for profile, (output, ended) in zip(profiles, outputs, strict=True):
         counts = parse_wrk(output)
-        phase.results.append(WrkResult(phase=name, profile=profile.name, deploys=len(phase.push_seconds),
+        phase.results.append(WrkResult(phase=name, profile=profile.name, deploys=phase.changes,
                                        ended_early=ended, output=output, **counts))  # type: ignore[arg-type]
         if ended:
-            phase.notes.append(f"{profile.name}: wrk reached -d{max_seconds}s before the deploys were done")
+            phase.notes.append(f"{profile.name}: wrk reached -d{max_seconds}s before the changes were done")
     return phase
 
 
@@ -181,7 +242,7 @@ def report(phases: list[Phase], argv: list[str], about: str) -> str:
         f"deploys under load, {time.strftime('%Y-%m-%d %H:%M %Z')}; {about}",
         f"command: {' '.join(argv)}",
         "",
-        "| phase | load profile | deploys | seconds | requests | non-2xx/3xx | socket errors "
+        "| phase | load profile | changes | seconds | requests | non-2xx/3xx | socket errors "
         "(connect/read/write/timeout) | requests/s | p50 ms | p99 ms | max ms |",
         "| --- | --- | ---: | ---: | ---: | ---: | --- | ---: | ---: | ---: | ---: |",
     ]
@@ -198,7 +259,8 @@ def report(phases: list[Phase], argv: list[str], about: str) -> str:
                        f"max {max(phase.live_seconds):.2f} s (git push median "
                        f"{statistics.median(phase.push_seconds):.2f} s) over {len(phase.live_seconds)} deploys")
     failed = sum(r.non_2xx_3xx + r.socket_errors for p in phases for r in p.results if r.deploys)
-    out.append(f"target 0 failed requests during deploys: {failed} {'MET' if failed == 0 else 'MISSED'}")
+    verdict = "MET" if failed == 0 else "MISSED"
+    out.append(f"target 0 failed requests during deploys, scaling and rollbacks: {failed} {verdict}")
     notes = [f"{p.name}: {n}" for p in phases for n in p.notes]
     if notes:
         out += ["", "notes:"] + [f"- {n}" for n in notes]
@@ -250,6 +312,9 @@ def main() -> int:
                                          idle_seconds=args.idle_seconds, **common))
             phases.append(load_phase(host, app, checkout, f"{args.deploys} deploys ({label})", group,
                                      deploys=args.deploys, idle_seconds=0, **common))
+        common = {"max_seconds": args.max_seconds, "drain": drain}
+        phases.append(scale_phase(host, app, PROFILES, **common))
+        phases.append(rollback_phase(host, app, PROFILES, **common))
     argv = ["python", "bench/deploy_under_load.py", *sys.argv[1:]]
     print(report(phases, argv, about))
     if args.json:

@@ -7,7 +7,7 @@ import re
 from collections.abc import Callable
 from dataclasses import dataclass
 
-from minipaas import buildcgroups, engine, events, gitrepo, networks, proxy, sites, store
+from minipaas import buildcgroups, buildcontext, engine, events, gitrepo, networks, proxy, sites, store
 from minipaas.errors import Conflict, InvalidInput, NotFound
 from minipaas.host import Host
 from minipaas.names import check_app, check_new_app, valid_image_patterns
@@ -144,6 +144,7 @@ def destroy(host: Host, name: str, progress: Callable[[str], None]) -> None:
     if leftovers:
         progress(f"removed {len(leftovers)} more images of its builds")
     gitrepo.remove(s.repo_path(name))
+    buildcontext.remove(s, name)
     sites.remove_app(s, name)
     from minipaas import certs  # loads cryptography: only when needed
 

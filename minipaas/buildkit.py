@@ -48,7 +48,8 @@ class Builder:
         how = "its buildx plugin" if self.kind == "buildx" else "`docker build` with BuildKit built in"
         return f"BuildKit, through {self.cli} ({how})"
 
-    def argv(self, tag: str, iidfile: Path, secrets: dict[str, Path] | None = None) -> list[str]:
+    def argv(self, tag: str, iidfile: Path, secrets: dict[str, Path] | None = None,
+             folder: Path | None = None) -> list[str]:
         prefix = [self.cli, "buildx", "build", "--builder", "default", "--load"] if self.kind == "buildx" \
             else [self.cli, "build"]
         # A secret reaches the steps that mount it (RUN --mount=type=secret,id=...), never a layer or the cache key.
@@ -58,8 +59,10 @@ class Builder:
                 raise InvalidInput(f"the build secret file {str(source)!r} has a comma or a quote in its path, which "
                                    "docker's --secret cannot take; move it")
             prefix += ["--secret", f"id={name},src={source}"]
-        # `-`: the context is a tar on stdin; `default` is the engine's own BuildKit (docker driver).
-        return [*prefix, "--progress=plain", "--tag", tag, "--iidfile", str(iidfile), "-"]
+        # `default` is the engine's own BuildKit (docker driver). The context: a folder, with the Dockerfile on
+        # stdin (`-f -`), or a tar on stdin (`-`).
+        where = ["--file", "-", str(folder)] if folder is not None else ["-"]
+        return [*prefix, "--progress=plain", "--tag", tag, "--iidfile", str(iidfile), *where]
 
 
 def parse(spec: str) -> Builder:
@@ -128,9 +131,11 @@ def _quiet(argv: list[str]) -> str | None:
     return result.stdout if result.returncode == 0 else None
 
 
-def build(builder: Builder, context: IO[bytes], *, tag: str, progress: Callable[[str], None],
-          timeout: float | None = None, secrets: dict[str, Path] | None = None) -> BuildOutcome:
-    """Build a tar context with BuildKit; stream its `--progress=plain` lines to `progress`.
+def build(builder: Builder, context: IO[bytes] | Path, *, tag: str, progress: Callable[[str], None],
+          dockerfile: bytes | None = None, timeout: float | None = None,
+          secrets: dict[str, Path] | None = None) -> BuildOutcome:
+    """Build with BuildKit a folder (and `dockerfile`) or a tar context; stream its `--progress=plain` lines
+    to `progress`.
 
     `secrets`: id -> file, for the steps that mount them (the build CA).
 
@@ -144,16 +149,20 @@ def build(builder: Builder, context: IO[bytes], *, tag: str, progress: Callable[
     with tempfile.TemporaryDirectory(prefix="minipaas-build-") as tmp:
         iidfile = Path(tmp) / "image-id"
         env = {**os.environ, "DOCKER_BUILDKIT": "1"}
-        process = subprocess.Popen(builder.argv(tag, iidfile, secrets), stdin=subprocess.PIPE,
+        folder = context if isinstance(context, Path) else None
+        process = subprocess.Popen(builder.argv(tag, iidfile, secrets, folder), stdin=subprocess.PIPE,
                                    stdout=subprocess.PIPE, stderr=subprocess.STDOUT, env=env)
         assert process.stdin is not None and process.stdout is not None
 
         def feed() -> None:
-            # A thread, so that a CLI busy writing output never waits on us writing its input. Gzipped:
-            # the CLI takes a plain tar that starts with a PAX header (ours may) for a Dockerfile.
-            with contextlib.suppress(BrokenPipeError, OSError), \
-                    gzip.GzipFile(fileobj=process.stdin, mode="wb", compresslevel=1) as packed:
-                shutil.copyfileobj(context, packed)
+            # A thread, so that a CLI busy writing output never waits on us writing its input.
+            with contextlib.suppress(BrokenPipeError, OSError):
+                if isinstance(context, Path):
+                    process.stdin.write(dockerfile or b"")  # type: ignore[union-attr]
+                else:
+                    # Gzipped: the CLI takes a plain tar that starts with a PAX header (ours may) for a Dockerfile.
+                    with gzip.GzipFile(fileobj=process.stdin, mode="wb", compresslevel=1) as packed:
+                        shutil.copyfileobj(context, packed)
             with contextlib.suppress(BrokenPipeError, OSError):
                 process.stdin.close()  # type: ignore[union-attr]
 

@@ -30,6 +30,7 @@ from typing import IO
 from minipaas import (
     apps,
     buildcgroups,
+    buildcontext,
     buildkit,
     buildlog,
     buildoutput,
@@ -189,7 +190,7 @@ def _build(settings: Settings, app: str, release: int, source: Source, progress:
                                       allowed_images)
         held.enter_context(stacks.for_dockerfile(settings, checked.images, progress))
         text = label_stages(checked.text, stage_labels)
-        context = _context_with(gitrepo.archive(repo, sha), {"Dockerfile": (text + label_line).encode()})
+        context = Context(repo, sha, (text + label_line).encode())
     else:
         kind = builder(settings).kind
         for note in source.install.notes if source.install else ():
@@ -217,13 +218,13 @@ def _build(settings: Settings, app: str, release: int, source: Source, progress:
             base = held.enter_context(stacks.for_app(settings, source.node or _default(settings), progress))
             facts.update(base=base.tag, node_version=base.version)
         dockerfile = buildpacks.render(pack, facts, cache_dir=settings.cache_dir)
-        extra = {"Dockerfile": (label_stages(dockerfile, stage_labels) + label_line).encode()}
+        extra = {}
         if settings.build_ca is not None and kind == "legacy":
             extra[CA_NAME] = settings.build_ca.read_bytes()
         elif settings.build_ca is not None:
             secrets[CA_SECRET_ID] = settings.build_ca
-        context = _context_with(gitrepo.archive(repo, sha, prefix="src/"), extra,
-                                leave_out=f"src/{VENDORED}/")
+        context = Context(repo, sha, (label_stages(dockerfile, stage_labels) + label_line).encode(), prefix="src",
+                          extra=extra)
     limits = limits or apps.build_limits(Host(settings), app)
     # The pusher sees the steps and the commands' own output; the release keeps every line.
     shown = buildoutput.BuildLines(progress, verbose=os.environ.get("MINIPAAS_VERBOSE") == "1")
@@ -287,7 +288,29 @@ def describe(settings: Settings) -> list[str]:
     return [f"builder: {found.describe()}", f"build limits: {limits}"]
 
 
-def run_builder(settings: Settings, app: str, context: IO[bytes], *, tag: str, limits: BuildLimits,
+@dataclass(frozen=True)
+class Context:
+    """What a build gets: the commit (under `prefix`: "src" for a buildpack's build), its Dockerfile, and
+    generated files beside them. A committed node_modules stays out: the buildpack installs its own."""
+
+    repo: Path
+    sha: str
+    dockerfile: bytes
+    prefix: str = ""
+    extra: dict[str, bytes] = dataclasses.field(default_factory=dict)
+
+    @property
+    def ignored(self) -> list[str]:
+        return [f"{self.prefix}/{VENDORED}"] if self.prefix else []
+
+    def tar(self) -> IO[bytes]:
+        """The whole context as one tar (the legacy builder's form)."""
+        archive = gitrepo.archive(self.repo, self.sha, prefix=f"{self.prefix}/" if self.prefix else "")
+        return _context_with(archive, {"Dockerfile": self.dockerfile, **self.extra},
+                             leave_out="".join(f"{p}/" for p in self.ignored))
+
+
+def run_builder(settings: Settings, app: str, context: Context | IO[bytes], *, tag: str, limits: BuildLimits,
                 progress: Callable[[str], None], say: Callable[[str], None] | None = None,
                 secrets: dict[str, Path] | None = None) -> tuple[engine.BuildOutcome, str | None]:
     """Run the host's builder within `limits`; returns its outcome and the limit it ran into, if any.
@@ -298,13 +321,24 @@ def run_builder(settings: Settings, app: str, context: IO[bytes], *, tag: str, l
     if found.kind == "legacy":
         name = buildcgroups.app_cgroup(settings.home, app)
         per_step = layout is None  # no parent to limit: each step's container gets the memory and CPUs
+        tar = context.tar() if isinstance(context, Context) else context
         return _limited(layout, name, limits, shared=False, run=lambda: engine.build(
-            context, tag=tag, progress=progress, cgroup_parent=name if layout else "",
+            tar, tag=tag, progress=progress, cgroup_parent=name if layout else "",
             step_memory=limits.memory_bytes if per_step else 0, step_cpus=limits.cpus if per_step else 0.0,
             timeout=limits.timeout))
-    with locks.host_build_lock(say or progress):
+    with contextlib.ExitStack() as held:
+        if isinstance(context, Context):  # BuildKit syncs a folder faster than it unpacks a tar (buildcontext.py)
+            ignore = "".join(f"{line}\n" for line in context.ignored).encode()
+            folder = held.enter_context(buildcontext.checked_out(
+                settings, app, context.sha, prefix=context.prefix, extra={".dockerignore": ignore} if ignore else {}))
+            source: Path | IO[bytes] = folder
+            dockerfile = context.dockerfile
+        else:
+            source, dockerfile = context, None
+        held.enter_context(locks.host_build_lock(say or progress))
         return _limited(layout, buildcgroups.BUILDKIT, limits, shared=True, run=lambda: buildkit.build(
-            found, context, tag=tag, progress=progress, timeout=limits.timeout, secrets=secrets or {}))
+            found, source, dockerfile=dockerfile, tag=tag, progress=progress, timeout=limits.timeout,
+            secrets=secrets or {}))
 
 
 def _limited(layout: buildcgroups.Layout | None, name: str, limits: BuildLimits, *, shared: bool,

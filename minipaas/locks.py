@@ -20,6 +20,14 @@ HOST_BUILD_WAIT_LIMIT = 2 * 60 * 60  # several apps' builds may be queued, each 
 
 
 @contextmanager
+def held(path: Path) -> Iterator[None]:
+    """An exclusive lock on `path`, waited for (for short critical sections)."""
+    with open(path, "a+") as handle:
+        fcntl.flock(handle, fcntl.LOCK_EX)
+        yield
+
+
+@contextmanager
 def try_app_lock(settings: Settings, app: str) -> Iterator[bool]:
     """The app's lock if nobody holds it (yields True), else no lock at all (yields False)."""
     settings.locks_dir.mkdir(parents=True, exist_ok=True)

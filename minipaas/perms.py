@@ -78,6 +78,8 @@ POLICY: tuple[Rule, ...] = (
     # Base image builds unpack a Debian root filesystem in here, whose modes must survive into the
     # image: this folder alone is the gate.
     Rule("cache", PRIVATE_DIR, below=Below.UNTOUCHED),
+    # Build contexts (buildcontext.py): the apps' source with git's modes, which the images get.
+    Rule("build", PRIVATE_DIR, below=Below.UNTOUCHED),
     Rule("nginx", GATE_DIR, workers_group=True),
     Rule("nginx/run", PRIVATE_DIR, below=Below.UNTOUCHED),  # pid files
     Rule("nginx/control", PRIVATE_DIR, below=Below.UNTOUCHED),  # control.sock (0666 by nginx: the folder gates)
