@@ -1,4 +1,5 @@
-"""app.json, as dokku reads its `healthchecks` key: the checks a new web container must pass.
+"""app.json, as dokku reads its `healthchecks` key (the checks a new web container must pass) and its
+`formation` key (how many containers of each process type run until `ps:scale` says otherwise).
 
 ```json
 {"healthchecks": {"web": [{"type": "startup", "path": "/", "content": "ok", "attempts": 2, "wait": 2,
@@ -14,6 +15,7 @@ container, exits 0. Pure: text in, checks out.
 from __future__ import annotations
 
 import json
+import re
 from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
@@ -51,15 +53,37 @@ class Healthchecks:
     skipped: tuple[str, ...]  # names of checks of other types
 
 
-def parse(raw: bytes) -> Healthchecks | None:
-    """The web healthchecks of an app.json; None when it has none (or there is no app.json)."""
+def _load(raw: bytes) -> Mapping[str, Any]:
     try:
         data = json.loads(raw)
     except (ValueError, UnicodeDecodeError) as exc:
         raise InvalidInput(f"app.json is not valid JSON: {exc}") from None
     if not isinstance(data, Mapping):
         raise InvalidInput("app.json must hold a JSON object")
-    section = data.get("healthchecks")
+    return data
+
+
+def formation(raw: bytes, *, process_type: re.Pattern[str], most: int) -> dict[str, int]:
+    """`formation` of an app.json: process type -> quantity (`{"worker": {"quantity": 1}}`); {} without one."""
+    section = _load(raw).get("formation")
+    if section is None:
+        return {}
+    if not isinstance(section, Mapping):
+        raise InvalidInput("formation in app.json must be an object of process types")
+    counts = {}
+    for name, entry in section.items():
+        if not process_type.fullmatch(name):
+            raise InvalidInput(f"app.json formation: {name[:40]!r} is not a process type name")
+        quantity = entry.get("quantity", 1) if isinstance(entry, Mapping) else None
+        if isinstance(quantity, bool) or not isinstance(quantity, int) or not 0 <= quantity <= most:
+            raise InvalidInput(f"app.json formation.{name}.quantity must be a number from 0 to {most}")
+        counts[name] = quantity
+    return counts
+
+
+def parse(raw: bytes) -> Healthchecks | None:
+    """The web healthchecks of an app.json; None when it has none (or there is no app.json)."""
+    section = _load(raw).get("healthchecks")
     if section is None:
         return None
     if not isinstance(section, Mapping):

@@ -363,7 +363,8 @@ def ps_scale(app: str, counts: tuple[str, ...]) -> None:
     if not counts:
         current = releases.live(host, app)
         procs = formation.procfile(host, app, current.sha) if current else {}
-        for process, count in formation.counts(host, app, procs).items():
+        declared = formation.declared(host, app, current.sha) if current else {}
+        for process, count in formation.counts(host, app, procs, declared).items():
             say(f"{process}={count}")
         return
     releases.scale(host, app, list(counts), say)

@@ -2,15 +2,16 @@
 
 The Procfile names the process types: `web` gets a port, the health check and traffic; any other
 type (a worker) just runs; `release` runs once, in a one-off container of the new image, before
-anything switches. Counts live in SQLite (`ps:scale APP web=2 worker=1`) and survive deploys: by
-default web runs once and the other types not at all, as on Heroku.
+anything switches. Counts live in SQLite (`ps:scale APP web=2 worker=1`) and survive deploys; until
+then app.json's `formation` decides, and without one web runs once and the other types not at all, as
+on Heroku.
 """
 
 from __future__ import annotations
 
 from collections.abc import Callable
 
-from minipaas import apps, engine, gitrepo, health, store
+from minipaas import appjson, apps, engine, gitrepo, health, store
 from minipaas import procfile as procfile_mod
 from minipaas.errors import DeployFailed, InvalidInput
 from minipaas.host import Host
@@ -26,12 +27,20 @@ def procfile(host: Host, app: str, sha: str) -> dict[str, str]:
     return procfile_mod.parse(raw) if raw else {}
 
 
-def counts(host: Host, app: str, procs: dict[str, str]) -> dict[str, int]:
-    """How many containers of each type the app runs: web first, then the Procfile's other types."""
+def declared(host: Host, app: str, sha: str) -> dict[str, int]:
+    """The commit's app.json `formation` (dokku's and Heroku's): the counts until `ps:scale` sets others."""
+    raw = gitrepo.read_file(host.settings.repo_path(app), sha, "app.json")
+    return appjson.formation(raw, process_type=PROCESS_TYPE, most=MAX_SCALE) if raw else {}
+
+
+def counts(host: Host, app: str, procs: dict[str, str], declared: dict[str, int] | None = None) -> dict[str, int]:
+    """How many containers of each type the app runs: web first, then the Procfile's other types. A count
+    set with `ps:scale` wins; then app.json's formation (`declared`); then web 1, the others 0."""
     stored = {row["process"]: row["count"] for row in
               host.db.execute("SELECT process, count FROM formation WHERE app = ?", (app,))}
+    defaults = {WEB: 1, **(declared or {})}
     types = [WEB, *sorted(t for t in procs if t not in (WEB, RELEASE))]
-    return {t: int(stored.get(t, 1 if t == WEB else 0)) for t in types}
+    return {t: int(stored.get(t, defaults.get(t, 0))) for t in types}
 
 
 def parse_changes(args: tuple[str, ...] | list[str]) -> dict[str, int]:

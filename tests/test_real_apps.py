@@ -1,10 +1,11 @@
 """Apps as their authors wrote them, pushed untouched: fixtures of our own making with every trait of
-dokku's test apps (nodejs-express, checks-root) and of Heroku's getting-started app. Yarn 4, Eleventy
+dokku's test apps (nodejs-express, checks-root, nodejs-worker) and of Heroku's getting-started app. Yarn 4, Eleventy
 and Vite apps have their own tests (test_package_managers.py, test_static_builds.py)."""
 
 from __future__ import annotations
 
 import json
+import time
 
 from conftest import APPS, Paas, commit
 
@@ -31,6 +32,35 @@ def test_dokkus_checks_root_is_rejected_as_on_dokku_and_deploys_once_its_root_an
     paas.run("config:set", app, "ROOT_STATUS=200", "--no-restart")
     paas.run("deploy", app)  # the rejected push's commit, again
     assert paas.get(app).body == "node v20.17.0\n"  # .node-version
+
+
+def test_dokkus_nodejs_worker_runs_its_worker_alone_on_node_4_as_app_json_says(paas: Paas) -> None:
+    app = paas.new_app("worker")
+    checkout = paas.checkout(app, APPS / "dokku-nodejs-worker")
+    output = paas.push(checkout).stderr
+    # app.json's formation: web 0, worker 1. No web process: no health check, and the app says so.
+    assert f"release 1 is live with no web process (worker=1; `ps:scale {app} web=1` would serve it)" in output
+    assert [p["process"] for p in json.loads(paas.run("ps", app, "--json").stdout)] == ["worker"]
+    assert paas.run("ps:scale", app).stdout.split() == ["web=0", "worker=1"]
+    # Node 4.2 with an npm that runs on it (npm 5 refuses Node 4 before 4.7).
+    assert "worker on node v4.2." in paas.run("logs", app, "-n", "20").stdout
+    assert paas.get(app).status == 503
+    # ps:scale wins over app.json from then on, also across deploys.
+    paas.run("settings:set", app, "drain-seconds", "0")
+    paas.run("ps:scale", app, "worker=0")
+    (checkout / "worker.js").write_text((checkout / "worker.js").read_text().replace("tick", "tock"))
+    commit(checkout, "a new release")
+    assert "release 2 is live with no web process (nothing runs;" in paas.push(checkout).stderr
+    deadline = time.monotonic() + 30
+    while json.loads(paas.run("ps", app, "--json").stdout) and time.monotonic() < deadline:
+        time.sleep(0.2)
+    assert json.loads(paas.run("ps", app, "--json").stdout) == []
+    package = json.loads((checkout / "app.json").read_text())
+    package["formation"]["worker"]["quantity"] = "many"
+    (checkout / "app.json").write_text(json.dumps(package))
+    commit(checkout, "a formation that is no number")
+    rejected = paas.push(checkout, expect_ok=False).stderr
+    assert "app.json formation.worker.quantity must be a number from 0 to 20" in rejected, rejected
 
 
 def test_herokus_getting_started_deploys_untouched(paas: Paas) -> None:

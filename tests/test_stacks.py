@@ -168,7 +168,9 @@ def test_gc_does_not_remove_a_base_image_a_build_holds(monkeypatch: pytest.Monke
 # -- what goes into a base image ------------------------------------------------------------
 
 NPM = {
-    "6.13.7": {"version": "6.13.7"},  # no engines: any Node
+    "6.13.7": {"version": "6.13.7"},  # no engines: Node 6 and later, as npm 6's release notes say
+    "5.10.0": {"version": "5.10.0"},  # no engines: Node 4.7 and later
+    "3.10.10": {"version": "3.10.10"},  # no engines: any Node
     "10.9.2": {"engines": {"node": "^18.17.0 || >=20.5.0"}},
     "11.21.2": {"engines": {"node": "^20.17.0 || >=22.9.0"}},
     "12.2.1": {"engines": {"node": "^22.22.2 || ^24.15.0 || >=26.0.0"}},
@@ -181,7 +183,8 @@ NPM = {
 @pytest.mark.parametrize(
     ("node", "npm"),
     [("26.10.0", "12.2.1"), ("22.23.3", "12.2.1"), ("22.10.0", "11.21.2"), ("20.17.0", "11.21.2"),
-     ("18.20.8", "10.9.2"), ("16.20.2", "6.13.7")],
+     ("18.20.8", "10.9.2"), ("16.20.2", "6.13.7"), ("6.17.1", "6.13.7"), ("4.7.0", "5.10.0"), ("4.2.5", "3.10.10"),
+     ("0.12.18", "3.10.10")],
 )
 def test_choose_npm(node: str, npm: str) -> None:
     assert stackbuild.choose_npm(NPM, node) == npm

@@ -1,0 +1,47 @@
+"""app.json as dokku reads it, as text: healthchecks and formation (no engine needed)."""
+
+from __future__ import annotations
+
+import json
+import re
+
+import pytest
+
+from minipaas import appjson
+from minipaas.errors import InvalidInput
+from minipaas.formation import MAX_SCALE, PROCESS_TYPE
+
+
+def formation(data: object) -> dict[str, int]:
+    return appjson.formation(json.dumps(data).encode(), process_type=PROCESS_TYPE, most=MAX_SCALE)
+
+
+def test_formation_counts_per_process_type() -> None:
+    assert formation({"formation": {"web": {"quantity": 0}, "worker": {"quantity": 2}}}) == {"web": 0, "worker": 2}
+    assert formation({"formation": {"clock": {}}}) == {"clock": 1}  # Heroku's default quantity
+    assert formation({"healthchecks": {}}) == {}
+    assert formation({}) == {}
+
+
+@pytest.mark.parametrize(("data", "message"), [
+    ({"formation": []}, "formation in app.json must be an object of process types"),
+    ({"formation": {"Web Server": {"quantity": 1}}}, "'Web Server' is not a process type name"),
+    ({"formation": {"web": {"quantity": -1}}}, "formation.web.quantity must be a number from 0 to 20"),
+    ({"formation": {"web": {"quantity": 21}}}, "formation.web.quantity must be a number from 0 to 20"),
+    ({"formation": {"web": {"quantity": True}}}, "formation.web.quantity must be a number from 0 to 20"),
+    ({"formation": {"web": 3}}, "formation.web.quantity must be a number from 0 to 20"),
+    ([], "app.json must hold a JSON object"),
+])
+def test_a_bad_formation_is_one_line(data: object, message: str) -> None:
+    with pytest.raises(InvalidInput, match=re.escape(message)):
+        formation(data)
+
+
+def test_healthchecks_and_formation_read_the_same_file() -> None:
+    raw = json.dumps({"formation": {"web": {"quantity": 2}},
+                      "healthchecks": {"web": [{"path": "/up", "content": "ok", "attempts": 2}]}}).encode()
+    checks = appjson.parse(raw)
+    assert checks is not None and [(c.path, c.content, c.attempts) for c in checks.run] == [("/up", "ok", 2)]
+    assert appjson.formation(raw, process_type=PROCESS_TYPE, most=MAX_SCALE) == {"web": 2}
+    with pytest.raises(InvalidInput, match=r"app\.json is not valid JSON"):
+        appjson.formation(b"{", process_type=PROCESS_TYPE, most=MAX_SCALE)
