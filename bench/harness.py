@@ -187,20 +187,6 @@ def timed_push(checkout: Path, refspec: str, *, env: dict[str, str], port: int =
     return Push(returncode, seconds, served, lines)
 
 
-def step_cached(push_lines: Sequence[tuple[float, str]] | Sequence[str], instruction: str) -> bool | None:
-    """Whether the Docker build step whose text contains `instruction` came from the cache."""
-    texts = [item[1] if isinstance(item, tuple) else item for item in push_lines]
-    for i, text in enumerate(texts):
-        if re.search(r"Step \d+/\d+ : ", text) and instruction in text:
-            for after in texts[i + 1:]:
-                if "Using cache" in after:
-                    return True
-                if re.search(r"Step \d+/\d+ : ", after) or "Successfully built" in after:
-                    return False
-            return False
-    return None
-
-
 # -- the host ------------------------------------------------------------------------------
 
 @dataclass

@@ -50,7 +50,6 @@ from harness import (
     machine,
     new_marker,
     set_marker,
-    step_cached,
     table_row,
     timed_push,
 )
@@ -108,12 +107,13 @@ class SlowRegistry:
         self.server.server_close()
 
 
-def buildkit_cached(text: str, instruction: str) -> bool | None:
-    """Whether BuildKit reused the step running `instruction` (`#7 CACHED` under `#7 [build 4/5] RUN ...`)."""
-    step = re.search(rf"#(\d+) \[[^\]]*\] RUN (?:--mount=\S+ )*{re.escape(instruction)}", text)
-    if step is None:
-        return None
-    return re.search(rf"^#{step.group(1)} CACHED\b", text, re.M) is not None
+def install_cached(lines: list[str]) -> bool | None:
+    """Whether the build reused its install step, from minipaas' own line for it (`-----> npm ci ... (cached)`,
+    the same for both builders); None when the output has no such line."""
+    for line in lines:
+        if re.match(r"-----> npm (ci|install)\b", line.strip()):
+            return line.rstrip().endswith("(cached)")
+    return None
 
 
 def lock_wait(timed: list[tuple[float, str]]) -> float:
@@ -150,7 +150,7 @@ def warm_pushes(host: BenchHost, builder: str, runs: int, results: Results) -> N
                              app=app, marker=marker)
         if push.returncode != 0 or push.served is None:
             raise RuntimeError(f"warm push {n} ({builder}) failed or was not served:\n{push.text}")
-        cached = buildkit_cached(push.text, "npm ci") if builder == "buildkit" else step_cached(push.lines, "npm ci")
+        cached = install_cached([line for _, line in push.lines])
         if cached is not True:
             results.notes.append(f"warm push {n} ({builder}): `npm ci` was not reused")
         waited = lock_wait(push.lines)
@@ -228,7 +228,7 @@ def lockfile_builds(host: BenchHost, n: int, results: Results, into: dict[str, l
                 results.notes.append(f"lockfile run {n} ({builder}): built again after the engine lost an "
                                      "intermediate image")
         lines = [line for _, line in timed]
-        cached = buildkit_cached("\n".join(lines), "npm ci") if builder == "buildkit" else step_cached(lines, "npm ci")
+        cached = install_cached(lines)
         if cached is not False:
             results.notes.append(f"lockfile run {n} ({builder}, release {release}): `npm ci` was cached")
         waited = lock_wait(timed)

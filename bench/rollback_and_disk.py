@@ -172,7 +172,7 @@ def rollback_part(host: BenchHost, runs: int, results: RollbackResults) -> None:
                                  env=host.env, port=host.port, app=app, marker=markers[target])
             if done.returncode != 0 or done.served is None:
                 raise RuntimeError(f"rollback to {target} failed or was never served:\n{done.text}")
-            if any("Step " in line for _, line in done.lines):
+            if any(line.startswith("-----> Building") for _, line in done.lines):
                 results.notes.append(f"run {n}: the rollback built something")
             results.rollback.append(done)
             results.targets.append(target)
