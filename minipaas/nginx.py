@@ -21,6 +21,7 @@ from minipaas import perms, proc
 from minipaas.errors import ProxyError
 
 NGINX = os.environ.get("MINIPAAS_NGINX_BIN", "nginx")
+SYSTEM_PID = Path("/run/nginx.pid")  # the host nginx's (Debian's --pid-path)
 
 
 def test(main_conf: Path | None, prefix: Path | None = None) -> None:
@@ -247,8 +248,18 @@ def system_user(main_conf: Path | None = None) -> str | None:
 
 
 def reload_system() -> None:
-    """Reload the host's nginx, starting it when it is not running (hosts without systemd)."""
+    """Reload the host's nginx, starting it when it is not running (hosts without systemd).
+
+    Returns once its new workers have taken over, as `reload` does: a static site's push says live only
+    when nginx serves it."""
+    try:
+        master: int | None = int(SYSTEM_PID.read_text().strip())
+    except (OSError, ValueError):
+        master = None
+    old_workers = _children(master) if master else set()
     result = proc.run([NGINX, "-s", "reload"], check=False, timeout=60)
+    if result.returncode == 0 and master:
+        _wait_switched(master, old_workers)
     if result.returncode != 0:
         # The host's own service, started as its init system would: with the usual umask, not ours.
         with perms.public_umask():
