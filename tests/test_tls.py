@@ -38,6 +38,15 @@ def test_generated_certificate_serves_https_and_redirects_http(paas: Paas) -> No
     status, headers, body = https_get(paas, app, cert_file)
     assert status == 200 and body == b"from my own Dockerfile\n"
     assert "strict-transport-security" not in headers
+    # HTTP/2 where the client offers it (ALPN); HTTP/1.1 clients keep their connection for the next request.
+    url = f"https://{app}.paas.test:{paas.https_port}/"
+    resolve = ["--resolve", f"{app}.paas.test:{paas.https_port}:127.0.0.1", "--cacert", cert_file]
+    h2 = subprocess.run(["curl", "-sS", "--http2", *resolve, "-o", "/dev/null", "-w", "%{http_version}", url],
+                        capture_output=True, text=True, timeout=30)
+    assert h2.stdout == "2", h2
+    h1 = subprocess.run(["curl", "-sS", "--http1.1", *resolve, "-o", "/dev/null", "-o", "/dev/null", "-w",
+                         "%{http_version} %{num_connects}\n", url, url], capture_output=True, text=True, timeout=30)
+    assert h1.stdout.split("\n")[:2] == ["1.1 1", "1.1 0"], h1  # the second request: no new connection
     plain = paas.get(app, "/some/path?q=1")
     assert plain.status == 301 and plain.headers["location"] == f"https://{app}.paas.test:{paas.https_port}/some/path?q=1"
     # Modern protocols only.
