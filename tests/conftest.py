@@ -60,7 +60,7 @@ class Paas:
     @property
     def instance(self) -> str:
         """This host's instance name, which its container and image names carry."""
-        from minipaas.settings import load
+        from minipaas.state.settings import load
 
         return load(self.env).instance
 
@@ -72,7 +72,7 @@ class Paas:
 
     def container(self, base: str) -> str:
         """`hello.web.1` as this instance names it on the engine."""
-        from minipaas.settings import load
+        from minipaas.state.settings import load
 
         return load(self.env).container_name(base)
 

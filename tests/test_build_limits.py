@@ -20,7 +20,8 @@ from pathlib import Path
 import pytest
 
 from conftest import APPS, CA, EXAMPLE, Paas, commit, step_cached
-from minipaas import buildcgroups, locks
+from minipaas.adapters import buildcgroups
+from minipaas.state import locks
 
 BUILDKIT_STEP = re.compile(r"^#\d+ \[", re.M)  # --progress=plain: `#7 [4/4] RUN ...`
 LEGACY_STEP = re.compile(r"^Step \d+/\d+ : ", re.M)
@@ -192,7 +193,8 @@ def test_where_the_engine_cgroups_cannot_be_limited_the_legacy_builder_limits_ea
         paas: Paas, monkeypatch: pytest.MonkeyPatch) -> None:
     """The systemd cgroup driver (or a remote engine): no parent cgroup minipaas could limit. auto then
     picks the legacy builder, whose API limits each step's memory and CPUs, and `report` says so."""
-    from minipaas import builds, settings
+    from minipaas.build import builds
+    from minipaas.state import settings
 
     why = "the engine uses the systemd cgroup driver, whose cgroups minipaas does not manage"
     monkeypatch.setattr(builds, "enforcement", lambda: builds.Enforcement(None, why))

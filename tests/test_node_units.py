@@ -11,9 +11,9 @@ from pathlib import Path
 
 import pytest
 
-from minipaas import buildkit, buildlog, buildpacks, builds, nodeinstall, packagejson, starthints
+from minipaas.build import buildkit, buildlog, buildpacks, builds, nodeinstall, packagejson, starthints
 from minipaas.errors import BuildFailed, InvalidInput
-from minipaas.settings import SHARE_DIR
+from minipaas.state.settings import SHARE_DIR
 
 BERRY_LOCK = b'__metadata:\n  version: 8\n\n"typescript@npm:^5.4.0":\n  version: 5.4.5\n' \
              b'  resolution: "typescript@npm:5.4.5"\n  bin:\n    tsc: bin/tsc\n    tsserver: bin/tsserver\n' \

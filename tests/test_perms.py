@@ -21,9 +21,10 @@ import pytest
 from test_tls import enable_https, https_get
 
 from conftest import APPS, EXAMPLE, ROOT, Paas, commit
-from minipaas import nginx, perms
+from minipaas.adapters import nginx
 from minipaas.errors import InvalidInput
-from minipaas.settings import load
+from minipaas.state import perms
+from minipaas.state.settings import load
 
 WORKERS = "www-data"
 
