@@ -5,6 +5,7 @@ from __future__ import annotations
 import getpass
 import os
 
+from minipaas.access import access
 from minipaas.state import store
 from minipaas.state.host import Host
 
@@ -21,8 +22,6 @@ def redact(argv: list[str]) -> list[str]:
 
 def record(host: Host, *, app: str, command: str, outcome: str) -> None:
     """An event of the host's own doing (not a command received over ssh), by whoever runs minipaas."""
-    from minipaas.access import access
-
     principal = access.current()
     user = principal.name if principal else (os.environ.get("MINIPAAS_USER") or getpass.getuser())
     event = start(host, user=user, fingerprint=principal.fingerprint if principal else "", app=app, command=command)

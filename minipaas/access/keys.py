@@ -17,7 +17,7 @@ import struct
 from dataclasses import dataclass
 
 from minipaas.errors import Conflict, InvalidInput, NotFound
-from minipaas.state import store
+from minipaas.state import apps, store
 from minipaas.state.host import Host
 from minipaas.state.names import check_app
 
@@ -136,8 +136,6 @@ def listing(host: Host) -> list[KeyRecord]:
 
 def grant(host: Host, name: str, app: str) -> None:
     record = get(host, check_name(name))
-    from minipaas.state import apps
-
     apps.require(host, app)
     if record.role == "admin":
         raise Conflict(f"{name} is an admin and may reach every app already")

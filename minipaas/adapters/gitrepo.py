@@ -24,10 +24,10 @@ def _git(repo: Path, *args: str, input: bytes | None = None, check: bool = True)
     return proc.run(["git", "--git-dir", str(repo), *args], input=input, check=check).stdout
 
 
-def init_bare(repo: Path, *, home: Path, app: str) -> None:
+def init_bare(repo: Path, *, home: Path, app: str, hook_template: Path) -> None:
     proc.run(["git", "init", "--bare", "--quiet", "--initial-branch=master", str(repo)])
     configure(repo)
-    install_hook(repo, home=home, app=app)
+    install_hook(repo, home=home, app=app, template=hook_template)
 
 
 def configure(repo: Path) -> None:
@@ -47,9 +47,10 @@ def keep_private(repo: Path) -> None:
     _git(repo, "config", "core.sharedRepository", "0600")
 
 
-def install_hook(repo: Path, *, home: Path, app: str) -> None:
-    """Write the pre-receive hook: it runs minipaas' own interpreter with this home and app baked in."""
-    text = hook_template().read_text(encoding="utf-8")
+def install_hook(repo: Path, *, home: Path, app: str, template: Path) -> None:
+    """Write the pre-receive hook from `template` (settings.HOOK_TEMPLATE): it runs minipaas' own
+    interpreter with this home and app baked in."""
+    text = template.read_text(encoding="utf-8")
     text = (
         text.replace("@PYTHON@", sys.executable)
         .replace("@HOME@", repr(str(home)))
@@ -60,12 +61,6 @@ def install_hook(repo: Path, *, home: Path, app: str) -> None:
     tmp.write_text(text, encoding="utf-8")
     tmp.chmod(0o700)  # git runs it as root, who pushes (locally, or through ssh-command)
     os.replace(tmp, hook)
-
-
-def hook_template() -> Path:
-    from minipaas.state.settings import SHARE_DIR
-
-    return SHARE_DIR / "hooks" / "pre-receive"
 
 
 def remove(repo: Path) -> None:

@@ -19,7 +19,6 @@ from typing import Any
 
 from minipaas.adapters import proc
 from minipaas.errors import ProxyError
-from minipaas.state import perms
 
 NGINX = os.environ.get("MINIPAAS_NGINX_BIN", "nginx")
 
@@ -252,7 +251,7 @@ def reload_system() -> None:
     result = proc.run([NGINX, "-s", "reload"], check=False, timeout=60)
     if result.returncode != 0:
         # The host's own service, started as its init system would: with the usual umask, not ours.
-        with perms.public_umask():
+        with proc.public_umask():
             start_result = proc.run([NGINX], check=False, timeout=60)
         if start_result.returncode != 0:
             words = _messages(start_result.stderr)

@@ -5,8 +5,10 @@ Argument lists only, never a shell; output captured as text for error messages.
 
 from __future__ import annotations
 
+import contextlib
+import os
 import subprocess
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from pathlib import Path
 
 from minipaas.errors import MinipaasError
@@ -37,3 +39,14 @@ def run(
 def last_line(output: bytes) -> str:
     lines = [line for line in output.decode(errors="replace").splitlines() if line.strip()]
     return lines[-1].strip() if lines else "no output"
+
+
+@contextlib.contextmanager
+def public_umask() -> Iterator[None]:
+    """For building a root filesystem, whose files must be readable by the image's users, and for starting
+    the host's own nginx as its init system would (perms.restrict_umask is minipaas' own, 0077)."""
+    previous = os.umask(0o022)
+    try:
+        yield
+    finally:
+        os.umask(previous)

@@ -17,11 +17,10 @@ from typing import Any
 
 from semantic_version import NpmSpec, Version
 
-from minipaas.adapters import engine
+from minipaas.adapters import engine, proc
 from minipaas.build import npmregistry, rootfs
 from minipaas.build.nodeversions import NODE_PACKAGE, releases
 from minipaas.errors import BuildFailed, StackMissing
-from minipaas.state import perms
 from minipaas.state.settings import Settings
 
 REPOSITORY = "minipaas/node"
@@ -76,7 +75,7 @@ def make(settings: Settings, version: str, progress: Callable[[str], None]) -> s
     progress(f"{DETAIL}Node {version} and npm {npm_version} (the newest npm that supports it) from the npm registry")
     # A root filesystem for the image's users: debootstrap, dpkg and our own writes must make its
     # files world-readable, as on any Debian system; the work happens inside the 0700 cache folder.
-    with perms.public_umask():
+    with proc.public_umask():
         base = rootfs.base(settings.host_cache, progress, legacy=settings.cache_dir / rootfs.CACHE_NAME)
         work = Path(tempfile.mkdtemp(prefix=".stack-build-", dir=settings.host_cache))
         try:

@@ -143,10 +143,11 @@ def _used_by(apps: list[str], others: int) -> str:
 @click.argument("app")
 def apps_create(app: str) -> None:
     """Create an app: its git repository, default domain and vhost."""
+    from minipaas.deploy import lifecycle
     from minipaas.state import apps
 
     host = _host()
-    apps.create(host, app)
+    lifecycle.create(host, app)
     say(f"-----> Created {app}")
     say(f"       git remote add paas {host.settings.repo_path(app)}")
     say(f"       served at http://{apps.default_domain(host, app)}/ once pushed")
@@ -156,15 +157,14 @@ def apps_create(app: str) -> None:
 @click.option("--json", "as_json", is_flag=True)
 def apps_list(as_json: bool) -> None:
     """List apps."""
-    from minipaas.deploy import releases
-    from minipaas.state import apps
+    from minipaas.state import apps, releaselog
 
     host = _host()
     from minipaas.access import access
 
     rows = []
     for name in filter(access.visible, apps.names(host)):
-        rel = releases.live(host, name)
+        rel = releaselog.live(host, name)
         rows.append({"name": name, "release": rel.number if rel else None, "sha": rel.sha if rel else None})
     if as_json:
         _print_json(rows)
@@ -177,13 +177,13 @@ def apps_list(as_json: bool) -> None:
 @click.option("--force", is_flag=True, help="Really destroy: containers, images, repo and vhost")
 def apps_destroy(app: str, force: bool) -> None:
     """Destroy an app and everything it owns (asks for --force)."""
-    from minipaas.state import apps
+    from minipaas.deploy import lifecycle
 
     _app(app)
     if not force:
         raise MinipaasError(f"destroying {app} removes its containers, images, repository and vhost; "
                             f"run `minipaas apps:destroy {app} --force` to do it")
-    apps.destroy(_host(), app, lambda line: say(f"       {line}"))
+    lifecycle.destroy(_host(), app, lambda line: say(f"       {line}"))
     say(f"-----> Destroyed {app}")
 
 
@@ -207,11 +207,11 @@ def settings_show(app: str, as_json: bool) -> None:
 @click.argument("value")
 def settings_set(app: str, key: str, value: str) -> None:
     """Change one of an app's settings."""
-    from minipaas.deploy import releases
+    from minipaas.deploy import rollback
     from minipaas.state import apps
 
     if key == "static-dir":  # checked against the live build, and served from it at once when it can be
-        releases.change_static_dir(_host(), _app(app), value, say)
+        rollback.change_static_dir(_host(), _app(app), value, say)
     else:
         apps.set_setting(_host(), _app(app), key, value)
     say(f"-----> {app}: {key} = {value}")
@@ -266,14 +266,14 @@ def config_get(app: str, key: str) -> None:
 @click.option("--no-restart", is_flag=True, help="Store only; the next release picks it up")
 def config_set(app: str, assignments: tuple[str, ...], no_restart: bool) -> None:
     """Set config values (KEY=VALUE ...) and roll out a release with them."""
-    from minipaas.deploy import releases
+    from minipaas.deploy import rollout
     from minipaas.state import config
     from minipaas.state.names import parse_assignment
 
     host = _host()
     _app(app)
     values = dict(parse_assignment(a) for a in assignments)
-    releases.change_config(host, app, lambda: config.set_many(host, app, values), say, restart=not no_restart)
+    rollout.change_config(host, app, lambda: config.set_many(host, app, values), say, restart=not no_restart)
     say(f"-----> Set {', '.join(values)} on {app}")
 
 
@@ -283,12 +283,12 @@ def config_set(app: str, assignments: tuple[str, ...], no_restart: bool) -> None
 @click.option("--no-restart", is_flag=True)
 def config_unset(app: str, keys: tuple[str, ...], no_restart: bool) -> None:
     """Remove config values and roll out a release without them."""
-    from minipaas.deploy import releases
+    from minipaas.deploy import rollout
     from minipaas.state import config
 
     host = _host()
     _app(app)
-    releases.change_config(host, app, lambda: config.unset_many(host, app, list(keys)), say,
+    rollout.change_config(host, app, lambda: config.unset_many(host, app, list(keys)), say,
                            restart=not no_restart)
     say(f"-----> Unset {', '.join(keys)} on {app}")
 
@@ -361,17 +361,18 @@ def ps_show(app: str, as_json: bool) -> None:
 @click.argument("counts", nargs=-1)
 def ps_scale(app: str, counts: tuple[str, ...]) -> None:
     """Show or set how many containers of each process type run (`ps:scale APP web=3 worker=1`)."""
-    from minipaas.deploy import formation, releases
+    from minipaas.deploy import formation, scaling
+    from minipaas.state import releaselog
 
     host = _host()
     _app(app)
     if not counts:
-        current = releases.live(host, app)
+        current = releaselog.live(host, app)
         procs = formation.procfile(host, app, current.sha) if current else {}
         for process, count in formation.counts(host, app, procs).items():
             say(f"{process}={count}")
         return
-    releases.scale(host, app, list(counts), say)
+    scaling.scale(host, app, list(counts), say)
 
 
 @cli.command("resource:limit")
@@ -383,8 +384,8 @@ def ps_scale(app: str, counts: tuple[str, ...]) -> None:
               help="a read-only root filesystem with a writable /tmp")
 def resource_limit(app: str, memory: str | None, cpus: str | None, pids: str | None, read_only: bool | None) -> None:
     """Limit an app's containers; running ones are replaced without downtime."""
-    from minipaas.deploy import releases
-    from minipaas.state import apps
+    from minipaas.deploy import rollout
+    from minipaas.state import apps, releaselog
 
     host = _host()
     _app(app)
@@ -398,17 +399,17 @@ def resource_limit(app: str, memory: str | None, cpus: str | None, pids: str | N
     for key, value in changes.items():
         apps.set_setting(host, app, key, value)
     say(f"-----> {app}: {', '.join(f'{k}={v or chr(39) * 2}' for k, v in changes.items())}")
-    if releases.live(host, app) is not None:
-        releases.restart(host, app, say)
+    if releaselog.live(host, app) is not None:
+        rollout.restart(host, app, say)
 
 
 @cli.command("ps:restart")
 @click.argument("app")
 def ps_restart(app: str) -> None:
     """Replace an app's containers with fresh ones, without downtime."""
-    from minipaas.deploy import releases
+    from minipaas.deploy import rollout
 
-    releases.restart(_host(), _app(app), say)
+    rollout.restart(_host(), _app(app), say)
 
 
 @cli.command("ps:stop")
@@ -432,9 +433,9 @@ def ps_start(app: str) -> None:
 @cli.command("ps:restore")
 def ps_restore() -> None:
     """Bring every app back to its recorded state (after a reboot or a dockerd restart)."""
-    from minipaas.deploy import releases
+    from minipaas.deploy import restore
 
-    releases.restore(_host(), say)
+    restore.restore(_host(), say)
 
 
 @cli.command("logs")
@@ -487,9 +488,9 @@ def _exit_when_reader_leaves() -> None:
 @click.option("--json", "as_json", is_flag=True)
 def releases_list(app: str, as_json: bool) -> None:
     """An app's releases, newest first."""
-    from minipaas.deploy import releases
+    from minipaas.state import releaselog
 
-    found = releases.listing(_host(), _app(app))
+    found = releaselog.listing(_host(), _app(app))
     if as_json:
         _print_json([r.as_dict() for r in found])
         return
@@ -503,15 +504,15 @@ def releases_list(app: str, as_json: bool) -> None:
 @click.argument("number", type=int)
 def releases_info(app: str, number: int) -> None:
     """One release, with its build log."""
-    from minipaas.deploy import releases
+    from minipaas.state import releaselog
 
     host = _host()
-    rel = releases.get(host, _app(app), number)
+    rel = releaselog.get(host, _app(app), number)
     for key, value in rel.as_dict().items():
         if key in ("created_at", "finished_at"):
             value = _iso(value)  # type: ignore[arg-type]
         say(f"{key + ':':<13} {value}")
-    log = releases.build_log(host, app, number)
+    log = releaselog.build_log(host, app, number)
     if log:
         say("build log:")
         say(log)
@@ -522,9 +523,9 @@ def releases_info(app: str, number: int) -> None:
 @click.argument("number", type=int, required=False)
 def releases_rollback(app: str, number: int | None) -> None:
     """Go back to an earlier release (default: the previous one), with its config of that time."""
-    from minipaas.deploy import releases
+    from minipaas.deploy import rollback
 
-    releases.rollback(_host(), _app(app), number, say)
+    rollback.rollback(_host(), _app(app), number, say)
 
 
 @cli.command("gc")
@@ -565,14 +566,15 @@ def report_cmd(as_json: bool) -> None:
 def deploy_cmd(app: str, rev: str | None, verbose: bool) -> None:
     """Build and deploy a commit of the app's repository (default: the last one pushed, even if rejected)."""
     from minipaas.adapters import gitrepo
-    from minipaas.deploy import releases
+    from minipaas.deploy import rollout
+    from minipaas.state import releaselog
 
     host = _host()
     repo = host.settings.repo_path(_app(app))
-    sha = gitrepo.resolve(repo, rev) if rev else releases.last_pushed(host, app) or gitrepo.resolve(repo, "HEAD")
+    sha = gitrepo.resolve(repo, rev) if rev else releaselog.last_pushed(host, app) or gitrepo.resolve(repo, "HEAD")
     if verbose:
         os.environ["MINIPAAS_VERBOSE"] = "1"
-    releases.deploy_commit(host, app, sha, say)
+    rollout.deploy_commit(host, app, sha, say)
 
 
 @cli.command("run", context_settings={"ignore_unknown_options": True, "allow_interspersed_args": False})
@@ -781,7 +783,8 @@ def ssh_command(users: tuple[str, ...]) -> None:
     # last of several --user, which a looser sudo rule once let a deployer add after its own.
     if len(users) != 1:
         raise MinipaasError("ssh-command takes exactly one --user NAME")
-    sshentry.run(users[0])
+    # The entry sits below the CLI: it gets the commands and their runner from here.
+    sshentry.run(users[0], cli, main)
 
 
 @cli.command("sudoers-rule", hidden=True)
@@ -806,10 +809,10 @@ def watch_cmd() -> None:
 @click.argument("app")
 def retire_cmd(app: str) -> None:
     """Retire the app's old containers once drained (run in the background after a deploy)."""
-    from minipaas.deploy import gc, releases
+    from minipaas.deploy import gc, retirement
 
     host = _host()
-    releases.retire(host, app, wait=True)
+    retirement.retire(host, app, wait=True)
     # After every deploy, in the background: the retention rule keeps the disk from filling up.
     gc.collect(host, dry_run=False, only=app, progress=say)
 

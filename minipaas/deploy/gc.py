@@ -17,9 +17,9 @@ from dataclasses import dataclass, field
 
 from minipaas.adapters import engine
 from minipaas.build import stacks
-from minipaas.deploy import releases
+from minipaas.deploy import containers
 from minipaas.routing import sites
-from minipaas.state import apps
+from minipaas.state import apps, releaselog
 from minipaas.state.host import Host
 from minipaas.state.locks import try_app_lock
 
@@ -58,11 +58,11 @@ def collect(host: Host, *, dry_run: bool, only: str | None = None,
 def _collect_app(host: Host, app: str, *, dry_run: bool, freed: Freed, sizes: dict[str, int],
                  removed: dict[str, str]) -> None:
     retention = int(apps.get_setting(host, app, "keep-releases"))
-    history = releases.listing(host, app)
+    history = releaselog.listing(host, app)
     went_live = [r for r in history if r.status in ("live", "superseded")]
     keep = {r.number for r in (went_live if retention == 0 else went_live[:retention])}
     kept_images = {r.image for r in history if r.number in keep and r.image}
-    in_use = {c.labels.get("minipaas.release") for c in releases.web_containers(host, app)}
+    in_use = {c.labels.get("minipaas.release") for c in containers.web_containers(host, app)}
     for rel in history:
         image = rel.image
         if not image or image in kept_images or str(rel.number) in in_use:
@@ -110,7 +110,7 @@ def report(host: Host) -> list[dict[str, object]]:
     sizes = engine.unique_image_sizes()
     rows = []
     for app in apps.names(host):
-        images = {r.image for r in releases.listing(host, app) if r.image and r.image in sizes}
+        images = {r.image for r in releaselog.listing(host, app) if r.image and r.image in sizes}
         image_bytes = sum(sizes[i] for i in images)
         rows.append({
             "app": app,

@@ -41,9 +41,11 @@ def main(app: str, stdin: TextIO) -> int:
     updates = [line.split() for line in stdin.read().splitlines() if line.strip()]
     live = None
     try:
+        # Imported once SIGHUP is ignored and the umask set: the deploy path's modules (the docker SDK
+        # among them) take a few hundred ms to load, and the .pyc files Python may write get our umask.
         from minipaas.adapters import gitrepo
-        from minipaas.deploy import releases
-        from minipaas.state import apps
+        from minipaas.deploy import rollout
+        from minipaas.state import apps, releaselog
         from minipaas.state.host import current
 
         host = current()
@@ -54,7 +56,7 @@ def main(app: str, stdin: TextIO) -> int:
             else:
                 known = ", ".join(sorted(PUSH_OPTIONS))
                 say(f"-----> push option {option[:40]!r} is not one minipaas knows ({known}); ignored")
-        live = releases.live(host, app)
+        live = releaselog.live(host, app)
         targets = deploy_refs(apps.get_setting(host, app, "deploy-branch"))
         deploy = None
         for _old, new, ref in updates:
@@ -69,7 +71,7 @@ def main(app: str, stdin: TextIO) -> int:
                     f"(deploys come from {' or '.join(t.removeprefix('refs/heads/') for t in targets)})")
         if deploy:
             gitrepo.keep_pushed(host.settings.repo_path(app), deploy)
-            releases.deploy_commit(host, app, deploy, say)
+            rollout.deploy_commit(host, app, deploy, say)
         return 0
     except MinipaasError as exc:
         say(f"!     {exc.message}")

@@ -6,20 +6,20 @@ import sys
 import uuid
 
 from minipaas.adapters import engine
-from minipaas.deploy import releases
+from minipaas.deploy import containers
 from minipaas.errors import InvalidInput, NotFound
-from minipaas.state import apps, config
+from minipaas.state import apps, config, releaselog
 from minipaas.state.host import Host
 
 
 def run(host: Host, app: str, command: list[str]) -> int:
-    live = releases.live(host, app)
+    live = releaselog.live(host, app)
     if live is None:
         raise NotFound(f"{app} has no release to run; push it first")
     if not command:
         raise InvalidInput("nothing to run: `run APP -- COMMAND [ARGS...]`")
     s = host.settings
-    releases.ensure_app_network(host, app)
+    containers.ensure_app_network(host, app)
     return engine.run_oneoff(
         image=live.image, name=s.container_name(f"{app}.run.{uuid.uuid4().hex[:8]}"), network=s.app_network(app),
         env=config.get_all(host, app),
@@ -28,8 +28,8 @@ def run(host: Host, app: str, command: list[str]) -> int:
 
 
 def enter(host: Host, app: str, process: str, command: list[str]) -> int:
-    live = releases.live(host, app)
-    running = [c for c in releases.web_containers(host, app)
+    live = releaselog.live(host, app)
+    running = [c for c in containers.web_containers(host, app)
                if c.status == "running" and live is not None and c.labels.get("minipaas.release") == str(live.number)]
     if process not in ("web", "web.1") or not running:
         raise NotFound(f"{app} has no running {process} container")

@@ -7,9 +7,10 @@ import threading
 from collections.abc import Callable, Iterator
 
 from minipaas.adapters import engine
-from minipaas.deploy import releases
+from minipaas.deploy import containers
 from minipaas.errors import NotFound
 from minipaas.routing import proxy
+from minipaas.state import releaselog
 from minipaas.state.host import Host
 from minipaas.state.locks import app_lock
 
@@ -17,12 +18,12 @@ CRASH_LINES = 10
 
 
 def status(host: Host, app: str) -> list[dict[str, object]]:
-    live = releases.live(host, app)
+    live = releaselog.live(host, app)
     serving = set(proxy.upstream_addresses(host.settings, app))
     rows = []
-    for c in sorted(releases.app_containers(host, app), key=lambda c: c.name):
+    for c in sorted(containers.app_containers(host, app), key=lambda c: c.name):
         web = c.labels.get("minipaas.process") == "web"
-        address = f"{c.ip}:{releases.container_port(c)}" if c.ip and web else ""
+        address = f"{c.ip}:{containers.container_port(c)}" if c.ip and web else ""
         is_live = live is not None and c.labels.get("minipaas.release") == str(live.number)
         # A container that kept failing is left stopped by its restart policy (on-failure:10): crashed.
         crashed = c.status in ("exited", "dead") and c.exit_code != 0
@@ -51,16 +52,16 @@ def _last_lines(container: str, count: int) -> list[str]:
 
 def logs(host: Host, app: str, *, lines: int, follow: bool) -> Iterator[bytes]:
     """The live release's container output; with several containers, each line says whose it is."""
-    live = releases.live(host, app)
-    containers = sorted((c for c in releases.app_containers(host, app)
-                         if live is not None and c.labels.get("minipaas.release") == str(live.number)),
-                        key=lambda c: c.name)
-    if not containers:
+    live = releaselog.live(host, app)
+    mine = sorted((c for c in containers.app_containers(host, app)
+                   if live is not None and c.labels.get("minipaas.release") == str(live.number)),
+                  key=lambda c: c.name)
+    if not mine:
         raise NotFound(f"{app} has no running container; push it first")
-    if len(containers) == 1:
-        yield from engine.logs(containers[0].id, tail=lines, follow=follow)
+    if len(mine) == 1:
+        yield from engine.logs(mine[0].id, tail=lines, follow=follow)
         return
-    yield from _merged(containers, lines=lines, follow=follow)
+    yield from _merged(mine, lines=lines, follow=follow)
 
 
 def _merged(containers: list[engine.Container], *, lines: int, follow: bool) -> Iterator[bytes]:
@@ -93,21 +94,22 @@ def stop(host: Host, app: str, progress: Callable[[str], None]) -> None:
     with app_lock(host.settings, app, progress):
         # Traffic first: a stopped container's address may soon belong to another container.
         proxy.unroute(host.settings, app)
-        for c in releases.app_containers(host, app):
+        for c in containers.app_containers(host, app):
             engine.stop(c.id, timeout=10)
             progress(f"-----> Stopped {c.name}")
 
 
 def start(host: Host, app: str, progress: Callable[[str], None]) -> None:
-    live = releases.live(host, app)
+    live = releaselog.live(host, app)
     if live is None:
         raise NotFound(f"{app} has no release to start; push it first")
     with app_lock(host.settings, app, progress):
-        mine = [c for c in releases.app_containers(host, app) if c.labels.get("minipaas.release") == str(live.number)]
+        mine = [c for c in containers.app_containers(host, app)
+                if c.labels.get("minipaas.release") == str(live.number)]
         for c in mine:
             if c.status != "running":
                 engine.start(c.id)
-        targets = {releases.wait_healthy(host, app, c, live.sha, progress)[0]: c.id
+        targets = {containers.wait_healthy(host, app, c, live.sha, progress)[0]: c.id
                    for c in mine if c.labels.get("minipaas.process") == "web"}
         if targets:
             proxy.switch(host.settings, app, live.number, targets)

@@ -25,6 +25,7 @@ from pathlib import Path
 from minipaas.adapters import engine
 from minipaas.errors import MinipaasError
 from minipaas.routing import routes
+from minipaas.state.host import Host
 from minipaas.state.settings import Settings
 
 GONE = ("die", "destroy", "kill", "oom", "stop")
@@ -128,8 +129,6 @@ def _route_again(settings: Settings, app: str, container: str) -> None:
 
 
 def _of_live_release(settings: Settings, app: str, release: str) -> bool:
-    from minipaas.state.host import Host
-
     row = Host(settings).db.execute("SELECT number FROM releases WHERE app = ? AND status = 'live'",
                                     (app,)).fetchone()
     return row is not None and str(row["number"]) == release

@@ -30,7 +30,7 @@ from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import ec
 
 from minipaas.errors import MinipaasError
-from minipaas.routing import certs, domains
+from minipaas.routing import certfiles, certs, domains
 from minipaas.state import apps, perms
 from minipaas.state.host import Host
 from minipaas.state.settings import Settings
@@ -102,7 +102,7 @@ def due(host: Host, app: str, *, force: bool = False) -> str | None:
     """Why the app's certificate should be issued again, or None when it is fine."""
     if force:
         return "forced"
-    if certs.paths(host.settings, app) is None:
+    if certfiles.paths(host.settings, app) is None:
         return "no certificate"
     cert = certs.info(host, app)
     if cert.days_left < RENEW_DAYS:

@@ -20,8 +20,10 @@ from typing import TYPE_CHECKING
 
 from minipaas.errors import InvalidInput, NotFound
 from minipaas.routing import domains, proxy
+from minipaas.routing.certfiles import cert_dir, paths
 from minipaas.state import perms
 from minipaas.state.host import Host
+from minipaas.state.names import _show
 from minipaas.state.settings import Settings
 
 if TYPE_CHECKING:
@@ -50,17 +52,6 @@ class CertInfo:
                 "days_left": self.days_left, "self_signed": self.self_signed}
 
 
-def cert_dir(settings: Settings, app: str) -> Path:
-    return settings.home / "certs" / app
-
-
-def paths(settings: Settings, app: str) -> tuple[Path, Path] | None:
-    """(fullchain, private key) when the app has a certificate."""
-    folder = cert_dir(settings, app)
-    chain, key = folder / "fullchain.pem", folder / "privkey.pem"
-    return (chain, key) if chain.is_file() and key.is_file() else None
-
-
 def read_pem(path: str, what: str) -> bytes:
     """The bytes of a PEM file given on the command line, at most MAX_PEM of them.
 
@@ -68,8 +59,6 @@ def read_pem(path: str, what: str) -> bytes:
     gets one line at once instead of a hang or a full memory. O_NONBLOCK: opening a FIFO does not
     wait for a writer.
     """
-    from minipaas.state.names import _show
-
     try:
         fd = os.open(path, os.O_RDONLY | os.O_NONBLOCK | os.O_NOCTTY)
     except OSError as exc:

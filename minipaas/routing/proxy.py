@@ -21,9 +21,13 @@ from pathlib import Path
 import jinja2
 
 from minipaas.adapters import nginx
+from minipaas.build import buildpacks
+from minipaas.build.buildpacks import template_cache
 from minipaas.errors import InvalidInput, ProxyError
-from minipaas.routing import routes
-from minipaas.state import perms
+from minipaas.routing import certfiles, routes, sites
+from minipaas.routing.docsite import CSP
+from minipaas.state import apps, perms, releaselog
+from minipaas.state.host import Host
 from minipaas.state.settings import Settings
 
 MAX_SOCKET_PATH = 100  # sun_path is 108 bytes, nginx needs "unix:" and a NUL
@@ -65,8 +69,6 @@ def layout(settings: Settings) -> Layout:
 
 
 def _templates(settings: Settings) -> jinja2.Environment:
-    from minipaas.build.buildpacks import template_cache
-
     return jinja2.Environment(
         bytecode_cache=template_cache(settings.cache_dir),
         loader=jinja2.FileSystemLoader(str(settings.nginx_templates)),
@@ -183,10 +185,8 @@ def render_http_conf(settings: Settings, *, serves_https: bool) -> str:
 
 def _apps_serving_https(settings: Settings) -> set[str]:
     """Apps whose vhost exists and that have a certificate (their vhost listens on the HTTPS port)."""
-    from minipaas.routing import certs
-
     return {path.stem for path in layout(settings).sites.glob("*.conf")
-            if certs.paths(settings, path.stem) is not None}
+            if certfiles.paths(settings, path.stem) is not None}
 
 
 # -- masters -------------------------------------------------------------------------------
@@ -306,19 +306,15 @@ def write_site(settings: Settings, app: str, domains: list[str], *, static: bool
     HTTPS and redirects HTTP to it. `reload`: files the vhost names changed (a new certificate at the
     same paths), which nginx reads only when reloaded.
     """
-    from minipaas.routing import certs, sites
-
     lay = layout(settings)
     if static is None:
         static = sites.serving_root(settings, app) is not None
     if hsts is None:
-        from minipaas.state import apps
-
         hsts = apps.setting_at(settings, app, "hsts") == "on"
     static_root = sites.current_link(settings, app) if static else None
     if markdown is None:
         markdown = bool(static) and _live_site_is_markdown(settings, app)
-    cert = certs.paths(settings, app)
+    cert = certfiles.paths(settings, app)
     hsts_header = '\n        add_header Strict-Transport-Security "max-age=31536000" always;' if cert and hsts else ""
     static_headers = hsts_header + (_csp_header() if markdown else "")
     text = _render(settings, "site.conf.j2", app=app, domains=domains, static_root=static_root,
@@ -337,22 +333,16 @@ def write_site(settings: Settings, app: str, domains: list[str], *, static: bool
 
 def serves_markdown(settings: Settings, buildpack: str) -> bool:
     """Whether a release of this buildpack is a Markdown docs site."""
-    from minipaas.build import buildpacks
-
     return any(p.name == buildpack and p.serve == "markdown" for p in buildpacks.load_all(settings.buildpacks_dir))
 
 
 def _live_site_is_markdown(settings: Settings, app: str) -> bool:
-    from minipaas.deploy import releases
-    from minipaas.state.host import Host
-
-    current = releases.live(Host(settings), app)
+    current = releaselog.live(Host(settings), app)
     return current is not None and current.serving == "static" and serves_markdown(settings, current.buildpack)
 
 
 def _csp_header() -> str:
-    from minipaas.routing.docsite import CSP  # the docs pages' own policy, in their <meta> too
-
+    # the docs pages' own policy, in their <meta> too
     return f'\n        add_header Content-Security-Policy "{CSP}" always;'
 
 

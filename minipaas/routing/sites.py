@@ -21,7 +21,7 @@ from minipaas.build import sitebuild
 from minipaas.build.buildpacks import Buildpack
 from minipaas.errors import BuildFailed, InvalidInput
 from minipaas.routing import doclinks
-from minipaas.state import perms
+from minipaas.state import apps, perms
 from minipaas.state.settings import Settings
 
 Progress = Callable[[str], None]
@@ -112,8 +112,8 @@ def check_static_dir(settings: Settings, app: str, sha: str, folder: str) -> Non
 
 
 def _from_markdown(settings: Settings, app: str, sha: str, target: Path, progress: Progress) -> None:
+    # Markdown, Pygments and the sanitizer load only for a docs site's deploy, not on every push.
     from minipaas.routing import docsite
-    from minipaas.state import apps
 
     allow_html = apps.setting_at(settings, app, "markdown-html") == "sanitize"
     with tempfile.TemporaryDirectory(prefix="minipaas-md-") as tmp:

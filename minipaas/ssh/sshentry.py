@@ -14,10 +14,12 @@ import re
 import shlex
 import subprocess
 import sys
+from collections.abc import Callable
 
 import click
 
 from minipaas.access import access, events, keys
+from minipaas.deploy import lifecycle
 from minipaas.errors import InvalidInput, MinipaasError, NotFound
 from minipaas.state import apps
 from minipaas.state.host import Host, current
@@ -28,10 +30,14 @@ MAX_COMMAND = 256 * 1024
 # Commands that exist for the host itself and make no sense over ssh.
 LOCAL_ONLY = frozenset({"ssh-command", "sudoers-rule", "retire", "init"})
 # `app`, `app.git`, `/app`, `/app.git`, `~/app.git`: what git clients send for the URL forms we document.
+# The CLI's `main`: runs one command line, exits through SystemExit.
+RunCli = Callable[[list[str]], None]
 REPO_PATH = re.compile(r"(?:~/|/)?(?P<app>[^/]+?)(?:\.git)?/?")
 
 
-def main(user: str) -> int:
+def main(user: str, group: click.Group, run_cli: RunCli) -> int:
+    """Run SSH_ORIGINAL_COMMAND as `user`: `group` is the CLI's commands, `run_cli` its main (passed down
+    by the CLI, which sits above this layer)."""
     host = current()
     try:
         record = keys.get(host, keys.check_name(user))
@@ -48,11 +54,11 @@ def main(user: str) -> int:
         events.finish(host, _record(host, principal, "", "<unparsable command>"), "refused")
         return 1
     if not argv or argv[0] in ("help", "--help", "-h"):
-        click.echo(help_text(principal))
+        click.echo(help_text(principal, group))
         return 0
     if argv[0] in GIT_COMMANDS:
         return _git(host, principal, argv)
-    return _cli(host, principal, argv)
+    return _cli(host, principal, argv, group, run_cli)
 
 
 def parse_command(raw: str) -> list[str]:
@@ -91,7 +97,7 @@ def _git(host: Host, principal: access.Principal, argv: list[str]) -> int:
         if not exists:
             if command != "git-receive-pack":
                 raise NotFound(f"app {app} does not exist")
-            apps.create(host, app)
+            lifecycle.create(host, app)
             click.echo(f"-----> Created app {app}", err=True)
     except MinipaasError as exc:
         _error(exc.message)
@@ -103,10 +109,7 @@ def _git(host: Host, principal: access.Principal, argv: list[str]) -> int:
     return code
 
 
-def _cli(host: Host, principal: access.Principal, argv: list[str]) -> int:
-    from minipaas.cli import cli
-    from minipaas.cli import main as cli_main
-
+def _cli(host: Host, principal: access.Principal, argv: list[str], cli: click.Group, cli_main: RunCli) -> int:
     name = argv[0]
     app = _app_argument(cli, argv)
     event = _record(host, principal, app or "", shlex.join(events.redact(argv)))
@@ -141,9 +144,7 @@ def _app_argument(group: click.Group, argv: list[str]) -> str | None:
     return app if isinstance(app, str) else None
 
 
-def help_text(principal: access.Principal) -> str:
-    from minipaas.cli import cli
-
+def help_text(principal: access.Principal, cli: click.Group) -> str:
     lines = [f"minipaas over ssh, as {principal.name} ({principal.role})", "", "Commands:"]
     for name, command in cli.commands.items():
         if command.hidden or name in LOCAL_ONLY or not principal.may_run(name):
@@ -155,5 +156,5 @@ def help_text(principal: access.Principal) -> str:
     return "\n".join(lines)
 
 
-def run(user: str) -> None:
-    sys.exit(main(user))
+def run(user: str, group: click.Group, run_cli: RunCli) -> None:
+    sys.exit(main(user, group, run_cli))

@@ -1,4 +1,7 @@
-"""Apps: creation (bare repo + default domain + vhost), listing, per-app settings, destruction."""
+"""Apps: which exist, and their per-app settings (SETTINGS: defaults, checks, help).
+
+Creating and destroying an app touches every layer: that is deploy/lifecycle.py's.
+"""
 
 from __future__ import annotations
 
@@ -7,14 +10,11 @@ import re
 from collections.abc import Callable
 from dataclasses import dataclass
 
-from minipaas.access import events
-from minipaas.adapters import buildcgroups, engine, gitrepo, networks
-from minipaas.build import buildcontext
-from minipaas.errors import Conflict, InvalidInput, NotFound
-from minipaas.routing import proxy, sites
+from minipaas.adapters import buildcgroups, engine
+from minipaas.errors import InvalidInput, NotFound
 from minipaas.state import store
 from minipaas.state.host import Host
-from minipaas.state.names import check_app, check_new_app, valid_image_patterns
+from minipaas.state.names import check_app, valid_image_patterns
 from minipaas.state.settings import Settings
 
 
@@ -102,68 +102,6 @@ def names(host: Host) -> list[str]:
 
 def default_domain(host: Host, name: str) -> str:
     return f"{name}.{host.settings.domain}"
-
-
-def create(host: Host, name: str) -> None:
-    check_new_app(name)
-    if exists(host, name):
-        raise Conflict(f"app {name} already exists")
-    s = host.settings
-    domain = default_domain(host, name)
-    repo = s.repo_path(name)
-    if repo.exists() or repo.is_symlink():
-        # Never adopt (or write through) something we did not create: a leftover, or a planted link.
-        raise Conflict(f"{repo} exists already but belongs to no app; move it away first")
-    with store.transaction(host.db) as db:
-        if db.execute("SELECT app FROM domains WHERE domain = ?", (domain,)).fetchone():
-            raise Conflict(f"domain {domain} already belongs to another app")
-        db.execute("INSERT INTO apps (name, created_at) VALUES (?, ?)", (name, store.now()))
-        db.execute("INSERT INTO domains (domain, app) VALUES (?, ?)", (domain, name))
-    try:
-        s.repos_dir.mkdir(parents=True, exist_ok=True)
-        gitrepo.init_bare(s.repo_path(name), home=s.home, app=name)
-        proxy.setup(s)
-        proxy.write_site(s, name, [domain])
-    except BaseException:
-        # Nothing half-done: an app is either fully there or not at all.
-        gitrepo.remove(s.repo_path(name))
-        with store.transaction(host.db) as db:
-            db.execute("DELETE FROM apps WHERE name = ?", (name,))
-        raise
-
-
-def destroy(host: Host, name: str, progress: Callable[[str], None]) -> None:
-    require(host, name)
-    s = host.settings
-    for container in engine.containers({engine.LABEL: str(s.home), "minipaas.app": name}):
-        engine.remove(container.id, timeout=5)
-        progress(f"removed container {container.name}")
-    proxy.remove_app(s, name)
-    networks.remove(s.app_network(name))
-    images = {row["image"] for row in host.db.execute("SELECT image FROM releases WHERE app = ?", (name,))}
-    for image in sorted(i for i in images if i):
-        if engine.remove_image(image, owner=str(s.home)):
-            progress(f"removed image {image}")
-    leftovers = engine.remove_images_labelled({engine.LABEL: str(s.home), "minipaas.app": name})
-    if leftovers:
-        progress(f"removed {len(leftovers)} more images of its builds")
-    gitrepo.remove(s.repo_path(name))
-    buildcontext.remove(s, name)
-    sites.remove_app(s, name)
-    from minipaas.routing import certs  # loads cryptography: only when needed
-
-    certs.remove_app(s, name)
-    with store.transaction(host.db) as db:
-        granted = [row["name"] for row in db.execute("SELECT name FROM key_grants WHERE app = ? ORDER BY name",
-                                                       (name,))]
-        db.execute("DELETE FROM apps WHERE name = ?", (name,))  # its grants, config, domains... go with it
-        db.execute("DELETE FROM retirements WHERE app = ?", (name,))
-    (s.locks_dir / f"{name}.lock").unlink(missing_ok=True)
-    if granted:
-        # A deployer's access ends with the app: an app created later under this name starts with none.
-        events.record(host, app=name, command=f"apps:destroy {name}",
-                      outcome=f"grants removed: {', '.join(granted)}")
-        progress(f"removed the grants of {', '.join(granted)}")
 
 
 def limits(host: Host, name: str) -> engine.Limits:

@@ -23,13 +23,12 @@ then run as the same user, and only the modes are applied.
 
 from __future__ import annotations
 
-import contextlib
 import enum
 import grp
 import os
 import pwd
 import stat
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -261,16 +260,6 @@ def _fix(change: Callable[..., None], path: Path, *args: int, **options: bool) -
 def restrict_umask() -> None:
     """At each entry point: whatever minipaas creates is 0600/0700 unless written with a mode."""
     os.umask(UMASK)
-
-
-@contextlib.contextmanager
-def public_umask() -> Iterator[None]:
-    """For building a root filesystem, whose files must be readable by the image's users."""
-    previous = os.umask(0o022)
-    try:
-        yield
-    finally:
-        os.umask(previous)
 
 
 def publish(top: Path) -> None:

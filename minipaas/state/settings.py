@@ -16,6 +16,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from minipaas.errors import InvalidInput
+from minipaas.state.names import check_hostname, valid_image_patterns
 
 DEFAULT_HOME = "/var/lib/minipaas"
 SETTINGS_FILE = "settings.toml"
@@ -23,6 +24,8 @@ SETTINGS_FILE = "settings.toml"
 # at the top of the checkout when run from source or an editable install.
 _PACKAGE_DIR = Path(__file__).resolve().parent.parent  # minipaas/, above state/
 SHARE_DIR = _PACKAGE_DIR / "share" if (_PACKAGE_DIR / "share").is_dir() else _PACKAGE_DIR.parent
+# The pre-receive hook every app repository gets (gitrepo.install_hook fills it in).
+HOOK_TEMPLATE = SHARE_DIR / "hooks" / "pre-receive"
 
 # setting name -> (environment variable, default)
 _FIELDS: dict[str, tuple[str, str]] = {
@@ -214,16 +217,12 @@ def _pool(value: str) -> str:
 
 
 def _build_images(value: str) -> str:
-    from minipaas.state.names import valid_image_patterns
-
     if not valid_image_patterns(value):
         raise InvalidInput(f"MINIPAAS_BUILD_IMAGES must be image patterns such as `node:*-slim`, not {value!r}")
     return value
 
 
 def _domain(value: str) -> str:
-    from minipaas.state.names import check_hostname
-
     return check_hostname(value.lower().rstrip("."), what="MINIPAAS_DOMAIN")
 
 
