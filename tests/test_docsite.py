@@ -1,4 +1,5 @@
-"""Markdown docs sites (minipaas.docsite): rendering a tree of .md files into static HTML, in temp dirs only."""
+"""Markdown docs sites (minipaas.routing.docsite and its doc*.py): a tree of .md files rendered into static HTML,
+in temp dirs only."""
 
 from __future__ import annotations
 
@@ -10,8 +11,10 @@ from pathlib import Path
 import pytest
 
 from minipaas.errors import BuildFailed
+from minipaas.routing.docfiles import rewrite_link
 from minipaas.routing.doclinks import slugify
-from minipaas.routing.docsite import relative_url, render_site, rewrite_link
+from minipaas.routing.docpages import relative_url
+from minipaas.routing.docsite import render_site
 
 
 def make_tree(root: Path, files: dict[str, str | bytes]) -> Path:

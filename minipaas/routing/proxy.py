@@ -25,7 +25,7 @@ from minipaas.build import buildpacks
 from minipaas.build.buildpacks import template_cache
 from minipaas.errors import InvalidInput, ProxyError
 from minipaas.routing import certfiles, routes, sites
-from minipaas.routing.docsite import CSP
+from minipaas.routing.docmodel import CSP
 from minipaas.state import apps, perms, releaselog
 from minipaas.state.host import Host
 from minipaas.state.settings import Settings
