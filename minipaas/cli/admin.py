@@ -42,14 +42,14 @@ def gc_cmd(app: str | None, dry_run: bool) -> None:
 @click.option("--json", "as_json", is_flag=True)
 def report_cmd(as_json: bool) -> None:
     """Disk used per app and in total; the builder and how build limits are enforced."""
-    from minipaas.build import builds
+    from minipaas.build import builders
     from minipaas.deploy import gc
 
     rows = gc.report(current_host())
     if as_json:
         print_json(rows)
         return
-    for line in builds.describe(current_host().settings):
+    for line in builders.describe(current_host().settings):
         say(line)
     mb = 1024 * 1024
     table(([r["app"], r["images"], f"{r['image_bytes'] / mb:.1f}", f"{r['site_bytes'] / mb:.1f}",

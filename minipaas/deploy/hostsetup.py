@@ -6,7 +6,7 @@ import dataclasses
 from collections.abc import Callable
 
 from minipaas.adapters import gitrepo, nginx
-from minipaas.build import buildkit, builds
+from minipaas.build import builders, buildkit
 from minipaas.routing import proxy
 from minipaas.state import perms, store
 from minipaas.state.settings import SETTINGS_FILE, Settings, load
@@ -47,7 +47,7 @@ def init(progress: Callable[[str], None], settings: Settings | None = None) -> S
     where = f"private nginx on 127.0.0.1:{s.http_port}" if s.nginx == "private" else \
         f"the host's nginx on port {s.http_port}"
     progress(f"-----> Apps are served at http://<app>.{s.domain} by {where}")
-    for line in builds.describe(s):
+    for line in builders.describe(s):
         progress(f"-----> {line[0].upper()}{line[1:]}")
     return s
 
@@ -57,4 +57,4 @@ def _builder(s: Settings) -> str:
     wanted = s.builder
     if wanted.startswith(("buildkit:", "buildx:")) and not buildkit.parse(wanted).cli_exists():
         wanted = "auto"
-    return buildkit.find(wanted, prefer_legacy=builds.enforcement().layout is None).spec
+    return buildkit.find(wanted, prefer_legacy=builders.enforcement().layout is None).spec
