@@ -1,1 +1,1 @@
-"""The adapters: Docker, nginx, git, cgroups and subprocesses; they import nothing of minipaas but errors."""
+"""The adapters: Docker, nginx, git, cgroups, ssh (paramiko) and subprocesses; they import nothing of minipaas but errors."""

@@ -120,7 +120,7 @@ def command_line(argv: list[str], app: str, commands: Mapping[str, click.Command
 
 def run(remote: Remote, argv: list[str], commands: Mapping[str, click.Command]) -> int:
     args = command_line(argv, remote.app, commands)
-    from minipaas.ssh import client as ssh  # paramiko is loaded only when a command really goes remote
+    from minipaas.adapters import sshclient as ssh  # paramiko is loaded only when a command really goes remote
 
     tty = bool(args) and args[0] in ("run", "enter")
     client = ssh.connect(remote.target.host, user=remote.target.user, port=remote.target.port)
