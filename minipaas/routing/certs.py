@@ -2,7 +2,9 @@
 
 A certificate lives in `MINIPAAS_HOME/certs/<app>/` (fullchain.pem, privkey.pem). With one, the
 app's vhost serves HTTPS on MINIPAAS_HTTPS_PORT and redirects HTTP there (ACME challenges excepted).
-Certificates are parsed and made with the `cryptography` library.
+Certificates are parsed and made with the `cryptography` library, imported inside the functions that use
+it: every command over ssh imports this module (through deploy/lifecycle.py), and cryptography takes
+~50 ms to load.
 """
 
 from __future__ import annotations
