@@ -1,8 +1,4 @@
-"""Host administration: init, ps:restore, gc, report and the background commands (watch, retire).
-
-Commands import the library inside their body: `minipaas` loads only what the command it runs needs
-(the docker SDK, paramiko, acme and cryptography each take 50-250 ms to import, on every command).
-"""
+"""Host administration: init, ps:restore, gc, report and the background commands (watch, retire)."""
 
 from __future__ import annotations
 

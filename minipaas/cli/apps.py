@@ -1,8 +1,4 @@
-"""Apps and their settings: apps:*, settings, settings:set.
-
-Commands import the library inside their body: `minipaas` loads only what the command it runs needs
-(the docker SDK, paramiko, acme and cryptography each take 50-250 ms to import, on every command).
-"""
+"""Apps and their settings: apps:*, settings, settings:set."""
 
 from __future__ import annotations
 

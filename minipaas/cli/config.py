@@ -1,8 +1,4 @@
-"""An app's config (environment): config, config:get, config:set, config:unset.
-
-Commands import the library inside their body: `minipaas` loads only what the command it runs needs
-(the docker SDK, paramiko, acme and cryptography each take 50-250 ms to import, on every command).
-"""
+"""An app's config (environment): config, config:get, config:set, config:unset."""
 
 from __future__ import annotations
 

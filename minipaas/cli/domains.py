@@ -1,8 +1,4 @@
-"""Domains and TLS: domains:*, certs:*, letsencrypt:*.
-
-Commands import the library inside their body: `minipaas` loads only what the command it runs needs
-(the docker SDK, paramiko, acme and cryptography each take 50-250 ms to import, on every command).
-"""
+"""Domains and TLS: domains:*, certs:*, letsencrypt:*."""
 
 from __future__ import annotations
 

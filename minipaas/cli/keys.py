@@ -1,8 +1,4 @@
-"""ssh access: ssh-keys:*, the audit log (events) and the sudoers rule of the ssh account.
-
-Commands import the library inside their body: `minipaas` loads only what the command it runs needs
-(the docker SDK, paramiko, acme and cryptography each take 50-250 ms to import, on every command).
-"""
+"""ssh access: ssh-keys:*, the audit log (events) and the sudoers rule of the ssh account."""
 
 from __future__ import annotations
 

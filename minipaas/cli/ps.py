@@ -1,8 +1,4 @@
-"""An app's processes: ps, ps:scale, resource:limit, ps:restart/stop/start, logs, run, enter.
-
-Commands import the library inside their body: `minipaas` loads only what the command it runs needs
-(the docker SDK, paramiko, acme and cryptography each take 50-250 ms to import, on every command).
-"""
+"""An app's processes: ps, ps:scale, resource:limit, ps:restart/stop/start, logs, run, enter."""
 
 from __future__ import annotations
 

@@ -1,8 +1,4 @@
-"""Releases: releases, releases:info, releases:rollback, deploy.
-
-Commands import the library inside their body: `minipaas` loads only what the command it runs needs
-(the docker SDK, paramiko, acme and cryptography each take 50-250 ms to import, on every command).
-"""
+"""Releases: releases, releases:info, releases:rollback, deploy."""
 
 from __future__ import annotations
 

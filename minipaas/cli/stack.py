@@ -1,8 +1,4 @@
-"""Base images: stack:build, stack:list.
-
-Commands import the library inside their body: `minipaas` loads only what the command it runs needs
-(the docker SDK, paramiko, acme and cryptography each take 50-250 ms to import, on every command).
-"""
+"""Base images: stack:build, stack:list."""
 
 from __future__ import annotations
 
