@@ -163,16 +163,16 @@ def _build(settings: Settings, app: str, release: int, source: Source, progress:
     _check_tag_is_ours(settings, tag)
     labels = {
         engine.LABEL: str(settings.home),
-        "minipaas.app": app,
-        "minipaas.release": str(release),
-        "minipaas.sha": sha,
-        "minipaas.buildpack": pack.name,
+        engine.APP_LABEL: app,
+        engine.RELEASE_LABEL: str(release),
+        engine.SHA_LABEL: sha,
+        engine.BUILDPACK_LABEL: pack.name,
     }
     # One LABEL line at the end of the Dockerfile: the build API's `labels` would add a step per label.
     label_line = "\nLABEL " + " ".join(f"{k}={json.dumps(v)}" for k, v in labels.items()) + "\n"
     # Every stage carries whose it is, so that gc and apps:destroy find the images the legacy builder
     # keeps of build stages (BuildKit keeps none). Only stable labels: a release number would bust the cache.
-    stage_labels = {engine.LABEL: str(settings.home), "minipaas.app": app}
+    stage_labels = {engine.LABEL: str(settings.home), engine.APP_LABEL: app}
     secrets: dict[str, Path] = {}
     if pack.uses_app_dockerfile:
         checked = _checked_dockerfile(settings, app, gitrepo.read_file(repo, sha, "Dockerfile") or b"",

@@ -126,8 +126,8 @@ def users() -> dict[str, list[User]]:
         if labels.get(engine.LABEL) == "stack" or not tags:
             continue  # a base image itself, or a dangling leftover (it keeps no base image)
         version = str(labels.get(VERSION_LABEL) or "").strip().lstrip("v")
-        found[version].append(User(labels.get(engine.LABEL, ""), labels.get("minipaas.app", ""),
-                                   labels.get("minipaas.release", ""), tags[0]))
+        found[version].append(User(labels.get(engine.LABEL, ""), labels.get(engine.APP_LABEL, ""),
+                                   labels.get(engine.RELEASE_LABEL, ""), tags[0]))
     return dict(found)
 
 

@@ -14,20 +14,20 @@ Progress = Callable[[str], None]
 
 
 def web_containers(host: Host, app: str) -> list[engine.Container]:
-    return [c for c in app_containers(host, app) if c.labels.get("minipaas.process") == formation.WEB]
+    return [c for c in app_containers(host, app) if c.labels.get(engine.PROCESS_LABEL) == formation.WEB]
 
 
 def app_containers(host: Host, app: str) -> list[engine.Container]:
     """The app's long-running containers, of every process type (one-off `run` ones excluded)."""
-    found = engine.containers({engine.LABEL: str(host.settings.home), "minipaas.app": app},
+    found = engine.containers({engine.LABEL: str(host.settings.home), engine.APP_LABEL: app},
                               network=host.settings.app_network(app))
-    return [c for c in found if c.labels.get("minipaas.process") not in ("run", formation.RELEASE)]
+    return [c for c in found if c.labels.get(engine.PROCESS_LABEL) not in ("run", formation.RELEASE)]
 
 
 def ensure_app_network(host: Host, app: str) -> None:
     """The app's own Docker network (its containers reach no other app's): made on first use."""
     networks.ensure_app_network(host.settings.app_network(app), pool=host.settings.subnets,
-                                labels={engine.LABEL: str(host.settings.home), "minipaas.app": app})
+                                labels={engine.LABEL: str(host.settings.home), engine.APP_LABEL: app})
 
 
 def web_port(image: str) -> int:
@@ -37,7 +37,7 @@ def web_port(image: str) -> int:
 
 
 def container_port(container: engine.Container) -> int:
-    return int(container.labels.get("minipaas.port", health.WEB_PORT))
+    return int(container.labels.get(engine.PORT_LABEL, health.WEB_PORT))
 
 
 def checks_for(host: Host, app: str, sha: str) -> health.Checks:
@@ -74,5 +74,5 @@ def port_suffix(host: Host) -> str:
 
 
 def running(host: Host, app: str, number: int) -> bool:
-    return any(c.status == "running" and c.labels.get("minipaas.release") == str(number)
+    return any(c.status == "running" and c.labels.get(engine.RELEASE_LABEL) == str(number)
                for c in web_containers(host, app))

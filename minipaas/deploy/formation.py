@@ -71,8 +71,8 @@ def start(host: Host, app: str, *, release: int, image: str, port: int, process:
     return engine.run(
         name=name, image=image, network=s.app_network(app), command=command,
         env={**env, "PORT": str(port)},
-        labels={engine.LABEL: str(s.home), "minipaas.app": app, "minipaas.release": str(release),
-                "minipaas.process": process, "minipaas.index": str(index), "minipaas.port": str(port)},
+        labels={engine.LABEL: str(s.home), engine.APP_LABEL: app, engine.RELEASE_LABEL: str(release),
+                engine.PROCESS_LABEL: process, engine.INDEX_LABEL: str(index), engine.PORT_LABEL: str(port)},
         limits=apps.limits(host, app),
     )
 
@@ -100,8 +100,8 @@ def run_release_command(host: Host, app: str, *, image: str, command: str, env: 
     progress(f"-----> Running the release command: {command}")
     code, output = engine.run_to_completion(
         image=image, network=host.settings.app_network(app), command=["/bin/sh", "-c", command],
-        env=env, labels={engine.LABEL: str(host.settings.home), "minipaas.app": app,
-                                               "minipaas.process": RELEASE},
+        env=env, labels={engine.LABEL: str(host.settings.home), engine.APP_LABEL: app,
+                                               engine.PROCESS_LABEL: RELEASE},
         limits=apps.limits(host, app))
     for line in output.splitlines()[-50:]:
         progress(f"       {line}")

@@ -62,7 +62,7 @@ def _collect_app(host: Host, app: str, *, dry_run: bool, freed: Freed, sizes: di
     went_live = [r for r in history if r.status in ("live", "superseded")]
     keep = {r.number for r in (went_live if retention == 0 else went_live[:retention])}
     kept_images = {r.image for r in history if r.number in keep and r.image}
-    in_use = {c.labels.get("minipaas.release") for c in containers.web_containers(host, app)}
+    in_use = {c.labels.get(engine.RELEASE_LABEL) for c in containers.web_containers(host, app)}
     for rel in history:
         image = rel.image
         if not image or image in kept_images or str(rel.number) in in_use:
@@ -77,9 +77,9 @@ def _collect_app(host: Host, app: str, *, dry_run: bool, freed: Freed, sizes: di
             removed[image] = labels.get(stacks.VERSION_LABEL, "")
     for number, size in sites.prune(host.settings, app, keep, dry_run=dry_run):
         freed.add(f"site directory {app}/{number}", size)
-    labels = {engine.LABEL: str(host.settings.home), "minipaas.app": app}
+    labels = {engine.LABEL: str(host.settings.home), engine.APP_LABEL: app}
     for container in engine.containers(labels):
-        if container.status in ("exited", "dead") and container.labels.get("minipaas.process") not in (None, "run"):
+        if container.status in ("exited", "dead") and container.labels.get(engine.PROCESS_LABEL) not in (None, "run"):
             if not dry_run:
                 engine.remove(container.id, timeout=0)
             freed.add(f"container {container.name}", 0)

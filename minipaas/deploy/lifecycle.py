@@ -47,7 +47,7 @@ def create(host: Host, name: str) -> None:
 def destroy(host: Host, name: str, progress: Callable[[str], None]) -> None:
     apps.require(host, name)
     s = host.settings
-    for container in engine.containers({engine.LABEL: str(s.home), "minipaas.app": name}):
+    for container in engine.containers({engine.LABEL: str(s.home), engine.APP_LABEL: name}):
         engine.remove(container.id, timeout=5)
         progress(f"removed container {container.name}")
     proxy.remove_app(s, name)
@@ -56,7 +56,7 @@ def destroy(host: Host, name: str, progress: Callable[[str], None]) -> None:
     for image in sorted(i for i in images if i):
         if engine.remove_image(image, owner=str(s.home)):
             progress(f"removed image {image}")
-    leftovers = engine.remove_images_labelled({engine.LABEL: str(s.home), "minipaas.app": name})
+    leftovers = engine.remove_images_labelled({engine.LABEL: str(s.home), engine.APP_LABEL: name})
     if leftovers:
         progress(f"removed {len(leftovers)} more images of its builds")
     gitrepo.remove(s.repo_path(name))

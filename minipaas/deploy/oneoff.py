@@ -23,14 +23,14 @@ def run(host: Host, app: str, command: list[str]) -> int:
     return engine.run_oneoff(
         image=live.image, name=s.container_name(f"{app}.run.{uuid.uuid4().hex[:8]}"), network=s.app_network(app),
         env=config.get_all(host, app),
-        labels={engine.LABEL: str(s.home), "minipaas.app": app, "minipaas.process": "run"},
+        labels={engine.LABEL: str(s.home), engine.APP_LABEL: app, engine.PROCESS_LABEL: "run"},
         limits=apps.limits(host, app), command=command, tty=sys.stdin.isatty())
 
 
 def enter(host: Host, app: str, process: str, command: list[str]) -> int:
     live = releaselog.live(host, app)
     running = [c for c in containers.web_containers(host, app)
-               if c.status == "running" and live is not None and c.labels.get("minipaas.release") == str(live.number)]
+               if c.status == "running" and live is not None and c.labels.get(engine.RELEASE_LABEL) == str(live.number)]
     if process not in ("web", "web.1") or not running:
         raise NotFound(f"{app} has no running {process} container")
     return engine.exec_in(running[0].id, command or ["/bin/sh"], tty=sys.stdin.isatty())

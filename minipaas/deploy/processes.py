@@ -22,15 +22,15 @@ def status(host: Host, app: str) -> list[dict[str, object]]:
     serving = set(proxy.upstream_addresses(host.settings, app))
     rows = []
     for c in sorted(containers.app_containers(host, app), key=lambda c: c.name):
-        web = c.labels.get("minipaas.process") == "web"
+        web = c.labels.get(engine.PROCESS_LABEL) == "web"
         address = f"{c.ip}:{containers.container_port(c)}" if c.ip and web else ""
-        is_live = live is not None and c.labels.get("minipaas.release") == str(live.number)
+        is_live = live is not None and c.labels.get(engine.RELEASE_LABEL) == str(live.number)
         # A container that kept failing is left stopped by its restart policy (on-failure:10): crashed.
         crashed = c.status in ("exited", "dead") and c.exit_code != 0
         rows.append({
             "name": c.name,
-            "process": c.labels.get("minipaas.process", ""),
-            "release": int(c.labels.get("minipaas.release", "0")),
+            "process": c.labels.get(engine.PROCESS_LABEL, ""),
+            "release": int(c.labels.get(engine.RELEASE_LABEL, "0")),
             "state": "crashed" if crashed else c.status,
             "health": "serving" if address and address in serving and not crashed
             else ("live" if is_live else "retiring"),
@@ -54,7 +54,7 @@ def logs(host: Host, app: str, *, lines: int, follow: bool) -> Iterator[bytes]:
     """The live release's container output; with several containers, each line says whose it is."""
     live = releaselog.live(host, app)
     mine = sorted((c for c in containers.app_containers(host, app)
-                   if live is not None and c.labels.get("minipaas.release") == str(live.number)),
+                   if live is not None and c.labels.get(engine.RELEASE_LABEL) == str(live.number)),
                   key=lambda c: c.name)
     if not mine:
         raise NotFound(f"{app} has no running container; push it first")
@@ -105,12 +105,12 @@ def start(host: Host, app: str, progress: Callable[[str], None]) -> None:
         raise NotFound(f"{app} has no release to start; push it first")
     with app_lock(host.settings, app, progress):
         mine = [c for c in containers.app_containers(host, app)
-                if c.labels.get("minipaas.release") == str(live.number)]
+                if c.labels.get(engine.RELEASE_LABEL) == str(live.number)]
         for c in mine:
             if c.status != "running":
                 engine.start(c.id)
         targets = {containers.wait_healthy(host, app, c, live.sha, progress)[0]: c.id
-                   for c in mine if c.labels.get("minipaas.process") == "web"}
+                   for c in mine if c.labels.get(engine.PROCESS_LABEL) == "web"}
         if targets:
             proxy.switch(host.settings, app, live.number, targets)
             progress(f"-----> Started {app} (release {live.number})")

@@ -30,12 +30,12 @@ def restore(host: Host, progress: Progress) -> None:
                 proxy.write_site(s, app, domains.of(host, app))
                 continue
             mine = [c for c in containers.app_containers(host, app)
-                    if c.labels.get("minipaas.release") == str(current.number)]
+                    if c.labels.get(engine.RELEASE_LABEL) == str(current.number)]
             for c in mine:
                 if c.status != "running":
                     engine.start(c.id)
             targets = {containers.wait_healthy(host, app, c, current.sha, progress)[0]: c.id for c in mine
-                       if c.labels.get("minipaas.process") == formation.WEB}
+                       if c.labels.get(engine.PROCESS_LABEL) == formation.WEB}
             wanted = formation.counts(host, app, formation.procfile(host, app, current.sha))
             if len(targets) < wanted[formation.WEB]:
                 progress(f"-----> {app}: containers of release {current.number} are gone; starting new ones")

@@ -63,7 +63,7 @@ def reconcile(host: Host, app: str) -> None:
     current = releaselog.live(host, app)
     pending = releaselog.retiring(host, app)
     for container in containers.app_containers(host, app):
-        is_live = current is not None and container.labels.get("minipaas.release") == str(current.number)
+        is_live = current is not None and container.labels.get(engine.RELEASE_LABEL) == str(current.number)
         if not is_live and container.id not in pending:
             engine.remove(container.id, timeout=0)
     with store.transaction(host.db) as db:

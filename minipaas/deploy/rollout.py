@@ -123,11 +123,11 @@ def roll_out(host: Host, app: str, *, kind: str, sha: str, image: str, buildpack
         if started:
             formation.warn_if_shared_uid(started[0], progress)
         targets = {}
-        for container in (c for c in started if c.labels["minipaas.process"] == formation.WEB):
+        for container in (c for c in started if c.labels[engine.PROCESS_LABEL] == formation.WEB):
             address, seconds = containers.wait_healthy(host, app, container, sha, progress)
             progress(f"       healthy after {seconds:.1f}s")
             targets[address] = container.id
-        formation.check_still_running([c for c in started if c.labels["minipaas.process"] != formation.WEB],
+        formation.check_still_running([c for c in started if c.labels[engine.PROCESS_LABEL] != formation.WEB],
                                       s.app_network(app))
         if targets:
             proxy.switch(s, app, number, targets)

@@ -48,7 +48,7 @@ def _formation_text(counts: dict[str, int]) -> str:
 def _apply_scale(host: Host, app: str, current: Release, procs: dict[str, str], wanted: dict[str, int],
                  progress: Progress) -> None:
     s = host.settings
-    mine = [c for c in containers.app_containers(host, app) if c.labels.get("minipaas.release") == str(current.number)
+    mine = [c for c in containers.app_containers(host, app) if c.labels.get(engine.RELEASE_LABEL) == str(current.number)
             and c.status == "running" and c.id not in releaselog.retiring(host, app)]
     port = containers.web_port(current.image)
     started: list[engine.Container] = []
@@ -56,22 +56,22 @@ def _apply_scale(host: Host, app: str, current: Release, procs: dict[str, str], 
     surplus: list[engine.Container] = []
     try:
         for process, count in wanted.items():
-            existing = sorted((c for c in mine if c.labels.get("minipaas.process") == process),
-                              key=lambda c: int(c.labels.get("minipaas.index", "1")))
+            existing = sorted((c for c in mine if c.labels.get(engine.PROCESS_LABEL) == process),
+                              key=lambda c: int(c.labels.get(engine.INDEX_LABEL, "1")))
             keep += existing[:count]
             surplus += existing[count:]
-            used = {int(c.labels.get("minipaas.index", "1")) for c in existing}
+            used = {int(c.labels.get(engine.INDEX_LABEL, "1")) for c in existing}
             free = (i for i in range(1, 10 * formation.MAX_SCALE) if i not in used)
             for _ in range(count - len(existing)):
                 started.append(formation.start(host, app, release=current.number, image=current.image, port=port,
                                                env=current.config,
                                                process=process, index=next(free), procs=procs, progress=progress))
         targets = {f"{c.ip}:{containers.container_port(c)}": c.id for c in keep
-                   if c.labels["minipaas.process"] == formation.WEB}
+                   if c.labels[engine.PROCESS_LABEL] == formation.WEB}
         for container in started:
-            if container.labels["minipaas.process"] == formation.WEB:
+            if container.labels[engine.PROCESS_LABEL] == formation.WEB:
                 targets[containers.wait_healthy(host, app, container, current.sha, progress)[0]] = container.id
-        formation.check_still_running([c for c in started if c.labels["minipaas.process"] != formation.WEB],
+        formation.check_still_running([c for c in started if c.labels[engine.PROCESS_LABEL] != formation.WEB],
                                       s.app_network(app))
         if targets:
             proxy.switch(s, app, current.number, targets)

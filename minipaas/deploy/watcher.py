@@ -118,9 +118,9 @@ def _route_again(settings: Settings, app: str, container: str) -> None:
             return
         if found.status != "running":
             return
-        port = port or int(found.labels.get("minipaas.port", "5000"))
+        port = port or int(found.labels.get(engine.PORT_LABEL, "5000"))
         if found.ip and _answers(found.ip, port):
-            if not _of_live_release(settings, app, found.labels.get("minipaas.release", "")):
+            if not _of_live_release(settings, app, found.labels.get(engine.RELEASE_LABEL, "")):
                 return  # a deploy moved on meanwhile: this one retires
             routes.add_container(settings, app, f"{found.ip}:{port}", container)
             print(f"watch: {container[:12]} of {app}: answering again; routed", file=sys.stderr, flush=True)

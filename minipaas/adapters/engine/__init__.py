@@ -8,7 +8,14 @@ the names below are the adapter's whole interface, kept in submodules by what th
 from __future__ import annotations
 
 from minipaas.adapters.engine.client import (
+    APP_LABEL,
+    BUILDPACK_LABEL,
+    INDEX_LABEL,
     LABEL,
+    PORT_LABEL,
+    PROCESS_LABEL,
+    RELEASE_LABEL,
+    SHA_LABEL,
     client,
     reason,
 )
@@ -56,7 +63,14 @@ from minipaas.adapters.engine.streams import (
 )
 
 __all__ = [
+    "APP_LABEL",
+    "BUILDPACK_LABEL",
+    "INDEX_LABEL",
     "LABEL",
+    "PORT_LABEL",
+    "PROCESS_LABEL",
+    "RELEASE_LABEL",
+    "SHA_LABEL",
     "BuildOutcome",
     "Container",
     "Limits",

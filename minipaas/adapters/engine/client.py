@@ -33,6 +33,16 @@ import docker  # noqa: E402
 import docker.errors  # noqa: E402
 
 LABEL = "minipaas"  # every object minipaas creates carries this label (its value: the home it belongs to)
+# The labels of an app's containers and images (their values: the app, its process type, the release it
+# runs, the index among that process type's containers, the port it listens on, the commit and buildpack
+# an image was built from). Kept here, with the engine's vocabulary, so that each is spelled once.
+APP_LABEL = "minipaas.app"
+PROCESS_LABEL = "minipaas.process"
+RELEASE_LABEL = "minipaas.release"
+INDEX_LABEL = "minipaas.index"
+PORT_LABEL = "minipaas.port"
+SHA_LABEL = "minipaas.sha"
+BUILDPACK_LABEL = "minipaas.buildpack"
 
 
 @functools.cache
