@@ -10,18 +10,17 @@ the folder is root's alone all the same (0700), as is everything minipaas keeps.
 from __future__ import annotations
 
 import datetime
-import fcntl
 import os
 import re
 import shutil
 import subprocess
 import tarfile
 import tempfile
-import time
 from collections.abc import Callable
 from pathlib import Path
 
-from minipaas.errors import BuildFailed, Conflict
+from minipaas.errors import BuildFailed
+from minipaas.state import locks
 
 DEBIAN_SUITE = "bookworm"
 DEFAULT_MIRROR = "http://deb.debian.org/debian"
@@ -60,11 +59,9 @@ def base(cache_dir: Path, progress: Callable[[str], None], *, legacy: Path | Non
         progress(f"{DETAIL}Debian {DEBIAN_SUITE} root filesystem from the cache ({cached})")
         return cached
     with open(cache_dir / ".rootfs.lock", "a+") as lock:
-        try:
-            fcntl.flock(lock, fcntl.LOCK_EX | fcntl.LOCK_NB)
-        except BlockingIOError:
-            progress(f"{DETAIL}Waiting for another build making the Debian root filesystem...")
-            _wait_for(lock, f"another build has been making {cached} for {LOCK_WAIT // 60} minutes")
+        locks.acquire(lock, progress, waiting=f"{DETAIL}Waiting for another build making the Debian root filesystem...",
+                      resumed=None, limit=LOCK_WAIT, poll=0.2,
+                      stuck=f"another build has been making {cached} for {LOCK_WAIT // 60} minutes")
         if cached.is_file():  # made by the build we waited for
             progress(f"{DETAIL}Debian {DEBIAN_SUITE} root filesystem from the cache ({cached})")
             return cached
@@ -74,18 +71,6 @@ def base(cache_dir: Path, progress: Callable[[str], None], *, legacy: Path | Non
             return cached
         _make(cached, progress)
     return cached
-
-
-def _wait_for(lock: object, stuck: str) -> None:
-    deadline = time.monotonic() + LOCK_WAIT
-    while True:
-        try:
-            fcntl.flock(lock, fcntl.LOCK_EX | fcntl.LOCK_NB)  # type: ignore[arg-type]
-            return
-        except BlockingIOError:
-            if time.monotonic() > deadline:
-                raise Conflict(stuck) from None
-            time.sleep(0.2)
 
 
 def _make(cached: Path, progress: Callable[[str], None]) -> None:

@@ -16,7 +16,6 @@ from __future__ import annotations
 
 import contextlib
 import datetime
-import fcntl
 import re
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
@@ -31,7 +30,7 @@ from cryptography.hazmat.primitives.asymmetric import ec
 
 from minipaas.errors import MinipaasError
 from minipaas.routing import certfiles, certs, domains
-from minipaas.state import apps, perms
+from minipaas.state import apps, locks, perms
 from minipaas.state.host import Host
 from minipaas.state.settings import Settings
 
@@ -218,18 +217,10 @@ def _account_key(settings: Settings) -> jose.JWKEC:
     return jose.JWKEC(key=key)
 
 
-@contextlib.contextmanager
-def _lock(settings: Settings, progress: Progress) -> Iterator[None]:
+def _lock(settings: Settings, progress: Progress) -> contextlib.AbstractContextManager[None]:
     """One ACME conversation at a time on this host (the renewal timer and a user's enable)."""
-    folder = settings.home / "acme"
-    folder.mkdir(parents=True, exist_ok=True)
-    with open(folder / ".lock", "a+") as handle:
-        try:
-            fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
-        except BlockingIOError:
-            progress("       waiting for another certificate request to finish...")
-            fcntl.flock(handle, fcntl.LOCK_EX)
-        yield
+    return locks.held(settings.home / "acme" / ".lock", progress=progress,
+                      waiting="       waiting for another certificate request to finish...")
 
 
 # -- errors --------------------------------------------------------------------------------

@@ -10,11 +10,10 @@ checked with `nginx -t`, and rolled back if nginx rejects it.
 
 from __future__ import annotations
 
-import fcntl
 import os
 import socket
-from collections.abc import Callable, Iterator
-from contextlib import contextmanager
+from collections.abc import Callable
+from contextlib import AbstractContextManager
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -26,7 +25,7 @@ from minipaas.build.buildpacks import template_cache
 from minipaas.errors import InvalidInput, ProxyError
 from minipaas.routing import certfiles, routes, sites
 from minipaas.routing.docmodel import CSP
-from minipaas.state import apps, perms, releaselog
+from minipaas.state import apps, locks, perms, releaselog
 from minipaas.state.host import Host
 from minipaas.state.settings import Settings
 
@@ -137,13 +136,9 @@ def _common(settings: Settings) -> dict[str, object]:
     }
 
 
-@contextmanager
-def _locked(settings: Settings) -> Iterator[None]:
+def _locked(settings: Settings) -> AbstractContextManager[None]:
     """One writer of nginx files at a time, across processes (two apps deploying at once)."""
-    settings.locks_dir.mkdir(parents=True, exist_ok=True)
-    with open(settings.locks_dir / "proxy.lock", "w") as handle:
-        fcntl.flock(handle, fcntl.LOCK_EX)
-        yield
+    return locks.held(settings.locks_dir / "proxy.lock")
 
 
 def _write_checked(files: dict[Path, str], check: Callable[[], None], *,

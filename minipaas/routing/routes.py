@@ -12,17 +12,16 @@ reaches the new containers ("live" means live); the old ones finish what they ha
 
 from __future__ import annotations
 
-import fcntl
 import http.client
 import json
 import re
 import socket
-from collections.abc import Callable, Iterator
-from contextlib import contextmanager
+from collections.abc import Callable
+from contextlib import AbstractContextManager
 from pathlib import Path
 
 from minipaas.errors import ProxyError
-from minipaas.state import perms
+from minipaas.state import locks, perms
 from minipaas.state.settings import Settings
 
 ADDRESS = re.compile(r"[0-9a-fA-F.:\[\]]+:\d{1,5}")
@@ -155,13 +154,9 @@ def nginx_view(settings: Settings, app: str) -> list[str]:
     return _control(settings, "GET", app).split()
 
 
-@contextmanager
-def _locked(settings: Settings) -> Iterator[None]:
+def _locked(settings: Settings) -> AbstractContextManager[None]:
     """One writer of the table at a time, across processes (two apps deploying at once)."""
-    settings.locks_dir.mkdir(parents=True, exist_ok=True)
-    with open(settings.locks_dir / "routes.lock", "w") as handle:
-        fcntl.flock(handle, fcntl.LOCK_EX)
-        yield
+    return locks.held(settings.locks_dir / "routes.lock")
 
 
 class _UnixConnection(http.client.HTTPConnection):

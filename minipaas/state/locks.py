@@ -20,10 +20,20 @@ HOST_BUILD_WAIT_LIMIT = 2 * 60 * 60  # several apps' builds may be queued, each 
 
 
 @contextmanager
-def held(path: Path) -> Iterator[None]:
-    """An exclusive lock on `path`, waited for (for short critical sections)."""
+def held(path: Path, *, progress: Callable[[str], None] | None = None, waiting: str = "") -> Iterator[None]:
+    """An exclusive lock on `path` (its folder made if missing), waited for as long as it takes: for short
+    critical sections (one writer of nginx's files, of the routing table, one ACME conversation). With
+    `progress`, a caller that has to wait hears `waiting` first."""
+    path.parent.mkdir(parents=True, exist_ok=True)
     with open(path, "a+") as handle:
-        fcntl.flock(handle, fcntl.LOCK_EX)
+        if progress is not None:
+            try:
+                fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            except BlockingIOError:
+                progress(waiting)
+                fcntl.flock(handle, fcntl.LOCK_EX)
+        else:
+            fcntl.flock(handle, fcntl.LOCK_EX)
         yield
 
 
@@ -44,7 +54,7 @@ def try_app_lock(settings: Settings, app: str) -> Iterator[bool]:
 def app_lock(settings: Settings, app: str, progress: Callable[[str], None]) -> Iterator[None]:
     settings.locks_dir.mkdir(parents=True, exist_ok=True)
     with open(settings.locks_dir / f"{app}.lock", "a+") as handle:
-        _acquire(handle, progress, waiting=f"Waiting for another deploy of {app} to finish...",
+        acquire(handle, progress, waiting=f"Waiting for another deploy of {app} to finish...",
                  resumed="The other deploy finished; going on.", limit=WAIT_LIMIT,
                  stuck=f"another deploy of {app} has held its lock for {WAIT_LIMIT // 60} minutes")
         yield
@@ -55,15 +65,17 @@ def host_build_lock(progress: Callable[[str], None], path: Path = HOST_BUILD_LOC
     """The host's BuildKit build lock (see HOST_BUILD_LOCK)."""
     path.parent.mkdir(parents=True, exist_ok=True)
     with open(path, "a+") as handle:
-        _acquire(handle, progress, waiting="Waiting for another app's build to finish...",
+        acquire(handle, progress, waiting="Waiting for another app's build to finish...",
                  resumed="The other build finished; going on.", limit=HOST_BUILD_WAIT_LIMIT,
                  stuck=f"another build has held the host's build lock ({path}) for "
                        f"{HOST_BUILD_WAIT_LIMIT // 60} minutes")
         yield
 
 
-def _acquire(handle: IO[str], progress: Callable[[str], None], *, waiting: str, resumed: str, limit: float,
-             stuck: str) -> None:
+def acquire(handle: IO[str], progress: Callable[[str], None], *, waiting: str, resumed: str | None, limit: float,
+            stuck: str, poll: float = 0.1) -> None:
+    """Lock an open file exclusively; a caller that has to wait hears `waiting` (and `resumed` once it has
+    the lock), and gives up with Conflict(`stuck`) after `limit` seconds: for locks held through builds."""
     try:
         fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
         return
@@ -77,5 +89,6 @@ def _acquire(handle: IO[str], progress: Callable[[str], None], *, waiting: str, 
         except BlockingIOError:
             if time.monotonic() > deadline:
                 raise Conflict(stuck) from None
-            time.sleep(0.1)
-    progress(resumed)
+            time.sleep(poll)
+    if resumed is not None:
+        progress(resumed)
