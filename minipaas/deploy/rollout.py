@@ -13,6 +13,7 @@ from collections.abc import Callable
 from minipaas.adapters import engine
 from minipaas.build import builds, starthints
 from minipaas.deploy import containers, formation, retirement, watcher
+from minipaas.deploy.bringup import bring_up
 from minipaas.errors import BuildFailed, DeployFailed, MinipaasError, NotFound
 from minipaas.progress import Recorder
 from minipaas.routing import domains, proxy, sites
@@ -122,17 +123,7 @@ def roll_out(host: Host, app: str, *, kind: str, sha: str, image: str, buildpack
                                                process=process, index=index, procs=procs, progress=progress))
         if started:
             formation.warn_if_shared_uid(started[0], progress)
-        targets = {}
-        for container in (c for c in started if c.labels[engine.PROCESS_LABEL] == formation.WEB):
-            address, seconds = containers.wait_healthy(host, app, container, sha, progress)
-            progress(f"       healthy after {seconds:.1f}s")
-            targets[address] = container.id
-        formation.check_still_running([c for c in started if c.labels[engine.PROCESS_LABEL] != formation.WEB],
-                                      s.app_network(app))
-        if targets:
-            proxy.switch(s, app, number, targets)
-        else:
-            proxy.unroute(s, app)  # scaled to no web process: the app answers 503
+        bring_up(host, app, release=number, sha=sha, started=started, progress=progress, timed=True)
         if sites.serving_root(s, app) is not None:  # a static site becomes a container app
             proxy.write_site(s, app, domains.of(host, app), static=False)
             sites.deactivate(s, app)

@@ -6,8 +6,8 @@ from collections.abc import Callable
 
 from minipaas.adapters import engine
 from minipaas.deploy import containers, formation, retirement
+from minipaas.deploy.bringup import bring_up
 from minipaas.errors import InvalidInput
-from minipaas.routing import proxy
 from minipaas.state import apps, releaselog, store
 from minipaas.state.host import Host
 from minipaas.state.locks import app_lock
@@ -47,7 +47,6 @@ def _formation_text(counts: dict[str, int]) -> str:
 
 def _apply_scale(host: Host, app: str, current: Release, procs: dict[str, str], wanted: dict[str, int],
                  progress: Progress) -> None:
-    s = host.settings
     mine = [c for c in containers.app_containers(host, app) if c.labels.get(engine.RELEASE_LABEL) == str(current.number)
             and c.status == "running" and c.id not in releaselog.retiring(host, app)]
     port = containers.web_port(current.image)
@@ -66,17 +65,9 @@ def _apply_scale(host: Host, app: str, current: Release, procs: dict[str, str], 
                 started.append(formation.start(host, app, release=current.number, image=current.image, port=port,
                                                env=current.config,
                                                process=process, index=next(free), procs=procs, progress=progress))
-        targets = {f"{c.ip}:{containers.container_port(c)}": c.id for c in keep
-                   if c.labels[engine.PROCESS_LABEL] == formation.WEB}
-        for container in started:
-            if container.labels[engine.PROCESS_LABEL] == formation.WEB:
-                targets[containers.wait_healthy(host, app, container, current.sha, progress)[0]] = container.id
-        formation.check_still_running([c for c in started if c.labels[engine.PROCESS_LABEL] != formation.WEB],
-                                      s.app_network(app))
-        if targets:
-            proxy.switch(s, app, current.number, targets)
-        else:
-            proxy.unroute(s, app)
+        kept = {f"{c.ip}:{containers.container_port(c)}": c.id for c in keep
+                if c.labels[engine.PROCESS_LABEL] == formation.WEB}
+        bring_up(host, app, release=current.number, sha=current.sha, started=started, progress=progress, kept=kept)
     except BaseException:
         for container in started:
             engine.remove(container.id, timeout=0)
