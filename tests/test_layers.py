@@ -38,3 +38,12 @@ def test_a_module_is_short_and_says_what_it_owns(path: Path) -> None:
     text = path.read_text(encoding="utf-8")
     assert text.count("\n") <= MAX_LINES, f"{path.name} has {text.count(chr(10))} lines; split it"
     assert ast.get_docstring(ast.parse(text)), f"{path.name} has no docstring"
+
+
+def test_hooks_written_before_the_layers_still_find_their_entry_point() -> None:
+    """Repositories created by an earlier minipaas keep a pre-receive hook that imports minipaas.hook."""
+    from minipaas import hook
+    from minipaas.deploy import hook as deploy_hook
+
+    assert hook.main is deploy_hook.main
+    assert "from minipaas.deploy.hook import main" in (ROOT / "hooks" / "pre-receive").read_text()
