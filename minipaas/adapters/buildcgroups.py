@@ -4,7 +4,7 @@ Owns finding this host's cgroup layout, (re)creating a build's parent cgroup wit
 written into it, reading its counters before and after a build, draining what a cancelled build
 left in it, and naming the limit a failed build hit. Both builders go through here: the legacy
 builder's RUN containers live below a per-app parent (`cgroupparent`), BuildKit's below the
-engine's shared `docker/buildkit` (see builds.py). Parsing and naming are pure functions.
+engine's shared `docker/buildkit` (see build/builders.py). Parsing and naming are pure functions.
 """
 
 from __future__ import annotations

@@ -79,7 +79,7 @@ def find(wanted: str, *, prefer_legacy: bool = False, path: str | None = None) -
     """The builder `wanted` (a host setting) names: auto, legacy, buildkit or a concrete spec.
 
     `auto` takes the first docker CLI on PATH that offers BuildKit, else the legacy builder; also the
-    legacy builder when `prefer_legacy` (limits that only the legacy builder can apply, see builds.py).
+    legacy builder when `prefer_legacy` (limits that only the legacy builder can apply, see builders.py).
     """
     if wanted not in ("auto", "buildkit"):
         return parse(wanted)

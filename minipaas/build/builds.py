@@ -5,8 +5,8 @@ context; otherwise the detected buildpack renders a Dockerfile, the source goes 
 and the build CA (if any) beside it, so the template decides which stage ever sees the CA.
 
 The builder is BuildKit where the host's Docker offers it (buildkit.py), else the engine's legacy
-builder (engine.py). Either way the RUN steps run below one cgroup holding the app's build limits
-(buildcgroups.py): a per-app one for the legacy builder, the engine's shared `docker/buildkit` for
+builder (adapters/engine/images.py); builders.py runs either. Either way the RUN steps run below one
+cgroup holding the app's build limits (buildcgroups.py): a per-app one for the legacy builder, the engine's shared `docker/buildkit` for
 BuildKit, whose builds therefore take turns host-wide. A failed build that ran into a limit is
 rejected with one line naming it.
 """
