@@ -6,9 +6,9 @@ and the build CA (if any) beside it, so the template decides which stage ever se
 
 The builder is BuildKit where the host's Docker offers it (buildkit.py), else the engine's legacy
 builder (adapters/engine/images.py); builders.py runs either. Either way the RUN steps run below one
-cgroup holding the app's build limits (buildcgroups.py): a per-app one for the legacy builder, the engine's shared `docker/buildkit` for
-BuildKit, whose builds therefore take turns host-wide. A failed build that ran into a limit is
-rejected with one line naming it.
+cgroup holding the app's build limits (buildcgroups.py): a per-app one for the legacy builder, the
+engine's shared `docker/buildkit` for BuildKit, whose builds therefore take turns host-wide. A failed
+build that ran into a limit is rejected with one line naming it.
 """
 
 from __future__ import annotations
