@@ -202,6 +202,17 @@ def pytest_runtest_makereport(item: pytest.Item, call: pytest.CallInfo[None]) ->
         report.longrepr = f"skipped in CI (MINIPAAS_CI=1), which counts as a failure: {reason}"
 
 
+@pytest.hookimpl(hookwrapper=True)
+def pytest_make_collect_report(collector: pytest.Collector) -> Iterator[None]:
+    """In CI, a module that skips itself as a whole (no chromium, no selenium) fails its collection."""
+    outcome = yield
+    report = outcome.get_result()
+    if IN_CI and report.skipped:
+        reason = report.longrepr[2] if isinstance(report.longrepr, tuple) else str(report.longrepr)
+        report.outcome = "failed"
+        report.longrepr = f"skipped in CI (MINIPAAS_CI=1), which counts as a failure: {reason}"
+
+
 @functools.cache
 def _engine_answers() -> bool:
     return subprocess.run(["docker", "info"], capture_output=True).returncode == 0
