@@ -26,11 +26,10 @@ def apps_create(app: str) -> None:
 @click.option("--json", "as_json", is_flag=True)
 def apps_list(as_json: bool) -> None:
     """List apps."""
+    from minipaas.access import access
     from minipaas.state import apps, releaselog
 
     host = current_host()
-    from minipaas.access import access
-
     rows = []
     for name in filter(access.visible, apps.names(host)):
         rel = releaselog.live(host, name)
