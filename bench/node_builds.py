@@ -188,9 +188,9 @@ def add_dependency(checkout: Path) -> None:
 
 def lockfile_builds(host: BenchHost, n: int, results: Results, into: dict[str, list[float]],
                     registry: SlowRegistry | None = None) -> None:
-    from minipaas import buildpacks, builds
-    from minipaas import settings as settings_mod
+    from minipaas.build import buildpacks, builds
     from minipaas.errors import BuildFailed
+    from minipaas.state import settings as settings_mod
 
     host.env["MINIPAAS_BUILDER"] = "buildkit"
     app = host.create_app("lock")

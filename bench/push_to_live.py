@@ -48,7 +48,7 @@ from harness import (
 )
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
-from minipaas import buildkit
+from minipaas.build import buildkit
 
 RATIO_TARGET = 1.5
 PLAIN_DOCKERFILE = """\

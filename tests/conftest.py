@@ -4,6 +4,7 @@ free loopback port) driven through the real CLI, real git pushes and the real Do
 from __future__ import annotations
 
 import contextlib
+import functools
 import http.client
 import json
 import os
@@ -60,7 +61,7 @@ class Paas:
     @property
     def instance(self) -> str:
         """This host's instance name, which its container and image names carry."""
-        from minipaas.settings import load
+        from minipaas.state.settings import load
 
         return load(self.env).instance
 
@@ -72,7 +73,7 @@ class Paas:
 
     def container(self, base: str) -> str:
         """`hello.web.1` as this instance names it on the engine."""
-        from minipaas.settings import load
+        from minipaas.state.settings import load
 
         return load(self.env).container_name(base)
 
@@ -177,11 +178,59 @@ def commit(path: Path, message: str) -> str:
     return git(path, "rev-parse", "HEAD").strip()
 
 
-@pytest.fixture(scope="session", autouse=True)
-def _engine_ready() -> None:
-    if subprocess.run(["docker", "info"], capture_output=True).returncode != 0:
-        pytest.exit("no Docker engine answers: run ./install.sh --deps-only (or start dockerd)", 2)
+# Tests that need the Docker engine (and nginx): every test using one of these fixtures, and every test
+# of a module marked `pytestmark = pytest.mark.engine`. `pytest -m "not engine"` runs the rest, the fast tier.
+ENGINE_FIXTURES = frozenset({"paas", "sshd", "engine_ready"})
+IN_CI = os.environ.get("MINIPAAS_CI") == "1"
+
+
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    for item in items:
+        if ENGINE_FIXTURES & set(getattr(item, "fixturenames", ())):
+            item.add_marker(pytest.mark.engine)
+
+
+@pytest.hookimpl(hookwrapper=True)
+def pytest_runtest_makereport(item: pytest.Item, call: pytest.CallInfo[None]) -> Iterator[None]:
+    """In CI (MINIPAAS_CI=1) a skip is a failure: a missing engine, chromium, pebble or wrk must not hide
+    the tests that need them. On a laptop they may skip."""
+    outcome = yield
+    report = outcome.get_result()
+    if IN_CI and report.skipped and not hasattr(report, "wasxfail"):
+        report.outcome = "failed"
+        reason = report.longrepr[2] if isinstance(report.longrepr, tuple) else str(report.longrepr)
+        report.longrepr = f"skipped in CI (MINIPAAS_CI=1), which counts as a failure: {reason}"
+
+
+@pytest.hookimpl(hookwrapper=True)
+def pytest_make_collect_report(collector: pytest.Collector) -> Iterator[None]:
+    """In CI, a module that skips itself as a whole (no chromium, no selenium) fails its collection."""
+    outcome = yield
+    report = outcome.get_result()
+    if IN_CI and report.skipped:
+        reason = report.longrepr[2] if isinstance(report.longrepr, tuple) else str(report.longrepr)
+        report.outcome = "failed"
+        report.longrepr = f"skipped in CI (MINIPAAS_CI=1), which counts as a failure: {reason}"
+
+
+@functools.cache
+def _engine_answers() -> bool:
+    return subprocess.run(["docker", "info"], capture_output=True).returncode == 0
+
+
+@pytest.fixture(scope="session")
+def engine_ready() -> None:
+    """The Docker engine answers, and the default base image exists (made once per run)."""
+    if not _engine_answers():
+        pytest.skip("no Docker engine answers: run ./install.sh --deps-only (or start dockerd)")
     _default_base_image()
+
+
+@pytest.fixture(autouse=True)
+def _engine_for_marked(request: pytest.FixtureRequest) -> None:
+    """Engine tests get the engine (or skip without one); fast-tier tests never wait for it."""
+    if request.node.get_closest_marker("engine") is not None:
+        request.getfixturevalue("engine_ready")
 
 
 def _default_base_image() -> None:
@@ -260,7 +309,7 @@ def paas_host(work: Path, **env_overrides: str) -> Iterator[Paas]:
 
 
 @pytest.fixture
-def paas(tmp_path: Path) -> Iterator[Paas]:
+def paas(tmp_path: Path, engine_ready: None) -> Iterator[Paas]:
     with paas_host(tmp_path / "work") as instance:
         yield instance
 

@@ -7,9 +7,9 @@ import re
 
 import pytest
 
-from minipaas import appjson
+from minipaas.deploy import appjson
+from minipaas.deploy.formation import MAX_SCALE, PROCESS_TYPE
 from minipaas.errors import InvalidInput
-from minipaas.formation import MAX_SCALE, PROCESS_TYPE
 
 
 def formation(data: object) -> dict[str, int]:

@@ -20,7 +20,8 @@ from pathlib import Path
 import pytest
 
 from conftest import APPS, CA, EXAMPLE, Paas, commit, step_cached
-from minipaas import buildcgroups, locks
+from minipaas.adapters import buildcgroups
+from minipaas.state import locks
 
 BUILDKIT_STEP = re.compile(r"^#\d+ \[", re.M)  # --progress=plain: `#7 [4/4] RUN ...`
 LEGACY_STEP = re.compile(r"^Step \d+/\d+ : ", re.M)
@@ -192,15 +193,16 @@ def test_where_the_engine_cgroups_cannot_be_limited_the_legacy_builder_limits_ea
         paas: Paas, monkeypatch: pytest.MonkeyPatch) -> None:
     """The systemd cgroup driver (or a remote engine): no parent cgroup minipaas could limit. auto then
     picks the legacy builder, whose API limits each step's memory and CPUs, and `report` says so."""
-    from minipaas import builds, settings
+    from minipaas.build import builders
+    from minipaas.state import settings
 
     why = "the engine uses the systemd cgroup driver, whose cgroups minipaas does not manage"
-    monkeypatch.setattr(builds, "enforcement", lambda: builds.Enforcement(None, why))
-    builds.builder.cache_clear()
+    monkeypatch.setattr(builders, "enforcement", lambda: builders.Enforcement(None, why))
+    builders.builder.cache_clear()
     host = settings.load({**paas.env, "MINIPAAS_BUILDER": "auto"})
     try:
-        assert builds.builder(host).kind == "legacy"
-        assert builds.describe(host)[1] == (
+        assert builders.builder(host).kind == "legacy"
+        assert builders.describe(host)[1] == (
             f"build limits: time, and memory and CPUs per build step; no process limit ({why})")
         dockerfile = (f"FROM minipaas/node:26\nRUN node -e 'Buffer.alloc(256 * 1024 * 1024, 1)' "
                       f"# {uuid.uuid4().hex}\n").encode()
@@ -211,10 +213,10 @@ def test_where_the_engine_cgroups_cannot_be_limited_the_legacy_builder_limits_ea
             tar.addfile(info, io.BytesIO(dockerfile))
         context.seek(0)
         app = f"t-{uuid.uuid4().hex[:8]}"
-        outcome, hit = builds.run_builder(host, app, context, tag=f"minipaas/{app}:1", progress=lambda _: None,
+        outcome, hit = builders.run_builder(host, app, context, tag=f"minipaas/{app}:1", progress=lambda _: None,
                                           limits=buildcgroups.BuildLimits(memory="64m", cpus=1.0, pids=64,
                                                                           timeout=120))
     finally:
-        builds.builder.cache_clear()
+        builders.builder.cache_clear()
     assert (outcome.exit_code, hit) == (137, buildcgroups.MEMORY), outcome.log
     assert leftovers(paas, app, "legacy") == []

@@ -11,9 +11,11 @@ from pathlib import Path
 
 import pytest
 
-from minipaas import buildcgroups, buildkit, settings
-from minipaas.buildcgroups import MEMORY, PIDS, TIMEOUT, BuildLimits, Counters
+from minipaas.adapters import buildcgroups
+from minipaas.adapters.buildcgroups import MEMORY, PIDS, TIMEOUT, BuildLimits, Counters
+from minipaas.build import buildkit
 from minipaas.errors import InvalidInput
+from minipaas.state import settings
 
 V1_MOUNTINFO = """\
 31 23 0:28 / /sys/fs/cgroup rw,relatime - tmpfs tmpfs rw,mode=755

@@ -6,7 +6,7 @@ from pathlib import Path
 
 import pytest
 
-from minipaas.buildoutput import BuildLines, clean, step_name
+from minipaas.build.buildoutput import BuildLines, clean, step_name
 
 DATA = Path(__file__).resolve().parent / "data"
 SEEN = [

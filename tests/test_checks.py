@@ -5,8 +5,8 @@ from __future__ import annotations
 import pytest
 
 from conftest import APPS, Paas, commit
+from minipaas.deploy.health import Check, parse_checks
 from minipaas.errors import InvalidInput
-from minipaas.health import Check, parse_checks
 
 
 def test_parse_checks_reads_paths_contents_and_settings() -> None:

@@ -4,9 +4,9 @@ from __future__ import annotations
 
 import pytest
 
-from minipaas import dockerfile_policy as policy
+from minipaas.build import dockerfile_policy as policy
 from minipaas.errors import InvalidInput
-from minipaas.names import image_patterns, valid_image_patterns
+from minipaas.state.names import image_patterns, valid_image_patterns
 
 
 def provided(ref: str) -> bool:

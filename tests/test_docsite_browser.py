@@ -31,7 +31,7 @@ from selenium.webdriver.remote.webelement import WebElement  # noqa: E402
 from selenium.webdriver.support import expected_conditions as ec  # noqa: E402
 from selenium.webdriver.support.ui import WebDriverWait  # noqa: E402
 
-from minipaas.docsite import render_site  # noqa: E402
+from minipaas.routing.docsite import render_site  # noqa: E402
 
 SAMPLE = {
     "README.md": "# Demo docs\n\nStart with [installing](guide/install.md).\n\n## Overview\n\nSome text.\n\n"

@@ -12,7 +12,9 @@ from pathlib import Path
 import pytest
 
 from conftest import free_port
-from minipaas import nginx
+from minipaas.adapters import nginx
+
+pytestmark = pytest.mark.engine  # a real nginx (the fast tier has none)
 
 
 def conf(prefix: Path, port: int, text: str) -> str:

@@ -11,9 +11,9 @@ from pathlib import Path
 
 import pytest
 
-from minipaas import buildkit, buildlog, buildpacks, builds, nodeinstall, packagejson, starthints
+from minipaas.build import builders, buildkit, buildlog, buildpacks, builds, nodeinstall, packagejson, starthints
 from minipaas.errors import BuildFailed, InvalidInput
-from minipaas.settings import SHARE_DIR
+from minipaas.state.settings import SHARE_DIR
 
 BERRY_LOCK = b'__metadata:\n  version: 8\n\n"typescript@npm:^5.4.0":\n  version: 5.4.5\n' \
              b'  resolution: "typescript@npm:5.4.5"\n  bin:\n    tsc: bin/tsc\n    tsserver: bin/tsserver\n' \
@@ -327,7 +327,7 @@ def test_a_committed_node_modules_stays_out_of_the_context() -> None:
         for name in ("src/package.json", "src/node_modules/ms/index.js", "src/node_modules_docs.md",
                      "src/lib/node_modules/x.js"):
             tar.addfile(tarfile.TarInfo(name), io.BytesIO(b""))
-    context = builds._context_with(source.getvalue(), {"Dockerfile": b"FROM x\n"}, leave_out="src/node_modules/")
+    context = builders._context_with(source.getvalue(), {"Dockerfile": b"FROM x\n"}, leave_out="src/node_modules/")
     with tarfile.open(fileobj=context) as tar:
         assert sorted(tar.getnames()) == ["Dockerfile", "src/lib/node_modules/x.js", "src/node_modules_docs.md",
                                           "src/package.json"]

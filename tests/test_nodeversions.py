@@ -15,8 +15,8 @@ from typing import Any
 
 import pytest
 
-from minipaas import nodeversions as nv
-from minipaas import packagejson
+from minipaas.build import nodeversions as nv
+from minipaas.build import packagejson
 from minipaas.errors import BuildFailed, InvalidInput, MinipaasError, StackMissing
 
 VERSIONS = (

@@ -21,9 +21,10 @@ import pytest
 from test_tls import enable_https, https_get
 
 from conftest import APPS, EXAMPLE, ROOT, Paas, commit
-from minipaas import nginx, perms
+from minipaas.adapters import nginx
 from minipaas.errors import InvalidInput
-from minipaas.settings import load
+from minipaas.state import perms
+from minipaas.state.settings import load
 
 WORKERS = "www-data"
 
@@ -218,7 +219,7 @@ def test_without_root_modes_are_set_owners_left_alone_and_nothing_crashes() -> N
         # Import as root (the interpreter lives under /root), then really become nobody.
         script = (
             "import json, os, sys\n"
-            "from minipaas import perms, settings\n"
+            "from minipaas.state import perms, settings\n"
             f"os.setgroups([]); os.setgid({nobody.pw_gid}); os.setuid({nobody.pw_uid})\n"
             "perms.restrict_umask()\n"
             "s = settings.load({'MINIPAAS_HOME': sys.argv[1]})\n"

@@ -13,10 +13,11 @@ from pathlib import Path
 import pytest
 
 from conftest import APPS
-from minipaas import buildpacks, builds, packagejson, presets, sitebuild, sites
-from minipaas.doclinks import BrokenLink
+from minipaas.build import buildpacks, builds, packagejson, presets, sitebuild
 from minipaas.errors import MinipaasError
-from minipaas.settings import SHARE_DIR
+from minipaas.routing import sites
+from minipaas.routing.doclinks import BrokenLink
+from minipaas.state.settings import SHARE_DIR
 
 PACKS = buildpacks.load_all(SHARE_DIR / "buildpacks")
 PRESETS = presets.load_all(SHARE_DIR / "buildpacks" / "presets")

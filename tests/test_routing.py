@@ -10,8 +10,9 @@ import time
 from pathlib import Path
 
 from conftest import APPS, EXAMPLE, Paas, commit, docker
-from minipaas import routes, watcher
-from minipaas.settings import load
+from minipaas.deploy import watcher
+from minipaas.routing import routes
+from minipaas.state.settings import load
 
 
 def wait_for(condition, timeout: float = 30, what: str = "condition"):  # type: ignore[no-untyped-def]

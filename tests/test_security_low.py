@@ -82,7 +82,8 @@ def nginx_accepts(main_conf: Path, prefix: Path) -> subprocess.CompletedProcess[
 def test_system_mode_catch_alls_never_clash_with_the_hosts_default_server(tmp_path: Path) -> None:
     """The host's nginx (system mode) may have default servers of its own, as Debian's `default`
     site does: our http.conf, included into it, must still pass `nginx -t`."""
-    from minipaas import proxy, settings
+    from minipaas.routing import proxy
+    from minipaas.state import settings
 
     http_port, https_port = free_port(), free_port()
     host = tmp_path / "host"
@@ -210,7 +211,7 @@ def test_run_gives_config_to_the_container_and_not_to_the_hosts_docker(paas: Paa
 ])
 def test_laptop_client_takes_the_app_option_only_where_click_would(argv: list[str], sent: list[str]) -> None:
     from minipaas.cli import cli
-    from minipaas.remote import command_line
+    from minipaas.ssh.remote import command_line
 
     assert command_line(argv, "app", cli.commands) == sent
 
@@ -223,7 +224,7 @@ def test_laptop_client_takes_the_app_option_only_where_click_would(argv: list[st
 def test_laptop_client_refuses_unclear_app_options(argv: list[str], words: str) -> None:
     from minipaas.cli import cli
     from minipaas.errors import InvalidInput
-    from minipaas.remote import command_line
+    from minipaas.ssh.remote import command_line
 
     with pytest.raises(InvalidInput, match=re.escape(words)):
         command_line(argv, "app", cli.commands)
@@ -232,7 +233,7 @@ def test_laptop_client_refuses_unclear_app_options(argv: list[str], words: str) 
 # -- 4. sudo lets exactly `ssh-command --user NAME` through -----------------------------------------
 
 def test_the_sudoers_rule_is_one_regular_expression_of_a_key_name() -> None:
-    from minipaas import keys, sudoers
+    from minipaas.access import keys, sudoers
     from minipaas.errors import InvalidInput
 
     text = sudoers.rule("paas", "/usr/local/bin/minipaas")
@@ -251,7 +252,7 @@ def test_the_sudoers_rule_is_one_regular_expression_of_a_key_name() -> None:
 def sudo_account(paas: Paas) -> Iterator[tuple[str, Path, Path]]:
     """A throwaway local account with the rendered rule installed for it, and the program the rule
     names: a wrapper that logs its arguments and runs this checkout's minipaas on the test's home."""
-    from minipaas import sudoers
+    from minipaas.access import sudoers
 
     sudo = shutil.which("sudo")
     assert sudo is not None, "sudo is not installed (install.sh installs it): the rule cannot be checked"
@@ -419,7 +420,7 @@ def test_engines_node_of_the_wrong_type_is_one_line(paas: Paas) -> None:
     ({"packageManager": "yarn@4.1.0+md5.abc"}, "must name an exact version"),
 ])
 def test_odd_package_json_facts_are_one_line(document: dict[str, object], words: str) -> None:
-    from minipaas import packagejson
+    from minipaas.build import packagejson
     from minipaas.errors import BuildFailed
 
     with pytest.raises(BuildFailed) as refused:
@@ -435,7 +436,7 @@ def test_odd_package_json_facts_are_one_line(document: dict[str, object], words:
     (b'{"x": "' + b"a" * (1024 * 1024) + b'"}', "larger than 1024 KiB"),
 ])
 def test_odd_package_json_documents_are_one_line(raw: bytes, words: str) -> None:
-    from minipaas import packagejson
+    from minipaas.build import packagejson
     from minipaas.errors import BuildFailed
 
     with pytest.raises(BuildFailed, match=re.escape(words)):
@@ -443,8 +444,8 @@ def test_odd_package_json_documents_are_one_line(raw: bytes, words: str) -> None
 
 
 def test_package_json_facts_reach_the_dockerfile_checked() -> None:
-    from minipaas import buildpacks, nodeinstall, packagejson
-    from minipaas.settings import SHARE_DIR
+    from minipaas.build import buildpacks, nodeinstall, packagejson
+    from minipaas.state.settings import SHARE_DIR
 
     package = packagejson.parse(json.dumps({
         "packageManager": "pnpm@9.1.0+sha512.0123abcdef", "engines": {"node": ">=20"},
@@ -479,7 +480,7 @@ def test_package_json_facts_reach_the_dockerfile_checked() -> None:
     (b"web: " + b"x" * 70_000, "the Procfile is larger than 64 KiB"),
 ])
 def test_odd_procfiles_are_one_line(text: bytes, words: str) -> None:
-    from minipaas import procfile
+    from minipaas.build import procfile
     from minipaas.errors import BuildFailed
 
     with pytest.raises(BuildFailed) as refused:
@@ -488,7 +489,7 @@ def test_odd_procfiles_are_one_line(text: bytes, words: str) -> None:
 
 
 def test_a_procfile_of_the_documented_form_is_read() -> None:
-    from minipaas import procfile
+    from minipaas.build import procfile
 
     text = b"# processes\r\nweb: node web.js --port $PORT\r\n\r\nworker:node\tworker.js\nrelease: node migrate.js\n"
     assert procfile.parse(text) == {"web": "node web.js --port $PORT", "worker": "node\tworker.js",
@@ -515,7 +516,7 @@ EVIL = "<!doctype html><title>evil</title><script>document.title = document.cook
 
 
 def test_raw_html_in_a_docs_repo_is_served_under_the_docs_csp(paas: Paas, tmp_path: Path) -> None:
-    from minipaas.docsite import CSP
+    from minipaas.routing.docmodel import CSP
 
     source = tmp_path / "docs"
     shutil.copytree(APPS / "markdown-docs", source)

@@ -287,7 +287,7 @@ def test_remote_client_refuses_unknown_hosts_bad_keys_and_dead_hosts(paas: Paas,
 @pytest.mark.parametrize(("path", "app"), [("hello", "hello"), ("hello.git", "hello"), ("/hello", "hello"),
                                            ("~/hello.git", "hello"), ("/hello.git/", "hello")])
 def test_repository_path_forms(path: str, app: str) -> None:
-    from minipaas.sshentry import REPO_PATH
+    from minipaas.ssh.sshentry import REPO_PATH
 
     assert REPO_PATH.fullmatch(path).group("app") == app
 

@@ -1,0 +1,1 @@
+"""The access layer: who may run what (rules, ssh keys, sudoers) and the audit log."""

@@ -1,0 +1,48 @@
+"""The audit log: every command that arrives over ssh, who sent it and how it ended."""
+
+from __future__ import annotations
+
+import getpass
+import os
+
+from minipaas.access import access
+from minipaas.state import store
+from minipaas.state.host import Host
+
+REDACTED = "<redacted>"
+
+
+def redact(argv: list[str]) -> list[str]:
+    """Config values never reach the log: `config:set APP KEY=secret` is kept as `KEY=<redacted>`."""
+    if argv and argv[0] == "config:set":
+        return [a if i < 2 or "=" not in a or a.startswith("-") else a.split("=", 1)[0] + "=" + REDACTED
+                for i, a in enumerate(argv)]
+    return list(argv)
+
+
+def record(host: Host, *, app: str, command: str, outcome: str) -> None:
+    """An event of the host's own doing (not a command received over ssh), by whoever runs minipaas."""
+    principal = access.current()
+    user = principal.name if principal else (os.environ.get("MINIPAAS_USER") or getpass.getuser())
+    event = start(host, user=user, fingerprint=principal.fingerprint if principal else "", app=app, command=command)
+    finish(host, event, outcome)
+
+
+def start(host: Host, *, user: str, fingerprint: str, app: str, command: str) -> int:
+    with store.transaction(host.db) as db:
+        cursor = db.execute("INSERT INTO events (at, user, fingerprint, app, command) VALUES (?, ?, ?, ?, ?)",
+                            (store.now(), user, fingerprint, app, command))
+    return int(cursor.lastrowid or 0)
+
+
+def finish(host: Host, event: int, outcome: str) -> None:
+    with store.transaction(host.db) as db:
+        db.execute("UPDATE events SET outcome = ? WHERE id = ?", (outcome, event))
+
+
+def listing(host: Host, app: str | None = None, limit: int = 100) -> list[dict[str, object]]:
+    if app:
+        rows = host.db.execute("SELECT * FROM events WHERE app = ? ORDER BY id DESC LIMIT ?", (app, limit))
+    else:
+        rows = host.db.execute("SELECT * FROM events ORDER BY id DESC LIMIT ?", (limit,))
+    return [dict(row) for row in rows]

@@ -1,0 +1,210 @@
+"""SSH keys: who may reach minipaas over ssh, with which role, on which apps.
+
+Keys live in SQLite; the authorized_keys file of the `paas` user is regenerated from them on every
+change, each line forcing `minipaas ssh-command --user NAME` with `restrict` (no forwarding of any
+kind; a pty only when the client asks for one).
+"""
+
+from __future__ import annotations
+
+import base64
+import binascii
+import hashlib
+import os
+import re
+import shlex
+import struct
+from dataclasses import dataclass
+
+from minipaas.errors import Conflict, InvalidInput, NotFound
+from minipaas.state import apps, store
+from minipaas.state.host import Host
+from minipaas.state.names import check_app
+
+ROLES = ("admin", "deployer")
+KEY_TYPES = frozenset({
+    "ssh-ed25519", "ssh-rsa", "ecdsa-sha2-nistp256", "ecdsa-sha2-nistp384", "ecdsa-sha2-nistp521",
+    "sk-ssh-ed25519@openssh.com", "sk-ecdsa-sha2-nistp256@openssh.com",
+})
+KEY_NAME = re.compile(r"[a-z][a-z0-9._-]{0,31}")
+MAX_KEY_LINE = 16 * 1024
+
+
+@dataclass(frozen=True)
+class PublicKey:
+    key_type: str
+    data: str  # base64 of the key blob
+
+    @property
+    def fingerprint(self) -> str:
+        """As `ssh-keygen -l` prints it: SHA256 of the blob, unpadded base64."""
+        digest = hashlib.sha256(base64.b64decode(self.data)).digest()
+        return "SHA256:" + base64.b64encode(digest).decode().rstrip("=")
+
+
+@dataclass(frozen=True)
+class KeyRecord:
+    name: str
+    role: str
+    fingerprint: str
+    key_type: str
+    apps: tuple[str, ...]
+
+
+def check_name(name: str) -> str:
+    if not KEY_NAME.fullmatch(name):
+        raise InvalidInput(f"invalid key name {name[:40]!r}: use up to 32 lowercase letters, digits, dots, "
+                           "dashes and underscores, starting with a letter")
+    return name
+
+
+def parse_public_key(text: str) -> PublicKey:
+    """One OpenSSH public key line: `TYPE BASE64 [comment]`, no options, nothing else."""
+    if len(text) > MAX_KEY_LINE:
+        raise InvalidInput("that is not a public key: too long")
+    lines = [line for line in text.strip().splitlines() if line.strip()]
+    if len(lines) != 1:
+        raise InvalidInput(f"expected exactly one public key line, got {len(lines)}")
+    fields = lines[0].split()
+    if len(fields) < 2:
+        raise InvalidInput("expected `TYPE BASE64 [comment]`")
+    key_type, data = fields[0], fields[1]
+    if key_type not in KEY_TYPES:
+        if "=" in key_type or "," in key_type or key_type.startswith(("command", "from", "no-", "restrict")):
+            raise InvalidInput("authorized_keys options (command=, from=, ...) are not allowed in a key")
+        raise InvalidInput(f"unknown key type {key_type[:40]!r}; use one of {', '.join(sorted(KEY_TYPES))}")
+    try:
+        blob = base64.b64decode(data, validate=True)
+        (length,) = struct.unpack(">I", blob[:4])
+        embedded = blob[4:4 + length].decode("ascii")
+    except (binascii.Error, struct.error, UnicodeDecodeError, ValueError):
+        raise InvalidInput("the key's base64 data is damaged") from None
+    if embedded != key_type:
+        raise InvalidInput(f"the key data says {embedded[:40]!r} but the line says {key_type!r}")
+    _check_with_paramiko(key_type, blob)
+    return PublicKey(key_type, data)
+
+
+def _check_with_paramiko(key_type: str, blob: bytes) -> None:
+    """Let a real SSH implementation parse the key, so that a truncated or bogus one is refused."""
+    import paramiko
+
+    try:
+        paramiko.PKey.from_type_string(key_type, blob)
+    except paramiko.UnknownKeyType:
+        return  # security-key types paramiko does not model; the structure was checked above
+    except (paramiko.SSHException, ValueError, TypeError, IndexError, struct.error):
+        raise InvalidInput("the key's data is not a valid public key") from None
+
+
+def add(host: Host, name: str, role: str, text: str) -> KeyRecord:
+    check_name(name)
+    if role not in ROLES:
+        raise InvalidInput(f"role must be one of {', '.join(ROLES)}")
+    key = parse_public_key(text)
+    with store.transaction(host.db) as db:
+        if db.execute("SELECT 1 FROM ssh_keys WHERE name = ?", (name,)).fetchone():
+            raise Conflict(f"a key named {name} exists already")
+        owner = db.execute("SELECT name FROM ssh_keys WHERE fingerprint = ?", (key.fingerprint,)).fetchone()
+        if owner:
+            raise Conflict(f"this key is already registered as {owner['name']}")
+        db.execute("INSERT INTO ssh_keys (name, role, fingerprint, key_type, key_data, created_at) "
+                   "VALUES (?, ?, ?, ?, ?, ?)", (name, role, key.fingerprint, key.key_type, key.data, store.now()))
+    write_authorized_keys(host)
+    return get(host, name)
+
+
+def remove(host: Host, name: str) -> None:
+    get(host, check_name(name))
+    with store.transaction(host.db) as db:
+        db.execute("DELETE FROM ssh_keys WHERE name = ?", (name,))
+    write_authorized_keys(host)
+
+
+def get(host: Host, name: str) -> KeyRecord:
+    row = host.db.execute("SELECT * FROM ssh_keys WHERE name = ?", (name,)).fetchone()
+    if row is None:
+        raise NotFound(f"no ssh key named {name}")
+    apps = tuple(r["app"] for r in host.db.execute("SELECT app FROM key_grants WHERE name = ? ORDER BY app",
+                                                      (name,)))
+    return KeyRecord(row["name"], row["role"], row["fingerprint"], row["key_type"], apps)
+
+
+def listing(host: Host) -> list[KeyRecord]:
+    return [get(host, row["name"]) for row in host.db.execute("SELECT name FROM ssh_keys ORDER BY name")]
+
+
+def grant(host: Host, name: str, app: str) -> None:
+    record = get(host, check_name(name))
+    apps.require(host, app)
+    if record.role == "admin":
+        raise Conflict(f"{name} is an admin and may reach every app already")
+    with store.transaction(host.db) as db:
+        db.execute("INSERT OR IGNORE INTO key_grants (name, app) VALUES (?, ?)", (name, app))
+
+
+def revoke(host: Host, name: str, app: str) -> None:
+    get(host, check_name(name))
+    check_app(app)
+    with store.transaction(host.db) as db:
+        gone = db.execute("DELETE FROM key_grants WHERE name = ? AND app = ?", (name, app)).rowcount
+    if not gone:
+        raise NotFound(f"{name} has no grant on {app}")
+
+
+LEGACY_HEADER = "# Managed by minipaas (`minipaas ssh-keys:*`); edits here are overwritten."
+
+
+def authorized_keys_lines(host: Host) -> list[str]:
+    entry = host.settings.ssh_entry
+    lines = []
+    for row in host.db.execute("SELECT name, key_type, key_data FROM ssh_keys ORDER BY name"):
+        command = f"{entry} ssh-command --user {shlex.quote(row['name'])}"
+        # restrict: no port, agent or X11 forwarding; pty: only when the client asks (ssh -t).
+        lines.append(f'command="{command}",restrict,pty {row["key_type"]} {row["key_data"]} minipaas:{row["name"]}')
+    return lines
+
+
+def merge_block(existing: str, instance: str, home: str, lines: list[str]) -> str:
+    """The authorized_keys text with this instance's block replaced by `lines`; everything else is kept.
+
+    Several minipaas instances (and lines an administrator added by hand) can share one file: each
+    instance owns only the lines between its own BEGIN and END markers.
+    """
+    begin = f"# BEGIN minipaas {instance} ({home}): managed by `minipaas ssh-keys:*`; edits here are overwritten"
+    end = f"# END minipaas {instance}"
+    kept: list[str] = []
+    inside = False
+    for line in existing.splitlines():
+        if line.startswith(f"# BEGIN minipaas {instance} ("):
+            inside = True
+        elif inside and line == end:
+            inside = False
+        elif not inside:
+            kept.append(line)
+    if kept and kept[0] == LEGACY_HEADER:
+        # Written by a version that owned the whole file: those lines were all this instance's.
+        kept = []
+    while kept and not kept[-1].strip():
+        kept.pop()
+    block = [begin, *lines, end]
+    return "\n".join([*kept, *([""] if kept else []), *block]) + "\n"
+
+
+def write_authorized_keys(host: Host) -> None:
+    from filelock import FileLock
+
+    path = host.settings.authorized_keys
+    path.parent.mkdir(parents=True, exist_ok=True)
+    # Other instances write the same file: read, merge and replace it under one lock.
+    with FileLock(str(path.with_name(f".{path.name}.lock"))):
+        existing = path.read_text(encoding="utf-8") if path.exists() else ""
+        text = merge_block(existing, host.settings.instance, str(host.settings.home), authorized_keys_lines(host))
+        tmp = path.with_name(f".{path.name}.tmp")
+        fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+        with os.fdopen(fd, "w", encoding="utf-8") as handle:
+            handle.write(text)
+        stat = path.parent.stat()
+        if os.geteuid() == 0:
+            os.chown(tmp, stat.st_uid, stat.st_gid)  # sshd wants the file owned by the account it serves
+        os.replace(tmp, path)

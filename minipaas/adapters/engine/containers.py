@@ -1,0 +1,301 @@
+"""Containers and networks on the engine: run, inspect, list, stop, remove, exec, one-off runs."""
+
+from __future__ import annotations
+
+import contextlib
+import datetime
+import subprocess
+import threading
+from dataclasses import dataclass
+from typing import Any
+
+import docker  # loaded by client.py first (the package imports it first): without paramiko
+import docker.errors
+
+from minipaas.adapters.engine.client import LABEL, _api, _reason, client
+from minipaas.errors import Conflict, EngineError, NotFound
+
+
+@dataclass(frozen=True)
+class Limits:
+    """Resources and hardening of an app's containers (see `resource:limit`)."""
+
+    memory: str = "512m"
+    cpus: float | None = None
+    pids: int | None = 512
+    read_only: bool = False
+
+    def host_config(self) -> dict[str, Any]:
+        config: dict[str, Any] = {
+            "mem_limit": self.memory,
+            "pids_limit": self.pids,
+            "init": True,  # an init reaps zombies and forwards SIGTERM to npm/node
+            "security_opt": ["no-new-privileges"],
+            # Nothing an app needs as a non-root user; binding a low port is the one thing root images need.
+            "cap_drop": ["ALL"],
+            "cap_add": ["NET_BIND_SERVICE"],
+        }
+        if self.cpus:
+            config["nano_cpus"] = int(self.cpus * 1e9)
+        if self.read_only:
+            config["read_only"] = True
+            config["tmpfs"] = {"/tmp": "rw,nosuid,nodev,size=256m"}
+        return config
+
+
+@dataclass(frozen=True)
+class Container:
+    id: str
+    name: str
+    status: str  # created, running, exited, ...
+    labels: dict[str, str]
+    ip: str  # address on the minipaas network, "" when not attached or not running
+    health: str = ""  # Docker's own health status when the image defines one
+    exit_code: int = 0
+    restarts: int = 0
+    started_ns: int = 0  # when it last started, in ns since the epoch (0: never)
+
+
+def ensure_network(name: str) -> None:
+    try:
+        client().networks.get(name)
+    except docker.errors.NotFound:
+        try:
+            client().networks.create(name, driver="bridge", labels={LABEL: "network"})
+        except docker.errors.APIError as exc:
+            if exc.status_code != 409:  # created meanwhile by another process
+                raise EngineError(f"cannot create docker network {name}: {_reason(exc)}") from None
+
+
+def run(
+    *,
+    name: str,
+    image: str,
+    network: str,
+    env: dict[str, str],
+    labels: dict[str, str],
+    limits: Limits,
+    command: list[str] | None = None,
+    restart: str = "on-failure:10",
+) -> Container:
+    """Create and start a detached container; returns it with its address on `network`.
+
+    A container already there under that name (left by a crashed deploy) is replaced, but only when
+    its `minipaas` label says it has the same owner as the new one: never another instance's.
+    """
+    try:
+        _remove_stale(name, owner=labels.get(LABEL, ""))
+        created = _api().create_container(
+            image,
+            command=command,
+            name=name,
+            environment=env,
+            labels=labels,
+            detach=True,
+            host_config=_api().create_host_config(
+                network_mode=network,
+                restart_policy=_restart_policy(restart),
+                **limits.host_config(),
+                log_config={"Type": "json-file", "Config": {"max-size": "10m", "max-file": "3"}},
+            ),
+        )
+        _api().start(created["Id"])
+    except docker.errors.ImageNotFound:
+        raise NotFound(f"image {image} does not exist") from None
+    except docker.errors.APIError as exc:
+        raise EngineError(f"cannot start container {name}: {_reason(exc)}") from None
+    return inspect(created["Id"], network=network)
+
+
+def _restart_policy(restart: str) -> dict[str, Any] | None:
+    """`on-failure:10` (a crashing app is restarted ten times, then left stopped, as dokku does),
+    `unless-stopped`, or "" for none."""
+    if not restart:
+        return None
+    name, _, count = restart.partition(":")
+    return {"Name": name, "MaximumRetryCount": int(count)} if count else {"Name": name}
+
+
+def _remove_stale(name: str, *, owner: str) -> None:
+    try:
+        existing = _api().inspect_container(name)
+    except docker.errors.NotFound:
+        return
+    theirs = ((existing.get("Config") or {}).get("Labels") or {}).get(LABEL, "")
+    if theirs != owner:
+        raise Conflict(f"a container named {name} exists and belongs to {theirs or 'something else'}, "
+                       "not to this minipaas instance; it was left alone")
+    with contextlib.suppress(docker.errors.NotFound):
+        _api().remove_container(name, force=True)
+
+
+def inspect(ref: str, *, network: str = "") -> Container:
+    try:
+        attrs = _api().inspect_container(ref)
+    except docker.errors.NotFound:
+        raise NotFound(f"container {ref} does not exist") from None
+    return _container(attrs, network)
+
+
+def _container(attrs: dict[str, Any], network: str) -> Container:
+    state = attrs.get("State") or {}
+    nets = (attrs.get("NetworkSettings") or {}).get("Networks") or {}
+    ip = ""
+    if network and network in nets:
+        ip = nets[network].get("IPAddress") or ""
+    elif nets:
+        ip = next(iter(nets.values())).get("IPAddress") or ""
+    return Container(
+        id=attrs["Id"],
+        name=attrs.get("Name", "").lstrip("/"),
+        status=state.get("Status", "unknown"),
+        labels=dict((attrs.get("Config") or {}).get("Labels") or {}),
+        ip=ip,
+        health=((state.get("Health") or {}).get("Status") or ""),
+        exit_code=int(state.get("ExitCode") or 0),
+        restarts=int(attrs.get("RestartCount") or 0),
+        started_ns=_epoch_ns(str(state.get("StartedAt") or "")),
+    )
+
+
+def _epoch_ns(stamp: str) -> int:
+    """The engine's RFC 3339 times (nanoseconds, "Z") as ns since the epoch; 0 for its zero time."""
+    if not stamp or stamp.startswith("0001-"):
+        return 0
+    whole, _, fraction = stamp.rstrip("Z").partition(".")
+    try:
+        seconds = datetime.datetime.fromisoformat(whole).replace(tzinfo=datetime.UTC).timestamp()
+    except ValueError:
+        return 0
+    return int(seconds) * 1_000_000_000 + int((fraction + "000000000")[:9] or 0)
+
+
+def process_uid(ref: str) -> int | None:
+    """The host uid the container's first process runs as (None when it is not running)."""
+    try:
+        pid = int(((_api().inspect_container(ref).get("State") or {}).get("Pid")) or 0)
+    except docker.errors.NotFound:
+        return None
+    if pid <= 0:
+        return None
+    try:
+        with open(f"/proc/{pid}/status", encoding="utf-8") as status:
+            for line in status:
+                if line.startswith("Uid:"):
+                    return int(line.split()[2])  # the effective uid
+    except OSError:
+        return None
+    return None
+
+
+def containers(labels: dict[str, str], *, network: str = "") -> list[Container]:
+    """All containers (running or not) carrying every one of `labels`."""
+    filters = {"label": [f"{k}={v}" for k, v in labels.items()]}
+    found = _api().containers(all=True, filters=filters)
+    result = []
+    for summary in found:
+        try:
+            result.append(inspect(summary["Id"], network=network))
+        except NotFound:
+            continue  # removed between the listing and the inspection
+    return result
+
+
+def stop(ref: str, *, timeout: int = 10) -> None:
+    with contextlib.suppress(docker.errors.NotFound):
+        _api().stop(ref, timeout=timeout)
+
+
+def start(ref: str) -> None:
+    try:
+        _api().start(ref)
+    except docker.errors.APIError as exc:
+        raise EngineError(f"cannot start container {ref}: {_reason(exc)}") from None
+
+
+def remove(ref: str, *, timeout: int = 10) -> None:
+    """Stop (SIGTERM, then SIGKILL after `timeout` s) and remove a container; absent is fine."""
+    try:
+        _api().stop(ref, timeout=timeout)
+    except docker.errors.NotFound:
+        return
+    except docker.errors.APIError:
+        pass  # already stopping or dead: removal below settles it
+    try:
+        _api().remove_container(ref, force=True)
+    except docker.errors.NotFound:
+        pass
+    except docker.errors.APIError as exc:
+        # A deploy's repair and the background retirer may remove the same container at once.
+        if exc.status_code != 409:
+            raise EngineError(f"cannot remove container {ref[:12]}: {_reason(exc)}") from None
+
+
+def run_oneoff(*, image: str, name: str, network: str, env: dict[str, str], labels: dict[str, str],
+               limits: Limits, command: list[str], tty: bool) -> int:
+    """Run a throwaway container attached to our stdio; returns its exit code.
+
+    The container is created through the API (its environment in the request, removed by the engine
+    once it ends), then `docker start --attach --interactive` connects our stdio to it.
+    """
+    try:
+        created = _api().create_container(
+            image, command=command, name=name, environment=env, labels=labels,
+            # stdin_open without detach: attachable stdin, closed when the client's ends (StdinOnce)
+            stdin_open=True, tty=tty, detach=False,
+            host_config=_api().create_host_config(network_mode=network, auto_remove=True, **limits.host_config()),
+        )
+    except docker.errors.ImageNotFound:
+        raise NotFound(f"image {image} does not exist") from None
+    except docker.errors.APIError as exc:
+        raise EngineError(f"cannot create container {name}: {_reason(exc)}") from None
+    try:
+        return subprocess.call(["docker", "start", "--attach", "--interactive", created["Id"]])
+    except BaseException:
+        # No docker CLI, or interrupted: the container goes too (auto-remove acts only on one that ran and ended).
+        with contextlib.suppress(docker.errors.APIError):
+            _api().remove_container(created["Id"], force=True)
+        raise
+
+
+def exec_in(container: str, command: list[str], *, tty: bool) -> int:
+    args = ["docker", "exec", "-i", *(["-t"] if tty else []), container, *command]
+    return subprocess.call(args)
+
+
+def exec_capture(container: str, command: list[str], *, timeout: float) -> tuple[int, str]:
+    """Run a command in a running container (no tty); returns (exit code, output). -1 when it did not
+    finish within `timeout` s (it is left to finish on its own)."""
+    try:
+        created = _api().exec_create(container, command, stdout=True, stderr=True)
+        stream = _api().exec_start(created["Id"], stream=True, demux=False)
+    except docker.errors.APIError as exc:
+        return 126, _reason(exc)
+    output: list[bytes] = []
+    done = threading.Event()
+
+    def read() -> None:
+        for chunk in stream:
+            output.append(chunk)
+        done.set()
+
+    threading.Thread(target=read, daemon=True).start()
+    if not done.wait(timeout):
+        return -1, b"".join(output).decode("utf-8", errors="replace")
+    code = _api().exec_inspect(created["Id"]).get("ExitCode")
+    return int(code if code is not None else -1), b"".join(output).decode("utf-8", errors="replace")
+
+
+def run_to_completion(*, image: str, network: str, command: list[str], env: dict[str, str],
+                      labels: dict[str, str], limits: Limits, timeout: float = 3600) -> tuple[int, str]:
+    """Run a container to its end (no tty); returns (exit code, its output). Always removed after."""
+    created = _api().create_container(
+        image, command=command, environment=env, labels=labels,
+        host_config=_api().create_host_config(network_mode=network, **limits.host_config()))
+    try:
+        _api().start(created["Id"])
+        result = _api().wait(created["Id"], timeout=timeout)
+        output = _api().logs(created["Id"]).decode("utf-8", errors="replace")
+        return int(result.get("StatusCode", 1)), output
+    finally:
+        _api().remove_container(created["Id"], force=True)

@@ -1,0 +1,34 @@
+"""What the engine streams: its events, and containers' logs."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from typing import Any
+
+import docker  # loaded by client.py first (the package imports it first): without paramiko
+import docker.errors
+
+from minipaas.adapters.engine.client import _api, _reason
+from minipaas.errors import EngineError, NotFound
+
+
+def events(filters: dict[str, str]) -> Iterator[dict[str, Any]]:
+    """The engine's events as they happen (a stream that ends only when the engine goes away)."""
+    try:
+        yield from _api().events(decode=True, filters=filters)
+    except docker.errors.APIError as exc:
+        raise EngineError(f"cannot follow the engine's events: {_reason(exc)}") from None
+
+
+def logs(ref: str, *, tail: int | str = "all", follow: bool = False) -> Iterator[bytes]:
+    try:
+        if follow:
+            yield from _api().logs(ref, stream=True, follow=True, tail=tail)
+        else:
+            yield _api().logs(ref, tail=tail)
+    except docker.errors.NotFound:
+        raise NotFound(f"container {ref} does not exist") from None
+    except docker.errors.APIError as exc:
+        if exc.status_code == 409:  # being removed (a retirement racing the reader): as good as gone
+            raise NotFound(f"container {ref} is being removed") from None
+        raise EngineError(f"cannot read the logs of {ref[:12]}: {_reason(exc)}") from None

@@ -1,0 +1,269 @@
+"""The nginx adapter: validating configurations, starting masters and reloading them.
+
+A master of ours is identified by its main configuration file and its pid file, and checked to be that
+master before it is signalled; minipaas runs its own master in private mode, and signals the host's
+nginx in system mode.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import re
+import signal
+import socket
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from minipaas.adapters import proc
+from minipaas.errors import ProxyError
+
+NGINX = os.environ.get("MINIPAAS_NGINX_BIN", "nginx")
+SYSTEM_PID = Path("/run/nginx.pid")  # the host nginx's (Debian's --pid-path)
+
+
+def test(main_conf: Path | None, prefix: Path | None = None) -> None:
+    """`nginx -t` of a main configuration (None: the host's default one); ProxyError with nginx's words."""
+    args = [NGINX, "-t", "-q"]
+    if main_conf is not None:
+        args += ["-c", str(main_conf)]
+    if prefix is not None:
+        args += ["-p", str(prefix)]
+    result = proc.run(args, check=False, timeout=60)
+    if result.returncode != 0:
+        words = _messages(result.stderr)
+        raise ProxyError(f"nginx rejected the configuration: {words[0] if words else 'no reason given'}",
+                         detail="\n".join(words))
+
+
+def _messages(stderr: bytes) -> list[str]:
+    lines = stderr.decode(errors="replace").splitlines()
+    return [line.split("] ", 1)[-1] if "[emerg]" in line or "[alert]" in line else line
+            for line in lines if line.strip() and "test failed" not in line]
+
+
+@dataclass(frozen=True)
+class Master:
+    """One nginx master of ours: its main configuration, prefix and pid file, and where it listens."""
+
+    conf: Path
+    prefix: Path
+    pid_file: Path
+    unix_sockets: tuple[Path, ...] = ()
+    tcp: tuple[tuple[str, int], ...] = ()  # (address, port) pairs
+
+
+def running_pid(master: Master) -> int | None:
+    """The pid in the master's pid file when it is that master, else None.
+
+    A pid file outlives its master (a crash, a reboot); by then its pid may belong to any other
+    process, which must never be taken for our master, nor be sent its signals.
+    """
+    try:
+        pid = int(master.pid_file.read_text().strip())
+    except (OSError, ValueError):
+        return None
+    return pid if pid > 0 and is_master_of(pid, master.conf) else None
+
+
+def is_master_of(pid: int, main_conf: Path) -> bool:
+    """Whether `pid` is an nginx master started with `-c main_conf` (as `start` starts them).
+
+    A master retitles itself `nginx: master process <its command line>`, so its title names the
+    configuration file: that tells our master from any other process, and from another instance's.
+    """
+    title = _title(pid)
+    return title.startswith("nginx: master process ") and f" -c {main_conf} " in f"{title} "
+
+
+def start(master: Master) -> None:
+    """Start a master (it daemonizes) and wait until its pid file names it."""
+    _clear_leftovers(master)
+    result = proc.run([NGINX, "-c", str(master.conf), "-p", str(master.prefix)], check=False, timeout=60)
+    if result.returncode != 0:
+        words = _messages(result.stderr)
+        raise ProxyError(f"nginx did not start: {words[0] if words else 'no reason given'}",
+                         detail="\n".join(words))
+    deadline = time.monotonic() + 10
+    while running_pid(master) is None:
+        if time.monotonic() > deadline:
+            raise ProxyError(f"nginx started but wrote no pid to {master.pid_file}")
+        time.sleep(0.02)
+
+
+def reload(master: Master) -> None:
+    """Reload a master (SIGHUP: new workers with the new config, old ones finish their requests).
+
+    Returns once the new workers run and the old ones accept no more (nginx waits about 100 ms
+    between the two). Starts the master when it is not running, so that a reboot or a killed master
+    heals on the next change.
+    """
+    pid = running_pid(master)
+    old_workers = _children(pid) if pid is not None else set()
+    if pid is None or not _signal_master(pid, master.conf, signal.SIGHUP):
+        start(master)
+        return
+    _wait_switched(pid, old_workers)
+
+
+def stop(master: Master, limit: float = 30.0) -> None:
+    """Stop a master gracefully (SIGQUIT: its workers finish their requests) and wait until it is gone."""
+    import psutil
+
+    pid = running_pid(master)
+    if pid is None or not _signal_master(pid, master.conf, signal.SIGQUIT):
+        return
+    with contextlib.suppress(psutil.Error):
+        _wait_gone([psutil.Process(pid)], limit=limit)
+
+
+def _signal_master(pid: int, main_conf: Path, signum: int) -> bool:
+    """Signal our master; False (nothing sent) when `pid` is not, or no longer, that master.
+
+    Through a pidfd: once it is open it names that one process, so the check and the signal are
+    about the same process even if the master dies and its pid is reused in between.
+    """
+    try:
+        fd = os.pidfd_open(pid)
+    except ProcessLookupError:
+        return False
+    try:
+        if not is_master_of(pid, main_conf):
+            return False
+        signal.pidfd_send_signal(fd, signum)
+        return True
+    except ProcessLookupError:
+        return False
+    finally:
+        os.close(fd)
+
+
+def _clear_leftovers(master: Master) -> None:
+    """What a master that died alone (SIGKILL, the OOM killer, a power cut) leaves in a new one's way.
+
+    Its workers live on, holding its listening sockets, and its unix socket's file stays on disk
+    (nginx removes it only on a clean exit): either makes the new master's bind() fail. Stops those
+    workers (nginx workers whose parent is no nginx master, listening on one of this master's
+    addresses) and removes a socket file nothing listens on. Uses psutil to see sockets per process.
+    """
+    import psutil
+
+    unix = {str(path) for path in master.unix_sockets}
+    tcp = set(master.tcp)
+
+    def ours(conn: Any) -> bool:
+        if conn.family == socket.AF_UNIX:
+            return conn.laddr in unix
+        return conn.status == psutil.CONN_LISTEN and bool(conn.laddr) and (conn.laddr.ip, conn.laddr.port) in tcp
+
+    orphans = []
+    for process in psutil.process_iter(["name", "cmdline", "ppid"]):
+        try:
+            title = " ".join(process.info["cmdline"] or [])
+            if process.info["name"] != "nginx" or not title.startswith("nginx: worker process"):
+                continue
+            if _title(process.info["ppid"]).startswith("nginx: master process"):
+                continue  # a live master's worker: never ours to stop
+            if any(ours(conn) for conn in process.net_connections(kind="all")):
+                orphans.append(process)
+        except psutil.Error:
+            continue  # gone meanwhile, or not ours to inspect
+    for stop in ("terminate", "kill"):  # SIGTERM (a fast shutdown), then SIGKILL for the slow
+        for process in orphans:
+            with contextlib.suppress(psutil.Error):
+                getattr(process, stop)()
+        orphans = _wait_gone(orphans, limit=5.0)
+    listening = {conn.laddr for conn in psutil.net_connections(kind="unix")} if unix else set()
+    for path in master.unix_sockets:
+        if path.is_socket() and str(path) not in listening:
+            path.unlink(missing_ok=True)
+
+
+def _wait_gone(processes: list[Any], limit: float) -> list[Any]:
+    """Those of `processes` still alive after at most `limit` seconds. A zombie counts as gone: it
+    holds no socket any more, and these are not our children to reap."""
+    import psutil
+
+    deadline = time.monotonic() + limit
+    while True:
+        alive = []
+        for process in processes:
+            with contextlib.suppress(psutil.Error):
+                if process.status() != psutil.STATUS_ZOMBIE:
+                    alive.append(process)
+        if not alive or time.monotonic() > deadline:
+            return alive
+        time.sleep(0.02)
+
+
+def _children(pid: int) -> set[int]:
+    try:
+        text = Path(f"/proc/{pid}/task/{pid}/children").read_text()
+    except OSError:
+        return set()
+    return {int(p) for p in text.split()}
+
+
+def _title(pid: int) -> str:
+    try:
+        return Path(f"/proc/{pid}/cmdline").read_bytes().replace(b"\0", b" ").decode(errors="replace")
+    except OSError:
+        return ""
+
+
+def _wait_switched(master: int, old_workers: set[int], limit: float = 10.0) -> None:
+    """Return once no worker of the old configuration accepts connections any more.
+
+    A reload is asynchronous: the master starts new workers, then tells the old ones to stop
+    accepting (they finish their requests as "worker process is shutting down"). Only then does
+    every new request meet the new configuration.
+    """
+    deadline = time.monotonic() + limit
+    while time.monotonic() < deadline:
+        children = _children(master)
+        if not old_workers:
+            return
+        new = children - old_workers
+        still_accepting = [
+            p for p in old_workers & children
+            if "worker process" in _title(p) and "shutting down" not in _title(p)
+        ]
+        if new and not still_accepting:
+            return
+        time.sleep(0.005)
+    raise ProxyError("nginx did not apply the new configuration within 10 s (see its error log)")
+
+
+def system_user(main_conf: Path | None = None) -> str | None:
+    """The account the host's nginx (or the one of `main_conf`) runs its workers as: its `user`
+    directive, from `nginx -T`. None when it cannot say (no nginx, a broken configuration)."""
+    args = [NGINX, "-T", "-q"] + (["-c", str(main_conf)] if main_conf is not None else [])
+    result = proc.run(args, check=False, timeout=60)
+    if result.returncode != 0:
+        return None
+    match = re.search(rb"^[ \t]*user[ \t]+([^\s;]+)", result.stdout, re.MULTILINE)
+    return match.group(1).decode(errors="replace") if match else "nobody"  # nginx's built-in default
+
+
+def reload_system() -> None:
+    """Reload the host's nginx, starting it when it is not running (hosts without systemd).
+
+    Returns once its new workers have taken over, as `reload` does: a static site's push says live only
+    when nginx serves it."""
+    try:
+        master: int | None = int(SYSTEM_PID.read_text().strip())
+    except (OSError, ValueError):
+        master = None
+    old_workers = _children(master) if master else set()
+    result = proc.run([NGINX, "-s", "reload"], check=False, timeout=60)
+    if result.returncode == 0 and master:
+        _wait_switched(master, old_workers)
+    if result.returncode != 0:
+        # The host's own service, started as its init system would: with the usual umask, not ours.
+        with proc.public_umask():
+            start_result = proc.run([NGINX], check=False, timeout=60)
+        if start_result.returncode != 0:
+            words = _messages(start_result.stderr)
+            raise ProxyError(f"cannot reload or start the host's nginx: {words[0] if words else ''}")

@@ -1,0 +1,52 @@
+"""The subprocess adapter: every external program minipaas runs goes through `run` here.
+
+Argument lists only, never a shell; output captured as text for error messages.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import subprocess
+from collections.abc import Iterator, Sequence
+from pathlib import Path
+
+from minipaas.errors import MinipaasError
+
+
+def run(
+    args: Sequence[str | Path],
+    *,
+    input: bytes | None = None,
+    cwd: Path | None = None,
+    env: dict[str, str] | None = None,
+    check: bool = True,
+    timeout: float | None = 600,
+) -> subprocess.CompletedProcess[bytes]:
+    argv = [str(a) for a in args]
+    try:
+        result = subprocess.run(argv, input=input, cwd=cwd, env=env, capture_output=True, timeout=timeout)
+    except FileNotFoundError:
+        raise MinipaasError(f"{argv[0]} is not installed (needed for: {' '.join(argv[:3])})") from None
+    except subprocess.TimeoutExpired:
+        raise MinipaasError(f"{argv[0]} did not finish within {timeout:.0f} s") from None
+    if check and result.returncode != 0:
+        raise MinipaasError(f"{' '.join(argv[:3])} failed: {last_line(result.stderr or result.stdout)}",
+                            detail=result.stderr.decode(errors="replace"))
+    return result
+
+
+def last_line(output: bytes) -> str:
+    lines = [line for line in output.decode(errors="replace").splitlines() if line.strip()]
+    return lines[-1].strip() if lines else "no output"
+
+
+@contextlib.contextmanager
+def public_umask() -> Iterator[None]:
+    """For building a root filesystem, whose files must be readable by the image's users, and for starting
+    the host's own nginx as its init system would (perms.restrict_umask is minipaas' own, 0077)."""
+    previous = os.umask(0o022)
+    try:
+        yield
+    finally:
+        os.umask(previous)

@@ -1,0 +1,288 @@
+"""Builds: from a pushed commit to a tagged image, within the app's build limits.
+
+The context is `git archive` of the commit. With the app's own Dockerfile that is the whole
+context; otherwise the detected buildpack renders a Dockerfile, the source goes under `src/`
+and the build CA (if any) beside it, so the template decides which stage ever sees the CA.
+
+The builder is BuildKit where the host's Docker offers it (buildkit.py), else the engine's legacy
+builder (adapters/engine/images.py); builders.py runs either. Either way the RUN steps run below one
+cgroup holding the app's build limits (buildcgroups.py): a per-app one for the legacy builder, the
+engine's shared `docker/buildkit` for BuildKit, whose builds therefore take turns host-wide. A failed
+build that ran into a limit is rejected with one line naming it.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import dataclasses
+import json
+import os
+import re
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+
+from minipaas.adapters import buildcgroups, engine, gitrepo
+from minipaas.adapters.buildcgroups import BuildLimits
+from minipaas.build import (
+    buildlog,
+    buildoutput,
+    buildpacks,
+    dockerfile_policy,
+    nodeinstall,
+    nodeversions,
+    packagejson,
+    presets,
+    procfile,
+    stacks,
+)
+from minipaas.build.builders import VENDORED, Context, builder, run_builder
+from minipaas.errors import BuildFailed, Conflict, InvalidInput
+from minipaas.state import apps, config
+from minipaas.state.host import Host
+from minipaas.state.names import image_patterns
+from minipaas.state.settings import Settings
+
+CA_NAME = "minipaas-build-ca.pem"
+# BuildKit: the build CA as a secret of this id (a public certificate, not a password), never in the context.
+CA_SECRET_ID = "minipaas-build-ca"  # noqa: S105
+# The app's config values a buildpack build sees (Heroku's: keep devDependencies); nothing else of the
+# config reaches a build.
+BUILD_CONFIG = ("NPM_CONFIG_PRODUCTION", "YARN_PRODUCTION")
+# A start script that only runs node on the app's files (`node server.js`, `node --enable-source-maps dist/main`):
+# the container runs it itself rather than through `npm start`, which costs 0.3-0.4 s at every start here and
+# would be a second process between the engine's init and node. Anything else still goes through npm.
+PLAIN_NODE = re.compile(r"node(?: [\w./@=:,+-]+)+")
+
+
+@dataclass(frozen=True)
+class Source:
+    """What a commit holds that decides how it is built."""
+
+    sha: str
+    paths: frozenset[str]
+    package: packagejson.Package  # the checked facts of package.json, all a template sees of it
+    procfile: dict[str, str]
+    pack: buildpacks.Buildpack
+    preset: presets.Preset | None = None  # the framework preset its package.json names, if any
+
+    @property
+    def build_command(self) -> str:
+        """The preset's build command when package.json has no build script and the preset decides what the app
+        is, or it is built as a site anyway ("": `npm run build` if there is a build script, else none)."""
+        if self.preset is None or "build" in self.package.scripts:
+            return ""
+        wanted = self.preset.decides(self.package.scripts) or self.pack.serve == "static-build"
+        return self.preset.build if wanted else ""
+
+    @property
+    def start_command(self) -> str:
+        """What the container runs when there is no Procfile web: line: a plain `node ...` start script itself,
+        the preset's start command when there is no start script ("": `npm start`)."""
+        if "web" in self.procfile:
+            return ""
+        scripts = self.package.scripts
+        if "start" in scripts:
+            plain = PLAIN_NODE.fullmatch(scripts["start"]) and not {"prestart", "poststart"} & set(scripts)
+            return scripts["start"] if plain else ""
+        return self.preset.start if self.preset is not None else ""
+    node: nodeversions.Wanted | None = None  # the Node.js version asked for, when the buildpack builds on one
+    install: nodeinstall.Install | None = None  # how a buildpack installs its dependencies
+
+
+@dataclass(frozen=True)
+class Build:
+    image: str  # the tag, minipaas/<app>:<release>
+    image_id: str
+    buildpack: str
+    log: str
+    seconds: float
+
+
+def inspect(settings: Settings, app: str, sha: str) -> Source:
+    """Read the commit's files, package.json and Procfile, and pick its buildpack (and framework preset)."""
+    repo = settings.repo_path(app)
+    paths = frozenset(gitrepo.all_files(repo, sha))
+    package = packagejson.parse(gitrepo.read_file(repo, sha, "package.json") if "package.json" in paths else None)
+    procs = procfile.parse(gitrepo.read_file(repo, sha, "Procfile") or b"") if "Procfile" in paths else {}
+    source = classify(sha, paths, package, procs, packs=buildpacks.load_all(settings.buildpacks_dir),
+                      known_presets=presets.load_all(settings.buildpacks_dir / "presets"),
+                      app_settings={"static-dir": apps.setting_at(settings, app, "static-dir")})
+    if source.pack.stack == "node":
+        # As Heroku reads it: engines.node, then .node-version, then .nvmrc (at the root), then the default.
+        node = nodeversions.wanted(package.engines_node,
+                                   lambda name: gitrepo.read_file(repo, sha, name) if name in paths else None,
+                                   settings.node_major)
+        source = dataclasses.replace(source, node=node)
+    if source.pack.template and "package.json" in paths:
+        install = nodeinstall.decide(package, paths, lambda name: gitrepo.read_file(repo, sha, name)
+                                     if name in paths else None, commands=procs.values())
+        source = dataclasses.replace(source, install=install)
+    return source
+
+
+def classify(sha: str, paths: frozenset[str], package: packagejson.Package, procs: dict[str, str], *,
+             packs: list[buildpacks.Buildpack], known_presets: list[presets.Preset],
+             app_settings: dict[str, str]) -> Source:
+    """Pick the buildpack and framework preset of a commit's facts (pure: inspect reads them)."""
+    named = package.dependencies | package.dev_dependencies
+    preset = presets.match(known_presets, named) if "package.json" in paths else None
+    facts = buildpacks.DetectFacts(preset_kind=preset.kind if preset and preset.decides(package.scripts) else "",
+                                   settings=app_settings)
+    pack = buildpacks.detect(packs, set(paths), set(package.scripts), facts)
+    return Source(sha, paths, package, procs, pack, preset)
+
+
+def build(
+    settings: Settings,
+    app: str,
+    release: int,
+    source: Source,
+    progress: Callable[[str], None],
+    *,
+    allowed_images: str = "",
+    limits: BuildLimits | None = None,
+) -> Build:
+    """Build the commit into `<instance>/<app>:<release>` within `limits` (default: the app's settings).
+
+    An app's own Dockerfile may use only its own stages, minipaas' base images and the images
+    `allowed_images` (and the host's setting) name. The base images a build uses are made first when
+    missing, and held (gc leaves them) until the build is over."""
+    with contextlib.ExitStack() as held:
+        return _build(settings, app, release, source, progress, held, allowed_images=allowed_images, limits=limits)
+
+
+def _build(settings: Settings, app: str, release: int, source: Source, progress: Callable[[str], None],
+           held: contextlib.ExitStack, *, allowed_images: str, limits: BuildLimits | None) -> Build:
+    started = time.monotonic()
+    repo = settings.repo_path(app)
+    sha, pack = source.sha, source.pack
+    progress(f"-----> Building {app} (release {release}, {sha[:7]}) with the {pack.name} buildpack")
+    tag = f"{settings.image_repository(app)}:{release}"
+    _check_tag_is_ours(settings, tag)
+    labels = {
+        engine.LABEL: str(settings.home),
+        engine.APP_LABEL: app,
+        engine.RELEASE_LABEL: str(release),
+        engine.SHA_LABEL: sha,
+        engine.BUILDPACK_LABEL: pack.name,
+    }
+    # One LABEL line at the end of the Dockerfile: the build API's `labels` would add a step per label.
+    label_line = "\nLABEL " + " ".join(f"{k}={json.dumps(v)}" for k, v in labels.items()) + "\n"
+    # Every stage carries whose it is, so that gc and apps:destroy find the images the legacy builder
+    # keeps of build stages (BuildKit keeps none). Only stable labels: a release number would bust the cache.
+    stage_labels = {engine.LABEL: str(settings.home), engine.APP_LABEL: app}
+    secrets: dict[str, Path] = {}
+    if pack.uses_app_dockerfile:
+        checked = _checked_dockerfile(settings, app, gitrepo.read_file(repo, sha, "Dockerfile") or b"",
+                                      allowed_images)
+        held.enter_context(stacks.for_dockerfile(settings, checked.images, progress))
+        text = label_stages(checked.text, stage_labels)
+        context = Context(repo, sha, (text + label_line).encode())
+    else:
+        kind = builder(settings).kind
+        for note in source.install.notes if source.install else ():
+            progress(f"       warning: {note}")
+        if any(p.startswith(f"{VENDORED}/") for p in source.paths):
+            progress(f"       warning: {VENDORED} is committed; it is left out of the build, which installs the "
+                     f"dependencies itself (add {VENDORED} to .gitignore)")
+        build_env = config.get_all(Host(settings), app)
+        facts = {
+            "app": app,
+            "files": sorted(p for p in source.paths if "/" not in p),
+            "folders": _folders(source.paths),
+            "package": source.package,
+            "install": source.install,
+            "procfile": source.procfile,
+            "build_ca": settings.build_ca is not None,
+            "builder": kind,
+            "cache_namespace": _cache_namespace(settings, app),
+            "build_config": {key: build_env[key] for key in BUILD_CONFIG if key in build_env},
+            # Framework presets (buildpacks/presets): the tool's own commands, where the app names none.
+            "build_command": source.build_command,
+            "start_command": source.start_command,
+        }
+        if pack.stack == "node":  # the image inherits its minipaas.node.version label: stack:list and gc read it
+            base = held.enter_context(stacks.for_app(settings, source.node or _default(settings), progress))
+            facts.update(base=base.tag, node_version=base.version)
+        dockerfile = buildpacks.render(pack, facts, cache_dir=settings.cache_dir)
+        extra = {}
+        if settings.build_ca is not None and kind == "legacy":
+            extra[CA_NAME] = settings.build_ca.read_bytes()
+        elif settings.build_ca is not None:
+            secrets[CA_SECRET_ID] = settings.build_ca
+        context = Context(repo, sha, (label_stages(dockerfile, stage_labels) + label_line).encode(), prefix="src",
+                          extra=extra)
+    limits = limits or apps.build_limits(Host(settings), app)
+    # The pusher sees the steps and the commands' own output; the release keeps every line.
+    shown = buildoutput.BuildLines(progress, verbose=os.environ.get("MINIPAAS_VERBOSE") == "1")
+    outcome, hit = run_builder(settings, app, context, tag=tag, limits=limits, secrets=secrets,
+                               progress=shown.feed, say=progress)
+    log = "\n".join(outcome.log)
+    if hit:
+        message = buildcgroups.failure_message(hit, limits, app)
+        raise BuildFailed(message, log=f"{log}\nminipaas: {message}")  # the log has the details
+    if outcome.error:
+        # The package manager's own line says why (`npm ci` refusing a lockfile out of sync); the builder's,
+        # which step. No detail: the failing step's output has just been shown, once.
+        error = buildlog.tool_error(outcome.log) or outcome.error
+        raise BuildFailed(f"build failed: {error}", log=log)
+    seconds = time.monotonic() - started
+    progress(f"-----> Built {tag} in {seconds:.1f}s")
+    return Build(image=tag, image_id=outcome.image_id, buildpack=pack.name, log=log, seconds=seconds)
+
+
+def _default(settings: Settings) -> nodeversions.Wanted:
+    return nodeversions.Wanted(str(settings.node_major), "default")
+
+
+def _checked_dockerfile(settings: Settings, app: str, raw: bytes, allowed_images: str) -> dockerfile_policy.Checked:
+    try:
+        text = raw.decode("utf-8")
+    except UnicodeDecodeError:
+        raise InvalidInput("the Dockerfile is not valid UTF-8") from None
+    allowed = image_patterns(settings.build_images) + image_patterns(allowed_images)
+    checked = dockerfile_policy.check(text, app=app, allowed=allowed, provided=stacks.is_provided,
+                                      cache_namespace=_cache_namespace(settings, app))
+    if not checked.text.endswith("\n"):
+        checked = dockerfile_policy.Checked(checked.text + "\n", checked.images)
+    return checked
+
+
+def _check_tag_is_ours(settings: Settings, tag: str) -> None:
+    """Never move a tag another minipaas instance (or anyone else) put on an image of theirs."""
+    labels = engine.image_labels(tag)
+    if labels is not None and labels.get(engine.LABEL) != str(settings.home):
+        raise Conflict(f"image {tag} exists and is not this minipaas instance's (its home: "
+                       f"{labels.get(engine.LABEL) or 'none'}); set MINIPAAS_INSTANCE to a name of its own")
+
+
+def label_stages(text: str, labels: dict[str, str]) -> str:
+    """The Dockerfile with a LABEL instruction after each FROM (the same line numbers parse with BuildKit's
+    parser as the policy check did)."""
+    import dockerfile
+
+    line = "LABEL " + " ".join(f"{k}={json.dumps(v)}" for k, v in labels.items())
+    lines = text.splitlines()
+    for command in sorted(dockerfile.parse_string(text), key=lambda c: c.end_line, reverse=True):
+        if command.cmd == "FROM":
+            lines.insert(command.end_line, line)
+    return "\n".join(lines) + "\n"
+
+
+def _cache_namespace(settings: Settings, app: str) -> str:
+    """Where the app's BuildKit cache mounts live: `<instance>/<app>/...`. Neither name holds a slash, so no
+    other instance or app can name an id in it."""
+    return f"{settings.instance}/{app}"
+
+
+def _folders(paths: frozenset[str]) -> list[str]:
+    """Every folder of the commit (`.yarn`, `.yarn/releases`, ...): what a template may COPY."""
+    found = set()
+    for path in paths:
+        parts = path.split("/")[:-1]
+        found.update("/".join(parts[:n]) for n in range(1, len(parts) + 1))
+    return sorted(found)
+
+

@@ -1,0 +1,74 @@
+"""Host administration: init, ps:restore, gc, report and the background commands (watch, retire)."""
+
+from __future__ import annotations
+
+import click
+
+from minipaas.cli.common import current_host, existing_app, print_json, say, table
+
+
+@click.command("init")
+def init_cmd() -> None:
+    """Create or upgrade this host's state, nginx and network for the current settings."""
+    from minipaas.deploy import hostsetup
+
+    hostsetup.init(say)
+
+
+@click.command("ps:restore")
+def ps_restore() -> None:
+    """Bring every app back to its recorded state (after a reboot or a dockerd restart)."""
+    from minipaas.deploy import restore
+
+    restore.restore(current_host(), say)
+
+
+@click.command("gc")
+@click.argument("app", required=False)
+@click.option("--dry-run", is_flag=True, help="Only say what would be removed")
+def gc_cmd(app: str | None, dry_run: bool) -> None:
+    """Remove old release images, exited containers, old site directories (keeps the last 5) and unused
+    base images."""
+    from minipaas.deploy import gc
+
+    gc.collect(current_host(), dry_run=dry_run, only=existing_app(app) if app else None, progress=say)
+
+
+@click.command("report")
+@click.option("--json", "as_json", is_flag=True)
+def report_cmd(as_json: bool) -> None:
+    """Disk used per app and in total; the builder and how build limits are enforced."""
+    from minipaas.build import builders
+    from minipaas.deploy import gc
+
+    rows = gc.report(current_host())
+    if as_json:
+        print_json(rows)
+        return
+    for line in builders.describe(current_host().settings):
+        say(line)
+    mb = 1024 * 1024
+    table(([r["app"], r["images"], f"{r['image_bytes'] / mb:.1f}", f"{r['site_bytes'] / mb:.1f}",
+             f"{r['repo_bytes'] / mb:.1f}"] for r in rows), ["APP", "IMAGES", "IMAGES MB", "SITE MB", "REPO MB"])
+    total = sum(int(r["image_bytes"]) + int(r["site_bytes"]) + int(r["repo_bytes"]) for r in rows)  # type: ignore[call-overload]
+    say(f"total: {total / mb:.1f} MB (images: what each adds beyond the layers it shares)")
+
+
+@click.command("watch", hidden=True)
+def watch_cmd() -> None:
+    """Follow the engine's events: a routed container that goes away leaves its app's route at once."""
+    from minipaas.deploy import watcher
+
+    watcher.run(current_host().settings)
+
+
+@click.command("retire", hidden=True)
+@click.argument("app")
+def retire_cmd(app: str) -> None:
+    """Retire the app's old containers once drained (run in the background after a deploy)."""
+    from minipaas.deploy import gc, retirement
+
+    host = current_host()
+    retirement.retire(host, app, wait=True)
+    # After every deploy, in the background: the retention rule keeps the disk from filling up.
+    gc.collect(host, dry_run=False, only=app, progress=say)

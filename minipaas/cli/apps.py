@@ -1,0 +1,85 @@
+"""Apps and their settings: apps:*, settings, settings:set."""
+
+from __future__ import annotations
+
+import click
+
+from minipaas.cli.common import current_host, existing_app, print_json, say, table
+from minipaas.errors import MinipaasError
+
+
+@click.command("apps:create")
+@click.argument("app")
+def apps_create(app: str) -> None:
+    """Create an app: its git repository, default domain and vhost."""
+    from minipaas.deploy import lifecycle
+    from minipaas.state import apps
+
+    host = current_host()
+    lifecycle.create(host, app)
+    say(f"-----> Created {app}")
+    say(f"       git remote add paas {host.settings.repo_path(app)}")
+    say(f"       served at http://{apps.default_domain(host, app)}/ once pushed")
+
+
+@click.command("apps:list")
+@click.option("--json", "as_json", is_flag=True)
+def apps_list(as_json: bool) -> None:
+    """List apps."""
+    from minipaas.access import access
+    from minipaas.state import apps, releaselog
+
+    host = current_host()
+    rows = []
+    for name in filter(access.visible, apps.names(host)):
+        rel = releaselog.live(host, name)
+        rows.append({"name": name, "release": rel.number if rel else None, "sha": rel.sha if rel else None})
+    if as_json:
+        print_json(rows)
+        return
+    table(([r["name"], r["release"] or "-", (r["sha"] or "-")[:7]] for r in rows), ["APP", "RELEASE", "SHA"])
+
+
+@click.command("apps:destroy")
+@click.argument("app")
+@click.option("--force", is_flag=True, help="Really destroy: containers, images, repo and vhost")
+def apps_destroy(app: str, force: bool) -> None:
+    """Destroy an app and everything it owns (asks for --force)."""
+    from minipaas.deploy import lifecycle
+
+    existing_app(app)
+    if not force:
+        raise MinipaasError(f"destroying {app} removes its containers, images, repository and vhost; "
+                            f"run `minipaas apps:destroy {app} --force` to do it")
+    lifecycle.destroy(current_host(), app, lambda line: say(f"       {line}"))
+    say(f"-----> Destroyed {app}")
+
+
+@click.command("settings")
+@click.argument("app")
+@click.option("--json", "as_json", is_flag=True)
+def settings_show(app: str, as_json: bool) -> None:
+    """Show an app's settings (deploy branch, health check, drain delay, memory)."""
+    from minipaas.state import apps
+
+    values = apps.all_settings(current_host(), existing_app(app))
+    if as_json:
+        print_json(values)
+        return
+    table(values.items(), ["SETTING", "VALUE"])
+
+
+@click.command("settings:set")
+@click.argument("app")
+@click.argument("key")
+@click.argument("value")
+def settings_set(app: str, key: str, value: str) -> None:
+    """Change one of an app's settings."""
+    from minipaas.deploy import rollback
+    from minipaas.state import apps
+
+    if key == "static-dir":  # checked against the live build, and served from it at once when it can be
+        rollback.change_static_dir(current_host(), existing_app(app), value, say)
+    else:
+        apps.set_setting(current_host(), existing_app(app), key, value)
+    say(f"-----> {app}: {key} = {value}")

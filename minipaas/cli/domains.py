@@ -1,0 +1,138 @@
+"""Domains and TLS: domains:*, certs:*, letsencrypt:*."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import click
+
+from minipaas.cli.common import current_host, existing_app, print_json, say
+from minipaas.errors import MinipaasError
+
+
+@click.command("domains")
+@click.argument("app")
+@click.option("--json", "as_json", is_flag=True)
+def domains_list(app: str, as_json: bool) -> None:
+    """List an app's domains."""
+    from minipaas.routing import domains
+
+    found = domains.of(current_host(), existing_app(app))
+    if as_json:
+        print_json(found)
+        return
+    for domain in found:
+        say(domain)
+
+
+@click.command("domains:add")
+@click.argument("app")
+@click.argument("domain")
+def domains_add(app: str, domain: str) -> None:
+    """Serve an app at one more domain."""
+    from minipaas.routing import domains
+
+    domains.add(current_host(), existing_app(app), domain)
+    say(f"-----> Added {domain.lower()} to {app}")
+
+
+@click.command("domains:remove")
+@click.argument("app")
+@click.argument("domain")
+def domains_remove(app: str, domain: str) -> None:
+    """Stop serving an app at a domain."""
+    from minipaas.routing import domains
+
+    domains.remove(current_host(), existing_app(app), domain)
+    say(f"-----> Removed {domain.lower()} from {app}")
+
+
+def _show_cert(app: str, cert: Any) -> None:
+    say(f"=====> {app} certificate")
+    say(f"subject:   {cert.subject}")
+    say(f"issuer:    {cert.issuer}{' (self-signed)' if cert.self_signed else ''}")
+    say(f"names:     {', '.join(cert.sans) or '-'}")
+    say(f"expires:   {cert.not_after:%Y-%m-%d %H:%M} UTC ({cert.days_left} days left)")
+
+
+@click.command("certs")
+@click.argument("app")
+@click.option("--json", "as_json", is_flag=True)
+def certs_show(app: str, as_json: bool) -> None:
+    """Show an app's certificate: subject, names, expiry."""
+    from minipaas.routing import certs
+
+    cert = certs.info(current_host(), existing_app(app))
+    if as_json:
+        print_json(cert.as_dict())
+        return
+    _show_cert(app, cert)
+
+
+@click.command("certs:add")
+@click.argument("app")
+@click.argument("cert_file", type=click.Path(dir_okay=False, readable=True))
+@click.argument("key_file", type=click.Path(dir_okay=False, readable=True))
+def certs_add(app: str, cert_file: str, key_file: str) -> None:
+    """Serve an app over HTTPS with a certificate (chain) and its private key."""
+    from minipaas.routing import certs
+
+    host, name = current_host(), existing_app(app)
+    cert = certs.install(host, name, certs.read_pem(cert_file, "certificate"), certs.read_pem(key_file, "key"))
+    _show_cert(app, cert)
+
+
+@click.command("certs:generate")
+@click.argument("app")
+def certs_generate(app: str) -> None:
+    """Serve an app over HTTPS with a new self-signed certificate for its domains."""
+    from minipaas.routing import certs
+
+    _show_cert(app, certs.generate(current_host(), existing_app(app)))
+
+
+@click.command("certs:remove")
+@click.argument("app")
+def certs_remove(app: str) -> None:
+    """Stop serving an app over HTTPS."""
+    from minipaas.routing import certs
+
+    certs.remove(current_host(), existing_app(app))
+    say(f"-----> Removed the certificate of {app}")
+
+
+@click.command("letsencrypt:enable")
+@click.argument("app")
+def letsencrypt_enable(app: str) -> None:
+    """Get a certificate for an app's domains from Let's Encrypt (ACME HTTP-01) and keep it renewed."""
+    from minipaas.routing import acme
+
+    _show_cert(app, acme.enable(current_host(), existing_app(app), say))
+
+
+@click.command("letsencrypt:disable")
+@click.argument("app")
+def letsencrypt_disable(app: str) -> None:
+    """Stop renewing an app's certificate (it keeps serving; certs:remove removes it)."""
+    from minipaas.routing import acme
+
+    acme.disable(current_host(), existing_app(app))
+    say(f"-----> {app} will no longer be renewed by letsencrypt:renew")
+
+
+@click.command("letsencrypt:renew")
+@click.option("--force", is_flag=True, help="Renew even certificates that are far from expiry")
+def letsencrypt_renew(force: bool) -> None:
+    """Renew the certificates of apps with letsencrypt on that expire within 30 days."""
+    from minipaas.routing import acme
+
+    results = acme.renew(current_host(), say, force=force)
+    if not results:
+        say("-----> No app has letsencrypt on: nothing to renew")
+        return
+    counts = {outcome: sum(r.outcome == outcome for r in results) for outcome in ("renewed", "skipped", "failed")}
+    say(f"=====> {counts['renewed']} renewed, {counts['skipped']} skipped, {counts['failed']} failed")
+    failed = [r for r in results if r.outcome == "failed"]
+    if failed:
+        raise MinipaasError(f"could not renew {', '.join(r.app for r in failed)}: {failed[0].reason}"
+                            + (" (and more, see above)" if len(failed) > 1 else ""))

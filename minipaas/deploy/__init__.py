@@ -1,0 +1,1 @@
+"""The deploy layer: the hook's decision, roll-outs, rollback, scaling, retirement, health and formation."""

@@ -1,0 +1,78 @@
+"""An app's running containers as the deploy sees them: which are its web and worker processes, the
+port each listens on, its network, and the wait until a new one is healthy."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+
+from minipaas.adapters import engine, gitrepo, networks
+from minipaas.deploy import appjson, formation, health
+from minipaas.state import apps
+from minipaas.state.host import Host
+
+Progress = Callable[[str], None]
+
+
+def web_containers(host: Host, app: str) -> list[engine.Container]:
+    return [c for c in app_containers(host, app) if c.labels.get(engine.PROCESS_LABEL) == formation.WEB]
+
+
+def app_containers(host: Host, app: str) -> list[engine.Container]:
+    """The app's long-running containers, of every process type (one-off `run` ones excluded)."""
+    found = engine.containers({engine.LABEL: str(host.settings.home), engine.APP_LABEL: app},
+                              network=host.settings.app_network(app))
+    return [c for c in found if c.labels.get(engine.PROCESS_LABEL) not in ("run", formation.RELEASE)]
+
+
+def ensure_app_network(host: Host, app: str) -> None:
+    """The app's own Docker network (its containers reach no other app's): made on first use."""
+    networks.ensure_app_network(host.settings.app_network(app), pool=host.settings.subnets,
+                                labels={engine.LABEL: str(host.settings.home), engine.APP_LABEL: app})
+
+
+def web_port(image: str) -> int:
+    """The port the app listens on: the one its image EXPOSEs (Dockerfile apps), else $PORT's default."""
+    exposed = engine.exposed_ports(image)
+    return exposed[0] if exposed else health.WEB_PORT
+
+
+def container_port(container: engine.Container) -> int:
+    return int(container.labels.get(engine.PORT_LABEL, health.WEB_PORT))
+
+
+def checks_for(host: Host, app: str, sha: str) -> health.Checks:
+    """The commit's CHECKS file if it has one, else the app's health-check path."""
+    text = gitrepo.read_file(host.settings.repo_path(app), sha, "CHECKS")
+    if text is not None:
+        return health.parse_checks(text.decode("utf-8", errors="replace"))
+    return health.default_checks(apps.get_setting(host, app, "healthcheck-path"))
+
+
+def wait_healthy(host: Host, app: str, container: engine.Container, sha: str,
+                 progress: Progress) -> tuple[str, float]:
+    """Health-check a container with the app's checks; returns (its address, seconds taken).
+
+    app.json's `healthchecks.web` (dokku's form) first, then a CHECKS file, then the app's setting."""
+    timeout = int(apps.get_setting(host, app, "healthcheck-timeout"))
+    raw = gitrepo.read_file(host.settings.repo_path(app), sha, "app.json")
+    from_app_json = appjson.parse(raw) if raw is not None else None
+    if from_app_json is not None and from_app_json.run:
+        names = ", ".join(f"{c.name} ({c.describe()})" for c in from_app_json.run)
+        progress(f"-----> Waiting for {container.name} to pass app.json's {names} (timeout {timeout}s)")
+        return health.wait_app_json(container.id, network=host.settings.app_network(app),
+                                    port=container_port(container),
+                                    healthchecks=from_app_json, timeout=timeout, progress=progress)
+    checks = checks_for(host, app, sha)
+    what = " and ".join(c.describe() for c in checks.checks)
+    progress(f"-----> Waiting for {container.name} to answer {what} (timeout {timeout}s)")
+    return health.wait_healthy(container.id, network=host.settings.app_network(app), port=container_port(container),
+                               checks=checks, timeout=timeout, progress=progress)
+
+
+def port_suffix(host: Host) -> str:
+    return "" if host.settings.http_port == 80 else f":{host.settings.http_port}"
+
+
+def running(host: Host, app: str, number: int) -> bool:
+    return any(c.status == "running" and c.labels.get(engine.RELEASE_LABEL) == str(number)
+               for c in web_containers(host, app))

@@ -1,0 +1,127 @@
+"""Process types and their scale: which containers a release runs.
+
+The Procfile names the process types: `web` gets a port, the health check and traffic; any other
+type (a worker) just runs; `release` runs once, in a one-off container of the new image, before
+anything switches. Counts live in SQLite (`ps:scale APP web=2 worker=1`) and survive deploys; until
+then app.json's `formation` decides, and without one web runs once and the other types not at all, as
+on Heroku.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+
+from minipaas.adapters import engine, gitrepo
+from minipaas.build import procfile as procfile_mod
+from minipaas.deploy import appjson, health
+from minipaas.errors import DeployFailed, InvalidInput
+from minipaas.state import apps, store
+from minipaas.state.host import Host
+
+WEB = "web"
+RELEASE = "release"
+MAX_SCALE = 20
+PROCESS_TYPE = procfile_mod.PROCESS_TYPE
+
+
+def procfile(host: Host, app: str, sha: str) -> dict[str, str]:
+    raw = gitrepo.read_file(host.settings.repo_path(app), sha, "Procfile")
+    return procfile_mod.parse(raw) if raw else {}
+
+
+def declared(host: Host, app: str, sha: str) -> dict[str, int]:
+    """The commit's app.json `formation` (dokku's and Heroku's): the counts until `ps:scale` sets others."""
+    raw = gitrepo.read_file(host.settings.repo_path(app), sha, "app.json")
+    return appjson.formation(raw, process_type=PROCESS_TYPE, most=MAX_SCALE) if raw else {}
+
+
+def counts(host: Host, app: str, procs: dict[str, str], declared: dict[str, int] | None = None) -> dict[str, int]:
+    """How many containers of each type the app runs: web first, then the Procfile's other types. A count
+    set with `ps:scale` wins; then app.json's formation (`declared`); then web 1, the others 0."""
+    stored = {row["process"]: row["count"] for row in
+              host.db.execute("SELECT process, count FROM formation WHERE app = ?", (app,))}
+    defaults = {WEB: 1, **(declared or {})}
+    types = [WEB, *sorted(t for t in procs if t not in (WEB, RELEASE))]
+    return {t: int(stored.get(t, defaults.get(t, 0))) for t in types}
+
+
+def parse_changes(args: tuple[str, ...] | list[str]) -> dict[str, int]:
+    changes = {}
+    for arg in args:
+        name, sep, value = arg.partition("=")
+        if not sep or not PROCESS_TYPE.fullmatch(name) or not value.isdigit() or int(value) > MAX_SCALE:
+            raise InvalidInput(f"expected TYPE=COUNT with a count from 0 to {MAX_SCALE}, got {arg[:40]!r}")
+        if name == RELEASE:
+            raise InvalidInput("release runs once per deploy; it cannot be scaled")
+        changes[name] = int(value)
+    if not changes:
+        raise InvalidInput("nothing to scale: ps:scale APP web=2 worker=1")
+    return changes
+
+
+def store_counts(host: Host, app: str, changes: dict[str, int]) -> None:
+    with store.transaction(host.db) as db:
+        for process, count in changes.items():
+            db.execute("INSERT INTO formation (app, process, count) VALUES (?, ?, ?) "
+                       "ON CONFLICT (app, process) DO UPDATE SET count = excluded.count", (app, process, count))
+
+
+def container_name(host: Host, app: str, process: str, release: int, index: int) -> str:
+    return host.settings.container_name(f"{app}.{process}.{release}" + ("" if index == 1 else f".{index}"))
+
+
+def start(host: Host, app: str, *, release: int, image: str, port: int, process: str, index: int, env: dict[str, str],
+          procs: dict[str, str], progress: Callable[[str], None]) -> engine.Container:
+    """Start one container of a process type of a release."""
+    s = host.settings
+    name = container_name(host, app, process, release, index)
+    command = ["/bin/sh", "-c", f"exec {procs[process]}"] if process in procs else None
+    progress(f"-----> Starting {name}")
+    return engine.run(
+        name=name, image=image, network=s.app_network(app), command=command,
+        env={**env, "PORT": str(port)},
+        labels={engine.LABEL: str(s.home), engine.APP_LABEL: app, engine.RELEASE_LABEL: str(release),
+                engine.PROCESS_LABEL: process, engine.INDEX_LABEL: str(index), engine.PORT_LABEL: str(port)},
+        limits=apps.limits(host, app),
+    )
+
+
+def warn_if_shared_uid(container: engine.Container, progress: Callable[[str], None]) -> None:
+    """Say so when the app's processes run as the uid of an account of this host: that account can read
+    their environment (the app's config) in /proc and trace them. minipaas' base images never do."""
+    import pwd
+
+    uid = engine.process_uid(container.id)
+    if not uid:  # root in the container is root on the host: no other account reaches it
+        return
+    try:
+        account = pwd.getpwuid(uid).pw_name
+    except KeyError:
+        return
+    progress(f"!     warning: {container.name} runs as uid {uid}, which is this host's account {account}: that "
+             "account can read the app's environment; run the app as another user (minipaas' base images use "
+             "61000; rebuild an older one with `minipaas stack:build --force`)")
+
+
+def run_release_command(host: Host, app: str, *, image: str, command: str, env: dict[str, str],
+                        progress: Callable[[str], None]) -> None:
+    """The Procfile's `release:` line, once, before the switch (database migrations); must exit 0."""
+    progress(f"-----> Running the release command: {command}")
+    code, output = engine.run_to_completion(
+        image=image, network=host.settings.app_network(app), command=["/bin/sh", "-c", command],
+        env=env, labels={engine.LABEL: str(host.settings.home), engine.APP_LABEL: app,
+                                               engine.PROCESS_LABEL: RELEASE},
+        limits=apps.limits(host, app))
+    for line in output.splitlines()[-50:]:
+        progress(f"       {line}")
+    if code != 0:
+        raise DeployFailed(f"the release command exited with code {code}; nothing was switched",
+                           detail=output[-4000:])
+
+
+def check_still_running(containers: list[engine.Container], network: str) -> None:
+    """Workers have no health check: they must at least not have died by the time the web is healthy."""
+    for c in containers:
+        now = engine.inspect(c.id, network=network)
+        if now.status in ("exited", "dead") or now.restarts > 0:
+            raise DeployFailed(f"{now.name} exited with code {now.exit_code}", detail=health.log_tail(c.id))

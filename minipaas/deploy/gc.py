@@ -1,0 +1,131 @@
+"""Garbage collection: what old releases leave on disk, removed by a retention rule.
+
+The last `keep-releases` (default 5) releases that went live stay instantly rollback-able (their
+images and site directories are kept); older release images, exited containers, dangling images and
+older site directories go. The image of a running container is never removed.
+
+Base images (`minipaas/node:<version>`) go when no image on the engine is built on them any more,
+whichever home it belongs to: `gc` looks at all of them, `gc APP` (and the one after each deploy) at
+those the app's removed images were built on. The newest local version of the host's default major
+stays, so that a new app's first push does not build it again.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass, field
+
+from minipaas.adapters import engine
+from minipaas.build import stacks
+from minipaas.deploy import containers
+from minipaas.routing import sites
+from minipaas.state import apps, releaselog
+from minipaas.state.host import Host
+from minipaas.state.locks import try_app_lock
+
+
+@dataclass
+class Freed:
+    items: list[str] = field(default_factory=list)
+    bytes: int = 0
+
+    def add(self, what: str, size: int) -> None:
+        self.items.append(what)
+        self.bytes += size
+
+
+def collect(host: Host, *, dry_run: bool, only: str | None = None,
+            progress: Callable[[str], None] = lambda _: None) -> Freed:
+    freed = Freed()
+    sizes = engine.unique_image_sizes()
+    removed: dict[str, str] = {}  # release image -> the Node version of its base image ("" if none)
+    for app in [only] if only else apps.names(host):
+        # Never beside a deploy of the same app: its new container and image exist before they are live.
+        with try_app_lock(host.settings, app) as held:
+            if not held:
+                progress(f"       {app}: a deploy is running; collected next time")
+                continue
+            _collect_app(host, app, dry_run=dry_run, freed=freed, sizes=sizes, removed=removed)
+    _collect_stacks(host, dry_run=dry_run, freed=freed, sizes=sizes, removed=removed,
+                    only=set(removed.values()) if only else None)
+    verb = "would free" if dry_run else "freed"
+    for item in freed.items:
+        progress(f"       {'would remove' if dry_run else 'removed'} {item}")
+    progress(f"-----> gc {verb} {_human(freed.bytes)} ({len(freed.items)} items)")
+    return freed
+
+
+def _collect_app(host: Host, app: str, *, dry_run: bool, freed: Freed, sizes: dict[str, int],
+                 removed: dict[str, str]) -> None:
+    retention = int(apps.get_setting(host, app, "keep-releases"))
+    history = releaselog.listing(host, app)
+    went_live = [r for r in history if r.status in ("live", "superseded")]
+    keep = {r.number for r in (went_live if retention == 0 else went_live[:retention])}
+    kept_images = {r.image for r in history if r.number in keep and r.image}
+    in_use = {c.labels.get(engine.RELEASE_LABEL) for c in containers.web_containers(host, app)}
+    for rel in history:
+        image = rel.image
+        if not image or image in kept_images or str(rel.number) in in_use:
+            continue
+        if image != f"{host.settings.image_repository(app)}:{rel.number}":
+            continue  # config and rollback releases reuse another release's image
+        labels = engine.image_labels(image)
+        if labels is None:
+            continue
+        if dry_run or engine.remove_image(image, owner=str(host.settings.home)):
+            freed.add(f"image {image}", sizes.get(image, 0))
+            removed[image] = labels.get(stacks.VERSION_LABEL, "")
+    for number, size in sites.prune(host.settings, app, keep, dry_run=dry_run):
+        freed.add(f"site directory {app}/{number}", size)
+    labels = {engine.LABEL: str(host.settings.home), engine.APP_LABEL: app}
+    for container in engine.containers(labels):
+        if container.status in ("exited", "dead") and container.labels.get(engine.PROCESS_LABEL) not in (None, "run"):
+            if not dry_run:
+                engine.remove(container.id, timeout=0)
+            freed.add(f"container {container.name}", 0)
+    if not dry_run:
+        freed.bytes += engine.prune_dangling(labels)
+
+
+def _collect_stacks(host: Host, *, dry_run: bool, freed: Freed, sizes: dict[str, int], removed: dict[str, str],
+                    only: set[str] | None) -> None:
+    """Base images no image is built on any more (those `removed` are counted as gone already)."""
+    have = stacks.local()
+    default = [s.version for s in have.values() if s.major == host.settings.node_major][-1:]
+    used = stacks.users()
+    for version, stack in have.items():
+        if (only is not None and version not in only) or version in default:
+            continue
+        if any(user.tag not in removed for user in used.get(version, [])):
+            continue
+        if dry_run or stacks.remove(version):
+            freed.add(f"base image {stack.tag} (no release is built on it)", sizes.get(stack.tag, stack.size))
+    if not dry_run:
+        freed.bytes += engine.prune_dangling({engine.LABEL: "stack"})  # base images a rebuild replaced
+
+
+def report(host: Host) -> list[dict[str, object]]:
+    """Disk used per app: release images (what each adds beyond the layers it shares with other images),
+    site directories and the git repository."""
+    sizes = engine.unique_image_sizes()
+    rows = []
+    for app in apps.names(host):
+        images = {r.image for r in releaselog.listing(host, app) if r.image and r.image in sizes}
+        image_bytes = sum(sizes[i] for i in images)
+        rows.append({
+            "app": app,
+            "images": len(images),
+            "image_bytes": image_bytes,
+            "site_bytes": sites.disk_usage(sites.app_dir(host.settings, app)),
+            "repo_bytes": sites.disk_usage(host.settings.repo_path(app)),
+        })
+    return rows
+
+
+def _human(size: int) -> str:
+    value = float(size)
+    for unit in ("B", "KB", "MB", "GB"):
+        if value < 1024 or unit == "GB":
+            return f"{value:.0f} {unit}" if unit == "B" else f"{value:.1f} {unit}"
+        value /= 1024
+    return f"{value:.1f} GB"

@@ -1,0 +1,96 @@
+"""The pre-receive hook: decides, for each pushed ref, whether to deploy, accept or refuse.
+
+Git runs it before updating any ref; a non-zero exit rejects the whole push, so a failed build
+or health check leaves the branch where it was and the old release serving. Everything printed
+here reaches the pusher as `remote:` lines.
+"""
+
+from __future__ import annotations
+
+import os
+import signal
+from typing import TextIO
+
+from minipaas.adapters.gitrepo import ZERO_SHA
+from minipaas.errors import MinipaasError
+from minipaas.progress import Lines
+from minipaas.state import perms
+
+# What the pusher sees; if their connection drops, the deploy goes on without them.
+say = Lines()
+PUSH_OPTIONS = frozenset({"verbose"})
+
+
+def push_options(environ: dict[str, str]) -> list[str]:
+    """The `git push -o ...` options (git passes them as GIT_PUSH_OPTION_<n>)."""
+    count = environ.get("GIT_PUSH_OPTION_COUNT", "0")
+    return [environ.get(f"GIT_PUSH_OPTION_{i}", "") for i in range(int(count) if count.isdigit() else 0)]
+
+
+def deploy_refs(branch_setting: str) -> tuple[str, ...]:
+    if branch_setting:
+        return (f"refs/heads/{branch_setting}",)
+    return ("refs/heads/master", "refs/heads/main")
+
+
+def main(app: str, stdin: TextIO) -> int:
+    # git runs the hook with the pusher's umask; the build and the release write under the home.
+    perms.restrict_umask()
+    # A pusher whose ssh session ends must not end the deploy half-way.
+    signal.signal(signal.SIGHUP, signal.SIG_IGN)
+    updates = [line.split() for line in stdin.read().splitlines() if line.strip()]
+    live = None
+    try:
+        # Imported once SIGHUP is ignored and the umask set: the deploy path's modules (the docker SDK
+        # among them) take a few hundred ms to load, and the .pyc files Python may write get our umask.
+        from minipaas.adapters import gitrepo
+        from minipaas.deploy import rollout
+        from minipaas.state import apps, releaselog
+        from minipaas.state.host import current
+
+        host = current()
+        apps.require(host, app)
+        for option in push_options(dict(os.environ)):
+            if option == "verbose":
+                os.environ["MINIPAAS_VERBOSE"] = "1"  # every line the builder prints
+            else:
+                known = ", ".join(sorted(PUSH_OPTIONS))
+                say(f"-----> push option {option[:40]!r} is not one minipaas knows ({known}); ignored")
+        live = releaselog.live(host, app)
+        targets = deploy_refs(apps.get_setting(host, app, "deploy-branch"))
+        deploy = None
+        for _old, new, ref in updates:
+            if ref in targets:
+                if new == ZERO_SHA:
+                    say(f"!     {ref.removeprefix('refs/heads/')} is the deploy branch of {app}; "
+                        "deleting it is refused (destroy the app instead)")
+                    return 1
+                deploy = deploy or new
+            elif ref.startswith("refs/heads/"):
+                say(f"-----> {ref.removeprefix('refs/heads/')} accepted, not deployed "
+                    f"(deploys come from {' or '.join(t.removeprefix('refs/heads/') for t in targets)})")
+        if deploy:
+            gitrepo.keep_pushed(host.settings.repo_path(app), deploy)
+            rollout.deploy_commit(host, app, deploy, say)
+        return 0
+    except MinipaasError as exc:
+        say(f"!     {exc.message}")
+        for line in exc.detail.splitlines():
+            say(f"!     {line}")
+        say(_rejected(live))
+        return 1
+    except KeyboardInterrupt:
+        say("!     interrupted; push rejected")
+        return 1
+    except Exception as exc:  # a bug, or the engine failing oddly: still one line, and the push is refused
+        if os.environ.get("MINIPAAS_DEBUG"):
+            raise
+        say(f"!     internal error: {type(exc).__name__}: {exc} (MINIPAAS_DEBUG=1 shows details)")
+        say(_rejected(live))
+        return 1
+
+
+def _rejected(live: object) -> str:
+    if live is None:
+        return "!     push rejected; nothing was deployed"
+    return "!     push rejected; the previous release keeps serving"

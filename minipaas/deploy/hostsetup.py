@@ -1,0 +1,60 @@
+"""`minipaas init`: create or upgrade everything this host's settings call for, idempotently."""
+
+from __future__ import annotations
+
+import dataclasses
+from collections.abc import Callable
+
+from minipaas.adapters import gitrepo, nginx
+from minipaas.build import builders, buildkit
+from minipaas.routing import proxy
+from minipaas.state import perms, store
+from minipaas.state.settings import SETTINGS_FILE, Settings, load
+
+
+def init(progress: Callable[[str], None], settings: Settings | None = None) -> Settings:
+    s = settings or load()
+    # The builder is found once, here, and written down: a push does not probe the docker CLIs.
+    s = dataclasses.replace(s, builder=_builder(s))
+    # Modes and owners first (perms.POLICY), repairing an install from before the policy: from here
+    # on, no local account but root (and nginx's workers, where they must) can read the home.
+    problems = perms.secure_home(s, repair=True)
+    perms.write_file(s.home / SETTINGS_FILE, s.to_toml().encode(), perms.PRIVATE_FILE)
+    for repo in sorted(s.repos_dir.glob("*.git")):
+        gitrepo.configure(repo)  # e.g. objects pushed later are created 0400/0600 by git itself
+    conn = store.connect(s.db_path)
+    version = store.migrate(conn)
+    conn.close()
+    progress(f"-----> State in {s.db_path} (schema version {version})")
+    for problem in problems:
+        progress(f"       warning: {problem}")
+    if perms.workers_gid(s) is not None:
+        progress(f"-----> {s.home} is root's; nginx's workers ({s.nginx_user}:{perms.workers_group_name(s)}) "
+                 "reach only static sites and ACME challenges")
+    else:
+        progress(f"-----> {s.home} is its owner's alone (without root, nginx's workers run as you)")
+    blocked = perms.workers_blocked_at(s)
+    if blocked is not None:
+        progress(f"       warning: {s.nginx_user} cannot pass through {blocked}: sites will answer 403 and 502 "
+                 "(move MINIPAAS_HOME, or open that folder to others with chmod o+x)")
+    if s.nginx == "system" and perms.workers_gid(s) is not None:
+        host_user = nginx.system_user()
+        if host_user not in (None, s.nginx_user):
+            progress(f"       warning: the host's nginx runs its workers as {host_user}, not {s.nginx_user}: they "
+                     f"cannot enter {s.home}; set MINIPAAS_NGINX_USER={host_user} and run `minipaas init` again")
+    progress(f"-----> Apps get a Docker network each, on a /26 of {s.subnets}")
+    proxy.setup(s)
+    where = f"private nginx on 127.0.0.1:{s.http_port}" if s.nginx == "private" else \
+        f"the host's nginx on port {s.http_port}"
+    progress(f"-----> Apps are served at http://<app>.{s.domain} by {where}")
+    for line in builders.describe(s):
+        progress(f"-----> {line[0].upper()}{line[1:]}")
+    return s
+
+
+def _builder(s: Settings) -> str:
+    """auto and buildkit are resolved now; a builder found earlier is kept while its CLI is there."""
+    wanted = s.builder
+    if wanted.startswith(("buildkit:", "buildx:")) and not buildkit.parse(wanted).cli_exists():
+        wanted = "auto"
+    return buildkit.find(wanted, prefer_legacy=builders.enforcement().layout is None).spec

@@ -1,0 +1,77 @@
+"""An app's creation (bare repo + default domain + vhost) and destruction (containers, images, repo,
+vhost, site folders, certificates, grants): the two operations that reach into every layer below."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+
+from minipaas.access import events
+from minipaas.adapters import engine, gitrepo, networks
+from minipaas.build import buildcontext
+from minipaas.errors import Conflict
+from minipaas.routing import certs, proxy, sites
+from minipaas.state import apps, store
+from minipaas.state.host import Host
+from minipaas.state.names import check_new_app
+from minipaas.state.settings import HOOK_TEMPLATE
+
+
+def create(host: Host, name: str) -> None:
+    check_new_app(name)
+    if apps.exists(host, name):
+        raise Conflict(f"app {name} already exists")
+    s = host.settings
+    domain = apps.default_domain(host, name)
+    repo = s.repo_path(name)
+    if repo.exists() or repo.is_symlink():
+        # Never adopt (or write through) something we did not create: a leftover, or a planted link.
+        raise Conflict(f"{repo} exists already but belongs to no app; move it away first")
+    with store.transaction(host.db) as db:
+        if db.execute("SELECT app FROM domains WHERE domain = ?", (domain,)).fetchone():
+            raise Conflict(f"domain {domain} already belongs to another app")
+        db.execute("INSERT INTO apps (name, created_at) VALUES (?, ?)", (name, store.now()))
+        db.execute("INSERT INTO domains (domain, app) VALUES (?, ?)", (domain, name))
+    try:
+        s.repos_dir.mkdir(parents=True, exist_ok=True)
+        gitrepo.init_bare(s.repo_path(name), home=s.home, app=name, hook_template=HOOK_TEMPLATE)
+        proxy.setup(s)
+        proxy.write_site(s, name, [domain])
+    except BaseException:
+        # Nothing half-done: an app is either fully there or not at all.
+        gitrepo.remove(s.repo_path(name))
+        with store.transaction(host.db) as db:
+            db.execute("DELETE FROM apps WHERE name = ?", (name,))
+        raise
+
+
+def destroy(host: Host, name: str, progress: Callable[[str], None]) -> None:
+    apps.require(host, name)
+    s = host.settings
+    for container in engine.containers({engine.LABEL: str(s.home), engine.APP_LABEL: name}):
+        engine.remove(container.id, timeout=5)
+        progress(f"removed container {container.name}")
+    proxy.remove_app(s, name)
+    networks.remove(s.app_network(name))
+    images = {row["image"] for row in host.db.execute("SELECT image FROM releases WHERE app = ?", (name,))}
+    for image in sorted(i for i in images if i):
+        if engine.remove_image(image, owner=str(s.home)):
+            progress(f"removed image {image}")
+    leftovers = engine.remove_images_labelled({engine.LABEL: str(s.home), engine.APP_LABEL: name})
+    if leftovers:
+        progress(f"removed {len(leftovers)} more images of its builds")
+    gitrepo.remove(s.repo_path(name))
+    buildcontext.remove(s, name)
+    sites.remove_app(s, name)
+
+    certs.remove_app(s, name)
+    with store.transaction(host.db) as db:
+        granted = [row["name"] for row in db.execute("SELECT name FROM key_grants WHERE app = ? ORDER BY name",
+                                                       (name,))]
+        db.execute("DELETE FROM apps WHERE name = ?", (name,))  # its grants, config, domains... go with it
+        db.execute("DELETE FROM retirements WHERE app = ?", (name,))
+    (s.locks_dir / f"{name}.lock").unlink(missing_ok=True)
+    if granted:
+        # A deployer's access ends with the app: an app created later under this name starts with none.
+        events.record(host, app=name, command=f"apps:destroy {name}",
+                      outcome=f"grants removed: {', '.join(granted)}")
+        progress(f"removed the grants of {', '.join(granted)}")

@@ -1,0 +1,36 @@
+"""One-off processes: `run APP -- CMD` in a fresh container of the live image, `enter` an existing one."""
+
+from __future__ import annotations
+
+import sys
+import uuid
+
+from minipaas.adapters import engine
+from minipaas.deploy import containers
+from minipaas.errors import InvalidInput, NotFound
+from minipaas.state import apps, config, releaselog
+from minipaas.state.host import Host
+
+
+def run(host: Host, app: str, command: list[str]) -> int:
+    live = releaselog.live(host, app)
+    if live is None:
+        raise NotFound(f"{app} has no release to run; push it first")
+    if not command:
+        raise InvalidInput("nothing to run: `run APP -- COMMAND [ARGS...]`")
+    s = host.settings
+    containers.ensure_app_network(host, app)
+    return engine.run_oneoff(
+        image=live.image, name=s.container_name(f"{app}.run.{uuid.uuid4().hex[:8]}"), network=s.app_network(app),
+        env=config.get_all(host, app),
+        labels={engine.LABEL: str(s.home), engine.APP_LABEL: app, engine.PROCESS_LABEL: "run"},
+        limits=apps.limits(host, app), command=command, tty=sys.stdin.isatty())
+
+
+def enter(host: Host, app: str, process: str, command: list[str]) -> int:
+    live = releaselog.live(host, app)
+    running = [c for c in containers.web_containers(host, app)
+               if c.status == "running" and live is not None and c.labels.get(engine.RELEASE_LABEL) == str(live.number)]
+    if process not in ("web", "web.1") or not running:
+        raise NotFound(f"{app} has no running {process} container")
+    return engine.exec_in(running[0].id, command or ["/bin/sh"], tty=sys.stdin.isatty())

@@ -1,0 +1,211 @@
+"""Releases: the deploy sequence and the record of every release.
+
+A release is an image plus the config of its time. Rolling one out always goes the same way:
+start the new web container, wait until it is healthy, switch the app's route to it, record it as
+live, and retire the old containers after the drain delay, in the background. A failure at any
+step removes what that step created, records the release as failed, and leaves the old one serving.
+"""
+
+from __future__ import annotations
+
+import collections
+from collections.abc import Callable
+
+from minipaas.adapters import engine
+from minipaas.build import builds, starthints
+from minipaas.deploy import containers, formation, retirement, watcher
+from minipaas.deploy.bringup import bring_up
+from minipaas.errors import BuildFailed, DeployFailed, MinipaasError, NotFound
+from minipaas.progress import Recorder
+from minipaas.routing import domains, proxy, sites
+from minipaas.state import apps, config, releaselog, store
+from minipaas.state.host import Host
+from minipaas.state.locks import app_lock
+from minipaas.state.releaselog import Release
+
+Progress = Callable[[str], None]
+
+
+# -- entry points --------------------------------------------------------------------------
+
+def deploy_commit(host: Host, app: str, sha: str, progress: Progress) -> Release:
+    """Build and roll out a pushed commit (the pre-receive hook's job)."""
+    with app_lock(host.settings, app, progress):
+        current = releaselog.live(host, app)
+        if current and current.sha == sha and containers.running(host, app, current.number):
+            progress(f"-----> {sha[:7]} is already live as release {current.number}; nothing to do")
+            return current
+        return roll_out(host, app, kind="build", sha=sha, image="", buildpack="", progress=progress)
+
+
+def change_config(
+    host: Host, app: str, change: Callable[[], bool], progress: Progress, *, restart: bool = True
+) -> Release | None:
+    """Apply a config change and roll the live image out with it; undo the change if that fails."""
+    with app_lock(host.settings, app, progress):
+        before = config.get_all(host, app)
+        if not change():
+            progress("-----> Config unchanged")
+            return None
+        current = releaselog.live(host, app)
+        if current is None or not restart:
+            return None
+        if current.serving == "static":
+            progress("-----> Stored; a static site has no process to give it to")
+            return None
+        progress(f"-----> Releasing {app} with the new config")
+        try:
+            return roll_out(host, app, kind="config", sha=current.sha, image=current.image,
+                             buildpack=current.buildpack, progress=progress)
+        except MinipaasError:
+            config.replace_all(host, app, before)
+            raise
+
+
+def restart(host: Host, app: str, progress: Progress) -> Release:
+    """Replace the live containers by fresh ones of the same image and config, without downtime."""
+    with app_lock(host.settings, app, progress):
+        current = releaselog.live(host, app)
+        if current is None:
+            raise NotFound(f"{app} has no live release to restart; push it first")
+        if current.serving == "static":
+            progress(f"-----> {app} is a static site served by nginx: nothing to restart")
+            return current
+        return roll_out(host, app, kind="restart", sha=current.sha, image=current.image,
+                         buildpack=current.buildpack, progress=progress)
+
+
+# -- the sequence --------------------------------------------------------------------------
+
+def roll_out(host: Host, app: str, *, kind: str, sha: str, image: str, buildpack: str,
+              progress: Progress, env: dict[str, str] | None = None) -> Release:
+    """Start → health check → switch → record → retire, for every way a release comes about.
+
+    `image` empty: build the commit first. `env`: the config to run with (default: the app's now).
+    The release's log keeps everything the caller was shown, and the builder's own output.
+    """
+    s = host.settings
+    containers.ensure_app_network(host, app)
+    proxy.ensure_running(s)
+    watcher.ensure_running(s)
+    retirement.reconcile(host, app)
+    env = config.get_all(host, app) if env is None else env
+    if image and engine.image_id(image) is None:
+        # Removed outside minipaas (a `docker rmi`, a new disk): the commit is still here, so build it again.
+        progress(f"-----> The image {image} is gone; building {sha[:7]} again")
+        image, kind = "", "rebuild"
+    number = releaselog.record_pending(host, app, kind=kind, sha=sha, image=image, buildpack=buildpack, env=env)
+    progress = Recorder(progress)
+    raw = ""  # the builder's own lines, all of them
+    started: list[engine.Container] = []
+    procs: dict[str, str] | None = None  # the Procfile, once read
+    try:
+        if not image:
+            source = builds.inspect(s, app, sha)
+            releaselog.update(host, app, number, buildpack=source.pack.name)
+            procs = source.procfile
+            if source.pack.is_static:
+                released, raw = _roll_out_site(host, app, number, source, progress)
+                releaselog.update(host, app, number, build_log=_log_text(progress, raw))
+                return released
+            built = builds.build(s, app, number, source, progress,
+                                 allowed_images=apps.get_setting(host, app, "build-images"))
+            image, buildpack, raw = built.image, built.buildpack, built.log
+            releaselog.update(host, app, number, image=image, buildpack=buildpack)
+        if procs is None:  # an earlier image (config, restart, rollback): read its commit's Procfile
+            procs = formation.procfile(host, app, sha)
+        if formation.RELEASE in procs:
+            formation.run_release_command(host, app, image=image, command=procs[formation.RELEASE], env=env,
+                                          progress=progress)
+        port = containers.web_port(image)
+        for process, count in formation.counts(host, app, procs, formation.declared(host, app, sha)).items():
+            for index in range(1, count + 1):
+                started.append(formation.start(host, app, release=number, image=image, port=port, env=env,
+                                               process=process, index=index, procs=procs, progress=progress))
+        if started:
+            formation.warn_if_shared_uid(started[0], progress)
+        bring_up(host, app, release=number, sha=sha, started=started, progress=progress, timed=True)
+        if sites.serving_root(s, app) is not None:  # a static site becomes a container app
+            proxy.write_site(s, app, domains.of(host, app), static=False)
+            sites.deactivate(s, app)
+        new_ids = {c.id for c in started}
+        old = [c for c in containers.app_containers(host, app) if c.id not in new_ids]
+        drain = int(apps.get_setting(host, app, "drain-seconds"))
+        releaselog.record_live(host, app, number, retiring=[c.id for c in old], drain=drain)
+    except BaseException as exc:
+        if isinstance(exc, DeployFailed):  # a process died at start: a pruned devDependency's binary?
+            hint = starthints.for_commit(s.repo_path(app), sha, app, exc.detail)
+            exc.detail = f"{hint}\n{exc.detail}" if hint else exc.detail
+        for container in started:
+            engine.remove(container.id, timeout=0)
+        message = exc.message if isinstance(exc, MinipaasError) else f"interrupted ({type(exc).__name__})"
+        if isinstance(exc, BuildFailed) and exc.log:
+            raw = exc.log
+        progress.lines.append(f"!     {message}")  # the caller says it; the log keeps it
+        releaselog.update(host, app, number, status="failed", message=message, finished_at=store.now(),
+                build_log=_log_text(progress, raw))
+        raise
+    if old:
+        progress(f"-----> Retiring {', '.join(c.name for c in old)} in {drain}s (in the background)")
+        retirement.spawn_retirer(host, app)
+    kinds = collections.Counter(c.labels[engine.PROCESS_LABEL] for c in started)
+    if kinds[formation.WEB]:
+        domain = apps.default_domain(host, app)
+        progress(f"=====> {app} release {number} is live at http://{domain}{containers.port_suffix(host)}/")
+    else:
+        running = " ".join(f"{kind}={count}" for kind, count in sorted(kinds.items())) or "nothing runs"
+        progress(f"=====> {app} release {number} is live with no web process ({running}; "
+                 f"`ps:scale {app} web=1` would serve it)")
+    releaselog.update(host, app, number, build_log=_log_text(progress, raw))
+    return releaselog.get(host, app, number)
+
+
+BUILDER_OUTPUT = "----- the builder's own output -----"
+
+
+def _log_text(recorder: Recorder, raw: str) -> str:
+    """A release's log: what the pusher saw, then every line the builder printed."""
+    text = recorder.text()
+    return f"{text}\n\n{BUILDER_OUTPUT}\n{raw}" if raw else text
+
+
+def _roll_out_site(host: Host, app: str, number: int, source: builds.Source,
+                   progress: Progress) -> tuple[Release, str]:
+    """The static variant of the sequence: files into a release directory, then one symlink swap.
+
+    Runs inside `_roll_out`'s failure handling: an exception marks the release failed. Returns the
+    release and the builder's output (a site with a build step).
+    """
+    s = host.settings
+    image, raw = "", ""
+    releaselog.update(host, app, number, buildpack=source.pack.name, serving="static")
+    if source.pack.serve == "static-build":
+        built = builds.build(s, app, number, source, progress)
+        image, raw = built.image, built.log
+        releaselog.update(host, app, number, image=image)
+    else:
+        progress(f"-----> Preparing {app} (release {number}, {source.sha[:7]}) with the {source.pack.name} buildpack")
+    sites.prepare(s, app, number, source.sha, source.pack, site_dir=apps.get_setting(host, app, "static-dir"),
+                  image=image, progress=progress, outputs=source.preset.output if source.preset else ())
+    previous = sites.live_release(s, app)
+    sites.activate(s, app, number)
+    try:
+        proxy.write_site(s, app, domains.of(host, app), static=True, markdown=source.pack.serve == "markdown")
+    except BaseException:
+        if previous is None:
+            sites.deactivate(s, app)
+        else:
+            sites.activate(s, app, previous)
+        raise
+    old = containers.app_containers(host, app)  # it was a container app until now
+    proxy.unroute(s, app)
+    releaselog.record_live(host, app, number, retiring=[c.id for c in old], drain=0)
+    retirement.spawn_retirer(host, app)  # old containers, if it was a container app; old site directories (gc)
+    domain = apps.default_domain(host, app)
+    progress(f"=====> {app} release {number} is live at http://{domain}{containers.port_suffix(host)}/")
+    return releaselog.get(host, app, number), raw
+
+
+# -- retirement and repair -----------------------------------------------------------------
+
+

@@ -1,0 +1,145 @@
+"""The engine's news, applied at once: a web container that goes away leaves its app's route.
+
+One background process per minipaas home (`minipaas watch`) follows the Docker engine's events for
+that home's containers. When a routed container dies or is removed (a crash, a `docker rm -f`, an
+engine shutting down), `routes.forget_container` takes its address out of its app's route before any
+request waits on it: the app's other containers take the traffic, or the app answers 503. When the
+engine restarts a crashed container (its restart policy), the container goes back into the route as
+soon as it answers HTTP again. Deploys, scaling and retirement change routes themselves; the watcher
+only reacts to what happens behind minipaas' back.
+
+Every deploy and `ps:restore` start it when it is not running (`ensure_running`); it reconnects to
+the engine when the engine restarts.
+"""
+
+from __future__ import annotations
+
+import http.client
+import os
+import subprocess
+import sys
+import threading
+import time
+from pathlib import Path
+
+from minipaas.adapters import engine
+from minipaas.errors import MinipaasError
+from minipaas.routing import routes
+from minipaas.state.host import Host
+from minipaas.state.settings import Settings
+
+GONE = ("die", "destroy", "kill", "oom", "stop")
+BACK_WITHIN = 60.0  # seconds a restarted container has to answer before it is left out
+
+
+def pid_file(settings: Settings) -> Path:
+    return settings.nginx_dir / "run" / "watch.pid"
+
+
+def _is_watcher(pid: int, settings: Settings) -> bool:
+    try:
+        cmdline = Path(f"/proc/{pid}/cmdline").read_bytes().split(b"\0")
+        environ = Path(f"/proc/{pid}/environ").read_bytes().split(b"\0")
+    except OSError:
+        return False
+    return b"watch" in cmdline and f"MINIPAAS_HOME={settings.home}".encode() in environ
+
+
+def running(settings: Settings) -> int | None:
+    try:
+        pid = int(pid_file(settings).read_text().strip())
+    except (OSError, ValueError):
+        return None
+    return pid if _is_watcher(pid, settings) else None
+
+
+def ensure_running(settings: Settings) -> None:
+    """Start the watcher of this home unless it runs."""
+    if running(settings) is not None:
+        return
+    settings.logs_dir.mkdir(parents=True, exist_ok=True)
+    with open(settings.logs_dir / "watch.log", "ab") as log:
+        subprocess.Popen(
+            [sys.executable, "-m", "minipaas", "watch"],
+            stdin=subprocess.DEVNULL, stdout=log, stderr=log, start_new_session=True,
+            env={**os.environ, "MINIPAAS_HOME": str(settings.home)},
+        )
+
+
+def run(settings: Settings) -> None:
+    """Follow the engine's events until killed (the `watch` command)."""
+    pid_file(settings).write_text(f"{os.getpid()}\n")
+    forgotten: dict[str, str] = {}  # container id -> app, for those unrouted by a crash
+    while True:
+        try:
+            for event in engine.events({"type": "container", "label": f"{engine.LABEL}={settings.home}"}):
+                handle(settings, event, forgotten)
+        except MinipaasError as exc:
+            print(f"watch: {exc.message}; again in 1 s", file=sys.stderr, flush=True)
+        except Exception as exc:  # the engine's stream broke (a restart): follow it again
+            print(f"watch: {type(exc).__name__}: {exc}; again in 1 s", file=sys.stderr, flush=True)
+        time.sleep(1)
+
+
+def handle(settings: Settings, event: dict[str, object], forgotten: dict[str, str]) -> None:
+    action = str(event.get("Action") or event.get("status") or "")
+    container = str(event.get("id") or "")
+    if not container:
+        return
+    if action.split(":")[0] in GONE:
+        # Old news when `ps:start` (or the engine) started it again since: it may be routed again already.
+        app = routes.forget_container(settings, container, stale=lambda: _started_since(container, event))
+        if app is not None:
+            forgotten[container] = app
+            print(f"watch: {container[:12]} of {app}: {action}; unrouted", file=sys.stderr, flush=True)
+    elif action == "start" and container in forgotten:
+        app = forgotten.pop(container)
+        threading.Thread(target=_route_again, args=(settings, app, container), daemon=True).start()
+
+
+def _started_since(container: str, event: dict[str, object]) -> bool:
+    """Whether the container runs now and started after the event happened."""
+    try:
+        found = engine.inspect(container)
+    except MinipaasError:
+        return False
+    happened = int(str(event.get("timeNano") or 0))
+    return found.status == "running" and happened > 0 and found.started_ns > happened
+
+
+def _route_again(settings: Settings, app: str, container: str) -> None:
+    """A crashed container the engine restarted: back into the route once it answers HTTP."""
+    deadline = time.monotonic() + BACK_WITHIN
+    port = None
+    while time.monotonic() < deadline:
+        try:
+            found = engine.inspect(container, network=settings.app_network(app))
+        except MinipaasError:
+            return
+        if found.status != "running":
+            return
+        port = port or int(found.labels.get(engine.PORT_LABEL, "5000"))
+        if found.ip and _answers(found.ip, port):
+            if not _of_live_release(settings, app, found.labels.get(engine.RELEASE_LABEL, "")):
+                return  # a deploy moved on meanwhile: this one retires
+            routes.add_container(settings, app, f"{found.ip}:{port}", container)
+            print(f"watch: {container[:12]} of {app}: answering again; routed", file=sys.stderr, flush=True)
+            return
+        time.sleep(0.2)
+
+
+def _of_live_release(settings: Settings, app: str, release: str) -> bool:
+    row = Host(settings).db.execute("SELECT number FROM releases WHERE app = ? AND status = 'live'",
+                                    (app,)).fetchone()
+    return row is not None and str(row["number"]) == release
+
+
+def _answers(ip: str, port: int) -> bool:
+    conn = http.client.HTTPConnection(ip, port, timeout=2)
+    try:
+        conn.request("GET", "/", headers={"User-Agent": "minipaas-watch"})
+        return conn.getresponse().status < 500
+    except (OSError, http.client.HTTPException):
+        return False
+    finally:
+        conn.close()

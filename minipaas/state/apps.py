@@ -1,0 +1,148 @@
+"""Apps: which exist, and their per-app settings (SETTINGS: defaults, checks, help).
+
+Creating and destroying an app touches every layer: that is deploy/lifecycle.py's.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+from collections.abc import Callable
+from dataclasses import dataclass
+
+from minipaas.adapters import buildcgroups, engine
+from minipaas.errors import InvalidInput, NotFound
+from minipaas.state import store
+from minipaas.state.host import Host
+from minipaas.state.names import check_app, valid_image_patterns
+from minipaas.state.settings import Settings
+
+
+@dataclass(frozen=True)
+class AppSetting:
+    default: str
+    check: Callable[[str], bool]
+    help: str
+
+
+def _int_between(low: int, high: int) -> Callable[[str], bool]:
+    return lambda v: v.isdigit() and low <= int(v) <= high
+
+
+def _size_at_least(low: str) -> Callable[[str], bool]:
+    return lambda v: bool(re.fullmatch(r"[1-9][0-9]*[kmg]", v)) and \
+        buildcgroups.parse_size(v) >= buildcgroups.parse_size(low)
+
+
+def _positive_decimal(value: str) -> bool:
+    return bool(re.fullmatch(r"(0\.[0-9]*[1-9][0-9]*|[1-9][0-9]*(\.[0-9]+)?)", value))
+
+
+# A build leaves a core to the live apps (and to nginx) on a host with more than one.
+_BUILD_CPUS = str(max(1, len(os.sched_getaffinity(0)) - 1))
+
+
+def _plain_path(value: str) -> bool:
+    """A relative slash-separated name (a branch, a folder): no `..`, no leading slash, no odd characters."""
+    return bool(re.fullmatch(r"[A-Za-z0-9._-]+(/[A-Za-z0-9._-]+)*", value)) and ".." not in value
+
+
+# markdown-html's values before it had GitHub's default: stored as the names they stand for.
+MARKDOWN_HTML_ALIASES = {"on": "sanitize", "off": "escape"}
+
+SETTINGS: dict[str, AppSetting] = {
+    "deploy-branch": AppSetting(
+        "", lambda v: v == "" or _plain_path(v), "branch whose pushes deploy (empty: master or main)"),
+    "healthcheck-path": AppSetting(
+        "/", lambda v: bool(re.fullmatch(r"/[A-Za-z0-9._~!$&'()*+,;=:@%/?-]*", v)),
+        "path the health check requests"),
+    "healthcheck-timeout": AppSetting("60", _int_between(1, 3600), "seconds a new release has to answer"),
+    "drain-seconds": AppSetting("10", _int_between(0, 3600), "seconds old containers keep running after the switch"),
+    "memory": AppSetting("512m", lambda v: bool(re.fullmatch(r"[1-9][0-9]*[kmg]", v)), "memory limit per container"),
+    "cpus": AppSetting("", lambda v: v == "" or bool(re.fullmatch(r"(0\.[0-9]*[1-9][0-9]*|[1-9][0-9]*(\.[0-9]+)?)", v)),
+                       "CPUs per container, e.g. 0.5 (empty: no limit)"),
+    "keep-releases": AppSetting("5", _int_between(0, 10_000),
+                                "releases gc keeps rollback-able (0: keep everything, gc off)"),
+    "pids": AppSetting("512", _int_between(16, 100_000), "most processes and threads per container"),
+    "read-only": AppSetting("off", lambda v: v in ("on", "off"),
+                            "on: the container's filesystem is read-only, with a writable /tmp"),
+    "build-memory": AppSetting("2g", _size_at_least("32m"), "memory a build's steps may use together, e.g. 1g"),
+    "build-cpus": AppSetting(_BUILD_CPUS, _positive_decimal, "CPUs a build may use, e.g. 1.5"),
+    "build-pids": AppSetting("2048", _int_between(16, 100_000), "most processes and threads a build may run at once"),
+    "build-timeout": AppSetting("900", _int_between(1, 3600), "seconds a build may take before it is cancelled"),
+    "static-dir": AppSetting(
+        "", lambda v: v == "" or _plain_path(v), "folder a static site is served from (empty: found automatically)"),
+    "hsts": AppSetting("off", lambda v: v in ("on", "off"),
+                       "on: HTTPS responses carry Strict-Transport-Security (browsers then insist on HTTPS)"),
+    "markdown-html": AppSetting("sanitize", lambda v: v in ("sanitize", "escape", *MARKDOWN_HTML_ALIASES),
+                                "sanitize: raw HTML in Markdown pages is kept, sanitized as GitHub does; "
+                                "escape: it is shown as text (on and off are taken for sanitize and escape)"),
+    "letsencrypt": AppSetting("off", lambda v: v in ("on", "off"),
+                              "on: letsencrypt:renew keeps a certificate from the ACME CA (letsencrypt:enable)"),
+    "build-images": AppSetting("", valid_image_patterns,
+                               "images the app's own Dockerfile may use besides minipaas' base images "
+                               "(patterns such as `node:*-slim`, separated by blanks)"),
+}
+
+
+def exists(host: Host, name: str) -> bool:
+    return host.db.execute("SELECT 1 FROM apps WHERE name = ?", (name,)).fetchone() is not None
+
+
+def require(host: Host, name: str) -> str:
+    check_app(name)
+    if not exists(host, name):
+        raise NotFound(f"app {name} does not exist (create it with `minipaas apps:create {name}`)")
+    return name
+
+
+def names(host: Host) -> list[str]:
+    return [row["name"] for row in host.db.execute("SELECT name FROM apps ORDER BY name")]
+
+
+def default_domain(host: Host, name: str) -> str:
+    return f"{name}.{host.settings.domain}"
+
+
+def limits(host: Host, name: str) -> engine.Limits:
+    values = all_settings(host, name)
+    return engine.Limits(memory=values["memory"], cpus=float(values["cpus"]) if values["cpus"] else None,
+                         pids=int(values["pids"]), read_only=values["read-only"] == "on")
+
+
+def build_limits(host: Host, name: str) -> buildcgroups.BuildLimits:
+    values = all_settings(host, name)
+    return buildcgroups.BuildLimits(memory=values["build-memory"], cpus=float(values["build-cpus"]),
+                                    pids=int(values["build-pids"]), timeout=int(values["build-timeout"]))
+
+
+def setting_at(settings: Settings, name: str, key: str) -> str:
+    """An app setting, for code that holds host settings rather than a Host (proxy, sites)."""
+    return get_setting(Host(settings), name, key)
+
+
+def get_setting(host: Host, name: str, key: str) -> str:
+    if key not in SETTINGS:
+        raise InvalidInput(f"unknown setting {key!r}; known: {', '.join(SETTINGS)}")
+    row = host.db.execute("SELECT value FROM app_settings WHERE app = ? AND key = ?", (name, key)).fetchone()
+    return _canonical(key, row["value"]) if row else SETTINGS[key].default
+
+
+def _canonical(key: str, value: str) -> str:
+    """A value as it is stored and shown: markdown-html's on/off (kept from before) as sanitize/escape."""
+    return MARKDOWN_HTML_ALIASES.get(value, value) if key == "markdown-html" else value
+
+
+def all_settings(host: Host, name: str) -> dict[str, str]:
+    return {key: get_setting(host, name, key) for key in SETTINGS}
+
+
+def set_setting(host: Host, name: str, key: str, value: str) -> None:
+    if key not in SETTINGS:
+        raise InvalidInput(f"unknown setting {key!r}; known: {', '.join(SETTINGS)}")
+    if not SETTINGS[key].check(value):
+        raise InvalidInput(f"invalid value {value!r} for {key}: {SETTINGS[key].help}")
+    value = _canonical(key, value)
+    with store.transaction(host.db) as db:
+        db.execute("INSERT INTO app_settings (app, key, value) VALUES (?, ?, ?) "
+                   "ON CONFLICT (app, key) DO UPDATE SET value = excluded.value", (name, key, value))
