@@ -132,3 +132,15 @@ def test_an_apps_containers_reach_their_own_app_and_no_other(paas: Paas) -> None
     assert connect(theirs["name"], one["address"]) in ("timeout", "EHOSTUNREACH", "ECONNREFUSED")
     networks = json.loads(docker("inspect", "--format", "{{json .NetworkSettings.Networks}}", str(one["name"])))
     assert list(networks) == [load(paas.env).app_network(mine)]
+
+
+def test_init_rewrites_the_vhosts_of_an_older_install(paas: Paas) -> None:
+    app, _ = paas.deploy(EXAMPLE)
+    site = paas.home / "nginx" / "sites" / f"{app}.conf"
+    # A vhost as an install from before the routing table wrote it: to a router nginx that is gone.
+    router = paas.home / "nginx" / "run" / "router.sock"
+    site.write_text(site.read_text().replace("proxy_pass http://minipaas_apps;",
+                                             f"proxy_pass http://unix:{router}:;"))
+    paas.run("init")  # the upgrade: vhosts from today's template, applied
+    assert "router.sock" not in site.read_text()
+    assert paas.get(app).status == 200

@@ -7,8 +7,9 @@ from collections.abc import Callable
 
 from minipaas.adapters import gitrepo, nginx
 from minipaas.build import builders, buildkit
-from minipaas.routing import proxy
-from minipaas.state import perms, store
+from minipaas.routing import domains, proxy
+from minipaas.state import apps, perms, store
+from minipaas.state.host import Host
 from minipaas.state.settings import SETTINGS_FILE, Settings, load
 
 
@@ -44,6 +45,11 @@ def init(progress: Callable[[str], None], settings: Settings | None = None) -> S
                      f"cannot enter {s.home}; set MINIPAAS_NGINX_USER={host_user} and run `minipaas init` again")
     progress(f"-----> Apps get a Docker network each, on a /26 of {s.subnets}")
     proxy.setup(s)
+    # Every app's vhost from today's template: an upgrade may change how vhosts route (a host from
+    # before the routing table still had vhosts sending to the retired router, which answered 502).
+    host = Host(s)
+    for app in apps.names(host):
+        proxy.write_site(s, app, domains.of(host, app))
     where = f"private nginx on 127.0.0.1:{s.http_port}" if s.nginx == "private" else \
         f"the host's nginx on port {s.http_port}"
     progress(f"-----> Apps are served at http://<app>.{s.domain} by {where}")
