@@ -13,6 +13,7 @@ import subprocess
 import sys
 import tempfile
 import time
+import tomllib
 import uuid
 from collections.abc import Iterator
 from pathlib import Path
@@ -170,6 +171,9 @@ def test_the_workers_account_is_a_setting_checked_at_load(tmp_path: Path) -> Non
     assert load({"MINIPAAS_HOME": str(tmp_path)}).nginx_user == WORKERS  # root's default
     assert load({"MINIPAAS_HOME": str(tmp_path), "MINIPAAS_NGINX_USER": "nobody"}).nginx_user == "nobody"
     assert 'nginx_user = "www-data"' in load({"MINIPAAS_HOME": str(tmp_path)}).to_toml()
+    # What `init` writes reads back the same, whatever the values hold (quotes, backslashes, control characters).
+    odd = load({"MINIPAAS_HOME": str(tmp_path / 'a"b\\c\x01d'), "MINIPAAS_BUILD_CA": ""})
+    assert tomllib.loads(odd.to_toml())["home"] == str(tmp_path / 'a"b\\c\x01d')
     with pytest.raises(InvalidInput, match="MINIPAAS_NGINX_USER names no account"):
         load({"MINIPAAS_HOME": str(tmp_path), "MINIPAAS_NGINX_USER": "no-such-account-x"})
     result = subprocess.run([sys.executable, "-m", "minipaas", "apps:list"], capture_output=True, text=True,

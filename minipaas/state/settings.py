@@ -15,6 +15,8 @@ import tomllib
 from dataclasses import dataclass
 from pathlib import Path
 
+import tomli_w
+
 from minipaas.errors import InvalidInput
 from minipaas.state.names import check_hostname, valid_image_patterns
 
@@ -136,18 +138,13 @@ class Settings:
         return base if self.instance == DEFAULT_INSTANCE else f"{self.instance}.{base}"
 
     def to_toml(self) -> str:
-        """The settings file `init` writes, so that hooks and later commands see the same values."""
-        lines = [f"home = {_toml_str(str(self.home))}"]
+        """The settings file `init` writes, so that hooks and later commands see the same values
+        (tomli-w writes it: every string escaped as TOML wants, control characters included)."""
+        values = {"home": str(self.home)}
         for name in _FIELDS:
             value = getattr(self, name)
-            value = "" if value is None else str(value)
-            lines.append(f"{name} = {_toml_str(value)}")
-        return "\n".join(lines) + "\n"
-
-
-def _toml_str(value: str) -> str:
-    escaped = value.replace("\\", "\\\\").replace('"', '\\"')
-    return f'"{escaped}"'
+            values[name] = "" if value is None else str(value)
+        return tomli_w.dumps(values)
 
 
 def load(env: dict[str, str] | None = None) -> Settings:
