@@ -299,6 +299,10 @@ def paas_host(work: Path, **env_overrides: str) -> Iterator[Paas]:
             images = docker("images", "-q", "--filter", f"label=minipaas={home}").split()
             if images:
                 subprocess.run(["docker", "rmi", "-f", *sorted(set(images))], capture_output=True)
+            # The apps' networks (a /26 each of MINIPAAS_SUBNETS: a run that left them would run out).
+            networks = docker("network", "ls", "-q", "--filter", f"label=minipaas={home}").split()
+            if networks:
+                subprocess.run(["docker", "network", "rm", *networks], capture_output=True)
         for pid_file in (home / "nginx" / "run").glob("*.pid"):
             with contextlib.suppress(OSError, ValueError):
                 os.kill(int(pid_file.read_text()), 3)  # SIGQUIT: graceful stop
