@@ -84,6 +84,9 @@ rm -rf "$stack_home"
 # --- this host ------------------------------------------------------------------------------------
 export MINIPAAS_HOME=${MINIPAAS_HOME:-/var/lib/minipaas}
 minipaas init
+# Apps and nginx back as they were recorded (a re-run after a reboot of a host without systemd, where
+# nothing else restarts them); on a new host this only starts nginx.
+minipaas ps:restore
 if [ -d /run/systemd/system ]; then
   cat >/etc/systemd/system/minipaas-restore.service <<UNIT
 [Unit]

@@ -17,7 +17,8 @@ from minipaas.adapters import nginx
 pytestmark = pytest.mark.engine  # a real nginx (the fast tier has none)
 
 
-def conf(prefix: Path, port: int, text: str) -> str:
+def conf(prefix: Path, port: int, text: str, unix: Path | None = None) -> str:
+    also = f"server {{ listen unix:{unix}; return 200 \"{text}\"; }}" if unix else ""
     return f"""pid {prefix}/nginx.pid;
 error_log {prefix}/error.log warn;
 worker_processes 2;
@@ -30,6 +31,7 @@ http {{
     uwsgi_temp_path {prefix}/tmp;
     scgi_temp_path {prefix}/tmp;
     server {{ listen 127.0.0.1:{port}; return 200 "{text}"; }}
+    {also}
 }}
 """
 
@@ -72,3 +74,42 @@ def test_reloading_the_host_nginx_returns_once_the_new_configuration_serves(tmp_
         deadline = time.monotonic() + 10
         while Path(f"/proc/{pid}").exists() and time.monotonic() < deadline:
             time.sleep(0.05)
+
+
+def stop(pid: int, sig: int = signal.SIGQUIT) -> None:
+    os.kill(pid, sig)
+    deadline = time.monotonic() + 10
+    while Path(f"/proc/{pid}").exists() and time.monotonic() < deadline:
+        time.sleep(0.05)
+
+
+def test_a_host_nginx_that_died_is_started_again_past_its_leftovers(tmp_path: Path,
+                                                                    monkeypatch: pytest.MonkeyPatch) -> None:
+    """A reboot without systemd (or a killed master) leaves nginx's pid file and its unix socket's
+    file: `system_running` says no, and `reload_system` starts a new master that binds the socket."""
+    (tmp_path / "tmp").mkdir()
+    main, control = tmp_path / "nginx.conf", tmp_path / "control.sock"
+    port = free_port()
+    main.write_text(conf(tmp_path, port, "up", unix=control))
+    wrapper = tmp_path / "nginx"
+    wrapper.write_text(f'#!/bin/sh\nexec nginx -c {main} -p {tmp_path} "$@"\n')
+    wrapper.chmod(0o755)
+    monkeypatch.setattr(nginx, "NGINX", str(wrapper))
+    monkeypatch.setattr(nginx, "SYSTEM_PID", tmp_path / "nginx.pid")
+    assert not nginx.system_running()
+    nginx.reload_system((control,))
+    first = int((tmp_path / "nginx.pid").read_text())
+    assert nginx.system_running()
+    # Dies at once, workers and all, as in a power cut: the pid file and the socket file stay.
+    workers = [int(p) for p in Path(f"/proc/{first}/task/{first}/children").read_text().split()]
+    for pid in [first, *workers]:
+        stop(pid, signal.SIGKILL)
+    assert control.is_socket() and (tmp_path / "nginx.pid").exists()
+    assert not nginx.system_running()
+    nginx.reload_system((control,))
+    second = int((tmp_path / "nginx.pid").read_text())
+    try:
+        assert second != first and nginx.system_running()
+        assert get(port) == "up"
+    finally:
+        stop(second)

@@ -21,6 +21,7 @@ from minipaas.adapters import engine
 from minipaas.errors import EngineError
 
 PREFIX = 26  # addresses per app network: 64, of which 62 for containers
+ATTEMPTS = 32
 
 
 def free_subnet(pool: str, taken: Iterable[str], prefix: int = PREFIX) -> str | None:
@@ -49,8 +50,11 @@ def ensure_app_network(name: str, *, pool: str, labels: dict[str, str]) -> None:
         return
     except docker.errors.NotFound:
         pass
-    for _ in range(5):  # another process may take the subnet between our look and our create
-        subnet = free_subnet(pool, _subnets_in_use())
+    refused: list[str] = []  # subnets the engine said overlap, though no listed network holds them
+    for _ in range(ATTEMPTS):
+        # another process may take the subnet between our look and our create, and a network being
+        # removed holds its pool a moment after it leaves the list: either way, try the next one
+        subnet = free_subnet(pool, [*_subnets_in_use(), *refused])
         if subnet is None:
             raise EngineError(f"no free /{PREFIX} left in MINIPAAS_SUBNETS ({pool}) for the network {name}")
         ipam = docker.types.IPAMConfig(pool_configs=[docker.types.IPAMPool(subnet=subnet)])
@@ -62,7 +66,8 @@ def ensure_app_network(name: str, *, pool: str, labels: dict[str, str]) -> None:
                 return  # created meanwhile by another process
             if "overlap" not in str(exc).lower():
                 raise EngineError(f"cannot create docker network {name}: {engine.reason(exc)}") from None
-    raise EngineError(f"cannot create docker network {name}: its subnets kept being taken")
+            refused.append(subnet)
+    raise EngineError(f"cannot create docker network {name}: {ATTEMPTS} subnets in a row were taken meanwhile")
 
 
 def remove(name: str) -> None:

@@ -175,8 +175,17 @@ def _clear_leftovers(master: Master) -> None:
             with contextlib.suppress(psutil.Error):
                 getattr(process, stop)()
         orphans = _wait_gone(orphans, limit=5.0)
-    listening = {conn.laddr for conn in psutil.net_connections(kind="unix")} if unix else set()
-    for path in master.unix_sockets:
+    _remove_dead_sockets(master.unix_sockets)
+
+
+def _remove_dead_sockets(paths: tuple[Path, ...]) -> None:
+    """Remove those socket files of `paths` no process listens on (a master that died left them)."""
+    import psutil
+
+    if not paths:
+        return
+    listening = {conn.laddr for conn in psutil.net_connections(kind="unix")}
+    for path in paths:
         if path.is_socket() and str(path) not in listening:
             path.unlink(missing_ok=True)
 
@@ -247,11 +256,22 @@ def system_user(main_conf: Path | None = None) -> str | None:
     return match.group(1).decode(errors="replace") if match else "nobody"  # nginx's built-in default
 
 
-def reload_system() -> None:
+def system_running() -> bool:
+    """Whether the host's nginx runs: its pid file names a live nginx master (a reboot without
+    systemd, or a container host, leaves a stale file or none)."""
+    try:
+        pid = int(SYSTEM_PID.read_text().strip())
+    except (OSError, ValueError):
+        return False
+    return pid > 0 and _title(pid).startswith("nginx: master process")
+
+
+def reload_system(unix_sockets: tuple[Path, ...] = ()) -> None:
     """Reload the host's nginx, starting it when it is not running (hosts without systemd).
 
     Returns once its new workers have taken over, as `reload` does: a static site's push says live only
-    when nginx serves it."""
+    when nginx serves it. `unix_sockets`: those its configuration listens on, whose files a master
+    that died (a reboot without systemd) left behind in a new one's way."""
     try:
         master: int | None = int(SYSTEM_PID.read_text().strip())
     except (OSError, ValueError):
@@ -262,6 +282,7 @@ def reload_system() -> None:
         _wait_switched(master, old_workers)
     if result.returncode != 0:
         # The host's own service, started as its init system would: with the usual umask, not ours.
+        _remove_dead_sockets(unix_sockets)
         with proc.public_umask():
             start_result = proc.run([NGINX], check=False, timeout=60)
         if start_result.returncode != 0:
