@@ -6,11 +6,8 @@ import ipaddress
 import uuid
 from concurrent.futures import ThreadPoolExecutor
 
-import pytest
-
 from minipaas.adapters import networks
 from tests.conftest import docker
-
 
 
 def test_free_subnet_skips_what_is_taken() -> None:
