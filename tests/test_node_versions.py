@@ -1,7 +1,7 @@
 """Node.js versions as apps ask for them (engines.node, .node-version, .nvmrc), through real pushes.
 
-Each exact version is a base image of its own (about 45 s and 300 MB to make): these tests use two
-besides the default, 20.17.0 and 18.20.8, and share them within a run (the file's order matters
+Each exact version is a base image of its own (about 45 s and 300 MB to make): these tests use three
+besides the default, 20.17.0, 18.20.8 and one of 18.20.7-5 for gc, and share them within a run (the file's order matters
 only for speed: a test that finds its version missing makes it).
 """
 
@@ -153,14 +153,27 @@ def test_a_request_nothing_satisfies_is_one_line_and_changes_nothing(paas: Paas)
     assert docker("images", "--format", "{{.Tag}}", paas.repository(app)).split() == ["1"]  # nothing was built
 
 
+def unused_version(candidates: tuple[str, ...]) -> str:
+    """The first of `candidates` no image on the engine is built on (of any home): gc may remove its
+    base image only then, whatever else this host runs."""
+    for version in candidates:
+        users = docker("images", "--filter", f"label=minipaas.node.version={version}",
+                       "--format", '{{.Repository}} {{.Label "minipaas"}}').splitlines()
+        if not [line for line in users if not line.endswith(" stack")]:
+            return version
+    raise AssertionError(f"every one of {candidates} has images built on it on this host")
+
+
 def test_stack_build_list_and_gc(paas: Paas) -> None:
     built = paas.run("stack:build", "--node", "20.17.x", timeout=1200).stdout
     assert f"-----> Node.js {PINNED} (the newest release that satisfies --node '20.17.x')" in built
     assert built.rstrip().endswith(f"minipaas/node:{PINNED}")
     again = paas.run("stack:build", "--node", "20.17.x").stdout
     assert f"-----> minipaas/node:{PINNED} is already there" in again and "Building" not in again
-    paas.run("stack:build", "--node", "lts/hydrogen", timeout=1200)  # 18.20.8: made if the run lacks it
-    assert f"minipaas/node:{NODE18}" in base_images()
+    # A base image only this test uses (none of this host's other homes builds on it): gc's to remove.
+    spare = unused_version(("18.20.7", "18.20.6", "18.20.5"))
+    paas.run("stack:build", "--node", spare, timeout=1200)
+    spare_id = base_images()[f"minipaas/node:{spare}"]
 
     app, _checkout = paas.deploy(APPS / "node-version-file", prefix="gc")
     listing = json.loads(paas.run("stack:list", "--json").stdout)
@@ -170,14 +183,14 @@ def test_stack_build_list_and_gc(paas: Paas) -> None:
     table = paas.run("stack:list").stdout
     assert re.search(rf"^minipaas/node:{re.escape(PINNED)} .* {app}\b", table, re.M), table
 
-    # Nothing is built on 18.20.8 once the engines test's app is gone: gc removes it, and keeps the
-    # image this app's release is built on, and the newest of the host's default major.
+    # Nothing is built on the spare version: gc removes it, and keeps the image this app's release is
+    # built on, and the newest of the host's default major.
     dry = paas.run("gc", "--dry-run").stdout
-    assert f"would remove base image minipaas/node:{NODE18} (no release is built on it)" in dry
+    assert f"would remove base image minipaas/node:{spare} (no release is built on it)" in dry
     assert f"minipaas/node:{PINNED}" not in dry and "minipaas/node:26" not in dry
-    assert f"minipaas/node:{NODE18}" in base_images()  # a dry run removes nothing
+    assert f"minipaas/node:{spare}" in base_images()  # a dry run removes nothing
     done = paas.run("gc").stdout
-    assert f"removed base image minipaas/node:{NODE18}" in done
+    assert f"removed base image minipaas/node:{spare}" in done
     images = base_images()
-    assert f"minipaas/node:{NODE18}" not in images and "minipaas/node:18" not in images
+    assert f"minipaas/node:{spare}" not in images and spare_id not in images.values()  # no tag left on it
     assert f"minipaas/node:{PINNED}" in images and "minipaas/node:26" in images

@@ -4,12 +4,13 @@ from __future__ import annotations
 
 import json
 import os
+import shutil
 import signal
 import subprocess
 import time
 from pathlib import Path
 
-from conftest import APPS, EXAMPLE, Paas, commit
+from conftest import APPS, EXAMPLE, Paas, commit, docker
 
 
 def test_ps_and_logs_show_the_running_release(paas: Paas) -> None:
@@ -33,6 +34,37 @@ def test_restart_replaces_the_container_and_stop_start_toggle_traffic(paas: Paas
     assert stopped.status == 503 and "not running" in stopped.body
     paas.run("ps:start", app)
     assert paas.get(app).status == 200
+
+
+def test_start_brings_back_containers_that_are_gone(paas: Paas) -> None:
+    app, _ = paas.deploy(APPS / "dockerfile")
+    paas.run("ps:stop", app)
+    for container in paas.containers():
+        docker("rm", "-f", container)
+    started = paas.run("ps:start", app).stdout
+    assert f"{app}: containers of release 1 are gone; starting new ones" in started, started
+    assert paas.get(app).body == "from my own Dockerfile\n"
+    [row] = json.loads(paas.run("ps", app, "--json").stdout)
+    assert row["health"] == "serving" and row["state"] == "running"
+
+
+def test_restore_goes_on_past_an_app_that_cannot_come_back(paas: Paas) -> None:
+    broken, _ = paas.deploy(APPS / "dockerfile", prefix="broken")
+    fine, _ = paas.deploy(APPS / "dockerfile", prefix="fine")
+    # The broken app loses its containers, its image and its source (a disk lost): nothing to start.
+    for container in paas.containers():
+        if f"{broken}." in container:
+            docker("rm", "-f", container)
+    docker("rmi", "-f", paas.image(broken, 1))
+    shutil.rmtree(paas.home / "repos" / f"{broken}.git" / "objects")
+    (paas.home / "repos" / f"{broken}.git" / "objects").mkdir()
+    paas.run("ps:stop", fine)
+    result = paas.run("ps:restore", check=False)
+    assert result.returncode == 1, result
+    assert f"{broken}:" in result.stdout and f"{fine}: release 1 serving at" in result.stdout, result.stdout
+    assert result.stderr.strip().splitlines()[-1] == f"error: not restored: {broken}", result.stderr
+    assert "Traceback" not in result.stderr
+    assert paas.get(fine).body == "from my own Dockerfile\n"
 
 
 def test_a_deploy_killed_midway_is_repaired_by_the_next_one(paas: Paas) -> None:

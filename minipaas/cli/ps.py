@@ -101,10 +101,10 @@ def ps_stop(app: str) -> None:
 @click.command("ps:start")
 @click.argument("app")
 def ps_start(app: str) -> None:
-    """Start a stopped app again."""
-    from minipaas.deploy import processes
+    """Start a stopped app again (new containers from its image where they are gone)."""
+    from minipaas.deploy import restore
 
-    processes.start(current_host(), existing_app(app), say)
+    restore.start(current_host(), existing_app(app), say)
 
 
 @click.command("logs")

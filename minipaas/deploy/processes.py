@@ -97,20 +97,3 @@ def stop(host: Host, app: str, progress: Callable[[str], None]) -> None:
         for c in containers.app_containers(host, app):
             engine.stop(c.id, timeout=10)
             progress(f"-----> Stopped {c.name}")
-
-
-def start(host: Host, app: str, progress: Callable[[str], None]) -> None:
-    live = releaselog.live(host, app)
-    if live is None:
-        raise NotFound(f"{app} has no release to start; push it first")
-    with app_lock(host.settings, app, progress):
-        mine = [c for c in containers.app_containers(host, app)
-                if c.labels.get(engine.RELEASE_LABEL) == str(live.number)]
-        for c in mine:
-            if c.status != "running":
-                engine.start(c.id)
-        targets = {containers.wait_healthy(host, app, c, live.sha, progress)[0]: c.id
-                   for c in mine if c.labels.get(engine.PROCESS_LABEL) == "web"}
-        if targets:
-            proxy.switch(host.settings, app, live.number, targets)
-            progress(f"-----> Started {app} (release {live.number})")

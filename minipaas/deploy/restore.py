@@ -1,11 +1,13 @@
-"""`ps:restore`: every app back to its recorded state after a reboot or a dockerd restart."""
+"""Bringing apps back as recorded: `ps:restore` (every app, after a reboot or a dockerd restart) and
+`ps:start` (one app, after `ps:stop`), both through `resume`."""
 
 from __future__ import annotations
 
 from collections.abc import Callable
 
 from minipaas.adapters import engine
-from minipaas.deploy import containers, formation, retirement, rollout, watcher
+from minipaas.deploy import bringup, containers, formation, retirement, rollout, watcher
+from minipaas.errors import DeployFailed, MinipaasError, NotFound
 from minipaas.routing import domains, proxy
 from minipaas.state import apps, releaselog
 from minipaas.state.host import Host
@@ -14,35 +16,61 @@ from minipaas.state.locks import app_lock
 Progress = Callable[[str], None]
 
 
+def resume(host: Host, app: str, progress: Progress) -> str | None:
+    """The live release running and routed again (call with the app's lock held): its stopped containers
+    started, health-checked and switched to; when its web containers are gone (a `docker rm`, a lost
+    engine), new ones rolled out from its image. Returns where it now serves, None without a release."""
+    s = host.settings
+    retirement.reconcile(host, app)
+    current = releaselog.live(host, app)
+    if current is None:
+        return None
+    containers.ensure_app_network(host, app)
+    if current.serving == "static":
+        proxy.write_site(s, app, domains.of(host, app))
+        return "static files"
+    mine = [c for c in containers.app_containers(host, app)
+            if c.labels.get(engine.RELEASE_LABEL) == str(current.number)]
+    wanted = formation.counts(host, app, formation.procfile(host, app, current.sha),
+                              formation.declared(host, app, current.sha))
+    webs = [c for c in mine if c.labels.get(engine.PROCESS_LABEL) == formation.WEB]
+    if len(webs) < wanted[formation.WEB]:
+        progress(f"-----> {app}: containers of release {current.number} are gone; starting new ones")
+        rollout.roll_out(host, app, kind="restart", sha=current.sha, image=current.image,
+                         buildpack=current.buildpack, progress=progress, env=current.config)
+    else:
+        for c in mine:
+            if c.status != "running":
+                engine.start(c.id)
+        bringup.bring_up(host, app, release=current.number, sha=current.sha, started=mine, progress=progress)
+    return ", ".join(proxy.upstream_addresses(s, app)) or "no web process"
+
+
 def restore(host: Host, progress: Progress) -> None:
-    """Bring every app back to its recorded state (after a reboot or a dockerd restart)."""
+    """Bring every app back to its recorded state (after a reboot or a dockerd restart). One app that
+    cannot come back does not hold the others back: each is said, and the command fails at the end."""
     s = host.settings
     proxy.setup(s)
     watcher.ensure_running(s)
+    failed = []
     for app in apps.names(host):
-        with app_lock(s, app, progress):
-            retirement.reconcile(host, app)
-            current = releaselog.live(host, app)
-            if current is None:
-                continue
-            containers.ensure_app_network(host, app)
-            if current.serving == "static":
-                proxy.write_site(s, app, domains.of(host, app))
-                continue
-            mine = [c for c in containers.app_containers(host, app)
-                    if c.labels.get(engine.RELEASE_LABEL) == str(current.number)]
-            for c in mine:
-                if c.status != "running":
-                    engine.start(c.id)
-            targets = {containers.wait_healthy(host, app, c, current.sha, progress)[0]: c.id for c in mine
-                       if c.labels.get(engine.PROCESS_LABEL) == formation.WEB}
-            wanted = formation.counts(host, app, formation.procfile(host, app, current.sha),
-                                      formation.declared(host, app, current.sha))
-            if len(targets) < wanted[formation.WEB]:
-                progress(f"-----> {app}: containers of release {current.number} are gone; starting new ones")
-                rollout.roll_out(host, app, kind="restart", sha=current.sha, image=current.image,
-                          buildpack=current.buildpack, progress=progress, env=current.config)
-                continue
-            if targets:
-                proxy.switch(s, app, current.number, targets)
-            progress(f"-----> {app}: release {current.number} serving at {', '.join(targets) or 'no web process'}")
+        try:
+            with app_lock(s, app, progress):
+                where = resume(host, app, progress)
+        except MinipaasError as exc:
+            progress(f" !     {app}: {exc}")
+            failed.append(app)
+            continue
+        if where is not None:
+            progress(f"-----> {app}: release {releaselog.live(host, app).number} serving at {where}")
+    if failed:
+        raise DeployFailed(f"not restored: {', '.join(failed)}")
+
+
+def start(host: Host, app: str, progress: Progress) -> None:
+    """`ps:start`: the live release back up (after `ps:stop`)."""
+    if releaselog.live(host, app) is None:
+        raise NotFound(f"{app} has no release to start; push it first")
+    with app_lock(host.settings, app, progress):
+        resume(host, app, progress)
+    progress(f"-----> Started {app} (release {releaselog.live(host, app).number})")

@@ -14,17 +14,14 @@ import os
 import socket
 from collections.abc import Callable
 from contextlib import AbstractContextManager
-from dataclasses import dataclass
 from pathlib import Path
-
-import jinja2
 
 from minipaas.adapters import nginx
 from minipaas.build import buildpacks
-from minipaas.build.buildpacks import template_cache
 from minipaas.errors import InvalidInput, ProxyError
-from minipaas.routing import certfiles, routes, sites
+from minipaas.routing import certfiles, nginxconf, routes, sites
 from minipaas.routing.docmodel import CSP
+from minipaas.routing.nginxconf import Layout
 from minipaas.state import apps, locks, perms, releaselog
 from minipaas.state.host import Host
 from minipaas.state.settings import Settings
@@ -32,71 +29,8 @@ from minipaas.state.settings import Settings
 MAX_SOCKET_PATH = 100  # sun_path is 108 bytes, nginx needs "unix:" and a NUL
 
 
-@dataclass(frozen=True)
-class Layout:
-    """Where the generated nginx files of one minipaas home live."""
-
-    root: Path
-
-    @property
-    def sites(self) -> Path:
-        return self.root / "sites"
-
-    @property
-    def run(self) -> Path:
-        return self.root / "run"
-
-    @property
-    def tmp(self) -> Path:
-        return self.root / "tmp"
-
-    @property
-    def http_conf(self) -> Path:
-        return self.root / "http.conf"
-
-    @property
-    def front_conf(self) -> Path:
-        return self.root / "front.conf"
-
-    @property
-    def control(self) -> Path:
-        return self.root / "control"
-
-
 def layout(settings: Settings) -> Layout:
     return Layout(settings.nginx_dir)
-
-
-def _templates(settings: Settings) -> jinja2.Environment:
-    return jinja2.Environment(
-        bytecode_cache=template_cache(settings.cache_dir),
-        loader=jinja2.FileSystemLoader(str(settings.nginx_templates)),
-        undefined=jinja2.StrictUndefined,
-        keep_trailing_newline=True,
-        autoescape=False,
-    )
-
-
-def _render(settings: Settings, template: str, **values: object) -> str:
-    try:
-        return _templates(settings).get_template(template).render(**values)
-    except jinja2.TemplateError as exc:
-        raise ProxyError(f"nginx template {template} in {settings.nginx_templates} is broken: {exc}") from None
-
-
-def _worker_user(settings: Settings) -> tuple[str, str]:
-    """(user, group) of nginx's workers in both tiers; empty without root, where nginx ignores
-    `user` and the workers run as whoever runs minipaas. The group is the one perms gates folders on."""
-    if os.geteuid() != 0 or not settings.nginx_user:
-        return "", ""
-    return settings.nginx_user, perms.workers_group_name(settings)
-
-
-def _listen(settings: Settings, port: int | None = None) -> str:
-    port = settings.http_port if port is None else port
-    if settings.nginx == "private":
-        return f"127.0.0.1:{port}"
-    return str(port)
 
 
 def has_ipv6() -> bool:
@@ -104,36 +38,33 @@ def has_ipv6() -> bool:
     return Path("/proc/net/if_inet6").exists() and socket.has_ipv6
 
 
-def _listen6(settings: Settings, port: int | None = None) -> str:
-    """The IPv6 twin of `_listen` ("" on a host without IPv6): every vhost answers on both."""
-    if not has_ipv6():
-        return ""
-    port = settings.http_port if port is None else port
-    return f"[::1]:{port}" if settings.nginx == "private" else f"[::]:{port}"
+def front_spec(settings: Settings) -> nginxconf.Front:
+    """What every generated file of this home shares, from its settings and this host."""
+    # Without root nginx ignores `user` and the workers run as whoever runs minipaas. The group is
+    # the one perms gates folders on.
+    as_root = os.geteuid() == 0 and bool(settings.nginx_user)
+    return nginxconf.Front(
+        templates=settings.nginx_templates, layout=layout(settings), private=settings.nginx == "private",
+        http_port=settings.http_port, https_port=settings.https_port, ipv6=has_ipv6(),
+        log_dir=settings.logs_dir, routes_file=routes.routes_file(settings),
+        control_socket=routes.control_socket(settings), acme_root=settings.acme_root,
+        user=settings.nginx_user if as_root else "", group=perms.workers_group_name(settings) if as_root else "",
+        lua_modules=tuple(lua_modules()) if settings.nginx == "private" else (), cache_dir=settings.cache_dir)
 
 
-def _common(settings: Settings) -> dict[str, object]:
-    lay = layout(settings)
-    user, group = _worker_user(settings)
-    return {
-        "user": user,
-        "group": group,
-        "run_dir": lay.run,
-        "log_dir": settings.logs_dir,
-        "tmp_dir": lay.tmp,
-        "sites_dir": lay.sites,
-        "http_conf": lay.http_conf,
-        "routes_file": routes.routes_file(settings),
-        "control_socket": routes.control_socket(settings),
-        "lua_dir": settings.nginx_templates / "lua",
-        "lua_modules": lua_modules() if settings.nginx == "private" else [],
-        "listen": _listen(settings),
-        "listen_https": _listen(settings, settings.https_port),
-        "listen6": _listen6(settings),
-        "listen6_https": _listen6(settings, settings.https_port),
-        "https_suffix": "" if settings.https_port == 443 else f":{settings.https_port}",
-        "acme_root": settings.acme_root,
-    }
+def site_spec(settings: Settings, app: str, domains: list[str], *, static: bool | None = None,
+              markdown: bool | None = None, hsts: bool | None = None) -> nginxconf.Site:
+    """What the app's vhost serves, as the app is now (None) or as a deploy about to switch says."""
+    if static is None:
+        static = sites.serving_root(settings, app) is not None
+    if hsts is None:
+        hsts = apps.setting_at(settings, app, "hsts") == "on"
+    if markdown is None:
+        markdown = bool(static) and _live_site_is_markdown(settings, app)
+    return nginxconf.Site(app=app, domains=tuple(domains),
+                          static_root=sites.current_link(settings, app) if static else None,
+                          certificate=certfiles.paths(settings, app), hsts=hsts,
+                          csp=CSP if static and markdown else "")
 
 
 def _locked(settings: Settings) -> AbstractContextManager[None]:
@@ -172,10 +103,7 @@ def _replace(path: Path, text: str, readable: frozenset[Path]) -> None:
 
 
 def render_http_conf(settings: Settings, *, serves_https: bool) -> str:
-    """http.conf: the catch-all servers for unknown names (on the HTTPS port too while some app serves
-    HTTPS) and the include of every app's vhost. Marked `default_server` only in private mode."""
-    return _render(settings, "http.conf.j2", serves_https=serves_https,
-                   default_mark=" default_server" if settings.nginx == "private" else "", **_common(settings))
+    return nginxconf.http_conf(front_spec(settings), serves_https=serves_https)
 
 
 def _apps_serving_https(settings: Settings) -> set[str]:
@@ -240,9 +168,9 @@ def setup(settings: Settings) -> None:
     # The folders nginx's workers pass through (run/, tmp/, static/, acme/) get their group before a
     # master starts; cheap when right already. What cannot be fixed, `minipaas init` reports.
     perms.secure_home(settings)
-    values = _common(settings)
+    front = front_spec(settings)
     with _locked(settings):
-        http_text = render_http_conf(settings, serves_https=bool(_apps_serving_https(settings)))
+        http_text = nginxconf.http_conf(front, serves_https=bool(_apps_serving_https(settings)))
         lay.control.mkdir(mode=perms.PRIVATE_DIR, exist_ok=True)
         if not routes.routes_file(settings).exists():
             perms.write_file(routes.routes_file(settings), b"", perms.PRIVATE_FILE)
@@ -250,7 +178,7 @@ def setup(settings: Settings) -> None:
         # applied by a reload; a master that is not running is started.
         if settings.nginx == "private":
             changed = _write_checked({lay.http_conf: http_text,
-                                      lay.front_conf: _render(settings, "front.conf.j2", **values)},
+                                      lay.front_conf: nginxconf.front_conf(front)},
                                      lambda: _check_front(settings))
             if nginx.running_pid(_front(settings)) is None:
                 nginx.start(_front(settings))
@@ -307,22 +235,12 @@ def write_site(settings: Settings, app: str, domains: list[str], *, static: bool
     same paths), which nginx reads only when reloaded.
     """
     lay = layout(settings)
-    if static is None:
-        static = sites.serving_root(settings, app) is not None
-    if hsts is None:
-        hsts = apps.setting_at(settings, app, "hsts") == "on"
-    static_root = sites.current_link(settings, app) if static else None
-    if markdown is None:
-        markdown = bool(static) and _live_site_is_markdown(settings, app)
-    cert = certfiles.paths(settings, app)
-    hsts_header = '\n        add_header Strict-Transport-Security "max-age=31536000" always;' if cert and hsts else ""
-    static_headers = hsts_header + (_csp_header() if markdown else "")
-    text = _render(settings, "site.conf.j2", app=app, domains=domains, static_root=static_root,
-                   certificate=cert[0] if cert else "", certificate_key=cert[1] if cert else "",
-                   hsts_header=hsts_header, static_headers=static_headers, **_common(settings))
+    front = front_spec(settings)
+    site = site_spec(settings, app, domains, static=static, markdown=markdown, hsts=hsts)
+    text = nginxconf.site_conf(front, site)
     with _locked(settings):
-        https_apps = _apps_serving_https(settings) - {app} | ({app} if cert else set())
-        http_text = render_http_conf(settings, serves_https=bool(https_apps))
+        https_apps = _apps_serving_https(settings) - {app} | ({app} if site.certificate else set())
+        http_text = nginxconf.http_conf(front, serves_https=bool(https_apps))
         files = {lay.sites / f"{app}.conf": text, lay.http_conf: http_text}
         changed = _write_checked(files, lambda: _check_front(settings))
         if reload and not changed:
@@ -339,11 +257,6 @@ def serves_markdown(settings: Settings, buildpack: str) -> bool:
 def _live_site_is_markdown(settings: Settings, app: str) -> bool:
     current = releaselog.live(Host(settings), app)
     return current is not None and current.serving == "static" and serves_markdown(settings, current.buildpack)
-
-
-def _csp_header() -> str:
-    # the docs pages' own policy, in their <meta> too
-    return f'\n        add_header Content-Security-Policy "{CSP}" always;'
 
 
 def switch(settings: Settings, app: str, release: int, targets: dict[str, str]) -> None:
