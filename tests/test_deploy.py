@@ -103,13 +103,16 @@ def test_app_with_its_own_dockerfile(paas: Paas) -> None:
     assert releases(paas, app)[0]["buildpack"] == "dockerfile"
 
 
-def test_other_branches_are_accepted_but_not_deployed_and_deploy_branch_deletion_is_refused(paas: Paas) -> None:
+def test_with_review_apps_off_other_branches_are_only_accepted_and_deploy_branch_deletion_is_refused(
+        paas: Paas) -> None:
     app, checkout = paas.deploy(EXAMPLE)
+    paas.run("settings:set", app, "review-apps", "off")
     git(checkout, "checkout", "-q", "-b", "feature")
     commit(checkout, "feature work")
     result = paas.push(checkout, "feature")
-    assert "not deployed" in result.stderr
+    assert "feature accepted, not deployed (review-apps is off" in result.stderr
     assert len(releases(paas, app)) == 1
+    assert [a["name"] for a in json.loads(paas.run("apps:list", "--json").stdout)] == [app]
     refused = paas.push(checkout, ":master", expect_ok=False)
     assert "deleting it is refused" in refused.stderr
     assert paas.repo_ref(app)

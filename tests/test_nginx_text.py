@@ -81,6 +81,10 @@ def test_listen_addresses_follow_the_mode_and_the_host() -> None:
     assert "listen 127.0.0.1:8080 default_server;" in nginxconf.http_conf(PRIVATE, serves_https=False)
     assert not re.search(r"listen [^;]*default_server", nginxconf.http_conf(SYSTEM, serves_https=True))
     assert "ssl_reject_handshake on;" not in nginxconf.http_conf(PRIVATE, serves_https=False)
+    # Long host names fit, unless the host's nginx sizes the hash buckets itself (twice is an error).
+    assert "server_names_hash_bucket_size 256;" in nginxconf.http_conf(SYSTEM, serves_https=False)
+    host_sets_it = dataclasses.replace(SYSTEM, names_bucket=False)
+    assert "server_names_hash_bucket_size" not in nginxconf.http_conf(host_sets_it, serves_https=False)
 
 
 def test_a_broken_template_is_one_clear_error(tmp_path: Path) -> None:

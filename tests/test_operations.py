@@ -73,6 +73,7 @@ def test_a_failed_build_shows_its_output_once_and_a_first_push_says_nothing_was_
 
 def test_a_closed_output_pipe_never_aborts_a_deploy(paas: Paas) -> None:
     app, checkout = paas.deploy(EXAMPLE)
+    paas.run("settings:set", app, "review-apps", "off")
     change(checkout, "from minipaas", "after head -1")
     paas.push(checkout, "master:later")  # another branch: accepted, not deployed
     deploy = subprocess.Popen([*paas.command(), "deploy", app, "later"], env=paas.env, stdout=subprocess.PIPE,

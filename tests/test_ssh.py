@@ -297,3 +297,28 @@ def test_enter_runs_in_the_live_container(paas: Paas, sshd: Sshd) -> None:
     app, _ = paas.deploy(APPS / "dockerfile")
     result = sshd.ssh("alice", "enter", app, "web", "--", "sh", "-c", "'cat /srv/server.js | head -c 12; exit 5'")
     assert result.returncode == 5 and result.stdout == "const http ="
+
+
+def test_a_deployers_grant_covers_the_apps_review_apps(paas: Paas, sshd: Sshd) -> None:
+    add_key(paas, sshd, "ci", role="deployer")
+    mine, other = paas.new_app("mine"), paas.new_app("other")
+    paas.run("ssh-keys:grant", "ci", mine)
+    checkout = checkout_for(paas, sshd, mine)
+    push(paas, sshd, checkout, "ci")
+    git(checkout, "checkout", "-q", "-b", "topic")
+    result = push(paas, sshd, checkout, "ci", ref="topic")
+    review = f"{mine}--topic"
+    assert f"=====> {review} release 1 is live" in result.stderr, result.stderr
+    assert paas.get("", host=f"topic.{mine}.paas.test").body == "from my own Dockerfile\n"
+    names = [a["name"] for a in json.loads(sshd.ssh("ci", "apps:list", "--json").stdout)]
+    assert names == [mine, review]
+    assert sshd.ssh("ci", "ps", review).returncode == 0
+    assert sshd.ssh("ci", "releases", review).returncode == 0
+    assert_refused(sshd.ssh("ci", "releases", f"{other}--topic"), f"no access to app {other}--topic")
+    # A review app's name is no repository: its branch is pushed to the app's.
+    git(checkout, "remote", "set-url", "paas", sshd.url(review))
+    assert_refused(push(paas, sshd, checkout, "ci", ok=False, ref="topic"),
+                   f"{review} is a review app of {mine}")
+    git(checkout, "remote", "set-url", "paas", sshd.url(mine))
+    push(paas, sshd, checkout, "ci", ref=":topic")
+    assert [a["name"] for a in json.loads(sshd.ssh("ci", "apps:list", "--json").stdout)] == [mine]

@@ -11,6 +11,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from minipaas.errors import MinipaasError
+from minipaas.state.names import parent_of
 
 
 class PermissionDenied(MinipaasError):
@@ -35,7 +36,8 @@ class Principal:
         return self.role == "admin"
 
     def may_reach(self, app: str) -> bool:
-        return self.is_admin or app in self.apps
+        """A grant on an app covers its review apps (`<app>--<slug>`)."""
+        return self.is_admin or app in self.apps or parent_of(app) in self.apps
 
     def may_run(self, command: str) -> bool:
         return self.is_admin or command in DEPLOYER_READ or command in DEPLOYER_GLOBAL

@@ -41,7 +41,7 @@ from minipaas.build.builders import VENDORED, Context, builder, run_builder
 from minipaas.errors import BuildFailed, Conflict, InvalidInput
 from minipaas.state import apps, config
 from minipaas.state.host import Host
-from minipaas.state.names import image_patterns
+from minipaas.state.names import image_patterns, parent_of
 from minipaas.state.settings import Settings
 
 CA_NAME = "minipaas-build-ca.pem"
@@ -159,7 +159,7 @@ def _build(settings: Settings, app: str, release: int, source: Source, progress:
     repo = settings.repo_path(app)
     sha, pack = source.sha, source.pack
     progress(f"-----> Building {app} (release {release}, {sha[:7]}) with the {pack.name} buildpack")
-    tag = f"{settings.image_repository(app)}:{release}"
+    tag = settings.image_tag(app, release, sha)
     _check_tag_is_ours(settings, tag)
     labels = {
         engine.LABEL: str(settings.home),
@@ -273,8 +273,9 @@ def label_stages(text: str, labels: dict[str, str]) -> str:
 
 def _cache_namespace(settings: Settings, app: str) -> str:
     """Where the app's BuildKit cache mounts live: `<instance>/<app>/...`. Neither name holds a slash, so no
-    other instance or app can name an id in it."""
-    return f"{settings.instance}/{app}"
+    other instance or app can name an id in it. A review app shares its parent's (the same code, the same
+    tenant): its first build downloads nothing the parent's builds have."""
+    return f"{settings.instance}/{parent_of(app) or app}"
 
 
 def _folders(paths: frozenset[str]) -> list[str]:

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import click
 
-from minipaas.cli.common import current_host, existing_app, print_json, say, table
+from minipaas.cli.common import current_host, existing_app, print_json, printable, say, table
 from minipaas.errors import MinipaasError
 
 
@@ -25,19 +25,28 @@ def apps_create(app: str) -> None:
 @click.command("apps:list")
 @click.option("--json", "as_json", is_flag=True)
 def apps_list(as_json: bool) -> None:
-    """List apps."""
+    """List apps, each with its review apps (a branch's deploy) under it."""
     from minipaas.access import access
-    from minipaas.state import apps, releaselog
+    from minipaas.deploy import containers
+    from minipaas.state import apps, releaselog, reviews
 
     host = current_host()
     rows = []
     for name in filter(access.visible, apps.names(host)):
-        rel = releaselog.live(host, name)
-        rows.append({"name": name, "release": rel.number if rel else None, "sha": rel.sha if rel else None})
+        if reviews.parent(host, name) is not None:
+            continue
+        for review in [None, *reviews.of(host, name)]:
+            app = review.name if review else name
+            rel = releaselog.live(host, app)
+            rows.append({"name": app, "parent": review.parent if review else None,
+                         "branch": review.branch if review else None,
+                         "release": rel.number if rel else None, "sha": rel.sha if rel else None,
+                         "url": f"http://{apps.default_domain(host, app)}{containers.port_suffix(host)}/"})
     if as_json:
         print_json(rows)
         return
-    table(([r["name"], r["release"] or "-", (r["sha"] or "-")[:7]] for r in rows), ["APP", "RELEASE", "SHA"])
+    table(([("  " if r["parent"] else "") + str(r["name"]), r["release"] or "-", (r["sha"] or "-")[:7],
+            printable(r["branch"] or "")] for r in rows), ["APP", "RELEASE", "SHA", "BRANCH"])
 
 
 @click.command("apps:destroy")

@@ -67,7 +67,7 @@ def _collect_app(host: Host, app: str, *, dry_run: bool, freed: Freed, sizes: di
         image = rel.image
         if not image or image in kept_images or str(rel.number) in in_use:
             continue
-        if image != f"{host.settings.image_repository(app)}:{rel.number}":
+        if image != host.settings.image_tag(app, rel.number, rel.sha):
             continue  # config and rollback releases reuse another release's image
         labels = engine.image_labels(image)
         if labels is None:

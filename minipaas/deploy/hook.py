@@ -44,7 +44,7 @@ def main(app: str, stdin: TextIO) -> int:
         # Imported once SIGHUP is ignored and the umask set: the deploy path's modules (the docker SDK
         # among them) take a few hundred ms to load, and the .pyc files Python may write get our umask.
         from minipaas.adapters import gitrepo
-        from minipaas.deploy import rollout
+        from minipaas.deploy import reviewapps, rollout
         from minipaas.state import apps, releaselog
         from minipaas.state.host import current
 
@@ -58,7 +58,9 @@ def main(app: str, stdin: TextIO) -> int:
                 say(f"-----> push option {option[:40]!r} is not one minipaas knows ({known}); ignored")
         live = releaselog.live(host, app)
         targets = deploy_refs(apps.get_setting(host, app, "deploy-branch"))
+        review_apps = apps.get_setting(host, app, "review-apps") == "on"
         deploy = None
+        branches: list[tuple[str, str]] = []  # (branch, new sha) of the review apps to deploy or remove
         for _old, new, ref in updates:
             if ref in targets:
                 if new == ZERO_SHA:
@@ -66,9 +68,18 @@ def main(app: str, stdin: TextIO) -> int:
                         "deleting it is refused (destroy the app instead)")
                     return 1
                 deploy = deploy or new
+            elif ref.startswith("refs/heads/") and review_apps:
+                branches.append((ref.removeprefix("refs/heads/"), new))
             elif ref.startswith("refs/heads/"):
-                say(f"-----> {ref.removeprefix('refs/heads/')} accepted, not deployed "
-                    f"(deploys come from {' or '.join(t.removeprefix('refs/heads/') for t in targets)})")
+                say(f"-----> {ref.removeprefix('refs/heads/')} accepted, not deployed (review-apps is off; "
+                    f"deploys come from {' or '.join(t.removeprefix('refs/heads/') for t in targets)})")
+        # Review apps before the app itself: one that fails rejects the push before production changed.
+        for branch, new in branches:
+            if new == ZERO_SHA:
+                reviewapps.remove_branch(host, app, branch, say)
+            else:
+                gitrepo.keep_pushed(host.settings.repo_path(app), new)
+                reviewapps.deploy_branch(host, app, branch, new, say)
         if deploy:
             gitrepo.keep_pushed(host.settings.repo_path(app), deploy)
             rollout.deploy_commit(host, app, deploy, say)

@@ -10,7 +10,7 @@ from minipaas.adapters import engine, gitrepo, networks
 from minipaas.build import buildcontext
 from minipaas.errors import Conflict
 from minipaas.routing import certs, proxy, sites
-from minipaas.state import apps, store
+from minipaas.state import apps, reviews, store
 from minipaas.state.host import Host
 from minipaas.state.names import check_new_app
 from minipaas.state.settings import HOOK_TEMPLATE
@@ -44,9 +44,21 @@ def create(host: Host, name: str) -> None:
         raise
 
 
+def forget(host: Host, name: str) -> None:
+    """The app's row gone (its domains, config, settings and grants with it): undoes a creation."""
+    with store.transaction(host.db) as db:
+        db.execute("DELETE FROM apps WHERE name = ?", (name,))
+
+
 def destroy(host: Host, name: str, progress: Callable[[str], None]) -> None:
+    """The app and everything it owns; an app's review apps go first. A review app's commits stay in
+    its parent's repository (the branch is gone, or going: git's gc takes them)."""
     apps.require(host, name)
     s = host.settings
+    for review in reviews.of(host, name):
+        destroy(host, review.name, progress)
+        progress(f"removed review app {review.name}")
+    parent = reviews.parent(host, name)
     for container in engine.containers({engine.LABEL: str(s.home), engine.APP_LABEL: name}):
         engine.remove(container.id, timeout=5)
         progress(f"removed container {container.name}")
@@ -59,7 +71,8 @@ def destroy(host: Host, name: str, progress: Callable[[str], None]) -> None:
     leftovers = engine.remove_images_labelled({engine.LABEL: str(s.home), engine.APP_LABEL: name})
     if leftovers:
         progress(f"removed {len(leftovers)} more images of its builds")
-    gitrepo.remove(s.repo_path(name))
+    if parent is None:
+        gitrepo.remove(s.repo_path(name))
     buildcontext.remove(s, name)
     sites.remove_app(s, name)
 

@@ -40,7 +40,7 @@ def rollback(host: Host, app: str, target: int | None, progress: Progress) -> Re
             raise Conflict(f"release {target} was garbage-collected; the last "
                            f"{apps.get_setting(host, app, 'keep-releases')} can be rolled back")
         progress(f"-----> Rolling {app} back to release {target} ({chosen.sha[:7]}, {chosen.kind})")
-        before = config.get_all(host, app)
+        before = config.own(host, app)
         config.replace_all(host, app, chosen.config)
         try:
             if chosen.serving == "static":

@@ -43,7 +43,7 @@ def change_config(
 ) -> Release | None:
     """Apply a config change and roll the live image out with it; undo the change if that fails."""
     with app_lock(host.settings, app, progress):
-        before = config.get_all(host, app)
+        before = config.own(host, app)
         if not change():
             progress("-----> Config unchanged")
             return None

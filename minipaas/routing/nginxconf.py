@@ -68,6 +68,9 @@ class Front:
     group: str = ""
     lua_modules: tuple[Path, ...] = ()  # what the private master loads itself
     cache_dir: Path | None = None  # Jinja2's compiled templates, kept between runs
+    # Whether http.conf sizes the server names' hash buckets for names up to 253 characters (not where
+    # the host's own configuration sizes them: nginx refuses the directive twice).
+    names_bucket: bool = True
 
 
 @dataclass(frozen=True)
@@ -113,6 +116,7 @@ def _shared(front: Front) -> dict[str, object]:
         "listen6_https": _listen6(front, front.https_port),
         "https_suffix": "" if front.https_port == 443 else f":{front.https_port}",
         "acme_root": front.acme_root,
+        "names_bucket": front.names_bucket,
     }
 
 

@@ -49,7 +49,9 @@ def front_spec(settings: Settings) -> nginxconf.Front:
         log_dir=settings.logs_dir, routes_file=routes.routes_file(settings),
         control_socket=routes.control_socket(settings), acme_root=settings.acme_root,
         user=settings.nginx_user if as_root else "", group=perms.workers_group_name(settings) if as_root else "",
-        lua_modules=tuple(lua_modules()) if settings.nginx == "private" else (), cache_dir=settings.cache_dir)
+        lua_modules=tuple(lua_modules()) if settings.nginx == "private" else (), cache_dir=settings.cache_dir,
+        names_bucket=settings.nginx == "private"
+        or not nginx.system_sets("server_names_hash_bucket_size", settings.nginx_dir))
 
 
 def site_spec(settings: Settings, app: str, domains: list[str], *, static: bool | None = None,

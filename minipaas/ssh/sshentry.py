@@ -21,7 +21,7 @@ import click
 from minipaas.access import access, events, keys
 from minipaas.deploy import lifecycle
 from minipaas.errors import InvalidInput, MinipaasError, NotFound
-from minipaas.state import apps
+from minipaas.state import apps, reviews
 from minipaas.state.host import Host, current
 from minipaas.state.names import APP_NAME
 
@@ -94,6 +94,9 @@ def _git(host: Host, principal: access.Principal, argv: list[str]) -> int:
             raise InvalidInput(f"invalid repository {shlex.join(argv[1:])[:80]}: use HOST:APP with a valid app name")
         exists = apps.exists(host, app)
         access.authorize_git(app, exists=exists, push=command == "git-receive-pack")
+        parent = reviews.parent(host, app) if exists else None
+        if parent is not None:
+            raise InvalidInput(f"{app} is a review app of {parent}: its branch is pushed to {parent}'s repository")
         if not exists:
             if command != "git-receive-pack":
                 raise NotFound(f"app {app} does not exist")

@@ -14,7 +14,7 @@ from minipaas.adapters import buildcgroups, engine
 from minipaas.errors import InvalidInput, NotFound
 from minipaas.state import store
 from minipaas.state.host import Host
-from minipaas.state.names import check_app, valid_image_patterns
+from minipaas.state.names import check_app, check_hostname, parent_of, valid_image_patterns
 from minipaas.state.settings import Settings
 
 
@@ -82,7 +82,32 @@ SETTINGS: dict[str, AppSetting] = {
     "build-images": AppSetting("", valid_image_patterns,
                                "images the app's own Dockerfile may use besides minipaas' base images "
                                "(patterns such as `node:*-slim`, separated by blanks)"),
+    "review-apps": AppSetting("on", lambda v: v in ("on", "off"),
+                              "on: a push of any other branch deploys it as a review app `<app>--<branch>` "
+                              "at its own URL; off: other branches are only accepted"),
+    "review-apps-max": AppSetting("10", _int_between(0, 1000),
+                                  "review apps kept running; beyond it the least recently pushed is stopped "
+                                  "(0: no limit)"),
+    "review-url": AppSetting("{slug}.{app}.{domain}", lambda v: _valid_review_url(v),
+                             "a review app's host name: {slug} (the branch's), {app} and {domain} (the host's)"),
 }
+
+# Settings of the app itself, not inherited by its review apps (a review app's own value is ignored).
+PARENT_ONLY = frozenset({"deploy-branch", "review-apps", "review-apps-max", "review-url"})
+
+
+def _valid_review_url(template: str) -> bool:
+    if "{slug}" not in template:
+        return False
+    try:
+        check_hostname(render_review_url(template, slug="a-b", app="app", domain="example.com"))
+    except (InvalidInput, KeyError, ValueError, IndexError):
+        return False
+    return True
+
+
+def render_review_url(template: str, *, slug: str, app: str, domain: str) -> str:
+    return template.format_map({"slug": slug, "app": app, "domain": domain})
 
 
 def exists(host: Host, name: str) -> bool:
@@ -101,6 +126,12 @@ def names(host: Host) -> list[str]:
 
 
 def default_domain(host: Host, name: str) -> str:
+    """`<app>.<domain>`; a review app's from its parent's review-url (`<slug>.<app>.<domain>`)."""
+    parent = parent_of(name)
+    if parent is not None and exists(host, parent):
+        slug = name[len(parent) + 2:]
+        return render_review_url(get_setting(host, parent, "review-url"), slug=slug, app=parent,
+                                 domain=host.settings.domain)
     return f"{name}.{host.settings.domain}"
 
 
@@ -124,7 +155,12 @@ def setting_at(settings: Settings, name: str, key: str) -> str:
 def get_setting(host: Host, name: str, key: str) -> str:
     if key not in SETTINGS:
         raise InvalidInput(f"unknown setting {key!r}; known: {', '.join(SETTINGS)}")
-    row = host.db.execute("SELECT value FROM app_settings WHERE app = ? AND key = ?", (name, key)).fetchone()
+    # A review app's own value, else its parent's, else the default.
+    row = host.db.execute(
+        "SELECT s.value FROM app_settings s, apps a WHERE a.name = ? AND s.key = ? "
+        "AND (s.app = a.parent OR (s.app = a.name AND (a.parent IS NULL OR ? = 0))) "
+        "ORDER BY s.app = a.name DESC LIMIT 1",
+        (name, key, key in PARENT_ONLY)).fetchone()
     return _canonical(key, row["value"]) if row else SETTINGS[key].default
 
 

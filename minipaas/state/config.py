@@ -8,13 +8,26 @@ from minipaas.state.names import check_env_key
 
 
 def get_all(host: Host, app: str) -> dict[str, str]:
+    """What the app's containers get: a review app's parent's values, with its own overrides winning."""
+    inherited = _parent_values(host, app)
+    return dict(sorted({**inherited, **own(host, app)}.items()))
+
+
+def own(host: Host, app: str) -> dict[str, str]:
+    """The values set on the app itself (a review app's overrides)."""
     rows = host.db.execute("SELECT key, value FROM config WHERE app = ? ORDER BY key", (app,))
+    return {row["key"]: row["value"] for row in rows}
+
+
+def _parent_values(host: Host, app: str) -> dict[str, str]:
+    rows = host.db.execute("SELECT c.key, c.value FROM config c, apps a WHERE a.name = ? AND c.app = a.parent",
+                           (app,))
     return {row["key"]: row["value"] for row in rows}
 
 
 def set_many(host: Host, app: str, values: dict[str, str]) -> bool:
     """Store the values (already validated); True when anything changed."""
-    before = get_all(host, app)
+    before = own(host, app)
     with store.transaction(host.db) as db:
         for key, value in values.items():
             db.execute("INSERT INTO config (app, key, value) VALUES (?, ?, ?) "
@@ -25,7 +38,7 @@ def set_many(host: Host, app: str, values: dict[str, str]) -> bool:
 def unset_many(host: Host, app: str, keys: list[str]) -> bool:
     for key in keys:
         check_env_key(key)
-    before = get_all(host, app)
+    before = own(host, app)
     with store.transaction(host.db) as db:
         for key in keys:
             db.execute("DELETE FROM config WHERE app = ? AND key = ?", (app, key))
@@ -33,7 +46,10 @@ def unset_many(host: Host, app: str, keys: list[str]) -> bool:
 
 
 def replace_all(host: Host, app: str, values: dict[str, str]) -> None:
-    """Put back a whole earlier config (a failed config release is undone this way)."""
+    """Put back a whole earlier config (a failed config release is undone this way, a rollback too).
+    A review app keeps as its own only what differs from its parent's values."""
+    inherited = _parent_values(host, app)
+    values = {key: value for key, value in values.items() if inherited.get(key) != value}
     with store.transaction(host.db) as db:
         db.execute("DELETE FROM config WHERE app = ?", (app,))
         for key, value in values.items():

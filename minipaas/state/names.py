@@ -5,11 +5,17 @@ Names are checked once, here, at the boundary; inside, they are trusted strings.
 
 from __future__ import annotations
 
+import hashlib
 import re
+import unicodedata
 
 from minipaas.errors import InvalidInput
 
 APP_NAME = re.compile(r"[a-z][a-z0-9-]{0,62}")
+# A review app (a branch's own deploy) is `<app>--<slug>`: the slug a DNS label made from the branch name.
+REVIEW_SEPARATOR = "--"
+REVIEW_NAME = re.compile(r"([a-z][a-z0-9-]{0,62})--((?!-)[a-z0-9-]{1,63}(?<!-))")
+MAX_SLUG = 63  # one DNS label: `<slug>.<app>.<domain>`
 ENV_KEY = re.compile(r"[A-Za-z_][A-Za-z0-9_]*")
 _LABEL = re.compile(r"(?!-)[a-z0-9-]{1,63}(?<!-)")
 # PORT is set by minipaas for every web container; the others would break the image or the host.
@@ -20,6 +26,10 @@ MAX_CONFIG_VALUE = 64 * 1024
 
 
 def check_app(name: str) -> str:
+    """An app's name: one of `apps:create`'s, or a review app's `<app>--<slug>`."""
+    review = REVIEW_NAME.fullmatch(name)
+    if review and not review.group(1).endswith("-"):
+        return name
     if not APP_NAME.fullmatch(name) or name.endswith("-"):
         raise InvalidInput(
             f"invalid app name {_show(name)}: use 1 to 63 lowercase letters, digits and dashes, "
@@ -30,9 +40,33 @@ def check_app(name: str) -> str:
 
 def check_new_app(name: str) -> str:
     check_app(name)
+    if REVIEW_SEPARATOR in name:
+        raise InvalidInput(f"invalid app name {_show(name)}: `--` is kept for review apps (`<app>--<branch>`)")
     if name in RESERVED_APPS:
         raise InvalidInput(f"app name {name} is reserved: minipaas/{name} holds minipaas' base images")
     return name
+
+
+def parent_of(name: str) -> str | None:
+    """The app a review app belongs to (None for an app of its own)."""
+    review = REVIEW_NAME.fullmatch(name)
+    return review.group(1) if review and not review.group(1).endswith("-") else None
+
+
+def review_name(parent: str, slug: str) -> str:
+    return f"{parent}{REVIEW_SEPARATOR}{slug}"
+
+
+def branch_slug(branch: str, *, distinct: bool = False) -> str:
+    """A DNS label for a branch name: lower case, every run of other characters a dash, at most 63
+    characters. Where it had to be cut, or `distinct` (another branch has the plain slug already),
+    a short hash of the whole name ends it, so that different branches never share a slug."""
+    ascii_only = unicodedata.normalize("NFKD", branch).encode("ascii", "ignore").decode()
+    plain = re.sub(r"[^a-z0-9]+", "-", ascii_only.lower()).strip("-") or "branch"
+    if len(plain) <= MAX_SLUG and not distinct:
+        return plain
+    suffix = hashlib.sha256(branch.encode("utf-8", "surrogateescape")).hexdigest()[:6]
+    return f"{plain[:MAX_SLUG - 7].rstrip('-')}-{suffix}"
 
 
 def check_hostname(name: str, *, what: str = "domain") -> str:

@@ -18,7 +18,7 @@ from pathlib import Path
 import tomli_w
 
 from minipaas.errors import InvalidInput
-from minipaas.state.names import check_hostname, valid_image_patterns
+from minipaas.state.names import check_hostname, parent_of, valid_image_patterns
 
 DEFAULT_HOME = "/var/lib/minipaas"
 SETTINGS_FILE = "settings.toml"
@@ -123,11 +123,24 @@ class Settings:
         return self.home / "cache"
 
     def repo_path(self, app: str) -> Path:
-        return self.repos_dir / f"{app}.git"
+        """The app's bare repository; a review app's commits are in its parent's."""
+        own = self.repos_dir / f"{app}.git"
+        parent = parent_of(app)
+        if parent is not None and not own.exists():
+            return self.repos_dir / f"{parent}.git"
+        return own
 
     def image_repository(self, app: str) -> str:
         """Where the app's images are tagged: `minipaas/hello` on the default instance."""
         return f"{self.instance}/{app}"
+
+    def image_tag(self, app: str, release: int, sha: str) -> str:
+        """A release's image: `minipaas/hello:7`; a review app's, in its parent's repository, tagged with
+        its slug and the commit's short sha: `minipaas/hello:feature-login-1a2b3c4`."""
+        parent = parent_of(app)
+        if parent is not None:
+            return f"{self.image_repository(parent)}:{app[len(parent) + 2:]}-{sha[:7]}"
+        return f"{self.image_repository(app)}:{release}"
 
     def app_network(self, app: str) -> str:
         """The app's own Docker network (networks.py): `minipaas-hello` on the default instance."""

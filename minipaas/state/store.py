@@ -110,6 +110,13 @@ MIGRATIONS: list[str] = [
     DROP TABLE key_grants;
     ALTER TABLE key_grants_new RENAME TO key_grants;
     """,
+    # 6: review apps: a branch's own deploy (`<app>--<slug>`) belongs to its parent app
+    """
+    ALTER TABLE apps ADD COLUMN parent TEXT REFERENCES apps(name) ON DELETE CASCADE;
+    ALTER TABLE apps ADD COLUMN branch TEXT;
+    ALTER TABLE apps ADD COLUMN pushed_at REAL;
+    CREATE UNIQUE INDEX apps_branch ON apps (parent, branch);
+    """,
 ]
 
 

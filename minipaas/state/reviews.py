@@ -1,0 +1,69 @@
+"""Review apps in the store: which branch of which app has one, under which slug, pushed when.
+
+A review app is an app of its own (`<app>--<slug>`: its releases, containers, domain, overrides of
+config and settings) whose row names its parent and branch. Its commits live in the parent's
+repository; its config and settings fall back to the parent's (state/config.py, state/apps.py).
+Creating and removing one, with its containers and vhost, is deploy/reviewapps.py's.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from minipaas.state import store
+from minipaas.state.host import Host
+from minipaas.state.names import branch_slug, review_name
+
+
+@dataclass(frozen=True)
+class Review:
+    name: str
+    parent: str
+    branch: str
+    pushed_at: float | None
+
+
+def _review(row: object) -> Review:
+    return Review(row["name"], row["parent"], row["branch"], row["pushed_at"])  # type: ignore[index]
+
+
+def of(host: Host, parent: str) -> list[Review]:
+    """The app's review apps, the most recently pushed first."""
+    rows = host.db.execute("SELECT name, parent, branch, pushed_at FROM apps WHERE parent = ? "
+                           "ORDER BY coalesce(pushed_at, created_at) DESC, name", (parent,))
+    return [_review(row) for row in rows]
+
+
+def find(host: Host, parent: str, branch: str) -> Review | None:
+    row = host.db.execute("SELECT name, parent, branch, pushed_at FROM apps WHERE parent = ? AND branch = ?",
+                          (parent, branch)).fetchone()
+    return _review(row) if row else None
+
+
+def parent(host: Host, name: str) -> str | None:
+    row = host.db.execute("SELECT parent FROM apps WHERE name = ?", (name,)).fetchone()
+    return row["parent"] if row else None
+
+
+def new_name(host: Host, parent: str, branch: str) -> str:
+    """The name a new review app of `branch` gets: the plain slug, or, where another app holds that
+    name already (a branch that slugs the same: `Feature/Login` after `feature-login`), the slug with a
+    hash of the whole branch name."""
+    name = review_name(parent, branch_slug(branch))
+    if host.db.execute("SELECT 1 FROM apps WHERE name = ?", (name,)).fetchone():
+        name = review_name(parent, branch_slug(branch, distinct=True))
+    return name
+
+
+def insert(host: Host, *, name: str, parent: str, branch: str, domain: str) -> None:
+    """The review app's row and its domain, in one transaction (the caller checked both are free)."""
+    with store.transaction(host.db) as db:
+        db.execute("INSERT INTO apps (name, created_at, parent, branch) VALUES (?, ?, ?, ?)",
+                   (name, store.now(), parent, branch))
+        db.execute("INSERT INTO domains (domain, app) VALUES (?, ?)", (domain, name))
+
+
+def touch(host: Host, name: str) -> None:
+    """Record a push of the review app's branch (review-apps-max stops the least recently pushed)."""
+    with store.transaction(host.db) as db:
+        db.execute("UPDATE apps SET pushed_at = ? WHERE name = ?", (store.now(), name))
