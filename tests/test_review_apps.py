@@ -154,3 +154,16 @@ def test_review_app_names_are_kept_for_review_apps(paas: Paas) -> None:
     app = paas.new_app()
     refused = paas.run("apps:create", f"{app}--x", check=False)
     assert refused.returncode != 0 and "`--` is kept for review apps" in refused.stderr
+
+
+def test_a_rejected_first_push_of_a_branch_leaves_no_review_app(paas: Paas) -> None:
+    app, checkout = paas.deploy(APPS / "dockerfile")
+    git(checkout, "checkout", "-q", "-b", "broken")
+    (checkout / "Dockerfile").write_text("FROM minipaas/node:26\nRUN exit 3\n")
+    commit(checkout, "broken build")
+    rejected = paas.push(checkout, "broken", expect_ok=False).stderr
+    assert "push rejected" in rejected, rejected
+    assert list(listed(paas)) == [app] and not paas.repo_ref(app, "refs/heads/broken")
+    assert not (paas.home / "nginx" / "sites" / f"{app}--broken.conf").exists()
+    assert [c for c in paas.container_names() if "--broken" in c] == []
+    assert paas.get("", host=f"broken.{app}.paas.test").status == 404

@@ -26,7 +26,12 @@ def deploy_branch(host: Host, parent: str, branch: str, sha: str, progress: Prog
     review = reviews.find(host, parent, branch)
     name = review.name if review else _create(host, parent, branch, progress)
     reviews.touch(host, name)
-    rollout.deploy_commit(host, name, sha, progress)
+    try:
+        rollout.deploy_commit(host, name, sha, progress)
+    except BaseException:
+        if review is None:  # its first push was rejected: the branch is not there, nor is its review app
+            lifecycle.destroy(host, name, lambda _line: None)
+        raise
     _stop_beyond_max(host, parent, keep=name, progress=progress)
     return name
 
