@@ -52,7 +52,8 @@ CASES = {
 
 @pytest.mark.parametrize("name", sorted(CASES))
 def test_rendered_text_matches_its_golden_file(name: str) -> None:
-    text = CASES[name]()
+    # The templates' folder (where the Lua modules are) is wherever this checkout is.
+    text = CASES[name]().replace(str(SHARE_DIR), "<share>")
     golden = GOLDEN / name
     if os.environ.get("MINIPAAS_UPDATE_GOLDEN") == "1":
         golden.write_text(text, encoding="utf-8")
