@@ -47,6 +47,19 @@ def _plain_path(value: str) -> bool:
     return bool(re.fullmatch(r"[A-Za-z0-9._-]+(/[A-Za-z0-9._-]+)*", value)) and ".." not in value
 
 
+# Push options a deployer may use only where an admin allowed them (setting `deployer-push-options`).
+PRIVILEGED_PUSH_OPTIONS = ("skip-tests", "no-cache")
+
+
+def _push_options(value: str) -> bool:
+    """A comma-separated list of privileged push options (empty: none)."""
+    return value == "" or all(v.strip() in PRIVILEGED_PUSH_OPTIONS for v in value.split(","))
+
+
+def push_options_allowed(value: str) -> frozenset[str]:
+    return frozenset(v.strip() for v in value.split(",") if v.strip())
+
+
 # markdown-html's values before it had GitHub's default: stored as the names they stand for.
 MARKDOWN_HTML_ALIASES = {"on": "sanitize", "off": "escape"}
 
@@ -82,6 +95,12 @@ SETTINGS: dict[str, AppSetting] = {
     "build-images": AppSetting("", valid_image_patterns,
                                "images the app's own Dockerfile may use besides minipaas' base images "
                                "(patterns such as `node:*-slim`, separated by blanks)"),
+    "tests": AppSetting("on", lambda v: v in ("on", "off", "review-only"),
+                        "on: a push runs the app's tests (its test script) in the build, and a failure rejects it; "
+                        "off: never; review-only: only in review apps"),
+    "deployer-push-options": AppSetting(
+        "", _push_options, f"push options deployers may use (comma-separated: {', '.join(PRIVILEGED_PUSH_OPTIONS)}; "
+                           "empty: none, admins always may)"),
 }
 
 

@@ -110,6 +110,12 @@ MIGRATIONS: list[str] = [
     DROP TABLE key_grants;
     ALTER TABLE key_grants_new RENAME TO key_grants;
     """,
+    # 6: tests as image layers: each build's test outcome (passed, failed, skipped; '' none) and how long they ran
+    #    (NULL: they did not run in this build, e.g. a cached test layer)
+    """
+    ALTER TABLE releases ADD COLUMN tests TEXT NOT NULL DEFAULT '';
+    ALTER TABLE releases ADD COLUMN tests_seconds REAL;
+    """,
 ]
 
 
