@@ -40,6 +40,14 @@ class BuildFailed(MinipaasError):
         self.log = log  # the whole build log, kept with the failed release (`releases:info`)
 
 
+class TestsFailed(BuildFailed):
+    """The app's tests failed in the build's test stage: `detail` holds the tail of their output."""
+
+    def __init__(self, message: str, *, detail: str = "", log: str = "", seconds: float | None = None) -> None:
+        super().__init__(message, detail=detail, log=log)
+        self.seconds = seconds  # how long they ran
+
+
 class DeployFailed(MinipaasError):
     """The new release did not become healthy, or could not be switched to."""
 

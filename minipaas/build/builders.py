@@ -105,11 +105,13 @@ class Context:
 
 def run_builder(settings: Settings, app: str, context: Context | IO[bytes], *, tag: str, limits: BuildLimits,
                 progress: Callable[[str], None], say: Callable[[str], None] | None = None,
-                secrets: dict[str, Path] | None = None) -> tuple[engine.BuildOutcome, str | None]:
+                secrets: dict[str, Path] | None = None,
+                no_cache: bool = False) -> tuple[engine.BuildOutcome, str | None]:
     """Run the host's builder within `limits`; returns its outcome and the limit it ran into, if any.
 
     `progress` gets the builder's lines; `say` what minipaas itself has to tell (waiting for a turn).
-    `secrets` (id -> file) reach BuildKit's `RUN --mount=type=secret` steps; the legacy builder has none."""
+    `secrets` (id -> file) reach BuildKit's `RUN --mount=type=secret` steps; the legacy builder has none.
+    `no_cache`: no step reuses a cached layer (`git push -o no-cache`)."""
     found, layout = builder(settings), enforcement().layout
     if found.kind == "legacy":
         name = buildcgroups.app_cgroup(settings.home, app)
@@ -118,7 +120,7 @@ def run_builder(settings: Settings, app: str, context: Context | IO[bytes], *, t
         return _limited(layout, name, limits, shared=False, run=lambda: engine.build(
             tar, tag=tag, progress=progress, cgroup_parent=name if layout else "",
             step_memory=limits.memory_bytes if per_step else 0, step_cpus=limits.cpus if per_step else 0.0,
-            timeout=limits.timeout))
+            timeout=limits.timeout, no_cache=no_cache))
     with contextlib.ExitStack() as held:
         if isinstance(context, Context):  # BuildKit syncs a folder faster than it unpacks a tar (buildcontext.py)
             ignore = "".join(f"{line}\n" for line in context.ignored).encode()
@@ -131,7 +133,7 @@ def run_builder(settings: Settings, app: str, context: Context | IO[bytes], *, t
         held.enter_context(locks.host_build_lock(say or progress))
         return _limited(layout, buildcgroups.BUILDKIT, limits, shared=True, run=lambda: buildkit.build(
             found, source, dockerfile=dockerfile, tag=tag, progress=progress, timeout=limits.timeout,
-            secrets=secrets or {}))
+            secrets=secrets or {}, no_cache=no_cache))
 
 
 def _limited(layout: buildcgroups.Layout | None, name: str, limits: BuildLimits, *, shared: bool,

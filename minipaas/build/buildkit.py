@@ -49,7 +49,7 @@ class Builder:
         return f"BuildKit, through {self.cli} ({how})"
 
     def argv(self, tag: str, iidfile: Path, secrets: dict[str, Path] | None = None,
-             folder: Path | None = None) -> list[str]:
+             folder: Path | None = None, *, no_cache: bool = False) -> list[str]:
         prefix = [self.cli, "buildx", "build", "--builder", "default", "--load"] if self.kind == "buildx" \
             else [self.cli, "build"]
         # A secret reaches the steps that mount it (RUN --mount=type=secret,id=...), never a layer or the cache key.
@@ -62,6 +62,8 @@ class Builder:
         # `default` is the engine's own BuildKit (docker driver). The context: a folder, with the Dockerfile on
         # stdin (`-f -`), or a tar on stdin (`-`).
         where = ["--file", "-", str(folder)] if folder is not None else ["-"]
+        if no_cache:  # every step runs again; cache mounts (package downloads) are kept
+            prefix.append("--no-cache")
         return [*prefix, "--progress=plain", "--tag", tag, "--iidfile", str(iidfile), *where]
 
 
@@ -133,7 +135,7 @@ def _quiet(argv: list[str]) -> str | None:
 
 def build(builder: Builder, context: IO[bytes] | Path, *, tag: str, progress: Callable[[str], None],
           dockerfile: bytes | None = None, timeout: float | None = None,
-          secrets: dict[str, Path] | None = None) -> BuildOutcome:
+          secrets: dict[str, Path] | None = None, no_cache: bool = False) -> BuildOutcome:
     """Build with BuildKit a folder (and `dockerfile`) or a tar context; stream its `--progress=plain` lines
     to `progress`.
 
@@ -150,8 +152,9 @@ def build(builder: Builder, context: IO[bytes] | Path, *, tag: str, progress: Ca
         iidfile = Path(tmp) / "image-id"
         env = {**os.environ, "DOCKER_BUILDKIT": "1"}
         folder = context if isinstance(context, Path) else None
-        process = subprocess.Popen(builder.argv(tag, iidfile, secrets, folder), stdin=subprocess.PIPE,
-                                   stdout=subprocess.PIPE, stderr=subprocess.STDOUT, env=env)
+        argv = builder.argv(tag, iidfile, secrets, folder, no_cache=no_cache)
+        process = subprocess.Popen(argv, stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
+                                   env=env)
         assert process.stdin is not None and process.stdout is not None
 
         def feed() -> None:

@@ -7,12 +7,17 @@ has one, as minipaas' buildpack templates write them, else the command itself) f
 command printed; every other instruction (FROM, COPY, WORKDIR, LABEL...) says nothing. Terminal escape
 codes and npm's update notices go. `verbose` (`git push -o verbose`) shows every line as it came.
 
+The test step (its name starts with `Running tests`, as buildpacks/node/Dockerfile.j2 writes it) is
+quieter: its output is held (`TestStep.output`), and the pusher sees `Running tests: npm test`, then
+`Tests passed in 3.2s` or `Tests (cached)`; a failed one's output tail is the build's error (builds.py).
+
 `BuildLines` is pure: raw lines in, lines to show out; the caller decides where they go.
 """
 
 from __future__ import annotations
 
 import re
+import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 
@@ -29,6 +34,9 @@ _BK_STATUS = re.compile(r"#(\d+) (DONE [\d.]+s|CACHED|ERROR: .*|sha256:[0-9a-f]+
 _LEGACY_STEP = re.compile(r"Step \d+/\d+ : (.*)")
 _LEGACY_NOISE = re.compile(r" ---> (?:Running in [0-9a-f]+|[0-9a-f]{12}|Using cache)$|Removing intermediate container "
                            r"[0-9a-f]+$|Successfully (?:built|tagged) .*")
+_LEGACY_RESULT = re.compile(r" ---> [0-9a-f]{12}")
+TESTS_STEP = "Running tests"
+TAIL = 40  # lines of a failed test run the pusher gets
 _NOTICES = re.compile(r"npm (?:notice|WARN (?:config|update))\b|New (?:major|minor|patch) version of npm available")
 
 
@@ -54,6 +62,23 @@ def step_name(instruction: str) -> str | None:
 
 
 @dataclass
+class TestStep:
+    """What a build's test step did, as its builder told."""
+
+    name: str = ""  # the step's name (`Running tests: npm test`); "" while none was seen
+    state: str = ""  # running, passed, cached, failed ("": none seen)
+    seconds: float | None = None  # how long it ran (None: it did not run, or has not finished)
+    output: list[str] = field(default_factory=list)  # what the tests printed
+    started: float = 0.0
+    announced: bool = False
+
+    def tail(self, count: int = TAIL) -> str:
+        shown = [line for line in self.output if line.strip()]
+        cut = [f"... ({len(shown) - count} earlier lines in `releases:info`)"] if len(shown) > count else []
+        return "\n".join(cut + shown[-count:])
+
+
+@dataclass
 class BuildLines:
     """Feeds a builder's raw lines to `show` the way the pusher should see them."""
 
@@ -64,11 +89,12 @@ class BuildLines:
     _current: str | None = None  # the legacy builder's current step name, None when silent
     _legacy_announced: bool = False
     _in_summary: bool = False  # BuildKit repeats a failed step between `------` lines: once is enough
+    tests: TestStep = field(default_factory=TestStep)
+    _tests_vertex: str = ""  # BuildKit's vertex of the test step
 
     def feed(self, raw: str) -> None:
         if self.verbose:
             self.show(DETAIL + clean(raw))
-            return
         line = clean(raw)
         if not line.strip():
             return
@@ -78,17 +104,39 @@ class BuildLines:
 
     # -- BuildKit ------------------------------------------------------------------------------
 
+    def _say(self, line: str) -> None:
+        if not self.verbose:  # verbose: the raw line has been shown
+            self.show(line)
+
     def _buildkit(self, line: str) -> bool:
         header = _BK_HEADER.fullmatch(line)
         if header and header.group(1) not in self._names:
-            self._names[header.group(1)] = step_name(header.group(2))
+            name = step_name(header.group(2))
+            self._names[header.group(1)] = name
+            if name and name.startswith(TESTS_STEP):
+                self._tests_vertex = header.group(1)
+                self._test_started(name)
             return True
         output = _BK_OUTPUT.fullmatch(line)
+        if output and output.group(1) == self._tests_vertex:
+            self._test_output(output.group(2))
+            return True
+        status = _BK_STATUS.fullmatch(line)
+        if status and status.group(1) == self._tests_vertex and self._tests_vertex:
+            what = status.group(2)
+            if what == "CACHED":
+                self._test_cached()
+            elif what.startswith("DONE"):
+                self._test_passed(float(what.split()[1].rstrip("s")))
+            elif what.startswith("ERROR"):
+                self.tests.state = "failed"
+                self.tests.seconds = time.monotonic() - self.tests.started
+            return True
         if output:
             vertex, text = output.groups()
             if self._names.get(vertex) is not None and text.strip() and not _NOTICES.match(text.strip()):
                 self._announce(vertex)
-                self.show(DETAIL + text)
+                self._say(DETAIL + text)
             return True
         status = _BK_STATUS.fullmatch(line)
         if status:
@@ -98,7 +146,7 @@ class BuildLines:
             elif what.startswith("DONE") and self._names.get(vertex):
                 self._announce(vertex)
             elif what.startswith("ERROR: "):
-                self.show(DETAIL + what.removeprefix("ERROR: "))
+                self._say(DETAIL + what.removeprefix("ERROR: "))
             return True
         return False
 
@@ -106,7 +154,7 @@ class BuildLines:
         if vertex in self._announced:
             return
         self._announced.add(vertex)
-        self.show(STEP + str(self._names[vertex]) + (" (cached)" if cached else ""))
+        self._say(STEP + str(self._names[vertex]) + (" (cached)" if cached else ""))
 
     # -- the legacy builder --------------------------------------------------------------------
 
@@ -115,6 +163,16 @@ class BuildLines:
         if step:
             self._current = step_name(step.group(1))
             self._legacy_announced = False
+            if self._current and self._current.startswith(TESTS_STEP):
+                self._test_started(self._current)
+            return
+        if self._current is not None and self._current == self.tests.name and self.tests.state == "running":
+            if line.endswith("Using cache"):
+                self._test_cached()
+            elif _LEGACY_RESULT.fullmatch(line):
+                self._test_passed(time.monotonic() - self.tests.started)
+            elif not _LEGACY_NOISE.match(line) and line.strip() != "------":
+                self._test_output(line)
             return
         if line.strip() == "------":
             self._in_summary = not self._in_summary  # BuildKit's summary of a failed step: shown already
@@ -124,11 +182,41 @@ class BuildLines:
         if _LEGACY_NOISE.fullmatch(line) or _LEGACY_NOISE.match(line):
             if line.endswith("Using cache") and self._current and not self._legacy_announced:
                 self._legacy_announced = True
-                self.show(STEP + self._current + " (cached)")
+                self._say(STEP + self._current + " (cached)")
             return
         if self._current is None or _NOTICES.match(line.strip()):
             return
         if not self._legacy_announced:
             self._legacy_announced = True
-            self.show(STEP + self._current)
-        self.show(DETAIL + line)
+            self._say(STEP + self._current)
+        self._say(DETAIL + line)
+
+    # -- the test step (either builder) ----------------------------------------------------------
+
+    def ended(self, *, failed: bool) -> TestStep:
+        """The test step once the build is over: a legacy build that failed while it ran failed in it (BuildKit
+        says so itself; its test step still running then was cancelled by another step's failure)."""
+        if failed and self.tests.state == "running" and not self._tests_vertex:
+            self.tests.state = "failed"
+            self.tests.seconds = time.monotonic() - self.tests.started
+        return self.tests
+
+    def _test_started(self, name: str) -> None:
+        self.tests = TestStep(name=name, state="running", started=time.monotonic())
+
+    def _test_output(self, text: str) -> None:
+        if not self.tests.announced:  # it runs (a cached step prints nothing): say so, its output is held
+            self.tests.announced = True
+            self.show(STEP + self.tests.name)
+        self.tests.output.append(text)
+
+    def _test_cached(self) -> None:
+        self.tests.state = "cached"
+        self.show(STEP + "Tests (cached)")
+
+    def _test_passed(self, seconds: float) -> None:
+        if not self.tests.announced:
+            self.tests.announced = True
+            self.show(STEP + self.tests.name)
+        self.tests.state, self.tests.seconds = "passed", seconds
+        self.show(f"{STEP}Tests passed in {seconds:.1f}s")

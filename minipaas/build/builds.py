@@ -36,9 +36,10 @@ from minipaas.build import (
     presets,
     procfile,
     stacks,
+    teststage,
 )
 from minipaas.build.builders import VENDORED, Context, builder, run_builder
-from minipaas.errors import BuildFailed, Conflict, InvalidInput
+from minipaas.errors import BuildFailed, Conflict, InvalidInput, TestsFailed
 from minipaas.state import apps, config
 from minipaas.state.host import Host
 from minipaas.state.names import image_patterns, parent_of
@@ -89,6 +90,15 @@ class Source:
         return self.preset.start if self.preset is not None else ""
     node: nodeversions.Wanted | None = None  # the Node.js version asked for, when the buildpack builds on one
     install: nodeinstall.Install | None = None  # how a buildpack installs its dependencies
+    app_json_test: str = ""  # the test command app.json names, if any (teststage.py)
+
+
+@dataclass(frozen=True)
+class Options:
+    """How the pusher asked for this build (`git push -o ...`)."""
+
+    skip_tests: bool = False
+    no_cache: bool = False
 
 
 @dataclass(frozen=True)
@@ -98,6 +108,8 @@ class Build:
     buildpack: str
     log: str
     seconds: float
+    tests: str = ""  # passed, failed, skipped ("": the build has no tests)
+    tests_seconds: float | None = None  # how long they ran (None: they did not run now; cached when passed)
 
 
 def inspect(settings: Settings, app: str, sha: str) -> Source:
@@ -118,7 +130,8 @@ def inspect(settings: Settings, app: str, sha: str) -> Source:
     if source.pack.template and "package.json" in paths:
         install = nodeinstall.decide(package, paths, lambda name: gitrepo.read_file(repo, sha, name)
                                      if name in paths else None, commands=procs.values())
-        source = dataclasses.replace(source, install=install)
+        test = teststage.app_json_script(gitrepo.read_file(repo, sha, "app.json") if "app.json" in paths else None)
+        source = dataclasses.replace(source, install=install, app_json_test=test)
     return source
 
 
@@ -143,18 +156,23 @@ def build(
     *,
     allowed_images: str = "",
     limits: BuildLimits | None = None,
+    options: Options | None = None,
 ) -> Build:
     """Build the commit into `<instance>/<app>:<release>` within `limits` (default: the app's settings).
 
     An app's own Dockerfile may use only its own stages, minipaas' base images and the images
     `allowed_images` (and the host's setting) name. The base images a build uses are made first when
-    missing, and held (gc leaves them) until the build is over."""
+    missing, and held (gc leaves them) until the build is over. A buildpack build runs the app's tests
+    as a stage (teststage.py) unless `options` or the app's `tests` setting say not to; their failure is
+    TestsFailed."""
     with contextlib.ExitStack() as held:
-        return _build(settings, app, release, source, progress, held, allowed_images=allowed_images, limits=limits)
+        return _build(settings, app, release, source, progress, held, allowed_images=allowed_images, limits=limits,
+                      options=options or Options())
 
 
 def _build(settings: Settings, app: str, release: int, source: Source, progress: Callable[[str], None],
-           held: contextlib.ExitStack, *, allowed_images: str, limits: BuildLimits | None) -> Build:
+           held: contextlib.ExitStack, *, allowed_images: str, limits: BuildLimits | None,
+           options: Options) -> Build:
     started = time.monotonic()
     repo = settings.repo_path(app)
     sha, pack = source.sha, source.pack
@@ -174,6 +192,7 @@ def _build(settings: Settings, app: str, release: int, source: Source, progress:
     # keeps of build stages (BuildKit keeps none). Only stable labels: a release number would bust the cache.
     stage_labels = {engine.LABEL: str(settings.home), engine.APP_LABEL: app}
     secrets: dict[str, Path] = {}
+    tests = teststage.Decision("", "")
     if pack.uses_app_dockerfile:
         checked = _checked_dockerfile(settings, app, gitrepo.read_file(repo, sha, "Dockerfile") or b"",
                                       allowed_images)
@@ -188,6 +207,11 @@ def _build(settings: Settings, app: str, release: int, source: Source, progress:
             progress(f"       warning: {VENDORED} is committed; it is left out of the build, which installs the "
                      f"dependencies itself (add {VENDORED} to .gitignore)")
         build_env = config.get_all(Host(settings), app)
+        tests = teststage.decide(source.package, source.app_json_test,
+                                 manager=source.install.manager if source.install else "npm", app=app,
+                                 setting=apps.setting_at(settings, app, "tests"), skip=options.skip_tests)
+        if tests.result == "skipped" or (tests.why and not tests.result):
+            progress(f"-----> Tests skipped: {tests.why}" if tests.result else f"       note: {tests.why}")
         facts = {
             "app": app,
             "files": sorted(p for p in source.paths if "/" not in p),
@@ -202,6 +226,7 @@ def _build(settings: Settings, app: str, release: int, source: Source, progress:
             # Framework presets (buildpacks/presets): the tool's own commands, where the app names none.
             "build_command": source.build_command,
             "start_command": source.start_command,
+            "test_command": tests.command if tests.runs else "",
         }
         if pack.stack == "node":  # the image inherits its minipaas.node.version label: stack:list and gc read it
             base = held.enter_context(stacks.for_app(settings, source.node or _default(settings), progress))
@@ -217,12 +242,18 @@ def _build(settings: Settings, app: str, release: int, source: Source, progress:
     limits = limits or apps.build_limits(Host(settings), app)
     # The pusher sees the steps and the commands' own output; the release keeps every line.
     shown = buildoutput.BuildLines(progress, verbose=os.environ.get("MINIPAAS_VERBOSE") == "1")
+    if options.no_cache:
+        progress("-----> Building without the layer cache (-o no-cache)")
     outcome, hit = run_builder(settings, app, context, tag=tag, limits=limits, secrets=secrets,
-                               progress=shown.feed, say=progress)
+                               progress=shown.feed, say=progress, no_cache=options.no_cache)
     log = "\n".join(outcome.log)
+    ran = shown.ended(failed=bool(outcome.error))
     if hit:
         message = buildcgroups.failure_message(hit, limits, app)
         raise BuildFailed(message, log=f"{log}\nminipaas: {message}")  # the log has the details
+    if ran.state == "failed" and not hit:
+        raise TestsFailed(f"tests failed: {tests.command}", detail=ran.tail(), log=log,
+                          seconds=ran.seconds)
     if outcome.error:
         # The package manager's own line says why (`npm ci` refusing a lockfile out of sync); the builder's,
         # which step. No detail: the failing step's output has just been shown, once.
@@ -230,7 +261,9 @@ def _build(settings: Settings, app: str, release: int, source: Source, progress:
         raise BuildFailed(f"build failed: {error}", log=log)
     seconds = time.monotonic() - started
     progress(f"-----> Built {tag} in {seconds:.1f}s")
-    return Build(image=tag, image_id=outcome.image_id, buildpack=pack.name, log=log, seconds=seconds)
+    result = "skipped" if tests.result == "skipped" else "passed" if ran.state in ("passed", "cached") else ""
+    return Build(image=tag, image_id=outcome.image_id, buildpack=pack.name, log=log, seconds=seconds,
+                 tests=result, tests_seconds=ran.seconds if ran.state == "passed" else None)
 
 
 def _default(settings: Settings) -> nodeversions.Wanted:

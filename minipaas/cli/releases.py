@@ -20,9 +20,9 @@ def releases_list(app: str, as_json: bool) -> None:
     if as_json:
         print_json([r.as_dict() for r in found])
         return
-    table(([r.number, r.kind, r.sha[:7], r.buildpack or "-", r.status, r.pusher, when(r.created_at),
+    table(([r.number, r.kind, r.sha[:7], r.buildpack or "-", r.status, r.tests_text, r.pusher, when(r.created_at),
              r.message[:60]] for r in found),
-           ["RELEASE", "KIND", "SHA", "BUILDPACK", "STATUS", "BY", "CREATED", "MESSAGE"])
+           ["RELEASE", "KIND", "SHA", "BUILDPACK", "STATUS", "TESTS", "BY", "CREATED", "MESSAGE"])
 
 
 @click.command("releases:info")
@@ -37,6 +37,10 @@ def releases_info(app: str, number: int) -> None:
     for key, value in rel.as_dict().items():
         if key in ("created_at", "finished_at"):
             value = iso(value)  # type: ignore[arg-type]
+        elif key == "tests":
+            value = rel.tests_text
+        elif key == "tests_seconds":
+            continue  # in `tests`
         say(f"{key + ':':<13} {value}")
     log = releaselog.build_log(host, app, number)
     if log:

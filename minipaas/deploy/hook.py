@@ -9,16 +9,22 @@ from __future__ import annotations
 
 import os
 import signal
-from typing import TextIO
+from typing import TYPE_CHECKING, TextIO
 
 from minipaas.adapters.gitrepo import ZERO_SHA
 from minipaas.errors import MinipaasError
 from minipaas.progress import Lines
 from minipaas.state import perms
 
+if TYPE_CHECKING:  # the deploy path's modules load after SIGHUP is ignored (main)
+    from minipaas.build import builds
+
 # What the pusher sees; if their connection drops, the deploy goes on without them.
 say = Lines()
-PUSH_OPTIONS = frozenset({"verbose"})
+PUSH_OPTIONS = frozenset({"verbose", "skip-tests", "no-cache"})
+# The pusher's role, which the ssh entry sets before it runs git-receive-pack (sshentry.py); a push without it
+# came from the host itself (a local `git push` to the repository), whose user is the administrator.
+ROLE_ENV = "MINIPAAS_ROLE"
 
 
 def push_options(environ: dict[str, str]) -> list[str]:
@@ -50,13 +56,9 @@ def main(app: str, stdin: TextIO) -> int:
 
         host = current()
         apps.require(host, app)
-        for option in push_options(dict(os.environ)):
-            if option == "verbose":
-                os.environ["MINIPAAS_VERBOSE"] = "1"  # every line the builder prints
-            else:
-                known = ", ".join(sorted(PUSH_OPTIONS))
-                say(f"-----> push option {option[:40]!r} is not one minipaas knows ({known}); ignored")
         live = releaselog.live(host, app)
+        options = _options(push_options(dict(os.environ)), os.environ.get(ROLE_ENV, "admin"),
+                           apps.push_options_allowed(apps.get_setting(host, app, "deployer-push-options")), app)
         targets = deploy_refs(apps.get_setting(host, app, "deploy-branch"))
         review_apps = apps.get_setting(host, app, "review-apps") == "on"
         deploy = None
@@ -79,10 +81,10 @@ def main(app: str, stdin: TextIO) -> int:
                 reviewapps.remove_branch(host, app, branch, say)
             else:
                 gitrepo.keep_pushed(host.settings.repo_path(app), new)
-                reviewapps.deploy_branch(host, app, branch, new, say)
+                reviewapps.deploy_branch(host, app, branch, new, say, options)
         if deploy:
             gitrepo.keep_pushed(host.settings.repo_path(app), deploy)
-            rollout.deploy_commit(host, app, deploy, say)
+            rollout.deploy_commit(host, app, deploy, say, options)
         return 0
     except MinipaasError as exc:
         say(f"!     {exc.message}")
@@ -99,6 +101,28 @@ def main(app: str, stdin: TextIO) -> int:
         say(f"!     internal error: {type(exc).__name__}: {exc} (MINIPAAS_DEBUG=1 shows details)")
         say(_rejected(live))
         return 1
+
+
+def _options(given: list[str], role: str, allowed: frozenset[str], app: str) -> builds.Options:
+    """The build's options from the push's; a deployer's privileged ones must be in the app's
+    `deployer-push-options`, else the push is refused (PermissionDenied)."""
+    from minipaas.access.access import PermissionDenied
+    from minipaas.build.builds import Options
+    from minipaas.state.apps import PRIVILEGED_PUSH_OPTIONS
+
+    known = set()
+    for option in given:
+        if option not in PUSH_OPTIONS:
+            say(f"-----> push option {option[:40]!r} is not one minipaas knows "
+                f"({', '.join(sorted(PUSH_OPTIONS))}); ignored")
+            continue
+        if option in PRIVILEGED_PUSH_OPTIONS and role != "admin" and option not in allowed:
+            raise PermissionDenied(f"push option {option} is for admins on {app}; an admin may allow it to deployers: "
+                                   f"minipaas settings:set {app} deployer-push-options {option}")
+        known.add(option)
+    if "verbose" in known:
+        os.environ["MINIPAAS_VERBOSE"] = "1"  # every line the builder prints
+    return Options(skip_tests="skip-tests" in known, no_cache="no-cache" in known)
 
 
 def _rejected(live: object) -> str:

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 from collections.abc import Callable
 
+from minipaas.build import builds
 from minipaas.deploy import containers, lifecycle, processes, rollout
 from minipaas.errors import Conflict
 from minipaas.routing import proxy
@@ -21,13 +22,14 @@ from minipaas.state.names import check_hostname
 Progress = Callable[[str], None]
 
 
-def deploy_branch(host: Host, parent: str, branch: str, sha: str, progress: Progress) -> str:
+def deploy_branch(host: Host, parent: str, branch: str, sha: str, progress: Progress,
+                  options: builds.Options | None = None) -> str:
     """Deploy `sha` as the branch's review app, made on its first push; returns the review app's name."""
     review = reviews.find(host, parent, branch)
     name = review.name if review else _create(host, parent, branch, progress)
     reviews.touch(host, name)
     try:
-        rollout.deploy_commit(host, name, sha, progress)
+        rollout.deploy_commit(host, name, sha, progress, options)
     except BaseException:
         if review is None:  # its first push was rejected: the branch is not there, nor is its review app
             lifecycle.destroy(host, name, lambda _line: None)

@@ -15,7 +15,7 @@ from minipaas.adapters import engine
 from minipaas.build import builds, starthints
 from minipaas.deploy import containers, formation, retirement, watcher
 from minipaas.deploy.bringup import bring_up
-from minipaas.errors import BuildFailed, DeployFailed, MinipaasError, NotFound
+from minipaas.errors import BuildFailed, DeployFailed, MinipaasError, NotFound, TestsFailed
 from minipaas.progress import Recorder
 from minipaas.routing import domains, proxy, sites
 from minipaas.state import apps, config, releaselog, store
@@ -28,14 +28,15 @@ Progress = Callable[[str], None]
 
 # -- entry points --------------------------------------------------------------------------
 
-def deploy_commit(host: Host, app: str, sha: str, progress: Progress) -> Release:
-    """Build and roll out a pushed commit (the pre-receive hook's job)."""
+def deploy_commit(host: Host, app: str, sha: str, progress: Progress,
+                  options: builds.Options | None = None) -> Release:
+    """Build and roll out a pushed commit (the pre-receive hook's job); `options`: the push's (-o skip-tests...)."""
     with app_lock(host.settings, app, progress):
         current = releaselog.live(host, app)
         if current and current.sha == sha and containers.running(host, app, current.number):
             progress(f"-----> {sha[:7]} is already live as release {current.number}; nothing to do")
             return current
-        return roll_out(host, app, kind="build", sha=sha, image="", buildpack="", progress=progress)
+        return roll_out(host, app, kind="build", sha=sha, image="", buildpack="", progress=progress, options=options)
 
 
 def change_config(
@@ -78,7 +79,7 @@ def restart(host: Host, app: str, progress: Progress) -> Release:
 # -- the sequence --------------------------------------------------------------------------
 
 def roll_out(host: Host, app: str, *, kind: str, sha: str, image: str, buildpack: str,
-              progress: Progress, env: dict[str, str] | None = None) -> Release:
+              progress: Progress, env: dict[str, str] | None = None, options: builds.Options | None = None) -> Release:
     """Start → health check → switch → record → retire, for every way a release comes about.
 
     `image` empty: build the commit first. `env`: the config to run with (default: the app's now).
@@ -105,13 +106,14 @@ def roll_out(host: Host, app: str, *, kind: str, sha: str, image: str, buildpack
             releaselog.update(host, app, number, buildpack=source.pack.name)
             procs = source.procfile
             if source.pack.is_static:
-                released, raw = _roll_out_site(host, app, number, source, progress)
+                released, raw = _roll_out_site(host, app, number, source, progress, options)
                 releaselog.update(host, app, number, build_log=_log_text(progress, raw))
                 return released
             built = builds.build(s, app, number, source, progress,
-                                 allowed_images=apps.get_setting(host, app, "build-images"))
+                                 allowed_images=apps.get_setting(host, app, "build-images"), options=options)
             image, buildpack, raw = built.image, built.buildpack, built.log
-            releaselog.update(host, app, number, image=image, buildpack=buildpack)
+            releaselog.update(host, app, number, image=image, buildpack=buildpack, tests=built.tests,
+                              tests_seconds=built.tests_seconds)
         if procs is None:  # an earlier image (config, restart, rollback): read its commit's Procfile
             procs = formation.procfile(host, app, sha)
         if formation.RELEASE in procs:
@@ -141,6 +143,8 @@ def roll_out(host: Host, app: str, *, kind: str, sha: str, image: str, buildpack
         message = exc.message if isinstance(exc, MinipaasError) else f"interrupted ({type(exc).__name__})"
         if isinstance(exc, BuildFailed) and exc.log:
             raw = exc.log
+        if isinstance(exc, TestsFailed):
+            releaselog.update(host, app, number, tests="failed", tests_seconds=exc.seconds)
         progress.lines.append(f"!     {message}")  # the caller says it; the log keeps it
         releaselog.update(host, app, number, status="failed", message=message, finished_at=store.now(),
                 build_log=_log_text(progress, raw))
@@ -170,7 +174,7 @@ def _log_text(recorder: Recorder, raw: str) -> str:
 
 
 def _roll_out_site(host: Host, app: str, number: int, source: builds.Source,
-                   progress: Progress) -> tuple[Release, str]:
+                   progress: Progress, options: builds.Options | None = None) -> tuple[Release, str]:
     """The static variant of the sequence: files into a release directory, then one symlink swap.
 
     Runs inside `_roll_out`'s failure handling: an exception marks the release failed. Returns the
@@ -180,9 +184,9 @@ def _roll_out_site(host: Host, app: str, number: int, source: builds.Source,
     image, raw = "", ""
     releaselog.update(host, app, number, buildpack=source.pack.name, serving="static")
     if source.pack.serve == "static-build":
-        built = builds.build(s, app, number, source, progress)
+        built = builds.build(s, app, number, source, progress, options=options)
         image, raw = built.image, built.log
-        releaselog.update(host, app, number, image=image)
+        releaselog.update(host, app, number, image=image, tests=built.tests, tests_seconds=built.tests_seconds)
     else:
         progress(f"-----> Preparing {app} (release {number}, {source.sha[:7]}) with the {source.pack.name} buildpack")
     sites.prepare(s, app, number, source.sha, source.pack, site_dir=apps.get_setting(host, app, "static-dir"),

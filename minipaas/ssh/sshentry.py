@@ -19,7 +19,7 @@ from collections.abc import Callable
 import click
 
 from minipaas.access import access, events, keys
-from minipaas.deploy import lifecycle
+from minipaas.deploy import hook, lifecycle
 from minipaas.errors import InvalidInput, MinipaasError, NotFound
 from minipaas.state import apps, reviews
 from minipaas.state.host import Host, current
@@ -106,8 +106,11 @@ def _git(host: Host, principal: access.Principal, argv: list[str]) -> int:
         _error(exc.message)
         events.finish(host, event, f"refused: {exc.message}")
         return 1
-    # git's own program speaks the protocol on our stdin/stdout; the hook it runs does the deploy.
-    code = subprocess.call([command, str(host.settings.repo_path(app))])
+    # git's own program speaks the protocol on our stdin/stdout; the hook it runs does the deploy, and learns
+    # the pusher's role from here (deploy/hook.py: push options for admins). Set whatever the environment had:
+    # sshd passes no client variables of this name (AcceptEnv), and the key decides, not the client.
+    env = {**os.environ, hook.ROLE_ENV: principal.role}
+    code = subprocess.call([command, str(host.settings.repo_path(app))], env=env)
     events.finish(host, event, "ok" if code == 0 else f"exit {code}")
     return code
 

@@ -47,6 +47,19 @@ def _plain_path(value: str) -> bool:
     return bool(re.fullmatch(r"[A-Za-z0-9._-]+(/[A-Za-z0-9._-]+)*", value)) and ".." not in value
 
 
+# Push options a deployer may use only where an admin allowed them (setting `deployer-push-options`).
+PRIVILEGED_PUSH_OPTIONS = ("skip-tests", "no-cache")
+
+
+def _push_options(value: str) -> bool:
+    """A comma-separated list of privileged push options (empty: none)."""
+    return value == "" or all(v.strip() in PRIVILEGED_PUSH_OPTIONS for v in value.split(","))
+
+
+def push_options_allowed(value: str) -> frozenset[str]:
+    return frozenset(v.strip() for v in value.split(",") if v.strip())
+
+
 # markdown-html's values before it had GitHub's default: stored as the names they stand for.
 MARKDOWN_HTML_ALIASES = {"on": "sanitize", "off": "escape"}
 
@@ -90,6 +103,12 @@ SETTINGS: dict[str, AppSetting] = {
                                   "(0: no limit)"),
     "review-url": AppSetting("{slug}.{app}.{domain}", lambda v: _valid_review_url(v),
                              "a review app's host name: {slug} (the branch's), {app} and {domain} (the host's)"),
+    "tests": AppSetting("on", lambda v: v in ("on", "off", "review-only"),
+                        "on: a push runs the app's tests (its test script) in the build, and a failure rejects it; "
+                        "off: never; review-only: only in review apps"),
+    "deployer-push-options": AppSetting(
+        "", _push_options, f"push options deployers may use (comma-separated: {', '.join(PRIVILEGED_PUSH_OPTIONS)}; "
+                           "empty: none, admins always may)"),
 }
 
 # Settings of the app itself, not inherited by its review apps (a review app's own value is ignored).

@@ -29,6 +29,17 @@ class Release:
     created_at: float
     finished_at: float | None
     message: str
+    tests: str = ""  # passed, failed, skipped ("": no tests, or not a build)
+    tests_seconds: float | None = None  # how long they ran in this build (None with passed: a cached test layer)
+
+    @property
+    def tests_text(self) -> str:
+        """`passed 3.2s`, `passed (cached)`, `failed 1.0s`, `skipped`, or "-"."""
+        if not self.tests:
+            return "-"
+        if self.tests_seconds is None:
+            return f"{self.tests} (cached)" if self.tests == "passed" else self.tests
+        return f"{self.tests} {self.tests_seconds:.1f}s"
 
     def as_dict(self) -> dict[str, object]:
         data = dict(self.__dict__)
@@ -42,7 +53,7 @@ def from_row(row: object) -> Release:
                    buildpack=r["buildpack"], status=r["status"], config=json.loads(r["config_json"]),
                    serving=r["serving"],
                    pusher=r["pusher"], created_at=r["created_at"], finished_at=r["finished_at"],
-                   message=r["message"])
+                   message=r["message"], tests=r.get("tests") or "", tests_seconds=r.get("tests_seconds"))
 
 
 def listing(host: Host, app: str) -> list[Release]:
@@ -90,7 +101,8 @@ def record_pending(host: Host, app: str, *, kind: str, sha: str, image: str, bui
     return int(number)
 
 
-_UPDATABLE = frozenset({"image", "buildpack", "build_log", "status", "message", "finished_at", "serving"})
+_UPDATABLE = frozenset({"image", "buildpack", "build_log", "status", "message", "finished_at", "serving", "tests",
+                        "tests_seconds"})
 
 
 def update(host: Host, app: str, number: int, **fields: object) -> None:

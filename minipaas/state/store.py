@@ -117,6 +117,12 @@ MIGRATIONS: list[str] = [
     ALTER TABLE apps ADD COLUMN pushed_at REAL;
     CREATE UNIQUE INDEX apps_branch ON apps (parent, branch);
     """,
+    # 7: tests as image layers: each build's test outcome (passed, failed, skipped; '' none) and how long they ran
+    #    (NULL: they did not run in this build, e.g. a cached test layer)
+    """
+    ALTER TABLE releases ADD COLUMN tests TEXT NOT NULL DEFAULT '';
+    ALTER TABLE releases ADD COLUMN tests_seconds REAL;
+    """,
 ]
 
 

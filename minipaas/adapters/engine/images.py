@@ -116,8 +116,9 @@ def build(
     step_memory: int = 0,
     step_cpus: float = 0.0,
     timeout: float | None = None,
+    no_cache: bool = False,
 ) -> BuildOutcome:
-    """Build with the engine's legacy builder; stream its steps to `progress`.
+    """Build with the engine's legacy builder; stream its steps to `progress`. `no_cache`: every step runs.
 
     `cgroup_parent` puts every RUN step's container below that cgroup (which holds the build's
     limits); `step_memory` and `step_cpus` limit each step's container on its own instead, where
@@ -126,6 +127,8 @@ def build(
     """
     api = _api()
     params: dict[str, Any] = {"t": tag, "rm": True, "forcerm": True}
+    if no_cache:
+        params["nocache"] = True
     if buildargs:
         params["buildargs"] = json.dumps(buildargs)
     if cgroup_parent:
