@@ -250,3 +250,14 @@ def test_limits_are_written_and_lifted(cgroup: buildcgroups.Cgroup) -> None:
     if cgroup.layout.version == 1:
         assert int((cgroup.dir("memory") / "memory.limit_in_bytes").read_text()) > 2**60
         assert (cgroup.dir("cpu") / "cpu.cfs_quota_us").read_text().strip() == "-1"
+
+
+def test_the_legacy_builders_stage_images_are_read_from_its_log() -> None:
+    from minipaas.adapters.engine import BuildOutcome
+
+    log = ["Step 1/5 : FROM minipaas/node:26 AS build", " ---> 1111aaaa2222", "Step 2/5 : RUN npm ci",
+           " ---> Using cache", " ---> 3333bbbb4444", "Step 3/5 : FROM minipaas/node:26 AS test",
+           " ---> 1111aaaa2222", "Step 4/5 : RUN npm test", " ---> Running in 99ff", " ---> 5555cccc6666",
+           "Step 5/5 : FROM minipaas/node:26", " ---> 1111aaaa2222", "Successfully built 7777dddd8888"]
+    assert BuildOutcome("sha256:x", log).stage_images() == ["3333bbbb4444", "5555cccc6666"]
+    assert BuildOutcome("sha256:x", ["#1 [internal] load build definition"]).stage_images() == []

@@ -244,3 +244,17 @@ def test_a_lockfile_change_downloads_only_the_new_package(paas: Paas, builder: s
     commit(other_checkout, "one dependency")
     paas.push(other_checkout)
     assert registry.fetched == ["mp-cached-a"]
+
+
+def test_gc_after_a_deploy_keeps_the_newest_builds_layer_cache(paas: Paas, builder: str) -> None:
+    """gc runs after every deploy's drain delay: it must not take the dependency layers the next
+    source-only push reuses (the legacy builder keeps them in the untagged images of the build's stages)."""
+    from conftest import EXAMPLE, step_cached
+
+    app, checkout = paas.deploy(EXAMPLE, prefix="gcc")
+    paas.run("gc", app)
+    server = checkout / "server.js"
+    server.write_text(server.read_text() + "// a source change\n")
+    commit(checkout, "source change")
+    paas.push(checkout)
+    assert step_cached(paas.builder_log(app), "RUN npm ci --no-audit --no-fund --omit=dev"), paas.builder_log(app)

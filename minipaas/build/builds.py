@@ -259,6 +259,11 @@ def _build(settings: Settings, app: str, release: int, source: Source, progress:
         # which step. No detail: the failing step's output has just been shown, once.
         error = buildlog.tool_error(outcome.log) or outcome.error
         raise BuildFailed(f"build failed: {error}", log=log)
+    for stage, image in enumerate(outcome.stage_images()):
+        # Tagged (and moved at every build), the stages' images and their layers stay the next build's
+        # cache: gc prunes untagged images. destroy removes them with the app's other images.
+        repository, _, cache_tag = settings.build_cache_tag(app, stage).rpartition(":")
+        engine.tag_image(image, repository, cache_tag)
     seconds = time.monotonic() - started
     progress(f"-----> Built {tag} in {seconds:.1f}s")
     result = "skipped" if tests.result == "skipped" else "passed" if ran.state in ("passed", "cached") else ""

@@ -84,7 +84,7 @@ def _collect_app(host: Host, app: str, *, dry_run: bool, freed: Freed, sizes: di
                 engine.remove(container.id, timeout=0)
             freed.add(f"container {container.name}", 0)
     if not dry_run:
-        freed.bytes += engine.prune_dangling(labels)
+        freed.bytes += engine.prune_dangling(labels)  # the legacy builder's stage images are tagged: kept
 
 
 def _collect_stacks(host: Host, *, dry_run: bool, freed: Freed, sizes: dict[str, int], removed: dict[str, str],

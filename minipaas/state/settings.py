@@ -142,6 +142,14 @@ class Settings:
             return f"{self.image_repository(parent)}:{app[len(parent) + 2:]}-{sha[:7]}"
         return f"{self.image_repository(app)}:{release}"
 
+    def build_cache_tag(self, app: str, stage: int) -> str:
+        """Where the legacy builder's stage `stage` of the app's newest build is kept as the next one's cache:
+        `minipaas/hello:build-stage0`; a review app's `minipaas/hello:feature-login-build-stage0`."""
+        parent = parent_of(app)
+        if parent is not None:
+            return f"{self.image_repository(parent)}:{app[len(parent) + 2:]}-build-stage{stage}"
+        return f"{self.image_repository(app)}:build-stage{stage}"
+
     def app_network(self, app: str) -> str:
         """The app's own Docker network (networks.py): `minipaas-hello` on the default instance."""
         return f"{self.instance}-{app}"

@@ -99,6 +99,21 @@ class BuildOutcome:
     exit_code: int | None = None  # the failed RUN step's exit code, when the error names one
     timed_out: bool = False
 
+    def stage_images(self) -> list[str]:
+        """The legacy builder's image of each stage but the last, from its log (`Step 9/17 : FROM ...`
+        after ` ---> <id>`): untagged, they are what `image prune` takes, and with them the layer cache
+        the next build would reuse. (BuildKit keeps its cache apart from images: an empty list.)"""
+        found, last = [], ""
+        for line in self.log:
+            step = re.match(r"Step \d+/\d+ : FROM\b", line)
+            if step and last:
+                found.append(last)
+                last = ""
+            image = re.match(r"\s*---> ([0-9a-f]{12,64})\s*$", line)
+            if image:
+                last = image.group(1)
+        return found
+
 
 def step_exit_code(error: str) -> int | None:
     """The exit code in a builder's error line (`returned a non-zero code: 137`, `exit code: 137`)."""
