@@ -106,7 +106,9 @@ WantedBy=multi-user.target docker.service
 UNIT
   systemctl daemon-reload && systemctl enable minipaas-restore.service >/dev/null
 fi
-# Certificates of apps with letsencrypt on are renewed daily (only those expiring within 30 days).
+# Certificates of apps with letsencrypt on are renewed daily (only those expiring within 30 days); the same
+# timer takes the services' scheduled backups (`postgres:backup-schedule NAME daily`) first: a failed backup
+# (`-`) does not hold the renewal back.
 if [ -d /run/systemd/system ]; then
   cat >/etc/systemd/system/minipaas-renew.service <<UNIT
 [Unit]
@@ -117,6 +119,7 @@ Wants=network-online.target
 [Service]
 Type=oneshot
 Environment=MINIPAAS_HOME=$MINIPAAS_HOME
+ExecStart=-/usr/local/bin/minipaas services:backup-due
 ExecStart=/usr/local/bin/minipaas letsencrypt:renew
 UNIT
   cat >/etc/systemd/system/minipaas-renew.timer <<'UNIT'
@@ -136,7 +139,7 @@ elif [ -d /etc/cron.d ]; then
   cat >/etc/cron.d/minipaas-renew <<CRON
 # minipaas: renew Let's Encrypt certificates daily (only those expiring within 30 days)
 MINIPAAS_HOME=$MINIPAAS_HOME
-$((RANDOM % 60)) $((RANDOM % 24)) * * * root /usr/local/bin/minipaas letsencrypt:renew >>/var/log/minipaas-renew.log 2>&1
+$((RANDOM % 60)) $((RANDOM % 24)) * * * root /usr/local/bin/minipaas services:backup-due >>/var/log/minipaas-renew.log 2>&1; /usr/local/bin/minipaas letsencrypt:renew >>/var/log/minipaas-renew.log 2>&1
 CRON
 fi
 

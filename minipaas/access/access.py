@@ -21,7 +21,7 @@ class PermissionDenied(MinipaasError):
 # Commands a deployer may run on a granted app (config shows keys only, values hidden).
 DEPLOYER_READ = frozenset({"ps", "logs", "releases", "releases:info", "config", "domains", "settings"})
 # Commands a deployer may run with no app argument (their output is filtered to granted apps).
-DEPLOYER_GLOBAL = frozenset({"apps:list", "help"})
+DEPLOYER_GLOBAL = frozenset({"apps:list", "help", "postgres:list", "redis:list"})
 
 
 @dataclass(frozen=True)

@@ -6,7 +6,7 @@ from __future__ import annotations
 from collections.abc import Callable
 
 from minipaas.adapters import engine, gitrepo, networks
-from minipaas.deploy import appjson, formation, health
+from minipaas.deploy import appjson, formation, health, servicecontainers
 from minipaas.state import apps
 from minipaas.state.host import Host
 
@@ -28,6 +28,9 @@ def ensure_app_network(host: Host, app: str) -> None:
     """The app's own Docker network (its containers reach no other app's): made on first use."""
     networks.ensure_app_network(host.settings.app_network(app), pool=host.settings.subnets,
                                 labels={engine.LABEL: str(host.settings.home), engine.APP_LABEL: app})
+    # The services linked to it (a review app's: its parent's) join it there: a review app's first deploy,
+    # or a service container made again since, finds them.
+    servicecontainers.attach_linked(host, app)
 
 
 def web_port(image: str) -> int:

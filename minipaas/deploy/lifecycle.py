@@ -8,6 +8,7 @@ from collections.abc import Callable
 from minipaas.access import events
 from minipaas.adapters import engine, gitrepo, networks
 from minipaas.build import buildcontext
+from minipaas.deploy import servicecontainers
 from minipaas.errors import Conflict
 from minipaas.routing import certs, proxy, sites
 from minipaas.state import apps, reviews, store
@@ -63,6 +64,7 @@ def destroy(host: Host, name: str, progress: Callable[[str], None]) -> None:
         engine.remove(container.id, timeout=5)
         progress(f"removed container {container.name}")
     proxy.remove_app(s, name)
+    servicecontainers.detach_all(host, name)  # its linked services leave its network (their links go below)
     networks.remove(s.app_network(name))
     images = {row["image"] for row in host.db.execute("SELECT image FROM releases WHERE app = ?", (name,))}
     for image in sorted(i for i in images if i):

@@ -6,7 +6,7 @@ from __future__ import annotations
 from collections.abc import Callable
 
 from minipaas.adapters import engine
-from minipaas.deploy import bringup, containers, formation, retirement, rollout, watcher
+from minipaas.deploy import bringup, containers, formation, retirement, rollout, services, watcher
 from minipaas.errors import DeployFailed, MinipaasError, NotFound
 from minipaas.routing import domains, proxy
 from minipaas.state import apps, releaselog
@@ -52,7 +52,8 @@ def restore(host: Host, progress: Progress) -> None:
     s = host.settings
     proxy.setup(s)
     watcher.ensure_running(s)
-    failed = []
+    # Services first: the apps linked to them expect them at their first request.
+    failed = services.restore_all(host, progress)
     for app in apps.names(host):
         try:
             with app_lock(s, app, progress):

@@ -74,6 +74,7 @@ POLICY: tuple[Rule, ...] = (
     Rule("logs", PRIVATE_DIR),
     Rule("locks", PRIVATE_DIR),
     Rule("certs", PRIVATE_DIR),
+    Rule("services", PRIVATE_DIR),  # services' backups (database dumps): root's alone
     # Base image builds unpack a Debian root filesystem in here, whose modes must survive into the
     # image: this folder alone is the gate.
     Rule("cache", PRIVATE_DIR, below=Below.UNTOUCHED),

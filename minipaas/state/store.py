@@ -123,6 +123,34 @@ MIGRATIONS: list[str] = [
     ALTER TABLE releases ADD COLUMN tests TEXT NOT NULL DEFAULT '';
     ALTER TABLE releases ADD COLUMN tests_seconds REAL;
     """,
+    # 8: services apps link (postgres, redis): their password, the apps linked to each (and the config key
+    #    it sets there), and their settings (backup schedule and retention, limits)
+    """
+    CREATE TABLE services (
+        kind TEXT NOT NULL,            -- postgres, redis
+        name TEXT NOT NULL,
+        version TEXT NOT NULL,
+        password TEXT NOT NULL,
+        created_at REAL NOT NULL,
+        PRIMARY KEY (kind, name)
+    );
+    CREATE TABLE service_links (
+        kind TEXT NOT NULL,
+        name TEXT NOT NULL,
+        app TEXT NOT NULL REFERENCES apps(name) ON DELETE CASCADE,
+        env_key TEXT NOT NULL,
+        PRIMARY KEY (kind, name, app),
+        FOREIGN KEY (kind, name) REFERENCES services(kind, name) ON DELETE CASCADE
+    );
+    CREATE TABLE service_settings (
+        kind TEXT NOT NULL,
+        name TEXT NOT NULL,
+        key TEXT NOT NULL,
+        value TEXT NOT NULL,
+        PRIMARY KEY (kind, name, key),
+        FOREIGN KEY (kind, name) REFERENCES services(kind, name) ON DELETE CASCADE
+    );
+    """,
 ]
 
 

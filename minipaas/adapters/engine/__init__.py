@@ -61,6 +61,15 @@ from minipaas.adapters.engine.streams import (
     events,
     logs,
 )
+from minipaas.adapters.engine.volumes import (
+    connect,
+    create_volume,
+    disconnect,
+    exec_io,
+    networks_of,
+    remove_volume,
+    volume_exists,
+)
 
 __all__ = [
     "APP_LABEL",
@@ -77,12 +86,16 @@ __all__ = [
     "build",
     "cgroups",
     "client",
+    "connect",
     "containers",
     "copy_out",
+    "create_volume",
+    "disconnect",
     "ensure_network",
     "events",
     "exec_capture",
     "exec_in",
+    "exec_io",
     "exposed_ports",
     "image_env",
     "image_id",
@@ -94,6 +107,7 @@ __all__ = [
     "labelled_images",
     "list_images",
     "logs",
+    "networks_of",
     "process_uid",
     "prune_dangling",
     "pull",
@@ -101,6 +115,7 @@ __all__ = [
     "remove",
     "remove_image",
     "remove_images_labelled",
+    "remove_volume",
     "run",
     "run_oneoff",
     "run_to_completion",
@@ -109,4 +124,5 @@ __all__ = [
     "stop",
     "tag_image",
     "unique_image_sizes",
+    "volume_exists",
 ]

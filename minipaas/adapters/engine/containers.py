@@ -77,11 +77,13 @@ def run(
     limits: Limits,
     command: list[str] | None = None,
     restart: str = "on-failure:10",
+    volumes: dict[str, str] | None = None,
 ) -> Container:
     """Create and start a detached container; returns it with its address on `network`.
 
     A container already there under that name (left by a crashed deploy) is replaced, but only when
     its `minipaas` label says it has the same owner as the new one: never another instance's.
+    `volumes`: named volumes (name -> the folder it is mounted on).
     """
     try:
         _remove_stale(name, owner=labels.get(LABEL, ""))
@@ -97,6 +99,7 @@ def run(
                 restart_policy=_restart_policy(restart),
                 **limits.host_config(),
                 log_config={"Type": "json-file", "Config": {"max-size": "10m", "max-file": "3"}},
+                binds={volume: {"bind": path, "mode": "rw"} for volume, path in (volumes or {}).items()} or None,
             ),
         )
         _api().start(created["Id"])

@@ -1,0 +1,241 @@
+"""Services apps link: `postgres:*` and `redis:*` (dokku's names), made for each kind by `commands_for`,
+and `services:backup-due`, which the daily timer runs."""
+
+from __future__ import annotations
+
+import sys
+import time
+
+import click
+
+from minipaas.cli.common import current_host, iso, print_json, say, table
+
+
+def _err(line: str) -> None:
+    """Progress of a command whose stdout is data (export): on stderr."""
+    click.echo(line, err=True)
+
+
+def commands_for(kind: str) -> list[click.Command]:
+    """The commands of one kind of service, in the order `--help` lists them."""
+    from minipaas.state.services import KINDS
+
+    spec = KINDS[kind]
+    label = "PostgreSQL" if kind == "postgres" else "Redis"
+
+    @click.command(f"{kind}:create")
+    @click.argument("name")
+    @click.option("--version", default=spec.versions[-1], show_default=True, help=f"{label} major version")
+    def create(name: str, version: str) -> None:
+        from minipaas.deploy import services
+
+        services.create(current_host(), kind, name, version, say)
+
+    create.help = f"Create a {label} service (its image is built on first use)."
+
+    @click.command(f"{kind}:link")
+    @click.argument("name")
+    @click.argument("app")
+    def link(name: str, app: str) -> None:
+        from minipaas.deploy import services
+
+        services.link(current_host(), kind, name, app, say)
+
+    link.help = f"Give APP the service's {spec.env_key} and roll it out (no downtime)."
+
+    @click.command(f"{kind}:unlink")
+    @click.argument("name")
+    @click.argument("app")
+    def unlink(name: str, app: str) -> None:
+        from minipaas.deploy import services
+
+        services.unlink(current_host(), kind, name, app, say)
+
+    unlink.help = f"Remove {spec.env_key} from APP and roll it out."
+
+    @click.command(f"{kind}:info")
+    @click.argument("name")
+    @click.option("--show-secrets", is_flag=True, help="The password and URL too (admins only)")
+    @click.option("--json", "as_json", is_flag=True)
+    def info(name: str, show_secrets: bool, as_json: bool) -> None:
+        from minipaas.access import access
+        from minipaas.deploy import services
+
+        if show_secrets and access.hides_config_values():
+            raise access.PermissionDenied("only an admin may see a service's secrets")
+        data = services.info(current_host(), kind, name, show_secrets=show_secrets)
+        if as_json:
+            print_json(data)
+            return
+        say(f"=====> {kind} service {name}")
+        data["links"] = ", ".join(data["links"]) or "-"  # type: ignore[arg-type]
+        data["created"] = iso(float(data["created"]))  # type: ignore[arg-type]
+        for key, value in data.items():
+            say(f"{key + ':':<18} {value}")
+
+    info.help = f"A {label} service: status, links, settings (--show-secrets: its password and URL)."
+
+    @click.command(f"{kind}:list")
+    @click.option("--json", "as_json", is_flag=True)
+    def listing(as_json: bool) -> None:
+        from minipaas.access import access
+        from minipaas.deploy import services
+
+        rows = services.listing(current_host(), kind)
+        for row in rows:  # a deployer sees the services' names, and links to its own apps only
+            row["links"] = [app for app in row["links"] if access.visible(app)]  # type: ignore[attr-defined]
+        if as_json:
+            print_json(rows)
+            return
+        table(([r["name"], r["version"], r["status"], ", ".join(r["links"]) or "-"] for r in rows),  # type: ignore[arg-type]
+              ["NAME", "VERSION", "STATUS", "LINKED APPS"])
+
+    listing.help = f"{label} services."
+
+    @click.command(f"{kind}:logs")
+    @click.argument("name")
+    @click.option("-n", "--num", "lines", type=click.IntRange(0, 1_000_000), default=100, show_default=True)
+    def logs(name: str, lines: int) -> None:
+        from minipaas.adapters import engine
+        from minipaas.deploy import servicecontainers
+        from minipaas.errors import NotFound
+        from minipaas.state import services
+
+        host = current_host()
+        container = servicecontainers.find(host, services.require(host, kind, name))
+        if container is None:
+            raise NotFound(f"{kind} service {name} has no container; `ps:restore` starts it again")
+        for chunk in engine.logs(container.id, tail=lines):
+            sys.stdout.buffer.write(chunk)
+        sys.stdout.buffer.flush()
+
+    logs.help = "The server's output."
+
+    @click.command(f"{kind}:connect")
+    @click.argument("name")
+    def connect(name: str) -> None:
+        from minipaas.adapters import engine
+        from minipaas.deploy import servicecontainers
+        from minipaas.state import services
+
+        host = current_host()
+        service = services.require(host, kind, name)
+        container = servicecontainers.ensure_running(host, service, _err)
+        client = ["psql", "-d", services.database(name)] if kind == "postgres" else ["minipaas-redis-cli"]
+        code, _ = engine.exec_io(container.id, client, user=kind, interactive=True, tty=sys.stdin.isatty())
+        sys.exit(code)
+
+    connect.help = f"{'psql' if kind == 'postgres' else 'redis-cli'} in the service (a tty when there is one)."
+
+    @click.command(f"{kind}:destroy")
+    @click.argument("name")
+    @click.option("--force", is_flag=True, help="Unlink its apps first")
+    def destroy(name: str, force: bool) -> None:
+        from minipaas.deploy import services
+
+        services.destroy(current_host(), kind, name, force=force, progress=say)
+
+    destroy.help = "Remove the service with its data and backups (refused while linked, unless --force)."
+
+    @click.command(f"{kind}:backup")
+    @click.argument("name")
+    def backup(name: str) -> None:
+        from minipaas.deploy import servicebackups
+
+        servicebackups.backup(current_host(), kind, name, say)
+
+    backup.help = f"Keep a backup ({'pg_dump -Fc' if kind == 'postgres' else 'an RDB snapshot'}, checksummed)."
+
+    @click.command(f"{kind}:backups")
+    @click.argument("name")
+    def backups(name: str) -> None:
+        from minipaas.deploy import servicebackups
+        from minipaas.state import services
+
+        host = current_host()
+        kept = servicebackups.listing(host, services.require(host, kind, name))
+        table(([b.name, iso(b.taken_at), f"{b.size / 1e3:.0f} kB"] for b in reversed(kept)),
+              ["BACKUP", "TAKEN", "SIZE"])
+
+    backups.help = "The service's kept backups, newest first."
+
+    @click.command(f"{kind}:export")
+    @click.argument("name")
+    def export(name: str) -> None:
+        from minipaas.deploy import servicebackups
+
+        servicebackups.export(current_host(), kind, name, sys.stdout.buffer, _err)
+        sys.stdout.buffer.flush()
+
+    export.help = "Write a dump to stdout (`ssh paas@host postgres:export db > db.dump`)."
+
+    @click.command(f"{kind}:backup-schedule")
+    @click.argument("name")
+    @click.argument("schedule", type=click.Choice(["daily", "off"]))
+    def backup_schedule(name: str, schedule: str) -> None:
+        _setting(kind, name, "backup-schedule", schedule)
+
+    backup_schedule.help = "Back the service up daily (run by the host's daily timer), or not."
+
+    @click.command(f"{kind}:backup-retention")
+    @click.argument("name")
+    @click.argument("count")
+    def backup_retention(name: str, count: str) -> None:
+        _setting(kind, name, "backup-retention", count)
+
+    backup_retention.help = "How many backups the schedule keeps (the oldest go)."
+
+    found = [create, link, unlink, info, listing, logs, connect, destroy, backup, backups, export,
+             backup_schedule, backup_retention]
+    if kind == "postgres":
+        found += [_restore_cmd(kind), _import_cmd(kind)]
+    return found
+
+
+def _setting(kind: str, name: str, key: str, value: str) -> None:
+    from minipaas.state import services
+
+    host = current_host()
+    services.require(host, kind, name)
+    services.set_setting(host, kind, name, key, value)
+    say(f"-----> {kind} service {name}: {key} {value}")
+
+
+def _restore_cmd(kind: str) -> click.Command:
+    @click.command(f"{kind}:restore")
+    @click.argument("name")
+    @click.argument("backup")
+    def restore(name: str, backup: str) -> None:
+        """Put a kept backup back (checksum checked; one transaction)."""
+        from minipaas.deploy import servicebackups
+
+        servicebackups.restore(current_host(), kind, name, backup, say)
+
+    return restore
+
+
+def _import_cmd(kind: str) -> click.Command:
+    @click.command(f"{kind}:import")
+    @click.argument("name")
+    def import_cmd(name: str) -> None:
+        """Restore a dump read from stdin (refused whole when corrupt or truncated)."""
+        from minipaas.deploy import servicebackups
+
+        servicebackups.import_(current_host(), kind, name, sys.stdin.buffer, say)
+
+    return import_cmd
+
+
+@click.command("services:backup-due")
+def backup_due() -> None:
+    """Back up every service whose schedule says so, then apply retention (the daily timer runs it)."""
+    from minipaas.deploy import servicebackups
+    from minipaas.errors import MinipaasError
+
+    failed = servicebackups.run_due(current_host(), say, time.time())
+    if failed:
+        raise MinipaasError(f"backups failed: {', '.join(failed)}")
+
+
+def all_commands() -> list[click.Command]:
+    return [*commands_for("postgres"), *commands_for("redis"), backup_due]

@@ -1,0 +1,164 @@
+"""Services apps link, as the commands see them: create, link, unlink, destroy, info, list, and bringing
+every service back before the apps (`ps:restore`).
+
+Linking sets the service's URL (`DATABASE_URL`, `REDIS_URL`) in the app's config through the same path
+as `config:set` (rollout.change_config: a new release with it, zero downtime, undone when it fails);
+unlinking removes it the same way. The containers and networks are servicecontainers.py's, the backups
+servicebackups.py's, the records state/services.py's.
+"""
+
+from __future__ import annotations
+
+import shutil
+from collections.abc import Callable
+
+from minipaas.deploy import rollout, servicecontainers
+from minipaas.errors import Conflict, MinipaasError
+from minipaas.state import apps, config, services
+from minipaas.state.host import Host
+from minipaas.state.names import parent_of
+from minipaas.state.services import Service
+
+Progress = Callable[[str], None]
+
+
+def folder(host: Host, service: Service) -> str:
+    """Where the service's files (backups) are kept: `services/<kind>/<name>` under the home."""
+    return str(host.settings.home / "services" / service.kind / service.name)
+
+
+def create(host: Host, kind: str, name: str, version: str, progress: Progress) -> Service:
+    spec = services.kind_of(kind)
+    service = services.insert(host, spec, name, version)
+    try:
+        servicecontainers.ensure_running(host, service, progress)
+    except BaseException:
+        # Nothing half-made: a service is there with its container and volume, or not at all.
+        servicecontainers.remove(host, service)
+        services.delete(host, kind, name)
+        raise
+    progress(f"=====> {kind} service {name} is ready ({kind} {version}); `{kind}:link {name} APP` gives an "
+             f"app its {spec.env_key}")
+    return service
+
+
+def link(host: Host, kind: str, name: str, app: str, progress: Progress) -> None:
+    service = services.require(host, kind, name)
+    apps.require(host, app)
+    if parent_of(app) is not None:
+        raise Conflict(f"{app} is a review app: link {parent_of(app)}, whose review apps inherit the link")
+    key = service.spec.env_key
+    if services.link_key(host, kind, name, app) is not None:
+        raise Conflict(f"{kind} service {name} is already linked to {app}")
+    if key in config.own(host, app):
+        raise Conflict(f"{app} already has {key} (another link, or config:set): `config:unset {app} {key}` or "
+                       "unlink the other service first")
+    servicecontainers.ensure_running(host, service, progress)
+    services.add_link(host, kind, name, app, key)
+    try:
+        for reaching in servicecontainers.apps_reaching(host, service):
+            servicecontainers.attach(host, service, reaching)
+        value = services.url(service.spec, name, service.password)
+        progress(f"-----> Linking {kind} service {name} to {app} as {key}")
+        rollout.change_config(host, app, lambda: config.set_many(host, app, {key: value}), progress)
+    except BaseException:
+        _forget_link(host, service, app)
+        raise
+    progress(f"-----> {app} has {key}")
+
+
+def unlink(host: Host, kind: str, name: str, app: str, progress: Progress) -> None:
+    service = services.require(host, kind, name)
+    apps.require(host, app)
+    key = services.link_key(host, kind, name, app)
+    if key is None:
+        raise Conflict(f"{kind} service {name} is not linked to {app}")
+    progress(f"-----> Unlinking {kind} service {name} from {app}")
+    rollout.change_config(host, app, lambda: config.unset_many(host, app, [key]), progress)
+    _forget_link(host, service, app)
+    progress(f"-----> {app} no longer has {key}")
+
+
+def _forget_link(host: Host, service: Service, app: str) -> None:
+    """The link's row gone and the service off the app's networks (its review apps' too)."""
+    reaching = servicecontainers.apps_reaching(host, service)
+    services.remove_link(host, service.kind, service.name, app)
+    still = set(servicecontainers.apps_reaching(host, service))
+    for other in reaching:
+        if other not in still:
+            servicecontainers.detach(host, service, other)
+
+
+def destroy(host: Host, kind: str, name: str, *, force: bool, progress: Progress) -> None:
+    """The service, its data and backups; refused while apps are linked, unless `force` unlinks them first."""
+    service = services.require(host, kind, name)
+    linked = services.links(host, kind, name)
+    if linked and not force:
+        raise Conflict(f"{kind} service {name} is linked to {', '.join(linked)}; unlink it, or destroy with --force "
+                       "(which unlinks first)")
+    for app in linked:
+        unlink(host, kind, name, app, progress)
+    servicecontainers.remove(host, service)
+    shutil.rmtree(folder(host, service), ignore_errors=True)
+    services.delete(host, kind, name)
+    progress(f"-----> Destroyed {kind} service {name} and its data")
+
+
+def info(host: Host, kind: str, name: str, *, show_secrets: bool) -> dict[str, object]:
+    """What `info` prints. The password and the URL only with `show_secrets` (the CLI allows it to admins)."""
+    service = services.require(host, kind, name)
+    container = servicecontainers.find(host, service)
+    spec = service.spec
+    data: dict[str, object] = {
+        "name": name,
+        "kind": kind,
+        "version": service.version,
+        "status": container.status if container else "missing",
+        "links": services.links(host, kind, name),
+        "env_key": spec.env_key,
+        "host": services.alias(kind, name),
+        "port": spec.port,
+        "container": servicecontainers.container_name(host, service),
+        "volume": services.volume_name(host.settings, kind, name),
+        "backups": folder(host, service) + "/backups",
+        "created": service.created_at,
+        **{key: services.get_setting(host, kind, name, key) for key in services.SETTINGS},
+    }
+    if kind == "postgres":
+        data["database"] = services.database(name)
+    if show_secrets:
+        data["password"] = service.password
+        data["url"] = services.url(spec, name, service.password)
+    return data
+
+
+def listing(host: Host, kind: str) -> list[dict[str, object]]:
+    rows = []
+    for service in services.all_of(host, kind):
+        container = servicecontainers.find(host, service)
+        rows.append({"name": service.name, "version": service.version,
+                     "status": container.status if container else "missing",
+                     "links": services.links(host, kind, service.name)})
+    return rows
+
+
+def restore_all(host: Host, progress: Progress) -> list[str]:
+    """Every service running and answering again (before the apps that need them); the ones that could not be."""
+    failed = []
+    for service in services.all_of(host):
+        try:
+            servicecontainers.ensure_running(host, service, progress)
+        except MinipaasError as exc:
+            progress(f" !     {service.kind} service {service.name}: {exc}")
+            failed.append(f"{service.kind}:{service.name}")
+            continue
+        progress(f"-----> {service.kind} service {service.name} is running")
+    return failed
+
+
+def set_limits(host: Host, kind: str, name: str, changes: dict[str, str], progress: Progress) -> None:
+    service = services.require(host, kind, name)
+    for key, value in changes.items():
+        services.set_setting(host, kind, name, key, value)
+    progress(f"-----> {kind} service {name}: {', '.join(f'{k}={v}' for k, v in changes.items())}")
+    servicecontainers.replace(host, service, progress)

@@ -1,0 +1,210 @@
+"""Services apps link (PostgreSQL, Redis) as records: which exist, their password, the apps linked to
+each, their settings; and the pure parts: names, the URL an app gets, the names on the engine.
+
+The password is generated here and kept in the database only (root's alone, like every app's config).
+The containers, volumes and backups are deploy/services*.py's.
+"""
+
+from __future__ import annotations
+
+import re
+import secrets
+import urllib.parse
+from dataclasses import dataclass
+
+from minipaas.errors import Conflict, InvalidInput, NotFound
+from minipaas.state import store
+from minipaas.state.host import Host
+from minipaas.state.settings import Settings
+
+
+@dataclass(frozen=True)
+class Kind:
+    """What one kind of service is to an app."""
+
+    name: str  # postgres, redis
+    versions: tuple[str, ...]
+    port: int
+    env_key: str  # the config key a link sets
+    scheme: str
+    user: str  # the account the URL names ("" for redis: a password only)
+
+
+POSTGRES = Kind("postgres", ("15",), 5432, "DATABASE_URL", "postgres", "postgres")
+REDIS = Kind("redis", ("7",), 6379, "REDIS_URL", "redis", "")
+KINDS = {kind.name: kind for kind in (POSTGRES, REDIS)}
+
+# Like an app's (names.py), and no `--`: one DNS label, a container name part, a database name.
+SERVICE_NAME = re.compile(r"[a-z][a-z0-9-]{0,62}")
+
+
+def check_name(name: str) -> str:
+    if not SERVICE_NAME.fullmatch(name) or name.endswith("-") or "--" in name:
+        shown = name if len(name) <= 80 else name[:77] + "..."
+        raise InvalidInput(f"invalid service name {shown!r}: use 1 to 63 lowercase letters, digits and dashes, "
+                           "starting with a letter")
+    return name
+
+
+def kind_of(name: str) -> Kind:
+    try:
+        return KINDS[name]
+    except KeyError:
+        raise InvalidInput(f"unknown service kind {name!r}; known: {', '.join(KINDS)}") from None
+
+
+# -- names on the engine and URLs ----------------------------------------------------------
+
+def container_base(kind: str, name: str) -> str:
+    """`svc.postgres.db`: app containers are `<app>.<process>.<n>` (n a number), so no app's can take it."""
+    return f"svc.{kind}.{name}"
+
+
+def container_name(settings: Settings, kind: str, name: str) -> str:
+    return settings.container_name(container_base(kind, name))
+
+
+def volume_name(settings: Settings, kind: str, name: str) -> str:
+    return f"{settings.instance}.{kind}.{name}.data"
+
+
+def own_network(settings: Settings, kind: str, name: str) -> str:
+    """The service's own network, where it lives when no app is linked (app networks have no dots)."""
+    return f"{settings.instance}.{kind}.{name}"
+
+
+def alias(kind: str, name: str) -> str:
+    """The host name a linked app's containers reach the service by, on the app's network."""
+    return f"{kind}-{name}"
+
+
+def database(name: str) -> str:
+    """A Postgres service's database: named like the service."""
+    return name
+
+
+def url(kind: Kind, name: str, password: str) -> str:
+    """What a linked app's `DATABASE_URL` / `REDIS_URL` says."""
+    secret = urllib.parse.quote(password, safe="")
+    host = alias(kind.name, name)
+    if kind.name == "postgres":
+        return f"{kind.scheme}://{kind.user}:{secret}@{host}:{kind.port}/{urllib.parse.quote(database(name))}"
+    return f"{kind.scheme}://:{secret}@{host}:{kind.port}"
+
+
+def new_password() -> str:
+    # URL-safe: it goes into URLs as it is; 32 bytes of randomness.
+    return secrets.token_urlsafe(32)
+
+
+# -- records -------------------------------------------------------------------------------
+
+@dataclass(frozen=True)
+class Service:
+    kind: str
+    name: str
+    version: str
+    password: str
+    created_at: float
+
+    @property
+    def spec(self) -> Kind:
+        return KINDS[self.kind]
+
+
+def _service(row: object) -> Service:
+    return Service(row["kind"], row["name"], row["version"], row["password"], row["created_at"])  # type: ignore[index]
+
+
+def find(host: Host, kind: str, name: str) -> Service | None:
+    row = host.db.execute("SELECT * FROM services WHERE kind = ? AND name = ?", (kind, name)).fetchone()
+    return _service(row) if row else None
+
+
+def require(host: Host, kind: str, name: str) -> Service:
+    check_name(name)
+    found = find(host, kind, name)
+    if found is None:
+        raise NotFound(f"{kind} service {name} does not exist (`{kind}:create {name}` makes it)")
+    return found
+
+
+def all_of(host: Host, kind: str | None = None) -> list[Service]:
+    rows = host.db.execute("SELECT * FROM services WHERE ? IS NULL OR kind = ? ORDER BY kind, name", (kind, kind))
+    return [_service(row) for row in rows]
+
+
+def insert(host: Host, kind: Kind, name: str, version: str) -> Service:
+    check_name(name)
+    if version not in kind.versions:
+        raise InvalidInput(f"{kind.name} {version} is not available; this host builds {', '.join(kind.versions)}")
+    with store.transaction(host.db) as db:
+        if db.execute("SELECT 1 FROM services WHERE kind = ? AND name = ?", (kind.name, name)).fetchone():
+            raise Conflict(f"{kind.name} service {name} already exists")
+        db.execute("INSERT INTO services (kind, name, version, password, created_at) VALUES (?, ?, ?, ?, ?)",
+                   (kind.name, name, version, new_password(), store.now()))
+    return require(host, kind.name, name)
+
+
+def delete(host: Host, kind: str, name: str) -> None:
+    with store.transaction(host.db) as db:  # its links and settings go with it
+        db.execute("DELETE FROM services WHERE kind = ? AND name = ?", (kind, name))
+
+
+# -- links ---------------------------------------------------------------------------------
+
+def links(host: Host, kind: str, name: str) -> list[str]:
+    rows = host.db.execute("SELECT app FROM service_links WHERE kind = ? AND name = ? ORDER BY app", (kind, name))
+    return [row["app"] for row in rows]
+
+
+def linked_to(host: Host, app: str) -> list[Service]:
+    """The services linked to an app; a review app's are its parent's (it inherits their URLs)."""
+    rows = host.db.execute(
+        "SELECT s.* FROM services s JOIN service_links l ON l.kind = s.kind AND l.name = s.name "
+        "WHERE l.app = ? OR l.app = (SELECT parent FROM apps WHERE name = ?) ORDER BY s.kind, s.name",
+        (app, app))
+    return [_service(row) for row in rows]
+
+
+def add_link(host: Host, kind: str, name: str, app: str, env_key: str) -> None:
+    with store.transaction(host.db) as db:
+        db.execute("INSERT INTO service_links (kind, name, app, env_key) VALUES (?, ?, ?, ?)",
+                   (kind, name, app, env_key))
+
+
+def remove_link(host: Host, kind: str, name: str, app: str) -> None:
+    with store.transaction(host.db) as db:
+        db.execute("DELETE FROM service_links WHERE kind = ? AND name = ? AND app = ?", (kind, name, app))
+
+
+def link_key(host: Host, kind: str, name: str, app: str) -> str | None:
+    row = host.db.execute("SELECT env_key FROM service_links WHERE kind = ? AND name = ? AND app = ?",
+                          (kind, name, app)).fetchone()
+    return row["env_key"] if row else None
+
+
+# -- settings ------------------------------------------------------------------------------
+
+SETTINGS = {
+    "memory": ("256m", lambda v: bool(re.fullmatch(r"[1-9][0-9]*[kmg]", v))),
+    "cpus": ("", lambda v: v == "" or bool(re.fullmatch(r"(0\.[0-9]*[1-9][0-9]*|[1-9][0-9]*(\.[0-9]+)?)", v))),
+    "pids": ("256", lambda v: v.isdigit() and 16 <= int(v) <= 100_000),
+    "backup-schedule": ("off", lambda v: v in ("daily", "off")),
+    "backup-retention": ("7", lambda v: v.isdigit() and 1 <= int(v) <= 10_000),
+}
+
+
+def get_setting(host: Host, kind: str, name: str, key: str) -> str:
+    row = host.db.execute("SELECT value FROM service_settings WHERE kind = ? AND name = ? AND key = ?",
+                          (kind, name, key)).fetchone()
+    return row["value"] if row else SETTINGS[key][0]
+
+
+def set_setting(host: Host, kind: str, name: str, key: str, value: str) -> None:
+    _default, check = SETTINGS[key]
+    if not check(value):
+        raise InvalidInput(f"invalid value {value!r} for {kind}:{name}'s {key}")
+    with store.transaction(host.db) as db:
+        db.execute("INSERT INTO service_settings (kind, name, key, value) VALUES (?, ?, ?, ?) "
+                   "ON CONFLICT (kind, name, key) DO UPDATE SET value = excluded.value", (kind, name, key, value))
