@@ -303,6 +303,10 @@ def paas_host(work: Path, **env_overrides: str) -> Iterator[Paas]:
             networks = docker("network", "ls", "-q", "--filter", f"label=minipaas={home}").split()
             if networks:
                 subprocess.run(["docker", "network", "rm", *networks], capture_output=True)
+            # The services' data volumes (postgres:create, redis:create).
+            volumes = docker("volume", "ls", "-q", "--filter", f"label=minipaas={home}").split()
+            if volumes:
+                subprocess.run(["docker", "volume", "rm", "-f", *volumes], capture_output=True)
         for pid_file in (home / "nginx" / "run").glob("*.pid"):
             with contextlib.suppress(OSError, ValueError):
                 os.kill(int(pid_file.read_text()), 3)  # SIGQUIT: graceful stop

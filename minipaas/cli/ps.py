@@ -60,15 +60,18 @@ def ps_scale(app: str, counts: tuple[str, ...]) -> None:
 @click.option("--read-only/--writable", "read_only", default=None,
               help="a read-only root filesystem with a writable /tmp")
 def resource_limit(app: str, memory: str | None, cpus: str | None, pids: str | None, read_only: bool | None) -> None:
-    """Limit an app's containers; running ones are replaced without downtime."""
+    """Limit an app's containers; running ones are replaced without downtime. A service: `postgres:NAME`."""
     from minipaas.deploy import rollout
     from minipaas.state import apps, releaselog
 
     host = current_host()
-    existing_app(app)
     changes = {"memory": memory, "cpus": cpus, "pids": pids,
                "read-only": None if read_only is None else ("on" if read_only else "off")}
     changes = {k: v for k, v in changes.items() if v is not None}
+    if ":" in app:
+        _service_limit(app, changes)
+        return
+    existing_app(app)
     if not changes:
         for key in ("memory", "cpus", "pids", "read-only"):
             say(f"{key}: {apps.get_setting(host, app, key) or 'unlimited'}")
@@ -78,6 +81,25 @@ def resource_limit(app: str, memory: str | None, cpus: str | None, pids: str | N
     say(f"-----> {app}: {', '.join(f'{k}={v or chr(39) * 2}' for k, v in changes.items())}")
     if releaselog.live(host, app) is not None:
         rollout.restart(host, app, say)
+
+
+def _service_limit(target: str, changes: dict[str, str]) -> None:
+    """`resource:limit postgres:db --memory 512m`: the service's container is made again with them (its
+    data stays in its volume; its apps wait for it a few seconds)."""
+    from minipaas.deploy import services as service_ops
+    from minipaas.errors import InvalidInput
+    from minipaas.state import services
+
+    kind, _, name = target.partition(":")
+    services.kind_of(kind)
+    service = services.require(current_host(), kind, name)
+    if "read-only" in changes:
+        raise InvalidInput("a service's filesystem holds its data: --read-only is for apps")
+    if not changes:
+        for key in ("memory", "cpus", "pids"):
+            say(f"{key}: {services.get_setting(current_host(), kind, service.name, key) or 'unlimited'}")
+        return
+    service_ops.set_limits(current_host(), kind, name, changes, say)
 
 
 @click.command("ps:restart")

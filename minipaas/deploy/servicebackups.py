@@ -215,8 +215,7 @@ def _restore_file(host: Host, service: Service, dump: IO[bytes], progress: Progr
          "-d", records.database(service.name)],
         user="postgres", stdin=dump)
     if code != 0:
-        raise InvalidInput(f"the dump could not be restored ({_last(errors)}); the database was not changed",
-                           detail=errors)
+        raise InvalidInput(f"the dump could not be restored ({_last(errors)}); the database was not changed")
 
 
 def _postgres_only(service: Service, what: str) -> None:
