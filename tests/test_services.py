@@ -263,3 +263,13 @@ def test_an_app_reaches_its_own_service_and_nothing_of_another_app(paas: Paas) -
     assert user == "postgres" and caps == f"[ALL] {256 * 1024 * 1024} 256", (user, caps)
     status = docker("exec", b_db, "grep", "^CapEff", "/proc/1/status").split()[1]
     assert int(status, 16) == 0
+
+
+def test_a_removed_service_container_comes_back_with_its_data_on_ps_restore(paas: Paas) -> None:
+    paas.run("postgres:create", "keep")
+    sql(paas, "keep", SEED)
+    before = checksum(paas, "keep")
+    docker("rm", "-f", paas.container("svc.postgres.keep"))
+    restored = paas.run("ps:restore")
+    assert "Starting postgres service keep" in restored.stdout
+    assert checksum(paas, "keep") == before

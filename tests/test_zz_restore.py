@@ -49,3 +49,22 @@ def test_every_app_answers_after_an_engine_restart_and_ps_restore(paas: Paas) ->
     assert paas.get(web).body.startswith("still here")
     assert paas.get(other).body == "from my own Dockerfile\n"
     assert "Static home" in paas.get(site).body
+
+
+def test_rows_and_keys_survive_an_engine_restart_and_services_come_back_before_apps(paas: Paas) -> None:
+    """Services' data are in named volumes; ps:restore starts the services first, then the apps that need them."""
+    import json
+
+    app, _ = paas.deploy(APPS / "services-app", prefix="svc")
+    paas.run("postgres:create", "db")
+    paas.run("redis:create", "cache")
+    paas.run("postgres:link", "db", app)
+    paas.run("redis:link", "cache", app)
+    for _ in range(3):
+        assert paas.get(app, "/write", method="POST", body="").status == 200
+    restart_engine()
+    restored = paas.run("ps:restore").stdout
+    assert restored.index("postgres service db is running") < restored.index(f"{app}: release")
+    assert json.loads(paas.get(app, "/count").body) == {"rows": 3, "keys": 3}
+    assert paas.get(app, "/write", method="POST", body="").status == 200
+    assert json.loads(paas.get(app, "/count").body) == {"rows": 4, "keys": 4}
