@@ -263,6 +263,14 @@ def test_an_app_reaches_its_own_service_and_nothing_of_another_app(paas: Paas) -
     assert user == "postgres" and caps == f"[ALL] {256 * 1024 * 1024} 256", (user, caps)
     status = docker("exec", b_db, "grep", "^CapEff", "/proc/1/status").split()[1]
     assert int(status, 16) == 0
+    # The server is PID 1, and no process of the container keeps the password in its environment.
+    assert docker("exec", b_db, "cat", "/proc/1/comm").strip() == "postgres"
+    # (the server's processes only: a `docker exec` gets the container's environment again)
+    script = ('for p in /proc/[0-9]*; do if [ "$(cat $p/comm 2>/dev/null)" = postgres ]; then '
+              'tr "\\0" "\\n" < $p/environ; fi; done')
+    environments = docker("exec", b_db, "sh", "-c", script)
+    assert "PGDATA" not in environments and "LANG=C.UTF-8" in environments, environments
+    assert "POSTGRES_PASSWORD" not in environments
 
 
 def test_a_removed_service_container_comes_back_with_its_data_on_ps_restore(paas: Paas) -> None:

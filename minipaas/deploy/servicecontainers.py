@@ -44,7 +44,10 @@ def limits(host: Host, service: Service) -> engine.Limits:
         return services.get_setting(host, service.kind, service.name, key)
 
     cpus = value("cpus")
-    return engine.Limits(memory=value("memory"), cpus=float(cpus) if cpus else None, pids=int(value("pids")))
+    # No init: the server is PID 1 (it reaps its own children), so no process of the container keeps the
+    # password in its environment once the entrypoint has handed over.
+    return engine.Limits(memory=value("memory"), cpus=float(cpus) if cpus else None, pids=int(value("pids")),
+                         init=False)
 
 
 def environment(service: Service) -> dict[str, str]:

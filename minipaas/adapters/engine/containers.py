@@ -24,12 +24,13 @@ class Limits:
     cpus: float | None = None
     pids: int | None = 512
     read_only: bool = False
+    init: bool = True  # off for servers that are a good PID 1 themselves (Postgres, Redis)
 
     def host_config(self) -> dict[str, Any]:
         config: dict[str, Any] = {
             "mem_limit": self.memory,
             "pids_limit": self.pids,
-            "init": True,  # an init reaps zombies and forwards SIGTERM to npm/node
+            "init": self.init,  # an init reaps zombies and forwards SIGTERM to npm/node
             "security_opt": ["no-new-privileges"],
             # Nothing an app needs as a non-root user; binding a low port is the one thing root images need.
             "cap_drop": ["ALL"],
