@@ -52,15 +52,15 @@ def test_restore_goes_on_past_an_app_that_cannot_come_back(paas: Paas) -> None:
     broken, _ = paas.deploy(APPS / "dockerfile", prefix="broken")
     fine, _ = paas.deploy(APPS / "dockerfile", prefix="fine")
     # The broken app loses its containers, its image and its source (a disk lost): nothing to start.
-    for container in paas.containers():
-        if f"{broken}." in container:
+    for container in paas.container_names():
+        if f".{broken}." in container:
             docker("rm", "-f", container)
     docker("rmi", "-f", paas.image(broken, 1))
     shutil.rmtree(paas.home / "repos" / f"{broken}.git" / "objects")
     (paas.home / "repos" / f"{broken}.git" / "objects").mkdir()
     paas.run("ps:stop", fine)
     result = paas.run("ps:restore", check=False)
-    assert result.returncode == 1, result
+    assert result.returncode == 1, result.stdout
     assert f"{broken}:" in result.stdout and f"{fine}: release 1 serving at" in result.stdout, result.stdout
     assert result.stderr.strip().splitlines()[-1] == f"error: not restored: {broken}", result.stderr
     assert "Traceback" not in result.stderr
