@@ -258,8 +258,11 @@ def docker_root_du() -> int | None:
     return int(match.group(1)) if match else None
 
 
-def app_images(app: str) -> list[str]:
-    return sorted(set(docker("images", "-q", f"minipaas/{app}").split()))
+def app_images(host: BenchHost, app: str) -> list[str]:
+    """The app's images in this bench home's instance (`mp-<hash>/APP`, as settings name it)."""
+    from minipaas.state import settings
+
+    return sorted(set(docker("images", "-q", settings.load(host.env).image_repository(app)).split()))
 
 
 def home_containers(host: BenchHost) -> list[str]:
@@ -293,11 +296,11 @@ def _history(image: str) -> list[str]:
 def wait_settled(host: BenchHost, app: str) -> float:
     """Wait until the number of the app's images and the home's containers stays put for SETTLE_SECONDS."""
     started = time.monotonic()
-    last = (len(app_images(app)), len(home_containers(host)))
+    last = (len(app_images(host, app)), len(home_containers(host)))
     stable_since = time.monotonic()
     while time.monotonic() - started < SETTLE_TIMEOUT:
         time.sleep(0.5)
-        now = (len(app_images(app)), len(home_containers(host)))
+        now = (len(app_images(host, app)), len(home_containers(host)))
         if now != last:
             last, stable_since = now, time.monotonic()
         elif time.monotonic() - stable_since >= SETTLE_SECONDS:
@@ -325,7 +328,7 @@ def disk_part(host: BenchHost, keep_releases: int, deploys: int) -> DiskMode:
         mode.loads.append(load())
         mode.settle_seconds = wait_settled(host, app)
         mode.du_after, mode.layers_after = docker_root_du(), layers_size()
-        images = app_images(app)
+        images = app_images(host, app)
         mode.images = len(images)
         mode.containers = len(home_containers(host))
         mode.releases = len(json.loads(host.cli("releases", app, "--json").stdout))
