@@ -258,6 +258,9 @@ def test_an_app_reaches_its_own_service_and_nothing_of_another_app(paas: Paas) -
     assert not tcp_from(paas, web_a, address(paas.container("svc.redis.b-cache"), f"{instance}-{second}"), 6379)
     # The service runs as its package's user, with no capabilities, limited like an app.
     user = docker("exec", b_db, "id", "-un").strip()
+    # ... with a uid of its own, outside the ranges a host account has
+    assert docker("exec", b_db, "id", "-u").strip() == "64320"
+    assert docker("exec", paas.container("svc.redis.b-cache"), "id", "-u").strip() == "63790"
     caps = docker("inspect", "--format", "{{.HostConfig.CapDrop}} {{.HostConfig.Memory}} {{.HostConfig.PidsLimit}}",
                   b_db).strip()
     assert user == "postgres" and caps == f"[ALL] {256 * 1024 * 1024} 256", (user, caps)

@@ -88,6 +88,19 @@ def test_images_install_debians_packages_and_run_as_their_users() -> None:
     assert "unset REDIS_PASSWORD\nexec" in serviceimages.REDIS_ENTRYPOINT
 
 
+def test_an_image_carries_its_recipe_and_a_changed_recipe_is_another() -> None:
+    import dataclasses
+    import tarfile
+
+    spec = serviceimages.POSTGRES
+    with tarfile.open(fileobj=serviceimages.context(spec)) as tar:
+        text = tar.extractfile("Dockerfile").read().decode()
+    assert text.endswith(f"LABEL {serviceimages.RECIPE_LABEL}={serviceimages.recipe(spec)}\n")
+    changed = dataclasses.replace(spec, after=spec.after + " && true")
+    assert serviceimages.recipe(changed) != serviceimages.recipe(spec)
+    assert "useradd --system -u 64320" in text  # a uid of its own, made before the package's scripts run
+
+
 def test_the_services_folder_is_roots_alone() -> None:
     assert perms.target_mode("services", 0o755, is_folder=True) == 0o700
     assert perms.target_mode("services/postgres/db/backups/x.dump", 0o644, is_folder=False) == 0o600

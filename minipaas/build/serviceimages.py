@@ -11,6 +11,7 @@ database's name) comes from the container's environment.
 
 from __future__ import annotations
 
+import hashlib
 import io
 import os
 import tarfile
@@ -28,6 +29,7 @@ Progress = Callable[[str], None]
 DEBIAN_IMAGE = "minipaas/debian"
 DEBIAN_TAG = rootfs.DEBIAN_SUITE
 SERVICE_LABEL = "minipaas.service-image"  # which service's image (postgres, redis): for `docker images -f`
+RECIPE_LABEL = "minipaas.service-recipe"  # recipe(): how the image was made
 LOCK_DIR = Path("/run/lock")  # the engine's images are the host's: so are their locks
 LOCK_WAIT = 30 * 60
 BUILD_TIMEOUT = 30 * 60
@@ -112,8 +114,12 @@ POSTGRES = ImageSpec(
     packages=("postgresql-15", "postgresql-client-15"),
     user="postgres", data="/var/lib/postgresql",
     files={"/usr/local/bin/minipaas-postgres": POSTGRES_ENTRYPOINT},
-    # No cluster made at install time: the entrypoint makes one in the volume.
-    prepare="mkdir -p /etc/postgresql-common && echo 'create_main_cluster = false' "
+    # No cluster made at install time: the entrypoint makes one in the volume. The user first, with a uid
+    # of its own (the package's postinst keeps an existing one): Debian's would be the next free system
+    # uid, which some host account (messagebus...) may hold, and could then trace the server.
+    prepare="groupadd --system -g 64320 postgres "
+            "&& useradd --system -u 64320 -g postgres -d /var/lib/postgresql -s /bin/bash postgres "
+            "&& mkdir -p /etc/postgresql-common && echo 'create_main_cluster = false' "
             "> /etc/postgresql-common/createcluster.conf",
     after="install -d -o postgres -g postgres -m 2775 /run/postgresql "
           "&& install -d -o postgres -g postgres -m 0700 /var/lib/postgresql",
@@ -124,7 +130,8 @@ REDIS = ImageSpec(
     packages=("redis-server", "redis-tools"),
     user="redis", data="/var/lib/redis",
     files={"/usr/local/bin/minipaas-redis": REDIS_ENTRYPOINT, "/usr/local/bin/minipaas-redis-cli": REDIS_CLI},
-    prepare="true",
+    prepare="groupadd --system -g 63790 redis "
+            "&& useradd --system -u 63790 -g redis -d /var/lib/redis -s /usr/sbin/nologin redis",
     after="install -d -o redis -g redis -m 0700 /var/lib/redis",
     entrypoint="/usr/local/bin/minipaas-redis",
 )
@@ -155,7 +162,7 @@ def context(spec: ImageSpec) -> io.BytesIO:
     """The build context: the Dockerfile and the scripts (0755), as a tar stream."""
     buffer = io.BytesIO()
     with tarfile.open(fileobj=buffer, mode="w") as tar:
-        members = {"Dockerfile": (dockerfile(spec), 0o644)}
+        members = {"Dockerfile": (f"{dockerfile(spec)}LABEL {RECIPE_LABEL}={recipe(spec)}\n", 0o644)}
         members.update({Path(path).name: (text, 0o755) for path, text in spec.files.items()})
         for name, (text, mode) in members.items():
             data = text.encode()
@@ -166,17 +173,29 @@ def context(spec: ImageSpec) -> io.BytesIO:
     return buffer
 
 
+def recipe(spec: ImageSpec) -> str:
+    """A digest of how the image is made (its Dockerfile and scripts), as a label on it: an image made
+    by an older recipe is made again (a minipaas upgrade that changed it), one of this recipe is kept."""
+    text = dockerfile(spec) + "".join(f"{path}\n{body}" for path, body in sorted(spec.files.items()))
+    return hashlib.sha256(text.encode()).hexdigest()[:16]
+
+
+def _current(spec: ImageSpec) -> bool:
+    return (engine.image_labels(spec.tag) or {}).get(RECIPE_LABEL) == recipe(spec)
+
+
 def ensure(settings: Settings, kind: str, progress: Progress) -> str:
-    """The image of a service kind, built first when missing (once per host); returns its tag."""
+    """The image of a service kind, built first when missing or of an older recipe (once per host);
+    returns its tag."""
     spec = SPECS[kind]
-    if engine.image_id(spec.tag) is not None:
+    if _current(spec):
         return spec.tag
     LOCK_DIR.mkdir(parents=True, exist_ok=True)
     with open(LOCK_DIR / f"minipaas-{spec.kind}-{spec.version}.lock", "a+") as lock:
         locks.acquire(lock, progress, waiting=f"-----> Waiting for another build of {spec.tag}...",
                       resumed=None, limit=LOCK_WAIT, poll=0.2,
                       stuck=f"another build of {spec.tag} has run for {LOCK_WAIT // 60} minutes")
-        if engine.image_id(spec.tag) is not None:  # made by the build we waited for
+        if _current(spec):  # made by the build we waited for
             return spec.tag
         progress(f"-----> Building {spec.tag} from Debian's {' and '.join(spec.packages)} (once per host)")
         _debian_image(settings, progress)
