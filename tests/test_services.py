@@ -11,7 +11,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.conftest import APPS, Paas, commit, docker
+from tests.conftest import APPS, Paas, Sshd, commit, docker
 
 SERVICES_APP = APPS / "services-app"
 # A table of 1000 rows whose content a checksum covers.
@@ -284,3 +284,23 @@ def test_a_removed_service_container_comes_back_with_its_data_on_ps_restore(paas
     restored = paas.run("ps:restore")
     assert "Starting postgres service keep" in restored.stdout
     assert checksum(paas, "keep") == before
+
+
+def test_export_and_import_stream_through_ssh(paas: Paas, sshd: Sshd, tmp_path: Path) -> None:
+    """`ssh paas@host postgres:export db > db.dump` and back: bytes through the forced command, both ways;
+    a deployer may not."""
+    paas.run("ssh-keys:add", "alice", "--role", "admin", input=sshd.key("alice").with_suffix(".pub").read_text())
+    paas.run("ssh-keys:add", "ci", "--role", "deployer", input=sshd.key("ci").with_suffix(".pub").read_text())
+    paas.run("postgres:create", "shop")
+    sql(paas, "shop", SEED)
+    before = checksum(paas, "shop")
+    exported = subprocess.run([*sshd.ssh_args("alice"), "postgres:export", "shop"], capture_output=True, timeout=300)
+    assert exported.returncode == 0 and exported.stdout[:5] == b"PGDMP", exported.stderr
+    sql(paas, "shop", "DELETE FROM t WHERE id > 500;")
+    assert checksum(paas, "shop").startswith("500:")
+    imported = subprocess.run([*sshd.ssh_args("alice"), "postgres:import", "shop"], input=exported.stdout,
+                              capture_output=True, timeout=300)
+    assert imported.returncode == 0, imported.stderr
+    assert checksum(paas, "shop") == before
+    refused = sshd.ssh("ci", "postgres:export", "shop")
+    assert refused.returncode != 0 and "may not run postgres:export" in refused.stderr and not refused.stdout
