@@ -104,14 +104,32 @@ def test_rows_and_keys_survive_redeploy_rollback_restart_and_unlink_removes_the_
     assert limit == str(300 * 1024 * 1024)
     assert count(paas, app) == {"rows": 5, "keys": 5}
 
+    # An import into the database the app writes to, while it writes: one line, nothing changed; --force does it.
+    dump = subprocess.run([*paas.command(), "postgres:export", "db"], env=paas.env, capture_output=True,
+                          check=True).stdout
+    write(paas, app)
+    refused = subprocess.run([*paas.command(), "postgres:import", "db"], env=paas.env, input=dump,
+                             capture_output=True)
+    write(paas, app)
+    errors = [line for line in refused.stderr.decode().splitlines() if line.strip()]
+    assert refused.returncode != 0 and len(errors) == 1, errors
+    assert errors[0] == (f"error: postgres service db is linked to {app}: an import replaces what they write "
+                         "meanwhile; unlink them first, or add --force"), errors
+    assert count(paas, app)["rows"] == 7
+    subprocess.run([*paas.command(), "postgres:import", "db", "--force"], env=paas.env, input=dump, check=True,
+                   capture_output=True)
+    assert count(paas, app)["rows"] == 5  # the dump's rows, and the app goes on writing
+    write(paas, app)
+    assert count(paas, app)["rows"] == 6
+
     unlinked = paas.run("postgres:unlink", "db", app)
     assert "no longer has DATABASE_URL" in unlinked.stdout
     assert "DATABASE_URL" not in paas.run("config", app, "--json").stdout
     assert json.loads(paas.get(app, "/env").body) == {"database": False, "redis": True}
-    assert count(paas, app) == {"keys": 5}
+    assert count(paas, app) == {"keys": 8}
     networks = docker("inspect", "--format", "{{json .NetworkSettings.Networks}}", paas.container("svc.postgres.db"))
     assert f"-{app}" not in networks  # off the app's network once unlinked
-    assert sql(paas, "db", "SELECT count(*) FROM items;").split()[2] == "5"
+    assert sql(paas, "db", "SELECT count(*) FROM items;").split()[2] == "6"
 
 
 def test_review_apps_reach_their_parents_service(paas: Paas) -> None:
