@@ -16,10 +16,11 @@ from minipaas.state.locks import app_lock
 Progress = Callable[[str], None]
 
 
-def resume(host: Host, app: str, progress: Progress) -> str | None:
+def resume(host: Host, app: str, progress: Progress) -> tuple[int, str] | None:
     """The live release running and routed again (call with the app's lock held): its stopped containers
     started, health-checked and switched to; when its web containers are gone (a `docker rm`, a lost
-    engine), new ones rolled out from its image. Returns where it now serves, None without a release."""
+    engine), new ones rolled out from its image. Returns the release that serves and where, None without
+    a release."""
     s = host.settings
     retirement.reconcile(host, app)
     current = releaselog.live(host, app)
@@ -28,7 +29,7 @@ def resume(host: Host, app: str, progress: Progress) -> str | None:
     containers.ensure_app_network(host, app)
     if current.serving == "static":
         proxy.write_site(s, app, domains.of(host, app))
-        return "static files"
+        return current.number, "static files"
     mine = [c for c in containers.app_containers(host, app)
             if c.labels.get(engine.RELEASE_LABEL) == str(current.number)]
     wanted = formation.counts(host, app, formation.procfile(host, app, current.sha),
@@ -36,14 +37,14 @@ def resume(host: Host, app: str, progress: Progress) -> str | None:
     webs = [c for c in mine if c.labels.get(engine.PROCESS_LABEL) == formation.WEB]
     if len(webs) < wanted[formation.WEB]:
         progress(f"-----> {app}: containers of release {current.number} are gone; starting new ones")
-        rollout.roll_out(host, app, kind="restart", sha=current.sha, image=current.image,
-                         buildpack=current.buildpack, progress=progress, env=current.config)
+        current = rollout.roll_out(host, app, kind="restart", sha=current.sha, image=current.image,
+                                   buildpack=current.buildpack, progress=progress, env=current.config)
     else:
         for c in mine:
             if c.status != "running":
                 engine.start(c.id)
         bringup.bring_up(host, app, release=current.number, sha=current.sha, started=mine, progress=progress)
-    return ", ".join(proxy.upstream_addresses(s, app)) or "no web process"
+    return current.number, ", ".join(proxy.upstream_addresses(s, app)) or "no web process"
 
 
 def restore(host: Host, progress: Progress) -> None:
@@ -60,22 +61,22 @@ def restore(host: Host, progress: Progress) -> None:
             continue
         try:
             with app_lock(s, app, progress):
-                where = resume(host, app, progress)
+                serving = resume(host, app, progress)
         except MinipaasError as exc:
             progress(f" !     {app}: {exc}")
             failed.append(app)
             continue
-        if where is not None:
-            progress(f"-----> {app}: release {releaselog.live(host, app).number} serving at {where}")
+        if serving is not None:
+            progress(f"-----> {app}: release {serving[0]} serving at {serving[1]}")
     if failed:
         raise DeployFailed(f"not restored: {', '.join(failed)}")
 
 
 def start(host: Host, app: str, progress: Progress) -> None:
     """`ps:start`: the live release back up (after `ps:stop`)."""
-    if releaselog.live(host, app) is None:
-        raise NotFound(f"{app} has no release to start; push it first")
     with app_lock(host.settings, app, progress):
-        resume(host, app, progress)
+        serving = resume(host, app, progress)
+        if serving is None:
+            raise NotFound(f"{app} has no release to start; push it first")
         apps.set_stopped(host, app, False)
-    progress(f"-----> Started {app} (release {releaselog.live(host, app).number})")
+    progress(f"-----> Started {app} (release {serving[0]})")

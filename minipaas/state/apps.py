@@ -14,7 +14,7 @@ from minipaas.adapters import buildcgroups, engine
 from minipaas.errors import InvalidInput, NotFound
 from minipaas.state import store
 from minipaas.state.host import Host
-from minipaas.state.names import check_app, check_hostname, parent_of, valid_image_patterns
+from minipaas.state.names import check_app, check_hostname, review_parts, valid_image_patterns
 from minipaas.state.settings import Settings
 
 
@@ -157,9 +157,9 @@ def names(host: Host) -> list[str]:
 
 def default_domain(host: Host, name: str) -> str:
     """`<app>.<domain>`; a review app's from its parent's review-url (`<slug>.<app>.<domain>`)."""
-    parent = parent_of(name)
-    if parent is not None and exists(host, parent):
-        slug = name[len(parent) + 2:]
+    review = review_parts(name)
+    if review is not None and exists(host, review[0]):
+        parent, slug = review
         return render_review_url(get_setting(host, parent, "review-url"), slug=slug, app=parent,
                                  domain=host.settings.domain)
     return f"{name}.{host.settings.domain}"

@@ -27,8 +27,7 @@ MAX_CONFIG_VALUE = 64 * 1024
 
 def check_app(name: str) -> str:
     """An app's name: one of `apps:create`'s, or a review app's `<app>--<slug>`."""
-    review = REVIEW_NAME.fullmatch(name)
-    if review and not review.group(1).endswith("-"):
+    if review_parts(name) is not None:
         return name
     if not APP_NAME.fullmatch(name) or name.endswith("-"):
         raise InvalidInput(
@@ -47,10 +46,18 @@ def check_new_app(name: str) -> str:
     return name
 
 
+def review_parts(name: str) -> tuple[str, str] | None:
+    """A review app's (parent, slug); None for an app of its own (a dash may end no app's name)."""
+    review = REVIEW_NAME.fullmatch(name)
+    if review is None or review.group(1).endswith("-"):
+        return None
+    return review.group(1), review.group(2)
+
+
 def parent_of(name: str) -> str | None:
     """The app a review app belongs to (None for an app of its own)."""
-    review = REVIEW_NAME.fullmatch(name)
-    return review.group(1) if review and not review.group(1).endswith("-") else None
+    parts = review_parts(name)
+    return parts[0] if parts else None
 
 
 def review_name(parent: str, slug: str) -> str:

@@ -18,7 +18,7 @@ from pathlib import Path
 import tomli_w
 
 from minipaas.errors import InvalidInput
-from minipaas.state.names import check_hostname, parent_of, valid_image_patterns
+from minipaas.state.names import check_hostname, parent_of, review_parts, valid_image_patterns
 
 DEFAULT_HOME = "/var/lib/minipaas"
 SETTINGS_FILE = "settings.toml"
@@ -137,17 +137,17 @@ class Settings:
     def image_tag(self, app: str, release: int, sha: str) -> str:
         """A release's image: `minipaas/hello:7`; a review app's, in its parent's repository, tagged with
         its slug and the commit's short sha: `minipaas/hello:feature-login-1a2b3c4`."""
-        parent = parent_of(app)
-        if parent is not None:
-            return f"{self.image_repository(parent)}:{app[len(parent) + 2:]}-{sha[:7]}"
+        review = review_parts(app)
+        if review is not None:
+            return f"{self.image_repository(review[0])}:{review[1]}-{sha[:7]}"
         return f"{self.image_repository(app)}:{release}"
 
     def build_cache_tag(self, app: str, stage: int) -> str:
         """Where the legacy builder's stage `stage` of the app's newest build is kept as the next one's cache:
         `minipaas/hello:build-stage0`; a review app's `minipaas/hello:feature-login-build-stage0`."""
-        parent = parent_of(app)
-        if parent is not None:
-            return f"{self.image_repository(parent)}:{app[len(parent) + 2:]}-build-stage{stage}"
+        review = review_parts(app)
+        if review is not None:
+            return f"{self.image_repository(review[0])}:{review[1]}-build-stage{stage}"
         return f"{self.image_repository(app)}:build-stage{stage}"
 
     def app_network(self, app: str) -> str:
