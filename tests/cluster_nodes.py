@@ -60,8 +60,7 @@ NODE_FLAGS = (
     "--security-opt", "seccomp=unconfined", "--security-opt", "apparmor=unconfined",
     "--security-opt", "systempaths=unconfined", "--device-cgroup-rule", "a *:* rwm",
     "--tmpfs", "/run", "--tmpfs", "/tmp",
-    # modest: another suite shares this machine's two cores
-    "--cpus", "0.5", "--memory", "768m",
+    "--memory", "768m",
 )
 
 
@@ -153,10 +152,12 @@ def wait_for(condition: object, what: str, deadline: float = 60.0, poll: float =
 
 
 @contextlib.contextmanager
-def cluster_nodes(count: int, *, manager_mounts: tuple[tuple[str, str], ...] = ()) -> Iterator[Cluster]:
+def cluster_nodes(count: int, *, manager_mounts: tuple[tuple[str, str], ...] = (),
+                  cpus: float = 0.5) -> Iterator[Cluster]:
     """`count` node containers on a network of their own, each dockerd answering; all removed on the way out.
 
-    `manager_mounts`: (host path, path in the node) bind mounts of the first node only."""
+    `manager_mounts`: (host path, path in the node) bind mounts of the first node only. `cpus`: each node's
+    share (modest: another suite shares this machine's two cores)."""
     image = node_image()
     run = uuid.uuid4().hex[:10]
     label = f"{LABEL}={run}"
@@ -170,7 +171,8 @@ def cluster_nodes(count: int, *, manager_mounts: tuple[tuple[str, str], ...] = (
             mounts = [arg for host, inside in (manager_mounts if index == 1 else ())
                       for arg in ("-v", f"{host}:{inside}")]
             docker("run", "-d", "--name", name, "--hostname", f"node-{index}", "--label", label,
-                   "--network", network, *NODE_FLAGS, "-v", f"{name}:/var/lib/docker", *mounts, image)
+                   "--network", network, *NODE_FLAGS, "--cpus", str(cpus), "-v", f"{name}:/var/lib/docker",
+                   *mounts, image)
             address = docker("inspect", "-f", "{{range .NetworkSettings.Networks}}{{.IPAddress}}{{end}}",
                              name).strip()
             nodes.append(Node(name=name, address=address))

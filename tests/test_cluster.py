@@ -9,7 +9,9 @@ Not tested here because this machine cannot: the routing mesh and service VIPs (
 from __future__ import annotations
 
 import json
+import shutil
 import subprocess
+import tempfile
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -86,3 +88,102 @@ def test_registry_with_minipaas_ca_serves_the_manager_and_a_worker(three_nodes: 
         manager.docker("image", "inspect", "-f", "{{.Id}}", tag).strip()
     refused = subprocess.run(["docker", "exec", stranger.name, "docker", "pull", tag], capture_output=True, text=True)
     assert refused.returncode != 0 and "certificate" in refused.stderr, refused.stderr
+
+
+# -- the cluster:* commands, minipaas driving a node container's engine as its own ---------------------------
+#
+# The manager is a node container; minipaas (on this test host) reaches its engine with DOCKER_HOST. What a real
+# manager shares with minipaas for free, being the same machine, is bind-mounted into the node at the same paths:
+# the home (the registry's storage and certificate) and the engine's certs.d (MINIPAAS_DOCKER_CERTS).
+
+
+def _one_line_error(result: subprocess.CompletedProcess[str], *words: str) -> None:
+    assert result.returncode == 1, result
+    lines = result.stderr.strip().splitlines()
+    assert len(lines) == 1 and lines[0].startswith("error: "), result.stderr
+    for word in words:
+        assert word in lines[0], lines[0]
+
+
+def _swarm_state(node) -> str:  # type: ignore[no-untyped-def]
+    return node.docker("info", "--format", "{{.Swarm.LocalNodeState}}").strip()
+
+
+def test_cluster_init_join_nodes_leave(paas, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
+    certs = Path(tempfile.mkdtemp(prefix="minipaas-certs-", dir="/var/tmp"))
+    try:
+        with cluster_nodes(2, manager_mounts=((str(paas.home), str(paas.home)), (str(certs), "/etc/docker/certs.d")),
+                           cpus=0.8) as cluster:
+            _cluster_commands(paas, cluster, certs)
+    finally:
+        shutil.rmtree(certs, ignore_errors=True)
+
+
+def _cluster_commands(paas, cluster: Cluster, certs: Path) -> None:  # type: ignore[no-untyped-def]
+    manager, worker = cluster.nodes
+    paas.env.update(DOCKER_HOST=manager.engine, MINIPAAS_DOCKER_CERTS=str(certs))
+    cluster_dir = paas.home / "cluster"
+
+    # Bad input: one line each, and nothing changes.
+    _one_line_error(paas.run("cluster:nodes", check=False), "not in a cluster")
+    _one_line_error(paas.run("cluster:join-command", check=False), "not in a cluster")
+    _one_line_error(paas.run("cluster:init", "--advertise-addr", "no-such-host", check=False), "IP address")
+    # An address that is not the manager's: the Swarm takes it (hosts behind NAT advertise such addresses), the
+    # registry cannot listen on it; cluster:init undoes the Swarm.
+    _one_line_error(paas.run("cluster:init", "--advertise-addr", "192.0.2.77", check=False),
+                    "192.0.2.77:5000", "cannot assign requested address")
+    assert _swarm_state(manager) == "inactive"
+    assert not cluster_dir.exists()
+
+    started = time.monotonic()
+    result = paas.run("cluster:init", "--advertise-addr", manager.address)
+    init_seconds = time.monotonic() - started
+    registry = f"{manager.address}:5000"
+    assert f"its registry is {registry}" in result.stdout, result.stdout
+    assert _swarm_state(manager) == "active"
+    assert (certs / registry / "ca.crt").read_bytes() == (cluster_dir / "ca.crt").read_bytes()
+    assert oct((cluster_dir / "ca.key").stat().st_mode & 0o777) == "0o600"
+    registry_id = manager.docker("ps", "-q", "--filter", "label=minipaas.role=registry").strip()
+    assert registry_id
+
+    # A second init: one line, the same Swarm, the same registry container.
+    node_id = manager.docker("info", "--format", "{{.Swarm.NodeID}}").strip()
+    _one_line_error(paas.run("cluster:init", check=False), "already a manager")
+    assert manager.docker("info", "--format", "{{.Swarm.NodeID}}").strip() == node_id
+    assert manager.docker("ps", "-q", "--filter", "label=minipaas.role=registry").strip() == registry_id
+
+    # The manager pushes into the registry; its storage is the home's.
+    manager.sh("mkdir -p /ctx && echo one > /ctx/marker && printf 'FROM scratch\\nCOPY marker /marker\\n'"
+               " > /ctx/Dockerfile")
+    tag = f"{registry}/t/app:1"
+    manager.docker("build", "-q", "-t", tag, "/ctx")
+    manager.docker("push", tag)
+    assert (cluster_dir / "registry" / "docker" / "registry" / "v2" / "repositories" / "t" / "app").is_dir()
+
+    # A second host joins with exactly the lines join-command prints (the CA, then the token), and pulls.
+    lines = paas.run("cluster:join-command").stdout
+    assert "docker swarm join --token SWMTKN-1-" in lines and f"certs.d/{registry}/ca.crt" in lines
+    subprocess.run(["docker", "exec", "-i", worker.name, "sh", "-e"], input=lines, text=True, check=True,
+                   capture_output=True)
+    wait_for(lambda: len(json.loads(paas.run("cluster:nodes", "--json").stdout)) == 2, "the worker is listed", 60)
+    nodes = {n["hostname"]: n for n in json.loads(paas.run("cluster:nodes", "--json").stdout)}
+    assert nodes["node-1"]["leader"] and nodes["node-1"]["role"] == "manager"
+    assert wait_for(lambda: json.loads(paas.run("cluster:nodes", "--json").stdout)[1]["status"] == "ready",
+                    "the worker is ready", 60)
+    worker.docker("pull", tag)
+    table = paas.run("cluster:nodes").stdout
+    assert table.splitlines()[0].split() == ["NODE", "STATUS", "AVAILABILITY", "ROLE", "ADDRESS", "TASKS", "ENGINE"]
+
+    # Leaving with another node in: refused, nothing changes.
+    _one_line_error(paas.run("cluster:leave", check=False), "other node(s) (node-2)")
+    assert _swarm_state(manager) == "active" and (certs / registry / "ca.crt").exists()
+
+    worker.docker("swarm", "leave")
+    wait_for(lambda: json.loads(paas.run("cluster:nodes", "--json").stdout)[1]["status"] == "down",
+             "the worker is down", 60)
+    manager.docker("node", "rm", "node-2")
+    paas.run("cluster:leave")
+    assert _swarm_state(manager) == "inactive"
+    assert not manager.docker("ps", "-aq", "--filter", "label=minipaas.role=registry").strip()
+    assert not (certs / registry).exists() and not cluster_dir.exists()
+    assert init_seconds < 240, f"cluster:init took {init_seconds:.0f}s"
