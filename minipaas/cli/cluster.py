@@ -6,12 +6,17 @@ registry, and back (docs/cluster.md).
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING
+
 import click
 
 from minipaas.cli.common import print_json, say, table
 
+if TYPE_CHECKING:
+    from minipaas.state.settings import Settings
 
-def _settings():  # type: ignore[no-untyped-def]
+
+def _settings() -> Settings:
     from minipaas.state.settings import load
 
     return load()
