@@ -11,7 +11,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.conftest import APPS, Paas, commit, docker
+from tests.conftest import APPS, Paas, Sshd, commit, docker
 
 SERVICES_APP = APPS / "services-app"
 # A table of 1000 rows whose content a checksum covers.
@@ -104,14 +104,32 @@ def test_rows_and_keys_survive_redeploy_rollback_restart_and_unlink_removes_the_
     assert limit == str(300 * 1024 * 1024)
     assert count(paas, app) == {"rows": 5, "keys": 5}
 
+    # An import into the database the app writes to, while it writes: one line, nothing changed; --force does it.
+    dump = subprocess.run([*paas.command(), "postgres:export", "db"], env=paas.env, capture_output=True,
+                          check=True).stdout
+    write(paas, app)
+    refused = subprocess.run([*paas.command(), "postgres:import", "db"], env=paas.env, input=dump,
+                             capture_output=True)
+    write(paas, app)
+    errors = [line for line in refused.stderr.decode().splitlines() if line.strip()]
+    assert refused.returncode != 0 and len(errors) == 1, errors
+    assert errors[0] == (f"error: postgres service db is linked to {app}: an import replaces what they write "
+                         "meanwhile; unlink them first, or add --force"), errors
+    assert count(paas, app)["rows"] == 7
+    subprocess.run([*paas.command(), "postgres:import", "db", "--force"], env=paas.env, input=dump, check=True,
+                   capture_output=True)
+    assert count(paas, app)["rows"] == 5  # the dump's rows, and the app goes on writing
+    write(paas, app)
+    assert count(paas, app)["rows"] == 6
+
     unlinked = paas.run("postgres:unlink", "db", app)
     assert "no longer has DATABASE_URL" in unlinked.stdout
     assert "DATABASE_URL" not in paas.run("config", app, "--json").stdout
     assert json.loads(paas.get(app, "/env").body) == {"database": False, "redis": True}
-    assert count(paas, app) == {"keys": 5}
+    assert count(paas, app) == {"keys": 8}
     networks = docker("inspect", "--format", "{{json .NetworkSettings.Networks}}", paas.container("svc.postgres.db"))
     assert f"-{app}" not in networks  # off the app's network once unlinked
-    assert sql(paas, "db", "SELECT count(*) FROM items;").split()[2] == "5"
+    assert sql(paas, "db", "SELECT count(*) FROM items;").split()[2] == "6"
 
 
 def test_review_apps_reach_their_parents_service(paas: Paas) -> None:
@@ -284,3 +302,23 @@ def test_a_removed_service_container_comes_back_with_its_data_on_ps_restore(paas
     restored = paas.run("ps:restore")
     assert "Starting postgres service keep" in restored.stdout
     assert checksum(paas, "keep") == before
+
+
+def test_export_and_import_stream_through_ssh(paas: Paas, sshd: Sshd, tmp_path: Path) -> None:
+    """`ssh paas@host postgres:export db > db.dump` and back: bytes through the forced command, both ways;
+    a deployer may not."""
+    paas.run("ssh-keys:add", "alice", "--role", "admin", input=sshd.key("alice").with_suffix(".pub").read_text())
+    paas.run("ssh-keys:add", "ci", "--role", "deployer", input=sshd.key("ci").with_suffix(".pub").read_text())
+    paas.run("postgres:create", "shop")
+    sql(paas, "shop", SEED)
+    before = checksum(paas, "shop")
+    exported = subprocess.run([*sshd.ssh_args("alice"), "postgres:export", "shop"], capture_output=True, timeout=300)
+    assert exported.returncode == 0 and exported.stdout[:5] == b"PGDMP", exported.stderr
+    sql(paas, "shop", "DELETE FROM t WHERE id > 500;")
+    assert checksum(paas, "shop").startswith("500:")
+    imported = subprocess.run([*sshd.ssh_args("alice"), "postgres:import", "shop"], input=exported.stdout,
+                              capture_output=True, timeout=300)
+    assert imported.returncode == 0, imported.stderr
+    assert checksum(paas, "shop") == before
+    refused = sshd.ssh("ci", "postgres:export", "shop")
+    assert refused.returncode != 0 and "may not run postgres:export" in refused.stderr and not refused.stdout

@@ -205,11 +205,12 @@ def _restore_cmd(kind: str) -> click.Command:
     @click.command(f"{kind}:restore")
     @click.argument("name")
     @click.argument("backup")
-    def restore(name: str, backup: str) -> None:
+    @click.option("--force", is_flag=True, help="also while apps are linked (what they write meanwhile is lost)")
+    def restore(name: str, backup: str, force: bool) -> None:
         """Put a kept backup back (checksum checked; one transaction)."""
         from minipaas.deploy import servicebackups
 
-        servicebackups.restore(current_host(), kind, name, backup, say)
+        servicebackups.restore(current_host(), kind, name, backup, say, force=force)
 
     return restore
 
@@ -217,11 +218,12 @@ def _restore_cmd(kind: str) -> click.Command:
 def _import_cmd(kind: str) -> click.Command:
     @click.command(f"{kind}:import")
     @click.argument("name")
-    def import_cmd(name: str) -> None:
+    @click.option("--force", is_flag=True, help="also while apps are linked (what they write meanwhile is lost)")
+    def import_cmd(name: str, force: bool) -> None:
         """Restore a dump read from stdin (refused whole when corrupt or truncated)."""
         from minipaas.deploy import servicebackups
 
-        servicebackups.import_(current_host(), kind, name, sys.stdin.buffer, say)
+        servicebackups.import_(current_host(), kind, name, sys.stdin.buffer, say, force=force)
 
     return import_cmd
 

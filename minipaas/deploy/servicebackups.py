@@ -146,10 +146,19 @@ def run_due(host: Host, progress: Progress, now: float) -> list[str]:
     return failed
 
 
-def restore(host: Host, kind: str, name: str, backup_file: str, progress: Progress) -> None:
+def _refuse_linked(host: Host, service: Service, what: str, force: bool) -> None:
+    """Replacing a database its apps write to loses what they write meanwhile: said, unless --force."""
+    apps = records.links(host, service.kind, service.name)
+    if apps and not force:
+        raise Conflict(f"{service.kind} service {service.name} is linked to {', '.join(apps)}: {what} replaces "
+                       f"what they write meanwhile; unlink them first, or add --force")
+
+
+def restore(host: Host, kind: str, name: str, backup_file: str, progress: Progress, *, force: bool = False) -> None:
     """A kept backup back into the service, after checking its checksum."""
     service = records.require(host, kind, name)
     _postgres_only(service, "restore")
+    _refuse_linked(host, service, "a restore", force)
     if parse_name(backup_file) is None:
         raise InvalidInput(f"invalid backup name {backup_file[:80]!r}; `{kind}:backups {name}` lists them")
     path = folder(host, service) / backup_file
@@ -172,10 +181,11 @@ def export(host: Host, kind: str, name: str, out: IO[bytes], progress: Progress)
     _dump(container.id, service, out)
 
 
-def import_(host: Host, kind: str, name: str, source: IO[bytes], progress: Progress) -> None:
+def import_(host: Host, kind: str, name: str, source: IO[bytes], progress: Progress, *, force: bool = False) -> None:
     """A dump from `source` (stdin) into the service: read whole first, checked, then one transaction."""
     service = records.require(host, kind, name)
     _postgres_only(service, "import")
+    _refuse_linked(host, service, "an import", force)
     spool = folder(host, service).parent
     with tempfile.TemporaryFile(dir=spool) as copy:
         shutil.copyfileobj(source, copy, _CHUNK)
