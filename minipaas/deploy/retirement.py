@@ -10,7 +10,7 @@ import time
 from collections.abc import Callable
 
 from minipaas.adapters import engine
-from minipaas.deploy import containers
+from minipaas.deploy import containers, placement
 from minipaas.state import releaselog, store
 from minipaas.state.host import Host
 
@@ -47,7 +47,7 @@ def retire(host: Host, app: str, *, wait: bool, overdue_by: float = 0.0) -> list
             time.sleep(max(0.05, rows[0]["not_before"] - store.now()))
             continue
         for container in due:
-            engine.remove(container, timeout=10)
+            placement.remove_retired(container)
             with store.transaction(host.db) as db:
                 db.execute("DELETE FROM retirements WHERE container = ?", (container,))
             done.append(container)

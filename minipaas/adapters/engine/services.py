@@ -78,3 +78,28 @@ def task_nodes(name: str) -> dict[str, str]:
     except docker.errors.APIError as exc:
         raise EngineError(f"the Swarm does not list the tasks of {name}: {_reason(exc)}") from None
     return {str(t["ID"]): str(t.get("NodeID", "")) for t in tasks if (t.get("Status") or {}).get("State") == "running"}
+
+
+def task_failures(name: str) -> list[str]:
+    """Why the service's tasks that failed did (the Swarm's words: a pull refused, a process that exited...)."""
+    try:
+        tasks = _api().tasks(filters={"service": name})
+    except docker.errors.APIError as exc:
+        raise EngineError(f"the Swarm does not list the tasks of {name}: {_reason(exc)}") from None
+    found = []
+    for task in tasks:
+        status = task.get("Status") or {}
+        if status.get("State") in ("failed", "rejected"):
+            code = (status.get("ContainerStatus") or {}).get("ExitCode")
+            why = status.get("Err") or (f"exit code {code}" if code else status.get("Message") or "")
+            found.append(f"{status.get('State')}: {why}")
+    return found
+
+
+def labelled(labels: dict[str, str]) -> list[str]:
+    """The names of the services carrying all of `labels`."""
+    try:
+        found = _api().services(filters={"label": [f"{k}={v}" for k, v in labels.items()]})
+    except docker.errors.APIError as exc:
+        raise EngineError(f"the Swarm does not list its services: {_reason(exc)}") from None
+    return sorted(str((s.get("Spec") or {}).get("Name", "")) for s in found)

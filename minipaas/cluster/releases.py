@@ -1,0 +1,93 @@
+"""A release as Swarm services (docs/cluster.md): its image in the cluster's registry, one service per process
+type named `<instance>-<app>-<process>-<N>` on the app's overlay, and the wait until its tasks run.
+
+The deploy layer (deploy/placement.py) health-checks the tasks and switches the route; this module only speaks
+to the Swarm and the registry.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable
+
+from minipaas.adapters import engine
+from minipaas.adapters.engine import services
+from minipaas.errors import DeployFailed
+from minipaas.state.settings import Settings
+
+Progress = Callable[[str], None]
+SERVICE_LABEL = "minipaas.service"  # on every service minipaas makes: the home it belongs to
+
+
+def registry_image(registry: str, image: str, progress: Progress) -> str:
+    """`image` (`minipaas/hello:7`, built on the manager) tagged into the registry and pushed; returns the name the
+    nodes pull (`10.0.0.5:5000/minipaas/hello:7`). Pushing a release's image again costs one manifest check."""
+    repository, _, tag = image.rpartition(":")
+    target = f"{registry}/{repository}"
+    progress(f"-----> Pushing {image} to the cluster's registry ({registry})")
+    started = time.monotonic()
+    engine.tag_image(image, target, tag)
+    engine.push(target, tag)
+    progress(f"       pushed in {time.monotonic() - started:.1f}s")
+    return f"{target}:{tag}"
+
+
+def service_name(settings: Settings, app: str, process: str, release: int) -> str:
+    """Swarm names allow no dots: `minipaas-hello-web-7`."""
+    return f"{settings.instance}-{app}-{process}-{release}"
+
+
+def overlay(settings: Settings, app: str) -> str:
+    """The app's attachable overlay; it bears the app network's name, so a one-off container on the manager (the
+    release command) joins it as it joins the bridge on one host."""
+    name = settings.app_network(app)
+    services.ensure_overlay(name, labels={engine.LABEL: str(settings.home), engine.APP_LABEL: app})
+    return name
+
+
+def start(settings: Settings, app: str, *, release: int, process: str, replicas: int, image: str, port: int | None,
+          env: dict[str, str], command: list[str] | None) -> str:
+    """Create the service of one process type of a release; returns its name."""
+    name = service_name(settings, app, process, release)
+    labels = {engine.APP_LABEL: app, engine.RELEASE_LABEL: str(release), engine.PROCESS_LABEL: process}
+    if port:
+        labels[engine.PORT_LABEL] = str(port)
+    services.create(name=name, image=image, replicas=replicas, network=overlay(settings, app), port=port,
+                    env={**env, **({"PORT": str(port)} if port else {})}, command=command,
+                    labels={**labels, SERVICE_LABEL: str(settings.home)})
+    return name
+
+
+def wait_running(name: str, replicas: int, *, deadline: float, web: bool) -> dict[str, str]:
+    """Wait until `replicas` tasks of the service run (`deadline`: a time.monotonic() value); returns the web tasks'
+    `node:port` → task id (empty for a worker). A failed task ends the wait at once, with the Swarm's words."""
+    while True:
+        running = services.task_addresses(name) if web else dict.fromkeys(services.task_nodes(name), "")
+        if len(running) >= replicas:
+            return running if web else {}
+        failures = services.task_failures(name)
+        if failures:
+            raise DeployFailed(f"a task of {name} failed before running: {failures[0]}",
+                               detail="\n".join(failures[:10]))
+        if time.monotonic() > deadline:
+            raise DeployFailed(f"{len(running)} of {replicas} tasks of {name} run after the deadline; "
+                               "`docker service ps --no-trunc` on the manager says why")
+        time.sleep(0.25)
+
+
+def task_running(name: str, address: str) -> bool:
+    return address in services.task_addresses(name)
+
+
+def app_services(settings: Settings, app: str) -> list[str]:
+    """The app's services (every release's), by name."""
+    return services.labelled({SERVICE_LABEL: str(settings.home), engine.APP_LABEL: app})
+
+
+def release_of(name: str) -> int:
+    """The release a service runs, from its name (`minipaas-hello-web-7` → 7)."""
+    return int(name.rsplit("-", 1)[1])
+
+
+def remove(name: str) -> None:
+    services.remove(name)

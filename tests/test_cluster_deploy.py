@@ -1,0 +1,142 @@
+"""Issue 15, item 1 of docs/cluster.md's list: a `git push` to a cluster's manager rolls the release out as a Swarm
+service (6 tasks over 3 nodes), health-checked per task, routed by minipaas' own nginx to `node:port`; a second
+push, under keep-alive and closing load, switches to the new release's service without a failed request and
+retires the old one after the drain delay; a third, broken one is refused and removed, the second still serving.
+
+Real things only: three dockerd node containers (tests/cluster_nodes.py), a real Swarm and registry made by
+`cluster:init`, real pushes, nginx on this test host. Traffic goes only to loopback and to the node containers.
+"""
+
+from __future__ import annotations
+
+import collections
+import shutil
+import subprocess
+import tempfile
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+from cluster_nodes import Cluster, Node, cluster_nodes, wait_for
+from test_zero_downtime import LUA, start_wrk, stop_wrk
+
+from conftest import APPS, Paas, commit
+
+pytestmark = pytest.mark.engine
+REPLICAS = 6
+BASE_IMAGE = "minipaas/node:26"  # tests/apps/dockerfile's FROM, made on this host by the session's engine_ready
+
+
+@pytest.fixture
+def manager_host(paas: Paas) -> Iterator[tuple[Paas, Cluster]]:
+    """A cluster of 3 nodes whose first node is the minipaas host's engine (DOCKER_HOST), made by `cluster:init`
+    and `cluster:join-command`; the app's base image loaded into the manager (the build happens there)."""
+    certs = Path(tempfile.mkdtemp(prefix="minipaas-certs-", dir="/var/tmp"))
+    try:
+        with cluster_nodes(3, manager_mounts=((str(paas.home), str(paas.home)), (str(certs), "/etc/docker/certs.d")),
+                           cpus=0.8) as cluster:
+            manager, *workers = cluster.nodes
+            _load_base_image(manager)
+            paas.env.update(DOCKER_HOST=manager.engine, MINIPAAS_DOCKER_CERTS=str(certs))
+            paas.run("cluster:init", "--advertise-addr", manager.address)
+            lines = paas.run("cluster:join-command").stdout
+            for worker in workers:
+                subprocess.run(["docker", "exec", "-i", worker.name, "sh", "-e"], input=lines, text=True,
+                               check=True, capture_output=True)
+            wait_for(lambda: manager.docker("node", "ls", "--format", "{{.Status}} {{.Availability}}")
+                     .split("\n").count("Ready Active") == 3, "3 nodes Ready and Active", 60)
+            yield paas, cluster
+    finally:
+        shutil.rmtree(certs, ignore_errors=True)
+
+
+def _load_base_image(manager: Node) -> None:
+    save = subprocess.Popen(["docker", "save", BASE_IMAGE], stdout=subprocess.PIPE)
+    load = subprocess.run(["docker", "-H", manager.engine, "load", "-q"], stdin=save.stdout, capture_output=True,
+                          timeout=300)
+    assert save.stdout is not None
+    save.stdout.close()
+    assert save.wait(timeout=60) == 0 and load.returncode == 0, load.stderr
+
+
+def _tasks(manager: Node, service: str) -> list[str]:
+    """The nodes running the service's tasks, one entry per running task."""
+    out = manager.docker("service", "ps", service, "--filter", "desired-state=running",
+                         "--format", "{{.Node}} {{.CurrentState}}", check=False)
+    return sorted(line.split()[0] for line in out.splitlines() if line.split()[1:2] == ["Running"])
+
+
+def _services(manager: Node) -> list[str]:
+    return sorted(manager.docker("service", "ls", "--format", "{{.Name}}").split())
+
+
+def _routed(paas: Paas, app: str) -> list[str]:
+    from minipaas.routing import routes
+    from minipaas.state.settings import load
+
+    return sorted(routes.addresses(load(paas.env), app))
+
+
+def test_push_rolls_out_six_tasks_over_three_nodes_and_a_second_push_switches_under_load(
+        manager_host: tuple[Paas, Cluster]) -> None:
+    paas, cluster = manager_host
+    manager = cluster.nodes[0]
+    app = paas.new_app()
+    paas.run("ps:scale", app, f"web={REPLICAS}")
+    paas.run("settings:set", app, "drain-seconds", "2")
+    checkout = paas.checkout(app, APPS / "dockerfile")
+
+    started = time.monotonic()
+    output = paas.push(checkout).stderr
+    first_seconds = time.monotonic() - started
+    steps = [line.split("remote:", 1)[-1].strip() for line in output.splitlines()
+             if any(word in line for word in ("pushed in", "running after", "tasks healthy"))]
+    first = f"{paas.instance}-{app}-web-1"
+    assert f"Started the service {first} ({REPLICAS} tasks)" in output, output
+    assert f"{REPLICAS} tasks healthy" in output, output
+    assert _services(manager) == [first]
+    nodes = _tasks(manager, first)
+    assert sorted(collections.Counter(nodes).values()) == [2, 2, 2], nodes
+    node_addresses = {node.address for node in cluster.nodes}
+    routed = _routed(paas, app)
+    assert len(routed) == REPLICAS and {a.rsplit(":", 1)[0] for a in routed} == node_addresses, routed
+    response = paas.get(app)
+    assert (response.status, response.body) == (200, "from my own Dockerfile\n")
+
+    # A second push under load: keep-alive and closing connections through nginx, none may fail.
+    server = checkout / "server.js"
+    server.write_text(server.read_text().replace("own Dockerfile", "own Dockerfile, release 2"))
+    commit(checkout, "release 2")
+    keepalive = start_wrk(paas, app, "-t2", "-c16", "-s", str(LUA))
+    closing = start_wrk(paas, app, "-t1", "-c4", "-H", "Connection: close")
+    try:
+        time.sleep(1)  # the load runs before the push starts
+        started = time.monotonic()
+        paas.push(checkout)
+        second_seconds = time.monotonic() - started
+        second = f"{paas.instance}-{app}-web-2"
+        assert paas.get(app).body == "from my own Dockerfile, release 2\n"
+        wait_for(lambda: _services(manager) == [second], f"{first} retired after the drain delay", 60)
+        time.sleep(1)  # the load goes on after the retirement
+    finally:
+        ka, cl = stop_wrk(keepalive), stop_wrk(closing)
+    assert sorted(collections.Counter(_tasks(manager, second)).values()) == [2, 2, 2]
+    assert not set(_routed(paas, app)) & set(routed)
+    for counts in (ka, cl):
+        assert counts["requests"] > 200, counts["output"]
+        assert counts["socket_errors"] == 0, counts["output"]
+        assert counts["non_2xx"] == 0, counts["output"]
+
+    # A release whose process exits at once: the push is refused in one line, its service goes, release 2 serves.
+    server.write_text("process.exit(3);\n")
+    commit(checkout, "broken")
+    refused = paas.push(checkout, expect_ok=False).stderr
+    assert f"a task of {paas.instance}-{app}-web-3 failed before running" in refused, refused
+    assert "non-zero exit (3)" in refused, refused
+    assert _services(manager) == [second]
+    assert paas.get(app).body == "from my own Dockerfile, release 2\n"
+    reason = next(line for line in refused.splitlines() if "failed before running" in line)
+    print(f"\nfirst push's steps: {'; '.join(steps)}; the broken push: {reason.strip()}")
+    print(f"push to live, 6 tasks over 3 nodes: first {first_seconds:.1f}s, second (under load) "
+          f"{second_seconds:.1f}s; requests: keep-alive {ka['requests']}, close {cl['requests']}, 0 failed")
