@@ -270,20 +270,25 @@ def home_containers(host: BenchHost) -> list[str]:
 
 
 def own_layers(images: list[str]) -> tuple[int, int]:
-    """(bytes, count) of the distinct layers these images add on top of the base images.
+    """(bytes, count) of the distinct layers these images add on top of their base image.
 
-    Each history entry of a locally built image (the legacy builder) has its own image ID, so an entry
-    shared by several images (the dependencies, the steps before the source) counts once.
+    An image's history (newest first) ends with its base's (`minipaas/node:<version>`, from the image's
+    label): those entries are left out by position, since a base made by `docker import` and BuildKit's
+    steps show no IDs (`<missing>`). Entries with an ID (the legacy builder's) shared by several images
+    count once; BuildKit's, without one, once per image: with BuildKit the count is an upper bound (a
+    `node_modules` layer all the images share is counted in each).
     """
-    base: set[str] = set()
-    for image in docker("images", "-q", "--no-trunc", BASE_REPOSITORY).split():
-        base.update(line.split("\t")[0] for line in _history(image))
+    base_lengths: dict[str, int] = {}
     seen: dict[str, int] = {}
     for image in images:
-        for index, line in enumerate(_history(image)):
+        version = docker("image", "inspect", "--format", '{{index .Config.Labels "minipaas.node.version"}}',
+                         image, check=False).strip()
+        base = f"{BASE_REPOSITORY}:{version}"
+        if base not in base_lengths:
+            base_lengths[base] = len(_history(base)) if version else 0
+        history = _history(image)
+        for index, line in enumerate(history[:len(history) - base_lengths[base]]):
             entry_id, size = line.split("\t")
-            if entry_id in base:
-                continue
             key = entry_id if entry_id != "<missing>" else f"{image}#{index}"
             seen[key] = int(size)
     return sum(seen.values()), sum(1 for size in seen.values() if size > 0)

@@ -36,6 +36,26 @@ def test_restart_replaces_the_container_and_stop_start_toggle_traffic(paas: Paas
     assert paas.get(app).status == 200
 
 
+def test_an_app_stopped_with_ps_stop_stays_stopped_across_ps_restore(paas: Paas) -> None:
+    stopped, _ = paas.deploy(APPS / "dockerfile", prefix="stopped")
+    running, _ = paas.deploy(APPS / "dockerfile", prefix="running")
+    paas.run("ps:stop", stopped)
+    for container in paas.container_names():  # a reboot: the engine comes back with every container stopped
+        docker("stop", "-t", "1", container)
+    restored = paas.run("ps:restore").stdout
+    assert f"{stopped}: stopped with ps:stop; left so (`ps:start {stopped}` starts it)" in restored, restored
+    assert paas.get(stopped).status == 503 and paas.get(running).status == 200
+    paas.run("ps:start", stopped)
+    assert paas.get(stopped).status == 200
+    again = paas.run("ps:restore").stdout
+    assert f"{stopped}: release 1 serving at" in again, again
+    # A deploy starts a stopped app too, and it is no longer stopped for ps:restore.
+    paas.run("ps:stop", running)
+    paas.run("ps:restart", running)
+    assert paas.get(running).status == 200
+    assert f"{running}: release 2 serving at" in paas.run("ps:restore").stdout
+
+
 def test_start_brings_back_containers_that_are_gone(paas: Paas) -> None:
     app, _ = paas.deploy(APPS / "dockerfile")
     paas.run("ps:stop", app)
@@ -58,7 +78,9 @@ def test_restore_goes_on_past_an_app_that_cannot_come_back(paas: Paas) -> None:
     docker("rmi", "-f", paas.image(broken, 1))
     shutil.rmtree(paas.home / "repos" / f"{broken}.git" / "objects")
     (paas.home / "repos" / f"{broken}.git" / "objects").mkdir()
-    paas.run("ps:stop", fine)
+    for container in paas.container_names():  # the fine app's: stopped as a reboot stops them
+        if f".{fine}." in container:
+            docker("stop", "-t", "1", container)
     result = paas.run("ps:restore", check=False)
     assert result.returncode == 1, result.stdout
     assert f"{broken}:" in result.stdout and f"{fine}: release 1 serving at" in result.stdout, result.stdout

@@ -10,7 +10,7 @@ from minipaas.adapters import engine
 from minipaas.deploy import containers
 from minipaas.errors import NotFound
 from minipaas.routing import proxy
-from minipaas.state import releaselog
+from minipaas.state import apps, releaselog
 from minipaas.state.host import Host
 from minipaas.state.locks import app_lock
 
@@ -97,3 +97,4 @@ def stop(host: Host, app: str, progress: Callable[[str], None]) -> None:
         for c in containers.app_containers(host, app):
             engine.stop(c.id, timeout=10)
             progress(f"-----> Stopped {c.name}")
+        apps.set_stopped(host, app, True)

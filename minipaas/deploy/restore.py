@@ -55,6 +55,9 @@ def restore(host: Host, progress: Progress) -> None:
     # Services first: the apps linked to them expect them at their first request.
     failed = services.restore_all(host, progress)
     for app in apps.names(host):
+        if apps.is_stopped(host, app):
+            progress(f"-----> {app}: stopped with ps:stop; left so (`ps:start {app}` starts it)")
+            continue
         try:
             with app_lock(s, app, progress):
                 where = resume(host, app, progress)
@@ -74,4 +77,5 @@ def start(host: Host, app: str, progress: Progress) -> None:
         raise NotFound(f"{app} has no release to start; push it first")
     with app_lock(host.settings, app, progress):
         resume(host, app, progress)
+        apps.set_stopped(host, app, False)
     progress(f"-----> Started {app} (release {releaselog.live(host, app).number})")

@@ -140,6 +140,17 @@ def require(host: Host, name: str) -> str:
     return name
 
 
+def set_stopped(host: Host, name: str, stopped: bool) -> None:
+    """Whether the app was stopped with ps:stop: ps:restore leaves it so until ps:start or a deploy."""
+    with store.transaction(host.db) as db:
+        db.execute("UPDATE apps SET stopped = ? WHERE name = ?", (int(stopped), name))
+
+
+def is_stopped(host: Host, name: str) -> bool:
+    row = host.db.execute("SELECT stopped FROM apps WHERE name = ?", (name,)).fetchone()
+    return bool(row and row["stopped"])
+
+
 def names(host: Host) -> list[str]:
     return [row["name"] for row in host.db.execute("SELECT name FROM apps ORDER BY name")]
 

@@ -121,6 +121,7 @@ def record_live(host: Host, app: str, number: int, *, retiring: list[str], drain
         db.execute("UPDATE releases SET status = 'superseded' WHERE app = ? AND status = 'live'", (app,))
         db.execute("UPDATE releases SET status = 'live', finished_at = ? WHERE app = ? AND number = ?",
                    (store.now(), app, number))
+        db.execute("UPDATE apps SET stopped = 0 WHERE name = ?", (app,))  # a release going live runs
         schedule_retirement(db, app, retiring, drain)
 
 

@@ -151,6 +151,10 @@ MIGRATIONS: list[str] = [
         FOREIGN KEY (kind, name) REFERENCES services(kind, name) ON DELETE CASCADE
     );
     """,
+    # 9: an app stopped with ps:stop stays stopped across ps:restore (a reboot), as dokku's does
+    """
+    ALTER TABLE apps ADD COLUMN stopped INTEGER NOT NULL DEFAULT 0;
+    """,
 ]
 
 
