@@ -140,3 +140,66 @@ def test_push_rolls_out_six_tasks_over_three_nodes_and_a_second_push_switches_un
     print(f"\nfirst push's steps: {'; '.join(steps)}; the broken push: {reason.strip()}")
     print(f"push to live, 6 tasks over 3 nodes: first {first_seconds:.1f}s, second (under load) "
           f"{second_seconds:.1f}s; requests: keep-alive {ka['requests']}, close {cl['requests']}, 0 failed")
+
+
+def _task_ids(manager: Node, service: str) -> set[str]:
+    return set(manager.docker("service", "ps", service, "--filter", "desired-state=running", "-q",
+                              check=False).split())
+
+
+def test_ps_scale_stop_and_start_act_on_the_services(manager_host: tuple[Paas, Cluster]) -> None:
+    """docs/cluster.md, item 3: `ps:scale` up adds tasks to the live service (the running ones untouched), down
+    is a rollout at the new count; under load, 0 failed requests. `ps:stop` scales the services to 0 and
+    unroutes; `ps:start` scales back and routes the new tasks."""
+    paas, cluster = manager_host
+    manager = cluster.nodes[0]
+    app = paas.new_app()
+    paas.run("ps:scale", app, "web=2")
+    paas.run("settings:set", app, "drain-seconds", "1")
+    paas.push(paas.checkout(app, APPS / "dockerfile"))
+    first, second = f"{paas.instance}-{app}-web-1", f"{paas.instance}-{app}-web-2"
+    before, old_tasks = _routed(paas, app), _task_ids(manager, first)
+    assert len(before) == 2 and len(old_tasks) == 2, (before, old_tasks)
+
+    keepalive = start_wrk(paas, app, "-t2", "-c8", "-s", str(LUA))
+    closing = start_wrk(paas, app, "-t1", "-c4", "-H", "Connection: close")
+    try:
+        time.sleep(1)  # the load runs before the scale starts
+        up = paas.run("ps:scale", app, "web=4")
+        assert "Scaling " + first + " to 4 tasks" in up.stdout + up.stderr, up
+        assert _services(manager) == [first]  # no new release: the same service, 2 more tasks
+        assert old_tasks < _task_ids(manager, first) and len(_task_ids(manager, first)) == 4
+        grown = _routed(paas, app)
+        assert len(grown) == 4 and set(before) < set(grown), (before, grown)
+
+        down = paas.run("ps:scale", app, "web=3")
+        assert "Rolling release 1 out again at web=3" in down.stdout + down.stderr, down
+        wait_for(lambda: _services(manager) == [second], f"{first} retired after the drain delay", 60)
+        assert len(_task_ids(manager, second)) == 3
+        assert len(_routed(paas, app)) == 3 and not set(_routed(paas, app)) & set(grown)
+        time.sleep(1)  # the load goes on after the retirement
+    finally:
+        ka, cl = stop_wrk(keepalive), stop_wrk(closing)
+    for counts in (ka, cl):
+        assert counts["requests"] > 100, counts["output"]
+        assert counts["socket_errors"] == 0, counts["output"]
+        assert counts["non_2xx"] == 0, counts["output"]
+
+    paas.run("ps:stop", app)
+    assert _routed(paas, app) == []
+    assert _task_ids(manager, second) == set() and _services(manager) == [second]
+    assert paas.get(app).status == 503
+    # No process of the app ran as a plain container on the manager: every container of the app is a task.
+    plain = [line for line in manager.docker("ps", "-a", "--filter", f"label=minipaas.app={app}", "--format",
+                                             '{{.Names}} {{.Label "com.docker.swarm.task.id"}}').splitlines()
+             if len(line.split()) < 2]
+    assert plain == [], plain
+
+    started = paas.run("ps:start", app)
+    assert f"Scaled {second} to 3 tasks" in started.stdout + started.stderr, started
+    assert len(_task_ids(manager, second)) == 3
+    routed = _routed(paas, app)
+    assert len(routed) == 3 and {a.rsplit(":", 1)[0] for a in routed} <= {n.address for n in cluster.nodes}
+    assert paas.get(app).body == "from my own Dockerfile\n"
+    print(f"\nps:scale 2→4 kept the 2 running tasks and routed 4; 4→3 rolled out; requests under load: "
+          f"keep-alive {ka['requests']}, close {cl['requests']}, 0 failed")

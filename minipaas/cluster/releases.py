@@ -89,5 +89,23 @@ def release_of(name: str) -> int:
     return int(name.rsplit("-", 1)[1])
 
 
+def scale(name: str, replicas: int) -> None:
+    services.scale(name, replicas)
+
+
+def replicas(name: str) -> int | None:
+    """The service's task count as set; None when the service is gone."""
+    return services.replicas(name)
+
+
+def wait_stopped(name: str, *, deadline: float) -> None:
+    """Wait until no task of the service runs (after a scale to 0)."""
+    while services.task_nodes(name):
+        if time.monotonic() > deadline:
+            raise DeployFailed(f"tasks of {name} still run after the deadline; "
+                               "`docker service ps` on the manager says which")
+        time.sleep(0.25)
+
+
 def remove(name: str) -> None:
     services.remove(name)

@@ -5,6 +5,11 @@ sequence (rollout.py) and retirement call the chosen one and never ask which it 
 Both do the same steps in the same order: start the release's processes, health-check each web process, check
 the others still run, switch the app's route to the new web processes, and say what the old release leaves to
 retire after the drain delay. `undo` removes what `start` made, whatever step failed.
+
+The live release's processes, for `ps:stop`, `ps:start`, `ps:restore` and `ps:scale`: `stop` (unroute, then stop
+them), `resume` (run and route them again; False when they are gone and a rollout must make new ones) and `scale`
+(in place; None when only a rollout at the new count can do it: a Swarm picks the tasks it stops itself, and stops
+them before nginx could stop sending them requests).
 """
 
 from __future__ import annotations
@@ -13,16 +18,18 @@ import collections
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from typing import ClassVar
 
 from minipaas.adapters import engine
 from minipaas.cluster import membership, releases
 from minipaas.deploy import containers, formation, health
 from minipaas.deploy.bringup import bring_up
 from minipaas.routing import proxy
-from minipaas.state import apps
+from minipaas.state import apps, releaselog
 from minipaas.state.host import Host
 
 Progress = Callable[[str], None]
+Retiring = list[tuple[str, str]]  # (retirement id, name): what retires after the drain delay
 SERVICE_PREFIX = "service:"  # a retirement of a Swarm service, not of a container: `service:minipaas-hello-web-7`
 PULL_ALLOWANCE = 120.0  # seconds the nodes get to pull a new image, on top of the app's healthcheck-timeout
 
@@ -45,6 +52,7 @@ class Containers:
     host: Host
     app: str
     started: list[engine.Container] = field(default_factory=list)
+    WHAT: ClassVar[str] = "containers"
 
     def prepare(self) -> None:
         containers.ensure_app_network(self.host, self.app)
@@ -77,6 +85,60 @@ class Containers:
         for container in self.started:
             engine.remove(container.id, timeout=0)
 
+    def stop(self, progress: Progress) -> None:
+        # Traffic first: a stopped container's address may soon belong to another container.
+        proxy.unroute(self.host.settings, self.app)
+        for c in containers.app_containers(self.host, self.app):
+            engine.stop(c.id, timeout=10)
+            progress(f"-----> Stopped {c.name}")
+
+    def resume(self, current: releaselog.Release, progress: Progress) -> bool:
+        """The live release's stopped containers started, health-checked and switched to; False when its web
+        containers are gone (a `docker rm`, a lost engine)."""
+        host, app = self.host, self.app
+        mine = [c for c in containers.app_containers(host, app)
+                if c.labels.get(engine.RELEASE_LABEL) == str(current.number)]
+        wanted = formation.counts(host, app, formation.procfile(host, app, current.sha),
+                                  formation.declared(host, app, current.sha))
+        if len([c for c in mine if c.labels.get(engine.PROCESS_LABEL) == formation.WEB]) < wanted[formation.WEB]:
+            return False
+        for c in mine:
+            if c.status != "running":
+                engine.start(c.id)
+        bring_up(host, app, release=current.number, sha=current.sha, started=mine, progress=progress)
+        return True
+
+    def scale(self, current: releaselog.Release, procs: dict[str, str], wanted: dict[str, int],
+              progress: Progress) -> Retiring | None:
+        """Start what is missing and switch; returns the surplus, to retire after the drain delay."""
+        host, app = self.host, self.app
+        mine = [c for c in containers.app_containers(host, app)
+                if c.labels.get(engine.RELEASE_LABEL) == str(current.number)
+                and c.status == "running" and c.id not in releaselog.retiring(host, app)]
+        port = containers.web_port(current.image)
+        keep: list[engine.Container] = []
+        surplus: list[engine.Container] = []
+        try:
+            for process, count in wanted.items():
+                existing = sorted((c for c in mine if c.labels.get(engine.PROCESS_LABEL) == process),
+                                  key=lambda c: int(c.labels.get(engine.INDEX_LABEL, "1")))
+                keep += existing[:count]
+                surplus += existing[count:]
+                used = {int(c.labels.get(engine.INDEX_LABEL, "1")) for c in existing}
+                free = (i for i in range(1, 10 * formation.MAX_SCALE) if i not in used)
+                for _ in range(count - len(existing)):
+                    self.started.append(formation.start(host, app, release=current.number, image=current.image,
+                                                        port=port, env=current.config, process=process,
+                                                        index=next(free), procs=procs, progress=progress))
+            kept = {f"{c.ip}:{containers.container_port(c)}": c.id for c in keep
+                    if c.labels[engine.PROCESS_LABEL] == formation.WEB}
+            bring_up(host, app, release=current.number, sha=current.sha, started=self.started, progress=progress,
+                     kept=kept)
+        except BaseException:
+            self.undo()
+            raise
+        return [(c.id, c.name) for c in surplus]
+
 
 @dataclass
 class Services:
@@ -86,6 +148,7 @@ class Services:
     app: str
     registry: str
     started: list[str] = field(default_factory=list)
+    WHAT: ClassVar[str] = "services"
 
     def prepare(self) -> None:
         releases.overlay(self.host.settings, self.app)
@@ -106,20 +169,28 @@ class Services:
                                   port=port if process == formation.WEB else None, env=release.env, command=command)
             progress(f"-----> Started the service {name} ({count} task{'s' if count > 1 else ''})")
             self.started.append(name)
-        timeout = int(apps.get_setting(self.host, app, "healthcheck-timeout"))
+        self._route(release.number, release.sha, dict(zip(self.started, counts.items(), strict=True)), progress)
+        return collections.Counter(counts)
+
+    def _route(self, number: int, sha: str, wanted: dict[str, tuple[str, int]], progress: Progress,
+               known: frozenset[str] = frozenset()) -> None:
+        """Wait until each service (name → (process, tasks)) runs its tasks, health-check the web tasks not in
+        `known` (addresses already routed and healthy), then switch the app's route to all the web tasks."""
+        timeout = int(apps.get_setting(self.host, self.app, "healthcheck-timeout"))
         deadline = time.monotonic() + timeout + PULL_ALLOWANCE
         targets: dict[str, str] = {}
-        for name, (process, count) in zip(self.started, counts.items(), strict=True):
+        for name, (process, count) in wanted.items():
             started = time.monotonic()
             found = releases.wait_running(name, count, deadline=deadline, web=process == formation.WEB)
             progress(f"       {count} task{'s' if count > 1 else ''} of {name} running after "
                      f"{time.monotonic() - started:.1f}s")
-            targets.update(self._checked(name, found, release.sha, timeout, progress))
+            fresh = {a: t for a, t in found.items() if a not in known}
+            targets.update(found)
+            self._checked(name, fresh, sha, timeout, progress)
         if targets:
-            proxy.switch(s, app, release.number, targets)
+            proxy.switch(self.host.settings, self.app, number, targets)
         else:
-            proxy.unroute(s, app)
-        return collections.Counter(counts)
+            proxy.unroute(self.host.settings, self.app)
 
     def _checked(self, name: str, tasks: dict[str, str], sha: str, timeout: int,
                  progress: Progress) -> dict[str, str]:
@@ -145,6 +216,80 @@ class Services:
     def undo(self) -> None:
         for name in self.started:
             releases.remove(name)
+
+    def _of_release(self, number: int) -> dict[str, str]:
+        """The app's services of release `number`, by process type."""
+        prefix = f"{self.host.settings.instance}-{self.app}-"
+        return {name[len(prefix):].rsplit("-", 1)[0]: name
+                for name in releases.app_services(self.host.settings, self.app) if releases.release_of(name) == number}
+
+    def stop(self, progress: Progress) -> None:
+        """Unroute, then scale every service of the app to 0 tasks (the services stay, for `ps:start`)."""
+        proxy.unroute(self.host.settings, self.app)
+        names = releases.app_services(self.host.settings, self.app)
+        for name in names:
+            releases.scale(name, 0)
+        deadline = time.monotonic() + PULL_ALLOWANCE
+        for name in names:
+            releases.wait_stopped(name, deadline=deadline)
+            progress(f"-----> Stopped {name} (0 tasks)")
+
+    def resume(self, current: releaselog.Release, progress: Progress) -> bool:
+        """The live release's services back at the formation's counts, their web tasks' addresses read again
+        (a rescheduled task has another node or port), the new ones health-checked, the route switched; False
+        when a service of the release is gone."""
+        wanted = self._wanted(current)
+        mine = self._of_release(current.number)
+        if set(wanted) - set(mine):
+            return False
+        for process, count in wanted.items():
+            if releases.replicas(mine[process]) != count:
+                releases.scale(mine[process], count)
+                progress(f"-----> Scaled {mine[process]} to {count} task{'s' if count > 1 else ''}")
+        known = frozenset(proxy.upstream_addresses(self.host.settings, self.app))
+        self._route(current.number, current.sha, {mine[p]: (p, n) for p, n in wanted.items()}, progress, known)
+        return True
+
+    def _wanted(self, current: releaselog.Release) -> dict[str, int]:
+        procs = formation.procfile(self.host, self.app, current.sha)
+        return {p: n for p, n in formation.counts(self.host, self.app, procs,
+                                                  formation.declared(self.host, self.app, current.sha)).items() if n}
+
+    def scale(self, current: releaselog.Release, procs: dict[str, str], wanted: dict[str, int],
+              progress: Progress) -> Retiring | None:
+        """Up only: more tasks of the live services (new services for types that had none), the new web tasks
+        health-checked and added to the route. None when a count goes down: a rollout at the new count does it."""
+        mine = self._of_release(current.number)
+        had = {p: (releases.replicas(mine[p]) or 0) if p in mine else 0 for p in wanted}
+        if any(wanted[p] < had[p] for p in wanted) or set(mine) - set(wanted):
+            return None
+        grown: dict[str, tuple[str, int]] = {}
+        try:
+            for process, count in wanted.items():
+                if count == had[process]:
+                    continue
+                if process in mine:
+                    releases.scale(mine[process], count)
+                    progress(f"-----> Scaling {mine[process]} to {count} tasks")
+                    grown[mine[process]] = (process, count)
+                    continue
+                port = containers.web_port(current.image) if process == formation.WEB else None
+                command = ["/bin/sh", "-c", f"exec {procs[process]}"] if process in procs else None
+                name = releases.start(self.host.settings, self.app, release=current.number, process=process,
+                                      replicas=count, port=port, env=current.config, command=command,
+                                      image=releases.registry_image(self.registry, current.image, progress))
+                self.started.append(name)
+                grown[name] = (process, count)
+            kept = {mine[p]: (p, had[p]) for p in wanted if p in mine and mine[p] not in grown and had[p]}
+            self._route(current.number, current.sha, {**kept, **grown}, progress,
+                        frozenset(proxy.upstream_addresses(self.host.settings, self.app)))
+        except BaseException:
+            self.undo()
+            for name, (process, _) in grown.items():
+                if name not in self.started:
+                    releases.scale(name, had[process])
+            raise
+        return []
 
 
 Placement = Containers | Services

@@ -7,7 +7,7 @@ import threading
 from collections.abc import Callable, Iterator
 
 from minipaas.adapters import engine
-from minipaas.deploy import containers
+from minipaas.deploy import containers, placement
 from minipaas.errors import NotFound
 from minipaas.routing import proxy
 from minipaas.state import apps, releaselog
@@ -92,9 +92,5 @@ def _merged(containers: list[engine.Container], *, lines: int, follow: bool) -> 
 
 def stop(host: Host, app: str, progress: Callable[[str], None]) -> None:
     with app_lock(host.settings, app, progress):
-        # Traffic first: a stopped container's address may soon belong to another container.
-        proxy.unroute(host.settings, app)
-        for c in containers.app_containers(host, app):
-            engine.stop(c.id, timeout=10)
-            progress(f"-----> Stopped {c.name}")
+        placement.for_host(host, app).stop(progress)  # containers here, or the services' tasks in a cluster
         apps.set_stopped(host, app, True)

@@ -44,6 +44,32 @@ def create(*, name: str, image: str, replicas: int, network: str, env: dict[str,
     return str(created["ID"])
 
 
+def scale(name: str, replicas: int) -> None:
+    """Set a replicated service's task count (the Swarm starts or stops tasks to match). The service's own spec
+    goes back with only the count changed: docker-py's `update_service(fetch_current_spec=True)` rewrites other
+    parts of it, and the Swarm then replaces every running task (seen here: 2 → 4 gave 4 new tasks)."""
+    api = _api()
+    try:
+        current = api.inspect_service(name)
+        spec = current["Spec"]
+        spec["Mode"] = {"Replicated": {"Replicas": replicas}}
+        url = api._url("/services/{0}/update", name)
+        api._raise_for_status(api._post_json(url, data=spec, params={"version": current["Version"]["Index"]}))
+    except docker.errors.APIError as exc:
+        raise EngineError(f"cannot scale the service {name} to {replicas}: {_reason(exc)}") from None
+
+
+def replicas(name: str) -> int | None:
+    """A replicated service's task count as set (None: no such service)."""
+    try:
+        spec = _api().inspect_service(name).get("Spec") or {}
+    except docker.errors.NotFound:
+        return None
+    except docker.errors.APIError as exc:
+        raise EngineError(f"the Swarm does not show the service {name}: {_reason(exc)}") from None
+    return int(((spec.get("Mode") or {}).get("Replicated") or {}).get("Replicas", 0))
+
+
 def remove(name: str) -> None:
     try:
         _api().remove_service(name)
