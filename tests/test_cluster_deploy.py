@@ -10,6 +10,7 @@ Real things only: three dockerd node containers (tests/cluster_nodes.py), a real
 from __future__ import annotations
 
 import collections
+import contextlib
 import shutil
 import subprocess
 import tempfile
@@ -28,8 +29,8 @@ REPLICAS = 6
 BASE_IMAGE = "minipaas/node:26"  # tests/apps/dockerfile's FROM, made on this host by the session's engine_ready
 
 
-@pytest.fixture
-def manager_host(paas: Paas) -> Iterator[tuple[Paas, Cluster]]:
+@contextlib.contextmanager
+def cluster_for(paas: Paas) -> Iterator[Cluster]:
     """A cluster of 3 nodes whose first node is the minipaas host's engine (DOCKER_HOST), made by `cluster:init`
     and `cluster:join-command`; the app's base image loaded into the manager (the build happens there)."""
     certs = Path(tempfile.mkdtemp(prefix="minipaas-certs-", dir="/var/tmp"))
@@ -46,9 +47,15 @@ def manager_host(paas: Paas) -> Iterator[tuple[Paas, Cluster]]:
                                check=True, capture_output=True)
             wait_for(lambda: manager.docker("node", "ls", "--format", "{{.Status}} {{.Availability}}")
                      .split("\n").count("Ready Active") == 3, "3 nodes Ready and Active", 60)
-            yield paas, cluster
+            yield cluster
     finally:
         shutil.rmtree(certs, ignore_errors=True)
+
+
+@pytest.fixture
+def manager_host(paas: Paas) -> Iterator[tuple[Paas, Cluster]]:
+    with cluster_for(paas) as cluster:
+        yield paas, cluster
 
 
 def _load_base_image(manager: Node) -> None:

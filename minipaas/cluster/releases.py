@@ -8,7 +8,7 @@ to the Swarm and the registry.
 from __future__ import annotations
 
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 
 from minipaas.adapters import engine
 from minipaas.adapters.engine import services
@@ -16,6 +16,7 @@ from minipaas.errors import DeployFailed
 from minipaas.state.settings import Settings
 
 Progress = Callable[[str], None]
+Task = services.Task
 SERVICE_LABEL = "minipaas.service"  # on every service minipaas makes: the home it belongs to
 
 
@@ -46,7 +47,7 @@ def overlay(settings: Settings, app: str) -> str:
 
 
 def start(settings: Settings, app: str, *, release: int, process: str, replicas: int, image: str, port: int | None,
-          env: dict[str, str], command: list[str] | None) -> str:
+          env: dict[str, str], command: list[str] | None, limits: engine.Limits | None = None) -> str:
     """Create the service of one process type of a release; returns its name."""
     name = service_name(settings, app, process, release)
     labels = {engine.APP_LABEL: app, engine.RELEASE_LABEL: str(release), engine.PROCESS_LABEL: process}
@@ -54,7 +55,7 @@ def start(settings: Settings, app: str, *, release: int, process: str, replicas:
         labels[engine.PORT_LABEL] = str(port)
     services.create(name=name, image=image, replicas=replicas, network=overlay(settings, app), port=port,
                     env={**env, **({"PORT": str(port)} if port else {})}, command=command,
-                    labels={**labels, SERVICE_LABEL: str(settings.home)})
+                    labels={**labels, SERVICE_LABEL: str(settings.home)}, limits=limits)
     return name
 
 
@@ -75,6 +76,11 @@ def wait_running(name: str, replicas: int, *, deadline: float, web: bool) -> dic
         time.sleep(0.25)
 
 
+def running_tasks(name: str) -> dict[str, str]:
+    """The service's running tasks: task id → node id."""
+    return services.task_nodes(name)
+
+
 def task_running(name: str, address: str) -> bool:
     return address in services.task_addresses(name)
 
@@ -82,6 +88,20 @@ def task_running(name: str, address: str) -> bool:
 def app_services(settings: Settings, app: str) -> list[str]:
     """The app's services (every release's), by name."""
     return services.labelled({SERVICE_LABEL: str(settings.home), engine.APP_LABEL: app})
+
+
+def process_of(settings: Settings, app: str, name: str) -> str:
+    """The process type a service of the app runs, from its name (`minipaas-hello-web-7` → web)."""
+    return name[len(f"{settings.instance}-{app}-"):].rsplit("-", 1)[0]
+
+
+def tasks(name: str) -> list[services.Task]:
+    return services.tasks(name)
+
+
+def logs(name: str, *, tail: int | str, follow: bool) -> Iterator[tuple[str, bytes]]:
+    """The service's lines from every node: (task id, line)."""
+    return services.logs(name, tail=tail, follow=follow)
 
 
 def release_of(name: str) -> int:

@@ -51,14 +51,19 @@ def checks_for(host: Host, app: str, sha: str) -> health.Checks:
     return health.default_checks(apps.get_setting(host, app, "healthcheck-path"))
 
 
+def app_json_checks(host: Host, app: str, sha: str) -> appjson.Healthchecks | None:
+    """The commit's app.json `healthchecks.web`, if it has any."""
+    raw = gitrepo.read_file(host.settings.repo_path(app), sha, "app.json")
+    return appjson.parse(raw) if raw is not None else None
+
+
 def wait_healthy(host: Host, app: str, container: engine.Container, sha: str,
                  progress: Progress) -> tuple[str, float]:
     """Health-check a container with the app's checks; returns (its address, seconds taken).
 
     app.json's `healthchecks.web` (dokku's form) first, then a CHECKS file, then the app's setting."""
     timeout = int(apps.get_setting(host, app, "healthcheck-timeout"))
-    raw = gitrepo.read_file(host.settings.repo_path(app), sha, "app.json")
-    from_app_json = appjson.parse(raw) if raw is not None else None
+    from_app_json = app_json_checks(host, app, sha)
     if from_app_json is not None and from_app_json.run:
         names = ", ".join(f"{c.name} ({c.describe()})" for c in from_app_json.run)
         progress(f"-----> Waiting for {container.name} to pass app.json's {names} (timeout {timeout}s)")

@@ -215,6 +215,52 @@ def wait_app_json(
     return f"{container.ip}:{port}", time.monotonic() - started
 
 
+def wait_app_json_address(address: str, *, name: str, healthchecks: appjson.Healthchecks, deadline: float,
+                          gone: Callable[[], str | None], progress: Callable[[str], None]) -> float:
+    """app.json's startup checks against a Swarm task at its node's `host:port`, as `wait_app_json` runs them
+    against a container; `gone()` says why the task stopped (None: it runs). Only the published web port is
+    reachable from here and a command would run on another node: such checks are said and not run."""
+    started = time.monotonic()
+    for check in healthchecks.run:
+        if check.command or check.port:
+            progress(f"       not run in a cluster: {check.name} ({check.describe()}; "
+                     f"{'a command runs in the container, on its node' if check.command else 'another port'})")
+            continue
+        if check.initial_delay:
+            time.sleep(min(check.initial_delay, max(0.0, deadline - time.monotonic())))
+        for attempt in range(1, check.attempts + 1):
+            why = gone()
+            if why is not None:
+                raise DeployFailed(f"{name} at {address} stopped before passing {check.name}: {why}")
+            passed, why = _attempt_address(check, address, gone)
+            if passed:
+                progress(f"       passed: {check.name} ({check.describe()}) at {address}")
+                break
+            if attempt == check.attempts or time.monotonic() + check.wait > deadline:
+                raise DeployFailed(f"{name} at {address} did not pass {check.name} ({check.describe()}) in "
+                                   f"{attempt} attempts (last: {why})")
+            progress(f"       {check.name} at {address}: attempt {attempt} of {check.attempts} failed ({why}); "
+                     f"again in {check.wait:g}s")
+            time.sleep(check.wait)
+    return time.monotonic() - started
+
+
+def _attempt_address(check: appjson.Healthcheck, address: str, gone: Callable[[], str | None]) -> tuple[bool, str]:
+    if check.uptime:
+        time.sleep(check.uptime)
+        why = gone()
+        return why is None, why or "running"
+    try:
+        status, body = probe(address, check.path, timeout=check.timeout)
+    except OSError as exc:
+        return False, str(exc) or type(exc).__name__
+    if not 200 <= status < 400:
+        return False, f"HTTP {status}"
+    if check.content and check.content not in body:
+        return False, f"HTTP {status} without {check.content!r}"
+    return True, f"HTTP {status}"
+
+
 def _attempt(check: appjson.Healthcheck, container: engine.Container, address: str,
              started: float) -> tuple[bool, str]:
     if check.uptime:

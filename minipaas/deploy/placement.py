@@ -10,19 +10,22 @@ The live release's processes, for `ps:stop`, `ps:start`, `ps:restore` and `ps:sc
 them), `resume` (run and route them again; False when they are gone and a rollout must make new ones) and `scale`
 (in place; None when only a rollout at the new count can do it: a Swarm picks the tasks it stops itself, and stops
 them before nginx could stop sending them requests).
+
+What `ps` and `logs` show (`status`, `logs`: deploy/listing.py) and what a crashed deploy left (`remove_strays`,
+for `retirement.reconcile`) are asked of the chosen one too.
 """
 
 from __future__ import annotations
 
 import collections
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from typing import ClassVar
 
 from minipaas.adapters import engine
 from minipaas.cluster import membership, releases
-from minipaas.deploy import containers, formation, health
+from minipaas.deploy import containers, formation, health, listing
 from minipaas.deploy.bringup import bring_up
 from minipaas.routing import proxy
 from minipaas.state import apps, releaselog
@@ -84,6 +87,18 @@ class Containers:
     def undo(self) -> None:
         for container in self.started:
             engine.remove(container.id, timeout=0)
+
+    def status(self) -> list[listing.Row]:
+        return listing.container_rows(self.host, self.app)
+
+    def logs(self, *, lines: int, follow: bool) -> Iterator[bytes]:
+        return listing.container_logs(self.host, self.app, lines=lines, follow=follow)
+
+    def remove_strays(self, live: int | None, retiring: set[str]) -> None:
+        """What a crashed deploy left: containers neither of the live release nor retiring."""
+        for c in containers.app_containers(self.host, self.app):
+            if c.labels.get(engine.RELEASE_LABEL) != str(live) and c.id not in retiring:
+                engine.remove(c.id, timeout=0)
 
     def stop(self, progress: Progress) -> None:
         # Traffic first: a stopped container's address may soon belong to another container.
@@ -154,8 +169,10 @@ class Services:
         releases.overlay(self.host.settings, self.app)
 
     def running(self, number: int) -> bool:
+        """The release's web service runs all its tasks (not merely exists: `ps:stop` leaves it at 0)."""
         name = releases.service_name(self.host.settings, self.app, formation.WEB, number)
-        return name in releases.app_services(self.host.settings, self.app)
+        wanted = releases.replicas(name)
+        return bool(wanted) and len(releases.running_tasks(name)) >= (wanted or 0)
 
     def start(self, release: Release, progress: Progress) -> collections.Counter[str]:
         s, app = self.host.settings, self.app
@@ -166,7 +183,8 @@ class Services:
         for process, count in counts.items():
             command = ["/bin/sh", "-c", f"exec {release.procs[process]}"] if process in release.procs else None
             name = releases.start(s, app, release=release.number, process=process, replicas=count, image=image,
-                                  port=port if process == formation.WEB else None, env=release.env, command=command)
+                                  port=port if process == formation.WEB else None, env=release.env, command=command,
+                                  limits=apps.limits(self.host, app))
             progress(f"-----> Started the service {name} ({count} task{'s' if count > 1 else ''})")
             self.started.append(name)
         self._route(release.number, release.sha, dict(zip(self.started, counts.items(), strict=True)), progress)
@@ -197,10 +215,19 @@ class Services:
         """Health-check each web task from here, at its node's address and port."""
         if not tasks:
             return {}
+        deadline = time.monotonic() + timeout
+        from_app_json = containers.app_json_checks(self.host, self.app, sha)  # first, as on one host
+        if from_app_json is not None and from_app_json.run:
+            names = ", ".join(f"{c.name} ({c.describe()})" for c in from_app_json.run)
+            progress(f"-----> Checking each task passes app.json's {names} (timeout {timeout}s)")
+            for address in tasks:
+                health.wait_app_json_address(
+                    address, name=name, healthchecks=from_app_json, deadline=deadline, progress=progress,
+                    gone=lambda a=address: None if releases.task_running(name, a) else "its task no longer runs")
+            return tasks
         checks = containers.checks_for(self.host, self.app, sha)
         what = " and ".join(c.describe() for c in checks.checks)
         progress(f"-----> Checking each task answers {what} (timeout {timeout}s)")
-        deadline = time.monotonic() + timeout
         slowest = 0.0
         for address in tasks:
             slowest = max(slowest, health.wait_address(
@@ -216,6 +243,18 @@ class Services:
     def undo(self) -> None:
         for name in self.started:
             releases.remove(name)
+
+    def status(self) -> list[listing.Row]:
+        return listing.task_rows(self.host, self.app)
+
+    def logs(self, *, lines: int, follow: bool) -> Iterator[bytes]:
+        return listing.task_logs(self.host, self.app, lines=lines, follow=follow)
+
+    def remove_strays(self, live: int | None, retiring: set[str]) -> None:
+        """What a crashed deploy left: services neither of the live release nor retiring."""
+        for name in releases.app_services(self.host.settings, self.app):
+            if releases.release_of(name) != live and SERVICE_PREFIX + name not in retiring:
+                releases.remove(name)
 
     def _of_release(self, number: int) -> dict[str, str]:
         """The app's services of release `number`, by process type."""
@@ -277,6 +316,7 @@ class Services:
                 command = ["/bin/sh", "-c", f"exec {procs[process]}"] if process in procs else None
                 name = releases.start(self.host.settings, self.app, release=current.number, process=process,
                                       replicas=count, port=port, env=current.config, command=command,
+                                      limits=apps.limits(self.host, self.app),
                                       image=releases.registry_image(self.registry, current.image, progress))
                 self.started.append(name)
                 grown[name] = (process, count)

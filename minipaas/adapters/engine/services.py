@@ -6,12 +6,16 @@ node and the tasks of two releases never collide. nginx reaches a task at `<node
 
 from __future__ import annotations
 
+from collections.abc import Iterator
+from dataclasses import dataclass
 from typing import Any
 
 import docker.errors
+import docker.utils
 
 from minipaas.adapters.engine.client import _api, _reason
-from minipaas.errors import EngineError
+from minipaas.adapters.engine.containers import Limits
+from minipaas.errors import EngineError, NotFound
 
 
 def ensure_overlay(name: str, *, labels: dict[str, str]) -> None:
@@ -28,11 +32,21 @@ def ensure_overlay(name: str, *, labels: dict[str, str]) -> None:
 
 
 def create(*, name: str, image: str, replicas: int, network: str, env: dict[str, str], labels: dict[str, str],
-           port: int | None, command: list[str] | None = None) -> str:
-    """A replicated service; `port`: the web port, published in host mode on an ephemeral port per task."""
+           port: int | None, command: list[str] | None = None, limits: Limits | None = None) -> str:
+    """A replicated service; `port`: the web port, published in host mode on an ephemeral port per task;
+    `limits`: the app's `resource:limit`, as on one host (no-new-privileges has no place in a service's spec)."""
     api = _api()
-    container = docker.types.ContainerSpec(image, command=command, env=env, labels=labels)
-    template = docker.types.TaskTemplate(container, restart_policy=docker.types.RestartPolicy(condition="any"))
+    limits = limits or Limits()
+    container = docker.types.ContainerSpec(
+        image, command=command, env=env, labels=labels, init=limits.init, read_only=limits.read_only or None,
+        cap_drop=["ALL"], cap_add=["NET_BIND_SERVICE"],
+        mounts=[docker.types.Mount("/tmp", None, type="tmpfs", tmpfs_size=256 * 2**20)] if limits.read_only else None)
+    resources = docker.types.Resources(mem_limit=docker.utils.parse_bytes(limits.memory) if limits.memory else None,
+                                       cpu_limit=int(limits.cpus * 1e9) if limits.cpus else None)
+    if limits.pids:
+        resources.setdefault("Limits", {})["Pids"] = limits.pids  # API 1.41; docker-py's Resources lacks it
+    template = docker.types.TaskTemplate(container, resources=resources,
+                                         restart_policy=docker.types.RestartPolicy(condition="any"))
     ports = [{"Protocol": "tcp", "TargetPort": port, "PublishMode": "host"}] if port else []
     endpoint: dict[str, Any] = {"Mode": "dnsrr", "Ports": ports}
     try:
@@ -129,3 +143,70 @@ def labelled(labels: dict[str, str]) -> list[str]:
     except docker.errors.APIError as exc:
         raise EngineError(f"the Swarm does not list its services: {_reason(exc)}") from None
     return sorted(str((s.get("Spec") or {}).get("Name", "")) for s in found)
+
+
+@dataclass(frozen=True)
+class Task:
+    """One task of a service, as `ps` shows it."""
+
+    id: str
+    slot: int
+    node: str  # the node's host name
+    node_address: str
+    state: str  # the Swarm's: new, pending, preparing, starting, running, failed, shutdown...
+    desired: str
+    port: int | None  # the published port (web tasks)
+    exit_code: int | None
+    error: str
+    created: str
+
+
+def tasks(name: str) -> list[Task]:
+    """Every task the Swarm keeps of the service (its current ones and a few before them), oldest first."""
+    api = _api()
+    try:
+        found = api.tasks(filters={"service": name})
+        nodes = {n["ID"]: n for n in api.nodes()}
+    except docker.errors.APIError as exc:
+        raise EngineError(f"the Swarm does not list the tasks of {name}: {_reason(exc)}") from None
+    result = []
+    for task in found:
+        status = task.get("Status") or {}
+        node = nodes.get(task.get("NodeID", "")) or {}
+        published = [p.get("PublishedPort") for p in ((status.get("PortStatus") or {}).get("Ports") or [])]
+        result.append(Task(
+            id=str(task["ID"]), slot=int(task.get("Slot") or 0),
+            node=str((node.get("Description") or {}).get("Hostname", "")),
+            node_address=str((node.get("Status") or {}).get("Addr", "")),
+            state=str(status.get("State", "")), desired=str(task.get("DesiredState", "")),
+            port=int(published[0]) if published and published[0] else None,
+            exit_code=(status.get("ContainerStatus") or {}).get("ExitCode"), error=str(status.get("Err") or ""),
+            created=str(task.get("CreatedAt", ""))))
+    return sorted(result, key=lambda t: t.created)
+
+
+def logs(name: str, *, tail: int | str = "all", follow: bool = False) -> Iterator[tuple[str, bytes]]:
+    """The service's output from every node (`docker service logs`): (task id, one line) at a time. The engine
+    says which task wrote each line in the line's details (`com.docker.swarm.task.id=...`)."""
+    try:
+        stream = _api().service_logs(name, details=True, follow=follow, stdout=True, stderr=True, tail=tail,
+                                     is_tty=False)
+        pending = b""
+        for chunk in stream:
+            pending += chunk
+            *complete, pending = pending.split(b"\n")
+            for line in complete:
+                yield _task_line(line)
+        if pending:
+            yield _task_line(pending)
+    except docker.errors.NotFound:
+        raise NotFound(f"the service {name} does not exist") from None
+    except docker.errors.APIError as exc:
+        raise EngineError(f"cannot read the logs of the service {name}: {_reason(exc)}") from None
+
+
+def _task_line(line: bytes) -> tuple[str, bytes]:
+    details, _, text = line.partition(b" ")
+    fields = dict(f.partition(b"=")[::2] for f in details.split(b","))
+    task = fields.get(b"com.docker.swarm.task.id")
+    return (task.decode(), text) if task else ("", line)
