@@ -3,10 +3,11 @@
 One 3-node cluster for the whole module (made by `cluster:init` through the CLI, tests/test_cluster_deploy.py's
 `cluster_for`), one app of 3 web tasks pushed once; the tests run in order on it: `ps` shows each task's node and
 `node:port` as `docker service ps` does; `logs` shows the tasks' output with their task and node (and follows
-it); `config:set` makes a new service whose tasks see the value, the old one retired; `releases:rollback` makes a
-service of the registry image of that release, with no build; `ps:restart` and `resource:limit` (the limits in the
-task template); `ps:restore` after `docker service update --force` reroutes to the new tasks and removes a
-service a crashed deploy left; a review app gets its own service and answers at its host name.
+it); `config:set` makes a new service whose tasks see the value (`{{` included: the Swarm expands templates in
+env), the old one retired; `releases:rollback` makes a service of the registry image of that release, with no
+build; `ps:restart` and `resource:limit` (the limits in the task template); `ps:restore` after `docker service
+update --force` reroutes to the new tasks and removes a service a crashed deploy left; a review app gets its own
+service and answers at its host name; app.json's checks gate each task.
 
 Real things only: dockerd node containers, a real Swarm and registry, real pushes, nginx on this test host.
 """
@@ -152,9 +153,10 @@ def test_logs_show_each_tasks_output_with_its_node_and_follow(deployed: Deployed
 
 def test_config_set_makes_a_new_service_whose_tasks_see_it(deployed: Deployed) -> None:
     d = deployed
-    out = d.paas.run("config:set", d.app, "GREETING=bar")
-    assert "release command ran, GREETING=bar" in out.stdout + out.stderr, out
-    _wait_live(d, d.service(2), "v1 bar\n")
+    # `{{`: the Swarm expands templates in a service's env; a config value must reach the app as it was set.
+    out = d.paas.run("config:set", d.app, "GREETING=bar {{.Task.Slot}}")
+    assert "release command ran, GREETING=bar {{.Task.Slot}}" in out.stdout + out.stderr, out
+    _wait_live(d, d.service(2), "v1 bar {{.Task.Slot}}\n")
 
 
 def test_rollback_reuses_the_release_image_without_a_build(deployed: Deployed) -> None:

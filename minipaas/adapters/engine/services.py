@@ -37,6 +37,9 @@ def create(*, name: str, image: str, replicas: int, network: str, env: dict[str,
     `limits`: the app's `resource:limit`, as on one host (no-new-privileges has no place in a service's spec)."""
     api = _api()
     limits = limits or Limits()
+    # The Swarm expands Go templates in a service's env (`{{.Task.Slot}}`): a config value holding `{{` would
+    # be mangled, or reject every task. `{{"{{"}}` is the template for a literal `{{`.
+    env = {key: value.replace("{{", '{{"{{"}}') for key, value in env.items()}
     container = docker.types.ContainerSpec(
         image, command=command, env=env, labels=labels, init=limits.init, read_only=limits.read_only or None,
         cap_drop=["ALL"], cap_add=["NET_BIND_SERVICE"],
