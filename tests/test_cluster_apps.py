@@ -248,3 +248,16 @@ def test_app_json_healthchecks_gate_each_task(deployed: Deployed) -> None:
     pushed = d.paas.push(d.checkout).stderr
     assert pushed.count("passed: greets") == 3, pushed
     _wait_live(d, d.service(7), "v1 \n")
+
+
+def test_deploy_of_the_live_commit_rolls_out_only_when_its_tasks_do_not_run(deployed: Deployed) -> None:
+    """`deploy APP` of the live commit does nothing while the live service runs its tasks; after `ps:stop` (the
+    service kept, at 0 tasks) it rolls the commit out again."""
+    d = deployed
+    said = d.paas.run("deploy", d.app)
+    assert "is already live as release 7; nothing to do" in said.stdout + said.stderr, said
+    d.paas.run("ps:stop", d.app)
+    assert d.services() == [d.service(7)] and d.paas.get(d.app).status == 503
+    said = d.paas.run("deploy", d.app)
+    assert "nothing to do" not in said.stdout + said.stderr, said
+    _wait_live(d, d.service(8), "v1 \n")
