@@ -118,12 +118,26 @@ def test_add_refuses_bad_input_in_one_line_and_leaves_nothing(setup: Setup, tmp_
     _one_line_error(setup.add(f"ssh://root@{setup.bare.address}"), f"Docker does not answer on {setup.bare.address}",
                     "Cannot connect to the Docker daemon")
 
+    # The join itself fails (node-2 cannot reach the manager's port 2377): the CA written and the join are
+    # undone on the host.
+    block = f"OUTPUT -d {setup.manager.address} -p tcp --dport 2377 -j REJECT --reject-with tcp-reset"
+    setup.host.sh(f"iptables -I {block}")
+    try:
+        started = time.monotonic()
+        result = setup.add(f"ssh://root@{setup.host.address}")
+        join_seconds = time.monotonic() - started
+    finally:
+        setup.host.sh(f"iptables -D {block}")
+    _one_line_error(result, f"docker swarm join failed on {setup.host.address}")
+    assert "undoing: the join, the registry's CA" in result.stdout, result.stdout
+
     assert setup.node_ids() == before
     for node in (setup.host, setup.bare):
         assert _certs_dirs(node) == [], node.name
         assert node.sh("docker info --format '{{.Swarm.LocalNodeState}}' 2>/dev/null || true").strip() in (
             "inactive", ""), node.name
-    print(f"\nthe silent host refused after {waited:.1f}s (--timeout 1)")
+    print(f"\nthe silent host refused after {waited:.1f}s (--timeout 1); the failed join undone after "
+          f"{join_seconds:.1f}s: {result.stderr.strip()}")
 
 
 def test_add_over_ssh_joins_a_ready_worker_that_pulls_from_the_registry(setup: Setup) -> None:
