@@ -118,6 +118,33 @@ def test_add_refuses_bad_input_in_one_line_and_leaves_nothing(setup: Setup, tmp_
     _one_line_error(setup.add(f"ssh://root@{setup.bare.address}"), f"Docker does not answer on {setup.bare.address}",
                     "Cannot connect to the Docker daemon")
 
+    # A host whose key is not the one remembered when minipaas logged in above (accept-new: refused).
+    known = setup.paas.home / "cluster" / "known_hosts"
+    remembered = known.read_text()
+    kind = next(line.split()[1] for line in remembered.splitlines() if line.split()[0] == setup.bare.address)
+    other = tmp_path / "other_host_key"
+    subprocess.run(["ssh-keygen", "-q", "-N", "", "-f", str(other), "-t",
+                    {"ssh-ed25519": "ed25519", "ssh-rsa": "rsa"}.get(kind, "ecdsa")], check=True)
+    known.write_text(f"{setup.bare.address} {' '.join(other.with_suffix('.pub').read_text().split()[:2])}\n")
+    try:
+        _one_line_error(setup.add(f"ssh://root@{setup.bare.address}"),
+                        f"the host key of {setup.bare.address} has CHANGED")
+    finally:
+        known.write_text(remembered)
+
+    # A host without the docker command; a host whose engine is in a Swarm of its own.
+    setup.bare.sh("mv /usr/bin/docker /usr/bin/docker.away")
+    try:
+        _one_line_error(setup.add(f"ssh://root@{setup.bare.address}"), "has no Docker (`docker` not found there)")
+    finally:
+        setup.bare.sh("mv /usr/bin/docker.away /usr/bin/docker")
+    setup.host.docker("swarm", "init", "--advertise-addr", setup.host.address)
+    try:
+        _one_line_error(setup.add(f"ssh://root@{setup.host.address}"), "already in another Swarm (active)",
+                        "`docker swarm leave` there first")
+    finally:
+        setup.host.docker("swarm", "leave", "--force")
+
     # The join itself fails (node-2 cannot reach the manager's port 2377): the CA written and the join are
     # undone on the host.
     block = f"OUTPUT -d {setup.manager.address} -p tcp --dport 2377 -j REJECT --reject-with tcp-reset"

@@ -155,7 +155,7 @@ def add(settings: Settings, url: str, identity: Path | None, timeout: float, pro
             if joined.status != 0 or not node_id:
                 raise EngineError(f"docker swarm join failed on {target.host}: {joined.reason()}")
             hostname = _wait_ready(node_id)
-            _remember(settings, node_id, {"ssh": str(target), "identity": str(identity or "")})
+            _remember(settings, node_id, {"ssh": str(target), "identity": str(identity.resolve() if identity else "")})
         except BaseException:
             progress("!     undoing: the join, the registry's CA")
             steps = (lambda: joining and _remote(client, "docker", "swarm", "leave", "--force"),
