@@ -25,9 +25,8 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TYPE_CHECKING
 from urllib.parse import urlsplit
-
-import paramiko
 
 from minipaas.adapters import sshclient
 from minipaas.adapters.engine import swarm
@@ -35,6 +34,9 @@ from minipaas.cluster import membership, registry
 from minipaas.errors import Conflict, EngineError, InvalidInput, MinipaasError, NotFound
 from minipaas.state import perms
 from minipaas.state.settings import Settings
+
+if TYPE_CHECKING:
+    import paramiko
 
 Progress = Callable[[str], None]
 CONNECT_TIMEOUT = 10.0  # seconds for the TCP connection, the ssh banner, the authentication: each
