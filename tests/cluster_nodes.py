@@ -37,6 +37,13 @@ START_SCRIPT = """\
 #!/bin/sh
 # A Docker engine in a container without --privileged: /sys and the cgroup v1 folders come read-only.
 set -e
+if [ -n "$NODE_SSH_KEY" ]; then  # cluster:add's tests: root logs in over ssh with this key, host keys made here
+    mkdir -p /root/.ssh /run/sshd
+    printf '%s\n' "$NODE_SSH_KEY" > /root/.ssh/authorized_keys
+    ssh-keygen -A
+    [ -z "$NODE_NO_ENGINE" ] || exec /usr/sbin/sshd -D -e  # a host without a running Docker engine
+    /usr/sbin/sshd
+fi
 mount -o remount,rw /sys
 for folder in /sys/fs/cgroup/*/; do
     mount -o remount,bind,rw "$folder" 2>/dev/null || true
@@ -48,8 +55,8 @@ DOCKERFILE = """\
 FROM {root}
 RUN apt-get update -q \\
  && DEBIAN_FRONTEND=noninteractive apt-get install -y -q --no-install-recommends \\
-    docker.io iptables ca-certificates docker-registry \\
- && rm -rf /var/lib/apt/lists/* /var/cache/apt/*.bin /var/cache/apt/archives/*.deb
+    docker.io iptables ca-certificates docker-registry openssh-server \\
+ && rm -rf /var/lib/apt/lists/* /var/cache/apt/*.bin /var/cache/apt/archives/*.deb /etc/ssh/ssh_host_*
 COPY start-node /usr/local/sbin/start-node
 LABEL minipaas-test=cluster-node
 CMD ["/usr/local/sbin/start-node"]
@@ -153,34 +160,41 @@ def wait_for(condition: object, what: str, deadline: float = 60.0, poll: float =
 
 @contextlib.contextmanager
 def cluster_nodes(count: int, *, manager_mounts: tuple[tuple[str, str], ...] = (),
-                  cpus: float = 0.5) -> Iterator[Cluster]:
+                  cpus: float = 0.5, ssh_key: str | None = None) -> Iterator[Cluster]:
     """`count` node containers on a network of their own, each dockerd answering; all removed on the way out.
 
     `manager_mounts`: (host path, path in the node) bind mounts of the first node only. `cpus`: each node's
-    share (modest: another suite shares this machine's two cores)."""
-    image = node_image()
+    share (modest: another suite shares this machine's two cores). `ssh_key`: a public key; every node but the
+    first then runs sshd, root logging in with that key (cluster:add's tests)."""
+    node_image()  # made before the first container, outside the try: a failed build leaves nothing
     run = uuid.uuid4().hex[:10]
-    label = f"{LABEL}={run}"
     network = f"mpt-cluster-{run}"
     nodes: list[Node] = []
     try:
-        docker("network", "create", "--label", label, network)
+        docker("network", "create", "--label", f"{LABEL}={run}", network)
         for index in range(1, count + 1):
-            name = f"mpt-node-{run}-{index}"
-            docker("volume", "create", "--label", label, name)
             mounts = [arg for host, inside in (manager_mounts if index == 1 else ())
                       for arg in ("-v", f"{host}:{inside}")]
-            docker("run", "-d", "--name", name, "--hostname", f"node-{index}", "--label", label,
-                   "--network", network, *NODE_FLAGS, "--cpus", str(cpus), "-v", f"{name}:/var/lib/docker",
-                   *mounts, image)
-            address = docker("inspect", "-f", "{{range .NetworkSettings.Networks}}{{.IPAddress}}{{end}}",
-                             name).strip()
-            nodes.append(Node(name=name, address=address))
+            env = ["-e", f"NODE_SSH_KEY={ssh_key}"] if ssh_key and index > 1 else []
+            nodes.append(start_node(run, network, index, [*mounts, *env], cpus))
         for node in nodes:
             wait_for(node.answers, f"the engine of {node.name} answers", START_DEADLINE)
         yield Cluster(run=run, network=network, nodes=nodes)
     finally:
         remove_run(run)
+
+
+def start_node(run: str, network: str, index: int, args: list[str], cpus: float = 0.5) -> Node:
+    """Node container `index` of the run (hostname node-<index>), not waited for; `args`: more `docker run`
+    options. `-e NODE_SSH_KEY=<public key> -e NODE_NO_ENGINE=1` makes a host that answers ssh but runs no
+    Docker engine (the docker CLI is there, its daemon is not)."""
+    name = f"mpt-node-{run}-{index}"
+    label = f"{LABEL}={run}"
+    docker("volume", "create", "--label", label, name)
+    docker("run", "-d", "--name", name, "--hostname", f"node-{index}", "--label", label, "--network", network,
+           *NODE_FLAGS, "--cpus", str(cpus), "-v", f"{name}:/var/lib/docker", *args, node_image())
+    address = docker("inspect", "-f", "{{range .NetworkSettings.Networks}}{{.IPAddress}}{{end}}", name).strip()
+    return Node(name=name, address=address)
 
 
 def remove_run(run: str) -> None:

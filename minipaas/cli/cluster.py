@@ -1,4 +1,5 @@
-"""The cluster (issue 15, groundwork): cluster:init, cluster:join-command, cluster:nodes, cluster:leave.
+"""The cluster (issue 15, groundwork): cluster:init, cluster:join-command, cluster:add, cluster:nodes,
+cluster:remove, cluster:leave.
 
 One host with plain containers stays the default; these commands make it a Docker Swarm manager with a private
 registry, and back (docs/cluster.md).
@@ -6,6 +7,7 @@ registry, and back (docs/cluster.md).
 
 from __future__ import annotations
 
+from pathlib import Path
 from typing import TYPE_CHECKING
 
 import click
@@ -41,6 +43,32 @@ def cluster_join_command() -> None:
         click.echo(line)
 
 
+@click.command("cluster:add")
+@click.argument("url", metavar="ssh://root@HOST[:PORT]")
+@click.option("--identity", "-i", type=click.Path(dir_okay=False, path_type=Path), metavar="KEY_FILE",
+              help="the private key to log in with (default: the ssh agent, then ~/.ssh/id_*)")
+@click.option("--timeout", type=click.FloatRange(0.5, 120), default=10.0, show_default=True, metavar="SECONDS",
+              help="for the connection, the ssh banner and the login, each")
+def cluster_add(url: str, identity: Path | None, timeout: float) -> None:
+    """Join a host with Docker to the cluster over ssh: trust the registry there, docker swarm join, wait Ready.
+
+    Its host key is trusted the first time and kept in MINIPAAS_HOME/cluster/known_hosts (a changed key is
+    refused). Anything that fails is undone on the host."""
+    from minipaas.cluster import hosts
+
+    hosts.add(_settings(), url, identity, timeout, say)
+
+
+@click.command("cluster:remove")
+@click.argument("node")
+def cluster_remove(node: str) -> None:
+    """Take a node (hostname or id) out of the cluster; a node that is up must be drained first
+    (`cluster:drain`). A drained node that cluster:add brought leaves over ssh."""
+    from minipaas.cluster import hosts
+
+    hosts.remove(_settings(), node, say)
+
+
 @click.command("cluster:nodes")
 @click.option("--json", "as_json", is_flag=True)
 def cluster_nodes(as_json: bool) -> None:
@@ -67,4 +95,4 @@ def cluster_leave() -> None:
 
 
 def all_commands() -> list[click.Command]:
-    return [cluster_init, cluster_join_command, cluster_nodes, cluster_leave]
+    return [cluster_init, cluster_join_command, cluster_add, cluster_nodes, cluster_remove, cluster_leave]

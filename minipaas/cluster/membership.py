@@ -85,7 +85,8 @@ def _undo(settings: Settings, where: str | None) -> None:
     registry.remove_files(settings)
 
 
-def _require_manager() -> swarm.SwarmState:
+def require_manager() -> swarm.SwarmState:
+    """This engine's Swarm state, if it is a manager; else a one-line refusal."""
     now = swarm.state()
     if not now.active:
         raise NotFound("this host is not in a cluster; `minipaas cluster:init` makes one")
@@ -96,7 +97,7 @@ def _require_manager() -> swarm.SwarmState:
 
 def join_command(settings: Settings) -> list[str]:
     """What a new host runs to join as a worker: trust the registry's CA, then `docker swarm join`."""
-    now = _require_manager()
+    now = require_manager()
     token = swarm.join_token("worker")
     where = registry_address(settings)
     lines = []
@@ -109,14 +110,14 @@ def join_command(settings: Settings) -> list[str]:
 
 
 def nodes(settings: Settings) -> list[Node]:
-    _require_manager()
+    require_manager()
     counts = swarm.running_tasks_by_node()
     return [Node(info=n, tasks=counts.get(n.id, 0)) for n in sorted(swarm.nodes(), key=lambda n: n.hostname)]
 
 
 def leave(settings: Settings, progress: Progress) -> None:
     """Back to one host with plain containers: only from a cluster of one (the others removed first)."""
-    now = _require_manager()
+    now = require_manager()
     others = [n for n in swarm.nodes() if n.id != now.node_id]
     if others:
         names = ", ".join(sorted(n.hostname for n in others))

@@ -1,5 +1,5 @@
-"""Docker Swarm mode on the engine minipaas talks to: its state, init, join tokens, nodes, leave; and the
-registry's container (a plain container on the manager, with a host port and bind mounts).
+"""Docker Swarm mode on the engine minipaas talks to: its state, init, join tokens, nodes (and their removal),
+leave; and the registry's container (a plain container on the manager, with a host port and bind mounts).
 
 Plain values in, plain values out; the engine's refusals become `EngineError`/`Conflict` with its own words.
 """
@@ -105,6 +105,16 @@ def running_tasks_by_node() -> dict[str, int]:
         if (task.get("Status") or {}).get("State") == "running":
             counts[str(task.get("NodeID", ""))] = counts.get(str(task.get("NodeID", "")), 0) + 1
     return counts
+
+
+def remove_node(node_id: str, *, force: bool = False) -> None:
+    """`docker node rm`: the engine refuses a node that is not down unless `force`."""
+    try:
+        _api().remove_node(node_id, force=force)
+    except docker.errors.NotFound:
+        return
+    except docker.errors.APIError as exc:
+        raise EngineError(f"docker node rm refused: {_reason(exc)}") from None
 
 
 def leave(*, force: bool) -> None:
