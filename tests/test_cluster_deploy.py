@@ -10,6 +10,7 @@ Real things only: three dockerd node containers (tests/cluster_nodes.py), a real
 from __future__ import annotations
 
 import collections
+import contextlib
 import shutil
 import subprocess
 import tempfile
@@ -28,27 +29,41 @@ REPLICAS = 6
 BASE_IMAGE = "minipaas/node:26"  # tests/apps/dockerfile's FROM, made on this host by the session's engine_ready
 
 
-@pytest.fixture
-def manager_host(paas: Paas) -> Iterator[tuple[Paas, Cluster]]:
-    """A cluster of 3 nodes whose first node is the minipaas host's engine (DOCKER_HOST), made by `cluster:init`
-    and `cluster:join-command`; the app's base image loaded into the manager (the build happens there)."""
+@contextlib.contextmanager
+def manager_nodes(paas: Paas, count: int) -> Iterator[Cluster]:
+    """`count` node containers, the first one the minipaas host's engine (DOCKER_HOST, the home and certs.d
+    mounted at the same paths), the app's base image loaded into it (the build happens there); no Swarm yet."""
     certs = Path(tempfile.mkdtemp(prefix="minipaas-certs-", dir="/var/tmp"))
     try:
-        with cluster_nodes(3, manager_mounts=((str(paas.home), str(paas.home)), (str(certs), "/etc/docker/certs.d")),
-                           cpus=0.8) as cluster:
-            manager, *workers = cluster.nodes
-            _load_base_image(manager)
-            paas.env.update(DOCKER_HOST=manager.engine, MINIPAAS_DOCKER_CERTS=str(certs))
-            paas.run("cluster:init", "--advertise-addr", manager.address)
-            lines = paas.run("cluster:join-command").stdout
-            for worker in workers:
-                subprocess.run(["docker", "exec", "-i", worker.name, "sh", "-e"], input=lines, text=True,
-                               check=True, capture_output=True)
-            wait_for(lambda: manager.docker("node", "ls", "--format", "{{.Status}} {{.Availability}}")
-                     .split("\n").count("Ready Active") == 3, "3 nodes Ready and Active", 60)
-            yield paas, cluster
+        with cluster_nodes(count, manager_mounts=((str(paas.home), str(paas.home)),
+                                                  (str(certs), "/etc/docker/certs.d")), cpus=0.8) as cluster:
+            _load_base_image(cluster.nodes[0])
+            paas.env.update(DOCKER_HOST=cluster.nodes[0].engine, MINIPAAS_DOCKER_CERTS=str(certs))
+            yield cluster
     finally:
         shutil.rmtree(certs, ignore_errors=True)
+
+
+def init_cluster(paas: Paas, cluster: Cluster) -> None:
+    """`cluster:init` on the first node, the others joined with `cluster:join-command`'s lines."""
+    manager, *workers = cluster.nodes
+    paas.run("cluster:init", "--advertise-addr", manager.address)
+    lines = paas.run("cluster:join-command").stdout
+    for worker in workers:
+        subprocess.run(["docker", "exec", "-i", worker.name, "sh", "-e"], input=lines, text=True,
+                       check=True, capture_output=True)
+    wait_for(lambda: manager.docker("node", "ls", "--format", "{{.Status}} {{.Availability}}")
+             .split("\n").count("Ready Active") == len(cluster.nodes),
+             f"{len(cluster.nodes)} nodes Ready and Active", 60)
+
+
+@pytest.fixture
+def manager_host(paas: Paas) -> Iterator[tuple[Paas, Cluster]]:
+    """A cluster of 3 nodes whose first node is the minipaas host's engine, made by `cluster:init` and
+    `cluster:join-command`."""
+    with manager_nodes(paas, 3) as cluster:
+        init_cluster(paas, cluster)
+        yield paas, cluster
 
 
 def _load_base_image(manager: Node) -> None:
