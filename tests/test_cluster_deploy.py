@@ -38,6 +38,7 @@ def manager_nodes(paas: Paas, count: int) -> Iterator[Cluster]:
         with cluster_nodes(count, manager_mounts=((str(paas.home), str(paas.home)),
                                                   (str(certs), "/etc/docker/certs.d")), cpus=0.8) as cluster:
             _load_base_image(cluster.nodes[0])
+            _load_registry_image(cluster.nodes[0])
             paas.env.update(DOCKER_HOST=cluster.nodes[0].engine, MINIPAAS_DOCKER_CERTS=str(certs))
             yield cluster
     finally:
@@ -48,6 +49,7 @@ def init_cluster(paas: Paas, cluster: Cluster) -> None:
     """`cluster:init` on the first node, the others joined with `cluster:join-command`'s lines."""
     manager, *workers = cluster.nodes
     paas.run("cluster:init", "--advertise-addr", manager.address)
+    _keep_registry_image(manager)
     lines = paas.run("cluster:join-command").stdout
     for worker in workers:
         subprocess.run(["docker", "exec", "-i", worker.name, "sh", "-e"], input=lines, text=True,
@@ -67,12 +69,44 @@ def manager_host(paas: Paas) -> Iterator[tuple[Paas, Cluster]]:
 
 
 def _load_base_image(manager: Node) -> None:
-    save = subprocess.Popen(["docker", "save", BASE_IMAGE], stdout=subprocess.PIPE)
-    load = subprocess.run(["docker", "-H", manager.engine, "load", "-q"], stdin=save.stdout, capture_output=True,
-                          timeout=300)
+    _copy_image(BASE_IMAGE, None, manager.engine)
+
+
+def _copy_image(image: str, source: str | None, target: str | None) -> None:
+    """`docker save | docker load` from one engine to another (None: this host's)."""
+    save = subprocess.Popen(["docker", *(["-H", source] if source else []), "save", image], stdout=subprocess.PIPE)
+    load = subprocess.run(["docker", *(["-H", target] if target else []), "load", "-q"], stdin=save.stdout,
+                          capture_output=True, timeout=300)
     assert save.stdout is not None
     save.stdout.close()
     assert save.wait(timeout=60) == 0 and load.returncode == 0, load.stderr
+
+
+def _registry_recipe(engine: str | None) -> tuple[str, str]:
+    """The registry image's tag, and whether the engine's copy is of the current recipe ("" if not)."""
+    from minipaas.build import serviceimages
+
+    spec = serviceimages.REGISTRY
+    out = subprocess.run(["docker", *(["-H", engine] if engine else []), "image", "inspect", "-f",
+                          f'{{{{index .Config.Labels "{serviceimages.RECIPE_LABEL}"}}}}', spec.tag],
+                         capture_output=True, text=True)
+    current = out.returncode == 0 and out.stdout.strip() == serviceimages.recipe(spec)
+    return spec.tag, "yes" if current else ""
+
+
+def _load_registry_image(manager: Node) -> None:
+    """The registry's image from this host's engine when an earlier cluster of the run (or of an earlier run) left
+    it there: `cluster:init` then skips its build (~20-30 s); else the manager builds it as a real one would."""
+    tag, current = _registry_recipe(None)
+    if current:
+        _copy_image(tag, None, manager.engine)
+
+
+def _keep_registry_image(manager: Node) -> None:
+    """The registry image the manager built, kept on this host's engine for the next cluster's manager."""
+    tag, current = _registry_recipe(None)
+    if not current and _registry_recipe(manager.engine)[1]:
+        _copy_image(tag, manager.engine, None)
 
 
 def _tasks(manager: Node, service: str) -> list[str]:

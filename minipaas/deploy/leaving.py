@@ -4,7 +4,8 @@ containers on this host (the manager) before the Swarm is left, so that it keeps
 The order leaves nothing half-done:
 
 1. the checks first (the manager of a cluster of one), before anything changes;
-2. each app with running services, under its deploy lock: its live release rolled out again (a `restart`
+2. every app's deploy lock taken (held to the end: no deploy makes a service meanwhile; one waits, then runs on
+   one host); each app with running services: its live release rolled out again (a `restart`
    release: same image, which the manager built and still holds, same config) as containers, health-checked,
    the route switched to them. Its services stay meanwhile: they serve until the switch, and drain after it;
 3. once every app is on containers: the drain delay, the services removed, then the registry and the Swarm
@@ -18,6 +19,7 @@ app in the cluster retires them (placement.Services.old lists plain containers t
 
 from __future__ import annotations
 
+import contextlib
 import time
 from collections.abc import Callable
 
@@ -35,11 +37,12 @@ def leave(host: Host, progress: Progress) -> None:
     settings = host.settings
     membership.check_leave(settings)
     drained: dict[str, float] = {}  # service → when its drain delay is over (time.monotonic())
-    for app in apps.names(host):
-        services = releases.app_services(settings, app)
-        if not services:
-            continue
-        with app_lock(settings, app, progress):
+    with contextlib.ExitStack() as held:  # every app's lock until the Swarm is left: no deploy makes a service now
+        for app in apps.names(host):
+            held.enter_context(app_lock(settings, app, progress))
+            services = releases.app_services(settings, app)
+            if not services:
+                continue
             current = releaselog.live(host, app)
             if current is not None and current.serving != "static" and _runs(services):
                 progress(f"-----> {app}: release {current.number} as plain containers on this host")
@@ -52,11 +55,11 @@ def leave(host: Host, progress: Progress) -> None:
                                    f"({exc.message}); the cluster stays, {app} still runs as services") from None
             until = time.monotonic() + int(apps.get_setting(host, app, "drain-seconds"))
             drained.update(dict.fromkeys(services, until))
-    for name, until in sorted(drained.items(), key=lambda item: item[1]):
-        time.sleep(max(0.0, until - time.monotonic()))  # requests nginx sent the tasks before the switch finish
-        releases.remove(name)
-        progress(f"-----> Removed the service {name}")
-    membership.leave(settings, progress)
+        for name, until in sorted(drained.items(), key=lambda item: item[1]):
+            time.sleep(max(0.0, until - time.monotonic()))  # requests nginx sent the tasks before the switch end
+            releases.remove(name)
+            progress(f"-----> Removed the service {name}")
+        membership.leave(settings, progress)
 
 
 def _runs(services: list[str]) -> bool:
