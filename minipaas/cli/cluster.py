@@ -12,7 +12,7 @@ from typing import TYPE_CHECKING
 
 import click
 
-from minipaas.cli.common import print_json, say, table
+from minipaas.cli.common import current_host, print_json, say, table
 
 if TYPE_CHECKING:
     from minipaas.state.settings import Settings
@@ -88,10 +88,11 @@ def cluster_nodes(as_json: bool) -> None:
 
 @click.command("cluster:leave")
 def cluster_leave() -> None:
-    """Back to one host with plain containers (a cluster of one only: remove the other nodes first)."""
-    from minipaas.cluster import membership
+    """Back to one host with plain containers (a cluster of one only: remove the other nodes first); the apps'
+    services become containers on this host first, serving throughout."""
+    from minipaas.deploy import leaving
 
-    membership.leave(_settings(), say)
+    leaving.leave(current_host(), say)
 
 
 def all_commands() -> list[click.Command]:

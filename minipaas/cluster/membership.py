@@ -35,9 +35,18 @@ def _state_file(settings: Settings) -> str:
 
 def registry_address(settings: Settings) -> str | None:
     """The cluster's registry (`10.0.0.5:5000`), or None outside a cluster minipaas made."""
+    return _recorded(settings, "registry")
+
+
+def advertise_address(settings: Settings) -> str | None:
+    """The address this manager advertises (the registry listens there), or None outside a cluster."""
+    return _recorded(settings, "advertise")
+
+
+def _recorded(settings: Settings, key: str) -> str | None:
     try:
         with open(_state_file(settings), encoding="utf-8") as handle:
-            return str(json.load(handle)["registry"])
+            return str(json.load(handle)[key])
     except (OSError, ValueError, KeyError, TypeError):
         return None
 
@@ -115,14 +124,20 @@ def nodes(settings: Settings) -> list[Node]:
     return [Node(info=n, tasks=counts.get(n.id, 0)) for n in sorted(swarm.nodes(), key=lambda n: n.hostname)]
 
 
-def leave(settings: Settings, progress: Progress) -> None:
-    """Back to one host with plain containers: only from a cluster of one (the others removed first)."""
+def check_leave(settings: Settings) -> None:
+    """Refuse to leave unless this is the manager of a cluster of one (the others removed first)."""
     now = require_manager()
     others = [n for n in swarm.nodes() if n.id != now.node_id]
     if others:
         names = ", ".join(sorted(n.hostname for n in others))
         raise Conflict(f"the cluster has {len(others)} other node(s) ({names}); drain and remove them first "
                        "(`cluster:drain`, `cluster:remove`)")
+
+
+def leave(settings: Settings, progress: Progress) -> None:
+    """Back to one host with plain containers: only from a cluster of one, once no app runs as services
+    (deploy/leaving.py turns them back into containers first)."""
+    check_leave(settings)
     where = registry_address(settings)
     progress("-----> Stopping the registry")
     registry.stop(settings, where)

@@ -44,6 +44,10 @@ http:
     certificate: /etc/docker/registry/registry.crt
     key: /etc/docker/registry/registry.key
 """
+# Pulls go on, pushes and deletes are refused (405): the registry's garbage collection must not race a push
+# (a blob it marks unreferenced may be the one a push is about to link). registrygc.py runs it like this.
+READONLY = CONFIG.replace("  delete:\n    enabled: true\n",
+                          "  delete:\n    enabled: true\n  maintenance:\n    readonly:\n      enabled: true\n")
 
 
 def folder(settings: Settings) -> Path:
@@ -69,29 +73,43 @@ def start(settings: Settings, advertise: str, progress: Progress) -> str:
     names = files(settings)
     ca = pki.ensure_ca(names, settings.instance)
     pki.ensure_server(names, advertise)
-    storage = folder(settings) / "registry"
-    storage.mkdir(mode=0o700, exist_ok=True)
-    config = folder(settings) / "registry.yml"
-    perms.write_file(config, CONFIG.encode(), pki.PUBLIC_FILE)
-    for path in (storage, names.server_key):  # the registry runs as its own user, not root
+    storage(settings).mkdir(mode=0o700, exist_ok=True)
+    for path in (storage(settings), names.server_key):  # the registry runs as its own user, not root
         os.chown(path, serviceimages.REGISTRY_UID, serviceimages.REGISTRY_UID)
-    image = serviceimages.ensure(settings, "registry", progress)
     where = address(advertise)
     progress(f"-----> Starting the registry at {where}")
+    run(settings, advertise, readonly=False, progress=progress)
+    trust(settings, where, ca)
+    wait_answering(settings, where)
+    return where
+
+
+def storage(settings: Settings) -> Path:
+    return folder(settings) / "registry"
+
+
+def run(settings: Settings, advertise: str, *, readonly: bool, progress: Progress) -> None:
+    """(Re)start the registry's container, read-only or not (the config is read at start only)."""
+    names = files(settings)
+    config = folder(settings) / ("registry-readonly.yml" if readonly else "registry.yml")
+    perms.write_file(config, (READONLY if readonly else CONFIG).encode(), pki.PUBLIC_FILE)
+    image = serviceimages.ensure(settings, "registry", progress)
     swarm.run_registry(
         name=container_name(settings), image=image, address=advertise, port=PORT,
-        binds={str(storage): "/var/lib/docker-registry", str(config): "/etc/docker/registry/config.yml:ro",
+        binds={str(storage(settings)): "/var/lib/docker-registry",
+               str(config): "/etc/docker/registry/config.yml:ro",
                str(names.server_cert): "/etc/docker/registry/registry.crt:ro",
                str(names.server_key): "/etc/docker/registry/registry.key:ro"},
         labels={engine.LABEL: str(settings.home), ROLE_LABEL: "registry"})
-    trust(settings, where, ca)
+
+
+def wait_answering(settings: Settings, where: str) -> None:
     deadline = time.monotonic() + START_DEADLINE
-    while not answers(where, names.ca_cert):
+    while not answers(where, files(settings).ca_cert):
         if time.monotonic() > deadline:
             raise EngineError(f"the registry does not answer at https://{where}/v2/ within {START_DEADLINE:.0f}s",
                               detail=_log_tail(settings))
         time.sleep(0.2)
-    return where
 
 
 def _log_tail(settings: Settings) -> str:

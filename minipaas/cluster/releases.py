@@ -38,10 +38,19 @@ def service_name(settings: Settings, app: str, process: str, release: int) -> st
     return f"{settings.instance}-{app}-{process}-{release}"
 
 
+OVERLAY_SUFFIX = "_swarm"  # no app or instance name has an underscore: never another app's network name
+
+
+def overlay_name(settings: Settings, app: str) -> str:
+    return settings.app_network(app) + OVERLAY_SUFFIX
+
+
 def overlay(settings: Settings, app: str) -> str:
-    """The app's attachable overlay; it bears the app network's name, so a one-off container on the manager (the
-    release command) joins it as it joins the bridge on one host."""
-    name = settings.app_network(app)
+    """The app's attachable overlay (`minipaas-hello_swarm`). Not the name of the app's bridge network: that
+    one stays, on the manager, for what runs there as plain containers (the release command, the app's linked
+    services, an app deployed before `cluster:init` until its containers retire, the app after `cluster:leave`);
+    the engine would take either network for the other by name."""
+    name = overlay_name(settings, app)
     services.ensure_overlay(name, labels={engine.LABEL: str(settings.home), engine.APP_LABEL: app})
     return name
 

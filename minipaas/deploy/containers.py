@@ -6,6 +6,7 @@ from __future__ import annotations
 from collections.abc import Callable
 
 from minipaas.adapters import engine, gitrepo, networks
+from minipaas.adapters.engine.services import TASK_LABEL
 from minipaas.deploy import appjson, formation, health, servicecontainers
 from minipaas.state import apps
 from minipaas.state.host import Host
@@ -18,10 +19,12 @@ def web_containers(host: Host, app: str) -> list[engine.Container]:
 
 
 def app_containers(host: Host, app: str) -> list[engine.Container]:
-    """The app's long-running containers, of every process type (one-off `run` ones excluded)."""
+    """The app's long-running containers, of every process type (one-off `run` ones excluded); plain containers
+    only: a Swarm task's container carries the image's labels too, but the Swarm owns it (cluster/releases.py)."""
     found = engine.containers({engine.LABEL: str(host.settings.home), engine.APP_LABEL: app},
                               network=host.settings.app_network(app))
-    return [c for c in found if c.labels.get(engine.PROCESS_LABEL) not in ("run", formation.RELEASE)]
+    return [c for c in found if c.labels.get(engine.PROCESS_LABEL) not in ("run", formation.RELEASE)
+            and TASK_LABEL not in c.labels]
 
 
 def ensure_app_network(host: Host, app: str) -> None:

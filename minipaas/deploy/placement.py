@@ -166,6 +166,8 @@ class Services:
     WHAT: ClassVar[str] = "services"
 
     def prepare(self) -> None:
+        # The bridge too: the release command runs on the manager as a plain container, beside the linked services.
+        containers.ensure_app_network(self.host, self.app)
         releases.overlay(self.host.settings, self.app)
 
     def running(self, number: int) -> bool:
@@ -237,8 +239,10 @@ class Services:
         return tasks
 
     def old(self) -> list[tuple[str, str]]:
-        return [(SERVICE_PREFIX + name, name) for name in releases.app_services(self.host.settings, self.app)
-                if name not in self.started]
+        """The app's other services, and its plain containers (an app deployed before `cluster:init`)."""
+        return [*[(SERVICE_PREFIX + name, name) for name in releases.app_services(self.host.settings, self.app)
+                  if name not in self.started],
+                *[(c.id, c.name) for c in containers.app_containers(self.host, self.app)]]
 
     def undo(self) -> None:
         for name in self.started:

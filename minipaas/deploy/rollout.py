@@ -77,14 +77,16 @@ def restart(host: Host, app: str, progress: Progress) -> Release:
 # -- the sequence --------------------------------------------------------------------------
 
 def roll_out(host: Host, app: str, *, kind: str, sha: str, image: str, buildpack: str,
-              progress: Progress, env: dict[str, str] | None = None, options: builds.Options | None = None) -> Release:
+              progress: Progress, env: dict[str, str] | None = None, options: builds.Options | None = None,
+              where: placement.Placement | None = None) -> Release:
     """Start → health check → switch → record → retire, for every way a release comes about.
 
     `image` empty: build the commit first. `env`: the config to run with (default: the app's now).
+    `where`: the placement (default: the host's; `cluster:leave` asks for containers while still in a cluster).
     The release's log keeps everything the caller was shown, and the builder's own output.
     """
     s = host.settings
-    where = placement.for_host(host, app)  # containers here, or Swarm services in a cluster
+    where = where or placement.for_host(host, app)  # containers here, or Swarm services in a cluster
     where.prepare()
     proxy.ensure_running(s)
     watcher.ensure_running(s)

@@ -17,6 +17,10 @@ from minipaas.adapters.engine.client import _api, _reason
 from minipaas.adapters.engine.containers import Limits
 from minipaas.errors import EngineError, NotFound
 
+# On every container the Swarm starts for a task. The task's container also carries the image's labels, minipaas'
+# own included (`minipaas=<home>`, set at build): this one tells it from a plain container.
+TASK_LABEL = "com.docker.swarm.task.id"
+
 
 def ensure_overlay(name: str, *, labels: dict[str, str]) -> None:
     """The app's overlay network (attachable: one-off tasks and the release command can join it)."""
