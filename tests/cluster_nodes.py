@@ -19,6 +19,7 @@ import functools
 import hashlib
 import http.client
 import os
+import shutil
 import subprocess
 import tempfile
 import time
@@ -26,12 +27,17 @@ import uuid
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from conftest import Paas
 
 LABEL = "minipaas-test.cluster"  # its value: the run's id (containers, volumes, network)
 IMAGE_REPOSITORY = "minipaas-test/cluster-node"
 ROOT_REPOSITORY = "minipaas-test/cluster-root"
 ENGINE_PORT = 2375
 START_DEADLINE = 60.0
+BASE_IMAGE = "minipaas/node:26"  # tests/apps/dockerfile's FROM, made on this host by the session's engine_ready
 
 START_SCRIPT = """\
 #!/bin/sh
@@ -195,3 +201,36 @@ def remove_run(run: str) -> None:
     networks = docker("network", "ls", "-q", "--filter", label, check=False).split()
     if networks:
         docker("network", "rm", *networks, check=False)
+
+
+@contextlib.contextmanager
+def manager_host(paas: Paas, count: int = 3) -> Iterator[Cluster]:
+    """A cluster of `count` nodes whose first node is the minipaas host's engine (DOCKER_HOST in `paas.env`), made
+    by `cluster:init` and `cluster:join-command`; the app's base image loaded into the manager (the build happens
+    there). The manager shares the home and the registry's trust folder with this host, as a real one would."""
+    certs = Path(tempfile.mkdtemp(prefix="minipaas-certs-", dir="/var/tmp"))
+    try:
+        with cluster_nodes(count, manager_mounts=((str(paas.home), str(paas.home)),
+                                                  (str(certs), "/etc/docker/certs.d")), cpus=0.8) as cluster:
+            manager, *workers = cluster.nodes
+            _load_base_image(manager)
+            paas.env.update(DOCKER_HOST=manager.engine, MINIPAAS_DOCKER_CERTS=str(certs))
+            paas.run("cluster:init", "--advertise-addr", manager.address)
+            lines = paas.run("cluster:join-command").stdout
+            for worker in workers:
+                subprocess.run(["docker", "exec", "-i", worker.name, "sh", "-e"], input=lines, text=True,
+                               check=True, capture_output=True)
+            wait_for(lambda: manager.docker("node", "ls", "--format", "{{.Status}} {{.Availability}}")
+                     .split("\n").count("Ready Active") == count, f"{count} nodes Ready and Active", 60)
+            yield cluster
+    finally:
+        shutil.rmtree(certs, ignore_errors=True)
+
+
+def _load_base_image(manager: Node) -> None:
+    save = subprocess.Popen(["docker", "save", BASE_IMAGE], stdout=subprocess.PIPE)
+    load = subprocess.run(["docker", "-H", manager.engine, "load", "-q"], stdin=save.stdout, capture_output=True,
+                          timeout=300)
+    assert save.stdout is not None
+    save.stdout.close()
+    assert save.wait(timeout=60) == 0 and load.returncode == 0, load.stderr
