@@ -19,6 +19,7 @@ import functools
 import hashlib
 import http.client
 import os
+import shutil
 import subprocess
 import tempfile
 import time
@@ -26,12 +27,17 @@ import uuid
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from conftest import Paas
 
 LABEL = "minipaas-test.cluster"  # its value: the run's id (containers, volumes, network)
 IMAGE_REPOSITORY = "minipaas-test/cluster-node"
 ROOT_REPOSITORY = "minipaas-test/cluster-root"
 ENGINE_PORT = 2375
 START_DEADLINE = 60.0
+BASE_IMAGE = "minipaas/node:26"  # tests/apps/dockerfile's FROM, made on this host by the session's engine_ready
 
 START_SCRIPT = """\
 #!/bin/sh
@@ -209,3 +215,80 @@ def remove_run(run: str) -> None:
     networks = docker("network", "ls", "-q", "--filter", label, check=False).split()
     if networks:
         docker("network", "rm", *networks, check=False)
+
+
+@contextlib.contextmanager
+def manager_nodes(paas: Paas, count: int) -> Iterator[Cluster]:
+    """`count` node containers, the first one the minipaas host's engine (DOCKER_HOST in `paas.env`; the home and
+    the registry's trust folder mounted at the same paths, as a real manager shares them with minipaas), the app's
+    base image loaded into it (the build happens there); no Swarm yet."""
+    certs = Path(tempfile.mkdtemp(prefix="minipaas-certs-", dir="/var/tmp"))
+    try:
+        with cluster_nodes(count, manager_mounts=((str(paas.home), str(paas.home)),
+                                                  (str(certs), "/etc/docker/certs.d")), cpus=0.8) as cluster:
+            _copy_image(BASE_IMAGE, None, cluster.nodes[0].engine)
+            _load_registry_image(cluster.nodes[0])
+            paas.env.update(DOCKER_HOST=cluster.nodes[0].engine, MINIPAAS_DOCKER_CERTS=str(certs))
+            yield cluster
+    finally:
+        shutil.rmtree(certs, ignore_errors=True)
+
+
+def init_cluster(paas: Paas, cluster: Cluster) -> None:
+    """`cluster:init` on the first node, the others joined with `cluster:join-command`'s lines."""
+    manager, *workers = cluster.nodes
+    paas.run("cluster:init", "--advertise-addr", manager.address)
+    _keep_registry_image(manager)
+    lines = paas.run("cluster:join-command").stdout
+    for worker in workers:
+        subprocess.run(["docker", "exec", "-i", worker.name, "sh", "-e"], input=lines, text=True,
+                       check=True, capture_output=True)
+    wait_for(lambda: manager.docker("node", "ls", "--format", "{{.Status}} {{.Availability}}")
+             .split("\n").count("Ready Active") == len(cluster.nodes),
+             f"{len(cluster.nodes)} nodes Ready and Active", 60)
+
+
+@contextlib.contextmanager
+def manager_host(paas: Paas, count: int = 3) -> Iterator[Cluster]:
+    """A cluster of `count` nodes whose first node is the minipaas host's engine, made by `cluster:init` and
+    `cluster:join-command`."""
+    with manager_nodes(paas, count) as cluster:
+        init_cluster(paas, cluster)
+        yield cluster
+
+
+def _copy_image(image: str, source: str | None, target: str | None) -> None:
+    """`docker save | docker load` from one engine to another (None: this host's)."""
+    save = subprocess.Popen(["docker", *(["-H", source] if source else []), "save", image], stdout=subprocess.PIPE)
+    load = subprocess.run(["docker", *(["-H", target] if target else []), "load", "-q"], stdin=save.stdout,
+                          capture_output=True, timeout=300)
+    assert save.stdout is not None
+    save.stdout.close()
+    assert save.wait(timeout=60) == 0 and load.returncode == 0, load.stderr
+
+
+def _registry_recipe(engine: str | None) -> tuple[str, str]:
+    """The registry image's tag, and whether the engine's copy is of the current recipe ("" if not)."""
+    from minipaas.build import serviceimages
+
+    spec = serviceimages.REGISTRY
+    out = subprocess.run(["docker", *(["-H", engine] if engine else []), "image", "inspect", "-f",
+                          f'{{{{index .Config.Labels "{serviceimages.RECIPE_LABEL}"}}}}', spec.tag],
+                         capture_output=True, text=True)
+    current = out.returncode == 0 and out.stdout.strip() == serviceimages.recipe(spec)
+    return spec.tag, "yes" if current else ""
+
+
+def _load_registry_image(manager: Node) -> None:
+    """The registry's image from this host's engine when an earlier cluster of the run (or of an earlier run) left
+    it there: `cluster:init` then skips its build (~20-30 s); else the manager builds it as a real one would."""
+    tag, current = _registry_recipe(None)
+    if current:
+        _copy_image(tag, None, manager.engine)
+
+
+def _keep_registry_image(manager: Node) -> None:
+    """The registry image the manager built, kept on this host's engine for the next cluster's manager."""
+    tag, current = _registry_recipe(None)
+    if not current and _registry_recipe(manager.engine)[1]:
+        _copy_image(tag, manager.engine, None)

@@ -1,7 +1,7 @@
 """Issue 15: the everyday commands in a cluster work as on one host (docs/cluster.md, items 1 and 3).
 
-One 3-node cluster for the whole module (made by `cluster:init` through the CLI, tests/test_cluster_deploy.py's
-`cluster_for`), one app of 3 web tasks pushed once; the tests run in order on it: `ps` shows each task's node and
+One 3-node cluster for the whole module (made by `cluster:init` through the CLI: `cluster_nodes.manager_host`),
+one app of 3 web tasks pushed once; the tests run in order on it: `ps` shows each task's node and
 `node:port` as `docker service ps` does; `logs` shows the tasks' output with their task and node (and follows
 it); `config:set` makes a new service whose tasks see the value (`{{` included: the Swarm expands templates in
 env), the old one retired; `releases:rollback` makes a service of the registry image of that release, with no
@@ -24,8 +24,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 import pytest
-from cluster_nodes import Cluster, Node, wait_for
-from test_cluster_deploy import _routed, _services, cluster_for
+from cluster_nodes import Cluster, Node, manager_host, wait_for
+from test_cluster_deploy import _routed, _services
 
 from conftest import APPS, Paas, commit, git, paas_host
 
@@ -68,7 +68,7 @@ class Deployed:
 
 @pytest.fixture(scope="module")
 def deployed(engine_ready: None, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Deployed]:
-    with paas_host(tmp_path_factory.mktemp("cluster-apps") / "work") as paas, cluster_for(paas) as cluster:
+    with paas_host(tmp_path_factory.mktemp("cluster-apps") / "work") as paas, manager_host(paas) as cluster:
         app = paas.new_app()
         paas.run("ps:scale", app, "web=3")
         paas.run("settings:set", app, "drain-seconds", "1")

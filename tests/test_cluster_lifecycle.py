@@ -28,8 +28,7 @@ from typing import NamedTuple
 
 import pytest
 import requests
-from cluster_nodes import Cluster, Node, wait_for
-from test_cluster_deploy import init_cluster, manager_nodes
+from cluster_nodes import Cluster, Node, init_cluster, manager_nodes, wait_for
 from test_zero_downtime import LUA, start_wrk, stop_wrk
 
 from conftest import APPS, Paas, commit, paas_host

@@ -1,5 +1,5 @@
-"""The cluster (issue 15, groundwork): cluster:init, cluster:join-command, cluster:add, cluster:nodes,
-cluster:remove, cluster:leave.
+"""The cluster (issue 15): cluster:init, cluster:join-command, cluster:add, cluster:nodes, cluster:drain,
+cluster:activate, cluster:remove, cluster:leave.
 
 One host with plain containers stays the default; these commands make it a Docker Swarm manager with a private
 registry, and back (docs/cluster.md).
@@ -86,6 +86,26 @@ def cluster_nodes(as_json: bool) -> None:
           ["NODE", "STATUS", "AVAILABILITY", "ROLE", "ADDRESS", "TASKS", "ENGINE"])
 
 
+@click.command("cluster:drain")
+@click.argument("node")
+def cluster_drain(node: str) -> None:
+    """Move the node's tasks to the other nodes (health-checked and routed first), then drain it."""
+    from minipaas.deploy import nodes
+    from minipaas.state.host import Host
+
+    nodes.drain(Host(_settings()), node, say)
+
+
+@click.command("cluster:activate")
+@click.argument("node")
+def cluster_activate(node: str) -> None:
+    """Let the node take new tasks again."""
+    from minipaas.deploy import nodes
+    from minipaas.state.host import Host
+
+    nodes.activate(Host(_settings()), node, say)
+
+
 @click.command("cluster:leave")
 def cluster_leave() -> None:
     """Back to one host with plain containers (a cluster of one only: remove the other nodes first); the apps'
@@ -96,4 +116,5 @@ def cluster_leave() -> None:
 
 
 def all_commands() -> list[click.Command]:
-    return [cluster_init, cluster_join_command, cluster_add, cluster_nodes, cluster_remove, cluster_leave]
+    return [cluster_init, cluster_join_command, cluster_add, cluster_nodes, cluster_drain, cluster_activate,
+            cluster_remove, cluster_leave]

@@ -94,6 +94,15 @@ def task_running(name: str, address: str) -> bool:
     return address in services.task_addresses(name)
 
 
+def why_gone(name: str, address: str) -> str | None:
+    """None while the task at `address` runs; else why, in the Swarm's words when a task of the service failed (a
+    process that exits at once may be seen running for a moment first)."""
+    if task_running(name, address):
+        return None
+    failures = services.task_failures(name)
+    return failures[0] if failures else "its task no longer runs"
+
+
 def app_services(settings: Settings, app: str) -> list[str]:
     """The app's services (every release's), by name."""
     return services.labelled({SERVICE_LABEL: str(settings.home), engine.APP_LABEL: app})
@@ -138,3 +147,13 @@ def wait_stopped(name: str, *, deadline: float) -> None:
 
 def remove(name: str) -> None:
     services.remove(name)
+
+
+def tasks_on_node(settings: Settings, node_id: str) -> dict[str, int]:
+    """The home's services with running tasks on the node: name → how many."""
+    found = {}
+    for name in services.labelled({SERVICE_LABEL: str(settings.home)}):
+        count = sum(1 for node in services.task_nodes(name).values() if node == node_id)
+        if count:
+            found[name] = count
+    return found

@@ -234,7 +234,7 @@ class Services:
         for address in tasks:
             slowest = max(slowest, health.wait_address(
                 address, name=name, checks=checks, deadline=deadline, progress=progress,
-                gone=lambda a=address: None if releases.task_running(name, a) else "its task no longer runs"))
+                gone=lambda a=address: releases.why_gone(name, a)))
         progress(f"       {len(tasks)} tasks healthy (the slowest after {slowest:.1f}s)")
         return tasks
 

@@ -101,11 +101,15 @@ def remove(name: str) -> None:
 
 
 def task_addresses(name: str) -> dict[str, str]:
-    """The service's running tasks as nginx reaches them: `<node address>:<published port>` → task id."""
+    """The service's running tasks as nginx reaches them: `<node address>:<published port>` → task id. A task on
+    a node that is not `ready` (down, or not heard from) is left out: the Swarm may still call it running."""
     api = _api()
     try:
         tasks = api.tasks(filters={"service": name, "desired-state": "running"})
-        nodes = {n["ID"]: (n.get("Status") or {}).get("Addr", "") for n in api.nodes()}
+        nodes = {n["ID"]: (n.get("Status") or {}).get("Addr", "") for n in api.nodes()
+                 if (n.get("Status") or {}).get("State") == "ready"}
+    except docker.errors.NotFound:
+        return {}
     except docker.errors.APIError as exc:
         raise EngineError(f"the Swarm does not list the tasks of {name}: {_reason(exc)}") from None
     found = {}

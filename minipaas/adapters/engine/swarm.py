@@ -94,6 +94,17 @@ def _node(raw: dict[str, Any]) -> NodeInfo:
                     engine=str(((raw.get("Description") or {}).get("Engine") or {}).get("EngineVersion", "")))
 
 
+def set_availability(node_id: str, availability: str) -> None:
+    """`docker node update --availability active|pause|drain`, the node's own spec posted back."""
+    api = _api()
+    try:
+        node = api.inspect_node(node_id)
+        spec = {**(node.get("Spec") or {}), "Availability": availability}
+        api.update_node(node_id, node["Version"]["Index"], spec)
+    except docker.errors.APIError as exc:
+        raise EngineError(f"cannot set the node {node_id[:12]} to {availability}: {_reason(exc)}") from None
+
+
 def running_tasks_by_node() -> dict[str, int]:
     """How many tasks each node runs now (node id → count)."""
     try:
