@@ -149,6 +149,19 @@ def remove(name: str) -> None:
     services.remove(name)
 
 
+def remove_app(settings: Settings, app: str) -> list[str]:
+    """Every service of the app removed, then its overlay once their tasks have left it; returns the services."""
+    names = app_services(settings, app)
+    for name in names:
+        services.remove(name)
+    services.remove_overlay(overlay_name(settings, app), deadline=time.monotonic() + 30)
+    return names
+
+
+def overlay_exists(settings: Settings, app: str) -> bool:
+    return services.overlay_exists(overlay_name(settings, app))
+
+
 def tasks_on_node(settings: Settings, node_id: str) -> dict[str, int]:
     """The home's services with running tasks on the node: name → how many."""
     found = {}

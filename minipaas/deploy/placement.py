@@ -88,6 +88,10 @@ class Containers:
         for container in self.started:
             engine.remove(container.id, timeout=0)
 
+    def remove_all(self, progress: Progress) -> None:
+        """Every container of the app, whatever its release (`apps:destroy`)."""
+        _remove_containers(self.host, self.app, progress)
+
     def status(self) -> list[listing.Row]:
         return listing.container_rows(self.host, self.app)
 
@@ -166,9 +170,11 @@ class Services:
     WHAT: ClassVar[str] = "services"
 
     def prepare(self) -> None:
-        # The bridge too: the release command runs on the manager as a plain container, beside the linked services.
-        containers.ensure_app_network(self.host, self.app)
+        # The overlay first: making the bridge attaches the linked services to the app's networks, the overlay
+        # included (the tasks on every node reach them there). The bridge too: the release command runs on the
+        # manager as a plain container.
         releases.overlay(self.host.settings, self.app)
+        containers.ensure_app_network(self.host, self.app)
 
     def running(self, number: int) -> bool:
         """The release's web service runs all its tasks (not merely exists: `ps:stop` leaves it at 0)."""
@@ -247,6 +253,12 @@ class Services:
     def undo(self) -> None:
         for name in self.started:
             releases.remove(name)
+
+    def remove_all(self, progress: Progress) -> None:
+        """Every service of the app and its overlay, then its plain containers (`apps:destroy`)."""
+        for name in releases.remove_app(self.host.settings, self.app):
+            progress(f"removed service {name}")
+        _remove_containers(self.host, self.app, progress)
 
     def status(self) -> list[listing.Row]:
         return listing.task_rows(self.host, self.app)
@@ -337,6 +349,12 @@ class Services:
 
 
 Placement = Containers | Services
+
+
+def _remove_containers(host: Host, app: str, progress: Progress) -> None:
+    for container in engine.containers({engine.LABEL: str(host.settings.home), engine.APP_LABEL: app}):
+        engine.remove(container.id, timeout=5)
+        progress(f"removed container {container.name}")
 
 
 def for_host(host: Host, app: str) -> Placement:

@@ -6,6 +6,7 @@ node and the tasks of two releases never collide. nginx reaches a task at `<node
 
 from __future__ import annotations
 
+import time
 from collections.abc import Iterator
 from dataclasses import dataclass
 from typing import Any
@@ -26,13 +27,33 @@ def ensure_overlay(name: str, *, labels: dict[str, str]) -> None:
     """The app's overlay network (attachable: one-off tasks and the release command can join it)."""
     api = _api()
     try:
-        if api.networks(names=[name]):
+        if overlay_exists(name):
             return
         api.create_network(name, driver="overlay", attachable=True, labels=labels, check_duplicate=True)
     except docker.errors.APIError as exc:
         if exc.status_code == 409 or "already exists" in str(exc):
             return
         raise EngineError(f"cannot create the overlay network {name}: {_reason(exc)}") from None
+
+
+def overlay_exists(name: str) -> bool:
+    # The engine's name filter matches parts of names too (`mp-hello_swarm` in `mp-xmp-hello_swarm`).
+    return any(n["Name"] == name for n in _api().networks(names=[name]))
+
+
+def remove_overlay(name: str, *, deadline: float) -> bool:
+    """Remove the overlay once no task is attached to it any more (a removed service's tasks take a moment to
+    stop); False when it is still in use at the deadline (left for the next `apps:destroy` or gc)."""
+    while True:
+        try:
+            _api().remove_network(name)
+            return True
+        except docker.errors.NotFound:
+            return True
+        except docker.errors.APIError:
+            if time.monotonic() > deadline:
+                return False
+            time.sleep(0.25)
 
 
 def create(*, name: str, image: str, replicas: int, network: str, env: dict[str, str], labels: dict[str, str],
