@@ -203,7 +203,7 @@ def test_remove_refuses_then_removes_a_drained_node_and_one_that_left(setup: Set
     before = setup.node_ids()
     assert len(before) == 2
 
-    _one_line_error(setup.paas.run("cluster:remove", "no-such-node", check=False), "no node 'no-such-node'")
+    _one_line_error(setup.paas.run("cluster:remove", "no-such-node", check=False), "no node called 'no-such-node'")
     _one_line_error(setup.paas.run("cluster:remove", "node-1", check=False),
                     "node-1 is this host, the manager minipaas runs on and its last manager")
     _one_line_error(setup.paas.run("cluster:remove", "node-2", check=False), "`minipaas cluster:drain node-2` first")

@@ -31,7 +31,7 @@ from urllib.parse import urlsplit
 from minipaas.adapters import sshclient
 from minipaas.adapters.engine import swarm
 from minipaas.cluster import membership, registry
-from minipaas.errors import Conflict, EngineError, InvalidInput, MinipaasError, NotFound
+from minipaas.errors import Conflict, EngineError, InvalidInput, MinipaasError
 from minipaas.state import perms
 from minipaas.state.settings import Settings
 
@@ -206,22 +206,10 @@ def _wait_ready(node_id: str) -> str:
         time.sleep(0.5)
 
 
-def find(name: str) -> swarm.NodeInfo:
-    """A node by hostname, id or unique id prefix; a one-line refusal for none or several."""
-    found = swarm.nodes()
-    exact = [n for n in found if name in (n.id, n.hostname)]
-    matches = exact or ([n for n in found if n.id.startswith(name)] if len(name) >= 4 else [])
-    if not matches:
-        raise NotFound(f"no node {name[:64]!r} in the cluster; `minipaas cluster:nodes` lists them")
-    if len(matches) > 1:
-        raise Conflict(f"{len(matches)} nodes answer to {name[:64]!r}: name it by its id (`cluster:nodes --json`)")
-    return matches[0]
-
-
 def remove(settings: Settings, name: str, progress: Progress) -> None:
     """`name` out of the Swarm: refused for this host and other managers, and for a node up and not drained."""
     now = membership.require_manager()
-    node = find(name)
+    node = membership.find_node(settings, name)
     if node.id == now.node_id:
         last = " and its last manager" if now.managers <= 1 else ""
         raise Conflict(f"{node.hostname} is this host, the manager minipaas runs on{last}: "

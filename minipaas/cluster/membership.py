@@ -133,7 +133,8 @@ def find_node(settings: Settings, name: str) -> swarm.NodeInfo:
     """A node by its hostname or its id (a unique prefix of it, as `docker node` takes)."""
     require_manager()
     found = swarm.nodes()
-    matches = [n for n in found if name in (n.hostname, n.id)] or [n for n in found if n.id.startswith(name)]
+    matches = ([n for n in found if name in (n.hostname, n.id)]
+               or [n for n in found if len(name) >= 4 and n.id.startswith(name)])
     if len(matches) != 1 or not name.strip():
         known = ", ".join(sorted(n.hostname for n in found))
         what = "more than one node" if len(matches) > 1 else "no node"
