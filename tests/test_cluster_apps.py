@@ -15,6 +15,8 @@ Real things only: dockerd node containers, a real Swarm and registry, real pushe
 from __future__ import annotations
 
 import json
+import os
+import signal
 import subprocess
 import sys
 import threading
@@ -24,6 +26,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 import pytest
+import requests
 from cluster_nodes import Cluster, Node, manager_host, wait_for
 from test_cluster_deploy import _routed, _services
 
@@ -192,6 +195,14 @@ def test_restart_and_resource_limit_make_new_services(deployed: Deployed) -> Non
     assert limits == {"MemoryBytes": 300 * 2**20, "NanoCPUs": 250_000_000, "Pids": 512}, limits
 
 
+def _gone(pid: int) -> bool:
+    """No such process, or only its zombie (a parent that has not reaped it yet)."""
+    try:
+        return Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0] == "Z"
+    except OSError:
+        return True
+
+
 def test_restore_reroutes_to_new_tasks_and_removes_a_stray_service(deployed: Deployed) -> None:
     d = deployed
     live = d.service(5)
@@ -201,6 +212,10 @@ def test_restore_reroutes_to_new_tasks_and_removes_a_stray_service(deployed: Dep
     d.manager.docker("service", "create", "--detach", "--name", stray, "--replicas", "0",
                      "--label", f"minipaas.service={d.paas.home}", "--label", f"minipaas.app={d.app}",
                      d.seen["image 1"])
+    # The watcher would route the new tasks itself (tests/test_cluster_failures.py): stopped, as after a reboot.
+    pid = int((d.paas.home / "nginx" / "run" / "watch.pid").read_text())
+    os.kill(pid, signal.SIGTERM)
+    wait_for(lambda: _gone(pid), "the watcher gone", 30)
     d.manager.docker("service", "update", "--force", "--detach", live)
     wait_for(lambda: len(_task_addresses(d.manager, live)) == 3 and not _task_addresses(d.manager, live) & before,
              "3 new tasks of the live service", 120)
@@ -261,3 +276,47 @@ def test_deploy_of_the_live_commit_rolls_out_only_when_its_tasks_do_not_run(depl
     said = d.paas.run("deploy", d.app)
     assert "nothing to do" not in said.stdout + said.stderr, said
     _wait_live(d, d.service(8), "v1 \n")
+
+
+PING_REDIS = """\
+const u = new URL(process.env.REDIS_URL);
+const s = require("net").connect(Number(u.port || 6379), u.hostname, () => {
+  s.write((u.password ? "AUTH " + decodeURIComponent(u.password) + "\\r\\n" : "") + "PING\\r\\n");
+});
+let got = "";
+s.on("data", (d) => { got += d; if (got.includes("PONG")) { console.log("PONG"); process.exit(0); } });
+s.on("error", (e) => { console.log("error " + e.message); process.exit(1); });
+setTimeout(() => { console.log("no answer: " + got); process.exit(2); }, 10000);
+"""
+
+
+def test_a_linked_redis_answers_every_node_and_destroy_leaves_nothing(deployed: Deployed) -> None:
+    """Last: a Redis linked to the app stays a container on the manager and joins the app's overlay, so a task
+    on every node reaches it by its URL's name; then `apps:destroy` removes the app's services, its overlay and
+    its images' manifests in the cluster's registry."""
+    d = deployed
+    d.paas.run("redis:create", "cache")
+    d.paas.run("redis:link", "cache", d.app)
+    live = wait_for(lambda: (lambda s: s[0] if len(s) == 1 and s[0] != d.service(8) else None)(d.services()),
+                    "the linked release's service alone", 90)
+    nodes = set()
+    for node in d.cluster.nodes:
+        ids = node.docker("ps", "-q", "--filter", f"label=com.docker.swarm.service.name={live}").split()
+        for container in ids[:1]:
+            out = node.docker("exec", container, "node", "-e", PING_REDIS, check=False)
+            assert out.strip() == "PONG", (node.name, out)
+            nodes.add(node.name)
+    assert len(nodes) >= 2, nodes  # the manager's own and at least one other node's tasks
+
+    repository = f"{d.paas.instance}/{d.app}"
+    base, ca = f"https://{d.manager.address}:5000", str(d.paas.home / "cluster" / "ca.crt")
+    tags = requests.get(f"{base}/v2/{repository}/tags/list", verify=ca, timeout=10).json().get("tags") or []
+    assert tags, "the app's images are in the registry"
+    d.paas.run("redis:unlink", "cache", d.app)
+    d.paas.run("apps:destroy", d.app, "--force")
+    assert not d.services() and not [s for s in _services(d.manager) if f"-{d.app}-" in s]
+    # The Swarm forgets the network at once; the manager's engine lets its own copy go a moment later.
+    wait_for(lambda: not [n for n in d.manager.docker("network", "ls", "--filter", "driver=overlay", "--format",
+                                                      "{{.Name}}").split() if d.app in n], "the app's overlays gone", 60)
+    left = requests.get(f"{base}/v2/{repository}/tags/list", verify=ca, timeout=10).json().get("tags") or []
+    assert not left, left
