@@ -1,24 +1,38 @@
-"""The ssh adapter (client side): connecting to a minipaas host with paramiko and running a command.
+"""The ssh adapter (client side), with paramiko: connecting to a minipaas host and running a command there
+(`connect`, `execute`), and a cluster's manager logging in to a host it adds (`connect_accept_new`, `run`).
 
-It honours ~/.ssh/config (host aliases, HostName, Port, User, IdentityFile, UserKnownHostsFile),
+`connect` honours ~/.ssh/config (host aliases, HostName, Port, User, IdentityFile, UserKnownHostsFile),
 the ssh agent and the usual key files, and verifies host keys against known_hosts: an unknown
-host is refused with its fingerprint, never trusted silently.
+host is refused with its fingerprint, never trusted silently. `connect_accept_new` is ssh's
+StrictHostKeyChecking=accept-new with a known_hosts file of its own: a host never seen is trusted and remembered
+once logged in, a remembered host whose key changed is refused. `run` sends an argument list, quoted with
+shlex.join for the remote shell: no argument is ever read as shell code.
 """
 
 from __future__ import annotations
 
 import base64
 import hashlib
+import logging
 import os
 import select
+import shlex
+import socket
 import sys
 import termios
 import threading
+import time
+from collections.abc import Sequence
+from dataclasses import dataclass
 from pathlib import Path
 
 import paramiko
 
 from minipaas.errors import MinipaasError
+
+# paramiko logs its transport thread's failures (a missing banner, a reset) before it raises them here; they
+# reach the user once, as an SshError's one line, not also as Python's last-resort log output on stderr.
+logging.getLogger("paramiko").addHandler(logging.NullHandler())
 
 
 class SshError(MinipaasError):
@@ -128,3 +142,95 @@ def _send_stdin(channel: paramiko.Channel) -> None:
     except OSError:
         pass
     channel.shutdown_write()
+
+
+class _AcceptNew(paramiko.MissingHostKeyPolicy):
+    """A host never seen: its key is taken (in memory; `connect_accept_new` saves it once logged in)."""
+
+    def missing_host_key(self, client: paramiko.SSHClient, hostname: str, key: paramiko.PKey) -> None:
+        client.get_host_keys().add(hostname, key.get_name(), key)
+
+
+def _unreachable(where: str, exc: BaseException, timeout: float, waited: float) -> SshError:
+    if isinstance(exc, paramiko.ssh_exception.NoValidConnectionsError):
+        return SshError(f"cannot reach {where}: connection refused")
+    if isinstance(exc, socket.gaierror):
+        return SshError(f"cannot reach {where}: no such host ({exc.strerror})")
+    # A host that accepts the connection but says nothing: paramiko's handshake gives up at the timeout and
+    # the login then finds "No existing session"; hence the time waited decides, not the words.
+    if isinstance(exc, TimeoutError | socket.timeout) or waited >= timeout:
+        return SshError(f"cannot reach {where}: no ssh answer within {timeout:g}s")
+    return SshError(f"cannot reach {where}: {exc}")
+
+
+def connect_accept_new(hostname: str, *, port: int, user: str, known_hosts: Path, identity: Path | None,
+                       timeout: float) -> paramiko.SSHClient:
+    """Log in with a key (`identity`, else the agent and ~/.ssh's usual keys), the host key checked against
+    `known_hosts` (made 0600 if missing) and added to it if the host is new; `timeout` bounds the connection,
+    the banner and the authentication each."""
+    client = paramiko.SSHClient()
+    if known_hosts.is_file():
+        client.load_host_keys(str(known_hosts))
+    client.set_missing_host_key_policy(_AcceptNew())
+    where = f"{user}@{hostname}:{port}"
+    started = time.monotonic()
+    try:
+        client.connect(hostname, port=port, username=user, key_filename=str(identity) if identity else None,
+                       timeout=timeout, banner_timeout=timeout, auth_timeout=timeout,
+                       allow_agent=identity is None, look_for_keys=identity is None)
+    except paramiko.BadHostKeyException as exc:
+        client.close()
+        raise SshError(f"the host key of {hostname} has CHANGED ({fingerprint(exc.key)}, expected "
+                       f"{fingerprint(exc.expected_key)}, {known_hosts}): refusing to connect") from None
+    except paramiko.AuthenticationException:
+        client.close()
+        raise SshError(f"{where} refused the key(s) ({identity or 'the ssh agent and ~/.ssh'}): "
+                       f"is its public key in {user}'s authorized_keys there?") from None
+    except (OSError, paramiko.SSHException) as exc:
+        client.close()
+        raise _unreachable(where, exc, timeout, time.monotonic() - started) from None
+    os.close(os.open(known_hosts, os.O_WRONLY | os.O_CREAT, 0o600))
+    client.save_host_keys(str(known_hosts))
+    return client
+
+
+@dataclass(frozen=True)
+class Result:
+    status: int
+    stdout: str
+    stderr: str
+
+    def reason(self) -> str:
+        """The first line of the command's complaint (stderr, else stdout), for a one-line error."""
+        lines = (self.stderr.strip() or self.stdout.strip() or f"exit status {self.status}").splitlines()
+        return lines[0].strip()
+
+
+def run(client: paramiko.SSHClient, argv: Sequence[str], *, input: bytes = b"", timeout: float = 60) -> Result:
+    """`argv` on the remote host (shlex.join-quoted for its shell), `input` as its stdin; its output once it
+    exits. A command still running after `timeout` seconds is abandoned (SshError)."""
+    transport = client.get_transport()
+    if transport is None or not transport.is_active():
+        raise SshError("the ssh connection is closed")
+    channel = transport.open_session(timeout=timeout)
+    out, err = bytearray(), bytearray()
+    deadline = time.monotonic() + timeout
+    try:
+        channel.exec_command(shlex.join(argv))
+        if input:
+            channel.sendall(input)
+        channel.shutdown_write()
+        while not (channel.exit_status_ready() and not channel.recv_ready() and not channel.recv_stderr_ready()):
+            if time.monotonic() > deadline:
+                raise SshError(f"`{shlex.join(argv)[:80]}` did not finish within {timeout:g}s")
+            select.select([channel], [], [], 0.5)
+            while channel.recv_ready():
+                out += channel.recv(65536)
+            while channel.recv_stderr_ready():
+                err += channel.recv_stderr(65536)
+        status = channel.recv_exit_status()
+    except (OSError, paramiko.SSHException) as exc:
+        raise SshError(f"the ssh connection broke during `{argv[0]}`: {exc}") from None
+    finally:
+        channel.close()
+    return Result(status, out.decode(errors="replace"), err.decode(errors="replace"))

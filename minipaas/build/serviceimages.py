@@ -135,7 +135,22 @@ REDIS = ImageSpec(
     after="install -d -o redis -g redis -m 0700 /var/lib/redis",
     entrypoint="/usr/local/bin/minipaas-redis",
 )
-SPECS = {spec.kind: spec for spec in (POSTGRES, REDIS)}
+# The cluster's registry (issue 15, docs/cluster.md): Debian's docker-registry, as its own user, with the config,
+# certificate and storage minipaas bind-mounts from MINIPAAS_HOME/cluster/.
+REGISTRY_UID = 64500
+REGISTRY = ImageSpec(
+    kind="registry", version="2.8",
+    packages=("docker-registry",),
+    user="docker-registry", data="/var/lib/docker-registry",
+    files={"/usr/local/bin/minipaas-registry":
+           "#!/bin/sh\nexec /usr/bin/docker-registry serve /etc/docker/registry/config.yml\n"},
+    prepare=f"groupadd --system -g {REGISTRY_UID} docker-registry "
+            f"&& useradd --system -u {REGISTRY_UID} -g docker-registry -d /var/lib/docker-registry "
+            "-s /usr/sbin/nologin docker-registry",
+    after="install -d -o docker-registry -g docker-registry -m 0700 /var/lib/docker-registry",
+    entrypoint="/usr/local/bin/minipaas-registry",
+)
+SPECS = {spec.kind: spec for spec in (POSTGRES, REDIS, REGISTRY)}
 
 
 def dockerfile(spec: ImageSpec) -> str:

@@ -16,7 +16,7 @@ from typing import Any
 
 import click
 
-from minipaas.cli import admin, apps, config, domains, keys, ps, releases, services, stack
+from minipaas.cli import admin, apps, cluster, config, domains, keys, ps, releases, services, stack
 from minipaas.cli.common import CONTEXT, ColonGroup
 from minipaas.errors import MinipaasError
 
@@ -133,6 +133,7 @@ for _command in (
     domains.letsencrypt_disable,
     domains.letsencrypt_renew,
     *services.all_commands(),
+    *cluster.all_commands(),
     keys.ssh_keys_add,
     keys.ssh_keys_remove,
     keys.ssh_keys_list,

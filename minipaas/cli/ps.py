@@ -21,9 +21,15 @@ def ps_show(app: str, as_json: bool) -> None:
     if as_json:
         print_json(rows)
         return
-    table(([r["name"], r["release"], r["state"] if r["state"] != "crashed" else f"crashed (exit {r['exit_code']})",
-             r["health"], r["address"] or "-"] for r in rows),
-           ["CONTAINER", "RELEASE", "STATE", "HEALTH", "ADDRESS"])
+    def state(r: dict[str, object]) -> object:
+        return r["state"] if r["state"] != "crashed" else f"crashed (exit {r['exit_code']})"
+
+    if any("node" in r for r in rows):  # a cluster's tasks: which node runs each, its address is node:port
+        table(([r["name"], r["release"], state(r), r["node"] or "-", r["health"], r["address"] or "-"]
+               for r in rows), ["TASK", "RELEASE", "STATE", "NODE", "HEALTH", "ADDRESS"])
+    else:
+        table(([r["name"], r["release"], state(r), r["health"], r["address"] or "-"] for r in rows),
+              ["CONTAINER", "RELEASE", "STATE", "HEALTH", "ADDRESS"])
     for row in rows:
         if row["state"] == "crashed":
             say(f"=====> {row['name']} crashed with exit code {row['exit_code']} after {row['restarts']} restarts; "

@@ -6,6 +6,7 @@ from __future__ import annotations
 from collections.abc import Callable
 
 from minipaas.adapters import engine, gitrepo, networks
+from minipaas.adapters.engine.services import TASK_LABEL
 from minipaas.deploy import appjson, formation, health, servicecontainers
 from minipaas.state import apps
 from minipaas.state.host import Host
@@ -18,10 +19,12 @@ def web_containers(host: Host, app: str) -> list[engine.Container]:
 
 
 def app_containers(host: Host, app: str) -> list[engine.Container]:
-    """The app's long-running containers, of every process type (one-off `run` ones excluded)."""
+    """The app's long-running containers, of every process type (one-off `run` ones excluded); plain containers
+    only: a Swarm task's container carries the image's labels too, but the Swarm owns it (cluster/releases.py)."""
     found = engine.containers({engine.LABEL: str(host.settings.home), engine.APP_LABEL: app},
                               network=host.settings.app_network(app))
-    return [c for c in found if c.labels.get(engine.PROCESS_LABEL) not in ("run", formation.RELEASE)]
+    return [c for c in found if c.labels.get(engine.PROCESS_LABEL) not in ("run", formation.RELEASE)
+            and TASK_LABEL not in c.labels]
 
 
 def ensure_app_network(host: Host, app: str) -> None:
@@ -51,14 +54,19 @@ def checks_for(host: Host, app: str, sha: str) -> health.Checks:
     return health.default_checks(apps.get_setting(host, app, "healthcheck-path"))
 
 
+def app_json_checks(host: Host, app: str, sha: str) -> appjson.Healthchecks | None:
+    """The commit's app.json `healthchecks.web`, if it has any."""
+    raw = gitrepo.read_file(host.settings.repo_path(app), sha, "app.json")
+    return appjson.parse(raw) if raw is not None else None
+
+
 def wait_healthy(host: Host, app: str, container: engine.Container, sha: str,
                  progress: Progress) -> tuple[str, float]:
     """Health-check a container with the app's checks; returns (its address, seconds taken).
 
     app.json's `healthchecks.web` (dokku's form) first, then a CHECKS file, then the app's setting."""
     timeout = int(apps.get_setting(host, app, "healthcheck-timeout"))
-    raw = gitrepo.read_file(host.settings.repo_path(app), sha, "app.json")
-    from_app_json = appjson.parse(raw) if raw is not None else None
+    from_app_json = app_json_checks(host, app, sha)
     if from_app_json is not None and from_app_json.run:
         names = ", ".join(f"{c.name} ({c.describe()})" for c in from_app_json.run)
         progress(f"-----> Waiting for {container.name} to pass app.json's {names} (timeout {timeout}s)")

@@ -8,15 +8,23 @@ Base images (`minipaas/node:<version>`) go when no image on the engine is built 
 whichever home it belongs to: `gc` looks at all of them, `gc APP` (and the one after each deploy) at
 those the app's removed images were built on. The newest local version of the host's default major
 stays, so that a new app's first push does not build it again.
+
+In a cluster (docs/cluster.md) the same rules hold for the registry: the releases whose images go here go from
+the registry too (cluster/registrygc.py: their manifests by the API), a release a Swarm service runs counts as
+running, and a whole `gc` (not `gc APP`, not the one after a deploy: it restarts the registry read-only for a
+moment) then has the registry free the blobs no manifest references.
 """
 
 from __future__ import annotations
 
+import contextlib
 from collections.abc import Callable
 from dataclasses import dataclass, field
 
 from minipaas.adapters import engine
+from minipaas.adapters.engine.services import TASK_LABEL
 from minipaas.build import stacks
+from minipaas.cluster import membership, registrygc, releases
 from minipaas.deploy import containers
 from minipaas.routing import sites
 from minipaas.state import apps, releaselog
@@ -45,9 +53,11 @@ def collect(host: Host, *, dry_run: bool, only: str | None = None,
             if not held:
                 progress(f"       {app}: a deploy is running; collected next time")
                 continue
-            _collect_app(host, app, dry_run=dry_run, freed=freed, sizes=sizes, removed=removed)
+            _collect_app(host, app, dry_run=dry_run, freed=freed, sizes=sizes, removed=removed, progress=progress)
     _collect_stacks(host, dry_run=dry_run, freed=freed, sizes=sizes, removed=removed,
                     only=set(removed.values()) if only else None)
+    if only is None and not dry_run and membership.registry_address(host.settings):
+        _sweep_registry(host, freed, progress)
     verb = "would free" if dry_run else "freed"
     for item in freed.items:
         progress(f"       {'would remove' if dry_run else 'removed'} {item}")
@@ -56,30 +66,39 @@ def collect(host: Host, *, dry_run: bool, only: str | None = None,
 
 
 def _collect_app(host: Host, app: str, *, dry_run: bool, freed: Freed, sizes: dict[str, int],
-                 removed: dict[str, str]) -> None:
+                 removed: dict[str, str], progress: Callable[[str], None]) -> None:
     retention = int(apps.get_setting(host, app, "keep-releases"))
     history = releaselog.listing(host, app)
     went_live = [r for r in history if r.status in ("live", "superseded")]
     keep = {r.number for r in (went_live if retention == 0 else went_live[:retention])}
     kept_images = {r.image for r in history if r.number in keep and r.image}
     in_use = {c.labels.get(engine.RELEASE_LABEL) for c in containers.web_containers(host, app)}
+    clustered = membership.registry_address(host.settings) is not None
+    if clustered:  # a release a service runs (a retiring one, a stopped one's) is in use as its containers are
+        in_use |= {str(releases.release_of(name)) for name in releases.app_services(host.settings, app)}
+    dropped = []
     for rel in history:
         image = rel.image
         if not image or image in kept_images or str(rel.number) in in_use:
             continue
         if image != host.settings.image_tag(app, rel.number, rel.sha):
             continue  # config and rollback releases reuse another release's image
+        dropped.append(image)
         labels = engine.image_labels(image)
         if labels is None:
             continue
         if dry_run or engine.remove_image(image, owner=str(host.settings.home)):
             freed.add(f"image {image}", sizes.get(image, 0))
             removed[image] = labels.get(stacks.VERSION_LABEL, "")
+    if clustered and not dry_run:
+        for name in registrygc.forget(host.settings, dropped, progress):
+            freed.add(f"manifest {name} in the cluster's registry", 0)
     for number, size in sites.prune(host.settings, app, keep, dry_run=dry_run):
         freed.add(f"site directory {app}/{number}", size)
     labels = {engine.LABEL: str(host.settings.home), engine.APP_LABEL: app}
     for container in engine.containers(labels):
-        if container.status in ("exited", "dead") and container.labels.get(engine.PROCESS_LABEL) not in (None, "run"):
+        if (container.status in ("exited", "dead") and container.labels.get(engine.PROCESS_LABEL) not in (None, "run")
+                and TASK_LABEL not in container.labels):  # a task's container is the Swarm's
             if not dry_run:
                 engine.remove(container.id, timeout=0)
             freed.add(f"container {container.name}", 0)
@@ -102,6 +121,18 @@ def _collect_stacks(host: Host, *, dry_run: bool, freed: Freed, sizes: dict[str,
             freed.add(f"base image {stack.tag} (no release is built on it)", sizes.get(stack.tag, stack.size))
     if not dry_run:
         freed.bytes += engine.prune_dangling({engine.LABEL: "stack"})  # base images a rebuild replaced
+
+
+def _sweep_registry(host: Host, freed: Freed, progress: Callable[[str], None]) -> None:
+    """The registry's blob collection, with every app's lock held: no deploy pushes meanwhile (a push would be
+    refused by the read-only registry); skipped, and said, while one runs."""
+    with contextlib.ExitStack() as stack:
+        for app in apps.names(host):
+            if not stack.enter_context(try_app_lock(host.settings, app)):
+                progress(f"       {app}: a deploy is running; the registry's blobs are collected next time")
+                return
+        size = registrygc.sweep(host.settings, progress)
+        freed.add("unreferenced blobs in the cluster's registry", size)
 
 
 def report(host: Host) -> list[dict[str, object]]:

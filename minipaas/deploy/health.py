@@ -114,19 +114,8 @@ def wait_healthy(
                 f"{container.name} exited with code {container.exit_code} before answering the health check",
                 detail=log_tail(container_id))
         address = f"{container.ip}:{port}"
-        while container.ip and pending:
-            check = pending[0]
-            try:
-                status, body = probe(address, check.path, timeout=checks.request_timeout)
-            except OSError as exc:
-                last = str(exc) or type(exc).__name__
-                break
-            if not check.passes(status, body):
-                last = f"HTTP {status} for {check.describe()}"
-                break
-            pending.pop(0)
-            if checks.from_file:
-                progress(f"       passed: {check.describe()}")
+        if container.ip:
+            last = _advance(address, pending, checks, progress) or last
         if not pending:
             return address, time.monotonic() - started
         now = time.monotonic()
@@ -140,6 +129,49 @@ def wait_healthy(
             next_note = now + 5
         # Poll briskly while a healthy app would be booting: the push waits on this.
         time.sleep(0.02 if now - started < 10 else 0.25)
+
+
+def _advance(address: str, pending: list[Check], checks: Checks, progress: Callable[[str], None]) -> str | None:
+    """Run `pending`'s checks in turn against `address`, dropping each that passes; returns why the first one
+    left did not pass (None when none is left)."""
+    while pending:
+        check = pending[0]
+        try:
+            status, body = probe(address, check.path, timeout=checks.request_timeout)
+        except OSError as exc:
+            return str(exc) or type(exc).__name__
+        if not check.passes(status, body):
+            return f"HTTP {status} for {check.describe()}"
+        pending.pop(0)
+        if checks.from_file:
+            progress(f"       passed: {check.describe()}")
+    return None
+
+
+def wait_address(address: str, *, name: str, checks: Checks, deadline: float, gone: Callable[[], str | None],
+                 progress: Callable[[str], None]) -> float:
+    """Poll a plain `host:port` (a Swarm task at its node's port) until it passes every check in turn, until
+    `deadline` (a time.monotonic() value); `gone()` says why the process behind it stopped (None: it runs), asked
+    after a failed try. Returns the seconds taken."""
+    started = time.monotonic()
+    next_note = started + 5
+    pending = list(checks.checks)
+    if checks.wait:
+        time.sleep(min(checks.wait, max(0.0, deadline - started)))
+    while True:
+        last = _advance(address, pending, checks, progress)
+        if last is None:
+            return time.monotonic() - started
+        why = gone()
+        if why is not None:
+            raise DeployFailed(f"{name} at {address} stopped before answering the health check: {why}")
+        now = time.monotonic()
+        if now > deadline:
+            raise DeployFailed(f"{name} at {address} did not pass {pending[0].describe()} in time (last: {last})")
+        if now > next_note:
+            progress(f"       still waiting for {name} at {address} ({now - started:.0f}s, last: {last})")
+            next_note = now + 5
+        time.sleep(0.05 if now - started < 10 else 0.25)
 
 
 def wait_app_json(
@@ -181,6 +213,52 @@ def wait_app_json(
             time.sleep(check.wait)
     container = engine.inspect(container_id, network=network)
     return f"{container.ip}:{port}", time.monotonic() - started
+
+
+def wait_app_json_address(address: str, *, name: str, healthchecks: appjson.Healthchecks, deadline: float,
+                          gone: Callable[[], str | None], progress: Callable[[str], None]) -> float:
+    """app.json's startup checks against a Swarm task at its node's `host:port`, as `wait_app_json` runs them
+    against a container; `gone()` says why the task stopped (None: it runs). Only the published web port is
+    reachable from here and a command would run on another node: such checks are said and not run."""
+    started = time.monotonic()
+    for check in healthchecks.run:
+        if check.command or check.port:
+            progress(f"       not run in a cluster: {check.name} ({check.describe()}; "
+                     f"{'a command runs in the container, on its node' if check.command else 'another port'})")
+            continue
+        if check.initial_delay:
+            time.sleep(min(check.initial_delay, max(0.0, deadline - time.monotonic())))
+        for attempt in range(1, check.attempts + 1):
+            why = gone()
+            if why is not None:
+                raise DeployFailed(f"{name} at {address} stopped before passing {check.name}: {why}")
+            passed, why = _attempt_address(check, address, gone)
+            if passed:
+                progress(f"       passed: {check.name} ({check.describe()}) at {address}")
+                break
+            if attempt == check.attempts or time.monotonic() + check.wait > deadline:
+                raise DeployFailed(f"{name} at {address} did not pass {check.name} ({check.describe()}) in "
+                                   f"{attempt} attempts (last: {why})")
+            progress(f"       {check.name} at {address}: attempt {attempt} of {check.attempts} failed ({why}); "
+                     f"again in {check.wait:g}s")
+            time.sleep(check.wait)
+    return time.monotonic() - started
+
+
+def _attempt_address(check: appjson.Healthcheck, address: str, gone: Callable[[], str | None]) -> tuple[bool, str]:
+    if check.uptime:
+        time.sleep(check.uptime)
+        why = gone()
+        return why is None, why or "running"
+    try:
+        status, body = probe(address, check.path, timeout=check.timeout)
+    except OSError as exc:
+        return False, str(exc) or type(exc).__name__
+    if not 200 <= status < 400:
+        return False, f"HTTP {status}"
+    if check.content and check.content not in body:
+        return False, f"HTTP {status} without {check.content!r}"
+    return True, f"HTTP {status}"
 
 
 def _attempt(check: appjson.Healthcheck, container: engine.Container, address: str,

@@ -8,7 +8,8 @@ from collections.abc import Callable
 from minipaas.access import events
 from minipaas.adapters import engine, gitrepo, networks
 from minipaas.build import buildcontext
-from minipaas.deploy import servicecontainers
+from minipaas.cluster import registrygc
+from minipaas.deploy import placement, servicecontainers
 from minipaas.errors import Conflict
 from minipaas.routing import certs, proxy, sites
 from minipaas.state import apps, reviews, store
@@ -60,13 +61,12 @@ def destroy(host: Host, name: str, progress: Callable[[str], None]) -> None:
         destroy(host, review.name, progress)
         progress(f"removed review app {review.name}")
     parent = reviews.parent(host, name)
-    for container in engine.containers({engine.LABEL: str(s.home), engine.APP_LABEL: name}):
-        engine.remove(container.id, timeout=5)
-        progress(f"removed container {container.name}")
+    placement.for_host(host, name).remove_all(progress)
     proxy.remove_app(s, name)
     servicecontainers.detach_all(host, name)  # its linked services leave its network (their links go below)
     networks.remove(s.app_network(name))
     images = {row["image"] for row in host.db.execute("SELECT image FROM releases WHERE app = ?", (name,))}
+    registrygc.forget(s, sorted(i for i in images if i), progress)  # in a cluster: its registry's manifests
     for image in sorted(i for i in images if i):
         if engine.remove_image(image, owner=str(s.home)):
             progress(f"removed image {image}")

@@ -5,8 +5,7 @@ from __future__ import annotations
 
 from collections.abc import Callable
 
-from minipaas.adapters import engine
-from minipaas.deploy import bringup, containers, formation, retirement, rollout, services, watcher
+from minipaas.deploy import placement, retirement, rollout, services, watcher
 from minipaas.errors import DeployFailed, MinipaasError, NotFound
 from minipaas.routing import domains, proxy
 from minipaas.state import apps, releaselog
@@ -18,32 +17,23 @@ Progress = Callable[[str], None]
 
 def resume(host: Host, app: str, progress: Progress) -> tuple[int, str] | None:
     """The live release running and routed again (call with the app's lock held): its stopped containers
-    started, health-checked and switched to; when its web containers are gone (a `docker rm`, a lost
-    engine), new ones rolled out from its image. Returns the release that serves and where, None without
-    a release."""
+    started (in a cluster: its services scaled back, their tasks' addresses read again), health-checked and
+    switched to; when they are gone (a `docker rm`, a lost engine), new ones rolled out from its image.
+    Returns the release that serves and where, None without a release."""
     s = host.settings
     retirement.reconcile(host, app)
     current = releaselog.live(host, app)
     if current is None:
         return None
-    containers.ensure_app_network(host, app)
+    where = placement.for_host(host, app)  # containers here, or Swarm services in a cluster
+    where.prepare()
     if current.serving == "static":
         proxy.write_site(s, app, domains.of(host, app))
         return current.number, "static files"
-    mine = [c for c in containers.app_containers(host, app)
-            if c.labels.get(engine.RELEASE_LABEL) == str(current.number)]
-    wanted = formation.counts(host, app, formation.procfile(host, app, current.sha),
-                              formation.declared(host, app, current.sha))
-    webs = [c for c in mine if c.labels.get(engine.PROCESS_LABEL) == formation.WEB]
-    if len(webs) < wanted[formation.WEB]:
-        progress(f"-----> {app}: containers of release {current.number} are gone; starting new ones")
+    if not where.resume(current, progress):
+        progress(f"-----> {app}: {where.WHAT} of release {current.number} are gone; starting new ones")
         current = rollout.roll_out(host, app, kind="restart", sha=current.sha, image=current.image,
                                    buildpack=current.buildpack, progress=progress, env=current.config)
-    else:
-        for c in mine:
-            if c.status != "running":
-                engine.start(c.id)
-        bringup.bring_up(host, app, release=current.number, sha=current.sha, started=mine, progress=progress)
     return current.number, ", ".join(proxy.upstream_addresses(s, app)) or "no web process"
 
 

@@ -9,8 +9,7 @@ import sys
 import time
 from collections.abc import Callable
 
-from minipaas.adapters import engine
-from minipaas.deploy import containers
+from minipaas.deploy import placement
 from minipaas.state import releaselog, store
 from minipaas.state.host import Host
 
@@ -47,7 +46,7 @@ def retire(host: Host, app: str, *, wait: bool, overdue_by: float = 0.0) -> list
             time.sleep(max(0.05, rows[0]["not_before"] - store.now()))
             continue
         for container in due:
-            engine.remove(container, timeout=10)
+            placement.remove_retired(container)
             with store.transaction(host.db) as db:
                 db.execute("DELETE FROM retirements WHERE container = ?", (container,))
             done.append(container)
@@ -61,11 +60,9 @@ def reconcile(host: Host, app: str) -> None:
     # Only what no background retirer is handling any more: a deploy never waits on a slow SIGTERM.
     retire(host, app, wait=False, overdue_by=ORPHANED_AFTER)
     current = releaselog.live(host, app)
-    pending = releaselog.retiring(host, app)
-    for container in containers.app_containers(host, app):
-        is_live = current is not None and container.labels.get(engine.RELEASE_LABEL) == str(current.number)
-        if not is_live and container.id not in pending:
-            engine.remove(container.id, timeout=0)
+    # Containers here, or a cluster's services (of a pending release, or of one whose retirer died).
+    placement.for_host(host, app).remove_strays(current.number if current else None,
+                                                set(releaselog.retiring(host, app)))
     with store.transaction(host.db) as db:
         db.execute("UPDATE releases SET status = 'failed', message = 'interrupted' "
                    "WHERE app = ? AND status = 'pending'", (app,))

@@ -8,13 +8,11 @@ step removes what that step created, records the release as failed, and leaves t
 
 from __future__ import annotations
 
-import collections
 from collections.abc import Callable
 
 from minipaas.adapters import engine
 from minipaas.build import builds, starthints
-from minipaas.deploy import containers, formation, retirement, watcher
-from minipaas.deploy.bringup import bring_up
+from minipaas.deploy import containers, formation, placement, retirement, watcher
 from minipaas.errors import BuildFailed, DeployFailed, MinipaasError, NotFound, TestsFailed
 from minipaas.progress import Recorder
 from minipaas.routing import domains, proxy, sites
@@ -33,7 +31,7 @@ def deploy_commit(host: Host, app: str, sha: str, progress: Progress,
     """Build and roll out a pushed commit (the pre-receive hook's job); `options`: the push's (-o skip-tests...)."""
     with app_lock(host.settings, app, progress):
         current = releaselog.live(host, app)
-        if current and current.sha == sha and containers.running(host, app, current.number):
+        if current and current.sha == sha and placement.for_host(host, app).running(current.number):
             progress(f"-----> {sha[:7]} is already live as release {current.number}; nothing to do")
             return current
         return roll_out(host, app, kind="build", sha=sha, image="", buildpack="", progress=progress, options=options)
@@ -79,14 +77,17 @@ def restart(host: Host, app: str, progress: Progress) -> Release:
 # -- the sequence --------------------------------------------------------------------------
 
 def roll_out(host: Host, app: str, *, kind: str, sha: str, image: str, buildpack: str,
-              progress: Progress, env: dict[str, str] | None = None, options: builds.Options | None = None) -> Release:
+              progress: Progress, env: dict[str, str] | None = None, options: builds.Options | None = None,
+              where: placement.Placement | None = None) -> Release:
     """Start → health check → switch → record → retire, for every way a release comes about.
 
     `image` empty: build the commit first. `env`: the config to run with (default: the app's now).
+    `where`: the placement (default: the host's; `cluster:leave` asks for containers while still in a cluster).
     The release's log keeps everything the caller was shown, and the builder's own output.
     """
     s = host.settings
-    containers.ensure_app_network(host, app)
+    where = where or placement.for_host(host, app)  # containers here, or Swarm services in a cluster
+    where.prepare()
     proxy.ensure_running(s)
     watcher.ensure_running(s)
     retirement.reconcile(host, app)
@@ -98,7 +99,6 @@ def roll_out(host: Host, app: str, *, kind: str, sha: str, image: str, buildpack
     number = releaselog.record_pending(host, app, kind=kind, sha=sha, image=image, buildpack=buildpack, env=env)
     progress = Recorder(progress)
     raw = ""  # the builder's own lines, all of them
-    started: list[engine.Container] = []
     procs: dict[str, str] | None = None  # the Procfile, once read
     try:
         if not image:
@@ -119,27 +119,18 @@ def roll_out(host: Host, app: str, *, kind: str, sha: str, image: str, buildpack
         if formation.RELEASE in procs:
             formation.run_release_command(host, app, image=image, command=procs[formation.RELEASE], env=env,
                                           progress=progress)
-        port = containers.web_port(image)
-        for process, count in formation.counts(host, app, procs, formation.declared(host, app, sha)).items():
-            for index in range(1, count + 1):
-                started.append(formation.start(host, app, release=number, image=image, port=port, env=env,
-                                               process=process, index=index, procs=procs, progress=progress))
-        if started:
-            formation.warn_if_shared_uid(started[0], progress)
-        bring_up(host, app, release=number, sha=sha, started=started, progress=progress, timed=True)
+        kinds = where.start(placement.Release(number=number, sha=sha, image=image, env=env, procs=procs), progress)
         if sites.serving_root(s, app) is not None:  # a static site becomes a container app
             proxy.write_site(s, app, domains.of(host, app), static=False)
             sites.deactivate(s, app)
-        new_ids = {c.id for c in started}
-        old = [c for c in containers.app_containers(host, app) if c.id not in new_ids]
+        old = where.old()
         drain = int(apps.get_setting(host, app, "drain-seconds"))
-        releaselog.record_live(host, app, number, retiring=[c.id for c in old], drain=drain)
+        releaselog.record_live(host, app, number, retiring=[target for target, _ in old], drain=drain)
     except BaseException as exc:
         if isinstance(exc, DeployFailed):  # a process died at start: a pruned devDependency's binary?
             hint = starthints.for_commit(s.repo_path(app), sha, app, exc.detail)
             exc.detail = f"{hint}\n{exc.detail}" if hint else exc.detail
-        for container in started:
-            engine.remove(container.id, timeout=0)
+        where.undo()
         message = exc.message if isinstance(exc, MinipaasError) else f"interrupted ({type(exc).__name__})"
         if isinstance(exc, BuildFailed) and exc.log:
             raw = exc.log
@@ -150,9 +141,8 @@ def roll_out(host: Host, app: str, *, kind: str, sha: str, image: str, buildpack
                 build_log=_log_text(progress, raw))
         raise
     if old:
-        progress(f"-----> Retiring {', '.join(c.name for c in old)} in {drain}s (in the background)")
+        progress(f"-----> Retiring {', '.join(name for _, name in old)} in {drain}s (in the background)")
         retirement.spawn_retirer(host, app)
-    kinds = collections.Counter(c.labels[engine.PROCESS_LABEL] for c in started)
     if kinds[formation.WEB]:
         domain = apps.default_domain(host, app)
         progress(f"=====> {app} release {number} is live at http://{domain}{containers.port_suffix(host)}/")

@@ -4,9 +4,7 @@ from __future__ import annotations
 
 from collections.abc import Callable
 
-from minipaas.adapters import engine
-from minipaas.deploy import containers, formation, retirement
-from minipaas.deploy.bringup import bring_up
+from minipaas.deploy import formation, placement, retirement, rollout
 from minipaas.errors import InvalidInput
 from minipaas.state import apps, releaselog, store
 from minipaas.state.host import Host
@@ -48,34 +46,15 @@ def _formation_text(counts: dict[str, int]) -> str:
 
 def _apply_scale(host: Host, app: str, current: Release, procs: dict[str, str], wanted: dict[str, int],
                  progress: Progress) -> None:
-    mine = [c for c in containers.app_containers(host, app) if c.labels.get(engine.RELEASE_LABEL) == str(current.number)
-            and c.status == "running" and c.id not in releaselog.retiring(host, app)]
-    port = containers.web_port(current.image)
-    started: list[engine.Container] = []
-    keep: list[engine.Container] = []
-    surplus: list[engine.Container] = []
-    try:
-        for process, count in wanted.items():
-            existing = sorted((c for c in mine if c.labels.get(engine.PROCESS_LABEL) == process),
-                              key=lambda c: int(c.labels.get(engine.INDEX_LABEL, "1")))
-            keep += existing[:count]
-            surplus += existing[count:]
-            used = {int(c.labels.get(engine.INDEX_LABEL, "1")) for c in existing}
-            free = (i for i in range(1, 10 * formation.MAX_SCALE) if i not in used)
-            for _ in range(count - len(existing)):
-                started.append(formation.start(host, app, release=current.number, image=current.image, port=port,
-                                               env=current.config,
-                                               process=process, index=next(free), procs=procs, progress=progress))
-        kept = {f"{c.ip}:{containers.container_port(c)}": c.id for c in keep
-                if c.labels[engine.PROCESS_LABEL] == formation.WEB}
-        bring_up(host, app, release=current.number, sha=current.sha, started=started, progress=progress, kept=kept)
-    except BaseException:
-        for container in started:
-            engine.remove(container.id, timeout=0)
-        raise
+    surplus = placement.for_host(host, app).scale(current, procs, wanted, progress)
+    if surplus is None:  # in a cluster, a count that goes down: a rollout at the new count
+        progress(f"-----> Rolling release {current.number} out again at {_formation_text(wanted)}")
+        rollout.roll_out(host, app, kind="scale", sha=current.sha, image=current.image,
+                         buildpack=current.buildpack, progress=progress, env=current.config)
+        return
     if surplus:
         drain = int(apps.get_setting(host, app, "drain-seconds"))
         with store.transaction(host.db) as db:
-            releaselog.schedule_retirement(db, app, [c.id for c in surplus], drain)
-        progress(f"-----> Retiring {', '.join(c.name for c in surplus)} in {drain}s (in the background)")
+            releaselog.schedule_retirement(db, app, [target for target, _ in surplus], drain)
+        progress(f"-----> Retiring {', '.join(name for _, name in surplus)} in {drain}s (in the background)")
         retirement.spawn_retirer(host, app)

@@ -15,6 +15,7 @@ from collections.abc import Callable
 
 from minipaas.adapters import engine, networks
 from minipaas.build import serviceimages
+from minipaas.cluster import membership, releases
 from minipaas.errors import DeployFailed
 from minipaas.state import reviews, services
 from minipaas.state.host import Host
@@ -133,20 +134,31 @@ def apps_reaching(host: Host, service: Service) -> list[str]:
     return found
 
 
+def _app_networks(host: Host, app: str) -> list[str]:
+    """The app's bridge network, and in a cluster its overlay: the service stays a container on the manager,
+    and the overlay (attachable) is how the app's tasks on every node reach it by its alias."""
+    found = [host.settings.app_network(app)]
+    if membership.registry_address(host.settings) and releases.overlay_exists(host.settings, app):
+        found.append(releases.overlay_name(host.settings, app))
+    return found
+
+
 def attach(host: Host, service: Service, app: str) -> None:
-    """The service on the app's network, by its alias."""
+    """The service on the app's networks, by its alias."""
     network = host.settings.app_network(app)
     networks.ensure_app_network(network, pool=host.settings.subnets,
                                 labels={engine.LABEL: str(host.settings.home), engine.APP_LABEL: app})
     container = find(host, service)
     if container is not None:
-        engine.connect(network, container.id, aliases=[services.alias(service.kind, service.name)])
+        for name in _app_networks(host, app):
+            engine.connect(name, container.id, aliases=[services.alias(service.kind, service.name)])
 
 
 def detach(host: Host, service: Service, app: str) -> None:
     container = find(host, service)
     if container is not None:
-        engine.disconnect(host.settings.app_network(app), container.id)
+        for name in _app_networks(host, app):
+            engine.disconnect(name, container.id)
 
 
 def attach_linked(host: Host, app: str) -> None:

@@ -8,6 +8,9 @@ engine restarts a crashed container (its restart policy), the container goes bac
 soon as it answers HTTP again. Deploys, scaling and retirement change routes themselves; the watcher
 only reacts to what happens behind minipaas' back.
 
+In a cluster the tasks run on other engines and the Swarm moves them itself: a thread of the same process
+keeps each app's route equal to its live release's running web tasks (deploy/taskwatch.py).
+
 Every deploy and `ps:restore` start it when it is not running (`ensure_running`); it reconnects to
 the engine when the engine restarts.
 """
@@ -23,6 +26,7 @@ import time
 from pathlib import Path
 
 from minipaas.adapters import engine
+from minipaas.deploy import taskwatch
 from minipaas.errors import MinipaasError
 from minipaas.routing import routes
 from minipaas.state.host import Host
@@ -69,6 +73,7 @@ def ensure_running(settings: Settings) -> None:
 def run(settings: Settings) -> None:
     """Follow the engine's events until killed (the `watch` command)."""
     pid_file(settings).write_text(f"{os.getpid()}\n")
+    threading.Thread(target=taskwatch.follow, args=(settings,), daemon=True).start()
     forgotten: dict[str, str] = {}  # container id -> app, for those unrouted by a crash
     while True:
         try:

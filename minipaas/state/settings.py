@@ -63,6 +63,8 @@ _FIELDS: dict[str, tuple[str, str]] = {
     "instance": ("MINIPAAS_INSTANCE", ""),
     # Images every app's own Dockerfile may use besides minipaas' base images (glob patterns, `node:*-slim`)
     "build_images": ("MINIPAAS_BUILD_IMAGES", ""),
+    # In a cluster: where the manager's engine reads the registries' CA certificates (certs.d/<host:port>/ca.crt)
+    "docker_certs": ("MINIPAAS_DOCKER_CERTS", "/etc/docker/certs.d"),
 }
 DEFAULT_INSTANCE = "minipaas"
 INSTANCE_NAME = re.compile(r"[a-z][a-z0-9-]{0,30}")
@@ -92,6 +94,7 @@ class Settings:
     acme_ca: Path | None
     instance: str
     build_images: str
+    docker_certs: Path
 
     @property
     def db_path(self) -> Path:
@@ -208,6 +211,7 @@ def load(env: dict[str, str] | None = None) -> Settings:
         acme_ca=_optional_file(raw["acme_ca"], "MINIPAAS_ACME_CA"),
         instance=_instance(raw["instance"], home),
         build_images=_build_images(raw["build_images"]),
+        docker_certs=_absolute(raw["docker_certs"], "MINIPAAS_DOCKER_CERTS"),
     )
 
 

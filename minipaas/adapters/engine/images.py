@@ -230,6 +230,16 @@ def remove_image(ref: str, *, owner: str | None = None) -> bool:
         return False
 
 
+def push(repository: str, tag: str) -> None:
+    """Push `repository:tag` to the registry its name starts with; the registry's refusal as an EngineError."""
+    try:
+        for line in _api().push(repository, tag=tag, stream=True, decode=True):
+            if isinstance(line, dict) and line.get("error"):
+                raise EngineError(f"cannot push {repository}:{tag}: {line['error']}")
+    except docker.errors.APIError as exc:
+        raise EngineError(f"cannot push {repository}:{tag}: {_reason(exc)}") from None
+
+
 def pull(repository: str, tag: str) -> bool:
     """Pull an image; False when no registry answers (the usual case on an offline host)."""
     try:

@@ -6,6 +6,12 @@
 -- reload, and once the PUT is answered every new request goes to the new containers.
 local M = {}
 local routes = ngx.shared.minipaas_routes
+-- Peers whose connection just failed (refused, reset, timed out): left out for FAIL_SECONDS unless every peer of
+-- the app failed, as nginx's own upstream servers are by default (max_fails=1 fail_timeout=10s). Without it each
+-- request would try a dead container or node again until the routing table drops it, and a POST that nginx had
+-- already sent on a kept-alive connection to it is not retried.
+local failed = ngx.shared.minipaas_failed
+local FAIL_SECONDS = 10
 
 -- init_by_lua: the table as minipaas last wrote it (one line per app: `app host:port host:port`).
 function M.load(path)
@@ -45,7 +51,7 @@ local function peers_of(app)
     for peer in text:gmatch("%S+") do
         local host, port = peer:match("^(.+):(%d+)$")
         if host then
-            peers[#peers + 1] = {host, tonumber(port)}
+            peers[#peers + 1] = {host, tonumber(port), peer}
         end
     end
     parsed[app] = {text = text, peers = peers}
@@ -53,7 +59,8 @@ local function peers_of(app)
 end
 
 -- balancer_by_lua: a container of the vhost's app ($minipaas_app); a failed connection moves on to
--- the next one (nginx's proxy_next_upstream), and a request whose app has none fails (the vhost's 503).
+-- the next one (nginx's proxy_next_upstream) and leaves the failed one out for a while, and a request
+-- whose app has none fails (the vhost's 503).
 function M.balance()
     local balancer = require "ngx.balancer"
     local ctx = ngx.ctx
@@ -67,9 +74,20 @@ function M.balance()
         turn = turn + 1
         ctx.minipaas_next = turn
         balancer.set_more_tries(#peers)
+    else
+        failed:set(ctx.minipaas_peer[3], true, FAIL_SECONDS)  -- called again: the last try failed
     end
-    local peer = peers[(ctx.minipaas_next % #peers) + 1]
-    ctx.minipaas_next = ctx.minipaas_next + 1
+    local peer
+    for _ = 1, #peers do  -- round robin over the peers that have not just failed; all have: the next one
+        local candidate = peers[(ctx.minipaas_next % #peers) + 1]
+        ctx.minipaas_next = ctx.minipaas_next + 1
+        peer = peer or candidate
+        if not failed:get(candidate[3]) then
+            peer = candidate
+            break
+        end
+    end
+    ctx.minipaas_peer = peer
     local ok, err = balancer.set_current_peer(peer[1], peer[2])
     if not ok then
         ngx.log(ngx.ERR, "minipaas: cannot route to ", peer[1], ":", peer[2], ": ", err)

@@ -1,0 +1,172 @@
+#!/usr/bin/env python3
+"""Failed requests and time to recover when a cluster loses a node: `cluster:drain`, Swarm's own drain, a node
+killed (issue 15). Each run makes a fresh cluster of 3 node containers (tests/cluster_nodes.py: dockerd in
+containers, `cluster:init`, `cluster:join-command`), pushes tests/apps/dockerfile at `ps:scale web=6` (2 s drain
+delay), then, each under wrk load through minipaas' nginx (keep-alive GET/POST, tests/load/mixed.lua, 2 threads 16
+connections; `Connection: close` GET, 1 thread 4 connections):
+
+  minipaas drain   `cluster:drain node-2` (the node paused, the app rolled out again elsewhere, then drained);
+                   recovered = the command returned;
+  Swarm drain      `docker node update --availability drain node-3` straight to the Swarm (node-2 active again),
+                   the watcher routing the replacements; recovered = 6 tasks running off node-3 and routed.
+                   Also: how long before its replacements ran the Swarm stopped node-3's tasks;
+  node killed      `docker kill` of node-2's container (node-3 active again); recovered = 6 tasks running
+                   elsewhere and routed, by the watcher.
+
+Medians (and the spread) over the runs. Needs the Docker engine, `minipaas/node:26`, wrk, and the node image
+tests/cluster_nodes.py makes (once, ~16 s). Everything made is removed, failure included.
+
+    /opt/minipaas/venv/bin/python bench/cluster_failures.py [--runs 3] [--json out.json]
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import statistics
+import sys
+import tempfile
+import time
+from collections.abc import Callable
+from datetime import datetime
+from pathlib import Path
+
+from harness import log, machine
+
+TESTS = Path(__file__).resolve().parent.parent / "tests"
+sys.path.insert(0, str(TESTS))
+
+from cluster_nodes import Cluster, docker, manager_host, wait_for  # noqa: E402
+from test_cluster_deploy import _routed, _services  # noqa: E402
+from test_cluster_failures import _running  # noqa: E402
+from test_zero_downtime import LUA, start_wrk, stop_wrk  # noqa: E402
+
+from conftest import APPS, Paas, paas_host  # noqa: E402
+
+REPLICAS = 6
+DEADLINE = 120.0
+
+
+def _live(cluster: Cluster) -> str:
+    names = wait_for(lambda: (lambda found: found if len(found) == 1 else None)(_services(cluster.nodes[0])),
+                     "one live service", 60)
+    assert isinstance(names, list)
+    return str(names[0])
+
+
+def _under_load(paas: Paas, app: str, action: Callable[[], None]) -> dict[str, float]:
+    """`action` under both loads; its seconds and the failed requests (non-2xx/3xx plus socket errors)."""
+    keepalive = start_wrk(paas, app, "-t2", "-c16", "-s", str(LUA))
+    closing = start_wrk(paas, app, "-t1", "-c4", "-H", "Connection: close")
+    try:
+        time.sleep(1)  # the load runs before the action
+        started = time.monotonic()
+        action()
+        seconds = time.monotonic() - started
+        time.sleep(1)
+    finally:
+        ka, cl = stop_wrk(keepalive), stop_wrk(closing)
+    return {"seconds": seconds, "requests": ka["requests"] + cl["requests"],
+            "failed keep-alive": ka["non_2xx"] + ka["socket_errors"],
+            "failed close": cl["non_2xx"] + cl["socket_errors"]}
+
+
+def _recovered(paas: Paas, cluster: Cluster, app: str, service: str, gone: str) -> None:
+    """6 tasks running off `gone` and the route exactly those."""
+    def back() -> dict[str, str] | None:
+        running = {a: n for a, n in _running(cluster, service).items() if n != gone}
+        return running if len(running) == REPLICAS and _routed(paas, app) == sorted(running) else None
+
+    wait_for(back, f"{REPLICAS} tasks off {gone}, routed", DEADLINE)
+
+
+def _swarm_stop_lead(cluster: Cluster, service: str, node_hostname: str) -> float:
+    """How long before the last replacement ran the Swarm stopped the last of the node's tasks (positive: stopped
+    first), from the tasks' own timestamps."""
+    manager = cluster.nodes[0]
+    ids = manager.docker("service", "ps", "-q", service).split()
+    tasks = json.loads(manager.docker("inspect", *ids))
+    node_id = manager.docker("node", "inspect", "-f", "{{.ID}}", node_hostname).strip()
+
+    def at(task: dict[str, object]) -> float:
+        stamp = str((task.get("Status") or {}).get("Timestamp", ""))  # type: ignore[union-attr]
+        return datetime.fromisoformat(stamp[:26].rstrip("Z") + "+00:00").timestamp()
+
+    stopped = [at(t) for t in tasks if t["NodeID"] == node_id and t["DesiredState"] == "shutdown"]
+    started = [at(t) for t in tasks if t["NodeID"] != node_id and t["DesiredState"] == "running"
+               and (t.get("Status") or {}).get("State") == "running"]
+    replacements = sorted(started)[-len(stopped):] if stopped else []
+    return max(replacements) - max(stopped) if stopped and replacements else float("nan")
+
+
+def _drain(paas: Paas) -> None:
+    paas.run("cluster:drain", "node-2")
+
+
+def one_run(work: Path) -> dict[str, dict[str, float]]:
+    with paas_host(work) as paas, manager_host(paas) as cluster:
+        manager = cluster.nodes[0]
+        app = paas.new_app()
+        paas.run("ps:scale", app, f"web={REPLICAS}")
+        paas.run("settings:set", app, "drain-seconds", "2")
+        paas.push(paas.checkout(app, APPS / "dockerfile"))
+        _live(cluster)
+        found: dict[str, dict[str, float]] = {}
+        log("minipaas drain of node-2")
+        found["minipaas drain"] = _under_load(paas, app, lambda: _drain(paas))
+        paas.run("cluster:activate", "node-2")
+
+        service = _live(cluster)
+        log("Swarm's own drain of node-3")
+
+        def swarm_drain() -> None:
+            manager.docker("node", "update", "--availability", "drain", "node-3")
+            _recovered(paas, cluster, app, service, "node-3")
+
+        found["Swarm drain"] = _under_load(paas, app, swarm_drain)
+        found["Swarm drain"]["stopped before the replacement ran (s)"] = _swarm_stop_lead(cluster, service, "node-3")
+        manager.docker("node", "update", "--availability", "active", "node-3")
+
+        log("node-2 killed")
+        victim = cluster.nodes[1]
+
+        def kill() -> None:
+            docker("kill", victim.name)
+            _recovered(paas, cluster, app, service, "node-2")
+
+        found["node killed"] = _under_load(paas, app, kill)
+        return found
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--runs", type=int, default=3)
+    parser.add_argument("--json", type=Path)
+    args = parser.parse_args()
+    runs = []
+    where = machine()
+    with tempfile.TemporaryDirectory(prefix="bench-cluster-", dir="/var/tmp") as top:
+        for index in range(args.runs):
+            log(f"run {index + 1}/{args.runs}: a fresh cluster")
+            runs.append(one_run(Path(top) / f"run{index}"))
+            log(json.dumps(runs[-1]))
+    print(f"{where}, {args.runs} runs, each on a fresh 3-node cluster, 6 web tasks\n")
+    print("| event | seconds to recover | requests | failed keep-alive | failed close |")
+    print("|---|---|---|---|---|")
+    for event in runs[0]:
+        cells = []
+        for key in ("seconds", "requests", "failed keep-alive", "failed close"):
+            values = [run[event][key] for run in runs]
+            cells.append(f"{statistics.median(values):.1f} ({min(values):.1f}-{max(values):.1f})" if key == "seconds"
+                         else f"{statistics.median(values):.0f} ({', '.join(f'{v:.0f}' for v in values)})")
+        print(f"| {event} | {' | '.join(cells)} |")
+    leads = [run["Swarm drain"]["stopped before the replacement ran (s)"] for run in runs]
+    print(f"\nSwarm's own drain stopped node-3's tasks {statistics.median(leads):.1f} s (median; "
+          f"{', '.join(f'{v:.1f}' for v in leads)}) before their last replacement ran")
+    if args.json:
+        args.json.write_text(json.dumps(runs, indent=2))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,171 @@
+"""Which engines make the cluster: `cluster:init`, `cluster:join-command`, `cluster:nodes`, `cluster:leave`, and a
+node's availability (`find_node`, `set_availability`: deploy/nodes.py drains and activates with them).
+
+The Swarm's own state (the engine's `docker info`) says whether this host is in a cluster; minipaas keeps beside
+it only what the Swarm does not: the registry's address (`MINIPAAS_HOME/cluster/cluster.json`). Every command
+checks before it changes anything, and `init` undoes what it did when a later step fails: a failed `cluster:init`
+leaves plain containers, as before.
+"""
+
+from __future__ import annotations
+
+import ipaddress
+import json
+from collections.abc import Callable
+from dataclasses import dataclass
+
+from minipaas.adapters.engine import swarm
+from minipaas.cluster import registry
+from minipaas.errors import Conflict, InvalidInput, MinipaasError, NotFound
+from minipaas.state import perms
+from minipaas.state.settings import Settings
+
+Progress = Callable[[str], None]
+# Swarm's default is 5 s. A node is marked down after a few missed heartbeats, and until then nginx still tries
+# its tasks (a dead node's address black-holes: a 2 s connect timeout per try). Measured with 3 nodes
+# (tests/test_cluster_failures.py): a killed node Down after 10-14 s at 5 s, after ~3-5 s at 1 s. A heartbeat a second
+# per node costs the manager nothing worth counting in a cluster of this size.
+HEARTBEAT_SECONDS = 1
+
+
+@dataclass(frozen=True)
+class Node:
+    info: swarm.NodeInfo
+    tasks: int
+
+
+def _state_file(settings: Settings) -> str:
+    return str(registry.folder(settings) / "cluster.json")
+
+
+def registry_address(settings: Settings) -> str | None:
+    """The cluster's registry (`10.0.0.5:5000`), or None outside a cluster minipaas made."""
+    return _recorded(settings, "registry")
+
+
+def advertise_address(settings: Settings) -> str | None:
+    """The address this manager advertises (the registry listens there), or None outside a cluster."""
+    return _recorded(settings, "advertise")
+
+
+def _recorded(settings: Settings, key: str) -> str | None:
+    try:
+        with open(_state_file(settings), encoding="utf-8") as handle:
+            return str(json.load(handle)[key])
+    except (OSError, ValueError, KeyError, TypeError):
+        return None
+
+
+def _check_address(advertise: str) -> None:
+    try:
+        ipaddress.ip_address(advertise)
+    except ValueError:
+        raise InvalidInput(f"--advertise-addr takes an IP address of this host, got {advertise[:60]!r}") from None
+
+
+def init(settings: Settings, advertise: str | None, progress: Progress) -> str:
+    """This host's engine becomes a Swarm manager with a registry beside it; returns the registry's address."""
+    if advertise is not None:
+        _check_address(advertise)
+    now = swarm.state()
+    if now.active:
+        role = "a manager" if now.manager else "a worker"
+        raise Conflict(f"this host's engine is already {role} of a Swarm ({now.nodes or '?'} nodes); "
+                       "`minipaas cluster:nodes` lists them, `cluster:leave` ends a one-node cluster")
+    progress("-----> Making this host's engine a Swarm manager")
+    swarm.init(advertise, heartbeat_seconds=HEARTBEAT_SECONDS)
+    where = None
+    try:
+        address = swarm.state().address
+        progress(f"       manager at {address}:{swarm.SWARM_PORT}")
+        where = registry.start(settings, address, progress)
+        perms.write_file(registry.folder(settings) / "cluster.json",
+                         json.dumps({"registry": where, "advertise": address}).encode(), perms.PRIVATE_FILE)
+    except BaseException:
+        progress("!     undoing: the registry, the Swarm")
+        _undo(settings, where)
+        raise
+    progress(f"=====> This host is a cluster of one; its registry is {where}. "
+             "`minipaas cluster:join-command` says how another host joins")
+    return where
+
+
+def _undo(settings: Settings, where: str | None) -> None:
+    for step in (lambda: registry.stop(settings, where), lambda: swarm.leave(force=True)):
+        try:
+            step()
+        except MinipaasError:
+            continue
+    registry.remove_files(settings)
+
+
+def require_manager() -> swarm.SwarmState:
+    """This engine's Swarm state, if it is a manager; else a one-line refusal."""
+    now = swarm.state()
+    if not now.active:
+        raise NotFound("this host is not in a cluster; `minipaas cluster:init` makes one")
+    if not now.manager:
+        raise Conflict("this host's engine is a Swarm worker: run cluster commands on the manager")
+    return now
+
+
+def join_command(settings: Settings) -> list[str]:
+    """What a new host runs to join as a worker: trust the registry's CA, then `docker swarm join`."""
+    now = require_manager()
+    token = swarm.join_token("worker")
+    where = registry_address(settings)
+    lines = []
+    if where:
+        ca = registry.files(settings).ca_cert.read_text(encoding="ascii").strip()
+        lines += [f"mkdir -p /etc/docker/certs.d/{where}",
+                  f"cat > /etc/docker/certs.d/{where}/ca.crt <<'EOF'", ca, "EOF"]
+    lines.append(f"docker swarm join --token {token} {now.address}:{swarm.SWARM_PORT}")
+    return lines
+
+
+def nodes(settings: Settings) -> list[Node]:
+    require_manager()
+    counts = swarm.running_tasks_by_node()
+    return [Node(info=n, tasks=counts.get(n.id, 0)) for n in sorted(swarm.nodes(), key=lambda n: n.hostname)]
+
+
+def find_node(settings: Settings, name: str) -> swarm.NodeInfo:
+    """A node by its hostname or its id (a unique prefix of it, as `docker node` takes)."""
+    require_manager()
+    found = swarm.nodes()
+    matches = ([n for n in found if name in (n.hostname, n.id)]
+               or [n for n in found if len(name) >= 4 and n.id.startswith(name)])
+    if len(matches) != 1 or not name.strip():
+        known = ", ".join(sorted(n.hostname for n in found))
+        what = "more than one node" if len(matches) > 1 else "no node"
+        raise NotFound(f"the cluster has {what} called {name[:60]!r} (its nodes: {known})")
+    return matches[0]
+
+
+def set_availability(node: swarm.NodeInfo, availability: str) -> None:
+    if availability not in ("active", "pause", "drain"):
+        raise InvalidInput(f"a node's availability is active, pause or drain, not {availability[:20]!r}")
+    swarm.set_availability(node.id, availability)
+
+
+def check_leave(settings: Settings) -> None:
+    """Refuse to leave unless this is the manager of a cluster of one (the others removed first)."""
+    now = require_manager()
+    others = [n for n in swarm.nodes() if n.id != now.node_id]
+    if others:
+        names = ", ".join(sorted(n.hostname for n in others))
+        raise Conflict(f"the cluster has {len(others)} other node(s) ({names}); drain and remove them first "
+                       "(`cluster:drain`, `cluster:remove`)")
+
+
+def leave(settings: Settings, progress: Progress) -> None:
+    """Back to one host with plain containers: only from a cluster of one, once no app runs as services
+    (deploy/leaving.py turns them back into containers first)."""
+    check_leave(settings)
+    where = registry_address(settings)
+    progress("-----> Stopping the registry")
+    registry.stop(settings, where)
+    progress("-----> Leaving the Swarm")
+    swarm.leave(force=True)
+    registry.remove_files(settings)
+    progress("=====> This host runs plain containers again")

@@ -1,0 +1,163 @@
+"""What `ps` and `logs` show of an app's processes, for either placement (deploy/placement.py calls these):
+plain containers on one host (moved unchanged from processes.py), or a cluster's Swarm tasks with the node each
+runs on and its `node:port`.
+
+A row is the same dict for both; a task's also says its `node`. `health` means the same: `serving` when nginx
+routes to its address, else `live` (the live release's, not routed) or `retiring` (an older release's).
+"""
+
+from __future__ import annotations
+
+import queue
+import threading
+from collections.abc import Callable, Iterator
+
+from minipaas.adapters import engine
+from minipaas.cluster import releases
+from minipaas.deploy import containers, formation
+from minipaas.errors import NotFound
+from minipaas.routing import proxy
+from minipaas.state import releaselog
+from minipaas.state.host import Host
+
+CRASH_LINES = 10
+Row = dict[str, object]
+
+
+def container_rows(host: Host, app: str) -> list[Row]:
+    live = releaselog.live(host, app)
+    serving = set(proxy.upstream_addresses(host.settings, app))
+    rows = []
+    for c in sorted(containers.app_containers(host, app), key=lambda c: c.name):
+        web = c.labels.get(engine.PROCESS_LABEL) == "web"
+        address = f"{c.ip}:{containers.container_port(c)}" if c.ip and web else ""
+        is_live = live is not None and c.labels.get(engine.RELEASE_LABEL) == str(live.number)
+        # A container that kept failing is left stopped by its restart policy (on-failure:10): crashed.
+        crashed = c.status in ("exited", "dead") and c.exit_code != 0
+        rows.append({
+            "name": c.name,
+            "process": c.labels.get(engine.PROCESS_LABEL, ""),
+            "release": int(c.labels.get(engine.RELEASE_LABEL, "0")),
+            "state": "crashed" if crashed else c.status,
+            "health": "serving" if address and address in serving and not crashed
+            else ("live" if is_live else "retiring"),
+            "address": address,
+            "restarts": c.restarts,
+            "exit_code": c.exit_code if c.status in ("exited", "dead") else None,
+            "last_lines": _last_lines(c.id, CRASH_LINES) if crashed else [],
+        })
+    return rows
+
+
+def task_rows(host: Host, app: str) -> list[Row]:
+    """Each slot's current task of every service of the app (`web.2`: the service's second task), with its
+    node and `node:port`. `restarts`: the tasks the Swarm replaced in that slot (it keeps the last few)."""
+    live = releaselog.live(host, app)
+    serving = set(proxy.upstream_addresses(host.settings, app))
+    rows = []
+    for name in releases.app_services(host.settings, app):
+        process, number = releases.process_of(host.settings, app, name), releases.release_of(name)
+        by_slot: dict[int, list[releases.Task]] = {}
+        for task in releases.tasks(name):
+            by_slot.setdefault(task.slot, []).append(task)
+        for slot, history in sorted(by_slot.items()):
+            current = [t for t in history if t.desired in ("running", "ready", "accepted")]
+            if not current:
+                continue  # a slot the Swarm shut down (a scale down, a stop): only its history is left
+            task = current[-1]
+            crashed = task.state in ("failed", "rejected")
+            address = f"{task.node_address}:{task.port}" if process == formation.WEB and task.port else ""
+            rows.append({
+                "name": f"{process}.{slot}",
+                "process": process,
+                "release": number,
+                "state": "crashed" if crashed else task.state,
+                "health": "serving" if address and address in serving and task.state == "running"
+                else ("live" if live is not None and number == live.number else "retiring"),
+                "address": address,
+                "node": task.node,
+                "service": name,
+                "task": task.id,
+                "restarts": len(history) - 1,
+                "exit_code": task.exit_code if crashed else None,
+                "error": task.error,
+                "last_lines": [],
+            })
+    return sorted(rows, key=lambda r: (r["release"], r["process"], int(str(r["name"]).rsplit(".", 1)[1])))
+
+
+def _last_lines(container: str, count: int) -> list[str]:
+    try:
+        data = b"".join(engine.logs(container, tail=count))
+    except NotFound:
+        return []
+    return data.decode("utf-8", errors="replace").rstrip().splitlines()
+
+
+def container_logs(host: Host, app: str, *, lines: int, follow: bool) -> Iterator[bytes]:
+    """The live release's container output; with several containers, each line says whose it is."""
+    live = releaselog.live(host, app)
+    mine = sorted((c for c in containers.app_containers(host, app)
+                   if live is not None and c.labels.get(engine.RELEASE_LABEL) == str(live.number)),
+                  key=lambda c: c.name)
+    if not mine:
+        raise NotFound(f"{app} has no running container; push it first")
+    if len(mine) == 1:
+        yield from engine.logs(mine[0].id, tail=lines, follow=follow)
+        return
+    yield from _merged([lambda c=c: _prefixed(c.name.encode(), engine.logs(c.id, tail=lines, follow=follow))
+                        for c in mine])
+
+
+def task_logs(host: Host, app: str, *, lines: int, follow: bool) -> Iterator[bytes]:
+    """The live release's services' output from every node (`docker service logs`), each line prefixed with its
+    task and node: `web.2@node-3 | ...`. `lines`: the last lines of each task."""
+    live = releaselog.live(host, app)
+    mine = [name for name in releases.app_services(host.settings, app)
+            if live is not None and releases.release_of(name) == live.number]
+    if not mine:
+        raise NotFound(f"{app} has no running service; push it first")
+    yield from _merged([lambda name=name: _task_prefixed(host, app, name, lines=lines, follow=follow)
+                        for name in mine])
+
+
+def _task_prefixed(host: Host, app: str, name: str, *, lines: int, follow: bool) -> Iterator[bytes]:
+    process = releases.process_of(host.settings, app, name)
+    names: dict[str, bytes] = {}
+    for task, line in releases.logs(name, tail=lines, follow=follow):
+        if task not in names:  # a task started since (a rescheduled one): read the list again
+            names.update({t.id: f"{process}.{t.slot}@{t.node}".encode() for t in releases.tasks(name)})
+        yield names.get(task, task[:12].encode()) + b" | " + line + b"\n"
+
+
+def _prefixed(prefix: bytes, chunks: Iterator[bytes]) -> Iterator[bytes]:
+    pending = b""
+    for chunk in chunks:
+        pending += chunk
+        *complete, pending = pending.split(b"\n")
+        for line in complete:
+            yield prefix + b" | " + line + b"\n"
+    if pending:
+        yield prefix + b" | " + pending + b"\n"
+
+
+def _merged(sources: list[Callable[[], Iterator[bytes]]]) -> Iterator[bytes]:
+    """The lines of several streams as they come, each stream read by a thread of its own."""
+    out: queue.Queue[bytes | None] = queue.Queue(maxsize=1000)
+
+    def pump(source: Callable[[], Iterator[bytes]]) -> None:
+        try:
+            for line in source():
+                out.put(line)
+        finally:
+            out.put(None)
+
+    for source in sources:
+        threading.Thread(target=pump, args=(source,), daemon=True).start()
+    remaining = len(sources)
+    while remaining:
+        item = out.get()
+        if item is None:
+            remaining -= 1
+        else:
+            yield item

@@ -1,0 +1,371 @@
+"""Where a release's processes run: plain containers on this host (the default), or Swarm services when this host
+is a cluster's manager (docs/cluster.md). `for_host` is the one place that tells the two apart; the deploy
+sequence (rollout.py) and retirement call the chosen one and never ask which it is.
+
+Both do the same steps in the same order: start the release's processes, health-check each web process, check
+the others still run, switch the app's route to the new web processes, and say what the old release leaves to
+retire after the drain delay. `undo` removes what `start` made, whatever step failed.
+
+The live release's processes, for `ps:stop`, `ps:start`, `ps:restore` and `ps:scale`: `stop` (unroute, then stop
+them), `resume` (run and route them again; False when they are gone and a rollout must make new ones) and `scale`
+(in place; None when only a rollout at the new count can do it: a Swarm picks the tasks it stops itself, and stops
+them before nginx could stop sending them requests).
+
+What `ps` and `logs` show (`status`, `logs`: deploy/listing.py) and what a crashed deploy left (`remove_strays`,
+for `retirement.reconcile`) are asked of the chosen one too.
+"""
+
+from __future__ import annotations
+
+import collections
+import time
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass, field
+from typing import ClassVar
+
+from minipaas.adapters import engine
+from minipaas.cluster import membership, releases
+from minipaas.deploy import containers, formation, health, listing
+from minipaas.deploy.bringup import bring_up
+from minipaas.routing import proxy
+from minipaas.state import apps, releaselog
+from minipaas.state.host import Host
+
+Progress = Callable[[str], None]
+Retiring = list[tuple[str, str]]  # (retirement id, name): what retires after the drain delay
+SERVICE_PREFIX = "service:"  # a retirement of a Swarm service, not of a container: `service:minipaas-hello-web-7`
+PULL_ALLOWANCE = 120.0  # seconds the nodes get to pull a new image, on top of the app's healthcheck-timeout
+
+
+@dataclass(frozen=True)
+class Release:
+    """What `start` gets: the release and how to run it."""
+
+    number: int
+    sha: str
+    image: str
+    env: dict[str, str]
+    procs: dict[str, str]
+
+
+@dataclass
+class Containers:
+    """One host: one container per process, on the app's bridge network."""
+
+    host: Host
+    app: str
+    started: list[engine.Container] = field(default_factory=list)
+    WHAT: ClassVar[str] = "containers"
+
+    def prepare(self) -> None:
+        containers.ensure_app_network(self.host, self.app)
+
+    def running(self, number: int) -> bool:
+        return containers.running(self.host, self.app, number)
+
+    def start(self, release: Release, progress: Progress) -> collections.Counter[str]:
+        """Start, health-check, switch; returns how many processes of each type run now."""
+        host, app = self.host, self.app
+        port = containers.web_port(release.image)
+        for process, count in formation.counts(host, app, release.procs,
+                                               formation.declared(host, app, release.sha)).items():
+            for index in range(1, count + 1):
+                self.started.append(formation.start(host, app, release=release.number, image=release.image,
+                                                    port=port, env=release.env, process=process, index=index,
+                                                    procs=release.procs, progress=progress))
+        if self.started:
+            formation.warn_if_shared_uid(self.started[0], progress)
+        bring_up(host, app, release=release.number, sha=release.sha, started=self.started, progress=progress,
+                 timed=True)
+        return collections.Counter(c.labels[engine.PROCESS_LABEL] for c in self.started)
+
+    def old(self) -> list[tuple[str, str]]:
+        """The app's processes of other releases, to retire: (retirement id, name)."""
+        new_ids = {c.id for c in self.started}
+        return [(c.id, c.name) for c in containers.app_containers(self.host, self.app) if c.id not in new_ids]
+
+    def undo(self) -> None:
+        for container in self.started:
+            engine.remove(container.id, timeout=0)
+
+    def remove_all(self, progress: Progress) -> None:
+        """Every container of the app, whatever its release (`apps:destroy`)."""
+        _remove_containers(self.host, self.app, progress)
+
+    def status(self) -> list[listing.Row]:
+        return listing.container_rows(self.host, self.app)
+
+    def logs(self, *, lines: int, follow: bool) -> Iterator[bytes]:
+        return listing.container_logs(self.host, self.app, lines=lines, follow=follow)
+
+    def remove_strays(self, live: int | None, retiring: set[str]) -> None:
+        """What a crashed deploy left: containers neither of the live release nor retiring."""
+        for c in containers.app_containers(self.host, self.app):
+            if c.labels.get(engine.RELEASE_LABEL) != str(live) and c.id not in retiring:
+                engine.remove(c.id, timeout=0)
+
+    def stop(self, progress: Progress) -> None:
+        # Traffic first: a stopped container's address may soon belong to another container.
+        proxy.unroute(self.host.settings, self.app)
+        for c in containers.app_containers(self.host, self.app):
+            engine.stop(c.id, timeout=10)
+            progress(f"-----> Stopped {c.name}")
+
+    def resume(self, current: releaselog.Release, progress: Progress) -> bool:
+        """The live release's stopped containers started, health-checked and switched to; False when its web
+        containers are gone (a `docker rm`, a lost engine)."""
+        host, app = self.host, self.app
+        mine = [c for c in containers.app_containers(host, app)
+                if c.labels.get(engine.RELEASE_LABEL) == str(current.number)]
+        wanted = formation.counts(host, app, formation.procfile(host, app, current.sha),
+                                  formation.declared(host, app, current.sha))
+        if len([c for c in mine if c.labels.get(engine.PROCESS_LABEL) == formation.WEB]) < wanted[formation.WEB]:
+            return False
+        for c in mine:
+            if c.status != "running":
+                engine.start(c.id)
+        bring_up(host, app, release=current.number, sha=current.sha, started=mine, progress=progress)
+        return True
+
+    def scale(self, current: releaselog.Release, procs: dict[str, str], wanted: dict[str, int],
+              progress: Progress) -> Retiring | None:
+        """Start what is missing and switch; returns the surplus, to retire after the drain delay."""
+        host, app = self.host, self.app
+        mine = [c for c in containers.app_containers(host, app)
+                if c.labels.get(engine.RELEASE_LABEL) == str(current.number)
+                and c.status == "running" and c.id not in releaselog.retiring(host, app)]
+        port = containers.web_port(current.image)
+        keep: list[engine.Container] = []
+        surplus: list[engine.Container] = []
+        try:
+            for process, count in wanted.items():
+                existing = sorted((c for c in mine if c.labels.get(engine.PROCESS_LABEL) == process),
+                                  key=lambda c: int(c.labels.get(engine.INDEX_LABEL, "1")))
+                keep += existing[:count]
+                surplus += existing[count:]
+                used = {int(c.labels.get(engine.INDEX_LABEL, "1")) for c in existing}
+                free = (i for i in range(1, 10 * formation.MAX_SCALE) if i not in used)
+                for _ in range(count - len(existing)):
+                    self.started.append(formation.start(host, app, release=current.number, image=current.image,
+                                                        port=port, env=current.config, process=process,
+                                                        index=next(free), procs=procs, progress=progress))
+            kept = {f"{c.ip}:{containers.container_port(c)}": c.id for c in keep
+                    if c.labels[engine.PROCESS_LABEL] == formation.WEB}
+            bring_up(host, app, release=current.number, sha=current.sha, started=self.started, progress=progress,
+                     kept=kept)
+        except BaseException:
+            self.undo()
+            raise
+        return [(c.id, c.name) for c in surplus]
+
+
+@dataclass
+class Services:
+    """A cluster's manager: one Swarm service per process type, its tasks spread over the nodes by the Swarm."""
+
+    host: Host
+    app: str
+    registry: str
+    started: list[str] = field(default_factory=list)
+    WHAT: ClassVar[str] = "services"
+
+    def prepare(self) -> None:
+        # The overlay first: making the bridge attaches the linked services to the app's networks, the overlay
+        # included (the tasks on every node reach them there). The bridge too: the release command runs on the
+        # manager as a plain container.
+        releases.overlay(self.host.settings, self.app)
+        containers.ensure_app_network(self.host, self.app)
+
+    def running(self, number: int) -> bool:
+        """The release's web service runs all its tasks (not merely exists: `ps:stop` leaves it at 0)."""
+        name = releases.service_name(self.host.settings, self.app, formation.WEB, number)
+        wanted = releases.replicas(name)
+        return bool(wanted) and len(releases.running_tasks(name)) >= (wanted or 0)
+
+    def start(self, release: Release, progress: Progress) -> collections.Counter[str]:
+        s, app = self.host.settings, self.app
+        image = releases.registry_image(self.registry, release.image, progress)
+        port = containers.web_port(release.image)
+        counts = {p: n for p, n in formation.counts(self.host, app, release.procs,
+                                                    formation.declared(self.host, app, release.sha)).items() if n}
+        for process, count in counts.items():
+            command = ["/bin/sh", "-c", f"exec {release.procs[process]}"] if process in release.procs else None
+            name = releases.start(s, app, release=release.number, process=process, replicas=count, image=image,
+                                  port=port if process == formation.WEB else None, env=release.env, command=command,
+                                  limits=apps.limits(self.host, app))
+            progress(f"-----> Started the service {name} ({count} task{'s' if count > 1 else ''})")
+            self.started.append(name)
+        self._route(release.number, release.sha, dict(zip(self.started, counts.items(), strict=True)), progress)
+        return collections.Counter(counts)
+
+    def _route(self, number: int, sha: str, wanted: dict[str, tuple[str, int]], progress: Progress,
+               known: frozenset[str] = frozenset()) -> None:
+        """Wait until each service (name → (process, tasks)) runs its tasks, health-check the web tasks not in
+        `known` (addresses already routed and healthy), then switch the app's route to all the web tasks."""
+        timeout = int(apps.get_setting(self.host, self.app, "healthcheck-timeout"))
+        deadline = time.monotonic() + timeout + PULL_ALLOWANCE
+        targets: dict[str, str] = {}
+        for name, (process, count) in wanted.items():
+            started = time.monotonic()
+            found = releases.wait_running(name, count, deadline=deadline, web=process == formation.WEB)
+            progress(f"       {count} task{'s' if count > 1 else ''} of {name} running after "
+                     f"{time.monotonic() - started:.1f}s")
+            fresh = {a: t for a, t in found.items() if a not in known}
+            targets.update(found)
+            self._checked(name, fresh, sha, timeout, progress)
+        if targets:
+            proxy.switch(self.host.settings, self.app, number, targets)
+        else:
+            proxy.unroute(self.host.settings, self.app)
+
+    def _checked(self, name: str, tasks: dict[str, str], sha: str, timeout: int,
+                 progress: Progress) -> dict[str, str]:
+        """Health-check each web task from here, at its node's address and port."""
+        if not tasks:
+            return {}
+        deadline = time.monotonic() + timeout
+        from_app_json = containers.app_json_checks(self.host, self.app, sha)  # first, as on one host
+        if from_app_json is not None and from_app_json.run:
+            names = ", ".join(f"{c.name} ({c.describe()})" for c in from_app_json.run)
+            progress(f"-----> Checking each task passes app.json's {names} (timeout {timeout}s)")
+            for address in tasks:
+                health.wait_app_json_address(
+                    address, name=name, healthchecks=from_app_json, deadline=deadline, progress=progress,
+                    gone=lambda a=address: None if releases.task_running(name, a) else "its task no longer runs")
+            return tasks
+        checks = containers.checks_for(self.host, self.app, sha)
+        what = " and ".join(c.describe() for c in checks.checks)
+        progress(f"-----> Checking each task answers {what} (timeout {timeout}s)")
+        slowest = 0.0
+        for address in tasks:
+            slowest = max(slowest, health.wait_address(
+                address, name=name, checks=checks, deadline=deadline, progress=progress,
+                gone=lambda a=address: releases.why_gone(name, a)))
+        progress(f"       {len(tasks)} tasks healthy (the slowest after {slowest:.1f}s)")
+        return tasks
+
+    def old(self) -> list[tuple[str, str]]:
+        """The app's other services, and its plain containers (an app deployed before `cluster:init`)."""
+        return [*[(SERVICE_PREFIX + name, name) for name in releases.app_services(self.host.settings, self.app)
+                  if name not in self.started],
+                *[(c.id, c.name) for c in containers.app_containers(self.host, self.app)]]
+
+    def undo(self) -> None:
+        for name in self.started:
+            releases.remove(name)
+
+    def remove_all(self, progress: Progress) -> None:
+        """Every service of the app and its overlay, then its plain containers (`apps:destroy`)."""
+        for name in releases.remove_app(self.host.settings, self.app):
+            progress(f"removed service {name}")
+        _remove_containers(self.host, self.app, progress)
+
+    def status(self) -> list[listing.Row]:
+        return listing.task_rows(self.host, self.app)
+
+    def logs(self, *, lines: int, follow: bool) -> Iterator[bytes]:
+        return listing.task_logs(self.host, self.app, lines=lines, follow=follow)
+
+    def remove_strays(self, live: int | None, retiring: set[str]) -> None:
+        """What a crashed deploy left: services neither of the live release nor retiring."""
+        for name in releases.app_services(self.host.settings, self.app):
+            if releases.release_of(name) != live and SERVICE_PREFIX + name not in retiring:
+                releases.remove(name)
+
+    def _of_release(self, number: int) -> dict[str, str]:
+        """The app's services of release `number`, by process type."""
+        prefix = f"{self.host.settings.instance}-{self.app}-"
+        return {name[len(prefix):].rsplit("-", 1)[0]: name
+                for name in releases.app_services(self.host.settings, self.app) if releases.release_of(name) == number}
+
+    def stop(self, progress: Progress) -> None:
+        """Unroute, then scale every service of the app to 0 tasks (the services stay, for `ps:start`)."""
+        proxy.unroute(self.host.settings, self.app)
+        names = releases.app_services(self.host.settings, self.app)
+        for name in names:
+            releases.scale(name, 0)
+        deadline = time.monotonic() + PULL_ALLOWANCE
+        for name in names:
+            releases.wait_stopped(name, deadline=deadline)
+            progress(f"-----> Stopped {name} (0 tasks)")
+
+    def resume(self, current: releaselog.Release, progress: Progress) -> bool:
+        """The live release's services back at the formation's counts, their web tasks' addresses read again
+        (a rescheduled task has another node or port), the new ones health-checked, the route switched; False
+        when a service of the release is gone."""
+        wanted = self._wanted(current)
+        mine = self._of_release(current.number)
+        if set(wanted) - set(mine):
+            return False
+        for process, count in wanted.items():
+            if releases.replicas(mine[process]) != count:
+                releases.scale(mine[process], count)
+                progress(f"-----> Scaled {mine[process]} to {count} task{'s' if count > 1 else ''}")
+        known = frozenset(proxy.upstream_addresses(self.host.settings, self.app))
+        self._route(current.number, current.sha, {mine[p]: (p, n) for p, n in wanted.items()}, progress, known)
+        return True
+
+    def _wanted(self, current: releaselog.Release) -> dict[str, int]:
+        procs = formation.procfile(self.host, self.app, current.sha)
+        return {p: n for p, n in formation.counts(self.host, self.app, procs,
+                                                  formation.declared(self.host, self.app, current.sha)).items() if n}
+
+    def scale(self, current: releaselog.Release, procs: dict[str, str], wanted: dict[str, int],
+              progress: Progress) -> Retiring | None:
+        """Up only: more tasks of the live services (new services for types that had none), the new web tasks
+        health-checked and added to the route. None when a count goes down: a rollout at the new count does it."""
+        mine = self._of_release(current.number)
+        had = {p: (releases.replicas(mine[p]) or 0) if p in mine else 0 for p in wanted}
+        if any(wanted[p] < had[p] for p in wanted) or set(mine) - set(wanted):
+            return None
+        grown: dict[str, tuple[str, int]] = {}
+        try:
+            for process, count in wanted.items():
+                if count == had[process]:
+                    continue
+                if process in mine:
+                    releases.scale(mine[process], count)
+                    progress(f"-----> Scaling {mine[process]} to {count} tasks")
+                    grown[mine[process]] = (process, count)
+                    continue
+                port = containers.web_port(current.image) if process == formation.WEB else None
+                command = ["/bin/sh", "-c", f"exec {procs[process]}"] if process in procs else None
+                name = releases.start(self.host.settings, self.app, release=current.number, process=process,
+                                      replicas=count, port=port, env=current.config, command=command,
+                                      limits=apps.limits(self.host, self.app),
+                                      image=releases.registry_image(self.registry, current.image, progress))
+                self.started.append(name)
+                grown[name] = (process, count)
+            kept = {mine[p]: (p, had[p]) for p in wanted if p in mine and mine[p] not in grown and had[p]}
+            self._route(current.number, current.sha, {**kept, **grown}, progress,
+                        frozenset(proxy.upstream_addresses(self.host.settings, self.app)))
+        except BaseException:
+            self.undo()
+            for name, (process, _) in grown.items():
+                if name not in self.started:
+                    releases.scale(name, had[process])
+            raise
+        return []
+
+
+Placement = Containers | Services
+
+
+def _remove_containers(host: Host, app: str, progress: Progress) -> None:
+    for container in engine.containers({engine.LABEL: str(host.settings.home), engine.APP_LABEL: app}):
+        engine.remove(container.id, timeout=5)
+        progress(f"removed container {container.name}")
+
+
+def for_host(host: Host, app: str) -> Placement:
+    """Services when this host made a cluster (`cluster:init`), else containers."""
+    registry = membership.registry_address(host.settings)
+    return Services(host, app, registry) if registry else Containers(host, app)
+
+
+def remove_retired(target: str) -> None:
+    """Remove what a retirement names: a container (its id) or a service (`service:<name>`)."""
+    if target.startswith(SERVICE_PREFIX):
+        releases.remove(target[len(SERVICE_PREFIX):])
+    else:
+        engine.remove(target, timeout=10)

@@ -1,0 +1,264 @@
+"""Issue 15, groundwork: Docker engines in containers as Swarm nodes, the registry with minipaas' CA, and the
+cluster:* commands. Real dockerd nodes, a real Swarm, a real registry (tests/cluster_nodes.py); traffic only to
+the nodes and the network this test made.
+
+Not tested here because this machine cannot: the routing mesh and service VIPs (no IPVS), encrypted overlays
+(no ESP). The design needs neither (docs/cluster.md).
+"""
+
+from __future__ import annotations
+
+import collections
+import http.client
+import json
+import shutil
+import subprocess
+import tempfile
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+from cluster_nodes import Cluster, cluster_nodes, wait_for
+
+pytestmark = pytest.mark.engine
+
+
+@pytest.fixture(scope="module")
+def three_nodes() -> Iterator[Cluster]:
+    with cluster_nodes(3) as cluster:
+        yield cluster
+
+
+def _ready_nodes(manager_docker) -> list[str]:  # type: ignore[no-untyped-def]
+    out = manager_docker("node", "ls", "--format", "{{.Hostname}} {{.Status}} {{.Availability}}")
+    return sorted(line.split()[0] for line in out.splitlines() if line.split()[1:] == ["Ready", "Active"])
+
+
+def test_three_nodes_form_a_swarm(three_nodes: Cluster) -> None:
+    manager, *workers = three_nodes.nodes
+    started = time.monotonic()
+    manager.docker("swarm", "init", "--advertise-addr", manager.address, "--dispatcher-heartbeat", "1s")
+    init_seconds = time.monotonic() - started
+    token = manager.docker("swarm", "join-token", "-q", "worker").strip()
+    assert token.startswith("SWMTKN-1-"), token
+    for worker in workers:
+        worker.docker("swarm", "join", "--token", token, f"{manager.address}:2377")
+    ready = wait_for(lambda: len(_ready_nodes(manager.docker)) == 3 and _ready_nodes(manager.docker),
+                     "3 nodes Ready and Active", 60)
+    assert ready == ["node-1", "node-2", "node-3"]
+    assert init_seconds < 10, f"swarm init took {init_seconds:.1f}s"
+    info = json.loads(workers[0].docker("info", "--format", "{{json .Swarm}}"))
+    assert info["LocalNodeState"] == "active" and info["ControlAvailable"] is False
+
+
+def test_registry_with_minipaas_ca_serves_the_manager_and_a_worker(three_nodes: Cluster, tmp_path: Path) -> None:
+    """Debian's docker-registry with TLS from minipaas' CA: the manager builds and pushes, a worker pulls (it
+    trusts the CA through certs.d), and a node without the CA is refused."""
+    from minipaas.cluster import pki
+
+    manager, worker, stranger = three_nodes.nodes
+    files = pki.Files(tmp_path / "cluster")
+    ca = pki.ensure_ca(files, "test")
+    pki.ensure_server(files, manager.address)
+    assert pki.server_names(files) == [manager.address]
+    assert oct(files.ca_key.stat().st_mode & 0o777) == "0o600"
+    registry = f"{manager.address}:5000"
+    manager.sh("mkdir -p /etc/registry /srv/registry")
+    for path in (files.server_cert, files.server_key):
+        subprocess.run(["docker", "cp", str(path), f"{manager.name}:/etc/registry/{path.name}"], check=True)
+    config = tmp_path / "config.yml"
+    config.write_text("version: 0.1\nstorage:\n  filesystem:\n    rootdirectory: /srv/registry\n"
+                      "  delete:\n    enabled: true\nhttp:\n  addr: :5000\n  tls:\n"
+                      "    certificate: /etc/registry/registry.crt\n    key: /etc/registry/registry.key\n")
+    subprocess.run(["docker", "cp", str(config), f"{manager.name}:/etc/registry/config.yml"], check=True)
+    subprocess.run(["docker", "exec", "-d", manager.name, "sh", "-c",
+                    "exec docker-registry serve /etc/registry/config.yml >/tmp/registry.log 2>&1"], check=True)
+    for node in (manager, worker):
+        node.sh(f"mkdir -p /etc/docker/certs.d/{registry}")
+        subprocess.run(["docker", "exec", "-i", node.name, "sh", "-c", f"cat > /etc/docker/certs.d/{registry}/ca.crt"],
+                       input=ca, check=True)
+    wait_for(lambda: "listening on" in manager.sh("cat /tmp/registry.log", check=False), "the registry listens", 30)
+    # An image made on the manager: a file on an empty image (no pull from anywhere).
+    manager.sh("mkdir -p /ctx && echo release-7 > /ctx/marker && printf 'FROM scratch\\nCOPY marker /marker\\n'"
+               " > /ctx/Dockerfile")
+    tag = f"{registry}/t/app:7"
+    manager.docker("build", "-q", "-t", tag, "/ctx")
+    manager.docker("push", tag)
+    worker.docker("pull", tag)
+    assert worker.docker("image", "inspect", "-f", "{{.Id}}", tag).strip() == \
+        manager.docker("image", "inspect", "-f", "{{.Id}}", tag).strip()
+    refused = subprocess.run(["docker", "exec", stranger.name, "docker", "pull", tag], capture_output=True, text=True)
+    assert refused.returncode != 0 and "certificate" in refused.stderr, refused.stderr
+
+
+# -- the cluster:* commands, minipaas driving a node container's engine as its own ---------------------------
+#
+# The manager is a node container; minipaas (on this test host) reaches its engine with DOCKER_HOST. What a real
+# manager shares with minipaas for free, being the same machine, is bind-mounted into the node at the same paths:
+# the home (the registry's storage and certificate) and the engine's certs.d (MINIPAAS_DOCKER_CERTS).
+
+
+def _one_line_error(result: subprocess.CompletedProcess[str], *words: str) -> None:
+    assert result.returncode == 1, result
+    lines = result.stderr.strip().splitlines()
+    assert len(lines) == 1 and lines[0].startswith("error: "), result.stderr
+    for word in words:
+        assert word in lines[0], lines[0]
+
+
+def _swarm_state(node) -> str:  # type: ignore[no-untyped-def]
+    return node.docker("info", "--format", "{{.Swarm.LocalNodeState}}").strip()
+
+
+def test_cluster_init_join_nodes_leave(paas, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
+    certs = Path(tempfile.mkdtemp(prefix="minipaas-certs-", dir="/var/tmp"))
+    try:
+        with cluster_nodes(2, manager_mounts=((str(paas.home), str(paas.home)), (str(certs), "/etc/docker/certs.d")),
+                           cpus=0.8) as cluster:
+            _cluster_commands(paas, cluster, certs)
+    finally:
+        shutil.rmtree(certs, ignore_errors=True)
+
+
+def _cluster_commands(paas, cluster: Cluster, certs: Path) -> None:  # type: ignore[no-untyped-def]
+    manager, worker = cluster.nodes
+    paas.env.update(DOCKER_HOST=manager.engine, MINIPAAS_DOCKER_CERTS=str(certs))
+    cluster_dir = paas.home / "cluster"
+
+    # Bad input: one line each, and nothing changes.
+    _one_line_error(paas.run("cluster:nodes", check=False), "not in a cluster")
+    _one_line_error(paas.run("cluster:join-command", check=False), "not in a cluster")
+    _one_line_error(paas.run("cluster:init", "--advertise-addr", "no-such-host", check=False), "IP address")
+    # An address that is not the manager's: the Swarm takes it (hosts behind NAT advertise such addresses), the
+    # registry cannot listen on it; cluster:init undoes the Swarm.
+    _one_line_error(paas.run("cluster:init", "--advertise-addr", "192.0.2.77", check=False),
+                    "192.0.2.77:5000", "cannot assign requested address")
+    assert _swarm_state(manager) == "inactive"
+    assert not cluster_dir.exists()
+
+    started = time.monotonic()
+    result = paas.run("cluster:init", "--advertise-addr", manager.address)
+    init_seconds = time.monotonic() - started
+    registry = f"{manager.address}:5000"
+    assert f"its registry is {registry}" in result.stdout, result.stdout
+    assert _swarm_state(manager) == "active"
+    assert (certs / registry / "ca.crt").read_bytes() == (cluster_dir / "ca.crt").read_bytes()
+    assert oct((cluster_dir / "ca.key").stat().st_mode & 0o777) == "0o600"
+    registry_id = manager.docker("ps", "-q", "--filter", "label=minipaas.role=registry").strip()
+    assert registry_id
+
+    # A second init: one line, the same Swarm, the same registry container.
+    node_id = manager.docker("info", "--format", "{{.Swarm.NodeID}}").strip()
+    _one_line_error(paas.run("cluster:init", check=False), "already a manager")
+    assert manager.docker("info", "--format", "{{.Swarm.NodeID}}").strip() == node_id
+    assert manager.docker("ps", "-q", "--filter", "label=minipaas.role=registry").strip() == registry_id
+
+    # The manager pushes into the registry; its storage is the home's.
+    manager.sh("mkdir -p /ctx && echo one > /ctx/marker && printf 'FROM scratch\\nCOPY marker /marker\\n'"
+               " > /ctx/Dockerfile")
+    tag = f"{registry}/t/app:1"
+    manager.docker("build", "-q", "-t", tag, "/ctx")
+    manager.docker("push", tag)
+    assert (cluster_dir / "registry" / "docker" / "registry" / "v2" / "repositories" / "t" / "app").is_dir()
+
+    # A second host joins with exactly the lines join-command prints (the CA, then the token), and pulls.
+    lines = paas.run("cluster:join-command").stdout
+    assert "docker swarm join --token SWMTKN-1-" in lines and f"certs.d/{registry}/ca.crt" in lines
+    subprocess.run(["docker", "exec", "-i", worker.name, "sh", "-e"], input=lines, text=True, check=True,
+                   capture_output=True)
+    wait_for(lambda: len(json.loads(paas.run("cluster:nodes", "--json").stdout)) == 2, "the worker is listed", 60)
+    nodes = {n["hostname"]: n for n in json.loads(paas.run("cluster:nodes", "--json").stdout)}
+    assert nodes["node-1"]["leader"] and nodes["node-1"]["role"] == "manager"
+    assert wait_for(lambda: json.loads(paas.run("cluster:nodes", "--json").stdout)[1]["status"] == "ready",
+                    "the worker is ready", 60)
+    worker.docker("pull", tag)
+    table = paas.run("cluster:nodes").stdout
+    assert table.splitlines()[0].split() == ["NODE", "STATUS", "AVAILABILITY", "ROLE", "ADDRESS", "TASKS", "ENGINE"]
+
+    # Leaving with another node in: refused, nothing changes.
+    _one_line_error(paas.run("cluster:leave", check=False), "other node(s) (node-2)")
+    assert _swarm_state(manager) == "active" and (certs / registry / "ca.crt").exists()
+
+    worker.docker("swarm", "leave")
+    wait_for(lambda: json.loads(paas.run("cluster:nodes", "--json").stdout)[1]["status"] == "down",
+             "the worker is down", 60)
+    manager.docker("node", "rm", "node-2")
+    paas.run("cluster:leave")
+    assert _swarm_state(manager) == "inactive"
+    assert not manager.docker("ps", "-aq", "--filter", "label=minipaas.role=registry").strip()
+    assert not (certs / registry).exists() and not cluster_dir.exists()
+    assert init_seconds < 240, f"cluster:init took {init_seconds:.0f}s"
+
+
+# -- the routing design's premise: tasks of two releases side by side, each reachable from the manager's nginx ----
+
+APP_SERVER = r"""use IO::Socket::INET; $| = 1;
+my $s = IO::Socket::INET->new(LocalPort => $ENV{PORT}, Listen => 64, ReuseAddr => 1) or die "listen: $!";
+while (my $c = $s->accept) { while (my $l = <$c>) { last if $l =~ /^\r?\n$/ }
+  my $b = "release $ENV{RELEASE}\n";
+  print $c "HTTP/1.1 200 OK\r\nContent-Length: " . length($b) . "\r\nConnection: close\r\n\r\n$b"; close $c }
+"""
+
+
+def _get(address: str) -> str:
+    host, port = address.rsplit(":", 1)
+    conn = http.client.HTTPConnection(host, int(port), timeout=5)
+    try:
+        conn.request("GET", "/")
+        response = conn.getresponse()
+        return f"{response.status} {response.read().decode().strip()}"
+    finally:
+        conn.close()
+
+
+def test_a_service_per_release_spreads_and_every_task_is_reachable(three_nodes: Cluster,
+                                                                     monkeypatch: pytest.MonkeyPatch) -> None:
+    """Six tasks per release over three nodes, host-mode ports chosen per task: two releases' twelve tasks run side
+    by side (no port clash), and the test host (nginx's place) reaches each at its node's address and port."""
+    from cluster_nodes import _rootfs, docker
+
+    from minipaas.adapters import engine
+    from minipaas.adapters.engine import services
+
+    manager, _, stranger = three_nodes.nodes
+    registry = f"{manager.address}:5000"
+    ca = manager.sh(f"cat /etc/docker/certs.d/{registry}/ca.crt")  # the CA the registry test installed
+    stranger.sh(f"mkdir -p /etc/docker/certs.d/{registry}")
+    subprocess.run(["docker", "exec", "-i", stranger.name, "sh", "-c", f"cat > /etc/docker/certs.d/{registry}/ca.crt"],
+                   input=ca.encode(), check=True)
+    on_manager = {"DOCKER_HOST": manager.engine}
+    docker("import", "-c", 'CMD ["/bin/bash"]', str(_rootfs()), "t/root:1", env=on_manager)
+    manager.sh("mkdir -p /app")
+    subprocess.run(["docker", "exec", "-i", manager.name, "sh", "-c", "cat > /app/server.pl"],
+                   input=APP_SERVER.encode(), check=True)
+    manager.sh("printf 'FROM t/root:1\\nCOPY server.pl /server.pl\\nCMD [\"perl\", \"/server.pl\"]\\n' "
+               "> /app/Dockerfile")
+    image = f"{registry}/t/perl:1"
+    manager.docker("build", "-q", "-t", image, "/app")
+    manager.docker("push", image)
+
+    monkeypatch.setenv("DOCKER_HOST", manager.engine)
+    engine.client.cache_clear()
+    names = ["t-perl-web-1", "t-perl-web-2"]
+    try:
+        services.ensure_overlay("t-perl", labels={"minipaas-test": "1"})
+        timings = []
+        for release, name in enumerate(names, start=1):
+            started = time.monotonic()
+            services.create(name=name, image=image, replicas=6, network="t-perl", port=5000,
+                            env={"PORT": "5000", "RELEASE": str(release)}, labels={"minipaas-test": "1"})
+            wait_for(lambda n=name: len(services.task_addresses(n)) == 6, f"6 tasks of {name} running", 180, 0.5)
+            timings.append(time.monotonic() - started)
+        first, second = (services.task_addresses(n) for n in names)
+        assert not set(first) & set(second)  # ephemeral host ports: no clash between releases
+        for release, addresses in ((1, first), (2, second)):
+            for address in addresses:
+                assert _get(address) == f"200 release {release}", address
+        spread = sorted(collections.Counter(services.task_nodes(names[0]).values()).values())
+        assert spread == [2, 2, 2], spread
+        print(f"\n6 tasks running: release 1 (pulls on 3 nodes) {timings[0]:.1f}s, release 2 {timings[1]:.1f}s")
+    finally:
+        for name in names:
+            services.remove(name)
+        engine.client.cache_clear()

@@ -1,0 +1,325 @@
+"""Issue 15: the everyday commands in a cluster work as on one host (docs/cluster.md, items 1 and 3).
+
+One 3-node cluster for the whole module (made by `cluster:init` through the CLI: `cluster_nodes.manager_host`),
+one app of 3 web tasks pushed once; the tests run in order on it: `ps` shows each task's node and
+`node:port` as `docker service ps` does; `logs` shows the tasks' output with their task and node (and follows
+it); `config:set` makes a new service whose tasks see the value (`{{` included: the Swarm expands templates in
+env), the old one retired; `releases:rollback` makes a service of the registry image of that release, with no
+build; `ps:restart` and `resource:limit` (the limits in the task template); `ps:restore` after `docker service
+update --force` reroutes to the new tasks and removes a service a crashed deploy left; a review app gets its own
+service and answers at its host name; app.json's checks gate each task.
+
+Real things only: dockerd node containers, a real Swarm and registry, real pushes, nginx on this test host.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import threading
+import uuid
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import pytest
+import requests
+from cluster_nodes import Cluster, Node, manager_host, wait_for
+from test_cluster_deploy import _routed, _services
+
+from conftest import APPS, Paas, commit, git, paas_host
+
+pytestmark = pytest.mark.engine
+
+SERVER = """\
+const http = require("http");
+const port = process.env.PORT || 5000;
+http.createServer((req, res) => {
+  console.log("request " + req.url);
+  res.end("v1 " + (process.env.GREETING || "") + "\\n");
+}).listen(port, () => console.log("listening on " + port));
+"""
+PROCFILE = """\
+web: node /srv/server.js
+release: node -e "console.log('release command ran, GREETING=' + (process.env.GREETING || ''))"
+"""
+
+
+@dataclass
+class Deployed:
+    paas: Paas
+    cluster: Cluster
+    app: str
+    checkout: Path
+    first_push: str
+    seen: dict[str, str] = field(default_factory=dict)  # what a test leaves for the next
+
+    @property
+    def manager(self) -> Node:
+        return self.cluster.nodes[0]
+
+    def service(self, release: int, app: str | None = None) -> str:
+        return f"{self.paas.instance}-{app or self.app}-web-{release}"
+
+    def services(self) -> list[str]:
+        """The app's services on the Swarm (its review app's left out)."""
+        return [s for s in _services(self.manager) if s.startswith(self.service(0)[:-1])]
+
+
+@pytest.fixture(scope="module")
+def deployed(engine_ready: None, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Deployed]:
+    with paas_host(tmp_path_factory.mktemp("cluster-apps") / "work") as paas, manager_host(paas) as cluster:
+        app = paas.new_app()
+        paas.run("ps:scale", app, "web=3")
+        paas.run("settings:set", app, "drain-seconds", "1")
+        checkout = paas.checkout(app, APPS / "env-echo")
+        (checkout / "server.js").write_text(SERVER)
+        (checkout / "Procfile").write_text(PROCFILE)
+        commit(checkout, "logs its requests; a release command")
+        pushed = paas.push(checkout).stderr
+        yield Deployed(paas, cluster, app, checkout, pushed)
+
+
+def _task_addresses(manager: Node, service: str) -> set[str]:
+    """`node:port` of the service's running tasks, as the Swarm reports them (not through minipaas)."""
+    nodes = dict(line.split() for line in manager.docker(
+        "node", "inspect", *manager.docker("node", "ls", "-q").split(), "--format", "{{.ID}} {{.Status.Addr}}")
+        .splitlines())
+    ids = manager.docker("service", "ps", service, "--filter", "desired-state=running", "-q").split()
+    found = set()
+    for line in manager.docker("inspect", *ids, "--format", "{{.NodeID}} {{.Status.State}} "
+                               "{{range .Status.PortStatus.Ports}}{{.PublishedPort}}{{end}}").splitlines():
+        node, state, *port = line.split()  # no port yet: a task still starting
+        if state == "running" and port:
+            found.add(f"{nodes[node]}:{port[0]}")
+    return found
+
+
+def _wait_live(d: Deployed, service: str, body: str) -> None:
+    """Only `service` left (the others retired after the drain delay), and every answer is `body`."""
+    wait_for(lambda: d.services() == [service], f"only {service} left", 60)
+    answers = {d.paas.get(d.app).body for _ in range(9)}
+    assert answers == {body}, answers
+    assert set(_routed(d.paas, d.app)) == _task_addresses(d.manager, service)
+
+
+def test_ps_shows_each_task_with_its_node_and_address(deployed: Deployed) -> None:
+    d = deployed
+    assert "release command ran, GREETING=" in d.first_push, d.first_push  # on the manager, on the overlay
+    service = d.service(1)
+    rows = json.loads(d.paas.run("ps", d.app, "--json").stdout)
+    swarm = [line.split()[:2] for line in d.manager.docker(
+        "service", "ps", service, "--filter", "desired-state=running", "--format", "{{.Name}} {{.Node}}")
+        .splitlines()]
+    assert sorted((r["name"], r["node"]) for r in rows) == sorted(
+        (f"web.{name.rsplit('.', 1)[1]}", node) for name, node in swarm), (rows, swarm)
+    assert {r["address"] for r in rows} == _task_addresses(d.manager, service) == set(_routed(d.paas, d.app))
+    assert [(r["state"], r["health"], r["release"]) for r in rows] == [("running", "serving", 1)] * 3, rows
+
+    text = d.paas.run("ps", d.app).stdout
+    assert text.split()[:6] == ["TASK", "RELEASE", "STATE", "NODE", "HEALTH", "ADDRESS"], text
+    for r in rows:
+        assert any(
+            line.split() == [r["name"], "1", "running", r["node"], "serving", r["address"]]
+            for line in text.splitlines()), text
+    d.seen["image 1"] = d.manager.docker("service", "inspect", service, "--format",
+                                         "{{.Spec.TaskTemplate.ContainerSpec.Image}}").strip()
+
+
+def test_logs_show_each_tasks_output_with_its_node_and_follow(deployed: Deployed) -> None:
+    d = deployed
+    rows = json.loads(d.paas.run("ps", d.app, "--json").stdout)
+    out = d.paas.run("logs", d.app, "-n", "50").stdout
+    for r in rows:
+        assert f"{r['name']}@{r['node']} | listening on " in out, out
+
+    marker = uuid.uuid4().hex
+    follower = subprocess.Popen([sys.executable, "-m", "minipaas", "logs", d.app, "-f", "-n", "0"], env=d.paas.env,
+                                stdout=subprocess.PIPE, text=True)
+    lines: list[str] = []
+    assert follower.stdout is not None
+    reader = threading.Thread(target=lambda: lines.extend(iter(follower.stdout.readline, "")), daemon=True)
+    reader.start()
+    try:
+        # A request each try: the follow may not have started streaming at the first one.
+        wait_for(lambda: d.paas.get(d.app, f"/{marker}").status == 200 and any(marker in line for line in lines),
+                 "a request's line in `logs -f`", 60)
+    finally:
+        follower.terminate()
+        follower.wait(timeout=30)
+    line = next(line for line in lines if marker in line)
+    assert line.split(" | ")[0] in {f"{r['name']}@{r['node']}" for r in rows}, line
+
+
+def test_config_set_makes_a_new_service_whose_tasks_see_it(deployed: Deployed) -> None:
+    d = deployed
+    # `{{`: the Swarm expands templates in a service's env; a config value must reach the app as it was set.
+    out = d.paas.run("config:set", d.app, "GREETING=bar {{.Task.Slot}}")
+    assert "release command ran, GREETING=bar {{.Task.Slot}}" in out.stdout + out.stderr, out
+    _wait_live(d, d.service(2), "v1 bar {{.Task.Slot}}\n")
+
+
+def test_rollback_reuses_the_release_image_without_a_build(deployed: Deployed) -> None:
+    d = deployed
+    out = d.paas.run("releases:rollback", d.app, "1")
+    said = out.stdout + out.stderr
+    assert "Rolling" in said and "Building" not in said and "Step 1/" not in said, said
+    assert "Building" in d.first_push or "Step 1/" in d.first_push, d.first_push  # what a build says
+    service = d.service(3)
+    _wait_live(d, service, "v1 \n")  # release 1's config: no GREETING
+    image = d.manager.docker("service", "inspect", service, "--format",
+                             "{{.Spec.TaskTemplate.ContainerSpec.Image}}").strip()
+    assert image == d.seen["image 1"], (image, d.seen)
+    # The tasks' containers on every node run the very image release 1 was built as on the manager.
+    built = d.manager.docker("image", "inspect", d.paas.image(d.app, 1), "--format", "{{.Id}}").strip()
+    engines = {node.address: node for node in d.cluster.nodes}
+    for task in d.manager.docker("service", "ps", service, "--filter", "desired-state=running", "-q").split():
+        node_id, container = d.manager.docker("inspect", task, "--format",
+                                              "{{.NodeID}} {{.Status.ContainerStatus.ContainerID}}").split()
+        address = d.manager.docker("node", "inspect", node_id, "--format", "{{.Status.Addr}}").strip()
+        assert engines[address].docker("inspect", container, "--format", "{{.Image}}").strip() == built
+
+
+def test_restart_and_resource_limit_make_new_services(deployed: Deployed) -> None:
+    d = deployed
+    d.paas.run("ps:restart", d.app)
+    _wait_live(d, d.service(4), "v1 \n")
+    d.paas.run("resource:limit", d.app, "--memory", "300m", "--cpus", "0.25")
+    service = d.service(5)
+    _wait_live(d, service, "v1 \n")
+    limits = json.loads(d.manager.docker("service", "inspect", service, "--format",
+                                         "{{json .Spec.TaskTemplate.Resources.Limits}}"))
+    assert limits == {"MemoryBytes": 300 * 2**20, "NanoCPUs": 250_000_000, "Pids": 512}, limits
+
+
+def _gone(pid: int) -> bool:
+    """No such process, or only its zombie (a parent that has not reaped it yet)."""
+    try:
+        return Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0] == "Z"
+    except OSError:
+        return True
+
+
+def test_restore_reroutes_to_new_tasks_and_removes_a_stray_service(deployed: Deployed) -> None:
+    d = deployed
+    live = d.service(5)
+    before = _task_addresses(d.manager, live)
+    # A service a crashed deploy left: the app's labels, neither live nor retiring.
+    stray = d.service(99)
+    d.manager.docker("service", "create", "--detach", "--name", stray, "--replicas", "0",
+                     "--label", f"minipaas.service={d.paas.home}", "--label", f"minipaas.app={d.app}",
+                     d.seen["image 1"])
+    # The watcher would route the new tasks itself (tests/test_cluster_failures.py): stopped, as after a reboot.
+    pid = int((d.paas.home / "nginx" / "run" / "watch.pid").read_text())
+    os.kill(pid, signal.SIGTERM)
+    wait_for(lambda: _gone(pid), "the watcher gone", 30)
+    d.manager.docker("service", "update", "--force", "--detach", live)
+    wait_for(lambda: len(_task_addresses(d.manager, live)) == 3 and not _task_addresses(d.manager, live) & before,
+             "3 new tasks of the live service", 120)
+    fresh = _task_addresses(d.manager, live)
+    assert set(_routed(d.paas, d.app)) == before != fresh  # the route is stale
+
+    d.paas.run("ps:restore")
+    assert set(_routed(d.paas, d.app)) == fresh
+    assert _services(d.manager) == [live]  # the stray is gone
+    assert d.paas.get(d.app).body == "v1 \n"
+
+
+def test_a_review_app_gets_its_own_service(deployed: Deployed) -> None:
+    d = deployed
+    git(d.checkout, "checkout", "-q", "-b", "feature/x")
+    (d.checkout / "server.js").write_text(SERVER.replace('"v1 "', '"review "'))
+    commit(d.checkout, "review")
+    pushed = d.paas.push(d.checkout, "feature/x").stderr
+    review = f"{d.app}--feature-x"
+    assert f"Review app {review}" in pushed, pushed
+    service = d.service(1, app=review)
+    assert service in _services(d.manager), _services(d.manager)
+    assert d.paas.get("", host=f"feature-x.{d.app}.paas.test").body == "review \n"
+    assert d.paas.get(d.app).body == "v1 \n"  # the app keeps its own
+    rows = json.loads(d.paas.run("ps", review, "--json").stdout)
+    assert rows and {r["health"] for r in rows} == {"serving"}, rows
+
+
+def test_app_json_healthchecks_gate_each_task(deployed: Deployed) -> None:
+    """app.json's startup checks run against every task at its `node:port`: one that never passes refuses the
+    push (its service removed, the live one serving), one that passes is said for each task."""
+    d = deployed
+    live = d.service(5)
+    git(d.checkout, "checkout", "-q", "master")
+    check = {"type": "startup", "name": "greets", "path": "/", "content": "nope", "attempts": 2, "wait": 1}
+    (d.checkout / "app.json").write_text(json.dumps({"healthchecks": {"web": [check]}}))
+    commit(d.checkout, "a check no task passes")
+    refused = d.paas.push(d.checkout, expect_ok=False).stderr
+    assert "did not pass greets" in refused and "in 2 attempts" in refused, refused
+    assert d.services() == [live]
+    assert d.paas.get(d.app).body == "v1 \n"
+
+    (d.checkout / "app.json").write_text(json.dumps({"healthchecks": {"web": [{**check, "content": "v1"}]}}))
+    commit(d.checkout, "a check every task passes")
+    pushed = d.paas.push(d.checkout).stderr
+    assert pushed.count("passed: greets") == 3, pushed
+    _wait_live(d, d.service(7), "v1 \n")
+
+
+def test_deploy_of_the_live_commit_rolls_out_only_when_its_tasks_do_not_run(deployed: Deployed) -> None:
+    """`deploy APP` of the live commit does nothing while the live service runs its tasks; after `ps:stop` (the
+    service kept, at 0 tasks) it rolls the commit out again."""
+    d = deployed
+    said = d.paas.run("deploy", d.app)
+    assert "is already live as release 7; nothing to do" in said.stdout + said.stderr, said
+    d.paas.run("ps:stop", d.app)
+    assert d.services() == [d.service(7)] and d.paas.get(d.app).status == 503
+    said = d.paas.run("deploy", d.app)
+    assert "nothing to do" not in said.stdout + said.stderr, said
+    _wait_live(d, d.service(8), "v1 \n")
+
+
+PING_REDIS = """\
+const u = new URL(process.env.REDIS_URL);
+const s = require("net").connect(Number(u.port || 6379), u.hostname, () => {
+  s.write((u.password ? "AUTH " + decodeURIComponent(u.password) + "\\r\\n" : "") + "PING\\r\\n");
+});
+let got = "";
+s.on("data", (d) => { got += d; if (got.includes("PONG")) { console.log("PONG"); process.exit(0); } });
+s.on("error", (e) => { console.log("error " + e.message); process.exit(1); });
+setTimeout(() => { console.log("no answer: " + got); process.exit(2); }, 10000);
+"""
+
+
+def test_a_linked_redis_answers_every_node_and_destroy_leaves_nothing(deployed: Deployed) -> None:
+    """Last: a Redis linked to the app stays a container on the manager and joins the app's overlay, so a task
+    on every node reaches it by its URL's name; then `apps:destroy` removes the app's services, its overlay and
+    its images' manifests in the cluster's registry."""
+    d = deployed
+    d.paas.run("redis:create", "cache")
+    d.paas.run("redis:link", "cache", d.app)
+    live = wait_for(lambda: (lambda s: s[0] if len(s) == 1 and s[0] != d.service(8) else None)(d.services()),
+                    "the linked release's service alone", 90)
+    nodes = set()
+    for node in d.cluster.nodes:
+        ids = node.docker("ps", "-q", "--filter", f"label=com.docker.swarm.service.name={live}").split()
+        for container in ids[:1]:
+            out = node.docker("exec", container, "node", "-e", PING_REDIS, check=False)
+            assert out.strip() == "PONG", (node.name, out)
+            nodes.add(node.name)
+    assert len(nodes) >= 2, nodes  # the manager's own and at least one other node's tasks
+
+    repository = f"{d.paas.instance}/{d.app}"
+    base, ca = f"https://{d.manager.address}:5000", str(d.paas.home / "cluster" / "ca.crt")
+    tags = requests.get(f"{base}/v2/{repository}/tags/list", verify=ca, timeout=10).json().get("tags") or []
+    assert tags, "the app's images are in the registry"
+    d.paas.run("redis:unlink", "cache", d.app)
+    d.paas.run("apps:destroy", d.app, "--force")
+    assert not d.services() and not [s for s in _services(d.manager) if f"-{d.app}-" in s]
+    # The Swarm forgets the network at once; the manager's engine lets its own copy go a moment later.
+    def overlays() -> list[str]:
+        listed = d.manager.docker("network", "ls", "--filter", "driver=overlay", "--format", "{{.Name}}").split()
+        return [name for name in listed if d.app in name]
+
+    wait_for(lambda: not overlays(), "the app's overlays gone", 60)
+    left = requests.get(f"{base}/v2/{repository}/tags/list", verify=ca, timeout=10).json().get("tags") or []
+    assert not left, left
