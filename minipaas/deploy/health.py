@@ -250,15 +250,7 @@ def _attempt_address(check: appjson.Healthcheck, address: str, gone: Callable[[]
         time.sleep(check.uptime)
         why = gone()
         return why is None, why or "running"
-    try:
-        status, body = probe(address, check.path, timeout=check.timeout)
-    except OSError as exc:
-        return False, str(exc) or type(exc).__name__
-    if not 200 <= status < 400:
-        return False, f"HTTP {status}"
-    if check.content and check.content not in body:
-        return False, f"HTTP {status} without {check.content!r}"
-    return True, f"HTTP {status}"
+    return _attempt_http(check, address)
 
 
 def _attempt(check: appjson.Healthcheck, container: engine.Container, address: str,
@@ -274,6 +266,11 @@ def _attempt(check: appjson.Healthcheck, container: engine.Container, address: s
         return code == 0, f"exit code {code}"
     if not container.ip:
         return False, "no address yet"
+    return _attempt_http(check, address)
+
+
+def _attempt_http(check: appjson.Healthcheck, address: str) -> tuple[bool, str]:
+    """One GET of the check's path: a 2xx or 3xx answer holding the check's content (if it names one)."""
     try:
         status, body = probe(address, check.path, timeout=check.timeout)
     except OSError as exc:
