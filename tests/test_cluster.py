@@ -8,13 +8,10 @@ Not tested here because this machine cannot: the routing mesh and service VIPs (
 
 from __future__ import annotations
 
-import collections
-import http.client
 import json
 import shutil
 import subprocess
 import tempfile
-import time
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -37,9 +34,7 @@ def _ready_nodes(manager_docker) -> list[str]:  # type: ignore[no-untyped-def]
 
 def test_three_nodes_form_a_swarm(three_nodes: Cluster) -> None:
     manager, *workers = three_nodes.nodes
-    started = time.monotonic()
     manager.docker("swarm", "init", "--advertise-addr", manager.address, "--dispatcher-heartbeat", "1s")
-    init_seconds = time.monotonic() - started
     token = manager.docker("swarm", "join-token", "-q", "worker").strip()
     assert token.startswith("SWMTKN-1-"), token
     for worker in workers:
@@ -47,7 +42,6 @@ def test_three_nodes_form_a_swarm(three_nodes: Cluster) -> None:
     ready = wait_for(lambda: len(_ready_nodes(manager.docker)) == 3 and _ready_nodes(manager.docker),
                      "3 nodes Ready and Active", 60)
     assert ready == ["node-1", "node-2", "node-3"]
-    assert init_seconds < 10, f"swarm init took {init_seconds:.1f}s"
     info = json.loads(workers[0].docker("info", "--format", "{{json .Swarm}}"))
     assert info["LocalNodeState"] == "active" and info["ControlAvailable"] is False
 
@@ -137,9 +131,7 @@ def _cluster_commands(paas, cluster: Cluster, certs: Path) -> None:  # type: ign
     assert _swarm_state(manager) == "inactive"
     assert not cluster_dir.exists()
 
-    started = time.monotonic()
     result = paas.run("cluster:init", "--advertise-addr", manager.address)
-    init_seconds = time.monotonic() - started
     registry = f"{manager.address}:5000"
     assert f"its registry is {registry}" in result.stdout, result.stdout
     assert _swarm_state(manager) == "active"
@@ -188,77 +180,4 @@ def _cluster_commands(paas, cluster: Cluster, certs: Path) -> None:  # type: ign
     assert _swarm_state(manager) == "inactive"
     assert not manager.docker("ps", "-aq", "--filter", "label=minipaas.role=registry").strip()
     assert not (certs / registry).exists() and not cluster_dir.exists()
-    assert init_seconds < 240, f"cluster:init took {init_seconds:.0f}s"
 
-
-# -- the routing design's premise: tasks of two releases side by side, each reachable from the manager's nginx ----
-
-APP_SERVER = r"""use IO::Socket::INET; $| = 1;
-my $s = IO::Socket::INET->new(LocalPort => $ENV{PORT}, Listen => 64, ReuseAddr => 1) or die "listen: $!";
-while (my $c = $s->accept) { while (my $l = <$c>) { last if $l =~ /^\r?\n$/ }
-  my $b = "release $ENV{RELEASE}\n";
-  print $c "HTTP/1.1 200 OK\r\nContent-Length: " . length($b) . "\r\nConnection: close\r\n\r\n$b"; close $c }
-"""
-
-
-def _get(address: str) -> str:
-    host, port = address.rsplit(":", 1)
-    conn = http.client.HTTPConnection(host, int(port), timeout=5)
-    try:
-        conn.request("GET", "/")
-        response = conn.getresponse()
-        return f"{response.status} {response.read().decode().strip()}"
-    finally:
-        conn.close()
-
-
-def test_a_service_per_release_spreads_and_every_task_is_reachable(three_nodes: Cluster,
-                                                                     monkeypatch: pytest.MonkeyPatch) -> None:
-    """Six tasks per release over three nodes, host-mode ports chosen per task: two releases' twelve tasks run side
-    by side (no port clash), and the test host (nginx's place) reaches each at its node's address and port."""
-    from cluster_nodes import _rootfs, docker
-
-    from minipaas.adapters import engine
-    from minipaas.adapters.engine import services
-
-    manager, _, stranger = three_nodes.nodes
-    registry = f"{manager.address}:5000"
-    ca = manager.sh(f"cat /etc/docker/certs.d/{registry}/ca.crt")  # the CA the registry test installed
-    stranger.sh(f"mkdir -p /etc/docker/certs.d/{registry}")
-    subprocess.run(["docker", "exec", "-i", stranger.name, "sh", "-c", f"cat > /etc/docker/certs.d/{registry}/ca.crt"],
-                   input=ca.encode(), check=True)
-    on_manager = {"DOCKER_HOST": manager.engine}
-    docker("import", "-c", 'CMD ["/bin/bash"]', str(_rootfs()), "t/root:1", env=on_manager)
-    manager.sh("mkdir -p /app")
-    subprocess.run(["docker", "exec", "-i", manager.name, "sh", "-c", "cat > /app/server.pl"],
-                   input=APP_SERVER.encode(), check=True)
-    manager.sh("printf 'FROM t/root:1\\nCOPY server.pl /server.pl\\nCMD [\"perl\", \"/server.pl\"]\\n' "
-               "> /app/Dockerfile")
-    image = f"{registry}/t/perl:1"
-    manager.docker("build", "-q", "-t", image, "/app")
-    manager.docker("push", image)
-
-    monkeypatch.setenv("DOCKER_HOST", manager.engine)
-    engine.client.cache_clear()
-    names = ["t-perl-web-1", "t-perl-web-2"]
-    try:
-        services.ensure_overlay("t-perl", labels={"minipaas-test": "1"})
-        timings = []
-        for release, name in enumerate(names, start=1):
-            started = time.monotonic()
-            services.create(name=name, image=image, replicas=6, network="t-perl", port=5000,
-                            env={"PORT": "5000", "RELEASE": str(release)}, labels={"minipaas-test": "1"})
-            wait_for(lambda n=name: len(services.task_addresses(n)) == 6, f"6 tasks of {name} running", 180, 0.5)
-            timings.append(time.monotonic() - started)
-        first, second = (services.task_addresses(n) for n in names)
-        assert not set(first) & set(second)  # ephemeral host ports: no clash between releases
-        for release, addresses in ((1, first), (2, second)):
-            for address in addresses:
-                assert _get(address) == f"200 release {release}", address
-        spread = sorted(collections.Counter(services.task_nodes(names[0]).values()).values())
-        assert spread == [2, 2, 2], spread
-        print(f"\n6 tasks running: release 1 (pulls on 3 nodes) {timings[0]:.1f}s, release 2 {timings[1]:.1f}s")
-    finally:
-        for name in names:
-            services.remove(name)
-        engine.client.cache_clear()
