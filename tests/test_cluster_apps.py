@@ -14,6 +14,7 @@ Real things only: dockerd node containers, a real Swarm and registry, real pushe
 
 from __future__ import annotations
 
+import http.client
 import json
 import os
 import signal
@@ -223,9 +224,26 @@ def test_restore_reroutes_to_new_tasks_and_removes_a_stray_service(deployed: Dep
     assert set(_routed(d.paas, d.app)) == before != fresh  # the route is stale
 
     d.paas.run("ps:restore")
-    assert set(_routed(d.paas, d.app)) == fresh
+    # The tasks read again: no stale address left, every routed one a live task that answers (the Swarm may have
+    # replaced one more task since `fresh` was read: the rolling update's last step), and the watcher back.
+    routed = set(_routed(d.paas, d.app))
+    assert routed and not routed & before, (routed, before)
+    for address in routed:
+        assert _get(address) == "v1 \n", address
+    wait_for(lambda: set(_routed(d.paas, d.app)) == _task_addresses(d.manager, live), "the route = the live tasks", 60)
     assert _services(d.manager) == [live]  # the stray is gone
     assert d.paas.get(d.app).body == "v1 \n"
+
+
+def _get(address: str) -> str:
+    """GET / from one task at its node:port, past nginx."""
+    host, port = address.rsplit(":", 1)
+    conn = http.client.HTTPConnection(host, int(port), timeout=10)
+    try:
+        conn.request("GET", "/")
+        return conn.getresponse().read().decode()
+    finally:
+        conn.close()
 
 
 def test_a_review_app_gets_its_own_service(deployed: Deployed) -> None:
