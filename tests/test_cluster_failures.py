@@ -18,7 +18,7 @@ from pathlib import Path
 import pytest
 from cluster_nodes import Cluster, Node, docker, manager_host, wait_for
 from test_cluster_deploy import _routed, _services
-from test_zero_downtime import LUA, start_wrk, stop_wrk
+from test_zero_downtime import LUA, no_failed_request, start_wrk, stop_wrk
 
 from conftest import APPS, Paas, paas_host
 
@@ -83,12 +83,6 @@ def _failed_in_log(paas: Paas, requests: int) -> collections.Counter[str]:
     return failed
 
 
-def _no_failures(counts: dict[str, int], least: int) -> None:
-    assert counts["requests"] > least, counts["output"]
-    assert counts["socket_errors"] == 0, counts["output"]
-    assert counts["non_2xx"] == 0, counts["output"]
-
-
 def test_drain_moves_a_nodes_tasks_first_under_load_then_activate(cluster: tuple[Paas, Cluster, str]) -> None:
     paas, made, app = cluster
     manager = made.nodes[0]
@@ -119,7 +113,7 @@ def test_drain_moves_a_nodes_tasks_first_under_load_then_activate(cluster: tuple
     assert manager.docker("node", "ps", "node-2", "--filter", "desired-state=running", "-q").split() == []
     assert _routed(paas, app) == sorted(running)
     for counts in (ka, cl):
-        _no_failures(counts, 200)
+        no_failed_request(counts, more_than=200)
 
     activated = paas.run("cluster:activate", "node-2")
     assert "node-2 is active" in activated.stdout + activated.stderr

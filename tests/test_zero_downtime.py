@@ -40,6 +40,13 @@ def stop_wrk(proc: subprocess.Popen[str]) -> dict[str, int]:
     return counts
 
 
+def no_failed_request(counts: dict[str, int], *, more_than: int) -> None:
+    """wrk's counts (stop_wrk): more than `more_than` requests, no socket error, no answer outside 2xx/3xx."""
+    assert counts["requests"] > more_than, counts["output"]
+    assert counts["socket_errors"] == 0, counts["output"]
+    assert counts["non_2xx"] == 0, counts["output"]
+
+
 @pytest.mark.skipif(shutil.which("wrk") is None, reason="wrk is not installed")
 def test_ten_deploys_under_keepalive_and_close_load_fail_no_request(paas: Paas) -> None:
     app, checkout = paas.deploy(APPS / "dockerfile")
@@ -64,6 +71,4 @@ def test_ten_deploys_under_keepalive_and_close_load_fail_no_request(paas: Paas) 
     assert len(paas.containers()) == 1
     assert f"({DEPLOYS - 1})" in paas.get(app).body
     for counts in (ka, cl):
-        assert counts["requests"] > 1000, counts["output"]
-        assert counts["socket_errors"] == 0, counts["output"]
-        assert counts["non_2xx"] == 0, counts["output"]
+        no_failed_request(counts, more_than=1000)
