@@ -273,14 +273,19 @@ def system_sets(directive: str, ours: Path) -> bool:
     return False
 
 
-def system_running() -> bool:
-    """Whether the host's nginx runs: its pid file names a live nginx master (a reboot without
-    systemd, or a container host, leaves a stale file or none)."""
+def _system_master() -> int | None:
+    """The host's nginx master when its pid file names a live one (a reboot without systemd, or a
+    container host, leaves a stale file or none)."""
     try:
         pid = int(SYSTEM_PID.read_text().strip())
     except (OSError, ValueError):
-        return False
-    return pid > 0 and _title(pid).startswith("nginx: master process")
+        return None
+    return pid if pid > 0 and _title(pid).startswith("nginx: master process") else None
+
+
+def system_running() -> bool:
+    """Whether the host's nginx runs: its pid file names a live nginx master."""
+    return _system_master() is not None
 
 
 def reload_system(unix_sockets: tuple[Path, ...] = ()) -> None:
@@ -305,3 +310,16 @@ def reload_system(unix_sockets: tuple[Path, ...] = ()) -> None:
         if start_result.returncode != 0:
             words = _messages(start_result.stderr)
             raise ProxyError(f"cannot reload or start the host's nginx: {words[0] if words else ''}")
+        _wait_started()
+
+
+def _wait_started(limit: float = 10.0) -> None:
+    """Return once a started nginx's master runs under its name with a worker: `nginx` returns when its
+    daemon has forked, before that child writes the pid file and names itself."""
+    deadline = time.monotonic() + limit
+    while time.monotonic() < deadline:
+        master = _system_master()
+        if master is not None and _children(master):
+            return
+        time.sleep(0.005)
+    raise ProxyError("nginx did not start within 10 s (see its error log)")
