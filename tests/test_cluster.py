@@ -12,6 +12,7 @@ import json
 import shutil
 import subprocess
 import tempfile
+import time
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -101,6 +102,11 @@ def _one_line_error(result: subprocess.CompletedProcess[str], *words: str) -> No
         assert word in lines[0], lines[0]
 
 
+def _nodes(paas) -> dict[str, dict]:  # type: ignore[no-untyped-def, type-arg]
+    """cluster:nodes by hostname, without asking for disks (a job on every node): for polling."""
+    return {n["hostname"]: n for n in json.loads(paas.run("cluster:nodes", "--json", "--no-disk").stdout)}
+
+
 def _swarm_state(node) -> str:  # type: ignore[no-untyped-def]
     return node.docker("info", "--format", "{{.Swarm.LocalNodeState}}").strip()
 
@@ -159,22 +165,33 @@ def _cluster_commands(paas, cluster: Cluster, certs: Path) -> None:  # type: ign
     assert "docker swarm join --token SWMTKN-1-" in lines and f"certs.d/{registry}/ca.crt" in lines
     subprocess.run(["docker", "exec", "-i", worker.name, "sh", "-e"], input=lines, text=True, check=True,
                    capture_output=True)
-    wait_for(lambda: len(json.loads(paas.run("cluster:nodes", "--json").stdout)) == 2, "the worker is listed", 60)
-    nodes = {n["hostname"]: n for n in json.loads(paas.run("cluster:nodes", "--json").stdout)}
-    assert nodes["node-1"]["leader"] and nodes["node-1"]["role"] == "manager"
-    assert wait_for(lambda: json.loads(paas.run("cluster:nodes", "--json").stdout)[1]["status"] == "ready",
-                    "the worker is ready", 60)
+    wait_for(lambda: len(_nodes(paas)) == 2, "the worker is listed", 60)
+    assert _nodes(paas)["node-1"]["leader"] and _nodes(paas)["node-1"]["role"] == "manager"
+    assert wait_for(lambda: _nodes(paas)["node-2"]["status"] == "ready", "the worker is ready", 60)
     worker.docker("pull", tag)
-    table = paas.run("cluster:nodes").stdout
-    assert table.splitlines()[0].split() == ["NODE", "STATUS", "AVAILABILITY", "ROLE", "ADDRESS", "TASKS", "ENGINE"]
+
+    # Each node's disk, as a job on every node saw it: the disk that holds the node's engine data.
+    started = time.monotonic()
+    listed = {n["hostname"]: n for n in json.loads(paas.run("cluster:nodes", "--json").stdout)}
+    first = time.monotonic() - started
+    for hostname, node in (("node-1", manager), ("node-2", worker)):
+        size, free = (int(v) for v in node.sh("df -P -B1 /var/lib/docker | awk 'NR==2 {print $2, $4}'").split())
+        disk = listed[hostname]["disk"]
+        assert disk["size"] == size and abs(disk["free"] - free) < 2**30, (disk, size, free)
+    started = time.monotonic()
+    table = paas.run("cluster:nodes").stdout.splitlines()
+    print(f"\ncluster:nodes with disks: {first:.1f}s the first time (each node pulls), then "
+          f"{time.monotonic() - started:.1f}s")
+    assert table[0].split() == ["NODE", "STATUS", "AVAILABILITY", "ROLE", "ADDRESS", "TASKS", "DISK", "ENGINE"]
+    assert all(" free of " in line for line in table[1:]), table
+    assert not manager.docker("service", "ls", "-q").strip()  # the job's service is gone
 
     # Leaving with another node in: refused, nothing changes.
     _one_line_error(paas.run("cluster:leave", check=False), "other node(s) (node-2)")
     assert _swarm_state(manager) == "active" and (certs / registry / "ca.crt").exists()
 
     worker.docker("swarm", "leave")
-    wait_for(lambda: json.loads(paas.run("cluster:nodes", "--json").stdout)[1]["status"] == "down",
-             "the worker is down", 60)
+    wait_for(lambda: _nodes(paas)["node-2"]["status"] == "down", "the worker is down", 60)
     manager.docker("node", "rm", "node-2")
     paas.run("cluster:leave")
     assert _swarm_state(manager) == "inactive"

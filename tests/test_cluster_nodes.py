@@ -9,6 +9,7 @@ only to loopback and to the node containers.
 
 from __future__ import annotations
 
+import json
 import shutil
 import socket
 import subprocess
@@ -211,6 +212,9 @@ def test_remove_refuses_then_removes_a_drained_node_and_one_that_left(setup: Set
 
     # Drained (cluster:drain is another change's; the engine's own command here): it leaves over ssh, goes.
     manager.docker("node", "update", "--availability", "drain", "node-2")
+    # A drained node takes no task, so no disk job either: `?`, and the manager's disk all the same.
+    disks = {n["hostname"]: n["disk"] for n in json.loads(setup.paas.run("cluster:nodes", "--json").stdout)}
+    assert disks["node-2"] is None and disks["node-1"]["size"] > disks["node-1"]["free"] > 0, disks
     started = time.monotonic()
     result = setup.paas.run("cluster:remove", "node-2")
     seconds = time.monotonic() - started

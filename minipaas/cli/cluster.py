@@ -71,19 +71,22 @@ def cluster_remove(node: str) -> None:
 
 @click.command("cluster:nodes")
 @click.option("--json", "as_json", is_flag=True)
-def cluster_nodes(as_json: bool) -> None:
-    """The cluster's nodes: state, availability, role, address, running tasks."""
-    from minipaas.cluster import membership
+@click.option("--no-disk", is_flag=True, help="Do not ask each node for its disk (a job on every node).")
+def cluster_nodes(as_json: bool, no_disk: bool) -> None:
+    """The cluster's nodes: state, availability, role, address, running tasks, disk (free of size; `?` for a
+    node that takes no tasks or did not answer)."""
+    from minipaas.cluster import disks, membership
 
-    found = membership.nodes(_settings())
+    found = membership.nodes(_settings(), disk=not no_disk)
     if as_json:
         print_json([{"id": n.info.id, "hostname": n.info.hostname, "role": n.info.role, "status": n.info.status,
                      "availability": n.info.availability, "address": n.info.address, "leader": n.info.leader,
-                     "engine": n.info.engine, "tasks": n.tasks} for n in found])
+                     "engine": n.info.engine, "tasks": n.tasks,
+                     "disk": {"size": n.disk.size, "free": n.disk.free} if n.disk else None} for n in found])
         return
-    table(([n.info.hostname, n.info.status, n.info.availability,
-            "leader" if n.info.leader else n.info.role, n.info.address, n.tasks, n.info.engine] for n in found),
-          ["NODE", "STATUS", "AVAILABILITY", "ROLE", "ADDRESS", "TASKS", "ENGINE"])
+    table(([n.info.hostname, n.info.status, n.info.availability, "leader" if n.info.leader else n.info.role,
+            n.info.address, n.tasks, "-" if no_disk else disks.human(n.disk), n.info.engine] for n in found),
+          ["NODE", "STATUS", "AVAILABILITY", "ROLE", "ADDRESS", "TASKS", "DISK", "ENGINE"])
 
 
 @click.command("cluster:drain")

@@ -15,7 +15,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 
 from minipaas.adapters.engine import swarm
-from minipaas.cluster import registry
+from minipaas.cluster import disks, registry
 from minipaas.errors import Conflict, InvalidInput, MinipaasError, NotFound
 from minipaas.state import perms
 from minipaas.state.settings import Settings
@@ -32,6 +32,7 @@ HEARTBEAT_SECONDS = 1
 class Node:
     info: swarm.NodeInfo
     tasks: int
+    disk: disks.Disk | None = None  # None: not asked, or the node did not say (drained, down, slow)
 
 
 def _state_file(settings: Settings) -> str:
@@ -123,10 +124,14 @@ def join_command(settings: Settings) -> list[str]:
     return lines
 
 
-def nodes(settings: Settings) -> list[Node]:
+def nodes(settings: Settings, *, disk: bool = True) -> list[Node]:
+    """The cluster's nodes by hostname; `disk`: ask each node for its disk too (a job on every node: a second or
+    two, the first time longer, as each node pulls the job's image)."""
     require_manager()
     counts = swarm.running_tasks_by_node()
-    return [Node(info=n, tasks=counts.get(n.id, 0)) for n in sorted(swarm.nodes(), key=lambda n: n.hostname)]
+    found = disks.by_node(settings, registry_address(settings)) if disk else {}
+    return [Node(info=n, tasks=counts.get(n.id, 0), disk=found.get(n.id))
+            for n in sorted(swarm.nodes(), key=lambda n: n.hostname)]
 
 
 def find_node(settings: Settings, name: str) -> swarm.NodeInfo:

@@ -86,6 +86,18 @@ def create(*, name: str, image: str, replicas: int, network: str, env: dict[str,
     return str(created["ID"])
 
 
+def run_global_job(*, name: str, image: str, command: list[str], labels: dict[str, str]) -> str:
+    """A global job (API 1.41): one task on every node that takes tasks, run once, never restarted."""
+    container = docker.types.ContainerSpec(image, command=command, labels=labels, cap_drop=["ALL"])
+    template = docker.types.TaskTemplate(container, restart_policy=docker.types.RestartPolicy(condition="none"))
+    try:
+        created = _api().create_service(template, name=name, labels=labels,
+                                        mode=docker.types.ServiceMode("global-job"))
+    except docker.errors.APIError as exc:
+        raise EngineError(f"cannot create the job {name}: {_reason(exc)}") from None
+    return str(created["ID"])
+
+
 def scale(name: str, replicas: int) -> None:
     """Set a replicated service's task count (the Swarm starts or stops tasks to match). The service's own spec
     goes back with only the count changed: docker-py's `update_service(fetch_current_spec=True)` rewrites other
@@ -184,6 +196,7 @@ class Task:
     id: str
     slot: int
     node: str  # the node's host name
+    node_id: str
     node_address: str
     state: str  # the Swarm's: new, pending, preparing, starting, running, failed, shutdown...
     desired: str
@@ -208,7 +221,7 @@ def tasks(name: str) -> list[Task]:
         published = [p.get("PublishedPort") for p in ((status.get("PortStatus") or {}).get("Ports") or [])]
         result.append(Task(
             id=str(task["ID"]), slot=int(task.get("Slot") or 0),
-            node=str((node.get("Description") or {}).get("Hostname", "")),
+            node=str((node.get("Description") or {}).get("Hostname", "")), node_id=str(task.get("NodeID", "")),
             node_address=str((node.get("Status") or {}).get("Addr", "")),
             state=str(status.get("State", "")), desired=str(task.get("DesiredState", "")),
             port=int(published[0]) if published and published[0] else None,
