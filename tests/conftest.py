@@ -296,8 +296,12 @@ def paas_host(work: Path, **env_overrides: str) -> Iterator[Paas]:
         with contextlib.suppress(subprocess.CalledProcessError):  # an engine gone away: clean up the rest
             for container in instance.containers():
                 subprocess.run(["docker", "rm", "-f", container], capture_output=True)
-            images = docker("images", "-q", "--filter", f"label=minipaas={home}").split()
-            if images:
+            # A build stage's image that another of them is built on is refused while the child is there
+            # ("has dependent child images"): a second pass takes it.
+            for _ in range(3):
+                images = docker("images", "-q", "--filter", f"label=minipaas={home}").split()
+                if not images:
+                    break
                 subprocess.run(["docker", "rmi", "-f", *sorted(set(images))], capture_output=True)
             # The apps' networks (a /26 each of MINIPAAS_SUBNETS: a run that left them would run out).
             networks = docker("network", "ls", "-q", "--filter", f"label=minipaas={home}").split()
