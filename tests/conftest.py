@@ -190,6 +190,55 @@ def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item
             item.add_marker(pytest.mark.engine)
 
 
+# Two workers (README's test command: `-n 2`), each running one queue in the order written: the cluster's modules,
+# whose apps run on dockerd nodes in containers (of this host's engine they only read: node containers, image
+# copies), and every other test, one after another (some change what the whole engine holds: base images, gc, an
+# engine restart). The cluster's ~10 minutes then run beside the rest.
+CLUSTER_MODULES = "tests/test_cluster"
+
+
+def pytest_xdist_make_scheduler(config: pytest.Config, log: object) -> object:
+    from xdist.scheduler import LoadScopeScheduling
+
+    class TwoQueues(LoadScopeScheduling):
+        def _split_scope(self, nodeid: str) -> str:
+            return "cluster" if nodeid.startswith(CLUSTER_MODULES) else "host"
+
+    return TwoQueues(config, log)
+
+
+def pytest_configure(config: pytest.Config) -> None:
+    """With workers, a folder where each says it is done (the workers inherit its name), removed at the end."""
+    if getattr(config.option, "numprocesses", None) and "PYTEST_XDIST_WORKER" not in os.environ:
+        os.environ["MINIPAAS_TESTS_WORKERS"] = tempfile.mkdtemp(prefix="minipaas-tests-")
+
+
+def pytest_unconfigure(config: pytest.Config) -> None:
+    if "PYTEST_XDIST_WORKER" not in os.environ and "MINIPAAS_TESTS_WORKERS" in os.environ:
+        shutil.rmtree(os.environ.pop("MINIPAAS_TESTS_WORKERS"), ignore_errors=True)
+
+
+def pytest_sessionfinish(session: pytest.Session) -> None:
+    folder, worker = os.environ.get("MINIPAAS_TESTS_WORKERS"), os.environ.get("PYTEST_XDIST_WORKER")
+    if folder and worker:
+        (Path(folder) / worker).touch()
+
+
+@pytest.fixture
+def engine_to_itself() -> None:
+    """For a test that restarts the Docker engine: wait until the other workers ran all their tests (the cluster's
+    node containers would die with the engine)."""
+    folder, me = os.environ.get("MINIPAAS_TESTS_WORKERS"), os.environ.get("PYTEST_XDIST_WORKER")
+    if not folder or not me:
+        return
+    others = {f"gw{i}" for i in range(int(os.environ.get("PYTEST_XDIST_WORKER_COUNT", "1")))} - {me}
+    deadline = time.monotonic() + 3600
+    while not all((Path(folder) / other).exists() for other in others):
+        if time.monotonic() > deadline:
+            pytest.fail(f"the other workers ({', '.join(sorted(others))}) did not finish within an hour")
+        time.sleep(1)
+
+
 @pytest.hookimpl(hookwrapper=True)
 def pytest_runtest_makereport(item: pytest.Item, call: pytest.CallInfo[None]) -> Iterator[None]:
     """In CI (MINIPAAS_CI=1) a skip is a failure: a missing engine, chromium, pebble or wrk must not hide

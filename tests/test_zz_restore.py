@@ -1,6 +1,7 @@
 """ps:restore after the Docker engine restarts: every app answers again.
 
-This restarts the machine's Docker engine, so it runs last (hence the file name).
+This restarts the machine's Docker engine, so it runs last (hence the file name), once the other worker's tests
+have ended (conftest's `engine_to_itself`).
 """
 
 from __future__ import annotations
@@ -10,7 +11,11 @@ import signal
 import subprocess
 import time
 
+import pytest
+
 from conftest import APPS, EXAMPLE, Paas
+
+pytestmark = pytest.mark.usefixtures("engine_to_itself")  # no other worker's test runs through the restart
 
 
 def engine_up() -> bool:
