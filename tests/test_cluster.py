@@ -185,6 +185,15 @@ def _cluster_commands(paas, cluster: Cluster, certs: Path) -> None:  # type: ign
     assert table[0].split() == ["NODE", "STATUS", "AVAILABILITY", "ROLE", "ADDRESS", "TASKS", "DISK", "ENGINE"]
     assert all(" free of " in line for line in table[1:]), table
     assert not manager.docker("service", "ls", "-q").strip()  # the job's service is gone
+    # No registry to push the job's image to: the nodes are listed all the same, the reason on stderr.
+    manager.docker("stop", registry_id)
+    try:
+        result = paas.run("cluster:nodes", check=False)
+        assert result.returncode == 0 and "warning: no disk figures: cannot push" in result.stderr, result
+        assert [line.split()[6] for line in result.stdout.splitlines()[1:]] == ["?", "?"], result.stdout
+    finally:
+        manager.docker("start", registry_id)
+    assert not manager.docker("service", "ls", "-q").strip()
 
     # Leaving with another node in: refused, nothing changes.
     _one_line_error(paas.run("cluster:leave", check=False), "other node(s) (node-2)")

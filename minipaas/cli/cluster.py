@@ -77,7 +77,7 @@ def cluster_nodes(as_json: bool, no_disk: bool) -> None:
     node that takes no tasks or did not answer)."""
     from minipaas.cluster import disks, membership
 
-    found = membership.nodes(_settings(), disk=not no_disk)
+    found = membership.nodes(_settings(), disk=not no_disk, warn=lambda line: click.echo(f"warning: {line}", err=True))
     if as_json:
         print_json([{"id": n.info.id, "hostname": n.info.hostname, "role": n.info.role, "status": n.info.status,
                      "availability": n.info.availability, "address": n.info.address, "leader": n.info.leader,

@@ -124,12 +124,17 @@ def join_command(settings: Settings) -> list[str]:
     return lines
 
 
-def nodes(settings: Settings, *, disk: bool = True) -> list[Node]:
+def nodes(settings: Settings, *, disk: bool = True, warn: Progress = lambda _line: None) -> list[Node]:
     """The cluster's nodes by hostname; `disk`: ask each node for its disk too (a job on every node: a second or
-    two, the first time longer, as each node pulls the job's image)."""
+    two, the first time longer, as each node pulls the job's image). The nodes are listed even when that fails:
+    `warn` says why."""
     require_manager()
     counts = swarm.running_tasks_by_node()
-    found = disks.by_node(settings, registry_address(settings)) if disk else {}
+    try:
+        found = disks.by_node(settings, registry_address(settings)) if disk else {}
+    except MinipaasError as exc:
+        warn(f"no disk figures: {exc.message}")
+        found = {}
     return [Node(info=n, tasks=counts.get(n.id, 0), disk=found.get(n.id))
             for n in sorted(swarm.nodes(), key=lambda n: n.hostname)]
 
