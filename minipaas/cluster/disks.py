@@ -45,11 +45,11 @@ def human(disk: Disk | None) -> str:
 
 
 def _size(value: int) -> str:
-    for unit in ("B", "K", "M", "G", "T"):
-        if value < 1024 or unit == "T":
-            return f"{value:.0f}{unit}" if unit == "B" or value >= 10 else f"{value:.1f}{unit}"
-        value /= 1024  # type: ignore[assignment]
-    return "?"
+    amount, units = float(value), ["B", "K", "M", "G", "T"]
+    while amount >= 1024 and len(units) > 1:
+        amount /= 1024
+        units.pop(0)
+    return f"{amount:.0f}{units[0]}" if units[0] == "B" or amount >= 10 else f"{amount:.1f}{units[0]}"
 
 
 def by_node(settings: Settings, registry_address: str | None, deadline: float = DEADLINE) -> dict[str, Disk]:
