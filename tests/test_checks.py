@@ -3,10 +3,13 @@
 from __future__ import annotations
 
 import pytest
+from cluster_nodes import wait_for
 
-from conftest import APPS, Paas, commit
+from conftest import APPS, Paas, commit, docker
+from minipaas.adapters import engine
+from minipaas.deploy import health
 from minipaas.deploy.health import Check, parse_checks
-from minipaas.errors import InvalidInput
+from minipaas.errors import DeployFailed, InvalidInput
 
 
 def test_parse_checks_reads_paths_contents_and_settings() -> None:
@@ -35,3 +38,21 @@ def test_checks_file_gates_the_deploy(paas: Paas) -> None:
     (checkout / "CHECKS").write_text("/ from my own Dockerfile\n")
     commit(checkout, "a check that passes")
     assert "passed: GET / containing 'from my own Dockerfile'" in paas.push(checkout).stderr
+
+
+def test_a_crash_its_restart_policy_hid_is_reported_with_its_exit_code(paas: Paas) -> None:
+    """Once the restart policy has started a crashed container again, the engine says exit code 0 (CI saw
+    "exited with code 0" for an app that exited with 4); the check reads the code from the engine's events."""
+    app, _ = paas.deploy(APPS / "crash-later")
+    name = paas.container(f"{app}.crasher.1")
+    docker("run", "-d", "--name", name, "--label", f"minipaas={paas.home}", "--restart", "unless-stopped",
+           "--entrypoint", "sh", paas.image(app, 1), "-c", "echo NEEDED is not set; sleep 2; exit 4")
+    restarted = wait_for(lambda: (c := engine.inspect(name)).status == "running" and c.restarts > 0 and c,
+                         "the container to run again after its first exit")
+    assert isinstance(restarted, engine.Container)
+    assert restarted.exit_code == 0  # the engine's own word on a process it started again
+    assert engine.last_exit_code(restarted) == 4
+    with pytest.raises(DeployFailed, match="exited with code 4 before answering") as failed:
+        health.wait_healthy(restarted.id, network="", port=health.WEB_PORT, checks=health.default_checks("/"),
+                            timeout=30, progress=lambda _: None)
+    assert "NEEDED is not set" in str(failed.value.detail)

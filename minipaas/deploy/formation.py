@@ -124,4 +124,4 @@ def check_still_running(containers: list[engine.Container], network: str) -> Non
     for c in containers:
         now = engine.inspect(c.id, network=network)
         if now.status in ("exited", "dead") or now.restarts > 0:
-            raise DeployFailed(f"{now.name} exited with code {now.exit_code}", detail=health.log_tail(c.id))
+            raise health.exited(now)

@@ -89,6 +89,12 @@ def probe(address: str, path: str, *, timeout: float = 2.0) -> tuple[int, str]:
         conn.close()
 
 
+def exited(container: engine.Container, when: str = "") -> DeployFailed:
+    """The failure of a container that stopped, or that its restart policy started again: its code, its last lines."""
+    return DeployFailed(f"{container.name} exited with code {engine.last_exit_code(container)} {when}".rstrip(),
+                        detail=log_tail(container.id))
+
+
 def wait_healthy(
     container_id: str,
     *,
@@ -110,9 +116,7 @@ def wait_healthy(
     while True:
         container = engine.inspect(container_id, network=network)
         if container.status in ("exited", "dead") or container.restarts > 0:
-            raise DeployFailed(
-                f"{container.name} exited with code {container.exit_code} before answering the health check",
-                detail=log_tail(container_id))
+            raise exited(container, "before answering the health check")
         address = f"{container.ip}:{port}"
         if container.ip:
             last = _advance(address, pending, checks, progress) or last
@@ -196,9 +200,7 @@ def wait_app_json(
         for attempt in range(1, check.attempts + 1):
             container = engine.inspect(container_id, network=network)
             if container.status in ("exited", "dead") or container.restarts > 0:
-                raise DeployFailed(
-                    f"{container.name} exited with code {container.exit_code} before passing {check.name}",
-                    detail=log_tail(container_id))
+                raise exited(container, f"before passing {check.name}")
             address = f"{container.ip}:{check.port or port}"
             passed, why = _attempt(check, container, address, started)
             if passed:

@@ -6,6 +6,7 @@ import contextlib
 import datetime
 import subprocess
 import threading
+import time
 from dataclasses import dataclass
 from typing import Any
 
@@ -139,6 +140,21 @@ def inspect(ref: str, *, network: str = "") -> Container:
     except docker.errors.NotFound:
         raise NotFound(f"container {ref} does not exist") from None
     return _container(attrs, network)
+
+
+def last_exit_code(container: Container) -> int:
+    """The code the container last exited with. Once its restart policy has started it again, the engine's
+    state says 0 (a running process has no exit code); its `die` events still hold the code."""
+    if container.status in ("exited", "dead") or container.restarts == 0:
+        return container.exit_code
+    try:
+        # `until` as a time already past makes the stream end instead of following new events.
+        events = _api().events(since=int(time.time()) - 3600, until=round(time.time(), 3),
+                               filters={"container": container.id, "event": "die"}, decode=True)
+        codes = [str((event.get("Actor") or {}).get("Attributes", {}).get("exitCode", "")) for event in events]
+    except docker.errors.APIError as exc:
+        raise EngineError(f"the engine did not list {container.name}'s exits: {_reason(exc)}") from None
+    return next((int(code) for code in reversed(codes) if code.isdigit()), container.exit_code)
 
 
 def _container(attrs: dict[str, Any], network: str) -> Container:
