@@ -91,8 +91,9 @@ def probe(address: str, path: str, *, timeout: float = 2.0) -> tuple[int, str]:
 
 def exited(container: engine.Container, when: str = "") -> DeployFailed:
     """The failure of a container that stopped, or that its restart policy started again: its code, its last lines."""
-    return DeployFailed(f"{container.name} exited with code {engine.last_exit_code(container)} {when}".rstrip(),
-                        detail=log_tail(container.id))
+    code = engine.last_exit_code(container)
+    how = f"exited with code {code}" if code is not None else "exited and was started again"
+    return DeployFailed(f"{container.name} {how} {when}".rstrip(), detail=log_tail(container.id))
 
 
 def wait_healthy(

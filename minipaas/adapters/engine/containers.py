@@ -142,9 +142,10 @@ def inspect(ref: str, *, network: str = "") -> Container:
     return _container(attrs, network)
 
 
-def last_exit_code(container: Container) -> int:
-    """The code the container last exited with. Once its restart policy has started it again, the engine's
-    state says 0 (a running process has no exit code); its `die` events still hold the code."""
+def last_exit_code(container: Container) -> int | None:
+    """The code the container last exited with; None when nobody knows it any more. Once its restart policy has
+    started it again, the engine's state says 0 (a running process has no exit code), but its `die` events, the
+    engine's last 256 events of any kind, still hold the code."""
     if container.status in ("exited", "dead") or container.restarts == 0:
         return container.exit_code
     try:
@@ -154,7 +155,7 @@ def last_exit_code(container: Container) -> int:
         codes = [str((event.get("Actor") or {}).get("Attributes", {}).get("exitCode", "")) for event in events]
     except docker.errors.APIError as exc:
         raise EngineError(f"the engine did not list {container.name}'s exits: {_reason(exc)}") from None
-    return next((int(code) for code in reversed(codes) if code.isdigit()), container.exit_code)
+    return next((int(code) for code in reversed(codes) if code.isdigit()), None)
 
 
 def _container(attrs: dict[str, Any], network: str) -> Container:
