@@ -31,7 +31,7 @@ def create(host: Host, name: str) -> None:
     with store.transaction(host.db) as db:
         if db.execute("SELECT app FROM domains WHERE domain = ?", (domain,)).fetchone():
             raise Conflict(f"domain {domain} already belongs to another app")
-        db.execute("INSERT INTO apps (name, created_at) VALUES (?, ?)", (name, store.now()))
+        db.execute("INSERT INTO apps (name, created_at, life) VALUES (?, ?, ?)", (name, store.now(), apps.new_life()))
         db.execute("INSERT INTO domains (domain, app) VALUES (?, ?)", (domain, name))
     try:
         s.repos_dir.mkdir(parents=True, exist_ok=True)

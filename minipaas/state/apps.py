@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import os
 import re
+import secrets
 from collections.abc import Callable
 from dataclasses import dataclass
 
@@ -138,6 +139,17 @@ def require(host: Host, name: str) -> str:
     if not exists(host, name):
         raise NotFound(f"app {name} does not exist (create it with `minipaas apps:create {name}`)")
     return name
+
+
+def new_life() -> str:
+    """A new app's life id: random, never reused, so nothing named after it outlives the app."""
+    return secrets.token_hex(8)
+
+
+def life(host: Host, name: str) -> str:
+    """The id of this app's life (since its `apps:create`); "" for an app that no longer exists."""
+    row = host.db.execute("SELECT life FROM apps WHERE name = ?", (name,)).fetchone()
+    return row["life"] if row else ""
 
 
 def set_stopped(host: Host, name: str, stopped: bool) -> None:

@@ -8,6 +8,7 @@ Creating and removing one, with its containers and vhost, is deploy/reviewapps.p
 
 from __future__ import annotations
 
+import secrets
 from dataclasses import dataclass
 
 from minipaas.state import store
@@ -58,8 +59,8 @@ def new_name(host: Host, parent: str, branch: str) -> str:
 def insert(host: Host, *, name: str, parent: str, branch: str, domain: str) -> None:
     """The review app's row and its domain, in one transaction (the caller checked both are free)."""
     with store.transaction(host.db) as db:
-        db.execute("INSERT INTO apps (name, created_at, parent, branch) VALUES (?, ?, ?, ?)",
-                   (name, store.now(), parent, branch))
+        db.execute("INSERT INTO apps (name, created_at, parent, branch, life) VALUES (?, ?, ?, ?, ?)",
+                   (name, store.now(), parent, branch, secrets.token_hex(8)))
         db.execute("INSERT INTO domains (domain, app) VALUES (?, ?)", (domain, name))
 
 

@@ -155,6 +155,12 @@ MIGRATIONS: list[str] = [
     """
     ALTER TABLE apps ADD COLUMN stopped INTEGER NOT NULL DEFAULT 0;
     """,
+    # 10: an app's life: a random id given when it is created (and to the apps that exist now). Its build caches
+    #     are named after it, so an app created again under the same name starts with none of the old one's.
+    """
+    ALTER TABLE apps ADD COLUMN life TEXT NOT NULL DEFAULT '';
+    UPDATE apps SET life = lower(hex(randomblob(8))) WHERE life = '';
+    """,
 ]
 
 
