@@ -71,7 +71,7 @@ def site_spec(settings: Settings, app: str, domains: list[str], *, static: bool 
 
 def _locked(settings: Settings) -> AbstractContextManager[None]:
     """One writer of nginx files at a time, across processes (two apps deploying at once)."""
-    return locks.held(settings.locks_dir / "proxy.lock")
+    return locks.held(locks.instance_lock(settings, "nginx.proxy"))
 
 
 def _write_checked(files: dict[Path, str], check: Callable[[], None], *,
