@@ -1,7 +1,7 @@
 """Locks (issue 19, item 12): every lock file is in a folder that is root's alone (an instance's `locks/`, and
 /run/minipaas for the host's shared ones), checked before each lock is opened; lock files are opened without
 following symlinks, close-on-exec, and never truncated. Another local account can neither plant, symlink nor
-hold one, and pushes go on."""
+hold one, and pushes go on; the account that owns the ssh folder gets no root write through a symlink."""
 
 from __future__ import annotations
 
@@ -11,6 +11,7 @@ import pwd
 import queue
 import stat
 import subprocess
+import tempfile
 import threading
 import time
 import uuid
@@ -223,3 +224,66 @@ def test_another_account_can_neither_plant_nor_hold_a_lock_and_pushes_go_on(paas
     assert not any(os.path.lexists(p) for p in planted)
     for target in targets:
         assert target.lstat().st_uid == 0 and stat.S_IMODE(target.lstat().st_mode) == 0o600
+
+
+def test_root_writes_nothing_through_the_ssh_accounts_symlinks(paas: Paas, stranger: str, tmp_path: Path) -> None:
+    """The home of the ssh account and its .ssh are that account's own (sshd wants it so): what it plants there
+    (the names an older minipaas used for its lock and temporary file, the file, the folder) is never followed."""
+    top = Path(tempfile.mkdtemp(prefix="minipaas-sshhome-", dir="/var/tmp"))
+    try:
+        top.chmod(0o755)
+        account = pwd.getpwnam(stranger)
+        home = top / "home"
+        home.mkdir(mode=0o755)
+        os.chown(home, account.pw_uid, account.pw_gid)
+        folder = home / ".ssh"
+        victim = top / "victim"  # root's, outside the account's reach
+        victim.write_text("root's own file\n")
+        roots = top / "roots"  # a folder of root's, with a file of its own in it
+        roots.mkdir(mode=0o700)
+        (roots / "authorized_keys").write_text("root's own key\n")
+        keys_file = folder / "authorized_keys"
+
+        def as_account(*argv: str) -> None:
+            subprocess.run(["runuser", "-u", stranger, "--", *argv], check=True, cwd="/", capture_output=True)
+
+        def add(name: str) -> subprocess.CompletedProcess[str]:
+            key = tmp_path / name
+            subprocess.run(["ssh-keygen", "-q", "-t", "ed25519", "-N", "", "-f", str(key)], check=True)
+            return paas.run("ssh-keys:add", name, input=key.with_suffix(".pub").read_text(), check=False)
+
+        def names() -> list[str]:
+            return [k["name"] for k in json.loads(paas.run("ssh-keys:list", "--json").stdout)]
+
+        as_account("mkdir", "-m", "700", str(folder))
+        as_account("touch", str(keys_file))
+        as_account("ln", "-s", str(victim), str(folder / ".authorized_keys.tmp"))
+        as_account("ln", "-s", str(top / "made-by-root"), str(folder / ".authorized_keys.lock"))
+        paas.env["MINIPAAS_AUTHORIZED_KEYS"] = str(keys_file)
+        assert add("alice").returncode == 0
+        info = keys_file.lstat()
+        assert stat.S_ISREG(info.st_mode) and info.st_uid == account.pw_uid and stat.S_IMODE(info.st_mode) == 0o600
+        assert "minipaas:alice" in keys_file.read_text()
+        assert victim.read_text() == "root's own file\n" and victim.stat().st_uid == 0
+        assert not (top / "made-by-root").exists()
+
+        # The file replaced by a symlink to a file of root's: one line, nothing read into the account's file.
+        as_account("rm", str(keys_file))
+        as_account("ln", "-s", str(victim), str(keys_file))
+        refused = add("bob")
+        assert refused.returncode == 1 and refused.stderr == (
+            f"error: cannot read {keys_file} (Too many levels of symbolic links): it must be a file, not a symlink\n")
+        assert names() == ["alice"] and victim.read_text() == "root's own file\n" and keys_file.is_symlink()
+        assert sorted(p.name for p in folder.iterdir()) == [".authorized_keys.lock", ".authorized_keys.tmp",
+                                                            "authorized_keys"]
+        # The folder replaced by a symlink to a folder of root's: one line, nothing written there.
+        as_account("mv", str(folder), str(home / "old-ssh"))
+        as_account("ln", "-s", str(roots), str(folder))
+        refused = add("carol")
+        assert refused.returncode == 1 and refused.stderr == (
+            f"error: {folder} must be a folder, not a symlink or a file\n")
+        assert names() == ["alice"]
+        assert [p.name for p in roots.iterdir()] == ["authorized_keys"]
+        assert (roots / "authorized_keys").read_text() == "root's own key\n"
+    finally:
+        subprocess.run(["rm", "-rf", str(top)], check=False)
