@@ -1,7 +1,7 @@
 """Instances on one host stay apart (issue 19, item 11): each key's line names its instance (its home) and its
-key's fingerprint, which ssh-command checks; sudo lets exactly those lines' commands through; the sudoers
-rule is an instance's own, or a second instance is refused with one line naming the first; an upgrade
-rewrites the old lines."""
+key's fingerprint, which ssh-command checks; sudo lets exactly those lines' commands through; the host's
+nginx in system mode, the sudoers rule and the systemd units are an instance's own, or a second instance is
+refused with one line naming the first; an upgrade rewrites the old lines."""
 
 from __future__ import annotations
 
@@ -9,6 +9,7 @@ import base64
 import json
 import re
 import subprocess
+import sys
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -18,7 +19,9 @@ from hypothesis import strategies as st
 
 from conftest import Paas, Sshd, commit, paas_host, serve_ssh, ssh_entry, sshd_server
 from minipaas.access import keys, sudoers
+from minipaas.deploy import hostsetup, hostunits
 from minipaas.errors import Conflict, InvalidInput
+from minipaas.routing import nginxconf, proxy
 from minipaas.state import locks
 from minipaas.state.host import Host
 from minipaas.state.settings import Settings, load
@@ -145,7 +148,7 @@ def test_an_upgrade_rewrites_this_instances_old_lines_and_nothing_else(tmp_path:
     assert sorted(shared.read_text().splitlines()) == sorted(today.splitlines())
 
 
-# -- the sudoers rule file: one instance's own (no engine) -------------------------------------------
+# -- the sudoers rule file, the units, the host's nginx: one instance's own (no engine) -------------
 
 def test_the_sudoers_rule_file_is_the_instances_own(tmp_path: Path) -> None:
     folder = tmp_path / "sudoers.d"
@@ -172,6 +175,80 @@ def test_the_sudoers_rule_file_is_the_instances_own(tmp_path: Path) -> None:
     assert sudoers.parse((folder / "minipaas").read_text()) == \
         sudoers.Installed("paas", "/usr/local/bin/minipaas", HOME)
     assert "--fingerprint SHA256" in (folder / "minipaas").read_text()
+
+
+def test_each_instance_has_its_own_units_and_a_second_of_one_name_is_refused(tmp_path: Path) -> None:
+    default, second = settings_at(Path(HOME)), settings_at(tmp_path / "b")
+    assert [f.path.name for f in hostunits.units(default)] == \
+        ["minipaas-restore.service", "minipaas-renew.service", "minipaas-renew.timer"]
+    assert [f.path.name for f in hostunits.units(second)] == [
+        f"minipaas-{second.instance}-restore.service", f"minipaas-{second.instance}-renew.service",
+        f"minipaas-{second.instance}-renew.timer"]
+    restore = hostunits.units(second)[0].text
+    assert f"Environment=MINIPAAS_HOME={second.home}\n" in restore and "ExecStart=/usr/local/bin/minipaas ps:restore" \
+        in restore
+    assert hostunits.cron(second).path == Path(f"/etc/cron.d/minipaas-{second.instance}-renew")
+    assert hostunits.home_named(hostunits.cron(second).text) == str(second.home)
+
+    units, cron = tmp_path / "system", tmp_path / "cron.d"
+    units.mkdir()
+    cron.mkdir()
+    ran: list[list[str]] = []
+    written = hostunits.install(second, lambda line: None, unit_dir=units, cron_dir=cron, systemd=True,
+                                run=ran.append)
+    assert [p.name for p in written] == [f.path.name for f in hostunits.units(second)]
+    assert ran == [["systemctl", "daemon-reload"], ["systemctl", "enable", written[0].name],
+                   ["systemctl", "enable", "--now", written[2].name]]
+    assert hostunits.install(default, lambda line: None, unit_dir=units, cron_dir=cron, systemd=False) == \
+        [cron / "minipaas-renew"]
+    # Two homes given one instance name: the second is refused with one line naming the first, and writes nothing.
+    clash = settings_at(tmp_path / "c", MINIPAAS_INSTANCE=second.instance)
+    before = {p: p.read_text() for p in units.iterdir()}
+    with pytest.raises(Conflict, match=f"serves the minipaas instance at {second.home}:"):
+        hostunits.install(clash, lambda line: None, unit_dir=units, cron_dir=cron, systemd=True, run=ran.append)
+    assert {p: p.read_text() for p in units.iterdir()} == before and len(ran) == 3
+
+
+def test_init_refuses_what_another_instance_holds_before_it_writes_anything(tmp_path: Path,
+                                                                         monkeypatch: pytest.MonkeyPatch) -> None:
+    units = tmp_path / "system"
+    units.mkdir()
+    first = tmp_path / "first"
+    (units / "minipaas-twin-restore.service").write_text(f"[Service]\nEnvironment=MINIPAAS_HOME={first}\n")
+    monkeypatch.setattr(hostunits, "UNIT_DIR", units)
+    monkeypatch.setattr(sudoers, "SUDOERS_DIR", tmp_path / "sudoers.d")
+    second = settings_at(tmp_path / "second", MINIPAAS_INSTANCE="twin", MINIPAAS_NGINX="private")
+    with pytest.raises(Conflict, match=f"minipaas-twin-restore.service serves the minipaas instance at {first}:"):
+        hostsetup.init(lambda line: None, second)
+    assert not second.home.exists()
+
+
+def test_the_hosts_nginx_serves_one_instance_and_a_second_is_refused(tmp_path: Path) -> None:
+    conf = tmp_path / "conf.d"
+    conf.mkdir()
+    first = settings_at(tmp_path / "first", MINIPAAS_SYSTEM_NGINX_CONF=str(conf / "minipaas.conf"),
+                        MINIPAAS_NGINX="system")
+    text = nginxconf.system_include(first.home, proxy.layout(first))
+    assert nginxconf.included_home(text) == str(first.home)
+    # What an older minipaas wrote says the same.
+    older = f"# minipaas apps (generated by `minipaas init`)\ninclude {HOME}/nginx/http.conf;\n"
+    assert nginxconf.included_home(older) == HOME
+    assert nginxconf.included_home(f"include {HOME}/nginx/http.conf;\n") is None  # not one of ours
+    (conf / "minipaas.conf").write_text(text)
+    proxy.check_system_nginx(first)  # its own: fine
+    # A second instance in system mode, even with a file name of its own: one line naming the first, through
+    # the real `minipaas init`, which writes nothing.
+    second_home = tmp_path / "second"
+    env = {"PATH": "/usr/sbin:/usr/bin:/sbin:/bin", "PYTHONPATH": str(Path(__file__).resolve().parent.parent),
+           "MINIPAAS_HOME": str(second_home), "MINIPAAS_NGINX": "system",
+           "MINIPAAS_SYSTEM_NGINX_CONF": str(conf / "second.conf")}
+    result = subprocess.run([sys.executable, "-m", "minipaas", "init"], env=env, capture_output=True, text=True,
+                            timeout=120)
+    assert result.returncode == 1 and result.stdout == ""
+    assert result.stderr == (f"error: the host's nginx serves the minipaas instance at {first.home} already "
+                             f"({conf / 'minipaas.conf'}): run this one (MINIPAAS_HOME {second_home}) with "
+                             "MINIPAAS_NGINX=private\n")
+    assert not second_home.exists() and sorted(p.name for p in conf.iterdir()) == ["minipaas.conf"]
 
 
 # -- over the real sshd: two instances, one key name, two roles --------------------------------

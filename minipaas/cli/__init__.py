@@ -50,7 +50,8 @@ def ssh_command(homes: tuple[str, ...], users: tuple[str, ...], fingerprints: tu
 
 def _remote_for(args: list[str]) -> Any:
     """The ssh remote to send this command to, when run from an app's checkout on a laptop."""
-    if not args or args[0] in ("ssh-command", "sudoers-rule", "retire", "init", "--help", "-h", "--version"):
+    if not args or args[0] in ("ssh-command", "sudoers-rule", "host-units", "retire", "init", "--help", "-h",
+                               "--version"):
         return None
     from minipaas.ssh import remote
     from minipaas.state.settings import load
@@ -149,6 +150,7 @@ for _command in (
     keys.events_cmd,
     ssh_command,
     keys.sudoers_rule,
+    admin.host_units_cmd,
     admin.watch_cmd,
     admin.retire_cmd,
 ):

@@ -1,9 +1,9 @@
 """`minipaas init`: create or upgrade everything this host's settings call for, idempotently.
 
 Several instances can live on one host (MINIPAAS_HOME, MINIPAAS_INSTANCE): before it writes anything, `init`
-refuses with one line what would make this instance take another's place on the host (a sudoers rule of
-its name that serves another home). An upgrade rewrites this instance's ssh key lines and its installed
-sudoers rule in today's form (they name their instance).
+refuses with one line what would make this instance take another's place on the host (the host's nginx in
+system mode, a sudoers rule or systemd unit of its name that serves another home). An upgrade rewrites
+this instance's ssh key lines and its installed sudoers rule in today's form (they name their instance).
 """
 
 from __future__ import annotations
@@ -15,6 +15,7 @@ from collections.abc import Callable
 from minipaas.access import keys, sudoers
 from minipaas.adapters import gitrepo, nginx
 from minipaas.build import builders, buildkit
+from minipaas.deploy import hostunits
 from minipaas.routing import domains, proxy
 from minipaas.state import apps, perms, store
 from minipaas.state.host import Host
@@ -78,7 +79,10 @@ def _builder(s: Settings) -> str:
 
 def _check_host_files(s: Settings) -> None:
     """One line, before anything is written, when this instance would take another's place on the host."""
+    if s.nginx == "system":
+        proxy.check_system_nginx(s)
     sudoers.installed(s)
+    hostunits.check(s)
 
 
 def _upgrade_ssh(s: Settings, progress: Callable[[str], None]) -> None:
