@@ -22,12 +22,13 @@ import tempfile
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
-from typing import IO
-
-from filelock import FileLock, Timeout
+from typing import IO, TYPE_CHECKING
 
 from minipaas.errors import Conflict
 from minipaas.state.settings import Settings
+
+if TYPE_CHECKING:
+    from filelock import FileLock
 
 WAIT_LIMIT = 30 * 60  # a build may be long; beyond this something is stuck
 # root's folder for what every minipaas home and instance on the host shares (a tmpfs: nothing in it
@@ -110,12 +111,16 @@ def _unopenable(path: Path, exc: OSError) -> Conflict:
 
 
 def _file_lock(path: Path) -> FileLock:
+    from filelock import FileLock  # 40-90 ms to import: only by a process that takes a lock
+
     private_folder(path.parent)
     # A plain flock: no soft-lock fallback (marker files), the file kept for the next holder.
     return FileLock(path, mode=FILE_MODE, fallback_to_soft=False, preserve_lock_file=True)
 
 
 def _try(lock: FileLock, path: Path) -> bool:
+    from filelock import Timeout
+
     try:
         lock.acquire(blocking=False)
     except Timeout:
@@ -155,6 +160,8 @@ def waited(path: Path, progress: Callable[[str], None], *, waiting: str, resumed
            stuck: str, poll: float = 0.1) -> Iterator[None]:
     """An exclusive lock on `path` for locks held through builds: a caller that has to wait hears `waiting`
     (and `resumed` once it has the lock), and gives up with Conflict(`stuck`) after `limit` seconds."""
+    from filelock import Timeout
+
     lock = _file_lock(path)
     if not _try(lock, path):
         progress(waiting)
