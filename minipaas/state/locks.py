@@ -3,7 +3,8 @@
 Where they live: every lock file is in a folder that is this account's alone (root's: 0700, not a
 symlink, checked before each lock is opened, one line when it is not): an instance's locks in its own
 `locks/`, the few that every instance on the host shares (the BuildKit build, base images, a shared
-authorized_keys) in HOST_LOCKS. No other local account can create, replace, symlink, open or so hold
+authorized_keys) in HOST_LOCKS (the Debian root filesystem's beside it, in the host's cache folder, which
+is root's alone too). No other local account can create, replace, symlink, open or so hold
 a lock file there: none can make a push wait (before, `/run/lock` was everyone's), nor make root
 create or truncate a file elsewhere through a symlink.
 
