@@ -87,73 +87,21 @@ minipaas init
 # Apps and nginx back as they were recorded (a re-run after a reboot of a host without systemd, where
 # nothing else restarts them); on a new host this only starts nginx.
 minipaas ps:restore
-if [ -d /run/systemd/system ]; then
-  cat >/etc/systemd/system/minipaas-restore.service <<UNIT
-[Unit]
-Description=minipaas: bring apps back after boot or a Docker engine restart
-After=docker.service nginx.service
-Requires=docker.service
-
-[Service]
-Type=oneshot
-Environment=MINIPAAS_HOME=$MINIPAAS_HOME
-ExecStart=/usr/local/bin/minipaas ps:restore
-
-[Install]
-# Also wanted by docker.service: every (re)start of the engine, when container addresses may
-# change, is followed by a restore that points the router at the new ones.
-WantedBy=multi-user.target docker.service
-UNIT
-  systemctl daemon-reload && systemctl enable minipaas-restore.service >/dev/null
-fi
-# Certificates of apps with letsencrypt on are renewed daily (only those expiring within 30 days); the same
-# timer takes the services' scheduled backups (`postgres:backup-schedule NAME daily`) first: a failed backup
-# (`-`) does not hold the renewal back.
-if [ -d /run/systemd/system ]; then
-  cat >/etc/systemd/system/minipaas-renew.service <<UNIT
-[Unit]
-Description=minipaas: renew Let's Encrypt certificates
-After=network-online.target nginx.service
-Wants=network-online.target
-
-[Service]
-Type=oneshot
-Environment=MINIPAAS_HOME=$MINIPAAS_HOME
-ExecStart=-/usr/local/bin/minipaas services:backup-due
-ExecStart=/usr/local/bin/minipaas letsencrypt:renew
-UNIT
-  cat >/etc/systemd/system/minipaas-renew.timer <<'UNIT'
-[Unit]
-Description=minipaas: renew Let's Encrypt certificates daily
-
-[Timer]
-OnCalendar=daily
-Persistent=true
-RandomizedDelaySec=1h
-
-[Install]
-WantedBy=timers.target
-UNIT
-  systemctl daemon-reload && systemctl enable --now minipaas-renew.timer >/dev/null
-elif [ -d /etc/cron.d ]; then
-  cat >/etc/cron.d/minipaas-renew <<CRON
-# minipaas: renew Let's Encrypt certificates daily (only those expiring within 30 days)
-MINIPAAS_HOME=$MINIPAAS_HOME
-$((RANDOM % 60)) $((RANDOM % 24)) * * * root /usr/local/bin/minipaas services:backup-due >>/var/log/minipaas-renew.log 2>&1; /usr/local/bin/minipaas letsencrypt:renew >>/var/log/minipaas-renew.log 2>&1
-CRON
-fi
+# This instance's jobs on the host, named after it (`minipaas-restore.service` for the default instance,
+# `minipaas-<instance>-restore.service` for another; a cron job without systemd): `ps:restore` after boot and
+# after every start of the Docker engine, and daily the services' scheduled backups then the renewal of
+# certificates expiring within 30 days. A unit of this name that serves another home is refused.
+minipaas host-units
 
 # --- ssh access: the paas user, whose every key runs only `minipaas ssh-command` ----------------------
 id paas >/dev/null 2>&1 || useradd --system --create-home --home-dir /home/paas --shell /bin/sh paas
 install -d -m 700 -o paas -g paas /home/paas/.ssh
 [ -f /home/paas/.ssh/authorized_keys ] || install -m 600 -o paas -g paas /dev/null /home/paas/.ssh/authorized_keys
-# The forced command runs minipaas as root through sudo, with nothing but the ssh command passed on,
-# and exactly `ssh-command --user NAME` as arguments (a regular expression: sudo >= 1.9.10).
-rule=$(mktemp)
-minipaas sudoers-rule --account paas --program /usr/local/bin/minipaas >"$rule"
-visudo -cqf "$rule" || { rm -f "$rule"; die "the sudoers rule for paas is invalid (sudo >= 1.9.10 is needed)"; }
-install -m 440 -o root -g root "$rule" /etc/sudoers.d/minipaas
-rm -f "$rule"
+# The forced command runs minipaas as root through sudo, with nothing but the ssh command passed on, and
+# exactly `ssh-command --home <this home> --user NAME --fingerprint SHA256:...` as arguments (a regular
+# expression: sudo >= 1.9.10), in a rule of this instance's own (/etc/sudoers.d/minipaas, or
+# minipaas-<instance>), installed once `visudo -c` accepts it.
+minipaas sudoers-rule --account paas --program /usr/local/bin/minipaas --install
 install -d /etc/ssh/sshd_config.d
 cat >/etc/ssh/sshd_config.d/minipaas.conf <<'SSHD'
 # minipaas: the paas account is reached with keys only, and forwards nothing.

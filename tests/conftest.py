@@ -413,9 +413,9 @@ class Sshd:
         return f"ssh://root@127.0.0.1:{self.port}/{app}"
 
 
-@pytest.fixture
-def sshd(paas: Paas, tmp_path: Path) -> Iterator[Sshd]:
-    folder = tmp_path / "sshd"
+@contextlib.contextmanager
+def sshd_server(folder: Path) -> Iterator[Sshd]:
+    """A real OpenSSH server on a free loopback port, its files (host key, authorized_keys) in `folder`."""
     folder.mkdir()
     host_key = folder / "host_ed25519"
     subprocess.run(["ssh-keygen", "-q", "-t", "ed25519", "-N", "", "-f", str(host_key)], check=True)
@@ -448,12 +448,30 @@ LogLevel ERROR
             if s.connect_ex(("127.0.0.1", port)) == 0:
                 break
         time.sleep(0.05)
-    paas.env["MINIPAAS_AUTHORIZED_KEYS"] = str(keys_file)
-    # sshd starts the forced command with a clean environment: pass PYTHONPATH on, so that the code
-    # under test (a checkout run with PYTHONPATH) answers over ssh too, not whatever is installed.
+    try:
+        yield Sshd(port=port, dir=folder, known_hosts=known, host_key_pub=f"{pub[0]} {pub[1]}", process=process)
+    finally:
+        process.terminate()
+        process.wait(timeout=10)
+
+
+def ssh_entry() -> str:
+    """MINIPAAS_SSH_ENTRY for tests: this checkout's minipaas, with no MINIPAAS_HOME (as under sudo, which passes
+    none on: the key's line names its instance). sshd starts the forced command with a clean environment:
+    PYTHONPATH is passed on, so that the code under test (a checkout run with PYTHONPATH) answers over ssh
+    too, not whatever is installed."""
     python_path = f"PYTHONPATH={os.environ['PYTHONPATH']} " if os.environ.get("PYTHONPATH") else ""
-    paas.env["MINIPAAS_SSH_ENTRY"] = f"env MINIPAAS_HOME={paas.home} {python_path}{sys.executable} -m minipaas"
-    server = Sshd(port=port, dir=folder, known_hosts=known, host_key_pub=f"{pub[0]} {pub[1]}", process=process)
-    yield server
-    process.terminate()
-    process.wait(timeout=10)
+    return f"env {python_path}{sys.executable} -m minipaas"
+
+
+def serve_ssh(paas: Paas, server: Sshd) -> None:
+    """Keys `paas` adds from now on go to `server`'s authorized_keys."""
+    paas.env["MINIPAAS_AUTHORIZED_KEYS"] = str(server.dir / "authorized_keys")
+    paas.env["MINIPAAS_SSH_ENTRY"] = ssh_entry()
+
+
+@pytest.fixture
+def sshd(paas: Paas, tmp_path: Path) -> Iterator[Sshd]:
+    with sshd_server(tmp_path / "sshd") as server:
+        serve_ssh(paas, server)
+        yield server

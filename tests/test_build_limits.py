@@ -5,7 +5,6 @@ under the default limits."""
 
 from __future__ import annotations
 
-import fcntl
 import io
 import json
 import queue
@@ -168,8 +167,7 @@ def test_buildkit_builds_take_turns_on_the_host_and_a_waiting_push_says_so(paas:
     app = paas.new_app("turn")
     checkout = paas.checkout(app, APPS / "build-hog")
     lines: queue.Queue[str] = queue.Queue()
-    with open(locks.HOST_BUILD_LOCK, "a+") as held:
-        fcntl.flock(held, fcntl.LOCK_EX)  # as another app's BuildKit build would
+    with locks.held(locks.host_lock(locks.HOST_BUILD_LOCK)):  # as another app's BuildKit build would
         pusher = subprocess.Popen(["git", "push", "paas", "master"], cwd=checkout, env=paas.env,
                                   stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
         assert pusher.stdout is not None

@@ -230,28 +230,37 @@ def test_laptop_client_refuses_unclear_app_options(argv: list[str], words: str) 
         command_line(argv, "app", cli.commands)
 
 
-# -- 4. sudo lets exactly `ssh-command --user NAME` through -----------------------------------------
+# -- 4. sudo lets exactly one instance's `ssh-command --home HOME --user NAME --fingerprint FP` through --------
+
+FP = "SHA256:" + "A1+/" * 10 + "xyz"  # the form of a fingerprint: 43 characters of base64
+
 
 def test_the_sudoers_rule_is_one_regular_expression_of_a_key_name() -> None:
     from minipaas.access import keys, sudoers
     from minipaas.errors import InvalidInput
 
-    text = sudoers.rule("paas", "/usr/local/bin/minipaas")
+    assert keys.FINGERPRINT.fullmatch(FP)
+    text = sudoers.rule("paas", "/usr/local/bin/minipaas", home="/srv/paas.one+x")
     [rule] = [line for line in text.splitlines() if line.startswith("paas ALL=")]
-    assert rule == ("paas ALL=(root) NOPASSWD: /usr/local/bin/minipaas "
-                    f"^ssh-command --user {keys.KEY_NAME.pattern}$")
+    assert rule == ("paas ALL=(root) NOPASSWD: /usr/local/bin/minipaas ^ssh-command --home /srv/paas\\.one\\+x "
+                    f"--user {keys.KEY_NAME.pattern} --fingerprint SHA256\\:[A-Za-z0-9+/]{{43}}$")
     assert "*" not in rule
     assert 'Defaults:paas env_keep += "SSH_ORIGINAL_COMMAND SSH_CONNECTION"' in text
+    assert sudoers.parse(text) == sudoers.Installed("paas", "/usr/local/bin/minipaas", "/srv/paas.one+x")
     for account, program in (("pa as", "/usr/local/bin/minipaas"), ("paas", "minipaas"),
                              ("paas", "/usr/bin/minipaas *"), ("paas", "/usr/../tmp/x"), ("paas\n", "/x")):
         with pytest.raises(InvalidInput):
             sudoers.rule(account, program)
+    for home in ("/srv/a b", "relative", "/srv/../etc", "/srv/$(id)", "/srv/a\nb", "/srv//a", "/"):
+        with pytest.raises(InvalidInput):
+            sudoers.rule("paas", "/usr/local/bin/minipaas", home=home)
 
 
 @pytest.fixture
 def sudo_account(paas: Paas) -> Iterator[tuple[str, Path, Path]]:
     """A throwaway local account with the rendered rule installed for it, and the program the rule
-    names: a wrapper that logs its arguments and runs this checkout's minipaas on the test's home."""
+    names: a wrapper that logs its arguments and runs this checkout's minipaas (the home comes from the
+    arguments, as under the real rule: sudo passes no MINIPAAS_HOME on)."""
     from minipaas.access import sudoers
 
     sudo = shutil.which("sudo")
@@ -261,14 +270,14 @@ def sudo_account(paas: Paas) -> Iterator[tuple[str, Path, Path]]:
     folder.chmod(0o755)  # the account's sudo must reach the program
     log = folder / "ran.log"
     program = folder / "minipaas"
-    program.write_text(f"#!/bin/sh\necho \"$*\" >>{log}\nexec env MINIPAAS_HOME={paas.home} "
-                       f"PYTHONPATH={ROOT} {sys.executable} -m minipaas \"$@\"\n")
+    program.write_text(f"#!/bin/sh\necho \"$*\" >>{log}\n"
+                       f"exec env PYTHONPATH={ROOT} {sys.executable} -m minipaas \"$@\"\n")
     program.chmod(0o755)
     rule_file = Path(f"/etc/sudoers.d/minipaas-test-{uuid.uuid4().hex[:12]}")  # no dot: sudo reads it
     subprocess.run(["useradd", "--system", "--no-create-home", "--shell", "/usr/sbin/nologin", account], check=True)
     try:
         candidate = folder / "rule"
-        candidate.write_text(sudoers.rule(account, str(program)))
+        candidate.write_text(sudoers.rule(account, str(program), home=str(paas.home)))
         checked = subprocess.run(["visudo", "-cf", str(candidate)], capture_output=True, text=True)
         assert checked.returncode == 0, checked.stdout + checked.stderr
         shutil.copyfile(candidate, rule_file)
@@ -286,23 +295,38 @@ def as_account(account: str, *args: str) -> subprocess.CompletedProcess[str]:
                           timeout=120, env=env)
 
 
-def test_sudo_lets_only_one_user_argument_through(sudo_account: tuple[str, Path, Path]) -> None:
+def test_sudo_lets_only_one_user_argument_through(paas: Paas, sudo_account: tuple[str, Path, Path]) -> None:
     account, program, log = sudo_account
-    for extra in (["--user", "dep", "--user", "adm"], ["--user", "Adm"], ["--user", "a b"], ["--user", "a", "x"],
-                  ["--user"], ["--user=adm"], ["--help"]):
+    home = str(paas.home)
+    other = str(paas.home.parent / "other")  # another home: one the account would have made itself
+    for extra in (["--home", home, "--user", "dep", "--user", "adm", "--fingerprint", FP],
+                  ["--home", home, "--user", "Adm", "--fingerprint", FP],
+                  ["--home", home, "--user", "a b", "--fingerprint", FP],
+                  ["--home", home, "--user", "a", "--fingerprint", FP, "x"], ["--home", home, "--user", "a"],
+                  ["--user", "a"], ["--home", other, "--user", "a", "--fingerprint", FP],
+                  ["--home", f"{home}/../../x", "--user", "a", "--fingerprint", FP],
+                  ["--home", home + "x", "--user", "a", "--fingerprint", FP],
+                  ["--home", home, "--user", "a", "--fingerprint", FP + "A"],
+                  ["--home", home, "--user", "a", "--fingerprint", FP.replace(":", "x", 1)],
+                  ["--user", "a", "--home", home, "--fingerprint", FP], ["--help"]):
         refused = as_account(account, str(program), "ssh-command", *extra)
         assert refused.returncode == 1 and "a password is required" in refused.stderr, (extra, refused.stderr)
         assert not log.exists()  # minipaas never ran
-    allowed = as_account(account, str(program), "ssh-command", "--user", "a")
+    allowed = as_account(account, str(program), "ssh-command", "--home", home, "--user", "a", "--fingerprint", FP)
     # The rule matched: minipaas ran as root, and refuses a key that is not registered.
-    assert log.read_text() == "ssh-command --user a\n"
+    assert log.read_text() == f"ssh-command --home {home} --user a --fingerprint {FP}\n"
     assert allowed.returncode == 1 and allowed.stderr == "error: the key for a is no longer registered\n"
 
 
 def test_ssh_command_itself_takes_exactly_one_user(paas: Paas) -> None:
-    twice = paas.run("ssh-command", "--user", "dep", "--user", "adm", check=False)
+    home = str(paas.home)
+    twice = paas.run("ssh-command", "--home", home, "--user", "dep", "--user", "adm", "--fingerprint", FP, check=False)
     assert twice.returncode == 1 and twice.stderr == "error: ssh-command takes exactly one --user NAME\n"
-    once = paas.run("ssh-command", "--user", "adm", check=False)
+    two_homes = paas.run("ssh-command", "--home", home, "--home", "/tmp", "--user", "adm", "--fingerprint", FP,
+                         check=False)
+    assert two_homes.returncode == 1 and two_homes.stderr == (
+        "error: ssh-command takes exactly one --home HOME, --user NAME and --fingerprint SHA256:...\n")
+    once = paas.run("ssh-command", "--home", home, "--user", "adm", "--fingerprint", FP, check=False)
     assert once.returncode == 1 and once.stderr == "error: the key for adm is no longer registered\n"
 
 

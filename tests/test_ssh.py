@@ -190,7 +190,8 @@ def test_logs_follow_ends_when_the_client_disconnects(paas: Paas, sshd: Sshd) ->
     follower.wait()
     deadline = time.monotonic() + 10
     while time.monotonic() < deadline:
-        left = subprocess.run(["pgrep", "-f", "ssh-command --user alice"], capture_output=True, text=True).stdout
+        left = subprocess.run(["pgrep", "-f", f"ssh-command --home {paas.home} --user alice "], capture_output=True,
+                              text=True).stdout
         if not left.strip():
             break
         time.sleep(0.2)

@@ -19,6 +19,7 @@ import pytest
 from minipaas.build import buildpacks, npmregistry, rootfs, stackbuild, stacks
 from minipaas.build.nodeversions import Catalog, CatalogUnavailable, Wanted
 from minipaas.errors import BuildFailed, InvalidInput, MinipaasError
+from minipaas.state import locks
 from minipaas.state import settings as settings_mod
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -106,7 +107,7 @@ class FakeEngine:
         self.have: dict[str, stacks.Stack] = {}
         self.made: list[str] = []
         self.seconds = seconds
-        monkeypatch.setattr(stacks, "LOCK_DIR", tmp_path / "locks")
+        monkeypatch.setattr(locks, "host_locks", lambda: tmp_path / "locks")
         monkeypatch.setattr(stacks, "local", lambda: dict(self.have))
         monkeypatch.setattr(stacks, "find", self.have.get)
         monkeypatch.setattr(stacks, "_make", self.make)

@@ -1,25 +1,32 @@
 """SSH keys: who may reach minipaas over ssh, with which role, on which apps.
 
 Keys live in SQLite; the authorized_keys file of the `paas` user is regenerated from them on every
-change, each line forcing `minipaas ssh-command --user NAME` with `restrict` (no forwarding of any
-kind; a pty only when the client asks for one).
+change, each line forcing `minipaas ssh-command --home HOME --user NAME --fingerprint SHA256:...` with
+`restrict` (no forwarding of any kind; a pty only when the client asks for one). The line names its
+instance (the home: sudo passes no MINIPAAS_HOME on, and several instances share the one file) and the
+key's fingerprint, which ssh-command checks against the key of that name in that instance.
 """
 
 from __future__ import annotations
 
 import base64
 import binascii
+import contextlib
+import errno
 import hashlib
 import os
 import re
-import shlex
+import secrets
+import stat
 import struct
+from collections.abc import Iterator
 from dataclasses import dataclass
+from pathlib import Path
 
 from minipaas.errors import Conflict, InvalidInput, NotFound
-from minipaas.state import apps, store
+from minipaas.state import apps, locks, store
 from minipaas.state.host import Host
-from minipaas.state.names import check_app
+from minipaas.state.names import check_app, check_plain_path
 
 ROLES = ("admin", "deployer")
 KEY_TYPES = frozenset({
@@ -27,7 +34,11 @@ KEY_TYPES = frozenset({
     "sk-ssh-ed25519@openssh.com", "sk-ecdsa-sha2-nistp256@openssh.com",
 })
 KEY_NAME = re.compile(r"[a-z][a-z0-9._-]{0,31}")
+# `ssh-keygen -l`'s form of a SHA256 fingerprint: 32 bytes, unpadded base64.
+FINGERPRINT = re.compile(r"SHA256:[A-Za-z0-9+/]{43}")
 MAX_KEY_LINE = 16 * 1024
+MAX_AUTHORIZED_KEYS = 16 * 1024 * 1024
+AUTHORIZED_KEYS_LOCK = "authorized-keys.lock"
 
 
 @dataclass(frozen=True)
@@ -102,6 +113,7 @@ def add(host: Host, name: str, role: str, text: str) -> KeyRecord:
     if role not in ROLES:
         raise InvalidInput(f"role must be one of {', '.join(ROLES)}")
     key = parse_public_key(text)
+    forced_command(host.settings.ssh_entry, str(host.settings.home), name, key.fingerprint)  # a home it can name
     with store.transaction(host.db) as db:
         if db.execute("SELECT 1 FROM ssh_keys WHERE name = ?", (name,)).fetchone():
             raise Conflict(f"a key named {name} exists already")
@@ -110,7 +122,7 @@ def add(host: Host, name: str, role: str, text: str) -> KeyRecord:
             raise Conflict(f"this key is already registered as {owner['name']}")
         db.execute("INSERT INTO ssh_keys (name, role, fingerprint, key_type, key_data, created_at) "
                    "VALUES (?, ?, ?, ?, ?, ?)", (name, role, key.fingerprint, key.key_type, key.data, store.now()))
-    write_authorized_keys(host)
+        write_authorized_keys(host)  # in the transaction: a file that cannot be written adds no key
     return get(host, name)
 
 
@@ -118,7 +130,7 @@ def remove(host: Host, name: str) -> None:
     get(host, check_name(name))
     with store.transaction(host.db) as db:
         db.execute("DELETE FROM ssh_keys WHERE name = ?", (name,))
-    write_authorized_keys(host)
+        write_authorized_keys(host)
 
 
 def get(host: Host, name: str) -> KeyRecord:
@@ -155,11 +167,20 @@ def revoke(host: Host, name: str, app: str) -> None:
 LEGACY_HEADER = "# Managed by minipaas (`minipaas ssh-keys:*`); edits here are overwritten."
 
 
+def forced_command(entry: str, home: str, name: str, fingerprint: str) -> str:
+    """What a key's line makes sshd run: the instance, the key and its fingerprint, each checked to be of the
+    plain form that sudoers.rule lets through (nothing there needs quoting, in the shell or in the line)."""
+    check_plain_path(home, what="MINIPAAS_HOME (named in every ssh key's line)")
+    if not KEY_NAME.fullmatch(name) or not FINGERPRINT.fullmatch(fingerprint):
+        raise InvalidInput(f"not a key name and fingerprint: {name[:40]!r} {fingerprint[:60]!r}")
+    return f"{entry} ssh-command --home {home} --user {name} --fingerprint {fingerprint}"
+
+
 def authorized_keys_lines(host: Host) -> list[str]:
-    entry = host.settings.ssh_entry
+    entry, home = host.settings.ssh_entry, str(host.settings.home)
     lines = []
-    for row in host.db.execute("SELECT name, key_type, key_data FROM ssh_keys ORDER BY name"):
-        command = f"{entry} ssh-command --user {shlex.quote(row['name'])}"
+    for row in host.db.execute("SELECT name, fingerprint, key_type, key_data FROM ssh_keys ORDER BY name"):
+        command = forced_command(entry, home, row["name"], row["fingerprint"])
         # restrict: no port, agent or X11 forwarding; pty: only when the client asks (ssh -t).
         lines.append(f'command="{command}",restrict,pty {row["key_type"]} {row["key_data"]} minipaas:{row["name"]}')
     return lines
@@ -187,24 +208,80 @@ def merge_block(existing: str, instance: str, home: str, lines: list[str]) -> st
         kept = []
     while kept and not kept[-1].strip():
         kept.pop()
+    while kept and not kept[0].strip():  # the blank line before a block moved to the top
+        kept.pop(0)
     block = [begin, *lines, end]
     return "\n".join([*kept, *([""] if kept else []), *block]) + "\n"
 
 
 def write_authorized_keys(host: Host) -> None:
-    from filelock import FileLock
+    """This instance's block of the shared authorized_keys, written again from its keys.
 
+    The file and its folder belong to the ssh account (sshd wants that), which may have put a symlink in
+    place of either: nothing there is followed. The folder is opened O_NOFOLLOW and everything else is done
+    relative to it: the file is read O_NOFOLLOW, the new text goes to a fresh file (O_EXCL|O_NOFOLLOW, a
+    random name) owned through its descriptor, then renamed over the file. The lock that instances writing
+    the same file share lives in root's folder of host locks (state/locks.py): one for every authorized_keys
+    file on the host, each written in a moment.
+    """
     path = host.settings.authorized_keys
-    path.parent.mkdir(parents=True, exist_ok=True)
-    # Other instances write the same file: read, merge and replace it under one lock.
-    with FileLock(str(path.with_name(f".{path.name}.lock"))):
-        existing = path.read_text(encoding="utf-8") if path.exists() else ""
-        text = merge_block(existing, host.settings.instance, str(host.settings.home), authorized_keys_lines(host))
-        tmp = path.with_name(f".{path.name}.tmp")
-        fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
-        with os.fdopen(fd, "w", encoding="utf-8") as handle:
-            handle.write(text)
-        stat = path.parent.stat()
-        if os.geteuid() == 0:
-            os.chown(tmp, stat.st_uid, stat.st_gid)  # sshd wants the file owned by the account it serves
-        os.replace(tmp, path)
+    if not os.path.lexists(path.parent):
+        path.parent.mkdir(parents=True, exist_ok=True)
+    lines = authorized_keys_lines(host)
+    with locks.held(locks.host_lock(AUTHORIZED_KEYS_LOCK)), _folder(path.parent) as folder:
+        existing = _read_own(path, folder)
+        text = merge_block(existing, host.settings.instance, str(host.settings.home), lines)
+        tmp = f".{path.name}.{secrets.token_hex(8)}"
+        fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW | os.O_CLOEXEC, 0o600, dir_fd=folder)
+        try:
+            with os.fdopen(fd, "w", encoding="utf-8") as handle:
+                if os.geteuid() == 0:
+                    owner = os.fstat(folder)
+                    os.fchown(handle.fileno(), owner.st_uid, owner.st_gid)  # sshd wants the account's own file
+                handle.write(text)
+            os.replace(tmp, path.name, src_dir_fd=folder, dst_dir_fd=folder)
+        except BaseException:
+            with contextlib.suppress(OSError):
+                os.unlink(tmp, dir_fd=folder)
+            raise
+
+
+@contextlib.contextmanager
+def _folder(path: Path) -> Iterator[int]:
+    """The folder of authorized_keys, opened as itself: a symlink in its place is one line."""
+    try:
+        fd = os.open(path, os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW | os.O_CLOEXEC)
+    except OSError as exc:
+        if exc.errno in (errno.ENOTDIR, errno.ELOOP):
+            raise Conflict(f"{path} must be a folder, not a symlink or a file") from None
+        raise Conflict(f"cannot open {path}: {exc.strerror}") from None
+    try:
+        yield fd
+    finally:
+        os.close(fd)
+
+
+def _read_own(path: Path, folder: int) -> str:
+    """The authorized_keys text, or "" when there is none; a symlink or anything but a file is one line."""
+    try:
+        fd = os.open(path.name, os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK | os.O_CLOEXEC, dir_fd=folder)
+    except FileNotFoundError:
+        return ""
+    except OSError as exc:
+        raise Conflict(f"cannot read {path} ({exc.strerror}): it must be a file, not a symlink") from None
+    with os.fdopen(fd, "rb") as handle:
+        if not stat.S_ISREG(os.fstat(handle.fileno()).st_mode):
+            raise Conflict(f"{path} must be a file")
+        data = handle.read(MAX_AUTHORIZED_KEYS + 1)
+    if len(data) > MAX_AUTHORIZED_KEYS:
+        raise Conflict(f"{path} is larger than {MAX_AUTHORIZED_KEYS // (1024 * 1024)} MiB: not an authorized_keys file")
+    return data.decode("utf-8", errors="replace")
+
+
+def rewrite_on_upgrade(host: Host) -> bool:
+    """`init`: this instance's lines again in today's form (an install from before the lines named their
+    instance and fingerprint); an instance without keys leaves the file alone. True when written."""
+    if host.db.execute("SELECT 1 FROM ssh_keys LIMIT 1").fetchone() is None:
+        return False
+    write_authorized_keys(host)
+    return True

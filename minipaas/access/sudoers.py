@@ -1,47 +1,148 @@
-"""The sudoers rule of the ssh account: it may run `minipaas ssh-command --user NAME` as root, and nothing else.
+"""The sudoers rule of the ssh account: it may run, as root, exactly the forced commands of one instance's keys.
 
-Every key's forced command (keys.authorized_keys_text) is `sudo -n PROGRAM ssh-command --user NAME`. A
-sudoers `*` would also match spaces, and so `--user dep --user adm` (click keeps the last `--user`): the
-rule's arguments are a regular expression instead (sudo >= 1.9.10), `^ssh-command --user NAME$` with NAME
-exactly a key name, so only that one argument shape is let through. install.sh installs this text
-(`minipaas sudoers-rule`) after `visudo -c` accepts it.
+Every key's forced command (keys.forced_command) is `sudo -n PROGRAM ssh-command --home HOME --user NAME
+--fingerprint SHA256:...`. A sudoers `*` would also match spaces, and so `--user dep --user adm` (click
+keeps the last) or another home: the rule's arguments are a regular expression instead (sudo >= 1.9.10)
+of exactly that shape, with the instance's own home spelled out, so that the ssh account can run
+ssh-command for no other home (never one of its own making, whose settings would run as root).
+
+Each instance has its own rule, in its own file (`/etc/sudoers.d/minipaas` for the default instance,
+`/etc/sudoers.d/minipaas-<instance>` for another): install.sh installs it (`minipaas sudoers-rule
+--install`, after `visudo -c` accepts it) and `init` rewrites an installed one in today's form (an
+upgrade). A file of this name that serves another home is refused with one line naming that home.
 """
 
 from __future__ import annotations
 
+import contextlib
+import os
 import re
+import tempfile
+from dataclasses import dataclass
+from pathlib import Path
 
-from minipaas.access.keys import KEY_NAME
-from minipaas.errors import InvalidInput
+from minipaas.access.keys import FINGERPRINT, KEY_NAME
+from minipaas.adapters import proc
+from minipaas.errors import Conflict, InvalidInput, MinipaasError
+from minipaas.state.names import check_plain_path
+from minipaas.state.settings import DEFAULT_HOME, Settings
 
 PROGRAM = "/usr/local/bin/minipaas"
 ACCOUNT = "paas"
+SUDOERS_DIR = Path("/etc/sudoers.d")
 _ACCOUNT_NAME = re.compile(r"[a-z_][a-z0-9_-]{0,31}")
-_PROGRAM_PATH = re.compile(r"/[A-Za-z0-9._+/-]+")
+# The rule line of a file this module wrote, today's (with --home) or an older one's (without).
+_RULE_LINE = re.compile(r"^(?P<account>\S+) ALL=\(root\) NOPASSWD: (?P<program>\S+) "
+                        r"\^ssh-command (?:--home (?P<home>\S+) )?--user ", re.M)
 
 
-def arguments_pattern() -> str:
-    """The regular expression the whole argument string must match: one `--user` with a key name.
+def arguments_pattern(home: str) -> str:
+    """The regular expression the whole argument string must match: this home, one key name, one fingerprint.
 
-    sudo matches it (a POSIX extended regular expression) against the arguments joined by spaces;
-    KEY_NAME is written so that it means the same there as in Python: bracket ranges of ASCII letters
-    and digits, one bound, no space and no newline in the class, so no second argument can follow.
+    sudo matches it (a POSIX extended regular expression) against the arguments joined by spaces.
+    KEY_NAME and FINGERPRINT are written so that they mean the same there as in Python: bracket ranges of
+    ASCII letters and digits, one bound, no space and no newline in a class, so no other argument can
+    come between or after; the home (a plain path, check_plain_path) has its `.` and `+` escaped.
     """
-    return f"^ssh-command --user {KEY_NAME.pattern}$"
+    check_plain_path(home, what="MINIPAAS_HOME")
+    escaped = re.sub(r"([.+])", r"\\\1", home)
+    return f"^ssh-command --home {escaped} --user {KEY_NAME.pattern} --fingerprint {FINGERPRINT.pattern}$"
 
 
-def rule(account: str = ACCOUNT, program: str = PROGRAM) -> str:
-    """The sudoers text (for /etc/sudoers.d/) letting `account` run `program ssh-command --user NAME`."""
+def rule(account: str = ACCOUNT, program: str = PROGRAM, *, home: str = DEFAULT_HOME) -> str:
+    """The sudoers text (for /etc/sudoers.d/) letting `account` run `program ssh-command` for `home`'s keys."""
     if not _ACCOUNT_NAME.fullmatch(account):
         raise InvalidInput(f"invalid account name {account[:40]!r}")
-    if not _PROGRAM_PATH.fullmatch(program) or "/../" in f"{program}/":
-        raise InvalidInput(f"the program must be an absolute path of plain characters, not {program[:80]!r}")
-    # In a regular expression sudoers gives a meaning of its own to `#` alone (none is in ours).
-    arguments = arguments_pattern().replace("#", "\\#")
+    try:
+        check_plain_path(program, what="the program")
+    except InvalidInput:
+        raise InvalidInput(f"the program must be an absolute path of plain characters, not {program[:80]!r}") from None
+    # sudoers gives `:` a meaning of its own in a command's arguments, and `#` alone in a regular expression.
+    arguments = arguments_pattern(home).replace(":", "\\:").replace("#", "\\#")
     return (
-        "# minipaas: the ssh account runs `minipaas ssh-command --user NAME` as root, nothing else.\n"
+        f"# minipaas ({home}): the ssh account runs `minipaas ssh-command` for this home's keys as root, "
+        "nothing else.\n"
         "# Generated by `minipaas sudoers-rule`; the arguments are one regular expression (sudo >= 1.9.10).\n"
         f'Defaults:{account} env_keep += "SSH_ORIGINAL_COMMAND SSH_CONNECTION"\n'
         f"Defaults:{account} !requiretty\n"
         f"{account} ALL=(root) NOPASSWD: {program} {arguments}\n"
     )
+
+
+@dataclass(frozen=True)
+class Installed:
+    """What an installed rule file says: whose, for which program, and which home it serves."""
+
+    account: str
+    program: str
+    home: str  # an older minipaas' rule named none: under sudo it reached the default home
+
+
+def parse(text: str) -> Installed | None:
+    """The rule file's facts (None: not a rule minipaas wrote)."""
+    found = _RULE_LINE.search(text)
+    if found is None:
+        return None
+    home = re.sub(r"\\(.)", r"\1", found["home"]) if found["home"] else DEFAULT_HOME
+    return Installed(found["account"], found["program"], home)
+
+
+def path_for(settings: Settings, folder: Path | None = None) -> Path:
+    return (folder or SUDOERS_DIR) / settings.host_files_name
+
+
+def installed(settings: Settings, folder: Path | None = None) -> Installed | None:
+    """The rule installed under this instance's name, if any; one line if that file serves another home."""
+    path = path_for(settings, folder)
+    try:
+        text = path.read_text(encoding="utf-8", errors="replace")
+    except FileNotFoundError:
+        return None
+    except OSError as exc:
+        raise Conflict(f"cannot read {path}: {exc.strerror}") from None
+    facts = parse(text)
+    if facts is None:
+        raise Conflict(f"{path} is not a rule minipaas wrote: move it away, or give this instance (MINIPAAS_HOME "
+                       f"{settings.home}) another MINIPAAS_INSTANCE")
+    if facts.home != str(settings.home):
+        raise Conflict(f"{path} serves the minipaas instance at {facts.home}: give this instance (MINIPAAS_HOME "
+                       f"{settings.home}) another MINIPAAS_INSTANCE")
+    return facts
+
+
+def install(settings: Settings, account: str = ACCOUNT, program: str = PROGRAM, *,
+            folder: Path | None = None) -> bool:
+    """Write this instance's rule after `visudo -c` accepts it; False when it was there as it is already."""
+    folder = folder or SUDOERS_DIR
+    if not folder.is_dir():
+        raise Conflict(f"{folder} does not exist: is sudo installed? (apt-get install sudo)")
+    installed(settings, folder)  # refuses a file of this name that serves another home
+    text = rule(account, program, home=str(settings.home))
+    target = path_for(settings, folder)
+    with contextlib.suppress(OSError):
+        if target.read_text(encoding="utf-8") == text:
+            return False
+    # A name with a dot, which sudo skips in sudoers.d: nothing reads the candidate before it is checked.
+    fd, candidate = tempfile.mkstemp(prefix=".minipaas.", dir=folder)
+    try:
+        with os.fdopen(fd, "w", encoding="utf-8") as handle:
+            os.fchmod(handle.fileno(), 0o440)
+            handle.write(text)
+        try:
+            proc.run(["visudo", "-cqf", candidate], timeout=60)
+        except MinipaasError as exc:
+            raise Conflict(f"visudo refuses the rule for {account} (sudo >= 1.9.10 is needed): {exc.message}") from None
+        os.replace(candidate, target)
+    except BaseException:
+        with contextlib.suppress(OSError):
+            os.unlink(candidate)
+        raise
+    return True
+
+
+def upgrade(settings: Settings, folder: Path | None = None) -> bool:
+    """`init`: an installed rule of this instance written again in today's form (same account and program)."""
+    facts = installed(settings, folder)
+    if facts is None:
+        return False
+    return install(settings, facts.account, facts.program, folder=folder)

@@ -40,7 +40,7 @@ def checked_out(settings: Settings, app: str, sha: str, *, prefix: str, extra: d
     top.parent.mkdir(mode=0o700, exist_ok=True)
     top.mkdir(mode=0o700, exist_ok=True)
     kind = "buildpack" if prefix else "dockerfile"  # one folder each: a switch between the two starts afresh
-    with locks.held(top / f"{kind}.lock"):
+    with locks.held(locks.build_context_lock(settings, app, kind)):
         context = top / kind
         work = context / prefix if prefix else context
         work.mkdir(parents=True, exist_ok=True)

@@ -58,10 +58,11 @@ def base(cache_dir: Path, progress: Callable[[str], None], *, legacy: Path | Non
     if cached.is_file():
         progress(f"{DETAIL}Debian {DEBIAN_SUITE} root filesystem from the cache ({cached})")
         return cached
-    with open(cache_dir / ".rootfs.lock", "a+") as lock:
-        locks.acquire(lock, progress, waiting=f"{DETAIL}Waiting for another build making the Debian root filesystem...",
+    # The cache folder is root's alone (0700, cache_folder): the lock is in it.
+    with locks.waited(cache_dir / ".rootfs.lock", progress,
+                      waiting=f"{DETAIL}Waiting for another build making the Debian root filesystem...",
                       resumed=None, limit=LOCK_WAIT, poll=0.2,
-                      stuck=f"another build has been making {cached} for {LOCK_WAIT // 60} minutes")
+                      stuck=f"another build has been making {cached} for {LOCK_WAIT // 60} minutes"):
         if cached.is_file():  # made by the build we waited for
             progress(f"{DETAIL}Debian {DEBIAN_SUITE} root filesystem from the cache ({cached})")
             return cached

@@ -4,7 +4,7 @@ No image registry is reachable, so they are built the way the Node base images a
 from the host's cached Debian root filesystem (rootfs.py), imported once as `minipaas/debian:bookworm`,
 then a Dockerfile that installs Debian's own `postgresql-15` / `redis-server` with apt and adds a small
 entrypoint. Made on first use (`postgres:create`), once per host: one build per image at a time, under a
-host-wide lock in /run/lock (a second creator waits, then uses the image). The servers run as the
+host-wide lock (state/locks.py) (a second creator waits, then uses the image). The servers run as the
 packages' own users (postgres, redis), never root; what they need at run time (the password, the
 database's name) comes from the container's environment.
 """
@@ -30,7 +30,6 @@ DEBIAN_IMAGE = "minipaas/debian"
 DEBIAN_TAG = rootfs.DEBIAN_SUITE
 SERVICE_LABEL = "minipaas.service-image"  # which service's image (postgres, redis): for `docker images -f`
 RECIPE_LABEL = "minipaas.service-recipe"  # recipe(): how the image was made
-LOCK_DIR = Path("/run/lock")  # the engine's images are the host's: so are their locks
 LOCK_WAIT = 30 * 60
 BUILD_TIMEOUT = 30 * 60
 DETAIL = rootfs.DETAIL
@@ -205,11 +204,10 @@ def ensure(settings: Settings, kind: str, progress: Progress) -> str:
     spec = SPECS[kind]
     if _current(spec):
         return spec.tag
-    LOCK_DIR.mkdir(parents=True, exist_ok=True)
-    with open(LOCK_DIR / f"minipaas-{spec.kind}-{spec.version}.lock", "a+") as lock:
-        locks.acquire(lock, progress, waiting=f"-----> Waiting for another build of {spec.tag}...",
+    with locks.waited(locks.host_lock(f"{spec.kind}-{spec.version}.lock"), progress,
+                      waiting=f"-----> Waiting for another build of {spec.tag}...",
                       resumed=None, limit=LOCK_WAIT, poll=0.2,
-                      stuck=f"another build of {spec.tag} has run for {LOCK_WAIT // 60} minutes")
+                      stuck=f"another build of {spec.tag} has run for {LOCK_WAIT // 60} minutes"):
         if _current(spec):  # made by the build we waited for
             return spec.tag
         progress(f"-----> Building {spec.tag} from Debian's {' and '.join(spec.packages)} (once per host)")

@@ -8,7 +8,7 @@ images use which base image (`users`), and removing an unused one (`remove`, for
 Dockerfiles (`FROM minipaas/node:26`).
 
 Base images are shared by every minipaas home and instance on the engine, and so are their locks
-(/run/lock/minipaas-node-<version>.lock): a push holds its version's lock shared from the moment it
+(`node-<version>.lock` of the host's, state/locks.py): a push holds its version's lock shared from the moment it
 has the image until its build is over; making the image, and gc removing it, hold it exclusively.
 Which images use a base image is the engine's to say: images built from one inherit its
 `minipaas.node.version` label (and buildpack builds write it again), whichever home they belong to.
@@ -22,7 +22,6 @@ import time
 from collections import defaultdict
 from collections.abc import Callable, Iterable, Iterator, Mapping
 from dataclasses import dataclass
-from pathlib import Path
 from typing import IO, Any
 
 from semantic_version import Version
@@ -31,11 +30,11 @@ from minipaas.adapters import engine
 from minipaas.build import nodeversions, npmregistry, rootfs, stackbuild
 from minipaas.build.nodeversions import Catalog, CatalogSource, CatalogUnavailable, Wanted, is_release
 from minipaas.errors import Conflict
+from minipaas.state import locks
 from minipaas.state.settings import Settings
 
 REPOSITORY = stackbuild.REPOSITORY
 VERSION_LABEL = stackbuild.VERSION_LABEL
-LOCK_DIR = Path("/run/lock")  # the engine's images are the host's: so are their locks, whatever the home
 WAIT_LIMIT = 60 * 60  # another push's build of the same base image; beyond this something is stuck
 _POLL = 0.2
 
@@ -309,22 +308,21 @@ def remove(version: str) -> bool:
 
 
 @contextlib.contextmanager
-def _version_lock(version: str) -> Iterator[IO[str]]:
-    LOCK_DIR.mkdir(parents=True, exist_ok=True)
-    with open(LOCK_DIR / f"minipaas-node-{version}.lock", "a+") as handle:
+def _version_lock(version: str) -> Iterator[IO[bytes]]:
+    # the engine's images are the host's: so are their locks, whatever the home
+    with locks.open_file(locks.host_lock(f"node-{version}.lock")) as handle:
         yield handle
 
 
 @contextlib.contextmanager
 def _tags_lock() -> Iterator[None]:
     """Moving and removing tags of minipaas/node, one process at a time (held briefly)."""
-    LOCK_DIR.mkdir(parents=True, exist_ok=True)
-    with open(LOCK_DIR / "minipaas-node-tags.lock", "a+") as handle:
+    with locks.open_file(locks.host_lock("node-tags.lock")) as handle:
         _wait(handle, fcntl.LOCK_EX, "the lock on minipaas/node's tags has been held for an hour")
         yield
 
 
-def _try(handle: IO[str], mode: int) -> bool:
+def _try(handle: IO[bytes], mode: int) -> bool:
     try:
         fcntl.flock(handle, mode | fcntl.LOCK_NB)
         return True
@@ -332,7 +330,7 @@ def _try(handle: IO[str], mode: int) -> bool:
         return False
 
 
-def _wait(handle: IO[str], mode: int, stuck: str) -> None:
+def _wait(handle: IO[bytes], mode: int, stuck: str) -> None:
     deadline = time.monotonic() + WAIT_LIMIT
     while not _try(handle, mode):
         if time.monotonic() > deadline:

@@ -28,22 +28,30 @@ def cli() -> None:
 
 
 @click.command("ssh-command", hidden=True)
+@click.option("--home", "homes", multiple=True)
 @click.option("--user", "users", multiple=True, required=True)
-def ssh_command(users: tuple[str, ...]) -> None:
-    """Entry point forced by authorized_keys: runs SSH_ORIGINAL_COMMAND as that key's user."""
+@click.option("--fingerprint", "fingerprints", multiple=True)
+def ssh_command(homes: tuple[str, ...], users: tuple[str, ...], fingerprints: tuple[str, ...]) -> None:
+    """Entry point forced by authorized_keys: runs SSH_ORIGINAL_COMMAND as that key's user of that instance."""
     from minipaas.ssh import sshentry
 
     # Exactly the shape authorized_keys gives (and sudoers lets through): click alone would keep the
     # last of several --user, which a looser sudo rule once let a deployer add after its own.
     if len(users) != 1:
         raise MinipaasError("ssh-command takes exactly one --user NAME")
+    if not homes and not fingerprints:
+        raise MinipaasError("this key's line in authorized_keys was written by an older minipaas: it names no "
+                            "instance; run `minipaas init` on the host to write it again")
+    if len(homes) != 1 or len(fingerprints) != 1:
+        raise MinipaasError("ssh-command takes exactly one --home HOME, --user NAME and --fingerprint SHA256:...")
     # The entry sits below the CLI: it gets the commands and their runner from here.
-    sshentry.run(users[0], cli, main)
+    sshentry.run(homes[0], users[0], fingerprints[0], cli, main)
 
 
 def _remote_for(args: list[str]) -> Any:
     """The ssh remote to send this command to, when run from an app's checkout on a laptop."""
-    if not args or args[0] in ("ssh-command", "sudoers-rule", "retire", "init", "--help", "-h", "--version"):
+    if not args or args[0] in ("ssh-command", "sudoers-rule", "host-units", "retire", "init", "--help", "-h",
+                               "--version"):
         return None
     from minipaas.ssh import remote
     from minipaas.state.settings import load
@@ -142,6 +150,7 @@ for _command in (
     keys.events_cmd,
     ssh_command,
     keys.sudoers_rule,
+    admin.host_units_cmd,
     admin.watch_cmd,
     admin.retire_cmd,
 ):

@@ -15,6 +15,15 @@ def init_cmd() -> None:
     hostsetup.init(say)
 
 
+@click.command("host-units", hidden=True)
+def host_units_cmd() -> None:
+    """Install this instance's systemd units (restore at boot, daily renewal), or its cron job without systemd."""
+    from minipaas.deploy import hostunits
+    from minipaas.state.settings import load
+
+    hostunits.install(load(), say)
+
+
 @click.command("ps:restore")
 def ps_restore() -> None:
     """Bring every app back to its recorded state (after a reboot or a dockerd restart)."""

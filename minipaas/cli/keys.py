@@ -91,8 +91,16 @@ def events_cmd(app: str | None, limit: int, as_json: bool) -> None:
 @click.command("sudoers-rule", hidden=True)
 @click.option("--account", default="paas", show_default=True, help="The ssh account the keys log in as")
 @click.option("--program", default="/usr/local/bin/minipaas", show_default=True, help="minipaas, as sudo runs it")
-def sudoers_rule(account: str, program: str) -> None:
-    """Print the sudoers rule of the ssh account (install.sh installs it in /etc/sudoers.d/minipaas)."""
+@click.option("--install", is_flag=True, help="Install it (after `visudo -c`) in /etc/sudoers.d/ for this instance")
+def sudoers_rule(account: str, program: str, install: bool) -> None:
+    """Print (or install) this instance's sudoers rule of the ssh account: exactly its keys' forced commands."""
     from minipaas.access import sudoers
+    from minipaas.state.settings import load
 
-    click.echo(sudoers.rule(account, program), nl=False)
+    settings = load()
+    if not install:
+        click.echo(sudoers.rule(account, program, home=str(settings.home)), nl=False)
+        return
+    written = sudoers.install(settings, account, program)
+    say(f"-----> ssh: {sudoers.path_for(settings)} {'installed' if written else 'is up to date'} "
+        f"({account} runs `{program} ssh-command` for the keys of {settings.home})")

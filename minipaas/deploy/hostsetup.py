@@ -1,12 +1,21 @@
-"""`minipaas init`: create or upgrade everything this host's settings call for, idempotently."""
+"""`minipaas init`: create or upgrade everything this host's settings call for, idempotently.
+
+Several instances can live on one host (MINIPAAS_HOME, MINIPAAS_INSTANCE): before it writes anything, `init`
+refuses with one line what would make this instance take another's place on the host (the host's nginx in
+system mode, a sudoers rule or systemd unit of its name that serves another home). An upgrade rewrites
+this instance's ssh key lines and its installed sudoers rule in today's form (they name their instance).
+"""
 
 from __future__ import annotations
 
 import dataclasses
+import os
 from collections.abc import Callable
 
+from minipaas.access import keys, sudoers
 from minipaas.adapters import gitrepo, nginx
 from minipaas.build import builders, buildkit
+from minipaas.deploy import hostunits
 from minipaas.routing import domains, proxy
 from minipaas.state import apps, perms, store
 from minipaas.state.host import Host
@@ -15,6 +24,7 @@ from minipaas.state.settings import SETTINGS_FILE, Settings, load
 
 def init(progress: Callable[[str], None], settings: Settings | None = None) -> Settings:
     s = settings or load()
+    _check_host_files(s)
     # The builder is found once, here, and written down: a push does not probe the docker CLIs.
     s = dataclasses.replace(s, builder=_builder(s))
     # Modes and owners first (perms.POLICY), repairing an install from before the policy: from here
@@ -29,6 +39,7 @@ def init(progress: Callable[[str], None], settings: Settings | None = None) -> S
     progress(f"-----> State in {s.db_path} (schema version {version})")
     for problem in problems:
         progress(f"       warning: {problem}")
+    _upgrade_ssh(s, progress)
     if perms.workers_gid(s) is not None:
         progress(f"-----> {s.home} is root's; nginx's workers ({s.nginx_user}:{perms.workers_group_name(s)}) "
                  "reach only static sites and ACME challenges")
@@ -64,3 +75,22 @@ def _builder(s: Settings) -> str:
     if wanted.startswith(("buildkit:", "buildx:")) and not buildkit.parse(wanted).cli_exists():
         wanted = "auto"
     return buildkit.find(wanted, prefer_legacy=builders.enforcement().layout is None).spec
+
+
+def _check_host_files(s: Settings) -> None:
+    """One line, before anything is written, when this instance would take another's place on the host."""
+    if s.nginx == "system":
+        proxy.check_system_nginx(s)
+    sudoers.installed(s)
+    hostunits.check(s)
+
+
+def _upgrade_ssh(s: Settings, progress: Callable[[str], None]) -> None:
+    """Key lines written by an older minipaas named no instance and no fingerprint (ssh-command now refuses
+    them): this instance's block of authorized_keys again, and its installed sudoers rule, which lets
+    exactly the new lines through."""
+    host = Host(s)
+    if keys.rewrite_on_upgrade(host):
+        progress(f"-----> ssh keys: this instance's lines of {s.authorized_keys} name it ({s.home})")
+    if os.geteuid() == 0 and sudoers.upgrade(s):
+        progress(f"-----> ssh: {sudoers.path_for(s)} rewritten for this instance's key lines")

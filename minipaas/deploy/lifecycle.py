@@ -12,7 +12,7 @@ from minipaas.cluster import registrygc
 from minipaas.deploy import placement, servicecontainers
 from minipaas.errors import Conflict
 from minipaas.routing import certs, proxy, sites
-from minipaas.state import apps, reviews, store
+from minipaas.state import apps, locks, reviews, store
 from minipaas.state.host import Host
 from minipaas.state.names import check_new_app
 from minipaas.state.settings import HOOK_TEMPLATE
@@ -84,7 +84,7 @@ def destroy(host: Host, name: str, progress: Callable[[str], None]) -> None:
                                                        (name,))]
         db.execute("DELETE FROM apps WHERE name = ?", (name,))  # its grants, config, domains... go with it
         db.execute("DELETE FROM retirements WHERE app = ?", (name,))
-    (s.locks_dir / f"{name}.lock").unlink(missing_ok=True)
+    locks.remove_app_locks(s, name)
     if granted:
         # A deployer's access ends with the app: an app created later under this name starts with none.
         events.record(host, app=name, command=f"apps:destroy {name}",

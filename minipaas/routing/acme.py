@@ -219,7 +219,7 @@ def _account_key(settings: Settings) -> jose.JWKEC:
 
 def _lock(settings: Settings, progress: Progress) -> contextlib.AbstractContextManager[None]:
     """One ACME conversation at a time on this host (the renewal timer and a user's enable)."""
-    return locks.held(settings.home / "acme" / ".lock", progress=progress,
+    return locks.held(locks.instance_lock(settings, "acme.orders"), progress=progress,
                       waiting="       waiting for another certificate request to finish...")
 
 

@@ -156,7 +156,7 @@ def nginx_view(settings: Settings, app: str) -> list[str]:
 
 def _locked(settings: Settings) -> AbstractContextManager[None]:
     """One writer of the table at a time, across processes (two apps deploying at once)."""
-    return locks.held(settings.locks_dir / "routes.lock")
+    return locks.held(locks.instance_lock(settings, "nginx.routes"))
 
 
 class _UnixConnection(http.client.HTTPConnection):

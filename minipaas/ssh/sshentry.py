@@ -1,6 +1,10 @@
-"""The ssh entry point: what `minipaas ssh-command --user NAME` does with SSH_ORIGINAL_COMMAND.
+"""The ssh entry point: what `minipaas ssh-command --home HOME --user NAME --fingerprint FP` does with
+SSH_ORIGINAL_COMMAND.
 
-Every key in authorized_keys is forced to run that command. The client's command line is parsed
+Every key in authorized_keys is forced to run that command. Several instances share the file (and sudo
+passes no MINIPAAS_HOME on): the line names the key's instance by its home, which is all that decides the
+home here, and the key's fingerprint, which must be that of the key of that name in that instance; a line
+whose home, name and fingerprint do not match is refused with one line. The client's command line is parsed
 here as an argument list (shlex, never a shell): git's receive-pack and upload-pack go to the
 app's bare repository; anything else runs through the same click commands as the local CLI, with
 the same output and exit codes. Each command is checked against the key's role and grants first
@@ -15,6 +19,7 @@ import shlex
 import subprocess
 import sys
 from collections.abc import Callable
+from pathlib import Path
 
 import click
 
@@ -23,26 +28,37 @@ from minipaas.deploy import hook, lifecycle
 from minipaas.errors import InvalidInput, MinipaasError, NotFound
 from minipaas.state import apps, reviews
 from minipaas.state.host import Host, current
-from minipaas.state.names import APP_NAME
+from minipaas.state.names import APP_NAME, check_plain_path
+from minipaas.state.settings import SETTINGS_FILE
 
 GIT_COMMANDS = ("git-receive-pack", "git-upload-pack")
 MAX_COMMAND = 256 * 1024
 # Commands that exist for the host itself and make no sense over ssh.
-LOCAL_ONLY = frozenset({"ssh-command", "sudoers-rule", "retire", "init"})
+LOCAL_ONLY = frozenset({"ssh-command", "sudoers-rule", "host-units", "retire", "init"})
 # `app`, `app.git`, `/app`, `/app.git`, `~/app.git`: what git clients send for the URL forms we document.
 # The CLI's `main`: runs one command line, exits through SystemExit.
 RunCli = Callable[[list[str]], None]
 REPO_PATH = re.compile(r"(?:~/|/)?(?P<app>[^/]+?)(?:\.git)?/?")
 
 
-def main(user: str, group: click.Group, run_cli: RunCli) -> int:
-    """Run SSH_ORIGINAL_COMMAND as `user`: `group` is the CLI's commands, `run_cli` its main (passed down
-    by the CLI, which sits above this layer)."""
-    host = current()
+def main(home: str, user: str, fingerprint: str, group: click.Group, run_cli: RunCli) -> int:
+    """Run SSH_ORIGINAL_COMMAND as key `user` of the instance at `home`: `group` is the CLI's commands, `run_cli`
+    its main (passed down by the CLI, which sits above this layer)."""
     try:
+        host = _instance_at(home)
         record = keys.get(host, keys.check_name(user))
     except NotFound:
         _error(f"the key for {user} is no longer registered")
+        return 1
+    except MinipaasError as exc:
+        _error(exc.message)
+        return 1
+    if record.fingerprint != fingerprint:
+        message = f"this key's line names {user} of the instance at {home} with another key's fingerprint"
+        _error(message)
+        event = events.start(host, user=user, fingerprint=fingerprint[:60], app="",
+                             command=os.environ.get("SSH_ORIGINAL_COMMAND", "")[:1000])
+        events.finish(host, event, f"refused: {message}")
         return 1
     principal = access.Principal(record.name, record.role, record.fingerprint, frozenset(record.apps))
     access.act_as(principal)
@@ -59,6 +75,22 @@ def main(user: str, group: click.Group, run_cli: RunCli) -> int:
     if argv[0] in GIT_COMMANDS:
         return _git(host, principal, argv)
     return _cli(host, principal, argv, group, run_cli)
+
+
+def _instance_at(home: str) -> Host:
+    """The instance the key's line names, as this process' own (what it runs, the hook and the retirer it
+    starts see that home and nothing the environment said): one line when it is no minipaas home."""
+    check_plain_path(home, what="the home a key's line names")
+    path = Path(home)
+    if not (path / SETTINGS_FILE).is_file() or not (path / "minipaas.db").is_file():
+        raise InvalidInput(f"this key's line names {home}, which is no minipaas instance on this host")
+    for name in [name for name in os.environ if name.startswith("MINIPAAS_")]:
+        del os.environ[name]
+    os.environ["MINIPAAS_HOME"] = home
+    host = current()
+    if host.settings.home != path:
+        raise InvalidInput(f"this process serves {host.settings.home} already, not {home}")
+    return host
 
 
 def parse_command(raw: str) -> list[str]:
@@ -162,5 +194,5 @@ def help_text(principal: access.Principal, cli: click.Group) -> str:
     return "\n".join(lines)
 
 
-def run(user: str, group: click.Group, run_cli: RunCli) -> None:
-    sys.exit(main(user, group, run_cli))
+def run(home: str, user: str, fingerprint: str, group: click.Group, run_cli: RunCli) -> None:
+    sys.exit(main(home, user, fingerprint, group, run_cli))

@@ -83,6 +83,19 @@ def check_hostname(name: str, *, what: str = "domain") -> str:
     return name
 
 
+# An absolute path of plain characters: what may stand unquoted in a shell command, an authorized_keys
+# `command="..."`, a sudoers rule and a systemd unit (a home named there, the program sudo runs).
+PLAIN_PATH = re.compile(r"/[A-Za-z0-9._+/-]{1,200}")
+
+
+def check_plain_path(path: str, *, what: str) -> str:
+    parts = path.split("/")[1:]
+    if not PLAIN_PATH.fullmatch(path) or any(part in ("", ".", "..") for part in parts):
+        raise InvalidInput(f"{what} must be an absolute path of letters, digits, dots, dashes, underscores "
+                           f"and plus signs (no `.`, `..` or empty parts), not {_show(path)}")
+    return path
+
+
 def check_domain(name: str) -> str:
     return check_hostname(name.lower().rstrip("."))
 

@@ -157,6 +157,12 @@ class Settings:
         """The app's own Docker network (networks.py): `minipaas-hello` on the default instance."""
         return f"{self.instance}-{app}"
 
+    @property
+    def host_files_name(self) -> str:
+        """How this instance's files outside its home are named (its sudoers rule, systemd units, cron job):
+        `minipaas` for the default instance, `minipaas-<instance>` for another."""
+        return DEFAULT_INSTANCE if self.instance == DEFAULT_INSTANCE else f"{DEFAULT_INSTANCE}-{self.instance}"
+
     def container_name(self, base: str) -> str:
         """A container's name on the engine: other instances' names start with their instance."""
         return base if self.instance == DEFAULT_INSTANCE else f"{self.instance}.{base}"
