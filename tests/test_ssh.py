@@ -72,7 +72,7 @@ def test_deployers_reach_only_their_apps_and_read_only_commands(paas: Paas, sshd
     add_key(paas, sshd, "ci", role="deployer")
     mine, other = paas.new_app("mine"), paas.new_app("other")
     paas.run("ssh-keys:grant", "ci", mine)
-    paas.run("config:set", mine, "SECRET=s3cret", "--no-restart")
+    paas.run("config:set", mine, "--secret", "SECRET=s3cret", "--no-restart")
 
     checkout = checkout_for(paas, sshd, mine)
     push(paas, sshd, checkout, "ci")

@@ -70,6 +70,19 @@ def ensure_app_network(name: str, *, pool: str, labels: dict[str, str]) -> None:
     raise EngineError(f"cannot create docker network {name}: {ATTEMPTS} subnets in a row were taken meanwhile")
 
 
+def exists(name: str) -> bool:
+    return attached(name) is not None
+
+
+def attached(name: str) -> list[str] | None:
+    """The ids of the containers on the network; None when there is no such network."""
+    try:
+        found = engine.client().api.inspect_network(name)
+    except docker.errors.NotFound:
+        return None
+    return sorted((found.get("Containers") or {}).keys())
+
+
 def remove(name: str) -> None:
     """Remove a network (absent is fine; one still in use is left for the next cleanup)."""
     api = engine.client().api

@@ -76,8 +76,11 @@ def watch_cmd() -> None:
 def retire_cmd(app: str) -> None:
     """Retire the app's old containers once drained (run in the background after a deploy)."""
     from minipaas.deploy import gc, retirement
+    from minipaas.state import apps
 
     host = current_host()
     retirement.retire(host, app, wait=True)
+    if apps.exists(host, app):
+        retirement.drop_network_when_empty(host, app)
     # After every deploy, in the background: the retention rule keeps the disk from filling up.
     gc.collect(host, dry_run=False, only=app, progress=say)

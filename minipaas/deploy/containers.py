@@ -7,6 +7,7 @@ from collections.abc import Callable
 
 from minipaas.adapters import engine, gitrepo, networks
 from minipaas.adapters.engine.services import TASK_LABEL
+from minipaas.cluster import membership
 from minipaas.deploy import appjson, formation, health, servicecontainers
 from minipaas.state import apps
 from minipaas.state.host import Host
@@ -34,6 +35,25 @@ def ensure_app_network(host: Host, app: str) -> None:
     # The services linked to it (a review app's: its parent's) join it there: a review app's first deploy,
     # or a service container made again since, finds them.
     servicecontainers.attach_linked(host, app)
+
+
+def drop_network_if_unused(host: Host, app: str) -> bool:
+    """Remove the app's network once none of its containers is left (running or stopped: `ps:stop` keeps them),
+    its linked services taken off it first; True when it went. Call it holding the app's lock: a deploy makes
+    the network before its first container. In a cluster the networks are the Swarm's releases' (kept)."""
+    name = host.settings.app_network(app)
+    attached = networks.attached(name)
+    if attached is None or membership.registry_address(host.settings):
+        return False
+    if engine.containers({engine.LABEL: str(host.settings.home), engine.APP_LABEL: app}):
+        return False
+    services = {c.id for service in servicecontainers.may_be_on_network_of(host, app)
+                if (c := servicecontainers.find(host, service)) is not None}
+    if set(attached) - services:
+        return False  # something else is on it (not minipaas'): left alone
+    servicecontainers.leave_network_of(host, app)
+    networks.remove(name)
+    return True
 
 
 def web_port(image: str) -> int:

@@ -14,7 +14,7 @@ from collections.abc import Callable
 from minipaas.adapters import engine, gitrepo
 from minipaas.build import procfile as procfile_mod
 from minipaas.deploy import appjson, health
-from minipaas.errors import DeployFailed, InvalidInput
+from minipaas.errors import Conflict, DeployFailed, InvalidInput
 from minipaas.state import apps, store
 from minipaas.state.host import Host
 
@@ -43,6 +43,19 @@ def counts(host: Host, app: str, procs: dict[str, str], declared: dict[str, int]
     defaults = {WEB: 1, **(declared or {})}
     types = [WEB, *sorted(t for t in procs if t not in (WEB, RELEASE))]
     return {t: int(stored.get(t, defaults.get(t, 0))) for t in types}
+
+
+def check_quota(host: Host, app: str, wanted: dict[str, int]) -> None:
+    """Refuse, before any container starts, a formation of more containers than the app's `max-containers`
+    (every process type's count together, whoever set it: app.json's formation, `ps:scale`)."""
+    limit = int(apps.get_setting(host, app, "max-containers"))
+    total = sum(wanted.values())
+    if total <= limit:
+        return
+    asked = " ".join(f"{process}={count}" for process, count in wanted.items() if count)
+    raise Conflict(f"{app} would run {total} containers ({asked}), more than its max-containers ({limit}); "
+                   + (f"an admin may raise it: minipaas settings:set {app} max-containers {total}"
+                      if total <= apps.MAX_CONTAINERS else f"it can be raised to {apps.MAX_CONTAINERS} at most"))
 
 
 def parse_changes(args: tuple[str, ...] | list[str]) -> dict[str, int]:

@@ -104,6 +104,10 @@ def _collect_app(host: Host, app: str, *, dry_run: bool, freed: Freed, sizes: di
             freed.add(f"container {container.name}", 0)
     if not dry_run:
         freed.bytes += engine.prune_dangling(labels)  # the legacy builder's stage images are tagged: kept
+        # An app without containers holds no network of the shared pool (one an older minipaas made for a
+        # static site, or one whose last container went outside minipaas).
+        if containers.drop_network_if_unused(host, app):
+            progress(f"       removed the network of {app} (it has no container)")
 
 
 def _collect_stacks(host: Host, *, dry_run: bool, freed: Freed, sizes: dict[str, int], removed: dict[str, str],

@@ -57,7 +57,8 @@ def main(app: str, stdin: TextIO) -> int:
         host = current()
         apps.require(host, app)
         live = releaselog.live(host, app)
-        options = _options(push_options(dict(os.environ)), os.environ.get(ROLE_ENV, "admin"),
+        role = os.environ.get(ROLE_ENV, "admin")
+        options = _options(push_options(dict(os.environ)), role,
                            apps.push_options_allowed(apps.get_setting(host, app, "deployer-push-options")), app)
         targets = deploy_refs(apps.get_setting(host, app, "deploy-branch"))
         review_apps = apps.get_setting(host, app, "review-apps") == "on"
@@ -75,13 +76,15 @@ def main(app: str, stdin: TextIO) -> int:
             elif ref.startswith("refs/heads/"):
                 say(f"-----> {ref.removeprefix('refs/heads/')} accepted, not deployed (review-apps is off; "
                     f"deploys come from {' or '.join(t.removeprefix('refs/heads/') for t in targets)})")
+        # More review apps than the limit: refused before anything is kept or made.
+        reviewapps.check_room(host, app, [branch for branch, new in branches if new != ZERO_SHA])
         # Review apps before the app itself: one that fails rejects the push before production changed.
         for branch, new in branches:
             if new == ZERO_SHA:
                 reviewapps.remove_branch(host, app, branch, say)
             else:
                 gitrepo.keep_pushed(host.settings.repo_path(app), new)
-                reviewapps.deploy_branch(host, app, branch, new, say, options)
+                reviewapps.deploy_branch(host, app, branch, new, say, options, by_deployer=role != "admin")
         if deploy:
             gitrepo.keep_pushed(host.settings.repo_path(app), deploy)
             rollout.deploy_commit(host, app, deploy, say, options)

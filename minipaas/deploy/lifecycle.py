@@ -63,7 +63,7 @@ def destroy(host: Host, name: str, progress: Callable[[str], None]) -> None:
     parent = reviews.parent(host, name)
     placement.for_host(host, name).remove_all(progress)
     proxy.remove_app(s, name)
-    servicecontainers.detach_all(host, name)  # its linked services leave its network (their links go below)
+    servicecontainers.leave_network_of(host, name)  # its services leave its network (their links go below)
     networks.remove(s.app_network(name))
     images = {row["image"] for row in host.db.execute("SELECT image FROM releases WHERE app = ?", (name,))}
     registrygc.forget(s, sorted(i for i in images if i), progress)  # in a cluster: its registry's manifests

@@ -10,6 +10,7 @@ from minipaas.deploy import containers
 from minipaas.errors import InvalidInput, NotFound
 from minipaas.state import apps, config, releaselog
 from minipaas.state.host import Host
+from minipaas.state.locks import try_app_lock
 
 
 def run(host: Host, app: str, command: list[str]) -> int:
@@ -20,11 +21,16 @@ def run(host: Host, app: str, command: list[str]) -> int:
         raise InvalidInput("nothing to run: `run APP -- COMMAND [ARGS...]`")
     s = host.settings
     containers.ensure_app_network(host, app)
-    return engine.run_oneoff(
-        image=live.image, name=s.container_name(f"{app}.run.{uuid.uuid4().hex[:8]}"), network=s.app_network(app),
-        env=config.get_all(host, app),
-        labels={engine.LABEL: str(s.home), engine.APP_LABEL: app, engine.PROCESS_LABEL: "run"},
-        limits=apps.limits(host, app), command=command, tty=sys.stdin.isatty())
+    try:
+        return engine.run_oneoff(
+            image=live.image, name=s.container_name(f"{app}.run.{uuid.uuid4().hex[:8]}"), network=s.app_network(app),
+            env=config.get_all(host, app),
+            labels={engine.LABEL: str(s.home), engine.APP_LABEL: app, engine.PROCESS_LABEL: "run"},
+            limits=apps.limits(host, app), command=command, tty=sys.stdin.isatty())
+    finally:
+        with try_app_lock(s, app) as held:  # a deploy running now needs the network: it is left to it
+            if held:
+                containers.drop_network_if_unused(host, app)  # a static site's or a stopped app's one-off
 
 
 def enter(host: Host, app: str, process: str, command: list[str]) -> int:

@@ -26,10 +26,10 @@ def resume(host: Host, app: str, progress: Progress) -> tuple[int, str] | None:
     if current is None:
         return None
     where = placement.for_host(host, app)  # containers here, or Swarm services in a cluster
-    where.prepare()
     if current.serving == "static":
         proxy.write_site(s, app, domains.of(host, app))
         return current.number, "static files"
+    where.prepare()  # a static site has no network (containers.drop_network_if_unused)
     if not where.resume(current, progress):
         progress(f"-----> {app}: {where.WHAT} of release {current.number} are gone; starting new ones")
         current = rollout.roll_out(host, app, kind="restart", sha=current.sha, image=current.image,

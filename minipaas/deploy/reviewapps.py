@@ -3,8 +3,9 @@
 A push of `feature/login` to `hello` deploys the commit as the app `hello--feature-login` (state/
 reviews.py), served at `feature-login.hello.<domain>` (the parent's `review-url`), through the same
 build, health check and switch as any deploy (rollout.py). Its config and settings are the parent's
-with its own overrides; a deleted branch removes it entirely (lifecycle.destroy); beyond the parent's
-`review-apps-max`, the least recently pushed ones are stopped until their next push.
+with its own overrides, but a deployer's push gets no secret value (state/config.py); a deleted branch removes
+it entirely (lifecycle.destroy). At most `review-apps-limit` exist (a push of one more branch is refused before
+anything is made); of them, beyond `review-apps-max`, the least recently pushed are stopped until their next push.
 """
 
 from __future__ import annotations
@@ -12,10 +13,10 @@ from __future__ import annotations
 from collections.abc import Callable
 
 from minipaas.build import builds
-from minipaas.deploy import containers, lifecycle, processes, rollout
+from minipaas.deploy import containers, lifecycle, processes, rollout, servicecontainers
 from minipaas.errors import Conflict
 from minipaas.routing import proxy
-from minipaas.state import apps, releaselog, reviews
+from minipaas.state import apps, releaselog, reviews, services
 from minipaas.state.host import Host
 from minipaas.state.names import check_hostname
 
@@ -23,10 +24,14 @@ Progress = Callable[[str], None]
 
 
 def deploy_branch(host: Host, parent: str, branch: str, sha: str, progress: Progress,
-                  options: builds.Options | None = None) -> str:
-    """Deploy `sha` as the branch's review app, made on its first push; returns the review app's name."""
+                  options: builds.Options | None = None, *, by_deployer: bool = False) -> str:
+    """Deploy `sha` as the branch's review app, made on its first push; returns the review app's name.
+    `by_deployer`: a deployer's key pushed it: the review app gets none of the secret config nor the services
+    of its parent, from this push until the branch is deleted (state/config.py)."""
     review = reviews.find(host, parent, branch)
     name = review.name if review else _create(host, parent, branch, progress)
+    if by_deployer:
+        _withhold_secrets(host, parent, name, progress)
     reviews.touch(host, name)
     try:
         rollout.deploy_commit(host, name, sha, progress, options)
@@ -48,6 +53,19 @@ def remove_branch(host: Host, parent: str, branch: str, progress: Progress) -> N
     progress(f"-----> {branch} deleted: review app {review.name} removed")
 
 
+def check_room(host: Host, parent: str, branches: list[str]) -> None:
+    """Refuse, before anything is made, a push whose new branches would make more review apps than the parent's
+    `review-apps-limit` (running or stopped: each holds a vhost, a domain, and while it runs containers and a
+    network). A branch that has its review app already is always deployed."""
+    limit = int(apps.get_setting(host, parent, "review-apps-limit"))
+    have = len(reviews.of(host, parent))
+    new = [b for b in dict.fromkeys(branches) if reviews.find(host, parent, b) is None]
+    if new and have + len(new) > limit:
+        raise Conflict(f"{parent} has {have} review apps and review-apps-limit is {limit}: {new[0]} gets none; "
+                       f"delete a branch (git push paas :BRANCH), or an admin raises it: "
+                       f"minipaas settings:set {parent} review-apps-limit {have + len(new)}")
+
+
 def _create(host: Host, parent: str, branch: str, progress: Progress) -> str:
     name = reviews.new_name(host, parent, branch)
     domain = check_hostname(apps.default_domain(host, name), what="review app host name")
@@ -59,8 +77,21 @@ def _create(host: Host, parent: str, branch: str, progress: Progress) -> str:
     except BaseException:
         lifecycle.forget(host, name)
         raise
+    count, limit = len(reviews.of(host, parent)), int(apps.get_setting(host, parent, "review-apps-limit"))
     progress(f"-----> Review app {name} for branch {branch}")
+    if count >= limit:
+        progress(f"       {parent} has {count} review apps, its review-apps-limit: another branch is refused until "
+                 f"one is deleted or an admin raises it (settings:set {parent} review-apps-limit N)")
     return name
+
+
+def _withhold_secrets(host: Host, parent: str, name: str, progress: Progress) -> None:
+    """From a deployer's push on, the review app's code is a deployer's: it gets what that key may read."""
+    newly = reviews.mark_deployer_pushed(host, name)
+    for service in services.linked_to(host, parent):  # an admin's push made it, with them on its network
+        servicecontainers.detach(host, service, name)
+    if newly:
+        progress(f"-----> {name} is a deployer's push: it gets no secret config and no service of {parent}")
 
 
 def _stop_beyond_max(host: Host, parent: str, *, keep: str, progress: Progress) -> None:

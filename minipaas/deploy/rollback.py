@@ -40,7 +40,7 @@ def rollback(host: Host, app: str, target: int | None, progress: Progress) -> Re
             raise Conflict(f"release {target} was garbage-collected; the last "
                            f"{apps.get_setting(host, app, 'keep-releases')} can be rolled back")
         progress(f"-----> Rolling {app} back to release {target} ({chosen.sha[:7]}, {chosen.kind})")
-        before = config.own(host, app)
+        before = config.snapshot(host, app)
         config.replace_all(host, app, chosen.config)
         try:
             if chosen.serving == "static":
@@ -48,7 +48,7 @@ def rollback(host: Host, app: str, target: int | None, progress: Progress) -> Re
             released = rollout.roll_out(host, app, kind="rollback", sha=chosen.sha, image=chosen.image,
                                  buildpack=chosen.buildpack, progress=progress)
         except BaseException:
-            config.replace_all(host, app, before)
+            config.restore(host, app, before)
             raise
         releaselog.update(host, app, released.number, message=f"rollback to {target}")
         return releaselog.get(host, app, released.number)

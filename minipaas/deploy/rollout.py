@@ -42,7 +42,7 @@ def change_config(
 ) -> Release | None:
     """Apply a config change and roll the live image out with it; undo the change if that fails."""
     with app_lock(host.settings, app, progress):
-        before = config.own(host, app)
+        before = config.snapshot(host, app)
         if not change():
             progress("-----> Config unchanged")
             return None
@@ -57,7 +57,7 @@ def change_config(
             return roll_out(host, app, kind="config", sha=current.sha, image=current.image,
                              buildpack=current.buildpack, progress=progress)
         except MinipaasError:
-            config.replace_all(host, app, before)
+            config.restore(host, app, before)
             raise
 
 
@@ -87,7 +87,6 @@ def roll_out(host: Host, app: str, *, kind: str, sha: str, image: str, buildpack
     """
     s = host.settings
     where = where or placement.for_host(host, app)  # containers here, or Swarm services in a cluster
-    where.prepare()
     proxy.ensure_running(s)
     watcher.ensure_running(s)
     retirement.reconcile(host, app)
@@ -109,6 +108,7 @@ def roll_out(host: Host, app: str, *, kind: str, sha: str, image: str, buildpack
                 released, raw = _roll_out_site(host, app, number, source, progress, options)
                 releaselog.update(host, app, number, build_log=_log_text(progress, raw))
                 return released
+            _check_quota(host, app, sha, procs)  # before the build: a formation beyond it would not start
             built = builds.build(s, app, number, source, progress,
                                  allowed_images=apps.get_setting(host, app, "build-images"), options=options)
             image, buildpack, raw = built.image, built.buildpack, built.log
@@ -116,6 +116,10 @@ def roll_out(host: Host, app: str, *, kind: str, sha: str, image: str, buildpack
                               tests_seconds=built.tests_seconds)
         if procs is None:  # an earlier image (config, restart, rollback): read its commit's Procfile
             procs = formation.procfile(host, app, sha)
+            _check_quota(host, app, sha, procs)
+        # The app's network (and the services linked to it there) only now that containers are to run on it:
+        # a static site, or a build that fails, holds none of the shared pool.
+        where.prepare()
         if formation.RELEASE in procs:
             formation.run_release_command(host, app, image=image, command=procs[formation.RELEASE], env=env,
                                           progress=progress)
@@ -131,6 +135,7 @@ def roll_out(host: Host, app: str, *, kind: str, sha: str, image: str, buildpack
             hint = starthints.for_commit(s.repo_path(app), sha, app, exc.detail)
             exc.detail = f"{hint}\n{exc.detail}" if hint else exc.detail
         where.undo()
+        containers.drop_network_if_unused(host, app)  # a first deploy that failed leaves no network
         message = exc.message if isinstance(exc, MinipaasError) else f"interrupted ({type(exc).__name__})"
         if isinstance(exc, BuildFailed) and exc.log:
             raw = exc.log
@@ -152,6 +157,10 @@ def roll_out(host: Host, app: str, *, kind: str, sha: str, image: str, buildpack
                  f"`ps:scale {app} web=1` would serve it)")
     releaselog.update(host, app, number, build_log=_log_text(progress, raw))
     return releaselog.get(host, app, number)
+
+
+def _check_quota(host: Host, app: str, sha: str, procs: dict[str, str]) -> None:
+    formation.check_quota(host, app, formation.counts(host, app, procs, formation.declared(host, app, sha)))
 
 
 BUILDER_OUTPUT = "----- the builder's own output -----"

@@ -26,6 +26,7 @@ def scale(host: Host, app: str, args: list[str], progress: Progress) -> dict[str
         if current is not None and unknown:
             raise InvalidInput(f"{app} has no process type {', '.join(unknown)} "
                                f"(its types: {', '.join(before)}; others come from the Procfile)")
+        formation.check_quota(host, app, {**before, **changes})  # refused before anything is stored
         formation.store_counts(host, app, changes)
         wanted = formation.counts(host, app, procs, declared)
         if current is None or current.serving == "static":
@@ -46,7 +47,9 @@ def _formation_text(counts: dict[str, int]) -> str:
 
 def _apply_scale(host: Host, app: str, current: Release, procs: dict[str, str], wanted: dict[str, int],
                  progress: Progress) -> None:
-    surplus = placement.for_host(host, app).scale(current, procs, wanted, progress)
+    where = placement.for_host(host, app)
+    where.prepare()  # its network: gone if it had scaled to 0 (containers.drop_network_if_unused)
+    surplus = where.scale(current, procs, wanted, progress)
     if surplus is None:  # in a cluster, a count that goes down: a rollout at the new count
         progress(f"-----> Rolling release {current.number} out again at {_formation_text(wanted)}")
         rollout.roll_out(host, app, kind="scale", sha=current.sha, image=current.image,

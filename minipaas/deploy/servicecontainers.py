@@ -126,11 +126,13 @@ def wait_ready(container: str, service: Service, timeout: float = READY_TIMEOUT)
 # -- networks ------------------------------------------------------------------------------
 
 def apps_reaching(host: Host, service: Service) -> list[str]:
-    """The apps whose containers may reach the service: the linked ones and their review apps."""
+    """The apps whose containers may reach the service: the linked ones and their review apps (but those a
+    deployer pushed: state/config.py)."""
     found = []
     for app in services.links(host, service.kind, service.name):
         found.append(app)
-        found.extend(review.name for review in reviews.of(host, app))
+        found.extend(review.name for review in reviews.of(host, app) if reviews.receives_parent_services(host,
+                                                                                                         review.name))
     return found
 
 
@@ -144,10 +146,10 @@ def _app_networks(host: Host, app: str) -> list[str]:
 
 
 def attach(host: Host, service: Service, app: str) -> None:
-    """The service on the app's networks, by its alias."""
-    network = host.settings.app_network(app)
-    networks.ensure_app_network(network, pool=host.settings.subnets,
-                                labels={engine.LABEL: str(host.settings.home), engine.APP_LABEL: app})
+    """The service on the app's networks, by its alias. An app without a network (no container yet, a static
+    site) gets none for it: `containers.ensure_app_network` attaches its services when it makes one."""
+    if not networks.exists(host.settings.app_network(app)):
+        return
     container = find(host, service)
     if container is not None:
         for name in _app_networks(host, app):
@@ -167,10 +169,25 @@ def attach_linked(host: Host, app: str) -> None:
         attach(host, service, app)
 
 
-def detach_all(host: Host, app: str) -> None:
-    """No service on the app's network any more (the app is going)."""
-    for service in services.linked_to(host, app):
-        detach(host, service, app)
+def may_be_on_network_of(host: Host, app: str) -> list[Service]:
+    """The services linked to the app or to its parent, whether it reaches them or no longer does (a review app
+    an admin's push made, pushed since by a deployer; one made before minipaas withheld them)."""
+    parent = reviews.parent(host, app)
+    found = {(s.kind, s.name): s for s in services.linked_to(host, app)}
+    found.update({(s.kind, s.name): s for s in services.linked_to(host, parent)} if parent else {})
+    return list(found.values())
+
+
+def leave_network_of(host: Host, app: str) -> list[str]:
+    """Every service that may be on the app's network taken off it; returns their containers' ids."""
+    ids = []
+    for service in may_be_on_network_of(host, app):
+        container = find(host, service)
+        if container is not None:
+            ids.append(container.id)
+            for name in _app_networks(host, app):
+                engine.disconnect(name, container.id)
+    return ids
 
 
 def remove(host: Host, service: Service) -> None:

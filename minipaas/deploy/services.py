@@ -60,7 +60,8 @@ def link(host: Host, kind: str, name: str, app: str, progress: Progress) -> None
             servicecontainers.attach(host, service, reaching)
         value = services.url(service.spec, name, service.password)
         progress(f"-----> Linking {kind} service {name} to {app} as {key}")
-        rollout.change_config(host, app, lambda: config.set_many(host, app, {key: value}), progress)
+        rollout.change_config(host, app, lambda: config.set_many(host, app, {key: value}, secret=True),
+                              progress)
     except BaseException:
         _forget_link(host, service, app)
         raise

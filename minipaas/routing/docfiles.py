@@ -14,6 +14,7 @@ from urllib.parse import quote, unquote
 from minipaas.errors import BuildFailed
 from minipaas.routing.docmodel import Page, is_markdown
 
+WELL_KNOWN = ".well-known"
 _SCHEME = re.compile(r"^[A-Za-z][A-Za-z0-9+.-]*:")
 
 
@@ -21,7 +22,8 @@ def scan(src: Path, *, skip: Path | None = None) -> tuple[list[str], list[str]]:
     """List the regular files under `src` as sorted POSIX paths: (Markdown files, other files).
 
     Symlinks (to files or folders), hidden entries (`.git`, `.env`, ...), special files and the `skip`
-    folder (the output, if it lies inside the source) are left out.
+    folder (the output, if it lies inside the source) are left out; but the folder `.well-known` at the root
+    (security.txt and the like, RFC 8615), whose files are copied as they are, none of them a page.
     """
     skip_id = _inode(skip) if skip is not None else None
     markdown: list[str] = []
@@ -31,14 +33,16 @@ def scan(src: Path, *, skip: Path | None = None) -> tuple[list[str], list[str]]:
         rel = pending.pop()
         with os.scandir(src / rel if rel else src) as entries:
             for entry in entries:
-                if entry.name.startswith(".") or entry.is_symlink():
+                well_known = not rel and entry.name == WELL_KNOWN
+                if (entry.name.startswith(".") and not well_known) or entry.is_symlink():
                     continue
                 path = f"{rel}/{entry.name}" if rel else entry.name
                 if entry.is_dir(follow_symlinks=False):
                     if _inode(Path(entry.path)) != skip_id:
                         pending.append(path)
-                elif entry.is_file(follow_symlinks=False):
-                    (markdown if is_markdown(entry.name) else other).append(path)
+                elif entry.is_file(follow_symlinks=False) and not well_known:
+                    page = is_markdown(entry.name) and not path.startswith(WELL_KNOWN + "/")
+                    (markdown if page else other).append(path)
     return sorted(markdown), sorted(other)
 
 

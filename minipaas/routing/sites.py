@@ -1,8 +1,9 @@
 """Static sites: release directories that nginx serves directly, switched by an atomic symlink.
 
 `MINIPAAS_HOME/static/<app>/<release>/` holds a release's files; `current` points at the live one.
-A deploy fills a new directory (from the commit, from a built image, or rendered from Markdown),
-then replaces the symlink in one rename: no container, no reload, no downtime.
+A deploy fills a new directory (from the commit, from a built image, or rendered from Markdown), leaving
+out every dotfile and dot-folder but /.well-known/, then replaces the symlink in one rename: no container,
+no reload, no downtime.
 """
 
 from __future__ import annotations
@@ -65,6 +66,10 @@ def prepare(settings: Settings, app: str, release: int, sha: str, pack: Buildpac
             extract_tar(archive, target, strip=Path(root).name + "/")
         else:
             _from_markdown(settings, app, sha, target, progress)
+        hidden = drop_hidden(target)
+        if hidden:
+            shown = ", ".join(hidden[:5]) + (f" and {len(hidden) - 5} more" if len(hidden) > 5 else "")
+            progress(f"       not served: {shown} (dotfiles and dot-folders; only /.well-known/ is served)")
         if not (target / "index.html").is_file():
             raise BuildFailed("the site has no index.html at its root")
         precompress(target)
@@ -75,6 +80,31 @@ def prepare(settings: Settings, app: str, release: int, sha: str, pack: Buildpac
     files = sum(1 for p in target.rglob("*") if p.is_file())
     progress(f"-----> Site of release {release}: {files} files")
     return target
+
+
+WELL_KNOWN = ".well-known"
+
+
+def drop_hidden(root: Path) -> list[str]:
+    """Remove every dotfile and dot-folder under `root` but the folder /.well-known/ at its root (RFC 8615:
+    security.txt and the like), dot names inside that too; returns what went (`a/.env`, `.git/`), sorted.
+    A repository's `.env`, `.npmrc`, `.git-credentials` or `.ssh/` is never meant to be a page."""
+    removed = []
+    for folder, dirs, files in os.walk(root):
+        here = Path(folder)
+        for name in [*dirs, *files]:
+            path = here / name
+            keep = here == root and name == WELL_KNOWN and path.is_dir() and not path.is_symlink()
+            if not name.startswith(".") or keep:
+                continue
+            is_dir = path.is_dir() and not path.is_symlink()
+            if is_dir:
+                shutil.rmtree(path)
+                dirs.remove(name)
+            else:
+                path.unlink()
+            removed.append(str(path.relative_to(root)) + ("/" if is_dir else ""))
+    return sorted(removed)
 
 
 def image_has_folder(image: str, folder: str) -> bool:

@@ -61,6 +61,10 @@ def push_options_allowed(value: str) -> frozenset[str]:
     return frozenset(v.strip() for v in value.split(",") if v.strip())
 
 
+# The most `max-containers` may be raised to: an app's network is a /26 (62 addresses; adapters/networks.py), which
+# holds during a rollout the old release's containers and the new one's, its release command and its services.
+MAX_CONTAINERS = 28
+
 # markdown-html's values before it had GitHub's default: stored as the names they stand for.
 MARKDOWN_HTML_ALIASES = {"on": "sanitize", "off": "escape"}
 
@@ -101,7 +105,13 @@ SETTINGS: dict[str, AppSetting] = {
                               "at its own URL; off: other branches are only accepted"),
     "review-apps-max": AppSetting("10", _int_between(0, 1000),
                                   "review apps kept running; beyond it the least recently pushed is stopped "
-                                  "(0: no limit)"),
+                                  "(0: no limit but review-apps-limit)"),
+    "review-apps-limit": AppSetting("20", _int_between(1, 1000),
+                                    "review apps the app may have, running or stopped; a push of one more branch "
+                                    "is refused (review-apps-max of them run)"),
+    "max-containers": AppSetting("20", _int_between(1, MAX_CONTAINERS),
+                                 "containers the app may run, all its process types together (ps:scale, app.json "
+                                 "formation); a release or scale beyond it is refused"),
     "review-url": AppSetting("{slug}.{app}.{domain}", lambda v: _valid_review_url(v),
                              "a review app's host name: {slug} (the branch's), {app} and {domain} (the host's)"),
     "tests": AppSetting("on", lambda v: v in ("on", "off", "review-only"),
@@ -113,7 +123,7 @@ SETTINGS: dict[str, AppSetting] = {
 }
 
 # Settings of the app itself, not inherited by its review apps (a review app's own value is ignored).
-PARENT_ONLY = frozenset({"deploy-branch", "review-apps", "review-apps-max", "review-url"})
+PARENT_ONLY = frozenset({"deploy-branch", "review-apps", "review-apps-max", "review-apps-limit", "review-url"})
 
 
 def _valid_review_url(template: str) -> bool:

@@ -64,6 +64,21 @@ def insert(host: Host, *, name: str, parent: str, branch: str, domain: str) -> N
         db.execute("INSERT INTO domains (domain, app) VALUES (?, ?)", (domain, name))
 
 
+def mark_deployer_pushed(host: Host, name: str) -> bool:
+    """A deployer pushed the review app's branch: from now on it gets no secret config (state/config.py) and
+    no service of its parent. True when it was not marked before."""
+    with store.transaction(host.db) as db:
+        cursor = db.execute("UPDATE apps SET deployer_pushed = 1 WHERE name = ? AND parent IS NOT NULL "
+                            "AND deployer_pushed = 0", (name,))
+    return cursor.rowcount > 0
+
+
+def receives_parent_services(host: Host, name: str) -> bool:
+    """Whether a review app reaches its parent's linked services (not once a deployer pushed its branch)."""
+    row = host.db.execute("SELECT deployer_pushed FROM apps WHERE name = ?", (name,)).fetchone()
+    return row is not None and not row["deployer_pushed"]
+
+
 def touch(host: Host, name: str) -> None:
     """Record a push of the review app's branch (review-apps-max stops the least recently pushed)."""
     with store.transaction(host.db) as db:

@@ -159,11 +159,12 @@ def links(host: Host, kind: str, name: str) -> list[str]:
 
 
 def linked_to(host: Host, app: str) -> list[Service]:
-    """The services linked to an app; a review app's are its parent's (it inherits their URLs)."""
+    """The services linked to an app; a review app's are its parent's (it inherits their URLs), except once a
+    deployer pushed its branch (it gets no secret config, so neither their URLs nor their network)."""
     rows = host.db.execute(
         "SELECT s.* FROM services s JOIN service_links l ON l.kind = s.kind AND l.name = s.name "
-        "WHERE l.app = ? OR l.app = (SELECT parent FROM apps WHERE name = ?) ORDER BY s.kind, s.name",
-        (app, app))
+        "WHERE l.app = ? OR l.app = (SELECT parent FROM apps WHERE name = ? AND deployer_pushed = 0) "
+        "ORDER BY s.kind, s.name", (app, app))
     return [_service(row) for row in rows]
 
 

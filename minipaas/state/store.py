@@ -161,6 +161,18 @@ MIGRATIONS: list[str] = [
     ALTER TABLE apps ADD COLUMN life TEXT NOT NULL DEFAULT '';
     UPDATE apps SET life = lower(hex(randomblob(8))) WHERE life = '';
     """,
+    # 11: secret config values (`config:set --secret`; link URLs always): a deployer's `config` shows every other
+    #     value, so every value stored before is marked secret (none becomes visible). A review app a deployer
+    #     pushed to gets none of the secret values (docs/security.md); of the review apps there are, those of an
+    #     app a deployer is granted, or was pushed to by a key that is not an admin's, count as such.
+    """
+    ALTER TABLE config ADD COLUMN secret INTEGER NOT NULL DEFAULT 0;
+    UPDATE config SET secret = 1;
+    ALTER TABLE apps ADD COLUMN deployer_pushed INTEGER NOT NULL DEFAULT 0;
+    UPDATE apps SET deployer_pushed = 1 WHERE parent IS NOT NULL AND (parent IN (SELECT app FROM key_grants)
+        OR parent IN (SELECT app FROM events WHERE command LIKE 'git-receive-pack %'
+                      AND user NOT IN (SELECT name FROM ssh_keys WHERE role = 'admin')));
+    """,
 ]
 
 

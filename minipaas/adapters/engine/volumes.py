@@ -64,6 +64,8 @@ def connect(network: str, container: str, *, aliases: list[str]) -> None:
 
 def disconnect(network: str, container: str) -> None:
     """Detach a container from a network (not attached, or either gone: nothing)."""
+    if network not in networks_of(container):
+        return  # some engines answer 500, not 404, for a container that is not on the network
     with contextlib.suppress(docker.errors.NotFound):
         try:
             _api().disconnect_container_from_network(container, network, force=True)
