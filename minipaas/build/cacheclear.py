@@ -45,12 +45,14 @@ def _empty(host: Host, app: str, ids: list[str], progress: Callable[[str], None]
         progress(f"       {app}'s build caches are kept: no base image to empty them with (`minipaas stack:build`)")
         return False
     mounts = tuple(("mount", f"type=cache,id={one},target=/minipaas-caches/{number}") for number, one in enumerate(ids))
+    token = f"{int(time.time())}-{secrets.token_hex(4)}"
+    # A step of its own each time (the token): from the layer cache it would not run. Not `--no-cache`, which
+    # gives BuildKit's steps fresh, empty cache mounts instead of the ones named.
     text = dockerfile_reading.render([Instruction("FROM", (base.tag,)),
-                                      Instruction("RUN", ("/bin/sh", "-c", EMPTY), mounts, json=True)])
-    tag = f"{dockerfiles.PIN_PREFIX}{int(time.time())}-{secrets.token_hex(4)}"
-    repository = f"{settings.instance}/{tag}"
+                                      Instruction("RUN", ("/bin/sh", "-c", f"{EMPTY} # {token}"), mounts, json=True)])
+    repository = f"{settings.instance}/{dockerfiles.PIN_PREFIX}{token}"
     outcome, _hit = builders.run_builder(settings, app, _tar(text), tag=f"{repository}:caches", limits=LIMITS,
-                                         progress=lambda _line: None, say=progress, no_cache=True)
+                                         progress=lambda _line: None, say=progress)
     engine.remove_image(f"{repository}:caches")
     if outcome.error:
         progress(f"       {app}'s build caches could not be emptied ({outcome.error}); gc tries again")
