@@ -14,6 +14,7 @@ import pytest
 from test_tenants import image_exists, pushed_error_lines
 
 from conftest import APPS, Paas, Sshd, commit, docker
+from minipaas.state import locks
 from test_ssh import add_key, checkout_for, push
 
 VICTIM_SECRET = "victim-source-a8f3"  # in the victim's server.js: it must never reach the attacker's push
@@ -163,15 +164,20 @@ def test_attacks_4_5_6_directives_onbuild_and_heredocs_are_refused_under_both_bu
     assert len(errors) == 1 and words in errors[0], errors
 
 
+def direct_build(dockerfile: str) -> str:
+    """A BuildKit build run on the engine directly (as root, outside minipaas), in its turn with minipaas' builds
+    (they share BuildKit's cgroup): the image id."""
+    with locks.host_build_lock(lambda _line: None):
+        return subprocess.run(["/usr/bin/docker", "build", "--progress=plain", "-q", "-"], input=dockerfile, text=True,
+                              capture_output=True, env={"DOCKER_BUILDKIT": "1"}, check=True).stdout.strip()
+
+
 def cache_holds(paas: Paas, cache_id: str) -> list[str]:
-    """What a BuildKit cache mount of this id holds, read on the engine directly (as root, outside minipaas)."""
+    """What a BuildKit cache mount of this id holds, read on the engine directly."""
     # Not --no-cache: BuildKit then mounts fresh, empty caches. A step of its own instead (the time).
     dockerfile = (f"FROM minipaas/node:26\nRUN --mount=type=cache,id={cache_id},target=/c "
                   f"ls -A /c > /listing; cat /listing # {time.time()}\n")
-    result = subprocess.run(["/usr/bin/docker", "build", "--progress=plain", "-q", "-"],
-                            input=dockerfile, text=True, capture_output=True, env={"DOCKER_BUILDKIT": "1"},
-                            check=True)
-    image = result.stdout.strip()
+    image = direct_build(dockerfile)
     try:
         return docker("run", "--rm", image, "cat", "/listing").split()
     finally:
@@ -209,10 +215,8 @@ def test_gc_empties_the_caches_of_apps_gone_and_removes_leftover_pins(paas: Paas
 
     paas.env["MINIPAAS_BUILDER"] = "buildkit"
     gone = f"{paas.instance}/gone-app/0badc0de/npm"
-    subprocess.run(["/usr/bin/docker", "build", "-q", "-"], check=True, capture_output=True,
-                   text=True, env={"DOCKER_BUILDKIT": "1"},
-                   input=f"FROM minipaas/node:26\nRUN --mount=type=cache,id={gone},target=/c touch /c/left "
-                         f"# {time.time()}\n")
+    docker("rmi", direct_build(f"FROM minipaas/node:26\nRUN --mount=type=cache,id={gone},target=/c touch /c/left "
+                               f"# {time.time()}\n"))
     with sqlite3.connect(paas.home / "minipaas.db") as db:  # as a destroy that did not get to empty it leaves it
         db.execute("INSERT INTO cache_mounts (life, app, id) VALUES ('0badc0de', 'gone-app', ?)", (gone,))
     stale = f"{paas.instance}/pin.1000-abcd"
