@@ -156,15 +156,15 @@ class Paas:
 
 def step_cached(output: str, instruction: str) -> bool:
     """Whether a build (its builder's own output, `Paas.builder_log`, either builder's) reused the cached
-    layer of the step that runs `instruction`: BuildKit says `#7 CACHED` under `#7 [build 4/5] RUN ...`;
-    the legacy builder says `Using cache` after `Step 4/9 : RUN ...`. A BuildKit step's `--mount=...`
-    flags are skipped over."""
+    layer of the step that runs `instruction` (`RUN npm ci`: the keyword, then text its line holds after the
+    flags): BuildKit says `#7 CACHED` under `#7 [build 4/5] RUN ...`; the legacy builder says `Using cache` after
+    `Step 4/9 : RUN ...`."""
     keyword, _, rest = instruction.partition(" ")
-    step = re.search(rf"#(\d+) \[[^\]]*\] {re.escape(keyword)} (?:--mount=\S+ )*{re.escape(rest)}", output)
+    step = re.search(rf"#(\d+) \[[^\]]*\] {re.escape(keyword)} (?:--mount=\S+ )*[^\n]*?{re.escape(rest)}", output)
     if step:
         return re.search(rf"^(?:remote: +)?#{step.group(1)} CACHED\b", output, re.M) is not None
-    _, found, after = output.partition(instruction)
-    return bool(found) and "Using cache" in after.split("Step", 1)[0]
+    legacy = re.search(rf"Step \d+/\d+ : {re.escape(keyword)} [^\n]*?{re.escape(rest)}[^\n]*\n", output)
+    return bool(legacy) and "Using cache" in output[legacy.end():].split("Step", 1)[0]
 
 
 def git(path: Path, *args: str) -> str:

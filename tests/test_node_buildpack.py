@@ -10,6 +10,7 @@ import base64
 import hashlib
 import http.server
 import io
+import ipaddress
 import json
 import subprocess
 import tarfile
@@ -138,7 +139,10 @@ class Registry:
     def __init__(self, names: list[str]) -> None:
         self.tarballs = {name: _package_tarball(name) for name in names}
         self.fetched: list[str] = []
-        gateway = docker("network", "inspect", "bridge", "--format", "{{(index .IPAM.Config 0).Gateway}}").strip()
+        # The engine names the bridge's gateway only where it was given one: else it is the subnet's first address
+        # (an empty gateway made npm's `Invalid URL`, seen on fresh machines).
+        ipam = json.loads(docker("network", "inspect", "bridge", "--format", "{{json (index .IPAM.Config 0)}}"))
+        gateway = ipam.get("Gateway") or str(next(ipaddress.ip_network(ipam["Subnet"]).hosts()))
         registry = self
 
         class Handler(http.server.BaseHTTPRequestHandler):

@@ -11,10 +11,21 @@ from pathlib import Path
 
 import pytest
 
-from minipaas.build import builders, buildkit, buildlog, buildpacks, builds, nodeinstall, packagejson, starthints
+from minipaas.build import (
+    builders,
+    buildkit,
+    buildlog,
+    buildpacks,
+    builds,
+    dockerfiles,
+    nodeinstall,
+    packagejson,
+    starthints,
+)
 from minipaas.errors import BuildFailed, InvalidInput
 from minipaas.state.settings import SHARE_DIR
 
+NAMESPACE = "mp-1/shop/0a1b2c3d"
 BERRY_LOCK = b'__metadata:\n  version: 8\n\n"typescript@npm:^5.4.0":\n  version: 5.4.5\n' \
              b'  resolution: "typescript@npm:5.4.5"\n  bin:\n    tsc: bin/tsc\n    tsserver: bin/tsserver\n' \
              b'  languageName: node\n'
@@ -34,9 +45,16 @@ def render(package: dict[str, object], files: dict[str, bytes], *, builder: str 
     [found] = [p for p in buildpacks.load_all(SHARE_DIR / "buildpacks") if p.name == pack]
     facts = {"app": "shop", "files": sorted(p for p in paths if "/" not in p), "folders": builds._folders(paths),
              "package": parsed, "install": install, "procfile": procfile or {}, "build_ca": ca, "builder": builder,
-             "cache_namespace": "mp-1/shop", "build_config": config or {},
-             "base": "minipaas/node:26", "node_version": "26.0.0"}
-    return buildpacks.render(found, facts)
+             "build_config": config or {}, "base": "minipaas/node:26", "node_version": "26.0.0"}
+    # As the builder gets it: read once, checked, rendered (no engine: images stay names).
+    planned = dockerfiles.plan(buildpacks.render(found, facts), app="shop", allowed=(),
+                               provided=lambda ref: ref == "minipaas/node:26", cache_namespace=NAMESPACE)
+    return dockerfiles.render(planned.check(None).instructions, stage_labels={}, labels={})
+
+
+def exec_form(line: str) -> list[str]:
+    """The argv of a RUN's exec form (after its flags)."""
+    return json.loads(line[line.index("["):])
 
 
 def runs(dockerfile: str) -> list[str]:
@@ -137,8 +155,8 @@ def test_odd_install_facts_are_one_line(document: dict[str, object], words: str)
 
 def test_buildkit_mounts_the_ca_as_a_secret_and_downloads_in_a_cache_of_the_apps_own() -> None:
     text = render({"dependencies": {"ms": "2"}}, {"package-lock.json": b"{}"})
-    assert runs(text) == ["RUN --mount=type=secret,id=minipaas-build-ca --mount=type=cache,id=mp-1/shop/npm,"
-                          "target=/root/.npm npm ci --no-audit --no-fund --omit=dev"]
+    assert runs(text) == ["RUN --mount=type=secret,id=minipaas-build-ca --mount=type=cache,target=/root/.npm,"
+                          f"id={NAMESPACE}/npm npm ci --no-audit --no-fund --omit=dev"]
     assert "ENV NODE_EXTRA_CA_CERTS=/run/secrets/minipaas-build-ca npm_config_cafile=/run/secrets/minipaas-build-ca" \
         in text
     assert "minipaas-build-ca.pem" not in text
@@ -212,24 +230,34 @@ def test_yarn_berry_copies_its_releases_and_plugins_and_runs_with_pnp() -> None:
     text = render({"packageManager": "yarn@4.5.0"}, files)
     assert "COPY src/package.json src/yarn.lock src/.yarnrc.yml ./" in text
     assert "COPY src/.yarn/releases ./.yarn/releases/\nCOPY src/.yarn/plugins ./.yarn/plugins/\n" in text
-    assert "corepack install --global yarn@4.5.0 && /opt/corepack/bin/yarn --version\n" in text
-    assert runs(text)[-1].endswith("target=/var/cache/yarn-berry yarn install --immutable && "
+    assert corepack(text) == ["yarn", "yarn@4.5.0"]
+    assert runs(text)[-1].endswith(f"target=/var/cache/yarn-berry,id={NAMESPACE}/berry yarn install --immutable && "
                                    "yarn workspaces focus --all --production")
     assert "YARN_ENABLE_GLOBAL_CACHE=false" in text  # Plug'n'Play runs from the zips: they stay in /app
     assert 'NODE_OPTIONS="--require /app/.pnp.cjs --experimental-loader file:///app/.pnp.loader.mjs"' in text
     # Without packageManager, a committed yarnPath release decides; Yarn 1 from corepack hands over to it.
-    assert "corepack install --global yarn@1.22.22 && /opt/corepack/bin/yarn --version\n" in render({}, files)
-    berry = render({}, {"yarn.lock": BERRY_LOCK})
-    assert "corepack install --global yarn@4.18.1 && /opt/corepack/bin/yarn --version\n" in berry
+    assert corepack(render({}, files)) == ["yarn", "yarn@1.22.22"]
+    assert corepack(render({}, {"yarn.lock": BERRY_LOCK})) == ["yarn", "yarn@4.18.1"]
+
+
+def corepack(text: str) -> list[str]:
+    """The tool corepack enables and the spec it installs, checked to arrive as an argument of a fixed script."""
+    [step] = [line for line in runs(text) if "corepack" in line]
+    argv = exec_form(step)
+    assert argv[:2] == ["/bin/sh", "-c"] and argv[3] == "sh" and len(argv) == 5, argv
+    tool = argv[2].split("corepack enable --install-directory /opt/corepack/bin ", 1)[1].split(" ", 1)[0]
+    assert argv[2].endswith(f'corepack install --global "$1" && /opt/corepack/bin/{tool} --version '
+                            f"# Preparing {tool} through corepack"), argv
+    return [tool, argv[4]]
 
 
 def test_pnpm_and_npm_pins_go_through_corepack() -> None:
     text = render({}, {"pnpm-lock.yaml": b"lockfileVersion: '6.0'\n"})
-    assert "corepack enable --install-directory /opt/corepack/bin pnpm && corepack install --global pnpm@8.15.9" in text
+    assert corepack(text) == ["pnpm", "pnpm@8.15.9"]
     assert "pnpm install --frozen-lockfile --store-dir /var/cache/pnpm-store --prod" in text
-    assert "--mount=type=cache,id=mp-1/shop/pnpm,target=/var/cache/pnpm-store " in text
+    assert f"--mount=type=cache,target=/var/cache/pnpm-store,id={NAMESPACE}/pnpm " in text
     npm = render({"packageManager": "npm@10.9.0"}, {"package-lock.json": b"{}"})
-    assert "corepack enable --install-directory /opt/corepack/bin npm && corepack install --global npm@10.9.0" in npm
+    assert corepack(npm) == ["npm", "npm@10.9.0"]
     assert "corepack" not in render({}, {"package-lock.json": b"{}"})
     with_yarn = render({}, {"yarn.lock": b""}, procfile={"web": "yarn start"})
     assert "COPY --from=build /opt/corepack /opt/corepack" in with_yarn.split("\nFROM minipaas/node:26\n")[1]
@@ -240,9 +268,14 @@ def test_framework_build_caches_are_mounted_for_the_build_step_only() -> None:
     text = render({"dependencies": {"next": "15"}, "scripts": {"build": "next build"},
                    "cacheDirectories": ["node_modules", "client/node_modules", ".cache/gatsby"]}, {})
     build_step = runs(text)[-1]
-    assert "--mount=type=cache,id=mp-1/shop/dir/.next/cache,target=/app/.next/cache " in build_step
-    assert "--mount=type=cache,id=mp-1/shop/dir/.cache/gatsby,target=/app/.cache/gatsby " in build_step
-    assert "node_modules," not in build_step and "/app/node_modules" not in text
+    assert f"--mount=type=cache,target=/app/.next/cache,id={NAMESPACE}/next-cache " in build_step
+    # The app's own cacheDirectories: one cache the build step's fixed script restores them from and saves them to,
+    # the folders its arguments (never Dockerfile syntax); node_modules is the install's.
+    assert f"--mount=type=cache,target=/var/cache/minipaas-directories,id={NAMESPACE}/cache-directories " \
+        in build_step
+    argv = exec_form(build_step)
+    assert argv[3:] == ["sh", ".cache/gatsby"] and "/app/node_modules" not in text
+    assert argv[2].endswith(" # npm run build && npm prune --omit=dev --no-audit --no-fund"), argv
     assert ".next/cache" not in runs(text)[0]
     assert ".next" not in render({"dependencies": {"next": "15"}, "scripts": {"build": "b"}}, {}, builder="legacy")
 

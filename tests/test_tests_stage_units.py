@@ -9,7 +9,7 @@ import sqlite3
 
 import pytest
 
-from minipaas.build import buildoutput, buildpacks, builds, nodeinstall, packagejson, teststage
+from minipaas.build import buildoutput, buildpacks, builds, dockerfiles, nodeinstall, packagejson, teststage
 from minipaas.build.buildkit import Builder
 from minipaas.deploy import hook
 from minipaas.errors import BuildFailed, MinipaasError
@@ -26,9 +26,19 @@ def render(package: dict[str, object], files: dict[str, bytes], test_command: st
     [found] = [p for p in buildpacks.load_all(SHARE_DIR / "buildpacks") if p.name == pack]
     facts = {"app": "shop", "files": sorted(p for p in paths if "/" not in p), "folders": builds._folders(paths),
              "package": parsed, "install": install, "procfile": {}, "build_ca": True, "builder": builder,
-             "cache_namespace": "mp-1/shop", "build_config": {}, "base": "minipaas/node:26",
-             "node_version": "26.0.0", "test_command": test_command}
-    return buildpacks.render(found, facts)
+             "build_config": {}, "base": "minipaas/node:26", "node_version": "26.0.0", "test_command": test_command}
+    # As the builder gets it: read once, checked, rendered (no engine: images stay names).
+    planned = dockerfiles.plan(buildpacks.render(found, facts), app="shop", allowed=(),
+                               provided=lambda ref: ref == "minipaas/node:26", cache_namespace="mp-1/shop/0a1b")
+    return dockerfiles.render(planned.check(None).instructions, stage_labels={}, labels={})
+
+
+def argv_of_tests(line: str) -> list[str]:
+    """The test step's argv: a fixed script, the app's command its one argument (never Dockerfile syntax)."""
+    argv = json.loads(line[line.index("["):])
+    assert argv[:3] == ["/bin/sh", "-c", '/bin/sh -c "$1" && touch /tmp/minipaas-tests-passed # Running tests'], argv
+    assert argv[3] == "sh" and len(argv) == 5, argv
+    return argv
 
 
 def stages(text: str) -> dict[str, list[str]]:
@@ -58,8 +68,8 @@ def test_the_test_stage_sits_on_the_install_and_the_release_stage_prunes_outside
         build[-1].endswith("npm ci --no-audit --no-fund")
     assert not any("prune" in line or "COPY src/ ./" in line for line in build)
     assert test[1:] == ["COPY src/ ./", "ENV CI=true", next(line for line in test if "npm test" in line)]
-    assert test[-1].endswith("npm test && touch /tmp/minipaas-tests-passed # Running tests: npm test")
-    assert buildoutput.step_name(test[-1]) == "Running tests: npm test"
+    assert argv_of_tests(test[-1])[4] == "npm test"
+    assert buildoutput.step_name(test[-1]) == "Running tests"  # the pusher gets `Running tests: npm test` (builds.py)
     # The release stage: after the test stage (its marker, for both builders), the prune, not the source.
     assert release[0] == "FROM build AS release"
     assert release[1] == "COPY --from=test /tmp/minipaas-tests-passed /tmp/minipaas-tests-passed"
@@ -95,10 +105,15 @@ def test_a_static_build_site_runs_its_tests_too_and_serves_the_release_stage() -
     assert list(found) == ["build", "test", "release"]  # the image is the last stage: the pruned release
 
 
-def test_an_app_json_command_with_quotes_gets_a_plain_step_name() -> None:
-    text = render(TESTED, LOCK, "node --test --test-name-pattern='unit'")
-    [line] = [line for line in text.splitlines() if "--test-name-pattern" in line]
-    assert line.endswith("&& touch /tmp/minipaas-tests-passed # Running tests: the app's test script")
+@pytest.mark.parametrize("command", ["node --test --test-name-pattern='unit'", 'a "b" \\', "x\fCOPY --from=v:1 / /s",
+                                     "npm test # Running tests: forged", "caf\u00e9 \u2028 && echo $HOME"])
+def test_the_app_json_command_reaches_the_test_step_as_an_argument_only(command: str) -> None:
+    """Attack 2: app.json's test script holding a form feed wrote instructions into the buildpack's Dockerfile."""
+    text = render(TESTED, LOCK, command)
+    [line] = [line for line in text.splitlines() if "Running tests" in line]
+    assert argv_of_tests(line)[4] == command
+    assert not any("--from=v" in other for other in text.splitlines() if other != line)
+    assert buildoutput.step_name(line) == "Running tests"
 
 
 # -- which command, and when --------------------------------------------------------------------
@@ -155,13 +170,16 @@ def test_an_odd_app_json_test_command_fails_the_build_with_one_line(raw: bytes) 
 
 def feed(lines: list[str]) -> tuple[list[str], buildoutput.BuildLines]:
     shown: list[str] = []
-    out = buildoutput.BuildLines(shown.append)
+    out = buildoutput.BuildLines(shown.append, tests_label="Running tests: npm test")
     for line in lines:
         out.feed(line)
     return shown, out
 
 
-BK_HEADER = "#12 [test 3/3] RUN npm test && touch /tmp/minipaas-tests-passed # Running tests: npm test"
+TEST_RUN = ('RUN ["/bin/sh", "-c", "/bin/sh -c \\"$1\\" && touch /tmp/minipaas-tests-passed # Running tests", "sh", '
+            '"npm test"]')
+# BuildKit prints an exec form with its escapes undone (`"$1"`): no longer JSON.
+BK_HEADER = f"#12 [test 3/3] {TEST_RUN.replace(chr(92), '')}"
 
 
 def test_buildkit_a_passing_test_step_is_two_lines_and_its_output_is_held() -> None:
@@ -188,7 +206,7 @@ def test_buildkit_a_failed_test_step_keeps_its_output_for_the_error() -> None:
 
 
 def test_legacy_builder_test_steps() -> None:
-    step = "Step 9/14 : RUN npm test && touch /tmp/minipaas-tests-passed # Running tests: npm test"
+    step = f"Step 9/14 : {TEST_RUN}"
     shown, out = feed([step, " ---> Running in 0123456789ab", "ok 1 - the answer",
                        "Removing intermediate container 0123456789ab", " ---> 3f2a1b0c9d8e", "Step 10/14 : FROM build"])
     assert shown[0] == "-----> Running tests: npm test" and shown[1].startswith("-----> Tests passed in ")

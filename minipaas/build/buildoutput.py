@@ -16,6 +16,7 @@ quieter: its output is held (`TestStep.output`), and the pusher sees `Running te
 
 from __future__ import annotations
 
+import json
 import re
 import time
 from collections.abc import Callable
@@ -54,11 +55,28 @@ def step_name(instruction: str) -> str | None:
     if keyword.upper() != "RUN":
         return None
     command = re.sub(r"^(?:--\w+(?:=\S+)?\s+)+", "", rest.strip())  # RUN --mount=... flags
+    command = _exec_script(command)
     _body, hash_, comment = command.rpartition(" # ")
     if hash_ and comment.strip() and '"' not in comment and "'" not in comment:
         return comment.strip()
     command = " ".join(command.split())
     return command if len(command) <= MAX_NAME else command[:MAX_NAME - 3] + "..."
+
+
+def _exec_script(command: str) -> str:
+    """An exec form's shell script (`["/bin/sh", "-c", "npm test # Running tests", "sh", ...]`: the script, whose
+    arguments are values of the app's files), or its words; a shell form as it is. BuildKit prints an exec form
+    with its escapes undone (no longer JSON): then its label, the script's last `# comment`, is all there is."""
+    if not command.startswith("["):
+        return command
+    try:
+        argv = json.loads(command)
+    except ValueError:
+        label = re.search(r' # ([^"\\]+)", ', command)
+        return f"{command} # {label.group(1)}" if label else command
+    if not isinstance(argv, list) or not all(isinstance(arg, str) for arg in argv):
+        return command
+    return argv[2] if len(argv) >= 3 and argv[1] == "-c" else " ".join(argv)
 
 
 @dataclass
@@ -84,6 +102,7 @@ class BuildLines:
 
     show: Callable[[str], None]
     verbose: bool = False
+    tests_label: str = ""  # what the pusher is told the test step runs (`Running tests: npm test`)
     _names: dict[str, str | None] = field(default_factory=dict)  # BuildKit vertex -> step name (None: silent)
     _announced: set[str] = field(default_factory=set)
     _current: str | None = None  # the legacy builder's current step name, None when silent
@@ -166,7 +185,7 @@ class BuildLines:
             if self._current and self._current.startswith(TESTS_STEP):
                 self._test_started(self._current)
             return
-        if self._current is not None and self._current == self.tests.name and self.tests.state == "running":
+        if self._current is not None and self._current.startswith(TESTS_STEP) and self.tests.state == "running":
             if line.endswith("Using cache"):
                 self._test_cached()
             elif _LEGACY_RESULT.fullmatch(line):
@@ -202,7 +221,7 @@ class BuildLines:
         return self.tests
 
     def _test_started(self, name: str) -> None:
-        self.tests = TestStep(name=name, state="running", started=time.monotonic())
+        self.tests = TestStep(name=self.tests_label or name, state="running", started=time.monotonic())
 
     def _test_output(self, text: str) -> None:
         if not self.tests.announced:  # it runs (a cached step prints nothing): say so, its output is held

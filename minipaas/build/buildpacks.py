@@ -18,6 +18,7 @@ from typing import Any
 
 import jinja2
 
+from minipaas.build import dockerfile_reading
 from minipaas.errors import BuildFailed, MinipaasError
 
 SERVE_KINDS = ("container", "static", "static-build", "markdown")
@@ -133,6 +134,8 @@ def render(pack: Buildpack, facts: dict[str, Any], *, cache_dir: Path | None = N
         trim_blocks=True,
         lstrip_blocks=True,
     )
+    # Exec forms as ASCII JSON: how a value of the app's files reaches a template's Dockerfile (never as syntax).
+    env.filters["exec"] = lambda argv: dockerfile_reading.exec_form([str(arg) for arg in argv])
     try:
         return env.get_template(pack.template).render(**facts)
     except jinja2.TemplateError as exc:

@@ -15,7 +15,6 @@ from __future__ import annotations
 
 import contextlib
 import dataclasses
-import json
 import os
 import re
 import time
@@ -30,6 +29,7 @@ from minipaas.build import (
     buildoutput,
     buildpacks,
     dockerfile_policy,
+    dockerfiles,
     nodeinstall,
     nodeversions,
     packagejson,
@@ -39,8 +39,8 @@ from minipaas.build import (
     teststage,
 )
 from minipaas.build.builders import VENDORED, Context, builder, run_builder
-from minipaas.errors import BuildFailed, Conflict, InvalidInput, TestsFailed
-from minipaas.state import apps, config
+from minipaas.errors import BuildFailed, Conflict, TestsFailed
+from minipaas.state import apps, cachemounts, config
 from minipaas.state.host import Host
 from minipaas.state.names import image_patterns, parent_of
 from minipaas.state.settings import Settings
@@ -186,27 +186,26 @@ def _build(settings: Settings, app: str, release: int, source: Source, progress:
         engine.SHA_LABEL: sha,
         engine.BUILDPACK_LABEL: pack.name,
     }
-    # One LABEL line at the end of the Dockerfile: the build API's `labels` would add a step per label.
-    label_line = "\nLABEL " + " ".join(f"{k}={json.dumps(v)}" for k, v in labels.items()) + "\n"
     # Every stage carries whose it is, so that gc and apps:destroy find the images the legacy builder
     # keeps of build stages (BuildKit keeps none). Only stable labels: a release number would bust the cache.
     stage_labels = {engine.LABEL: str(settings.home), engine.APP_LABEL: app}
+    host = Host(settings)
+    namespace = cache_namespace(host, app)
     secrets: dict[str, Path] = {}
     tests = teststage.Decision("", "")
+    kind = builder(settings).kind
     if pack.uses_app_dockerfile:
-        checked = _checked_dockerfile(settings, app, gitrepo.read_file(repo, sha, "Dockerfile") or b"",
-                                      allowed_images)
-        held.enter_context(stacks.for_dockerfile(settings, checked.images, progress))
-        text = label_stages(checked.text, stage_labels)
-        context = Context(repo, sha, (text + label_line).encode())
+        allowed = image_patterns(settings.build_images) + image_patterns(allowed_images)
+        planned = dockerfiles.plan(dockerfiles.decode(gitrepo.read_file(repo, sha, "Dockerfile") or b""), app=app,
+                                   allowed=allowed, provided=stacks.is_provided, cache_namespace=namespace)
+        prefix, extra = "", {}
     else:
-        kind = builder(settings).kind
         for note in source.install.notes if source.install else ():
             progress(f"       warning: {note}")
         if any(p.startswith(f"{VENDORED}/") for p in source.paths):
             progress(f"       warning: {VENDORED} is committed; it is left out of the build, which installs the "
                      f"dependencies itself (add {VENDORED} to .gitignore)")
-        build_env = config.get_all(Host(settings), app)
+        build_env = config.get_all(host, app)
         tests = teststage.decide(source.package, source.app_json_test,
                                  manager=source.install.manager if source.install else "npm", app=app,
                                  setting=apps.setting_at(settings, app, "tests"), skip=options.skip_tests)
@@ -221,27 +220,36 @@ def _build(settings: Settings, app: str, release: int, source: Source, progress:
             "procfile": source.procfile,
             "build_ca": settings.build_ca is not None,
             "builder": kind,
-            "cache_namespace": _cache_namespace(settings, app),
             "build_config": {key: build_env[key] for key in BUILD_CONFIG if key in build_env},
             # Framework presets (buildpacks/presets): the tool's own commands, where the app names none.
             "build_command": source.build_command,
             "start_command": source.start_command,
             "test_command": tests.command if tests.runs else "",
         }
+        base_tag = ""
         if pack.stack == "node":  # the image inherits its minipaas.node.version label: stack:list and gc read it
             base = held.enter_context(stacks.for_app(settings, source.node or _default(settings), progress))
             facts.update(base=base.tag, node_version=base.version)
-        dockerfile = buildpacks.render(pack, facts, cache_dir=settings.cache_dir)
-        extra = {}
+            base_tag = base.tag
+        # The template's text is read and checked as an app's own Dockerfile is: its only image is its base.
+        planned = dockerfiles.plan(buildpacks.render(pack, facts, cache_dir=settings.cache_dir), app=app, allowed=(),
+                                   provided=lambda ref: dockerfile_policy.normalize(ref) == base_tag,
+                                   cache_namespace=namespace)
+        prefix, extra = "src", {}
         if settings.build_ca is not None and kind == "legacy":
             extra[CA_NAME] = settings.build_ca.read_bytes()
         elif settings.build_ca is not None:
             secrets[CA_SECRET_ID] = settings.build_ca
-        context = Context(repo, sha, (label_stages(dockerfile, stage_labels) + label_line).encode(), prefix="src",
-                          extra=extra)
-    limits = limits or apps.build_limits(Host(settings), app)
+    held.enter_context(stacks.for_dockerfile(settings, planned.images, progress))
+    owner = parent_of(app) or app
+    cachemounts.record(host, life=apps.life(host, owner), app=owner, ids=planned.cache_ids)
+    text = held.enter_context(dockerfiles.pinned(settings, planned, kind=kind, stage_labels=stage_labels,
+                                                 labels=labels))
+    context = Context(repo, sha, text, prefix=prefix, extra=extra)
+    limits = limits or apps.build_limits(host, app)
     # The pusher sees the steps and the commands' own output; the release keeps every line.
-    shown = buildoutput.BuildLines(progress, verbose=os.environ.get("MINIPAAS_VERBOSE") == "1")
+    shown = buildoutput.BuildLines(progress, verbose=os.environ.get("MINIPAAS_VERBOSE") == "1",
+                                   tests_label=f"{buildoutput.TESTS_STEP}: {tests.command}" if tests.runs else "")
     if options.no_cache:
         progress("-----> Building without the layer cache (-o no-cache)")
     outcome, hit = run_builder(settings, app, context, tag=tag, limits=limits, secrets=secrets,
@@ -275,19 +283,6 @@ def _default(settings: Settings) -> nodeversions.Wanted:
     return nodeversions.Wanted(str(settings.node_major), "default")
 
 
-def _checked_dockerfile(settings: Settings, app: str, raw: bytes, allowed_images: str) -> dockerfile_policy.Checked:
-    try:
-        text = raw.decode("utf-8")
-    except UnicodeDecodeError:
-        raise InvalidInput("the Dockerfile is not valid UTF-8") from None
-    allowed = image_patterns(settings.build_images) + image_patterns(allowed_images)
-    checked = dockerfile_policy.check(text, app=app, allowed=allowed, provided=stacks.is_provided,
-                                      cache_namespace=_cache_namespace(settings, app))
-    if not checked.text.endswith("\n"):
-        checked = dockerfile_policy.Checked(checked.text + "\n", checked.images)
-    return checked
-
-
 def _check_tag_is_ours(settings: Settings, tag: str) -> None:
     """Never move a tag another minipaas instance (or anyone else) put on an image of theirs."""
     labels = engine.image_labels(tag)
@@ -296,24 +291,13 @@ def _check_tag_is_ours(settings: Settings, tag: str) -> None:
                        f"{labels.get(engine.LABEL) or 'none'}); set MINIPAAS_INSTANCE to a name of its own")
 
 
-def label_stages(text: str, labels: dict[str, str]) -> str:
-    """The Dockerfile with a LABEL instruction after each FROM (the same line numbers parse with BuildKit's
-    parser as the policy check did)."""
-    import dockerfile
-
-    line = "LABEL " + " ".join(f"{k}={json.dumps(v)}" for k, v in labels.items())
-    lines = text.splitlines()
-    for command in sorted(dockerfile.parse_string(text), key=lambda c: c.end_line, reverse=True):
-        if command.cmd == "FROM":
-            lines.insert(command.end_line, line)
-    return "\n".join(lines) + "\n"
-
-
-def _cache_namespace(settings: Settings, app: str) -> str:
-    """Where the app's BuildKit cache mounts live: `<instance>/<app>/...`. Neither name holds a slash, so no
-    other instance or app can name an id in it. A review app shares its parent's (the same code, the same
-    tenant): its first build downloads nothing the parent's builds have."""
-    return f"{settings.instance}/{parent_of(app) or app}"
+def cache_namespace(host: Host, app: str) -> str:
+    """Where the app's BuildKit cache mounts live: `<instance>/<app>/<life>/...` (dockerfile_policy.cache_id). No name
+    holds a slash, so no other instance or app can name an id in it, and the life (a random id given at
+    `apps:create`) makes an app created again under the same name start with empty caches. A review app shares
+    its parent's (the same code, the same tenant): its first build downloads nothing the parent's builds have."""
+    owner = parent_of(app) or app
+    return f"{host.settings.instance}/{owner}/{apps.life(host, owner)}"
 
 
 def _folders(paths: frozenset[str]) -> list[str]:

@@ -1,36 +1,56 @@
-"""What an app's own Dockerfile may reference: its own stages, minipaas' base images, and what an admin allowed.
+"""What a build's Dockerfile may reference, decided on the instructions the builder will get.
 
 A build runs with the Docker engine's whole image store within reach: `FROM minipaas/<other-app>:1`,
-`COPY --from=<other-app's image>` or `RUN --mount=from=...` would ship another tenant's code. So every
-image a Dockerfile names (FROM, COPY --from, RUN --mount from=, the `# syntax=` frontend) must be
-- one of the Dockerfile's own earlier stages (by name or index), or `scratch`;
+`COPY --from=<other app's image>` or `RUN --mount=from=...` would ship another tenant's code, and a cache mount
+with another app's id would read and poison its downloads. So, over the instructions of dockerfile_reading.py
+(never over text), every image a Dockerfile names must be
+- one of its own earlier stages (by name, or by index in COPY --from), or `scratch`;
 - a base image minipaas provides (`provided`, e.g. minipaas/node:22, decided by the caller); or
 - matched by a pattern an admin allowed (the `build-images` setting), e.g. `node:*-slim`.
-Image ids and id prefixes are never names, so they never pass. BuildKit cache mounts are shared by
-id across every build on the engine; an app's cache ids are put in the app's own namespace, so one
-app can neither read nor poison another's cache.
+Image ids and id prefixes are never names, so they never pass.
 
-The Dockerfile is parsed with the `dockerfile` package (BuildKit's own Go parser), never with regexes.
+`check` returns the instructions with every reference rewritten to what minipaas decided: a stage's name, `scratch`,
+or the image through `resolve` (builds.py gives it the image ids it checked, as the builder can take them); mount
+options in one canonical form, with cache ids that minipaas makes in the app's own namespace (its life: see
+builds.cache_namespace). The builder never resolves a name a deployer wrote.
 """
 
 from __future__ import annotations
 
-import csv
+import dataclasses
 import fnmatch
+import hashlib
 import re
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
 
-import dockerfile
 from docker.utils import parse_repository_tag
 
-from minipaas.errors import BuildFailed, InvalidInput
+from minipaas.build.dockerfile_reading import Instruction, Unrenderable
+from minipaas.errors import BuildFailed
 
-# Parser directives (`# syntax=...`) come first, before any other line, as BuildKit reads them.
-_DIRECTIVE = re.compile(r"#\s*([A-Za-z][A-Za-z0-9_]*)\s*=\s*(\S.*?)\s*$")
 _VARIABLE = re.compile(r"\$(?:\{(?P<braced>[A-Za-z_][A-Za-z0-9_]*)(?::(?P<op>[-+])(?P<word>[^}]*))?\}"
                        r"|(?P<plain>[A-Za-z_][A-Za-z0-9_]*))")
 _DEFAULT_REGISTRIES = ("docker.io/library/", "index.docker.io/library/", "docker.io/", "index.docker.io/")
+# A stage's name as BuildKit takes it (lower case); `minipaas-` names are minipaas' own.
+_STAGE_NAME = re.compile(r"[a-z][a-z0-9._-]{0,62}")
+_PATH = re.compile(r"[A-Za-z0-9._/@+~-]{1,400}")
+_CACHE_ID = re.compile(r"[A-Za-z0-9._/-]{1,100}")
+# The options each mount type may carry, and what their values look like (aliases: `_MOUNT_ALIASES`).
+_MOUNT_VALUES: dict[str, re.Pattern[str]] = {
+    "target": _PATH, "source": _PATH, "from": re.compile(r".+"), "id": re.compile(r".+"),
+    "sharing": re.compile(r"shared|private|locked"), "mode": re.compile(r"0?[0-7]{3}"),
+    "uid": re.compile(r"[0-9]{1,10}"), "gid": re.compile(r"[0-9]{1,10}"), "required": re.compile(r"true|false"),
+    "readonly": re.compile(r"true|false"),
+}
+_MOUNT_OPTIONS: dict[str, tuple[str, ...]] = {
+    "bind": ("target", "source", "from", "readonly"),
+    "cache": ("target", "id", "sharing", "from", "source", "mode", "uid", "gid", "readonly"),
+    "tmpfs": ("target",),
+    "secret": ("id", "target", "required", "mode", "uid", "gid"),
+}
+_MOUNT_ALIASES = {"dst": "target", "destination": "target", "src": "source", "ro": "readonly", "rw": "readwrite",
+                  "readwrite": "readwrite"}
 
 
 class ReferenceRefused(BuildFailed):
@@ -39,8 +59,8 @@ class ReferenceRefused(BuildFailed):
 
 @dataclass(frozen=True)
 class Checked:
-    text: str  # the Dockerfile as it is built (cache mount ids namespaced)
-    images: tuple[str, ...]  # every outside image it uses, normalized
+    instructions: tuple[Instruction, ...]  # as the builder gets them (references and mounts rewritten)
+    images: tuple[str, ...]  # every outside image it uses, normalized (`minipaas/node:26`), in order
 
 
 def normalize(reference: str) -> str:
@@ -68,143 +88,158 @@ def allowed_by(reference: str, patterns: Iterable[str]) -> bool:
     return False
 
 
-def _expand(value: str, args: dict[str, str], what: str, line: int) -> str:
-    """Substitute ARG defaults the way the Dockerfile frontend does ($X, ${X}, ${X:-w}, ${X:+w})."""
-
-    def one(match: re.Match[str]) -> str:
-        name = match.group("braced") or match.group("plain")
-        op, word = match.group("op"), match.group("word") or ""
-        if op == "-":
-            return args.get(name) or word
-        if op == "+":
-            return word if args.get(name) else ""
-        if name not in args:
-            raise ReferenceRefused(f"Dockerfile line {line}: {what} uses ${name}, which has no value "
-                                   "(builds get no build arguments; give the ARG a default)")
-        return args[name]
-
-    expanded = _VARIABLE.sub(one, value)
-    if "$" in expanded:
-        raise ReferenceRefused(f"Dockerfile line {line}: cannot resolve {value!r} in {what}")
-    return expanded
+def check(instructions: Sequence[Instruction], *, app: str, allowed: Sequence[str], provided: Callable[[str], bool],
+          cache_namespace: str, resolve: Callable[[str], str] | None = None) -> Checked:
+    """Refuse (ReferenceRefused, one line) instructions that read an image they may not; return them as the
+    builder gets them. `resolve` turns a checked image's normalized name into what the builder is given (its
+    id, or a tag minipaas made for this build); without it the name stays."""
+    walk = _Walk(app, allowed, provided, cache_namespace, resolve or (lambda name: name))
+    return Checked(tuple(walk.instruction(one) for one in instructions), tuple(dict.fromkeys(walk.images)))
 
 
-def _mount_options(flag: str) -> dict[str, str] | None:
-    """The key=value options of a `--mount=...` flag (CSV, as BuildKit reads them); None for other flags."""
-    if not flag.startswith("--mount="):
-        return None
-    fields = next(csv.reader([flag[len("--mount="):]]), [])
-    options = {}
-    for field in fields:
-        key, sep, value = field.partition("=")
-        options[key.strip().lower()] = value.strip() if sep else "true"
-    return options
+@dataclass
+class _Walk:
+    app: str
+    allowed: Sequence[str]
+    provided: Callable[[str], bool]
+    cache_namespace: str
+    resolve: Callable[[str], str]
+    stages: list[str] = dataclasses.field(default_factory=list)  # names (lower case) so far; "" for unnamed
+    global_args: dict[str, str] = dataclasses.field(default_factory=dict)
+    images: list[str] = dataclasses.field(default_factory=list)
 
+    def instruction(self, one: Instruction) -> Instruction:
+        if one.keyword == "ARG" and not self.stages:
+            for item in one.args:
+                key, sep, value = item.partition("=")
+                self.global_args[key] = _unquote(value) if sep else self.global_args.get(key, "")
+            return one
+        if one.keyword == "FROM":
+            return self._from(one)
+        if one.keyword == "COPY" and one.flag("from"):
+            source = self._expand(one.flag("from")[0], "COPY --from", one.line)
+            ref = self._reference(source, "COPY --from", one.line, index_ok=True)
+            return _with_flag(one, "from", ref)
+        if one.keyword == "RUN" and one.flag("mount"):
+            mounts = [self._mount(value, one.line) for value in one.flag("mount")]
+            flags = tuple((name, value) for name, value in one.flags if name != "mount")
+            return dataclasses.replace(one, flags=tuple(("mount", m) for m in mounts) + flags)
+        return one
 
-def _directives(text: str) -> dict[str, tuple[str, int]]:
-    found: dict[str, tuple[str, int]] = {}
-    for number, line in enumerate(text.splitlines(), start=1):
-        match = _DIRECTIVE.fullmatch(line.strip())
-        if not match:
-            break
-        found[match.group(1).lower()] = (match.group(2), number)
-    return found
+    def _from(self, one: Instruction) -> Instruction:
+        if not one.args:
+            raise Unrenderable(f"Dockerfile line {one.line}: FROM needs an image")
+        name = ""
+        if len(one.args) == 3 and one.args[1].lower() == "as":
+            name = one.args[2].lower()
+            if not _STAGE_NAME.fullmatch(name) or name.startswith("minipaas-") or name == "scratch":
+                raise Unrenderable(f"Dockerfile line {one.line}: {one.args[2][:60]!r} is not a stage name "
+                                   "(a letter, then letters, digits, `.`, `_` or `-`)")
+            if name in self.stages:
+                raise Unrenderable(f"Dockerfile line {one.line}: a stage named {name} exists already")
+        elif len(one.args) != 1:
+            raise Unrenderable(f"Dockerfile line {one.line}: FROM takes an image and `AS name`")
+        image = self._expand(one.args[0], "FROM", one.line)
+        ref = "scratch" if image.strip().lower() == "scratch" else self._reference(image, "FROM", one.line)
+        self.stages.append(name)
+        return dataclasses.replace(one, args=(ref, "AS", name) if name else (ref,))
 
-
-def check(text: str, *, app: str, allowed: Sequence[str], provided: Callable[[str], bool],
-          cache_namespace: str) -> Checked:
-    """Refuse (ReferenceRefused, one line) a Dockerfile that reads an image it may not; return what to build."""
-    try:
-        commands = dockerfile.parse_string(text)
-    except dockerfile.GoParseError as exc:
-        raise InvalidInput(f"the Dockerfile cannot be parsed: {str(exc).strip().splitlines()[0]}") from None
-    stages: list[str] = []  # names (lowercase) of the stages so far; "" for an unnamed one
-    global_args: dict[str, str] = {}
-    images: list[str] = []
-
-    def outside(reference: str, what: str, line: int, *, stage_ok: bool) -> None:
+    def _reference(self, reference: str, what: str, line: int, *, index_ok: bool = False) -> str:
+        """An earlier stage (its name, or its index where the builder reads indexes), else an image this
+        build may use, as `resolve` gives it."""
         ref = reference.strip()
-        if stage_ok and (ref.lower() in stages or (ref.isdigit() and int(ref) < len(stages))):
-            return
-        if what == "FROM" and ref.lower() == "scratch":
-            return
+        if ref.lower() in self.stages and ref.lower():
+            return ref.lower()
+        if ref.isdigit() and int(ref) < len(self.stages):
+            if index_ok:
+                return self.stages[int(ref)] or str(int(ref))
+            raise Unrenderable(f"Dockerfile line {line}: {what} takes a stage by its name, not its index: name the "
+                               "stage (FROM ... AS name)")
         try:
             name = normalize(ref)
         except Exception:  # docker-py's parser raises plain errors on nonsense
             name = ""
-        if name and (provided(ref) or allowed_by(ref, allowed)):
-            images.append(name)
-            return
+        if name and (self.provided(ref) or allowed_by(ref, self.allowed)):
+            self.images.append(name)
+            return self.resolve(name)
         hint = "minipaas' base images (minipaas/node:MAJOR), its own stages"
         raise ReferenceRefused(
             f"Dockerfile line {line}: {what} {ref[:100]} is not allowed: builds may use {hint}, and images "
-            f"an admin allowed (`minipaas settings:set {app} build-images '{ref[:60]}'`)")
+            f"an admin allowed (`minipaas settings:set {self.app} build-images '{ref[:60]}'`)")
 
-    syntax = _directives(text).get("syntax")
-    if syntax is not None:
-        outside(syntax[0], "# syntax=", syntax[1], stage_ok=False)
+    def _mount(self, value: str, line: int) -> str:
+        """A `--mount=` value in minipaas' one form: known options only, references rewritten, cache ids
+        in the app's namespace."""
+        options: dict[str, str] = {}
+        for field in value.split(","):
+            key, sep, val = field.partition("=")
+            key = _MOUNT_ALIASES.get(key.strip().lower(), key.strip().lower())
+            if key == "readwrite":  # rw: the opposite of readonly
+                key, val, sep = "readonly", "false" if _boolean(val if sep else "true", line) else "true", "="
+            elif key == "readonly":
+                val, sep = "true" if _boolean(val if sep else "true", line) else "false", "="
+            if not sep or key in options:
+                raise Unrenderable(f"Dockerfile line {line}: RUN --mount option {key[:30]!r} is not of the form "
+                                   "key=value, or is given twice")
+            options[key] = val.lower() if key in ("type", "sharing", "required") else val
+        kind = options.pop("type", "bind")
+        if kind not in _MOUNT_OPTIONS:
+            raise Unrenderable(f"Dockerfile line {line}: RUN --mount type={kind[:20]} is not allowed (allowed: "
+                               f"{', '.join(_MOUNT_OPTIONS)})")
+        for key, val in options.items():
+            if key not in _MOUNT_OPTIONS[kind] or not _MOUNT_VALUES[key].fullmatch(val):
+                raise Unrenderable(f"Dockerfile line {line}: RUN --mount type={kind} does not take "
+                                   f"{key[:30]}={val[:60]} (allowed: {', '.join(_MOUNT_OPTIONS[kind])})")
+        if "from" in options:
+            source = self._expand(options["from"], "RUN --mount from=", line)
+            options["from"] = self._reference(source, "RUN --mount from=", line)
+        if kind == "cache":
+            own = options.get("id") or options.get("target") or ""
+            options["id"] = cache_id(self.cache_namespace, own)
+        return ",".join([f"type={kind}", *(f"{key}={options[key]}" for key in _MOUNT_OPTIONS[kind] if key in options)])
 
-    replacements: dict[int, tuple[int, str]] = {}  # start line -> (end line, new text)
-    for command in commands:
-        line = command.start_line
-        if command.cmd == "ARG" and not stages:
-            for item in command.value:
-                key, sep, value = item.partition("=")
-                global_args[key] = _unquote(value) if sep else global_args.get(key, "")
-        elif command.cmd == "FROM":
-            if not command.value:
-                raise InvalidInput(f"Dockerfile line {line}: FROM needs an image")
-            image = _expand(command.value[0], global_args, "FROM", line)
-            outside(image, "FROM", line, stage_ok=True)
-            has_name = len(command.value) >= 3 and command.value[1].lower() == "as"
-            stages.append(command.value[2].lower() if has_name else "")
-        elif command.cmd == "COPY":
-            for flag in command.flags:
-                if flag.lower().startswith("--from="):
-                    source = _expand(flag.split("=", 1)[1], global_args, "COPY --from", line)
-                    outside(source, "COPY --from", line, stage_ok=True)
-        elif command.cmd == "RUN":
-            rewritten = command.original
-            for flag in command.flags:
-                options = _mount_options(flag)
-                if options is None:
-                    continue
-                if "from" in options:
-                    source = _expand(options["from"], global_args, "RUN --mount from=", line)
-                    outside(source, "RUN --mount from=", line, stage_ok=True)
-                if options.get("type") == "cache":
-                    rewritten = rewritten.replace(flag, _namespaced_cache(flag, options, cache_namespace), 1)
-            if rewritten != command.original:
-                replacements[line] = (command.end_line, rewritten)
-    return Checked(text=_replace_lines(text, replacements), images=tuple(images))
+    def _expand(self, value: str, what: str, line: int) -> str:
+        """Substitute ARG defaults the way the Dockerfile frontend does ($X, ${X}, ${X:-w}, ${X:+w})."""
+        args = self.global_args
+
+        def one(match: re.Match[str]) -> str:
+            name = match.group("braced") or match.group("plain")
+            op, word = match.group("op"), match.group("word") or ""
+            if op == "-":
+                return args.get(name) or word
+            if op == "+":
+                return word if args.get(name) else ""
+            if name not in args:
+                raise ReferenceRefused(f"Dockerfile line {line}: {what} uses ${name}, which has no value "
+                                       "(builds get no build arguments; give the ARG a default)")
+            return args[name]
+
+        expanded = _VARIABLE.sub(one, value)
+        if "$" in expanded:
+            raise ReferenceRefused(f"Dockerfile line {line}: cannot resolve {value!r} in {what}")
+        return expanded
+
+
+def cache_id(namespace: str, own: str) -> str:
+    """A cache mount's id in the app's namespace: the id (or target) the Dockerfile gave, under the namespace, hashed
+    when it has characters beyond letters, digits and `._/-`."""
+    own = own.strip("/")
+    if not _CACHE_ID.fullmatch(own) or ".." in own.split("/"):
+        own = "sha256-" + hashlib.sha256(own.encode()).hexdigest()[:32]
+    return f"{namespace}/{own}"
+
+
+def _boolean(value: str, line: int) -> bool:
+    if value.lower() in ("true", "false"):
+        return value.lower() == "true"
+    raise Unrenderable(f"Dockerfile line {line}: RUN --mount takes true or false, not {value[:20]!r}")
+
+
+def _with_flag(one: Instruction, name: str, value: str) -> Instruction:
+    return dataclasses.replace(one, flags=tuple((key, value if key == name else old) for key, old in one.flags))
 
 
 def _unquote(value: str) -> str:
     if len(value) >= 2 and value[0] == value[-1] and value[0] in "'\"":
         return value[1:-1]
     return value
-
-
-def _namespaced_cache(flag: str, options: dict[str, str], namespace: str) -> str:
-    """The same cache mount with an id in this app's namespace (default id: the target path)."""
-    own = options.get("id") or options.get("target") or options.get("dst") or options.get("destination") or ""
-    options = {**options, "id": f"{namespace}/{own.lstrip('/')}"}
-    fields = [f"{key}={value}" for key, value in options.items()]
-    return "--mount=" + ",".join(fields)
-
-
-def _replace_lines(text: str, replacements: dict[int, tuple[int, str]]) -> str:
-    if not replacements:
-        return text
-    lines = text.splitlines(keepends=True)
-    out: list[str] = []
-    number = 1
-    while number <= len(lines):
-        if number in replacements:
-            end, new = replacements[number]
-            out.append(new.rstrip("\n") + "\n")
-            number = end + 1
-        else:
-            out.append(lines[number - 1])
-            number += 1
-    return "".join(out)

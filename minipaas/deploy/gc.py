@@ -23,13 +23,16 @@ from dataclasses import dataclass, field
 
 from minipaas.adapters import engine
 from minipaas.adapters.engine.services import TASK_LABEL
-from minipaas.build import stacks
+from minipaas.build import cacheclear, dockerfiles, stacks
 from minipaas.cluster import membership, registrygc, releases
 from minipaas.deploy import containers
 from minipaas.routing import sites
-from minipaas.state import apps, releaselog
+from minipaas.state import apps, cachemounts, releaselog
 from minipaas.state.host import Host
 from minipaas.state.locks import try_app_lock
+
+# A pin lives as long as its build (build-timeout is at most an hour); an older one is a killed build's.
+PIN_LIFETIME = 2 * 60 * 60
 
 
 @dataclass
@@ -54,6 +57,8 @@ def collect(host: Host, *, dry_run: bool, only: str | None = None,
                 progress(f"       {app}: a deploy is running; collected next time")
                 continue
             _collect_app(host, app, dry_run=dry_run, freed=freed, sizes=sizes, removed=removed, progress=progress)
+    if only is None:
+        _collect_build_leftovers(host, dry_run=dry_run, freed=freed, progress=progress)
     _collect_stacks(host, dry_run=dry_run, freed=freed, sizes=sizes, removed=removed,
                     only=set(removed.values()) if only else None)
     if only is None and not dry_run and membership.registry_address(host.settings):
@@ -108,6 +113,18 @@ def _collect_app(host: Host, app: str, *, dry_run: bool, freed: Freed, sizes: di
         # static site, or one whose last container went outside minipaas).
         if containers.drop_network_if_unused(host, app):
             progress(f"       removed the network of {app} (it has no container)")
+
+
+def _collect_build_leftovers(host: Host, *, dry_run: bool, freed: Freed, progress: Callable[[str], None]) -> None:
+    """What builds leave when they do not get to their end: the build caches of apps destroyed before they were
+    emptied, and image pins of builds killed before they untagged them (older than any build may take)."""
+    for life, app in cachemounts.forgotten(host).items():
+        if dry_run or cacheclear.empty_life(host, life, app, progress):
+            freed.add(f"build caches of {app} (destroyed)", 0)
+    for tag in engine.tags_matching(f"{host.settings.instance}/{dockerfiles.PIN_PREFIX}*"):
+        if dockerfiles.is_leftover_pin(tag.rpartition(":")[0], older_than=PIN_LIFETIME) and \
+                (dry_run or engine.remove_image(tag)):
+            freed.add(f"tag {tag} (a build's pin)", 0)
 
 
 def _collect_stacks(host: Host, *, dry_run: bool, freed: Freed, sizes: dict[str, int], removed: dict[str, str],

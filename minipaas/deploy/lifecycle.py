@@ -7,7 +7,7 @@ from collections.abc import Callable
 
 from minipaas.access import events
 from minipaas.adapters import engine, gitrepo, networks
-from minipaas.build import buildcontext
+from minipaas.build import buildcontext, cacheclear
 from minipaas.cluster import registrygc
 from minipaas.deploy import placement, servicecontainers
 from minipaas.errors import Conflict
@@ -73,8 +73,9 @@ def destroy(host: Host, name: str, progress: Callable[[str], None]) -> None:
     leftovers = engine.remove_images_labelled({engine.LABEL: str(s.home), engine.APP_LABEL: name})
     if leftovers:
         progress(f"removed {len(leftovers)} more images of its builds")
-    if parent is None:
+    if parent is None:  # a review app's caches are its parent's (builds.cache_namespace)
         gitrepo.remove(s.repo_path(name))
+        cacheclear.empty_life(host, apps.life(host, name), name, progress)  # else gc empties them
     buildcontext.remove(s, name)
     sites.remove_app(s, name)
 

@@ -155,11 +155,18 @@ MIGRATIONS: list[str] = [
     """
     ALTER TABLE apps ADD COLUMN stopped INTEGER NOT NULL DEFAULT 0;
     """,
-    # 10: an app's life: a random id given when it is created (and to the apps that exist now). Its build caches
-    #     are named after it, so an app created again under the same name starts with none of the old one's.
+    # 10: an app's life: a random id given when it is created (and to the apps that exist now). Its BuildKit cache
+    #     mounts are named after it, so an app created again under the same name starts with none of the old one's;
+    #     the ids its builds used are kept (beyond the app: apps:destroy and gc empty them, then forget them)
     """
     ALTER TABLE apps ADD COLUMN life TEXT NOT NULL DEFAULT '';
     UPDATE apps SET life = lower(hex(randomblob(8))) WHERE life = '';
+    CREATE TABLE cache_mounts (
+        life TEXT NOT NULL,
+        app TEXT NOT NULL,
+        id TEXT NOT NULL,
+        PRIMARY KEY (life, id)
+    );
     """,
     # 11: secret config values (`config:set --secret`; link URLs always): a deployer's `config` shows every other
     #     value, so every value stored before is marked secret (none becomes visible). A review app a deployer

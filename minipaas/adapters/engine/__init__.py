@@ -57,6 +57,7 @@ from minipaas.adapters.engine.images import (
     remove_images_labelled,
     step_exit_code,
     tag_image,
+    tags_matching,
     unique_image_sizes,
 )
 from minipaas.adapters.engine.streams import (
@@ -127,6 +128,7 @@ __all__ = [
     "step_exit_code",
     "stop",
     "tag_image",
+    "tags_matching",
     "unique_image_sizes",
     "volume_exists",
 ]

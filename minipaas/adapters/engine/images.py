@@ -84,6 +84,12 @@ def image_info(ref: str) -> dict[str, Any] | None:
             "Labels": (attrs.get("Config") or {}).get("Labels") or {}}
 
 
+def tags_matching(pattern: str) -> list[str]:
+    """Local image tags matching a reference pattern (`minipaas/pin.*`, the engine's own wildcard match)."""
+    found = _api().images(filters={"reference": pattern})
+    return sorted({tag for image in found for tag in image.get("RepoTags") or [] if tag != "<none>:<none>"})
+
+
 def labelled_images(label: str) -> list[dict[str, Any]]:
     """Local images carrying a label (whatever its value), with their tags and labels."""
     return list(_api().images(filters={"label": label}))
