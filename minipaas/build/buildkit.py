@@ -62,7 +62,7 @@ class Builder:
         # `default` is the engine's own BuildKit (docker driver). The context: a folder, with the Dockerfile on
         # stdin (`-f -`), or a tar on stdin (`-`).
         where = ["--file", "-", str(folder)] if folder is not None else ["-"]
-        if no_cache:  # every step runs again; cache mounts (package downloads) are kept
+        if no_cache:  # every step runs again, and BuildKit 0.8 starts the cache mounts (downloads) afresh too
             prefix.append("--no-cache")
         return [*prefix, "--progress=plain", "--tag", tag, "--iidfile", str(iidfile), *where]
 
