@@ -23,7 +23,9 @@ pytestmark = pytest.mark.engine
 
 
 @pytest.fixture(scope="module")
-def three_nodes() -> Iterator[Cluster]:
+def three_nodes(engine_ready: None) -> Iterator[Cluster]:
+    """(Module-scoped: set up before the marked tests' own engine check, so it asks for the engine itself and skips
+    without one.)"""
     with cluster_nodes(3) as cluster:
         yield cluster
 
