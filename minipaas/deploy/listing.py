@@ -2,8 +2,9 @@
 plain containers on one host (moved unchanged from processes.py), or a cluster's Swarm tasks with the node each
 runs on and its `node:port`.
 
-A row is the same dict for both; a task's also says its `node`. `health` means the same: `serving` when nginx
-routes to its address, else `live` (the live release's, not routed) or `retiring` (an older release's).
+A row is the same dict for both; a task's also says its `node`. `health` means the same: `serving` when it runs
+and nginx routes to its address, `down` when it does not run (exited, crashed, being restarted), else `live`
+(running, the live release's, not routed) or `retiring` (running, an older release's).
 """
 
 from __future__ import annotations
@@ -39,8 +40,8 @@ def container_rows(host: Host, app: str) -> list[Row]:
             "process": c.labels.get(engine.PROCESS_LABEL, ""),
             "release": int(c.labels.get(engine.RELEASE_LABEL, "0")),
             "state": "crashed" if crashed else c.status,
-            "health": "serving" if address and address in serving and not crashed
-            else ("live" if is_live else "retiring"),
+            "health": _health(running=c.status == "running", routed=bool(address) and address in serving,
+                              live=is_live),
             "address": address,
             "restarts": c.restarts,
             "exit_code": c.exit_code if c.status in ("exited", "dead") else None,
@@ -72,8 +73,8 @@ def task_rows(host: Host, app: str) -> list[Row]:
                 "process": process,
                 "release": number,
                 "state": "crashed" if crashed else task.state,
-                "health": "serving" if address and address in serving and task.state == "running"
-                else ("live" if live is not None and number == live.number else "retiring"),
+                "health": _health(running=task.state == "running", routed=bool(address) and address in serving,
+                                  live=live is not None and number == live.number),
                 "address": address,
                 "node": task.node,
                 "service": name,
@@ -84,6 +85,13 @@ def task_rows(host: Host, app: str) -> list[Row]:
                 "last_lines": [],
             })
     return sorted(rows, key=lambda r: (r["release"], r["process"], int(str(r["name"]).rsplit(".", 1)[1])))
+
+
+def _health(*, running: bool, routed: bool, live: bool) -> str:
+    """What a process does for its app: a stopped one is never `live` (`ps` once called an exited container so)."""
+    if not running:
+        return "down"
+    return "serving" if routed else "live" if live else "retiring"
 
 
 def _last_lines(container: str, count: int) -> list[str]:

@@ -11,8 +11,11 @@ only reacts to what happens behind minipaas' back.
 In a cluster the tasks run on other engines and the Swarm moves them itself: a thread of the same process
 keeps each app's route equal to its live release's running web tasks (deploy/taskwatch.py).
 
-Every deploy and `ps:restore` start it when it is not running (`ensure_running`); it reconnects to
-the engine when the engine restarts.
+Every deploy and `ps:restore` start it when it is not running (`ensure_running`). When the engine goes away
+and comes back (a package upgrade restarts dockerd, someone restarts it), the engine has stopped every
+container on its way down and starts none of them (their restart policy is for crashes): the watcher runs
+`ps:restore` for its home itself as soon as the engine answers again, so every app and service comes back with
+no command and no reboot.
 """
 
 from __future__ import annotations
@@ -75,15 +78,36 @@ def run(settings: Settings) -> None:
     pid_file(settings).write_text(f"{os.getpid()}\n")
     threading.Thread(target=taskwatch.follow, args=(settings,), daemon=True).start()
     forgotten: dict[str, str] = {}  # container id -> app, for those unrouted by a crash
+    lost = False  # the engine went away since we last followed it
     while True:
         try:
-            for event in engine.events({"type": "container", "label": f"{engine.LABEL}={settings.home}"}):
-                handle(settings, event, forgotten)
+            if lost and engine.answers():
+                print("watch: the engine is back; restoring every app (ps:restore)", file=sys.stderr, flush=True)
+                restore_in_background(settings)
+                lost = False
+            if not lost:
+                for event in engine.events({"type": "container", "label": f"{engine.LABEL}={settings.home}"}):
+                    handle(settings, event, forgotten)
+                print("watch: the engine's events ended (it stops or restarts)", file=sys.stderr, flush=True)
+                lost = True
         except MinipaasError as exc:
             print(f"watch: {exc.message}; again in 1 s", file=sys.stderr, flush=True)
+            lost = lost or not engine.answers()
         except Exception as exc:  # the engine's stream broke (a restart): follow it again
             print(f"watch: {type(exc).__name__}: {exc}; again in 1 s", file=sys.stderr, flush=True)
+            lost = lost or not engine.answers()
         time.sleep(1)
+
+
+def restore_in_background(settings: Settings) -> None:
+    """`ps:restore` of this home, in a process of its own (its lines in the watcher's log)."""
+    settings.logs_dir.mkdir(parents=True, exist_ok=True)
+    with open(settings.logs_dir / "watch.log", "ab") as log:
+        subprocess.Popen(
+            [sys.executable, "-m", "minipaas", "ps:restore"],
+            stdin=subprocess.DEVNULL, stdout=log, stderr=log, start_new_session=True,
+            env={**os.environ, "MINIPAAS_HOME": str(settings.home)},
+        )
 
 
 def handle(settings: Settings, event: dict[str, object], forgotten: dict[str, str]) -> None:

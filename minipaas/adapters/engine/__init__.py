@@ -16,6 +16,7 @@ from minipaas.adapters.engine.client import (
     PROCESS_LABEL,
     RELEASE_LABEL,
     SHA_LABEL,
+    answers,
     client,
     reason,
 )
@@ -86,6 +87,7 @@ __all__ = [
     "BuildOutcome",
     "Container",
     "Limits",
+    "answers",
     "build",
     "cgroups",
     "client",

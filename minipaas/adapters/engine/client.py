@@ -57,6 +57,14 @@ def client() -> docker.DockerClient:
     return c
 
 
+def answers() -> bool:
+    """Whether the engine answers now (a ping)."""
+    try:
+        return bool(_api().ping())
+    except Exception:  # docker-py's, requests' or the socket's own errors while the engine comes and goes
+        return False
+
+
 def reason(exc: BaseException) -> str:
     """The engine's own words for a failure, in one line."""
     return _reason(exc)
