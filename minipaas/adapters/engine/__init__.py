@@ -36,6 +36,10 @@ from minipaas.adapters.engine.containers import (
     start,
     stop,
 )
+from minipaas.adapters.engine.hostnet import (
+    HostShell,
+    host_network,
+)
 from minipaas.adapters.engine.images import (
     BuildOutcome,
     build,
@@ -50,6 +54,7 @@ from minipaas.adapters.engine.images import (
     import_rootfs,
     labelled_images,
     list_images,
+    login,
     prune_dangling,
     pull,
     push,
@@ -84,6 +89,7 @@ __all__ = [
     "SHA_LABEL",
     "BuildOutcome",
     "Container",
+    "HostShell",
     "Limits",
     "build",
     "cgroups",
@@ -99,6 +105,7 @@ __all__ = [
     "exec_in",
     "exec_io",
     "exposed_ports",
+    "host_network",
     "image_env",
     "image_id",
     "image_info",
@@ -109,6 +116,7 @@ __all__ = [
     "labelled_images",
     "last_exit_code",
     "list_images",
+    "login",
     "logs",
     "networks_of",
     "process_uid",
