@@ -324,3 +324,39 @@ def _keep_registry_image(manager: Node) -> None:
     tag, current = _registry_recipe(None)
     if not current and _registry_recipe(manager.engine)[1]:
         _copy_image(tag, manager.engine, None)
+
+
+# A tenant's attempts from inside its task (issue 19, item 13): for each `host:port` target (`GATEWAY` stands for the
+# container's default gateway: its node, through the engine's bridge), connect, send a GET, and say what came back.
+# Printed: {"gateway": ..., "env": the task's environment, "results": {target: outcome}}.
+PROBE = r"""
+const net = require("net");
+const fs = require("fs");
+let gateway = "";
+for (const line of fs.readFileSync("/proc/net/route", "utf8").split("\n").slice(1)) {
+  const f = line.trim().split(/\s+/);
+  if (f[1] === "00000000" && f[2]) gateway = [3, 2, 1, 0].map(i => parseInt(f[2].substr(i * 2, 2), 16)).join(".");
+}
+const targets = JSON.parse(process.argv[process.argv.length - 1]).map(t => t.replace("GATEWAY", gateway));
+Promise.all(targets.map(t => new Promise(done => {
+  const i = t.lastIndexOf(":");
+  const s = net.connect(Number(t.slice(i + 1)), t.slice(0, i));
+  let got = "", connected = false;
+  const end = (what) => { s.destroy(); done([t, what]); };
+  s.setTimeout(3000, () => end(connected ? "connected: " + got : "timeout"));
+  s.on("connect", () => { connected = true; s.write("GET / HTTP/1.0\r\nHost: x\r\n\r\n"); });
+  s.on("data", d => { got += d; });
+  s.on("end", () => end("answered: " + got));
+  s.on("error", e => end(connected ? "answered: " + got : "error " + e.code));
+}))).then(r => console.log(JSON.stringify({gateway, env: process.env, results: Object.fromEntries(r)})));
+"""
+
+
+def probe(node: Node, container: str, targets: list[str]) -> dict[str, object]:
+    """PROBE run in `container` (a task's, on `node`), as the tenant's own code would run there."""
+    return dict(json.loads(node.docker("exec", container, "node", "-e", PROBE, json.dumps(targets))))
+
+
+def blocked(outcome: str) -> bool:
+    """A connection refused, unreachable or never answered: nothing reached a listener."""
+    return outcome == "timeout" or outcome.startswith("error ")
