@@ -249,8 +249,9 @@ def _registry_takes_only(registry: str, ca: Path, account: tuple[str, str]) -> N
 
 def _upgrade_of_a_cluster_made_before_credentials(paas, cluster: Cluster, registry: str) -> None:  # type: ignore[no-untyped-def]
     """A cluster as minipaas made them before issue 19's item 13: a registry that takes anyone, no account, no
-    firewall. The next cluster command upgrades it: a new account, the registry restarted with it, the manager's
-    firewall, a line for the node joined by hand."""
+    firewall. The next cluster command upgrades it: a new account, the registry restarted with it, the running
+    services given the login (a task of one pulls on a node without its image), the manager's firewall, a line for
+    the node joined by hand."""
     manager, worker = cluster.nodes
     cluster_dir = paas.home / "cluster"
     config = cluster_dir / "registry.yml"
@@ -262,12 +263,17 @@ def _upgrade_of_a_cluster_made_before_credentials(paas, cluster: Cluster, regist
     before = registry_account(paas)
     for name in ("registry-auth.json", "firewall.json"):
         (cluster_dir / name).unlink()
-    manager.sh("iptables -D DOCKER-USER -j MINIPAAS-CLUSTER; iptables -D INPUT -j MINIPAAS-CLUSTER; "
-               "iptables -F MINIPAAS-CLUSTER; iptables -F MINIPAAS-TENANTS; "
-               "iptables -X MINIPAAS-CLUSTER; iptables -X MINIPAAS-TENANTS")
-    assert manager.minipaas_rules() == []
+    _flush(manager)
     ca = str(cluster_dir / "ca.crt")
     assert wait_for(lambda: _status(f"https://{registry}/v2/_catalog", ca) == 200, "the old registry answers", 30)
+    # A service as such a cluster ran them: its image by tag, created without a login; no task of it yet, and the
+    # node it is to run on has not got the image.
+    image = f"{registry}/minipaas/registry:2.8"  # the disk job's, in the registry
+    manager.docker("service", "create", "--detach", "--name", "old-service", "--replicas", "0", "--no-resolve-image",
+                   "--label", f"minipaas.service={paas.home}", "--constraint", "node.hostname==node-2",
+                   "--entrypoint", "sleep", image, "100000")
+    worker.docker("image", "rm", "-f", image, check=False)
+    assert not worker.docker("image", "ls", "-q", image).strip()
 
     out = paas.run("cluster:nodes", "--no-disk").stdout
     assert "Upgrading this cluster: its registry takes credentials, its nodes get firewall rules" in out, out
@@ -277,6 +283,25 @@ def _upgrade_of_a_cluster_made_before_credentials(paas, cluster: Cluster, regist
     _registry_takes_only(registry, cluster_dir / "ca.crt", account)
     assert manager.refuses_tenants_to(worker.address), manager.minipaas_rules()
     assert "Upgrading" not in paas.run("cluster:nodes", "--no-disk").stdout  # once
+    # The old service got the login: its first task pulls the image on node-2, and runs.
+    manager.docker("service", "scale", "--detach", "old-service=1")
+    wait_for(lambda: manager.docker("service", "ps", "old-service", "--format", "{{.Node}} {{.CurrentState}}")
+             .startswith("node-2 Running"), "the old service's task running on node-2", 90)
+    manager.docker("service", "rm", "old-service")
+
+    # A manager that rebooted: the kernel's rules gone, the registry started again by the engine. The next cluster
+    # command sets the rules again.
+    _flush(manager)
+    manager.docker("restart", manager.docker("ps", "-q", "--filter", "label=minipaas.role=registry").strip())
+    paas.run("cluster:nodes", "--no-disk")
+    assert manager.lets_task_ports_answer(cluster.gateway) and manager.refuses_tenants_to(worker.address)
+
+
+def _flush(node) -> None:  # type: ignore[no-untyped-def]
+    node.sh("iptables -D DOCKER-USER -j MINIPAAS-CLUSTER; iptables -D INPUT -j MINIPAAS-CLUSTER; "
+            "iptables -F MINIPAAS-CLUSTER; iptables -F MINIPAAS-TENANTS; "
+            "iptables -X MINIPAAS-CLUSTER; iptables -X MINIPAAS-TENANTS")
+    assert node.minipaas_rules() == []
 
 
 def _status(url: str, ca: str) -> int:

@@ -32,12 +32,14 @@ import json
 import re
 from collections.abc import Iterable
 from dataclasses import asdict, dataclass
+from pathlib import Path
 from typing import TYPE_CHECKING, Protocol
 
 from minipaas.adapters import engine, localaddr, sshclient
 from minipaas.adapters.engine import swarm
 from minipaas.build import serviceimages
-from minipaas.errors import Conflict, EngineError, InvalidInput
+from minipaas.cluster import registry
+from minipaas.errors import Conflict, EngineError, InvalidInput, MinipaasError
 from minipaas.state import perms
 from minipaas.state.settings import Settings
 
@@ -207,14 +209,32 @@ class _EngineShell:
 # -- the manager's own rules, and what a node is given ----------------------------------------------------------
 
 
-def _state_file(settings: Settings) -> str:
-    return str(settings.home / "cluster" / "firewall.json")
+def _state_file(settings: Settings) -> Path:
+    return registry.folder(settings) / "firewall.json"
 
 
-def _manager_wanted(settings: Settings, advertise: str) -> dict[str, list[str]]:
-    """Nginx's address as the manager sees it; every node's address (the manager's containers may reach none)."""
-    return {"allowed": _ipv4([localaddr.source_toward(advertise)]),
-            "blocked": _ipv4([advertise, *(n.address for n in swarm.nodes() if n.address)])}
+def _labels(settings: Settings) -> dict[str, str]:
+    return {engine.LABEL: str(settings.home), registry.ROLE_LABEL: "firewall"}
+
+
+@dataclass(frozen=True)
+class _Wanted:
+    """The manager's rules as they should be now: nginx's address as the manager sees it; every node's address
+    (the manager's containers may reach none); when the registry's container last started (the rules are the
+    kernel's, gone after the manager reboots, and the registry, restarted with the engine, tells that cheaply)."""
+
+    allowed: list[str]
+    blocked: list[str]
+    since: int
+
+    @classmethod
+    def now(cls, settings: Settings, advertise: str) -> _Wanted:
+        try:
+            since = engine.inspect(registry.container_name(settings)).started_ns
+        except MinipaasError:
+            since = 0
+        return cls(allowed=_ipv4([localaddr.source_toward(advertise)]),
+                   blocked=_ipv4([advertise, *(n.address for n in swarm.nodes() if n.address)]), since=since)
 
 
 def front(settings: Settings) -> tuple[int, int]:
@@ -223,27 +243,31 @@ def front(settings: Settings) -> tuple[int, int]:
 
 def set_manager(settings: Settings, advertise: str) -> Rules:
     """The manager's rules (re)placed through its engine, and recorded."""
-    wanted = _manager_wanted(settings, advertise)
+    wanted = _Wanted.now(settings, advertise)
     image = serviceimages.ensure(settings, "registry", lambda _line: None)
-    with engine.host_network(image, labels={engine.LABEL: str(settings.home), "minipaas.role": "firewall"}) as host:
-        rules = apply(_EngineShell(host), allowed=wanted["allowed"], blocked=wanted["blocked"], front=front(settings))
-    perms.write_file(settings.home / "cluster" / "firewall.json", json.dumps(asdict(rules)).encode(),
-                     perms.PRIVATE_FILE)
+    with engine.host_network(image, labels=_labels(settings)) as host:
+        rules = apply(_EngineShell(host), allowed=wanted.allowed, blocked=wanted.blocked, front=front(settings))
+    perms.write_file(_state_file(settings), json.dumps(asdict(wanted)).encode(), perms.PRIVATE_FILE)
     return rules
 
 
+def recorded(settings: Settings) -> bool:
+    """Whether this cluster's manager had its rules set (a cluster made before them had not)."""
+    return _state_file(settings).is_file()
+
+
 def refresh_manager(settings: Settings, advertise: str) -> bool:
-    """The manager's rules set again if the nodes changed since (a host joined by hand, a node gone); True if so.
-    Called before the Swarm places tasks: a node's tasks are never reachable from the manager's containers."""
+    """The manager's rules set again if the nodes changed since (a host joined by hand, a node gone) or the manager
+    restarted (a reboot empties the kernel's tables); True if so. Called before the Swarm places tasks, by every
+    cluster command and every 10 s by the watcher: a node's tasks are never reachable from the manager's
+    containers for long."""
     try:
-        with open(_state_file(settings), encoding="utf-8") as handle:
-            recorded = json.load(handle)
+        recorded = json.loads(_state_file(settings).read_text(encoding="utf-8"))
     except FileNotFoundError:
         return False  # a cluster made before the firewall: a `cluster:*` command sets it (upgrade.py)
     except (OSError, ValueError):
         recorded = {}
-    wanted = _manager_wanted(settings, advertise)
-    if all(recorded.get(key) == value for key, value in wanted.items()):
+    if recorded == asdict(_Wanted.now(settings, advertise)):
         return False
     set_manager(settings, advertise)
     return True
@@ -254,9 +278,9 @@ def remove_manager(settings: Settings) -> None:
     image = serviceimages.REGISTRY.tag
     if engine.image_id(image) is None:  # the image that set them is there whenever rules are
         return
-    with engine.host_network(image, labels={engine.LABEL: str(settings.home), "minipaas.role": "firewall"}) as host:
+    with engine.host_network(image, labels=_labels(settings)) as host:
         remove(_EngineShell(host))
-    (settings.home / "cluster" / "firewall.json").unlink(missing_ok=True)
+    _state_file(settings).unlink(missing_ok=True)
 
 
 def set_node(shell: Shell, settings: Settings, advertise: str, node_address: str) -> Rules:

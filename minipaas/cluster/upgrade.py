@@ -26,7 +26,7 @@ def ensure(settings: Settings, progress: Progress) -> None:
     where, advertise = membership.registry_address(settings), membership.advertise_address(settings)
     if not where or not advertise or not swarm.state().manager:
         return  # no cluster of minipaas' here: the command itself says what it needs
-    if credentials.load(settings) is not None and (registry.folder(settings) / "firewall.json").is_file():
+    if credentials.load(settings) is not None and firewall.recorded(settings):
         firewall.refresh_manager(settings, advertise)
         return
     progress("-----> Upgrading this cluster: its registry takes credentials, its nodes get firewall rules")

@@ -22,7 +22,7 @@ from minipaas.adapters.engine.client import _api, _reason
 from minipaas.adapters.engine.containers import exec_capture
 from minipaas.errors import EngineError
 
-LIFETIME = "300"  # seconds the helper lives at most, should its removal below never happen (a killed minipaas)
+LIFETIME = "300"  # seconds the helper lives at most (then the engine removes it), should minipaas be killed
 COMMAND_TIMEOUT = 60.0
 
 
@@ -55,7 +55,7 @@ def host_network(image: str, *, labels: dict[str, str]) -> Iterator[HostShell]:
         created = api.create_container(
             image, entrypoint=["sleep", LIFETIME], command=[], user="0", labels=labels,
             host_config=api.create_host_config(network_mode="host", cap_drop=["ALL"], cap_add=["NET_ADMIN", "NET_RAW"],
-                                               security_opt=["no-new-privileges"], auto_remove=False))
+                                               security_opt=["no-new-privileges"], auto_remove=True))
     except docker.errors.APIError as exc:
         raise EngineError(f"cannot make a helper in the engine host's network: {_reason(exc)}") from None
     try:
