@@ -18,6 +18,7 @@ import contextlib
 import functools
 import hashlib
 import http.client
+import json
 import os
 import shutil
 import subprocess
@@ -78,13 +79,14 @@ NODE_FLAGS = (
 
 
 def docker(*args: str, input: bytes | None = None, timeout: float = 300, check: bool = True,
-           env: dict[str, str] | None = None) -> str:
+           env: dict[str, str] | None = None, stderr: bool = False) -> str:
+    """The docker CLI's output (`stderr`: its error output after it)."""
     result = subprocess.run(["docker", *args], input=input, capture_output=True, timeout=timeout,
                             env={**os.environ, **(env or {})})
     if check and result.returncode != 0:
         raise AssertionError(f"docker {' '.join(args)} failed ({result.returncode}): "
                              f"{result.stderr.decode(errors='replace').strip()}")
-    return result.stdout.decode(errors="replace")
+    return (result.stdout + (result.stderr if stderr else b"")).decode(errors="replace")
 
 
 def _rootfs() -> Path:
@@ -126,13 +128,32 @@ class Node:
         return f"tcp://{self.address}:{ENGINE_PORT}"
 
     def docker(self, *args: str, input: bytes | None = None, timeout: float = 300,
-               check: bool = True) -> str:
+               check: bool = True, stderr: bool = False) -> str:
         """The docker CLI inside the node, against its own engine."""
         return docker("exec", *(["-i"] if input is not None else []), self.name, "docker", *args, input=input,
-                      timeout=timeout, check=check)
+                      timeout=timeout, check=check, stderr=stderr)
 
     def sh(self, script: str, *, check: bool = True) -> str:
         return docker("exec", self.name, "sh", "-c", script, check=check)
+
+    def minipaas_rules(self) -> list[str]:
+        """The node's iptables rules that name minipaas' chains (the firewall of issue 19's item 13)."""
+        return [line for line in self.sh("iptables-save -t filter 2>/dev/null || true").splitlines()
+                if "MINIPAAS" in line]
+
+    def refuses_tenants_to(self, address: str) -> bool:
+        """Whether the node's firewall refuses its containers any connection to `address`."""
+        return any(line.startswith("-A MINIPAAS-TENANTS") and f"--ctorigdst {address} " in f"{line} "
+                   and "-j REJECT" in line for line in self.minipaas_rules())
+
+    def lets_task_ports_answer(self, address: str) -> bool:
+        """Whether the node's firewall lets `address` (and only it) open its tasks' published ports."""
+        rules = self.minipaas_rules()
+        return (any(line.startswith(f"-A MINIPAAS-CLUSTER -s {address}/32 -p tcp") and "--ctorigdstport" in line
+                    and line.endswith("-j RETURN") for line in rules)
+                and any(line.startswith("-A MINIPAAS-CLUSTER -p tcp") and "--ctstate DNAT --ctorigdstport" in line
+                        and line.endswith("-j DROP") for line in rules)
+                and "-A DOCKER-USER -j MINIPAAS-CLUSTER" in rules and "-A INPUT -j MINIPAAS-CLUSTER" in rules)
 
     def answers(self) -> bool:
         conn = http.client.HTTPConnection(self.address, ENGINE_PORT, timeout=2)
@@ -150,6 +171,17 @@ class Cluster:
     run: str
     network: str
     nodes: list[Node]
+
+    @property
+    def gateway(self) -> str:
+        """This test host's address on the nodes' network: where nginx and the health checks come from."""
+        return docker("network", "inspect", self.network, "--format", "{{(index .IPAM.Config 0).Gateway}}").strip()
+
+
+def registry_account(paas: Paas) -> tuple[str, str]:
+    """The cluster registry's user and password, as the manager keeps them (root only)."""
+    data = json.loads((paas.home / "cluster" / "registry-auth.json").read_text())
+    return str(data["username"]), str(data["password"])
 
 
 def wait_for(condition: object, what: str, deadline: float = 60.0, poll: float = 0.2) -> object:
@@ -292,3 +324,39 @@ def _keep_registry_image(manager: Node) -> None:
     tag, current = _registry_recipe(None)
     if not current and _registry_recipe(manager.engine)[1]:
         _copy_image(tag, manager.engine, None)
+
+
+# A tenant's attempts from inside its task (issue 19, item 13): for each `host:port` target (`GATEWAY` stands for the
+# container's default gateway: its node, through the engine's bridge), connect, send a GET, and say what came back.
+# Printed: {"gateway": ..., "env": the task's environment, "results": {target: outcome}}.
+PROBE = r"""
+const net = require("net");
+const fs = require("fs");
+let gateway = "";
+for (const line of fs.readFileSync("/proc/net/route", "utf8").split("\n").slice(1)) {
+  const f = line.trim().split(/\s+/);
+  if (f[1] === "00000000" && f[2]) gateway = [3, 2, 1, 0].map(i => parseInt(f[2].substr(i * 2, 2), 16)).join(".");
+}
+const targets = JSON.parse(process.argv[process.argv.length - 1]).map(t => t.replace("GATEWAY", gateway));
+Promise.all(targets.map(t => new Promise(done => {
+  const i = t.lastIndexOf(":");
+  const s = net.connect(Number(t.slice(i + 1)), t.slice(0, i));
+  let got = "", connected = false;
+  const end = (what) => { s.destroy(); done([t, what]); };
+  s.setTimeout(3000, () => end(connected ? "connected: " + got : "timeout"));
+  s.on("connect", () => { connected = true; s.write("GET / HTTP/1.0\r\nHost: x\r\n\r\n"); });
+  s.on("data", d => { got += d; });
+  s.on("end", () => end("answered: " + got));
+  s.on("error", e => end(connected ? "answered: " + got : "error " + e.code));
+}))).then(r => console.log(JSON.stringify({gateway, env: process.env, results: Object.fromEntries(r)})));
+"""
+
+
+def probe(node: Node, container: str, targets: list[str]) -> dict[str, object]:
+    """PROBE run in `container` (a task's, on `node`), as the tenant's own code would run there."""
+    return dict(json.loads(node.docker("exec", container, "node", "-e", PROBE, json.dumps(targets))))
+
+
+def blocked(outcome: str) -> bool:
+    """A connection refused, unreachable or never answered: nothing reached a listener."""
+    return outcome == "timeout" or outcome.startswith("error ")

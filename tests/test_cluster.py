@@ -17,7 +17,8 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-from cluster_nodes import Cluster, cluster_nodes, wait_for
+import requests
+from cluster_nodes import Cluster, cluster_nodes, registry_account, wait_for
 
 pytestmark = pytest.mark.engine
 
@@ -154,23 +155,44 @@ def _cluster_commands(paas, cluster: Cluster, certs: Path) -> None:  # type: ign
     assert manager.docker("info", "--format", "{{.Swarm.NodeID}}").strip() == node_id
     assert manager.docker("ps", "-q", "--filter", "label=minipaas.role=registry").strip() == registry_id
 
-    # The manager pushes into the registry; its storage is the home's.
+    # The registry takes only the cluster's account (issue 19, item 13), kept root-only on the manager.
+    account = registry_account(paas)
+    assert oct((cluster_dir / "registry-auth.json").stat().st_mode & 0o777) == "0o600"
+    assert (cluster_dir / "registry-auth.json").stat().st_uid == 0
+    assert (cluster_dir / "htpasswd").read_text().startswith(f"{account[0]}:$2b$")
+    assert account[1] not in (cluster_dir / "htpasswd").read_text()
+    _registry_takes_only(registry, cluster_dir / "ca.crt", account)
+    # The manager's firewall: its tasks' ports answer only where nginx comes from (this test host), its containers
+    # reach no node.
+    assert manager.lets_task_ports_answer(cluster.gateway), manager.minipaas_rules()
+    assert manager.refuses_tenants_to(manager.address), manager.minipaas_rules()
+
+    # The manager pushes into the registry, logged in (anonymous: refused); its storage is the home's.
     manager.sh("mkdir -p /ctx && echo one > /ctx/marker && printf 'FROM scratch\\nCOPY marker /marker\\n'"
                " > /ctx/Dockerfile")
     tag = f"{registry}/t/app:1"
     manager.docker("build", "-q", "-t", tag, "/ctx")
+    refused = manager.docker("push", tag, check=False, stderr=True)
+    assert "no basic auth credentials" in refused, refused
+    manager.docker("login", "-u", account[0], "--password-stdin", registry, input=account[1].encode())
     manager.docker("push", tag)
     assert (cluster_dir / "registry" / "docker" / "registry" / "v2" / "repositories" / "t" / "app").is_dir()
 
-    # A second host joins with exactly the lines join-command prints (the CA, then the token), and pulls.
+    # A second host joins with exactly the lines join-command prints (the CA, its firewall, then the token); it holds
+    # no credentials: its engine alone pulls nothing; a service's tasks pull there with the login the Swarm hands
+    # them (the disk job below).
     lines = paas.run("cluster:join-command").stdout
     assert "docker swarm join --token SWMTKN-1-" in lines and f"certs.d/{registry}/ca.crt" in lines
+    assert account[1] not in lines
     subprocess.run(["docker", "exec", "-i", worker.name, "sh", "-e"], input=lines, text=True, check=True,
                    capture_output=True)
     wait_for(lambda: len(_nodes(paas)) == 2, "the worker is listed", 60)
     assert _nodes(paas)["node-1"]["leader"] and _nodes(paas)["node-1"]["role"] == "manager"
     assert wait_for(lambda: _nodes(paas)["node-2"]["status"] == "ready", "the worker is ready", 60)
-    worker.docker("pull", tag)
+    assert worker.lets_task_ports_answer(cluster.gateway), worker.minipaas_rules()
+    assert worker.refuses_tenants_to(manager.address) and not worker.refuses_tenants_to(worker.address)
+    refused = worker.docker("pull", tag, check=False, stderr=True)
+    assert "no basic auth credentials" in refused, refused
 
     # Each node's disk, as a job on every node saw it: the disk that holds the node's engine data.
     started = time.monotonic()
@@ -191,11 +213,16 @@ def _cluster_commands(paas, cluster: Cluster, certs: Path) -> None:  # type: ign
     manager.docker("stop", registry_id)
     try:
         result = paas.run("cluster:nodes", check=False)
-        assert result.returncode == 0 and "warning: no disk figures: cannot push" in result.stderr, result
+        assert result.returncode == 0 and f"warning: no disk figures: cannot log in to the registry {registry}" \
+            in result.stderr, result
         assert [line.split()[6] for line in result.stdout.splitlines()[1:]] == ["?", "?"], result.stdout
     finally:
         manager.docker("start", registry_id)
     assert not manager.docker("service", "ls", "-q").strip()
+    # The cluster commands since the worker joined named it in the manager's firewall.
+    assert manager.refuses_tenants_to(worker.address), manager.minipaas_rules()
+
+    _upgrade_of_a_cluster_made_before_credentials(paas, cluster, registry)
 
     # Leaving with another node in: refused, nothing changes.
     _one_line_error(paas.run("cluster:leave", check=False), "other node(s) (node-2)")
@@ -208,4 +235,80 @@ def _cluster_commands(paas, cluster: Cluster, certs: Path) -> None:  # type: ign
     assert _swarm_state(manager) == "inactive"
     assert not manager.docker("ps", "-aq", "--filter", "label=minipaas.role=registry").strip()
     assert not (certs / registry).exists() and not cluster_dir.exists()
+    assert manager.minipaas_rules() == []
+
+
+def _registry_takes_only(registry: str, ca: Path, account: tuple[str, str]) -> None:
+    """Anonymous: 401 for the catalog and the API's base; the account: 200."""
+    for path in ("/v2/", "/v2/_catalog"):
+        anonymous = requests.get(f"https://{registry}{path}", verify=str(ca), timeout=10)
+        assert anonymous.status_code == 401, (path, anonymous.status_code, anonymous.text)
+        assert requests.get(f"https://{registry}{path}", verify=str(ca), auth=account, timeout=10).status_code == 200
+    wrong = requests.get(f"https://{registry}/v2/_catalog", verify=str(ca), auth=(account[0], "x" + account[1]),
+                         timeout=10)
+    assert wrong.status_code == 401
+
+
+def _upgrade_of_a_cluster_made_before_credentials(paas, cluster: Cluster, registry: str) -> None:  # type: ignore[no-untyped-def]
+    """A cluster as minipaas made them before issue 19's item 13: a registry that takes anyone, no account, no
+    firewall. The next cluster command upgrades it: a new account, the registry restarted with it, the running
+    services given the login (a task of one pulls on a node without its image), the manager's firewall, a line for
+    the node joined by hand."""
+    manager, worker = cluster.nodes
+    cluster_dir = paas.home / "cluster"
+    config = cluster_dir / "registry.yml"
+    old = config.read_text().split("auth:\n")[0]
+    with open(config, "r+") as handle:  # in place: the registry's container has this very file mounted
+        handle.write(old)
+        handle.truncate()
+    manager.docker("restart", manager.docker("ps", "-q", "--filter", "label=minipaas.role=registry").strip())
+    before = registry_account(paas)
+    for name in ("registry-auth.json", "firewall.json"):
+        (cluster_dir / name).unlink()
+    _flush(manager)
+    ca = str(cluster_dir / "ca.crt")
+    assert wait_for(lambda: _status(f"https://{registry}/v2/_catalog", ca) == 200, "the old registry answers", 30)
+    # A service as such a cluster ran them: its image by tag, created without a login; no task of it yet, and the
+    # node it is to run on has not got the image.
+    image = f"{registry}/minipaas/registry:2.8"  # the disk job's, in the registry
+    manager.docker("service", "create", "--detach", "--name", "old-service", "--replicas", "0", "--no-resolve-image",
+                   "--label", f"minipaas.service={paas.home}", "--constraint", "node.hostname==node-2",
+                   "--entrypoint", "sleep", image, "100000")
+    worker.docker("image", "rm", "-f", image, check=False)
+    assert not worker.docker("image", "ls", "-q", image).strip()
+
+    out = paas.run("cluster:nodes", "--no-disk").stdout
+    assert "Upgrading this cluster: its registry takes credentials, its nodes get firewall rules" in out, out
+    assert "node-2 was joined by hand: run there the iptables lines of `minipaas cluster:join-command`" in out, out
+    account = registry_account(paas)
+    assert account != before
+    _registry_takes_only(registry, cluster_dir / "ca.crt", account)
+    assert manager.refuses_tenants_to(worker.address), manager.minipaas_rules()
+    assert "Upgrading" not in paas.run("cluster:nodes", "--no-disk").stdout  # once
+    # The old service got the login: its first task pulls the image on node-2, and runs.
+    manager.docker("service", "scale", "--detach", "old-service=1")
+    wait_for(lambda: manager.docker("service", "ps", "old-service", "--format", "{{.Node}} {{.CurrentState}}")
+             .startswith("node-2 Running"), "the old service's task running on node-2", 90)
+    manager.docker("service", "rm", "old-service")
+
+    # A manager that rebooted: the kernel's rules gone, the registry started again by the engine. The next cluster
+    # command sets the rules again.
+    _flush(manager)
+    manager.docker("restart", manager.docker("ps", "-q", "--filter", "label=minipaas.role=registry").strip())
+    paas.run("cluster:nodes", "--no-disk")
+    assert manager.lets_task_ports_answer(cluster.gateway) and manager.refuses_tenants_to(worker.address)
+
+
+def _flush(node) -> None:  # type: ignore[no-untyped-def]
+    node.sh("iptables -D DOCKER-USER -j MINIPAAS-CLUSTER; iptables -D INPUT -j MINIPAAS-CLUSTER; "
+            "iptables -F MINIPAAS-CLUSTER; iptables -F MINIPAAS-TENANTS; "
+            "iptables -X MINIPAAS-CLUSTER; iptables -X MINIPAAS-TENANTS")
+    assert node.minipaas_rules() == []
+
+
+def _status(url: str, ca: str) -> int:
+    try:
+        return requests.get(url, verify=ca, timeout=5).status_code
+    except requests.RequestException:
+        return 0
 

@@ -28,7 +28,7 @@ from pathlib import Path
 
 import pytest
 import requests
-from cluster_nodes import Cluster, Node, manager_host, wait_for
+from cluster_nodes import Cluster, Node, blocked, manager_host, probe, registry_account, wait_for
 from test_cluster_deploy import _routed, _services
 
 from conftest import APPS, Paas, commit, git, paas_host
@@ -164,7 +164,15 @@ def test_config_set_makes_a_new_service_whose_tasks_see_it(deployed: Deployed) -
 
 
 def test_rollback_reuses_the_release_image_without_a_build(deployed: Deployed) -> None:
+    """Rollback makes a service of release 1's image by the digest it was first pushed with; every node pulls it
+    again by that digest (the references dropped first), with the login the Swarm hands its tasks."""
     d = deployed
+    repository = f"{d.manager.address}:5000/{d.paas.repository(d.app)}"
+    digest = d.seen["image 1"].rpartition("@")[2]
+    assert d.seen["image 1"] == f"{repository}:1@{digest}" and digest.startswith("sha256:"), d.seen
+    for node in d.cluster.nodes:
+        node.docker("image", "rm", "-f", f"{repository}@{digest}", check=False)
+        assert f"{repository}@{digest}" not in _repo_digests(node, repository)
     out = d.paas.run("releases:rollback", d.app, "1")
     said = out.stdout + out.stderr
     assert "Rolling" in said and "Building" not in said and "Step 1/" not in said, said
@@ -174,6 +182,11 @@ def test_rollback_reuses_the_release_image_without_a_build(deployed: Deployed) -
     image = d.manager.docker("service", "inspect", service, "--format",
                              "{{.Spec.TaskTemplate.ContainerSpec.Image}}").strip()
     assert image == d.seen["image 1"], (image, d.seen)
+    running_on = {node.address: node for node in d.cluster.nodes if node.docker(
+        "ps", "-q", "--filter", f"label=com.docker.swarm.service.name={service}").strip()}
+    assert len(running_on) == 3, running_on
+    for node in running_on.values():  # pulled again, by digest
+        assert f"{repository}@{digest}" in _repo_digests(node, repository), node.name
     # The tasks' containers on every node run the very image release 1 was built as on the manager.
     built = d.manager.docker("image", "inspect", d.paas.image(d.app, 1), "--format", "{{.Id}}").strip()
     engines = {node.address: node for node in d.cluster.nodes}
@@ -182,6 +195,10 @@ def test_rollback_reuses_the_release_image_without_a_build(deployed: Deployed) -
                                               "{{.NodeID}} {{.Status.ContainerStatus.ContainerID}}").split()
         address = d.manager.docker("node", "inspect", node_id, "--format", "{{.Status.Addr}}").strip()
         assert engines[address].docker("inspect", container, "--format", "{{.Image}}").strip() == built
+
+
+def _repo_digests(node: Node, repository: str) -> list[str]:
+    return node.docker("image", "ls", "--digests", "--format", "{{.Repository}}@{{.Digest}}", repository).split()
 
 
 def test_restart_and_resource_limit_make_new_services(deployed: Deployed) -> None:
@@ -296,6 +313,135 @@ def test_deploy_of_the_live_commit_rolls_out_only_when_its_tasks_do_not_run(depl
     _wait_live(d, d.service(8), "v1 \n")
 
 
+VICTIM = """\
+const http = require("http");
+http.createServer((req, res) => res.end("victim " + process.env.SECRET + "\\n")).listen(process.env.PORT || 5000);
+"""
+
+
+def _task_containers(d: Deployed, service: str) -> dict[str, tuple[Node, str]]:
+    """Node address → (node, container id) of one running task of the service there."""
+    found = {}
+    for node in d.cluster.nodes:
+        ids = node.docker("ps", "-q", "--filter", f"label=com.docker.swarm.service.name={service}").split()
+        if ids:
+            found[node.address] = (node, ids[0])
+    return found
+
+
+def _overlay_addresses(d: Deployed, service: str) -> list[str]:
+    """The overlay addresses of the service's running tasks (on the app's `..._swarm` network)."""
+    ids = d.manager.docker("service", "ps", service, "--filter", "desired-state=running", "-q").split()
+    out = d.manager.docker("inspect", *ids, "--format",
+                           "{{range .NetworksAttachments}}{{.Network.Spec.Name}}={{range .Addresses}}{{.}}{{end}} "
+                           "{{end}}")
+    return [entry.split("=", 1)[1].split("/")[0] for entry in out.split() if entry.split("=")[0].endswith("_swarm")]
+
+
+def test_a_tenant_task_reaches_no_other_app_nor_the_registry(deployed: Deployed) -> None:
+    """Issue 19, item 13, the attack: from inside a tenant's task on each node, the other app's tasks at their
+    `node:port` (on any node, through the node itself too) and at their overlay addresses, and the registry: none
+    answers; the registry refuses the anonymous catalog and manifest (401). The honest variant: the victim serves
+    through nginx (on this test host: the manager's) and at each task's `node:port` from here, its own tasks reach
+    each other on its overlay, and the registry answers the cluster's account. No task holds the account."""
+    d = deployed
+    secret = uuid.uuid4().hex
+    victim = d.paas.new_app("victim")
+    d.paas.run("ps:scale", victim, "web=3")
+    d.paas.run("config:set", victim, f"SECRET={secret}")
+    checkout = d.paas.checkout(victim, APPS / "env-echo")
+    (checkout / "server.js").write_text(VICTIM)
+    commit(checkout, "a victim with a secret")
+    d.paas.push(checkout)
+    victim_service = d.service(1, app=victim)
+    assert d.paas.get(victim).body == f"victim {secret}\n"  # through nginx
+    addresses = sorted(_task_addresses(d.manager, victim_service))
+    assert len({a.rsplit(":", 1)[0] for a in addresses}) == 3, addresses
+    for address in addresses:  # from where nginx is, straight to each task
+        assert _get(address) == f"victim {secret}\n", address
+    port = json.loads(d.manager.docker("service", "inspect", victim_service, "--format",
+                                       "{{json .Spec.EndpointSpec.Ports}}"))[0]["TargetPort"]
+    overlay = [f"{ip}:{port}" for ip in _overlay_addresses(d, victim_service)]
+    assert len(overlay) == 3, overlay
+    own = _task_containers(d, victim_service)
+    sibling = probe(*next(iter(own.values())), overlay)["results"]
+    assert all(outcome.endswith(f"victim {secret}\n") for outcome in sibling.values()), sibling  # type: ignore[union-attr]
+
+    registry = f"{d.manager.address}:5000"
+    tenants = _task_containers(d, d.service(8))
+    assert sorted(tenants) == sorted(n.address for n in d.cluster.nodes), tenants  # a tenant task on every node
+    targets = [*addresses, *overlay, *{f"GATEWAY:{a.rsplit(':', 1)[1]}" for a in addresses}, registry]
+    account = registry_account(d.paas)
+    for node, container in tenants.values():
+        seen = probe(node, container, targets)
+        results: dict[str, str] = seen["results"]  # type: ignore[assignment]
+        for target, outcome in results.items():
+            if target.split(":")[0] in {o.split(":")[0] for o in overlay}:
+                assert secret not in outcome and "victim" not in outcome, (node.name, target, outcome)
+            else:
+                assert blocked(outcome), (node.name, target, outcome)
+        assert account[1] not in json.dumps(seen["env"]), node.name  # the account is nowhere in the task
+        inspected = node.docker("inspect", container, "--format", "{{json .Config.Env}} {{json .Mounts}}")
+        assert account[1] not in inspected and "/cluster" not in inspected, inspected
+        # From the node itself, not a container: another node's task port answers only where nginx is.
+        others = [a.replace(":", "/") for a in addresses if a.rsplit(":", 1)[0] != node.address]
+        reached = node.sh(" ".join(f"(timeout 3 bash -c 'exec 3<>/dev/tcp/{a}' 2>/dev/null && echo open {a} "
+                                   f"|| echo closed {a}) &" for a in others) + " wait").split("\n")
+        assert sorted(line for line in reached if line) == sorted(f"closed {a}" for a in others), (node.name, reached)
+    assert account[1] not in d.manager.docker("service", "inspect", victim_service)
+
+    # The registry: anonymous catalog and manifest refused; the account lists both apps' repositories.
+    ca = str(d.paas.home / "cluster" / "ca.crt")
+    manifest = f"https://{registry}/v2/{d.paas.repository(victim)}/manifests/1"
+    for url in (f"https://{registry}/v2/_catalog", manifest):
+        assert requests.get(url, verify=ca, timeout=10).status_code == 401, url
+    catalog = requests.get(f"https://{registry}/v2/_catalog", verify=ca, auth=account, timeout=10).json()
+    assert {d.paas.repository(victim), d.paas.repository(d.app)} <= set(catalog["repositories"]), catalog
+    assert requests.get(manifest, verify=ca, auth=account, timeout=10).status_code == 200
+    assert d.paas.get(d.app).body == "v1 \n"  # the tenant still serves
+    d.seen["victim"] = victim
+    d.seen["secret"] = secret
+
+
+def test_a_tag_moved_in_the_registry_does_not_change_what_a_task_runs(deployed: Deployed) -> None:
+    """The victim's service names its image by digest: the tag `:1` pointed at the tenant's image in the registry
+    (as whoever held the account could), every node's reference dropped, the tasks replaced: each new task pulls
+    and runs the victim's own image, and serves its own answer."""
+    d = deployed
+    victim, secret = d.seen["victim"], d.seen["secret"]
+    service = d.service(1, app=victim)
+    registry = f"{d.manager.address}:5000"
+    repository = f"{registry}/{d.paas.repository(victim)}"
+    pinned = d.manager.docker("service", "inspect", service, "--format",
+                              "{{.Spec.TaskTemplate.ContainerSpec.Image}}").strip()
+    digest = pinned.rpartition("@")[2]
+    assert pinned == f"{repository}:1@{digest}" and digest.startswith("sha256:"), pinned
+    user, password = registry_account(d.paas)
+    d.manager.docker("login", "-u", user, "--password-stdin", registry, input=password.encode())
+    try:
+        tenant = d.manager.docker("service", "inspect", d.service(8), "--format",
+                                  "{{.Spec.TaskTemplate.ContainerSpec.Image}}").strip().rpartition("@")[0]
+        d.manager.docker("tag", tenant, f"{repository}:1")
+        d.manager.docker("push", f"{repository}:1")
+    finally:
+        d.manager.docker("logout", registry)
+    head = requests.head(f"https://{registry}/v2/{d.paas.repository(victim)}/manifests/1",
+                         verify=str(d.paas.home / "cluster" / "ca.crt"), auth=(user, password), timeout=10,
+                         headers={"Accept": "application/vnd.docker.distribution.manifest.v2+json"})
+    assert head.headers["Docker-Content-Digest"] != digest  # the tag moved
+    for node in d.cluster.nodes:
+        node.docker("image", "rm", "-f", f"{repository}@{digest}", check=False)
+    before = _task_addresses(d.manager, service)
+    d.manager.docker("service", "update", "--force", "--detach", service)
+    wait_for(lambda: len(_task_addresses(d.manager, service)) == 3 and not _task_addresses(d.manager, service) & before,
+             "3 new tasks of the victim's service", 120)
+    built = d.manager.docker("image", "inspect", d.paas.image(victim, 1), "--format", "{{.Id}}").strip()
+    for node, container in _task_containers(d, service).values():
+        assert node.docker("inspect", container, "--format", "{{.Image}}").strip() == built, node.name
+    for address in _task_addresses(d.manager, service):
+        assert _get(address) == f"victim {secret}\n", address
+
+
 PING_REDIS = """\
 const u = new URL(process.env.REDIS_URL);
 const s = require("net").connect(Number(u.port || 6379), u.hostname, () => {
@@ -328,7 +474,8 @@ def test_a_linked_redis_answers_every_node_and_destroy_leaves_nothing(deployed: 
 
     repository = f"{d.paas.instance}/{d.app}"
     base, ca = f"https://{d.manager.address}:5000", str(d.paas.home / "cluster" / "ca.crt")
-    tags = requests.get(f"{base}/v2/{repository}/tags/list", verify=ca, timeout=10).json().get("tags") or []
+    auth = registry_account(d.paas)
+    tags = requests.get(f"{base}/v2/{repository}/tags/list", verify=ca, auth=auth, timeout=10).json().get("tags") or []
     assert tags, "the app's images are in the registry"
     d.paas.run("redis:unlink", "cache", d.app)
     d.paas.run("apps:destroy", d.app, "--force")
@@ -339,5 +486,5 @@ def test_a_linked_redis_answers_every_node_and_destroy_leaves_nothing(deployed: 
         return [name for name in listed if d.app in name]
 
     wait_for(lambda: not overlays(), "the app's overlays gone", 60)
-    left = requests.get(f"{base}/v2/{repository}/tags/list", verify=ca, timeout=10).json().get("tags") or []
+    left = requests.get(f"{base}/v2/{repository}/tags/list", verify=ca, auth=auth, timeout=10).json().get("tags") or []
     assert not left, left

@@ -28,7 +28,7 @@ from typing import NamedTuple
 
 import pytest
 import requests
-from cluster_nodes import Cluster, Node, init_cluster, manager_nodes, wait_for
+from cluster_nodes import Cluster, Node, init_cluster, manager_nodes, registry_account, wait_for
 from test_zero_downtime import LUA, no_failed_request, start_wrk, stop_wrk
 
 from conftest import APPS, Paas, commit, paas_host
@@ -120,7 +120,7 @@ def _registry(paas: Paas, manager: Node) -> tuple[str, str]:
 def _manifest(paas: Paas, manager: Node, repository: str, tag: str) -> requests.Response:
     base, ca = _registry(paas, manager)
     return requests.get(f"{base}/v2/{repository}/manifests/{tag}", headers={"Accept": MANIFEST_TYPES}, verify=ca,
-                        timeout=10)
+                        auth=registry_account(paas), timeout=10)
 
 
 def _blobs_present(paas: Paas, manager: Node, repository: str, tag: str) -> int:
@@ -131,7 +131,8 @@ def _blobs_present(paas: Paas, manager: Node, repository: str, tag: str) -> int:
     body = manifest.json()
     digests = [body["config"]["digest"], *(layer["digest"] for layer in body["layers"])]
     for digest in digests:
-        head = requests.head(f"{base}/v2/{repository}/blobs/{digest}", verify=ca, timeout=10)
+        head = requests.head(f"{base}/v2/{repository}/blobs/{digest}", verify=ca, auth=registry_account(paas),
+                             timeout=10)
         assert head.status_code == 200, (digest, head.status_code)
     return len(digests)
 

@@ -20,7 +20,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
-from cluster_nodes import Cluster, Node, cluster_nodes, start_node, wait_for
+from cluster_nodes import Cluster, Node, cluster_nodes, registry_account, start_node, wait_for
 from test_cluster import _one_line_error, _swarm_state
 
 from conftest import Paas, free_port, paas_host
@@ -157,11 +157,13 @@ def test_add_refuses_bad_input_in_one_line_and_leaves_nothing(setup: Setup, tmp_
     finally:
         setup.host.sh(f"iptables -D {block}")
     _one_line_error(result, f"docker swarm join failed on {setup.host.address}")
-    assert "undoing: the join, the registry's CA" in result.stdout, result.stdout
+    assert "undoing: the join, the registry's CA, the firewall's rules" in result.stdout, result.stdout
+    assert "Firewall: its tasks answer nginx on the manager only" in result.stdout, result.stdout
 
     assert setup.node_ids() == before
     for node in (setup.host, setup.bare):
         assert _certs_dirs(node) == [], node.name
+        assert node.minipaas_rules() == [], node.name
         assert node.sh("docker info --format '{{.Swarm.LocalNodeState}}' 2>/dev/null || true").strip() in (
             "inactive", ""), node.name
     print(f"\nthe silent host refused after {waited:.1f}s (--timeout 1); the failed join undone after "
@@ -182,15 +184,24 @@ def test_add_over_ssh_joins_a_ready_worker_that_pulls_from_the_registry(setup: S
     assert ca == (setup.paas.home / "cluster" / "ca.crt").read_text()
     assert setup.host.address in (setup.paas.home / "cluster" / "known_hosts").read_text()
 
-    # The new node trusts the registry: it pulls what the manager pushed.
-    setup.manager.sh("mkdir -p /ctx && echo added > /ctx/marker && printf 'FROM scratch\\nCOPY marker /marker\\n'"
-                     " > /ctx/Dockerfile")
-    tag = f"{setup.registry}/t/added:1"
-    setup.manager.docker("build", "-q", "-t", tag, "/ctx")
-    setup.manager.docker("push", tag)
-    setup.host.docker("pull", tag)
-    assert setup.host.docker("image", "inspect", "-f", "{{.Id}}", tag) == \
-        setup.manager.docker("image", "inspect", "-f", "{{.Id}}", tag)
+    # Its firewall (issue 19, item 13): its tasks' ports answer only where nginx comes from (this test host), its
+    # containers reach neither the manager nor the Swarm; and the manager's containers reach nothing of it.
+    assert setup.host.lets_task_ports_answer(setup.cluster.gateway), setup.host.minipaas_rules()
+    assert setup.host.refuses_tenants_to(setup.manager.address), setup.host.minipaas_rules()
+    assert setup.manager.refuses_tenants_to(setup.host.address), setup.manager.minipaas_rules()
+
+    # The new node holds no credentials of its own: its engine alone pulls nothing from the registry. A service's
+    # tasks pull there all the same, with the login the Swarm hands them: the disk job's task ran on it.
+    disks = {n["hostname"]: n["disk"] for n in json.loads(setup.paas.run("cluster:nodes", "--json").stdout)}
+    assert disks["node-2"] and disks["node-2"]["size"] > 0, disks
+    job_image = setup.manager.docker("image", "ls", "--format", "{{.Repository}}:{{.Tag}}",
+                                     f"{setup.registry}/minipaas/registry").split()
+    assert job_image, "the disk job's image is in the registry"
+    refused = setup.host.docker("pull", job_image[0], check=False, stderr=True)
+    assert "no basic auth credentials" in refused, refused
+    account = registry_account(setup.paas)
+    assert not any(account[1] in line for line in setup.host.sh(
+        "cat /root/.docker/config.json /etc/docker/daemon.json 2>/dev/null || true").splitlines())
 
     # Adding it again: one line, nothing changes.
     before = setup.node_ids()
@@ -222,6 +233,8 @@ def test_remove_refuses_then_removes_a_drained_node_and_one_that_left(setup: Set
     assert setup.node_ids() == [manager.docker("info", "--format", "{{.Swarm.NodeID}}").strip()]
     assert _swarm_state(host) == "inactive"
     assert _certs_dirs(host) == []
+    assert host.minipaas_rules() == []  # no rule left behind
+    assert not manager.refuses_tenants_to(host.address), manager.minipaas_rules()
 
     # A node joined by hand (join-command's lines) and drained, still up: minipaas cannot make it leave.
     lines = setup.paas.run("cluster:join-command").stdout
@@ -235,9 +248,13 @@ def test_remove_refuses_then_removes_a_drained_node_and_one_that_left(setup: Set
     assert len(setup.node_ids()) == 2
 
     # Once it left by itself (down), cluster:remove takes it out of the list.
+    assert host.lets_task_ports_answer(setup.cluster.gateway)  # join-command's lines set its firewall
     host.docker("swarm", "leave")
     wait_for(lambda: "node-2 Down" in manager.docker("node", "ls", "--format", "{{.Hostname}} {{.Status}}"),
              "node-2 is down", 60)
-    setup.paas.run("cluster:remove", "node-2")
+    out = setup.paas.run("cluster:remove", "node-2").stdout
     assert len(setup.node_ids()) == 1
+    assert "node-2 was not reached: its firewall rules (iptables chains MINIPAAS-CLUSTER, MINIPAAS-TENANTS) stay " \
+        "there" in out, out
+    assert not manager.refuses_tenants_to(host.address), manager.minipaas_rules()
     print(f"\ncluster:remove of a drained node over ssh: {seconds:.1f}s")

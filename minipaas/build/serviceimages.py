@@ -135,11 +135,12 @@ REDIS = ImageSpec(
     entrypoint="/usr/local/bin/minipaas-redis",
 )
 # The cluster's registry (issue 15, docs/cluster.md): Debian's docker-registry, as its own user, with the config,
-# certificate and storage minipaas bind-mounts from MINIPAAS_HOME/cluster/.
+# certificate and storage minipaas bind-mounts from MINIPAAS_HOME/cluster/. Debian's iptables too: the same image
+# sets the manager's firewall, run as root in the host's network namespace (cluster/firewall.py).
 REGISTRY_UID = 64500
 REGISTRY = ImageSpec(
     kind="registry", version="2.8",
-    packages=("docker-registry",),
+    packages=("docker-registry", "iptables"),
     user="docker-registry", data="/var/lib/docker-registry",
     files={"/usr/local/bin/minipaas-registry":
            "#!/bin/sh\nexec /usr/bin/docker-registry serve /etc/docker/registry/config.yml\n"},

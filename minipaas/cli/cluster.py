@@ -24,6 +24,16 @@ def _settings() -> Settings:
     return load()
 
 
+def _upgraded() -> Settings:
+    """The settings, once a cluster made before its registry took credentials and its nodes had firewall rules is
+    brought up to date (cluster/upgrade.py: the next cluster command does it)."""
+    from minipaas.cluster import upgrade
+
+    settings = _settings()
+    upgrade.ensure(settings, say)
+    return settings
+
+
 @click.command("cluster:init")
 @click.option("--advertise-addr", "advertise", metavar="IP",
               help="the address the other nodes reach this host at (default: the engine's choice)")
@@ -39,7 +49,7 @@ def cluster_join_command() -> None:
     """What a new host runs to join the cluster as a worker (trust the registry, then docker swarm join)."""
     from minipaas.cluster import membership
 
-    for line in membership.join_command(_settings()):
+    for line in membership.join_command(_upgraded()):
         click.echo(line)
 
 
@@ -56,7 +66,7 @@ def cluster_add(url: str, identity: Path | None, timeout: float) -> None:
     refused). Anything that fails is undone on the host."""
     from minipaas.cluster import hosts
 
-    hosts.add(_settings(), url, identity, timeout, say)
+    hosts.add(_upgraded(), url, identity, timeout, say)
 
 
 @click.command("cluster:remove")
@@ -66,7 +76,7 @@ def cluster_remove(node: str) -> None:
     (`cluster:drain`). A drained node that cluster:add brought leaves over ssh."""
     from minipaas.cluster import hosts
 
-    hosts.remove(_settings(), node, say)
+    hosts.remove(_upgraded(), node, say)
 
 
 @click.command("cluster:nodes")
@@ -77,7 +87,7 @@ def cluster_nodes(as_json: bool, no_disk: bool) -> None:
     node that takes no tasks or did not answer)."""
     from minipaas.cluster import disks, membership
 
-    found = membership.nodes(_settings(), disk=not no_disk, warn=lambda line: click.echo(f"warning: {line}", err=True))
+    found = membership.nodes(_upgraded(), disk=not no_disk, warn=lambda line: click.echo(f"warning: {line}", err=True))
     if as_json:
         print_json([{"id": n.info.id, "hostname": n.info.hostname, "role": n.info.role, "status": n.info.status,
                      "availability": n.info.availability, "address": n.info.address, "leader": n.info.leader,
@@ -96,7 +106,7 @@ def cluster_drain(node: str) -> None:
     from minipaas.deploy import nodes
     from minipaas.state.host import Host
 
-    nodes.drain(Host(_settings()), node, say)
+    nodes.drain(Host(_upgraded()), node, say)
 
 
 @click.command("cluster:activate")
@@ -106,7 +116,7 @@ def cluster_activate(node: str) -> None:
     from minipaas.deploy import nodes
     from minipaas.state.host import Host
 
-    nodes.activate(Host(_settings()), node, say)
+    nodes.activate(Host(_upgraded()), node, say)
 
 
 @click.command("cluster:leave")

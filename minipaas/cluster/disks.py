@@ -14,7 +14,7 @@ from dataclasses import dataclass
 from minipaas.adapters import engine
 from minipaas.adapters.engine import services
 from minipaas.build import serviceimages
-from minipaas.cluster import registry
+from minipaas.cluster import credentials, registry
 from minipaas.errors import MinipaasError
 from minipaas.state.settings import Settings
 
@@ -75,13 +75,14 @@ def by_node(settings: Settings, registry_address: str | None, deadline: float = 
 
 
 def _probe_image(settings: Settings, registry_address: str) -> str:
-    """The registry's image (on the manager while the cluster runs; it has `df`) in the registry."""
+    """The registry's image (on the manager while the cluster runs; it has `df`) in the registry, by digest."""
     local = serviceimages.ensure(settings, "registry", lambda _line: None)
     repository, _, tag = local.rpartition(":")
     target = f"{registry_address}/{repository}"
+    credentials.login(settings, registry_address)  # the job's service carries the login to the nodes
     engine.tag_image(local, target, tag)
-    engine.push(target, tag)  # a manifest check once the registry holds it
-    return f"{target}:{tag}"
+    digest = engine.push(target, tag)  # a manifest check once the registry holds it
+    return f"{target}:{tag}@{digest}"
 
 
 def _wait_finished(name: str, deadline: float) -> list[services.Task]:

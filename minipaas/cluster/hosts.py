@@ -2,17 +2,19 @@
 
 `add` logs in to the host as root over ssh (paramiko, `adapters/sshclient`): key authentication, the host key
 trusted on first use and kept in `MINIPAAS_HOME/cluster/known_hosts` (ssh's StrictHostKeyChecking=accept-new; a
-changed key is refused). It checks that Docker answers there and that the engine is in no Swarm, writes the
-registry's CA into `/etc/docker/certs.d/<registry>/ca.crt`, runs `docker swarm join` with the worker token and
-waits until the manager lists the node Ready. A failure at any step undoes the earlier ones (the CA file as it
-was, the join), so the host is as before. Every remote command is an argument list quoted by `sshclient.run`:
+changed key is refused). It checks that Docker answers there and that the engine is in no Swarm, sets the host's
+firewall (firewall.py), writes the registry's CA into `/etc/docker/certs.d/<registry>/ca.crt`, runs `docker swarm
+join` with the worker token (paused: it takes no task until the manager's own firewall names it) and waits until
+the manager lists the node Ready. A failure at any step undoes the earlier ones (the CA file as it was, the join,
+the rules), so the host is as before. Every remote command is an argument list quoted by `sshclient.run`:
 nothing the user typed is read by a shell as code. The hosts added this way are remembered with their ssh
 address (`cluster/hosts.json`), which lets `remove` make one leave.
 
 `remove` takes a node out of the Swarm: never this host (the manager minipaas runs on, the last manager), never
 another manager (demote it first), never a node that is up and not drained (`cluster:drain` first: its tasks
-move before it goes). A drained node that is still up leaves over ssh if `add` brought it (the registry's CA
-removed with it), else its owner runs `docker swarm leave` there; once it is down, `docker node rm`.
+move before it goes). A drained node that is still up leaves over ssh if `add` brought it (the registry's CA and
+the firewall's rules removed with it), else its owner runs `docker swarm leave` there; once it is down, `docker
+node rm`, and the manager's firewall forgets it.
 """
 
 from __future__ import annotations
@@ -30,7 +32,7 @@ from urllib.parse import urlsplit
 
 from minipaas.adapters import sshclient
 from minipaas.adapters.engine import swarm
-from minipaas.cluster import membership, registry
+from minipaas.cluster import firewall, membership, registry
 from minipaas.errors import Conflict, EngineError, InvalidInput, MinipaasError
 from minipaas.state import perms
 from minipaas.state.settings import Settings
@@ -129,8 +131,8 @@ def add(settings: Settings, url: str, identity: Path | None, timeout: float, pro
     if identity is not None and not identity.is_file():
         raise InvalidInput(f"no key file {identity}")
     now = membership.require_manager()
-    where = membership.registry_address(settings)
-    if not where:
+    where, advertise = membership.registry_address(settings), membership.advertise_address(settings)
+    if not where or not advertise:
         raise Conflict("this Swarm has no minipaas registry (`minipaas cluster:init` did not make it)")
     ca = registry.files(settings).ca_cert.read_bytes()
     token = swarm.join_token("worker")
@@ -146,29 +148,43 @@ def add(settings: Settings, url: str, identity: Path | None, timeout: float, pro
             raise Conflict(f"{target.host}'s engine is already in another Swarm ({state}): "
                            "`docker swarm leave` there first")
         put_back: Callable[[], None] | None = None
-        joining, node_id = False, ""
+        joining, node_id, shell = False, "", firewall.SshShell(client, target.host)
         try:
+            progress("-----> Firewall: its tasks answer nginx on the manager only; its containers reach neither "
+                     "the manager nor the Swarm")
+            firewall.set_node(shell, settings, advertise, _peer(client, target))
             progress(f"-----> Trusting the registry: {CERTS}/{where}/ca.crt")
             put_back = _write_ca(client, where, ca)
             progress(f"-----> Joining the Swarm at {now.address}:{swarm.SWARM_PORT} as a worker")
             joining = True
-            joined = _remote(client, "docker", "swarm", "join", "--token", token, f"{now.address}:{swarm.SWARM_PORT}")
+            joined = _remote(client, "docker", "swarm", "join", "--availability", "pause", "--token", token,
+                             f"{now.address}:{swarm.SWARM_PORT}")
             node_id = _engine(client, target)[2]
             if joined.status != 0 or not node_id:
                 raise EngineError(f"docker swarm join failed on {target.host}: {joined.reason()}")
             hostname = _wait_ready(node_id)
+            firewall.set_manager(settings, advertise)  # the manager's containers reach none of its tasks
+            swarm.set_availability(node_id, "active")
             _remember(settings, node_id, {"ssh": str(target), "identity": str(identity.resolve() if identity else "")})
         except BaseException:
-            progress("!     undoing: the join, the registry's CA")
+            progress("!     undoing: the join, the registry's CA, the firewall's rules")
             steps = (lambda: joining and _remote(client, "docker", "swarm", "leave", "--force"),
                      lambda: node_id and swarm.remove_node(node_id, force=True),  # our own half-join only
-                     lambda: put_back and put_back())
+                     lambda: put_back and put_back(),
+                     lambda: firewall.remove(shell))
             for step in steps:
                 with contextlib.suppress(MinipaasError):
                     step()
             raise
     progress(f"=====> {hostname} is Ready in the cluster (node {node_id[:12]}); `minipaas cluster:nodes` lists it")
     return node_id
+
+
+def _peer(client: paramiko.SSHClient, target: Target) -> str:
+    """The address the ssh connection reached the host at (its name resolved as the connection did)."""
+    transport = client.get_transport()
+    peer = transport.getpeername() if transport is not None else None
+    return str(peer[0]) if peer else target.host
 
 
 def _write_ca(client: paramiko.SSHClient, where: str, ca: bytes) -> Callable[[], object]:
@@ -218,11 +234,18 @@ def remove(settings: Settings, name: str, progress: Progress) -> None:
         raise Conflict(f"{node.hostname} is a manager: `docker node demote {node.hostname}` first")
     if node.status == "ready" and node.availability != "drain":
         raise Conflict(f"{node.hostname} is up and takes tasks: `minipaas cluster:drain {node.hostname}` first")
-    if node.status == "ready":
+    left = node.status == "ready"
+    if left:
         _leave_over_ssh(settings, node, progress)
     progress(f"-----> Removing {node.hostname} from the Swarm")
     swarm.remove_node(node.id)  # no --force: the engine itself refuses a node that is not down
     _remember(settings, node.id, None)
+    advertise = membership.advertise_address(settings)
+    if advertise:
+        firewall.refresh_manager(settings, advertise)
+    if not left:
+        progress(f"       {node.hostname} was not reached: its firewall rules (iptables chains {firewall.CHAIN}, "
+                 f"{firewall.TENANTS}) stay there until removed on it")
     progress(f"=====> {node.hostname} is no longer in the cluster")
 
 
@@ -243,9 +266,33 @@ def _leave_over_ssh(settings: Settings, node: swarm.NodeInfo, progress: Progress
         if where:
             _remote(client, "rm", "-f", f"{CERTS}/{where}/ca.crt")
             _remote(client, "rmdir", f"{CERTS}/{where}")
+        firewall.remove(firewall.SshShell(client, target.host))
     deadline = time.monotonic() + READY_DEADLINE
     while (now := next((n for n in swarm.nodes() if n.id == node.id), None)) and now.status != "down":
         if time.monotonic() > deadline:
             raise EngineError(f"{node.hostname} left but the manager does not see it down within "
                               f"{READY_DEADLINE:.0f}s ({now.status})")
         time.sleep(0.5)
+
+
+def secure_added(settings: Settings, advertise: str, progress: Progress) -> None:
+    """Each worker's firewall set again: over ssh on the nodes `add` brought, in one line to run there for the
+    others (joined by hand). A node that cannot be reached is said, and left as it is."""
+    now = membership.require_manager()
+    added = _added(settings)
+    for node in sorted(swarm.nodes(), key=lambda n: n.hostname):
+        if node.id == now.node_id or node.status != "ready":
+            continue
+        entry = added.get(node.id)
+        if entry is None:
+            progress(f"!     {node.hostname} was joined by hand: run there the iptables lines of "
+                     "`minipaas cluster:join-command` (its firewall)")
+            continue
+        target = parse(entry["ssh"])
+        try:
+            with _connect(settings, target, Path(entry["identity"]) if entry.get("identity") else None,
+                          CONNECT_TIMEOUT) as client:
+                firewall.set_node(firewall.SshShell(client, target.host), settings, advertise, _peer(client, target))
+            progress(f"       {node.hostname}: firewall set over ssh")
+        except MinipaasError as exc:
+            progress(f"!     {node.hostname}: its firewall is not set ({exc.message}); run any cluster command again")

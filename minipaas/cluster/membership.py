@@ -4,7 +4,8 @@ node's availability (`find_node`, `set_availability`: deploy/nodes.py drains and
 The Swarm's own state (the engine's `docker info`) says whether this host is in a cluster; minipaas keeps beside
 it only what the Swarm does not: the registry's address (`MINIPAAS_HOME/cluster/cluster.json`). Every command
 checks before it changes anything, and `init` undoes what it did when a later step fails: a failed `cluster:init`
-leaves plain containers, as before.
+leaves plain containers, as before. `init` also sets the manager's firewall (firewall.py) and `leave` removes it;
+the lines `join_command` prints set a new host's.
 """
 
 from __future__ import annotations
@@ -14,8 +15,9 @@ import json
 from collections.abc import Callable
 from dataclasses import dataclass
 
+from minipaas.adapters import localaddr
 from minipaas.adapters.engine import swarm
-from minipaas.cluster import disks, registry
+from minipaas.cluster import disks, firewall, registry
 from minipaas.errors import Conflict, InvalidInput, MinipaasError, NotFound
 from minipaas.state import perms
 from minipaas.state.settings import Settings
@@ -82,6 +84,8 @@ def init(settings: Settings, advertise: str | None, progress: Progress) -> str:
         where = registry.start(settings, address, progress)
         perms.write_file(registry.folder(settings) / "cluster.json",
                          json.dumps({"registry": where, "advertise": address}).encode(), perms.PRIVATE_FILE)
+        progress("-----> Firewall: this host's tasks answer nginx only; its containers reach no node")
+        firewall.set_manager(settings, address)
     except BaseException:
         progress("!     undoing: the registry, the Swarm")
         _undo(settings, where)
@@ -92,7 +96,8 @@ def init(settings: Settings, advertise: str | None, progress: Progress) -> str:
 
 
 def _undo(settings: Settings, where: str | None) -> None:
-    for step in (lambda: registry.stop(settings, where), lambda: swarm.leave(force=True)):
+    for step in (lambda: firewall.remove_manager(settings), lambda: registry.stop(settings, where),
+                 lambda: swarm.leave(force=True)):
         try:
             step()
         except MinipaasError:
@@ -111,15 +116,20 @@ def require_manager() -> swarm.SwarmState:
 
 
 def join_command(settings: Settings) -> list[str]:
-    """What a new host runs to join as a worker: trust the registry's CA, then `docker swarm join`."""
+    """What a new host runs to join as a worker: trust the registry's CA, set its firewall (its tasks answer nginx
+    on this host only), then `docker swarm join`."""
     now = require_manager()
     token = swarm.join_token("worker")
-    where = registry_address(settings)
+    where, advertise = registry_address(settings), advertise_address(settings)
     lines = []
-    if where:
+    if where and advertise:
         ca = registry.files(settings).ca_cert.read_text(encoding="ascii").strip()
         lines += [f"mkdir -p /etc/docker/certs.d/{where}",
                   f"cat > /etc/docker/certs.d/{where}/ca.crt <<'EOF'", ca, "EOF"]
+        # The host's address is not known here: nginx's as the manager's own address sees it (the same route).
+        lines += firewall.join_lines(firewall.Rules(
+            allowed=(localaddr.source_toward(advertise),), blocked=(advertise,), ports=firewall.SHELL_PORTS,
+            front=firewall.front(settings)))
     lines.append(f"docker swarm join --token {token} {now.address}:{swarm.SWARM_PORT}")
     return lines
 
@@ -173,6 +183,8 @@ def leave(settings: Settings, progress: Progress) -> None:
     (deploy/leaving.py turns them back into containers first)."""
     check_leave(settings)
     where = registry_address(settings)
+    progress("-----> Removing this host's firewall rules")
+    firewall.remove_manager(settings)
     progress("-----> Stopping the registry")
     registry.stop(settings, where)
     progress("-----> Leaving the Swarm")

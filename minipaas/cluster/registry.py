@@ -1,12 +1,15 @@
 """The cluster's private registry: Debian's docker-registry 2.8 in a container on the manager, TLS with the
 cluster's CA, storage under MINIPAAS_HOME/cluster/registry, trusted by the manager's engine through certs.d.
 
-Every path it mounts is the home's: a backup of the home holds the images. The registry has no accounts; its port
-is meant to be open only to the cluster's nodes (docs/cluster.md).
+Every path it mounts is the home's: a backup of the home holds the images. Every request needs the cluster's
+one account (credentials.py: htpasswd with bcrypt), which only the manager holds; the nodes get it from the Swarm
+with each service. Its port is meant to be open only to the cluster's nodes (docs/cluster.md), and no tenant's
+container on a node reaches it (firewall.py).
 """
 
 from __future__ import annotations
 
+import base64
 import http.client
 import os
 import shutil
@@ -18,7 +21,7 @@ from pathlib import Path
 from minipaas.adapters import engine
 from minipaas.adapters.engine import swarm
 from minipaas.build import serviceimages
-from minipaas.cluster import pki
+from minipaas.cluster import credentials, pki
 from minipaas.errors import EngineError, MinipaasError
 from minipaas.state import perms
 from minipaas.state.settings import Settings
@@ -43,6 +46,10 @@ http:
   tls:
     certificate: /etc/docker/registry/registry.crt
     key: /etc/docker/registry/registry.key
+auth:
+  htpasswd:
+    realm: minipaas
+    path: /etc/docker/registry/htpasswd
 """
 # Pulls go on, pushes and deletes are refused (405): the registry's garbage collection must not race a push
 # (a blob it marks unreferenced may be the one a push is about to link). registrygc.py runs it like this.
@@ -89,8 +96,10 @@ def storage(settings: Settings) -> Path:
 
 
 def run(settings: Settings, advertise: str, *, readonly: bool, progress: Progress) -> None:
-    """(Re)start the registry's container, read-only or not (the config is read at start only)."""
+    """(Re)start the registry's container, read-only or not (the config is read at start only), with the cluster's
+    account (made first if the cluster has none yet: a cluster made before registries took credentials)."""
     names = files(settings)
+    credentials.ensure(settings)
     config = folder(settings) / ("registry-readonly.yml" if readonly else "registry.yml")
     perms.write_file(config, (READONLY if readonly else CONFIG).encode(), pki.PUBLIC_FILE)
     image = serviceimages.ensure(settings, "registry", progress)
@@ -99,13 +108,14 @@ def run(settings: Settings, advertise: str, *, readonly: bool, progress: Progres
         binds={str(storage(settings)): "/var/lib/docker-registry",
                str(config): "/etc/docker/registry/config.yml:ro",
                str(names.server_cert): "/etc/docker/registry/registry.crt:ro",
-               str(names.server_key): "/etc/docker/registry/registry.key:ro"},
+               str(names.server_key): "/etc/docker/registry/registry.key:ro",
+               str(credentials.htpasswd_file(settings)): "/etc/docker/registry/htpasswd:ro"},
         labels={engine.LABEL: str(settings.home), ROLE_LABEL: "registry"})
 
 
 def wait_answering(settings: Settings, where: str) -> None:
     deadline = time.monotonic() + START_DEADLINE
-    while not answers(where, files(settings).ca_cert):
+    while not answers(where, files(settings).ca_cert, credentials.load(settings)):
         if time.monotonic() > deadline:
             raise EngineError(f"the registry does not answer at https://{where}/v2/ within {START_DEADLINE:.0f}s",
                               detail=_log_tail(settings))
@@ -130,13 +140,18 @@ def untrust(settings: Settings, where: str) -> None:
     shutil.rmtree(settings.docker_certs / where, ignore_errors=True)
 
 
-def answers(where: str, ca_file: Path) -> bool:
-    """Whether the registry answers its API's base (GET /v2/ → 200) with a certificate the CA signed."""
+def answers(where: str, ca_file: Path, account: credentials.Credentials | None) -> bool:
+    """Whether the registry answers its API's base (GET /v2/ → 200) with a certificate the CA signed, to the
+    account's credentials."""
     host, _, port = where.rpartition(":")
     context = ssl.create_default_context(cafile=str(ca_file))
     conn = http.client.HTTPSConnection(host.strip("[]"), int(port), timeout=3, context=context)
+    headers = {}
+    if account is not None:
+        token = base64.b64encode(f"{account.username}:{account.password}".encode()).decode("ascii")
+        headers["Authorization"] = f"Basic {token}"
     try:
-        conn.request("GET", "/v2/")
+        conn.request("GET", "/v2/", headers=headers)
         return conn.getresponse().status == 200
     except (OSError, ssl.SSLError):
         return False

@@ -24,7 +24,7 @@ from pathlib import Path
 import requests
 
 from minipaas.adapters import engine
-from minipaas.cluster import membership, registry
+from minipaas.cluster import credentials, membership, registry
 from minipaas.errors import EngineError
 from minipaas.state.settings import Settings
 
@@ -46,6 +46,9 @@ def _session(settings: Settings) -> requests.Session:
     session.trust_env = False  # REQUESTS_CA_BUNDLE would replace the CA below, HTTPS_PROXY would see the traffic
     session.verify = str(registry.files(settings).ca_cert)  # the cluster's own CA, nothing else
     session.headers["Accept"] = MANIFEST_TYPES
+    account = credentials.load(settings)
+    if account is not None:
+        session.auth = (account.username, account.password)
     return session
 
 

@@ -2,7 +2,9 @@
 type named `<instance>-<app>-<process>-<N>` on the app's overlay, and the wait until its tasks run.
 
 The deploy layer (deploy/placement.py) health-checks the tasks and switches the route; this module only speaks
-to the Swarm and the registry.
+to the Swarm and the registry. A service names its image by the digest the push returned (`...:7@sha256:...`):
+a tag moved in the registry later cannot change what a task runs. The manager logs in to the registry before it
+pushes, and the same login goes with each service it creates (credentials.py).
 """
 
 from __future__ import annotations
@@ -12,6 +14,7 @@ from collections.abc import Callable, Iterator
 
 from minipaas.adapters import engine
 from minipaas.adapters.engine import services
+from minipaas.cluster import credentials, firewall, membership
 from minipaas.errors import DeployFailed
 from minipaas.state.settings import Settings
 
@@ -20,17 +23,28 @@ Task = services.Task
 SERVICE_LABEL = "minipaas.service"  # on every service minipaas makes: the home it belongs to
 
 
-def registry_image(registry: str, image: str, progress: Progress) -> str:
+def registry_image(settings: Settings, registry: str, image: str, progress: Progress) -> str:
     """`image` (`minipaas/hello:7`, built on the manager) tagged into the registry and pushed; returns the name the
-    nodes pull (`10.0.0.5:5000/minipaas/hello:7`). Pushing a release's image again costs one manifest check."""
+    nodes pull, pinned to the pushed manifest (`10.0.0.5:5000/minipaas/hello:7@sha256:...`). Pushing a release's
+    image again costs one manifest check, and gives the same digest."""
     repository, _, tag = image.rpartition(":")
     target = f"{registry}/{repository}"
     progress(f"-----> Pushing {image} to the cluster's registry ({registry})")
+    if not credentials.login(settings, registry):
+        progress("!     the cluster's registry takes no credentials yet (a cluster made before it did): "
+                 "any `minipaas cluster:*` command upgrades it")
     started = time.monotonic()
     engine.tag_image(image, target, tag)
-    engine.push(target, tag)
-    progress(f"       pushed in {time.monotonic() - started:.1f}s")
-    return f"{target}:{tag}"
+    digest = engine.push(target, tag)
+    progress(f"       pushed in {time.monotonic() - started:.1f}s ({digest[:19]})")
+    return f"{target}:{tag}@{digest}"
+
+
+def before_placing(settings: Settings) -> None:
+    """Before the Swarm places tasks: the manager's firewall names every node (one joined by hand since)."""
+    advertise = membership.advertise_address(settings)
+    if advertise:
+        firewall.refresh_manager(settings, advertise)
 
 
 def service_name(settings: Settings, app: str, process: str, release: int) -> str:
@@ -59,6 +73,7 @@ def start(settings: Settings, app: str, *, release: int, process: str, replicas:
           env: dict[str, str], command: list[str] | None, limits: engine.Limits | None = None) -> str:
     """Create the service of one process type of a release; returns its name."""
     name = service_name(settings, app, process, release)
+    before_placing(settings)
     labels = {engine.APP_LABEL: app, engine.RELEASE_LABEL: str(release), engine.PROCESS_LABEL: process}
     if port:
         labels[engine.PORT_LABEL] = str(port)

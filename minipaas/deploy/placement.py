@@ -184,7 +184,7 @@ class Services:
 
     def start(self, release: Release, progress: Progress) -> collections.Counter[str]:
         s, app = self.host.settings, self.app
-        image = releases.registry_image(self.registry, release.image, progress)
+        image = releases.registry_image(s, self.registry, release.image, progress)
         port = containers.web_port(release.image)
         counts = {p: n for p, n in formation.counts(self.host, app, release.procs,
                                                     formation.declared(self.host, app, release.sha)).items() if n}
@@ -297,6 +297,7 @@ class Services:
         mine = self._of_release(current.number)
         if set(wanted) - set(mine):
             return False
+        releases.before_placing(self.host.settings)
         for process, count in wanted.items():
             if releases.replicas(mine[process]) != count:
                 releases.scale(mine[process], count)
@@ -318,6 +319,7 @@ class Services:
         had = {p: (releases.replicas(mine[p]) or 0) if p in mine else 0 for p in wanted}
         if any(wanted[p] < had[p] for p in wanted) or set(mine) - set(wanted):
             return None
+        releases.before_placing(self.host.settings)
         grown: dict[str, tuple[str, int]] = {}
         try:
             for process, count in wanted.items():
@@ -333,7 +335,8 @@ class Services:
                 name = releases.start(self.host.settings, self.app, release=current.number, process=process,
                                       replicas=count, port=port, env=current.config, command=command,
                                       limits=apps.limits(self.host, self.app),
-                                      image=releases.registry_image(self.registry, current.image, progress))
+                                      image=releases.registry_image(self.host.settings, self.registry, current.image,
+                                                                    progress))
                 self.started.append(name)
                 grown[name] = (process, count)
             kept = {mine[p]: (p, had[p]) for p in wanted if p in mine and mine[p] not in grown and had[p]}

@@ -29,6 +29,7 @@ from minipaas.state.locks import try_app_lock
 from minipaas.state.settings import Settings
 
 POLL_SECONDS = 1.0
+FIREWALL_SECONDS = 10.0  # how often a round also looks whether the manager's firewall names every node
 RETRY_SECONDS = 10.0  # a task that failed its health check is checked again after this long
 
 
@@ -50,9 +51,13 @@ def _say(line: str) -> None:
 def follow(settings: Settings) -> None:
     """Poll until the process ends (the watcher's thread); outside a cluster each round is one file read."""
     seen = _Seen()
+    looked = 0.0
     while True:
         try:
             if membership.registry_address(settings):
+                if time.monotonic() - looked > FIREWALL_SECONDS:  # a node joined by hand: the Swarm may move tasks
+                    looked = time.monotonic()                      # there before any deploy
+                    releases.before_placing(settings)
                 one_round(Host(settings), seen)
         except MinipaasError as exc:
             _say(f"tasks: {exc.message}")

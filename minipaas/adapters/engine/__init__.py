@@ -37,6 +37,10 @@ from minipaas.adapters.engine.containers import (
     start,
     stop,
 )
+from minipaas.adapters.engine.hostnet import (
+    HostShell,
+    host_network,
+)
 from minipaas.adapters.engine.images import (
     BuildOutcome,
     build,
@@ -51,6 +55,7 @@ from minipaas.adapters.engine.images import (
     import_rootfs,
     labelled_images,
     list_images,
+    login,
     prune_dangling,
     pull,
     push,
@@ -86,6 +91,7 @@ __all__ = [
     "SHA_LABEL",
     "BuildOutcome",
     "Container",
+    "HostShell",
     "Limits",
     "answers",
     "build",
@@ -102,6 +108,7 @@ __all__ = [
     "exec_in",
     "exec_io",
     "exposed_ports",
+    "host_network",
     "image_env",
     "image_id",
     "image_info",
@@ -112,6 +119,7 @@ __all__ = [
     "labelled_images",
     "last_exit_code",
     "list_images",
+    "login",
     "logs",
     "networks_of",
     "process_uid",

@@ -236,14 +236,31 @@ def remove_image(ref: str, *, owner: str | None = None) -> bool:
         return False
 
 
-def push(repository: str, tag: str) -> None:
-    """Push `repository:tag` to the registry its name starts with; the registry's refusal as an EngineError."""
+def login(registry: str, username: str, password: str) -> None:
+    """`docker login` for this process only (nothing written to ~/.docker): the engine checks the password against
+    the registry, then docker-py sends it (X-Registry-Auth) with every push to that registry and every service
+    created for an image of it, as `docker service create --with-registry-auth` does."""
+    try:
+        _api().login(username=username, password=password, registry=registry, reauth=True)
+    except docker.errors.APIError as exc:
+        raise EngineError(f"cannot log in to the registry {registry}: {_reason(exc)}") from None
+
+
+def push(repository: str, tag: str) -> str:
+    """Push `repository:tag` to the registry its name starts with; returns the digest of the manifest the
+    registry stored (`sha256:...`, what a pull by digest names). The registry's refusal as an EngineError."""
+    digest = ""
     try:
         for line in _api().push(repository, tag=tag, stream=True, decode=True):
             if isinstance(line, dict) and line.get("error"):
                 raise EngineError(f"cannot push {repository}:{tag}: {line['error']}")
+            if isinstance(line, dict) and isinstance(line.get("aux"), dict):
+                digest = str(line["aux"].get("Digest") or digest)
     except docker.errors.APIError as exc:
         raise EngineError(f"cannot push {repository}:{tag}: {_reason(exc)}") from None
+    if not digest.startswith("sha256:"):
+        raise EngineError(f"pushed {repository}:{tag}, but the engine did not say the manifest's digest")
+    return digest
 
 
 def pull(repository: str, tag: str) -> bool:

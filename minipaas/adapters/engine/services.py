@@ -11,6 +11,7 @@ from collections.abc import Iterator
 from dataclasses import dataclass
 from typing import Any
 
+import docker.auth
 import docker.errors
 import docker.utils
 
@@ -111,6 +112,23 @@ def scale(name: str, replicas: int) -> None:
         api._raise_for_status(api._post_json(url, data=spec, params={"version": current["Version"]["Index"]}))
     except docker.errors.APIError as exc:
         raise EngineError(f"cannot scale the service {name} to {replicas}: {_reason(exc)}") from None
+
+
+def renew_registry_auth(name: str) -> None:
+    """The service's registry login replaced by this client's (`docker service update --with-registry-auth`): the
+    spec posted back as it is, with the X-Registry-Auth header docker-py makes from its login. Its running tasks
+    stay: the Swarm does not count a login change as a new task spec (swarmkit's IsTaskDirty)."""
+    api = _api()
+    try:
+        current = api.inspect_service(name)
+        spec = current["Spec"]
+        image = ((spec.get("TaskTemplate") or {}).get("ContainerSpec") or {}).get("Image", "")
+        header = docker.auth.get_config_header(api, docker.auth.resolve_repository_name(image)[0])
+        url = api._url("/services/{0}/update", name)
+        api._raise_for_status(api._post_json(url, data=spec, params={"version": current["Version"]["Index"]},
+                                             headers={"X-Registry-Auth": header} if header else {}))
+    except docker.errors.APIError as exc:
+        raise EngineError(f"cannot renew the registry login of the service {name}: {_reason(exc)}") from None
 
 
 def replicas(name: str) -> int | None:
