@@ -22,6 +22,18 @@ def test_ps_and_logs_show_the_running_release(paas: Paas) -> None:
     assert paas.container(f"{app}.web.1") in table and "serving" in table
 
 
+def test_ps_never_calls_a_stopped_container_live(paas: Paas) -> None:
+    """A container stopped behind minipaas' back (as an engine going down stops them all) is `down`, not `live`."""
+    app, _ = paas.deploy(APPS / "dockerfile")
+    docker("stop", "-t", "1", paas.container(f"{app}.web.1"))
+    [row] = json.loads(paas.run("ps", app, "--json").stdout)
+    assert row["state"] in ("exited", "crashed") and (row["health"], row["release"]) == ("down", 1), row
+    assert " down " in paas.run("ps", app).stdout
+    paas.run("ps:restore")
+    [row] = json.loads(paas.run("ps", app, "--json").stdout)
+    assert (row["state"], row["health"]) == ("running", "serving"), row
+
+
 def test_restart_replaces_the_container_and_stop_start_toggle_traffic(paas: Paas) -> None:
     app, _ = paas.deploy(APPS / "dockerfile")
     paas.run("settings:set", app, "drain-seconds", "0")

@@ -6,20 +6,52 @@ have ended (conftest's `engine_to_itself`).
 
 from __future__ import annotations
 
+import json
 import os
 import signal
 import subprocess
+import sys
 import time
+from collections.abc import Iterator
 
 import pytest
 
-from conftest import APPS, EXAMPLE, Paas
+from conftest import APPS, EXAMPLE, Paas, docker
 
-pytestmark = pytest.mark.usefixtures("engine_to_itself")  # no other worker's test runs through the restart
+# No other worker's test runs through the restart; other homes' apps run again after it.
+pytestmark = pytest.mark.usefixtures("engine_to_itself", "leaves_the_host_as_found")
 
 
 def engine_up() -> bool:
     return subprocess.run(["docker", "info"], capture_output=True).returncode == 0
+
+
+def others_running(paas: Paas) -> dict[str, set[str]]:
+    """The running containers of every other minipaas home on this engine (the host's own instance...), by home."""
+    found: dict[str, set[str]] = {}
+    for line in docker("ps", "--filter", "label=minipaas", "--format", '{{.Names}} {{.Label "minipaas"}}').splitlines():
+        name, _, home = line.partition(" ")
+        if home.startswith("/") and home != str(paas.home):
+            found.setdefault(home, set()).add(name)
+    return found
+
+
+@pytest.fixture
+def leaves_the_host_as_found(paas: Paas) -> Iterator[None]:
+    """After the engine restart, what ran of other homes runs again (their watchers restore it): the suite leaves
+    the host's own instance as it found it. A home whose watcher does not (no watcher runs) is restored here."""
+    before = others_running(paas)
+    yield
+    deadline = time.monotonic() + 120
+    while time.monotonic() < deadline:
+        now = others_running(paas)
+        if all(names <= now.get(home, set()) for home, names in before.items()):
+            return
+        time.sleep(1)
+    for home in before:
+        if os.path.isdir(home):
+            subprocess.run([sys.executable, "-m", "minipaas", "ps:restore"], env={**os.environ, "MINIPAAS_HOME": home},
+                           capture_output=True, timeout=600)
 
 
 def restart_engine() -> None:
@@ -43,6 +75,32 @@ def restart_engine() -> None:
     assert engine_up(), "the Docker engine did not come back"
 
 
+def test_the_watcher_brings_every_app_back_by_itself_after_an_engine_restart(paas: Paas) -> None:
+    """A package upgrade restarts dockerd: the engine stops every container and starts none (their restart policy
+    is for crashes). No one runs a command: the home's watcher sees the engine return and restores."""
+    web, _ = paas.deploy(EXAMPLE)
+    other, _ = paas.deploy(APPS / "dockerfile")
+    site, _ = paas.deploy(APPS / "static-site")
+    from minipaas.deploy import watcher
+    from minipaas.state.settings import load
+
+    assert watcher.running(load(paas.env)) is not None  # every deploy starts it
+    restart_engine()
+    deadline = time.monotonic() + 180
+    while time.monotonic() < deadline:
+        if paas.get(web).status == 200 and paas.get(other).status == 200:
+            break
+        time.sleep(0.5)
+    assert paas.get(web).body.startswith("Hello")
+    assert paas.get(other).body == "from my own Dockerfile\n"
+    assert "Static home" in paas.get(site).body
+    for app in (web, other):
+        rows = json.loads(paas.run("ps", app, "--json").stdout)
+        assert [(r["state"], r["health"]) for r in rows] == [("running", "serving")], rows
+    log = (paas.home / "logs" / "watch.log").read_text()
+    assert "the engine is back; restoring every app (ps:restore)" in log, log
+
+
 def test_every_app_answers_after_an_engine_restart_and_ps_restore(paas: Paas) -> None:
     web, _ = paas.deploy(EXAMPLE)
     other, _ = paas.deploy(APPS / "dockerfile")
@@ -58,7 +116,6 @@ def test_every_app_answers_after_an_engine_restart_and_ps_restore(paas: Paas) ->
 
 def test_rows_and_keys_survive_an_engine_restart_and_services_come_back_before_apps(paas: Paas) -> None:
     """Services' data are in named volumes; ps:restore starts the services first, then the apps that need them."""
-    import json
 
     app, _ = paas.deploy(APPS / "services-app", prefix="svc")
     paas.run("postgres:create", "db")
