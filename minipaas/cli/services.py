@@ -71,6 +71,8 @@ def commands_for(kind: str) -> list[click.Command]:
         data["links"] = ", ".join(data["links"]) or "-"  # type: ignore[arg-type]
         data["created"] = iso(float(data["created"]))  # type: ignore[arg-type]
         for key, value in data.items():
+            if isinstance(value, dict):  # per linked app: its role, its URL
+                value = ", ".join(f"{app} {item}" for app, item in value.items()) or "-"
             say(f"{key + ':':<18} {value}")
 
     info.help = f"A {label} service: status, links, settings (--show-secrets: its password and URL)."
@@ -113,19 +115,29 @@ def commands_for(kind: str) -> list[click.Command]:
 
     @click.command(f"{kind}:connect")
     @click.argument("name")
-    def connect(name: str) -> None:
+    @click.option("--superuser", is_flag=True, hidden=kind != "postgres",
+                  help="psql as the superuser (the apps' own functions and triggers then run with its rights)")
+    def connect(name: str, superuser: bool) -> None:
         from minipaas.adapters import engine
         from minipaas.deploy import servicecontainers
+        from minipaas.errors import InvalidInput
         from minipaas.state import services
 
+        if superuser and kind != "postgres":
+            raise InvalidInput("--superuser is for postgres:connect")
         host = current_host()
         service = services.require(host, kind, name)
         container = servicecontainers.ensure_running(host, service, _err)
-        client = ["psql", "-d", services.database(name)] if kind == "postgres" else ["minipaas-redis-cli"]
+        # psql as the role that owns the apps' data (what it makes, their apps can use); --superuser: as the
+        # superuser, whom no object of an app should meet (docs/security.md, "Postgres: a role per app").
+        role = services.SUPERUSER if superuser else services.OWNER_ROLE
+        client = ["psql", "-U", role, "-d", services.database(name)] if kind == "postgres" else \
+            ["minipaas-redis-cli"]
         code, _ = engine.exec_io(container.id, client, user=kind, interactive=True, tty=sys.stdin.isatty())
         sys.exit(code)
 
-    connect.help = f"{'psql' if kind == 'postgres' else 'redis-cli'} in the service (a tty when there is one)."
+    connect.help = (f"{'psql as the owner of the apps data' if kind == 'postgres' else 'redis-cli'} in the service "
+                    "(a tty when there is one).")
 
     @click.command(f"{kind}:destroy")
     @click.argument("name")

@@ -161,6 +161,11 @@ MIGRATIONS: list[str] = [
     ALTER TABLE apps ADD COLUMN life TEXT NOT NULL DEFAULT '';
     UPDATE apps SET life = lower(hex(randomblob(8))) WHERE life = '';
     """,
+    # 14: a Postgres link's own role password (each linked app logs in as a role of its own, issue 19);
+    #     '' for the links made before, whose apps have the superuser's URL until they are upgraded
+    """
+    ALTER TABLE service_links ADD COLUMN password TEXT NOT NULL DEFAULT '';
+    """,
 ]
 
 
