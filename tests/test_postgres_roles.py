@@ -271,8 +271,9 @@ def before_roles(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
 
 def old(paas: Paas, folder: Path, *args: str) -> subprocess.CompletedProcess[str]:
+    # (run from its folder: `python -m` puts the working directory first on the path)
     result = subprocess.run([sys.executable, "-m", "minipaas", *args], env={**paas.env, "PYTHONPATH": str(folder)},
-                            capture_output=True, text=True, timeout=600)
+                            cwd=folder, capture_output=True, text=True, timeout=600)
     assert result.returncode == 0, result.stdout + result.stderr
     return result
 

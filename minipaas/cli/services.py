@@ -128,6 +128,10 @@ def commands_for(kind: str) -> list[click.Command]:
         host = current_host()
         service = services.require(host, kind, name)
         container = servicecontainers.ensure_running(host, service, _err)
+        if kind == "postgres":
+            from minipaas.deploy import pgaccess
+
+            pgaccess.prepare(container.id, service)  # the owner role there (a service not upgraded yet)
         # psql as the role that owns the apps' data (what it makes, their apps can use); --superuser: as the
         # superuser, whom no object of an app should meet (docs/security.md, "Postgres: a role per app").
         role = services.SUPERUSER if superuser else services.OWNER_ROLE
