@@ -157,6 +157,9 @@ def test_an_apps_role_owns_its_data_and_nothing_more(paas: Paas) -> None:
 
     # The superuser is minipaas' own: inside the container, for admins (and what the app made is still there).
     assert superuser_sql(paas, "db", "SELECT count(*) FROM notes;").split() == ["2"]
+    # minipaas' own readiness probe goes through the local socket: no rejected login of its own in the log.
+    logs = paas.run("postgres:logs", "db", "-n", "10000").stdout
+    assert 'rejects connection for host "' in logs and 'host "127.0.0.1"' not in logs
 
 
 def test_two_apps_share_one_service_each_as_its_own_role_and_lose_it_when_unlinked(paas: Paas) -> None:
@@ -164,7 +167,12 @@ def test_two_apps_share_one_service_each_as_its_own_role_and_lose_it_when_unlink
     second, _ = paas.deploy(SERVICES_APP, prefix="pgb")
     paas.run("postgres:create", "shared")
     paas.run("postgres:link", "shared", first)
+    # A hand edit that would let anyone in is replaced at the next link (pg_hba.conf is minipaas').
+    service, hba_file = paas.container("svc.postgres.shared"), "/var/lib/postgresql/data/pg_hba.conf"
+    written = docker("exec", service, "cat", hba_file)
+    docker("exec", service, "sh", "-c", f"echo 'host all all all trust' >> {hba_file}")
     paas.run("postgres:link", "shared", second)
+    assert docker("exec", service, "cat", hba_file) == written and "trust" not in written
     first_url, second_url = database_url(paas, first), database_url(paas, second)
     assert (first_url.username, second_url.username) == (f"app_{first}", f"app_{second}")
     assert first_url.password != second_url.password

@@ -70,16 +70,16 @@ def strangers(container: str, service: Service) -> list[str]:
 
 
 def harden(host: Host, container: str, service: Service) -> bool:
-    """`pg_hba.conf` and `pg_ident.conf` as pgroles.py renders them, and the server reloaded; the superuser's
-    sessions over TCP ended. When the files were written (the first time, at `create` or at the upgrade of
-    a service an earlier version made), the superuser's password is made anew: an app may have had it.
-    Returns whether they were written. Files the server reports an error in are put back as they were."""
+    """`pg_hba.conf` and `pg_ident.conf` as pgroles.py renders them. When they are written (the first time:
+    at `create`, or at the upgrade of a service an earlier version made; again after an edit by hand), the
+    server reloads them, the superuser's sessions over TCP are ended and its password is made anew (an
+    earlier version's apps had it). Returns whether they were written. Files the server reports an error
+    in are put back as they were."""
     wanted = {f"{PGDATA}/pg_hba.conf": pgroles.hba(records.database(service.name)),
               f"{PGDATA}/pg_ident.conf": pgroles.ident_map()}
-    before = {path: _read(container, path) for path in wanted}
+    before = _read(container, list(wanted))
     if before == wanted:
-        psql(container, service, pgroles.end_superuser_sessions())
-        return False
+        return False  # as written before: the superuser's TCP sessions were ended then
     for path, text in wanted.items():
         _write(container, path, text)
     problems = psql(container, service, pgroles.CHECK_HBA).strip()
@@ -90,17 +90,21 @@ def harden(host: Host, container: str, service: Service) -> bool:
                             "it was left as it was", detail=problems)
     _reload(container, service)
     password = records.new_password()
-    psql(container, service, pgroles.set_superuser_password(pgroles.verifier(password)))
+    psql(container, service, pgroles.set_superuser_password(pgroles.verifier(password))
+         + pgroles.end_superuser_sessions())
     records.set_password(host, service.kind, service.name, password)
-    psql(container, service, pgroles.end_superuser_sessions())
     return True
 
 
-def _read(container: str, path: str) -> str:
-    code, out, errors = engine.exec_script(container, ["cat", path], user=_USER, script=b"")
-    if code != 0:
-        raise MinipaasError(f"cannot read {path} in the service's container: {_last(errors)}", detail=errors)
-    return out
+def _read(container: str, paths: list[str]) -> dict[str, str]:
+    """The files' texts, read in one `docker exec` (a NUL after each: no text file holds one)."""
+    script = 'for f in "$@"; do cat "$f" && printf "\\0" || exit 1; done'
+    code, out, errors = engine.exec_script(container, ["sh", "-c", script, "sh", *paths], user=_USER, script=b"")
+    texts = out.split("\0")[:-1]
+    if code != 0 or len(texts) != len(paths):
+        raise MinipaasError(f"cannot read {', '.join(paths)} in the service's container: {_last(errors)}",
+                            detail=errors)
+    return dict(zip(paths, texts, strict=True))
 
 
 def put_file(container: str, path: str, text: str) -> None:

@@ -198,12 +198,16 @@ def set_superuser_password(password_verifier: str) -> str:
 
 def end_superuser_sessions() -> str:
     """The superuser's sessions over TCP ended (an earlier version's apps, once they have roles of their own)."""
-    return PRELUDE + ("SELECT count(pg_terminate_backend(pid)) FROM pg_stat_activity "
-                      f"WHERE usename = {literal(SUPERUSER)} AND client_addr IS NOT NULL;\n")
+    return ("SELECT count(pg_terminate_backend(pid)) FROM pg_stat_activity "
+            f"WHERE usename = {literal(SUPERUSER)} AND client_addr IS NOT NULL;\n")
 
 
-# What `pg_hba_file_rules` says about the files just written: rows with an error, or none.
-CHECK_HBA = PRELUDE + "SELECT line_number || ': ' || error FROM pg_hba_file_rules WHERE error IS NOT NULL;\n"
+# What the server says about the files just written (before it reloads them): the lines in error, or none.
+CHECK_HBA = PRELUDE + """\
+SELECT 'pg_hba.conf:' || line_number || ': ' || error FROM pg_hba_file_rules WHERE error IS NOT NULL
+UNION ALL
+SELECT 'pg_ident.conf:' || line_number || ': ' || error FROM pg_ident_file_mappings WHERE error IS NOT NULL;
+"""
 
 # Roles and event triggers no linked app's role accounts for: an earlier version's apps had the superuser
 # and may have left them (pgaccess.py says so; it does not guess what they are for).
