@@ -292,7 +292,7 @@ def releases(paas: Paas, app: str) -> int:
 
 def test_links_an_earlier_version_made_are_upgraded_by_the_next_link_and_by_init(paas: Paas,
                                                                                  before_roles: Path) -> None:
-    first, _ = paas.deploy(SERVICES_APP, prefix="pgo")
+    first, checkout = paas.deploy(SERVICES_APP, prefix="pgo")
     third, _ = paas.deploy(SERVICES_APP, prefix="pgi")
     old(paas, before_roles, "postgres:create", "legacy")
     old(paas, before_roles, "postgres:link", "legacy", first)
@@ -307,6 +307,11 @@ def test_links_an_earlier_version_made_are_upgraded_by_the_next_link_and_by_init
         assert "uid=64320(postgres)" in str(ok(sql(paas, app, "CREATE TEMP TABLE o (line text); "
                                                              "COPY o FROM PROGRAM 'id'; SELECT line FROM o")[0]))
     old_password = urllib.parse.unquote(database_url(paas, first).password or "")
+    # A review app of the first, running with the URL it inherits.
+    subprocess.run(["git", "checkout", "-q", "-b", "feature"], cwd=checkout, check=True)
+    paas.push(checkout, "feature")
+    review, review_host = f"{first}--feature", f"feature.{first}.paas.test"
+    assert json.loads(paas.get(review, "/count", host=review_host).body) == {"rows": 2}
     before = releases(paas, first)
 
     # The next link of the service upgrades the links it has: the first app gets a role and a new release.
@@ -317,6 +322,9 @@ def test_links_an_earlier_version_made_are_upgraded_by_the_next_link_and_by_init
     assert url.username == f"app_{first}" and releases(paas, first) == before + 1
     wait_for("the first app's new release to serve", lambda: paas.get(first, "/count").status == 200)
     assert count(paas, first) == count(paas, second) == {"rows": 2}
+    # its review app was restarted with the new URL (the old one is refused now, its sessions ended)
+    response = paas.get(review, "/count", host=review_host)
+    assert response.status == 200 and json.loads(response.body) == {"rows": 2}, response.body
     write(paas, first)
     write(paas, second)
     assert count(paas, first) == {"rows": 4}
