@@ -75,7 +75,8 @@ def commands_for(kind: str) -> list[click.Command]:
                 value = ", ".join(f"{app} {item}" for app, item in value.items()) or "-"
             say(f"{key + ':':<18} {value}")
 
-    info.help = f"A {label} service: status, links, settings (--show-secrets: its password and URL)."
+    info.help = (f"A {label} service: status, links, settings (--show-secrets: its password and "
+                 f"{'each linked app' if kind == 'postgres' else 'the'} URL).")
 
     @click.command(f"{kind}:list")
     @click.option("--json", "as_json", is_flag=True)
@@ -140,8 +141,8 @@ def commands_for(kind: str) -> list[click.Command]:
         code, _ = engine.exec_io(container.id, client, user=kind, interactive=True, tty=sys.stdin.isatty())
         sys.exit(code)
 
-    connect.help = (f"{'psql as the owner of the apps data' if kind == 'postgres' else 'redis-cli'} in the service "
-                    "(a tty when there is one).")
+    client_name = "psql as the role that owns the apps' data" if kind == "postgres" else "redis-cli"
+    connect.help = f"{client_name} in the service (a tty when there is one)."
 
     @click.command(f"{kind}:destroy")
     @click.argument("name")

@@ -70,8 +70,8 @@ def link(host: Host, kind: str, name: str, app: str, progress: Progress) -> None
             servicecontainers.attach(host, service, reaching)
         if postgres:
             pgaccess.add_app(container, service, app, password)
-            progress(f"-----> {app} logs in to {name} as role {services.app_role(app)}, which owns its data and "
-                     "nothing more")
+            progress(f"-----> {app} logs in to {name} as a role of its own, {services.app_role(app)}: the "
+                     "service's data and nothing more")
         value = services.url(service.spec, name, password or service.password, app)
         progress(f"-----> Linking {kind} service {name} to {app} as {key}")
         rollout.change_config(host, app, lambda: config.set_many(host, app, {key: value}), progress)
