@@ -80,9 +80,10 @@ def test_rows_and_keys_survive_redeploy_rollback_restart_and_unlink_removes_the_
     for _ in range(3):
         write(paas, app)
     assert count(paas, app) == {"rows": 3, "keys": 3}
-    # The URL names the service by its alias on the app's network; the password never shows without asking.
+    # The URL names the service by its alias on the app's network and the app's own role (not the superuser);
+    # the password never shows without asking.
     url = paas.run("config:get", app, "DATABASE_URL").stdout.strip()
-    assert url.startswith("postgres://postgres:") and url.endswith("@postgres-db:5432/db"), url
+    assert url.startswith(f"postgres://app_{app}:") and url.endswith("@postgres-db:5432/db"), url
     password = url.split(":")[2].split("@")[0]
     assert password not in paas.run("postgres:info", "db").stdout
     assert password in paas.run("postgres:info", "db", "--show-secrets").stdout

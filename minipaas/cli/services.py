@@ -71,9 +71,12 @@ def commands_for(kind: str) -> list[click.Command]:
         data["links"] = ", ".join(data["links"]) or "-"  # type: ignore[arg-type]
         data["created"] = iso(float(data["created"]))  # type: ignore[arg-type]
         for key, value in data.items():
+            if isinstance(value, dict):  # per linked app: its role, its URL
+                value = ", ".join(f"{app} {item}" for app, item in value.items()) or "-"
             say(f"{key + ':':<18} {value}")
 
-    info.help = f"A {label} service: status, links, settings (--show-secrets: its password and URL)."
+    info.help = (f"A {label} service: status, links, settings (--show-secrets: its password and "
+                 f"{'each linked app' if kind == 'postgres' else 'the'} URL).")
 
     @click.command(f"{kind}:list")
     @click.option("--json", "as_json", is_flag=True)
@@ -113,19 +116,33 @@ def commands_for(kind: str) -> list[click.Command]:
 
     @click.command(f"{kind}:connect")
     @click.argument("name")
-    def connect(name: str) -> None:
+    @click.option("--superuser", is_flag=True, hidden=kind != "postgres",
+                  help="psql as the superuser (the apps' own functions and triggers then run with its rights)")
+    def connect(name: str, superuser: bool) -> None:
         from minipaas.adapters import engine
         from minipaas.deploy import servicecontainers
+        from minipaas.errors import InvalidInput
         from minipaas.state import services
 
+        if superuser and kind != "postgres":
+            raise InvalidInput("--superuser is for postgres:connect")
         host = current_host()
         service = services.require(host, kind, name)
         container = servicecontainers.ensure_running(host, service, _err)
-        client = ["psql", "-d", services.database(name)] if kind == "postgres" else ["minipaas-redis-cli"]
+        if kind == "postgres":
+            from minipaas.deploy import pgaccess
+
+            pgaccess.prepare(container.id, service)  # the owner role there (a service not upgraded yet)
+        # psql as the role that owns the apps' data (what it makes, their apps can use); --superuser: as the
+        # superuser, whom no object of an app should meet (docs/security.md, "Postgres: a role per app").
+        role = services.SUPERUSER if superuser else services.OWNER_ROLE
+        client = ["psql", "-U", role, "-d", services.database(name)] if kind == "postgres" else \
+            ["minipaas-redis-cli"]
         code, _ = engine.exec_io(container.id, client, user=kind, interactive=True, tty=sys.stdin.isatty())
         sys.exit(code)
 
-    connect.help = f"{'psql' if kind == 'postgres' else 'redis-cli'} in the service (a tty when there is one)."
+    client_name = "psql as the role that owns the apps' data" if kind == "postgres" else "redis-cli"
+    connect.help = f"{client_name} in the service (a tty when there is one)."
 
     @click.command(f"{kind}:destroy")
     @click.argument("name")

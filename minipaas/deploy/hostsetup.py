@@ -15,7 +15,7 @@ from collections.abc import Callable
 from minipaas.access import keys, sudoers
 from minipaas.adapters import gitrepo, nginx
 from minipaas.build import builders, buildkit
-from minipaas.deploy import hostunits
+from minipaas.deploy import hostunits, serviceroles
 from minipaas.routing import domains, proxy
 from minipaas.state import apps, perms, store
 from minipaas.state.host import Host
@@ -66,6 +66,9 @@ def init(progress: Callable[[str], None], settings: Settings | None = None) -> S
     progress(f"-----> Apps are served at http://<app>.{s.domain} by {where}")
     for line in builders.describe(s):
         progress(f"-----> {line[0].upper()}{line[1:]}")
+    # Postgres services an earlier version made: a role per linked app instead of the superuser's URL.
+    for problem in serviceroles.upgrade_all(host, progress):
+        progress(f"       warning: {problem}")
     return s
 
 

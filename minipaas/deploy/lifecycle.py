@@ -9,7 +9,7 @@ from minipaas.access import events
 from minipaas.adapters import engine, gitrepo, networks
 from minipaas.build import buildcontext, cacheclear
 from minipaas.cluster import registrygc
-from minipaas.deploy import placement, servicecontainers
+from minipaas.deploy import placement, servicecontainers, serviceroles
 from minipaas.errors import Conflict
 from minipaas.routing import certs, proxy, sites
 from minipaas.state import apps, locks, reviews, store
@@ -64,6 +64,7 @@ def destroy(host: Host, name: str, progress: Callable[[str], None]) -> None:
     placement.for_host(host, name).remove_all(progress)
     proxy.remove_app(s, name)
     servicecontainers.leave_network_of(host, name)  # its services leave its network (their links go below)
+    serviceroles.forget_app(host, name, progress)  # and its Postgres roles are dropped
     networks.remove(s.app_network(name))
     images = {row["image"] for row in host.db.execute("SELECT image FROM releases WHERE app = ?", (name,))}
     registrygc.forget(s, sorted(i for i in images if i), progress)  # in a cluster: its registry's manifests

@@ -1,8 +1,11 @@
 """Backups of services: kept ones (`backup`, `backups`, `restore`, retention and the daily schedule) and
 streamed ones (`export` to stdout, `import` from stdin, through ssh as well).
 
-A Postgres backup is `pg_dump -Fc` (the custom format, zlib-compressed) of the service's database; a Redis
-one the RDB snapshot `redis-cli --rdb` transfers. Each is a file under `services/<kind>/<name>/backups/`
+A Postgres backup is `pg_dump -Fc` (the custom format, zlib-compressed) of the service's database, taken by
+the superuser without owners (pg_dump reads every object whoever owns it, and runs none of an app's code);
+a restore runs as the owner role (docs/security.md, "Postgres: a role per app"), so what it makes belongs
+to the role the linked apps act as, and no function in a dump runs with the superuser's rights. A Redis
+one is the RDB snapshot `redis-cli --rdb` transfers. Each is a file under `services/<kind>/<name>/backups/`
 (root's alone, like the whole home) with a `.sha256` file beside it; a restore checks it first. An import
 or a restore never leaves a database half-written: the dump is read whole first, `pg_restore --list`
 must accept it, and it is restored in one transaction (`--single-transaction --exit-on-error`), so a
@@ -16,7 +19,6 @@ import hashlib
 import os
 import re
 import shutil
-import subprocess
 import tempfile
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -25,7 +27,7 @@ from typing import IO
 
 from minipaas.adapters import engine
 from minipaas.build import serviceimages
-from minipaas.deploy import servicecontainers, services
+from minipaas.deploy import pgaccess, pgroles, servicecontainers, services
 from minipaas.errors import Conflict, InvalidInput, MinipaasError, NotFound
 from minipaas.state import services as records
 from minipaas.state.host import Host
@@ -214,16 +216,30 @@ def _dump(container: str, service: Service, out: IO[bytes]) -> None:
 def _restore_file(host: Host, service: Service, dump: IO[bytes], progress: Progress) -> None:
     container = servicecontainers.ensure_running(host, service, progress)
     start = dump.tell()
-    code, errors = engine.exec_io(container.id, ["pg_restore", "--list"], user="postgres", stdin=dump,
-                                  stdout=subprocess.DEVNULL)
-    if code != 0:
-        raise InvalidInput(f"not a dump pg_restore can read ({_last(errors)}); the database was not changed")
+    with tempfile.TemporaryFile() as listing:
+        code, errors = engine.exec_io(container.id, ["pg_restore", "--list"], user="postgres", stdin=dump,
+                                      stdout=listing)
+        if code != 0:
+            raise InvalidInput(f"not a dump pg_restore can read ({_last(errors)}); the database was not changed")
+        listing.seek(0)
+        entries = listing.read().decode("utf-8", "replace")
+    # Every object of the database the owner role's first (one a superuser or an app role owns could not be
+    # replaced by it), then the dump restored by the owner role itself; extensions it cannot drop are kept.
+    pgaccess.prepare(container.id, service)
+    pgaccess.adopt(container.id, service,
+                   tuple(records.app_role(app) for app in records.links(host, service.kind, service.name)))
+    kept = set(pgaccess.psql(container.id, service, pgroles.FOREIGN_EXTENSIONS).split())
+    list_file = f"/tmp/minipaas-restore-{os.getpid()}.list"
+    pgaccess.put_file(container.id, list_file, pgroles.restore_list(entries, kept))
     dump.seek(start)
-    code, errors = engine.exec_io(
-        container.id,
-        ["pg_restore", "--single-transaction", "--exit-on-error", "--clean", "--if-exists", "--no-owner",
-         "-d", records.database(service.name)],
-        user="postgres", stdin=dump)
+    try:
+        code, errors = engine.exec_io(
+            container.id,
+            ["pg_restore", "--single-transaction", "--exit-on-error", "--clean", "--if-exists", "--no-owner",
+             "--no-privileges", "-L", list_file, "-U", records.OWNER_ROLE, "-d", records.database(service.name)],
+            user="postgres", stdin=dump)
+    finally:
+        engine.exec_io(container.id, ["rm", "-f", list_file], user="postgres")
     if code != 0:
         raise InvalidInput(f"the dump could not be restored ({_last(errors)}); the database was not changed")
 

@@ -103,11 +103,15 @@ def replace(host: Host, service: Service, progress: Progress) -> None:
 
 
 def wait_ready(container: str, service: Service, timeout: float = READY_TIMEOUT) -> None:
-    """Until the server answers (Postgres on TCP: its first start, which makes the database, is over)."""
+    """Until the server answers: Postgres listening on TCP (its first start, which makes the database, runs a
+    server on the local socket only). Asked over the socket: pg_hba.conf rejects the superuser over TCP, and
+    a probe there would log a rejected connection each time."""
     if service.kind == "postgres":
-        probe = ["pg_isready", "-q", "-h", "127.0.0.1", "-U", "postgres", "-d", services.database(service.name)]
+        probe = ["psql", "-X", "-A", "-t", "-U", services.SUPERUSER, "-d", services.database(service.name), "-c",
+                 "SHOW listen_addresses"]
+        answer = "*"
     else:
-        probe = ["minipaas-redis-cli", "ping"]
+        probe, answer = ["minipaas-redis-cli", "ping"], "PONG"
     deadline = time.monotonic() + timeout
     output = ""
     while time.monotonic() < deadline:
@@ -115,7 +119,7 @@ def wait_ready(container: str, service: Service, timeout: float = READY_TIMEOUT)
         if info.status not in ("running", "created", "restarting"):
             break
         code, output = engine.exec_capture(container, probe, timeout=10)
-        if code == 0 and (service.kind == "postgres" or "PONG" in output):
+        if code == 0 and answer in output.split():
             return
         time.sleep(_POLL)
     tail = b"".join(engine.logs(container, tail=20)).decode("utf-8", "replace")

@@ -3,16 +3,18 @@ every service back before the apps (`ps:restore`).
 
 Linking sets the service's URL (`DATABASE_URL`, `REDIS_URL`) in the app's config through the same path
 as `config:set` (rollout.change_config: a new release with it, zero downtime, undone when it fails);
-unlinking removes it the same way. The containers and networks are servicecontainers.py's, the backups
-servicebackups.py's, the records state/services.py's.
+unlinking removes it the same way. A Postgres link gives the app a role of its own (pgaccess.py), which
+its URL names and unlinking drops. The containers and networks are servicecontainers.py's, the roles
+serviceroles.py's and pgaccess.py's, the backups servicebackups.py's, the records state/services.py's.
 """
 
 from __future__ import annotations
 
+import contextlib
 import shutil
 from collections.abc import Callable
 
-from minipaas.deploy import rollout, servicecontainers
+from minipaas.deploy import pgaccess, rollout, servicecontainers, serviceroles
 from minipaas.errors import Conflict, MinipaasError
 from minipaas.state import apps, config, services
 from minipaas.state.host import Host
@@ -32,6 +34,8 @@ def create(host: Host, kind: str, name: str, version: str, progress: Progress) -
     service = services.insert(host, spec, name, version)
     try:
         servicecontainers.ensure_running(host, service, progress)
+        if kind == "postgres":
+            serviceroles.secure(host, service, progress)  # the owner role, pg_hba.conf (no links: no problems)
     except BaseException:
         # Nothing half-made: a service is there with its container and volume, or not at all.
         servicecontainers.remove(host, service)
@@ -53,31 +57,52 @@ def link(host: Host, kind: str, name: str, app: str, progress: Progress) -> None
     if key in config.own(host, app):
         raise Conflict(f"{app} already has {key} (another link, or config:set): `config:unset {app} {key}` or "
                        "unlink the other service first")
-    servicecontainers.ensure_running(host, service, progress)
-    services.add_link(host, kind, name, app, key)
+    container = servicecontainers.ensure_running(host, service, progress).id
+    postgres = kind == "postgres"
+    if postgres:
+        # An earlier version's links of this service are upgraded first (their apps had the superuser).
+        for problem in serviceroles.secure(host, service, progress):
+            progress(f" !     {problem}")
+    password = services.new_password() if postgres else ""
+    services.add_link(host, kind, name, app, key, password)
     try:
         for reaching in servicecontainers.apps_reaching(host, service):
             servicecontainers.attach(host, service, reaching)
-        value = services.url(service.spec, name, service.password)
+        if postgres:
+            pgaccess.add_app(container, service, app, password)
+            progress(f"-----> {app} logs in to {name} as a role of its own, {services.app_role(app)}: the "
+                     "service's data and nothing more")
+        value = services.url(service.spec, name, password or service.password, app)
         progress(f"-----> Linking {kind} service {name} to {app} as {key}")
         rollout.change_config(host, app, lambda: config.set_many(host, app, {key: value}, secret=True),
                               progress)
     except BaseException:
+        if postgres:
+            with contextlib.suppress(MinipaasError):
+                pgaccess.remove_app(container, service, app)
         _forget_link(host, service, app)
         raise
     progress(f"-----> {app} has {key}")
 
 
-def unlink(host: Host, kind: str, name: str, app: str, progress: Progress) -> None:
+def unlink(host: Host, kind: str, name: str, app: str, progress: Progress, *, secure_after: bool = True) -> None:
+    """The URL out of the app's config (rolled out), then its role dropped with its sessions (Postgres).
+    Unlinking an earlier version's link (its app had the superuser's URL) secures the service after."""
     service = services.require(host, kind, name)
     apps.require(host, app)
     key = services.link_key(host, kind, name, app)
     if key is None:
         raise Conflict(f"{kind} service {name} is not linked to {app}")
+    had_superuser = kind == "postgres" and not services.link_password(host, kind, name, app)
     progress(f"-----> Unlinking {kind} service {name} from {app}")
     rollout.change_config(host, app, lambda: config.unset_many(host, app, [key]), progress)
+    if kind == "postgres":
+        pgaccess.remove_app(servicecontainers.ensure_running(host, service, progress).id, service, app)
     _forget_link(host, service, app)
     progress(f"-----> {app} no longer has {key}")
+    if had_superuser and secure_after:
+        for problem in serviceroles.secure(host, service, progress):
+            progress(f" !     {problem}")
 
 
 def _forget_link(host: Host, service: Service, app: str) -> None:
@@ -98,7 +123,7 @@ def destroy(host: Host, kind: str, name: str, *, force: bool, progress: Progress
         raise Conflict(f"{kind} service {name} is linked to {', '.join(linked)}; unlink it, or destroy with --force "
                        "(which unlinks first)")
     for app in linked:
-        unlink(host, kind, name, app, progress)
+        unlink(host, kind, name, app, progress, secure_after=False)  # its roles go with its data below
     servicecontainers.remove(host, service)
     shutil.rmtree(folder(host, service), ignore_errors=True)
     services.delete(host, kind, name)
@@ -125,11 +150,21 @@ def info(host: Host, kind: str, name: str, *, show_secrets: bool) -> dict[str, o
         "created": service.created_at,
         **{key: services.get_setting(host, kind, name, key) for key in services.SETTINGS},
     }
+    linked = services.links(host, kind, name)
     if kind == "postgres":
         data["database"] = services.database(name)
+        data["owner"] = services.OWNER_ROLE
+        data["roles"] = {app: services.app_role(app) if services.link_password(host, kind, name, app)
+                         else f"{services.SUPERUSER} (linked by an earlier version: `minipaas init` upgrades it)"
+                         for app in linked}
     if show_secrets:
+        # Postgres: the superuser's, which logs in inside the container only (postgres:connect --superuser)
         data["password"] = service.password
-        data["url"] = services.url(spec, name, service.password)
+        if kind == "postgres":
+            data["urls"] = {app: services.url(spec, name, services.link_password(host, kind, name, app), app)
+                            for app in linked if services.link_password(host, kind, name, app)}
+        else:
+            data["url"] = services.url(spec, name, service.password)
     return data
 
 

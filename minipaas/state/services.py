@@ -1,12 +1,14 @@
 """Services apps link (PostgreSQL, Redis) as records: which exist, their password, the apps linked to
-each, their settings; and the pure parts: names, the URL an app gets, the names on the engine.
+each (with a Postgres link's own role password), their settings; and the pure parts: names, the URL an
+app gets, the names on the engine and in Postgres.
 
-The password is generated here and kept in the database only (root's alone, like every app's config).
-The containers, volumes and backups are deploy/services*.py's.
+Passwords are generated here and kept in the database only (root's alone, like every app's config).
+The containers, volumes, roles and backups are deploy/services*.py's and deploy/pgaccess.py's.
 """
 
 from __future__ import annotations
 
+import hashlib
 import re
 import secrets
 import urllib.parse
@@ -27,11 +29,10 @@ class Kind:
     port: int
     env_key: str  # the config key a link sets
     scheme: str
-    user: str  # the account the URL names ("" for redis: a password only)
 
 
-POSTGRES = Kind("postgres", ("15",), 5432, "DATABASE_URL", "postgres", "postgres")
-REDIS = Kind("redis", ("7",), 6379, "REDIS_URL", "redis", "")
+POSTGRES = Kind("postgres", ("15",), 5432, "DATABASE_URL", "postgres")
+REDIS = Kind("redis", ("7",), 6379, "REDIS_URL", "redis")
 KINDS = {kind.name: kind for kind in (POSTGRES, REDIS)}
 
 # Like an app's (names.py), and no `--`: one DNS label, a container name part, a database name.
@@ -83,12 +84,31 @@ def database(name: str) -> str:
     return name
 
 
-def url(kind: Kind, name: str, password: str) -> str:
-    """What a linked app's `DATABASE_URL` / `REDIS_URL` says."""
+# A Postgres service's roles: the superuser (minipaas' own, inside the container only), the role that owns
+# the database and everything in it (`OWNER_ROLE`, no app logs in as it), and one login role per linked app
+# (`app_role`). App names have no `_`, so no app's role can be named like the other two.
+SUPERUSER = "postgres"
+OWNER_ROLE = "owner"
+_ROLE_MAX = 63  # Postgres' NAMEDATALEN - 1: a longer name would be cut short by the server
+
+
+def app_role(app: str) -> str:
+    """The Postgres role a linked app logs in as: `app_<app>`, shortened with a hash when too long."""
+    role = f"app_{app}"
+    if len(role) > _ROLE_MAX:
+        role = f"app_{app[:50]}_{hashlib.sha256(app.encode()).hexdigest()[:8]}"
+    return role
+
+
+def url(kind: Kind, name: str, password: str, app: str = "") -> str:
+    """What a linked app's `DATABASE_URL` / `REDIS_URL` says: for Postgres, the app's own role (its password)."""
+    if kind.name == "postgres" and not app:
+        raise ValueError("a Postgres URL names the app whose role it is")
     secret = urllib.parse.quote(password, safe="")
     host = alias(kind.name, name)
     if kind.name == "postgres":
-        return f"{kind.scheme}://{kind.user}:{secret}@{host}:{kind.port}/{urllib.parse.quote(database(name))}"
+        return (f"{kind.scheme}://{app_role(app)}:{secret}@{host}:{kind.port}/"
+                f"{urllib.parse.quote(database(name))}")
     return f"{kind.scheme}://:{secret}@{host}:{kind.port}"
 
 
@@ -168,10 +188,37 @@ def linked_to(host: Host, app: str) -> list[Service]:
     return [_service(row) for row in rows]
 
 
-def add_link(host: Host, kind: str, name: str, app: str, env_key: str) -> None:
+def add_link(host: Host, kind: str, name: str, app: str, env_key: str, password: str = "") -> None:
+    """A link; `password` is a Postgres link's own role's ("" for Redis, whose apps share the service's)."""
     with store.transaction(host.db) as db:
-        db.execute("INSERT INTO service_links (kind, name, app, env_key) VALUES (?, ?, ?, ?)",
-                   (kind, name, app, env_key))
+        db.execute("INSERT INTO service_links (kind, name, app, env_key, password) VALUES (?, ?, ?, ?, ?)",
+                   (kind, name, app, env_key, password))
+
+
+def link_password(host: Host, kind: str, name: str, app: str) -> str:
+    """A Postgres link's role password; "" for a link made before roles (its app has the superuser's URL)."""
+    row = host.db.execute("SELECT password FROM service_links WHERE kind = ? AND name = ? AND app = ?",
+                          (kind, name, app)).fetchone()
+    return row["password"] if row else ""
+
+
+def set_link_password(host: Host, kind: str, name: str, app: str, password: str) -> None:
+    with store.transaction(host.db) as db:
+        db.execute("UPDATE service_links SET password = ? WHERE kind = ? AND name = ? AND app = ?",
+                   (password, kind, name, app))
+
+
+def superuser_links(host: Host, kind: str, name: str) -> list[str]:
+    """The apps of a Postgres service linked by an earlier version: their URL names the superuser."""
+    rows = host.db.execute("SELECT app FROM service_links WHERE kind = ? AND name = ? AND kind = 'postgres' "
+                           "AND password = '' ORDER BY app", (kind, name))
+    return [row["app"] for row in rows]
+
+
+def set_password(host: Host, kind: str, name: str, password: str) -> None:
+    """The service's own password, changed (the superuser's, once an app had it)."""
+    with store.transaction(host.db) as db:
+        db.execute("UPDATE services SET password = ? WHERE kind = ? AND name = ?", (password, kind, name))
 
 
 def remove_link(host: Host, kind: str, name: str, app: str) -> None:

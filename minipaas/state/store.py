@@ -180,6 +180,11 @@ MIGRATIONS: list[str] = [
         OR parent IN (SELECT app FROM events WHERE command LIKE 'git-receive-pack %'
                       AND user NOT IN (SELECT name FROM ssh_keys WHERE role = 'admin')));
     """,
+    # 12: a Postgres link's own role password (each linked app logs in as a role of its own, issue 19);
+    #     '' for the links made before, whose apps have the superuser's URL until they are upgraded
+    """
+    ALTER TABLE service_links ADD COLUMN password TEXT NOT NULL DEFAULT '';
+    """,
 ]
 
 

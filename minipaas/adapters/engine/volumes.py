@@ -84,3 +84,16 @@ def exec_io(container: str, command: list[str], *, user: str = "", stdin: IO[byt
         return subprocess.call(args), ""
     result = subprocess.run(args, stdin=stdin, stdout=stdout, stderr=subprocess.PIPE, check=False)
     return result.returncode, result.stderr.decode("utf-8", "replace").strip()[-4000:]
+
+
+def exec_script(container: str, command: list[str], *, user: str, script: bytes,
+                timeout: float = 300) -> tuple[int, str, str]:
+    """Run a command in a running container with `script` on its stdin (never on a command line, where
+    `ps` would show it); returns (exit code, its stdout, its stderr). 124 when it ran past `timeout` s."""
+    args = ["docker", "exec", "-i", "-u", user, container, *command]
+    try:
+        result = subprocess.run(args, input=script, capture_output=True, check=False, timeout=timeout)
+    except subprocess.TimeoutExpired:
+        return 124, "", f"no answer within {timeout:.0f}s"
+    return (result.returncode, result.stdout.decode("utf-8", "replace"),
+            result.stderr.decode("utf-8", "replace").strip()[-4000:])
