@@ -375,6 +375,18 @@ def paas(tmp_path: Path, engine_ready: None) -> Iterator[Paas]:
         yield instance
 
 
+@pytest.fixture
+def local_account() -> Iterator[str]:
+    """A real local account (no home, no shell) with no business on this host's minipaas: what another user of
+    the machine, or a compromised service, can do."""
+    name = f"mpacc-{uuid.uuid4().hex[:8]}"
+    subprocess.run(["useradd", "--no-create-home", "--shell", "/usr/sbin/nologin", name], check=True)
+    try:
+        yield name
+    finally:
+        subprocess.run(["userdel", name], check=False, capture_output=True)
+
+
 @dataclass
 class Sshd:
     """A real OpenSSH server on a free loopback port, with its own host key and authorized_keys."""

@@ -14,8 +14,7 @@ import subprocess
 import tempfile
 import threading
 import time
-import uuid
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from contextlib import AbstractContextManager
 from pathlib import Path
 
@@ -140,14 +139,8 @@ def test_an_apps_lock_is_never_one_of_the_instances_own(tmp_path: Path) -> None:
 # -- another local account, against the real pushes ------------------------------------------
 
 @pytest.fixture
-def stranger() -> Iterator[str]:
-    """A real local account with no business on this host's minipaas."""
-    name = f"mplck-{uuid.uuid4().hex[:8]}"
-    subprocess.run(["useradd", "--no-create-home", "--shell", "/usr/sbin/nologin", name], check=True)
-    try:
-        yield name
-    finally:
-        subprocess.run(["userdel", name], check=False, capture_output=True)
+def stranger(local_account: str) -> str:
+    return local_account
 
 
 # Run as the other account: tries to plant, symlink and hold each path, says what happened (errno names), and

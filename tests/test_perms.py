@@ -14,7 +14,6 @@ import sys
 import tempfile
 import time
 import tomllib
-import uuid
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -94,14 +93,8 @@ def front_workers(paas: Paas) -> set[str]:
 
 
 @pytest.fixture
-def attacker() -> Iterator[str]:
-    """A real local account with no business on this host's minipaas."""
-    name = f"mpatk-{uuid.uuid4().hex[:8]}"
-    subprocess.run(["useradd", "--no-create-home", "--shell", "/usr/sbin/nologin", name], check=True)
-    try:
-        yield name
-    finally:
-        subprocess.run(["userdel", name], check=False, capture_output=True)
+def attacker(local_account: str) -> str:
+    return local_account
 
 
 @pytest.fixture

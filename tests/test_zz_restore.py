@@ -77,10 +77,12 @@ def restart_engine() -> None:
 
 def test_the_watcher_brings_every_app_back_by_itself_after_an_engine_restart(paas: Paas) -> None:
     """A package upgrade restarts dockerd: the engine stops every container and starts none (their restart policy
-    is for crashes). No one runs a command: the home's watcher sees the engine return and restores."""
+    is for crashes). No one runs a command: the home's watcher sees the engine return and restores. `ps:restore`
+    by hand afterwards finds everything in place."""
     web, _ = paas.deploy(EXAMPLE)
     other, _ = paas.deploy(APPS / "dockerfile")
     site, _ = paas.deploy(APPS / "static-site")
+    paas.run("config:set", web, "GREETING=still here")
     from minipaas.deploy import watcher
     from minipaas.state.settings import load
 
@@ -91,7 +93,7 @@ def test_the_watcher_brings_every_app_back_by_itself_after_an_engine_restart(paa
         if paas.get(web).status == 200 and paas.get(other).status == 200:
             break
         time.sleep(0.5)
-    assert paas.get(web).body.startswith("Hello")
+    assert paas.get(web).body.startswith("still here")
     assert paas.get(other).body == "from my own Dockerfile\n"
     assert "Static home" in paas.get(site).body
     for app in (web, other):
@@ -99,19 +101,9 @@ def test_the_watcher_brings_every_app_back_by_itself_after_an_engine_restart(paa
         assert [(r["state"], r["health"]) for r in rows] == [("running", "serving")], rows
     log = (paas.home / "logs" / "watch.log").read_text()
     assert "the engine is back; restoring every app (ps:restore)" in log, log
-
-
-def test_every_app_answers_after_an_engine_restart_and_ps_restore(paas: Paas) -> None:
-    web, _ = paas.deploy(EXAMPLE)
-    other, _ = paas.deploy(APPS / "dockerfile")
-    site, _ = paas.deploy(APPS / "static-site")
-    paas.run("config:set", web, "GREETING=still here")
-    restart_engine()
-    # Containers come back (restart policy) but perhaps at other addresses: restore re-reads them.
+    # Containers came back perhaps at other addresses: ps:restore re-reads them, and changes nothing that serves.
     paas.run("ps:restore")
-    assert paas.get(web).body.startswith("still here")
-    assert paas.get(other).body == "from my own Dockerfile\n"
-    assert "Static home" in paas.get(site).body
+    assert paas.get(web).body.startswith("still here") and paas.get(other).status == 200
 
 
 def test_rows_and_keys_survive_an_engine_restart_and_services_come_back_before_apps(paas: Paas) -> None:

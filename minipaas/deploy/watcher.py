@@ -62,15 +62,8 @@ def running(settings: Settings) -> int | None:
 
 def ensure_running(settings: Settings) -> None:
     """Start the watcher of this home unless it runs."""
-    if running(settings) is not None:
-        return
-    settings.logs_dir.mkdir(parents=True, exist_ok=True)
-    with open(settings.logs_dir / "watch.log", "ab") as log:
-        subprocess.Popen(
-            [sys.executable, "-m", "minipaas", "watch"],
-            stdin=subprocess.DEVNULL, stdout=log, stderr=log, start_new_session=True,
-            env={**os.environ, "MINIPAAS_HOME": str(settings.home)},
-        )
+    if running(settings) is None:
+        _spawn(settings, "watch")
 
 
 def run(settings: Settings) -> None:
@@ -100,11 +93,16 @@ def run(settings: Settings) -> None:
 
 
 def restore_in_background(settings: Settings) -> None:
-    """`ps:restore` of this home, in a process of its own (its lines in the watcher's log)."""
+    """`ps:restore` of this home, in a process of its own."""
+    _spawn(settings, "ps:restore")
+
+
+def _spawn(settings: Settings, command: str) -> None:
+    """A minipaas command of this home in a session of its own, its lines in the watcher's log."""
     settings.logs_dir.mkdir(parents=True, exist_ok=True)
     with open(settings.logs_dir / "watch.log", "ab") as log:
         subprocess.Popen(
-            [sys.executable, "-m", "minipaas", "ps:restore"],
+            [sys.executable, "-m", "minipaas", command],
             stdin=subprocess.DEVNULL, stdout=log, stderr=log, start_new_session=True,
             env={**os.environ, "MINIPAAS_HOME": str(settings.home)},
         )
