@@ -10,6 +10,7 @@ import time
 from collections.abc import Callable
 
 from minipaas.deploy import containers, placement
+from minipaas.errors import EngineError
 from minipaas.state import releaselog, store
 from minipaas.state.host import Host
 from minipaas.state.locks import app_lock
@@ -32,9 +33,15 @@ def spawn_retirer(host: Host, app: str) -> None:
 ORPHANED_AFTER = 60.0
 
 
+# How long a waiting retirer waits for an engine that went away (a restart) before leaving it to the next deploy.
+ENGINE_WAIT = 30 * 60
+
+
 def retire(host: Host, app: str, *, wait: bool, overdue_by: float = 0.0) -> list[str]:
-    """Stop and remove the app's containers whose drain delay is over (waiting for it if `wait`)."""
+    """Stop and remove the app's containers whose drain delay is over (waiting for it, and for an engine that
+    restarts meanwhile, if `wait`)."""
     done = []
+    give_up = time.monotonic() + ENGINE_WAIT
     while True:
         rows = host.db.execute("SELECT container, not_before FROM retirements WHERE app = ? ORDER BY not_before",
                                (app,)).fetchall()
@@ -47,7 +54,13 @@ def retire(host: Host, app: str, *, wait: bool, overdue_by: float = 0.0) -> list
             time.sleep(max(0.05, rows[0]["not_before"] - store.now()))
             continue
         for container in due:
-            placement.remove_retired(container)
+            try:
+                placement.remove_retired(container)
+            except EngineError:
+                if not wait or time.monotonic() > give_up:
+                    raise
+                time.sleep(1)  # the engine restarts (it stopped the container): removed once it answers
+                break
             with store.transaction(host.db) as db:
                 db.execute("DELETE FROM retirements WHERE container = ?", (container,))
             done.append(container)

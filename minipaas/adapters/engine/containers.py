@@ -12,6 +12,7 @@ from typing import Any
 
 import docker  # loaded by client.py first (the package imports it first): without paramiko
 import docker.errors
+import requests
 
 from minipaas.adapters.engine.client import LABEL, _api, _reason, client
 from minipaas.errors import Conflict, EngineError, NotFound
@@ -242,6 +243,8 @@ def remove(ref: str, *, timeout: int = 10) -> None:
         return
     except docker.errors.APIError:
         pass  # already stopping or dead: removal below settles it
+    except requests.exceptions.ConnectionError:
+        raise EngineError(f"cannot remove container {ref[:12]}: the Docker engine does not answer") from None
     try:
         _api().remove_container(ref, force=True)
     except docker.errors.NotFound:
