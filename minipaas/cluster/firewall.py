@@ -35,7 +35,7 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Protocol
 
-from minipaas.adapters import engine, localaddr, sshclient
+from minipaas.adapters import engine, localaddr
 from minipaas.adapters.engine import swarm
 from minipaas.build import serviceimages
 from minipaas.cluster import registry
@@ -182,10 +182,15 @@ class SshShell:
         self.client, self.where = client, where
 
     def run(self, argv: list[str]) -> tuple[int, str]:
+        # paramiko is imported where ssh is used: every push imports this module, and paramiko costs 0.1 s.
+        from minipaas.adapters import sshclient
+
         done = sshclient.run(self.client, argv, timeout=60)
         return done.status, done.stderr + done.stdout
 
     def restore(self, binary: str, text: str) -> tuple[int, str]:
+        from minipaas.adapters import sshclient
+
         done = sshclient.run(self.client, [f"{binary}-restore", "--noflush"], input=text.encode(), timeout=60)
         return done.status, done.stderr + done.stdout
 

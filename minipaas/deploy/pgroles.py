@@ -20,8 +20,6 @@ from __future__ import annotations
 
 import base64
 
-from scramp import ScramMechanism
-
 from minipaas.state.services import OWNER_ROLE, SUPERUSER
 
 # The roles the server's own file-access and program-running functions are granted through.
@@ -47,6 +45,8 @@ def literal(text: str) -> str:
 def verifier(password: str, *, salt: bytes | None = None, iterations: int = 4096) -> str:
     """The SCRAM-SHA-256 verifier Postgres stores for `password` (made here, by scramp, so the password
     itself never reaches the server, its logs or pg_stat_activity)."""
+    from scramp import ScramMechanism  # here: every push imports this module, a link alone needs scramp
+
     mechanism = ScramMechanism("SCRAM-SHA-256")
     made_salt, stored_key, server_key, count = mechanism.make_auth_info(password, iteration_count=iterations,
                                                                         salt=salt)
