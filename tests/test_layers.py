@@ -47,3 +47,13 @@ def test_hooks_written_before_the_layers_still_find_their_entry_point() -> None:
 
     assert hook.main is deploy_hook.main
     assert "from minipaas.deploy.hook import main" in (ROOT / "hooks" / "pre-receive").read_text()
+
+
+def test_a_push_imports_no_library_it_does_not_use() -> None:
+    """The hook runs in a new process at every push: paramiko (ssh, 0.1 s) and scramp (Postgres verifiers) are
+    imported where they are used, not by the modules every push imports."""
+    script = ("import sys, minipaas.deploy.hook, minipaas.deploy.reviewapps, minipaas.deploy.rollout\n"
+              "print(sorted(m for m in ('paramiko', 'scramp', 'selenium') if m in sys.modules))")
+    result = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, check=True,
+                            cwd=Path(__file__).resolve().parent.parent)
+    assert result.stdout.strip() == "[]", result.stdout
