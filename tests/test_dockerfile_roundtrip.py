@@ -10,7 +10,7 @@ import json
 import unicodedata
 
 import dockerfile
-from hypothesis import HealthCheck, given, settings
+from hypothesis import HealthCheck, example, given, settings
 from hypothesis import strategies as st
 
 from minipaas.build import buildpacks, builds, dockerfiles, nodeinstall, packagejson
@@ -85,6 +85,7 @@ def assert_one_reading(rendered: str, instructions: list[reading.Instruction]) -
 
 @settings(max_examples=300, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 @given(dockerfile_text())
+@example("FROM minipaas/node:26 AS build\nFROM\n\\\n")  # a lone backslash: a command without a keyword
 def test_what_is_accepted_parses_back_to_exactly_what_was_checked(text: str) -> None:
     try:
         instructions = reading.read(text)
