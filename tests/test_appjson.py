@@ -45,3 +45,16 @@ def test_healthchecks_and_formation_read_the_same_file() -> None:
     assert appjson.formation(raw, process_type=PROCESS_TYPE, most=MAX_SCALE) == {"web": 2}
     with pytest.raises(InvalidInput, match=r"app\.json is not valid JSON"):
         appjson.formation(b"{", process_type=PROCESS_TYPE, most=MAX_SCALE)
+
+
+@pytest.mark.parametrize(("raw", "message"), [
+    (b"{", "app.json is not valid JSON"),
+    (b"\xff\xfe{}", "app.json is not valid JSON"),
+    (b'{"healthchecks": ' + b"[" * 100_000, "app.json is nested too deeply"),
+    (b"[" * 100_000 + b"]" * 100_000, "app.json is nested too deeply"),
+])
+def test_odd_app_json_documents_are_one_line(raw: bytes, message: str) -> None:
+    for read in (appjson.parse, lambda raw: appjson.formation(raw, process_type=PROCESS_TYPE, most=MAX_SCALE)):
+        with pytest.raises(InvalidInput) as refused:
+            read(raw)
+        assert refused.value.message.startswith(message) and "\n" not in refused.value.message

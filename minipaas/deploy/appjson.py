@@ -58,6 +58,8 @@ def _load(raw: bytes) -> Mapping[str, Any]:
         data = json.loads(raw)
     except (ValueError, UnicodeDecodeError) as exc:
         raise InvalidInput(f"app.json is not valid JSON: {exc}") from None
+    except RecursionError:
+        raise InvalidInput("app.json is nested too deeply") from None
     if not isinstance(data, Mapping):
         raise InvalidInput("app.json must hold a JSON object")
     return data
