@@ -58,3 +58,13 @@ def test_odd_app_json_documents_are_one_line(raw: bytes, message: str) -> None:
         with pytest.raises(InvalidInput) as refused:
             read(raw)
         assert refused.value.message.startswith(message) and "\n" not in refused.value.message
+
+
+@pytest.mark.parametrize("path", ["/caf\u00e9", "/a b", "/\x7f", "health", "/\u2028"])
+def test_a_check_path_no_request_can_carry_is_one_line(path: str) -> None:
+    raw = json.dumps({"healthchecks": {"web": [{"path": path}]}}).encode()
+    with pytest.raises(InvalidInput) as refused:
+        appjson.parse(raw)
+    assert "path must start with / and be printable ASCII" in refused.value.message
+    assert "\n" not in refused.value.message and "\t" not in refused.value.message
+    assert appjson.parse(json.dumps({"healthchecks": {"web": [{"path": "/caf%C3%A9?a=1"}]}}).encode()) is not None

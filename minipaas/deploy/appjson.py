@@ -21,6 +21,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from minipaas.errors import InvalidInput
+from minipaas.state.names import REQUEST_PATH
 
 MAX_CHECKS = 20
 DEPLOY_TYPES = ("", "startup")
@@ -121,8 +122,9 @@ def _entry(entry: Any, number: int) -> tuple[str, Healthcheck]:
     uptime = _number(entry, "uptime", where, 0)
     if not (path or command or uptime):
         path = "/"  # dokku's default: an HTTP check of /
-    if path and not path.startswith("/"):
-        raise InvalidInput(f"{where}: path must start with /, not {path[:60]!r}")
+    if path and not REQUEST_PATH.fullmatch(path):
+        raise InvalidInput(f"{where}: path must start with / and be printable ASCII without spaces (percent-encode "
+                           f"the rest: /caf%C3%A9), not {path[:60]!r}")
     port = entry.get("port")
     if port is not None and (not isinstance(port, int) or isinstance(port, bool) or not 0 < port < 65536):
         raise InvalidInput(f"{where}: port must be a number from 1 to 65535")

@@ -16,6 +16,7 @@ from dataclasses import dataclass, field
 from minipaas.adapters import engine
 from minipaas.deploy import appjson
 from minipaas.errors import DeployFailed, InvalidInput, NotFound
+from minipaas.state.names import REQUEST_PATH
 
 WEB_PORT = 5000  # $PORT of every web container, unless its image EXPOSEs a port (as dokku does)
 LOG_LINES = 50
@@ -69,6 +70,9 @@ def parse_checks(text: str) -> Checks:
         path, _, content = line.partition(" ")
         if not path.startswith("/") or path.startswith("//"):
             raise InvalidInput(f"CHECKS line {number}: expected `/path [expected content]`, got {line[:80]!r}")
+        if not REQUEST_PATH.fullmatch(path):
+            raise InvalidInput(f"CHECKS line {number}: the path must be printable ASCII without spaces "
+                               f"(percent-encode the rest: /caf%C3%A9), not {path[:80]!r}")
         checks.append(Check(path, content.strip()))
     if not checks:
         raise InvalidInput("CHECKS lists no path to check")

@@ -96,6 +96,11 @@ def check_plain_path(path: str, *, what: str) -> str:
     return path
 
 
+# A path an HTTP request carries as it is (http.client sends it verbatim, and refuses anything else):
+# printable ASCII without spaces. A health check's path must be one; others are percent-encoded.
+REQUEST_PATH = re.compile(r"/[!-~]*")
+
+
 def check_domain(name: str) -> str:
     return check_hostname(name.lower().rstrip("."))
 
