@@ -41,8 +41,10 @@ class Healthcheck:
     initial_delay: float = 0.0
 
     def describe(self) -> str:
+        """The check on one line of the push's output (a command's newlines and escapes shown escaped)."""
         if self.command:
-            return f"`{' '.join(self.command)}` exiting 0"
+            shown = " ".join(self.command)
+            return f"`{shown if shown.isprintable() else repr(shown)[1:-1]}` exiting 0"
         if self.uptime:
             return f"staying up {self.uptime:g}s"
         return f"GET {self.path}" + (f" containing {self.content!r}" if self.content else "")
@@ -117,8 +119,9 @@ def _entry(entry: Any, number: int) -> tuple[str, Healthcheck]:
     command = entry.get("command") or ()
     if isinstance(command, str):
         command = ("/bin/sh", "-c", command)
-    if not isinstance(command, list | tuple) or not all(isinstance(c, str) for c in command):
-        raise InvalidInput(f"{where}: command must be a string or a list of strings")
+    # No NUL: a process' arguments cannot carry one.
+    if not isinstance(command, list | tuple) or not all(isinstance(c, str) and "\0" not in c for c in command):
+        raise InvalidInput(f"{where}: command must be a string or a list of strings (without NUL)")
     uptime = _number(entry, "uptime", where, 0)
     if not (path or command or uptime):
         path = "/"  # dokku's default: an HTTP check of /
@@ -138,10 +141,15 @@ def _entry(entry: Any, number: int) -> tuple[str, Healthcheck]:
 
 
 def _text(entry: Mapping[str, Any], key: str, where: str) -> str:
+    """A name, type, path or content: one line of text, shown on the push's lines (no control character, C1's
+    terminal escapes included, nor line separator)."""
     value = entry.get(key, "")
-    if not isinstance(value, str) or any(ord(c) < 32 for c in value) or len(value) > 1024:
+    if not isinstance(value, str) or _NOT_TEXT.search(value) or len(value) > 1024:
         raise InvalidInput(f"{where}: {key} must be a line of text")
     return value
+
+
+_NOT_TEXT = re.compile(r"[\x00-\x1f\x7f-\x9f\u2028\u2029]")
 
 
 def _number(entry: Mapping[str, Any], key: str, where: str, default: float, *, low: float = 0) -> float:
