@@ -442,6 +442,9 @@ def test_engines_node_of_the_wrong_type_is_one_line(paas: Paas) -> None:
     ({"packageManager": "npm@10.0.0 && id"}, "must name an exact version"),
     ({"packageManager": "pnpm@9.1.0+sha512.x\nRUN id"}, "must name an exact version"),
     ({"packageManager": "yarn@4.1.0+md5.abc"}, "must name an exact version"),
+    ({"packageManager": "npm@0.0.0-00"}, "must name an exact version"),  # SemVer: no leading zero in a number
+    ({"packageManager": "pnpm@9.1.0-rc.01"}, "must name an exact version"),
+    ({"packageManager": "npm@1\u0661.0.0"}, "must name an exact version"),  # a regex's \d takes any digit
 ])
 def test_odd_package_json_facts_are_one_line(document: dict[str, object], words: str) -> None:
     from minipaas.build import packagejson
