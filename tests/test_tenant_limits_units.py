@@ -5,8 +5,10 @@ real pushes in test_review_secrets.py, test_site_dotfiles.py and test_quotas.py.
 
 from __future__ import annotations
 
+import io
 import re
 import sqlite3
+import tarfile
 from pathlib import Path
 
 import pytest
@@ -190,3 +192,26 @@ def test_the_nginx_rule_refuses_dot_paths_but_well_known(path: str, refused: boo
     """nginx matches the decoded, normalized path ($uri): /%2eenv arrives here as /.env (the engine test sends
     the encoded forms through a real nginx)."""
     assert bool(_dot_rule().search(path)) == refused
+
+
+def _tar(*members: tuple[str, bytes | None]) -> io.BytesIO:
+    """A tar of regular files (bytes) and folders (None), by name as given."""
+    buffer = io.BytesIO()
+    with tarfile.open(fileobj=buffer, mode="w", format=tarfile.PAX_FORMAT) as tar:
+        for name, data in members:
+            info = tarfile.TarInfo(name)
+            info.type = tarfile.REGTYPE if data is not None else tarfile.DIRTYPE
+            info.size = len(data or b"")
+            tar.addfile(info, io.BytesIO(data) if data is not None else None)
+    buffer.seek(0)
+    return buffer
+
+
+def test_an_archives_names_keep_their_dots_so_the_site_leaves_out_its_dotfiles(tmp_path: Path) -> None:
+    # `./.env` is `.env`: reading `./` off with lstrip once turned it into `env`, which was served.
+    sites.extract_tar(_tar(("./.env", b"SECRET=1"), ("././.git/config", b"x"), ("./../up", b"x"),
+                           ("./index.html", b"hi")), tmp_path)
+    assert sorted(str(p.relative_to(tmp_path)) for p in tmp_path.rglob("*")) == [".env", ".git", ".git/config",
+                                                                                 "index.html"]
+    assert sites.drop_hidden(tmp_path) == [".env", ".git/"]
+

@@ -15,7 +15,7 @@ import shutil
 import tarfile
 import tempfile
 from collections.abc import Callable
-from pathlib import Path
+from pathlib import Path, PurePosixPath
 
 from minipaas.adapters import engine, gitrepo
 from minipaas.build import sitebuild
@@ -170,14 +170,8 @@ def extract_tar(stream: io.BufferedIOBase | io.BytesIO, target: Path, *, strip: 
     target are skipped (a repository is untrusted; dokku once followed a symlink out of the app dir)."""
     with tarfile.open(fileobj=stream, mode="r|*") as tar:
         for member in tar:
-            name = member.name.lstrip("./") if member.name.startswith("./") else member.name
-            if strip and not name.startswith(strip):
-                continue
-            relative = name[len(strip):]
-            if not relative or not (member.isfile() or member.isdir()):
-                continue
-            parts = Path(relative).parts
-            if Path(relative).is_absolute() or ".." in parts:
+            parts = _member_parts(member.name, strip)
+            if not parts or not (member.isfile() or member.isdir()):
                 continue
             destination = target.joinpath(*parts)
             if member.isdir():
@@ -189,6 +183,19 @@ def extract_tar(stream: io.BufferedIOBase | io.BytesIO, target: Path, *, strip: 
                 continue
             with open(destination, "wb") as out:
                 shutil.copyfileobj(source, out)
+
+
+def _member_parts(name: str, strip: str) -> tuple[str, ...]:
+    """Where an entry's name puts it under the target, as path parts; () for nowhere (another folder than
+    `strip`, an absolute name, `..`). A leading `./` is no part of a name: `./.env` is `.env`, a dotfile."""
+    while name.startswith("./"):
+        name = name[2:]
+    if not name.startswith(strip):
+        return ()
+    relative = PurePosixPath(name[len(strip):])
+    if relative.is_absolute() or ".." in relative.parts:
+        return ()
+    return relative.parts
 
 
 COMPRESSIBLE = frozenset({".html", ".htm", ".css", ".js", ".mjs", ".json", ".svg", ".txt", ".xml", ".map",
