@@ -14,7 +14,7 @@ from pathlib import Path
 import pytest
 from test_nginx_text import STATIC, SYSTEM
 
-from minipaas.errors import Conflict, InvalidInput
+from minipaas.errors import BuildFailed, Conflict, InvalidInput
 from minipaas.routing import nginxconf, sites
 from minipaas.state import apps, config, reviews, store
 from minipaas.state import settings as settings_mod
@@ -214,4 +214,15 @@ def test_an_archives_names_keep_their_dots_so_the_site_leaves_out_its_dotfiles(t
     assert sorted(str(p.relative_to(tmp_path)) for p in tmp_path.rglob("*")) == [".env", ".git", ".git/config",
                                                                                  "index.html"]
     assert sites.drop_hidden(tmp_path) == [".env", ".git/"]
+
+
+@pytest.mark.parametrize("members", [
+    (("a", b"file"), ("a/b", b"under a file")),
+    (("a", None), ("a", b"a file where a folder is")),
+    (("x" * 300, b"a name too long for the filesystem"),),
+])
+def test_an_archive_entry_that_cannot_be_written_is_one_line(tmp_path: Path, members: tuple) -> None:
+    with pytest.raises(BuildFailed) as refused:
+        sites.extract_tar(_tar(*members), tmp_path)
+    assert "\n" not in refused.value.message and refused.value.message.startswith("cannot write ")
 

@@ -23,6 +23,7 @@ from minipaas.build.buildpacks import Buildpack
 from minipaas.errors import BuildFailed, InvalidInput
 from minipaas.routing import doclinks
 from minipaas.state import apps, perms
+from minipaas.state.names import _show
 from minipaas.state.settings import Settings
 
 Progress = Callable[[str], None]
@@ -167,22 +168,30 @@ def broken_link_warnings(broken: list[doclinks.BrokenLink], limit: int = MAX_LIN
 
 def extract_tar(stream: io.BufferedIOBase | io.BytesIO, target: Path, *, strip: str = "") -> None:
     """Extract regular files and folders only, under `strip`: links, devices and paths leaving the
-    target are skipped (a repository is untrusted; dokku once followed a symlink out of the app dir)."""
+    target are skipped (a repository is untrusted; dokku once followed a symlink out of the app dir).
+    An entry that cannot be written where its name says (a file where a folder is, a name too long for
+    the filesystem, a full disk) is one line; the caller removes the half-written target."""
     with tarfile.open(fileobj=stream, mode="r|*") as tar:
         for member in tar:
             parts = _member_parts(member.name, strip)
             if not parts or not (member.isfile() or member.isdir()):
                 continue
-            destination = target.joinpath(*parts)
-            if member.isdir():
-                destination.mkdir(parents=True, exist_ok=True)
-                continue
-            destination.parent.mkdir(parents=True, exist_ok=True)
-            source = tar.extractfile(member)
-            if source is None:
-                continue
-            with open(destination, "wb") as out:
-                shutil.copyfileobj(source, out)
+            try:
+                _write_member(tar, member, target.joinpath(*parts))
+            except OSError as exc:
+                raise BuildFailed(f"cannot write {_show('/'.join(parts))} of the site: {exc.strerror or exc}") from None
+
+
+def _write_member(tar: tarfile.TarFile, member: tarfile.TarInfo, destination: Path) -> None:
+    if member.isdir():
+        destination.mkdir(parents=True, exist_ok=True)
+        return
+    destination.parent.mkdir(parents=True, exist_ok=True)
+    source = tar.extractfile(member)
+    if source is None:
+        return
+    with open(destination, "wb") as out:
+        shutil.copyfileobj(source, out)
 
 
 def _member_parts(name: str, strip: str) -> tuple[str, ...]:
