@@ -226,3 +226,9 @@ def test_an_archive_entry_that_cannot_be_written_is_one_line(tmp_path: Path, mem
         sites.extract_tar(_tar(*members), tmp_path)
     assert "\n" not in refused.value.message and refused.value.message.startswith("cannot write ")
 
+
+@pytest.mark.parametrize("data", [b"", b"not a tar", _tar(("index.html", b"hi" * 400)).getvalue()[:700]])
+def test_a_damaged_archive_is_one_line(tmp_path: Path, data: bytes) -> None:
+    with pytest.raises(BuildFailed) as refused:
+        sites.extract_tar(io.BytesIO(data), tmp_path)
+    assert "\n" not in refused.value.message and "damaged archive" in refused.value.message

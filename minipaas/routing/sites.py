@@ -14,6 +14,7 @@ import os
 import shutil
 import tarfile
 import tempfile
+import zlib
 from collections.abc import Callable
 from pathlib import Path, PurePosixPath
 
@@ -170,16 +171,21 @@ def extract_tar(stream: io.BufferedIOBase | io.BytesIO, target: Path, *, strip: 
     """Extract regular files and folders only, under `strip`: links, devices and paths leaving the
     target are skipped (a repository is untrusted; dokku once followed a symlink out of the app dir).
     An entry that cannot be written where its name says (a file where a folder is, a name too long for
-    the filesystem, a full disk) is one line; the caller removes the half-written target."""
-    with tarfile.open(fileobj=stream, mode="r|*") as tar:
-        for member in tar:
-            parts = _member_parts(member.name, strip)
-            if not parts or not (member.isfile() or member.isdir()):
-                continue
-            try:
-                _write_member(tar, member, target.joinpath(*parts))
-            except OSError as exc:
-                raise BuildFailed(f"cannot write {_show('/'.join(parts))} of the site: {exc.strerror or exc}") from None
+    the filesystem, a full disk), or a damaged archive, is one line; the caller removes the half-written target."""
+    try:
+        with tarfile.open(fileobj=stream, mode="r|*") as tar:
+            for member in tar:
+                parts = _member_parts(member.name, strip)
+                if not parts or not (member.isfile() or member.isdir()):
+                    continue
+                try:
+                    _write_member(tar, member, target.joinpath(*parts))
+                except OSError as exc:
+                    raise BuildFailed(f"cannot write {_show('/'.join(parts))} of the site: "
+                                      f"{exc.strerror or exc}") from None
+    except (tarfile.TarError, EOFError, zlib.error) as exc:  # EOFError, zlib.error: a cut or damaged gzip
+        reason = str(exc).strip().splitlines()[0][:80] if str(exc).strip() else type(exc).__name__
+        raise BuildFailed(f"the site's files came as a damaged archive ({reason})") from None
 
 
 def _write_member(tar: tarfile.TarFile, member: tarfile.TarInfo, destination: Path) -> None:
