@@ -16,7 +16,7 @@ from test_nginx_text import STATIC, SYSTEM
 
 from minipaas.errors import BuildFailed, Conflict, InvalidInput
 from minipaas.routing import nginxconf, sites
-from minipaas.state import apps, config, reviews, store
+from minipaas.state import apps, config, reviews, services, store
 from minipaas.state import settings as settings_mod
 from minipaas.state.host import Host
 
@@ -232,3 +232,25 @@ def test_a_damaged_archive_is_one_line(tmp_path: Path, data: bytes) -> None:
     with pytest.raises(BuildFailed) as refused:
         sites.extract_tar(io.BytesIO(data), tmp_path)
     assert "\n" not in refused.value.message and "damaged archive" in refused.value.message
+
+
+@pytest.mark.parametrize("value", ["\u00b2", "\u0661\u0662", "1" * 5000, "+5", " 5", "5\n"])
+def test_a_number_in_a_setting_is_ascii_digits_or_one_line(host: Host, value: str) -> None:
+    # str.isdigit() takes `²` (int() refuses it: "internal error") and Arabic-Indic digits; 5000 digits pass
+    # isdigit() and exceed int()'s limit.
+    for key in ("pids", "healthcheck-timeout", "keep-releases"):
+        with pytest.raises(InvalidInput) as refused:
+            apps.set_setting(host, "shop", key, value)
+        assert "\n" not in refused.value.message
+    with store.transaction(host.db) as db:
+        db.execute("INSERT OR IGNORE INTO services (kind, name, version, password, created_at) "
+                   "VALUES ('redis', 'cache', '7', 'p', 0)")
+    for key in ("pids", "backup-retention"):
+        with pytest.raises(InvalidInput):
+            services.set_setting(host, "redis", "cache", key, value)
+    for variable in ("MINIPAAS_HTTP_PORT", "MINIPAAS_NODE_MAJOR"):
+        with pytest.raises(InvalidInput) as refused:
+            settings_mod.load({"MINIPAAS_HOME": str(host.settings.home), variable: value})
+        assert "\n" not in refused.value.message
+    apps.set_setting(host, "shop", "pids", "0100")  # ASCII digits, leading zeros and all, mean their number
+    assert apps.limits(host, "shop").pids == 100

@@ -15,7 +15,7 @@ from minipaas.adapters import buildcgroups, engine
 from minipaas.errors import InvalidInput, NotFound
 from minipaas.state import store
 from minipaas.state.host import Host
-from minipaas.state.names import check_app, check_hostname, review_parts, valid_image_patterns
+from minipaas.state.names import check_app, check_hostname, is_count, review_parts, valid_image_patterns
 from minipaas.state.settings import Settings
 
 
@@ -27,7 +27,7 @@ class AppSetting:
 
 
 def _int_between(low: int, high: int) -> Callable[[str], bool]:
-    return lambda v: v.isdigit() and low <= int(v) <= high
+    return lambda v: is_count(v, low, high)
 
 
 def _size_at_least(low: str) -> Callable[[str], bool]:

@@ -134,6 +134,12 @@ def parse_assignment(text: str) -> tuple[str, str]:
 IMAGE_PATTERN = re.compile(r"[a-z0-9*?][a-z0-9._/:@*?\[\]-]{0,254}")
 
 
+def is_count(value: str, low: int, high: int) -> bool:
+    """A whole number from `low` to `high`, in ASCII digits: str.isdigit() also takes `²`, which int() refuses,
+    Arabic-Indic digits, which nothing downstream reads, and thousands of digits, past int()'s limit."""
+    return bool(re.fullmatch(r"[0-9]{1,12}", value)) and low <= int(value) <= high
+
+
 def image_patterns(text: str) -> list[str]:
     """The `build-images` settings: image patterns (`node:*-slim`) separated by commas or blanks."""
     return [p for p in re.split(r"[,\s]+", text) if p]
