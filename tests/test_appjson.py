@@ -80,3 +80,14 @@ def test_what_a_check_shows_on_the_push_is_one_line_whatever_it_holds() -> None:
         with pytest.raises(InvalidInput) as refused:
             appjson.parse(json.dumps({"healthchecks": {"web": [check]}}).encode())
         assert "\n" not in refused.value.message
+
+
+@pytest.mark.parametrize("arg", ["web=\u00b2", "web=\u0661", "web=" + "1" * 5000, "web=-1", "web=21", "web", "=1",
+                                 "Web=1", "release=1"])
+def test_a_ps_scale_count_is_ascii_digits_up_to_the_most_or_one_line(arg: str) -> None:
+    from minipaas.deploy.formation import parse_changes
+
+    with pytest.raises(InvalidInput) as refused:
+        parse_changes([arg])
+    assert "\n" not in refused.value.message
+    assert parse_changes(["web=02", "worker=0"]) == {"web": 2, "worker": 0}
