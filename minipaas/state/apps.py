@@ -8,6 +8,7 @@ from __future__ import annotations
 import os
 import re
 import secrets
+import string
 from collections.abc import Callable
 from dataclasses import dataclass
 
@@ -126,12 +127,23 @@ SETTINGS: dict[str, AppSetting] = {
 PARENT_ONLY = frozenset({"deploy-branch", "review-apps", "review-apps-max", "review-apps-limit", "review-url"})
 
 
+REVIEW_URL_FIELDS = frozenset({"slug", "app", "domain"})
+
+
 def _valid_review_url(template: str) -> bool:
-    if "{slug}" not in template:
+    """`{slug}` and the other fields as they are: str.format's attributes (`{app.x}`), indexes, conversions and
+    format specs would raise, or render one branch's slug well and another's not (`{slug:.4}`)."""
+    try:
+        fields = [(name, spec, conversion) for _, name, spec, conversion in string.Formatter().parse(template)
+                  if name is not None]
+    except ValueError:  # an unmatched brace
+        return False
+    if "slug" not in {name for name, _, _ in fields} or \
+            any(name not in REVIEW_URL_FIELDS or spec or conversion for name, spec, conversion in fields):
         return False
     try:
         check_hostname(render_review_url(template, slug="a-b", app="app", domain="example.com"))
-    except (InvalidInput, KeyError, ValueError, IndexError):
+    except InvalidInput:
         return False
     return True
 
