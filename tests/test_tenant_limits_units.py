@@ -254,3 +254,22 @@ def test_a_number_in_a_setting_is_ascii_digits_or_one_line(host: Host, value: st
         assert "\n" not in refused.value.message
     apps.set_setting(host, "shop", "pids", "0100")  # ASCII digits, leading zeros and all, mean their number
     assert apps.limits(host, "shop").pids == 100
+
+
+@pytest.mark.parametrize("value", ["0.0000000001", "0.001", "0.00", "1" * 400, "1025", "01", "1e3", "inf", " 1"])
+def test_a_cpu_limit_the_engine_and_the_kernel_cannot_take_is_one_line(host: Host, value: str) -> None:
+    # 0.0000000001 was 0 nano-CPUs (no limit at all) and a cpu.max quota of 0 (`max`); 400 digits an infinite
+    # float, which no limit can be made of.
+    with store.transaction(host.db) as db:
+        db.execute("INSERT OR IGNORE INTO services (kind, name, version, password, created_at) "
+                   "VALUES ('redis', 'cache', '7', 'p', 0)")
+    for key in ("cpus", "build-cpus"):
+        with pytest.raises(InvalidInput):
+            apps.set_setting(host, "shop", key, value)
+    with pytest.raises(InvalidInput):
+        services.set_setting(host, "redis", "cache", "cpus", value)
+    for honest in ("0.01", "0.5", "1.25", "1024"):
+        apps.set_setting(host, "shop", "cpus", honest)
+        apps.set_setting(host, "shop", "build-cpus", honest)
+        services.set_setting(host, "redis", "cache", "cpus", honest)
+        assert apps.limits(host, "shop").cpus == float(honest)

@@ -16,7 +16,14 @@ from minipaas.adapters import buildcgroups, engine
 from minipaas.errors import InvalidInput, NotFound
 from minipaas.state import store
 from minipaas.state.host import Host
-from minipaas.state.names import check_app, check_hostname, is_count, review_parts, valid_image_patterns
+from minipaas.state.names import (
+    check_app,
+    check_hostname,
+    is_count,
+    is_cpus,
+    review_parts,
+    valid_image_patterns,
+)
 from minipaas.state.settings import Settings
 
 
@@ -34,10 +41,6 @@ def _int_between(low: int, high: int) -> Callable[[str], bool]:
 def _size_at_least(low: str) -> Callable[[str], bool]:
     return lambda v: bool(re.fullmatch(r"[1-9][0-9]*[kmg]", v)) and \
         buildcgroups.parse_size(v) >= buildcgroups.parse_size(low)
-
-
-def _positive_decimal(value: str) -> bool:
-    return bool(re.fullmatch(r"(0\.[0-9]*[1-9][0-9]*|[1-9][0-9]*(\.[0-9]+)?)", value))
 
 
 # A build leaves a core to the live apps (and to nginx) on a host with more than one.
@@ -78,15 +81,15 @@ SETTINGS: dict[str, AppSetting] = {
     "healthcheck-timeout": AppSetting("60", _int_between(1, 3600), "seconds a new release has to answer"),
     "drain-seconds": AppSetting("10", _int_between(0, 3600), "seconds old containers keep running after the switch"),
     "memory": AppSetting("512m", lambda v: bool(re.fullmatch(r"[1-9][0-9]*[kmg]", v)), "memory limit per container"),
-    "cpus": AppSetting("", lambda v: v == "" or bool(re.fullmatch(r"(0\.[0-9]*[1-9][0-9]*|[1-9][0-9]*(\.[0-9]+)?)", v)),
-                       "CPUs per container, e.g. 0.5 (empty: no limit)"),
+    "cpus": AppSetting("", lambda v: v == "" or is_cpus(v),
+                       "CPUs per container, 0.01 to 1024, e.g. 0.5 (empty: no limit)"),
     "keep-releases": AppSetting("5", _int_between(0, 10_000),
                                 "releases gc keeps rollback-able (0: keep everything, gc off)"),
     "pids": AppSetting("512", _int_between(16, 100_000), "most processes and threads per container"),
     "read-only": AppSetting("off", lambda v: v in ("on", "off"),
                             "on: the container's filesystem is read-only, with a writable /tmp"),
     "build-memory": AppSetting("2g", _size_at_least("32m"), "memory a build's steps may use together, e.g. 1g"),
-    "build-cpus": AppSetting(_BUILD_CPUS, _positive_decimal, "CPUs a build may use, e.g. 1.5"),
+    "build-cpus": AppSetting(_BUILD_CPUS, is_cpus, "CPUs a build may use, 0.01 to 1024, e.g. 1.5"),
     "build-pids": AppSetting("2048", _int_between(16, 100_000), "most processes and threads a build may run at once"),
     "build-timeout": AppSetting("900", _int_between(1, 3600), "seconds a build may take before it is cancelled"),
     "static-dir": AppSetting(

@@ -140,6 +140,16 @@ def is_count(value: str, low: int, high: int) -> bool:
     return bool(re.fullmatch(r"[0-9]{1,12}", value)) and low <= int(value) <= high
 
 
+MAX_CPUS = 1024
+_CPUS = re.compile(r"(0|[1-9][0-9]{0,3})(\.[0-9]{1,9})?")
+
+
+def is_cpus(value: str) -> bool:
+    """A CPU limit the engine (NanoCpus) and the kernel (cpu.max: at least 1 ms of each 100 ms) can take: a
+    decimal from 0.01 to MAX_CPUS (0.0000000001 was 0 nano-CPUs, no limit at all; 400 digits an infinite float)."""
+    return bool(_CPUS.fullmatch(value)) and 0.01 <= float(value) <= MAX_CPUS
+
+
 def image_patterns(text: str) -> list[str]:
     """The `build-images` settings: image patterns (`node:*-slim`) separated by commas or blanks."""
     return [p for p in re.split(r"[,\s]+", text) if p]
