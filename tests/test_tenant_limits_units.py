@@ -273,3 +273,18 @@ def test_a_cpu_limit_the_engine_and_the_kernel_cannot_take_is_one_line(host: Hos
         apps.set_setting(host, "shop", "build-cpus", honest)
         services.set_setting(host, "redis", "cache", "cpus", honest)
         assert apps.limits(host, "shop").cpus == float(honest)
+
+
+@pytest.mark.parametrize("value", ["1k", "6143k", "5m", "1" * 5000 + "m"])
+def test_a_memory_limit_below_the_engines_least_is_one_line(host: Host, value: str) -> None:
+    # The engine refuses less than 6 MiB ("Minimum memory limit allowed is 6MB"): the next deploy failed.
+    with store.transaction(host.db) as db:
+        db.execute("INSERT OR IGNORE INTO services (kind, name, version, password, created_at) "
+                   "VALUES ('redis', 'cache', '7', 'p', 0)")
+    with pytest.raises(InvalidInput):
+        apps.set_setting(host, "shop", "memory", value)
+    with pytest.raises(InvalidInput):
+        services.set_setting(host, "redis", "cache", "memory", value)
+    for honest in ("6m", "6144k", "1g"):
+        apps.set_setting(host, "shop", "memory", honest)
+        services.set_setting(host, "redis", "cache", "memory", honest)

@@ -21,6 +21,7 @@ from minipaas.state.names import (
     check_hostname,
     is_count,
     is_cpus,
+    is_size,
     review_parts,
     valid_image_patterns,
 )
@@ -39,8 +40,7 @@ def _int_between(low: int, high: int) -> Callable[[str], bool]:
 
 
 def _size_at_least(low: str) -> Callable[[str], bool]:
-    return lambda v: bool(re.fullmatch(r"[1-9][0-9]*[kmg]", v)) and \
-        buildcgroups.parse_size(v) >= buildcgroups.parse_size(low)
+    return lambda v: is_size(v, at_least=low)
 
 
 # A build leaves a core to the live apps (and to nginx) on a host with more than one.
@@ -80,7 +80,7 @@ SETTINGS: dict[str, AppSetting] = {
         "path the health check requests"),
     "healthcheck-timeout": AppSetting("60", _int_between(1, 3600), "seconds a new release has to answer"),
     "drain-seconds": AppSetting("10", _int_between(0, 3600), "seconds old containers keep running after the switch"),
-    "memory": AppSetting("512m", lambda v: bool(re.fullmatch(r"[1-9][0-9]*[kmg]", v)), "memory limit per container"),
+    "memory": AppSetting("512m", _size_at_least("6m"), "memory limit per container, at least 6m (the engine's least)"),
     "cpus": AppSetting("", lambda v: v == "" or is_cpus(v),
                        "CPUs per container, 0.01 to 1024, e.g. 0.5 (empty: no limit)"),
     "keep-releases": AppSetting("5", _int_between(0, 10_000),

@@ -140,6 +140,18 @@ def is_count(value: str, low: int, high: int) -> bool:
     return bool(re.fullmatch(r"[0-9]{1,12}", value)) and low <= int(value) <= high
 
 
+_SIZE = re.compile(r"([1-9][0-9]{0,15})([kmg])")
+_UNITS = {"k": 1024, "m": 1024**2, "g": 1024**3}
+
+
+def is_size(value: str, *, at_least: str) -> bool:
+    """A memory size as the settings take it (`512m`, `2g`, `6144k`), at least `at_least`."""
+    found, least = _SIZE.fullmatch(value), _SIZE.fullmatch(at_least)
+    assert least is not None
+    return found is not None and \
+        int(found[1]) * _UNITS[found[2]] >= int(least[1]) * _UNITS[least[2]]
+
+
 MAX_CPUS = 1024
 _CPUS = re.compile(r"(0|[1-9][0-9]{0,3})(\.[0-9]{1,9})?")
 

@@ -17,7 +17,7 @@ from dataclasses import dataclass
 from minipaas.errors import Conflict, InvalidInput, NotFound
 from minipaas.state import store
 from minipaas.state.host import Host
-from minipaas.state.names import is_count, is_cpus
+from minipaas.state.names import is_count, is_cpus, is_size
 from minipaas.state.settings import Settings
 
 
@@ -236,7 +236,7 @@ def link_key(host: Host, kind: str, name: str, app: str) -> str | None:
 # -- settings ------------------------------------------------------------------------------
 
 SETTINGS = {
-    "memory": ("256m", lambda v: bool(re.fullmatch(r"[1-9][0-9]*[kmg]", v))),
+    "memory": ("256m", lambda v: is_size(v, at_least="6m")),  # the engine's least
     "cpus": ("", lambda v: v == "" or is_cpus(v)),
     "pids": ("256", lambda v: is_count(v, 16, 100_000)),
     "backup-schedule": ("off", lambda v: v in ("daily", "off")),
