@@ -8,6 +8,7 @@ from __future__ import annotations
 import io
 import re
 import sqlite3
+import subprocess
 import tarfile
 from pathlib import Path
 
@@ -288,3 +289,14 @@ def test_a_memory_limit_below_the_engines_least_is_one_line(host: Host, value: s
     for honest in ("6m", "6144k", "1g"):
         apps.set_setting(host, "shop", "memory", honest)
         services.set_setting(host, "redis", "cache", "memory", honest)
+
+
+@pytest.mark.parametrize("value", [".x", "a.lock", "a/.b", "a.", "x/y.lock/z", "a/b."])
+def test_a_deploy_branch_no_git_ref_can_be_is_one_line(host: Host, value: str) -> None:
+    # Stored before, and no push could ever deploy: git refuses such a ref (git check-ref-format).
+    assert subprocess.run(["git", "check-ref-format", f"refs/heads/{value}"]).returncode != 0
+    with pytest.raises(InvalidInput):
+        apps.set_setting(host, "shop", "deploy-branch", value)
+    for honest in ("main", "release/1.2", "-x", "a_b/c-d.e"):
+        assert subprocess.run(["git", "check-ref-format", f"refs/heads/{honest}"]).returncode == 0
+        apps.set_setting(host, "shop", "deploy-branch", honest)

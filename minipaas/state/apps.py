@@ -52,6 +52,13 @@ def _plain_path(value: str) -> bool:
     return bool(re.fullmatch(r"[A-Za-z0-9._-]+(/[A-Za-z0-9._-]+)*", value)) and ".." not in value
 
 
+def _branch(value: str) -> bool:
+    """A branch name git can have (git check-ref-format's rules for these characters): no part starting with
+    a dot or ending with `.lock`, no dot at the end."""
+    return _plain_path(value) and not any(part.startswith(".") or part.endswith(".lock") for part in
+                                          value.split("/")) and not value.endswith(".")
+
+
 # Push options a deployer may use only where an admin allowed them (setting `deployer-push-options`).
 PRIVILEGED_PUSH_OPTIONS = ("skip-tests", "no-cache")
 
@@ -74,7 +81,7 @@ MARKDOWN_HTML_ALIASES = {"on": "sanitize", "off": "escape"}
 
 SETTINGS: dict[str, AppSetting] = {
     "deploy-branch": AppSetting(
-        "", lambda v: v == "" or _plain_path(v), "branch whose pushes deploy (empty: master or main)"),
+        "", lambda v: v == "" or _branch(v), "branch whose pushes deploy (empty: master or main)"),
     "healthcheck-path": AppSetting(
         "/", lambda v: bool(re.fullmatch(r"/[A-Za-z0-9._~!$&'()*+,;=:@%/?-]*", v)),
         "path the health check requests"),
