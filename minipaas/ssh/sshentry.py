@@ -28,7 +28,7 @@ from minipaas.deploy import hook, lifecycle
 from minipaas.errors import InvalidInput, MinipaasError, NotFound
 from minipaas.state import apps, reviews
 from minipaas.state.host import Host, current
-from minipaas.state.names import APP_NAME, check_plain_path
+from minipaas.state.names import APP_NAME, _show, check_plain_path
 from minipaas.state.settings import SETTINGS_FILE
 
 GIT_COMMANDS = ("git-receive-pack", "git-upload-pack")
@@ -123,7 +123,7 @@ def _git(host: Host, principal: access.Principal, argv: list[str]) -> int:
     event = _record(host, principal, app if APP_NAME.fullmatch(app) else "", shlex.join(argv))
     try:
         if not match or not APP_NAME.fullmatch(app):
-            raise InvalidInput(f"invalid repository {shlex.join(argv[1:])[:80]}: use HOST:APP with a valid app name")
+            raise InvalidInput(f"invalid repository {_show(' '.join(argv[1:]))}: use HOST:APP with a valid app name")
         exists = apps.exists(host, app)
         access.authorize_git(app, exists=exists, push=command == "git-receive-pack")
         parent = reviews.parent(host, app) if exists else None

@@ -1,0 +1,93 @@
+"""Hostile inputs through the command itself (`python -m minipaas`, and `minipaas ssh-command` as sshd runs it for
+a key), where a parser is reached only through a command: each refusal is one line on stderr, exit 1, no
+traceback, and nothing changed (the home's files, the app's config and settings, the audit log holds no secret).
+Engine-free: every refusal here happens before any engine or nginx call, on a home made for the module (its
+database written directly, as `init` would leave it)."""
+
+from __future__ import annotations
+
+import os
+import sqlite3
+import subprocess
+import sys
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+
+import pytest
+
+from minipaas.state import store
+from minipaas.state.host import Host
+from minipaas.state.settings import SETTINGS_FILE, load
+
+ADMIN_FP = "SHA256:" + "A" * 43
+DEPLOYER_FP = "SHA256:" + "B" * 43
+
+
+@dataclass
+class Home:
+    path: Path
+
+    def env(self, **extra: str) -> dict[str, str]:
+        base = {k: v for k, v in os.environ.items() if not k.startswith("MINIPAAS_") and k != "SSH_ORIGINAL_COMMAND"}
+        return {**base, "MINIPAAS_HOME": str(self.path), **extra}
+
+    def run(self, *args: str, stdin: bytes = b"", **extra: str) -> subprocess.CompletedProcess[str]:
+        result = subprocess.run([sys.executable, "-m", "minipaas", *args], env=self.env(**extra), input=stdin,
+                                capture_output=True, timeout=120)
+        return subprocess.CompletedProcess(result.args, result.returncode, result.stdout.decode(errors="replace"),
+                                           result.stderr.decode(errors="replace"))
+
+    def ssh(self, user: str, command: str) -> subprocess.CompletedProcess[str]:
+        """What sshd runs for a key's line: no MINIPAAS_HOME (sudo passes none), the client's command."""
+        env = {k: v for k, v in self.env(SSH_ORIGINAL_COMMAND=command).items() if k != "MINIPAAS_HOME"}
+        fingerprint = ADMIN_FP if user == "alice" else DEPLOYER_FP
+        result = subprocess.run([sys.executable, "-m", "minipaas", "ssh-command", "--home", str(self.path),
+                                 "--user", user, "--fingerprint", fingerprint], env=env, capture_output=True,
+                                timeout=120, stdin=subprocess.DEVNULL)
+        return subprocess.CompletedProcess(result.args, result.returncode, result.stdout.decode(errors="replace"),
+                                           result.stderr.decode(errors="replace"))
+
+    def query(self, sql: str, *args: object) -> list[tuple[object, ...]]:
+        with sqlite3.connect(self.path / "minipaas.db") as db:
+            return db.execute(sql, args).fetchall()
+
+    def state(self) -> tuple[set[str], list[tuple[object, ...]], list[tuple[object, ...]], list[tuple[object, ...]]]:
+        """The home's files (but the database's) and what the app has: its config, settings and domains."""
+        files = {str(p.relative_to(self.path)) for p in self.path.rglob("*") if not p.name.startswith("minipaas.db")}
+        return (files, self.query("SELECT * FROM config ORDER BY key"),
+                self.query("SELECT * FROM app_settings ORDER BY key"), self.query("SELECT * FROM domains"))
+
+
+@pytest.fixture(scope="module")
+def home(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Home]:
+    """A home with the app `shop`, an admin key `alice` and a deployer key `ci` granted `shop`."""
+    path = tmp_path_factory.mktemp("hostile") / "home"
+    path.mkdir(mode=0o700)
+    (path / SETTINGS_FILE).write_text("", encoding="utf-8")
+    host = Host(load({"MINIPAAS_HOME": str(path)}))
+    with store.transaction(host.db) as db:
+        db.execute("INSERT INTO apps (name, created_at, life) VALUES ('shop', 0, 'x')")
+        db.execute("INSERT INTO domains (domain, app) VALUES ('shop.localhost', 'shop')")
+        for name, role, fingerprint in (("alice", "admin", ADMIN_FP), ("ci", "deployer", DEPLOYER_FP)):
+            db.execute("INSERT INTO ssh_keys (name, role, fingerprint, key_type, key_data, created_at) "
+                       "VALUES (?, ?, ?, 'ssh-ed25519', 'AAAA', 0)", (name, role, fingerprint))
+        db.execute("INSERT INTO key_grants (name, app) VALUES ('ci', 'shop')")
+    host.db.close()
+    yield Home(path)
+
+
+def assert_refused(result: subprocess.CompletedProcess[str], words: str = "") -> None:
+    assert result.returncode == 1, (result.returncode, result.stdout, result.stderr)
+    assert "Traceback" not in result.stderr and "internal error" not in result.stderr, result.stderr
+    lines = result.stderr.splitlines()
+    assert len(lines) == 1 and lines[0].startswith("error: "), result.stderr
+    assert words in lines[0], lines[0]
+
+
+def test_a_git_repository_path_with_a_newline_is_refused_on_one_line(home: Home) -> None:
+    before = home.state()
+    # The path was shown through shlex.join, which keeps a newline in its quotes: a second, forged line.
+    assert_refused(home.ssh("alice", "git-upload-pack 'a\nerror: forged'"), "invalid repository 'a\\nerror")
+    assert_refused(home.ssh("alice", "git-receive-pack 'shop/../../x'"), "invalid repository")
+    assert home.state() == before
