@@ -91,3 +91,9 @@ def test_a_git_repository_path_with_a_newline_is_refused_on_one_line(home: Home)
     assert_refused(home.ssh("alice", "git-upload-pack 'a\nerror: forged'"), "invalid repository 'a\\nerror")
     assert_refused(home.ssh("alice", "git-receive-pack 'shop/../../x'"), "invalid repository")
     assert home.state() == before
+
+
+def test_a_deployers_command_on_an_odd_app_name_is_refused_on_one_line(home: Home) -> None:
+    # The app argument, found by click's parser, was named raw in the deployer's refusal.
+    assert_refused(home.ssh("ci", "ps 'a\nerror: forged'"), "has no access to app 'a\\nerror: forged'")
+    assert_refused(home.ssh("ci", "ps other"), "ci has no access to app other")
