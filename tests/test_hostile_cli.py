@@ -6,6 +6,7 @@ database written directly, as `init` would leave it)."""
 
 from __future__ import annotations
 
+import json
 import os
 import sqlite3
 import subprocess
@@ -97,3 +98,11 @@ def test_a_deployers_command_on_an_odd_app_name_is_refused_on_one_line(home: Hom
     # The app argument, found by click's parser, was named raw in the deployer's refusal.
     assert_refused(home.ssh("ci", "ps 'a\nerror: forged'"), "has no access to app 'a\\nerror: forged'")
     assert_refused(home.ssh("ci", "ps other"), "ci has no access to app other")
+
+
+def test_no_config_value_reaches_the_audit_log_wherever_it_stands(home: Home) -> None:
+    # The app's place (right after the command) was kept as it came: an assignment typed there stayed whole.
+    home.ssh("alice", "config:set TOKEN=s3cret-1 shop --no-restart")
+    logged = [command for (command,) in home.query("SELECT command FROM events ORDER BY id DESC LIMIT 1")]
+    assert logged == ["config:set 'TOKEN=<redacted>' shop --no-restart"], logged
+    assert not [row for row in home.query("SELECT * FROM events") if "s3cret" in json.dumps(row)]

@@ -150,7 +150,8 @@ def _git(host: Host, principal: access.Principal, argv: list[str]) -> int:
 def _cli(host: Host, principal: access.Principal, argv: list[str], cli: click.Group, cli_main: RunCli) -> int:
     name = argv[0]
     app = _app_argument(cli, argv)
-    event = _record(host, principal, app or "", shlex.join(events.redact(argv)))
+    # The app column holds app names only: what stands in the app's place may be anything (a config value).
+    event = _record(host, principal, app if app and APP_NAME.fullmatch(app) else "", shlex.join(events.redact(argv)))
     command = cli.commands.get(name)
     try:
         if command is None or command.hidden or name in LOCAL_ONLY:
