@@ -106,3 +106,12 @@ def test_no_config_value_reaches_the_audit_log_wherever_it_stands(home: Home) ->
     logged = [command for (command,) in home.query("SELECT command FROM events ORDER BY id DESC LIMIT 1")]
     assert logged == ["config:set 'TOKEN=<redacted>' shop --no-restart"], logged
     assert not [row for row in home.query("SELECT * FROM events") if "s3cret" in json.dumps(row)]
+
+
+def test_a_config_value_that_is_no_utf8_is_one_line_and_stores_nothing(home: Home) -> None:
+    # A byte the shell passed in another encoding: SQLite's insert raised UnicodeEncodeError ("internal error").
+    before = home.state()
+    assert_refused(home.run("config:set", "shop", "GOOD=1", "K=caf\udce9", "--no-restart"), "not valid UTF-8")
+    assert home.state() == before
+    assert home.run("config:set", "shop", "K=caf\u00e9", "--no-restart").returncode == 0
+    assert home.run("config:get", "shop", "K").stdout == "caf\u00e9\n"

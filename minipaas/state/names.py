@@ -118,7 +118,11 @@ def check_env_key(key: str) -> str:
 def check_env_value(key: str, value: str) -> str:
     if "\x00" in value:
         raise InvalidInput(f"config value of {key} contains a NUL byte, which environment variables cannot hold")
-    if len(value.encode("utf-8", "surrogateescape")) > MAX_CONFIG_VALUE:
+    try:  # a command line's bytes in another encoding arrive as lone surrogates: no store nor engine takes them
+        encoded = value.encode("utf-8")
+    except UnicodeEncodeError:
+        raise InvalidInput(f"config value of {key} is not valid UTF-8") from None
+    if len(encoded) > MAX_CONFIG_VALUE:
         raise InvalidInput(f"config value of {key} is longer than {MAX_CONFIG_VALUE} bytes")
     return value
 
