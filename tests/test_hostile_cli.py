@@ -62,7 +62,8 @@ class Home:
 
 @pytest.fixture(scope="module")
 def home(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Home]:
-    """A home with the app `shop`, an admin key `alice` and a deployer key `ci` granted `shop`."""
+    """A home with the app `shop`, a Redis service `cache`, an admin key `alice` and a deployer key `ci` granted
+    `shop`."""
     path = tmp_path_factory.mktemp("hostile") / "home"
     path.mkdir(mode=0o700)
     (path / SETTINGS_FILE).write_text("", encoding="utf-8")
@@ -74,6 +75,8 @@ def home(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Home]:
             db.execute("INSERT INTO ssh_keys (name, role, fingerprint, key_type, key_data, created_at) "
                        "VALUES (?, ?, ?, 'ssh-ed25519', 'AAAA', 0)", (name, role, fingerprint))
         db.execute("INSERT INTO key_grants (name, app) VALUES ('ci', 'shop')")
+        db.execute("INSERT INTO services (kind, name, version, password, created_at) VALUES ('redis', 'cache', '7', "
+                   "'p', 0)")
     host.db.close()
     yield Home(path)
 
@@ -115,3 +118,11 @@ def test_a_config_value_that_is_no_utf8_is_one_line_and_stores_nothing(home: Hom
     assert home.state() == before
     assert home.run("config:set", "shop", "K=caf\u00e9", "--no-restart").returncode == 0
     assert home.run("config:get", "shop", "K").stdout == "caf\u00e9\n"
+
+
+def test_resource_limit_with_one_odd_value_changes_none(home: Home) -> None:
+    # Each value was stored as it was checked: --memory 1g stayed when --cpus was refused after it.
+    before = home.state()
+    assert_refused(home.run("resource:limit", "shop", "--memory", "1g", "--cpus", "lots"), "invalid value 'lots'")
+    assert_refused(home.run("resource:limit", "redis:cache", "--memory", "1g", "--pids", "lots"), "'lots'")
+    assert home.state() == before and home.query("SELECT * FROM service_settings") == []

@@ -247,11 +247,16 @@ def all_settings(host: Host, name: str) -> dict[str, str]:
     return {key: get_setting(host, name, key) for key in SETTINGS}
 
 
-def set_setting(host: Host, name: str, key: str, value: str) -> None:
+def check_setting(key: str, value: str) -> None:
+    """Refuse, in one line, a setting that does not exist or a value it does not take."""
     if key not in SETTINGS:
         raise InvalidInput(f"unknown setting {key!r}; known: {', '.join(SETTINGS)}")
     if not SETTINGS[key].check(value):
         raise InvalidInput(f"invalid value {value!r} for {key}: {SETTINGS[key].help}")
+
+
+def set_setting(host: Host, name: str, key: str, value: str) -> None:
+    check_setting(key, value)
     value = _canonical(key, value)
     with store.transaction(host.db) as db:
         db.execute("INSERT INTO app_settings (app, key, value) VALUES (?, ?, ?) "

@@ -250,10 +250,14 @@ def get_setting(host: Host, kind: str, name: str, key: str) -> str:
     return row["value"] if row else SETTINGS[key][0]
 
 
-def set_setting(host: Host, kind: str, name: str, key: str, value: str) -> None:
+def check_setting(kind: str, name: str, key: str, value: str) -> None:
     _default, check = SETTINGS[key]
     if not check(value):
         raise InvalidInput(f"invalid value {value!r} for {kind}:{name}'s {key}")
+
+
+def set_setting(host: Host, kind: str, name: str, key: str, value: str) -> None:
+    check_setting(kind, name, key, value)
     with store.transaction(host.db) as db:
         db.execute("INSERT INTO service_settings (kind, name, key, value) VALUES (?, ?, ?, ?) "
                    "ON CONFLICT (kind, name, key) DO UPDATE SET value = excluded.value", (kind, name, key, value))
