@@ -126,3 +126,11 @@ def test_resource_limit_with_one_odd_value_changes_none(home: Home) -> None:
     assert_refused(home.run("resource:limit", "shop", "--memory", "1g", "--cpus", "lots"), "invalid value 'lots'")
     assert_refused(home.run("resource:limit", "redis:cache", "--memory", "1g", "--pids", "lots"), "'lots'")
     assert home.state() == before and home.query("SELECT * FROM service_settings") == []
+
+
+def test_a_public_key_that_is_no_text_is_one_line(home: Home) -> None:
+    # Under a strict UTF-8 locale (en_US.UTF-8; C.UTF-8 is lenient) reading stdin raised UnicodeDecodeError.
+    before, keys = home.state(), home.query("SELECT name FROM ssh_keys ORDER BY name")
+    assert_refused(home.run("ssh-keys:add", "bob", stdin=b"ssh-ed25519 AAAA\xff\xfe\n",
+                            PYTHONIOENCODING="utf-8:strict"), "bob")
+    assert home.state() == before and home.query("SELECT name FROM ssh_keys ORDER BY name") == keys
