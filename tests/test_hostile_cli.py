@@ -6,8 +6,10 @@ database written directly, as `init` would leave it)."""
 
 from __future__ import annotations
 
+import datetime
 import json
 import os
+import shutil
 import sqlite3
 import subprocess
 import sys
@@ -134,3 +136,30 @@ def test_a_public_key_that_is_no_text_is_one_line(home: Home) -> None:
     assert_refused(home.run("ssh-keys:add", "bob", stdin=b"ssh-ed25519 AAAA\xff\xfe\n",
                             PYTHONIOENCODING="utf-8:strict"), "bob")
     assert home.state() == before and home.query("SELECT name FROM ssh_keys ORDER BY name") == keys
+
+
+def test_what_a_certificate_says_of_itself_is_shown_escaped_one_line_a_fact(home: Home) -> None:
+    # A certificate's names are any text its maker chose: ESC drove the admin's terminal, a newline forged lines.
+    from cryptography import x509
+    from cryptography.hazmat.primitives import hashes, serialization
+    from cryptography.hazmat.primitives.asymmetric import ec
+    from cryptography.x509.oid import NameOID
+
+    key = ec.generate_private_key(ec.SECP256R1())
+    name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "\x1b[2Jx\nexpires:   never")])
+    cert = (x509.CertificateBuilder().subject_name(name).issuer_name(name).public_key(key.public_key())
+            .serial_number(1).not_valid_before(datetime.datetime(2020, 1, 1))
+            .not_valid_after(datetime.datetime(2040, 1, 1)).sign(key, hashes.SHA256()))
+    folder = home.path / "certs" / "shop"
+    folder.mkdir(parents=True)
+    (folder / "fullchain.pem").write_bytes(cert.public_bytes(serialization.Encoding.PEM))
+    (folder / "privkey.pem").write_bytes(key.private_bytes(
+        serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8, serialization.NoEncryption()))
+    try:
+        shown = home.run("certs", "shop")
+    finally:
+        shutil.rmtree(home.path / "certs")
+    assert shown.returncode == 0, shown.stderr
+    lines = shown.stdout.splitlines()
+    assert len(lines) == 5 and "\x1b" not in shown.stdout, lines
+    assert lines[1] == "subject:   CN=\\x1b[2Jx\\nexpires:   never"
