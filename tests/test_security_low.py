@@ -390,6 +390,22 @@ def test_certs_add_reads_a_bounded_regular_file_or_says_why_not(paas: Paas) -> N
     assert not (paas.home / "certs" / app).exists()
 
 
+def test_read_pem_reads_only_a_bounded_regular_file_whatever_it_is_given(tmp_path: Path) -> None:
+    """read_pem itself (click's dir_okay=False stands before it on the command line): a folder raised
+    IsADirectoryError when its descriptor was opened as a file, before the regular-file check."""
+    from minipaas.errors import InvalidInput
+    from minipaas.routing import certs
+
+    huge = tmp_path / "huge.pem"
+    huge.write_bytes(b"x" * (certs.MAX_PEM + 1))
+    for path, words in [(str(tmp_path), "is not a regular file"), ("/dev/zero", "is not a regular file"),
+                        (str(huge), "is larger than"), (str(tmp_path / "none"), "cannot read"),
+                        ("a\nb", "cannot read the certificate file 'a\\nb'")]:
+        with pytest.raises(InvalidInput) as refused:
+            certs.read_pem(path, "certificate")
+        assert words in refused.value.message and "\n" not in refused.value.message
+
+
 # -- 7. and 9. package.json and the Procfile: checked facts only reach the Dockerfile --------------
 
 def push_package(paas: Paas, change: dict[str, object]) -> tuple[str, subprocess.CompletedProcess[str]]:

@@ -65,9 +65,10 @@ def read_pem(path: str, what: str) -> bytes:
         fd = os.open(path, os.O_RDONLY | os.O_NONBLOCK | os.O_NOCTTY)
     except OSError as exc:
         raise InvalidInput(f"cannot read the {what} file {_show(path)}: {exc.strerror}") from None
+    if not stat.S_ISREG(os.fstat(fd).st_mode):  # before fdopen, which refuses a folder with IsADirectoryError
+        os.close(fd)
+        raise InvalidInput(f"the {what} file {_show(path)} is not a regular file")
     with os.fdopen(fd, "rb") as handle:
-        if not stat.S_ISREG(os.fstat(fd).st_mode):
-            raise InvalidInput(f"the {what} file {_show(path)} is not a regular file")
         data = handle.read(MAX_PEM + 1)
     if len(data) > MAX_PEM:
         raise InvalidInput(f"the {what} file {_show(path)} is larger than {MAX_PEM // 1024} KiB")
