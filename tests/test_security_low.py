@@ -3,6 +3,7 @@ there is a message, and nothing changed."""
 
 from __future__ import annotations
 
+import datetime
 import json
 import os
 import re
@@ -404,6 +405,31 @@ def test_read_pem_reads_only_a_bounded_regular_file_whatever_it_is_given(tmp_pat
         with pytest.raises(InvalidInput) as refused:
             certs.read_pem(path, "certificate")
         assert words in refused.value.message and "\n" not in refused.value.message
+
+
+@pytest.mark.parametrize("san", [b"0\x0f\x82\x0da\nerror: x.t", b"\x00\x01", b""])
+def test_a_certificate_whose_names_cannot_be_read_is_one_line(san: bytes) -> None:
+    """A subject alternative names extension of malformed DER: cryptography raised ValueError reading it."""
+    from cryptography import x509
+    from cryptography.hazmat.primitives import hashes, serialization
+    from cryptography.hazmat.primitives.asymmetric import ec
+    from cryptography.x509.oid import ExtensionOID, NameOID
+
+    from minipaas.errors import InvalidInput
+    from minipaas.routing import certs
+
+    key = ec.generate_private_key(ec.SECP256R1())
+    name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "shop.example")])
+    cert = (x509.CertificateBuilder().subject_name(name).issuer_name(name).public_key(key.public_key())
+            .serial_number(1).not_valid_before(datetime.datetime(2020, 1, 1))
+            .not_valid_after(datetime.datetime(2040, 1, 1))
+            .add_extension(x509.UnrecognizedExtension(ExtensionOID.SUBJECT_ALTERNATIVE_NAME, san), critical=False)
+            .sign(key, hashes.SHA256()))
+    key_pem = key.private_bytes(serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8,
+                                serialization.NoEncryption())
+    with pytest.raises(InvalidInput) as refused:
+        certs.parse(cert.public_bytes(serialization.Encoding.PEM), key_pem)
+    assert "cannot be read" in refused.value.message and "\n" not in refused.value.message
 
 
 # -- 7. and 9. package.json and the Procfile: checked facts only reach the Dockerfile --------------

@@ -108,15 +108,20 @@ def _checked(chain_pem: bytes, key_pem: bytes) -> tuple[CertInfo, bytes]:
 
 
 def info_of(cert: x509.Certificate) -> CertInfo:
+    """A certificate's facts; one line when its names are not what they must be (cryptography reads them only
+    when asked, and raises ValueError on malformed DER: a file's certificate is whatever its maker wrote)."""
     from cryptography import x509
     try:
-        sans = tuple(cert.extensions.get_extension_for_class(x509.SubjectAlternativeName).value
-                     .get_values_for_type(x509.DNSName))
-    except x509.ExtensionNotFound:
-        sans = ()
-    return CertInfo(subject=cert.subject.rfc4514_string(), issuer=cert.issuer.rfc4514_string(), sans=sans,
-                    not_before=cert.not_valid_before_utc, not_after=cert.not_valid_after_utc,
-                    self_signed=cert.subject == cert.issuer)
+        try:
+            sans = tuple(cert.extensions.get_extension_for_class(x509.SubjectAlternativeName).value
+                         .get_values_for_type(x509.DNSName))
+        except x509.ExtensionNotFound:
+            sans = ()
+        return CertInfo(subject=cert.subject.rfc4514_string(), issuer=cert.issuer.rfc4514_string(), sans=sans,
+                        not_before=cert.not_valid_before_utc, not_after=cert.not_valid_after_utc,
+                        self_signed=cert.subject == cert.issuer)
+    except ValueError:
+        raise InvalidInput("the certificate's names or extensions cannot be read (malformed DER)") from None
 
 
 def info(host: Host, app: str) -> CertInfo:
