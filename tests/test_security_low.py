@@ -432,6 +432,36 @@ def test_a_certificate_whose_names_cannot_be_read_is_one_line(san: bytes) -> Non
     assert "cannot be read" in refused.value.message and "\n" not in refused.value.message
 
 
+@pytest.mark.parametrize(("found", "swapped"), [
+    ("2A8648CE3D0201", "2A8648CE3D0209"),  # the public key's algorithm: an unknown one
+    ("2A8648CE3D030107", "2A8648CE3D030109"),  # its curve: one cryptography has not
+])
+def test_a_certificate_of_a_key_kind_that_cannot_be_read_is_one_line(found: str, swapped: str) -> None:
+    """cryptography raises UnsupportedAlgorithm, not ValueError, for a key it has no type for."""
+    import base64
+
+    from cryptography import x509
+    from cryptography.hazmat.primitives import hashes, serialization
+    from cryptography.hazmat.primitives.asymmetric import ec
+    from cryptography.x509.oid import NameOID
+
+    from minipaas.errors import InvalidInput
+    from minipaas.routing import certs
+
+    key = ec.generate_private_key(ec.SECP256R1())
+    name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "shop.example")])
+    cert = (x509.CertificateBuilder().subject_name(name).issuer_name(name).public_key(key.public_key())
+            .serial_number(1).not_valid_before(datetime.datetime(2020, 1, 1))
+            .not_valid_after(datetime.datetime(2040, 1, 1)).sign(key, hashes.SHA256()))
+    der = cert.public_bytes(serialization.Encoding.DER).replace(bytes.fromhex(found), bytes.fromhex(swapped))
+    pem = b"-----BEGIN CERTIFICATE-----\n" + base64.encodebytes(der) + b"-----END CERTIFICATE-----\n"
+    key_pem = key.private_bytes(serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8,
+                                serialization.NoEncryption())
+    with pytest.raises(InvalidInput) as refused:
+        certs.parse(pem, key_pem)
+    assert "cannot be read" in refused.value.message and "\n" not in refused.value.message
+
+
 # -- 7. and 9. package.json and the Procfile: checked facts only reach the Dockerfile --------------
 
 def push_package(paas: Paas, change: dict[str, object]) -> tuple[str, subprocess.CompletedProcess[str]]:

@@ -83,6 +83,7 @@ def parse(chain_pem: bytes, key_pem: bytes) -> CertInfo:
 def _checked(chain_pem: bytes, key_pem: bytes) -> tuple[CertInfo, bytes]:
     """The leaf's facts, and the chain as certificate blocks only (what fullchain.pem may hold)."""
     from cryptography import x509
+    from cryptography.exceptions import UnsupportedAlgorithm
     from cryptography.hazmat.primitives import serialization
 
     if len(chain_pem) > MAX_PEM or len(key_pem) > MAX_PEM:
@@ -96,12 +97,15 @@ def _checked(chain_pem: bytes, key_pem: bytes) -> tuple[CertInfo, bytes]:
         raise InvalidInput("the certificate file holds no PEM certificate") from None
     try:
         key = serialization.load_pem_private_key(key_pem, password=None)
-    except (ValueError, TypeError):
+    except (ValueError, TypeError, UnsupportedAlgorithm):
         raise InvalidInput("the key file holds no unencrypted PEM private key") from None
     leaf = chain[0]
     public = serialization.PublicFormat.SubjectPublicKeyInfo
-    if key.public_key().public_bytes(serialization.Encoding.DER, public) != \
-            leaf.public_key().public_bytes(serialization.Encoding.DER, public):
+    try:  # read only now, by cryptography: a key of no type it knows raises UnsupportedAlgorithm
+        leaf_public = leaf.public_key().public_bytes(serialization.Encoding.DER, public)
+    except (ValueError, UnsupportedAlgorithm):
+        raise InvalidInput("the certificate's public key cannot be read (a kind of key cryptography has not)") from None
+    if key.public_key().public_bytes(serialization.Encoding.DER, public) != leaf_public:
         raise InvalidInput("the private key does not match the certificate")
     blocks = b"".join(cert.public_bytes(serialization.Encoding.PEM) for cert in chain)
     return info_of(leaf), blocks
