@@ -13,7 +13,8 @@ import shutil
 import sqlite3
 import subprocess
 import sys
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -83,6 +84,12 @@ def home(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Home]:
     yield Home(path)
 
 
+def at_once(*calls: Callable[[], subprocess.CompletedProcess[str]]) -> list[subprocess.CompletedProcess[str]]:
+    """Independent commands side by side (each is a Python start-up, most of its time): their results in order."""
+    with ThreadPoolExecutor(max_workers=len(calls)) as pool:
+        return [future.result() for future in [pool.submit(call) for call in calls]]
+
+
 def assert_refused(result: subprocess.CompletedProcess[str], words: str = "") -> None:
     assert result.returncode == 1, (result.returncode, result.stdout, result.stderr)
     assert "Traceback" not in result.stderr and "internal error" not in result.stderr, result.stderr
@@ -94,15 +101,18 @@ def assert_refused(result: subprocess.CompletedProcess[str], words: str = "") ->
 def test_a_git_repository_path_with_a_newline_is_refused_on_one_line(home: Home) -> None:
     before = home.state()
     # The path was shown through shlex.join, which keeps a newline in its quotes: a second, forged line.
-    assert_refused(home.ssh("alice", "git-upload-pack 'a\nerror: forged'"), "invalid repository 'a\\nerror")
-    assert_refused(home.ssh("alice", "git-receive-pack 'shop/../../x'"), "invalid repository")
+    forged, traversal = at_once(lambda: home.ssh("alice", "git-upload-pack 'a\nerror: forged'"),
+                                lambda: home.ssh("alice", "git-receive-pack 'shop/../../x'"))
+    assert_refused(forged, "invalid repository 'a\\nerror")
+    assert_refused(traversal, "invalid repository")
     assert home.state() == before
 
 
 def test_a_deployers_command_on_an_odd_app_name_is_refused_on_one_line(home: Home) -> None:
     # The app argument, found by click's parser, was named raw in the deployer's refusal.
-    assert_refused(home.ssh("ci", "ps 'a\nerror: forged'"), "has no access to app 'a\\nerror: forged'")
-    assert_refused(home.ssh("ci", "ps other"), "ci has no access to app other")
+    odd, other = at_once(lambda: home.ssh("ci", "ps 'a\nerror: forged'"), lambda: home.ssh("ci", "ps other"))
+    assert_refused(odd, "has no access to app 'a\\nerror: forged'")
+    assert_refused(other, "ci has no access to app other")
 
 
 def test_no_config_value_reaches_the_audit_log_wherever_it_stands(home: Home) -> None:
@@ -125,8 +135,10 @@ def test_a_config_value_that_is_no_utf8_is_one_line_and_stores_nothing(home: Hom
 def test_resource_limit_with_one_odd_value_changes_none(home: Home) -> None:
     # Each value was stored as it was checked: --memory 1g stayed when --cpus was refused after it.
     before = home.state()
-    assert_refused(home.run("resource:limit", "shop", "--memory", "1g", "--cpus", "lots"), "invalid value 'lots'")
-    assert_refused(home.run("resource:limit", "redis:cache", "--memory", "1g", "--pids", "lots"), "'lots'")
+    app, service = at_once(lambda: home.run("resource:limit", "shop", "--memory", "1g", "--cpus", "lots"),
+                           lambda: home.run("resource:limit", "redis:cache", "--memory", "1g", "--pids", "lots"))
+    assert_refused(app, "invalid value 'lots'")
+    assert_refused(service, "'lots'")
     assert home.state() == before and home.query("SELECT * FROM service_settings") == []
 
 
@@ -163,3 +175,27 @@ def test_what_a_certificate_says_of_itself_is_shown_escaped_one_line_a_fact(home
     lines = shown.stdout.splitlines()
     assert len(lines) == 5 and "\x1b" not in shown.stdout, lines
     assert lines[1] == "subject:   CN=\\x1b[2Jx\\nexpires:   never"
+
+
+def test_odd_settings_domains_and_certificate_files_are_one_line_and_change_nothing(home: Home, tmp_path: Path) -> None:
+    before = home.state()
+    garbage = tmp_path / "cert.pem"
+    garbage.write_bytes(b"-----BEGIN CERTIFICATE-----\n\xff\x00\n-----END CERTIFICATE-----\n")
+    digits, template, domain, cert = at_once(
+        lambda: home.run("settings:set", "shop", "pids", "\u00b2"),  # was a ValueError
+        lambda: home.run("settings:set", "shop", "review-url", "{slug}.{app.x}"),  # was an AttributeError
+        lambda: home.run("domains:add", "shop", "a\nerror: forged.test"),
+        lambda: home.run("certs:add", "shop", str(garbage), str(garbage)))
+    assert_refused(digits, "invalid value")
+    assert_refused(template, "invalid value")
+    assert_refused(domain, "invalid domain 'a\\nerror")
+    assert_refused(cert, "holds no PEM certificate")
+    assert home.state() == before and not (home.path / "certs").exists()
+
+
+def test_an_ssh_command_that_is_no_utf8_is_one_line_and_recorded_as_refused(home: Home) -> None:
+    count = len(home.query("SELECT id FROM events"))
+    assert_refused(home.ssh("alice", "apps:list \udcff"), "not valid UTF-8")
+    assert home.query("SELECT command, outcome FROM events ORDER BY id DESC LIMIT 1") == [
+        ("<unparsable command>", "refused")]
+    assert len(home.query("SELECT id FROM events")) == count + 1
