@@ -22,6 +22,7 @@ from hypothesis import HealthCheck, example, given, settings
 from hypothesis import strategies as st
 
 from conftest import assert_one_line_refusal
+from minipaas.build import sitebuild
 from minipaas.errors import MinipaasError
 from minipaas.routing import dochtml, docsite, sites
 from minipaas.routing.docmodel import LAYOUT_IDS, Page
@@ -265,6 +266,7 @@ def test_a_tar_entry_writes_where_its_name_says_inside_the_release_or_nothing(
 
 @SOME
 @given(st.binary(max_size=2000), st.integers(0, 3000))
+@example(b"garbage", 0)
 def test_a_damaged_archive_is_one_line_and_writes_nothing_outside(noise: bytes, cut: int) -> None:
     whole = archive([("index.html", tarfile.REGTYPE, b"<p>hi</p>" * 100, ""), ("a/b.css", tarfile.REGTYPE, b"x", "")],
                     tarfile.PAX_FORMAT)
@@ -274,6 +276,10 @@ def test_a_damaged_archive_is_one_line_and_writes_nothing_outside(noise: bytes, 
             target.mkdir()
             try:
                 sites.extract_tar(io.BytesIO(data), target)
+            except MinipaasError as refused:
+                assert_one_line_refusal(refused)
+            try:  # what a static build's output folder is compared by, before it is extracted
+                sitebuild.scan(io.BytesIO(data))
             except MinipaasError as refused:
                 assert_one_line_refusal(refused)
             assert {p.name for p in Path(tmp).iterdir()} == {"release"}
