@@ -124,3 +124,22 @@ def test_hostile_repository_files_are_one_line_and_the_live_release_keeps_servin
     commit(checkout, "an honest change")
     paas.push(checkout)
     assert paas.get(app).body == "again from my Dockerfile\n"
+
+
+def test_a_docs_site_pushed_with_urls_in_every_attribute_serves_no_javascript_url(paas: Paas) -> None:
+    """Issue 20's Markdown property found javascript: URLs nh3 keeps (longdesc, cite, srcset): pushed for real, the
+    served page holds none, and the honest URLs in the same attributes stay."""
+    app = paas.new_app()
+    checkout = paas.checkout(app, APPS / "markdown-docs")
+    (checkout / "README.md").write_text(
+        "# Docs\n\n"
+        '<img src="a.png" longdesc="javascript:alert(1)" srcset="javascript:alert(2) 1x, b.png 2x">\n\n'
+        '<blockquote cite=" JaVaScRiPt:alert(3)">q</blockquote> <q cite="java&#x09;script:alert(4)">q</q>\n\n'
+        '<img src="c.png" longdesc="https://example.test/d" srcset="e.png 1x, f.png 2x">\n\n'
+        '<blockquote cite="https://example.test/g">honest</blockquote>\n')
+    commit(checkout, "urls in every attribute")
+    paas.push(checkout)
+    page = paas.get(app, "/").body
+    assert "javascript" not in page.lower() and "alert(" not in page
+    for kept in ('longdesc="https://example.test/d"', 'srcset="e.png 1x, f.png 2x"', 'cite="https://example.test/g"'):
+        assert kept in page, kept
