@@ -160,6 +160,7 @@ def test_every_page_of_a_docs_site_carries_no_live_script_and_the_csp(files: dic
         for entry in json.loads((out / "assets" / "search-index.json").read_text(encoding="utf-8")):
             assert scheme(entry["url"]) is None and not entry["url"].startswith("/")
         assert not [p for p in Path(tmp).rglob("*") if p.is_symlink()]
+        assert {p.name for p in Path(tmp).iterdir()} == {"src", "out"}  # written into the output folder only
 
 
 # -- tar entries ---------------------------------------------------------------------------------------------
