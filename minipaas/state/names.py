@@ -148,12 +148,15 @@ _SIZE = re.compile(r"([1-9][0-9]{0,15})([kmg])")
 _UNITS = {"k": 1024, "m": 1024**2, "g": 1024**3}
 
 
+def _size_bytes(size: str) -> int | None:
+    found = _SIZE.fullmatch(size)
+    return int(found[1]) * _UNITS[found[2]] if found else None
+
+
 def is_size(value: str, *, at_least: str) -> bool:
     """A memory size as the settings take it (`512m`, `2g`, `6144k`), at least `at_least`."""
-    found, least = _SIZE.fullmatch(value), _SIZE.fullmatch(at_least)
-    assert least is not None
-    return found is not None and \
-        int(found[1]) * _UNITS[found[2]] >= int(least[1]) * _UNITS[least[2]]
+    size = _size_bytes(value)
+    return size is not None and size >= (_size_bytes(at_least) or 0)
 
 
 MAX_CPUS = 1024
