@@ -68,9 +68,8 @@ def test_an_ssh_command_line_is_one_line_or_words_that_round_trip_and_no_shell_s
     assert all("\x00" not in word for word in argv)
     raw.encode("utf-8")  # what was accepted is valid UTF-8
     # The words are shlex's, never a shell's: quoted back, they read the same (no expansion, no command
-    # substitution: `$(id)` is the five characters it is).
+    # substitution: `$(id)` stays the five characters it is, a word or part of one).
     assert sshentry.parse_command(shlex.join(argv)) == argv
-    assert "".join(argv).count("$(id)") == raw.replace("'", "").replace('"', "").replace("\\", "").count("$(id)")
 
 
 REPO_PARTS = ["~/", "/", "shop", ".git", "..", ".", "a-b", "Shop", "-x", "a" * 63, "a" * 64, "\n", " ", "é",
