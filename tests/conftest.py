@@ -15,6 +15,7 @@ import subprocess
 import sys
 import tempfile
 import time
+import unicodedata
 import uuid
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -36,6 +37,19 @@ def free_port() -> int:
 
 def docker(*args: str) -> str:
     return subprocess.run(["docker", *args], check=True, capture_output=True, text=True).stdout
+
+
+def assert_one_line_refusal(error: BaseException) -> None:
+    """A refusal as the house makes them: a MinipaasError whose message is one printable line, which the CLI
+    prints as `error: ...` and a push as `!     ...`: no newline, no other control character nor line separator
+    (echoed input shows escaped), and not empty."""
+    from minipaas.errors import MinipaasError
+
+    assert isinstance(error, MinipaasError), f"{type(error).__name__}: {error}"
+    message = error.message
+    assert message.strip(), "an empty message"
+    odd = [c for c in message if unicodedata.category(c) in ("Cc", "Zl", "Zp")]
+    assert not odd, f"control characters {odd!r} in {message!r}"
 
 
 @dataclass

@@ -20,10 +20,13 @@ def test_parse_checks_reads_paths_contents_and_settings() -> None:
     assert Check("/").passes(404, "") and not Check("/").passes(500, "")
 
 
-@pytest.mark.parametrize("text", ["", "# only a comment\n", "WAIT=soon\n/ x\n", "health\n", "//host/path x\n"])
+@pytest.mark.parametrize("text", ["", "# only a comment\n", "WAIT=soon\n/ x\n", "health\n", "//host/path x\n",
+                                  "/caf\u00e9 ok\n", "/a\tb\n", "/\x7f\n", "WAIT=\u00b2\n/\n", "TIMEOUT=\u0661\n/\n",
+                                  "WAIT=3601\n/\n", "TIMEOUT=" + "9" * 400 + "\n/\n"])
 def test_parse_checks_refuses_malformed_files(text: str) -> None:
-    with pytest.raises(InvalidInput):
+    with pytest.raises(InvalidInput) as refused:
         parse_checks(text)
+    assert "\n" not in refused.value.message and "\t" not in refused.value.message
 
 
 def test_checks_file_gates_the_deploy(paas: Paas) -> None:

@@ -10,7 +10,7 @@ import json
 import unicodedata
 
 import dockerfile
-from hypothesis import HealthCheck, given, settings
+from hypothesis import HealthCheck, example, given, settings
 from hypothesis import strategies as st
 
 from minipaas.build import buildpacks, builds, dockerfiles, nodeinstall, packagejson
@@ -20,7 +20,7 @@ from minipaas.errors import BuildFailed
 from minipaas.state.settings import SHARE_DIR
 
 ODD = ["\u00a0", "\u0085", "\u2028", "\u2029", "\u1680", "\u2000", "\u3000", "\ufeff", "\f", "\v", "\r", "\x1c",
-       "\x1d", "\x1e", "\0", "\x1b", "é", "à", "Ņ", "Ã", "\u200b"]
+       "\x1d", "\x1e", "\0", "\x1b", "é", "à", "Ņ", "Ã", "\u200b", "²", "\u0661"]
 PLAIN = list("abcXYZ019 \t\"'\\$=,-#[]<>/:.{}@%*&;|()!~`+_")
 CHARS = st.sampled_from(PLAIN * 3 + ODD)
 WORD = st.text(CHARS, min_size=0, max_size=12)
@@ -85,6 +85,8 @@ def assert_one_reading(rendered: str, instructions: list[reading.Instruction]) -
 
 @settings(max_examples=300, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 @given(dockerfile_text())
+@example("FROM minipaas/node:26 AS build\nFROM\n\\\n")  # a lone backslash: a command without a keyword
+@example("FROM minipaas/node:26 AS build\nFROM \u00b2\n")  # str.isdigit() takes it for a stage's index
 def test_what_is_accepted_parses_back_to_exactly_what_was_checked(text: str) -> None:
     try:
         instructions = reading.read(text)

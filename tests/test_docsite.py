@@ -485,3 +485,20 @@ def test_broken_links_between_pages_are_listed(tmp_path: Path) -> None:
         "README.md links to guide/setup.md#install-9, which does not exist",
         "guide/setup.md links to ../img/gone.png, which does not exist",
     ]
+
+
+def test_raw_html_keeps_no_javascript_url_in_any_attribute_that_holds_one(tmp_path: Path) -> None:
+    # nh3 checks href and src; GitHub's filter also longdesc and cite, and a srcset holds URLs too.
+    hostile = ('<img src="a.png" longdesc="javascript:alert(1)" srcset="javascript:alert(1) 1x, b.png 2x">\n'
+               '<blockquote cite="JaVaScRiPt:alert(1)">q</blockquote> <q cite=" javascript:x">q</q>\n'
+               '<del cite="vbscript:x">d</del> <ins cite="java&#x09;script:x">i</ins>\n'
+               '<picture><source srcset="data:text/html,x 1x"></picture> <div itemtype="javascript:x">d</div>\n')
+    honest = ('<img src="c.png" longdesc="https://example.test/d" srcset="e.png 1x, https://example.test/f.png 2x">'
+              '<blockquote cite="g.html">q</blockquote><div itemtype="https://schema.org/Thing">t</div>')
+    out, _ = render(tmp_path, {"README.md": hostile + "\n" + honest + "\n"}, allow_html=True)
+    body = article(read(out, "index.html"))
+    for gone in ("javascript", "vbscript", "data:text"):
+        assert gone not in body.lower(), gone
+    for kept in ('longdesc="https://example.test/d"', 'srcset="e.png 1x, https://example.test/f.png 2x"',
+                 'cite="g.html"', 'itemtype="https://schema.org/Thing"', 'src="a.png"'):
+        assert kept in body, kept

@@ -8,7 +8,7 @@ import sys
 
 import pytest
 
-from conftest import Paas
+from conftest import APPS, Paas, commit, git
 
 HOSTILE_NAMES = [
     "a;rm -rf /", "$(touch /tmp/pwned)", "`id`", "Hello", "a" * 64, "../etc", "x\ny", "app'", "a b", "", "9lives",
@@ -78,3 +78,68 @@ def test_usage_errors_exit_2_without_traceback(paas: Paas) -> None:
         result = paas.run(*args, check=False)
         assert result.returncode == 2 and "Traceback" not in result.stderr
         assert len(result.stderr.strip().splitlines()) == 1 and words in result.stderr, result.stderr
+
+
+# Repository files the Hypothesis properties of issue 20 found a traceback in (tests/test_fuzz_*.py), each pushed
+# for real: before the build (Dockerfile, package.json, app.json) or at the health check (CHECKS, app.json's
+# checks), one line and a rejected push; the live release keeps serving, and an honest push deploys after them.
+HOSTILE_FILES = [
+    ({"Dockerfile": "FROM minipaas/node:26\nCMD [\"node\", \"server.js\"]\n\\\n"},  # a backslash alone at the end
+     "no instruction, only a line continuation"),
+    ({"Dockerfile": "FROM minipaas/node:26 AS build\nFROM \u00b2\n"}, "Dockerfile line 2"),
+    ({"app.json": "[" * 100_000}, "app.json is nested too deeply"),
+    ({"Dockerfile": None, "package.json": '{"engines": {"node": "1 - v"}, "scripts": {"start": "node server.js"}}'},
+     "engines.node '1 - v' is not a Node.js version or range"),
+    ({"CHECKS": "/caf\u00e9 from my own\n"}, "the path must be printable ASCII"),
+    ({"CHECKS": "WAIT=\u00b2\n/\n"}, "WAIT must be a number of seconds from 0 to 3600"),
+    ({"app.json": json.dumps({"healthchecks": {"web": [{"path": "/caf\u00e9"}]}})},
+     "path must start with / and be printable ASCII"),
+]
+
+
+def test_hostile_repository_files_are_one_line_and_the_live_release_keeps_serving(paas: Paas) -> None:
+    app, checkout = paas.deploy(APPS / "dockerfile")
+    live, running = paas.repo_ref(app), paas.containers()
+    for files, words in HOSTILE_FILES:
+        originals = {name: (checkout / name).read_bytes() for name in files if (checkout / name).exists()}
+        for name, text in files.items():
+            if text is None:
+                (checkout / name).unlink()
+            else:
+                (checkout / name).write_text(text, encoding="utf-8")
+        commit(checkout, f"hostile {', '.join(files)}")
+        result = paas.push(checkout, expect_ok=False)
+        output = result.stdout + result.stderr
+        errors = [line.rstrip() for line in output.splitlines() if line.startswith("remote: !")]
+        assert "internal error" not in output and "Traceback" not in output, output
+        assert len(errors) == 2 and words in errors[0], output
+        assert errors[1] == "remote: !     push rejected; the previous release keeps serving", output
+        assert paas.repo_ref(app) == live and paas.containers() == running  # nothing of the rejected release left
+        assert paas.get(app).body == "from my own Dockerfile\n"
+        git(checkout, "reset", "-q", "--hard", live)
+        for name, data in originals.items():
+            assert (checkout / name).read_bytes() == data
+    # The honest variant: the same app, a change, deployed.
+    (checkout / "server.js").write_text((checkout / "server.js").read_text().replace("from my own", "again from my"))
+    commit(checkout, "an honest change")
+    paas.push(checkout)
+    assert paas.get(app).body == "again from my Dockerfile\n"
+
+
+def test_a_docs_site_pushed_with_urls_in_every_attribute_serves_no_javascript_url(paas: Paas) -> None:
+    """Issue 20's Markdown property found javascript: URLs nh3 keeps (longdesc, cite, srcset): pushed for real, the
+    served page holds none, and the honest URLs in the same attributes stay."""
+    app = paas.new_app()
+    checkout = paas.checkout(app, APPS / "markdown-docs")
+    (checkout / "README.md").write_text(
+        "# Docs\n\n"
+        '<img src="a.png" longdesc="javascript:alert(1)" srcset="javascript:alert(2) 1x, b.png 2x">\n\n'
+        '<blockquote cite=" JaVaScRiPt:alert(3)">q</blockquote> <q cite="java&#x09;script:alert(4)">q</q>\n\n'
+        '<img src="c.png" longdesc="https://example.test/d" srcset="e.png 1x, f.png 2x">\n\n'
+        '<blockquote cite="https://example.test/g">honest</blockquote>\n')
+    commit(checkout, "urls in every attribute")
+    paas.push(checkout)
+    page = paas.get(app, "/").body
+    assert "javascript" not in page.lower() and "alert(" not in page
+    for kept in ('longdesc="https://example.test/d"', 'srcset="e.png 1x, f.png 2x"', 'cite="https://example.test/g"'):
+        assert kept in page, kept

@@ -92,7 +92,8 @@ def test_nothing_satisfies_is_one_line_with_the_newest_of_each_major() -> None:
         resolve("20", catalog=nv.Catalog(()))
 
 
-@pytest.mark.parametrize("text", ["lts", "node 18", ">>18", "^^2", "twenty", "system", "iojs", "18.x.y"])
+@pytest.mark.parametrize("text", ["lts", "node 18", ">>18", "^^2", "twenty", "system", "iojs", "18.x.y",
+                                  "1 - v", "v - v", "1.x || v - 2"])
 def test_garbage_is_one_line(text: str) -> None:
     with pytest.raises(InvalidInput) as caught:
         resolve(text, ".nvmrc")

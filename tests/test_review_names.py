@@ -103,8 +103,14 @@ def test_review_urls(host: Host) -> None:
     assert apps.default_domain(host, "hello--topic") == f"topic.hello.{domain}"
     apps.set_setting(host, "hello", "review-url", "{app}-{slug}.review.{domain}")
     assert apps.default_domain(host, "hello--topic") == f"hello-topic.review.{domain}"
-    for bad in ("{app}.{domain}", "{slug}..{domain}", "{slug}.{nope}", "{slug}/x.{domain}", "{slug}.{0}"):
-        with pytest.raises(InvalidInput):
+    for bad in ("{app}.{domain}", "{slug}..{domain}", "{slug}.{nope}", "{slug}/x.{domain}", "{slug}.{0}",
+                # str.format's attributes, indexes, conversions and specs: an AttributeError or a TypeError
+                # before, and `{slug:.4}` renders `a-b` well and `abc-` for the branch abc-def
+                "{slug}.{app.x}", "{slug}.{app[x]}", "{slug!r}.{domain}", "{slug:.4}.{domain}", "{slug}.{",
+                "{slug}.{app.__class__}"):
+        with pytest.raises(InvalidInput) as refused:
             apps.set_setting(host, "hello", "review-url", bad)
+        assert "\n" not in refused.value.message
+    assert apps.default_domain(host, "hello--topic") == f"hello-topic.review.{domain}"
     assert host.settings.image_tag("hello--topic", 3, "1a2b3c4d5e") == f"{host.settings.instance}/hello:topic-1a2b3c4"
     assert host.settings.image_tag("hello", 3, "1a2b3c4d5e") == f"{host.settings.instance}/hello:3"

@@ -3,6 +3,7 @@ there is a message, and nothing changed."""
 
 from __future__ import annotations
 
+import datetime
 import json
 import os
 import re
@@ -390,6 +391,77 @@ def test_certs_add_reads_a_bounded_regular_file_or_says_why_not(paas: Paas) -> N
     assert not (paas.home / "certs" / app).exists()
 
 
+def test_read_pem_reads_only_a_bounded_regular_file_whatever_it_is_given(tmp_path: Path) -> None:
+    """read_pem itself (click's dir_okay=False stands before it on the command line): a folder raised
+    IsADirectoryError when its descriptor was opened as a file, before the regular-file check."""
+    from minipaas.errors import InvalidInput
+    from minipaas.routing import certs
+
+    huge = tmp_path / "huge.pem"
+    huge.write_bytes(b"x" * (certs.MAX_PEM + 1))
+    for path, words in [(str(tmp_path), "is not a regular file"), ("/dev/zero", "is not a regular file"),
+                        (str(huge), "is larger than"), (str(tmp_path / "none"), "cannot read"),
+                        ("a\nb", "cannot read the certificate file 'a\\nb'")]:
+        with pytest.raises(InvalidInput) as refused:
+            certs.read_pem(path, "certificate")
+        assert words in refused.value.message and "\n" not in refused.value.message
+
+
+@pytest.mark.parametrize("san", [b"0\x0f\x82\x0da\nerror: x.t", b"\x00\x01", b""])
+def test_a_certificate_whose_names_cannot_be_read_is_one_line(san: bytes) -> None:
+    """A subject alternative names extension of malformed DER: cryptography raised ValueError reading it."""
+    from cryptography import x509
+    from cryptography.hazmat.primitives import hashes, serialization
+    from cryptography.hazmat.primitives.asymmetric import ec
+    from cryptography.x509.oid import ExtensionOID, NameOID
+
+    from minipaas.errors import InvalidInput
+    from minipaas.routing import certs
+
+    key = ec.generate_private_key(ec.SECP256R1())
+    name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "shop.example")])
+    cert = (x509.CertificateBuilder().subject_name(name).issuer_name(name).public_key(key.public_key())
+            .serial_number(1).not_valid_before(datetime.datetime(2020, 1, 1))
+            .not_valid_after(datetime.datetime(2040, 1, 1))
+            .add_extension(x509.UnrecognizedExtension(ExtensionOID.SUBJECT_ALTERNATIVE_NAME, san), critical=False)
+            .sign(key, hashes.SHA256()))
+    key_pem = key.private_bytes(serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8,
+                                serialization.NoEncryption())
+    with pytest.raises(InvalidInput) as refused:
+        certs.parse(cert.public_bytes(serialization.Encoding.PEM), key_pem)
+    assert "cannot be read" in refused.value.message and "\n" not in refused.value.message
+
+
+@pytest.mark.parametrize(("found", "swapped"), [
+    ("2A8648CE3D0201", "2A8648CE3D0209"),  # the public key's algorithm: an unknown one
+    ("2A8648CE3D030107", "2A8648CE3D030109"),  # its curve: one cryptography has not
+])
+def test_a_certificate_of_a_key_kind_that_cannot_be_read_is_one_line(found: str, swapped: str) -> None:
+    """cryptography raises UnsupportedAlgorithm, not ValueError, for a key it has no type for."""
+    import base64
+
+    from cryptography import x509
+    from cryptography.hazmat.primitives import hashes, serialization
+    from cryptography.hazmat.primitives.asymmetric import ec
+    from cryptography.x509.oid import NameOID
+
+    from minipaas.errors import InvalidInput
+    from minipaas.routing import certs
+
+    key = ec.generate_private_key(ec.SECP256R1())
+    name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "shop.example")])
+    cert = (x509.CertificateBuilder().subject_name(name).issuer_name(name).public_key(key.public_key())
+            .serial_number(1).not_valid_before(datetime.datetime(2020, 1, 1))
+            .not_valid_after(datetime.datetime(2040, 1, 1)).sign(key, hashes.SHA256()))
+    der = cert.public_bytes(serialization.Encoding.DER).replace(bytes.fromhex(found), bytes.fromhex(swapped))
+    pem = b"-----BEGIN CERTIFICATE-----\n" + base64.encodebytes(der) + b"-----END CERTIFICATE-----\n"
+    key_pem = key.private_bytes(serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8,
+                                serialization.NoEncryption())
+    with pytest.raises(InvalidInput) as refused:
+        certs.parse(pem, key_pem)
+    assert "cannot be read" in refused.value.message and "\n" not in refused.value.message
+
+
 # -- 7. and 9. package.json and the Procfile: checked facts only reach the Dockerfile --------------
 
 def push_package(paas: Paas, change: dict[str, object]) -> tuple[str, subprocess.CompletedProcess[str]]:
@@ -442,6 +514,9 @@ def test_engines_node_of_the_wrong_type_is_one_line(paas: Paas) -> None:
     ({"packageManager": "npm@10.0.0 && id"}, "must name an exact version"),
     ({"packageManager": "pnpm@9.1.0+sha512.x\nRUN id"}, "must name an exact version"),
     ({"packageManager": "yarn@4.1.0+md5.abc"}, "must name an exact version"),
+    ({"packageManager": "npm@0.0.0-00"}, "must name an exact version"),  # SemVer: no leading zero in a number
+    ({"packageManager": "pnpm@9.1.0-rc.01"}, "must name an exact version"),
+    ({"packageManager": "npm@1\u0661.0.0"}, "must name an exact version"),  # a regex's \d takes any digit
 ])
 def test_odd_package_json_facts_are_one_line(document: dict[str, object], words: str) -> None:
     from minipaas.build import packagejson

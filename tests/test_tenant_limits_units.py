@@ -5,16 +5,19 @@ real pushes in test_review_secrets.py, test_site_dotfiles.py and test_quotas.py.
 
 from __future__ import annotations
 
+import io
 import re
 import sqlite3
+import subprocess
+import tarfile
 from pathlib import Path
 
 import pytest
 from test_nginx_text import STATIC, SYSTEM
 
-from minipaas.errors import Conflict, InvalidInput
+from minipaas.errors import BuildFailed, Conflict, InvalidInput
 from minipaas.routing import nginxconf, sites
-from minipaas.state import apps, config, reviews, store
+from minipaas.state import apps, config, reviews, services, store
 from minipaas.state import settings as settings_mod
 from minipaas.state.host import Host
 
@@ -190,3 +193,110 @@ def test_the_nginx_rule_refuses_dot_paths_but_well_known(path: str, refused: boo
     """nginx matches the decoded, normalized path ($uri): /%2eenv arrives here as /.env (the engine test sends
     the encoded forms through a real nginx)."""
     assert bool(_dot_rule().search(path)) == refused
+
+
+def _tar(*members: tuple[str, bytes | None]) -> io.BytesIO:
+    """A tar of regular files (bytes) and folders (None), by name as given."""
+    buffer = io.BytesIO()
+    with tarfile.open(fileobj=buffer, mode="w", format=tarfile.PAX_FORMAT) as tar:
+        for name, data in members:
+            info = tarfile.TarInfo(name)
+            info.type = tarfile.REGTYPE if data is not None else tarfile.DIRTYPE
+            info.size = len(data or b"")
+            tar.addfile(info, io.BytesIO(data) if data is not None else None)
+    buffer.seek(0)
+    return buffer
+
+
+def test_an_archives_names_keep_their_dots_so_the_site_leaves_out_its_dotfiles(tmp_path: Path) -> None:
+    # `./.env` is `.env`: reading `./` off with lstrip once turned it into `env`, which was served.
+    sites.extract_tar(_tar(("./.env", b"SECRET=1"), ("././.git/config", b"x"), ("./../up", b"x"),
+                           ("./index.html", b"hi")), tmp_path)
+    assert sorted(str(p.relative_to(tmp_path)) for p in tmp_path.rglob("*")) == [".env", ".git", ".git/config",
+                                                                                 "index.html"]
+    assert sites.drop_hidden(tmp_path) == [".env", ".git/"]
+
+
+@pytest.mark.parametrize("members", [
+    (("a", b"file"), ("a/b", b"under a file")),
+    (("a", None), ("a", b"a file where a folder is")),
+    (("x" * 300, b"a name too long for the filesystem"),),
+])
+def test_an_archive_entry_that_cannot_be_written_is_one_line(tmp_path: Path, members: tuple) -> None:
+    with pytest.raises(BuildFailed) as refused:
+        sites.extract_tar(_tar(*members), tmp_path)
+    assert "\n" not in refused.value.message and refused.value.message.startswith("cannot write ")
+
+
+@pytest.mark.parametrize("data", [b"", b"not a tar", _tar(("index.html", b"hi" * 400)).getvalue()[:700]])
+def test_a_damaged_archive_is_one_line(tmp_path: Path, data: bytes) -> None:
+    with pytest.raises(BuildFailed) as refused:
+        sites.extract_tar(io.BytesIO(data), tmp_path)
+    assert "\n" not in refused.value.message and "damaged archive" in refused.value.message
+
+
+@pytest.mark.parametrize("value", ["\u00b2", "\u0661\u0662", "1" * 5000, "+5", " 5", "5\n"])
+def test_a_number_in_a_setting_is_ascii_digits_or_one_line(host: Host, value: str) -> None:
+    # str.isdigit() takes `²` (int() refuses it: "internal error") and Arabic-Indic digits; 5000 digits pass
+    # isdigit() and exceed int()'s limit.
+    for key in ("pids", "healthcheck-timeout", "keep-releases"):
+        with pytest.raises(InvalidInput) as refused:
+            apps.set_setting(host, "shop", key, value)
+        assert "\n" not in refused.value.message
+    with store.transaction(host.db) as db:
+        db.execute("INSERT OR IGNORE INTO services (kind, name, version, password, created_at) "
+                   "VALUES ('redis', 'cache', '7', 'p', 0)")
+    for key in ("pids", "backup-retention"):
+        with pytest.raises(InvalidInput):
+            services.set_setting(host, "redis", "cache", key, value)
+    for variable in ("MINIPAAS_HTTP_PORT", "MINIPAAS_NODE_MAJOR"):
+        with pytest.raises(InvalidInput) as refused:
+            settings_mod.load({"MINIPAAS_HOME": str(host.settings.home), variable: value})
+        assert "\n" not in refused.value.message
+    apps.set_setting(host, "shop", "pids", "0100")  # ASCII digits, leading zeros and all, mean their number
+    assert apps.limits(host, "shop").pids == 100
+
+
+@pytest.mark.parametrize("value", ["0.0000000001", "0.001", "0.00", "1" * 400, "1025", "01", "1e3", "inf", " 1"])
+def test_a_cpu_limit_the_engine_and_the_kernel_cannot_take_is_one_line(host: Host, value: str) -> None:
+    # 0.0000000001 was 0 nano-CPUs (no limit at all) and a cpu.max quota of 0 (`max`); 400 digits an infinite
+    # float, which no limit can be made of.
+    with store.transaction(host.db) as db:
+        db.execute("INSERT OR IGNORE INTO services (kind, name, version, password, created_at) "
+                   "VALUES ('redis', 'cache', '7', 'p', 0)")
+    for key in ("cpus", "build-cpus"):
+        with pytest.raises(InvalidInput):
+            apps.set_setting(host, "shop", key, value)
+    with pytest.raises(InvalidInput):
+        services.set_setting(host, "redis", "cache", "cpus", value)
+    for honest in ("0.01", "0.5", "1.25", "1024"):
+        apps.set_setting(host, "shop", "cpus", honest)
+        apps.set_setting(host, "shop", "build-cpus", honest)
+        services.set_setting(host, "redis", "cache", "cpus", honest)
+        assert apps.limits(host, "shop").cpus == float(honest)
+
+
+@pytest.mark.parametrize("value", ["1k", "6143k", "5m", "1" * 5000 + "m"])
+def test_a_memory_limit_below_the_engines_least_is_one_line(host: Host, value: str) -> None:
+    # The engine refuses less than 6 MiB ("Minimum memory limit allowed is 6MB"): the next deploy failed.
+    with store.transaction(host.db) as db:
+        db.execute("INSERT OR IGNORE INTO services (kind, name, version, password, created_at) "
+                   "VALUES ('redis', 'cache', '7', 'p', 0)")
+    with pytest.raises(InvalidInput):
+        apps.set_setting(host, "shop", "memory", value)
+    with pytest.raises(InvalidInput):
+        services.set_setting(host, "redis", "cache", "memory", value)
+    for honest in ("6m", "6144k", "1g"):
+        apps.set_setting(host, "shop", "memory", honest)
+        services.set_setting(host, "redis", "cache", "memory", honest)
+
+
+@pytest.mark.parametrize("value", [".x", "a.lock", "a/.b", "a.", "x/y.lock/z", "a/b."])
+def test_a_deploy_branch_no_git_ref_can_be_is_one_line(host: Host, value: str) -> None:
+    # Stored before, and no push could ever deploy: git refuses such a ref (git check-ref-format).
+    assert subprocess.run(["git", "check-ref-format", f"refs/heads/{value}"]).returncode != 0
+    with pytest.raises(InvalidInput):
+        apps.set_setting(host, "shop", "deploy-branch", value)
+    for honest in ("main", "release/1.2", "-x", "a_b/c-d.e"):
+        assert subprocess.run(["git", "check-ref-format", f"refs/heads/{honest}"]).returncode == 0
+        apps.set_setting(host, "shop", "deploy-branch", honest)

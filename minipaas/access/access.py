@@ -11,7 +11,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from minipaas.errors import MinipaasError
-from minipaas.state.names import parent_of
+from minipaas.state.names import APP_NAME, _show, parent_of
 
 
 class PermissionDenied(MinipaasError):
@@ -70,7 +70,8 @@ def authorize(command: str, app: str | None) -> None:
     if not p.may_run(command):
         raise PermissionDenied(f"{p.name} is a deployer and may not run {command}")
     if app is not None and not p.may_reach(app):
-        raise PermissionDenied(f"{p.name} has no access to app {app}")
+        shown = app if APP_NAME.fullmatch(app) else _show(app)  # the client's argument, on one line
+        raise PermissionDenied(f"{p.name} has no access to app {shown}")
 
 
 def authorize_git(app: str, *, exists: bool, push: bool) -> None:

@@ -13,10 +13,10 @@ REDACTED = "<redacted>"
 
 
 def redact(argv: list[str]) -> list[str]:
-    """Config values never reach the log: `config:set APP KEY=secret` is kept as `KEY=<redacted>`."""
+    """Config values never reach the log: `config:set APP KEY=secret` is kept as `KEY=<redacted>`, wherever an
+    assignment stands (an app name, or an option, has no `=`: one typed in the app's place is a value too)."""
     if argv and argv[0] == "config:set":
-        return [a if i < 2 or "=" not in a or a.startswith("-") else a.split("=", 1)[0] + "=" + REDACTED
-                for i, a in enumerate(argv)]
+        return [argv[0], *(a.split("=", 1)[0] + "=" + REDACTED if "=" in a else a for a in argv[1:])]
     return list(argv)
 
 

@@ -150,7 +150,7 @@ class _Walk:
         ref = reference.strip()
         if ref.lower() in self.stages and ref.lower():
             return ref.lower()
-        if ref.isdigit() and int(ref) < len(self.stages):
+        if re.fullmatch(r"[0-9]{1,6}", ref) and int(ref) < len(self.stages):  # not isdigit(): `²` is one
             if index_ok:
                 return self.stages[int(ref)] or str(int(ref))
             raise Unrenderable(f"Dockerfile line {line}: {what} takes a stage by its name, not its index: name the "

@@ -90,7 +90,7 @@ def render(instructions: list[Instruction]) -> str:
     text = "\n".join(lines) + "\n"
     try:
         again = [_instruction(command, checked=False) for command in dockerfile.parse_string(text)]
-    except dockerfile.GoParseError:
+    except (dockerfile.GoParseError, Unrenderable):
         again = []
     if again != list(instructions):
         bad = next((i for i, (a, b) in enumerate(zip(again, instructions, strict=False)) if a != b),
@@ -133,6 +133,8 @@ def _refuse_directives(text: str) -> None:
 
 
 def _instruction(command: dockerfile.Command, *, checked: bool = True) -> Instruction:
+    if command.cmd is None:  # what BuildKit's parser makes of a line that is only a backslash
+        raise Unrenderable(f"Dockerfile line {command.start_line}: no instruction, only a line continuation")
     keyword, line = command.cmd.upper(), command.start_line
     if checked:
         if keyword == "ONBUILD":

@@ -116,7 +116,7 @@ def spec_for(wanted: Wanted, lts: Mapping[str, int]) -> NpmSpec:
     normalized = re.sub(r"(<=|>=|<|>|=|\^|~)\s+(?=[\dvx*X])", r"\1", text)
     try:
         return NpmSpec(normalized)
-    except ValueError:
+    except (ValueError, AttributeError):  # semantic_version's parser fails so on a hyphen range of no version (`1 - v`)
         raise InvalidInput(f"{wanted.describe()} is not a Node.js version or range (such as 20, 20.17.x, "
                            f"^20.3, >=18 <21 or lts/iron)") from None
 

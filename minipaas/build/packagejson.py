@@ -22,8 +22,11 @@ _LOCAL_SPECS = ("file:", "link:", "portal:", "workspace:", "./", "../", "/", "~/
 _CACHE_FOLDER = re.compile(r"[A-Za-z0-9._@+-]{1,100}(?:/[A-Za-z0-9._@+-]{1,100}){0,9}")
 # Corepack's form: name@version, optionally +sha<bits>.<hex digest> (pnpm@9.1.0+sha512.0123...).
 _MANAGER_NAME = re.compile(r"(?P<name>[A-Za-z0-9][A-Za-z0-9._-]{0,60})@(?P<rest>.*)", re.DOTALL)
+# SemVer's pre-release identifiers: a number without a leading zero, or alphanumerics with a letter or dash.
+_PRERELEASE_ID = r"(?:0|[1-9][0-9]*|[0-9]*[A-Za-z-][0-9A-Za-z-]*)"
 _MANAGER_VERSION = re.compile(
-    r"(?P<version>(?:0|[1-9]\d*)\.(?:0|[1-9]\d*)\.(?:0|[1-9]\d*)(?:-[0-9A-Za-z-]+(?:\.[0-9A-Za-z-]+)*)?)"
+    r"(?P<version>(?:0|[1-9][0-9]*)\.(?:0|[1-9][0-9]*)\.(?:0|[1-9][0-9]*)"
+    rf"(?:-{_PRERELEASE_ID}(?:\.{_PRERELEASE_ID})*)?)"
     r"(?:\+(?P<hash>sha(?:1|224|256|384|512)\.[0-9a-fA-F]{1,128}))?"
 )
 

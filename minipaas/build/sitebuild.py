@@ -12,6 +12,7 @@ from __future__ import annotations
 import hashlib
 import io
 import tarfile
+import zlib
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -43,17 +44,20 @@ def scan(archive: io.BytesIO, *, sha256: bool = False) -> Output:
     """Read a tar of one folder as Docker's archive API gives it (`name/...`); rewinds it for extraction."""
     files: dict[str, str] = {}
     is_link = False
-    with tarfile.open(fileobj=archive, mode="r:*") as tar:
-        for member in tar:
-            _, _, rest = member.name.removeprefix("./").partition("/")
-            if not rest:
-                is_link = is_link or member.issym() or member.islnk()
-                continue
-            if member.isfile():
-                source = tar.extractfile(member)
-                files[rest] = blob_id(source.read() if source else b"", sha256=sha256)
-            elif member.issym():
-                files[rest] = blob_id(member.linkname.encode(), sha256=sha256)
+    try:
+        with tarfile.open(fileobj=archive, mode="r:*") as tar:
+            for member in tar:
+                _, _, rest = member.name.removeprefix("./").partition("/")
+                if not rest:
+                    is_link = is_link or member.issym() or member.islnk()
+                    continue
+                if member.isfile():
+                    source = tar.extractfile(member)
+                    files[rest] = blob_id(source.read() if source else b"", sha256=sha256)
+                elif member.issym():
+                    files[rest] = blob_id(member.linkname.encode(), sha256=sha256)
+    except (tarfile.TarError, EOFError, zlib.error):  # the engine's copy cut short (it went away mid-copy)
+        raise BuildFailed("the build's output folder came as a damaged archive") from None
     archive.seek(0)
     return Output(files=files, is_link=is_link)
 

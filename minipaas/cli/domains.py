@@ -6,7 +6,7 @@ from typing import Any
 
 import click
 
-from minipaas.cli.common import current_host, existing_app, print_json, say
+from minipaas.cli.common import current_host, existing_app, print_json, printable, say
 from minipaas.errors import MinipaasError
 
 
@@ -48,10 +48,11 @@ def domains_remove(app: str, domain: str) -> None:
 
 
 def _show_cert(app: str, cert: Any) -> None:
+    # A certificate's names are whatever its maker wrote: shown escaped, one line each.
     say(f"=====> {app} certificate")
-    say(f"subject:   {cert.subject}")
-    say(f"issuer:    {cert.issuer}{' (self-signed)' if cert.self_signed else ''}")
-    say(f"names:     {', '.join(cert.sans) or '-'}")
+    say(f"subject:   {printable(cert.subject)}")
+    say(f"issuer:    {printable(cert.issuer)}{' (self-signed)' if cert.self_signed else ''}")
+    say(f"names:     {printable(', '.join(cert.sans)) or '-'}")
     say(f"expires:   {cert.not_after:%Y-%m-%d %H:%M} UTC ({cert.days_left} days left)")
 
 

@@ -19,7 +19,15 @@ def ssh_keys_add(name: str, role: str) -> None:
 
     if sys.stdin.isatty():
         raise MinipaasError(f"pipe the public key in: minipaas ssh-keys:add {name} < {name}.pub")
-    record = keys.add(current_host(), name, role, sys.stdin.read(keys.MAX_KEY_LINE + 1))
+    # Bytes, decoded here: the locale's own decoding may be strict and raise on a binary file.
+    raw = sys.stdin.buffer.read(keys.MAX_KEY_LINE + 1)
+    try:
+        text = raw.decode("utf-8")
+    except UnicodeDecodeError:
+        if len(raw) <= keys.MAX_KEY_LINE:
+            raise MinipaasError(f"the public key given for {name} is not text (UTF-8)") from None
+        text = raw.decode("utf-8", "replace")  # cut inside a character: refused as too long
+    record = keys.add(current_host(), name, role, text)
     say(f"-----> Added {record.name} ({record.role}) {record.fingerprint}")
 
 

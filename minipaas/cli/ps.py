@@ -82,6 +82,8 @@ def resource_limit(app: str, memory: str | None, cpus: str | None, pids: str | N
         for key in ("memory", "cpus", "pids", "read-only"):
             say(f"{key}: {apps.get_setting(host, app, key) or 'unlimited'}")
         return
+    for key, value in changes.items():  # all checked before any is stored
+        apps.check_setting(key, value)
     for key, value in changes.items():
         apps.set_setting(host, app, key, value)
     say(f"-----> {app}: {', '.join(f'{k}={v or chr(39) * 2}' for k, v in changes.items())}")

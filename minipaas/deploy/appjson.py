@@ -21,6 +21,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from minipaas.errors import InvalidInput
+from minipaas.state.names import REQUEST_PATH
 
 MAX_CHECKS = 20
 DEPLOY_TYPES = ("", "startup")
@@ -40,8 +41,10 @@ class Healthcheck:
     initial_delay: float = 0.0
 
     def describe(self) -> str:
+        """The check on one line of the push's output (a command's newlines and escapes shown escaped)."""
         if self.command:
-            return f"`{' '.join(self.command)}` exiting 0"
+            shown = " ".join(self.command)
+            return f"`{shown if shown.isprintable() else repr(shown)[1:-1]}` exiting 0"
         if self.uptime:
             return f"staying up {self.uptime:g}s"
         return f"GET {self.path}" + (f" containing {self.content!r}" if self.content else "")
@@ -58,6 +61,8 @@ def _load(raw: bytes) -> Mapping[str, Any]:
         data = json.loads(raw)
     except (ValueError, UnicodeDecodeError) as exc:
         raise InvalidInput(f"app.json is not valid JSON: {exc}") from None
+    except RecursionError:
+        raise InvalidInput("app.json is nested too deeply") from None
     if not isinstance(data, Mapping):
         raise InvalidInput("app.json must hold a JSON object")
     return data
@@ -114,13 +119,15 @@ def _entry(entry: Any, number: int) -> tuple[str, Healthcheck]:
     command = entry.get("command") or ()
     if isinstance(command, str):
         command = ("/bin/sh", "-c", command)
-    if not isinstance(command, list | tuple) or not all(isinstance(c, str) for c in command):
-        raise InvalidInput(f"{where}: command must be a string or a list of strings")
+    # No NUL: a process' arguments cannot carry one.
+    if not isinstance(command, list | tuple) or not all(isinstance(c, str) and "\0" not in c for c in command):
+        raise InvalidInput(f"{where}: command must be a string or a list of strings (without NUL)")
     uptime = _number(entry, "uptime", where, 0)
     if not (path or command or uptime):
         path = "/"  # dokku's default: an HTTP check of /
-    if path and not path.startswith("/"):
-        raise InvalidInput(f"{where}: path must start with /, not {path[:60]!r}")
+    if path and not REQUEST_PATH.fullmatch(path):
+        raise InvalidInput(f"{where}: path must start with / and be printable ASCII without spaces (percent-encode "
+                           f"the rest: /caf%C3%A9), not {path[:60]!r}")
     port = entry.get("port")
     if port is not None and (not isinstance(port, int) or isinstance(port, bool) or not 0 < port < 65536):
         raise InvalidInput(f"{where}: port must be a number from 1 to 65535")
@@ -134,10 +141,15 @@ def _entry(entry: Any, number: int) -> tuple[str, Healthcheck]:
 
 
 def _text(entry: Mapping[str, Any], key: str, where: str) -> str:
+    """A name, type, path or content: one line of text, shown on the push's lines (no control character, C1's
+    terminal escapes included, nor line separator)."""
     value = entry.get(key, "")
-    if not isinstance(value, str) or any(ord(c) < 32 for c in value) or len(value) > 1024:
+    if not isinstance(value, str) or _NOT_TEXT.search(value) or len(value) > 1024:
         raise InvalidInput(f"{where}: {key} must be a line of text")
     return value
+
+
+_NOT_TEXT = re.compile(r"[\x00-\x1f\x7f-\x9f\u2028\u2029]")
 
 
 def _number(entry: Mapping[str, Any], key: str, where: str, default: float, *, low: float = 0) -> float:

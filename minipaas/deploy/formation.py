@@ -17,6 +17,7 @@ from minipaas.deploy import appjson, health
 from minipaas.errors import Conflict, DeployFailed, InvalidInput
 from minipaas.state import apps, store
 from minipaas.state.host import Host
+from minipaas.state.names import is_count
 
 WEB = "web"
 RELEASE = "release"
@@ -62,7 +63,7 @@ def parse_changes(args: tuple[str, ...] | list[str]) -> dict[str, int]:
     changes = {}
     for arg in args:
         name, sep, value = arg.partition("=")
-        if not sep or not PROCESS_TYPE.fullmatch(name) or not value.isdigit() or int(value) > MAX_SCALE:
+        if not sep or not PROCESS_TYPE.fullmatch(name) or not is_count(value, 0, MAX_SCALE):
             raise InvalidInput(f"expected TYPE=COUNT with a count from 0 to {MAX_SCALE}, got {arg[:40]!r}")
         if name == RELEASE:
             raise InvalidInput("release runs once per deploy; it cannot be scaled")

@@ -9,6 +9,7 @@ each request. Comments (`#`) and other `KEY=` lines are ignored.
 from __future__ import annotations
 
 import http.client
+import re
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -16,10 +17,12 @@ from dataclasses import dataclass, field
 from minipaas.adapters import engine
 from minipaas.deploy import appjson
 from minipaas.errors import DeployFailed, InvalidInput, NotFound
+from minipaas.state.names import REQUEST_PATH
 
 WEB_PORT = 5000  # $PORT of every web container, unless its image EXPOSEs a port (as dokku does)
 LOG_LINES = 50
 MAX_BODY = 1024 * 1024
+MAX_SECONDS = 3600  # a CHECKS file's WAIT and TIMEOUT, as app.json's numbers and healthcheck-timeout
 
 
 @dataclass(frozen=True)
@@ -59,16 +62,22 @@ def parse_checks(text: str) -> Checks:
         key, sep, value = line.partition("=")
         if sep and not line.startswith("/"):
             if key in ("WAIT", "TIMEOUT"):
-                if not value.strip().isdigit():
-                    raise InvalidInput(f"CHECKS line {number}: {key} must be a number of seconds")
+                # ASCII digits only: str.isdigit() also takes `²`, which float() refuses.
+                seconds = value.strip()
+                if not re.fullmatch(r"[0-9]{1,4}", seconds) or int(seconds) > MAX_SECONDS:
+                    raise InvalidInput(f"CHECKS line {number}: {key} must be a number of seconds from 0 to "
+                                       f"{MAX_SECONDS}")
                 if key == "WAIT":
-                    wait = float(value)
+                    wait = float(seconds)
                 else:
-                    request_timeout = max(1.0, float(value))
+                    request_timeout = max(1.0, float(seconds))
             continue
         path, _, content = line.partition(" ")
         if not path.startswith("/") or path.startswith("//"):
             raise InvalidInput(f"CHECKS line {number}: expected `/path [expected content]`, got {line[:80]!r}")
+        if not REQUEST_PATH.fullmatch(path):
+            raise InvalidInput(f"CHECKS line {number}: the path must be printable ASCII without spaces "
+                               f"(percent-encode the rest: /caf%C3%A9), not {path[:80]!r}")
         checks.append(Check(path, content.strip()))
     if not checks:
         raise InvalidInput("CHECKS lists no path to check")

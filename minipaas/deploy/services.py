@@ -194,6 +194,8 @@ def restore_all(host: Host, progress: Progress) -> list[str]:
 
 def set_limits(host: Host, kind: str, name: str, changes: dict[str, str], progress: Progress) -> None:
     service = services.require(host, kind, name)
+    for key, value in changes.items():  # all checked before any is stored
+        services.check_setting(kind, name, key, value)
     for key, value in changes.items():
         services.set_setting(host, kind, name, key, value)
     progress(f"-----> {kind} service {name}: {', '.join(f'{k}={v}' for k, v in changes.items())}")

@@ -65,9 +65,10 @@ def read_pem(path: str, what: str) -> bytes:
         fd = os.open(path, os.O_RDONLY | os.O_NONBLOCK | os.O_NOCTTY)
     except OSError as exc:
         raise InvalidInput(f"cannot read the {what} file {_show(path)}: {exc.strerror}") from None
+    if not stat.S_ISREG(os.fstat(fd).st_mode):  # before fdopen, which refuses a folder with IsADirectoryError
+        os.close(fd)
+        raise InvalidInput(f"the {what} file {_show(path)} is not a regular file")
     with os.fdopen(fd, "rb") as handle:
-        if not stat.S_ISREG(os.fstat(fd).st_mode):
-            raise InvalidInput(f"the {what} file {_show(path)} is not a regular file")
         data = handle.read(MAX_PEM + 1)
     if len(data) > MAX_PEM:
         raise InvalidInput(f"the {what} file {_show(path)} is larger than {MAX_PEM // 1024} KiB")
@@ -82,6 +83,7 @@ def parse(chain_pem: bytes, key_pem: bytes) -> CertInfo:
 def _checked(chain_pem: bytes, key_pem: bytes) -> tuple[CertInfo, bytes]:
     """The leaf's facts, and the chain as certificate blocks only (what fullchain.pem may hold)."""
     from cryptography import x509
+    from cryptography.exceptions import UnsupportedAlgorithm
     from cryptography.hazmat.primitives import serialization
 
     if len(chain_pem) > MAX_PEM or len(key_pem) > MAX_PEM:
@@ -95,27 +97,35 @@ def _checked(chain_pem: bytes, key_pem: bytes) -> tuple[CertInfo, bytes]:
         raise InvalidInput("the certificate file holds no PEM certificate") from None
     try:
         key = serialization.load_pem_private_key(key_pem, password=None)
-    except (ValueError, TypeError):
+    except (ValueError, TypeError, UnsupportedAlgorithm):
         raise InvalidInput("the key file holds no unencrypted PEM private key") from None
     leaf = chain[0]
     public = serialization.PublicFormat.SubjectPublicKeyInfo
-    if key.public_key().public_bytes(serialization.Encoding.DER, public) != \
-            leaf.public_key().public_bytes(serialization.Encoding.DER, public):
+    try:  # read only now, by cryptography: a key of no type it knows raises UnsupportedAlgorithm
+        leaf_public = leaf.public_key().public_bytes(serialization.Encoding.DER, public)
+    except (ValueError, UnsupportedAlgorithm):
+        raise InvalidInput("the certificate's public key cannot be read (a kind of key cryptography has not)") from None
+    if key.public_key().public_bytes(serialization.Encoding.DER, public) != leaf_public:
         raise InvalidInput("the private key does not match the certificate")
     blocks = b"".join(cert.public_bytes(serialization.Encoding.PEM) for cert in chain)
     return info_of(leaf), blocks
 
 
 def info_of(cert: x509.Certificate) -> CertInfo:
+    """A certificate's facts; one line when its names are not what they must be (cryptography reads them only
+    when asked, and raises ValueError on malformed DER: a file's certificate is whatever its maker wrote)."""
     from cryptography import x509
     try:
-        sans = tuple(cert.extensions.get_extension_for_class(x509.SubjectAlternativeName).value
-                     .get_values_for_type(x509.DNSName))
-    except x509.ExtensionNotFound:
-        sans = ()
-    return CertInfo(subject=cert.subject.rfc4514_string(), issuer=cert.issuer.rfc4514_string(), sans=sans,
-                    not_before=cert.not_valid_before_utc, not_after=cert.not_valid_after_utc,
-                    self_signed=cert.subject == cert.issuer)
+        try:
+            sans = tuple(cert.extensions.get_extension_for_class(x509.SubjectAlternativeName).value
+                         .get_values_for_type(x509.DNSName))
+        except x509.ExtensionNotFound:
+            sans = ()
+        return CertInfo(subject=cert.subject.rfc4514_string(), issuer=cert.issuer.rfc4514_string(), sans=sans,
+                        not_before=cert.not_valid_before_utc, not_after=cert.not_valid_after_utc,
+                        self_signed=cert.subject == cert.issuer)
+    except ValueError:
+        raise InvalidInput("the certificate's names or extensions cannot be read (malformed DER)") from None
 
 
 def info(host: Host, app: str) -> CertInfo:

@@ -4,11 +4,13 @@ The tags and attributes are GitHub's (its html-pipeline sanitization filter) les
 Content-Security-Policy would refuse anyway (no `style` elements or attributes) and forms: headings with
 `align`, `details`/`summary`, `img`, `picture`/`source`, `kbd`, `sub`/`sup`, tables, `a` with `id`/`name`
 as link targets. nh3 (ammonia) drops everything else: `script` with its content, event handlers, `style`,
-`iframe`, unknown tags (keeping their text), and URLs with other schemes than the web's and mail's.
+`iframe`, unknown tags (keeping their text), and URLs with other schemes than the web's and mail's (nh3 in
+`href` and `src`, `safe_url` here in the other attributes that hold URLs).
 """
 
 from __future__ import annotations
 
+import re
 from collections.abc import Callable
 
 import nh3
@@ -40,6 +42,25 @@ TAG_ATTRIBUTES = {
     "pre": {"class"}, "code": {"class"}, "span": {"class"}, "th": {"class"}, "td": {"class"},  # highlighting
 }
 URL_SCHEMES = frozenset({"http", "https", "mailto"})
+# Attributes that hold URLs nh3 does not check (it checks href and src): GitHub's filter holds longdesc and
+# cite to the same schemes, and a srcset or an itemtype is URLs too.
+URL_ATTRIBUTES = frozenset({"longdesc", "cite", "srcset", "itemtype"})
+_SCHEME = re.compile(r"([A-Za-z][A-Za-z0-9+.-]*):")
+_C0_AND_SPACE = "".join(map(chr, range(0x21)))
+
+
+def safe_url(value: str) -> bool:
+    """Whether the URL a browser reads in `value` is relative or of URL_SCHEMES (a browser strips C0 controls
+    and spaces around a URL and drops tabs and newlines within it: ` java\tscript:` is javascript:)."""
+    scheme = _SCHEME.match(re.sub(r"[\t\n\r]", "", value.strip(_C0_AND_SPACE)))
+    return scheme is None or scheme.group(1).lower() in URL_SCHEMES
+
+
+def _urls(attribute: str, value: str) -> list[str]:
+    """The URLs of an attribute's value: a srcset's candidates (`a.png 1x, b.png 2x`), else the value."""
+    if attribute != "srcset":
+        return [value]
+    return [candidate.split()[0] for candidate in value.split(",") if candidate.strip()]
 
 
 def attributes() -> dict[str, set[str]]:
@@ -53,6 +74,8 @@ def sanitize(body: str, link_filter: Callable[[str], str], *, reserved_ids: froz
     names in `reserved_ids` (the layout's) are dropped."""
     def attribute_filter(tag: str, attribute: str, value: str) -> str | None:
         if attribute in ("id", "name") and value in reserved_ids:
+            return None
+        if attribute in URL_ATTRIBUTES and not all(safe_url(url) for url in _urls(attribute, value)):
             return None
         if tag == "a" and attribute == "href":
             return link_filter(value)

@@ -14,8 +14,9 @@ import os
 import shutil
 import tarfile
 import tempfile
+import zlib
 from collections.abc import Callable
-from pathlib import Path
+from pathlib import Path, PurePosixPath
 
 from minipaas.adapters import engine, gitrepo
 from minipaas.build import sitebuild
@@ -23,6 +24,7 @@ from minipaas.build.buildpacks import Buildpack
 from minipaas.errors import BuildFailed, InvalidInput
 from minipaas.routing import doclinks
 from minipaas.state import apps, perms
+from minipaas.state.names import _show
 from minipaas.state.settings import Settings
 
 Progress = Callable[[str], None]
@@ -167,28 +169,48 @@ def broken_link_warnings(broken: list[doclinks.BrokenLink], limit: int = MAX_LIN
 
 def extract_tar(stream: io.BufferedIOBase | io.BytesIO, target: Path, *, strip: str = "") -> None:
     """Extract regular files and folders only, under `strip`: links, devices and paths leaving the
-    target are skipped (a repository is untrusted; dokku once followed a symlink out of the app dir)."""
-    with tarfile.open(fileobj=stream, mode="r|*") as tar:
-        for member in tar:
-            name = member.name.lstrip("./") if member.name.startswith("./") else member.name
-            if strip and not name.startswith(strip):
-                continue
-            relative = name[len(strip):]
-            if not relative or not (member.isfile() or member.isdir()):
-                continue
-            parts = Path(relative).parts
-            if Path(relative).is_absolute() or ".." in parts:
-                continue
-            destination = target.joinpath(*parts)
-            if member.isdir():
-                destination.mkdir(parents=True, exist_ok=True)
-                continue
-            destination.parent.mkdir(parents=True, exist_ok=True)
-            source = tar.extractfile(member)
-            if source is None:
-                continue
-            with open(destination, "wb") as out:
-                shutil.copyfileobj(source, out)
+    target are skipped (a repository is untrusted; dokku once followed a symlink out of the app dir).
+    An entry that cannot be written where its name says (a file where a folder is, a name too long for
+    the filesystem, a full disk), or a damaged archive, is one line; the caller removes the half-written target."""
+    try:
+        with tarfile.open(fileobj=stream, mode="r|*") as tar:
+            for member in tar:
+                parts = _member_parts(member.name, strip)
+                if not parts or not (member.isfile() or member.isdir()):
+                    continue
+                try:
+                    _write_member(tar, member, target.joinpath(*parts))
+                except OSError as exc:
+                    raise BuildFailed(f"cannot write {_show('/'.join(parts))} of the site: "
+                                      f"{exc.strerror or exc}") from None
+    except (tarfile.TarError, EOFError, zlib.error) as exc:  # EOFError, zlib.error: a cut or damaged gzip
+        reason = str(exc).strip().splitlines()[0][:80] if str(exc).strip() else type(exc).__name__
+        raise BuildFailed(f"the site's files came as a damaged archive ({reason})") from None
+
+
+def _write_member(tar: tarfile.TarFile, member: tarfile.TarInfo, destination: Path) -> None:
+    if member.isdir():
+        destination.mkdir(parents=True, exist_ok=True)
+        return
+    destination.parent.mkdir(parents=True, exist_ok=True)
+    source = tar.extractfile(member)
+    if source is None:
+        return
+    with open(destination, "wb") as out:
+        shutil.copyfileobj(source, out)
+
+
+def _member_parts(name: str, strip: str) -> tuple[str, ...]:
+    """Where an entry's name puts it under the target, as path parts; () for nowhere (another folder than
+    `strip`, an absolute name, `..`). A leading `./` is no part of a name: `./.env` is `.env`, a dotfile."""
+    while name.startswith("./"):
+        name = name[2:]
+    if not name.startswith(strip):
+        return ()
+    relative = PurePosixPath(name[len(strip):])
+    if relative.is_absolute() or ".." in relative.parts:
+        return ()
+    return relative.parts
 
 
 COMPRESSIBLE = frozenset({".html", ".htm", ".css", ".js", ".mjs", ".json", ".svg", ".txt", ".xml", ".map",

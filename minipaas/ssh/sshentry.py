@@ -28,7 +28,7 @@ from minipaas.deploy import hook, lifecycle
 from minipaas.errors import InvalidInput, MinipaasError, NotFound
 from minipaas.state import apps, reviews
 from minipaas.state.host import Host, current
-from minipaas.state.names import APP_NAME, check_plain_path
+from minipaas.state.names import APP_NAME, _show, check_plain_path
 from minipaas.state.settings import SETTINGS_FILE
 
 GIT_COMMANDS = ("git-receive-pack", "git-upload-pack")
@@ -123,7 +123,7 @@ def _git(host: Host, principal: access.Principal, argv: list[str]) -> int:
     event = _record(host, principal, app if APP_NAME.fullmatch(app) else "", shlex.join(argv))
     try:
         if not match or not APP_NAME.fullmatch(app):
-            raise InvalidInput(f"invalid repository {shlex.join(argv[1:])[:80]}: use HOST:APP with a valid app name")
+            raise InvalidInput(f"invalid repository {_show(' '.join(argv[1:]))}: use HOST:APP with a valid app name")
         exists = apps.exists(host, app)
         access.authorize_git(app, exists=exists, push=command == "git-receive-pack")
         parent = reviews.parent(host, app) if exists else None
@@ -150,7 +150,8 @@ def _git(host: Host, principal: access.Principal, argv: list[str]) -> int:
 def _cli(host: Host, principal: access.Principal, argv: list[str], cli: click.Group, cli_main: RunCli) -> int:
     name = argv[0]
     app = _app_argument(cli, argv)
-    event = _record(host, principal, app or "", shlex.join(events.redact(argv)))
+    # The app column holds app names only: what stands in the app's place may be anything (a config value).
+    event = _record(host, principal, app if app and APP_NAME.fullmatch(app) else "", shlex.join(events.redact(argv)))
     command = cli.commands.get(name)
     try:
         if command is None or command.hidden or name in LOCAL_ONLY:

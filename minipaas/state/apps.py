@@ -8,6 +8,7 @@ from __future__ import annotations
 import os
 import re
 import secrets
+import string
 from collections.abc import Callable
 from dataclasses import dataclass
 
@@ -15,7 +16,15 @@ from minipaas.adapters import buildcgroups, engine
 from minipaas.errors import InvalidInput, NotFound
 from minipaas.state import store
 from minipaas.state.host import Host
-from minipaas.state.names import check_app, check_hostname, review_parts, valid_image_patterns
+from minipaas.state.names import (
+    check_app,
+    check_hostname,
+    is_count,
+    is_cpus,
+    is_size,
+    review_parts,
+    valid_image_patterns,
+)
 from minipaas.state.settings import Settings
 
 
@@ -27,16 +36,11 @@ class AppSetting:
 
 
 def _int_between(low: int, high: int) -> Callable[[str], bool]:
-    return lambda v: v.isdigit() and low <= int(v) <= high
+    return lambda v: is_count(v, low, high)
 
 
 def _size_at_least(low: str) -> Callable[[str], bool]:
-    return lambda v: bool(re.fullmatch(r"[1-9][0-9]*[kmg]", v)) and \
-        buildcgroups.parse_size(v) >= buildcgroups.parse_size(low)
-
-
-def _positive_decimal(value: str) -> bool:
-    return bool(re.fullmatch(r"(0\.[0-9]*[1-9][0-9]*|[1-9][0-9]*(\.[0-9]+)?)", value))
+    return lambda v: is_size(v, at_least=low)
 
 
 # A build leaves a core to the live apps (and to nginx) on a host with more than one.
@@ -46,6 +50,13 @@ _BUILD_CPUS = str(max(1, len(os.sched_getaffinity(0)) - 1))
 def _plain_path(value: str) -> bool:
     """A relative slash-separated name (a branch, a folder): no `..`, no leading slash, no odd characters."""
     return bool(re.fullmatch(r"[A-Za-z0-9._-]+(/[A-Za-z0-9._-]+)*", value)) and ".." not in value
+
+
+def _branch(value: str) -> bool:
+    """A branch name git can have (git check-ref-format's rules for these characters): no part starting with
+    a dot or ending with `.lock`, no dot at the end."""
+    return _plain_path(value) and not any(part.startswith(".") or part.endswith(".lock") for part in
+                                          value.split("/")) and not value.endswith(".")
 
 
 # Push options a deployer may use only where an admin allowed them (setting `deployer-push-options`).
@@ -70,22 +81,22 @@ MARKDOWN_HTML_ALIASES = {"on": "sanitize", "off": "escape"}
 
 SETTINGS: dict[str, AppSetting] = {
     "deploy-branch": AppSetting(
-        "", lambda v: v == "" or _plain_path(v), "branch whose pushes deploy (empty: master or main)"),
+        "", lambda v: v == "" or _branch(v), "branch whose pushes deploy (empty: master or main)"),
     "healthcheck-path": AppSetting(
         "/", lambda v: bool(re.fullmatch(r"/[A-Za-z0-9._~!$&'()*+,;=:@%/?-]*", v)),
         "path the health check requests"),
     "healthcheck-timeout": AppSetting("60", _int_between(1, 3600), "seconds a new release has to answer"),
     "drain-seconds": AppSetting("10", _int_between(0, 3600), "seconds old containers keep running after the switch"),
-    "memory": AppSetting("512m", lambda v: bool(re.fullmatch(r"[1-9][0-9]*[kmg]", v)), "memory limit per container"),
-    "cpus": AppSetting("", lambda v: v == "" or bool(re.fullmatch(r"(0\.[0-9]*[1-9][0-9]*|[1-9][0-9]*(\.[0-9]+)?)", v)),
-                       "CPUs per container, e.g. 0.5 (empty: no limit)"),
+    "memory": AppSetting("512m", _size_at_least("6m"), "memory limit per container, at least 6m (the engine's least)"),
+    "cpus": AppSetting("", lambda v: v == "" or is_cpus(v),
+                       "CPUs per container, 0.01 to 1024, e.g. 0.5 (empty: no limit)"),
     "keep-releases": AppSetting("5", _int_between(0, 10_000),
                                 "releases gc keeps rollback-able (0: keep everything, gc off)"),
     "pids": AppSetting("512", _int_between(16, 100_000), "most processes and threads per container"),
     "read-only": AppSetting("off", lambda v: v in ("on", "off"),
                             "on: the container's filesystem is read-only, with a writable /tmp"),
     "build-memory": AppSetting("2g", _size_at_least("32m"), "memory a build's steps may use together, e.g. 1g"),
-    "build-cpus": AppSetting(_BUILD_CPUS, _positive_decimal, "CPUs a build may use, e.g. 1.5"),
+    "build-cpus": AppSetting(_BUILD_CPUS, is_cpus, "CPUs a build may use, 0.01 to 1024, e.g. 1.5"),
     "build-pids": AppSetting("2048", _int_between(16, 100_000), "most processes and threads a build may run at once"),
     "build-timeout": AppSetting("900", _int_between(1, 3600), "seconds a build may take before it is cancelled"),
     "static-dir": AppSetting(
@@ -126,12 +137,23 @@ SETTINGS: dict[str, AppSetting] = {
 PARENT_ONLY = frozenset({"deploy-branch", "review-apps", "review-apps-max", "review-apps-limit", "review-url"})
 
 
+REVIEW_URL_FIELDS = frozenset({"slug", "app", "domain"})
+
+
 def _valid_review_url(template: str) -> bool:
-    if "{slug}" not in template:
+    """`{slug}` and the other fields as they are: str.format's attributes (`{app.x}`), indexes, conversions and
+    format specs would raise, or render one branch's slug well and another's not (`{slug:.4}`)."""
+    try:
+        fields = [(name, spec, conversion) for _, name, spec, conversion in string.Formatter().parse(template)
+                  if name is not None]
+    except ValueError:  # an unmatched brace
+        return False
+    if "slug" not in {name for name, _, _ in fields} or \
+            any(name not in REVIEW_URL_FIELDS or spec or conversion for name, spec, conversion in fields):
         return False
     try:
         check_hostname(render_review_url(template, slug="a-b", app="app", domain="example.com"))
-    except (InvalidInput, KeyError, ValueError, IndexError):
+    except InvalidInput:
         return False
     return True
 
@@ -225,11 +247,16 @@ def all_settings(host: Host, name: str) -> dict[str, str]:
     return {key: get_setting(host, name, key) for key in SETTINGS}
 
 
-def set_setting(host: Host, name: str, key: str, value: str) -> None:
+def check_setting(key: str, value: str) -> None:
+    """Refuse, in one line, a setting that does not exist or a value it does not take."""
     if key not in SETTINGS:
         raise InvalidInput(f"unknown setting {key!r}; known: {', '.join(SETTINGS)}")
     if not SETTINGS[key].check(value):
         raise InvalidInput(f"invalid value {value!r} for {key}: {SETTINGS[key].help}")
+
+
+def set_setting(host: Host, name: str, key: str, value: str) -> None:
+    check_setting(key, value)
     value = _canonical(key, value)
     with store.transaction(host.db) as db:
         db.execute("INSERT INTO app_settings (app, key, value) VALUES (?, ?, ?) "

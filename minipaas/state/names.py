@@ -96,6 +96,11 @@ def check_plain_path(path: str, *, what: str) -> str:
     return path
 
 
+# A path an HTTP request carries as it is (http.client sends it verbatim, and refuses anything else):
+# printable ASCII without spaces. A health check's path must be one; others are percent-encoded.
+REQUEST_PATH = re.compile(r"/[!-~]*")
+
+
 def check_domain(name: str) -> str:
     return check_hostname(name.lower().rstrip("."))
 
@@ -113,7 +118,11 @@ def check_env_key(key: str) -> str:
 def check_env_value(key: str, value: str) -> str:
     if "\x00" in value:
         raise InvalidInput(f"config value of {key} contains a NUL byte, which environment variables cannot hold")
-    if len(value.encode("utf-8", "surrogateescape")) > MAX_CONFIG_VALUE:
+    try:  # a command line's bytes in another encoding arrive as lone surrogates: no store nor engine takes them
+        encoded = value.encode("utf-8")
+    except UnicodeEncodeError:
+        raise InvalidInput(f"config value of {key} is not valid UTF-8") from None
+    if len(encoded) > MAX_CONFIG_VALUE:
         raise InvalidInput(f"config value of {key} is longer than {MAX_CONFIG_VALUE} bytes")
     return value
 
@@ -127,6 +136,37 @@ def parse_assignment(text: str) -> tuple[str, str]:
 
 
 IMAGE_PATTERN = re.compile(r"[a-z0-9*?][a-z0-9._/:@*?\[\]-]{0,254}")
+
+
+def is_count(value: str, low: int, high: int) -> bool:
+    """A whole number from `low` to `high`, in ASCII digits: str.isdigit() also takes `²`, which int() refuses,
+    Arabic-Indic digits, which nothing downstream reads, and thousands of digits, past int()'s limit."""
+    return bool(re.fullmatch(r"[0-9]{1,12}", value)) and low <= int(value) <= high
+
+
+_SIZE = re.compile(r"([1-9][0-9]{0,15})([kmg])")
+_UNITS = {"k": 1024, "m": 1024**2, "g": 1024**3}
+
+
+def _size_bytes(size: str) -> int | None:
+    found = _SIZE.fullmatch(size)
+    return int(found[1]) * _UNITS[found[2]] if found else None
+
+
+def is_size(value: str, *, at_least: str) -> bool:
+    """A memory size as the settings take it (`512m`, `2g`, `6144k`), at least `at_least`."""
+    size = _size_bytes(value)
+    return size is not None and size >= (_size_bytes(at_least) or 0)
+
+
+MAX_CPUS = 1024
+_CPUS = re.compile(r"(0|[1-9][0-9]{0,3})(\.[0-9]{1,9})?")
+
+
+def is_cpus(value: str) -> bool:
+    """A CPU limit the engine (NanoCpus) and the kernel (cpu.max: at least 1 ms of each 100 ms) can take: a
+    decimal from 0.01 to MAX_CPUS (0.0000000001 was 0 nano-CPUs, no limit at all; 400 digits an infinite float)."""
+    return bool(_CPUS.fullmatch(value)) and 0.01 <= float(value) <= MAX_CPUS
 
 
 def image_patterns(text: str) -> list[str]:

@@ -17,6 +17,7 @@ from dataclasses import dataclass
 from minipaas.errors import Conflict, InvalidInput, NotFound
 from minipaas.state import store
 from minipaas.state.host import Host
+from minipaas.state.names import is_count, is_cpus, is_size
 from minipaas.state.settings import Settings
 
 
@@ -235,11 +236,11 @@ def link_key(host: Host, kind: str, name: str, app: str) -> str | None:
 # -- settings ------------------------------------------------------------------------------
 
 SETTINGS = {
-    "memory": ("256m", lambda v: bool(re.fullmatch(r"[1-9][0-9]*[kmg]", v))),
-    "cpus": ("", lambda v: v == "" or bool(re.fullmatch(r"(0\.[0-9]*[1-9][0-9]*|[1-9][0-9]*(\.[0-9]+)?)", v))),
-    "pids": ("256", lambda v: v.isdigit() and 16 <= int(v) <= 100_000),
+    "memory": ("256m", lambda v: is_size(v, at_least="6m")),  # the engine's least
+    "cpus": ("", lambda v: v == "" or is_cpus(v)),
+    "pids": ("256", lambda v: is_count(v, 16, 100_000)),
     "backup-schedule": ("off", lambda v: v in ("daily", "off")),
-    "backup-retention": ("7", lambda v: v.isdigit() and 1 <= int(v) <= 10_000),
+    "backup-retention": ("7", lambda v: is_count(v, 1, 10_000)),
 }
 
 
@@ -249,10 +250,14 @@ def get_setting(host: Host, kind: str, name: str, key: str) -> str:
     return row["value"] if row else SETTINGS[key][0]
 
 
-def set_setting(host: Host, kind: str, name: str, key: str, value: str) -> None:
+def check_setting(kind: str, name: str, key: str, value: str) -> None:
     _default, check = SETTINGS[key]
     if not check(value):
         raise InvalidInput(f"invalid value {value!r} for {kind}:{name}'s {key}")
+
+
+def set_setting(host: Host, kind: str, name: str, key: str, value: str) -> None:
+    check_setting(kind, name, key, value)
     with store.transaction(host.db) as db:
         db.execute("INSERT INTO service_settings (kind, name, key, value) VALUES (?, ?, ?, ?) "
                    "ON CONFLICT (kind, name, key) DO UPDATE SET value = excluded.value", (kind, name, key, value))

@@ -18,7 +18,7 @@ from pathlib import Path
 import tomli_w
 
 from minipaas.errors import InvalidInput
-from minipaas.state.names import check_hostname, parent_of, review_parts, valid_image_patterns
+from minipaas.state.names import check_hostname, is_count, parent_of, review_parts, valid_image_patterns
 
 DEFAULT_HOME = "/var/lib/minipaas"
 SETTINGS_FILE = "settings.toml"
@@ -275,8 +275,8 @@ def _account(value: str, what: str) -> str:
 
 
 def _port(value: str, what: str) -> int:
-    if not value.isdigit() or not 0 < int(value) < 65536:
-        raise InvalidInput(f"{what} must be a number from 1 to 65535, not {value!r}")
+    if not is_count(value, 1, 65535):
+        raise InvalidInput(f"{what} must be a number from 1 to 65535, not {value[:20]!r}")
     return int(value)
 
 
