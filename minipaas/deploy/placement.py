@@ -23,6 +23,7 @@ from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from typing import ClassVar
 
+from minipaas import faultpoints
 from minipaas.adapters import engine
 from minipaas.cluster import membership, releases
 from minipaas.deploy import containers, formation, health, listing
@@ -75,6 +76,7 @@ class Containers:
                                                     procs=release.procs, progress=progress))
         if self.started:
             formation.warn_if_shared_uid(self.started[0], progress)
+        faultpoints.reached("started")
         bring_up(host, app, release=release.number, sha=release.sha, started=self.started, progress=progress,
                  timed=True)
         return collections.Counter(c.labels[engine.PROCESS_LABEL] for c in self.started)

@@ -20,6 +20,7 @@ from collections.abc import Callable
 from contextlib import AbstractContextManager
 from pathlib import Path
 
+from minipaas import faultpoints
 from minipaas.errors import ProxyError
 from minipaas.state import locks, perms
 from minipaas.state.settings import Settings
@@ -133,6 +134,7 @@ def _change(settings: Settings, app: str, targets: dict[str, str] | None) -> Non
         owners.update({container: (app, address) for address, container in targets.items()})
     # The files first: an nginx reload between the two reads them, and holds the new entry as well.
     _write(settings, table, owners)
+    faultpoints.reached("switch")
     try:
         if targets is None:
             _control(settings, "DELETE", app)

@@ -9,6 +9,7 @@ import os
 import sqlite3
 from dataclasses import dataclass
 
+from minipaas import faultpoints
 from minipaas.errors import NotFound
 from minipaas.state import store
 from minipaas.state.host import Host
@@ -123,6 +124,7 @@ def record_live(host: Host, app: str, number: int, *, retiring: list[str], drain
                    (store.now(), app, number))
         db.execute("UPDATE apps SET stopped = 0 WHERE name = ?", (app,))  # a release going live runs
         schedule_retirement(db, app, retiring, drain)
+        faultpoints.reached("record")
 
 
 def schedule_retirement(db: sqlite3.Connection, app: str, containers: list[str], drain: int) -> None:
