@@ -6,9 +6,11 @@ Argument lists only, never a shell; output captured as text for error messages.
 from __future__ import annotations
 
 import contextlib
+import ctypes
 import os
+import signal
 import subprocess
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from pathlib import Path
 
 from minipaas.errors import MinipaasError
@@ -34,6 +36,27 @@ def run(
         raise MinipaasError(f"{' '.join(argv[:3])} failed: {last_line(result.stderr or result.stdout)}",
                             detail=result.stderr.decode(errors="replace"))
     return result
+
+
+PR_SET_PDEATHSIG = 1  # linux/prctl.h
+
+
+def dies_with_caller() -> Callable[[], None]:
+    """A `preexec_fn` that makes the child SIGKILLed when the thread that started it dies: a program that must not
+    outlive the deploy that runs it (a builder, whose build would go on and tag an image nobody records).
+
+    The thread, not the process, is what the kernel watches: start the child from the thread that waits for it.
+    prctl is looked up here, in the parent; the child only calls it (and checks that its parent did not die
+    before it could: the signal is not sent for a death that already happened)."""
+    prctl = ctypes.CDLL(None, use_errno=True).prctl
+    parent = os.getpid()
+
+    def in_child() -> None:
+        prctl(PR_SET_PDEATHSIG, signal.SIGKILL)
+        if os.getppid() != parent:
+            os.kill(os.getpid(), signal.SIGKILL)
+
+    return in_child
 
 
 def last_line(output: bytes) -> str:
