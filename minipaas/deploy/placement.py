@@ -87,8 +87,28 @@ class Containers:
         return [(c.id, c.name) for c in containers.app_containers(self.host, self.app) if c.id not in new_ids]
 
     def undo(self) -> None:
+        """Remove what `start` made; a route already switched to it (a failure after the switch: the record) goes
+        back to the live release first."""
+        self._route_away({c.id for c in self.started})
         for container in self.started:
             engine.remove(container.id, timeout=0)
+
+    def _route_away(self, leaving: set[str]) -> None:
+        """When the app's route names any of `leaving`, send it back to the live release's running web containers
+        (none running: the app answers 503) before they go: a request never waits on a removed container."""
+        settings = self.host.settings
+        if not leaving & proxy.routed_containers(settings, self.app):
+            return
+        live = releaselog.live(self.host, self.app)
+        retiring = releaselog.retiring(self.host, self.app)
+        targets = {f"{c.ip}:{containers.container_port(c)}": c.id
+                   for c in containers.web_containers(self.host, self.app)
+                   if live is not None and c.labels.get(engine.RELEASE_LABEL) == str(live.number)
+                   and c.status == "running" and c.ip and c.id not in leaving | retiring}
+        if live is not None and targets:
+            proxy.switch(settings, self.app, live.number, targets)
+        else:
+            proxy.unroute(settings, self.app)
 
     def remove_all(self, progress: Progress) -> None:
         """Every container of the app, whatever its release (`apps:destroy`)."""
@@ -100,11 +120,19 @@ class Containers:
     def logs(self, *, lines: int, follow: bool) -> Iterator[bytes]:
         return listing.container_logs(self.host, self.app, lines=lines, follow=follow)
 
-    def remove_strays(self, live: int | None, retiring: set[str]) -> None:
-        """What a crashed deploy left: containers neither of the live release nor retiring."""
-        for c in containers.app_containers(self.host, self.app):
-            if c.labels.get(engine.RELEASE_LABEL) != str(live) and c.id not in retiring:
+    def remove_strays(self, live: int | None, retiring: set[str]) -> list[str]:
+        """What a crashed deploy left: containers neither of the live release nor retiring. A deploy killed after
+        its switch left the route on some of them: the route goes back to the live release first, and those
+        (returned) are retired after the drain delay, as any old container is, for the requests they still serve;
+        the others are removed now."""
+        strays = [c for c in containers.app_containers(self.host, self.app)
+                  if c.labels.get(engine.RELEASE_LABEL) != str(live) and c.id not in retiring]
+        draining = [c.id for c in strays if c.id in proxy.routed_containers(self.host.settings, self.app)]
+        self._route_away({c.id for c in strays})
+        for c in strays:
+            if c.id not in draining:
                 engine.remove(c.id, timeout=0)
+        return draining
 
     def stop(self, progress: Progress) -> None:
         # Traffic first: a stopped container's address may soon belong to another container.
@@ -268,11 +296,13 @@ class Services:
     def logs(self, *, lines: int, follow: bool) -> Iterator[bytes]:
         return listing.task_logs(self.host, self.app, lines=lines, follow=follow)
 
-    def remove_strays(self, live: int | None, retiring: set[str]) -> None:
-        """What a crashed deploy left: services neither of the live release nor retiring."""
+    def remove_strays(self, live: int | None, retiring: set[str]) -> list[str]:
+        """What a crashed deploy left: services neither of the live release nor retiring, removed now (none is kept
+        to drain: the route is the task watcher's, deploy/taskwatch.py)."""
         for name in releases.app_services(self.host.settings, self.app):
             if releases.release_of(name) != live and SERVICE_PREFIX + name not in retiring:
                 releases.remove(name)
+        return []
 
     def _of_release(self, number: int) -> dict[str, str]:
         """The app's services of release `number`, by process type."""

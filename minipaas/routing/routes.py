@@ -104,6 +104,11 @@ def forget_container(settings: Settings, container: str, *, stale: Callable[[], 
         return app
 
 
+def containers(settings: Settings, app: str) -> set[str]:
+    """The containers the app's route names (their ids), as minipaas last set it."""
+    return {container for container, (owner, _) in _owners(settings).items() if owner == app}
+
+
 def add_container(settings: Settings, app: str, address: str, container: str) -> None:
     """Put a container back into its app's route, beside the ones there (a restarted crash)."""
     with _locked(settings):

@@ -127,6 +127,17 @@ def record_live(host: Host, app: str, number: int, *, retiring: list[str], drain
         faultpoints.reached("record")
 
 
+def interrupt_pending(host: Host, app: str, *, retiring: list[str], drain: int) -> list[Release]:
+    """The releases a deploy that died left pending, marked failed (`interrupted`), and the containers its route
+    still sent requests to scheduled for retirement, in one transaction; returns those releases."""
+    with store.transaction(host.db) as db:
+        rows = db.execute("SELECT * FROM releases WHERE app = ? AND status = 'pending'", (app,)).fetchall()
+        db.execute("UPDATE releases SET status = 'failed', message = 'interrupted', finished_at = ? "
+                   "WHERE app = ? AND status = 'pending'", (store.now(), app))
+        schedule_retirement(db, app, retiring, drain)
+    return [from_row(row) for row in rows]
+
+
 def schedule_retirement(db: sqlite3.Connection, app: str, containers: list[str], drain: int) -> None:
     for container in containers:
         # OR IGNORE: a container already draining keeps its deadline; a burst of deploys must not defer it.
