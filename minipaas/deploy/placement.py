@@ -89,26 +89,9 @@ class Containers:
     def undo(self) -> None:
         """Remove what `start` made; a route already switched to it (a failure after the switch: the record) goes
         back to the live release first."""
-        self._route_away({c.id for c in self.started})
+        containers.route_away(self.host, self.app, {c.id for c in self.started})
         for container in self.started:
             engine.remove(container.id, timeout=0)
-
-    def _route_away(self, leaving: set[str]) -> None:
-        """When the app's route names any of `leaving`, send it back to the live release's running web containers
-        (none running: the app answers 503) before they go: a request never waits on a removed container."""
-        settings = self.host.settings
-        if not leaving & proxy.routed_containers(settings, self.app):
-            return
-        live = releaselog.live(self.host, self.app)
-        retiring = releaselog.retiring(self.host, self.app)
-        targets = {f"{c.ip}:{containers.container_port(c)}": c.id
-                   for c in containers.web_containers(self.host, self.app)
-                   if live is not None and c.labels.get(engine.RELEASE_LABEL) == str(live.number)
-                   and c.status == "running" and c.ip and c.id not in leaving | retiring}
-        if live is not None and targets:
-            proxy.switch(settings, self.app, live.number, targets)
-        else:
-            proxy.unroute(settings, self.app)
 
     def remove_all(self, progress: Progress) -> None:
         """Every container of the app, whatever its release (`apps:destroy`)."""
@@ -128,7 +111,7 @@ class Containers:
         strays = [c for c in containers.app_containers(self.host, self.app)
                   if c.labels.get(engine.RELEASE_LABEL) != str(live) and c.id not in retiring]
         draining = [c.id for c in strays if c.id in proxy.routed_containers(self.host.settings, self.app)]
-        self._route_away({c.id for c in strays})
+        containers.route_away(self.host, self.app, {c.id for c in strays})
         for c in strays:
             if c.id not in draining:
                 engine.remove(c.id, timeout=0)
