@@ -7,13 +7,14 @@ from __future__ import annotations
 
 import contextlib
 import ctypes
+import errno
 import os
 import signal
 import subprocess
 from collections.abc import Callable, Iterator, Sequence
 from pathlib import Path
 
-from minipaas.errors import MinipaasError
+from minipaas.errors import MinipaasError, no_space
 
 
 def run(
@@ -33,12 +34,15 @@ def run(
     except subprocess.TimeoutExpired:
         raise MinipaasError(f"{argv[0]} did not finish within {timeout:.0f} s") from None
     if check and result.returncode != 0:
+        if NO_SPACE in result.stderr:  # what the program wrote could not be written: its disk is full
+            raise no_space(f"({argv[0]} said: {last_line(result.stderr)})")
         raise MinipaasError(f"{' '.join(argv[:3])} failed: {last_line(result.stderr or result.stdout)}",
                             detail=result.stderr.decode(errors="replace"))
     return result
 
 
 PR_SET_PDEATHSIG = 1  # linux/prctl.h
+NO_SPACE = os.strerror(errno.ENOSPC).encode()  # "No space left on device", as programs print it
 
 
 def dies_with_caller() -> Callable[[], None]:
