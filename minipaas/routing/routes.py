@@ -109,6 +109,11 @@ def containers(settings: Settings, app: str) -> set[str]:
     return {container for container, (owner, _) in _owners(settings).items() if owner == app}
 
 
+def routed(settings: Settings) -> dict[str, str]:
+    """Every routed container (its id) and its app."""
+    return {container: owner for container, (owner, _) in _owners(settings).items()}
+
+
 def add_container(settings: Settings, app: str, address: str, container: str) -> None:
     """Put a container back into its app's route, beside the ones there (a restarted crash)."""
     with _locked(settings):
