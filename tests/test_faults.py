@@ -19,6 +19,7 @@ import threading
 import time
 from collections import Counter
 from collections.abc import Callable
+from dataclasses import dataclass
 from pathlib import Path
 
 from conftest import APPS, Paas, commit, docker
@@ -60,6 +61,7 @@ class Poller(threading.Thread):
         self.paas, self.app = paas, app
         self.answers: Counter[str] = Counter()
         self.failures: list[str] = []
+        self.failed_at: list[float] = []  # time.monotonic() of each failure
         self.done = threading.Event()
 
     def run(self) -> None:
@@ -67,13 +69,21 @@ class Poller(threading.Thread):
             try:
                 response = self.paas.get(self.app)
             except OSError as exc:
-                self.failures.append(f"{type(exc).__name__}: {exc}")
-                continue
-            if response.status == 200:
-                self.answers[response.body.strip()] += 1
+                self._failed(f"{type(exc).__name__}: {exc}")
             else:
-                self.failures.append(f"HTTP {response.status}: {response.body[:80]!r}")
+                if response.status == 200:
+                    self.answers[response.body.strip()] += 1
+                else:
+                    self._failed(f"HTTP {response.status}: {response.body[:80]!r}")
             time.sleep(0.005)
+
+    def _failed(self, what: str) -> None:
+        self.failures.append(what)
+        self.failed_at.append(time.monotonic())
+
+    @property
+    def requests(self) -> int:
+        return sum(self.answers.values()) + len(self.failures)
 
     def __enter__(self) -> Poller:
         self.start()
@@ -101,9 +111,14 @@ def own_processes(paas: Paas) -> dict[int, tuple[str, bytes]]:
     return found
 
 
-def push_killed_at(paas: Paas, checkout: Path, step: str, during: Callable[[], None] = lambda: None) -> str:
-    """Push; once the hook stopped itself at `step`, run `during`, then SIGKILL the hook. Returns the push's output
-    (git's: the hook died, the push is rejected)."""
+@dataclass
+class Paused:
+    process: subprocess.Popen[str]  # the push
+    hook: int  # the pid of the hook, stopped at its step
+
+
+def push_paused_at(paas: Paas, checkout: Path, step: str) -> Paused:
+    """Push, and wait until the hook stopped itself at `step`."""
     push = subprocess.Popen(["git", "push", "paas", "master"], cwd=checkout, env={**paas.env, PAUSE: step},
                             stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
     deadline = time.monotonic() + 300
@@ -112,12 +127,19 @@ def push_killed_at(paas: Paas, checkout: Path, step: str, during: Callable[[], N
         assert time.monotonic() < deadline, f"the hook did not reach {step}"
         time.sleep(0.02)
     [hook] = stopped
+    return Paused(push, hook)
+
+
+def push_killed_at(paas: Paas, checkout: Path, step: str, during: Callable[[], None] = lambda: None) -> str:
+    """Push; once the hook stopped itself at `step`, run `during`, then SIGKILL the hook. Returns the push's output
+    (git's: the hook died, the push is rejected)."""
+    paused = push_paused_at(paas, checkout, step)
     try:
         during()
     finally:
-        os.kill(hook, signal.SIGKILL)
-        output, _ = push.communicate(timeout=120)
-    assert push.returncode != 0 and "pre-receive hook declined" in output, output
+        os.kill(paused.hook, signal.SIGKILL)
+        output, _ = paused.process.communicate(timeout=120)
+    assert paused.process.returncode != 0 and "pre-receive hook declined" in output, output
     return output
 
 
