@@ -70,6 +70,17 @@ def test_a_full_disk_is_one_line_wherever_the_write_was() -> None:
     assert not isinstance(other.value, DiskFull)
 
 
+def test_the_engine_gone_under_a_call_is_one_line() -> None:
+    import requests
+
+    from minipaas.adapters import engine
+
+    gone = engine.dropped(requests.exceptions.ConnectionError("('Connection aborted.', FileNotFoundError(2))"))
+    assert gone is not None and gone.message.startswith("the Docker engine stopped answering")
+    assert "\n" not in gone.message
+    assert engine.dropped(ValueError("a bug")) is None
+
+
 def test_a_database_locked_beyond_the_wait_is_one_line_and_changes_nothing(tmp_path: Path) -> None:
     path = tmp_path / "minipaas.db"
     db = store.connect(path, wait=0.2)

@@ -93,10 +93,12 @@ def main(argv: list[str] | None = None) -> None:
         click.echo("interrupted", err=True)
         sys.exit(130)
     except Exception as exc:  # a bug: say so in one line; the traceback only on request
-        full = disk_full(exc)
-        if full is not None:  # not a bug: a write anywhere found no room
-            click.echo(f"error: {full.message}", err=True)
-            sys.exit(full.exit_code)
+        from minipaas.adapters import engine
+
+        known = disk_full(exc) or engine.dropped(exc)
+        if known is not None:  # not a bug: a write anywhere found no room, the engine went away under a call
+            click.echo(f"error: {known.message}", err=True)
+            sys.exit(known.exit_code)
         if os.environ.get("MINIPAAS_DEBUG"):
             raise
         click.echo(f"internal error: {type(exc).__name__}: {exc} (set MINIPAAS_DEBUG=1 for details)", err=True)

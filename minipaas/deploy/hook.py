@@ -99,9 +99,11 @@ def main(app: str, stdin: TextIO) -> int:
         say("!     interrupted; push rejected")
         return 1
     except Exception as exc:  # a bug, the engine failing oddly, a full disk: still one line, and the push is refused
-        full = disk_full(exc)
-        if full is not None:
-            say(f"!     {full.message}")
+        from minipaas.adapters import engine
+
+        known = disk_full(exc) or engine.dropped(exc)
+        if known is not None:
+            say(f"!     {known.message}")
         elif os.environ.get("MINIPAAS_DEBUG"):
             raise
         else:
