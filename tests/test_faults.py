@@ -347,3 +347,30 @@ def test_killed_at_its_retirement_the_new_release_serves_and_the_old_containers_
         assert_repaired(paas, app, 4, "v4\n")
     assert not poller.failures, poller.failures[:5]
     assert set(poller.answers) == {"v1", "v2", "v3", "v4"}, poller.answers
+
+
+def test_a_static_site_killed_at_its_record_serves_and_restore_puts_the_live_release_back(paas: Paas) -> None:
+    """A site's deploy killed inside the transaction that records it live: nginx serves its files already (the site's
+    link names it), the database says the old release is live. ps:restore points the site back at the live release;
+    the next push goes live. Every request is answered throughout."""
+    site = paas.new_app("site")
+    checkout = paas.checkout(site, APPS / "static-site")
+
+    def page(version: str) -> None:
+        (checkout / "index.html").write_text(f"<!doctype html><title>{version}</title><h1>{version}</h1>\n")
+        commit(checkout, version)
+
+    page("one")
+    paas.push(checkout)
+    with Poller(paas, site) as poller:
+        page("two")
+        push_killed_at(paas, checkout, "record", lambda: None)
+        assert "<h1>two</h1>" in paas.get(site).body
+        paas.run("ps:restore")
+        assert "<h1>one</h1>" in paas.get(site).body
+        assert [(s, m) for s, m, _ in releases(paas, site).values()] == [("live", ""), ("failed", "interrupted")]
+        page("three")
+        paas.push(checkout)
+        assert "<h1>three</h1>" in paas.get(site).body
+    assert not poller.failures, poller.failures[:5]
+    assert {answer.split("<h1>")[1].split("<")[0] for answer in poller.answers} <= {"one", "two", "three"}

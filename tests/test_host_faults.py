@@ -118,13 +118,13 @@ def locked(paas: Paas) -> Iterator[None]:
 
 
 def test_a_database_locked_longer_than_a_deploy_waits_refuses_in_one_line_and_loses_nothing(paas: Paas) -> None:
-    """Writes wait MINIPAAS_DB_WAIT seconds (2 here, 30 by default) for another process' transaction. Locked before a
+    """Writes wait MINIPAAS_DB_WAIT seconds (1 here, 30 by default) for another process' transaction. Locked before a
     push: refused before anything started. Locked once nginx sends requests to the new release and its record waits:
     the route goes back to the old release before the new one's container goes. Either way one line, the old release
     serves throughout, and ps:restore then the next push leave nothing behind."""
-    paas.env["MINIPAAS_DB_WAIT"] = "2"
+    paas.env["MINIPAAS_DB_WAIT"] = "1"
     app, checkout = first_release(paas)
-    line = "minipaas' database stayed locked by another process for 2 s"
+    line = "minipaas' database stayed locked by another process for 1 s"
     with Poller(paas, app) as poller:
         release(checkout, "v2")
         with locked(paas):

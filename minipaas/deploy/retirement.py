@@ -13,6 +13,7 @@ from contextlib import contextmanager
 from minipaas.adapters import engine
 from minipaas.deploy import containers, placement
 from minipaas.errors import EngineError
+from minipaas.routing import domains, proxy, sites
 from minipaas.state import apps, locks, releaselog, store
 from minipaas.state.host import Host
 from minipaas.state.locks import app_lock
@@ -81,8 +82,9 @@ def drop_network_when_empty(host: Host, app: str) -> None:
 def reconcile(host: Host, app: str) -> None:
     """Repair what a deploy or a retirer killed at any step left (every deploy and `ps:restore` run it first): stray
     containers (a route left on some of them goes back to the live release first, and they drain), releases left
-    pending (now failed, `interrupted`), an image built for one of them that no release names yet (named, for gc),
-    a network of an app that has no container left, retirements that no retirer handles (one is started).
+    pending (now failed, `interrupted`), an image built for one of them that no release names yet (named, for gc), a
+    static site pointed at one of them, a network of an app that has no container left, retirements that no retirer
+    handles (one is started).
 
     Runs under the app's lock, so no other deploy of this app is creating containers now.
     """
@@ -94,12 +96,27 @@ def reconcile(host: Host, app: str) -> None:
                                                drain=int(apps.get_setting(host, app, "drain-seconds")))
     for release in interrupted:
         _name_image(host, release)
-    if interrupted:  # a first deploy killed after it made the network: back to the shared pool
-        containers.drop_network_if_unused(host, app)
+    if interrupted:
+        _site_back(host, app, current)
+        containers.drop_network_if_unused(host, app)  # a first deploy killed after it made the network
     # Killed before it handed the old containers over, or the retirer itself killed: a new one retires them (a
     # deploy never waits on a slow SIGTERM itself).
     if releaselog.retiring(host, app) and not locks.retirer_runs(host.settings, app):
         spawn_retirer(host, app)
+
+
+def _site_back(host: Host, app: str, current: releaselog.Release | None) -> None:
+    """A static site's deploy killed after it pointed the site at its release: the site is the live release's again
+    (none when the live release runs containers: their vhost again; the route, `ps:restore` or the deploy's switch)."""
+    s = host.settings
+    wanted = current.number if current is not None and current.serving == "static" else None
+    if sites.live_release(s, app) == wanted:
+        return
+    if wanted is None:
+        sites.deactivate(s, app)
+    else:
+        sites.activate(s, app, wanted)
+    proxy.write_site(s, app, domains.of(host, app))
 
 
 def _name_image(host: Host, release: releaselog.Release) -> None:
