@@ -85,6 +85,13 @@ class Poller(threading.Thread):
     def requests(self) -> int:
         return sum(self.answers.values()) + len(self.failures)
 
+    def report(self, fault: str) -> None:
+        """One line for docs/benchmarks.md' fault table (`pytest -s` shows it)."""
+        window = self.failed_at[-1] - self.failed_at[0] if self.failures else 0.0
+        answered = ", ".join(f"{body[:12]} {count}" for body, count in sorted(self.answers.items()))
+        print(f"\nFAULT {fault}: {self.requests} requests, {len(self.failures)} failed (within {window:.2f} s); "
+              f"answered: {answered}", flush=True)
+
     def __enter__(self) -> Poller:
         self.start()
         return self
@@ -270,6 +277,7 @@ def test_killed_before_the_switch_the_old_release_serves_and_the_next_deploy_or_
         release(checkout, "v5")
         paas.push(checkout)
         assert_repaired(paas, app, 5, "v5\n")
+    poller.report("killed at build, started, health")
     assert not poller.failures, poller.failures[:5]
     assert set(poller.answers) == {"v1", "v5"}, poller.answers
     assert paas.image(app, 2) not in app_images(paas, app)  # its build did not go on after its deploy died
@@ -316,6 +324,7 @@ def test_killed_at_the_switch_or_its_record_one_release_serves_and_the_next_depl
         release(checkout, "v4")
         paas.push(checkout)
         assert_repaired(paas, app, 4, "v4\n")
+    poller.report("killed at switch, record")
     assert not poller.failures, poller.failures[:5]
     assert set(poller.answers) <= {"v1", "v3", "v4"} and poller.answers["v4"], poller.answers
     assert db_rows(paas, "PRAGMA integrity_check") == [("ok",)]
@@ -345,6 +354,7 @@ def test_killed_at_its_retirement_the_new_release_serves_and_the_old_containers_
         assert set(app_containers(paas, app).values()) == {"3", "4"}
         paas.run("ps:restore")
         assert_repaired(paas, app, 4, "v4\n")
+    poller.report("killed at retire, retirer killed")
     assert not poller.failures, poller.failures[:5]
     assert set(poller.answers) == {"v1", "v2", "v3", "v4"}, poller.answers
 
@@ -372,5 +382,6 @@ def test_a_static_site_killed_at_its_record_serves_and_restore_puts_the_live_rel
         page("three")
         paas.push(checkout)
         assert "<h1>three</h1>" in paas.get(site).body
+    poller.report("static site killed at record")
     assert not poller.failures, poller.failures[:5]
     assert {answer.split("<h1>")[1].split("<")[0] for answer in poller.answers} <= {"one", "two", "three"}

@@ -101,6 +101,7 @@ def test_the_home_disk_filling_up_during_a_push_rejects_it_in_one_line_and_corru
         release(checkout, "v4")
         paas.push(checkout)
         assert_repaired(paas, app, max(releases(paas, app)), "v4\n")
+    poller.report("disk full")
     assert not poller.failures, poller.failures[:5]
     assert set(poller.answers) == {"v1", "v4"}, poller.answers
 
@@ -146,6 +147,7 @@ def test_a_database_locked_longer_than_a_deploy_waits_refuses_in_one_line_and_lo
         release(checkout, "v3")
         paas.push(checkout)
         assert_repaired(paas, app, 3, "v3\n")
+    poller.report("database locked")
     assert not poller.failures, poller.failures[:5]
     assert set(poller.answers) <= {"v1", "v2", "v3"} and poller.answers["v3"], poller.answers
     assert [status for status, _, _ in releases(paas, app).values()] == ["superseded", "failed", "live"]
@@ -179,8 +181,7 @@ def test_nginx_killed_is_started_again_by_the_next_deploy_with_every_route(paas:
     # Refused only while the old workers made way for the new master (they hold the port): about 0.15 s here.
     assert set(poller.answers) == {"v1", "v2"}, poller.answers
     assert not poller.failures or poller.failed_at[-1] - poller.failed_at[0] < 2, poller.failures
-    print(f"nginx killed: {len(poller.failures)} of {poller.requests} requests failed, within "
-          f"{(poller.failed_at[-1] - poller.failed_at[0]) if poller.failures else 0:.2f} s: {set(poller.failures)}")
+    poller.report(f"nginx killed {set(poller.failures)}")
 
 
 def test_a_killed_watcher_is_started_again_by_the_next_deploy_and_catches_up(paas: Paas) -> None:
@@ -201,13 +202,14 @@ def test_a_killed_watcher_is_started_again_by_the_next_deploy_and_catches_up(paa
     assert wait_for(lambda: gone(first), 10)
     names = sorted(app_containers(paas, app))
     assert len(names) == 2
-    docker("rm", "-f", names[0])
-    assert len(routes.addresses(settings, app)) == 2  # nobody heard it go
-
-    paas.deploy(APPS / "dockerfile", prefix="other")
-    second = watcher.running(settings)
-    assert second is not None and second != first
-    assert wait_for(lambda: len(routes.addresses(settings, app)) == 1, 30), routes.addresses(settings, app)
+    with Poller(paas, app) as poller:
+        docker("rm", "-f", names[0])
+        assert len(routes.addresses(settings, app)) == 2  # nobody heard it go
+        paas.deploy(APPS / "dockerfile", prefix="other")
+        second = watcher.running(settings)
+        assert second is not None and second != first
+        assert wait_for(lambda: len(routes.addresses(settings, app)) == 1, 30), routes.addresses(settings, app)
+    poller.report(f"watcher killed, a container removed meanwhile {set(poller.failures)}")
     assert routes.nginx_view(settings, app) == routes.addresses(settings, app)
     assert all(paas.get(app).body == "v1\n" for _ in range(20))
     docker("rm", "-f", names[1])
