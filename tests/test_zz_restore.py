@@ -109,6 +109,8 @@ def test_the_watcher_brings_every_app_back_by_itself_after_an_engine_restart(paa
     if paused.process.returncode != 0:
         assert said[0] and said[-1] == "push rejected; the previous release keeps serving", output
     live = max(n for n, (status, _, _) in releases(paas, pushed).items() if status == "live")
+    print(f"\nFAULT engine restarted mid-deploy: push {'rejected: ' + said[0] if said else 'went live'}; "
+          f"release {live} serves", flush=True)
     assert_repaired(paas, pushed, live, "v1\n" if live == 1 else "v2\n")
     assert paas.get(web).body.startswith("still here")
     assert paas.get(other).body == "from my own Dockerfile\n"
