@@ -7,6 +7,8 @@ that escapes is a bug and is reported as such.
 
 from __future__ import annotations
 
+import errno
+
 
 class MinipaasError(Exception):
     """A failure with a message for the user."""
@@ -62,3 +64,21 @@ class EngineError(MinipaasError):
 
 class StackMissing(MinipaasError):
     """No base image for the requested runtime version exists locally."""
+
+
+class DiskFull(MinipaasError):
+    """A write found no space left on its disk (the home's: the database, a build's context, the logs)."""
+
+
+def no_space(where: str = "") -> DiskFull:
+    """The one line for a write that found its disk full; `where` names the file, or the program that said so."""
+    return DiskFull(f"no space left on the disk{' ' + where if where else ''}: free some (`minipaas gc` removes old "
+                    "releases' images and files) and try again")
+
+
+def disk_full(exc: BaseException) -> DiskFull | None:
+    """`no_space` for an OSError that says the disk is full (ENOSPC, EDQUOT), wherever it happened; None for any
+    other failure."""
+    if isinstance(exc, OSError) and exc.errno in (errno.ENOSPC, errno.EDQUOT):
+        return no_space(f"of {exc.filename}" if exc.filename else "")
+    return None

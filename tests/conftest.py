@@ -329,13 +329,14 @@ def _own_processes(home: Path, marker: bytes) -> list[int]:
 
 
 @contextlib.contextmanager
-def paas_host(work: Path, **env_overrides: str) -> Iterator[Paas]:
+def paas_host(work: Path, top: Path | None = None, **env_overrides: str) -> Iterator[Paas]:
     """A minipaas host of its own (a home, a work dir, a private nginx on a free port); on the way out its
-    containers, images, nginx masters and background retirers go, and its home is removed."""
+    containers, images, nginx masters and background retirers go, and its home is removed. `top`: the folder to
+    make the home in (a small filesystem the test mounted), else a new one in /var/tmp."""
     # nginx's workers run as www-data (MINIPAAS_NGINX_USER) and must pass through every folder above
     # the home: pytest's tmp_path is inside a 0700 folder, so the home lives in /var/tmp instead,
     # in a folder others may pass through but not list (the home itself is 0710 root:www-data).
-    top = Path(tempfile.mkdtemp(prefix="minipaas-", dir="/var/tmp"))
+    top = top or Path(tempfile.mkdtemp(prefix="minipaas-", dir="/var/tmp"))
     top.chmod(0o711)
     home = top / "home"
     work.mkdir(parents=True)

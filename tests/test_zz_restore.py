@@ -15,6 +15,7 @@ import time
 from collections.abc import Iterator
 
 import pytest
+from test_faults import assert_repaired, first_release, push_paused_at, release, releases
 
 from conftest import APPS, EXAMPLE, Paas, docker
 
@@ -78,7 +79,12 @@ def restart_engine() -> None:
 def test_the_watcher_brings_every_app_back_by_itself_after_an_engine_restart(paas: Paas) -> None:
     """A package upgrade restarts dockerd: the engine stops every container and starts none (their restart policy
     is for crashes). No one runs a command: the home's watcher sees the engine return and restores. `ps:restore`
-    by hand afterwards finds everything in place."""
+    by hand afterwards finds everything in place.
+
+    The same restart meets a push in the middle of its deploy (its new container started, not yet health-checked:
+    the hook paused there, minipaas/faultpoints.py): the push fails in one line or goes live, and either way that app
+    serves afterwards too (the watcher's restore waits for the push to let go of its lock), with no pending release,
+    container, image, network or route left over."""
     web, _ = paas.deploy(EXAMPLE)
     other, _ = paas.deploy(APPS / "dockerfile")
     site, _ = paas.deploy(APPS / "static-site")
@@ -87,12 +93,25 @@ def test_the_watcher_brings_every_app_back_by_itself_after_an_engine_restart(paa
     from minipaas.state.settings import load
 
     assert watcher.running(load(paas.env)) is not None  # every deploy starts it
+    pushed, checkout = first_release(paas)
+    release(checkout, "v2")
+    paused = push_paused_at(paas, checkout, "started")
     restart_engine()
+    os.kill(paused.hook, signal.SIGCONT)
+    output, _ = paused.process.communicate(timeout=600)
     deadline = time.monotonic() + 180
     while time.monotonic() < deadline:
-        if paas.get(web).status == 200 and paas.get(other).status == 200:
+        if all(paas.get(app).status == 200 for app in (web, other, pushed)):
             break
         time.sleep(0.5)
+    said = [line.split("!", 1)[1].strip() for line in output.splitlines() if line.startswith("remote: !")]
+    assert "Traceback" not in output and "internal error" not in output, output
+    if paused.process.returncode != 0:
+        assert said[0] and said[-1] == "push rejected; the previous release keeps serving", output
+    live = max(n for n, (status, _, _) in releases(paas, pushed).items() if status == "live")
+    print(f"\nFAULT engine restarted mid-deploy: push {'rejected: ' + said[0] if said else 'went live'}; "
+          f"release {live} serves", flush=True)
+    assert_repaired(paas, pushed, live, "v1\n" if live == 1 else "v2\n")
     assert paas.get(web).body.startswith("still here")
     assert paas.get(other).body == "from my own Dockerfile\n"
     assert "Static home" in paas.get(site).body
@@ -127,3 +146,4 @@ def test_rows_and_keys_survive_an_engine_restart_and_services_come_back_before_a
     assert json.loads(paas.get(app, "/count").body) == {"rows": 3, "keys": 3}
     assert paas.get(app, "/write", method="POST", body="").status == 200
     assert json.loads(paas.get(app, "/count").body) == {"rows": 4, "keys": 4}
+

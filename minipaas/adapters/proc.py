@@ -6,12 +6,15 @@ Argument lists only, never a shell; output captured as text for error messages.
 from __future__ import annotations
 
 import contextlib
+import ctypes
+import errno
 import os
+import signal
 import subprocess
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from pathlib import Path
 
-from minipaas.errors import MinipaasError
+from minipaas.errors import MinipaasError, no_space
 
 
 def run(
@@ -31,9 +34,33 @@ def run(
     except subprocess.TimeoutExpired:
         raise MinipaasError(f"{argv[0]} did not finish within {timeout:.0f} s") from None
     if check and result.returncode != 0:
+        if NO_SPACE in result.stderr:  # what the program wrote could not be written: its disk is full
+            raise no_space(f"({argv[0]} said: {last_line(result.stderr)})")
         raise MinipaasError(f"{' '.join(argv[:3])} failed: {last_line(result.stderr or result.stdout)}",
                             detail=result.stderr.decode(errors="replace"))
     return result
+
+
+PR_SET_PDEATHSIG = 1  # linux/prctl.h
+NO_SPACE = os.strerror(errno.ENOSPC).encode()  # "No space left on device", as programs print it
+
+
+def dies_with_caller() -> Callable[[], None]:
+    """A `preexec_fn` that makes the child SIGKILLed when the thread that started it dies: a program that must not
+    outlive the deploy that runs it (a builder, whose build would go on and tag an image nobody records).
+
+    The thread, not the process, is what the kernel watches: start the child from the thread that waits for it.
+    prctl is looked up here, in the parent; the child only calls it (and checks that its parent did not die
+    before it could: the signal is not sent for a death that already happened)."""
+    prctl = ctypes.CDLL(None, use_errno=True).prctl
+    parent = os.getpid()
+
+    def in_child() -> None:
+        prctl(PR_SET_PDEATHSIG, signal.SIGKILL)
+        if os.getppid() != parent:
+            os.kill(os.getpid(), signal.SIGKILL)
+
+    return in_child
 
 
 def last_line(output: bytes) -> str:

@@ -19,8 +19,8 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
 
-from minipaas.adapters import gitrepo
-from minipaas.errors import BuildFailed
+from minipaas.adapters import gitrepo, proc
+from minipaas.errors import BuildFailed, no_space
 from minipaas.state import locks, perms
 from minipaas.state.settings import Settings
 
@@ -68,6 +68,8 @@ def _sync(repo: Path, sha: str, work: Path, index: Path) -> None:
         raise BuildFailed(f"checking out {sha[:7]} for the build took over {GIT_TIMEOUT} s") from None
     if result.returncode != 0:
         lines = result.stderr.decode(errors="replace").strip().splitlines()
+        if proc.NO_SPACE in result.stderr:
+            raise no_space(f"of {work}")
         raise BuildFailed(f"cannot check out {sha[:7]} for the build: {lines[-1] if lines else 'git failed'}")
 
 

@@ -22,6 +22,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import IO
 
+from minipaas.adapters import proc
 from minipaas.adapters.engine import BuildOutcome, step_exit_code
 from minipaas.errors import BuildFailed, InvalidInput
 
@@ -153,8 +154,10 @@ def build(builder: Builder, context: IO[bytes] | Path, *, tag: str, progress: Ca
         env = {**os.environ, "DOCKER_BUILDKIT": "1"}
         folder = context if isinstance(context, Path) else None
         argv = builder.argv(tag, iidfile, secrets, folder, no_cache=no_cache)
+        # The CLI dies with us (a killed deploy): left alone, it would finish the build and tag an image that no
+        # release names, outside the host's build lock, which died with us.
         process = subprocess.Popen(argv, stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
-                                   env=env)
+                                   env=env, preexec_fn=proc.dies_with_caller())
         assert process.stdin is not None and process.stdout is not None
 
         def feed() -> None:

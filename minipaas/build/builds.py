@@ -22,6 +22,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
+from minipaas import faultpoints
 from minipaas.adapters import buildcgroups, engine, gitrepo
 from minipaas.adapters.buildcgroups import BuildLimits
 from minipaas.build import (
@@ -253,7 +254,8 @@ def _build(settings: Settings, app: str, release: int, source: Source, progress:
     if options.no_cache:
         progress("-----> Building without the layer cache (-o no-cache)")
     outcome, hit = run_builder(settings, app, context, tag=tag, limits=limits, secrets=secrets,
-                               progress=shown.feed, say=progress, no_cache=options.no_cache)
+                               progress=faultpoints.on_first_call("build", shown.feed), say=progress,
+                               no_cache=options.no_cache)
     log = "\n".join(outcome.log)
     ran = shown.ended(failed=bool(outcome.error))
     if hit:

@@ -18,7 +18,7 @@ import click
 
 from minipaas.cli import admin, apps, cluster, config, domains, keys, ps, releases, services, stack
 from minipaas.cli.common import CONTEXT, ColonGroup
-from minipaas.errors import MinipaasError
+from minipaas.errors import MinipaasError, disk_full
 
 
 @click.group(cls=ColonGroup, context_settings=CONTEXT)
@@ -93,6 +93,12 @@ def main(argv: list[str] | None = None) -> None:
         click.echo("interrupted", err=True)
         sys.exit(130)
     except Exception as exc:  # a bug: say so in one line; the traceback only on request
+        from minipaas.adapters import engine
+
+        known = disk_full(exc) or engine.dropped(exc)
+        if known is not None:  # not a bug: a write anywhere found no room, the engine went away under a call
+            click.echo(f"error: {known.message}", err=True)
+            sys.exit(known.exit_code)
         if os.environ.get("MINIPAAS_DEBUG"):
             raise
         click.echo(f"internal error: {type(exc).__name__}: {exc} (set MINIPAAS_DEBUG=1 for details)", err=True)

@@ -79,8 +79,9 @@ def retire_cmd(app: str) -> None:
     from minipaas.state import apps
 
     host = current_host()
-    retirement.retire(host, app, wait=True)
-    if apps.exists(host, app):
-        retirement.drop_network_when_empty(host, app)
-    # After every deploy, in the background: the retention rule keeps the disk from filling up.
-    gc.collect(host, dry_run=False, only=app, progress=say)
+    with retirement.running(host, app):
+        retirement.retire(host, app, wait=True)
+        if apps.exists(host, app):
+            retirement.drop_network_when_empty(host, app)
+        # After every deploy, in the background: the retention rule keeps the disk from filling up.
+        gc.collect(host, dry_run=False, only=app, progress=say)

@@ -9,7 +9,8 @@ from minipaas.adapters import engine, gitrepo, networks
 from minipaas.adapters.engine.services import TASK_LABEL
 from minipaas.cluster import membership
 from minipaas.deploy import appjson, formation, health, servicecontainers
-from minipaas.state import apps
+from minipaas.routing import proxy
+from minipaas.state import apps, releaselog
 from minipaas.state.host import Host
 
 Progress = Callable[[str], None]
@@ -98,6 +99,22 @@ def wait_healthy(host: Host, app: str, container: engine.Container, sha: str,
     progress(f"-----> Waiting for {container.name} to answer {what} (timeout {timeout}s)")
     return health.wait_healthy(container.id, network=host.settings.app_network(app), port=container_port(container),
                                checks=checks, timeout=timeout, progress=progress)
+
+
+def route_away(host: Host, app: str, leaving: set[str]) -> None:
+    """When the app's route names any of `leaving` (containers about to go), send it back to the live release's
+    running web containers first (none running: the app answers 503): no request waits on a removed container."""
+    if not leaving & proxy.routed_containers(host.settings, app):
+        return
+    live = releaselog.live(host, app)
+    retiring = releaselog.retiring(host, app)
+    targets = {f"{c.ip}:{container_port(c)}": c.id for c in web_containers(host, app)
+               if live is not None and c.labels.get(engine.RELEASE_LABEL) == str(live.number)
+               and c.status == "running" and c.ip and c.id not in leaving | retiring}
+    if live is not None and targets:
+        proxy.switch(host.settings, app, live.number, targets)
+    else:
+        proxy.unroute(host.settings, app)
 
 
 def port_suffix(host: Host) -> str:

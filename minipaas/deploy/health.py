@@ -14,6 +14,7 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 
+from minipaas import faultpoints
 from minipaas.adapters import engine
 from minipaas.deploy import appjson
 from minipaas.errors import DeployFailed, InvalidInput, NotFound
@@ -132,6 +133,7 @@ def wait_healthy(
             last = _advance(address, pending, checks, progress) or last
         if not pending:
             return address, time.monotonic() - started
+        faultpoints.reached("health")
         now = time.monotonic()
         if now > deadline:
             raise DeployFailed(

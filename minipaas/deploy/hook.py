@@ -12,7 +12,7 @@ import signal
 from typing import TYPE_CHECKING, TextIO
 
 from minipaas.adapters.gitrepo import ZERO_SHA
-from minipaas.errors import MinipaasError
+from minipaas.errors import MinipaasError, disk_full
 from minipaas.progress import Lines
 from minipaas.state import perms
 
@@ -98,10 +98,16 @@ def main(app: str, stdin: TextIO) -> int:
     except KeyboardInterrupt:
         say("!     interrupted; push rejected")
         return 1
-    except Exception as exc:  # a bug, or the engine failing oddly: still one line, and the push is refused
-        if os.environ.get("MINIPAAS_DEBUG"):
+    except Exception as exc:  # a bug, the engine failing oddly, a full disk: still one line, and the push is refused
+        from minipaas.adapters import engine
+
+        known = disk_full(exc) or engine.dropped(exc)
+        if known is not None:
+            say(f"!     {known.message}")
+        elif os.environ.get("MINIPAAS_DEBUG"):
             raise
-        say(f"!     internal error: {type(exc).__name__}: {exc} (MINIPAAS_DEBUG=1 shows details)")
+        else:
+            say(f"!     internal error: {type(exc).__name__}: {exc} (MINIPAAS_DEBUG=1 shows details)")
         say(_rejected(live))
         return 1
 

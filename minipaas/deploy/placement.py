@@ -23,6 +23,7 @@ from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from typing import ClassVar
 
+from minipaas import faultpoints
 from minipaas.adapters import engine
 from minipaas.cluster import membership, releases
 from minipaas.deploy import containers, formation, health, listing
@@ -75,6 +76,7 @@ class Containers:
                                                     procs=release.procs, progress=progress))
         if self.started:
             formation.warn_if_shared_uid(self.started[0], progress)
+        faultpoints.reached("started")
         bring_up(host, app, release=release.number, sha=release.sha, started=self.started, progress=progress,
                  timed=True)
         return collections.Counter(c.labels[engine.PROCESS_LABEL] for c in self.started)
@@ -85,6 +87,9 @@ class Containers:
         return [(c.id, c.name) for c in containers.app_containers(self.host, self.app) if c.id not in new_ids]
 
     def undo(self) -> None:
+        """Remove what `start` made; a route already switched to it (a failure after the switch: the record) goes
+        back to the live release first."""
+        containers.route_away(self.host, self.app, {c.id for c in self.started})
         for container in self.started:
             engine.remove(container.id, timeout=0)
 
@@ -98,11 +103,19 @@ class Containers:
     def logs(self, *, lines: int, follow: bool) -> Iterator[bytes]:
         return listing.container_logs(self.host, self.app, lines=lines, follow=follow)
 
-    def remove_strays(self, live: int | None, retiring: set[str]) -> None:
-        """What a crashed deploy left: containers neither of the live release nor retiring."""
-        for c in containers.app_containers(self.host, self.app):
-            if c.labels.get(engine.RELEASE_LABEL) != str(live) and c.id not in retiring:
+    def remove_strays(self, live: int | None, retiring: set[str]) -> list[str]:
+        """What a crashed deploy left: containers neither of the live release nor retiring. A deploy killed after
+        its switch left the route on some of them: the route goes back to the live release first, and those
+        (returned) are retired after the drain delay, as any old container is, for the requests they still serve;
+        the others are removed now."""
+        strays = [c for c in containers.app_containers(self.host, self.app)
+                  if c.labels.get(engine.RELEASE_LABEL) != str(live) and c.id not in retiring]
+        draining = [c.id for c in strays if c.id in proxy.routed_containers(self.host.settings, self.app)]
+        containers.route_away(self.host, self.app, {c.id for c in strays})
+        for c in strays:
+            if c.id not in draining:
                 engine.remove(c.id, timeout=0)
+        return draining
 
     def stop(self, progress: Progress) -> None:
         # Traffic first: a stopped container's address may soon belong to another container.
@@ -266,11 +279,13 @@ class Services:
     def logs(self, *, lines: int, follow: bool) -> Iterator[bytes]:
         return listing.task_logs(self.host, self.app, lines=lines, follow=follow)
 
-    def remove_strays(self, live: int | None, retiring: set[str]) -> None:
-        """What a crashed deploy left: services neither of the live release nor retiring."""
+    def remove_strays(self, live: int | None, retiring: set[str]) -> list[str]:
+        """What a crashed deploy left: services neither of the live release nor retiring, removed now (none is kept
+        to drain: the route is the task watcher's, deploy/taskwatch.py)."""
         for name in releases.app_services(self.host.settings, self.app):
             if releases.release_of(name) != live and SERVICE_PREFIX + name not in retiring:
                 releases.remove(name)
+        return []
 
     def _of_release(self, number: int) -> dict[str, str]:
         """The app's services of release `number`, by process type."""

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 from collections.abc import Callable
 
+from minipaas import faultpoints
 from minipaas.adapters import engine
 from minipaas.build import builds, starthints
 from minipaas.deploy import containers, formation, placement, retirement, watcher
@@ -145,6 +146,7 @@ def roll_out(host: Host, app: str, *, kind: str, sha: str, image: str, buildpack
         releaselog.update(host, app, number, status="failed", message=message, finished_at=store.now(),
                 build_log=_log_text(progress, raw))
         raise
+    faultpoints.reached("retire")
     if old:
         progress(f"-----> Retiring {', '.join(name for _, name in old)} in {drain}s (in the background)")
         retirement.spawn_retirer(host, app)

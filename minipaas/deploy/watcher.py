@@ -11,7 +11,9 @@ only reacts to what happens behind minipaas' back.
 In a cluster the tasks run on other engines and the Swarm moves them itself: a thread of the same process
 keeps each app's route equal to its live release's running web tasks (deploy/taskwatch.py).
 
-Every deploy and `ps:restore` start it when it is not running (`ensure_running`). When the engine goes away
+Every deploy and `ps:restore` start it when it is not running (`ensure_running`); a watcher that starts (the last
+one was killed) first catches up with what it did not hear: routed containers that are gone or stopped leave their
+route. When the engine goes away
 and comes back (a package upgrade restarts dockerd, someone restarts it), the engine has stopped every
 container on its way down and starts none of them (their restart policy is for crashes): the watcher runs
 `ps:restore` for its home itself as soon as the engine answers again, so every app and service comes back with
@@ -29,8 +31,9 @@ import time
 from pathlib import Path
 
 from minipaas.adapters import engine
+from minipaas.cluster import membership
 from minipaas.deploy import taskwatch
-from minipaas.errors import MinipaasError
+from minipaas.errors import MinipaasError, NotFound
 from minipaas.routing import routes
 from minipaas.state.host import Host
 from minipaas.state.settings import Settings
@@ -79,7 +82,10 @@ def run(settings: Settings) -> None:
                 restore_in_background(settings)
                 lost = False
             if not lost:
-                for event in engine.events({"type": "container", "label": f"{engine.LABEL}={settings.home}"}):
+                since = int(time.time()) - 1  # what happens while catching up is replayed, not missed
+                catch_up(settings, forgotten)
+                for event in engine.events({"type": "container", "label": f"{engine.LABEL}={settings.home}"},
+                                           since=since):
                     handle(settings, event, forgotten)
                 print("watch: the engine's events ended (it stops or restarts)", file=sys.stderr, flush=True)
                 lost = True
@@ -90,6 +96,31 @@ def run(settings: Settings) -> None:
             print(f"watch: {type(exc).__name__}: {exc}; again in 1 s", file=sys.stderr, flush=True)
             lost = lost or not engine.answers()
         time.sleep(1)
+
+
+def catch_up(settings: Settings, forgotten: dict[str, str]) -> None:
+    """What the engine said while no watcher listened (the last one was killed, or the events' stream broke): a
+    routed container that is gone or stopped leaves its app's route, as its event would have made it, and comes
+    back if the engine starts it again. In a cluster the route names Swarm tasks: the task watcher's."""
+    if membership.registry_address(settings):
+        return
+    for container, app in routes.routed(settings).items():
+        if not _down(container):
+            continue
+        if routes.forget_container(settings, container, stale=lambda c=container: not _down(c)) is not None:
+            forgotten[container] = app
+            print(f"watch: {container[:12]} of {app}: stopped or removed while no watcher listened; unrouted",
+                  file=sys.stderr, flush=True)
+
+
+def _down(container: str) -> bool:
+    """Whether the container is gone or not running (False when the engine cannot say)."""
+    try:
+        return engine.inspect(container).status != "running"
+    except NotFound:
+        return True
+    except MinipaasError:
+        return False
 
 
 def restore_in_background(settings: Settings) -> None:

@@ -292,6 +292,11 @@ def upstream_addresses(settings: Settings, app: str) -> list[str]:
     return routes.addresses(settings, app)
 
 
+def routed_containers(settings: Settings, app: str) -> set[str]:
+    """The containers (ids) the app's traffic goes to now."""
+    return routes.containers(settings, app)
+
+
 def remove_app(settings: Settings, app: str) -> None:
     lay = layout(settings)
     routes.unroute(settings, app)

@@ -20,6 +20,7 @@ from collections.abc import Callable
 from contextlib import AbstractContextManager
 from pathlib import Path
 
+from minipaas import faultpoints
 from minipaas.errors import ProxyError
 from minipaas.state import locks, perms
 from minipaas.state.settings import Settings
@@ -103,6 +104,16 @@ def forget_container(settings: Settings, container: str, *, stale: Callable[[], 
         return app
 
 
+def containers(settings: Settings, app: str) -> set[str]:
+    """The containers the app's route names (their ids), as minipaas last set it."""
+    return {container for container, (owner, _) in _owners(settings).items() if owner == app}
+
+
+def routed(settings: Settings) -> dict[str, str]:
+    """Every routed container (its id) and its app."""
+    return {container: owner for container, (owner, _) in _owners(settings).items()}
+
+
 def add_container(settings: Settings, app: str, address: str, container: str) -> None:
     """Put a container back into its app's route, beside the ones there (a restarted crash)."""
     with _locked(settings):
@@ -133,6 +144,7 @@ def _change(settings: Settings, app: str, targets: dict[str, str] | None) -> Non
         owners.update({container: (app, address) for address, container in targets.items()})
     # The files first: an nginx reload between the two reads them, and holds the new entry as well.
     _write(settings, table, owners)
+    faultpoints.reached("switch")
     try:
         if targets is None:
             _control(settings, "DELETE", app)

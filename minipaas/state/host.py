@@ -24,7 +24,7 @@ class Host:
                 raise MinipaasError(
                     f"{self.settings.home} does not exist: run `minipaas init` (or install.sh) first"
                 )
-            self._db = store.connect(self.settings.db_path)
+            self._db = store.connect(self.settings.db_path, wait=self.settings.db_wait)
         return self._db
 
 

@@ -16,6 +16,7 @@ images (stacks.py), which filelock does not offer. A symlink where a lock should
 from __future__ import annotations
 
 import errno
+import fcntl
 import os
 import pwd
 import stat
@@ -73,9 +74,15 @@ def build_context_lock(settings: Settings, app: str, kind: str) -> Path:
     return settings.locks_dir / f"{app}.context-{kind}.lock"
 
 
+def retirer_lock(settings: Settings, app: str) -> Path:
+    """Held (shared) by each background retirer of the app while it runs: held by none, none runs."""
+    return settings.locks_dir / f"{app}.retirer.lock"
+
+
 def remove_app_locks(settings: Settings, app: str) -> None:
-    """The lock files of a destroyed app (its own and its build contexts'); nobody holds them then."""
-    for path in (app_lock_path(settings, app), *settings.locks_dir.glob(f"{app}.context-*.lock")):
+    """The lock files of a destroyed app (its own, its retirers' and its build contexts'); nobody holds them then."""
+    for path in (app_lock_path(settings, app), retirer_lock(settings, app),
+                 *settings.locks_dir.glob(f"{app}.context-*.lock")):
         path.unlink(missing_ok=True)
 
 
@@ -196,6 +203,25 @@ def app_lock(settings: Settings, app: str, progress: Callable[[str], None]) -> I
                 resumed="The other deploy finished; going on.", limit=WAIT_LIMIT,
                 stuck=f"another deploy of {app} has held its lock for {WAIT_LIMIT // 60} minutes"):
         yield
+
+
+@contextmanager
+def retiring(settings: Settings, app: str) -> Iterator[None]:
+    """Held by a retirer of the app for its whole run (several may run at once: a shared flock). The kernel lets
+    go of it when the retirer dies however it dies, which is how `retirer_runs` tells a dead one."""
+    with open_file(retirer_lock(settings, app)) as handle:
+        fcntl.flock(handle, fcntl.LOCK_SH)
+        yield
+
+
+def retirer_runs(settings: Settings, app: str) -> bool:
+    """Whether a retirer of the app runs now (holds its lock)."""
+    with open_file(retirer_lock(settings, app)) as handle:
+        try:
+            fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            return True
+        return False  # closing the file lets go of the lock
 
 
 @contextmanager

@@ -9,6 +9,7 @@ import os
 import sqlite3
 from dataclasses import dataclass
 
+from minipaas import faultpoints
 from minipaas.errors import NotFound
 from minipaas.state import store
 from minipaas.state.host import Host
@@ -123,6 +124,18 @@ def record_live(host: Host, app: str, number: int, *, retiring: list[str], drain
                    (store.now(), app, number))
         db.execute("UPDATE apps SET stopped = 0 WHERE name = ?", (app,))  # a release going live runs
         schedule_retirement(db, app, retiring, drain)
+        faultpoints.reached("record")
+
+
+def interrupt_pending(host: Host, app: str, *, retiring: list[str], drain: int) -> list[Release]:
+    """The releases a deploy that died left pending, marked failed (`interrupted`), and the containers its route
+    still sent requests to scheduled for retirement, in one transaction; returns those releases."""
+    with store.transaction(host.db) as db:
+        rows = db.execute("SELECT * FROM releases WHERE app = ? AND status = 'pending'", (app,)).fetchall()
+        db.execute("UPDATE releases SET status = 'failed', message = 'interrupted', finished_at = ? "
+                   "WHERE app = ? AND status = 'pending'", (store.now(), app))
+        schedule_retirement(db, app, retiring, drain)
+    return [from_row(row) for row in rows]
 
 
 def schedule_retirement(db: sqlite3.Connection, app: str, containers: list[str], drain: int) -> None:

@@ -65,6 +65,8 @@ _FIELDS: dict[str, tuple[str, str]] = {
     "build_images": ("MINIPAAS_BUILD_IMAGES", ""),
     # In a cluster: where the manager's engine reads the registries' CA certificates (certs.d/<host:port>/ca.crt)
     "docker_certs": ("MINIPAAS_DOCKER_CERTS", "/etc/docker/certs.d"),
+    # Seconds a write to the state database waits for another process' transaction before it gives up in one line
+    "db_wait": ("MINIPAAS_DB_WAIT", "30"),
 }
 DEFAULT_INSTANCE = "minipaas"
 INSTANCE_NAME = re.compile(r"[a-z][a-z0-9-]{0,30}")
@@ -95,6 +97,7 @@ class Settings:
     instance: str
     build_images: str
     docker_certs: Path
+    db_wait: int
 
     @property
     def db_path(self) -> Path:
@@ -218,6 +221,7 @@ def load(env: dict[str, str] | None = None) -> Settings:
         instance=_instance(raw["instance"], home),
         build_images=_build_images(raw["build_images"]),
         docker_certs=_absolute(raw["docker_certs"], "MINIPAAS_DOCKER_CERTS"),
+        db_wait=_seconds(raw["db_wait"], "MINIPAAS_DB_WAIT"),
     )
 
 
@@ -277,6 +281,12 @@ def _account(value: str, what: str) -> str:
 def _port(value: str, what: str) -> int:
     if not is_count(value, 1, 65535):
         raise InvalidInput(f"{what} must be a number from 1 to 65535, not {value[:20]!r}")
+    return int(value)
+
+
+def _seconds(value: str, what: str) -> int:
+    if not value.isdigit() or not 0 < int(value) <= 3600:
+        raise InvalidInput(f"{what} must be a number of seconds from 1 to 3600, not {value!r}")
     return int(value)
 
 

@@ -14,6 +14,10 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
 
+from minipaas.errors import Conflict, MinipaasError, no_space
+
+DEFAULT_WAIT = 30  # seconds a write waits for another process' transaction (MINIPAAS_DB_WAIT)
+
 MIGRATIONS: list[str] = [
     # 1: the core pipeline
     """
@@ -188,18 +192,21 @@ MIGRATIONS: list[str] = [
 ]
 
 
-def connect(path: Path) -> sqlite3.Connection:
+def connect(path: Path, *, wait: float = DEFAULT_WAIT) -> sqlite3.Connection:
     # Every app's config lives here: create the file 0600 whatever the umask, before SQLite does
     # (it would use 0644); its -wal and -shm files then get the same mode from SQLite.
     if not path.exists():
         with contextlib.suppress(FileExistsError):
             os.close(os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600))
             os.chmod(path, 0o600)
-    conn = sqlite3.connect(path, timeout=30, isolation_level=None)
+    conn = sqlite3.connect(path, timeout=wait, isolation_level=None)
     conn.row_factory = sqlite3.Row
     conn.execute("PRAGMA foreign_keys = ON")
-    conn.execute("PRAGMA busy_timeout = 30000")
-    migrate(conn)
+    conn.execute(f"PRAGMA busy_timeout = {int(wait * 1000)}")
+    try:
+        migrate(conn)
+    except sqlite3.OperationalError as exc:
+        raise refusal(conn, exc) from None
     return conn
 
 
@@ -226,13 +233,38 @@ def migrate(conn: sqlite3.Connection) -> int:
 
 @contextmanager
 def transaction(conn: sqlite3.Connection) -> Iterator[sqlite3.Connection]:
-    conn.execute("BEGIN IMMEDIATE")
+    """A write transaction: all of it or nothing. A database another process holds locked beyond the wait, or a disk
+    with no room left for it, is one line (`refusal`), and nothing of the transaction is written."""
+    try:
+        conn.execute("BEGIN IMMEDIATE")
+    except sqlite3.OperationalError as exc:
+        raise refusal(conn, exc) from None
     try:
         yield conn
-    except BaseException:
-        conn.execute("ROLLBACK")
+        conn.execute("COMMIT")
+    except BaseException as exc:
+        if conn.in_transaction:
+            conn.execute("ROLLBACK")
+        if isinstance(exc, sqlite3.OperationalError):
+            raise refusal(conn, exc) from None
         raise
-    conn.execute("COMMIT")
+
+
+def refusal(conn: sqlite3.Connection, exc: sqlite3.OperationalError) -> MinipaasError | sqlite3.OperationalError:
+    """What to tell the user when SQLite refuses a write: the database locked beyond the wait, or no room on its disk
+    (anything else is a bug, and stays as it is)."""
+    name = getattr(exc, "sqlite_errorname", "")
+    if name in ("SQLITE_BUSY", "SQLITE_LOCKED"):
+        waited = conn.execute("PRAGMA busy_timeout").fetchone()[0] / 1000
+        return Conflict(f"minipaas' database stayed locked by another process for {waited:g} s (a transaction left "
+                        "open: an sqlite3 shell, a stuck command); nothing was changed: try again once it is free")
+    if name == "SQLITE_FULL":
+        return no_space(f"of minipaas' database ({_path(conn)})")
+    return exc
+
+
+def _path(conn: sqlite3.Connection) -> str:
+    return next((str(row[2]) for row in conn.execute("PRAGMA database_list") if row[1] == "main"), "minipaas.db")
 
 
 def now() -> float:

@@ -18,6 +18,7 @@ from minipaas.adapters.engine.client import (
     SHA_LABEL,
     answers,
     client,
+    dropped,
     reason,
 )
 from minipaas.adapters.engine.containers import (
@@ -103,6 +104,7 @@ __all__ = [
     "copy_out",
     "create_volume",
     "disconnect",
+    "dropped",
     "ensure_network",
     "events",
     "exec_capture",

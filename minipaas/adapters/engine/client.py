@@ -65,6 +65,17 @@ def answers() -> bool:
         return False
 
 
+def dropped(exc: BaseException) -> EngineError | None:
+    """The one line for a call the engine did not answer (it stopped or restarted meanwhile: requests' connection
+    error, which no adapter function expected); None for any other failure."""
+    import requests
+
+    if isinstance(exc, requests.exceptions.ConnectionError):
+        return EngineError(f"the Docker engine stopped answering ({_reason(exc)}): it stops or restarts? "
+                           "Try again once `docker info` answers")
+    return None
+
+
 def reason(exc: BaseException) -> str:
     """The engine's own words for a failure, in one line."""
     return _reason(exc)

@@ -12,10 +12,11 @@ from minipaas.adapters.engine.client import _api, _reason
 from minipaas.errors import EngineError, NotFound
 
 
-def events(filters: dict[str, str]) -> Iterator[dict[str, Any]]:
-    """The engine's events as they happen (a stream that ends only when the engine goes away)."""
+def events(filters: dict[str, str], *, since: int | None = None) -> Iterator[dict[str, Any]]:
+    """The engine's events as they happen (a stream that ends only when the engine goes away); with `since` (a Unix
+    time), those since then first."""
     try:
-        yield from _api().events(decode=True, filters=filters)
+        yield from _api().events(decode=True, filters=filters, since=since)
     except docker.errors.APIError as exc:
         raise EngineError(f"cannot follow the engine's events: {_reason(exc)}") from None
 
