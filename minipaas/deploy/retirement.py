@@ -9,11 +9,10 @@ import sys
 import time
 from collections.abc import Callable
 
-from minipaas.deploy import containers, placement
+from minipaas.deploy import placement
 from minipaas.errors import EngineError
 from minipaas.state import releaselog, store
 from minipaas.state.host import Host
-from minipaas.state.locks import app_lock
 
 Progress = Callable[[str], None]
 
@@ -64,13 +63,6 @@ def retire(host: Host, app: str, *, wait: bool, overdue_by: float = 0.0) -> list
             with store.transaction(host.db) as db:
                 db.execute("DELETE FROM retirements WHERE container = ?", (container,))
             done.append(container)
-
-
-def drop_network_when_empty(host: Host, app: str) -> None:
-    """Once its last container retired (a container app became a static site, a scale to 0), the app gives its
-    network back to the shared pool. Under the app's lock: a deploy makes the network before its containers."""
-    with app_lock(host.settings, app, lambda _line: None):
-        containers.drop_network_if_unused(host, app)
 
 
 def reconcile(host: Host, app: str) -> None:

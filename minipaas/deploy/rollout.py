@@ -147,7 +147,8 @@ def roll_out(host: Host, app: str, *, kind: str, sha: str, image: str, buildpack
         raise
     if old:
         progress(f"-----> Retiring {', '.join(name for _, name in old)} in {drain}s (in the background)")
-        retirement.spawn_retirer(host, app)
+    # Also with nothing to retire (a first success): its gc collects what rejected pushes before it left.
+    retirement.spawn_retirer(host, app)
     if kinds[formation.WEB]:
         domain = apps.default_domain(host, app)
         progress(f"=====> {app} release {number} is live at http://{domain}{containers.port_suffix(host)}/")
