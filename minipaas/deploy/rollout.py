@@ -32,8 +32,14 @@ def deploy_commit(host: Host, app: str, sha: str, progress: Progress,
     with app_lock(host.settings, app, progress):
         current = releaselog.live(host, app)
         if current and current.sha == sha and placement.for_host(host, app).running(current.number):
-            progress(f"-----> {sha[:7]} is already live as release {current.number}; nothing to do")
-            return current
+            if current.serving == "static" or current.config == config.get_all(host, app):
+                progress(f"-----> {sha[:7]} is already live as release {current.number}; nothing to do")
+                return current
+            # The commit is live, the config stored since (`config:set --no-restart`) is not: roll it out.
+            progress(f"-----> {sha[:7]} is live as release {current.number} with an older config; releasing it "
+                     "with the stored config")
+            return roll_out(host, app, kind="config", sha=current.sha, image=current.image,
+                            buildpack=current.buildpack, progress=progress)
         return roll_out(host, app, kind="build", sha=sha, image="", buildpack="", progress=progress, options=options)
 
 
