@@ -107,7 +107,8 @@ def _collect_app(host: Host, app: str, *, dry_run: bool, freed: Freed, sizes: di
             engine.remove(container.id, timeout=0)
         freed.add(f"container {container.name}", 0)
     gone = {c.id for c in exited}
-    holding = [c for c in found if c.id not in gone]
+    # (A Swarm task's container counts by its service, below: the Swarm keeps stopped tasks' ones for a while.)
+    holding = [c for c in found if c.id not in gone and TASK_LABEL not in c.labels]
     # The image of a container that stays is in use; one whose containers all retire goes after them.
     in_use = {c.labels.get(engine.RELEASE_LABEL) for c in holding if c.id not in retiring}
     draining = {c.labels.get(engine.RELEASE_LABEL) for c in holding if c.id in retiring}
@@ -122,12 +123,13 @@ def _collect_app(host: Host, app: str, *, dry_run: bool, freed: Freed, sizes: di
         if image != host.settings.image_tag(app, rel.number, rel.sha):
             continue  # config and rollback releases reuse another release's image
         image_labels = engine.image_labels(image)
+        if str(rel.number) in draining:
+            if image_labels is not None:
+                freed.later.append(f"image {image}")
+            continue
+        dropped.append(image)  # from the cluster's registry too, also when the engine here has it no more
         if image_labels is None:
             continue
-        if str(rel.number) in draining:
-            freed.later.append(f"image {image}")
-            continue
-        dropped.append(image)
         if dry_run or engine.remove_image(image, owner=str(host.settings.home)):
             freed.add(f"image {image}", sizes.get(image, 0))
             removed[image] = image_labels.get(stacks.VERSION_LABEL, "")
