@@ -110,7 +110,7 @@ def leftovers(paas: Paas) -> list[str]:
     found: list[str] = []
     with db(paas) as conn:
         apps = {row["name"] for row in conn.execute("SELECT name FROM apps")}
-        rows = conn.execute("SELECT app, number, status, image FROM releases").fetchall()
+        rows = conn.execute("SELECT app, number, status, image, serving FROM releases").fetchall()
         found += [f"release {r['app']}/{r['number']} still pending" for r in rows if r["status"] == "pending"]
         found += [f"release {r['app']}/{r['number']} of no app" for r in rows if r["app"] not in apps]
         found += [f"retirement of {r['container'][:12]} ({r['app']}) still recorded"
@@ -138,6 +138,8 @@ def leftovers(paas: Paas) -> list[str]:
         if "<none>" in image or image not in went_live:
             found.append(f"image {image} is no release that went live")
     apps_with_containers = {labels["app"] for labels in web.values()}
+    found += [f"{r['app']} runs no web container of its live release {r['number']}" for r in rows
+              if r["status"] == "live" and r["serving"] == "container" and r["app"] not in apps_with_containers]
     networks = set(docker("network", "ls", "--filter", f"label=minipaas={home}", "--format", "{{.Name}}").split())
     found += [f"network {n} of no app with containers" for n in sorted(
         networks - {settings.app_network(a) for a in apps_with_containers})]

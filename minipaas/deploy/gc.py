@@ -98,8 +98,11 @@ def _collect_app(host: Host, app: str, *, dry_run: bool, freed: Freed, sizes: di
     retiring = releaselog.retiring(host, app)
     labels = {engine.LABEL: str(host.settings.home), engine.APP_LABEL: app}
     found = engine.containers(labels)
-    # Exited containers first (not a retiring one: its retirer removes it), so that the images they held are free.
+    # Exited containers first, so that the images they held are free: not a retiring one (its retirer removes it),
+    # nor one of the live release (stopped with `ps:stop`, or by an engine restart: `ps:restore` starts it again).
+    live = next((str(r.number) for r in history if r.status == "live"), None)
     exited = [c for c in found if c.status in ("exited", "dead") and c.id not in retiring
+              and c.labels.get(engine.RELEASE_LABEL) != live
               and c.labels.get(engine.PROCESS_LABEL) not in (None, "run")
               and TASK_LABEL not in c.labels]  # a task's container is the Swarm's
     for container in exited:
