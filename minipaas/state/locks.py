@@ -3,8 +3,8 @@ builds on one host; the waiting one says so.
 
 An app's lock (`<app>.lock`) is taken exclusively by what changes what runs (a deploy, a scale, a restore) and
 shared by what only needs no deploy beside it (gc, the cluster's task watcher, a one-off's cleanup): those
-never hold each other up, and are never taken for a deploy (gc said "a deploy is running" when it met the
-watcher's round or a background gc). A push's turn (`<app>.push.lock`) lasts until git has updated the refs
+never hold each other up, nor pass for a deploy (gc used to say "a deploy is running" and skip the app when it
+met the watcher's round or the background gc). A push's turn (`<app>.push.lock`) lasts until git has updated the refs
 the hook accepted: the hook hands it to a small process that waits for git's receive-pack to end, so the
 next push of the repository sees the refs as the last one left them (`PushTurn`).
 
