@@ -83,6 +83,23 @@ def keep_pushed(repo: Path, sha: str) -> None:
     proc.run(["git", "--git-dir", str(repo), "index-pack", "--stdin"], input=pack, env=main)
 
 
+def ref_value(repo: Path, ref: str) -> str:
+    """The commit a ref of the repository names now (ZERO_SHA where it does not exist), as git's receive-pack
+    compares it with the old value a push expects before it updates the ref."""
+    result = proc.run(["git", "--git-dir", str(repo), "rev-parse", "--verify", "--quiet", ref], check=False)
+    return result.stdout.decode().strip() if result.returncode == 0 else ZERO_SHA
+
+
+def receive_pack_pid() -> int | None:
+    """In a hook: git's receive-pack (the hook's parent, which updates the refs once the hook exited 0)."""
+    parent = os.getppid()
+    try:
+        cmdline = Path(f"/proc/{parent}/cmdline").read_bytes()
+    except OSError:
+        return None
+    return parent if b"receive-pack" in cmdline else None
+
+
 def check_sha(sha: str) -> str:
     if not SHA.fullmatch(sha):
         raise InvalidInput(f"invalid commit id {sha!r}")

@@ -25,6 +25,7 @@ from minipaas.state import locks, perms
 from minipaas.state.settings import Settings
 
 GIT_TIMEOUT = 300
+KINDS = ("dockerfile", "buildpack")  # the app's own Dockerfile's context, a buildpack's (the commit under src/)
 
 
 def folder(settings: Settings, app: str) -> Path:
@@ -71,6 +72,11 @@ def _sync(repo: Path, sha: str, work: Path, index: Path) -> None:
         if proc.NO_SPACE in result.stderr:
             raise no_space(f"of {work}")
         raise BuildFailed(f"cannot check out {sha[:7]} for the build: {lines[-1] if lines else 'git failed'}")
+
+
+def folders(settings: Settings, app: str) -> list[Path]:
+    """The app's context folders that exist (one per kind of build it had)."""
+    return [folder(settings, app) / kind for kind in KINDS if (folder(settings, app) / kind).is_dir()]
 
 
 def remove(settings: Settings, app: str) -> None:

@@ -103,17 +103,20 @@ class Context:
                              leave_out="".join(f"{p}/" for p in self.ignored))
 
 
-def run_builder(settings: Settings, app: str, context: Context | IO[bytes], *, tag: str, limits: BuildLimits,
+def run_builder(settings: Settings, app: str, context: Context | IO[bytes] | Path, *, tag: str, limits: BuildLimits,
                 progress: Callable[[str], None], say: Callable[[str], None] | None = None,
-                secrets: dict[str, Path] | None = None,
-                no_cache: bool = False) -> tuple[engine.BuildOutcome, str | None]:
+                secrets: dict[str, Path] | None = None, no_cache: bool = False,
+                dockerfile: bytes = b"") -> tuple[engine.BuildOutcome, str | None]:
     """Run the host's builder within `limits`; returns its outcome and the limit it ran into, if any.
 
+    `context`: a commit's (`Context`), a tar, or (BuildKit only) a folder as it is, with `dockerfile` beside it.
     `progress` gets the builder's lines; `say` what minipaas itself has to tell (waiting for a turn).
     `secrets` (id -> file) reach BuildKit's `RUN --mount=type=secret` steps; the legacy builder has none.
     `no_cache`: no step reuses a cached layer (`git push -o no-cache`)."""
     found, layout = builder(settings), enforcement().layout
     if found.kind == "legacy":
+        if isinstance(context, Path):
+            raise ValueError("the legacy builder takes a tar, not a folder")
         name = buildcgroups.app_cgroup(settings.home, app)
         per_step = layout is None  # no parent to limit: each step's container gets the memory and CPUs
         tar = context.tar() if isinstance(context, Context) else context
@@ -127,12 +130,14 @@ def run_builder(settings: Settings, app: str, context: Context | IO[bytes], *, t
             folder = held.enter_context(buildcontext.checked_out(
                 settings, app, context.sha, prefix=context.prefix, extra={".dockerignore": ignore} if ignore else {}))
             source: Path | IO[bytes] = folder
-            dockerfile = context.dockerfile
+            text: bytes | None = context.dockerfile
+        elif isinstance(context, Path):
+            source, text = context, dockerfile
         else:
-            source, dockerfile = context, None
+            source, text = context, None
         held.enter_context(locks.host_build_lock(say or progress))
         return _limited(layout, buildcgroups.BUILDKIT, limits, shared=True, run=lambda: buildkit.build(
-            found, source, dockerfile=dockerfile, tag=tag, progress=progress, timeout=limits.timeout,
+            found, source, dockerfile=text, tag=tag, progress=progress, timeout=limits.timeout,
             secrets=secrets or {}, no_cache=no_cache))
 
 

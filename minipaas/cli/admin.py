@@ -74,14 +74,15 @@ def watch_cmd() -> None:
 @click.command("retire", hidden=True)
 @click.argument("app")
 def retire_cmd(app: str) -> None:
-    """Retire the app's old containers once drained (run in the background after a deploy)."""
+    """Retire the app's old containers once drained, then collect the app (run in the background after each
+    deploy)."""
     from minipaas.deploy import gc, retirement
     from minipaas.state import apps
 
     host = current_host()
     with retirement.running(host, app):
         retirement.retire(host, app, wait=True)
+        # After every deploy, in the background: the retention rule keeps the disk from filling up (a rejected
+        # push's image too), and an app left without containers gives its network back.
         if apps.exists(host, app):
-            retirement.drop_network_when_empty(host, app)
-        # After every deploy, in the background: the retention rule keeps the disk from filling up.
-        gc.collect(host, dry_run=False, only=app, progress=say)
+            gc.collect(host, dry_run=False, only=app, progress=say)

@@ -2,7 +2,10 @@
 
 The last `keep-releases` (default 5) releases that went live stay instantly rollback-able (their
 images and site directories are kept); older release images, exited containers, dangling images and
-older site directories go. The image of a running container is never removed.
+older site directories go. The image of a container that stays is never removed; the image of one that retires
+(after its drain delay) goes once it has: the background gc that follows each retirement removes it, and `gc` and
+`gc --dry-run` name it meanwhile ("when its container retires"), so that a dry run names what the gcs remove.
+One gc of the instance runs at a time (`locks.gc_turn`); an app being deployed is skipped, and said.
 
 Base images (`minipaas/node:<version>`) go when no image on the engine is built on them any more,
 whichever home it belongs to: `gc` looks at all of them, `gc APP` (and the one after each deploy) at
@@ -29,7 +32,7 @@ from minipaas.deploy import containers
 from minipaas.routing import sites
 from minipaas.state import apps, cachemounts, releaselog
 from minipaas.state.host import Host
-from minipaas.state.locks import try_app_lock
+from minipaas.state.locks import gc_turn, try_app_lock
 
 # A pin lives as long as its build (build-timeout is at most an hour); an older one is a killed build's.
 PIN_LIFETIME = 2 * 60 * 60
@@ -39,6 +42,9 @@ PIN_LIFETIME = 2 * 60 * 60
 class Freed:
     items: list[str] = field(default_factory=list)
     bytes: int = 0
+    # What goes once the containers holding it have retired (after their drain delay): the background gc that
+    # follows their retirement removes it, and a dry run names it, so that it names what the gcs remove.
+    later: list[str] = field(default_factory=list)
 
     def add(self, what: str, size: int) -> None:
         self.items.append(what)
@@ -47,11 +53,19 @@ class Freed:
 
 def collect(host: Host, *, dry_run: bool, only: str | None = None,
             progress: Callable[[str], None] = lambda _: None) -> Freed:
+    """Remove (or, `dry_run`, name) what the retention rule drops. One gc of the instance at a time, so a dry
+    run names what the gc before it left."""
+    with gc_turn(host.settings, progress):
+        return _collect(host, dry_run=dry_run, only=only, progress=progress)
+
+
+def _collect(host: Host, *, dry_run: bool, only: str | None, progress: Callable[[str], None]) -> Freed:
     freed = Freed()
     sizes = engine.unique_image_sizes()
     removed: dict[str, str] = {}  # release image -> the Node version of its base image ("" if none)
     for app in [only] if only else apps.names(host):
-        # Never beside a deploy of the same app: its new container and image exist before they are live.
+        # Never beside a deploy of the same app: its new container and image exist before they are live. Shared
+        # with the cluster's task watcher (its round every second), which never changes what gc looks at.
         with try_app_lock(host.settings, app) as held:
             if not held:
                 progress(f"       {app}: a deploy is running; collected next time")
@@ -63,10 +77,14 @@ def collect(host: Host, *, dry_run: bool, only: str | None = None,
                     only=set(removed.values()) if only else None)
     if only is None and not dry_run and membership.registry_address(host.settings):
         _sweep_registry(host, freed, progress)
-    verb = "would free" if dry_run else "freed"
     for item in freed.items:
         progress(f"       {'would remove' if dry_run else 'removed'} {item}")
-    progress(f"-----> gc {verb} {_human(freed.bytes)} ({len(freed.items)} items)")
+    for item in freed.later:
+        progress(f"       would remove {item} (when its container retires)" if dry_run else
+                 f"       will remove {item} when its container retires")
+    later = f", {len(freed.later)} more when their containers retire" if freed.later else ""
+    verb = "would free" if dry_run else "freed"
+    progress(f"-----> gc {verb} {_human(freed.bytes)} ({len(freed.items)} items{later})")
     return freed
 
 
@@ -77,7 +95,26 @@ def _collect_app(host: Host, app: str, *, dry_run: bool, freed: Freed, sizes: di
     went_live = [r for r in history if r.status in ("live", "superseded")]
     keep = {r.number for r in (went_live if retention == 0 else went_live[:retention])}
     kept_images = {r.image for r in history if r.number in keep and r.image}
-    in_use = {c.labels.get(engine.RELEASE_LABEL) for c in containers.web_containers(host, app)}
+    retiring = releaselog.retiring(host, app)
+    labels = {engine.LABEL: str(host.settings.home), engine.APP_LABEL: app}
+    found = engine.containers(labels)
+    # Exited containers first, so that the images they held are free: not a retiring one (its retirer removes it),
+    # nor one of the live release (stopped with `ps:stop`, or by an engine restart: `ps:restore` starts it again).
+    live = next((str(r.number) for r in history if r.status == "live"), None)
+    exited = [c for c in found if c.status in ("exited", "dead") and c.id not in retiring
+              and c.labels.get(engine.RELEASE_LABEL) != live
+              and c.labels.get(engine.PROCESS_LABEL) not in (None, "run")
+              and TASK_LABEL not in c.labels]  # a task's container is the Swarm's
+    for container in exited:
+        if not dry_run:
+            engine.remove(container.id, timeout=0)
+        freed.add(f"container {container.name}", 0)
+    gone = {c.id for c in exited}
+    # (A Swarm task's container counts by its service, below: the Swarm keeps stopped tasks' ones for a while.)
+    holding = [c for c in found if c.id not in gone and TASK_LABEL not in c.labels]
+    # The image of a container that stays is in use; one whose containers all retire goes after them.
+    in_use = {c.labels.get(engine.RELEASE_LABEL) for c in holding if c.id not in retiring}
+    draining = {c.labels.get(engine.RELEASE_LABEL) for c in holding if c.id in retiring}
     clustered = membership.registry_address(host.settings) is not None
     if clustered:  # a release a service runs (a retiring one, a stopped one's) is in use as its containers are
         in_use |= {str(releases.release_of(name)) for name in releases.app_services(host.settings, app)}
@@ -88,29 +125,26 @@ def _collect_app(host: Host, app: str, *, dry_run: bool, freed: Freed, sizes: di
             continue
         if image != host.settings.image_tag(app, rel.number, rel.sha):
             continue  # config and rollback releases reuse another release's image
-        dropped.append(image)
-        labels = engine.image_labels(image)
-        if labels is None:
+        image_labels = engine.image_labels(image)
+        if str(rel.number) in draining:
+            if image_labels is not None:
+                freed.later.append(f"image {image}")
+            continue
+        dropped.append(image)  # from the cluster's registry too, also when the engine here has it no more
+        if image_labels is None:
             continue
         if dry_run or engine.remove_image(image, owner=str(host.settings.home)):
             freed.add(f"image {image}", sizes.get(image, 0))
-            removed[image] = labels.get(stacks.VERSION_LABEL, "")
+            removed[image] = image_labels.get(stacks.VERSION_LABEL, "")
     if clustered and not dry_run:
         for name in registrygc.forget(host.settings, dropped, progress):
             freed.add(f"manifest {name} in the cluster's registry", 0)
     for number, size in sites.prune(host.settings, app, keep, dry_run=dry_run):
         freed.add(f"site directory {app}/{number}", size)
-    labels = {engine.LABEL: str(host.settings.home), engine.APP_LABEL: app}
-    for container in engine.containers(labels):
-        if (container.status in ("exited", "dead") and container.labels.get(engine.PROCESS_LABEL) not in (None, "run")
-                and TASK_LABEL not in container.labels):  # a task's container is the Swarm's
-            if not dry_run:
-                engine.remove(container.id, timeout=0)
-            freed.add(f"container {container.name}", 0)
     if not dry_run:
         freed.bytes += engine.prune_dangling(labels)  # the legacy builder's stage images are tagged: kept
-        # An app without containers holds no network of the shared pool (one an older minipaas made for a
-        # static site, or one whose last container went outside minipaas).
+        # An app without containers holds no network of the shared pool (its last container retired: a
+        # container app became a static site, a scale to 0; one an older minipaas made for a static site).
         if containers.drop_network_if_unused(host, app):
             progress(f"       removed the network of {app} (it has no container)")
 

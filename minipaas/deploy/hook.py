@@ -9,12 +9,14 @@ from __future__ import annotations
 
 import os
 import signal
+from pathlib import Path
 from typing import TYPE_CHECKING, TextIO
 
+from minipaas.adapters import gitrepo
 from minipaas.adapters.gitrepo import ZERO_SHA
 from minipaas.errors import MinipaasError, disk_full
 from minipaas.progress import Lines
-from minipaas.state import perms
+from minipaas.state import locks, perms
 
 if TYPE_CHECKING:  # the deploy path's modules load after SIGHUP is ignored (main)
     from minipaas.build import builds
@@ -49,7 +51,6 @@ def main(app: str, stdin: TextIO) -> int:
     try:
         # Imported once SIGHUP is ignored and the umask set: the deploy path's modules (the docker SDK
         # among them) take a few hundred ms to load, and the .pyc files Python may write get our umask.
-        from minipaas.adapters import gitrepo
         from minipaas.deploy import reviewapps, rollout
         from minipaas.state import apps, releaselog
         from minipaas.state.host import current
@@ -60,34 +61,44 @@ def main(app: str, stdin: TextIO) -> int:
         role = os.environ.get(ROLE_ENV, "admin")
         options = _options(push_options(dict(os.environ)), role,
                            apps.push_options_allowed(apps.get_setting(host, app, "deployer-push-options")), app)
-        targets = deploy_refs(apps.get_setting(host, app, "deploy-branch"))
-        review_apps = apps.get_setting(host, app, "review-apps") == "on"
-        deploy = None
-        branches: list[tuple[str, str]] = []  # (branch, new sha) of the review apps to deploy or remove
-        for _old, new, ref in updates:
-            if ref in targets:
+        # One push of the repository at a time, until git has updated the refs it accepted: a push that waited
+        # finds them as the one before left them, and is refused if they moved (git would refuse its ref update
+        # after its deploy: a live release that its branch never names).
+        with locks.push_turn(host.settings, app, say) as turn:
+            live = releaselog.live(host, app)
+            moved = _moved(host.settings.repo_path(app), updates)
+            if moved is not None:
+                say(moved)
+                return 1
+            targets = deploy_refs(apps.get_setting(host, app, "deploy-branch"))
+            review_apps = apps.get_setting(host, app, "review-apps") == "on"
+            deploy = None
+            branches: list[tuple[str, str]] = []  # (branch, new sha) of the review apps to deploy or remove
+            for _old, new, ref in updates:
+                if ref in targets:
+                    if new == ZERO_SHA:
+                        say(f"!     {ref.removeprefix('refs/heads/')} is the deploy branch of {app}; "
+                            "deleting it is refused (destroy the app instead)")
+                        return 1
+                    deploy = deploy or new
+                elif ref.startswith("refs/heads/") and review_apps:
+                    branches.append((ref.removeprefix("refs/heads/"), new))
+                elif ref.startswith("refs/heads/"):
+                    say(f"-----> {ref.removeprefix('refs/heads/')} accepted, not deployed (review-apps is off; "
+                        f"deploys come from {' or '.join(t.removeprefix('refs/heads/') for t in targets)})")
+            # More review apps than the limit: refused before anything is kept or made.
+            reviewapps.check_room(host, app, [branch for branch, new in branches if new != ZERO_SHA])
+            # Review apps before the app itself: one that fails rejects the push before production changed.
+            for branch, new in branches:
                 if new == ZERO_SHA:
-                    say(f"!     {ref.removeprefix('refs/heads/')} is the deploy branch of {app}; "
-                        "deleting it is refused (destroy the app instead)")
-                    return 1
-                deploy = deploy or new
-            elif ref.startswith("refs/heads/") and review_apps:
-                branches.append((ref.removeprefix("refs/heads/"), new))
-            elif ref.startswith("refs/heads/"):
-                say(f"-----> {ref.removeprefix('refs/heads/')} accepted, not deployed (review-apps is off; "
-                    f"deploys come from {' or '.join(t.removeprefix('refs/heads/') for t in targets)})")
-        # More review apps than the limit: refused before anything is kept or made.
-        reviewapps.check_room(host, app, [branch for branch, new in branches if new != ZERO_SHA])
-        # Review apps before the app itself: one that fails rejects the push before production changed.
-        for branch, new in branches:
-            if new == ZERO_SHA:
-                reviewapps.remove_branch(host, app, branch, say)
-            else:
-                gitrepo.keep_pushed(host.settings.repo_path(app), new)
-                reviewapps.deploy_branch(host, app, branch, new, say, options, by_deployer=role != "admin")
-        if deploy:
-            gitrepo.keep_pushed(host.settings.repo_path(app), deploy)
-            rollout.deploy_commit(host, app, deploy, say, options)
+                    reviewapps.remove_branch(host, app, branch, say)
+                else:
+                    gitrepo.keep_pushed(host.settings.repo_path(app), new)
+                    reviewapps.deploy_branch(host, app, branch, new, say, options, by_deployer=role != "admin")
+            if deploy:
+                gitrepo.keep_pushed(host.settings.repo_path(app), deploy)
+                rollout.deploy_commit(host, app, deploy, say, options)
+            turn.keep_until_gone(gitrepo.receive_pack_pid())
         return 0
     except MinipaasError as exc:
         say(f"!     {exc.message}")
@@ -110,6 +121,17 @@ def main(app: str, stdin: TextIO) -> int:
             say(f"!     internal error: {type(exc).__name__}: {exc} (MINIPAAS_DEBUG=1 shows details)")
         say(_rejected(live))
         return 1
+
+
+def _moved(repo: Path, updates: list[list[str]]) -> str | None:
+    """The one line refusing a push whose refs moved since it began (another push's, which it waited for)."""
+    for old, _new, ref in updates:
+        now = gitrepo.ref_value(repo, ref)
+        if now != old:
+            where = f"moved to {now[:7]}" if now != ZERO_SHA else "was deleted"
+            return (f"!     {ref.removeprefix('refs/heads/')} {where} while this push waited for another; nothing "
+                    "was deployed: fetch, then push again")
+    return None
 
 
 def _options(given: list[str], role: str, allowed: frozenset[str], app: str) -> builds.Options:

@@ -16,6 +16,7 @@ from minipaas.access import keys, sudoers
 from minipaas.adapters import gitrepo, nginx
 from minipaas.build import builders, buildkit
 from minipaas.deploy import hostunits, serviceroles
+from minipaas.errors import InvalidInput
 from minipaas.routing import domains, proxy
 from minipaas.state import apps, perms, store
 from minipaas.state.host import Host
@@ -45,10 +46,6 @@ def init(progress: Callable[[str], None], settings: Settings | None = None) -> S
                  "reach only static sites and ACME challenges")
     else:
         progress(f"-----> {s.home} is its owner's alone (without root, nginx's workers run as you)")
-    blocked = perms.workers_blocked_at(s)
-    if blocked is not None:
-        progress(f"       warning: {s.nginx_user} cannot pass through {blocked}: sites will answer 403 and 502 "
-                 "(move MINIPAAS_HOME, or open that folder to others with chmod o+x)")
     if s.nginx == "system" and perms.workers_gid(s) is not None:
         host_user = nginx.system_user()
         if host_user not in (None, s.nginx_user):
@@ -81,11 +78,20 @@ def _builder(s: Settings) -> str:
 
 
 def _check_host_files(s: Settings) -> None:
-    """One line, before anything is written, when this instance would take another's place on the host."""
+    """One line, before anything is written, when this instance would take another's place on the host, or
+    when nginx's workers could not reach its home (static sites would answer 404 with nothing said)."""
     if s.nginx == "system":
         proxy.check_system_nginx(s)
     sudoers.installed(s)
     hostunits.check(s)
+    blocked = perms.workers_blocked_at(s)
+    if blocked is not None and not blocked.exists():
+        raise InvalidInput(f"{blocked}, above MINIPAAS_HOME {s.home}, does not exist: make it so that {s.nginx_user} "
+                           "(nginx's workers) can pass through it (mkdir -m 0755), or choose another home")
+    if blocked is not None:
+        raise InvalidInput(f"{s.nginx_user} (nginx's workers) cannot pass through {blocked}, above MINIPAAS_HOME "
+                           f"{s.home}: it could not serve static sites; move the home, or let others pass through "
+                           "that folder (chmod o+x)")
 
 
 def _upgrade_ssh(s: Settings, progress: Callable[[str], None]) -> None:

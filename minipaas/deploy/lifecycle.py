@@ -77,6 +77,7 @@ def destroy(host: Host, name: str, progress: Callable[[str], None]) -> None:
     if parent is None:  # a review app's caches are its parent's (builds.cache_namespace)
         gitrepo.remove(s.repo_path(name))
         cacheclear.empty_life(host, apps.life(host, name), name, progress)  # else gc empties them
+    cacheclear.empty_contexts(host, name, progress)  # BuildKit's copy of its files at its last build
     buildcontext.remove(s, name)
     sites.remove_app(s, name)
 

@@ -16,7 +16,6 @@ from minipaas.errors import EngineError
 from minipaas.routing import domains, proxy, sites
 from minipaas.state import apps, locks, releaselog, store
 from minipaas.state.host import Host
-from minipaas.state.locks import app_lock
 
 Progress = Callable[[str], None]
 
@@ -70,13 +69,6 @@ def retire(host: Host, app: str, *, wait: bool) -> list[str]:
             with store.transaction(host.db) as db:
                 db.execute("DELETE FROM retirements WHERE container = ?", (container,))
             done.append(container)
-
-
-def drop_network_when_empty(host: Host, app: str) -> None:
-    """Once its last container retired (a container app became a static site, a scale to 0), the app gives its
-    network back to the shared pool. Under the app's lock: a deploy makes the network before its containers."""
-    with app_lock(host.settings, app, lambda _line: None):
-        containers.drop_network_if_unused(host, app)
 
 
 def reconcile(host: Host, app: str) -> None:

@@ -33,8 +33,14 @@ def deploy_commit(host: Host, app: str, sha: str, progress: Progress,
     with app_lock(host.settings, app, progress):
         current = releaselog.live(host, app)
         if current and current.sha == sha and placement.for_host(host, app).running(current.number):
-            progress(f"-----> {sha[:7]} is already live as release {current.number}; nothing to do")
-            return current
+            if current.serving == "static" or current.config == config.get_all(host, app):
+                progress(f"-----> {sha[:7]} is already live as release {current.number}; nothing to do")
+                return current
+            # The commit is live, the config stored since (`config:set --no-restart`) is not: roll it out.
+            progress(f"-----> {sha[:7]} is live as release {current.number} with an older config; releasing it "
+                     "with the stored config")
+            return roll_out(host, app, kind="config", sha=current.sha, image=current.image,
+                            buildpack=current.buildpack, progress=progress)
         return roll_out(host, app, kind="build", sha=sha, image="", buildpack="", progress=progress, options=options)
 
 
@@ -149,7 +155,8 @@ def roll_out(host: Host, app: str, *, kind: str, sha: str, image: str, buildpack
     faultpoints.reached("retire")
     if old:
         progress(f"-----> Retiring {', '.join(name for _, name in old)} in {drain}s (in the background)")
-        retirement.spawn_retirer(host, app)
+    # Also with nothing to retire (a first success): its gc collects what rejected pushes before it left.
+    retirement.spawn_retirer(host, app)
     if kinds[formation.WEB]:
         domain = apps.default_domain(host, app)
         progress(f"=====> {app} release {number} is live at http://{domain}{containers.port_suffix(host)}/")

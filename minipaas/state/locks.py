@@ -1,4 +1,12 @@
-"""Locks: two deploys of one app never overlap, nor two BuildKit builds on one host; the waiting one says so.
+"""Locks: two deploys of one app never overlap, nor two pushes to its repository, nor two gcs, nor two BuildKit
+builds on one host; the waiting one says so.
+
+An app's lock (`<app>.lock`) is taken exclusively by what changes what runs (a deploy, a scale, a restore) and
+shared by what only needs no deploy beside it (gc, the cluster's task watcher, a one-off's cleanup): those
+never hold each other up, nor pass for a deploy (gc used to say "a deploy is running" and skip the app when it
+met the watcher's round or the background gc). A push's turn (`<app>.push.lock`) lasts until git has updated the refs
+the hook accepted: the hook hands it to a small process that waits for git's receive-pack to end, so the
+next push of the repository sees the refs as the last one left them (`PushTurn`).
 
 Where they live: every lock file is in a folder that is this account's alone (root's: 0700, not a
 symlink, checked before each lock is opened, one line when it is not): an instance's locks in its own
@@ -20,7 +28,10 @@ import fcntl
 import os
 import pwd
 import stat
+import subprocess
+import sys
 import tempfile
+import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
@@ -42,7 +53,7 @@ HOST_BUILD_LOCK = "buildkit.lock"
 HOST_BUILD_WAIT_LIMIT = 2 * 60 * 60  # several apps' builds may be queued, each up to its build-timeout
 # The instance's own locks that are not an app's: a dot keeps them apart from `<app>.lock` (no app
 # name has one), so an app named `proxy` does not share the nginx writers' lock.
-INSTANCE_LOCKS = ("nginx.proxy", "nginx.routes", "acme.orders")
+INSTANCE_LOCKS = ("nginx.proxy", "nginx.routes", "acme.orders", "gc.collect")
 FILE_MODE = 0o600
 
 
@@ -69,6 +80,11 @@ def instance_lock(settings: Settings, name: str) -> Path:
     return settings.locks_dir / f"{name}.lock"
 
 
+def push_lock_path(settings: Settings, app: str) -> Path:
+    """One push of an app's repository at a time, from its hook's start until git updated the refs."""
+    return settings.locks_dir / f"{app}.push.lock"
+
+
 def build_context_lock(settings: Settings, app: str, kind: str) -> Path:
     """One build of an app at a time uses its context folder of `kind` (buildcontext.py)."""
     return settings.locks_dir / f"{app}.context-{kind}.lock"
@@ -80,8 +96,9 @@ def retirer_lock(settings: Settings, app: str) -> Path:
 
 
 def remove_app_locks(settings: Settings, app: str) -> None:
-    """The lock files of a destroyed app (its own, its retirers' and its build contexts'); nobody holds them then."""
-    for path in (app_lock_path(settings, app), retirer_lock(settings, app),
+    """The lock files of a destroyed app (its own, its push turn's, its retirers' and its build contexts');
+    nobody holds them then."""
+    for path in (app_lock_path(settings, app), push_lock_path(settings, app), retirer_lock(settings, app),
                  *settings.locks_dir.glob(f"{app}.context-*.lock")):
         path.unlink(missing_ok=True)
 
@@ -187,14 +204,21 @@ def waited(path: Path, progress: Callable[[str], None], *, waiting: str, resumed
 
 @contextmanager
 def try_app_lock(settings: Settings, app: str) -> Iterator[bool]:
-    """The app's lock if nobody holds it (yields True), else no lock at all (yields False)."""
-    path = app_lock_path(settings, app)
-    lock = _file_lock(path)
-    if not _try(lock, path):
-        yield False
-        return
-    with _holding(lock):
-        yield True
+    """The app's lock shared, if no deploy holds it (yields True), else no lock at all (yields False).
+
+    For what must not run beside a deploy but may run beside each other (gc, the task watcher's round, a
+    one-off's cleanup): shared, they never make each other think a deploy is running. A deploy (`app_lock`,
+    exclusive) waits until they are done."""
+    with open_file(app_lock_path(settings, app)) as handle:
+        try:
+            fcntl.flock(handle, fcntl.LOCK_SH | fcntl.LOCK_NB)
+        except BlockingIOError:
+            yield False
+            return
+        try:
+            yield True
+        finally:
+            fcntl.flock(handle, fcntl.LOCK_UN)
 
 
 @contextmanager
@@ -202,6 +226,82 @@ def app_lock(settings: Settings, app: str, progress: Callable[[str], None]) -> I
     with waited(app_lock_path(settings, app), progress, waiting=f"Waiting for another deploy of {app} to finish...",
                 resumed="The other deploy finished; going on.", limit=WAIT_LIMIT,
                 stuck=f"another deploy of {app} has held its lock for {WAIT_LIMIT // 60} minutes"):
+        yield
+
+
+# How long a handed-over push turn waits at most for git (it updates the refs and reports in milliseconds).
+KEEP_LIMIT = 600.0
+# The keeper: holds the inherited lock until the process ends (a pidfd becomes readable), then exits.
+_KEEPER = """import os, select, sys, time
+pid, limit = int(sys.argv[1]), float(sys.argv[2])
+try:
+    fd = os.pidfd_open(pid)
+except ProcessLookupError:
+    sys.exit(0)
+except OSError:
+    end = time.monotonic() + limit
+    while os.path.exists(f"/proc/{pid}") and time.monotonic() < end:
+        time.sleep(0.02)
+    sys.exit(0)
+select.select([fd], [], [], limit)
+"""
+
+
+class PushTurn:
+    """A push's turn at its app's repository (`push_turn`). The hook exits before git updates the refs it
+    accepted: `keep_until_gone` keeps the turn past the hook's exit, until git's process has ended."""
+
+    def __init__(self, handle: IO[bytes]) -> None:
+        self._handle = handle
+        self.kept = False
+
+    def keep_until_gone(self, pid: int | None, limit: float = KEEP_LIMIT) -> None:
+        """Hand the turn to a small process (it inherits the lock's open file) that ends once process `pid`
+        has, or after `limit` seconds; this process may then exit without ending the turn. None: nothing to
+        wait for, the turn ends with this process' `with`."""
+        if pid is None:
+            return
+        try:
+            subprocess.Popen([sys.executable, "-I", "-S", "-c", _KEEPER, str(pid), str(limit)],
+                             pass_fds=(self._handle.fileno(),), stdin=subprocess.DEVNULL,
+                             stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True)
+        except OSError:
+            return  # the turn ends with the hook, as before turns were handed over
+        self.kept = True
+
+
+@contextmanager
+def push_turn(settings: Settings, app: str, progress: Callable[[str], None], *,
+              limit: float = WAIT_LIMIT, poll: float = 0.05) -> Iterator[PushTurn]:
+    """The app's push turn (exclusive), waited for (said) up to `limit` seconds."""
+    with open_file(push_lock_path(settings, app)) as handle:
+        if not _flock_now(handle):
+            progress(f"Waiting for another push to {app} to finish...")
+            deadline = time.monotonic() + limit
+            while not _flock_now(handle):
+                if time.monotonic() > deadline:
+                    raise Conflict(f"another push to {app} has held its turn for {int(limit) // 60} minutes")
+                time.sleep(poll)
+            progress("The other push finished; going on.")
+        yield PushTurn(handle)
+        # Closing the file ends the turn unless a keeper holds the same open file (never LOCK_UN: that
+        # would end it for the keeper too).
+
+
+def _flock_now(handle: IO[bytes]) -> bool:
+    try:
+        fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except BlockingIOError:
+        return False
+    return True
+
+
+@contextmanager
+def gc_turn(settings: Settings, progress: Callable[[str], None]) -> Iterator[None]:
+    """One gc of the instance at a time (the background one after a deploy, `gc`, `gc --dry-run`): a dry run
+    sees what the gc before it left, and two never remove the same things at once."""
+    with held(instance_lock(settings, "gc.collect"), progress=progress,
+              waiting="       waiting for another gc of this instance to finish..."):
         yield
 
 
