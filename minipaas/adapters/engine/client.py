@@ -4,8 +4,11 @@ minipaas makes carries, and the engine's words for a failure."""
 from __future__ import annotations
 
 import functools
+import re
 import sys
 from typing import Any
+
+import requests
 
 from minipaas.errors import EngineError
 
@@ -71,9 +74,54 @@ def reason(exc: BaseException) -> str:
 
 
 def _reason(exc: BaseException) -> str:
+    if _swarm_unavailable(exc):
+        return "the engine's Swarm does not answer (the engine stops or restarts, or it left the Swarm)"
     text = str(exc).strip().splitlines()
     return text[-1] if text else type(exc).__name__
 
 
+class _Answering:
+    """The SDK's low-level client, each call of which says in one line that the engine does not answer (it stops or
+    restarts: a package upgrade, the manager of a cluster restarted) instead of letting the HTTP library's own
+    exception (`requests.exceptions.ConnectionError`, pages long) reach the user as an internal error."""
+
+    def __init__(self, api: Any) -> None:
+        self._wrapped = api
+
+    def __getattr__(self, name: str) -> Any:
+        found = getattr(self._wrapped, name)
+        if not callable(found):
+            return found
+
+        @functools.wraps(found)
+        def call(*args: Any, **kwargs: Any) -> Any:
+            try:
+                return found(*args, **kwargs)
+            except requests.exceptions.ConnectionError as exc:
+                raise not_answering(exc) from None
+
+        return call
+
+
+def not_answering(exc: BaseException) -> EngineError:
+    """The one line for an engine that does not answer, with the system's own words for why."""
+    errno = re.search(r"\[Errno -?\d+\] ([^'\")]+)", str(exc))
+    why = errno.group(1).strip() if errno else "the connection broke"
+    return EngineError(f"the Docker engine does not answer ({why}); it may be restarting (`docker info` tells)")
+
+
+@functools.cache
+def _answering() -> _Answering:
+    return _Answering(client().api)
+
+
+def _swarm_unavailable(exc: BaseException) -> bool:
+    """What an engine says (503, in words that vary) while its Swarm stops or starts: the manager's engine restarting
+    answers "This node is not a swarm manager", then "rpc error: code = Unavailable ... control.sock"."""
+    said = str(getattr(exc, "explanation", "") or "")
+    return (isinstance(exc, docker.errors.APIError) and exc.status_code == 503
+            and ("swarm" in said.lower() or "code = Unavailable" in said))
+
+
 def _api() -> Any:
-    return client().api
+    return _answering()
