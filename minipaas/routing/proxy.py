@@ -292,6 +292,11 @@ def upstream_addresses(settings: Settings, app: str) -> list[str]:
     return routes.addresses(settings, app)
 
 
+def routed_tasks(settings: Settings, app: str) -> dict[str, str]:
+    """What serves at each of the app's routed addresses: container or Swarm task id → address."""
+    return routes.owned(settings, app)
+
+
 def remove_app(settings: Settings, app: str) -> None:
     lay = layout(settings)
     routes.unroute(settings, app)
