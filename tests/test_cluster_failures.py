@@ -268,8 +268,8 @@ def test_a_registry_restarted_during_a_push_is_waited_for_and_the_push_goes_live
     with Poller(paas, app) as poller:
         docker(*on_manager, "stop", "-t", "1", registry)  # down when the push reaches it; back while it waits
         code, output = _push_while(paas, checkout, {
-            "pushing again once it answers": lambda: docker(*on_manager, "start", registry)})
-    assert code == 0 and "the registry did not take the push (" in output and "is live at" in output, output
+            "pushing again once the registry answers": lambda: docker(*on_manager, "start", registry)})
+    assert code == 0 and "the push to the registry broke off (" in output and "is live at" in output, output
     assert set(poller.answers) <= {(200, old), (200, body)} and poller.answers[(200, body)], poller.answers
     live = _live(paas, manager, app)
     wait_for(lambda: _settled(paas, made, app, live), "the first push settled", 60)

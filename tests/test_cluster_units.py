@@ -5,6 +5,8 @@ wait, how an engine that does not answer is said."""
 
 from __future__ import annotations
 
+from collections.abc import Iterator
+
 import pytest
 
 from minipaas.adapters.engine import services
@@ -250,6 +252,7 @@ def test_a_pull_refused_while_the_registry_restarts_ends_the_wait_only_for_a_tas
 def test_an_engine_that_does_not_answer_is_said_in_one_line() -> None:
     import docker.errors
     import requests
+    import urllib3
 
     from minipaas.adapters.engine.client import _Answering, not_answering, reason
 
@@ -262,16 +265,27 @@ def test_an_engine_that_does_not_answer_is_said_in_one_line() -> None:
     broken = requests.exceptions.ConnectionError("('Connection aborted.', RemoteDisconnected('closed'))")
     assert "(the connection broke)" in not_answering(broken).message
 
+    def pushing() -> Iterator[dict[str, str]]:  # the engine goes away half-way through a push's progress
+        yield {"status": "Pushing"}
+        raise urllib3.exceptions.ProtocolError("Connection broken: IncompleteRead(0 bytes read)")
+
     class Api:
         base_url = "http://172.19.0.2:2375"
 
         def tasks(self) -> None:
             raise refused
 
+        def push(self) -> Iterator[dict[str, str]]:
+            return pushing()
+
     wrapped = _Answering(Api())
     assert wrapped.base_url == "http://172.19.0.2:2375"
     with pytest.raises(EngineError, match=r"^the Docker engine does not answer"):
         wrapped.tasks()
+    stream = wrapped.push()
+    assert next(stream) == {"status": "Pushing"}
+    with pytest.raises(EngineError, match=r"^the Docker engine does not answer \(the connection broke\)"):
+        next(stream)
 
     response = requests.Response()
     response.status_code = 503
@@ -284,3 +298,13 @@ def test_an_engine_that_does_not_answer_is_said_in_one_line() -> None:
                                      "the Swarm)"
     other = docker.errors.APIError("500 Server Error", explanation="no such image")
     assert reason(other) == '500 Server Error ("no such image")'
+
+
+def test_a_push_broken_off_is_said_by_its_last_words() -> None:
+    assert releases._last_words('cannot push 10.0.0.5:5000/mp/hello:7: Put "https://10.0.0.5:5000/v2/mp/hello/blobs/'
+                                'uploads/84?digest=sha256%3A72": EOF') == "EOF"
+    assert releases._last_words('cannot log in to the registry 10.0.0.5:5000: 500 Server Error ("Get '
+                                '\\"https://10.0.0.5:5000/v2/\\": dial tcp 10.0.0.5:5000: connect: connection '
+                                'refused")') == "connection refused"
+    assert releases._last_words("the Docker engine does not answer (the connection broke); it may be restarting "
+                                "(`docker info` tells)") == "the Docker engine does not answer (the connection broke)"

@@ -48,11 +48,18 @@ def registry_image(settings: Settings, registry_address: str, image: str, progre
         except EngineError as exc:
             if attempt == PUSH_ATTEMPTS:
                 raise
-            why = exc.message.rsplit(": ", 1)[-1].strip("\"')( ")[:120]  # the engine's last words: `EOF`...
-            progress(f"       the registry did not take the push ({why}); pushing again once it answers")
+            progress(f"       the push to the registry broke off ({_last_words(exc.message)}); pushing again once "
+                     "the registry answers")
             registry.wait_answering(settings, registry_address, deadline=REGISTRY_WAIT)
     progress(f"       pushed in {time.monotonic() - started:.1f}s ({digest[:19]})")
     return f"{target}:{tag}@{digest}"
+
+
+def _last_words(message: str) -> str:
+    """What an engine's error comes down to: `cannot push ...: Put "https://...": EOF` → `EOF`; `the Docker engine does
+    not answer (Connection refused); it may be ...` → its first clause."""
+    first = message.split("; ")[0]
+    return first.rsplit(": ", 1)[-1].strip("\"')( ")[:120] if ": " in first else first
 
 
 def before_placing(settings: Settings) -> None:

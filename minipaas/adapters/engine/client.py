@@ -6,9 +6,12 @@ from __future__ import annotations
 import functools
 import re
 import sys
+import types
+from collections.abc import Iterator
 from typing import Any
 
 import requests
+import urllib3
 
 from minipaas.errors import EngineError
 
@@ -96,11 +99,21 @@ class _Answering:
         @functools.wraps(found)
         def call(*args: Any, **kwargs: Any) -> Any:
             try:
-                return found(*args, **kwargs)
+                result = found(*args, **kwargs)
             except requests.exceptions.ConnectionError as exc:
                 raise not_answering(exc) from None
+            return _answering_stream(result) if isinstance(result, types.GeneratorType) else result
 
         return call
+
+
+def _answering_stream(stream: Iterator[Any]) -> Iterator[Any]:
+    """A streamed answer (a push's progress, a build's, logs) that the engine broke off by going away."""
+    try:
+        yield from stream
+    except (requests.exceptions.ConnectionError, requests.exceptions.ChunkedEncodingError,
+            urllib3.exceptions.ProtocolError) as exc:  # docker-py reads some streams from urllib3 itself
+        raise not_answering(exc) from None
 
 
 def not_answering(exc: BaseException) -> EngineError:
