@@ -13,6 +13,17 @@ connections; `Connection: close` GET, 1 thread 4 connections):
   node killed      `docker kill` of node-2's container (node-3 active again); recovered = 6 tasks running
                    elsewhere and routed, by the watcher.
 
+Then, before the kill, faults during a push (issue 20), each under the same load, each a new release of
+tests/apps/dockerfile; settled = the app's only service is the live release's, its route exactly that service's
+running tasks (as the nodes' engines list them), no release pending nor retirement left:
+
+  registry down    the registry stopped before the push reaches it, started once the push waits for it;
+  registry hung    the registry paused the moment the image is in it, restarted 2 s later (the nodes' pulls fail);
+  manager restart  the manager's dockerd restarted (SIGTERM, then started again in place) once the push started
+                   its service: the push is refused; settled = the watcher restored the old release;
+  node lost        (after the kill above: node-1 and node-3 left) node-3 killed once a release whose tasks answer 503
+                   for 5 s is being health-checked: the push waits for the Swarm's replacements on node-1.
+
 Medians (and the spread) over the runs. Needs the Docker engine, `minipaas/node:26`, wrk, and the node image
 tests/cluster_nodes.py makes (once, ~16 s). Everything made is removed, failure included.
 
@@ -38,13 +49,14 @@ sys.path.insert(0, str(TESTS))
 
 from cluster_nodes import Cluster, docker, manager_host, wait_for  # noqa: E402
 from test_cluster_deploy import _routed, _services  # noqa: E402
-from test_cluster_failures import _running  # noqa: E402
+from test_cluster_failures import _push_while, _release, _running, _settled  # noqa: E402
 from test_zero_downtime import LUA, start_wrk, stop_wrk  # noqa: E402
 
 from conftest import APPS, Paas, paas_host  # noqa: E402
 
 REPLICAS = 6
 DEADLINE = 120.0
+SECONDS = ("seconds", "push (s)", "settled after (s)")  # printed as times; the other columns are counts
 
 
 def _live(cluster: Cluster) -> str:
@@ -99,6 +111,54 @@ def _swarm_stop_lead(cluster: Cluster, service: str, node_hostname: str) -> floa
     return max(replacements) - max(stopped) if stopped and replacements else float("nan")
 
 
+def _push_fault(paas: Paas, cluster: Cluster, app: str, faults: dict[str, Callable[[], object]], *,
+                text: str, slow_start: float = 0.0, before: Callable[[], object] = lambda: None,
+                replicas: int = REPLICAS) -> dict[str, float]:
+    """A new release pushed with `faults` under load: the push's seconds and whether it went live, the seconds until
+    the app settled (see the docstring), and the requests."""
+    checkout = paas.checkout(app, APPS / "dockerfile")
+    _release(checkout, text, slow_start=slow_start)
+    outcome: dict[str, float] = {}
+
+    def push() -> None:
+        before()
+        started = time.monotonic()
+        code, output = _push_while(paas, checkout, faults)
+        outcome["push (s)"] = time.monotonic() - started
+        outcome["went live"] = float(code == 0)
+        if code:
+            log("refused: " + " | ".join(line.split("remote:", 1)[1].strip() for line in output.splitlines()
+                                         if line.startswith("remote: !")))
+        wait_for(lambda: _settled(paas, cluster, app, _live(cluster), replicas), "settled", DEADLINE, poll=0.5)
+
+    found = _under_load(paas, app, push)
+    found["settled after (s)"] = found.pop("seconds")
+    return {**outcome, **found}
+
+
+def _push_faults(paas: Paas, cluster: Cluster, app: str) -> dict[str, dict[str, float]]:
+    manager = cluster.nodes[0]
+    registry = ("-H", manager.engine)
+    name = f"{paas.instance}.registry"
+    found = {}
+    log("registry down when the push reaches it")
+    found["registry down"] = _push_fault(
+        paas, cluster, app, {"pushing again once the registry answers": lambda: docker(*registry, "start", name)},
+        text="registry down", before=lambda: docker(*registry, "stop", "-t", "1", name))
+
+    def hang() -> None:
+        docker(*registry, "pause", name)
+        time.sleep(2)
+        docker(*registry, "restart", "-t", "1", name)
+
+    log("registry hung then restarted while the nodes pull")
+    found["registry hung"] = _push_fault(paas, cluster, app, {"pushed in": hang}, text="registry hung")
+    log("manager's engine restarted during a push")
+    found["manager restart"] = _push_fault(paas, cluster, app, {"-----> Started the service": manager.restart_engine},
+                                           text="manager restarted")
+    return found
+
+
 def _drain(paas: Paas) -> None:
     paas.run("cluster:drain", "node-2")
 
@@ -126,6 +186,8 @@ def one_run(work: Path) -> dict[str, dict[str, float]]:
         found["Swarm drain"] = _under_load(paas, app, swarm_drain)
         found["Swarm drain"]["stopped before the replacement ran (s)"] = _swarm_stop_lead(cluster, service, "node-3")
         manager.docker("node", "update", "--availability", "active", "node-3")
+        found.update(_push_faults(paas, cluster, app))
+        service = _live(cluster)
 
         log("node-2 killed")
         victim = cluster.nodes[1]
@@ -135,7 +197,21 @@ def one_run(work: Path) -> dict[str, dict[str, float]]:
             _recovered(paas, cluster, app, service, "node-2")
 
         found["node killed"] = _under_load(paas, app, kill)
+
+        log("node-3 killed during a push's health checks")
+        found["node lost (push)"] = _push_fault(paas, cluster, app, {"-----> Checking each task": lambda: docker(
+            "kill", cluster.nodes[2].name)}, text="node lost", slow_start=5.0)
         return found
+
+
+def _cells(runs: list[dict[str, dict[str, float]]], event: str, keys: tuple[str, ...]) -> str:
+    """Per key: the median (and the spread) of seconds, or the median (and every run's value) of counts."""
+    cells = []
+    for key in keys:
+        values = [run[event][key] for run in runs]
+        cells.append(f"{statistics.median(values):.1f} ({min(values):.1f}-{max(values):.1f})" if key in SECONDS
+                     else f"{statistics.median(values):.0f} ({', '.join(f'{v:.0f}' for v in values)})")
+    return " | ".join(cells)
 
 
 def main() -> int:
@@ -151,15 +227,19 @@ def main() -> int:
             runs.append(one_run(Path(top) / f"run{index}"))
             log(json.dumps(runs[-1]))
     print(f"{where}, {args.runs} runs, each on a fresh 3-node cluster, 6 web tasks\n")
+    nodes = [event for event in runs[0] if "went live" not in runs[0][event]]
+    pushes = [event for event in runs[0] if "went live" in runs[0][event]]
     print("| event | seconds to recover | requests | failed keep-alive | failed close |")
     print("|---|---|---|---|---|")
-    for event in runs[0]:
-        cells = []
-        for key in ("seconds", "requests", "failed keep-alive", "failed close"):
-            values = [run[event][key] for run in runs]
-            cells.append(f"{statistics.median(values):.1f} ({min(values):.1f}-{max(values):.1f})" if key == "seconds"
-                         else f"{statistics.median(values):.0f} ({', '.join(f'{v:.0f}' for v in values)})")
-        print(f"| {event} | {' | '.join(cells)} |")
+    for event in nodes:
+        print(f"| {event} | {_cells(runs, event, ('seconds', 'requests', 'failed keep-alive', 'failed close'))} |")
+    print("\n| fault during a push | went live | push (s) | settled after (s) | requests | failed keep-alive | "
+          "failed close |")
+    print("|---|---|---|---|---|---|---|")
+    for event in pushes:
+        live = sum(int(run[event]["went live"]) for run in runs)
+        cells = _cells(runs, event, ("push (s)", "settled after (s)", "requests", "failed keep-alive", "failed close"))
+        print(f"| {event} | {live} of {len(runs)} | {cells} |")
     leads = [run["Swarm drain"]["stopped before the replacement ran (s)"] for run in runs]
     print(f"\nSwarm's own drain stopped node-3's tasks {statistics.median(leads):.1f} s (median; "
           f"{', '.join(f'{v:.1f}' for v in leads)}) before their last replacement ran")

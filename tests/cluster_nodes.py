@@ -55,7 +55,18 @@ mount -o remount,rw /sys
 for folder in /sys/fs/cgroup/*/; do
     mount -o remount,bind,rw "$folder" 2>/dev/null || true
 done
-exec dockerd --host unix:///var/run/docker.sock --host tcp://0.0.0.0:2375 --tls=false "$@"
+# dockerd is not PID 1: SIGTERM to it (what `systemctl restart docker` sends) stops it and this loop starts it again,
+# in the same network namespace and with the same volumes, as a package upgrade restarts a real host's engine.
+# SIGTERM to the container (`docker stop`) stops dockerd and ends the loop.
+stopping=
+trap 'stopping=1; kill -TERM "$engine" 2>/dev/null || true' TERM INT
+while [ -z "$stopping" ]; do
+    dockerd --host unix:///var/run/docker.sock --host tcp://0.0.0.0:2375 --tls=false "$@" &
+    engine=$!
+    wait "$engine" || true  # returns early when the trap ran: then wait for dockerd itself
+    wait "$engine" 2>/dev/null || true
+    [ -n "$stopping" ] || sleep 0.5
+done
 """
 
 DOCKERFILE = """\
@@ -154,6 +165,17 @@ class Node:
                 and any(line.startswith("-A MINIPAAS-CLUSTER -p tcp") and "--ctstate DNAT --ctorigdstport" in line
                         and line.endswith("-j DROP") for line in rules)
                 and "-A DOCKER-USER -j MINIPAAS-CLUSTER" in rules and "-A INPUT -j MINIPAAS-CLUSTER" in rules)
+
+    def restart_engine(self, deadline: float = 120.0) -> float:
+        """The node's dockerd sent SIGTERM (what `systemctl restart docker` does first: it stops the node's
+        containers and exits) and started again by the start script's loop; returns the seconds until the new one
+        answers."""
+        old = self.sh("cat /var/run/docker.pid").strip()
+        started = time.monotonic()
+        self.sh(f"kill -TERM {old}")
+        wait_for(lambda: self.sh("cat /var/run/docker.pid 2>/dev/null || true").strip() not in ("", old)
+                 and self.answers(), f"the engine of {self.name} answers again", deadline, poll=0.1)
+        return time.monotonic() - started
 
     def answers(self) -> bool:
         conn = http.client.HTTPConnection(self.address, ENGINE_PORT, timeout=2)

@@ -1,12 +1,17 @@
 """The fast tier's share of the cluster: what `cluster:nodes` reads of a node's `df`, and how it prints it; the
-nodes' firewall rules and the registry's account (issue 19, item 13) as text."""
+nodes' firewall rules and the registry's account (issue 19, item 13) as text; the rules a push follows when a node,
+the manager's engine or the registry fails meanwhile (issue 20): which tasks can be routed, which failures end the
+wait, how an engine that does not answer is said."""
 
 from __future__ import annotations
 
+from collections.abc import Iterator
+
 import pytest
 
-from minipaas.cluster import credentials, disks, firewall, registry
-from minipaas.errors import Conflict, EngineError, InvalidInput
+from minipaas.adapters.engine import services
+from minipaas.cluster import credentials, disks, firewall, registry, releases
+from minipaas.errors import Conflict, DeployFailed, EngineError, InvalidInput
 
 
 def test_df_data_line_gives_size_and_free_in_bytes() -> None:
@@ -161,3 +166,145 @@ def test_the_registry_takes_only_its_account_hashed_with_bcrypt() -> None:
     assert bcrypt.checkpw(b"s3cret-Pass", hashed.encode()) and not bcrypt.checkpw(b"s3cret-pass", hashed.encode())
     for config in (registry.CONFIG, registry.READONLY):
         assert "auth:\n  htpasswd:\n    realm: minipaas\n    path: /etc/docker/registry/htpasswd\n" in config
+
+
+# -- issue 20: a cluster's faults during a push, the parts that are rules -------------------------------------------
+
+def _placed(task: str, *, state: str = "running", node: str = "ready", address: str = "10.0.0.2",
+            port: int | None = 32768) -> services.Placed:
+    return services.Placed(id=task, state=state, node_state=node, node_address=address, port=port)
+
+
+def test_a_task_is_routable_on_a_ready_node_with_its_port_or_at_the_address_minipaas_routed_it() -> None:
+    placed = [
+        _placed("a"),                                    # ready, port said: its node's address and port
+        _placed("b", port=None),                         # the manager restarted: the worker no longer says its port
+        _placed("c", node="unknown", port=None),         # ... nor has the manager heard from its node yet
+        _placed("d", node="unknown", port=32770),        # not routed before: not before its node is ready
+        _placed("e", node="down"),                       # its node is gone, routed or not
+        _placed("f", state="starting", port=None),       # not running yet
+        _placed("g", port=None, address="10.0.0.3"),     # no port, never routed: nowhere to send requests
+    ]
+    known = {"b": "10.0.0.2:32769", "c": "10.0.0.3:32771", "e": "10.0.0.2:32772"}
+    assert releases.addresses(placed, known) == {"10.0.0.2:32768": "a", "10.0.0.2:32769": "b", "10.0.0.3:32771": "c"}
+    assert releases.addresses(placed) == {"10.0.0.2:32768": "a"}  # `d`'s node is not ready
+    assert releases.unaddressed(placed, known) == ["g"]
+    assert releases.unaddressed(placed) == ["b", "g"]
+
+
+def _waiting(monkeypatch: pytest.MonkeyPatch, placed: list[services.Placed],
+             failures: list[services.Failure]) -> None:
+    monkeypatch.setattr(services, "placed", lambda name: placed)
+    monkeypatch.setattr(services, "failures", lambda name: failures)
+    monkeypatch.setattr(releases.time, "sleep", lambda seconds: None)
+
+
+def test_waiting_for_tasks_passes_over_failures_from_before_and_stops_when_no_port_can_be_known(
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    before = services.Failure(id="x", state="failed", why="task: non-zero exit (143)")  # the engine stopped it
+    _waiting(monkeypatch, [_placed("a"), _placed("b", port=32769)], [before])
+    assert releases.wait_running("s", 2, deadline=1e12, web=True, ignore=frozenset({"x"})) == {
+        "10.0.0.2:32768": "a", "10.0.0.2:32769": "b"}
+    _waiting(monkeypatch, [_placed("a")], [before])
+    with pytest.raises(DeployFailed, match=r"^a task of s failed before running: failed: task: non-zero exit \(143\)$"):
+        releases.wait_running("s", 2, deadline=1e12, web=True)
+    _waiting(monkeypatch, [_placed("a"), _placed("b", port=None)], [before])
+    with pytest.raises(releases.PortsUnknown, match=r"^1 running task of s no longer say"):
+        releases.wait_running("s", 2, deadline=1e12, web=True, ignore=frozenset({"x"}))
+    assert releases.wait_running("s", 2, deadline=1e12, web=True, ignore=frozenset({"x"}),
+                                 known={"b": "10.0.0.2:32769"}) == {"10.0.0.2:32768": "a", "10.0.0.2:32769": "b"}
+
+
+def _pulls(monkeypatch: pytest.MonkeyPatch, *, answers: bool, tasks: set[str]) -> tuple[releases.Pulls, list[str]]:
+    said: list[str] = []
+    monkeypatch.setattr(registry, "answers", lambda *args: answers)
+    monkeypatch.setattr(services, "task_ids", lambda name: set(tasks))
+    monkeypatch.setattr(credentials, "load", lambda settings: None)
+    from minipaas.state.settings import Settings
+
+    settings = Settings.__new__(Settings)
+    monkeypatch.setattr(registry, "files", lambda s: type("F", (), {"ca_cert": "/nowhere/ca.crt"})())
+    return releases.Pulls(settings, "10.0.0.5:5000", said.append), said
+
+
+PULL = "No such image: 10.0.0.5:5000/mp/hello:7@sha256:0123"
+
+
+def test_a_pull_refused_while_the_registry_restarts_ends_the_wait_only_for_a_task_made_after_it_answered(
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    exited = services.Failure(id="t1", state="failed", why="task: non-zero exit (3)")
+    pulled = services.Failure(id="t2", state="rejected", why=PULL)
+    pulls, said = _pulls(monkeypatch, answers=False, tasks={"t1", "t2", "t3"})
+    assert pulls.final("s", [exited, pulled]) == [exited]  # a process that exits: at once
+    assert pulls.final("s", [pulled]) == [] and pulls.final("s", [pulled]) == []  # the registry is down: wait
+    assert len(said) == 1 and "does not answer: the nodes cannot pull the image of s; waiting" in said[0], said
+    pulls.waiting = releases.time.monotonic() - releases.REGISTRY_WAIT - 1
+    with pytest.raises(DeployFailed, match=r"^the cluster's registry \(10\.0\.0\.5:5000\) did not answer within 60s"):
+        pulls.final("s", [pulled])
+
+    pulls, said = _pulls(monkeypatch, answers=True, tasks={"t2", "t3"})  # back: t3, made before, pulls again
+    assert pulls.final("s", [pulled]) == []
+    assert said and "the Swarm starts the task again" in said[-1], said
+    again = services.Failure(id="t4", state="rejected", why=PULL)  # made after it answered: the pull is refused
+    assert pulls.final("s", [pulled, again]) == [again]
+
+
+def test_an_engine_that_does_not_answer_is_said_in_one_line() -> None:
+    import docker.errors
+    import requests
+    import urllib3
+
+    from minipaas.adapters.engine.client import _Answering, not_answering, reason
+
+    refused = requests.exceptions.ConnectionError(
+        "HTTPConnectionPool(host='172.19.0.2', port=2375): Max retries exceeded with url: /v1.41/tasks (Caused by "
+        "NewConnectionError('<urllib3.connection.HTTPConnection object>: Failed to establish a new connection: "
+        "[Errno 111] Connection refused'))")
+    assert not_answering(refused).message == (
+        "the Docker engine does not answer (Connection refused); it may be restarting (`docker info` tells)")
+    broken = requests.exceptions.ConnectionError("('Connection aborted.', RemoteDisconnected('closed'))")
+    assert "(the connection broke)" in not_answering(broken).message
+
+    def pushing() -> Iterator[dict[str, str]]:  # the engine goes away half-way through a push's progress
+        yield {"status": "Pushing"}
+        raise urllib3.exceptions.ProtocolError("Connection broken: IncompleteRead(0 bytes read)")
+
+    class Api:
+        base_url = "http://172.19.0.2:2375"
+
+        def tasks(self) -> None:
+            raise refused
+
+        def push(self) -> Iterator[dict[str, str]]:
+            return pushing()
+
+    wrapped = _Answering(Api())
+    assert wrapped.base_url == "http://172.19.0.2:2375"
+    with pytest.raises(EngineError, match=r"^the Docker engine does not answer"):
+        wrapped.tasks()
+    stream = wrapped.push()
+    assert next(stream) == {"status": "Pushing"}
+    with pytest.raises(EngineError, match=r"^the Docker engine does not answer \(the connection broke\)"):
+        next(stream)
+
+    response = requests.Response()
+    response.status_code = 503
+    for said in ('This node is not a swarm manager. Use "docker swarm init" or "docker swarm join" ...',
+                 'rpc error: code = Unavailable desc = connection error: desc = "transport: Error while dialing '
+                 'dial unix /var/run/docker/swarm/control.sock: connect: no such file or directory"'):
+        exc = docker.errors.APIError("503 Server Error for http://172.19.0.2:2375/v1.41/tasks", response=response,
+                                     explanation=said)
+        assert reason(exc) == "the engine's Swarm does not answer (the engine stops or restarts, or it left " \
+                                     "the Swarm)"
+    other = docker.errors.APIError("500 Server Error", explanation="no such image")
+    assert reason(other) == '500 Server Error ("no such image")'
+
+
+def test_a_push_broken_off_is_said_by_its_last_words() -> None:
+    assert releases._last_words('cannot push 10.0.0.5:5000/mp/hello:7: Put "https://10.0.0.5:5000/v2/mp/hello/blobs/'
+                                'uploads/84?digest=sha256%3A72": EOF') == "EOF"
+    assert releases._last_words('cannot log in to the registry 10.0.0.5:5000: 500 Server Error ("Get '
+                                '\\"https://10.0.0.5:5000/v2/\\": dial tcp 10.0.0.5:5000: connect: connection '
+                                'refused")') == "connection refused"
+    assert releases._last_words("the Docker engine does not answer (the connection broke); it may be restarting "
+                                "(`docker info` tells)") == "the Docker engine does not answer (the connection broke)"

@@ -113,11 +113,12 @@ def run(settings: Settings, advertise: str, *, readonly: bool, progress: Progres
         labels={engine.LABEL: str(settings.home), ROLE_LABEL: "registry"})
 
 
-def wait_answering(settings: Settings, where: str) -> None:
-    deadline = time.monotonic() + START_DEADLINE
+def wait_answering(settings: Settings, where: str, *, deadline: float = START_DEADLINE) -> None:
+    """Wait until the registry answers (`deadline`: seconds from now), else an EngineError with its last lines."""
+    end = time.monotonic() + deadline
     while not answers(where, files(settings).ca_cert, credentials.load(settings)):
-        if time.monotonic() > deadline:
-            raise EngineError(f"the registry does not answer at https://{where}/v2/ within {START_DEADLINE:.0f}s",
+        if time.monotonic() > end:
+            raise EngineError(f"the registry does not answer at https://{where}/v2/ within {deadline:.0f}s",
                               detail=_log_tail(settings))
         time.sleep(0.2)
 

@@ -10,34 +10,56 @@ pushes, and the same login goes with each service it creates (credentials.py).
 from __future__ import annotations
 
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Mapping
+from dataclasses import dataclass, field
 
 from minipaas.adapters import engine
 from minipaas.adapters.engine import services
-from minipaas.cluster import credentials, firewall, membership
-from minipaas.errors import DeployFailed
+from minipaas.cluster import credentials, firewall, membership, registry
+from minipaas.errors import DeployFailed, EngineError
 from minipaas.state.settings import Settings
 
 Progress = Callable[[str], None]
 Task = services.Task
 SERVICE_LABEL = "minipaas.service"  # on every service minipaas makes: the home it belongs to
+PUSH_ATTEMPTS = 3  # a push the registry broke off (it restarted) is made again once it answers, at most this often
+REGISTRY_WAIT = 60.0  # seconds a push, or a task's pull, waits for a registry that does not answer
+PULL_FAILED = "No such image"  # how the Swarm says a task's node could not pull its image (the engine's words)
+NODE_LOST = "its node went away"  # why_gone's word for a task whose node is no longer `ready`
 
 
-def registry_image(settings: Settings, registry: str, image: str, progress: Progress) -> str:
+def registry_image(settings: Settings, registry_address: str, image: str, progress: Progress) -> str:
     """`image` (`minipaas/hello:7`, built on the manager) tagged into the registry and pushed; returns the name the
     nodes pull, pinned to the pushed manifest (`10.0.0.5:5000/minipaas/hello:7@sha256:...`). Pushing a release's
-    image again costs one manifest check, and gives the same digest."""
+    image again costs one manifest check, and gives the same digest. A push the registry broke off (it restarted,
+    it was down) is made again once the registry answers (the layers it has are not sent again)."""
     repository, _, tag = image.rpartition(":")
-    target = f"{registry}/{repository}"
-    progress(f"-----> Pushing {image} to the cluster's registry ({registry})")
-    if not credentials.login(settings, registry):
-        progress("!     the cluster's registry takes no credentials yet (a cluster made before it did): "
-                 "any `minipaas cluster:*` command upgrades it")
+    target = f"{registry_address}/{repository}"
+    progress(f"-----> Pushing {image} to the cluster's registry ({registry_address})")
     started = time.monotonic()
     engine.tag_image(image, target, tag)
-    digest = engine.push(target, tag)
+    for attempt in range(1, PUSH_ATTEMPTS + 1):
+        try:
+            if not credentials.login(settings, registry_address) and attempt == 1:
+                progress("!     the cluster's registry takes no credentials yet (a cluster made before it did): "
+                         "any `minipaas cluster:*` command upgrades it")
+            digest = engine.push(target, tag)
+            break
+        except EngineError as exc:
+            if attempt == PUSH_ATTEMPTS:
+                raise
+            progress(f"       the push to the registry broke off ({_last_words(exc.message)}); pushing again once "
+                     "the registry answers")
+            registry.wait_answering(settings, registry_address, deadline=REGISTRY_WAIT)
     progress(f"       pushed in {time.monotonic() - started:.1f}s ({digest[:19]})")
     return f"{target}:{tag}@{digest}"
+
+
+def _last_words(message: str) -> str:
+    """What an engine's error comes down to: `cannot push ...: Put "https://...": EOF` → `EOF`; `the Docker engine does
+    not answer (Connection refused); it may be ...` → its first clause."""
+    first = message.split("; ")[0]
+    return first.rsplit(": ", 1)[-1].strip("\"')( ")[:120] if ": " in first else first
 
 
 def before_placing(settings: Settings) -> None:
@@ -83,17 +105,103 @@ def start(settings: Settings, app: str, *, release: int, process: str, replicas:
     return name
 
 
-def wait_running(name: str, replicas: int, *, deadline: float, web: bool) -> dict[str, str]:
+def addresses(placed: list[services.Placed], known: Mapping[str, str] | None = None) -> dict[str, str]:
+    """The running tasks nginx can be sent to: `node address:published port` → task id. A task on a node that is not
+    `ready` (down, or not heard from: the Swarm may still call it running) is left out, and so is one whose port its
+    status does not say; unless `known` (task id → the address minipaas routed it at) names it: such a task keeps
+    its address while it runs on a node that is not down. After the manager's engine restarts, the Swarm calls every
+    other node `unknown` for a few seconds, and then each worker reports its running tasks again without their
+    published ports (engine 20.10): they serve on where they did."""
+    known = known or {}
+    found = {}
+    for task in placed:
+        if task.state != "running":
+            continue
+        if task.node_state == "ready" and task.port and task.node_address:
+            found[f"{task.node_address}:{task.port}"] = task.id
+        elif task.id in known and task.node_state in ("ready", "unknown"):
+            found[known[task.id]] = task.id
+    return found
+
+
+def unaddressed(placed: list[services.Placed], known: Mapping[str, str] | None = None) -> list[str]:
+    """Running tasks on ready nodes that nginx cannot be sent to: the Swarm no longer says their port (the manager
+    restarted since they started) and minipaas did not route them; only new tasks can serve."""
+    known = known or {}
+    return [t.id for t in placed if t.state == "running" and t.node_state == "ready" and not t.port
+            and t.id not in known]
+
+
+def task_addresses(name: str, known: Mapping[str, str] | None = None) -> dict[str, str]:
+    """The service's running tasks as nginx reaches them (see `addresses`)."""
+    return addresses(services.placed(name), known)
+
+
+class PortsUnknown(DeployFailed):
+    """Tasks run, but the Swarm does not say where they listen (see `unaddressed`)."""
+
+
+@dataclass
+class Pulls:
+    """A task whose node could not pull its image while the registry restarted is started again by the Swarm (after
+    its restart delay): not the release's fault. Such a failure ends the wait only for a task the Swarm made after
+    the registry answered again, or when the registry has not answered for REGISTRY_WAIT seconds. Other failures
+    (a process that exits) end it at once."""
+
+    settings: Settings
+    registry: str
+    progress: Progress
+    before: set[str] | None = None  # the service's tasks when the registry was seen answering after a pull failed
+    waiting: float | None = None  # since when the registry has not answered
+    said: set[str] = field(default_factory=set)
+
+    def final(self, name: str, failures: list[services.Failure]) -> list[services.Failure]:
+        """The failures that end the wait."""
+        pulls = [f for f in failures if f.why.startswith(PULL_FAILED)]
+        if len(pulls) < len(failures) or not pulls:
+            return [f for f in failures if f not in pulls]
+        if self.before is None:
+            if not registry.answers(self.registry, registry.files(self.settings).ca_cert,
+                                    credentials.load(self.settings)):
+                now = time.monotonic()
+                if self.waiting is None:
+                    self.waiting = now
+                    self.progress(f"       the cluster's registry ({self.registry}) does not answer: the nodes cannot "
+                                  f"pull the image of {name}; waiting for it (up to {REGISTRY_WAIT:.0f}s)")
+                if now - self.waiting > REGISTRY_WAIT:
+                    raise DeployFailed(f"the cluster's registry ({self.registry}) did not answer within "
+                                       f"{REGISTRY_WAIT:.0f}s: the nodes cannot pull the image of {name}",
+                                       detail="\n".join(str(f) for f in pulls[:10]))
+                return []
+            self.before = services.task_ids(name)
+        if name not in self.said:
+            self.said.add(name)
+            self.progress(f"       a node could not pull the image of {name} ({pulls[0].why[:80]}); the registry "
+                          "answers: the Swarm starts the task again")
+        return [f for f in pulls if f.id not in self.before]
+
+
+def wait_running(name: str, replicas: int, *, deadline: float, web: bool, known: Mapping[str, str] | None = None,
+                 ignore: frozenset[str] = frozenset(), pulls: Pulls | None = None) -> dict[str, str]:
     """Wait until `replicas` tasks of the service run (`deadline`: a time.monotonic() value); returns the web tasks'
-    `node:port` → task id (empty for a worker). A failed task ends the wait at once, with the Swarm's words."""
+    `node:port` → task id (empty for a worker). A failed task ends the wait at once, with the Swarm's words; not
+    one of `ignore` (tasks that had failed before: a service scaled back up, restored), nor one whose node could not
+    pull while the registry restarted (`pulls`). `known`: task id → address, see `addresses`."""
     while True:
-        running = services.task_addresses(name) if web else dict.fromkeys(services.task_nodes(name), "")
+        placed = services.placed(name) if web else []
+        running = addresses(placed, known) if web else dict.fromkeys(services.task_nodes(name), "")
         if len(running) >= replicas:
             return running if web else {}
-        failures = services.task_failures(name)
+        failures = [f for f in services.failures(name) if f.id not in ignore]
+        if pulls is not None:
+            failures = pulls.final(name, failures)
         if failures:
             raise DeployFailed(f"a task of {name} failed before running: {failures[0]}",
-                               detail="\n".join(failures[:10]))
+                               detail="\n".join(str(f) for f in failures[:10]))
+        lost = unaddressed(placed, known)
+        if lost and len(running) + len(lost) >= replicas:
+            raise PortsUnknown(f"{len(lost)} running task{'s' if len(lost) > 1 else ''} of {name} no longer say "
+                               "their port (the manager restarted since they started)")
         if time.monotonic() > deadline:
             raise DeployFailed(f"{len(running)} of {replicas} tasks of {name} run after the deadline; "
                                "`docker service ps --no-trunc` on the manager says why")
@@ -105,17 +213,23 @@ def running_tasks(name: str) -> dict[str, str]:
     return services.task_nodes(name)
 
 
-def task_running(name: str, address: str) -> bool:
-    return address in services.task_addresses(name)
+def failed_ids(name: str) -> frozenset[str]:
+    """The service's tasks that failed so far (a restarted engine stopped them, a process exited once)."""
+    return frozenset(f.id for f in services.failures(name))
 
 
-def why_gone(name: str, address: str) -> str | None:
-    """None while the task at `address` runs; else why, in the Swarm's words when a task of the service failed (a
-    process that exits at once may be seen running for a moment first)."""
-    if task_running(name, address):
+def why_gone(name: str, task: str) -> str | None:
+    """None while the task runs on a ready node; NODE_LOST when its node is not ready any more (down, or not heard
+    from: the Swarm starts it elsewhere); else why, in the Swarm's words when a task of the service failed (a process
+    that exits at once may be seen running for a moment first)."""
+    found = services.placement(task)
+    if found is not None and found.node_state not in ("", "ready"):
+        return NODE_LOST
+    if found is not None and found.state == "running" and task in {t.id for t in services.placed(name)}:
         return None
-    failures = services.task_failures(name)
-    return failures[0] if failures else "its task no longer runs"
+    failures = services.failures(name)
+    mine = [f for f in failures if f.id == task]
+    return str((mine or failures)[0]) if failures else "its task no longer runs"
 
 
 def app_services(settings: Settings, app: str) -> list[str]:

@@ -55,6 +55,7 @@ def task_rows(host: Host, app: str) -> list[Row]:
     node and `node:port`. `restarts`: the tasks the Swarm replaced in that slot (it keeps the last few)."""
     live = releaselog.live(host, app)
     serving = set(proxy.upstream_addresses(host.settings, app))
+    owned = proxy.routed_tasks(host.settings, app)  # a task whose port the Swarm no longer says (releases.addresses)
     rows = []
     for name in releases.app_services(host.settings, app):
         process, number = releases.process_of(host.settings, app, name), releases.release_of(name)
@@ -67,7 +68,8 @@ def task_rows(host: Host, app: str) -> list[Row]:
                 continue  # a slot the Swarm shut down (a scale down, a stop): only its history is left
             task = current[-1]
             crashed = task.state in ("failed", "rejected")
-            address = f"{task.node_address}:{task.port}" if process == formation.WEB and task.port else ""
+            address = "" if process != formation.WEB else \
+                f"{task.node_address}:{task.port}" if task.port else owned.get(task.id, "")
             rows.append({
                 "name": f"{process}.{slot}",
                 "process": process,

@@ -26,7 +26,7 @@ from typing import ClassVar
 from minipaas import faultpoints
 from minipaas.adapters import engine
 from minipaas.cluster import membership, releases
-from minipaas.deploy import containers, formation, health, listing
+from minipaas.deploy import containers, formation, listing, taskcheck
 from minipaas.deploy.bringup import bring_up
 from minipaas.routing import proxy
 from minipaas.state import apps, releaselog
@@ -35,7 +35,7 @@ from minipaas.state.host import Host
 Progress = Callable[[str], None]
 Retiring = list[tuple[str, str]]  # (retirement id, name): what retires after the drain delay
 SERVICE_PREFIX = "service:"  # a retirement of a Swarm service, not of a container: `service:minipaas-hello-web-7`
-PULL_ALLOWANCE = 120.0  # seconds the nodes get to pull a new image, on top of the app's healthcheck-timeout
+PULL_ALLOWANCE = taskcheck.PULL_ALLOWANCE
 
 
 @dataclass(frozen=True)
@@ -212,50 +212,9 @@ class Services:
         return collections.Counter(counts)
 
     def _route(self, number: int, sha: str, wanted: dict[str, tuple[str, int]], progress: Progress,
-               known: frozenset[str] = frozenset()) -> None:
-        """Wait until each service (name → (process, tasks)) runs its tasks, health-check the web tasks not in
-        `known` (addresses already routed and healthy), then switch the app's route to all the web tasks."""
-        timeout = int(apps.get_setting(self.host, self.app, "healthcheck-timeout"))
-        deadline = time.monotonic() + timeout + PULL_ALLOWANCE
-        targets: dict[str, str] = {}
-        for name, (process, count) in wanted.items():
-            started = time.monotonic()
-            found = releases.wait_running(name, count, deadline=deadline, web=process == formation.WEB)
-            progress(f"       {count} task{'s' if count > 1 else ''} of {name} running after "
-                     f"{time.monotonic() - started:.1f}s")
-            fresh = {a: t for a, t in found.items() if a not in known}
-            targets.update(found)
-            self._checked(name, fresh, sha, timeout, progress)
-        if targets:
-            proxy.switch(self.host.settings, self.app, number, targets)
-        else:
-            proxy.unroute(self.host.settings, self.app)
-
-    def _checked(self, name: str, tasks: dict[str, str], sha: str, timeout: int,
-                 progress: Progress) -> dict[str, str]:
-        """Health-check each web task from here, at its node's address and port."""
-        if not tasks:
-            return {}
-        deadline = time.monotonic() + timeout
-        from_app_json = containers.app_json_checks(self.host, self.app, sha)  # first, as on one host
-        if from_app_json is not None and from_app_json.run:
-            names = ", ".join(f"{c.name} ({c.describe()})" for c in from_app_json.run)
-            progress(f"-----> Checking each task passes app.json's {names} (timeout {timeout}s)")
-            for address in tasks:
-                health.wait_app_json_address(
-                    address, name=name, healthchecks=from_app_json, deadline=deadline, progress=progress,
-                    gone=lambda a=address: None if releases.task_running(name, a) else "its task no longer runs")
-            return tasks
-        checks = containers.checks_for(self.host, self.app, sha)
-        what = " and ".join(c.describe() for c in checks.checks)
-        progress(f"-----> Checking each task answers {what} (timeout {timeout}s)")
-        slowest = 0.0
-        for address in tasks:
-            slowest = max(slowest, health.wait_address(
-                address, name=name, checks=checks, deadline=deadline, progress=progress,
-                gone=lambda a=address: releases.why_gone(name, a)))
-        progress(f"       {len(tasks)} tasks healthy (the slowest after {slowest:.1f}s)")
-        return tasks
+               known: frozenset[str] = frozenset(), ignore: dict[str, frozenset[str]] | None = None) -> None:
+        taskcheck.route(self.host, self.app, self.registry, number=number, sha=sha, wanted=wanted,
+                        progress=progress, known=known, ignore=ignore)
 
     def old(self) -> list[tuple[str, str]]:
         """The app's other services, and its plain containers (an app deployed before `cluster:init`)."""
@@ -313,12 +272,19 @@ class Services:
         if set(wanted) - set(mine):
             return False
         releases.before_placing(self.host.settings)
+        # Tasks a restarted engine stopped (exit 143), or that failed once since: the Swarm started others.
+        before = {mine[p]: releases.failed_ids(mine[p]) for p in wanted}
         for process, count in wanted.items():
             if releases.replicas(mine[process]) != count:
                 releases.scale(mine[process], count)
                 progress(f"-----> Scaled {mine[process]} to {count} task{'s' if count > 1 else ''}")
         known = frozenset(proxy.upstream_addresses(self.host.settings, self.app))
-        self._route(current.number, current.sha, {mine[p]: (p, n) for p, n in wanted.items()}, progress, known)
+        try:
+            self._route(current.number, current.sha, {mine[p]: (p, n) for p, n in wanted.items()}, progress, known,
+                        ignore=before)
+        except releases.PortsUnknown as exc:
+            progress(f"-----> {exc.message}: new ones take their place")
+            return False
         return True
 
     def _wanted(self, current: releaselog.Release) -> dict[str, int]:
@@ -335,6 +301,7 @@ class Services:
         if any(wanted[p] < had[p] for p in wanted) or set(mine) - set(wanted):
             return None
         releases.before_placing(self.host.settings)
+        before = {name: releases.failed_ids(name) for name in mine.values()}
         grown: dict[str, tuple[str, int]] = {}
         try:
             for process, count in wanted.items():
@@ -356,7 +323,7 @@ class Services:
                 grown[name] = (process, count)
             kept = {mine[p]: (p, had[p]) for p in wanted if p in mine and mine[p] not in grown and had[p]}
             self._route(current.number, current.sha, {**kept, **grown}, progress,
-                        frozenset(proxy.upstream_addresses(self.host.settings, self.app)))
+                        frozenset(proxy.upstream_addresses(self.host.settings, self.app)), ignore=before)
         except BaseException:
             self.undo()
             for name, (process, _) in grown.items():

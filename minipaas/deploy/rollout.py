@@ -141,9 +141,13 @@ def roll_out(host: Host, app: str, *, kind: str, sha: str, image: str, buildpack
         if isinstance(exc, DeployFailed):  # a process died at start: a pruned devDependency's binary?
             hint = starthints.for_commit(s.repo_path(app), sha, app, exc.detail)
             exc.detail = f"{hint}\n{exc.detail}" if hint else exc.detail
-        where.undo()
-        containers.drop_network_if_unused(host, app)  # a first deploy that failed leaves no network
         message = exc.message if isinstance(exc, MinipaasError) else f"interrupted ({type(exc).__name__})"
+        try:
+            where.undo()
+            containers.drop_network_if_unused(host, app)  # a first deploy that failed leaves no network
+        except Exception as undone:  # the engine went away too: the release is still recorded failed, and the next
+            # deploy or `ps:restore` removes what it started (retirement.reconcile); the user hears the first cause
+            progress.lines.append(f"!     not removed yet: {getattr(undone, 'message', undone)}")
         if isinstance(exc, BuildFailed) and exc.log:
             raw = exc.log
         if isinstance(exc, TestsFailed):

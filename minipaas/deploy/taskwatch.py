@@ -18,7 +18,6 @@ import threading
 import time
 from dataclasses import dataclass, field
 
-from minipaas.adapters.engine import services
 from minipaas.cluster import membership, releases
 from minipaas.deploy import containers, formation, health
 from minipaas.errors import MinipaasError
@@ -80,7 +79,9 @@ def _keep(host: Host, current: releaselog.Release, seen: _Seen) -> None:
     """Under the app's lock: the route becomes the running tasks that are routed already or found healthy."""
     app, settings = current.app, host.settings
     name = releases.service_name(settings, app, formation.WEB, current.number)
-    running = services.task_addresses(name)
+    # A routed task keeps its address while its node is not down: just after the manager's engine restarted, the
+    # Swarm has not heard from the other nodes yet, and their tasks no longer say their ports (releases.addresses).
+    running = releases.task_addresses(name, known=routes.owned(settings, app))
     routed = routes.addresses(settings, app)
     with seen.lock:
         healthy = seen.healthy.setdefault(app, set())
@@ -101,15 +102,17 @@ def _keep(host: Host, current: releaselog.Release, seen: _Seen) -> None:
         checks = containers.checks_for(host, app, current.sha)
         timeout = float(apps.get_setting(host, app, "healthcheck-timeout"))
         for address in new:
-            threading.Thread(target=_check, args=(seen, app, name, address, checks, timeout), daemon=True).start()
+            threading.Thread(target=_check, args=(seen, app, name, address, running[address], checks, timeout),
+                             daemon=True).start()
 
 
-def _check(seen: _Seen, app: str, name: str, address: str, checks: health.Checks, timeout: float) -> None:
+def _check(seen: _Seen, app: str, name: str, address: str, task: str, checks: health.Checks,
+           timeout: float) -> None:
     """A new task's health check; healthy, the next round routes it (if it still runs and is still live)."""
     try:
         health.wait_address(address, name=name, checks=checks, deadline=time.monotonic() + timeout,
                             progress=lambda _line: None,
-                            gone=lambda: releases.why_gone(name, address))
+                            gone=lambda: releases.why_gone(name, task))
     except MinipaasError as exc:
         _say(f"{app}: {exc.message}; checked again in {RETRY_SECONDS:.0f}s")
         with seen.lock:

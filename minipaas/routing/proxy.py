@@ -297,6 +297,11 @@ def routed_containers(settings: Settings, app: str) -> set[str]:
     return routes.containers(settings, app)
 
 
+def routed_tasks(settings: Settings, app: str) -> dict[str, str]:
+    """What serves at each of the app's routed addresses: container or Swarm task id → address."""
+    return routes.owned(settings, app)
+
+
 def remove_app(settings: Settings, app: str) -> None:
     lay = layout(settings)
     routes.unroute(settings, app)

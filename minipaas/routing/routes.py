@@ -69,6 +69,11 @@ def addresses(settings: Settings, app: str) -> list[str]:
     return read(settings).get(app, [])
 
 
+def owned(settings: Settings, app: str) -> dict[str, str]:
+    """The app's routed addresses by what serves there (container or Swarm task id → address)."""
+    return {owner: address for owner, (of, address) in _owners(settings).items() if of == app}
+
+
 def switch(settings: Settings, app: str, targets: dict[str, str]) -> None:
     """Send the app's requests to `targets` (host:port → container id); returns once nginx does so."""
     for address in targets:

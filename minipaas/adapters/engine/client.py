@@ -4,8 +4,14 @@ minipaas makes carries, and the engine's words for a failure."""
 from __future__ import annotations
 
 import functools
+import re
 import sys
+import types
+from collections.abc import Iterator
 from typing import Any
+
+import requests
+import urllib3
 
 from minipaas.errors import EngineError
 
@@ -82,9 +88,64 @@ def reason(exc: BaseException) -> str:
 
 
 def _reason(exc: BaseException) -> str:
+    if _swarm_unavailable(exc):
+        return "the engine's Swarm does not answer (the engine stops or restarts, or it left the Swarm)"
     text = str(exc).strip().splitlines()
     return text[-1] if text else type(exc).__name__
 
 
+class _Answering:
+    """The SDK's low-level client, each call of which says in one line that the engine does not answer (it stops or
+    restarts: a package upgrade, the manager of a cluster restarted) instead of letting the HTTP library's own
+    exception (`requests.exceptions.ConnectionError`, pages long) reach the user as an internal error."""
+
+    def __init__(self, api: Any) -> None:
+        self._wrapped = api
+
+    def __getattr__(self, name: str) -> Any:
+        found = getattr(self._wrapped, name)
+        if not callable(found):
+            return found
+
+        @functools.wraps(found)
+        def call(*args: Any, **kwargs: Any) -> Any:
+            try:
+                result = found(*args, **kwargs)
+            except requests.exceptions.ConnectionError as exc:
+                raise not_answering(exc) from None
+            return _answering_stream(result) if isinstance(result, types.GeneratorType) else result
+
+        return call
+
+
+def _answering_stream(stream: Iterator[Any]) -> Iterator[Any]:
+    """A streamed answer (a push's progress, a build's, logs) that the engine broke off by going away."""
+    try:
+        yield from stream
+    except (requests.exceptions.ConnectionError, requests.exceptions.ChunkedEncodingError,
+            urllib3.exceptions.ProtocolError) as exc:  # docker-py reads some streams from urllib3 itself
+        raise not_answering(exc) from None
+
+
+def not_answering(exc: BaseException) -> EngineError:
+    """The one line for an engine that does not answer, with the system's own words for why."""
+    errno = re.search(r"\[Errno -?\d+\] ([^'\")]+)", str(exc))
+    why = errno.group(1).strip() if errno else "the connection broke"
+    return EngineError(f"the Docker engine does not answer ({why}); it may be restarting (`docker info` tells)")
+
+
+@functools.cache
+def _answering() -> _Answering:
+    return _Answering(client().api)
+
+
+def _swarm_unavailable(exc: BaseException) -> bool:
+    """What an engine says (503, in words that vary) while its Swarm stops or starts: the manager's engine restarting
+    answers "This node is not a swarm manager", then "rpc error: code = Unavailable ... control.sock"."""
+    said = str(getattr(exc, "explanation", "") or "")
+    return (isinstance(exc, docker.errors.APIError) and exc.status_code == 503
+            and ("swarm" in said.lower() or "code = Unavailable" in said))
+
+
 def _api() -> Any:
-    return client().api
+    return _answering()

@@ -151,26 +151,53 @@ def remove(name: str) -> None:
         raise EngineError(f"cannot remove the service {name}: {_reason(exc)}") from None
 
 
-def task_addresses(name: str) -> dict[str, str]:
-    """The service's running tasks as nginx reaches them: `<node address>:<published port>` → task id. A task on
-    a node that is not `ready` (down, or not heard from) is left out: the Swarm may still call it running."""
+@dataclass(frozen=True)
+class Placed:
+    """A task the Swarm wants running (desired state `running`), with what its node and its status say."""
+
+    id: str
+    state: str  # the task's own: running, or not yet (new, pending, preparing, starting...)
+    node_state: str  # its node's: ready; unknown (the manager restarted and has not heard from it yet); down...
+    node_address: str
+    port: int | None  # the published port, when the task's status says it
+
+
+def placed(name: str) -> list[Placed]:
+    """The service's tasks the Swarm wants running, and where (cluster/releases.py makes addresses of them)."""
     api = _api()
     try:
         tasks = api.tasks(filters={"service": name, "desired-state": "running"})
-        nodes = {n["ID"]: (n.get("Status") or {}).get("Addr", "") for n in api.nodes()
-                 if (n.get("Status") or {}).get("State") == "ready"}
+        nodes = {n["ID"]: n.get("Status") or {} for n in api.nodes()}
     except docker.errors.NotFound:
-        return {}
+        return []
     except docker.errors.APIError as exc:
         raise EngineError(f"the Swarm does not list the tasks of {name}: {_reason(exc)}") from None
-    found = {}
+    found = []
     for task in tasks:
         status = task.get("Status") or {}
+        node = nodes.get(task.get("NodeID", ""), {})
         published = [p.get("PublishedPort") for p in ((status.get("PortStatus") or {}).get("Ports") or [])]
-        address = nodes.get(task.get("NodeID", ""), "")
-        if status.get("State") == "running" and published and published[0] and address:
-            found[f"{address}:{published[0]}"] = str(task["ID"])
+        found.append(Placed(id=str(task["ID"]), state=str(status.get("State", "")),
+                            node_state=str(node.get("State", "")), node_address=str(node.get("Addr", "")),
+                            port=int(published[0]) if published and published[0] else None))
     return found
+
+
+def placement(task: str) -> Placed | None:
+    """One task as `placed` has it, whatever the Swarm wants of it now; None when the Swarm forgot it."""
+    api = _api()
+    try:
+        found = api.inspect_task(task)
+        node = (api.inspect_node(found["NodeID"]).get("Status") or {}) if found.get("NodeID") else {}
+    except docker.errors.NotFound:
+        return None
+    except docker.errors.APIError as exc:
+        raise EngineError(f"the Swarm does not show the task {task}: {_reason(exc)}") from None
+    status = found.get("Status") or {}
+    published = [p.get("PublishedPort") for p in ((status.get("PortStatus") or {}).get("Ports") or [])]
+    return Placed(id=str(found["ID"]), state=str(status.get("State", "")), node_state=str(node.get("State", "")),
+                  node_address=str(node.get("Addr", "")),
+                  port=int(published[0]) if published and published[0] else None)
 
 
 def task_nodes(name: str) -> dict[str, str]:
@@ -182,7 +209,19 @@ def task_nodes(name: str) -> dict[str, str]:
     return {str(t["ID"]): str(t.get("NodeID", "")) for t in tasks if (t.get("Status") or {}).get("State") == "running"}
 
 
-def task_failures(name: str) -> list[str]:
+@dataclass(frozen=True)
+class Failure:
+    """A task of the service that failed or was rejected, in the Swarm's words."""
+
+    id: str
+    state: str  # failed or rejected
+    why: str  # the Swarm's: `task: non-zero exit (3)`, `No such image: ...` (its node could not pull it)...
+
+    def __str__(self) -> str:
+        return f"{self.state}: {self.why}"
+
+
+def failures(name: str) -> list[Failure]:
     """Why the service's tasks that failed did (the Swarm's words: a pull refused, a process that exited...)."""
     try:
         tasks = _api().tasks(filters={"service": name})
@@ -194,8 +233,16 @@ def task_failures(name: str) -> list[str]:
         if status.get("State") in ("failed", "rejected"):
             code = (status.get("ContainerStatus") or {}).get("ExitCode")
             why = status.get("Err") or (f"exit code {code}" if code else status.get("Message") or "")
-            found.append(f"{status.get('State')}: {why}")
+            found.append(Failure(id=str(task["ID"]), state=str(status.get("State")), why=str(why)))
     return found
+
+
+def task_ids(name: str) -> set[str]:
+    """Every task the Swarm keeps of the service, by id (its current ones and a few before them)."""
+    try:
+        return {str(t["ID"]) for t in _api().tasks(filters={"service": name})}
+    except docker.errors.APIError as exc:
+        raise EngineError(f"the Swarm does not list the tasks of {name}: {_reason(exc)}") from None
 
 
 def labelled(labels: dict[str, str]) -> list[str]:
