@@ -27,21 +27,14 @@ def apps_create(app: str) -> None:
 def apps_list(as_json: bool) -> None:
     """List apps, each with its review apps (a branch's deploy) under it."""
     from minipaas.access import access
-    from minipaas.deploy import containers
-    from minipaas.state import apps, releaselog, reviews
+    from minipaas.state import apps
 
     host = current_host()
-    rows = []
-    for name in filter(access.visible, apps.names(host)):
-        if reviews.parent(host, name) is not None:
-            continue
-        for review in [None, *reviews.of(host, name)]:
-            app = review.name if review else name
-            rel = releaselog.live(host, app)
-            rows.append({"name": app, "parent": review.parent if review else None,
-                         "branch": review.branch if review else None,
-                         "release": rel.number if rel else None, "sha": rel.sha if rel else None,
-                         "url": f"http://{apps.default_domain(host, app)}{containers.port_suffix(host)}/"})
+    listed = apps.listing(host)
+    shown = {a.name for a in listed if a.parent is None and access.visible(a.name)}
+    suffix = apps.port_suffix(host.settings)
+    rows = [{"name": a.name, "parent": a.parent, "branch": a.branch, "release": a.release, "sha": a.sha,
+             "url": f"http://{a.domain}{suffix}/"} for a in listed if (a.parent or a.name) in shown]
     if as_json:
         print_json(rows)
         return

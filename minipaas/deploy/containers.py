@@ -101,7 +101,7 @@ def wait_healthy(host: Host, app: str, container: engine.Container, sha: str,
 
 
 def port_suffix(host: Host) -> str:
-    return "" if host.settings.http_port == 80 else f":{host.settings.http_port}"
+    return apps.port_suffix(host.settings)
 
 
 def running(host: Host, app: str, number: int) -> bool:

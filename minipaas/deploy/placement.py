@@ -192,7 +192,7 @@ class Services:
             command = ["/bin/sh", "-c", f"exec {release.procs[process]}"] if process in release.procs else None
             name = releases.start(s, app, release=release.number, process=process, replicas=count, image=image,
                                   port=port if process == formation.WEB else None, env=release.env, command=command,
-                                  limits=apps.limits(self.host, app))
+                                  limits=formation.limits(self.host, app))
             progress(f"-----> Started the service {name} ({count} task{'s' if count > 1 else ''})")
             self.started.append(name)
         self._route(release.number, release.sha, dict(zip(self.started, counts.items(), strict=True)), progress)
@@ -334,7 +334,7 @@ class Services:
                 command = ["/bin/sh", "-c", f"exec {procs[process]}"] if process in procs else None
                 name = releases.start(self.host.settings, self.app, release=current.number, process=process,
                                       replicas=count, port=port, env=current.config, command=command,
-                                      limits=apps.limits(self.host, self.app),
+                                      limits=formation.limits(self.host, self.app),
                                       image=releases.registry_image(self.host.settings, self.registry, current.image,
                                                                     progress))
                 self.started.append(name)
