@@ -1,16 +1,20 @@
-"""What keeps a host of hundreds of apps quick to ask, without an engine (issue 20, bench/scale.py): `apps:list`
-in two queries, giving what the per-app lookups give, and the commands that read only the store importing no
-Docker SDK."""
+"""A host of hundreds of apps, without an engine (issue 20, bench/scale.py): `apps:list` in two queries, giving
+what the per-app lookups give; the commands that read only the store import no Docker SDK; and the address pool's
+arithmetic (how much of MINIPAAS_SUBNETS is taken, the first free /26, the one line said before it runs out)."""
 
 from __future__ import annotations
 
+import ipaddress
 import os
 import subprocess
 import sys
 from pathlib import Path
 
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
+from minipaas.adapters import networks
 from minipaas.state import apps, releaselog, reviews, store
 from minipaas.state import settings as settings_mod
 from minipaas.state.host import Host
@@ -82,3 +86,56 @@ def test_commands_that_read_only_the_store_import_no_docker_sdk(host: Host) -> N
     assert result.returncode == 0, result.stderr
     assert result.stderr.strip().splitlines()[-1] == "False", result.stderr
     assert '"name": "hello"' in result.stdout
+
+
+# -- the address pool: what runs out first at size (adapters/networks.py) --------------------------------------
+
+def _brute(pool: str, taken: list[str]) -> tuple[int, str | None]:
+    """Taken /26s and the first free one, the slow obvious way."""
+    used = [ipaddress.ip_network(t, strict=False) for t in taken]
+    blocks = list(ipaddress.ip_network(pool).subnets(new_prefix=networks.PREFIX))
+    overlapping = [b for b in blocks if any(b.overlaps(u) for u in used if u.version == 4)]
+    free = next((str(b) for b in blocks if b not in overlapping), None)
+    return len(overlapping), free
+
+
+def test_the_pool_s_arithmetic() -> None:
+    pool = "10.213.0.0/16"
+    assert networks.usage_of(pool, []) == networks.PoolUsage(pool, 26, 1024, 0)
+    taken = ["10.213.0.0/26", "10.213.1.0/24", "10.213.1.64/26",  # 1 + 4 (the /26 inside the /24 counts once)
+             "10.213.2.0/23",  # 8 more
+             "172.17.0.0/16", "fd00::/64", "not a network"]  # outside the pool, IPv6, junk: none
+    usage = networks.usage_of(pool, taken)
+    assert (usage.total, usage.taken, usage.free) == (1024, 13, 1011)
+    assert networks.free_subnet(pool, taken) == "10.213.0.64/26"
+    assert networks.free_subnet(pool, [*taken, "10.213.0.64/26", "10.213.0.128/25"]) == "10.213.4.0/26"
+    # A network wider than the pool takes all of it.
+    assert networks.usage_of(pool, ["10.0.0.0/8"]).free == 0 and networks.free_subnet(pool, ["10.0.0.0/8"]) is None
+    assert networks.usage_of("10.213.0.0/24", []).total == 4
+    # 100 apps, 200 review apps and 20 services, each with a network of its own: 320 of the default pool's 1024.
+    fleet = [str(n) for n in list(ipaddress.ip_network(pool).subnets(new_prefix=26))[:320]]
+    assert networks.usage_of(pool, fleet).free == 704 and not networks.usage_of(pool, fleet).nearly_full
+
+
+def test_the_pool_says_so_in_one_line_before_it_runs_out() -> None:
+    def usage(total: int, taken: int) -> networks.PoolUsage:
+        return networks.PoolUsage("10.213.0.0/16", 26, total, taken)
+
+    assert usage(1024, 921).warning() is None  # 103 left: room
+    nearly = usage(1024, 922).warning()  # 102 left: a tenth
+    assert nearly is not None and "102 of its 1024 /26 networks left" in nearly and "\n" not in nearly
+    assert usage(4, 1).warning() is None and usage(4, 2).warning() is not None  # small pools: at 2 left
+    full = usage(1024, 1024).warning()
+    assert full is not None and "no /26 network left (all 1024 taken)" in full and "\n" not in full
+    assert usage(1024, 37).summary() == "MINIPAAS_SUBNETS 10.213.0.0/16: 37 of its 1024 /26 networks taken"
+
+
+@settings(max_examples=300, deadline=None)
+@given(st.lists(st.tuples(st.integers(0, 1023), st.integers(20, 30)), max_size=12))
+def test_the_pool_s_arithmetic_agrees_with_the_obvious_way(spans: list[tuple[int, int]]) -> None:
+    pool = "10.213.0.0/22"  # 16 /26s; networks of any size drawn around it (10.212.240.0 to 10.213.47.255)
+    base = int(ipaddress.ip_address("10.212.240.0"))
+    taken = [str(ipaddress.ip_network((base + offset * 16, bits), strict=False)) for offset, bits in spans]
+    count, free = _brute(pool, taken)
+    assert networks.usage_of(pool, taken).taken == count
+    assert networks.free_subnet(pool, taken) == free
