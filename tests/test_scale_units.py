@@ -139,3 +139,21 @@ def test_the_pool_s_arithmetic_agrees_with_the_obvious_way(spans: list[tuple[int
     count, free = _brute(pool, taken)
     assert networks.usage_of(pool, taken).taken == count
     assert networks.free_subnet(pool, taken) == free
+
+
+def test_disk_usage_counts_regular_files_once_and_follows_no_link(tmp_path: Path) -> None:
+    """`report` walks every app's repository and site folders (routing/sites.disk_usage, with scandir)."""
+    from minipaas.routing import sites
+
+    (tmp_path / "site" / "1" / "css").mkdir(parents=True)
+    (tmp_path / "site" / "1" / "index.html").write_bytes(b"x" * 300)
+    (tmp_path / "site" / "1" / "css" / "a.css").write_bytes(b"y" * 50)
+    (tmp_path / "site" / "current").symlink_to("1")  # the live release's link: not a second copy
+    (tmp_path / "site" / "1" / "alias.html").symlink_to("index.html")
+    (tmp_path / "elsewhere").mkdir()
+    (tmp_path / "elsewhere" / "big").write_bytes(b"z" * 10_000)
+    (tmp_path / "site" / "1" / "out").symlink_to(tmp_path / "elsewhere")
+    assert sites.disk_usage(tmp_path / "site") == 350
+    assert sites.disk_usage(tmp_path / "site" / "1" / "css") == 50
+    assert sites.disk_usage(tmp_path / "missing") == 0
+    assert sites.disk_usage(tmp_path / "site" / "1" / "index.html") == 0  # not a folder
