@@ -25,9 +25,11 @@ real `git push`es through the real hook):
              for --burn seconds, once per --build-cpus value: the other apps' p99 against the build's limit;
   restore    every app container stopped with `docker stop` (the Docker engine itself is restarted only with
              --restart-engine), then `ps:restore`, until it exits and until every app answers 200 again.
-Each measurement waits (up to 30 min) for the 1-minute load average to stay under --quiet for a minute, and
-says the load it ran at. Everything is removed at the end (apps:destroy --force of every app, --jobs at a
-time; then the harness' cleanup), also on errors and Ctrl-C.
+Nothing is made until the 1-minute load average has stayed under --quiet for a minute (at most --quiet-wait
+minutes, then it stops); each measurement waits for that again (at most 30 minutes, then it measures anyway)
+and says the load it ran at. The commands run as an installed minipaas runs them: with their bytecode cached.
+Everything is removed at the end (apps:destroy --force of every app, --jobs at a time; then the harness'
+cleanup), also on errors and Ctrl-C.
 
     /opt/minipaas/venv/bin/python bench/scale.py                    # the full size (about an hour)
     /opt/minipaas/venv/bin/python bench/scale.py --apps 5 --sites 20 --reviews 5 --quiet 0   # a try
@@ -103,6 +105,8 @@ def options() -> argparse.Namespace:
     parser.add_argument("--burn", type=int, default=12, help="seconds the build keeps 2 CPUs busy (12)")
     parser.add_argument("--quiet", type=float, default=1.5,
                         help="wait for a 1-minute load average under this before each measurement (1.5; 0: don't)")
+    parser.add_argument("--quiet-wait", type=int, default=60,
+                        help="minutes to wait for that before the setup; then it stops, having made nothing (60)")
     parser.add_argument("--restart-engine", action="store_true",
                         help="restart the Docker engine (service docker restart) before ps:restore, instead of "
                              "stopping the apps' containers: not on a machine others use")
@@ -129,10 +133,16 @@ def main() -> int:
     results = Results(about=machine(), command=" ".join(["python", "bench/scale.py", *sys.argv[1:]]),
                       started=time.strftime("%Y-%m-%d %H:%M %Z"))
     marker = new_marker()
+    # A noisy run measures nothing: nothing is made until the machine is quiet (or --quiet 0 says not to wait).
+    results.loads["before the setup"] = wait_quiet(args.quiet, give_up=args.quiet_wait * 60)
+    if results.loads["before the setup"].endswith("(not quiet)"):
+        raise SystemExit(f"the 1-minute load average stayed at or above {args.quiet} for {args.quiet_wait} minutes; "
+                         "nothing was made (--quiet 0 runs anyway)")
     with bench_host(keep=args.keep) as host:
+        # The commands as an installed minipaas runs them: with their bytecode cached (pip compiles it at install).
+        host.env.pop("PYTHONDONTWRITEBYTECODE", None)
         wanted = plan(args.apps, args.sites, args.reviews, args.container_reviews, args.markdown)
         log(f"making {len(wanted)} apps, {args.jobs} at a time")
-        results.loads["before the setup"] = wait_quiet(args.quiet)
         fleet = results.fleet = build(host, wanted, jobs=args.jobs, marker=marker)
         background_done(host.home)
         results.wrong_after_setup = check_all(host.port, fleet.apps, marker)

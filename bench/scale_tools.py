@@ -344,6 +344,8 @@ def wait_quiet(limit: float, *, for_seconds: float = 60, give_up: float = 1800) 
         return loadavg()
     started = time.monotonic()
     quiet_since: float | None = None
+    if os.getloadavg()[0] >= limit:
+        log(f"waiting for the 1-minute load average to stay under {limit} for {for_seconds:.0f} s (now {loadavg()})")
     while time.monotonic() - started < give_up:
         if os.getloadavg()[0] < limit:
             quiet_since = quiet_since or time.monotonic()
