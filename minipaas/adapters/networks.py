@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import ipaddress
 from collections.abc import Iterable
+from dataclasses import dataclass
 
 import docker.errors
 
@@ -24,13 +25,87 @@ PREFIX = 26  # addresses per app network: 64, of which 62 for containers
 ATTEMPTS = 32
 
 
+@dataclass(frozen=True)
+class PoolUsage:
+    """How much of the address pool the engine's networks hold: /`prefix` networks in all, and taken (overlapping
+    a network the engine has: this instance's, another instance's, anyone's)."""
+
+    pool: str
+    prefix: int
+    total: int
+    taken: int
+
+    @property
+    def free(self) -> int:
+        return self.total - self.taken
+
+    @property
+    def nearly_full(self) -> bool:
+        """A tenth or less is left (at least 2): time to say so, before an app's deploy meets a full pool."""
+        return self.free <= max(2, self.total // 10)
+
+    def summary(self) -> str:
+        return f"MINIPAAS_SUBNETS {self.pool}: {self.taken} of its {self.total} /{self.prefix} networks taken"
+
+    def warning(self) -> str | None:
+        """One line when the pool is full or nearly so; None while there is room."""
+        if self.free <= 0:
+            return (f"MINIPAAS_SUBNETS {self.pool} has no /{self.prefix} network left (all {self.total} taken): no "
+                    "app with containers, review app or service can start until one is freed or the pool is widened "
+                    "(subnets in settings.toml)")
+        if self.nearly_full:
+            return (f"MINIPAAS_SUBNETS {self.pool} has {self.free} of its {self.total} /{self.prefix} networks left "
+                    "(each app or review app with containers and each service takes one): widen it (subnets in "
+                    "settings.toml) before it runs out")
+        return None
+
+
+def _taken_blocks(pool: ipaddress.IPv4Network, taken: Iterable[str], prefix: int) -> list[tuple[int, int]]:
+    """The /`prefix` blocks of `pool` that `taken` (IPv4 CIDRs, others ignored) overlap, as sorted, merged
+    [first, last] index ranges: arithmetic on integers, whatever the number of networks."""
+    size = 1 << (32 - prefix)
+    base, top = int(pool.network_address), int(pool.broadcast_address)
+    spans = []
+    for cidr in taken:
+        try:
+            net = ipaddress.ip_network(cidr, strict=False)
+        except ValueError:
+            continue
+        if net.version != 4:
+            continue
+        low, high = max(int(net.network_address), base), min(int(net.broadcast_address), top)
+        if low <= high:
+            spans.append(((low - base) // size, (high - base) // size))
+    merged: list[tuple[int, int]] = []
+    for first, last in sorted(spans):
+        if merged and first <= merged[-1][1] + 1:
+            merged[-1] = (merged[-1][0], max(merged[-1][1], last))
+        else:
+            merged.append((first, last))
+    return merged
+
+
+def usage_of(pool: str, taken: Iterable[str], prefix: int = PREFIX) -> PoolUsage:
+    """The pool's usage given the networks in use (pure)."""
+    net = ipaddress.ip_network(pool)
+    total = 1 << max(prefix - net.prefixlen, 0) if net.prefixlen <= prefix else 0
+    used = sum(last - first + 1 for first, last in _taken_blocks(net, taken, prefix))
+    return PoolUsage(pool, prefix, total, used)
+
+
 def free_subnet(pool: str, taken: Iterable[str], prefix: int = PREFIX) -> str | None:
     """The first /`prefix` of `pool` that overlaps none of `taken` (CIDRs); None when the pool is full."""
-    used = [ipaddress.ip_network(t, strict=False) for t in taken]
-    for candidate in ipaddress.ip_network(pool).subnets(new_prefix=prefix):
-        if not any(candidate.overlaps(u) for u in used):
-            return str(candidate)
-    return None
+    net = ipaddress.ip_network(pool)
+    if net.prefixlen > prefix:
+        return None
+    candidate = 0
+    for first, last in _taken_blocks(net, taken, prefix):
+        if candidate < first:
+            break
+        candidate = max(candidate, last + 1)
+    if candidate >= 1 << (prefix - net.prefixlen):
+        return None
+    return str(ipaddress.ip_network((int(net.network_address) + candidate * (1 << (32 - prefix)), prefix)))
 
 
 def _subnets_in_use() -> list[str]:
@@ -40,6 +115,11 @@ def _subnets_in_use() -> list[str]:
             if config.get("Subnet") and ":" not in config["Subnet"]:
                 found.append(config["Subnet"])
     return found
+
+
+def usage(pool: str) -> PoolUsage:
+    """The pool's usage now, from the engine's networks."""
+    return usage_of(pool, _subnets_in_use())
 
 
 def ensure_app_network(name: str, *, pool: str, labels: dict[str, str]) -> None:
@@ -56,7 +136,8 @@ def ensure_app_network(name: str, *, pool: str, labels: dict[str, str]) -> None:
         # removed holds its pool a moment after it leaves the list: either way, try the next one
         subnet = free_subnet(pool, [*_subnets_in_use(), *refused])
         if subnet is None:
-            raise EngineError(f"no free /{PREFIX} left in MINIPAAS_SUBNETS ({pool}) for the network {name}")
+            raise EngineError(f"no free /{PREFIX} left in MINIPAAS_SUBNETS ({pool}) for the network {name}: widen it "
+                              "(subnets in settings.toml) or free one (apps:destroy, a review branch deleted)")
         ipam = docker.types.IPAMConfig(pool_configs=[docker.types.IPAMPool(subnet=subnet)])
         try:
             api.create_network(name, driver="bridge", ipam=ipam, labels=labels, check_duplicate=True)

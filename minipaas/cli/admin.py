@@ -48,7 +48,7 @@ def gc_cmd(app: str | None, dry_run: bool) -> None:
 def report_cmd(as_json: bool) -> None:
     """Disk used per app and in total; the builder and how build limits are enforced."""
     from minipaas.build import builders
-    from minipaas.deploy import gc
+    from minipaas.deploy import containers, gc
 
     rows = gc.report(current_host())
     if as_json:
@@ -56,6 +56,10 @@ def report_cmd(as_json: bool) -> None:
         return
     for line in builders.describe(current_host().settings):
         say(line)
+    pool = containers.pool_usage(current_host())
+    say(pool.summary())
+    if warning := pool.warning():
+        say(f"warning: {warning}")
     mb = 1024 * 1024
     table(([r["app"], r["images"], f"{r['image_bytes'] / mb:.1f}", f"{r['site_bytes'] / mb:.1f}",
              f"{r['repo_bytes'] / mb:.1f}"] for r in rows), ["APP", "IMAGES", "IMAGES MB", "SITE MB", "REPO MB"])

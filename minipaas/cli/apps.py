@@ -12,7 +12,7 @@ from minipaas.errors import MinipaasError
 @click.argument("app")
 def apps_create(app: str) -> None:
     """Create an app: its git repository, default domain and vhost."""
-    from minipaas.deploy import lifecycle
+    from minipaas.deploy import containers, lifecycle
     from minipaas.state import apps
 
     host = current_host()
@@ -20,6 +20,8 @@ def apps_create(app: str) -> None:
     say(f"-----> Created {app}")
     say(f"       git remote add paas {host.settings.repo_path(app)}")
     say(f"       served at http://{apps.default_domain(host, app)}/ once pushed")
+    if warning := containers.pool_warning(host):
+        say(f"       warning: {warning}")
 
 
 @click.command("apps:list")
@@ -27,21 +29,14 @@ def apps_create(app: str) -> None:
 def apps_list(as_json: bool) -> None:
     """List apps, each with its review apps (a branch's deploy) under it."""
     from minipaas.access import access
-    from minipaas.deploy import containers
-    from minipaas.state import apps, releaselog, reviews
+    from minipaas.state import apps
 
     host = current_host()
-    rows = []
-    for name in filter(access.visible, apps.names(host)):
-        if reviews.parent(host, name) is not None:
-            continue
-        for review in [None, *reviews.of(host, name)]:
-            app = review.name if review else name
-            rel = releaselog.live(host, app)
-            rows.append({"name": app, "parent": review.parent if review else None,
-                         "branch": review.branch if review else None,
-                         "release": rel.number if rel else None, "sha": rel.sha if rel else None,
-                         "url": f"http://{apps.default_domain(host, app)}{containers.port_suffix(host)}/"})
+    listed = apps.listing(host)
+    shown = {a.name for a in listed if a.parent is None and access.visible(a.name)}
+    suffix = apps.port_suffix(host.settings)
+    rows = [{"name": a.name, "parent": a.parent, "branch": a.branch, "release": a.release, "sha": a.sha,
+             "url": f"http://{a.domain}{suffix}/"} for a in listed if (a.parent or a.name) in shown]
     if as_json:
         print_json(rows)
         return

@@ -25,7 +25,7 @@ def current_host() -> Host:
 
 
 def existing_app(name: str) -> str:
-    from minipaas.state import apps  # its settings' types load the docker SDK: not for `--help`
+    from minipaas.state import apps  # the store: not for `--help`
 
     return apps.require(current_host(), name)
 

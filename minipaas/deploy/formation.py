@@ -80,6 +80,13 @@ def store_counts(host: Host, app: str, changes: dict[str, int]) -> None:
                        "ON CONFLICT (app, process) DO UPDATE SET count = excluded.count", (app, process, count))
 
 
+def limits(host: Host, app: str) -> engine.Limits:
+    """The app's `resource:limit` settings as the engine takes them."""
+    values = apps.all_settings(host, app)
+    return engine.Limits(memory=values["memory"], cpus=float(values["cpus"]) if values["cpus"] else None,
+                         pids=int(values["pids"]), read_only=values["read-only"] == "on")
+
+
 def container_name(host: Host, app: str, process: str, release: int, index: int) -> str:
     return host.settings.container_name(f"{app}.{process}.{release}" + ("" if index == 1 else f".{index}"))
 
@@ -96,7 +103,7 @@ def start(host: Host, app: str, *, release: int, image: str, port: int, process:
         env={**env, "PORT": str(port)},
         labels={engine.LABEL: str(s.home), engine.APP_LABEL: app, engine.RELEASE_LABEL: str(release),
                 engine.PROCESS_LABEL: process, engine.INDEX_LABEL: str(index), engine.PORT_LABEL: str(port)},
-        limits=apps.limits(host, app),
+        limits=limits(host, app),
     )
 
 
@@ -125,7 +132,7 @@ def run_release_command(host: Host, app: str, *, image: str, command: str, env: 
         image=image, network=host.settings.app_network(app), command=["/bin/sh", "-c", command],
         env=env, labels={engine.LABEL: str(host.settings.home), engine.APP_LABEL: app,
                                                engine.PROCESS_LABEL: RELEASE},
-        limits=apps.limits(host, app))
+        limits=limits(host, app))
     for line in output.splitlines()[-50:]:
         progress(f"       {line}")
     if code != 0:

@@ -51,6 +51,20 @@ class Freed:
         self.bytes += size
 
 
+class Sizes:
+    """The images' unique sizes (engine.unique_image_sizes: the engine's disk usage, which costs it work that grows
+    with every container, volume and build cache record it has), asked once, and only when an image is to go: the
+    gc after a deploy that removes nothing (a static site's, an app's first releases) costs the engine nothing."""
+
+    def __init__(self) -> None:
+        self._sizes: dict[str, int] | None = None
+
+    def get(self, image: str, default: int) -> int:
+        if self._sizes is None:
+            self._sizes = engine.unique_image_sizes()
+        return self._sizes.get(image, default)
+
+
 def collect(host: Host, *, dry_run: bool, only: str | None = None,
             progress: Callable[[str], None] = lambda _: None) -> Freed:
     """Remove (or, `dry_run`, name) what the retention rule drops. One gc of the instance at a time, so a dry
@@ -61,7 +75,7 @@ def collect(host: Host, *, dry_run: bool, only: str | None = None,
 
 def _collect(host: Host, *, dry_run: bool, only: str | None, progress: Callable[[str], None]) -> Freed:
     freed = Freed()
-    sizes = engine.unique_image_sizes()
+    sizes = Sizes()
     removed: dict[str, str] = {}  # release image -> the Node version of its base image ("" if none)
     for app in [only] if only else apps.names(host):
         # Never beside a deploy of the same app: its new container and image exist before they are live. Shared
@@ -88,7 +102,7 @@ def _collect(host: Host, *, dry_run: bool, only: str | None, progress: Callable[
     return freed
 
 
-def _collect_app(host: Host, app: str, *, dry_run: bool, freed: Freed, sizes: dict[str, int],
+def _collect_app(host: Host, app: str, *, dry_run: bool, freed: Freed, sizes: Sizes,
                  removed: dict[str, str], progress: Callable[[str], None]) -> None:
     retention = int(apps.get_setting(host, app, "keep-releases"))
     history = releaselog.listing(host, app)
@@ -133,8 +147,9 @@ def _collect_app(host: Host, app: str, *, dry_run: bool, freed: Freed, sizes: di
         dropped.append(image)  # from the cluster's registry too, also when the engine here has it no more
         if image_labels is None:
             continue
+        size = sizes.get(image, 0)  # before it goes: what it held alone
         if dry_run or engine.remove_image(image, owner=str(host.settings.home)):
-            freed.add(f"image {image}", sizes.get(image, 0))
+            freed.add(f"image {image}", size)
             removed[image] = image_labels.get(stacks.VERSION_LABEL, "")
     if clustered and not dry_run:
         for name in registrygc.forget(host.settings, dropped, progress):
@@ -161,7 +176,7 @@ def _collect_build_leftovers(host: Host, *, dry_run: bool, freed: Freed, progres
             freed.add(f"tag {tag} (a build's pin)", 0)
 
 
-def _collect_stacks(host: Host, *, dry_run: bool, freed: Freed, sizes: dict[str, int], removed: dict[str, str],
+def _collect_stacks(host: Host, *, dry_run: bool, freed: Freed, sizes: Sizes, removed: dict[str, str],
                     only: set[str] | None) -> None:
     """Base images no image is built on any more (those `removed` are counted as gone already)."""
     have = stacks.local()
@@ -172,8 +187,9 @@ def _collect_stacks(host: Host, *, dry_run: bool, freed: Freed, sizes: dict[str,
             continue
         if any(user.tag not in removed for user in used.get(version, [])):
             continue
+        size = sizes.get(stack.tag, stack.size)
         if dry_run or stacks.remove(version):
-            freed.add(f"base image {stack.tag} (no release is built on it)", sizes.get(stack.tag, stack.size))
+            freed.add(f"base image {stack.tag} (no release is built on it)", size)
     if not dry_run:
         freed.bytes += engine.prune_dangling({engine.LABEL: "stack"})  # base images a rebuild replaced
 

@@ -6,9 +6,9 @@ import sys
 import uuid
 
 from minipaas.adapters import engine
-from minipaas.deploy import containers
+from minipaas.deploy import containers, formation
 from minipaas.errors import InvalidInput, NotFound
-from minipaas.state import apps, config, releaselog
+from minipaas.state import config, releaselog
 from minipaas.state.host import Host
 from minipaas.state.locks import try_app_lock
 
@@ -26,7 +26,7 @@ def run(host: Host, app: str, command: list[str]) -> int:
             image=live.image, name=s.container_name(f"{app}.run.{uuid.uuid4().hex[:8]}"), network=s.app_network(app),
             env=config.get_all(host, app),
             labels={engine.LABEL: str(s.home), engine.APP_LABEL: app, engine.PROCESS_LABEL: "run"},
-            limits=apps.limits(host, app), command=command, tty=sys.stdin.isatty())
+            limits=formation.limits(host, app), command=command, tty=sys.stdin.isatty())
     finally:
         with try_app_lock(s, app) as held:  # a deploy running now needs the network: it is left to it
             if held:

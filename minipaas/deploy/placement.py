@@ -29,7 +29,7 @@ from minipaas.cluster import membership, releases
 from minipaas.deploy import containers, formation, listing, taskcheck
 from minipaas.deploy.bringup import bring_up
 from minipaas.routing import proxy
-from minipaas.state import apps, releaselog
+from minipaas.state import releaselog
 from minipaas.state.host import Host
 
 Progress = Callable[[str], None]
@@ -205,7 +205,7 @@ class Services:
             command = ["/bin/sh", "-c", f"exec {release.procs[process]}"] if process in release.procs else None
             name = releases.start(s, app, release=release.number, process=process, replicas=count, image=image,
                                   port=port if process == formation.WEB else None, env=release.env, command=command,
-                                  limits=apps.limits(self.host, app))
+                                  limits=formation.limits(self.host, app))
             progress(f"-----> Started the service {name} ({count} task{'s' if count > 1 else ''})")
             self.started.append(name)
         self._route(release.number, release.sha, dict(zip(self.started, counts.items(), strict=True)), progress)
@@ -316,7 +316,7 @@ class Services:
                 command = ["/bin/sh", "-c", f"exec {procs[process]}"] if process in procs else None
                 name = releases.start(self.host.settings, self.app, release=current.number, process=process,
                                       replicas=count, port=port, env=current.config, command=command,
-                                      limits=apps.limits(self.host, self.app),
+                                      limits=formation.limits(self.host, self.app),
                                       image=releases.registry_image(self.host.settings, self.registry, current.image,
                                                                     progress))
                 self.started.append(name)

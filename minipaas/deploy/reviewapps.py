@@ -79,6 +79,8 @@ def _create(host: Host, parent: str, branch: str, progress: Progress) -> str:
         raise
     count, limit = len(reviews.of(host, parent)), int(apps.get_setting(host, parent, "review-apps-limit"))
     progress(f"-----> Review app {name} for branch {branch}")
+    if warning := containers.pool_warning(host):
+        progress(f"       warning: {warning}")
     if count >= limit:
         progress(f"       {parent} has {count} review apps, its review-apps-limit: another branch is refused until "
                  f"one is deleted or an admin raises it (settings:set {parent} review-apps-limit N)")

@@ -116,6 +116,7 @@ def roll_out(host: Host, app: str, *, kind: str, sha: str, image: str, buildpack
                 releaselog.update(host, app, number, build_log=_log_text(progress, raw))
                 return released
             _check_quota(host, app, sha, procs)  # before the build: a formation beyond it would not start
+            containers.check_network_room(host, app)  # nor one that could not get an app network
             built = builds.build(s, app, number, source, progress,
                                  allowed_images=apps.get_setting(host, app, "build-images"), options=options)
             image, buildpack, raw = built.image, built.buildpack, built.log

@@ -271,7 +271,18 @@ def remove_app(settings: Settings, app: str) -> None:
 
 
 def disk_usage(path: Path) -> int:
-    """Bytes of the regular files under `path` (0 when it does not exist)."""
-    if not path.exists():
-        return 0
-    return sum(p.stat().st_size for p in path.rglob("*") if p.is_file() and not p.is_symlink())
+    """Bytes of the regular files under `path` (0 when it does not exist); links are not followed. With scandir,
+    whose entries know their type: `report` walks every app's repository and site folders."""
+    total = 0
+    folders = [str(path)]
+    while folders:
+        try:
+            with os.scandir(folders.pop()) as entries:
+                for entry in entries:
+                    if entry.is_dir(follow_symlinks=False):
+                        folders.append(entry.path)
+                    elif entry.is_file(follow_symlinks=False):
+                        total += entry.stat(follow_symlinks=False).st_size
+        except (FileNotFoundError, NotADirectoryError):
+            continue  # gone meanwhile (a gc, a destroy), or never there
+    return total
