@@ -253,8 +253,9 @@ def test_a_number_in_a_setting_is_ascii_digits_or_one_line(host: Host, value: st
         with pytest.raises(InvalidInput) as refused:
             settings_mod.load({"MINIPAAS_HOME": str(host.settings.home), variable: value})
         assert "\n" not in refused.value.message
+    from minipaas.deploy import formation
     apps.set_setting(host, "shop", "pids", "0100")  # ASCII digits, leading zeros and all, mean their number
-    assert apps.limits(host, "shop").pids == 100
+    assert formation.limits(host, "shop").pids == 100
 
 
 @pytest.mark.parametrize("value", ["0.0000000001", "0.001", "0.00", "1" * 400, "1025", "01", "1e3", "inf", " 1"])
@@ -269,11 +270,12 @@ def test_a_cpu_limit_the_engine_and_the_kernel_cannot_take_is_one_line(host: Hos
             apps.set_setting(host, "shop", key, value)
     with pytest.raises(InvalidInput):
         services.set_setting(host, "redis", "cache", "cpus", value)
+    from minipaas.deploy import formation
     for honest in ("0.01", "0.5", "1.25", "1024"):
         apps.set_setting(host, "shop", "cpus", honest)
         apps.set_setting(host, "shop", "build-cpus", honest)
         services.set_setting(host, "redis", "cache", "cpus", honest)
-        assert apps.limits(host, "shop").cpus == float(honest)
+        assert formation.limits(host, "shop").cpus == float(honest)
 
 
 @pytest.mark.parametrize("value", ["1k", "6143k", "5m", "1" * 5000 + "m"])
