@@ -87,6 +87,7 @@ def assert_one_reading(rendered: str, instructions: list[reading.Instruction]) -
 @given(dockerfile_text())
 @example("FROM minipaas/node:26 AS build\nFROM\n\\\n")  # a lone backslash: a command without a keyword
 @example("FROM minipaas/node:26 AS build\nFROM \u00b2\n")  # str.isdigit() takes it for a stage's index
+@example("FROM minipaas/node:26 AS build\nHEALTHCHECK =\u00e0\n")  # the parser's error cut inside a UTF-8 character
 def test_what_is_accepted_parses_back_to_exactly_what_was_checked(text: str) -> None:
     try:
         instructions = reading.read(text)

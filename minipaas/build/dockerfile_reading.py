@@ -78,6 +78,9 @@ def read(text: str) -> list[Instruction]:
         commands = dockerfile.parse_string(text)
     except dockerfile.GoParseError as exc:
         raise Unrenderable(f"the Dockerfile cannot be parsed: {str(exc).strip().splitlines()[0]}") from None
+    except UnicodeDecodeError:
+        # The parser's error cut its message inside a UTF-8 character (the binding then cannot decode it).
+        raise Unrenderable("the Dockerfile cannot be parsed (an instruction's arguments are malformed)") from None
     instructions = [_instruction(command) for command in commands]
     if not instructions:
         raise Unrenderable("the Dockerfile has no instructions")
@@ -90,7 +93,7 @@ def render(instructions: list[Instruction]) -> str:
     text = "\n".join(lines) + "\n"
     try:
         again = [_instruction(command, checked=False) for command in dockerfile.parse_string(text)]
-    except (dockerfile.GoParseError, Unrenderable):
+    except (dockerfile.GoParseError, UnicodeDecodeError, Unrenderable):
         again = []
     if again != list(instructions):
         bad = next((i for i, (a, b) in enumerate(zip(again, instructions, strict=False)) if a != b),
