@@ -1,0 +1,76 @@
+"""Live views as server-sent events: an app's container logs, followed (`logs -f`, processes.logs).
+
+The page itself holds the last lines (read when it was rendered: without JavaScript it is a page to reload);
+static/dashboard.js opens an EventSource on the stream and appends each line as it comes. Each event is one
+line of the app's output as text (the browser's `textContent`: nothing of it is markup). A reconnect (the
+browser retries by itself) starts following again from then on.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+
+from starlette.exceptions import HTTPException
+from starlette.requests import Request
+from starlette.responses import Response, StreamingResponse
+
+from minipaas.access import access
+from minipaas.dashboard import auth, pages, views
+from minipaas.errors import MinipaasError, NotFound
+from minipaas.state.host import Host
+
+PAGE_LINES = 200
+MAX_LINE = 8192
+
+
+def _allowed(request: Request) -> tuple[auth.Viewer, str]:
+    who = auth.viewer(request)
+    app = request.path_params["app"]
+    try:
+        views.reachable(auth.host(request), who.principal, app)
+        access.check(who.principal, "logs", app)
+    except NotFound as exc:
+        raise HTTPException(404, exc.message) from None
+    except access.PermissionDenied as exc:
+        raise HTTPException(403, exc.message) from None
+    return who, app
+
+
+def logs_page(request: Request) -> Response:
+    from minipaas.deploy import processes
+
+    who, app = _allowed(request)
+    try:
+        text = b"".join(processes.logs(auth.host(request), app, lines=PAGE_LINES, follow=False))
+        lines, error = text.decode("utf-8", errors="replace").splitlines(), ""
+    except MinipaasError as exc:
+        lines, error = [], exc.message
+    return pages.render(request, "logs.html", who, app=app, lines=lines, error=error)
+
+
+def sse(lines: Iterator[bytes]) -> Iterator[bytes]:
+    """Server-sent events of the chunks of a byte stream, one event per complete line (a partial line waits for
+    its end); a line is cut at MAX_LINE bytes, carriage returns dropped (each would start a new field)."""
+    yield b"retry: 2000\n\n"
+    pending = b""
+    try:
+        for chunk in lines:
+            pending += chunk
+            *complete, pending = pending.split(b"\n")
+            for line in complete:
+                yield b"data: " + line[:MAX_LINE].replace(b"\r", b"") + b"\n\n"
+    except MinipaasError as exc:  # no container runs (yet): said as an event of its own, the browser retries
+        yield b"event: problem\ndata: " + exc.message.encode()[:MAX_LINE].replace(b"\n", b" ") + b"\n\n"
+    if pending:
+        yield b"data: " + pending[:MAX_LINE].replace(b"\r", b"") + b"\n\n"
+
+
+def logs_stream(request: Request) -> Response:
+    from minipaas.deploy import processes
+
+    _who, app = _allowed(request)
+    # A connection of its own: the stream is read in the thread pool's threads, whichever is free (SQLite's
+    # connections are per thread; this one is used once, in the first read, before any line).
+    followed = processes.logs(Host(request.app.state.settings), app, lines=0, follow=True)
+    return StreamingResponse(sse(followed), media_type="text/event-stream",
+                             headers={"Cache-Control": "no-store", "X-Accel-Buffering": "no"})
