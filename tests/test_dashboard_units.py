@@ -200,6 +200,35 @@ def test_a_post_without_the_csrf_token_or_from_another_site_is_refused(home: Hom
     assert "Rolled back." in c.get(honest.headers["location"]).text
 
 
+def test_a_same_origin_post_on_another_port_passes(home: Home, monkeypatch: pytest.MonkeyPatch) -> None:
+    """nginx passes the Host the browser sent, port and all (`$http_host`): a form's Origin matches it."""
+    monkeypatch.setattr(actions, "execute", lambda argv, **_: subprocess.CompletedProcess(argv, 0, "", ""))
+    alice = home.key("alice", "admin")
+    c = TestClient(web.create_app(home.host.settings), base_url=BASE + ":8080", follow_redirects=False)
+    c.get(f"/login/{sessions.mint_link(home.host, alice)}")
+    csrf = re.search(r'name="csrf" value="([^"]+)"', c.get("/").text)
+    assert csrf is not None
+    headers = {"Origin": BASE + ":8080", "Sec-Fetch-Site": "same-origin"}
+    assert c.post("/apps/shop/restart", data={"csrf": csrf.group(1)}, headers=headers).status_code == 303
+    assert c.post("/apps/shop/restart", data={"csrf": csrf.group(1)},
+                  headers={**headers, "Origin": BASE}).status_code == 403  # another port is another origin
+
+
+def test_server_sent_events_are_one_line_each() -> None:
+    from minipaas.dashboard import live
+    from minipaas.errors import NotFound
+
+    def chunks() -> Iterator[bytes]:
+        yield b"first\nsec"
+        yield b"ond\r\n<script>x</script>\n"
+        yield b"tail"
+        raise NotFound("gone")
+
+    events = b"".join(live.sse(chunks())).decode()
+    assert events == ("retry: 2000\n\ndata: first\n\ndata: second\n\ndata: <script>x</script>\n\n"
+                      "data: tail\n\nevent: problem\ndata: gone\n\n")
+
+
 def test_a_deployer_may_not_act(home: Home, monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setattr(actions, "execute", lambda *a, **k: pytest.fail("a deployer's action ran"))
     c, csrf = logged_in(home, home.key("dave", "deployer", "shop"))
@@ -217,7 +246,7 @@ def test_every_response_carries_the_security_headers(home: Home, path: str) -> N
     assert "script-src 'self'" in csp and "'unsafe-inline'" not in csp and "frame-ancestors 'none'" in csp
     assert response.headers["x-frame-options"] == "DENY"
     assert response.headers["x-content-type-options"] == "nosniff"
-    assert response.headers["referrer-policy"] == "no-referrer"
+    assert response.headers["referrer-policy"] == "same-origin"
 
 
 @pytest.mark.parametrize(("path", "status"), [

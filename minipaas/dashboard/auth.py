@@ -72,6 +72,7 @@ def login(request: Request) -> Response:
         raise HTTPException(403, exc.message) from None
     page = HTMLResponse('<!doctype html><html lang="en"><head><meta charset="utf-8"><title>Logged in</title>'
                         '<meta http-equiv="refresh" content="0;url=/">'
+                        '<link rel="icon" href="/static/favicon.svg" type="image/svg+xml">'
                         '<link rel="stylesheet" href="/static/dashboard.css"></head><body><main>'
                         f'<p>Logged in as {session.key_name}. <a href="/">Continue to the dashboard</a>.</p>'
                         '</main></body></html>')

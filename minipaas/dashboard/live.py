@@ -52,7 +52,7 @@ def sse(lines: Iterator[bytes]) -> Iterator[bytes]:
     """Server-sent events of the chunks of a byte stream, one event per complete line (a partial line waits for
     its end); a line is cut at MAX_LINE bytes, carriage returns dropped (each would start a new field)."""
     yield b"retry: 2000\n\n"
-    pending = b""
+    pending, problem = b"", ""
     try:
         for chunk in lines:
             pending += chunk
@@ -60,9 +60,11 @@ def sse(lines: Iterator[bytes]) -> Iterator[bytes]:
             for line in complete:
                 yield b"data: " + line[:MAX_LINE].replace(b"\r", b"") + b"\n\n"
     except MinipaasError as exc:  # no container runs (yet): said as an event of its own, the browser retries
-        yield b"event: problem\ndata: " + exc.message.encode()[:MAX_LINE].replace(b"\n", b" ") + b"\n\n"
+        problem = exc.message
     if pending:
         yield b"data: " + pending[:MAX_LINE].replace(b"\r", b"") + b"\n\n"
+    if problem:
+        yield b"event: problem\ndata: " + problem.encode()[:MAX_LINE].replace(b"\n", b" ") + b"\n\n"
 
 
 def logs_stream(request: Request) -> Response:

@@ -3,7 +3,8 @@
 Before any route runs, `Guard` refuses what no page of ours takes: a query string or path beyond a few KiB,
 a path or query that is not UTF-8 once percent-decoded, NUL or control characters, a body beyond 64 KiB.
 Every response gets the security headers (a strict CSP: script from the dashboard itself only, no inline
-script or style; `X-Frame-Options: DENY`; no referrer, so a login link never leaves in one; no caching).
+script or style; `X-Frame-Options: DENY`; a referrer only to the dashboard itself, so a login link never leaves
+in one, and a form's `Origin` is sent; no caching).
 Every error is a plain page with its status: never a traceback (Starlette's debug stays off).
 """
 
@@ -33,8 +34,7 @@ HEADERS = [
     (b"content-security-policy", CSP.encode()),
     (b"x-frame-options", b"DENY"),
     (b"x-content-type-options", b"nosniff"),
-    (b"referrer-policy", b"no-referrer"),
-    (b"cross-origin-opener-policy", b"same-origin"),
+    (b"referrer-policy", b"same-origin"),
     (b"cross-origin-resource-policy", b"same-origin"),
     (b"permissions-policy", b"camera=(), microphone=(), geolocation=()"),
 ]
@@ -44,6 +44,7 @@ def plain_page(status: int, message: str) -> HTMLResponse:
     """An error as a page of its own: the status and one sentence, nothing of the server's insides."""
     text = html.escape(message)
     body = (f'<!doctype html><html lang="en"><head><meta charset="utf-8"><title>{status}</title>'
+            f'<link rel="icon" href="/static/favicon.svg" type="image/svg+xml">'
             f'<link rel="stylesheet" href="/static/dashboard.css"></head><body><main class="error">'
             f'<h1>{status}</h1><p>{text}</p><p><a href="/">minipaas dashboard</a></p></main></body></html>')
     return HTMLResponse(body, status_code=status)
