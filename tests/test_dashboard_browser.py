@@ -160,6 +160,12 @@ def test_log_in_through_a_minted_link_see_the_apps_and_follow_a_review_app(dash:
     shot(browser, "dashboard-app.png")
     browser.find_element(By.CSS_SELECTOR, "a.show-values").click()
     WebDriverWait(browser, 10).until(lambda d: "tok-s3cret-value" in d.page_source)
+    # The host: disk per app, base images and who uses them, what gc would free, the audit log.
+    browser.find_element(By.LINK_TEXT, "Host").click()
+    WebDriverWait(browser, 60).until(lambda d: heading(d) == "Host")
+    assert dash.app in browser.find_element(By.TAG_NAME, "main").text and "minipaas/node:" in browser.page_source
+    assert "<code>dashboard:login</code>" in browser.page_source  # the audit log: the login asked for over ssh
+    shot(browser, "dashboard-host.png")
 
 
 def test_a_deployer_sees_only_its_granted_apps_and_no_config_value(dash: Dash, browser: webdriver.Chrome) -> None:
@@ -244,4 +250,3 @@ def test_roll_back_as_an_admin_and_the_old_release_is_served(dash: Dash, browser
     assert dash.paas.get(dash.app).body.startswith("Hello from minipaas")
     done = [e for e in dash.events() if str(e["command"]).startswith("dashboard: releases:rollback")]
     assert done and done[0]["user"] == "alice" and done[0]["outcome"] == "ok"
-    shot(browser, "dashboard-rollback.png")

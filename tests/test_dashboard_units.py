@@ -289,6 +289,24 @@ def test_the_filter_narrows_the_apps(home: Home) -> None:
     assert "No app matches" in c.get("/?q=zzz").text
 
 
+def test_the_host_page_is_an_admins(home: Home, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr("minipaas.build.stacks.listing", lambda home: [
+        {"image": "minipaas/node:22.1.0", "version": "22.1.0", "also": [], "size": 200 << 20, "apps": ["shop"],
+         "other_apps": 0}])
+    monkeypatch.setattr("minipaas.deploy.gc.collect",
+                        lambda host, *, dry_run, progress, only=None: progress("would remove minipaas/shop:1"))
+    from minipaas.access import events
+
+    events.finish(home.host, events.start(home.host, user="bob", fingerprint="", app="shop",
+                                          command="ps:restart shop"), "ok")
+    c, _ = logged_in(home, home.key("alice", "admin"))
+    text = c.get("/host").text
+    assert "minipaas/node:22.1.0" in text and "would remove minipaas/shop:1" in text
+    assert "<code>ps:restart shop</code>" in text
+    deployer, _ = logged_in(home, home.key("dave", "deployer", "shop"))
+    assert deployer.get("/host").status_code == 403
+
+
 def test_logout_ends_the_session(home: Home) -> None:
     c, csrf = logged_in(home, home.key("alice", "admin"))
     assert c.post("/logout", data={"csrf": csrf}).status_code == 303
