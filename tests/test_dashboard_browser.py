@@ -250,3 +250,17 @@ def test_roll_back_as_an_admin_and_the_old_release_is_served(dash: Dash, browser
     assert dash.paas.get(dash.app).body.startswith("Hello from minipaas")
     done = [e for e in dash.events() if str(e["command"]).startswith("dashboard: releases:rollback")]
     assert done and done[0]["user"] == "alice" and done[0]["outcome"] == "ok"
+
+
+def test_report_shows_the_dashboard_and_ps_restore_brings_it_back(dash: Dash) -> None:
+    pid_file = dash.paas.home / "nginx" / "run" / "dashboard.pid"
+    pid = int(pid_file.read_text())
+    assert f"dashboard: running (pid {pid})" in dash.paas.run("report").stdout
+    os.kill(pid, 9)
+    wait_for(lambda: not Path(f"/proc/{pid}").exists() or "Z" in Path(f"/proc/{pid}/stat").read_text().split()[2],
+             "the dashboard to die", 10)
+    assert dash.paas.get("", host="dashboard.paas.test").status == 503  # nginx says so plainly
+    assert "dashboard: not running" in dash.paas.run("report").stdout
+    assert "dashboard: started" in dash.paas.run("ps:restore").stdout
+    wait_for(lambda: dash.paas.get("", host="dashboard.paas.test").status == 401, "the dashboard to answer", 30)
+    assert int(pid_file.read_text()) != pid
