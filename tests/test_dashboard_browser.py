@@ -238,6 +238,49 @@ def test_follow_an_apps_logs_while_it_logs(dash: Dash, browser: webdriver.Chrome
     WebDriverWait(browser, 10).until(lambda d: marker in d.find_element(By.ID, "log").text)
 
 
+def test_watch_a_pushs_lines_appear_while_the_push_runs(dash: Dash, browser: webdriver.Chrome) -> None:
+    browser.get(dash.link("dave"))  # a deployer granted the app sees its pushes
+    WebDriverWait(browser, 10).until(ec.title_contains("Apps"))
+    checkout = dash.paas.work / f"{dash.app}-src"
+    # A release step that takes a while (a migration, say): the push runs long enough to be watched running.
+    (checkout / "Procfile").write_text("web: node server.js\nrelease: sleep 6\n")
+    commit(checkout, "watched push")
+    push_log = dash.paas.home / "logs" / "pushes" / f"{dash.app}.log"
+    before = push_log.read_text()  # the review app's push, in the fixture
+
+    def building() -> bool:
+        text = push_log.read_text()
+        return text != before and f"Building {dash.app} " in text
+
+    result: list[subprocess.CompletedProcess[str]] = []
+    pusher = threading.Thread(target=lambda: result.append(dash.paas.push(checkout)))
+    pusher.start()
+    try:
+        # Opened once the push has begun (late: its first lines come from the log's start).
+        wait_for(building, "the push to build", 120)
+        browser.get(f"{dash.base}/apps/{dash.app}/push")
+        log = browser.find_element(By.ID, "log")
+        seen_running = False
+        deadline = time.monotonic() + 300
+        while "push finished" not in log.text and time.monotonic() < deadline:
+            seen_running = seen_running or (pusher.is_alive() and f"push to {dash.app}" in log.text
+                                            and browser.find_element(By.ID, "log-state").text == "following")
+            time.sleep(0.1)
+        assert seen_running, (f"the page never followed the push while it ran: "
+                              f"{browser.find_element(By.ID, 'log-state').text!r}\n{log.text}")
+        WebDriverWait(browser, 10).until(lambda d: d.find_element(By.ID, "log-state").text == "finished")
+    finally:
+        pusher.join(timeout=600)
+    assert result and result[0].returncode == 0
+    text = log.text
+    assert "push finished: deployed" in text and text.index(f"push to {dash.app}") < text.index("push finished")
+    # The same lines the pusher saw (git prefixes them with `remote:`).
+    for line in result[0].stderr.splitlines():
+        said = line.removeprefix("remote:").strip()
+        if said.startswith("----->"):
+            assert said in text
+
+
 def test_roll_back_as_an_admin_and_the_old_release_is_served(dash: Dash, browser: webdriver.Chrome) -> None:
     assert dash.paas.get(dash.app).body.startswith("Bonjour from minipaas")
     browser.get(dash.link("alice"))
@@ -246,7 +289,8 @@ def test_roll_back_as_an_admin_and_the_old_release_is_served(dash: Dash, browser
     browser.find_element(By.CSS_SELECTOR, 'tr[data-release="1"] button.rollback').click()
     WebDriverWait(browser, 180).until(lambda d: "Rolled back." in d.page_source or heading(d).isdigit())
     assert "Rolled back." in browser.page_source, browser.find_element(By.TAG_NAME, "main").text
-    assert re.search(r"live release: \S*\s*4", browser.find_element(By.TAG_NAME, "main").text)
+    newest = max(r["number"] for r in json.loads(dash.paas.run("releases", dash.app, "--json").stdout))
+    assert browser.find_element(By.ID, "live-release").text == str(newest)
     assert dash.paas.get(dash.app).body.startswith("Hello from minipaas")
     done = [e for e in dash.events() if str(e["command"]).startswith("dashboard: releases:rollback")]
     assert done and done[0]["user"] == "alice" and done[0]["outcome"] == "ok"

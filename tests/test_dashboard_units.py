@@ -341,3 +341,37 @@ def test_dashboard_domain_setting(home: Home) -> None:
     assert load(home.env).dashboard_host == "dashboard.paas.test"
     with pytest.raises(Exception, match="MINIPAAS_DASHBOARD_DOMAIN"):
         load({**home.env, "MINIPAAS_DASHBOARD_DOMAIN": "bad domain!"})
+
+
+def test_a_pushs_log_streams_from_any_offset_and_ends_with_the_push(home: Home) -> None:
+    from minipaas.dashboard import live
+    from minipaas.deploy import pushlog
+    from minipaas.progress import Lines
+
+    settings = home.host.settings
+    assert pushlog.read_from(settings, "shop", 0) is None
+    say = Lines(open(os.devnull, "w"))  # noqa: SIM115 (the pusher's side, not under test)
+    log = pushlog.start(settings, "shop")
+    say.copy_to(log)
+    say("-----> Building shop")
+    say("       npm ci")
+    events = live.push_events(settings, "shop", 0)
+    got = [next(events) for _ in range(4)]  # retry, the start line, the two lines said
+    assert got[2].startswith(b"id: ") and got[2].endswith(b"data: -----> Building shop\n\n")
+    offset = int(got[3].split(b"\n")[0].removeprefix(b"id: "))
+    say.copy_to(None)
+    pushlog.finish(log, True)
+    rest = b"".join(events)
+    assert rest.endswith(b"data: =====> push finished: deployed\n\nevent: end\ndata: finished\n\n")
+    # A reconnect with Last-Event-ID goes on from there, through the HTTP route too.
+    c, _ = logged_in(home, home.key("alice", "admin"))
+    again = c.get("/apps/shop/push/stream", headers={"Last-Event-ID": str(offset)}).text
+    assert "npm ci" not in again and "push finished: deployed" in again
+    page = c.get("/apps/shop/push").text
+    assert "Building shop" in page and 'id="log-state" role="status">finished' in page
+    # A new push starts the log anew: a reader past its end is told so and reads it from its start.
+    pushlog.finish(pushlog.start(settings, "shop"), False)
+    anew = b"".join(live.push_events(settings, "shop", offset + 1000))
+    assert b"event: reset" in anew and anew.endswith(b"rejected\n\nevent: end\ndata: finished\n\n")
+    deployer, _ = logged_in(home, home.key("dave", "deployer", "blog"))
+    assert deployer.get("/apps/shop/push").status_code == 404

@@ -122,6 +122,8 @@ def create_app(settings: Settings) -> ASGIApp:
         Route("/apps/{app}", pages.app_page),
         Route("/apps/{app}/logs", live.logs_page),
         Route("/apps/{app}/logs/stream", live.logs_stream),
+        Route("/apps/{app}/push", live.push_page),
+        Route("/apps/{app}/push/stream", live.push_stream),
         Route("/apps/{app}/rollback", actions.rollback, methods=["POST"]),
         Route("/apps/{app}/restart", actions.restart, methods=["POST"]),
         Route("/apps/{app}/scale", actions.scale, methods=["POST"]),
