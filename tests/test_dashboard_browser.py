@@ -238,6 +238,22 @@ def test_follow_an_apps_logs_while_it_logs(dash: Dash, browser: webdriver.Chrome
     WebDriverWait(browser, 10).until(lambda d: marker in d.find_element(By.ID, "log").text)
 
 
+def test_stop_and_start_a_review_app_as_an_admin(dash: Dash, browser: webdriver.Chrome) -> None:
+    host = f"feature-login.{dash.app}.paas.test"
+    assert dash.paas.get("", host=host).status == 200
+    browser.get(dash.link("alice"))
+    WebDriverWait(browser, 10).until(ec.title_contains("Apps"))
+    browser.get(f"{dash.base}/apps/{dash.review}")
+    browser.find_element(By.CSS_SELECTOR, "button.stop").click()
+    WebDriverWait(browser, 60).until(lambda d: "Stopped." in d.page_source or heading(d).isdigit())
+    assert "(stopped)" in browser.find_element(By.TAG_NAME, "main").text
+    assert dash.paas.get("", host=host).status == 503
+    browser.find_element(By.CSS_SELECTOR, "button.start").click()
+    WebDriverWait(browser, 60).until(lambda d: "Started." in d.page_source or heading(d).isdigit())
+    assert dash.paas.get("", host=host).status == 200
+    assert dash.paas.get(dash.app).status == 200  # the app itself went on serving
+
+
 def test_watch_a_pushs_lines_appear_while_the_push_runs(dash: Dash, browser: webdriver.Chrome) -> None:
     browser.get(dash.link("dave"))  # a deployer granted the app sees its pushes
     WebDriverWait(browser, 10).until(ec.title_contains("Apps"))

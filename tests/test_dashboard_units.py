@@ -229,6 +229,38 @@ def test_server_sent_events_are_one_line_each() -> None:
                       "data: tail\n\nevent: problem\ndata: gone\n\n")
 
 
+@pytest.mark.parametrize(("action", "form", "argv"), [
+    ("restart", {}, ["ps:restart", "shop--feature-x"]),
+    ("stop", {}, ["ps:stop", "shop--feature-x"]),
+    ("start", {}, ["ps:start", "shop--feature-x"]),
+    ("scale", {"process": "web", "count": "2"}, ["ps:scale", "shop--feature-x", "web=2"]),
+    ("rollback", {"release": "1"}, ["releases:rollback", "shop--feature-x", "1"]),
+])
+def test_each_action_is_its_ssh_command(home: Home, monkeypatch: pytest.MonkeyPatch, action: str,
+                                        form: dict[str, str], argv: list[str]) -> None:
+    ran: list[list[str]] = []
+    monkeypatch.setattr(actions, "execute",
+                        lambda argv, **_: ran.append(argv) or subprocess.CompletedProcess(argv, 0, "", ""))
+    c, csrf = logged_in(home, home.key("alice", "admin"))
+    done = c.post(f"/apps/shop--feature-x/{action}", data={"csrf": csrf, **form})
+    assert done.status_code == 303 and ran == [argv]
+    event = home.host.db.execute("SELECT command, outcome FROM events ORDER BY id DESC").fetchone()
+    assert tuple(event) == (f"dashboard: {' '.join(argv)}", "ok")
+
+
+@pytest.mark.parametrize(("action", "form"), [
+    ("scale", {"process": "web; rm -rf /", "count": "2"}),
+    ("scale", {"process": "web", "count": "-1"}),
+    ("rollback", {"release": "1 --force"}),
+    ("rollback", {"release": "0"}),
+])
+def test_an_actions_bad_values_are_refused_before_anything_runs(home: Home, monkeypatch: pytest.MonkeyPatch,
+                                                                 action: str, form: dict[str, str]) -> None:
+    monkeypatch.setattr(actions, "execute", lambda *a, **k: pytest.fail("an action ran"))
+    c, csrf = logged_in(home, home.key("alice", "admin"))
+    assert c.post(f"/apps/shop/{action}", data={"csrf": csrf, **form}).status_code == 400
+
+
 def test_a_deployer_may_not_act(home: Home, monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setattr(actions, "execute", lambda *a, **k: pytest.fail("a deployer's action ran"))
     c, csrf = logged_in(home, home.key("dave", "deployer", "shop"))

@@ -1,7 +1,8 @@
-"""The dashboard's actions (POST, CSRF-checked: auth.checked_form): roll back, restart, scale.
+"""The dashboard's actions (POST, CSRF-checked: auth.checked_form): roll back, restart, scale, stop and start
+(an app or a review app).
 
-Each is the ssh command itself (`releases:rollback`, `ps:restart`, `ps:scale`), allowed by the same rule
-(`access.check` with the session's key: a deployer may run none of them) and run as the same CLI in a
+Each is the ssh command itself (`releases:rollback`, `ps:restart`, `ps:scale`, `ps:stop`, `ps:start`), allowed
+by the same rule (`access.check` with the session's key: a deployer may run none of them) and run as the same CLI in a
 process of its own, as the host's `minipaas` would run it, named after the key (MINIPAAS_USER: a release
 says who made it). The deploy path's locks, its long waits and its process-wide state stay out of the web
 server. Every action is one event in the audit log, its command marked `dashboard:`, with its outcome.
@@ -85,3 +86,15 @@ async def scale(request: Request) -> Response:
             or not _COUNT.fullmatch(count):
         raise HTTPException(400, "scale takes a process type and a count (web, 2)")
     return await run_in_threadpool(_run, request, who, app, ["ps:scale", app, f"{process}={count}"], "scale")
+
+
+async def stop(request: Request) -> Response:
+    who, _form = await auth.checked_form(request)
+    app = request.path_params["app"]
+    return await run_in_threadpool(_run, request, who, app, ["ps:stop", app], "stop")
+
+
+async def start(request: Request) -> Response:
+    who, _form = await auth.checked_form(request)
+    app = request.path_params["app"]
+    return await run_in_threadpool(_run, request, who, app, ["ps:start", app], "start")

@@ -17,7 +17,8 @@ from minipaas.dashboard import auth, views
 from minipaas.errors import NotFound
 
 templates = Jinja2Templates(directory=str(Path(__file__).parent / "templates"))
-NOTICES = {"rollback": "Rolled back.", "restart": "Restarted.", "scale": "Scaled."}
+NOTICES = {"rollback": "Rolled back.", "restart": "Restarted.", "scale": "Scaled.", "stop": "Stopped.",
+           "start": "Started."}
 
 
 def render(request: Request, name: str, who: auth.Viewer, **values: Any) -> Response:

@@ -111,6 +111,7 @@ class AppPage:
     disk: dict[str, object] | None
     reviews: list[str]
     url: str
+    stopped: bool
 
 
 def app_page(host: Host, who: Principal, app: str, *, show_values: bool = False, with_disk: bool = True) -> AppPage:
@@ -151,7 +152,8 @@ def app_page(host: Host, who: Principal, app: str, *, show_values: bool = False,
         domains=[(d, "") for d in domains.of(host, app)], certificate=certificate,
         services=[f"{s.kind}:{s.name}" for s in services.linked_to(host, app)], disk=disk,
         reviews=[a.name for a in listed if a.parent == app],
-        url=f"http://{own.domain}{apps.port_suffix(host.settings)}/" if own else "")
+        url=f"http://{own.domain}{apps.port_suffix(host.settings)}/" if own else "",
+        stopped=apps.is_stopped(host, app))
 
 
 @dataclass

@@ -127,6 +127,8 @@ def create_app(settings: Settings) -> ASGIApp:
         Route("/apps/{app}/rollback", actions.rollback, methods=["POST"]),
         Route("/apps/{app}/restart", actions.restart, methods=["POST"]),
         Route("/apps/{app}/scale", actions.scale, methods=["POST"]),
+        Route("/apps/{app}/stop", actions.stop, methods=["POST"]),
+        Route("/apps/{app}/start", actions.start, methods=["POST"]),
         Route("/host", pages.host_page),
         Route("/login/{token}", auth.login),
         Route("/logout", auth.logout, methods=["POST"]),
