@@ -16,7 +16,7 @@ from dataclasses import dataclass, field
 from minipaas.access import access, events
 from minipaas.access.access import Principal
 from minipaas.errors import MinipaasError, NotFound
-from minipaas.routing import certs, domains, routes
+from minipaas.routing import certfiles, certs, domains, routes
 from minipaas.state import apps, config, releaselog, services
 from minipaas.state.host import Host
 from minipaas.state.names import APP_NAME
@@ -131,6 +131,8 @@ def app_page(host: Host, who: Principal, app: str, *, show_values: bool = False,
             raise access.PermissionDenied(f"{who.name} is a deployer: config values are an admin's to see")
         values = {key: entry.value for key, entry in entries.items()}
     try:
+        if certfiles.paths(host.settings, app) is None:  # spares loading cryptography (~7 MB) for none
+            raise NotFound("no certificate")
         info = certs.info(host, app)
         certificate = f"{', '.join(info.sans)}: expires {info.not_after:%Y-%m-%d} ({info.days_left} days)"
     except NotFound:
