@@ -4,8 +4,8 @@
   apps page    100 apps, each with 2 review apps (300 in all, 3 releases each), as an admin: the server's time
                for GET / through the whole Starlette app (TestClient, in process: routing, the guard, the
                session and key lookup, `views.apps_rows`, the template), median and 95th percentile of --requests;
-  idle memory  the real process (`minipaas dashboard`, uvicorn on its unix socket) after it served each page
-               kind once, then sat idle 2 s: its resident set (VmRSS);
+  idle memory  the real process (`minipaas dashboard`, uvicorn on its unix socket): its resident set (VmRSS)
+               after the apps page, and after each page kind once and 2 s idle;
   push line    a line appended to a push's log (deploy/pushlog.py, as the hook writes it) until it arrives at a
                client following /apps/<app>/push/stream over the socket: median of --lines.
 
@@ -99,7 +99,8 @@ def process(env: dict[str, str], host: Host, who: Principal, lines: int) -> dict
             client.get(path)
         latencies = push_latency(client, host, lines)
         time.sleep(2)
-        return {"apps_page_only_rss_mb": first, "idle_rss_mb": rss_mb(child.pid), "push_line_median_ms": round(statistics.median(latencies), 1),
+        return {"apps_page_only_rss_mb": first, "idle_rss_mb": rss_mb(child.pid),
+                "push_line_median_ms": round(statistics.median(latencies), 1),
                 "push_line_max_ms": round(max(latencies), 1)}
     finally:
         child.send_signal(signal.SIGTERM)
