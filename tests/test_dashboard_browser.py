@@ -158,6 +158,10 @@ def test_log_in_through_a_minted_link_see_the_apps_and_follow_a_review_app(dash:
     assert [r.get_attribute("data-release") for r in releases] == ["3", "2", "1"]
     assert "API_TOKEN" in browser.page_source and "tok-s3cret-value" not in browser.page_source
     shot(browser, "dashboard-app.png")
+    browser.find_element(By.CSS_SELECTOR, 'tr[data-release="1"] a.release').click()
+    WebDriverWait(browser, 10).until(lambda d: heading(d).endswith("release 1"))
+    assert "npm ci" in browser.find_element(By.CSS_SELECTOR, "pre.log").text  # the build's log
+    browser.back()
     browser.find_element(By.CSS_SELECTOR, "a.show-values").click()
     WebDriverWait(browser, 10).until(lambda d: "tok-s3cret-value" in d.page_source)
     # The host: disk per app, base images and who uses them, what gc would free, the audit log.

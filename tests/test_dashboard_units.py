@@ -407,3 +407,17 @@ def test_a_pushs_log_streams_from_any_offset_and_ends_with_the_push(home: Home) 
     assert b"event: reset" in anew and anew.endswith(b"rejected\n\nevent: end\ndata: finished\n\n")
     deployer, _ = logged_in(home, home.key("dave", "deployer", "blog"))
     assert deployer.get("/apps/shop/push").status_code == 404
+
+
+def test_a_releases_page_shows_its_build_log(home: Home) -> None:
+    with store.transaction(home.host.db) as db:
+        db.execute("UPDATE releases SET build_log = '-----> npm ci\n<b>added 3 packages</b>' "
+                   "WHERE app = 'shop' AND number = 2")
+    c, _ = logged_in(home, home.key("dave", "deployer", "shop"))
+    page = c.get("/apps/shop/releases/2")
+    assert page.status_code == 200 and "-----&gt; npm ci" in page.text
+    assert "&lt;b&gt;added 3 packages&lt;/b&gt;" in page.text  # the log is text, escaped
+    assert 'href="/apps/shop/releases/2"' in c.get("/apps/shop").text
+    for bad in ("/apps/shop/releases/9", "/apps/shop/releases/x1", "/apps/shop/releases/" + "9" * 30,
+                "/apps/blog/releases/1"):
+        assert c.get(bad).status_code == 404, bad

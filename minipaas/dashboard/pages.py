@@ -53,3 +53,16 @@ def host_page(request: Request) -> Response:
     except PermissionDenied as exc:
         raise HTTPException(403, exc.message) from None
     return render(request, "host.html", who, page=page, when=views.when)
+
+
+def release_page(request: Request) -> Response:
+    """One release with its build log (`releases:info`)."""
+    who = auth.viewer(request)
+    app, number = request.path_params["app"], request.path_params["number"]
+    try:
+        release, log = views.release(auth.host(request), who.principal, app, number)
+    except NotFound as exc:
+        raise HTTPException(404, exc.message) from None
+    except PermissionDenied as exc:
+        raise HTTPException(403, exc.message) from None
+    return render(request, "release.html", who, app=app, release=release, log=log, when=views.when)

@@ -158,6 +158,15 @@ def app_page(host: Host, who: Principal, app: str, *, show_values: bool = False,
         stopped=apps.is_stopped(host, app))
 
 
+def release(host: Host, who: Principal, app: str, number: str) -> tuple[releaselog.Release, str]:
+    """A release and its build log, as `releases:info` shows them."""
+    reachable(host, who, app)
+    access.check(who, "releases:info", app)
+    if not number.isdigit() or len(number) > 9:
+        raise NotFound(f"no release {number[:12]!r} of {app}")
+    return releaselog.get(host, app, int(number)), releaselog.build_log(host, app, int(number))
+
+
 @dataclass
 class HostPage:
     disk: list[dict[str, object]]

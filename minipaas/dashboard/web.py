@@ -120,6 +120,7 @@ def create_app(settings: Settings) -> ASGIApp:
     routes = [
         Route("/", pages.apps_page),
         Route("/apps/{app}", pages.app_page),
+        Route("/apps/{app}/releases/{number}", pages.release_page),
         Route("/apps/{app}/logs", live.logs_page),
         Route("/apps/{app}/logs/stream", live.logs_stream),
         Route("/apps/{app}/push", live.push_page),
