@@ -186,6 +186,15 @@ def test_a_deployer_sees_only_its_granted_apps_and_no_config_value(dash: Dash, b
     hidden = [a for a in json.loads(dash.paas.run("apps:list", "--json").stdout) if a["name"].startswith("hidden")]
     browser.get(f"{dash.base}/apps/{hidden[0]['name']}")
     assert heading(browser) == "404"
+    # Over ssh, the deployer's own sessions: listed, then ended everywhere.
+    listed = dash.sshd.ssh("dave", "dashboard:sessions")
+    assert listed.returncode == 0 and "dave" in listed.stdout and "alice" not in listed.stdout
+    ended = dash.sshd.ssh("dave", "dashboard:logout-all")
+    assert ended.returncode == 0 and "Ended 1 dashboard session of dave" in ended.stdout, ended.stdout + ended.stderr
+    browser.get(f"{dash.base}/")
+    assert heading(browser) == "401"
+    refused = dash.sshd.ssh("dave", "dashboard:login", "--key", "alice")  # a login is for the key that asks
+    assert refused.returncode == 1 and "for the key that asks" in refused.stderr
 
 
 def test_a_removed_keys_session_is_refused(dash: Dash, browser: webdriver.Chrome) -> None:
