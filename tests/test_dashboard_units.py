@@ -421,3 +421,17 @@ def test_a_releases_page_shows_its_build_log(home: Home) -> None:
     for bad in ("/apps/shop/releases/9", "/apps/shop/releases/x1", "/apps/shop/releases/" + "9" * 30,
                 "/apps/blog/releases/1"):
         assert c.get(bad).status_code == 404, bad
+
+
+def test_a_chunked_body_past_the_limit_is_refused(home: Home, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(actions, "execute", lambda *a, **k: pytest.fail("an action ran"))
+    c, csrf = logged_in(home, home.key("alice", "admin"))
+
+    def chunks() -> Iterator[bytes]:  # no Content-Length: sent chunked
+        yield f"csrf={csrf}&process=web&count=1&pad=".encode()
+        for _ in range(20):
+            yield b"x" * 8192
+
+    response = c.post("/apps/shop/scale", content=chunks(),
+                      headers={"Content-Type": "application/x-www-form-urlencoded"})
+    assert response.status_code == 413 and "too large" in response.text

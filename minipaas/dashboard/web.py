@@ -67,6 +67,14 @@ def _refusal(scope: Scope) -> tuple[int, str] | None:
     return None
 
 
+class _TooLarge(HTTPException):
+    """A request body past MAX_BODY, found while it was read: the route's plain 413 (an HTTPException, which
+    Starlette's own handler turns into `_http_error`'s page)."""
+
+    def __init__(self) -> None:
+        super().__init__(413, "that request is too large")
+
+
 class Guard:
     """Pure ASGI middleware: the input checks above, the security headers, and a plain 500 for a bug."""
 
@@ -96,8 +104,19 @@ class Guard:
         if refused is not None:
             await plain_page(*refused)(scope, receive, send_with_headers)
             return
+        received = 0
+
+        async def receive_counted() -> Message:
+            # A body sent in chunks says no length: it is counted as it comes, and cut off past the limit.
+            nonlocal received
+            message = await receive()
+            received += len(message.get("body", b""))
+            if received > MAX_BODY:
+                raise _TooLarge()
+            return message
+
         try:
-            await self.app(scope, receive, send_with_headers)
+            await self.app(scope, receive_counted, send_with_headers)
         except Exception:
             if started:
                 raise  # a stream that broke midway: nothing more can be sent
