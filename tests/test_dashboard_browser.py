@@ -11,10 +11,13 @@ With MINIPAAS_SCREENSHOTS=1 the main pages' screenshots are written to docs/ (RE
 from __future__ import annotations
 
 import functools
+import http.client
 import http.server
 import json
 import os
 import re
+import socket
+import ssl
 import subprocess
 import threading
 import time
@@ -24,7 +27,7 @@ from pathlib import Path
 
 import pytest
 
-from conftest import ROOT, Paas, Sshd, commit, git, paas_host, serve_ssh, sshd_server
+from conftest import ROOT, Paas, Sshd, commit, free_port, git, paas_host, serve_ssh, sshd_server
 
 CHROMIUM = "/usr/bin/chromium"
 CHROMEDRIVER = "/usr/bin/chromedriver"
@@ -75,7 +78,9 @@ def wait_for(condition: Callable[[], object], what: str, timeout: float = 60) ->
 @pytest.fixture(scope="module")
 def dash(tmp_path_factory: pytest.TempPathFactory, engine_ready: None) -> Iterator[Dash]:
     work = tmp_path_factory.mktemp("dashboard")
-    with paas_host(work / "work") as paas, sshd_server(work / "sshd") as sshd:
+    https_port = free_port()
+    with paas_host(work / "work", MINIPAAS_HTTPS_PORT=str(https_port)) as paas, sshd_server(work / "sshd") as sshd:
+        paas.https_port = https_port
         serve_ssh(paas, sshd)
         for name, role in (("alice", "admin"), ("dave", "deployer")):
             paas.run("ssh-keys:add", name, "--role", role, input=sshd.key(name).with_suffix(".pub").read_text())
@@ -337,3 +342,40 @@ def test_report_shows_the_dashboard_and_ps_restore_brings_it_back(dash: Dash) ->
     assert "dashboard: started" in dash.paas.run("ps:restore").stdout
     wait_for(lambda: dash.paas.get("", host="dashboard.paas.test").status == 401, "the dashboard to answer", 30)
     assert int(pid_file.read_text()) != pid
+
+
+def https_get(port: int, path: str) -> tuple[int, dict[str, str], str]:
+    """A request to the dashboard over HTTPS (its self-signed certificate not checked: the test made it)."""
+    context = ssl.create_default_context()
+    context.check_hostname = False
+    context.verify_mode = ssl.CERT_NONE
+    conn = http.client.HTTPConnection("127.0.0.1", port, timeout=30)
+    # The name in TLS (SNI) too, as a browser sends it: nginx picks the dashboard's certificate by it.
+    conn.sock = context.wrap_socket(socket.create_connection(("127.0.0.1", port), timeout=30),
+                                    server_hostname="dashboard.paas.test")
+    try:
+        conn.request("GET", path, headers={"Host": f"dashboard.paas.test:{port}"})
+        response = conn.getresponse()
+        return response.status, {k.lower(): v for k, v in response.getheaders()}, response.read().decode()
+    finally:
+        conn.close()
+
+
+def test_the_dashboard_over_https_with_a_certificate_of_its_own(dash: Dash) -> None:
+    """Last: certs:generate @dashboard switches the dashboard's vhost to HTTPS (then certs:remove, back)."""
+    port = dash.paas.https_port
+    made = dash.paas.run("certs:generate", "@dashboard")
+    assert "dashboard.paas.test" in made.stdout
+    try:
+        plain = dash.paas.get("", host="dashboard.paas.test")
+        assert plain.status == 301 and plain.headers["location"].startswith(f"https://dashboard.paas.test:{port}/")
+        link = dash.sshd.ssh("alice", "dashboard:login").stdout.strip()
+        assert link.startswith(f"https://dashboard.paas.test:{port}/login/"), link
+        status, headers, _ = https_get(port, link.split(str(port), 1)[1])
+        cookie = headers["set-cookie"]
+        assert status == 200 and "Secure" in cookie and "HttpOnly" in cookie and "SameSite=strict" in cookie
+        assert headers["strict-transport-security"].startswith("max-age=")
+        assert "@dashboard" in dash.paas.run("certs", "@dashboard").stdout
+    finally:
+        dash.paas.run("certs:remove", "@dashboard")
+    assert dash.paas.get("", host="dashboard.paas.test").status == 401  # plain HTTP again
