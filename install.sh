@@ -85,7 +85,8 @@ rm -rf "$stack_home"
 export MINIPAAS_HOME=${MINIPAAS_HOME:-/var/lib/minipaas}
 minipaas init
 # Apps and nginx back as they were recorded (a re-run after a reboot of a host without systemd, where
-# nothing else restarts them); on a new host this only starts nginx.
+# nothing else restarts them); on a new host this only starts nginx. Also the watcher and the web dashboard
+# (`dashboard.<domain>`, the `dashboard-domain` setting; log in with `ssh paas@HOST dashboard:login`).
 minipaas ps:restore
 # This instance's jobs on the host, named after it (`minipaas-restore.service` for the default instance,
 # `minipaas-<instance>-restore.service` for another; a cron job without systemd): `ps:restore` after boot and

@@ -12,7 +12,7 @@ import contextlib
 import os
 import sys
 from collections.abc import Callable
-from typing import TextIO
+from typing import BinaryIO, TextIO
 
 Progress = Callable[[str], None]
 
@@ -23,12 +23,28 @@ class Lines:
     def __init__(self, stream: TextIO | None = None) -> None:
         self._stream = stream  # None: whatever sys.stdout is at the time of writing
         self.closed = False
+        self._copy: BinaryIO | None = None
+
+    def copy_to(self, handle: BinaryIO | None) -> None:
+        """Also write each line to `handle` (a push's log, which the dashboard follows), until that fails;
+        None: stop (the handle is the caller's to close)."""
+        self._copy = handle
+
+    def _write_copy(self, line: str) -> None:
+        if self._copy is None:
+            return
+        try:
+            self._copy.write(line.encode("utf-8", "replace") + b"\n")
+            self._copy.flush()
+        except (OSError, ValueError):
+            self._copy = None  # a full disk, a closed file: the push goes on, its log stops here
 
     @property
     def stream(self) -> TextIO:
         return self._stream or sys.stdout
 
     def __call__(self, line: str) -> None:
+        self._write_copy(line)
         if self.closed:
             return
         try:

@@ -378,7 +378,9 @@ def paas_host(work: Path, top: Path | None = None, **env_overrides: str) -> Iter
         for pid_file in (home / "nginx" / "run").glob("*.pid"):
             with contextlib.suppress(OSError, ValueError):
                 os.kill(int(pid_file.read_text()), 3)  # SIGQUIT: graceful stop
-        for pid in _own_processes(home, b"retire") + _own_processes(home, b"watch"):
+        # The dashboard (ps:restore starts it): by its environment too, in case its pid file was not written yet.
+        for pid in _own_processes(home, b"retire") + _own_processes(home, b"watch") + \
+                _own_processes(home, b"dashboard"):
             with contextlib.suppress(OSError):
                 os.kill(pid, 15)  # a retirer still in its drain delay: its containers are gone already
         shutil.rmtree(top, ignore_errors=True)

@@ -36,6 +36,10 @@ TLS = dataclasses.replace(PROXIED, certificate=(HOME / "certs/hello/fullchain.pe
 STATIC = nginxconf.Site(app="docs", domains=("docs.example.com",), static_root=HOME / "static/docs/current")
 DOCS = dataclasses.replace(STATIC, certificate=(HOME / "certs/docs/fullchain.pem", HOME / "certs/docs/key.pem"),
                            hsts=True, csp=CSP)
+DASHBOARD = nginxconf.Site(app="-dashboard", domains=("dashboard.example.com",),
+                          upstream_socket=HOME / "nginx/dashboard/dashboard.sock")
+DASHBOARD_TLS = dataclasses.replace(DASHBOARD, hsts=True, certificate=(HOME / "certs/-dashboard/fullchain.pem",
+                                                                       HOME / "certs/-dashboard/privkey.pem"))
 
 CASES = {
     "front-private.conf": lambda: nginxconf.front_conf(PRIVATE),
@@ -47,6 +51,8 @@ CASES = {
     "site-proxied-tls-hsts.conf": lambda: nginxconf.site_conf(PRIVATE, dataclasses.replace(TLS, hsts=True)),
     "site-static.conf": lambda: nginxconf.site_conf(SYSTEM, STATIC),
     "site-docs-tls-hsts.conf": lambda: nginxconf.site_conf(SYSTEM, DOCS),
+    "site-dashboard-private.conf": lambda: nginxconf.site_conf(PRIVATE, DASHBOARD),
+    "site-dashboard-tls-hsts.conf": lambda: nginxconf.site_conf(SYSTEM, DASHBOARD_TLS),
 }
 
 

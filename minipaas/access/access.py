@@ -21,7 +21,9 @@ class PermissionDenied(MinipaasError):
 # Commands a deployer may run on a granted app (config shows secret values <hidden>: state/config.py).
 DEPLOYER_READ = frozenset({"ps", "logs", "releases", "releases:info", "config", "domains", "settings"})
 # Commands a deployer may run with no app argument (their output is filtered to granted apps).
-DEPLOYER_GLOBAL = frozenset({"apps:list", "help", "postgres:list", "redis:list"})
+DEPLOYER_GLOBAL = frozenset({"apps:list", "help", "postgres:list", "redis:list",
+                             # the dashboard's login, for the key that asks (access/sessions.py)
+                             "dashboard:login", "dashboard:sessions", "dashboard:logout-all"})
 
 
 @dataclass(frozen=True)
@@ -64,7 +66,12 @@ def hides_config_values() -> bool:
 
 
 def authorize(command: str, app: str | None) -> None:
-    p = _current
+    check(_current, command, app)
+
+
+def check(p: Principal | None, command: str, app: str | None) -> None:
+    """Whether `p` may run `command` on `app`: the rule of the ssh commands, for a caller that holds its principal
+    itself (the dashboard serves many keys in one process: no process-wide `current`)."""
     if p is None or p.is_admin:
         return
     if not p.may_run(command):

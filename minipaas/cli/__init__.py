@@ -16,7 +16,7 @@ from typing import Any
 
 import click
 
-from minipaas.cli import admin, apps, cluster, config, domains, keys, ps, releases, services, stack
+from minipaas.cli import admin, apps, cluster, config, dashboard, domains, keys, ps, releases, services, stack
 from minipaas.cli.common import CONTEXT, ColonGroup
 from minipaas.errors import MinipaasError, disk_full
 
@@ -50,8 +50,8 @@ def ssh_command(homes: tuple[str, ...], users: tuple[str, ...], fingerprints: tu
 
 def _remote_for(args: list[str]) -> Any:
     """The ssh remote to send this command to, when run from an app's checkout on a laptop."""
-    if not args or args[0] in ("ssh-command", "sudoers-rule", "host-units", "retire", "init", "--help", "-h",
-                               "--version"):
+    if not args or args[0] in ("ssh-command", "sudoers-rule", "host-units", "retire", "init", "dashboard", "--help",
+                               "-h", "--version"):
         return None
     from minipaas.ssh import remote
     from minipaas.state.settings import load
@@ -154,6 +154,7 @@ for _command in (
     keys.ssh_keys_grant,
     keys.ssh_keys_revoke,
     keys.events_cmd,
+    *dashboard.all_commands(),
     ssh_command,
     keys.sudoers_rule,
     admin.host_units_cmd,

@@ -48,7 +48,7 @@ def gc_cmd(app: str | None, dry_run: bool) -> None:
 def report_cmd(as_json: bool) -> None:
     """Disk used per app and in total; the builder and how build limits are enforced."""
     from minipaas.build import builders
-    from minipaas.deploy import containers, gc
+    from minipaas.deploy import containers, dashboardproc, gc
 
     rows = gc.report(current_host())
     if as_json:
@@ -58,6 +58,7 @@ def report_cmd(as_json: bool) -> None:
         say(line)
     pool = containers.pool_usage(current_host())
     say(pool.summary())
+    say(dashboardproc.describe(current_host().settings))
     if warning := pool.warning():
         say(f"warning: {warning}")
     mb = 1024 * 1024

@@ -47,6 +47,18 @@ def domains_remove(app: str, domain: str) -> None:
     say(f"-----> Removed {domain.lower()} from {app}")
 
 
+DASHBOARD = "@dashboard"  # what certs:* take in an app's place for the dashboard (no app name has an @)
+
+
+def _cert_target(app: str) -> str:
+    """The app a certs:* command is for, or the dashboard's vhost (`@dashboard`)."""
+    if app == DASHBOARD:
+        from minipaas.routing import proxy
+
+        return proxy.DASHBOARD_SITE
+    return existing_app(app)
+
+
 def _show_cert(app: str, cert: Any) -> None:
     # A certificate's names are whatever its maker wrote: shown escaped, one line each.
     say(f"=====> {app} certificate")
@@ -60,10 +72,10 @@ def _show_cert(app: str, cert: Any) -> None:
 @click.argument("app")
 @click.option("--json", "as_json", is_flag=True)
 def certs_show(app: str, as_json: bool) -> None:
-    """Show an app's certificate: subject, names, expiry."""
+    """Show an app's certificate (`@dashboard`: the dashboard's): subject, names, expiry."""
     from minipaas.routing import certs
 
-    cert = certs.info(current_host(), existing_app(app))
+    cert = certs.info(current_host(), _cert_target(app))
     if as_json:
         print_json(cert.as_dict())
         return
@@ -75,10 +87,10 @@ def certs_show(app: str, as_json: bool) -> None:
 @click.argument("cert_file", type=click.Path(dir_okay=False, readable=True))
 @click.argument("key_file", type=click.Path(dir_okay=False, readable=True))
 def certs_add(app: str, cert_file: str, key_file: str) -> None:
-    """Serve an app over HTTPS with a certificate (chain) and its private key."""
+    """Serve an app (`@dashboard`: the dashboard) over HTTPS with a certificate (chain) and its private key."""
     from minipaas.routing import certs
 
-    host, name = current_host(), existing_app(app)
+    host, name = current_host(), _cert_target(app)
     cert = certs.install(host, name, certs.read_pem(cert_file, "certificate"), certs.read_pem(key_file, "key"))
     _show_cert(app, cert)
 
@@ -86,19 +98,19 @@ def certs_add(app: str, cert_file: str, key_file: str) -> None:
 @click.command("certs:generate")
 @click.argument("app")
 def certs_generate(app: str) -> None:
-    """Serve an app over HTTPS with a new self-signed certificate for its domains."""
+    """Serve an app (`@dashboard`: the dashboard) over HTTPS with a new self-signed certificate for its domains."""
     from minipaas.routing import certs
 
-    _show_cert(app, certs.generate(current_host(), existing_app(app)))
+    _show_cert(app, certs.generate(current_host(), _cert_target(app)))
 
 
 @click.command("certs:remove")
 @click.argument("app")
 def certs_remove(app: str) -> None:
-    """Stop serving an app over HTTPS."""
+    """Stop serving an app (`@dashboard`: the dashboard) over HTTPS."""
     from minipaas.routing import certs
 
-    certs.remove(current_host(), existing_app(app))
+    certs.remove(current_host(), _cert_target(app))
     say(f"-----> Removed the certificate of {app}")
 
 

@@ -10,10 +10,11 @@ from __future__ import annotations
 import os
 import signal
 from pathlib import Path
-from typing import TYPE_CHECKING, TextIO
+from typing import TYPE_CHECKING, BinaryIO, TextIO
 
 from minipaas.adapters import gitrepo
 from minipaas.adapters.gitrepo import ZERO_SHA
+from minipaas.deploy import pushlog
 from minipaas.errors import MinipaasError, disk_full
 from minipaas.progress import Lines
 from minipaas.state import locks, perms
@@ -42,6 +43,21 @@ def deploy_refs(branch_setting: str) -> tuple[str, ...]:
 
 
 def main(app: str, stdin: TextIO) -> int:
+    code = 1
+    try:
+        code = _main(app, stdin)
+        return code
+    finally:
+        if log := _push_log:
+            say.copy_to(None)
+            pushlog.finish(log, code == 0)
+
+
+_push_log: BinaryIO | None = None  # the running push's log (deploy/pushlog.py), from its turn on
+
+
+def _main(app: str, stdin: TextIO) -> int:
+    global _push_log
     # git runs the hook with the pusher's umask; the build and the release write under the home.
     perms.restrict_umask()
     # A pusher whose ssh session ends must not end the deploy half-way.
@@ -65,6 +81,8 @@ def main(app: str, stdin: TextIO) -> int:
         # finds them as the one before left them, and is refused if they moved (git would refuse its ref update
         # after its deploy: a live release that its branch never names).
         with locks.push_turn(host.settings, app, say) as turn:
+            _push_log = pushlog.start(host.settings, app)  # the lines from here on, for the dashboard too
+            say.copy_to(_push_log)
             live = releaselog.live(host, app)
             moved = _moved(host.settings.repo_path(app), updates)
             if moved is not None:

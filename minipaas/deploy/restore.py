@@ -7,7 +7,7 @@ import threading
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 
-from minipaas.deploy import placement, retirement, rollout, services, watcher
+from minipaas.deploy import dashboardproc, placement, retirement, rollout, services, watcher
 from minipaas.errors import DeployFailed, MinipaasError, NotFound
 from minipaas.routing import domains, proxy
 from minipaas.state import apps, releaselog
@@ -49,6 +49,11 @@ def restore(host: Host, progress: Progress) -> None:
     s = host.settings
     proxy.setup(s)
     watcher.ensure_running(s)
+    try:  # the dashboard beside the watcher; a dashboard that cannot start holds no app back
+        if dashboardproc.ensure_running(s):
+            progress(f"-----> dashboard: started for {s.dashboard_host}")
+    except MinipaasError as exc:
+        progress(f" !     dashboard: {exc.message}")
     # Services first: the apps linked to them expect them at their first request.
     failed = services.restore_all(host, progress)
     wanted = []

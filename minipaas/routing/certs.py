@@ -148,8 +148,21 @@ def install(host: Host, app: str, chain_pem: bytes, key_pem: bytes) -> CertInfo:
         # The certificates, nothing else of the file.
         perms.write_file(folder / "fullchain.pem", blocks, perms.PRIVATE_FILE)
         # reload: a certificate replacing another has the same paths, so the vhost text may not change
-        proxy.write_site(host.settings, app, domains.of(host, app), reload=True)
+        _apply(host, app, reload=True)
     return cert
+
+
+def _names(host: Host, app: str) -> list[str]:
+    """The names a certificate of this app (or of the dashboard, `proxy.DASHBOARD_SITE`) is for."""
+    return [host.settings.dashboard_host] if app == proxy.DASHBOARD_SITE else domains.of(host, app)
+
+
+def _apply(host: Host, app: str, *, reload: bool = False) -> None:
+    """The vhost written again with the certificate there is now (the app's, or the dashboard's)."""
+    if app == proxy.DASHBOARD_SITE:
+        proxy.write_dashboard_site(host.settings, reload=reload)
+    else:
+        proxy.write_site(host.settings, app, domains.of(host, app), reload=reload)
 
 
 def generate(host: Host, app: str, *, days: int = 365) -> CertInfo:
@@ -159,7 +172,7 @@ def generate(host: Host, app: str, *, days: int = 365) -> CertInfo:
     from cryptography.hazmat.primitives.asymmetric import ec
     from cryptography.x509.oid import NameOID
 
-    names = domains.of(host, app)
+    names = _names(host, app)
     key = ec.generate_private_key(ec.SECP256R1())
     now = datetime.datetime.now(datetime.UTC)
     subject = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, names[0])])
@@ -183,7 +196,7 @@ def remove(host: Host, app: str) -> None:
     if paths(host.settings, app) is None:
         raise NotFound(f"{app} has no certificate")
     with _replacing(cert_dir(host.settings, app)):
-        proxy.write_site(host.settings, app, domains.of(host, app))
+        _apply(host, app)
 
 
 @contextmanager

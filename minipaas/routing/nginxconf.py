@@ -84,6 +84,7 @@ class Site:
     certificate: tuple[Path, Path] | None = None  # (chain, key): HTTPS, and HTTP redirects to it
     hsts: bool = False  # with a certificate only
     csp: str = ""  # a Content-Security-Policy on every static response (a Markdown docs site's)
+    upstream_socket: Path | None = None  # a process of minipaas' own behind it (the dashboard), not an app
 
 
 def _listen(front: Front, port: int) -> str:
@@ -158,7 +159,8 @@ def site_conf(front: Front, site: Site) -> str:
     csp = f'\n        add_header Content-Security-Policy "{site.csp}" always;' if site.csp else ""
     chain, key = site.certificate or ("", "")
     return _render(front, "site.conf.j2", app=site.app, domains=list(site.domains),
-                   static_root=site.static_root or "", certificate=chain, certificate_key=key,
+                   static_root=site.static_root or "", upstream_socket=site.upstream_socket or "",
+                   certificate=chain, certificate_key=key,
                    hsts_header=hsts, static_headers=hsts + csp)
 
 

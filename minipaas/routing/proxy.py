@@ -26,6 +26,7 @@ from minipaas.state import apps, locks, perms, releaselog
 from minipaas.state.host import Host
 from minipaas.state.settings import Settings
 
+DASHBOARD_SITE = "-dashboard"
 MAX_SOCKET_PATH = 100  # sun_path is 108 bytes, nginx needs "unix:" and a NUL
 
 
@@ -251,9 +252,30 @@ def write_site(settings: Settings, app: str, domains: list[str], *, static: bool
     HTTPS and redirects HTTP to it. `reload`: files the vhost names changed (a new certificate at the
     same paths), which nginx reads only when reloaded.
     """
-    lay = layout(settings)
-    front = front_spec(settings)
-    site = site_spec(settings, app, domains, static=static, markdown=markdown, hsts=hsts)
+    _apply_site(settings, site_spec(settings, app, domains, static=static, markdown=markdown, hsts=hsts),
+                reload=reload)
+
+
+def dashboard_socket(settings: Settings) -> Path:
+    """Where the dashboard listens (deploy/dashboardproc.py): in a folder of its own, which nginx's workers pass."""
+    return settings.nginx_dir / "dashboard" / "dashboard.sock"
+
+
+def write_dashboard_site(settings: Settings, *, reload: bool = False) -> None:
+    """The dashboard's vhost (`dashboard-domain`, else dashboard.<domain>), proxied to its socket; HTTPS (with
+    HSTS) once certs/-dashboard/ holds a certificate. `-dashboard` is no app's name (APP_NAME starts with a
+    letter): the vhost and the certificate folder are its own."""
+    socket_path = dashboard_socket(settings)
+    if len(str(socket_path)) > MAX_SOCKET_PATH:
+        raise InvalidInput(f"MINIPAAS_HOME is too long for the dashboard's socket ({socket_path})")
+    certificate = certfiles.paths(settings, DASHBOARD_SITE)
+    _apply_site(settings, nginxconf.Site(app=DASHBOARD_SITE, domains=(settings.dashboard_host,),
+                                         upstream_socket=socket_path, certificate=certificate,
+                                         hsts=certificate is not None), reload=reload)
+
+
+def _apply_site(settings: Settings, site: nginxconf.Site, *, reload: bool) -> None:
+    lay, app, front = layout(settings), site.app, front_spec(settings)
     text = nginxconf.site_conf(front, site)
     with _locked(settings):
         https_apps = _apps_serving_https(settings) - {app} | ({app} if site.certificate else set())

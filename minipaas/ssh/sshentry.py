@@ -34,7 +34,7 @@ from minipaas.state.settings import SETTINGS_FILE
 GIT_COMMANDS = ("git-receive-pack", "git-upload-pack")
 MAX_COMMAND = 256 * 1024
 # Commands that exist for the host itself and make no sense over ssh.
-LOCAL_ONLY = frozenset({"ssh-command", "sudoers-rule", "host-units", "retire", "init"})
+LOCAL_ONLY = frozenset({"ssh-command", "sudoers-rule", "host-units", "retire", "init", "dashboard"})
 # `app`, `app.git`, `/app`, `/app.git`, `~/app.git`: what git clients send for the URL forms we document.
 # The CLI's `main`: runs one command line, exits through SystemExit.
 RunCli = Callable[[list[str]], None]

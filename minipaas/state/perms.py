@@ -86,6 +86,8 @@ POLICY: tuple[Rule, ...] = (
     Rule("nginx/run", PRIVATE_DIR, below=Below.UNTOUCHED),  # pid files
     Rule("nginx/control", PRIVATE_DIR, below=Below.UNTOUCHED),  # control.sock (0666 by nginx: the folder gates)
     Rule("nginx/tmp", GATE_DIR, workers_group=True, below=Below.UNTOUCHED),  # chowned to the workers by nginx
+    # the dashboard's socket (0666: the folder gates), which nginx's workers connect to
+    Rule("nginx/dashboard", GATE_DIR, workers_group=True, below=Below.UNTOUCHED),
     Rule("nginx/sites", PRIVATE_DIR),
     Rule("nginx/routes", PRIVATE_FILE, folder=False),
     Rule("nginx/http.conf", PRIVATE_FILE, folder=False),

@@ -67,6 +67,8 @@ _FIELDS: dict[str, tuple[str, str]] = {
     "docker_certs": ("MINIPAAS_DOCKER_CERTS", "/etc/docker/certs.d"),
     # Seconds a write to the state database waits for another process' transaction before it gives up in one line
     "db_wait": ("MINIPAAS_DB_WAIT", "30"),
+    # Where the dashboard is served (empty: dashboard.<domain>)
+    "dashboard_domain": ("MINIPAAS_DASHBOARD_DOMAIN", ""),
 }
 DEFAULT_INSTANCE = "minipaas"
 INSTANCE_NAME = re.compile(r"[a-z][a-z0-9-]{0,30}")
@@ -98,6 +100,12 @@ class Settings:
     build_images: str
     docker_certs: Path
     db_wait: int
+    dashboard_domain: str = ""
+
+    @property
+    def dashboard_host(self) -> str:
+        """The dashboard's name: the `dashboard-domain` setting, else `dashboard.<domain>`."""
+        return self.dashboard_domain or f"dashboard.{self.domain}"
 
     @property
     def db_path(self) -> Path:
@@ -222,6 +230,8 @@ def load(env: dict[str, str] | None = None) -> Settings:
         build_images=_build_images(raw["build_images"]),
         docker_certs=_absolute(raw["docker_certs"], "MINIPAAS_DOCKER_CERTS"),
         db_wait=_seconds(raw["db_wait"], "MINIPAAS_DB_WAIT"),
+        dashboard_domain=check_hostname(raw["dashboard_domain"].lower().rstrip("."), what="MINIPAAS_DASHBOARD_DOMAIN")
+        if raw["dashboard_domain"] else "",
     )
 
 

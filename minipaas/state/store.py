@@ -189,6 +189,28 @@ MIGRATIONS: list[str] = [
     """
     ALTER TABLE service_links ADD COLUMN password TEXT NOT NULL DEFAULT '';
     """,
+    # 13: the dashboard (issue 21): one-time login links and browser sessions, each of the ssh key that asked for
+    #     it; only a SHA-256 of a link's token or a session's id is kept (a copy of the database logs nobody in)
+    """
+    CREATE TABLE dashboard_links (
+        token_hash TEXT PRIMARY KEY,
+        key_name TEXT NOT NULL REFERENCES ssh_keys(name) ON DELETE CASCADE,
+        fingerprint TEXT NOT NULL,
+        created_at REAL NOT NULL,
+        expires_at REAL NOT NULL,
+        used_at REAL
+    );
+    CREATE TABLE dashboard_sessions (
+        id_hash TEXT PRIMARY KEY,
+        key_name TEXT NOT NULL REFERENCES ssh_keys(name) ON DELETE CASCADE,
+        fingerprint TEXT NOT NULL,
+        csrf TEXT NOT NULL,
+        created_at REAL NOT NULL,
+        expires_at REAL NOT NULL,
+        last_seen REAL NOT NULL
+    );
+    CREATE INDEX dashboard_sessions_key ON dashboard_sessions (key_name);
+    """,
 ]
 
 
