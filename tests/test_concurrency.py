@@ -102,7 +102,7 @@ def leftovers(paas: Paas) -> list[str]:
     """What this home holds on the engine, on disk, in nginx's routing and in the database that no app's live
     release accounts for, one line each: empty when nothing is orphaned. Call it once the retirements are done
     and a gc ran (the images of releases that never went live are gone then)."""
-    from minipaas.routing import routes
+    from minipaas.routing import proxy, routes
     from minipaas.state.settings import load
 
     settings = load(paas.env)
@@ -158,10 +158,10 @@ def leftovers(paas: Paas) -> list[str]:
 
     for folder, suffix in (("repos", ".git"), ("build", ""), ("static", ""), ("certs", "")):
         for path in sorted((paas.home / folder).glob("*")):
-            if path.is_dir() and path.name.removesuffix(suffix) not in apps:
+            if path.is_dir() and path.name.removesuffix(suffix) not in apps | {proxy.DASHBOARD_SITE}:
                 found.append(f"{folder}/{path.name} of no app")
     found += [f"{p.relative_to(paas.home)} of no app" for p in (paas.home / "nginx" / "sites").glob("*.conf")
-              if p.stem not in apps]
+              if p.stem not in apps | {proxy.DASHBOARD_SITE}]  # the dashboard's vhost is the home's own
     found += [f"{p.relative_to(paas.home)} left half-written" for p in paas.home.rglob("*.tmp")]
     found += [f"a push's turn keeper (pid {pid}) outlived its push" for pid in _own_processes(paas.home, b"pidfd_open")]
     return found

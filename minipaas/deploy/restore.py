@@ -49,11 +49,6 @@ def restore(host: Host, progress: Progress) -> None:
     s = host.settings
     proxy.setup(s)
     watcher.ensure_running(s)
-    try:  # the dashboard beside the watcher; a dashboard that cannot start holds no app back
-        if dashboardproc.ensure_running(s):
-            progress(f"-----> dashboard: started for {s.dashboard_host}")
-    except MinipaasError as exc:
-        progress(f" !     dashboard: {exc.message}")
     # Services first: the apps linked to them expect them at their first request.
     failed = services.restore_all(host, progress)
     wanted = []
@@ -84,6 +79,13 @@ def restore(host: Host, progress: Progress) -> None:
 
     with ThreadPoolExecutor(max_workers=RESTORE_AT_ONCE, thread_name_prefix="restore") as pool:
         failed += [app for app, ok in zip(wanted, pool.map(one, wanted), strict=True) if not ok]
+    # The dashboard after the apps: its first vhost reloads nginx, which reads the routing table's file, and a
+    # deploy killed at its switch left that file naming its release until its app was repaired above.
+    try:  # a dashboard that cannot start holds no app back
+        if dashboardproc.ensure_running(s):
+            progress(f"-----> dashboard: started for {s.dashboard_host}")
+    except MinipaasError as exc:
+        progress(f" !     dashboard: {exc.message}")
     if failed:
         raise DeployFailed(f"not restored: {', '.join(failed)}")
 

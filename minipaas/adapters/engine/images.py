@@ -196,6 +196,11 @@ def build(
                 error = message.splitlines()[-1] if message else "unknown error"
     except docker.errors.APIError as exc:
         error = _reason(exc)
+    except EngineError:
+        # The stream broken off: by the engine going away (the client says so in one line), or by the timeout's
+        # shutdown of the socket, which the build's outcome says below.
+        if not cancelled.is_set():
+            raise
     except (OSError, ValueError, requests.exceptions.RequestException, urllib3.exceptions.HTTPError) as exc:
         if not cancelled.is_set():
             raise EngineError(f"the build's connection to the Docker engine broke: {_reason(exc)}") from None
