@@ -163,12 +163,7 @@ def plain_nginx(host: BenchHost) -> Iterator[tuple[int, Path]]:
         log(f"plain nginx on 127.0.0.1:{port} ({conf})")
         yield port, conf
     finally:
-        with contextlib.suppress(OSError, ValueError):
-            pid = int(pid_file.read_text().strip())
-            os.kill(pid, signal.SIGQUIT)
-            deadline = time.monotonic() + 10
-            while Path(f"/proc/{pid}").exists() and time.monotonic() < deadline:
-                time.sleep(0.05)
+        quit_nginx(pid_file)
 
 
 # -- nginx memory ------------------------------------------------------------------------------
