@@ -50,6 +50,7 @@ from harness import (
     free_port,
     log,
     machine,
+    quit_nginx,
     timed_push,
 )
 from harness import wrk as harness_wrk
