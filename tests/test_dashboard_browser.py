@@ -254,6 +254,22 @@ def test_follow_an_apps_logs_while_it_logs(dash: Dash, browser: webdriver.Chrome
                              capture_output=True, text=True)
     assert printed.returncode == 0, printed.stderr + printed.stdout
     WebDriverWait(browser, 10).until(lambda d: marker in d.find_element(By.ID, "log").text)
+    # The stream survives a reconnect: the dashboard killed, a line printed while it is down, the dashboard back
+    # (ps:restore); the browser goes on after its last line: the new line once, the old one not again.
+    pid = int((dash.paas.home / "nginx" / "run" / "dashboard.pid").read_text())
+    os.kill(pid, 9)
+    WebDriverWait(browser, 10).until(lambda d: "reconnecting" in d.find_element(By.ID, "log-state").text)
+    missed = f"dashboard-missed-{time.time_ns()}"
+    printed = subprocess.run(["docker", "exec", container, "sh", "-c", f"echo {missed} > /proc/1/fd/1"],
+                             capture_output=True, text=True)
+    assert printed.returncode == 0, printed.stderr + printed.stdout
+    assert "dashboard: started" in dash.paas.run("ps:restore").stdout
+    WebDriverWait(browser, 30).until(lambda d: missed in d.find_element(By.ID, "log").text)
+    text = browser.find_element(By.ID, "log").text
+    assert text.count(marker) == 1 and text.count(missed) == 1, text[-2000:]
+    # What the browser said meanwhile: the cut stream and nginx's 503s while the dashboard was down, nothing else.
+    said = [e["message"] for e in browser.get_log("browser") if e["level"] == "SEVERE"]
+    assert all(re.search(r"503|ERR_INCOMPLETE_CHUNKED|MIME type", m) for m in said), said
 
 
 def test_stop_and_start_a_review_app_as_an_admin(dash: Dash, browser: webdriver.Chrome) -> None:

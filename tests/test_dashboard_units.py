@@ -216,17 +216,18 @@ def test_a_same_origin_post_on_another_port_passes(home: Home, monkeypatch: pyte
 
 def test_server_sent_events_are_one_line_each() -> None:
     from minipaas.dashboard import live
+    from minipaas.deploy import logcursor
     from minipaas.errors import NotFound
 
-    def chunks() -> Iterator[bytes]:
-        yield b"first\nsec"
-        yield b"ond\r\n<script>x</script>\n"
-        yield b"tail"
+    def stamped() -> Iterator[tuple[str, int | None, bytes]]:
+        yield "web-1", 1, b"first"
+        yield "web-1", 2, b"second\r"
+        yield "web-1", 3, b"<script>x</script>"
         raise NotFound("gone")
 
-    events = b"".join(live.sse(chunks())).decode()
-    assert events == ("retry: 2000\n\ndata: first\n\ndata: second\n\ndata: <script>x</script>\n\n"
-                      "data: tail\n\nevent: problem\ndata: gone\n\n")
+    events = b"".join(live.stamped_sse(stamped(), logcursor.Cursor())).decode()
+    assert events == ("retry: 2000\n\nid: t0,web-1:1.1\ndata: first\n\nid: t0,web-1:2.1\ndata: second\n\n"
+                      "id: t0,web-1:3.1\ndata: <script>x</script>\n\nevent: problem\ndata: gone\n\n")
 
 
 @pytest.mark.parametrize(("action", "form", "argv"), [
