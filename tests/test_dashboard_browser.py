@@ -40,6 +40,7 @@ pytest.importorskip("selenium", reason="needs the selenium package (pip install 
 from selenium import webdriver  # noqa: E402
 from selenium.webdriver.chrome.service import Service  # noqa: E402
 from selenium.webdriver.common.by import By  # noqa: E402
+from selenium.webdriver.common.keys import Keys  # noqa: E402
 from selenium.webdriver.support import expected_conditions as ec  # noqa: E402
 from selenium.webdriver.support.ui import WebDriverWait  # noqa: E402
 
@@ -150,7 +151,20 @@ def test_log_in_through_a_minted_link_see_the_apps_and_follow_a_review_app(dash:
     assert "feature/Login" in review.text
     url = review.find_element(By.CSS_SELECTOR, "a.url")
     assert url.get_attribute("href") == f"http://feature-login.{dash.app}.paas.test:{dash.paas.port}/"
+    # Readable at 1280 px: the apps table fits its box (no sideways scroll); on a phone's width neither the page
+    # nor the table scrolls sideways (a card per row), and a focused link shows its ring.
+    fits = "const e = document.querySelector(arguments[0]); return e.scrollWidth <= e.clientWidth;"
+    assert browser.execute_script(fits, "main .scroll"), "the apps table overflows at 1280 px"
     shot(browser, "dashboard-apps.png")
+    browser.set_window_size(390, 844)
+    try:
+        WebDriverWait(browser, 10).until(lambda d: d.execute_script("return window.innerWidth") <= 400)
+        assert browser.execute_script(fits, "html") and browser.execute_script(fits, "main .scroll")
+        browser.find_element(By.ID, "q").send_keys(Keys.TAB)  # by keyboard, from the filter to its button
+        ring = "const a = document.activeElement; return [a.textContent, getComputedStyle(a).outlineStyle];"
+        assert browser.execute_script(ring) == ["Filter", "solid"]
+    finally:
+        browser.set_window_size(1280, 900)
     # The branch's own page, and from there the branch's deploy itself.
     review.find_element(By.CSS_SELECTOR, "a.applink").click()
     WebDriverWait(browser, 10).until(lambda d: heading(d) == dash.review)
