@@ -2,6 +2,9 @@
 plain containers on one host (moved unchanged from processes.py), or a cluster's Swarm tasks with the node each
 runs on and its `node:port`.
 
+The dashboard's log stream reads the same output stamped (`stamped_container_logs`, `stamped_task_logs`): each
+line with its source and the engine's time, from where its cursor says (deploy/logcursor.py).
+
 A row is the same dict for both; a task's also says its `node`. `health` means the same: `serving` when it runs
 and nginx routes to its address, `down` when it does not run (exited, crashed, being restarted), else `live`
 (running, the live release's, not routed) or `retiring` (running, an older release's).
