@@ -8,8 +8,13 @@
                after the apps page, and after each page kind once and 2 s idle;
   push line    a line appended to a push's log (deploy/pushlog.py, as the hook writes it) until it arrives at a
                client following /apps/<app>/push/stream over the socket: median of --lines.
+  app log line with --log-lines N (needs the engine: a real host from bench/harness.py, one push of
+               examples/hello with a route that prints `said <n> <its wall clock in ms>` to stdout): a client
+               follows /apps/<app>/logs/stream through the host's nginx (`dashboard.paas.test`, logged in by a
+               link of `dashboard:login --key`), the app is asked to print N lines 0.2 s apart, and each line's
+               arrival (wall clock, the same kernel's) is compared with the time the app wrote into it.
 
-    /opt/minipaas/venv/bin/python bench/dashboard.py [--requests 50] [--lines 20] [--json out.json]
+    /opt/minipaas/venv/bin/python bench/dashboard.py [--requests 50] [--lines 20] [--log-lines 0] [--json out.json]
 """
 
 from __future__ import annotations
@@ -28,6 +33,7 @@ from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
+sys.path.insert(0, str(ROOT / "bench"))
 
 import httpx  # noqa: E402
 from starlette.testclient import TestClient  # noqa: E402
@@ -139,16 +145,82 @@ def push_latency(client: httpx.Client, host: Host, lines: int) -> list[float]:
     return [(arrived[k] - written[k]) * 1000 for k in written]
 
 
+SAY_ROUTE = """
+app.get("/say/:n", (req, res) => {
+  console.log(`said ${req.params.n} ${(performance.timeOrigin + performance.now()).toFixed(3)}`);
+  res.send("said\\n");
+});
+"""
+
+
+def app_log_latency(lines: int) -> dict[str, float | str]:
+    """A followed app's line, from its print to a client of the dashboard's stream through nginx (see above)."""
+    import harness
+
+    with harness.bench_host() as h:
+        app = h.create_app("dashlog")
+        checkout = h.checkout(app)
+        server = checkout / "server.js"
+        text = server.read_text()
+        server.write_text(text.replace("const port =", SAY_ROUTE + "\nconst port =", 1))
+        harness.commit(checkout, "a route that prints a stamped line")
+        h.push(checkout)
+        key = h.work / "alice"
+        harness.run(["ssh-keygen", "-q", "-t", "ed25519", "-N", "", "-C", "alice", "-f", str(key)])
+        harness.run([sys.executable, "-m", "minipaas", "ssh-keys:add", "alice", "--role", "admin"], env=h.env,
+                    input_bytes=key.with_suffix(".pub").read_bytes())
+        h.cli("ps:restore")
+        link = h.cli("dashboard:login", "--key", "alice").stdout.strip()
+        client = httpx.Client(base_url=f"http://127.0.0.1:{h.port}", timeout=30,
+                              headers={"Host": f"dashboard.{harness.DOMAIN}:{h.port}"})
+        deadline = time.monotonic() + 30
+        while client.get(link.split(str(h.port), 1)[1]).status_code != 200:  # the dashboard may be starting
+            if time.monotonic() > deadline:
+                raise SystemExit("the dashboard did not log in within 30 s")
+            time.sleep(0.2)
+        printed: dict[str, float] = {}
+        arrived: dict[str, float] = {}
+        with client.stream("GET", f"/apps/{app}/logs/stream") as stream:
+            def ask() -> None:
+                time.sleep(1)  # the stream's engine call made
+                for i in range(lines):
+                    h.get(app, f"/say/{i}")
+                    time.sleep(0.2)
+                h.get(app, "/say/end")
+
+            asker = threading.Thread(target=ask)
+            asker.start()
+            for line in stream.iter_lines():
+                if line.startswith("data: said "):
+                    now = time.time() * 1000
+                    _, n, at = line.removeprefix("data: ").split()
+                    if n == "end":
+                        break
+                    arrived[n], printed[n] = now, float(at)
+            asker.join()
+        client.close()
+        latencies = sorted(arrived[n] - printed[n] for n in printed)
+    return {"app_log_lines": len(latencies), "app_log_median_ms": round(statistics.median(latencies), 1),
+            "app_log_p95_ms": round(latencies[max(0, int(len(latencies) * 0.95) - 1)], 1),
+            "app_log_max_ms": round(latencies[-1], 1), "machine": harness.machine()}
+
+
 def main() -> None:
     parser = argparse.ArgumentParser()
     parser.add_argument("--requests", type=int, default=50)
     parser.add_argument("--lines", type=int, default=20)
+    parser.add_argument("--log-lines", type=int, default=0, help="app log lines to time (0: none; needs the engine)")
     parser.add_argument("--json")
     args = parser.parse_args()
     with tempfile.TemporaryDirectory(prefix="dashboard-bench-") as top:
         env, host, who = make_home(Path(top))
         os.environ.update({k: env[k] for k in ("MINIPAAS_HOME", "MINIPAAS_DOMAIN", "MINIPAAS_NGINX")})
-        result = {"apps_page": apps_page(host, who, args.requests), **process(env, host, who, args.lines)}
+        result: dict[str, object] = {"apps_page": apps_page(host, who, args.requests),
+                                     **process(env, host, who, args.lines)}
+    if args.log_lines:
+        for name in ("MINIPAAS_HOME", "MINIPAAS_DOMAIN", "MINIPAAS_NGINX"):
+            os.environ.pop(name, None)
+        result.update(app_log_latency(args.log_lines))
     print(json.dumps(result, indent=2))
     if args.json:
         Path(args.json).write_text(json.dumps(result, indent=2))

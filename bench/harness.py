@@ -48,6 +48,16 @@ def free_port() -> int:
         return int(s.getsockname()[1])
 
 
+def quit_nginx(pid_file: Path, wait: float = 10) -> None:
+    """Stop the nginx master of that pid file gracefully (SIGQUIT) and wait until it is gone; none: nothing."""
+    with contextlib.suppress(OSError, ValueError):
+        pid = int(pid_file.read_text().strip())
+        os.kill(pid, signal.SIGQUIT)
+        deadline = time.monotonic() + wait
+        while Path(f"/proc/{pid}").exists() and time.monotonic() < deadline:
+            time.sleep(0.05)
+
+
 def run(args: Sequence[str], *, cwd: Path | None = None, env: dict[str, str] | None = None,
         check: bool = True, timeout: float = 900, input_bytes: bytes | None = None) -> subprocess.CompletedProcess[str]:
     """Run a program (argument list, never a shell); text output; AssertionError with its output on failure."""

@@ -19,18 +19,15 @@ from __future__ import annotations
 import argparse
 import contextlib
 import json
-import os
 import re
-import signal
 import statistics
 import subprocess
 import sys
-import time
 from collections.abc import Iterator
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
-from harness import DOMAIN, BenchHost, bench_host, commit, free_port, log, machine, wrk
+from harness import DOMAIN, BenchHost, bench_host, commit, free_port, log, machine, quit_nginx, wrk
 
 THREADS, CONNECTIONS = 1, 16
 MODES = {"keep-alive": {}, "close": {"Connection": "close"}}
@@ -99,12 +96,7 @@ def plain_nginx(host: BenchHost, upstream: str) -> Iterator[int]:
     try:
         yield port
     finally:
-        with contextlib.suppress(OSError, ValueError):
-            pid = int(pid_file.read_text().strip())
-            os.kill(pid, signal.SIGQUIT)
-            deadline = time.monotonic() + 10
-            while Path(f"/proc/{pid}").exists() and time.monotonic() < deadline:
-                time.sleep(0.05)
+        quit_nginx(pid_file)
 
 
 def container_address(host: BenchHost, app: str) -> str:

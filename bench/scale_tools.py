@@ -11,7 +11,6 @@ import contextlib
 import json
 import os
 import re
-import signal
 import statistics
 import subprocess
 import time
@@ -20,7 +19,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from deploy_under_load import parse_wrk, stop_wrk
-from harness import ROOT, commit, docker, free_port, git, log
+from harness import ROOT, commit, docker, free_port, git, log, quit_nginx
 from static_sites import _status_kib, nginx_masters, settle
 
 STATIC_FIXTURE = ROOT / "tests" / "apps" / "static-site"
@@ -233,12 +232,7 @@ def plain_nginx(work: Path, front_conf: Path, routes: dict[str, str]) -> Iterato
     try:
         yield port
     finally:
-        with contextlib.suppress(OSError, ValueError):
-            pid = int(pid_file.read_text().strip())
-            os.kill(pid, signal.SIGQUIT)
-            deadline = time.monotonic() + 10
-            while Path(f"/proc/{pid}").exists() and time.monotonic() < deadline:
-                time.sleep(0.05)
+        quit_nginx(pid_file)
 
 
 # -- memory, disk, the engine ----------------------------------------------------------------

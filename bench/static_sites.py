@@ -50,6 +50,7 @@ from harness import (
     free_port,
     log,
     machine,
+    quit_nginx,
     timed_push,
 )
 from harness import wrk as harness_wrk
@@ -163,12 +164,7 @@ def plain_nginx(host: BenchHost) -> Iterator[tuple[int, Path]]:
         log(f"plain nginx on 127.0.0.1:{port} ({conf})")
         yield port, conf
     finally:
-        with contextlib.suppress(OSError, ValueError):
-            pid = int(pid_file.read_text().strip())
-            os.kill(pid, signal.SIGQUIT)
-            deadline = time.monotonic() + 10
-            while Path(f"/proc/{pid}").exists() and time.monotonic() < deadline:
-                time.sleep(0.05)
+        quit_nginx(pid_file)
 
 
 # -- nginx memory ------------------------------------------------------------------------------

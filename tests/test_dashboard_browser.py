@@ -40,6 +40,7 @@ pytest.importorskip("selenium", reason="needs the selenium package (pip install 
 from selenium import webdriver  # noqa: E402
 from selenium.webdriver.chrome.service import Service  # noqa: E402
 from selenium.webdriver.common.by import By  # noqa: E402
+from selenium.webdriver.common.keys import Keys  # noqa: E402
 from selenium.webdriver.support import expected_conditions as ec  # noqa: E402
 from selenium.webdriver.support.ui import WebDriverWait  # noqa: E402
 
@@ -150,7 +151,20 @@ def test_log_in_through_a_minted_link_see_the_apps_and_follow_a_review_app(dash:
     assert "feature/Login" in review.text
     url = review.find_element(By.CSS_SELECTOR, "a.url")
     assert url.get_attribute("href") == f"http://feature-login.{dash.app}.paas.test:{dash.paas.port}/"
+    # Readable at 1280 px: the apps table fits its box (no sideways scroll); on a phone's width neither the page
+    # nor the table scrolls sideways (a card per row), and a focused link shows its ring.
+    fits = "const e = document.querySelector(arguments[0]); return e.scrollWidth <= e.clientWidth;"
+    assert browser.execute_script(fits, "main .scroll"), "the apps table overflows at 1280 px"
     shot(browser, "dashboard-apps.png")
+    browser.set_window_size(390, 844)
+    try:
+        WebDriverWait(browser, 10).until(lambda d: d.execute_script("return window.innerWidth") <= 400)
+        assert browser.execute_script(fits, "html") and browser.execute_script(fits, "main .scroll")
+        browser.find_element(By.ID, "q").send_keys(Keys.TAB)  # by keyboard, from the filter to its button
+        ring = "const a = document.activeElement; return [a.textContent, getComputedStyle(a).outlineStyle];"
+        assert browser.execute_script(ring) == ["Filter", "solid"]
+    finally:
+        browser.set_window_size(1280, 900)
     # The branch's own page, and from there the branch's deploy itself.
     review.find_element(By.CSS_SELECTOR, "a.applink").click()
     WebDriverWait(browser, 10).until(lambda d: heading(d) == dash.review)
@@ -254,6 +268,22 @@ def test_follow_an_apps_logs_while_it_logs(dash: Dash, browser: webdriver.Chrome
                              capture_output=True, text=True)
     assert printed.returncode == 0, printed.stderr + printed.stdout
     WebDriverWait(browser, 10).until(lambda d: marker in d.find_element(By.ID, "log").text)
+    # The stream survives a reconnect: the dashboard killed, a line printed while it is down, the dashboard back
+    # (ps:restore); the browser goes on after its last line: the new line once, the old one not again.
+    pid = int((dash.paas.home / "nginx" / "run" / "dashboard.pid").read_text())
+    os.kill(pid, 9)
+    WebDriverWait(browser, 10).until(lambda d: "reconnecting" in d.find_element(By.ID, "log-state").text)
+    missed = f"dashboard-missed-{time.time_ns()}"
+    printed = subprocess.run(["docker", "exec", container, "sh", "-c", f"echo {missed} > /proc/1/fd/1"],
+                             capture_output=True, text=True)
+    assert printed.returncode == 0, printed.stderr + printed.stdout
+    assert "dashboard: started" in dash.paas.run("ps:restore").stdout
+    WebDriverWait(browser, 30).until(lambda d: missed in d.find_element(By.ID, "log").text)
+    text = browser.find_element(By.ID, "log").text
+    assert text.count(marker) == 1 and text.count(missed) == 1, text[-2000:]
+    # What the browser said meanwhile: the cut stream and nginx's 503s while the dashboard was down, nothing else.
+    said = [e["message"] for e in browser.get_log("browser") if e["level"] == "SEVERE"]
+    assert all(re.search(r"503|ERR_INCOMPLETE_CHUNKED|MIME type", m) for m in said), said
 
 
 def test_stop_and_start_a_review_app_as_an_admin(dash: Dash, browser: webdriver.Chrome) -> None:

@@ -216,17 +216,18 @@ def test_a_same_origin_post_on_another_port_passes(home: Home, monkeypatch: pyte
 
 def test_server_sent_events_are_one_line_each() -> None:
     from minipaas.dashboard import live
+    from minipaas.deploy import logcursor
     from minipaas.errors import NotFound
 
-    def chunks() -> Iterator[bytes]:
-        yield b"first\nsec"
-        yield b"ond\r\n<script>x</script>\n"
-        yield b"tail"
+    def stamped() -> Iterator[tuple[str, int | None, bytes]]:
+        yield "web-1", 1, b"first"
+        yield "web-1", 2, b"second\r"
+        yield "web-1", 3, b"<script>x</script>"
         raise NotFound("gone")
 
-    events = b"".join(live.sse(chunks())).decode()
-    assert events == ("retry: 2000\n\ndata: first\n\ndata: second\n\ndata: <script>x</script>\n\n"
-                      "data: tail\n\nevent: problem\ndata: gone\n\n")
+    events = b"".join(live.stamped_sse(stamped(), logcursor.Cursor())).decode()
+    assert events == ("retry: 2000\n\nid: t0,web-1:1.1\ndata: first\n\nid: t0,web-1:2.1\ndata: second\n\n"
+                      "id: t0,web-1:3.1\ndata: <script>x</script>\n\nevent: problem\ndata: gone\n\n")
 
 
 @pytest.mark.parametrize(("action", "form", "argv"), [
@@ -337,6 +338,30 @@ def test_the_host_page_is_an_admins(home: Home, monkeypatch: pytest.MonkeyPatch)
     assert "<code>ps:restart shop</code>" in text
     deployer, _ = logged_in(home, home.key("dave", "deployer", "shop"))
     assert deployer.get("/host").status_code == 403
+
+
+def test_the_host_page_lists_services_and_their_backups(home: Home, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr("minipaas.build.stacks.listing", lambda home: [])
+    monkeypatch.setattr("minipaas.deploy.gc.collect", lambda host, *, dry_run, progress, only=None: None)
+    from minipaas.deploy import servicebackups
+    from minipaas.state import services
+
+    with store.transaction(home.host.db) as db:
+        for kind, name in (("postgres", "shopdb"), ("redis", "cache")):
+            db.execute("INSERT INTO services (kind, name, version, password, created_at) VALUES (?, ?, '16', 'pw', ?)",
+                       (kind, name, store.now()))
+    kept = servicebackups.folder(home.host, services.require(home.host, "postgres", "shopdb"))
+    (kept / "20261201T020000Z.dump").write_bytes(b"x" * 12_000)
+    (kept / "20261202T020000Z.dump").write_bytes(b"x" * 3_000)
+    (kept / "20261202T020000Z.dump.sha256").write_text("not a backup itself\n")
+    c, _ = logged_in(home, home.key("alice", "admin"))
+    text = c.get("/host").text
+    rows = re.findall(r'<tr data-service="([^"]+)">(.*?)</tr>', text)
+    assert [r[0] for r in rows] == ["postgres:shopdb", "postgres:shopdb", "redis:cache"]
+    # Newest first, as `postgres:backups` lists them: file, size, time; the checksum file is not a backup.
+    assert "<code>20261202T020000Z.dump</code></td><td>3 kB</td><td>2026-12-02 02:00 UTC" in rows[0][1]
+    assert "<code>20261201T020000Z.dump</code></td><td>12 kB</td><td>2026-12-01 02:00 UTC" in rows[1][1]
+    assert "sha256" not in text and "no backup (<code>redis:backup cache</code>" in rows[2][1]
 
 
 def test_logout_ends_the_session(home: Home) -> None:

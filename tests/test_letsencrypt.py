@@ -221,6 +221,32 @@ def test_renew_skips_fresh_certificates_and_force_issues_new_ones(paas: Paas, pe
     assert served_cert(paas, app).serial_number == second.serial_number  # disable keeps the certificate
 
 
+def test_the_dashboard_gets_a_certificate_and_is_renewed_as_an_app_is(paas: Paas, pebble: Pebble) -> None:
+    """`@dashboard` as certs:* takes it: its name (`dashboard-domain`), its vhost, renewed with the apps."""
+    enable_https(paas)
+    out = paas.run("letsencrypt:enable", "@dashboard").stdout
+    assert f"-----> Requesting a certificate for dashboard.paas.test from {pebble.directory}" in out
+    assert "names:     dashboard.paas.test" in out and "Pebble Intermediate" in out
+    first = stored_cert(paas, "-dashboard")
+    # A TLS client trusting only pebble's root reaches the dashboard's vhost by its name (503: no dashboard
+    # process runs here, nginx says so), and plain HTTP redirects there.
+    status, _, body = https_get(paas, "dashboard", str(pebble.root_file(paas.work)))
+    assert status == 503 and b"the dashboard is not running" in body
+    assert paas.get("", host="dashboard.paas.test").status == 301
+    assert challenge_files(paas) == []
+
+    out = paas.run("letsencrypt:renew").stdout
+    assert "-----> @dashboard: skipped" in out and "0 renewed, 1 skipped, 0 failed" in out
+    out = paas.run("letsencrypt:renew", "--force").stdout
+    assert "-----> @dashboard: renewing (forced)" in out and "1 renewed, 0 skipped, 0 failed" in out
+    assert stored_cert(paas, "-dashboard").serial_number != first.serial_number
+    paas.run("letsencrypt:disable", "@dashboard")
+    assert "nothing to renew" in paas.run("letsencrypt:renew", "--force").stdout
+    assert (paas.home / "certs" / "-dashboard" / "fullchain.pem").exists()  # disable keeps the certificate
+    paas.run("certs:remove", "@dashboard")
+    assert paas.get("", host="dashboard.paas.test").status == 503  # plain HTTP again
+
+
 def test_acme_failures_are_one_line_and_change_nothing(paas: Paas, pebble: Pebble) -> None:
     enable_https(paas)
     app, _ = paas.deploy(APPS / "dockerfile")

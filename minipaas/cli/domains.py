@@ -47,11 +47,11 @@ def domains_remove(app: str, domain: str) -> None:
     say(f"-----> Removed {domain.lower()} from {app}")
 
 
-DASHBOARD = "@dashboard"  # what certs:* take in an app's place for the dashboard (no app name has an @)
+DASHBOARD = "@dashboard"  # what certs:* and letsencrypt:* take for the dashboard: routing/proxy.DASHBOARD_TARGET
 
 
 def _cert_target(app: str) -> str:
-    """The app a certs:* command is for, or the dashboard's vhost (`@dashboard`)."""
+    """The app a certs:* or letsencrypt:* command is for, or the dashboard's vhost (`@dashboard`)."""
     if app == DASHBOARD:
         from minipaas.routing import proxy
 
@@ -117,26 +117,28 @@ def certs_remove(app: str) -> None:
 @click.command("letsencrypt:enable")
 @click.argument("app")
 def letsencrypt_enable(app: str) -> None:
-    """Get a certificate for an app's domains from Let's Encrypt (ACME HTTP-01) and keep it renewed."""
+    """Get a certificate for an app's domains (`@dashboard`: the dashboard's name) from Let's Encrypt (ACME
+    HTTP-01) and keep it renewed."""
     from minipaas.routing import acme
 
-    _show_cert(app, acme.enable(current_host(), existing_app(app), say))
+    _show_cert(app, acme.enable(current_host(), _cert_target(app), say))
 
 
 @click.command("letsencrypt:disable")
 @click.argument("app")
 def letsencrypt_disable(app: str) -> None:
-    """Stop renewing an app's certificate (it keeps serving; certs:remove removes it)."""
+    """Stop renewing an app's (`@dashboard`: the dashboard's) certificate (it keeps serving; certs:remove removes
+    it)."""
     from minipaas.routing import acme
 
-    acme.disable(current_host(), existing_app(app))
+    acme.disable(current_host(), _cert_target(app))
     say(f"-----> {app} will no longer be renewed by letsencrypt:renew")
 
 
 @click.command("letsencrypt:renew")
 @click.option("--force", is_flag=True, help="Renew even certificates that are far from expiry")
 def letsencrypt_renew(force: bool) -> None:
-    """Renew the certificates of apps with letsencrypt on that expire within 30 days."""
+    """Renew the certificates of apps (and the dashboard) with letsencrypt on that expire within 30 days."""
     from minipaas.routing import acme
 
     results = acme.renew(current_host(), say, force=force)

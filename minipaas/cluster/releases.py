@@ -246,9 +246,10 @@ def tasks(name: str) -> list[services.Task]:
     return services.tasks(name)
 
 
-def logs(name: str, *, tail: int | str, follow: bool) -> Iterator[tuple[str, bytes]]:
-    """The service's lines from every node: (task id, line)."""
-    return services.logs(name, tail=tail, follow=follow)
+def logs(name: str, *, tail: int | str, follow: bool, timestamps: bool = False,
+         since: int | None = None) -> Iterator[tuple[str, bytes]]:
+    """The service's lines from every node: (task id, line); `timestamps`, `since`: as `docker service logs`'."""
+    return services.logs(name, tail=tail, follow=follow, timestamps=timestamps, since=since)
 
 
 def release_of(name: str) -> int:

@@ -3,9 +3,11 @@ running (or last) push's log, from its first line (deploy/pushlog.py).
 
 Each page itself holds the lines there were when it was rendered (without JavaScript it is a page to reload);
 static/dashboard.js opens an EventSource on the stream and appends each line as it comes. Each event is one
-line as text (the browser's `textContent`: nothing of it is markup). A reconnect (the browser retries by
-itself) follows the container logs again from then on; a push's log goes on from the last line the browser
-got (each event's id is its offset in the log: `Last-Event-ID`).
+line as text (the browser's `textContent`: nothing of it is markup). Both go on after a reconnect from the last
+line the browser got, none twice, none lost: the browser sends the last event's id back (`Last-Event-ID`; the
+script, when it opens a new EventSource after a refused reconnect, as `?after=`). A push's event id is its
+offset in the log; a container log's is a cursor (deploy/logcursor.py: each source's last stamp), and the page
+gives its stream the cursor of the lines it holds, so the lines printed between the page and the stream come too.
 """
 
 from __future__ import annotations
@@ -19,6 +21,7 @@ from starlette.responses import Response, StreamingResponse
 
 from minipaas.access import access
 from minipaas.dashboard import auth, pages, views
+from minipaas.deploy import logcursor
 from minipaas.errors import MinipaasError, NotFound
 from minipaas.state.host import Host
 from minipaas.state.settings import Settings
@@ -45,41 +48,40 @@ def logs_page(request: Request) -> Response:
     from minipaas.deploy import processes
 
     who, app = _allowed(request)
+    started, cursor = time.time_ns(), logcursor.Cursor()
     try:
-        text = b"".join(processes.logs(auth.host(request), app, lines=PAGE_LINES, follow=False))
-        lines, error = text.decode("utf-8", errors="replace").splitlines(), ""
+        stamped = list(processes.stamped_logs(auth.host(request), app, cursor, lines=PAGE_LINES, follow=False))
+        stamped.sort(key=lambda s: s[1] or 0)  # several containers' lines in the order they were printed
+        for source, ns, _ in stamped:
+            cursor.admit(source, ns)
+        lines, error = [text.decode("utf-8", errors="replace") for _, _, text in stamped[-PAGE_LINES:]], ""
     except MinipaasError as exc:
         lines, error = [], exc.message
-    return pages.render(request, "logs.html", who, app=app, lines=lines, error=error)
+    cursor.baseline = started  # a container the page has no line of is read from when the page was asked for
+    return pages.render(request, "logs.html", who, app=app, lines=lines, error=error, cursor=cursor.render())
 
 
-def sse(lines: Iterator[bytes]) -> Iterator[bytes]:
-    """Server-sent events of the chunks of a byte stream, one event per complete line (a partial line waits for
-    its end); a line is cut at MAX_LINE bytes, carriage returns dropped (each would start a new field)."""
+def stamped_sse(stamped: Iterator[tuple[str, int | None, bytes]], cursor: logcursor.Cursor) -> Iterator[bytes]:
+    """Server-sent events of stamped lines, those `cursor` had dropped; each event's id is the cursor after it."""
     yield b"retry: 2000\n\n"
-    pending, problem = b"", ""
     try:
-        for chunk in lines:
-            pending += chunk
-            *complete, pending = pending.split(b"\n")
-            for line in complete:
-                yield b"data: " + line[:MAX_LINE].replace(b"\r", b"") + b"\n\n"
+        for source, ns, line in stamped:
+            if cursor.admit(source, ns):
+                yield (b"id: " + cursor.render().encode() + b"\ndata: " + line[:MAX_LINE].replace(b"\r", b"")
+                       + b"\n\n")
     except MinipaasError as exc:  # no container runs (yet): said as an event of its own, the browser retries
-        problem = exc.message
-    if pending:
-        yield b"data: " + pending[:MAX_LINE].replace(b"\r", b"") + b"\n\n"
-    if problem:
-        yield b"event: problem\ndata: " + problem.encode()[:MAX_LINE].replace(b"\n", b" ") + b"\n\n"
+        yield b"event: problem\ndata: " + exc.message.encode()[:MAX_LINE].replace(b"\n", b" ") + b"\n\n"
 
 
 def logs_stream(request: Request) -> Response:
     from minipaas.deploy import processes
 
     _who, app = _allowed(request)
+    cursor = logcursor.Cursor.parse(request.headers.get("last-event-id") or request.query_params.get("after"))
     # A connection of its own: the stream is read in the thread pool's threads, whichever is free (SQLite's
     # connections are per thread; this one is used once, in the first read, before any line).
-    followed = processes.logs(Host(request.app.state.settings), app, lines=0, follow=True)
-    return StreamingResponse(sse(followed), media_type="text/event-stream",
+    followed = processes.stamped_logs(Host(request.app.state.settings), app, cursor, lines=0, follow=True)
+    return StreamingResponse(stamped_sse(followed, cursor), media_type="text/event-stream",
                              headers={"Cache-Control": "no-store", "X-Accel-Buffering": "no"})
 
 
@@ -119,7 +121,7 @@ def push_events(settings: Settings, app: str, offset: int) -> Iterator[bytes]:
 
 def push_stream(request: Request) -> Response:
     _who, app = _allowed(request, "releases:info")
-    start = request.headers.get("last-event-id") or request.query_params.get("from", "0")
+    start = request.headers.get("last-event-id") or request.query_params.get("after", "0")
     offset = int(start) if start.isdigit() and len(start) < 12 else 0
     return StreamingResponse(push_events(request.app.state.settings, app, offset), media_type="text/event-stream",
                              headers={"Cache-Control": "no-store", "X-Accel-Buffering": "no"})

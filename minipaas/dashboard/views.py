@@ -4,8 +4,9 @@ Nothing here queries the database or the engine on its own: the apps are `apps.l
 releases `releaselog.listing` (`releases`), processes `processes.status` (`ps`), config `config.entries`
 (`config`), domains `domains.of`, certificates `certs.info` (`certs`), services `services.linked_to`, disk
 `gc.report` (`report`), base images `stacks.listing` (`stack:list`), what gc frees `gc.collect(dry_run=True)`,
-the audit log `events.listing` (`events`). What a key may not reach is left out, as `apps:list` leaves it
-out for a deployer; config values are an admin's alone.
+the audit log `events.listing` (`events`), services' backups `servicebackups.listing` (`<kind>:backups`).
+What a key may not reach is left out, as `apps:list` leaves it out for a deployer; config values are an
+admin's alone.
 """
 
 from __future__ import annotations
@@ -168,19 +169,47 @@ def release(host: Host, who: Principal, app: str, number: str) -> tuple[releasel
 
 
 @dataclass
+class ServiceRow:
+    kind: str
+    name: str
+    version: str
+    backups: list[tuple[str, str, str]]  # (file, size, taken), newest first: `<kind>:backups`
+
+
+@dataclass
 class HostPage:
     disk: list[dict[str, object]]
     base_images: list[dict[str, object]]
     gc_lines: list[str]
-    services: list[str]
+    services: list[ServiceRow]
     nodes: list[str]
     events: list[dict[str, object]]
     problems: list[str]
 
 
+def size(n: int) -> str:
+    """A backup's size as `<kind>:backups` says it."""
+    return f"{n / 1e3:.0f} kB"
+
+
+def service_rows(host: Host, problems: list[str]) -> list[ServiceRow]:
+    """Each service with its kept backups, as `<kind>:list` and `<kind>:backups` (servicebackups.listing) say."""
+    from minipaas.deploy import servicebackups
+
+    rows = []
+    for s in services.all_of(host):
+        try:
+            kept = [(b.name, size(b.size), when(b.taken_at)) for b in reversed(servicebackups.listing(host, s))]
+        except (MinipaasError, OSError) as exc:
+            problems.append(f"the backups of {s.kind}:{s.name}: {getattr(exc, 'message', None) or exc}")
+            kept = []
+        rows.append(ServiceRow(s.kind, s.name, s.version, kept))
+    return rows
+
+
 def host_page(host: Host, who: Principal) -> HostPage:
-    """The host as `report`, `stack:list`, `gc --dry-run`, `*:list`, `cluster:nodes` and `events` show it:
-    an admin's page (those commands are an admin's)."""
+    """The host as `report`, `stack:list`, `gc --dry-run`, `*:list` and `*:backups`, `cluster:nodes` and
+    `events` show it: an admin's page (those commands are an admin's)."""
     from minipaas.build import stacks
     from minipaas.cluster import disks, membership
     from minipaas.deploy import gc
@@ -194,7 +223,7 @@ def host_page(host: Host, who: Principal) -> HostPage:
         gc.collect(host, dry_run=True, progress=page.gc_lines.append)
     except MinipaasError as exc:
         problems.append(exc.message)
-    page.services = [f"{s.kind}:{s.name} ({s.version})" for s in services.all_of(host)]
+    page.services = service_rows(host, problems)
     try:
         if membership.registry_address(host.settings):
             page.nodes = [f"{n.info.hostname} {n.info.role} {n.info.availability} {n.info.status} "

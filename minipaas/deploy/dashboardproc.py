@@ -8,37 +8,25 @@ and starts the process unless it runs (`ensure_running`); `report` says whether 
 
 from __future__ import annotations
 
-import os
-import subprocess
-import sys
 from pathlib import Path
 
+from minipaas.deploy import daemons
 from minipaas.routing import proxy
 from minipaas.state.settings import Settings
 
 COMMAND = "dashboard"
 
 
+DASHBOARD = daemons.Daemon(COMMAND, "dashboard")
+
+
 def pid_file(settings: Settings) -> Path:
-    return settings.nginx_dir / "run" / "dashboard.pid"
-
-
-def _is_dashboard(pid: int, settings: Settings) -> bool:
-    try:
-        cmdline = Path(f"/proc/{pid}/cmdline").read_bytes().split(b"\0")
-        environ = Path(f"/proc/{pid}/environ").read_bytes().split(b"\0")
-    except OSError:
-        return False
-    return COMMAND.encode() in cmdline and f"MINIPAAS_HOME={settings.home}".encode() in environ
+    return DASHBOARD.pid_file(settings)
 
 
 def running(settings: Settings) -> int | None:
     """The dashboard's pid when it runs for this home."""
-    try:
-        pid = int(pid_file(settings).read_text().strip())
-    except (OSError, ValueError):
-        return None
-    return pid if _is_dashboard(pid, settings) else None
+    return DASHBOARD.running(settings)
 
 
 def ensure_running(settings: Settings) -> bool:
@@ -46,13 +34,7 @@ def ensure_running(settings: Settings) -> bool:
     proxy.write_dashboard_site(settings)
     if running(settings) is not None:
         return False
-    settings.logs_dir.mkdir(parents=True, exist_ok=True)
-    with open(settings.logs_dir / "dashboard.log", "ab") as log:
-        subprocess.Popen(
-            [sys.executable, "-m", "minipaas", COMMAND],
-            stdin=subprocess.DEVNULL, stdout=log, stderr=log, start_new_session=True,
-            env={**os.environ, "MINIPAAS_HOME": str(settings.home)},
-        )
+    DASHBOARD.start(settings)
     return True
 
 

@@ -2,6 +2,9 @@
 plain containers on one host (moved unchanged from processes.py), or a cluster's Swarm tasks with the node each
 runs on and its `node:port`.
 
+The dashboard's log stream reads the same output stamped (`stamped_container_logs`, `stamped_task_logs`): each
+line with its source and the engine's time, from where its cursor says (deploy/logcursor.py).
+
 A row is the same dict for both; a task's also says its `node`. `health` means the same: `serving` when it runs
 and nginx routes to its address, `down` when it does not run (exited, crashed, being restarted), else `live`
 (running, the live release's, not routed) or `retiring` (running, an older release's).
@@ -12,10 +15,11 @@ from __future__ import annotations
 import queue
 import threading
 from collections.abc import Callable, Iterator
+from typing import TypeVar
 
 from minipaas.adapters import engine
 from minipaas.cluster import releases
-from minipaas.deploy import containers, formation
+from minipaas.deploy import containers, formation, logcursor
 from minipaas.errors import NotFound
 from minipaas.routing import proxy
 from minipaas.state import releaselog
@@ -23,6 +27,8 @@ from minipaas.state.host import Host
 
 CRASH_LINES = 10
 Row = dict[str, object]
+Stamped = tuple[str, int | None, bytes]  # (source, its stamp in ns, the line as shown: prefixed when several)
+T = TypeVar("T")
 
 
 def container_rows(host: Host, app: str) -> list[Row]:
@@ -104,14 +110,19 @@ def _last_lines(container: str, count: int) -> list[str]:
     return data.decode("utf-8", errors="replace").rstrip().splitlines()
 
 
-def container_logs(host: Host, app: str, *, lines: int, follow: bool) -> Iterator[bytes]:
-    """The live release's container output; with several containers, each line says whose it is."""
+def _live_containers(host: Host, app: str) -> list[engine.Container]:
     live = releaselog.live(host, app)
     mine = sorted((c for c in containers.app_containers(host, app)
                    if live is not None and c.labels.get(engine.RELEASE_LABEL) == str(live.number)),
                   key=lambda c: c.name)
     if not mine:
         raise NotFound(f"{app} has no running container; push it first")
+    return mine
+
+
+def container_logs(host: Host, app: str, *, lines: int, follow: bool) -> Iterator[bytes]:
+    """The live release's container output; with several containers, each line says whose it is."""
+    mine = _live_containers(host, app)
     if len(mine) == 1:
         yield from engine.logs(mine[0].id, tail=lines, follow=follow)
         return
@@ -119,14 +130,40 @@ def container_logs(host: Host, app: str, *, lines: int, follow: bool) -> Iterato
                         for c in mine])
 
 
-def task_logs(host: Host, app: str, *, lines: int, follow: bool) -> Iterator[bytes]:
-    """The live release's services' output from every node (`docker service logs`), each line prefixed with its
-    task and node: `web.2@node-3 | ...`. `lines`: the last lines of each task."""
+def stamped_container_logs(host: Host, app: str, *, cursor: logcursor.Cursor, lines: int,
+                           follow: bool) -> Iterator[Stamped]:
+    """The same lines, each with its container (the source) and the engine's stamp, each container's from the
+    second its place in `cursor` says (the last `lines` of one the cursor knows nothing of, without a baseline);
+    the caller drops what it had with `cursor.admit`."""
+    mine = _live_containers(host, app)
+    since = {c.name: cursor.since(c.name) for c in mine}  # here: `admit` moves the cursor as the threads read
+
+    def read(c: engine.Container) -> Iterator[Stamped]:
+        start = since[c.name]
+        chunks = engine.logs(c.id, tail="all" if start else lines, follow=follow, timestamps=True, since=start)
+        for line in _lines(chunks):
+            ns, text = logcursor.split_stamp(line)
+            yield c.name, ns, (c.name.encode() + b" | " + text) if len(mine) > 1 else text
+
+    if len(mine) == 1:
+        yield from read(mine[0])
+        return
+    yield from _merged([lambda c=c: read(c) for c in mine])
+
+
+def _live_services(host: Host, app: str) -> list[str]:
     live = releaselog.live(host, app)
     mine = [name for name in releases.app_services(host.settings, app)
             if live is not None and releases.release_of(name) == live.number]
     if not mine:
         raise NotFound(f"{app} has no running service; push it first")
+    return mine
+
+
+def task_logs(host: Host, app: str, *, lines: int, follow: bool) -> Iterator[bytes]:
+    """The live release's services' output from every node (`docker service logs`), each line prefixed with its
+    task and node: `web.2@node-3 | ...`. `lines`: the last lines of each task."""
+    mine = _live_services(host, app)
     yield from _merged([lambda name=name: _task_prefixed(host, app, name, lines=lines, follow=follow)
                         for name in mine])
 
@@ -140,22 +177,46 @@ def _task_prefixed(host: Host, app: str, name: str, *, lines: int, follow: bool)
         yield names.get(task, task[:12].encode()) + b" | " + line + b"\n"
 
 
-def _prefixed(prefix: bytes, chunks: Iterator[bytes]) -> Iterator[bytes]:
+def stamped_task_logs(host: Host, app: str, *, cursor: logcursor.Cursor, lines: int,
+                      follow: bool) -> Iterator[Stamped]:
+    """`stamped_container_logs` for a cluster: each task is a source; a service's tasks are one stream, read from
+    the cursor's oldest second (`admit` drops what each task had)."""
+    start = cursor.oldest()
+
+    def read(name: str) -> Iterator[Stamped]:
+        process = releases.process_of(host.settings, app, name)
+        names: dict[str, bytes] = {}
+        for task, line in releases.logs(name, tail="all" if start else lines, follow=follow, timestamps=True,
+                                        since=start):
+            if task not in names:
+                names.update({t.id: f"{process}.{t.slot}@{t.node}".encode() for t in releases.tasks(name)})
+            ns, text = logcursor.split_stamp(line)
+            yield task or name, ns, names.get(task, task[:12].encode()) + b" | " + text
+
+    yield from _merged([lambda name=name: read(name) for name in _live_services(host, app)])
+
+
+def _lines(chunks: Iterator[bytes]) -> Iterator[bytes]:
+    """A byte stream's lines, without their ends; a last line without an end too."""
     pending = b""
     for chunk in chunks:
         pending += chunk
         *complete, pending = pending.split(b"\n")
-        for line in complete:
-            yield prefix + b" | " + line + b"\n"
+        yield from complete
     if pending:
-        yield prefix + b" | " + pending + b"\n"
+        yield pending
 
 
-def _merged(sources: list[Callable[[], Iterator[bytes]]]) -> Iterator[bytes]:
-    """The lines of several streams as they come, each stream read by a thread of its own."""
-    out: queue.Queue[bytes | None] = queue.Queue(maxsize=1000)
+def _prefixed(prefix: bytes, chunks: Iterator[bytes]) -> Iterator[bytes]:
+    for line in _lines(chunks):
+        yield prefix + b" | " + line + b"\n"
 
-    def pump(source: Callable[[], Iterator[bytes]]) -> None:
+
+def _merged(sources: list[Callable[[], Iterator[T]]]) -> Iterator[T]:
+    """The items of several streams as they come, each stream read by a thread of its own."""
+    out: queue.Queue[T | None] = queue.Queue(maxsize=1000)
+
+    def pump(source: Callable[[], Iterator[T]]) -> None:
         try:
             for line in source():
                 out.put(line)

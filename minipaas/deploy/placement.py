@@ -26,7 +26,7 @@ from typing import ClassVar
 from minipaas import faultpoints
 from minipaas.adapters import engine
 from minipaas.cluster import membership, releases
-from minipaas.deploy import containers, formation, listing, taskcheck
+from minipaas.deploy import containers, formation, listing, logcursor, taskcheck
 from minipaas.deploy.bringup import bring_up
 from minipaas.routing import proxy
 from minipaas.state import releaselog
@@ -102,6 +102,9 @@ class Containers:
 
     def logs(self, *, lines: int, follow: bool) -> Iterator[bytes]:
         return listing.container_logs(self.host, self.app, lines=lines, follow=follow)
+
+    def stamped_logs(self, cursor: logcursor.Cursor, *, lines: int, follow: bool) -> Iterator[listing.Stamped]:
+        return listing.stamped_container_logs(self.host, self.app, cursor=cursor, lines=lines, follow=follow)
 
     def remove_strays(self, live: int | None, retiring: set[str]) -> list[str]:
         """What a crashed deploy left: containers neither of the live release nor retiring. A deploy killed after
@@ -237,6 +240,9 @@ class Services:
 
     def logs(self, *, lines: int, follow: bool) -> Iterator[bytes]:
         return listing.task_logs(self.host, self.app, lines=lines, follow=follow)
+
+    def stamped_logs(self, cursor: logcursor.Cursor, *, lines: int, follow: bool) -> Iterator[listing.Stamped]:
+        return listing.stamped_task_logs(self.host, self.app, cursor=cursor, lines=lines, follow=follow)
 
     def remove_strays(self, live: int | None, retiring: set[str]) -> list[str]:
         """What a crashed deploy left: services neither of the live release nor retiring, removed now (none is kept

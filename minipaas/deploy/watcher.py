@@ -24,7 +24,6 @@ from __future__ import annotations
 
 import http.client
 import os
-import subprocess
 import sys
 import threading
 import time
@@ -32,7 +31,7 @@ from pathlib import Path
 
 from minipaas.adapters import engine
 from minipaas.cluster import membership
-from minipaas.deploy import taskwatch
+from minipaas.deploy import daemons, taskwatch
 from minipaas.errors import MinipaasError, NotFound
 from minipaas.routing import routes
 from minipaas.state.host import Host
@@ -42,31 +41,21 @@ GONE = ("die", "destroy", "kill", "oom", "stop")
 BACK_WITHIN = 60.0  # seconds a restarted container has to answer before it is left out
 
 
+WATCHER = daemons.Daemon("watch", "watch")
+
+
 def pid_file(settings: Settings) -> Path:
-    return settings.nginx_dir / "run" / "watch.pid"
-
-
-def _is_watcher(pid: int, settings: Settings) -> bool:
-    try:
-        cmdline = Path(f"/proc/{pid}/cmdline").read_bytes().split(b"\0")
-        environ = Path(f"/proc/{pid}/environ").read_bytes().split(b"\0")
-    except OSError:
-        return False
-    return b"watch" in cmdline and f"MINIPAAS_HOME={settings.home}".encode() in environ
+    return WATCHER.pid_file(settings)
 
 
 def running(settings: Settings) -> int | None:
-    try:
-        pid = int(pid_file(settings).read_text().strip())
-    except (OSError, ValueError):
-        return None
-    return pid if _is_watcher(pid, settings) else None
+    return WATCHER.running(settings)
 
 
 def ensure_running(settings: Settings) -> None:
     """Start the watcher of this home unless it runs."""
     if running(settings) is None:
-        _spawn(settings, "watch")
+        WATCHER.start(settings)
 
 
 def run(settings: Settings) -> None:
@@ -125,18 +114,7 @@ def _down(container: str) -> bool:
 
 def restore_in_background(settings: Settings) -> None:
     """`ps:restore` of this home, in a process of its own."""
-    _spawn(settings, "ps:restore")
-
-
-def _spawn(settings: Settings, command: str) -> None:
-    """A minipaas command of this home in a session of its own, its lines in the watcher's log."""
-    settings.logs_dir.mkdir(parents=True, exist_ok=True)
-    with open(settings.logs_dir / "watch.log", "ab") as log:
-        subprocess.Popen(
-            [sys.executable, "-m", "minipaas", command],
-            stdin=subprocess.DEVNULL, stdout=log, stderr=log, start_new_session=True,
-            env={**os.environ, "MINIPAAS_HOME": str(settings.home)},
-        )
+    daemons.spawn(settings, "ps:restore", log=WATCHER.name)
 
 
 def handle(settings: Settings, event: dict[str, object], forgotten: dict[str, str]) -> None:

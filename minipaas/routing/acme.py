@@ -1,7 +1,9 @@
 """Let's Encrypt (or any ACME CA): certificates obtained and renewed over ACME HTTP-01.
 
 `letsencrypt:enable APP` asks the CA at MINIPAAS_ACME_DIRECTORY for a certificate covering all of
-the app's domains. The CA proves control of each name by fetching
+the app's domains (`@dashboard`, `proxy.DASHBOARD_SITE` here: the dashboard's name, `dashboard-domain`; that
+it is renewed is a file of its own, `acme/dashboard.letsencrypt`: it is no app with settings). The CA proves
+control of each name by fetching
 `http://<domain>/.well-known/acme-challenge/<token>`, which nginx serves from `settings.acme_root`
 for every app, over plain HTTP, certificate or not. Only a certificate the CA issued is installed
 (with `certs.install`): any failure leaves the previous one, if any, serving.
@@ -29,7 +31,7 @@ from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import ec
 
 from minipaas.errors import MinipaasError
-from minipaas.routing import certfiles, certs, domains
+from minipaas.routing import certfiles, certs, proxy
 from minipaas.state import apps, locks, perms
 from minipaas.state.host import Host
 from minipaas.state.settings import Settings
@@ -57,18 +59,44 @@ def account_key_path(settings: Settings) -> Path:
     return settings.home / "acme" / "account.key"
 
 
+def dashboard_flag(settings: Settings) -> Path:
+    """Present while the dashboard's certificate is renewed (its `letsencrypt` setting, as an app's is)."""
+    return settings.home / "acme" / "dashboard.letsencrypt"
+
+
+def label(app: str) -> str:
+    """How the commands name a target: the app, or `@dashboard`."""
+    return proxy.DASHBOARD_TARGET if app == proxy.DASHBOARD_SITE else app
+
+
+def _set_renewed(host: Host, app: str, on: bool) -> None:
+    if app != proxy.DASHBOARD_SITE:
+        apps.set_setting(host, app, "letsencrypt", "on" if on else "off")
+    elif on:
+        dashboard_flag(host.settings).parent.mkdir(parents=True, exist_ok=True)
+        perms.write_file(dashboard_flag(host.settings), b"on\n", perms.PRIVATE_FILE)
+    else:
+        dashboard_flag(host.settings).unlink(missing_ok=True)
+
+
+def renewed(host: Host) -> list[str]:
+    """The targets `letsencrypt:renew` issues again: apps with letsencrypt on, then the dashboard when it is."""
+    targets = [app for app in apps.names(host) if apps.get_setting(host, app, "letsencrypt") == "on"]
+    return targets + ([proxy.DASHBOARD_SITE] if dashboard_flag(host.settings).exists() else [])
+
+
 # -- commands ------------------------------------------------------------------------------
 
 def enable(host: Host, app: str, progress: Progress) -> certs.CertInfo:
     """Issue a certificate for the app now and keep it renewed (the `letsencrypt` setting)."""
     cert = issue(host, app, progress)
-    apps.set_setting(host, app, "letsencrypt", "on")
+    _set_renewed(host, app, True)
     return cert
 
 
 def disable(host: Host, app: str) -> None:
     """Stop renewing; the current certificate keeps serving until `certs:remove` or expiry."""
-    apps.set_setting(host, app, "letsencrypt", "off")
+    _set_renewed(host, app, False)
 
 
 def renew(host: Host, progress: Progress, *, force: bool = False) -> list[Renewal]:
@@ -77,23 +105,22 @@ def renew(host: Host, progress: Progress, *, force: bool = False) -> list[Renewa
     One app failing does not stop the others; the failures are in the returned list.
     """
     results: list[Renewal] = []
-    for app in apps.names(host):
-        if apps.get_setting(host, app, "letsencrypt") != "on":
-            continue
+    for app in renewed(host):
+        name = label(app)
         try:
             reason = due(host, app, force=force)
             if reason is None:
                 days = certs.info(host, app).days_left
-                results.append(Renewal(app, "skipped", f"{days} days left"))
-                progress(f"-----> {app}: skipped, {days} days left")
+                results.append(Renewal(name, "skipped", f"{days} days left"))
+                progress(f"-----> {name}: skipped, {days} days left")
                 continue
-            progress(f"-----> {app}: renewing ({reason})")
+            progress(f"-----> {name}: renewing ({reason})")
             cert = issue(host, app, progress)
         except MinipaasError as exc:
-            results.append(Renewal(app, "failed", exc.message))
-            progress(f"       {app}: failed: {exc.message}")
+            results.append(Renewal(name, "failed", exc.message))
+            progress(f"       {name}: failed: {exc.message}")
             continue
-        results.append(Renewal(app, "renewed", f"expires {cert.not_after:%Y-%m-%d}"))
+        results.append(Renewal(name, "renewed", f"expires {cert.not_after:%Y-%m-%d}"))
     return results
 
 
@@ -106,7 +133,7 @@ def due(host: Host, app: str, *, force: bool = False) -> str | None:
     cert = certs.info(host, app)
     if cert.days_left < RENEW_DAYS:
         return f"{cert.days_left} days left"
-    missing = sorted(set(domains.of(host, app)) - set(cert.sans))
+    missing = sorted(set(certs.names(host, app)) - set(cert.sans))
     if missing:
         return f"not covering {', '.join(missing)}"
     return None
@@ -119,7 +146,9 @@ def issue(host: Host, app: str, progress: Progress) -> certs.CertInfo:
     settings = host.settings
     if not re.fullmatch(r"https?://\S+", settings.acme_directory):
         raise AcmeFailed(f"MINIPAAS_ACME_DIRECTORY must be an http(s) URL, not {settings.acme_directory!r}")
-    names = domains.of(host, app)
+    names = certs.names(host, app)
+    if app == proxy.DASHBOARD_SITE:
+        proxy.write_dashboard_site(settings)  # its vhost answers the challenge (ps:restore may not have run yet)
     progress(f"-----> Requesting a certificate for {', '.join(names)} from {settings.acme_directory}")
     key = ec.generate_private_key(ec.SECP256R1())
     key_pem = key.private_bytes(serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8,
@@ -132,7 +161,7 @@ def issue(host: Host, app: str, progress: Progress) -> certs.CertInfo:
         if not order.fullchain_pem:
             raise AcmeFailed(f"the ACME server at {settings.acme_directory} issued no certificate")
         cert = certs.install(host, app, order.fullchain_pem.encode(), key_pem)
-    progress(f"-----> Installed the certificate of {app} from {cert.issuer}, "
+    progress(f"-----> Installed the certificate of {label(app)} from {cert.issuer}, "
              f"valid until {cert.not_after:%Y-%m-%d}")
     return cert
 

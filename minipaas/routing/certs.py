@@ -152,7 +152,7 @@ def install(host: Host, app: str, chain_pem: bytes, key_pem: bytes) -> CertInfo:
     return cert
 
 
-def _names(host: Host, app: str) -> list[str]:
+def names(host: Host, app: str) -> list[str]:
     """The names a certificate of this app (or of the dashboard, `proxy.DASHBOARD_SITE`) is for."""
     return [host.settings.dashboard_host] if app == proxy.DASHBOARD_SITE else domains.of(host, app)
 
@@ -172,10 +172,10 @@ def generate(host: Host, app: str, *, days: int = 365) -> CertInfo:
     from cryptography.hazmat.primitives.asymmetric import ec
     from cryptography.x509.oid import NameOID
 
-    names = _names(host, app)
+    sans = names(host, app)
     key = ec.generate_private_key(ec.SECP256R1())
     now = datetime.datetime.now(datetime.UTC)
-    subject = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, names[0])])
+    subject = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, sans[0])])
     cert = (
         x509.CertificateBuilder()
         .subject_name(subject).issuer_name(subject)
@@ -183,7 +183,7 @@ def generate(host: Host, app: str, *, days: int = 365) -> CertInfo:
         .serial_number(x509.random_serial_number())
         .not_valid_before(now - datetime.timedelta(minutes=5))
         .not_valid_after(now + datetime.timedelta(days=days))
-        .add_extension(x509.SubjectAlternativeName([x509.DNSName(n) for n in names]), critical=False)
+        .add_extension(x509.SubjectAlternativeName([x509.DNSName(n) for n in sans]), critical=False)
         .add_extension(x509.BasicConstraints(ca=True, path_length=None), critical=True)
         .sign(key, hashes.SHA256())
     )

@@ -27,6 +27,7 @@ from minipaas.state.host import Host
 from minipaas.state.settings import Settings
 
 DASHBOARD_SITE = "-dashboard"
+DASHBOARD_TARGET = "@dashboard"  # what certs:* and letsencrypt:* take in an app's place (no app name has an @)
 MAX_SOCKET_PATH = 100  # sun_path is 108 bytes, nginx needs "unix:" and a NUL
 
 

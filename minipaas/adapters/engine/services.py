@@ -295,12 +295,14 @@ def tasks(name: str) -> list[Task]:
     return sorted(result, key=lambda t: t.created)
 
 
-def logs(name: str, *, tail: int | str = "all", follow: bool = False) -> Iterator[tuple[str, bytes]]:
+def logs(name: str, *, tail: int | str = "all", follow: bool = False, timestamps: bool = False,
+         since: int | None = None) -> Iterator[tuple[str, bytes]]:
     """The service's output from every node (`docker service logs`): (task id, one line) at a time. The engine
-    says which task wrote each line in the line's details (`com.docker.swarm.task.id=...`)."""
+    says which task wrote each line in the line's details (`com.docker.swarm.task.id=...`); `timestamps`: the
+    line's text begins with its time (the engine puts it before the details); `since`: as for a container."""
     try:
         stream = _api().service_logs(name, details=True, follow=follow, stdout=True, stderr=True, tail=tail,
-                                     is_tty=False)
+                                     is_tty=False, timestamps=timestamps, since=since or 0)
         pending = b""
         for chunk in stream:
             pending += chunk
@@ -316,7 +318,11 @@ def logs(name: str, *, tail: int | str = "all", follow: bool = False) -> Iterato
 
 
 def _task_line(line: bytes) -> tuple[str, bytes]:
+    stamp = b""
+    if line[:1].isdigit():  # `--timestamps`: the time comes first, the details after it
+        stamp, _, line = line.partition(b" ")
+        stamp += b" "
     details, _, text = line.partition(b" ")
     fields = dict(f.partition(b"=")[::2] for f in details.split(b","))
     task = fields.get(b"com.docker.swarm.task.id")
-    return (task.decode(), text) if task else ("", line)
+    return (task.decode(), stamp + text) if task else ("", stamp + line)

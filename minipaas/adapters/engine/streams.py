@@ -21,12 +21,15 @@ def events(filters: dict[str, str], *, since: int | None = None) -> Iterator[dic
         raise EngineError(f"cannot follow the engine's events: {_reason(exc)}") from None
 
 
-def logs(ref: str, *, tail: int | str = "all", follow: bool = False) -> Iterator[bytes]:
+def logs(ref: str, *, tail: int | str = "all", follow: bool = False, timestamps: bool = False,
+         since: int | None = None) -> Iterator[bytes]:
+    """A container's output; `timestamps`: each line begins with the time the engine read it (RFC 3339, ns);
+    `since`: only lines from that second (Unix time) on, that second included."""
     try:
         if follow:
-            yield from _api().logs(ref, stream=True, follow=True, tail=tail)
+            yield from _api().logs(ref, stream=True, follow=True, tail=tail, timestamps=timestamps, since=since)
         else:
-            yield _api().logs(ref, tail=tail)
+            yield _api().logs(ref, tail=tail, timestamps=timestamps, since=since)
     except docker.errors.NotFound:
         raise NotFound(f"container {ref} does not exist") from None
     except docker.errors.APIError as exc:
