@@ -38,6 +38,7 @@ if not (os.path.exists(CHROMIUM) and os.path.exists(CHROMEDRIVER)):
 pytest.importorskip("selenium", reason="needs the selenium package (pip install selenium)")
 
 from selenium import webdriver  # noqa: E402
+from selenium.common.exceptions import NoSuchElementException, StaleElementReferenceException  # noqa: E402
 from selenium.webdriver.chrome.service import Service  # noqa: E402
 from selenium.webdriver.common.by import By  # noqa: E402
 from selenium.webdriver.common.keys import Keys  # noqa: E402
@@ -137,14 +138,24 @@ def shot(driver: webdriver.Chrome, name: str) -> None:
         driver.save_screenshot(str(ROOT / "docs" / name))
 
 
+def settled(driver: webdriver.Chrome, seconds: float) -> WebDriverWait:
+    """A wait that polls again when an element it found went with a navigation (the page a form's POST answers)."""
+    return WebDriverWait(driver, seconds, ignored_exceptions=(StaleElementReferenceException,))
+
+
 def heading(driver: webdriver.Chrome) -> str:
-    return driver.find_element(By.TAG_NAME, "h1").text
+    """The page's h1; "" while a navigation replaces the page (the element found is gone before its text is read:
+    a wait polls again)."""
+    try:
+        return driver.find_element(By.TAG_NAME, "h1").text
+    except (NoSuchElementException, StaleElementReferenceException):
+        return ""
 
 
 def test_log_in_through_a_minted_link_see_the_apps_and_follow_a_review_app(dash: Dash,
                                                                           browser: webdriver.Chrome) -> None:
     browser.get(dash.link("alice"))
-    WebDriverWait(browser, 10).until(ec.title_contains("Apps"))
+    settled(browser, 10).until(ec.title_contains("Apps"))
     row = browser.find_element(By.CSS_SELECTOR, f'tr[data-app="{dash.app}"]')
     assert "serving" in row.text and "app" in row.text
     review = browser.find_element(By.CSS_SELECTOR, f'tr[data-app="{dash.review}"]')
@@ -158,7 +169,7 @@ def test_log_in_through_a_minted_link_see_the_apps_and_follow_a_review_app(dash:
     shot(browser, "dashboard-apps.png")
     browser.set_window_size(390, 844)
     try:
-        WebDriverWait(browser, 10).until(lambda d: d.execute_script("return window.innerWidth") <= 400)
+        settled(browser, 10).until(lambda d: d.execute_script("return window.innerWidth") <= 400)
         assert browser.execute_script(fits, "html") and browser.execute_script(fits, "main .scroll")
         browser.find_element(By.ID, "q").send_keys(Keys.TAB)  # by keyboard, from the filter to its button
         ring = "const a = document.activeElement; return [a.textContent, getComputedStyle(a).outlineStyle];"
@@ -167,10 +178,10 @@ def test_log_in_through_a_minted_link_see_the_apps_and_follow_a_review_app(dash:
         browser.set_window_size(1280, 900)
     # The branch's own page, and from there the branch's deploy itself.
     review.find_element(By.CSS_SELECTOR, "a.applink").click()
-    WebDriverWait(browser, 10).until(lambda d: heading(d) == dash.review)
+    settled(browser, 10).until(lambda d: heading(d) == dash.review)
     assert "Review app of" in browser.page_source
     browser.find_element(By.CSS_SELECTOR, "main a.url").click()
-    WebDriverWait(browser, 30).until(lambda d: "from minipaas" in d.find_element(By.TAG_NAME, "body").text)
+    settled(browser, 30).until(lambda d: "from minipaas" in d.find_element(By.TAG_NAME, "body").text)
     # The app's page: releases, config names, and the admin's explicit click for values.
     browser.get(f"{dash.base}/apps/{dash.app}")
     releases = browser.find_elements(By.CSS_SELECTOR, "table.releases tbody tr")
@@ -178,14 +189,14 @@ def test_log_in_through_a_minted_link_see_the_apps_and_follow_a_review_app(dash:
     assert "API_TOKEN" in browser.page_source and "tok-s3cret-value" not in browser.page_source
     shot(browser, "dashboard-app.png")
     browser.find_element(By.CSS_SELECTOR, 'tr[data-release="1"] a.release').click()
-    WebDriverWait(browser, 10).until(lambda d: heading(d).endswith("release 1"))
+    settled(browser, 10).until(lambda d: heading(d).endswith("release 1"))
     assert "npm ci" in browser.find_element(By.CSS_SELECTOR, "pre.log").text  # the build's log
     browser.back()
     browser.find_element(By.CSS_SELECTOR, "a.show-values").click()
-    WebDriverWait(browser, 10).until(lambda d: "tok-s3cret-value" in d.page_source)
+    settled(browser, 10).until(lambda d: "tok-s3cret-value" in d.page_source)
     # The host: disk per app, base images and who uses them, what gc would free, the audit log.
     browser.find_element(By.LINK_TEXT, "Host").click()
-    WebDriverWait(browser, 60).until(lambda d: heading(d) == "Host")
+    settled(browser, 60).until(lambda d: heading(d) == "Host")
     assert dash.app in browser.find_element(By.TAG_NAME, "main").text and "minipaas/node:" in browser.page_source
     assert "<code>dashboard:login</code>" in browser.page_source  # the audit log: the login asked for over ssh
     shot(browser, "dashboard-host.png")
@@ -193,7 +204,7 @@ def test_log_in_through_a_minted_link_see_the_apps_and_follow_a_review_app(dash:
 
 def test_a_deployer_sees_only_its_granted_apps_and_no_config_value(dash: Dash, browser: webdriver.Chrome) -> None:
     browser.get(dash.link("dave"))
-    WebDriverWait(browser, 10).until(ec.title_contains("Apps"))
+    settled(browser, 10).until(ec.title_contains("Apps"))
     shown = {e.get_attribute("data-app") for e in browser.find_elements(By.CSS_SELECTOR, "tr[data-app]")}
     assert shown == {dash.app, dash.review}  # not the hidden app
     browser.get(f"{dash.base}/apps/{dash.app}")
@@ -220,7 +231,7 @@ def test_a_removed_keys_session_is_refused(dash: Dash, browser: webdriver.Chrome
     dash.paas.run("ssh-keys:add", "erin", "--role", "admin",
                   input=dash.sshd.key("erin").with_suffix(".pub").read_text())
     browser.get(dash.link("erin"))
-    WebDriverWait(browser, 10).until(ec.title_contains("Apps"))
+    settled(browser, 10).until(ec.title_contains("Apps"))
     dash.paas.run("ssh-keys:remove", "erin")
     browser.get(f"{dash.base}/apps/{dash.app}")
     assert heading(browser) == "401" and "dashboard:login" in browser.page_source
@@ -230,7 +241,7 @@ def test_a_removed_keys_session_is_refused(dash: Dash, browser: webdriver.Chrome
 
 def test_a_cross_site_form_post_is_refused(dash: Dash, browser: webdriver.Chrome, tmp_path: Path) -> None:
     browser.get(dash.link("alice"))  # a logged-in admin ...
-    WebDriverWait(browser, 10).until(ec.title_contains("Apps"))
+    settled(browser, 10).until(ec.title_contains("Apps"))
     # ... visits another site, whose form posts to the dashboard's restart.
     (tmp_path / "evil.html").write_text(
         f'<!doctype html><form method="post" action="{dash.base}/apps/{dash.app}/restart">'
@@ -245,7 +256,7 @@ def test_a_cross_site_form_post_is_refused(dash: Dash, browser: webdriver.Chrome
     try:
         browser.get(f"http://127.0.0.1:{server.server_address[1]}/evil.html")
         browser.find_element(By.ID, "go").click()
-        WebDriverWait(browser, 10).until(lambda d: d.current_url.endswith("/restart"))
+        settled(browser, 10).until(lambda d: d.current_url.endswith("/restart"))
         assert heading(browser) in ("401", "403")
     finally:
         server.shutdown()
@@ -257,9 +268,9 @@ def test_a_cross_site_form_post_is_refused(dash: Dash, browser: webdriver.Chrome
 
 def test_follow_an_apps_logs_while_it_logs(dash: Dash, browser: webdriver.Chrome) -> None:
     browser.get(dash.link("alice"))
-    WebDriverWait(browser, 10).until(ec.title_contains("Apps"))
+    settled(browser, 10).until(ec.title_contains("Apps"))
     browser.get(f"{dash.base}/apps/{dash.app}/logs")
-    WebDriverWait(browser, 10).until(lambda d: d.find_element(By.ID, "log-state").text == "following")
+    settled(browser, 10).until(lambda d: d.find_element(By.ID, "log-state").text == "following")
     container = next(r["name"] for r in json.loads(dash.paas.run("ps", dash.app, "--json").stdout)
                      if r["process"] == "web" and r["state"] == "running")
     marker = f"dashboard-live-{time.time_ns()}"
@@ -267,18 +278,18 @@ def test_follow_an_apps_logs_while_it_logs(dash: Dash, browser: webdriver.Chrome
     printed = subprocess.run(["docker", "exec", container, "sh", "-c", f"echo {marker} > /proc/1/fd/1"],
                              capture_output=True, text=True)
     assert printed.returncode == 0, printed.stderr + printed.stdout
-    WebDriverWait(browser, 10).until(lambda d: marker in d.find_element(By.ID, "log").text)
+    settled(browser, 10).until(lambda d: marker in d.find_element(By.ID, "log").text)
     # The stream survives a reconnect: the dashboard killed, a line printed while it is down, the dashboard back
     # (ps:restore); the browser goes on after its last line: the new line once, the old one not again.
     pid = int((dash.paas.home / "nginx" / "run" / "dashboard.pid").read_text())
     os.kill(pid, 9)
-    WebDriverWait(browser, 10).until(lambda d: "reconnecting" in d.find_element(By.ID, "log-state").text)
+    settled(browser, 10).until(lambda d: "reconnecting" in d.find_element(By.ID, "log-state").text)
     missed = f"dashboard-missed-{time.time_ns()}"
     printed = subprocess.run(["docker", "exec", container, "sh", "-c", f"echo {missed} > /proc/1/fd/1"],
                              capture_output=True, text=True)
     assert printed.returncode == 0, printed.stderr + printed.stdout
     assert "dashboard: started" in dash.paas.run("ps:restore").stdout
-    WebDriverWait(browser, 30).until(lambda d: missed in d.find_element(By.ID, "log").text)
+    settled(browser, 30).until(lambda d: missed in d.find_element(By.ID, "log").text)
     text = browser.find_element(By.ID, "log").text
     assert text.count(marker) == 1 and text.count(missed) == 1, text[-2000:]
     # What the browser said meanwhile: the cut stream and nginx's 503s while the dashboard was down, nothing else.
@@ -290,21 +301,21 @@ def test_stop_and_start_a_review_app_as_an_admin(dash: Dash, browser: webdriver.
     host = f"feature-login.{dash.app}.paas.test"
     assert dash.paas.get("", host=host).status == 200
     browser.get(dash.link("alice"))
-    WebDriverWait(browser, 10).until(ec.title_contains("Apps"))
+    settled(browser, 10).until(ec.title_contains("Apps"))
     browser.get(f"{dash.base}/apps/{dash.review}")
     browser.find_element(By.CSS_SELECTOR, "button.stop").click()
-    WebDriverWait(browser, 60).until(lambda d: "Stopped." in d.page_source or heading(d).isdigit())
+    settled(browser, 60).until(lambda d: "Stopped." in d.page_source or heading(d).isdigit())
     assert "(stopped)" in browser.find_element(By.TAG_NAME, "main").text
     assert dash.paas.get("", host=host).status == 503
     browser.find_element(By.CSS_SELECTOR, "button.start").click()
-    WebDriverWait(browser, 60).until(lambda d: "Started." in d.page_source or heading(d).isdigit())
+    settled(browser, 60).until(lambda d: "Started." in d.page_source or heading(d).isdigit())
     assert dash.paas.get("", host=host).status == 200
     assert dash.paas.get(dash.app).status == 200  # the app itself went on serving
 
 
 def test_watch_a_pushs_lines_appear_while_the_push_runs(dash: Dash, browser: webdriver.Chrome) -> None:
     browser.get(dash.link("dave"))  # a deployer granted the app sees its pushes
-    WebDriverWait(browser, 10).until(ec.title_contains("Apps"))
+    settled(browser, 10).until(ec.title_contains("Apps"))
     checkout = dash.paas.work / f"{dash.app}-src"
     # A release step that takes a while (a migration, say): the push runs long enough to be watched running.
     (checkout / "Procfile").write_text("web: node server.js\nrelease: sleep 6\n")
@@ -332,7 +343,7 @@ def test_watch_a_pushs_lines_appear_while_the_push_runs(dash: Dash, browser: web
             time.sleep(0.1)
         assert seen_running, (f"the page never followed the push while it ran: "
                               f"{browser.find_element(By.ID, 'log-state').text!r}\n{log.text}")
-        WebDriverWait(browser, 10).until(lambda d: d.find_element(By.ID, "log-state").text == "finished")
+        settled(browser, 10).until(lambda d: d.find_element(By.ID, "log-state").text == "finished")
     finally:
         pusher.join(timeout=600)
     assert result and result[0].returncode == 0
@@ -348,10 +359,10 @@ def test_watch_a_pushs_lines_appear_while_the_push_runs(dash: Dash, browser: web
 def test_roll_back_as_an_admin_and_the_old_release_is_served(dash: Dash, browser: webdriver.Chrome) -> None:
     assert dash.paas.get(dash.app).body.startswith("Bonjour from minipaas")
     browser.get(dash.link("alice"))
-    WebDriverWait(browser, 10).until(ec.title_contains("Apps"))
+    settled(browser, 10).until(ec.title_contains("Apps"))
     browser.get(f"{dash.base}/apps/{dash.app}")
     browser.find_element(By.CSS_SELECTOR, 'tr[data-release="1"] button.rollback').click()
-    WebDriverWait(browser, 180).until(lambda d: "Rolled back." in d.page_source or heading(d).isdigit())
+    settled(browser, 180).until(lambda d: "Rolled back." in d.page_source or heading(d).isdigit())
     assert "Rolled back." in browser.page_source, browser.find_element(By.TAG_NAME, "main").text
     newest = max(r["number"] for r in json.loads(dash.paas.run("releases", dash.app, "--json").stdout))
     assert browser.find_element(By.ID, "live-release").text == str(newest)
