@@ -17,6 +17,7 @@ import json
 import os
 import re
 import socket
+import sqlite3
 import ssl
 import subprocess
 import threading
@@ -225,6 +226,25 @@ def test_a_deployer_sees_only_its_granted_apps_and_no_config_value(dash: Dash, b
     assert heading(browser) == "401"
     refused = dash.sshd.ssh("dave", "dashboard:login", "--key", "alice")  # a login is for the key that asks
     assert refused.returncode == 1 and "for the key that asks" in refused.stderr
+
+
+def test_a_used_expired_or_forged_login_link_is_refused(dash: Dash, browser: webdriver.Chrome) -> None:
+    used = dash.link("alice")
+    browser.get(used)
+    settled(browser, 10).until(ec.title_contains("Apps"))
+    browser.delete_all_cookies()  # a second browser, as it were, opening the same link
+    browser.get(used)
+    assert heading(browser) == "403" and "used already" in browser.page_source
+    expired = dash.link("alice")
+    with sqlite3.connect(dash.paas.home / "minipaas.db") as db:  # five minutes later, as far as the link knows
+        db.execute("UPDATE dashboard_links SET expires_at = expires_at - 301 WHERE used_at IS NULL")
+    browser.get(expired)
+    assert heading(browser) == "403" and "expired" in browser.page_source
+    forged = used[:-6] + ("AAAAAA" if not used.endswith("AAAAAA") else "BBBBBB")
+    browser.get(forged)
+    assert heading(browser) == "403" and "not a login link" in browser.page_source
+    browser.get(f"{dash.base}/")
+    assert heading(browser) == "401"  # none of them logged the browser in
 
 
 def test_a_removed_keys_session_is_refused(dash: Dash, browser: webdriver.Chrome) -> None:
