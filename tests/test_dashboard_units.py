@@ -412,6 +412,9 @@ def test_a_pushs_log_streams_from_any_offset_and_ends_with_the_push(home: Home) 
     say.copy_to(log)
     say("-----> Building shop")
     say("       npm ci")
+    c, _ = logged_in(home, home.key("alice", "admin"))
+    refresh = '<noscript><meta http-equiv="refresh" content="5"></noscript>'
+    assert refresh in c.get("/apps/shop/push").text  # a running push's page, without JavaScript, reloads
     events = live.push_events(settings, "shop", 0)
     got = [next(events) for _ in range(4)]  # retry, the start line, the two lines said
     assert got[2].startswith(b"id: ") and got[2].endswith(b"data: -----> Building shop\n\n")
@@ -421,11 +424,10 @@ def test_a_pushs_log_streams_from_any_offset_and_ends_with_the_push(home: Home) 
     rest = b"".join(events)
     assert rest.endswith(b"data: =====> push finished: deployed\n\nevent: end\ndata: finished\n\n")
     # A reconnect with Last-Event-ID goes on from there, through the HTTP route too.
-    c, _ = logged_in(home, home.key("alice", "admin"))
     again = c.get("/apps/shop/push/stream", headers={"Last-Event-ID": str(offset)}).text
     assert "npm ci" not in again and "push finished: deployed" in again
     page = c.get("/apps/shop/push").text
-    assert "Building shop" in page and 'id="log-state" role="status">finished' in page
+    assert "Building shop" in page and 'id="log-state" role="status">finished' in page and refresh not in page
     # A new push starts the log anew: a reader past its end is told so and reads it from its start.
     pushlog.finish(pushlog.start(settings, "shop"), False)
     anew = b"".join(live.push_events(settings, "shop", offset + 1000))
