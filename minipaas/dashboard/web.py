@@ -11,6 +11,7 @@ Every error is a plain page with its status: never a traceback (Starlette's debu
 from __future__ import annotations
 
 import html
+import traceback
 from pathlib import Path
 from urllib.parse import unquote_to_bytes
 
@@ -119,7 +120,8 @@ class Guard:
             await self.app(scope, receive_counted, send_with_headers)
         except Exception:
             if started:
-                raise  # a stream that broke midway: nothing more can be sent
+                raise  # a stream that broke midway: nothing more can be sent (uvicorn logs it)
+            traceback.print_exc()  # to dashboard.log, which the page names
             await plain_page(500, "the dashboard failed on this page; the host's dashboard.log says why")(
                 scope, receive, send_with_headers)
 
