@@ -138,6 +138,17 @@ def main() -> int:
     if results.loads["before the setup"].endswith("(not quiet)"):
         raise SystemExit(f"the 1-minute load average stayed at or above {args.quiet} for {args.quiet_wait} minutes; "
                          "nothing was made (--quiet 0 runs anyway)")
+    try:
+        _measure(args, skip, results, marker)
+    finally:  # what was measured is printed also when a later phase fails (and its error after it)
+        results.loads["end"] = wait_quiet(0)
+        print(report(results, args))
+        if args.json:
+            json.dump(asdict(results), args.json, indent=1, default=str)
+    return 0
+
+
+def _measure(args: argparse.Namespace, skip: set[str], results: Results, marker: str) -> None:
     with bench_host(keep=args.keep) as host:
         # The commands as an installed minipaas runs them: with their bytecode cached (pip compiles it at install).
         host.env.pop("PYTHONDONTWRITEBYTECODE", None)
@@ -174,11 +185,6 @@ def main() -> int:
         finally:
             log(f"destroying {len(fleet.apps)} apps, {args.jobs} at a time")
             results.destroy_seconds = destroy(host, fleet, args.jobs)
-    results.loads["end"] = wait_quiet(0)
-    print(report(results, args))
-    if args.json:
-        json.dump(asdict(results), args.json, indent=1, default=str)
-    return 0
 
 
 if __name__ == "__main__":

@@ -4,6 +4,8 @@ and ps:restore. Each returns plain data; scale.py prints it."""
 
 from __future__ import annotations
 
+import os
+import signal
 import subprocess
 import sys
 import threading
@@ -296,6 +298,27 @@ class Restore:
     output_tail: list[str] = field(default_factory=list)
 
 
+def _restart_engine() -> str:
+    """The Docker engine restarted as a package upgrade does: systemd's unit where there is one; else dockerd (which
+    install.sh started in the background) told to stop, then started the same way. Returns how."""
+    if Path("/run/systemd/system").is_dir():
+        run(["systemctl", "restart", "docker"], timeout=600)
+        how = "the Docker engine restarted (`systemctl restart docker`)"
+    else:
+        pid = int(run(["pgrep", "-xo", "dockerd"]).stdout)
+        os.kill(pid, signal.SIGTERM)
+        deadline = time.monotonic() + 300
+        while Path(f"/proc/{pid}").exists() and time.monotonic() < deadline:
+            time.sleep(0.2)
+        with open("/var/log/minipaas-dockerd.log", "ab") as out:
+            subprocess.Popen(["dockerd"], stdout=out, stderr=out, stdin=subprocess.DEVNULL, start_new_session=True)
+        how = "the Docker engine restarted (SIGTERM to dockerd, then dockerd started again, as install.sh does)"
+    deadline = time.monotonic() + 300
+    while run(["docker", "info"], check=False, timeout=60).returncode != 0 and time.monotonic() < deadline:
+        time.sleep(1)
+    return how
+
+
 def restore(host: BenchHost, fleet: Fleet, *, restart_engine: bool) -> Restore:
     """Every app container of the home stopped with `docker stop` (or, with `restart_engine`, the Docker
     engine restarted), then `ps:restore`, timed until it exits and until every app answers 200."""
@@ -303,11 +326,7 @@ def restore(host: BenchHost, fleet: Fleet, *, restart_engine: bool) -> Restore:
     load = loadavg()
     started = time.monotonic()
     if restart_engine:
-        run(["service", "docker", "restart"], timeout=600)
-        deadline = time.monotonic() + 300
-        while run(["docker", "info"], check=False, timeout=60).returncode != 0 and time.monotonic() < deadline:
-            time.sleep(1)
-        how = "the Docker engine restarted (`service docker restart`)"
+        how = _restart_engine()
     else:
         for start in range(0, len(ids), 50):
             docker("stop", "-t", "2", *ids[start:start + 50], timeout=600)
