@@ -189,6 +189,16 @@ def test_log_in_through_a_minted_link_see_the_apps_and_follow_a_review_app(dash:
     assert [r.get_attribute("data-release") for r in releases] == ["3", "2", "1"]
     assert "API_TOKEN" in browser.page_source and "tok-s3cret-value" not in browser.page_source
     shot(browser, "dashboard-app.png")
+    # On a phone's width its releases and processes are cards too: neither the page nor a table scrolls sideways.
+    browser.set_window_size(390, 844)
+    try:
+        settled(browser, 10).until(lambda d: d.execute_script("return window.innerWidth") <= 400)
+        boxes = "return [...document.querySelectorAll('main .scroll')].map((e) => e.scrollWidth <= e.clientWidth);"
+        assert browser.execute_script(fits, "html") and browser.execute_script(boxes) == [True, True]
+        browser.execute_script("document.querySelector('table.releases').parentElement.previousElementSibling.scrollIntoView();")
+        shot(browser, "dashboard-app-phone.png")
+    finally:
+        browser.set_window_size(1280, 900)
     browser.find_element(By.CSS_SELECTOR, 'tr[data-release="1"] a.release').click()
     settled(browser, 10).until(lambda d: heading(d).endswith("release 1"))
     assert "npm ci" in browser.find_element(By.CSS_SELECTOR, "pre.log").text  # the build's log
