@@ -69,6 +69,17 @@ def running_pid(master: Master) -> int | None:
     return pid if pid > 0 and is_master_of(pid, master.conf) else None
 
 
+def died_pid(master: Master) -> int | None:
+    """The pid the master's pid file names when that master no longer runs: one that ended without stopping
+    (SIGKILL, the OOM killer, a crash). nginx removes its pid file whenever it stops (`nginx -s stop|quit`,
+    SIGTERM, SIGQUIT), so a stopped master leaves none; nor is a pid file being written taken for one (empty)."""
+    try:
+        pid = int(master.pid_file.read_text().strip())
+    except (OSError, ValueError):
+        return None
+    return pid if pid > 0 and not is_master_of(pid, master.conf) else None
+
+
 def is_master_of(pid: int, main_conf: Path) -> bool:
     """Whether `pid` is an nginx master started with `-c main_conf` (as `start` starts them).
 
@@ -273,7 +284,7 @@ def system_sets(directive: str, ours: Path) -> bool:
     return False
 
 
-def _system_master() -> int | None:
+def system_master() -> int | None:
     """The host's nginx master when its pid file names a live one (a reboot without systemd, or a
     container host, leaves a stale file or none)."""
     try:
@@ -285,7 +296,16 @@ def _system_master() -> int | None:
 
 def system_running() -> bool:
     """Whether the host's nginx runs: its pid file names a live nginx master."""
-    return _system_master() is not None
+    return system_master() is not None
+
+
+def system_died_pid() -> int | None:
+    """The pid the host nginx's pid file names when no nginx master runs under it (see `died_pid`)."""
+    try:
+        pid = int(SYSTEM_PID.read_text().strip())
+    except (OSError, ValueError):
+        return None
+    return pid if pid > 0 and system_master() is None else None
 
 
 def reload_system(unix_sockets: tuple[Path, ...] = ()) -> None:
@@ -318,7 +338,7 @@ def _wait_started(limit: float = 10.0) -> None:
     daemon has forked, before that child writes the pid file and names itself."""
     deadline = time.monotonic() + limit
     while time.monotonic() < deadline:
-        master = _system_master()
+        master = system_master()
         if master is not None and _children(master):
             return
         time.sleep(0.005)

@@ -9,6 +9,7 @@ import contextlib
 import ctypes
 import errno
 import os
+import select
 import signal
 import subprocess
 from collections.abc import Callable, Iterator, Sequence
@@ -61,6 +62,21 @@ def dies_with_caller() -> Callable[[], None]:
             os.kill(os.getpid(), signal.SIGKILL)
 
     return in_child
+
+
+def wait_exit(pid: int, timeout: float) -> bool:
+    """Whether process `pid` (any process, not only a child of ours) ended within `timeout` seconds.
+
+    Waits on a pidfd, which becomes readable when the process ends: no polling, and woken at once. An ended
+    process that nobody reaped yet (a zombie) counts as ended."""
+    try:
+        fd = os.pidfd_open(pid)
+    except ProcessLookupError:
+        return True
+    try:
+        return bool(select.select([fd], [], [], timeout)[0])
+    finally:
+        os.close(fd)
 
 
 def last_line(output: bytes) -> str:
