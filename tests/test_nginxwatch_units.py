@@ -199,8 +199,13 @@ def test_a_round_that_fails_unexpectedly_is_said_and_tried_again_a_second_later(
 # -- with real processes -------------------------------------------------------------------------------------------
 
 def fake_master(conf: Path) -> subprocess.Popen[bytes]:
-    """A process titled as nginx's master of `conf` is (`sleep`, named so)."""
-    return subprocess.Popen([f"nginx: master process nginx -c {conf} -p /nowhere", "30"], executable="/bin/sleep")
+    """A process titled as nginx's master of `conf` is (`sleep`, named so), once it runs under that title."""
+    fake = subprocess.Popen([f"nginx: master process nginx -c {conf} -p /nowhere", "30"], executable="/bin/sleep")
+    deadline = time.monotonic() + 10
+    while not proc.title(fake.pid).startswith("nginx: master process"):  # Popen returns before the exec
+        assert time.monotonic() < deadline, "the fake master did not start"
+        time.sleep(0.01)
+    return fake
 
 
 def test_waiting_on_a_pidfd_ends_when_the_process_does(tmp_path: Path) -> None:
