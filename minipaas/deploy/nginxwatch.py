@@ -6,10 +6,12 @@ not served), nothing replaces one that dies, and until the next deploy started a
 waits on the master (a pidfd: woken the moment it ends, nothing polled) and, when it ended without stopping (its
 pid file stays: nginx removes it whenever it stops), starts it again with `proxy.ensure_running`, what every deploy
 runs first: under nginx's lock, so it never races a deploy's start or reload (whichever comes second finds it
-running), and the new master reads every app's route from nginx/routes. A master stopped on purpose (`nginx -s
-quit`, SIGTERM, the tests' teardown) is left stopped: the next deploy or `ps:restore` starts it. A start that fails,
-or a master that dies again within STABLE_SECONDS of its start, is one line in the watcher's log, and the next try
-waits 1, 2, 4 ... 60 s. Each start and each first failure is also an event of the audit log (`events`).
+running); the new master reads every app's route from nginx/routes and takes over the orphans' listening
+sockets before they go (adapters/nginxorphans.py), so no connection is refused. A master stopped on purpose
+(`nginx -s quit`, SIGTERM, the tests' teardown) is left stopped: the next deploy or `ps:restore` starts it. A
+start that fails, or a master that dies again within STABLE_SECONDS of its start, is one line in the watcher's
+log, and the next try waits 1, 2, 4 ... 60 s. Each start and each first failure is also an event of the audit
+log (`events`).
 
 In system mode nginx is the host's service: its service manager (systemd) starts and restarts it, and a second
 starter beside it would fight it (a master outside its unit, which the unit's own start then cannot bind beside).
