@@ -6,6 +6,8 @@ from __future__ import annotations
 import http.client
 import os
 import signal
+import socket
+import threading
 import time
 from pathlib import Path
 
@@ -111,3 +113,73 @@ def test_a_host_nginx_that_died_is_started_again_past_its_leftovers(tmp_path: Pa
         assert get(port) == "up"
     finally:
         stop(second)
+
+
+def unix_get(path: Path) -> str:
+    connection = http.client.HTTPConnection("localhost", timeout=5)
+    connection.sock = socket.socket(socket.AF_UNIX)
+    connection.sock.connect(str(path))
+    try:
+        connection.request("GET", "/", headers={"Connection": "close"})
+        return connection.getresponse().read().decode()
+    finally:
+        connection.close()
+
+
+def test_a_master_killed_alone_is_started_again_on_its_orphans_sockets_and_nothing_is_refused(tmp_path: Path) -> None:
+    """A private master (as minipaas runs its own) SIGKILLed: its workers serve on, orphaned. Started again, the new
+    master takes their listening sockets over (TCP and unix) before they go: while requests are sent one after
+    another, none is refused, and the orphans are gone once `start` returns."""
+    (tmp_path / "tmp").mkdir()
+    main, control = tmp_path / "nginx.conf", tmp_path / "control.sock"
+    port = free_port()
+    main.write_text(conf(tmp_path, port, "up", unix=control))
+    master = nginx.Master(main, tmp_path, tmp_path / "nginx.pid", unix_sockets=(control,),
+                          tcp=(("127.0.0.1", port),))
+    nginx.start(master)
+    first = nginx.running_pid(master)
+    assert first is not None
+    orphans = [int(p) for p in Path(f"/proc/{first}/task/{first}/children").read_text().split()]
+    os.kill(first, signal.SIGKILL)
+    deadline = time.monotonic() + 10
+    while not zombie(first):  # its parent, not us, reaps it (or not)
+        assert time.monotonic() < deadline, "nginx's master outlived SIGKILL"
+        time.sleep(0.01)
+    assert get(port) == "up" and nginx.running_pid(master) is None and nginx.died_pid(master) == first
+    answered, refused = [], []
+    done = threading.Event()
+
+    def poll() -> None:
+        while not done.is_set():
+            try:
+                answered.append(get(port))
+            except OSError as exc:
+                refused.append(exc)
+            time.sleep(0.002)
+
+    poller = threading.Thread(target=poll)
+    poller.start()
+    try:
+        nginx.start(master)
+        second = nginx.running_pid(master)
+        after, deadline = len(answered), time.monotonic() + 10
+        while len(answered) < after + 20 and time.monotonic() < deadline:  # the new master's alone, a while
+            time.sleep(0.01)
+    finally:
+        done.set()
+        poller.join()
+    try:
+        assert second is not None and second != first
+        assert not refused, refused[:3]
+        assert answered and set(answered) == {"up"}
+        assert all(not Path(f"/proc/{pid}").exists() or zombie(pid) for pid in orphans)
+        assert get(port) == "up" and unix_get(control) == "up"
+    finally:
+        stop(second or 0)
+
+
+def zombie(pid: int) -> bool:
+    try:
+        return Path(f"/proc/{pid}/stat").read_text().rpartition(")")[2].split()[0] == "Z"
+    except OSError:
+        return True

@@ -20,10 +20,11 @@ def redact(argv: list[str]) -> list[str]:
     return list(argv)
 
 
-def record(host: Host, *, app: str, command: str, outcome: str) -> None:
-    """An event of the host's own doing (not a command received over ssh), by whoever runs minipaas."""
+def record(host: Host, *, app: str, command: str, outcome: str, user: str = "") -> None:
+    """An event of the host's own doing (not a command received over ssh), by whoever runs minipaas (or `user`:
+    one of minipaas' own processes, such as the watcher)."""
     principal = access.current()
-    user = principal.name if principal else (os.environ.get("MINIPAAS_USER") or getpass.getuser())
+    user = user or (principal.name if principal else (os.environ.get("MINIPAAS_USER") or getpass.getuser()))
     event = start(host, user=user, fingerprint=principal.fingerprint if principal else "", app=app, command=command)
     finish(host, event, outcome)
 

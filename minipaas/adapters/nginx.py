@@ -12,13 +12,12 @@ import functools
 import os
 import re
 import signal
-import socket
+import tempfile
 import time
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
 
-from minipaas.adapters import proc
+from minipaas.adapters import nginxorphans, proc
 from minipaas.errors import ProxyError
 
 NGINX = os.environ.get("MINIPAAS_NGINX_BIN", "nginx")
@@ -69,19 +68,48 @@ def running_pid(master: Master) -> int | None:
     return pid if pid > 0 and is_master_of(pid, master.conf) else None
 
 
+def died_pid(master: Master) -> int | None:
+    """The pid the master's pid file names when that master no longer runs: one that ended without stopping
+    (SIGKILL, the OOM killer, a crash). nginx removes its pid file whenever it stops (`nginx -s stop|quit`,
+    SIGTERM, SIGQUIT), so a stopped master leaves none; nor is a pid file being written taken for one (empty)."""
+    try:
+        pid = int(master.pid_file.read_text().strip())
+    except (OSError, ValueError):
+        return None
+    return pid if pid > 0 and not is_master_of(pid, master.conf) else None
+
+
 def is_master_of(pid: int, main_conf: Path) -> bool:
     """Whether `pid` is an nginx master started with `-c main_conf` (as `start` starts them).
 
     A master retitles itself `nginx: master process <its command line>`, so its title names the
     configuration file: that tells our master from any other process, and from another instance's.
     """
-    title = _title(pid)
+    title = proc.title(pid)
     return title.startswith("nginx: master process ") and f" -c {main_conf} " in f"{title} "
 
 
 def start(master: Master) -> None:
-    """Start a master (it daemonizes) and wait until its pid file names it."""
-    _clear_leftovers(master)
+    """Start a master and wait until its pid file names it (and its workers run).
+
+    A master that died alone left its workers serving on its sockets (adapters/nginxorphans.py): the new master
+    takes those sockets over, then the orphans finish their requests and go, so no connection is refused. When
+    their sockets cannot be taken, or the master so started does not come up, they are stopped first and a
+    master started as usual (it daemonizes) binds once they are gone."""
+    orphans = nginxorphans.find(master.unix_sockets, master.tcp)
+    inherited = nginxorphans.listening_fds(orphans) if orphans else []
+    if inherited:
+        try:
+            _start_inheriting(master, inherited)
+            nginxorphans.stop(orphans, graceful=True)
+            return
+        except ProxyError:
+            pass  # stopped and started the plain way below, which says what nginx says
+        finally:
+            for fd in inherited:
+                os.close(fd)
+    nginxorphans.stop(orphans)
+    nginxorphans.remove_dead_sockets(master.unix_sockets)
     result = proc.run([NGINX, "-c", str(master.conf), "-p", str(master.prefix)], check=False, timeout=60)
     if result.returncode != 0:
         words = _messages(result.stderr)
@@ -94,6 +122,23 @@ def start(master: Master) -> None:
         time.sleep(0.02)
 
 
+def _start_inheriting(master: Master, fds: list[int]) -> None:
+    """Start a master on the listening sockets `fds` (nginx's NGINX variable: how its binary upgrade hands them to
+    the new binary). So started, nginx does not daemonize: setsid forks it away, a process of no parent of ours."""
+    env = {**os.environ, "NGINX": "".join(f"{fd};" for fd in fds)}
+    with tempfile.TemporaryFile() as errors:  # what nginx says before its error log is open
+        proc.start_detached([NGINX, "-c", str(master.conf), "-p", str(master.prefix)], env=env, pass_fds=fds,
+                            stderr=errors)
+        deadline = time.monotonic() + 10
+        while (pid := running_pid(master)) is None or not proc.children(pid):
+            said = os.pread(errors.fileno(), 1 << 16, 0)
+            if b"[emerg]" in said or time.monotonic() > deadline:
+                words = _messages(said)
+                raise ProxyError(f"nginx did not start on the sockets it took over: "
+                                 f"{words[0] if words else 'no pid within 10 s'}", detail="\n".join(words))
+            time.sleep(0.01)
+
+
 def reload(master: Master) -> None:
     """Reload a master (SIGHUP: new workers with the new config, old ones finish their requests).
 
@@ -102,7 +147,7 @@ def reload(master: Master) -> None:
     heals on the next change.
     """
     pid = running_pid(master)
-    old_workers = _children(pid) if pid is not None else set()
+    old_workers = proc.children(pid) if pid is not None else set()
     if pid is None or not _signal_master(pid, master.conf, signal.SIGHUP):
         start(master)
         return
@@ -117,7 +162,7 @@ def stop(master: Master, limit: float = 30.0) -> None:
     if pid is None or not _signal_master(pid, master.conf, signal.SIGQUIT):
         return
     with contextlib.suppress(psutil.Error):
-        _wait_gone([psutil.Process(pid)], limit=limit)
+        nginxorphans.wait_gone([psutil.Process(pid)], limit=limit)
 
 
 def _signal_master(pid: int, main_conf: Path, signum: int) -> bool:
@@ -141,88 +186,6 @@ def _signal_master(pid: int, main_conf: Path, signum: int) -> bool:
         os.close(fd)
 
 
-def _clear_leftovers(master: Master) -> None:
-    """What a master that died alone (SIGKILL, the OOM killer, a power cut) leaves in a new one's way.
-
-    Its workers live on, holding its listening sockets, and its unix socket's file stays on disk
-    (nginx removes it only on a clean exit): either makes the new master's bind() fail. Stops those
-    workers (nginx workers whose parent is no nginx master, listening on one of this master's
-    addresses) and removes a socket file nothing listens on. Uses psutil to see sockets per process.
-    """
-    import psutil
-
-    unix = {str(path) for path in master.unix_sockets}
-    tcp = set(master.tcp)
-
-    def ours(conn: Any) -> bool:
-        if conn.family == socket.AF_UNIX:
-            return conn.laddr in unix
-        return conn.status == psutil.CONN_LISTEN and bool(conn.laddr) and (conn.laddr.ip, conn.laddr.port) in tcp
-
-    orphans = []
-    for process in psutil.process_iter(["name", "cmdline", "ppid"]):
-        try:
-            title = " ".join(process.info["cmdline"] or [])
-            if process.info["name"] != "nginx" or not title.startswith("nginx: worker process"):
-                continue
-            if _title(process.info["ppid"]).startswith("nginx: master process"):
-                continue  # a live master's worker: never ours to stop
-            if any(ours(conn) for conn in process.net_connections(kind="all")):
-                orphans.append(process)
-        except psutil.Error:
-            continue  # gone meanwhile, or not ours to inspect
-    for stop in ("terminate", "kill"):  # SIGTERM (a fast shutdown), then SIGKILL for the slow
-        for process in orphans:
-            with contextlib.suppress(psutil.Error):
-                getattr(process, stop)()
-        orphans = _wait_gone(orphans, limit=5.0)
-    _remove_dead_sockets(master.unix_sockets)
-
-
-def _remove_dead_sockets(paths: tuple[Path, ...]) -> None:
-    """Remove those socket files of `paths` no process listens on (a master that died left them)."""
-    import psutil
-
-    if not paths:
-        return
-    listening = {conn.laddr for conn in psutil.net_connections(kind="unix")}
-    for path in paths:
-        if path.is_socket() and str(path) not in listening:
-            path.unlink(missing_ok=True)
-
-
-def _wait_gone(processes: list[Any], limit: float) -> list[Any]:
-    """Those of `processes` still alive after at most `limit` seconds. A zombie counts as gone: it
-    holds no socket any more, and these are not our children to reap."""
-    import psutil
-
-    deadline = time.monotonic() + limit
-    while True:
-        alive = []
-        for process in processes:
-            with contextlib.suppress(psutil.Error):
-                if process.status() != psutil.STATUS_ZOMBIE:
-                    alive.append(process)
-        if not alive or time.monotonic() > deadline:
-            return alive
-        time.sleep(0.02)
-
-
-def _children(pid: int) -> set[int]:
-    try:
-        text = Path(f"/proc/{pid}/task/{pid}/children").read_text()
-    except OSError:
-        return set()
-    return {int(p) for p in text.split()}
-
-
-def _title(pid: int) -> str:
-    try:
-        return Path(f"/proc/{pid}/cmdline").read_bytes().replace(b"\0", b" ").decode(errors="replace")
-    except OSError:
-        return ""
-
-
 def _wait_switched(master: int, old_workers: set[int], limit: float = 10.0) -> None:
     """Return once no worker of the old configuration accepts connections any more.
 
@@ -232,13 +195,13 @@ def _wait_switched(master: int, old_workers: set[int], limit: float = 10.0) -> N
     """
     deadline = time.monotonic() + limit
     while time.monotonic() < deadline:
-        children = _children(master)
+        children = proc.children(master)
         if not old_workers:
             return
         new = children - old_workers
         still_accepting = [
             p for p in old_workers & children
-            if "worker process" in _title(p) and "shutting down" not in _title(p)
+            if "worker process" in proc.title(p) and "shutting down" not in proc.title(p)
         ]
         if new and not still_accepting:
             return
@@ -273,19 +236,28 @@ def system_sets(directive: str, ours: Path) -> bool:
     return False
 
 
-def _system_master() -> int | None:
+def system_master() -> int | None:
     """The host's nginx master when its pid file names a live one (a reboot without systemd, or a
     container host, leaves a stale file or none)."""
     try:
         pid = int(SYSTEM_PID.read_text().strip())
     except (OSError, ValueError):
         return None
-    return pid if pid > 0 and _title(pid).startswith("nginx: master process") else None
+    return pid if pid > 0 and proc.title(pid).startswith("nginx: master process") else None
 
 
 def system_running() -> bool:
     """Whether the host's nginx runs: its pid file names a live nginx master."""
-    return _system_master() is not None
+    return system_master() is not None
+
+
+def system_died_pid() -> int | None:
+    """The pid the host nginx's pid file names when no nginx master runs under it (see `died_pid`)."""
+    try:
+        pid = int(SYSTEM_PID.read_text().strip())
+    except (OSError, ValueError):
+        return None
+    return pid if pid > 0 and system_master() is None else None
 
 
 def reload_system(unix_sockets: tuple[Path, ...] = ()) -> None:
@@ -298,13 +270,13 @@ def reload_system(unix_sockets: tuple[Path, ...] = ()) -> None:
         master: int | None = int(SYSTEM_PID.read_text().strip())
     except (OSError, ValueError):
         master = None
-    old_workers = _children(master) if master else set()
+    old_workers = proc.children(master) if master else set()
     result = proc.run([NGINX, "-s", "reload"], check=False, timeout=60)
     if result.returncode == 0 and master:
         _wait_switched(master, old_workers)
     if result.returncode != 0:
         # The host's own service, started as its init system would: with the usual umask, not ours.
-        _remove_dead_sockets(unix_sockets)
+        nginxorphans.remove_dead_sockets(unix_sockets)
         with proc.public_umask():
             start_result = proc.run([NGINX], check=False, timeout=60)
         if start_result.returncode != 0:
@@ -318,8 +290,8 @@ def _wait_started(limit: float = 10.0) -> None:
     daemon has forked, before that child writes the pid file and names itself."""
     deadline = time.monotonic() + limit
     while time.monotonic() < deadline:
-        master = _system_master()
-        if master is not None and _children(master):
+        master = system_master()
+        if master is not None and proc.children(master):
             return
         time.sleep(0.005)
     raise ProxyError("nginx did not start within 10 s (see its error log)")

@@ -9,10 +9,12 @@ import contextlib
 import ctypes
 import errno
 import os
+import select
 import signal
 import subprocess
 from collections.abc import Callable, Iterator, Sequence
 from pathlib import Path
+from typing import IO
 
 from minipaas.errors import MinipaasError, no_space
 
@@ -63,6 +65,36 @@ def dies_with_caller() -> Callable[[], None]:
     return in_child
 
 
+def start_detached(args: Sequence[str | Path], *, env: dict[str, str], pass_fds: Sequence[int],
+                   stderr: IO[bytes]) -> None:
+    """Start a program that stays in the foreground as a daemon of its own: `setsid --fork` starts it in a session of
+    its own, as no child of ours (nothing to reap, it outlives us), with `pass_fds` open in it, no input, no output
+    but its errors, into `stderr`. Returns at once: whether it runs is the caller's to see."""
+    argv = ["setsid", "--fork", *(str(a) for a in args)]
+    try:
+        result = subprocess.run(argv, env=env, pass_fds=tuple(pass_fds), stdin=subprocess.DEVNULL,
+                                stdout=subprocess.DEVNULL, stderr=stderr, timeout=60)
+    except FileNotFoundError:
+        raise MinipaasError("setsid is not installed (util-linux; needed to start nginx on its sockets)") from None
+    if result.returncode != 0:
+        raise MinipaasError(f"setsid could not start {argv[2]} (exit {result.returncode})")
+
+
+def wait_exit(pid: int, timeout: float) -> bool:
+    """Whether process `pid` (any process, not only a child of ours) ended within `timeout` seconds.
+
+    Waits on a pidfd, which becomes readable when the process ends: no polling, and woken at once. An ended
+    process that nobody reaped yet (a zombie) counts as ended."""
+    try:
+        fd = os.pidfd_open(pid)
+    except ProcessLookupError:
+        return True
+    try:
+        return bool(select.select([fd], [], [], timeout)[0])
+    finally:
+        os.close(fd)
+
+
 def last_line(output: bytes) -> str:
     lines = [line for line in output.decode(errors="replace").splitlines() if line.strip()]
     return lines[-1].strip() if lines else "no output"
@@ -77,3 +109,20 @@ def public_umask() -> Iterator[None]:
         yield
     finally:
         os.umask(previous)
+
+
+def children(pid: int) -> set[int]:
+    """The pids of the process' children (none when it is gone)."""
+    try:
+        text = Path(f"/proc/{pid}/task/{pid}/children").read_text()
+    except OSError:
+        return set()
+    return {int(p) for p in text.split()}
+
+
+def title(pid: int) -> str:
+    """The process' command line as `ps` shows it (a daemon may have retitled itself); empty when it is gone."""
+    try:
+        return Path(f"/proc/{pid}/cmdline").read_bytes().replace(b"\0", b" ").decode(errors="replace")
+    except OSError:
+        return ""

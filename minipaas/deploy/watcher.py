@@ -18,6 +18,9 @@ and comes back (a package upgrade restarts dockerd, someone restarts it), the en
 container on its way down and starts none of them (their restart policy is for crashes): the watcher runs
 `ps:restore` for its home itself as soon as the engine answers again, so every app and service comes back with
 no command and no reboot.
+
+A third thread keeps the instance's own nginx running (deploy/nginxwatch.py): a master that dies without stopping
+(SIGKILL, the OOM killer) is started again within about a second, as a deploy would start it.
 """
 
 from __future__ import annotations
@@ -31,7 +34,7 @@ from pathlib import Path
 
 from minipaas.adapters import engine
 from minipaas.cluster import membership
-from minipaas.deploy import daemons, taskwatch
+from minipaas.deploy import daemons, nginxwatch, taskwatch
 from minipaas.errors import MinipaasError, NotFound
 from minipaas.routing import routes
 from minipaas.state.host import Host
@@ -62,6 +65,7 @@ def run(settings: Settings) -> None:
     """Follow the engine's events until killed (the `watch` command)."""
     pid_file(settings).write_text(f"{os.getpid()}\n")
     threading.Thread(target=taskwatch.follow, args=(settings,), daemon=True).start()
+    threading.Thread(target=nginxwatch.follow, args=(settings,), daemon=True).start()
     forgotten: dict[str, str] = {}  # container id -> app, for those unrouted by a crash
     lost = False  # the engine went away since we last followed it
     while True:

@@ -231,6 +231,16 @@ def _retire_old_router(settings: Settings) -> None:
         (lay.root / "upstreams").rmdir()
 
 
+def front_master(settings: Settings) -> int | None:
+    """Private mode: the pid of our own master when it runs."""
+    return nginx.running_pid(_front(settings))
+
+
+def front_died(settings: Settings) -> int | None:
+    """Private mode: the pid of our master when it ended without stopping (its pid file stays; see nginx.died_pid)."""
+    return nginx.died_pid(_front(settings))
+
+
 def ensure_running(settings: Settings) -> None:
     """Cheap check before a deploy: start whichever of our masters is not running."""
     if settings.nginx == "private":
