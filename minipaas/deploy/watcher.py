@@ -158,7 +158,9 @@ def _route_again(settings: Settings, app: str, container: str) -> None:
         if found.ip and _answers(found.ip, port):
             if not _of_live_release(settings, app, found.labels.get(engine.RELEASE_LABEL, "")):
                 return  # a deploy moved on meanwhile: this one retires
-            routes.add_container(settings, app, f"{found.ip}:{port}", container)
+            label = found.labels.get(engine.RELEASE_LABEL, "")
+            routes.add_container(settings, app, f"{found.ip}:{port}", container,
+                                 release=int(label) if label.isdigit() else None)
             print(f"watch: {container[:12]} of {app}: answering again; routed", file=sys.stderr, flush=True)
             return
         time.sleep(0.2)

@@ -68,7 +68,8 @@ def site_spec(settings: Settings, app: str, domains: list[str], *, static: bool 
     return nginxconf.Site(app=app, domains=tuple(domains),
                           static_root=sites.current_link(settings, app) if static else None,
                           certificate=certfiles.paths(settings, app), hsts=hsts,
-                          csp=CSP if static and markdown else "")
+                          csp=CSP if static and markdown else "",
+                          release_domain="" if static else apps.default_domain(Host(settings), app))
 
 
 def _locked(settings: Settings) -> AbstractContextManager[None]:
@@ -300,9 +301,19 @@ def _live_site_is_markdown(settings: Settings, app: str) -> bool:
 
 
 def switch(settings: Settings, app: str, release: int, targets: dict[str, str]) -> None:
-    """Send the app's requests to `targets` (host:port → container id); returns once nginx does, without a
-    reload. (`release` is the one they run, for the log.)"""
-    routes.switch(settings, app, targets)
+    """Send all of the app's requests to `targets` (host:port → container id) of `release`, one version;
+    returns once nginx does, without a reload."""
+    routes.switch(settings, app, targets, release=release)
+
+
+def set_versions(settings: Settings, app: str, versions: list[routes.Version]) -> None:
+    """Route the app to several releases at once, each with its share of new clients (routes.set_versions)."""
+    routes.set_versions(settings, app, versions)
+
+
+def versions(settings: Settings, app: str) -> list[routes.Version]:
+    """The app's routed versions (release, weight, targets), as minipaas last set them."""
+    return routes.versions(settings, app)
 
 
 def unroute(settings: Settings, app: str) -> None:

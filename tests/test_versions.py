@@ -1,0 +1,213 @@
+"""Traffic by app and version through a real nginx: the routing table holds several releases of an app with
+weights, a client stays on the release it was given (cookie, connection), a tester pins one (header, release
+URL), and nginx counts each release's requests itself. The apps are small HTTP servers on loopback ports
+this test starts (no container): what is tested is nginx and its Lua."""
+
+from __future__ import annotations
+
+import contextlib
+import http.client
+import threading
+from collections import Counter
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from pathlib import Path
+
+import pytest
+
+from conftest import Paas, paas_host
+from minipaas.routing import routes
+from minipaas.routing.routes import Version
+from minipaas.state.settings import Settings, load
+
+# Needs nginx (not the engine's containers): the house's marker for the slower tier.
+pytestmark = pytest.mark.engine
+APP = "hello"
+
+
+@dataclass
+class Backend:
+    """One release's app: answers `release N`, and 500 to every `fail_every`-th request."""
+
+    release: int
+    fail_every: int = 0
+    seen: int = 0
+    lock: threading.Lock = field(default_factory=threading.Lock)
+    server: ThreadingHTTPServer | None = None
+
+    @property
+    def address(self) -> str:
+        assert self.server is not None
+        return f"127.0.0.1:{self.server.server_address[1]}"
+
+    def start(self) -> Backend:
+        backend = self
+
+        class Handler(BaseHTTPRequestHandler):
+            protocol_version = "HTTP/1.1"  # nginx keeps its connections to the app alive
+            disable_nagle_algorithm = True  # headers and body are two writes: no 40 ms delayed ACK between
+
+            def do_GET(self) -> None:
+                with backend.lock:
+                    backend.seen += 1
+                    failing = backend.fail_every and backend.seen % backend.fail_every == 0
+                body = f"release {backend.release}\n".encode()
+                self.send_response(500 if failing else 200)
+                self.send_header("Content-Length", str(len(body)))
+                self.send_header("Set-Cookie", "session=app")  # the app's own: kept beside mp_release
+                self.end_headers()
+                self.wfile.write(body)
+
+            def log_message(self, format: str, *args: object) -> None:
+                pass
+
+        self.server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        self.server.daemon_threads = True
+        threading.Thread(target=self.server.serve_forever, daemon=True).start()
+        return self
+
+    def stop(self) -> None:
+        if self.server is not None:
+            self.server.shutdown()
+            self.server.server_close()
+
+
+@pytest.fixture(scope="module")
+def host(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[Paas, Settings]]:
+    """One minipaas home with its private nginx and the app `hello` (a vhost, no container) for the module."""
+    with paas_host(tmp_path_factory.mktemp("versions") / "work") as paas:
+        paas.run("apps:create", APP)
+        yield paas, load(paas.env)
+
+
+@pytest.fixture
+def backends() -> Iterator[list[Backend]]:
+    started: list[Backend] = []
+    yield started
+    for backend in started:
+        backend.stop()
+
+
+def route(settings: Settings, started: list[Backend], *weights: tuple[Backend, int]) -> None:
+    for backend, _ in weights:
+        if backend.server is None:
+            started.append(backend.start())
+    routes.set_versions(settings, APP, [Version(b.release, w, {b.address: f"c{b.release}"}) for b, w in weights])
+
+
+@dataclass
+class Answer:
+    status: int
+    body: str
+    cookies: list[str]
+
+
+def ask(conn: http.client.HTTPConnection, *, host: str = f"{APP}.paas.test",
+        headers: dict[str, str] | None = None) -> Answer:
+    conn.request("GET", "/", headers={"Host": host, **(headers or {})})
+    response = conn.getresponse()
+    body = response.read().decode()
+    return Answer(response.status, body, [v for k, v in response.getheaders() if k.lower() == "set-cookie"])
+
+
+def once(paas: Paas, **kwargs: object) -> Answer:
+    """One request on a connection of its own: a new client."""
+    conn = http.client.HTTPConnection("127.0.0.1", paas.port, timeout=10)
+    try:
+        return ask(conn, **kwargs)  # type: ignore[arg-type]
+    finally:
+        conn.close()
+
+
+def test_one_version_routes_as_before_and_sets_no_cookie(host: tuple[Paas, Settings], backends: list[Backend]) -> None:
+    paas, settings = host
+    stable = Backend(12)
+    route(settings, backends, (stable, 100))
+    answer = once(paas)
+    assert (answer.status, answer.body, answer.cookies) == (200, "release 12\n", ["session=app"])
+    assert routes.nginx_versions(settings, APP) == [(12, 100, [stable.address])]
+    assert routes.nginx_view(settings, APP) == [stable.address]
+
+
+def test_new_clients_split_by_weight(host: tuple[Paas, Settings], backends: list[Backend]) -> None:
+    paas, settings = host
+    stable, canary = Backend(12), Backend(13)
+    route(settings, backends, (stable, 90), (canary, 10))
+    got: Counter[str] = Counter()
+    cookies: Counter[tuple[str, ...]] = Counter()
+    for _ in range(20_000):
+        answer = once(paas)
+        got[answer.body] += 1
+        cookies[tuple(answer.cookies)] += 1
+    share = got["release 13\n"] / 20_000
+    assert 0.08 <= share <= 0.12, got
+    assert got["release 12\n"] + got["release 13\n"] == 20_000
+    # Each new client is told its release, after the app's own cookie.
+    assert set(cookies) == {("session=app", f"mp_release={n}; Path=/; HttpOnly; SameSite=Lax") for n in (12, 13)}
+
+
+def test_a_client_with_the_cookie_stays_on_its_release(host: tuple[Paas, Settings], backends: list[Backend]) -> None:
+    paas, settings = host
+    stable, canary = Backend(12), Backend(13)
+    route(settings, backends, (stable, 90), (canary, 10))
+    for release in (12, 13):
+        answers = [once(paas, headers={"Cookie": f"theme=dark; mp_release={release}"}) for _ in range(1000)]
+        assert {a.body for a in answers} == {f"release {release}\n"}
+        assert {tuple(a.cookies) for a in answers} == {("session=app",)}  # already named: not set again
+    # A cookie naming a release no longer routed counts for nothing: the weights choose, and the cookie is set.
+    answer = once(paas, headers={"Cookie": "mp_release=11"})
+    assert answer.body in ("release 12\n", "release 13\n") and len(answer.cookies) == 2
+
+
+def test_a_keep_alive_connection_stays_on_one_version(host: tuple[Paas, Settings], backends: list[Backend]) -> None:
+    paas, settings = host
+    stable, canary = Backend(12), Backend(13)
+    route(settings, backends, (stable, 50), (canary, 50))
+    firsts = set()
+    for _ in range(20):
+        conn = http.client.HTTPConnection("127.0.0.1", paas.port, timeout=10)
+        with contextlib.closing(conn):
+            bodies = {ask(conn).body for _ in range(50)}  # no cookie sent back: the connection alone keeps it
+        assert len(bodies) == 1, bodies
+        firsts |= bodies
+    assert firsts == {"release 12\n", "release 13\n"}  # and different connections do land on both
+
+
+def test_the_header_and_the_release_url_reach_the_named_release(host: tuple[Paas, Settings],
+                                                                 backends: list[Backend]) -> None:
+    paas, settings = host
+    stable, canary = Backend(12), Backend(13)
+    route(settings, backends, (stable, 100), (canary, 0))
+    for _ in range(50):
+        assert once(paas, headers={"X-Minipaas-Release": "13"}).body == "release 13\n"
+        assert once(paas, host=f"v13.{APP}.paas.test").body == "release 13\n"
+        assert once(paas, host=f"v12.{APP}.paas.test").body == "release 12\n"
+        assert once(paas).body == "release 12\n"  # weight 0: no new client, only pins
+    # The header overrides the cookie; a header naming no routed release does nothing.
+    assert once(paas, headers={"X-Minipaas-Release": "13", "Cookie": "mp_release=12"}).body == "release 13\n"
+    assert once(paas, headers={"X-Minipaas-Release": "99"}).body == "release 12\n"
+    missing = once(paas, host=f"v11.{APP}.paas.test")
+    assert (missing.status, missing.body) == (404, f"release 11 of {APP} is not running\n")
+    # With one version the release URL still answers only for it.
+    route(settings, backends, (stable, 100))
+    assert once(paas, host=f"v12.{APP}.paas.test").body == "release 12\n"
+    assert once(paas, host=f"v13.{APP}.paas.test").status == 404
+
+
+def test_nginx_refuses_a_table_whose_weights_do_not_add_up(host: tuple[Paas, Settings]) -> None:
+    _, settings = host
+    for body in ("12=90 127.0.0.1:1 13=20 127.0.0.1:2", "12=100", "13=50 127.0.0.1:1 12=50 127.0.0.1:2",
+                 "12=100 127.0.0.1:1 x"):
+        with pytest.raises(routes.ProxyError, match="HTTP 400"):
+            routes.control(settings, f"/routes?app={APP}", "PUT", body)
+
+
+def test_a_restarted_nginx_routes_the_versions_as_before(host: tuple[Paas, Settings], backends: list[Backend]) -> None:
+    paas, settings = host
+    stable, canary = Backend(12), Backend(13)
+    route(settings, backends, (stable, 90), (canary, 10))
+    paas.run("ps:restore")  # rewrites the configuration; nginx reloads or not, the file holds the same entry
+    front = Path(settings.nginx_dir / "run" / "front.pid")
+    assert front.exists()
+    assert routes.nginx_versions(settings, APP) == [(12, 90, [stable.address]), (13, 10, [canary.address])]
