@@ -7,7 +7,10 @@ from __future__ import annotations
 
 import contextlib
 import http.client
+import os
+import signal
 import threading
+import time
 from collections import Counter
 from collections.abc import Iterator
 from dataclasses import dataclass, field
@@ -16,8 +19,8 @@ from pathlib import Path
 
 import pytest
 
-from conftest import Paas, paas_host
-from minipaas.routing import routes
+from conftest import Paas, free_port, paas_host
+from minipaas.routing import metrics, routes
 from minipaas.routing.routes import Version
 from minipaas.state.settings import Settings, load
 
@@ -76,7 +79,7 @@ class Backend:
 @pytest.fixture(scope="module")
 def host(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[Paas, Settings]]:
     """One minipaas home with its private nginx and the app `hello` (a vhost, no container) for the module."""
-    with paas_host(tmp_path_factory.mktemp("versions") / "work") as paas:
+    with paas_host(tmp_path_factory.mktemp("versions") / "work", MINIPAAS_METRICS_PORT=str(free_port())) as paas:
         paas.run("apps:create", APP)
         yield paas, load(paas.env)
 
@@ -203,11 +206,94 @@ def test_nginx_refuses_a_table_whose_weights_do_not_add_up(host: tuple[Paas, Set
             routes.control(settings, f"/routes?app={APP}", "PUT", body)
 
 
-def test_a_restarted_nginx_routes_the_versions_as_before(host: tuple[Paas, Settings], backends: list[Backend]) -> None:
+def workers(settings: Settings) -> set[int]:
+    master = int((settings.nginx_dir / "run" / "front.pid").read_text())
+    return set(map(int, Path(f"/proc/{master}/task/{master}/children").read_text().split()))
+
+
+def test_a_reloaded_nginx_routes_the_versions_as_before(host: tuple[Paas, Settings], backends: list[Backend]) -> None:
     paas, settings = host
     stable, canary = Backend(12), Backend(13)
     route(settings, backends, (stable, 90), (canary, 10))
-    paas.run("ps:restore")  # rewrites the configuration; nginx reloads or not, the file holds the same entry
-    front = Path(settings.nginx_dir / "run" / "front.pid")
-    assert front.exists()
+    before = workers(settings)
+    os.kill(int((settings.nginx_dir / "run" / "front.pid").read_text()), signal.SIGHUP)
+    deadline = time.monotonic() + 30
+    while workers(settings) & before:  # the old workers leave once the new ones read the table from the file
+        assert time.monotonic() < deadline, "nginx did not reload"
+        time.sleep(0.05)
     assert routes.nginx_versions(settings, APP) == [(12, 90, [stable.address]), (13, 10, [canary.address])]
+    assert once(paas, headers={"Cookie": "mp_release=13"}).body == "release 13\n"
+
+
+def totals(settings: Settings, *releases: int) -> dict[int, metrics.Counts]:
+    raw = metrics.read(settings, APP, list(releases))
+    return {r: raw.totals.get(r, metrics.Counts()) for r in releases}
+
+
+def test_nginx_counts_each_releases_requests_as_the_client_does(host: tuple[Paas, Settings],
+                                                                backends: list[Backend]) -> None:
+    paas, settings = host
+    stable, canary = Backend(32), Backend(33, fail_every=5)  # the canary answers 500 to every 5th request
+    route(settings, backends, (stable, 50), (canary, 50))
+    before = totals(settings, 32, 33)
+    seen: Counter[tuple[str, int]] = Counter()
+    for _ in range(4000):
+        answer = once(paas)
+        seen[(answer.body, answer.status // 100)] += 1
+    after = totals(settings, 32, 33)
+    for release in (32, 33):
+        for klass in (2, 5):
+            counted = after[release].classes.get(klass, 0) - before[release].classes.get(klass, 0)
+            expected = seen[(f"release {release}\n", klass)]
+            assert abs(counted - expected) <= max(1, expected * 0.01), (release, klass, counted, expected)
+    requests = {r: after[r].requests - before[r].requests for r in (32, 33)}
+    assert requests[32] + requests[33] == 4000 and requests[33] == canary.seen
+    errors = (after[33].classes.get(5, 0) - before[33].classes.get(5, 0)) / requests[33]
+    assert 0.19 <= errors <= 0.21 and after[32].classes.get(5, 0) == 0
+    # The windows say the same: every request of this test fell within the last minute or two.
+    raw = metrics.read(settings, APP, [32, 33])
+    fifteen = {r: metrics.summary(raw, r)[2] for r in (32, 33)}
+    assert fifteen[33].errors == pytest.approx(0.2, abs=0.01) and fifteen[32].errors == 0
+    assert fifteen[32].requests == pytest.approx(requests[32], rel=0.01)
+    p99 = fifteen[32].percentiles[99]
+    assert p99 is not None and 0 <= p99 < 1000
+
+
+def test_a_release_whose_containers_do_not_answer_counts_the_503s(host: tuple[Paas, Settings],
+                                                                   backends: list[Backend]) -> None:
+    paas, settings = host
+    stable = Backend(42)
+    route(settings, backends, (stable, 100))
+    dead = free_port()  # nothing listens there: nginx's 502, answered as the vhost's 503
+    routes.set_versions(settings, APP, [Version(42, 50, {stable.address: "c42"}),
+                                        Version(43, 50, {f"127.0.0.1:{dead}": "c43"})])
+    before = totals(settings, 43)[43].classes.get(5, 0)
+    answers = [once(paas, headers={"X-Minipaas-Release": "43"}) for _ in range(20)]
+    assert {a.status for a in answers} == {503}
+    assert totals(settings, 43)[43].classes.get(5, 0) - before == 20
+
+
+def test_prometheus_reads_every_routed_releases_totals_on_loopback(host: tuple[Paas, Settings],
+                                                                   backends: list[Backend]) -> None:
+    paas, settings = host
+    stable, canary = Backend(52), Backend(53)
+    route(settings, backends, (stable, 50), (canary, 50))
+    for _ in range(200):
+        once(paas)
+    conn = http.client.HTTPConnection("127.0.0.1", settings.metrics_port, timeout=10)
+    with contextlib.closing(conn):
+        conn.request("GET", "/metrics")
+        response = conn.getresponse()
+        text = response.read().decode()
+    assert response.status == 200 and response.getheader("Content-Type", "").startswith("text/plain")
+    values = {line.rsplit(" ", 1)[0]: float(line.rsplit(" ", 1)[1]) for line in text.splitlines()
+              if line and not line.startswith("#")}
+    ok = [values[f'minipaas_requests_total{{app="{APP}",release="{r}",code_class="2xx"}}'] for r in (52, 53)]
+    assert sum(ok) == 200 and all(n > 0 for n in ok)
+    for r in (52, 53):
+        labels = f'app="{APP}",release="{r}"'
+        count = values[f"minipaas_request_duration_seconds_count{{{labels}}}"]
+        assert values[f'minipaas_request_duration_seconds_bucket{{{labels},le="+Inf"}}'] == count
+        assert values[f'minipaas_request_duration_seconds_bucket{{{labels},le="0.001"}}'] <= count
+        assert values[f"minipaas_request_duration_seconds_sum{{{labels}}}"] >= 0
+    assert "# TYPE minipaas_request_duration_seconds histogram" in text

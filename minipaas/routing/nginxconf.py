@@ -72,6 +72,7 @@ class Front:
     # Whether http.conf sizes the server names' hash buckets for names up to 253 characters (not where
     # the host's own configuration sizes them: nginx refuses the directive twice).
     names_bucket: bool = True
+    metrics_port: int = 0  # the loopback port Prometheus' text is served on (0: none)
 
 
 @dataclass(frozen=True)
@@ -121,6 +122,7 @@ def _shared(front: Front) -> dict[str, object]:
         "https_suffix": "" if front.https_port == 443 else f":{front.https_port}",
         "acme_root": front.acme_root,
         "names_bucket": front.names_bucket,
+        "metrics_port": front.metrics_port,
     }
 
 

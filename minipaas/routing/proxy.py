@@ -53,7 +53,8 @@ def front_spec(settings: Settings) -> nginxconf.Front:
         user=settings.nginx_user if as_root else "", group=perms.workers_group_name(settings) if as_root else "",
         lua_modules=tuple(lua_modules()) if settings.nginx == "private" else (), cache_dir=settings.cache_dir,
         names_bucket=settings.nginx == "private"
-        or not nginx.system_sets("server_names_hash_bucket_size", settings.nginx_dir))
+        or not nginx.system_sets("server_names_hash_bucket_size", settings.nginx_dir),
+        metrics_port=settings.metrics_port)
 
 
 def site_spec(settings: Settings, app: str, domains: list[str], *, static: bool | None = None,
@@ -152,8 +153,9 @@ def _front(settings: Settings) -> nginx.Master:
     lay = layout(settings)
     ports = (settings.http_port, settings.https_port) if _apps_serving_https(settings) else (settings.http_port,)
     addresses = ("127.0.0.1", "::1") if has_ipv6() else ("127.0.0.1",)
+    metrics = (("127.0.0.1", settings.metrics_port),) if settings.metrics_port else ()
     return nginx.Master(lay.front_conf, lay.root, lay.run / "front.pid",
-                        tcp=tuple((a, p) for a in addresses for p in ports),
+                        tcp=tuple((a, p) for a in addresses for p in ports) + metrics,
                         unix_sockets=(routes.control_socket(settings),))
 
 

@@ -114,49 +114,62 @@ local function entry_of(app)
 end
 M.entry_of = entry_of
 
--- access_by_lua: the request's version (ngx.ctx.minipaas_version), in this order: the release URL
--- (`v<N>.<app's domain>`: $minipaas_release_host), the X-Minipaas-Release header, the mp_release cookie (each
--- only if it names a routed release), else the weights by the connection's slot, so that a keep-alive
--- connection or a websocket stays where it started. One version: that one, and nothing else is read.
+-- The request's version, in this order: the release URL (`v<N>.<app's domain>`: $minipaas_release_host), the
+-- X-Minipaas-Release header, the mp_release cookie (each only if it names a routed release), else the weights by
+-- the connection's slot, so that a keep-alive connection or a websocket stays where it started. One version:
+-- that one, and nothing else is read. nil when there is none, and then the release URL's number, if any.
+local function choose(entry)
+    local pinned = ngx.var.minipaas_release_host
+    if pinned and pinned ~= "" then
+        return entry and entry.by_release[pinned], pinned
+    end
+    if not entry or #entry.versions == 0 then
+        return nil
+    end
+    local versions = entry.versions
+    if not entry.multi then
+        return versions[1]
+    end
+    local asked = ngx.var.http_x_minipaas_release
+    local version = asked and entry.by_release[asked]
+    if version then
+        return version
+    end
+    local cookie = ngx.var.cookie_mp_release
+    version = cookie and entry.by_release[cookie]
+    if version then
+        return version
+    end
+    -- Versions lie in release order on 0..99: as a newer release's weight grows, its clients stay in it.
+    local slot = crc32(ngx.var.connection .. SALT) % 100
+    for i = 1, #versions do
+        if slot < versions[i].hi then
+            return versions[i]
+        end
+    end
+    return versions[#versions]
+end
+M.choose = choose
+
+-- access_by_lua: the request's version into ngx.ctx.minipaas_version (the balancer's and the metrics'); the
+-- cookie to set when the app has several and the client's does not name it; 404 for a release URL whose
+-- release is not routed.
 function M.pick()
     local app = ngx.var.minipaas_app
     local entry = entry_of(app)
-    local ctx = ngx.ctx
-    local pinned = ngx.var.minipaas_release_host
-    if pinned and pinned ~= "" then
-        local version = entry and entry.by_release[pinned]
-        if not version then
+    local version, pinned = choose(entry)
+    if not version then
+        if pinned then
             ngx.status = 404
             ngx.header.content_type = "text/plain"
             ngx.say("release ", pinned, " of ", app, " is not running")
             return ngx.exit(404)
         end
-        ctx.minipaas_version = version
-    elseif not entry or #entry.versions == 0 then
         return  -- no container: the balancer fails, the vhost answers 503
-    elseif not entry.multi then
-        ctx.minipaas_version = entry.versions[1]
-        return
     end
-    local cookie = ngx.var.cookie_mp_release
-    local version = ctx.minipaas_version
-    if not version then
-        local asked = ngx.var.http_x_minipaas_release
-        version = asked and entry.by_release[asked] or cookie and entry.by_release[cookie]
-    end
-    if not version then
-        local slot = crc32(ngx.var.connection .. SALT) % 100
-        local versions = entry.versions
-        version = versions[#versions]
-        for i = 1, #versions do
-            if slot < versions[i].hi then
-                version = versions[i]
-                break
-            end
-        end
-    end
+    local ctx = ngx.ctx
     ctx.minipaas_version = version
-    if entry.multi and cookie ~= version.name then
+    if entry.multi and ngx.var.cookie_mp_release ~= version.name then
         ctx.minipaas_cookie = version.cookie
     end
 end
