@@ -81,3 +81,26 @@ def test_sub_millisecond_answers_fall_in_the_first_bucket() -> None:
     raw = metrics.Raw(NOW, 8, 136, {}, {})
     assert metrics.percentile(raw, counts, 50) == pytest.approx(50 / 99)
     assert 1 < (metrics.percentile(raw, counts, 100) or 0) <= 2
+
+
+def test_who_may_see_an_apps_processes_may_see_its_metrics() -> None:
+    from minipaas.access.access import PermissionDenied, Principal, check
+
+    deployer = Principal("dev", "deployer", "SHA256:x", frozenset({"api"}))
+    check(deployer, "metrics", "api")
+    check(deployer, "metrics", "api--feature")  # a review app of a granted app
+    with pytest.raises(PermissionDenied):
+        check(deployer, "metrics", "other")
+
+
+def test_rows_give_each_routed_release_its_weight_and_windows() -> None:
+    from minipaas.routing.routes import Version
+
+    minute = int(NOW // 60)
+    raw = metrics.parse(raw_text(["t api 12 c2 9", "t api 12 c5 1", f"{minute} api 12 c2 9", f"{minute} api 12 c5 1",
+                                  f"{minute} api 12 b8 10"]))
+    [row] = metrics.rows([Version(12, 100, {"10.0.0.2:5000": "a"})], raw)
+    assert row["release"] == 12 and row["weight"] == 100
+    assert row["total"] == {"requests": 10, "1xx": 0, "2xx": 9, "3xx": 0, "4xx": 0, "5xx": 1}
+    assert row["windows"]["1m"]["requests"] == 10 and row["windows"]["1m"]["errors"] == 0.1  # type: ignore[index]
+    assert 1 < row["windows"]["15m"]["p50_ms"] <= 2  # type: ignore[index]

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import contextlib
 import http.client
+import json
 import os
 import signal
 import threading
@@ -297,3 +298,28 @@ def test_prometheus_reads_every_routed_releases_totals_on_loopback(host: tuple[P
         assert values[f'minipaas_request_duration_seconds_bucket{{{labels},le="0.001"}}'] <= count
         assert values[f"minipaas_request_duration_seconds_sum{{{labels}}}"] >= 0
     assert "# TYPE minipaas_request_duration_seconds histogram" in text
+
+
+def test_the_metrics_command_shows_each_routed_releases_figures(host: tuple[Paas, Settings],
+                                                                backends: list[Backend]) -> None:
+    paas, settings = host
+    stable, canary = Backend(62), Backend(63, fail_every=4)
+    route(settings, backends, (stable, 75), (canary, 25))
+    for _ in range(400):
+        once(paas, headers={"X-Minipaas-Release": "63"})
+    for _ in range(200):
+        once(paas, headers={"X-Minipaas-Release": "62"})
+    found = json.loads(paas.run("metrics", APP, "--json").stdout)
+    assert [(r["release"], r["weight"]) for r in found] == [(62, 75), (63, 25)]
+    assert found[1]["total"] == {"requests": 400, "1xx": 0, "2xx": 300, "3xx": 0, "4xx": 0, "5xx": 100}
+    five = found[1]["windows"]["5m"]
+    assert five["requests"] == 400 and five["errors"] == 0.25 and five["rate"] == pytest.approx(400 / 300, rel=0.01)
+    assert 0 <= five["p50_ms"] <= five["p95_ms"] <= five["p99_ms"]
+    assert found[0]["windows"]["15m"]["requests"] == 200 and found[0]["windows"]["15m"]["errors"] == 0
+    text = paas.run("metrics", APP).stdout.splitlines()
+    assert text[0].split() == ["RELEASE", "WEIGHT", "LAST", "REQ/S", "5XX", "P50", "P95", "P99"]
+    assert [line.split()[:3] for line in text[1:]] == [["62", "75%", w] for w in ("1m", "5m", "15m")] + \
+        [["63", "25%", w] for w in ("1m", "5m", "15m")]
+    assert all(line.split()[4] == "25.00%" for line in text[4:])
+    unknown = paas.run("metrics", "nosuchapp", check=False)
+    assert unknown.returncode == 1 and len(unknown.stderr.strip().splitlines()) == 1

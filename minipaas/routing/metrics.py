@@ -140,3 +140,26 @@ def read(settings: Settings, app: str, releases: list[int] | None = None) -> Raw
     """What nginx counted for the app's releases (default: the routed ones)."""
     query = f"/metrics?app={app}" + (f"&releases={','.join(map(str, releases))}" if releases else "")
     return parse(routes.control(settings, query, what=f"the metrics of {app}"))
+
+
+def rows(versions: list[routes.Version], raw: Raw) -> list[dict[str, object]]:
+    """Each routed release's weight and figures, for `metrics APP` (and its --json)."""
+    found: list[dict[str, object]] = []
+    for version in versions:
+        windows = {}
+        for w in summary(raw, version.release):
+            windows[f"{w.minutes}m"] = {"requests": round(w.requests), "rate": round(w.rate, 3),
+                                        "errors": round(w.errors, 5),
+                                        **{f"p{q}_ms": None if v is None else round(v, 2)
+                                           for q, v in w.percentiles.items()}}
+        total = raw.totals.get(version.release, Counts())
+        found.append({"release": version.release, "weight": version.weight, "windows": windows,
+                      "total": {"requests": round(total.requests),
+                                **{f"{c}xx": round(total.classes.get(c, 0)) for c in range(1, 6)}}})
+    return found
+
+
+def of_app(settings: Settings, app: str) -> list[dict[str, object]]:
+    """The figures of the app's routed releases (none when it is not routed)."""
+    versions = routes.versions(settings, app)
+    return rows(versions, read(settings, app, [v.release for v in versions])) if versions else []
