@@ -135,6 +135,8 @@ for _command in (
     releases.releases_list,
     releases.releases_info,
     releases.releases_rollback,
+    releases.releases_promote,
+    releases.releases_abort,
     admin.gc_cmd,
     admin.report_cmd,
     releases.deploy_cmd,
