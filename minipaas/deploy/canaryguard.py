@@ -121,13 +121,17 @@ def _verdict(host: Host, running: Canary) -> Verdict:
 
 
 def step_figures(settings: Settings, running: Canary) -> tuple[Figures, Figures]:
-    """The stable release's and the canary's figures since the step began, as nginx counted them (per minute: the
-    step's first minute is taken in part, its requests as evenly spread; at most the last 15 minutes)."""
+    """The stable release's and the canary's figures since the step began, as nginx counted them: from the minute
+    it began on (nginx counts per minute; the requests of that minute before the step are of the same releases, at
+    the shares before), at most the last 15 minutes."""
     raw = metrics.read(settings, running.app, [running.stable, running.release])
-    minutes = min(15.0, max(raw.now - running.step_started_at, 1.0) / 60)
+    first = max(int(running.step_started_at // 60), int(raw.now // 60) - 14)
 
     def figures(release: int) -> Figures:
-        counts = metrics.window(raw, release, minutes)
+        counts = metrics.Counts()
+        for minute, kept in raw.minutes.get(release, {}).items():
+            if minute >= first:
+                counts.add(kept)
         p95 = metrics.percentile(raw, counts, 95)
         return Figures(requests=round(counts.requests), errors=round(counts.classes.get(5, 0)),
                        p95=None if p95 is None else p95 / 1000)

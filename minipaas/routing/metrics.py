@@ -84,7 +84,7 @@ def parse(text: str) -> Raw:
     return raw
 
 
-def window(raw: Raw, release: int, minutes: float) -> Counts:
+def window(raw: Raw, release: int, minutes: int) -> Counts:
     """A release's counts over the last `minutes` minutes up to `raw.now`: the minutes inside whole, the oldest
     one in part (the share of it inside the window, its requests taken as evenly spread)."""
     total = Counts()
