@@ -4,7 +4,7 @@
 --
 -- minipaas changes an app's entry through the control server (PUT/DELETE /routes?app=NAME on a unix
 -- socket only root reaches) and keeps the same table in a file, which `load` reads at every start and
--- reload of nginx. `pick` (access phase) chooses the request's version, `balance` a container of it,
+-- reload of nginx. `pick` (rewrite phase) chooses the request's version, `balance` a container of it,
 -- `cookie` (header filter) tells a client of an app with several versions which one it got. A deploy
 -- changes one entry: no reload, and once the PUT is answered every new request follows the new entry.
 local M = {}
@@ -151,27 +151,21 @@ local function choose(entry)
 end
 M.choose = choose
 
--- access_by_lua: the request's version into ngx.ctx.minipaas_version (the balancer's and the metrics'); the
--- cookie to set when the app has several and the client's does not name it; 404 for a release URL whose
--- release is not routed.
+-- set_by_lua (not access_by_lua: no coroutine per request): the request's version into ngx.ctx.minipaas_version
+-- (the balancer's and the metrics'), and the cookie to set when the app has several and the client's does not
+-- name it. Returns the number of a release URL whose release is not routed (the vhost answers 404), else "".
 function M.pick()
-    local app = ngx.var.minipaas_app
-    local entry = entry_of(app)
+    local entry = entry_of(ngx.var.minipaas_app)
     local version, pinned = choose(entry)
     if not version then
-        if pinned then
-            ngx.status = 404
-            ngx.header.content_type = "text/plain"
-            ngx.say("release ", pinned, " of ", app, " is not running")
-            return ngx.exit(404)
-        end
-        return  -- no container: the balancer fails, the vhost answers 503
+        return pinned or ""  -- no container at all: the balancer fails, the vhost answers 503
     end
     local ctx = ngx.ctx
     ctx.minipaas_version = version
     if entry.multi and ngx.var.cookie_mp_release ~= version.name then
         ctx.minipaas_cookie = version.cookie
     end
+    return ""
 end
 
 -- header_filter_by_lua: the cookie that keeps the client on its version, beside the app's own cookies.
