@@ -212,16 +212,21 @@ def workers(settings: Settings) -> set[int]:
     return set(map(int, Path(f"/proc/{master}/task/{master}/children").read_text().split()))
 
 
+def reload(settings: Settings) -> None:
+    """nginx reloaded: its new workers read the table from the file (init_by_lua), the old ones leave."""
+    before = workers(settings)
+    os.kill(int((settings.nginx_dir / "run" / "front.pid").read_text()), signal.SIGHUP)
+    deadline = time.monotonic() + 30
+    while workers(settings) & before:
+        assert time.monotonic() < deadline, "nginx did not reload"
+        time.sleep(0.05)
+
+
 def test_a_reloaded_nginx_routes_the_versions_as_before(host: tuple[Paas, Settings], backends: list[Backend]) -> None:
     paas, settings = host
     stable, canary = Backend(12), Backend(13)
     route(settings, backends, (stable, 90), (canary, 10))
-    before = workers(settings)
-    os.kill(int((settings.nginx_dir / "run" / "front.pid").read_text()), signal.SIGHUP)
-    deadline = time.monotonic() + 30
-    while workers(settings) & before:  # the old workers leave once the new ones read the table from the file
-        assert time.monotonic() < deadline, "nginx did not reload"
-        time.sleep(0.05)
+    reload(settings)
     assert routes.nginx_versions(settings, APP) == [(12, 90, [stable.address]), (13, 10, [canary.address])]
     assert once(paas, headers={"Cookie": "mp_release=13"}).body == "release 13\n"
 
@@ -323,3 +328,19 @@ def test_the_metrics_command_shows_each_routed_releases_figures(host: tuple[Paas
     assert all(line.split()[4] == "25.00%" for line in text[4:])
     unknown = paas.run("metrics", "nosuchapp", check=False)
     assert unknown.returncode == 1 and len(unknown.stderr.strip().splitlines()) == 1
+
+
+def test_a_table_of_an_older_minipaas_routes_as_one_version(host: tuple[Paas, Settings],
+                                                             backends: list[Backend]) -> None:
+    paas, settings = host
+    old = Backend(0)
+    route(settings, backends, (old, 100))
+    routes.control(settings, f"/routes?app={APP}", "PUT", old.address)  # no `N=W` marker: what minipaas sent
+    assert routes.nginx_versions(settings, APP) == [(0, 100, [old.address])]
+    answer = once(paas)
+    assert (answer.status, answer.body, answer.cookies) == (200, "release 0\n", ["session=app"])
+    # And the file of an older minipaas, read by a reloaded nginx.
+    routes.routes_file(settings).write_text(f"{APP} {old.address}\n")
+    reload(settings)
+    assert routes.nginx_versions(settings, APP) == [(0, 100, [old.address])]
+    assert once(paas).body == "release 0\n"
