@@ -33,6 +33,11 @@ def test_counters_parse_by_scope_release_and_name() -> None:
     assert raw.minutes[13][minute].classes == {2: 7} and raw.minutes[13][minute].buckets == {9: 7}
 
 
+def test_a_websockets_life_is_no_answers_latency() -> None:
+    raw = metrics.parse(raw_text(["t api 12 c1b120 3", "t api 12 c2b4 10"]))
+    assert raw.totals[12].classes == {1: 3, 2: 10} and raw.totals[12].buckets == {4: 10}
+
+
 @pytest.mark.parametrize("text", ["", "now x", "now 1 steps 8 last 136\nt api 12 c2 1\n",
                                   "now 1 steps 8 last 136\nt api 12 c6b1 1\n",
                                   "now 1 steps 8 last 136\nt api x c2b1 1\n", "now 1 steps 8 last 136\nt api 12\n"])

@@ -82,7 +82,8 @@ def parse(text: str) -> Raw:
         elif counter:
             klass, bucket, n = int(counter.group(1)), int(counter.group(2)), float(value)
             counts.classes[klass] = counts.classes.get(klass, 0) + n
-            counts.buckets[bucket] = counts.buckets.get(bucket, 0) + n
+            if klass != 1:  # a 101's time is a websocket's whole life: no answer's latency
+                counts.buckets[bucket] = counts.buckets.get(bucket, 0) + n
         else:
             raise ProxyError(f"line {number} of nginx's metrics names no counter: {line[:80]!r}")
     return raw

@@ -62,7 +62,9 @@ local function count(app, version)
         keys.total[slot] = key
     end
     dict:incr(key, 1, 0)
-    dict:incr(keys.sum, ms, 0)
+    if class > 1 then  -- a 101's time is a websocket's whole life, no answer's latency (nor in the histograms)
+        dict:incr(keys.sum, ms, 0)
+    end
     local minute = floor(ngx.time() / 60)
     if keys.minute ~= minute then
         keys.minute, keys.now = minute, {}
@@ -172,7 +174,9 @@ function M.prometheus()
                     local value = dict:get(name .. i)
                     if value then
                         n = n + value
-                        per_bucket[i] = (per_bucket[i] or 0) + value
+                        if class > 1 then  -- a 101's time is a websocket's whole life: no answer's latency
+                            per_bucket[i] = (per_bucket[i] or 0) + value
+                        end
                     end
                 end
                 requests[#requests + 1] = "minipaas_requests_total" .. labels .. ',code_class="' .. CLASSES[class]
