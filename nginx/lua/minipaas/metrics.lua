@@ -29,8 +29,8 @@ local function keys_of(app, version)
     return keys
 end
 
-local function count(app, version)
-    local keys = version.metric_keys or keys_of(app, version)
+local function count(app, version)  -- app: its name, or nil to read it only when the keys are made
+    local keys = version.metric_keys or keys_of(app or ngx.var.minipaas_app, version)
     local class = floor(ngx.status / 100)
     if class < 1 or class > 5 then
         class = 5
@@ -81,7 +81,7 @@ end
 function M.log()
     local version = ngx.ctx.minipaas_version
     if version then
-        count(ngx.var.minipaas_app, version)
+        count(nil, version)
     end
 end
 
