@@ -25,16 +25,22 @@ def bucket_of(ms: float) -> int:
 
 def test_counters_parse_by_scope_release_and_name() -> None:
     minute = int(NOW // 60)
-    raw = metrics.parse(raw_text(["t api 12 s 1500.000", "t api 12 c2 90", "t api 12 c5 10", "t api 12 b0 100",
-                                  f"{minute} api 13 c2 7", f"{minute} api 13 b9 7"]))
+    raw = metrics.parse(raw_text(["t api 12 s 1500.000", "t api 12 c2b0 90", "t api 12 c5b0 6", "t api 12 c5b3 4",
+                                  f"{minute} api 13 c2b9 7"]))
     assert raw.now == NOW and raw.steps == 8 and raw.last == 136
-    assert raw.totals[12].classes == {2: 90, 5: 10} and raw.totals[12].buckets == {0: 100}
+    assert raw.totals[12].classes == {2: 90, 5: 10} and raw.totals[12].buckets == {0: 96, 3: 4}
     assert raw.totals[12].sum_ms == 1500 and raw.totals[12].requests == 100
-    assert raw.minutes[13][minute].classes == {2: 7}
+    assert raw.minutes[13][minute].classes == {2: 7} and raw.minutes[13][minute].buckets == {9: 7}
 
 
-@pytest.mark.parametrize("text", ["", "now x", "now 1 steps 8 last 136\nt api 12 q 1\n",
-                                  "now 1 steps 8 last 136\nt api x c2 1\n", "now 1 steps 8 last 136\nt api 12\n"])
+def test_a_websockets_life_is_no_answers_latency() -> None:
+    raw = metrics.parse(raw_text(["t api 12 c1b120 3", "t api 12 c2b4 10"]))
+    assert raw.totals[12].classes == {1: 3, 2: 10} and raw.totals[12].buckets == {4: 10}
+
+
+@pytest.mark.parametrize("text", ["", "now x", "now 1 steps 8 last 136\nt api 12 c2 1\n",
+                                  "now 1 steps 8 last 136\nt api 12 c6b1 1\n",
+                                  "now 1 steps 8 last 136\nt api x c2b1 1\n", "now 1 steps 8 last 136\nt api 12\n"])
 def test_text_that_is_no_metrics_is_refused(text: str) -> None:
     with pytest.raises(ProxyError, match="nginx's metrics"):
         metrics.parse(text)
@@ -43,8 +49,8 @@ def test_text_that_is_no_metrics_is_refused(text: str) -> None:
 def test_windows_take_the_last_minutes_and_part_of_the_oldest() -> None:
     minute = int(NOW // 60)
     # 60 requests in each of the last 20 minutes, the current one (half gone) with 30.
-    lines = [f"{minute - back} api 12 c2 {30 if back == 0 else 60}" for back in range(20)]
-    lines += [f"{minute - back} api 12 c5 {3 if back == 0 else 6}" for back in range(20)]
+    lines = [f"{minute - back} api 12 c2b4 {30 if back == 0 else 60}" for back in range(20)]
+    lines += [f"{minute - back} api 12 c5b4 {3 if back == 0 else 6}" for back in range(20)]
     raw = metrics.parse(raw_text(lines))
     one, five, fifteen = metrics.summary(raw, 12)
     assert (one.minutes, five.minutes, fifteen.minutes) == (1, 5, 15)
@@ -97,8 +103,8 @@ def test_rows_give_each_routed_release_its_weight_and_windows() -> None:
     from minipaas.routing.routes import Version
 
     minute = int(NOW // 60)
-    raw = metrics.parse(raw_text(["t api 12 c2 9", "t api 12 c5 1", f"{minute} api 12 c2 9", f"{minute} api 12 c5 1",
-                                  f"{minute} api 12 b8 10"]))
+    raw = metrics.parse(raw_text(["t api 12 c2b8 9", "t api 12 c5b8 1", f"{minute} api 12 c2b8 9",
+                                  f"{minute} api 12 c5b8 1"]))
     [row] = metrics.rows([Version(12, 100, {"10.0.0.2:5000": "a"})], raw)
     assert row["release"] == 12 and row["weight"] == 100
     assert row["total"] == {"requests": 10, "1xx": 0, "2xx": 9, "3xx": 0, "4xx": 0, "5xx": 1}

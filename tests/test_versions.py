@@ -10,6 +10,7 @@ import http.client
 import json
 import os
 import signal
+import socket
 import threading
 import time
 from collections import Counter
@@ -53,6 +54,8 @@ class Backend:
             disable_nagle_algorithm = True  # headers and body are two writes: no 40 ms delayed ACK between
 
             def do_GET(self) -> None:
+                if self.headers.get("Upgrade") == "websocket":
+                    return self.upgraded()
                 with backend.lock:
                     backend.seen += 1
                     failing = backend.fail_every and backend.seen % backend.fail_every == 0
@@ -62,6 +65,16 @@ class Backend:
                 self.send_header("Set-Cookie", "session=app")  # the app's own: kept beside mp_release
                 self.end_headers()
                 self.wfile.write(body)
+
+            def upgraded(self) -> None:
+                """A websocket's stand-in: after the 101, every line comes back with the release's number."""
+                self.send_response(101)
+                self.send_header("Upgrade", "websocket")
+                self.send_header("Connection", "Upgrade")
+                self.end_headers()
+                for line in self.rfile:
+                    self.wfile.write(f"release {backend.release}: ".encode() + line)
+                self.close_connection = True
 
             def log_message(self, format: str, *args: object) -> None:
                 pass
@@ -212,16 +225,21 @@ def workers(settings: Settings) -> set[int]:
     return set(map(int, Path(f"/proc/{master}/task/{master}/children").read_text().split()))
 
 
+def reload(settings: Settings) -> None:
+    """nginx reloaded: its new workers read the table from the file (init_by_lua), the old ones leave."""
+    before = workers(settings)
+    os.kill(int((settings.nginx_dir / "run" / "front.pid").read_text()), signal.SIGHUP)
+    deadline = time.monotonic() + 30
+    while workers(settings) & before:
+        assert time.monotonic() < deadline, "nginx did not reload"
+        time.sleep(0.05)
+
+
 def test_a_reloaded_nginx_routes_the_versions_as_before(host: tuple[Paas, Settings], backends: list[Backend]) -> None:
     paas, settings = host
     stable, canary = Backend(12), Backend(13)
     route(settings, backends, (stable, 90), (canary, 10))
-    before = workers(settings)
-    os.kill(int((settings.nginx_dir / "run" / "front.pid").read_text()), signal.SIGHUP)
-    deadline = time.monotonic() + 30
-    while workers(settings) & before:  # the old workers leave once the new ones read the table from the file
-        assert time.monotonic() < deadline, "nginx did not reload"
-        time.sleep(0.05)
+    reload(settings)
     assert routes.nginx_versions(settings, APP) == [(12, 90, [stable.address]), (13, 10, [canary.address])]
     assert once(paas, headers={"Cookie": "mp_release=13"}).body == "release 13\n"
 
@@ -229,6 +247,19 @@ def test_a_reloaded_nginx_routes_the_versions_as_before(host: tuple[Paas, Settin
 def totals(settings: Settings, *releases: int) -> dict[int, metrics.Counts]:
     raw = metrics.read(settings, APP, list(releases))
     return {r: raw.totals.get(r, metrics.Counts()) for r in releases}
+
+
+def counted(settings: Settings, before: dict[int, metrics.Counts], requests: int) -> dict[int, metrics.Counts]:
+    """The totals once nginx counted `requests` more than `before` (it counts in the log phase, after the client
+    has its answer)."""
+    deadline = time.monotonic() + 10
+    while True:
+        after = totals(settings, *before)
+        done = sum(after[r].requests - before[r].requests for r in before)
+        if done >= requests:
+            return after
+        assert time.monotonic() < deadline, f"nginx counted {done} of {requests} requests"
+        time.sleep(0.05)
 
 
 def test_nginx_counts_each_releases_requests_as_the_client_does(host: tuple[Paas, Settings],
@@ -241,12 +272,12 @@ def test_nginx_counts_each_releases_requests_as_the_client_does(host: tuple[Paas
     for _ in range(4000):
         answer = once(paas)
         seen[(answer.body, answer.status // 100)] += 1
-    after = totals(settings, 32, 33)
+    after = counted(settings, before, 4000)
     for release in (32, 33):
         for klass in (2, 5):
-            counted = after[release].classes.get(klass, 0) - before[release].classes.get(klass, 0)
+            got = after[release].classes.get(klass, 0) - before[release].classes.get(klass, 0)
             expected = seen[(f"release {release}\n", klass)]
-            assert abs(counted - expected) <= max(1, expected * 0.01), (release, klass, counted, expected)
+            assert abs(got - expected) <= max(1, expected * 0.01), (release, klass, got, expected)
     requests = {r: after[r].requests - before[r].requests for r in (32, 33)}
     assert requests[32] + requests[33] == 4000 and requests[33] == canary.seen
     errors = (after[33].classes.get(5, 0) - before[33].classes.get(5, 0)) / requests[33]
@@ -268,10 +299,11 @@ def test_a_release_whose_containers_do_not_answer_counts_the_503s(host: tuple[Pa
     dead = free_port()  # nothing listens there: nginx's 502, answered as the vhost's 503
     routes.set_versions(settings, APP, [Version(42, 50, {stable.address: "c42"}),
                                         Version(43, 50, {f"127.0.0.1:{dead}": "c43"})])
-    before = totals(settings, 43)[43].classes.get(5, 0)
+    before = totals(settings, 43)
     answers = [once(paas, headers={"X-Minipaas-Release": "43"}) for _ in range(20)]
     assert {a.status for a in answers} == {503}
-    assert totals(settings, 43)[43].classes.get(5, 0) - before == 20
+    after = counted(settings, before, 20)
+    assert after[43].classes.get(5, 0) - before[43].classes.get(5, 0) == 20
 
 
 def test_prometheus_reads_every_routed_releases_totals_on_loopback(host: tuple[Paas, Settings],
@@ -279,8 +311,10 @@ def test_prometheus_reads_every_routed_releases_totals_on_loopback(host: tuple[P
     paas, settings = host
     stable, canary = Backend(52), Backend(53)
     route(settings, backends, (stable, 50), (canary, 50))
+    before = totals(settings, 52, 53)
     for _ in range(200):
         once(paas)
+    counted(settings, before, 200)
     conn = http.client.HTTPConnection("127.0.0.1", settings.metrics_port, timeout=10)
     with contextlib.closing(conn):
         conn.request("GET", "/metrics")
@@ -305,10 +339,12 @@ def test_the_metrics_command_shows_each_routed_releases_figures(host: tuple[Paas
     paas, settings = host
     stable, canary = Backend(62), Backend(63, fail_every=4)
     route(settings, backends, (stable, 75), (canary, 25))
+    before = totals(settings, 62, 63)
     for _ in range(400):
         once(paas, headers={"X-Minipaas-Release": "63"})
     for _ in range(200):
         once(paas, headers={"X-Minipaas-Release": "62"})
+    counted(settings, before, 600)
     found = json.loads(paas.run("metrics", APP, "--json").stdout)
     assert [(r["release"], r["weight"]) for r in found] == [(62, 75), (63, 25)]
     assert found[1]["total"] == {"requests": 400, "1xx": 0, "2xx": 300, "3xx": 0, "4xx": 0, "5xx": 100}
@@ -323,3 +359,45 @@ def test_the_metrics_command_shows_each_routed_releases_figures(host: tuple[Paas
     assert all(line.split()[4] == "25.00%" for line in text[4:])
     unknown = paas.run("metrics", "nosuchapp", check=False)
     assert unknown.returncode == 1 and len(unknown.stderr.strip().splitlines()) == 1
+
+
+def test_a_table_of_an_older_minipaas_routes_as_one_version(host: tuple[Paas, Settings],
+                                                             backends: list[Backend]) -> None:
+    paas, settings = host
+    old = Backend(0)
+    route(settings, backends, (old, 100))
+    routes.control(settings, f"/routes?app={APP}", "PUT", old.address)  # no `N=W` marker: what minipaas sent
+    assert routes.nginx_versions(settings, APP) == [(0, 100, [old.address])]
+    answer = once(paas)
+    assert (answer.status, answer.body, answer.cookies) == (200, "release 0\n", ["session=app"])
+    # And the file of an older minipaas, read by a reloaded nginx.
+    routes.routes_file(settings).write_text(f"{APP} {old.address}\n")
+    reload(settings)
+    assert routes.nginx_versions(settings, APP) == [(0, 100, [old.address])]
+    assert once(paas).body == "release 0\n"
+
+
+def test_a_websocket_stays_on_the_version_it_started_on(host: tuple[Paas, Settings], backends: list[Backend]) -> None:
+    paas, settings = host
+    stable, canary = Backend(72), Backend(73)
+    route(settings, backends, (stable, 50), (canary, 50))
+    before = totals(settings, 72, 73)
+    started: Counter[str] = Counter()
+    for _ in range(20):
+        with socket.create_connection(("127.0.0.1", paas.port), timeout=10) as sock:
+            sock.sendall(f"GET /socket HTTP/1.1\r\nHost: {APP}.paas.test\r\nUpgrade: websocket\r\n"
+                         "Connection: Upgrade\r\n\r\n".encode())
+            with sock.makefile("rb") as reader:  # closed with the socket: the websocket ends
+                assert reader.readline().startswith(b"HTTP/1.1 101")
+                while reader.readline() not in (b"\r\n", b""):
+                    pass
+                answers = set()
+                for n in range(5):
+                    sock.sendall(f"ping {n}\n".encode())
+                    answers.add(reader.readline().decode().split(":")[0])
+            assert len(answers) == 1, answers
+            started.update(answers)
+    assert set(started) == {"release 72", "release 73"}
+    after = counted(settings, before, 20)  # once each websocket closed
+    assert sum(after[r].classes.get(1, 0) - before[r].classes.get(1, 0) for r in (72, 73)) == 20
+    assert all(after[r].buckets == before[r].buckets for r in (72, 73))  # their lives are no latency

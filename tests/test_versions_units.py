@@ -136,3 +136,12 @@ def test_add_container_to_an_unrouted_app_routes_it_alone(home: tuple[object, Fa
     settings, _ = home
     routes.add_container(settings, "api", "10.0.0.2:5000", "a", release=5)
     assert routes.versions(settings, "api") == [Version(5, 100, {"10.0.0.2:5000": "a"})]
+
+
+def test_an_address_handed_out_again_moves_to_its_new_containers_version(home: tuple[object, FakeNginx]) -> None:
+    settings, _ = home
+    routes.set_versions(settings, "api", [Version(12, 90, {"10.0.0.2:5000": "a", "10.0.0.3:5000": "b"}),
+                                         Version(13, 10, {"10.0.0.4:5000": "c"})])
+    routes.add_container(settings, "api", "10.0.0.4:5000", "d", release=12)
+    assert routes.versions(settings, "api") == [
+        Version(12, 100, {"10.0.0.2:5000": "a", "10.0.0.3:5000": "b", "10.0.0.4:5000": "d"})]

@@ -1,8 +1,8 @@
 """Per-release metrics as nginx counts them (nginx/lua/minipaas/metrics.lua): read from its control server,
 parsed and summed up here.
 
-nginx keeps, per app and release, requests by status class and a latency histogram (the upstream's response
-time, 8 buckets per doubling from 1 ms to 131 s), per minute for the last 16 minutes and as running totals.
+nginx keeps, per app and release, requests by status class and latency bucket (the upstream's response time,
+8 buckets per doubling from 1 ms to 131 s), per minute for the last 16 minutes and as running totals.
 `parse` and `summary` are pure (tested as text): for each release, over the last 1, 5 and 15 minutes, the
 requests per second, the share of 5xx, and p50/p95/p99 read from the histogram. `read` asks nginx.
 """
@@ -10,6 +10,7 @@ requests per second, the share of 5xx, and p50/p95/p99 read from the histogram. 
 from __future__ import annotations
 
 import math
+import re
 from dataclasses import dataclass, field
 
 from minipaas.errors import ProxyError
@@ -17,6 +18,7 @@ from minipaas.routing import routes
 from minipaas.state.settings import Settings
 
 WINDOWS = (1, 5, 15)  # minutes
+COUNTER = re.compile(r"c([1-5])b([0-9]{1,3})")  # requests of a status class in a latency bucket
 PERCENTILES = (50, 95, 99)
 
 
@@ -74,11 +76,14 @@ def parse(text: str) -> Raw:
         scope, _, release, name, value = fields
         counts = raw.totals.setdefault(int(release), Counts()) if scope == "t" else \
             raw.minutes.setdefault(int(release), {}).setdefault(int(scope), Counts())
-        kind, index = name[0], name[1:]
-        if kind == "s":
+        counter = COUNTER.fullmatch(name)
+        if name == "s":
             counts.sum_ms = float(value)
-        elif kind in "cb" and index.isdigit():
-            (counts.classes if kind == "c" else counts.buckets)[int(index)] = float(value)
+        elif counter:
+            klass, bucket, n = int(counter.group(1)), int(counter.group(2)), float(value)
+            counts.classes[klass] = counts.classes.get(klass, 0) + n
+            if klass != 1:  # a 101's time is a websocket's whole life: no answer's latency
+                counts.buckets[bucket] = counts.buckets.get(bucket, 0) + n
         else:
             raise ProxyError(f"line {number} of nginx's metrics names no counter: {line[:80]!r}")
     return raw

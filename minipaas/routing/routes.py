@@ -191,9 +191,7 @@ def forget_container(settings: Settings, container: str, *, stale: Callable[[], 
         app, address, _ = found
         if address not in addresses(settings, app):
             return None
-        left = [Version(v.release, v.weight, {a: c for a, c in v.targets.items() if a != address})
-                for v in versions(settings, app)]
-        _change(settings, app, renormalised([v for v in left if v.targets]) or None)
+        _change(settings, app, _without(versions(settings, app), address) or None)
         return app
 
 
@@ -213,7 +211,7 @@ def add_container(settings: Settings, app: str, address: str, container: str, *,
     if not ADDRESS.fullmatch(address):
         raise ProxyError(f"not an address to route to: {address!r}")
     with _locked(settings):
-        now = versions(settings, app)
+        now = _without(versions(settings, app), address)  # one version per address (it may be handed out again)
         if not now:
             _change(settings, app, [Version(release or 0, 100, {address: container})])
             return
@@ -221,6 +219,12 @@ def add_container(settings: Settings, app: str, address: str, container: str, *,
             or max(now, key=lambda v: (v.weight, v.release))
         _change(settings, app, [Version(v.release, v.weight, {**v.targets, address: container})
                                 if v is home else v for v in now])
+
+
+def _without(now: list[Version], address: str) -> list[Version]:
+    """The versions without this address; one left with none goes, its weight shared by the others."""
+    left = [Version(v.release, v.weight, {a: c for a, c in v.targets.items() if a != address}) for v in now]
+    return renormalised([v for v in left if v.targets])
 
 
 def _owners(settings: Settings) -> dict[str, tuple[str, str, int]]:

@@ -19,22 +19,18 @@ local LOG_STEP = log(2) / STEPS
 local LAST = 17 * STEPS
 M.STEPS, M.LAST = STEPS, LAST
 
--- The keys of one version's counters, made once per worker and version (and minute), not per request.
+-- One counter per status class and latency bucket (`c2b17`): a request is one incr of it, in the totals and in its
+-- minute (and one of the latency's sum): three per request. Their keys are made once per worker and version (and
+-- minute), not per request.
 local function keys_of(app, version)
     local prefix = app .. " " .. version.name .. " "
-    local keys = {prefix = prefix, class = {}, bucket = {}, sum = "t " .. prefix .. "s", minute = -1}
-    for class = 1, 5 do
-        keys.class[class] = "t " .. prefix .. "c" .. class
-    end
-    for i = 0, LAST do
-        keys.bucket[i] = "t " .. prefix .. "b" .. i
-    end
+    local keys = {prefix = prefix, total = {}, sum = "t " .. prefix .. "s", minute = -1, now = {}}
     version.metric_keys = keys
     return keys
 end
 
-local function count(app, version)
-    local keys = version.metric_keys or keys_of(app, version)
+local function count(app, version)  -- app: its name, or nil to read it only when the keys are made
+    local keys = version.metric_keys or keys_of(app or ngx.var.minipaas_app, version)
     local class = floor(ngx.status / 100)
     if class < 1 or class > 5 then
         class = 5
@@ -59,23 +55,24 @@ local function count(app, version)
             bucket = LAST
         end
     end
-    dict:incr(keys.class[class], 1, 0)
-    dict:incr(keys.bucket[bucket], 1, 0)
-    dict:incr(keys.sum, ms, 0)
+    local slot = class * 1000 + bucket
+    local key = keys.total[slot]
+    if not key then
+        key = "t " .. keys.prefix .. "c" .. class .. "b" .. bucket
+        keys.total[slot] = key
+    end
+    dict:incr(key, 1, 0)
+    if class > 1 then  -- a 101's time is a websocket's whole life, no answer's latency (nor in the histograms)
+        dict:incr(keys.sum, ms, 0)
+    end
     local minute = floor(ngx.time() / 60)
     if keys.minute ~= minute then
-        keys.minute, keys.now_class, keys.now_bucket = minute, {}, {}
+        keys.minute, keys.now = minute, {}
     end
-    local key = keys.now_class[class]
+    key = keys.now[slot]
     if not key then
-        key = minute .. " " .. keys.prefix .. "c" .. class
-        keys.now_class[class] = key
-    end
-    dict:incr(key, 1, 0, TTL)
-    key = keys.now_bucket[bucket]
-    if not key then
-        key = minute .. " " .. keys.prefix .. "b" .. bucket
-        keys.now_bucket[bucket] = key
+        key = minute .. " " .. keys.prefix .. "c" .. class .. "b" .. bucket
+        keys.now[slot] = key
     end
     dict:incr(key, 1, 0, TTL)
 end
@@ -84,7 +81,7 @@ end
 function M.log()
     local version = ngx.ctx.minipaas_version
     if version then
-        count(ngx.var.minipaas_app, version)
+        count(nil, version)
     end
 end
 
@@ -111,7 +108,8 @@ end
 
 -- content_by_lua on the control socket: GET /metrics?app=NAME[&releases=12,13] (default: the routed ones).
 -- One counter a line, `SCOPE APP RELEASE NAME VALUE`: SCOPE `t` (since nginx started) or a minute (unix time / 60);
--- NAME c1..c5 (requests by status class), b0..b136 (requests by latency bucket), s (their latency's sum, ms).
+-- NAME c<class>b<bucket> (requests of status class 1..5 in latency bucket 0..136) or, in the totals, s (their
+-- latency's sum, ms).
 -- The first line: `now SECONDS steps 8 last 136`.
 function M.raw()
     local app = ngx.var.arg_app
@@ -139,15 +137,12 @@ function M.raw()
                 out[#out + 1] = head .. "s " .. string.format("%.3f", value) .. "\n"
             end
             for class = 1, 5 do
-                value = dict:get(head .. "c" .. class)
-                if value then
-                    out[#out + 1] = head .. "c" .. class .. " " .. value .. "\n"
-                end
-            end
-            for i = 0, LAST do
-                value = dict:get(head .. "b" .. i)
-                if value then
-                    out[#out + 1] = head .. "b" .. i .. " " .. value .. "\n"
+                local name = head .. "c" .. class .. "b"
+                for i = 0, LAST do
+                    value = dict:get(name .. i)
+                    if value then
+                        out[#out + 1] = name .. i .. " " .. value .. "\n"
+                    end
                 end
             end
         end
@@ -172,16 +167,24 @@ function M.prometheus()
         for _, release in ipairs(releases_of(app)) do
             local head = "t " .. app .. " " .. release .. " "
             local labels = '{app="' .. app .. '",release="' .. release .. '"'
-            local total = 0
+            local per_bucket = {}
             for class = 1, 5 do
-                local value = dict:get(head .. "c" .. class) or 0
-                total = total + value
+                local name, n = head .. "c" .. class .. "b", 0
+                for i = 0, LAST do
+                    local value = dict:get(name .. i)
+                    if value then
+                        n = n + value
+                        if class > 1 then  -- a 101's time is a websocket's whole life: no answer's latency
+                            per_bucket[i] = (per_bucket[i] or 0) + value
+                        end
+                    end
+                end
                 requests[#requests + 1] = "minipaas_requests_total" .. labels .. ',code_class="' .. CLASSES[class]
-                    .. '"} ' .. value .. "\n"
+                    .. '"} ' .. n .. "\n"
             end
             local below = 0
             for i = 0, LAST do
-                below = below + (dict:get(head .. "b" .. i) or 0)
+                below = below + (per_bucket[i] or 0)
                 if i % STEPS == 0 then
                     durations[#durations + 1] = "minipaas_request_duration_seconds_bucket" .. labels .. ',le="'
                         .. string.format("%g", 2 ^ (i / STEPS) / 1000) .. '"} ' .. below .. "\n"

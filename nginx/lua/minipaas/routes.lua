@@ -4,8 +4,8 @@
 --
 -- minipaas changes an app's entry through the control server (PUT/DELETE /routes?app=NAME on a unix
 -- socket only root reaches) and keeps the same table in a file, which `load` reads at every start and
--- reload of nginx. `pick` (access phase) chooses the request's version, `balance` a container of it,
--- `cookie` (header filter) tells a client of an app with several versions which one it got. A deploy
+-- reload of nginx. `pick` (rewrite phase) chooses the request's version and the cookie that tells a client of an
+-- app with several versions which one it got, `balance` a container of it. A deploy
 -- changes one entry: no reload, and once the PUT is answered every new request follows the new entry.
 local M = {}
 local routes = ngx.shared.minipaas_routes
@@ -151,44 +151,24 @@ local function choose(entry)
 end
 M.choose = choose
 
--- access_by_lua: the request's version into ngx.ctx.minipaas_version (the balancer's and the metrics'); the
--- cookie to set when the app has several and the client's does not name it; 404 for a release URL whose
--- release is not routed.
+-- set_by_lua (not access_by_lua: no coroutine per request): the request's version into ngx.ctx.minipaas_version
+-- (the balancer's and the metrics'). Returns the cookie to set ($minipaas_cookie, added by the vhost's add_header)
+-- when the app has several versions and the client's cookie does not name this one, else "". A release URL
+-- whose release is not routed sets $minipaas_not_running to its number: the vhost answers 404.
 function M.pick()
-    local app = ngx.var.minipaas_app
-    local entry = entry_of(app)
+    local entry = entry_of(ngx.var.minipaas_app)
     local version, pinned = choose(entry)
     if not version then
         if pinned then
-            ngx.status = 404
-            ngx.header.content_type = "text/plain"
-            ngx.say("release ", pinned, " of ", app, " is not running")
-            return ngx.exit(404)
+            ngx.var.minipaas_not_running = pinned
         end
-        return  -- no container: the balancer fails, the vhost answers 503
+        return ""  -- no container at all: the balancer fails, the vhost answers 503
     end
-    local ctx = ngx.ctx
-    ctx.minipaas_version = version
+    ngx.ctx.minipaas_version = version
     if entry.multi and ngx.var.cookie_mp_release ~= version.name then
-        ctx.minipaas_cookie = version.cookie
+        return version.cookie
     end
-end
-
--- header_filter_by_lua: the cookie that keeps the client on its version, beside the app's own cookies.
-function M.cookie()
-    local cookie = ngx.ctx.minipaas_cookie
-    if not cookie then
-        return
-    end
-    local set = ngx.header["Set-Cookie"]
-    if set == nil then
-        ngx.header["Set-Cookie"] = cookie
-    elseif type(set) == "table" then
-        set[#set + 1] = cookie
-        ngx.header["Set-Cookie"] = set
-    else
-        ngx.header["Set-Cookie"] = {set, cookie}
-    end
+    return ""
 end
 
 -- balancer_by_lua: a container of the request's version; a failed connection moves on to the next one
