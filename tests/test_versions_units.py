@@ -145,3 +145,14 @@ def test_an_address_handed_out_again_moves_to_its_new_containers_version(home: t
     routes.add_container(settings, "api", "10.0.0.4:5000", "d", release=12)
     assert routes.versions(settings, "api") == [
         Version(12, 100, {"10.0.0.2:5000": "a", "10.0.0.3:5000": "b", "10.0.0.4:5000": "d"})]
+
+
+def test_a_container_routed_again_where_it_is_already_stays_in_its_own_version(home: tuple[object, FakeNginx]) -> None:
+    """The watcher routes a restarted container after `ps:restore` routed it already: the canary's one container
+    must not leave its version (which would vanish) for the stable one (seen: both in release 12 after a restore)."""
+    settings, _ = home
+    both = [Version(12, 50, {"10.0.0.2:5000": "a"}), Version(13, 50, {"10.0.0.3:5000": "b"})]
+    routes.set_versions(settings, "api", both)
+    routes.add_container(settings, "api", "10.0.0.3:5000", "b", release=13)
+    routes.add_container(settings, "api", "10.0.0.2:5000", "a", release=12)
+    assert routes.versions(settings, "api") == both

@@ -211,14 +211,19 @@ def add_container(settings: Settings, app: str, address: str, container: str, *,
     if not ADDRESS.fullmatch(address):
         raise ProxyError(f"not an address to route to: {address!r}")
     with _locked(settings):
-        now = _without(versions(settings, app), address)  # one version per address (it may be handed out again)
-        if not now:
+        before = versions(settings, app)
+        if not before:
             _change(settings, app, [Version(release or 0, 100, {address: container})])
             return
-        home = next((v for v in now if v.release == release), None) \
-            or max(now, key=lambda v: (v.weight, v.release))
-        _change(settings, app, [Version(v.release, v.weight, {**v.targets, address: container})
-                                if v is home else v for v in now])
+        # Its home is chosen before the address leaves the others: a version whose one container this is (routed
+        # again by a deploy or ps:restore meanwhile) must not vanish and send the container to another release.
+        home = release if any(v.release == release for v in before) \
+            else max(before, key=lambda v: (v.weight, v.release)).release
+        # One version per address (the engine may have handed it out again, to a container of another release).
+        now = [Version(v.release, v.weight, {**{a: c for a, c in v.targets.items() if a != address},
+                                             **({address: container} if v.release == home else {})})
+               for v in before]
+        _change(settings, app, renormalised([v for v in now if v.targets]))
 
 
 def _without(now: list[Version], address: str) -> list[Version]:
