@@ -445,8 +445,9 @@ def test_a_releases_page_shows_its_build_log(home: Home) -> None:
     assert page.status_code == 200 and "-----&gt; npm ci" in page.text
     assert "&lt;b&gt;added 3 packages&lt;/b&gt;" in page.text  # the log is text, escaped
     assert 'href="/apps/shop/releases/2"' in c.get("/apps/shop").text
+    # `²` and `٣` are digits to str.isdigit(), not to int(): a plain 404, not a failed page.
     for bad in ("/apps/shop/releases/9", "/apps/shop/releases/x1", "/apps/shop/releases/" + "9" * 30,
-                "/apps/blog/releases/1"):
+                "/apps/blog/releases/1", "/apps/shop/releases/%C2%B2", "/apps/shop/releases/%D9%A3"):
         assert c.get(bad).status_code == 404, bad
 
 

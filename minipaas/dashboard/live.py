@@ -122,6 +122,6 @@ def push_events(settings: Settings, app: str, offset: int) -> Iterator[bytes]:
 def push_stream(request: Request) -> Response:
     _who, app = _allowed(request, "releases:info")
     start = request.headers.get("last-event-id") or request.query_params.get("after", "0")
-    offset = int(start) if start.isdigit() and len(start) < 12 else 0
+    offset = int(start) if start.isascii() and start.isdigit() and len(start) < 12 else 0
     return StreamingResponse(push_events(request.app.state.settings, app, offset), media_type="text/event-stream",
                              headers={"Cache-Control": "no-store", "X-Accel-Buffering": "no"})

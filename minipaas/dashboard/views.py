@@ -163,7 +163,7 @@ def release(host: Host, who: Principal, app: str, number: str) -> tuple[releasel
     """A release and its build log, as `releases:info` shows them."""
     reachable(host, who, app)
     access.check(who, "releases:info", app)
-    if not number.isdigit() or len(number) > 9:
+    if not (number.isascii() and number.isdigit()) or len(number) > 9:
         raise NotFound(f"no release {number[:12]!r} of {app}")
     return releaselog.get(host, app, int(number)), releaselog.build_log(host, app, int(number))
 

@@ -100,7 +100,7 @@ class Guard:
 
         refused = _refusal(scope)
         length = dict(scope.get("headers") or []).get(b"content-length", b"0")
-        if refused is None and (not length.isdigit() or int(length) > MAX_BODY):
+        if refused is None and (not (length.isascii() and length.isdigit()) or int(length) > MAX_BODY):
             refused = (413, "that request is too large")
         if refused is not None:
             await plain_page(*refused)(scope, receive, send_with_headers)

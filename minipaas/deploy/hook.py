@@ -33,7 +33,8 @@ ROLE_ENV = "MINIPAAS_ROLE"
 def push_options(environ: dict[str, str]) -> list[str]:
     """The `git push -o ...` options (git passes them as GIT_PUSH_OPTION_<n>)."""
     count = environ.get("GIT_PUSH_OPTION_COUNT", "0")
-    return [environ.get(f"GIT_PUSH_OPTION_{i}", "") for i in range(int(count) if count.isdigit() else 0)]
+    given = int(count) if count.isascii() and count.isdigit() else 0
+    return [environ.get(f"GIT_PUSH_OPTION_{i}", "") for i in range(given)]
 
 
 def deploy_refs(branch_setting: str) -> tuple[str, ...]:

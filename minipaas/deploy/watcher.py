@@ -167,7 +167,7 @@ def _route_again(settings: Settings, app: str, container: str) -> None:
                 return  # a deploy moved on meanwhile (or its canary ended): this one retires
             label = found.labels.get(engine.RELEASE_LABEL, "")
             routes.add_container(settings, app, f"{found.ip}:{port}", container,
-                                 release=int(label) if label.isdigit() else None)
+                                 release=int(label) if label.isascii() and label.isdigit() else None)
             print(f"watch: {container[:12]} of {app}: answering again; routed", file=sys.stderr, flush=True)
             return
         time.sleep(0.2)

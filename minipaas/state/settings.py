@@ -299,7 +299,7 @@ def _port(value: str, what: str) -> int:
 
 
 def _seconds(value: str, what: str) -> int:
-    if not value.isdigit() or not 0 < int(value) <= 3600:
+    if not (value.isascii() and value.isdigit()) or not 0 < int(value) <= 3600:
         raise InvalidInput(f"{what} must be a number of seconds from 1 to 3600, not {value!r}")
     return int(value)
 
