@@ -75,12 +75,17 @@ def test_a_crashed_container_leaves_the_route_and_comes_back_when_restarted(paas
     app, _ = paas.deploy(APPS / "crash-later")
     settings = load(paas.env)
     row = web(paas, app)
+    # The deploy started the watcher; on a busy machine it may still be loading: a crash before it follows the
+    # engine's events, and restarted before it catches up, is one it never hears of (nothing to unroute by then).
+    log_file = paas.home / "logs" / "watch.log"
+    wait_for(lambda: log_file.exists() and "following the engine's events" in log_file.read_text(),
+             what="the watcher to follow the engine")
     paas.get(app, "/crash")  # exits 3; its restart policy (on-failure) starts it again
     wait_for(lambda: int(docker("inspect", "--format", "{{.RestartCount}}", str(row["name"])).strip()) >= 1,
              what="the engine to restart the crashed container")
     wait_for(lambda: paas.get(app).body == "up\n" and routes.nginx_view(settings, app) == [row["address"]],
              timeout=60, what="the restarted container to be routed again")
-    log = (paas.home / "logs" / "watch.log").read_text()
+    log = log_file.read_text()
     assert "unrouted" in log and "routed" in log.split("unrouted", 1)[1]
 
 

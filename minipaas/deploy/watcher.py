@@ -77,6 +77,7 @@ def run(settings: Settings) -> None:
             if not lost:
                 since = int(time.time()) - 1  # what happens while catching up is replayed, not missed
                 catch_up(settings, forgotten)
+                print("watch: following the engine's events", file=sys.stderr, flush=True)
                 for event in engine.events({"type": "container", "label": f"{engine.LABEL}={settings.home}"},
                                            since=since):
                     handle(settings, event, forgotten)
