@@ -119,6 +119,8 @@ def assert_means_what_it_says(key: str, value: str) -> None:
 @example(("cpus", "0.0000000001"))
 @example(("memory", "1k"))
 @example(("deploy-branch", "a.lock"))
+@example(("static-dir", "."))  # the folder itself: the whole repository
+@example(("static-dir", "public/./x"))
 def test_an_app_setting_is_one_line_or_a_value_that_means_what_it_says(host: Host, setting: tuple[str, str]) -> None:
     key, value = setting
     try:

@@ -48,8 +48,10 @@ _BUILD_CPUS = str(max(1, len(os.sched_getaffinity(0)) - 1))
 
 
 def _plain_path(value: str) -> bool:
-    """A relative slash-separated name (a branch, a folder): no `..`, no leading slash, no odd characters."""
-    return bool(re.fullmatch(r"[A-Za-z0-9._-]+(/[A-Za-z0-9._-]+)*", value)) and ".." not in value
+    """A relative slash-separated name (a branch, a folder): no `..`, no `.` part (the folder it is in: a static-dir
+    of `.` would serve the whole repository), no leading slash, no odd characters."""
+    return bool(re.fullmatch(r"[A-Za-z0-9._-]+(/[A-Za-z0-9._-]+)*", value)) and ".." not in value \
+        and "." not in value.split("/")
 
 
 def _branch(value: str) -> bool:
