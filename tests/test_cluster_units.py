@@ -254,7 +254,7 @@ def test_an_engine_that_does_not_answer_is_said_in_one_line() -> None:
     import requests
     import urllib3
 
-    from minipaas.adapters.engine.client import _Answering, not_answering, reason
+    from minipaas.adapters.engine.sdk import _Answering, not_answering, reason
 
     refused = requests.exceptions.ConnectionError(
         "HTTPConnectionPool(host='172.19.0.2', port=2375): Max retries exceeded with url: /v1.41/tasks (Caused by "

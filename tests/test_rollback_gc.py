@@ -77,3 +77,11 @@ def test_thirty_deploys_keep_five_images_and_gc_dry_run_changes_nothing(paas: Pa
     # The five kept releases are still rollback-able.
     paas.run("releases:rollback", app, str(releases(paas, app)[4]["number"]))
     assert paas.get(app).body == "v24 \n"
+    # `report` keeps the images' sizes with the images they were measured among: once a gc removed three, it says
+    # two (measured again), and the same again from what it kept.
+    paas.run("settings:set", app, "keep-releases", "2")
+    paas.run("gc")
+    after = json.loads(paas.run("report", "--json").stdout)
+    assert after[0]["images"] == 2 and after[0]["image_bytes"] < report[0]["image_bytes"]
+    assert json.loads(paas.run("report", "--json").stdout) == after
+    assert (paas.home / "cache" / "image-sizes.json").is_file()

@@ -16,10 +16,8 @@ import ipaddress
 from collections.abc import Iterable
 from dataclasses import dataclass
 
-import docker.errors
-
 from minipaas.adapters import engine
-from minipaas.errors import EngineError
+from minipaas.errors import EngineError, NotFound
 
 PREFIX = 26  # addresses per app network: 64, of which 62 for containers
 ATTEMPTS = 32
@@ -110,7 +108,7 @@ def free_subnet(pool: str, taken: Iterable[str], prefix: int = PREFIX) -> str | 
 
 def _subnets_in_use() -> list[str]:
     found = []
-    for network in engine.client().api.networks():
+    for network in engine.wire.get("/networks"):
         for config in ((network.get("IPAM") or {}).get("Config") or []):
             if config.get("Subnet") and ":" not in config["Subnet"]:
                 found.append(config["Subnet"])
@@ -124,12 +122,9 @@ def usage(pool: str) -> PoolUsage:
 
 def ensure_app_network(name: str, *, pool: str, labels: dict[str, str]) -> None:
     """Create the app's network unless it exists (idempotent; two creators at once are fine)."""
-    api = engine.client().api
-    try:
-        api.inspect_network(name)
+    if exists(name):
         return
-    except docker.errors.NotFound:
-        pass
+    api, docker = engine.client().api, engine.sdk.docker
     refused: list[str] = []  # subnets the engine said overlap, though no listed network holds them
     for _ in range(ATTEMPTS):
         # another process may take the subnet between our look and our create, and a network being
@@ -158,15 +153,15 @@ def exists(name: str) -> bool:
 def attached(name: str) -> list[str] | None:
     """The ids of the containers on the network; None when there is no such network."""
     try:
-        found = engine.client().api.inspect_network(name)
-    except docker.errors.NotFound:
+        found = engine.wire.get(f"/networks/{name}")
+    except NotFound:
         return None
     return sorted((found.get("Containers") or {}).keys())
 
 
 def remove(name: str) -> None:
     """Remove a network (absent is fine; one still in use is left for the next cleanup)."""
-    api = engine.client().api
+    api, docker = engine.client().api, engine.sdk.docker
     try:
         api.remove_network(name)
     except docker.errors.NotFound:

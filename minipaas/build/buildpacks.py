@@ -14,12 +14,12 @@ import tomllib
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-import jinja2
-
-from minipaas.build import dockerfile_reading
 from minipaas.errors import BuildFailed, MinipaasError
+
+if TYPE_CHECKING:
+    import jinja2
 
 SERVE_KINDS = ("container", "static", "static-build", "markdown")
 STACKS = ("", "node")  # the base images a template may build on ("": none)
@@ -115,6 +115,8 @@ def detect(packs: list[Buildpack], paths: set[str], scripts: set[str],
 
 
 def template_cache(cache_dir: Path | None) -> jinja2.BytecodeCache | None:
+    import jinja2  # here, not at the top: routing reads buildpacks (load_all) on `ps`'s path, renders never
+
     if cache_dir is None:
         return None
     folder = cache_dir / "templates"
@@ -124,6 +126,10 @@ def template_cache(cache_dir: Path | None) -> jinja2.BytecodeCache | None:
 
 def render(pack: Buildpack, facts: dict[str, Any], *, cache_dir: Path | None = None) -> str:
     """The Dockerfile for this app: the template sees the facts (and nothing it could call back)."""
+    import jinja2  # see template_cache
+
+    from minipaas.build import dockerfile_reading  # its Dockerfile parser (a compiled package): as jinja2
+
     env = jinja2.Environment(
         # Its own folder first, then the other buildpacks: a template may extend another's.
         loader=jinja2.FileSystemLoader([str(pack.folder), str(pack.folder.parent)]),

@@ -12,7 +12,6 @@ import time
 from dataclasses import dataclass
 
 from minipaas.adapters import engine
-from minipaas.adapters.engine import services
 from minipaas.build import serviceimages
 from minipaas.cluster import credentials, registry
 from minipaas.errors import MinipaasError
@@ -59,19 +58,19 @@ def by_node(settings: Settings, registry_address: str | None, deadline: float = 
         return {}
     image = _probe_image(settings, registry_address)
     name = f"{settings.instance}-disk-{secrets.token_hex(4)}"
-    services.run_global_job(name=name, image=image, command=["df", "-P", "-B1", "/"],
+    engine.services.run_global_job(name=name, image=image, command=["df", "-P", "-B1", "/"],
                             labels={engine.LABEL: str(settings.home), registry.ROLE_LABEL: "disk"})
     try:
         tasks = _wait_finished(name, time.monotonic() + deadline)
         node_of = {task.id: task.node_id for task in tasks if task.state == "complete"}
         found: dict[str, Disk] = {}
-        for task_id, line in services.logs(name):
+        for task_id, line in engine.services.logs(name):
             disk = parse_df(line.decode(errors="replace"))
             if disk is not None and task_id in node_of:
                 found[node_of[task_id]] = disk
         return found
     finally:
-        services.remove(name)
+        engine.services.remove(name)
 
 
 def _probe_image(settings: Settings, registry_address: str) -> str:
@@ -85,11 +84,11 @@ def _probe_image(settings: Settings, registry_address: str) -> str:
     return f"{target}:{tag}@{digest}"
 
 
-def _wait_finished(name: str, deadline: float) -> list[services.Task]:
+def _wait_finished(name: str, deadline: float) -> list[engine.services.Task]:
     """The job's tasks once each has ended (or at the deadline, as they are then)."""
     while True:
         try:
-            tasks = services.tasks(name)
+            tasks = engine.services.tasks(name)
         except MinipaasError:
             tasks = []
         if (tasks and all(task.state in DONE for task in tasks)) or time.monotonic() > deadline:

@@ -36,7 +36,6 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Protocol
 
 from minipaas.adapters import engine, localaddr
-from minipaas.adapters.engine import swarm
 from minipaas.build import serviceimages
 from minipaas.cluster import registry
 from minipaas.errors import Conflict, EngineError, InvalidInput, MinipaasError
@@ -239,7 +238,7 @@ class _Wanted:
         except MinipaasError:
             since = 0
         return cls(allowed=_ipv4([localaddr.source_toward(advertise)]),
-                   blocked=_ipv4([advertise, *(n.address for n in swarm.nodes() if n.address)]), since=since)
+                   blocked=_ipv4([advertise, *(n.address for n in engine.swarm.nodes() if n.address)]), since=since)
 
 
 def front(settings: Settings) -> tuple[int, int]:

@@ -30,8 +30,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 from urllib.parse import urlsplit
 
-from minipaas.adapters import sshclient
-from minipaas.adapters.engine import swarm
+from minipaas.adapters import engine, sshclient
 from minipaas.cluster import firewall, membership, registry
 from minipaas.errors import Conflict, EngineError, InvalidInput, MinipaasError
 from minipaas.state import perms
@@ -135,13 +134,13 @@ def add(settings: Settings, url: str, identity: Path | None, timeout: float, pro
     if not where or not advertise:
         raise Conflict("this Swarm has no minipaas registry (`minipaas cluster:init` did not make it)")
     ca = registry.files(settings).ca_cert.read_bytes()
-    token = swarm.join_token("worker")
+    token = engine.swarm.join_token("worker")
     progress(f"-----> Connecting to {target} (timeout {timeout:g}s)")
     with _connect(settings, target, identity, timeout) as client:
         version, state, remote_id = _engine(client, target)
         progress(f"       Docker {version} answers")
         if state != "inactive":
-            member = next((n for n in swarm.nodes() if n.id == remote_id), None)
+            member = next((n for n in engine.swarm.nodes() if n.id == remote_id), None)
             if member is not None:
                 raise Conflict(f"{target.host} is already a node of this cluster ({member.hostname}, "
                                f"{member.status})")
@@ -155,21 +154,21 @@ def add(settings: Settings, url: str, identity: Path | None, timeout: float, pro
             firewall.set_node(shell, settings, advertise, _peer(client, target))
             progress(f"-----> Trusting the registry: {CERTS}/{where}/ca.crt")
             put_back = _write_ca(client, where, ca)
-            progress(f"-----> Joining the Swarm at {now.address}:{swarm.SWARM_PORT} as a worker")
+            progress(f"-----> Joining the Swarm at {now.address}:{engine.swarm.SWARM_PORT} as a worker")
             joining = True
             joined = _remote(client, "docker", "swarm", "join", "--availability", "pause", "--token", token,
-                             f"{now.address}:{swarm.SWARM_PORT}")
+                             f"{now.address}:{engine.swarm.SWARM_PORT}")
             node_id = _engine(client, target)[2]
             if joined.status != 0 or not node_id:
                 raise EngineError(f"docker swarm join failed on {target.host}: {joined.reason()}")
             hostname = _wait_ready(node_id)
             firewall.set_manager(settings, advertise)  # the manager's containers reach none of its tasks
-            swarm.set_availability(node_id, "active")
+            engine.swarm.set_availability(node_id, "active")
             _remember(settings, node_id, {"ssh": str(target), "identity": str(identity.resolve() if identity else "")})
         except BaseException:
             progress("!     undoing: the join, the registry's CA, the firewall's rules")
             steps = (lambda: joining and _remote(client, "docker", "swarm", "leave", "--force"),
-                     lambda: node_id and swarm.remove_node(node_id, force=True),  # our own half-join only
+                     lambda: node_id and engine.swarm.remove_node(node_id, force=True),  # our own half-join only
                      lambda: put_back and put_back(),
                      lambda: firewall.remove(shell))
             for step in steps:
@@ -213,7 +212,7 @@ def _write_ca(client: paramiko.SSHClient, where: str, ca: bytes) -> Callable[[],
 def _wait_ready(node_id: str) -> str:
     deadline = time.monotonic() + READY_DEADLINE
     while True:
-        node = next((n for n in swarm.nodes() if n.id == node_id), None)
+        node = next((n for n in engine.swarm.nodes() if n.id == node_id), None)
         if node is not None and node.status == "ready":
             return node.hostname
         if time.monotonic() > deadline:
@@ -238,7 +237,7 @@ def remove(settings: Settings, name: str, progress: Progress) -> None:
     if left:
         _leave_over_ssh(settings, node, progress)
     progress(f"-----> Removing {node.hostname} from the Swarm")
-    swarm.remove_node(node.id)  # no --force: the engine itself refuses a node that is not down
+    engine.swarm.remove_node(node.id)  # no --force: the engine itself refuses a node that is not down
     _remember(settings, node.id, None)
     advertise = membership.advertise_address(settings)
     if advertise:
@@ -249,7 +248,7 @@ def remove(settings: Settings, name: str, progress: Progress) -> None:
     progress(f"=====> {node.hostname} is no longer in the cluster")
 
 
-def _leave_over_ssh(settings: Settings, node: swarm.NodeInfo, progress: Progress) -> None:
+def _leave_over_ssh(settings: Settings, node: engine.swarm.NodeInfo, progress: Progress) -> None:
     """A drained node that is up leaves the Swarm, over ssh if `add` brought it; then it is down."""
     entry = _added(settings).get(node.id)
     if entry is None:
@@ -268,7 +267,7 @@ def _leave_over_ssh(settings: Settings, node: swarm.NodeInfo, progress: Progress
             _remote(client, "rmdir", f"{CERTS}/{where}")
         firewall.remove(firewall.SshShell(client, target.host))
     deadline = time.monotonic() + READY_DEADLINE
-    while (now := next((n for n in swarm.nodes() if n.id == node.id), None)) and now.status != "down":
+    while (now := next((n for n in engine.swarm.nodes() if n.id == node.id), None)) and now.status != "down":
         if time.monotonic() > deadline:
             raise EngineError(f"{node.hostname} left but the manager does not see it down within "
                               f"{READY_DEADLINE:.0f}s ({now.status})")
@@ -280,7 +279,7 @@ def secure_added(settings: Settings, advertise: str, progress: Progress) -> None
     others (joined by hand). A node that cannot be reached is said, and left as it is."""
     now = membership.require_manager()
     added = _added(settings)
-    for node in sorted(swarm.nodes(), key=lambda n: n.hostname):
+    for node in sorted(engine.swarm.nodes(), key=lambda n: n.hostname):
         if node.id == now.node_id or node.status != "ready":
             continue
         entry = added.get(node.id)

@@ -15,8 +15,7 @@ import json
 from collections.abc import Callable
 from dataclasses import dataclass
 
-from minipaas.adapters import localaddr
-from minipaas.adapters.engine import swarm
+from minipaas.adapters import engine, localaddr
 from minipaas.cluster import disks, firewall, registry
 from minipaas.errors import Conflict, InvalidInput, MinipaasError, NotFound
 from minipaas.state import perms
@@ -32,7 +31,7 @@ HEARTBEAT_SECONDS = 1
 
 @dataclass(frozen=True)
 class Node:
-    info: swarm.NodeInfo
+    info: engine.swarm.NodeInfo
     tasks: int
     disk: disks.Disk | None = None  # None: not asked, or the node did not say (drained, down, slow)
 
@@ -70,17 +69,17 @@ def init(settings: Settings, advertise: str | None, progress: Progress) -> str:
     """This host's engine becomes a Swarm manager with a registry beside it; returns the registry's address."""
     if advertise is not None:
         _check_address(advertise)
-    now = swarm.state()
+    now = engine.swarm.state()
     if now.active:
         role = "a manager" if now.manager else "a worker"
         raise Conflict(f"this host's engine is already {role} of a Swarm ({now.nodes or '?'} nodes); "
                        "`minipaas cluster:nodes` lists them, `cluster:leave` ends a one-node cluster")
     progress("-----> Making this host's engine a Swarm manager")
-    swarm.init(advertise, heartbeat_seconds=HEARTBEAT_SECONDS)
+    engine.swarm.init(advertise, heartbeat_seconds=HEARTBEAT_SECONDS)
     where = None
     try:
-        address = swarm.state().address
-        progress(f"       manager at {address}:{swarm.SWARM_PORT}")
+        address = engine.swarm.state().address
+        progress(f"       manager at {address}:{engine.swarm.SWARM_PORT}")
         where = registry.start(settings, address, progress)
         perms.write_file(registry.folder(settings) / "cluster.json",
                          json.dumps({"registry": where, "advertise": address}).encode(), perms.PRIVATE_FILE)
@@ -97,7 +96,7 @@ def init(settings: Settings, advertise: str | None, progress: Progress) -> str:
 
 def _undo(settings: Settings, where: str | None) -> None:
     for step in (lambda: firewall.remove_manager(settings), lambda: registry.stop(settings, where),
-                 lambda: swarm.leave(force=True)):
+                 lambda: engine.swarm.leave(force=True)):
         try:
             step()
         except MinipaasError:
@@ -105,9 +104,9 @@ def _undo(settings: Settings, where: str | None) -> None:
     registry.remove_files(settings)
 
 
-def require_manager() -> swarm.SwarmState:
+def require_manager() -> engine.swarm.SwarmState:
     """This engine's Swarm state, if it is a manager; else a one-line refusal."""
-    now = swarm.state()
+    now = engine.swarm.state()
     if not now.active:
         raise NotFound("this host is not in a cluster; `minipaas cluster:init` makes one")
     if not now.manager:
@@ -119,7 +118,7 @@ def join_command(settings: Settings) -> list[str]:
     """What a new host runs to join as a worker: trust the registry's CA, set its firewall (its tasks answer nginx
     on this host only), then `docker swarm join`."""
     now = require_manager()
-    token = swarm.join_token("worker")
+    token = engine.swarm.join_token("worker")
     where, advertise = registry_address(settings), advertise_address(settings)
     lines = []
     if where and advertise:
@@ -130,7 +129,7 @@ def join_command(settings: Settings) -> list[str]:
         lines += firewall.join_lines(firewall.Rules(
             allowed=(localaddr.source_toward(advertise),), blocked=(advertise,), ports=firewall.SHELL_PORTS,
             front=firewall.front(settings)))
-    lines.append(f"docker swarm join --token {token} {now.address}:{swarm.SWARM_PORT}")
+    lines.append(f"docker swarm join --token {token} {now.address}:{engine.swarm.SWARM_PORT}")
     return lines
 
 
@@ -139,20 +138,20 @@ def nodes(settings: Settings, *, disk: bool = True, warn: Progress = lambda _lin
     two, the first time longer, as each node pulls the job's image). The nodes are listed even when that fails:
     `warn` says why."""
     require_manager()
-    counts = swarm.running_tasks_by_node()
+    counts = engine.swarm.running_tasks_by_node()
     try:
         found = disks.by_node(settings, registry_address(settings)) if disk else {}
     except MinipaasError as exc:
         warn(f"no disk figures: {exc.message}")
         found = {}
     return [Node(info=n, tasks=counts.get(n.id, 0), disk=found.get(n.id))
-            for n in sorted(swarm.nodes(), key=lambda n: n.hostname)]
+            for n in sorted(engine.swarm.nodes(), key=lambda n: n.hostname)]
 
 
-def find_node(settings: Settings, name: str) -> swarm.NodeInfo:
+def find_node(settings: Settings, name: str) -> engine.swarm.NodeInfo:
     """A node by its hostname or its id (a unique prefix of it, as `docker node` takes)."""
     require_manager()
-    found = swarm.nodes()
+    found = engine.swarm.nodes()
     matches = ([n for n in found if name in (n.hostname, n.id)]
                or [n for n in found if len(name) >= 4 and n.id.startswith(name)])
     if len(matches) != 1 or not name.strip():
@@ -162,16 +161,16 @@ def find_node(settings: Settings, name: str) -> swarm.NodeInfo:
     return matches[0]
 
 
-def set_availability(node: swarm.NodeInfo, availability: str) -> None:
+def set_availability(node: engine.swarm.NodeInfo, availability: str) -> None:
     if availability not in ("active", "pause", "drain"):
         raise InvalidInput(f"a node's availability is active, pause or drain, not {availability[:20]!r}")
-    swarm.set_availability(node.id, availability)
+    engine.swarm.set_availability(node.id, availability)
 
 
 def check_leave(settings: Settings) -> None:
     """Refuse to leave unless this is the manager of a cluster of one (the others removed first)."""
     now = require_manager()
-    others = [n for n in swarm.nodes() if n.id != now.node_id]
+    others = [n for n in engine.swarm.nodes() if n.id != now.node_id]
     if others:
         names = ", ".join(sorted(n.hostname for n in others))
         raise Conflict(f"the cluster has {len(others)} other node(s) ({names}); drain and remove them first "
@@ -188,6 +187,6 @@ def leave(settings: Settings, progress: Progress) -> None:
     progress("-----> Stopping the registry")
     registry.stop(settings, where)
     progress("-----> Leaving the Swarm")
-    swarm.leave(force=True)
+    engine.swarm.leave(force=True)
     registry.remove_files(settings)
     progress("=====> This host runs plain containers again")

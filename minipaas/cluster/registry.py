@@ -19,7 +19,6 @@ from collections.abc import Callable
 from pathlib import Path
 
 from minipaas.adapters import engine
-from minipaas.adapters.engine import swarm
 from minipaas.build import serviceimages
 from minipaas.cluster import credentials, pki
 from minipaas.errors import EngineError, MinipaasError
@@ -103,7 +102,7 @@ def run(settings: Settings, advertise: str, *, readonly: bool, progress: Progres
     config = folder(settings) / ("registry-readonly.yml" if readonly else "registry.yml")
     perms.write_file(config, (READONLY if readonly else CONFIG).encode(), pki.PUBLIC_FILE)
     image = serviceimages.ensure(settings, "registry", progress)
-    swarm.run_registry(
+    engine.swarm.run_registry(
         name=container_name(settings), image=image, address=advertise, port=PORT,
         binds={str(storage(settings)): "/var/lib/docker-registry",
                str(config): "/etc/docker/registry/config.yml:ro",
@@ -162,7 +161,7 @@ def answers(where: str, ca_file: Path, account: credentials.Credentials | None) 
 
 def stop(settings: Settings, where: str | None) -> None:
     """The registry's container goes and the engine stops trusting it; its storage stays until `remove_files`."""
-    swarm.remove_container(container_name(settings))
+    engine.swarm.remove_container(container_name(settings))
     if where:
         untrust(settings, where)
 

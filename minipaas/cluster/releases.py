@@ -14,13 +14,11 @@ from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass, field
 
 from minipaas.adapters import engine
-from minipaas.adapters.engine import services
 from minipaas.cluster import credentials, firewall, membership, registry
 from minipaas.errors import DeployFailed, EngineError
 from minipaas.state.settings import Settings
 
 Progress = Callable[[str], None]
-Task = services.Task
 SERVICE_LABEL = "minipaas.service"  # on every service minipaas makes: the home it belongs to
 PUSH_ATTEMPTS = 3  # a push the registry broke off (it restarted) is made again once it answers, at most this often
 REGISTRY_WAIT = 60.0  # seconds a push, or a task's pull, waits for a registry that does not answer
@@ -87,7 +85,7 @@ def overlay(settings: Settings, app: str) -> str:
     services, an app deployed before `cluster:init` until its containers retire, the app after `cluster:leave`);
     the engine would take either network for the other by name."""
     name = overlay_name(settings, app)
-    services.ensure_overlay(name, labels={engine.LABEL: str(settings.home), engine.APP_LABEL: app})
+    engine.services.ensure_overlay(name, labels={engine.LABEL: str(settings.home), engine.APP_LABEL: app})
     return name
 
 
@@ -99,13 +97,13 @@ def start(settings: Settings, app: str, *, release: int, process: str, replicas:
     labels = {engine.APP_LABEL: app, engine.RELEASE_LABEL: str(release), engine.PROCESS_LABEL: process}
     if port:
         labels[engine.PORT_LABEL] = str(port)
-    services.create(name=name, image=image, replicas=replicas, network=overlay(settings, app), port=port,
+    engine.services.create(name=name, image=image, replicas=replicas, network=overlay(settings, app), port=port,
                     env={**env, **({"PORT": str(port)} if port else {})}, command=command,
                     labels={**labels, SERVICE_LABEL: str(settings.home)}, limits=limits)
     return name
 
 
-def addresses(placed: list[services.Placed], known: Mapping[str, str] | None = None) -> dict[str, str]:
+def addresses(placed: list[engine.services.Placed], known: Mapping[str, str] | None = None) -> dict[str, str]:
     """The running tasks nginx can be sent to: `node address:published port` → task id. A task on a node that is not
     `ready` (down, or not heard from: the Swarm may still call it running) is left out, and so is one whose port its
     status does not say; unless `known` (task id → the address minipaas routed it at) names it: such a task keeps
@@ -124,7 +122,7 @@ def addresses(placed: list[services.Placed], known: Mapping[str, str] | None = N
     return found
 
 
-def unaddressed(placed: list[services.Placed], known: Mapping[str, str] | None = None) -> list[str]:
+def unaddressed(placed: list[engine.services.Placed], known: Mapping[str, str] | None = None) -> list[str]:
     """Running tasks on ready nodes that nginx cannot be sent to: the Swarm no longer says their port (the manager
     restarted since they started) and minipaas did not route them; only new tasks can serve."""
     known = known or {}
@@ -134,7 +132,7 @@ def unaddressed(placed: list[services.Placed], known: Mapping[str, str] | None =
 
 def task_addresses(name: str, known: Mapping[str, str] | None = None) -> dict[str, str]:
     """The service's running tasks as nginx reaches them (see `addresses`)."""
-    return addresses(services.placed(name), known)
+    return addresses(engine.services.placed(name), known)
 
 
 class PortsUnknown(DeployFailed):
@@ -155,7 +153,7 @@ class Pulls:
     waiting: float | None = None  # since when the registry has not answered
     said: set[str] = field(default_factory=set)
 
-    def final(self, name: str, failures: list[services.Failure]) -> list[services.Failure]:
+    def final(self, name: str, failures: list[engine.services.Failure]) -> list[engine.services.Failure]:
         """The failures that end the wait."""
         pulls = [f for f in failures if f.why.startswith(PULL_FAILED)]
         if len(pulls) < len(failures) or not pulls:
@@ -173,7 +171,7 @@ class Pulls:
                                        f"{REGISTRY_WAIT:.0f}s: the nodes cannot pull the image of {name}",
                                        detail="\n".join(str(f) for f in pulls[:10]))
                 return []
-            self.before = services.task_ids(name)
+            self.before = engine.services.task_ids(name)
         if name not in self.said:
             self.said.add(name)
             self.progress(f"       a node could not pull the image of {name} ({pulls[0].why[:80]}); the registry "
@@ -188,11 +186,11 @@ def wait_running(name: str, replicas: int, *, deadline: float, web: bool, known:
     one of `ignore` (tasks that had failed before: a service scaled back up, restored), nor one whose node could not
     pull while the registry restarted (`pulls`). `known`: task id → address, see `addresses`."""
     while True:
-        placed = services.placed(name) if web else []
-        running = addresses(placed, known) if web else dict.fromkeys(services.task_nodes(name), "")
+        placed = engine.services.placed(name) if web else []
+        running = addresses(placed, known) if web else dict.fromkeys(engine.services.task_nodes(name), "")
         if len(running) >= replicas:
             return running if web else {}
-        failures = [f for f in services.failures(name) if f.id not in ignore]
+        failures = [f for f in engine.services.failures(name) if f.id not in ignore]
         if pulls is not None:
             failures = pulls.final(name, failures)
         if failures:
@@ -210,31 +208,31 @@ def wait_running(name: str, replicas: int, *, deadline: float, web: bool, known:
 
 def running_tasks(name: str) -> dict[str, str]:
     """The service's running tasks: task id → node id."""
-    return services.task_nodes(name)
+    return engine.services.task_nodes(name)
 
 
 def failed_ids(name: str) -> frozenset[str]:
     """The service's tasks that failed so far (a restarted engine stopped them, a process exited once)."""
-    return frozenset(f.id for f in services.failures(name))
+    return frozenset(f.id for f in engine.services.failures(name))
 
 
 def why_gone(name: str, task: str) -> str | None:
     """None while the task runs on a ready node; NODE_LOST when its node is not ready any more (down, or not heard
     from: the Swarm starts it elsewhere); else why, in the Swarm's words when a task of the service failed (a process
     that exits at once may be seen running for a moment first)."""
-    found = services.placement(task)
+    found = engine.services.placement(task)
     if found is not None and found.node_state not in ("", "ready"):
         return NODE_LOST
-    if found is not None and found.state == "running" and task in {t.id for t in services.placed(name)}:
+    if found is not None and found.state == "running" and task in {t.id for t in engine.services.placed(name)}:
         return None
-    failures = services.failures(name)
+    failures = engine.services.failures(name)
     mine = [f for f in failures if f.id == task]
     return str((mine or failures)[0]) if failures else "its task no longer runs"
 
 
 def app_services(settings: Settings, app: str) -> list[str]:
     """The app's services (every release's), by name."""
-    return services.labelled({SERVICE_LABEL: str(settings.home), engine.APP_LABEL: app})
+    return engine.services.labelled({SERVICE_LABEL: str(settings.home), engine.APP_LABEL: app})
 
 
 def process_of(settings: Settings, app: str, name: str) -> str:
@@ -242,14 +240,14 @@ def process_of(settings: Settings, app: str, name: str) -> str:
     return name[len(f"{settings.instance}-{app}-"):].rsplit("-", 1)[0]
 
 
-def tasks(name: str) -> list[services.Task]:
-    return services.tasks(name)
+def tasks(name: str) -> list[engine.services.Task]:
+    return engine.services.tasks(name)
 
 
 def logs(name: str, *, tail: int | str, follow: bool, timestamps: bool = False,
          since: int | None = None) -> Iterator[tuple[str, bytes]]:
     """The service's lines from every node: (task id, line); `timestamps`, `since`: as `docker service logs`'."""
-    return services.logs(name, tail=tail, follow=follow, timestamps=timestamps, since=since)
+    return engine.services.logs(name, tail=tail, follow=follow, timestamps=timestamps, since=since)
 
 
 def release_of(name: str) -> int:
@@ -258,17 +256,17 @@ def release_of(name: str) -> int:
 
 
 def scale(name: str, replicas: int) -> None:
-    services.scale(name, replicas)
+    engine.services.scale(name, replicas)
 
 
 def replicas(name: str) -> int | None:
     """The service's task count as set; None when the service is gone."""
-    return services.replicas(name)
+    return engine.services.replicas(name)
 
 
 def wait_stopped(name: str, *, deadline: float) -> None:
     """Wait until no task of the service runs (after a scale to 0)."""
-    while services.task_nodes(name):
+    while engine.services.task_nodes(name):
         if time.monotonic() > deadline:
             raise DeployFailed(f"tasks of {name} still run after the deadline; "
                                "`docker service ps` on the manager says which")
@@ -276,27 +274,27 @@ def wait_stopped(name: str, *, deadline: float) -> None:
 
 
 def remove(name: str) -> None:
-    services.remove(name)
+    engine.services.remove(name)
 
 
 def remove_app(settings: Settings, app: str) -> list[str]:
-    """Every service of the app removed, then its overlay once their tasks have left it; returns the services."""
+    """Every service of the app removed, then its overlay once their tasks have left it; returns the engine.services."""
     names = app_services(settings, app)
     for name in names:
-        services.remove(name)
-    services.remove_overlay(overlay_name(settings, app), deadline=time.monotonic() + 30)
+        engine.services.remove(name)
+    engine.services.remove_overlay(overlay_name(settings, app), deadline=time.monotonic() + 30)
     return names
 
 
 def overlay_exists(settings: Settings, app: str) -> bool:
-    return services.overlay_exists(overlay_name(settings, app))
+    return engine.services.overlay_exists(overlay_name(settings, app))
 
 
 def tasks_on_node(settings: Settings, node_id: str) -> dict[str, int]:
     """The home's services with running tasks on the node: name → how many."""
     found = {}
-    for name in services.labelled({SERVICE_LABEL: str(settings.home)}):
-        count = sum(1 for node in services.task_nodes(name).values() if node == node_id)
+    for name in engine.services.labelled({SERVICE_LABEL: str(settings.home)}):
+        count = sum(1 for node in engine.services.task_nodes(name).values() if node == node_id)
         if count:
             found[name] = count
     return found

@@ -15,7 +15,7 @@ from __future__ import annotations
 
 from collections.abc import Callable
 
-from minipaas.adapters.engine import services, swarm
+from minipaas.adapters import engine
 from minipaas.cluster import credentials, firewall, hosts, membership, registry, releases
 from minipaas.state.settings import Settings
 
@@ -24,7 +24,7 @@ Progress = Callable[[str], None]
 
 def ensure(settings: Settings, progress: Progress) -> None:
     where, advertise = membership.registry_address(settings), membership.advertise_address(settings)
-    if not where or not advertise or not swarm.state().manager:
+    if not where or not advertise or not engine.swarm.state().manager:
         return  # no cluster of minipaas' here: the command itself says what it needs
     if credentials.load(settings) is not None and firewall.recorded(settings):
         firewall.refresh_manager(settings, advertise)
@@ -33,8 +33,8 @@ def ensure(settings: Settings, progress: Progress) -> None:
     registry.run(settings, advertise, readonly=False, progress=progress)  # with the account, made first
     registry.wait_answering(settings, where)
     credentials.login(settings, where)
-    for name in services.labelled({releases.SERVICE_LABEL: str(settings.home)}):
-        services.renew_registry_auth(name)
+    for name in engine.services.labelled({releases.SERVICE_LABEL: str(settings.home)}):
+        engine.services.renew_registry_auth(name)
     firewall.set_manager(settings, advertise)
     progress("       the registry takes credentials; the manager's firewall is set")
     hosts.secure_added(settings, advertise, progress)

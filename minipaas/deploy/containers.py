@@ -6,7 +6,7 @@ from __future__ import annotations
 from collections.abc import Callable
 
 from minipaas.adapters import engine, gitrepo, networks
-from minipaas.adapters.engine.services import TASK_LABEL
+from minipaas.adapters.engine.labels import TASK_LABEL
 from minipaas.cluster import membership
 from minipaas.deploy import appjson, formation, health, servicecontainers
 from minipaas.errors import Conflict, EngineError

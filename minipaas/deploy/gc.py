@@ -23,9 +23,10 @@ from __future__ import annotations
 import contextlib
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from pathlib import Path
 
 from minipaas.adapters import engine
-from minipaas.adapters.engine.services import TASK_LABEL
+from minipaas.adapters.engine.labels import TASK_LABEL
 from minipaas.build import cacheclear, dockerfiles, stacks
 from minipaas.cluster import membership, registrygc, releases
 from minipaas.deploy import containers
@@ -56,13 +57,19 @@ class Sizes:
     with every container, volume and build cache record it has), asked once, and only when an image is to go: the
     gc after a deploy that removes nothing (a static site's, an app's first releases) costs the engine nothing."""
 
-    def __init__(self) -> None:
+    def __init__(self, host: Host) -> None:
         self._sizes: dict[str, int] | None = None
+        self._cache = sizes_cache(host)
 
     def get(self, image: str, default: int) -> int:
         if self._sizes is None:
-            self._sizes = engine.unique_image_sizes()
+            self._sizes = engine.unique_image_sizes(self._cache)
         return self._sizes.get(image, default)
+
+
+def sizes_cache(host: Host) -> Path:
+    """Where the images' unique sizes are kept with the images they were measured among (`report`, `gc`)."""
+    return host.settings.cache_dir / "image-sizes.json"
 
 
 def collect(host: Host, *, dry_run: bool, only: str | None = None,
@@ -75,7 +82,7 @@ def collect(host: Host, *, dry_run: bool, only: str | None = None,
 
 def _collect(host: Host, *, dry_run: bool, only: str | None, progress: Callable[[str], None]) -> Freed:
     freed = Freed()
-    sizes = Sizes()
+    sizes = Sizes(host)
     removed: dict[str, str] = {}  # release image -> the Node version of its base image ("" if none)
     for app in [only] if only else apps.names(host):
         # Never beside a deploy of the same app: its new container and image exist before they are live. Shared
@@ -209,7 +216,7 @@ def _sweep_registry(host: Host, freed: Freed, progress: Callable[[str], None]) -
 def report(host: Host) -> list[dict[str, object]]:
     """Disk used per app: release images (what each adds beyond the layers it shares with other images),
     site directories and the git repository."""
-    sizes = engine.unique_image_sizes()
+    sizes = engine.unique_image_sizes(sizes_cache(host))
     rows = []
     for app in apps.names(host):
         images = {r.image for r in releaselog.listing(host, app) if r.image and r.image in sizes}

@@ -65,7 +65,7 @@ def task_rows(host: Host, app: str) -> list[Row]:
     rows = []
     for name in releases.app_services(host.settings, app):
         process, number = releases.process_of(host.settings, app, name), releases.release_of(name)
-        by_slot: dict[int, list[releases.Task]] = {}
+        by_slot: dict[int, list[engine.services.Task]] = {}
         for task in releases.tasks(name):
             by_slot.setdefault(task.slot, []).append(task)
         for slot, history in sorted(by_slot.items()):

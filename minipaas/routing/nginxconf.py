@@ -14,8 +14,7 @@ from __future__ import annotations
 import re
 from dataclasses import dataclass
 from pathlib import Path
-
-import jinja2
+from typing import Any
 
 from minipaas.errors import ProxyError
 
@@ -122,7 +121,9 @@ def _shared(front: Front) -> dict[str, object]:
     }
 
 
-def _environment(front: Front) -> jinja2.Environment:
+def _environment(front: Front) -> Any:
+    import jinja2  # here, not at the top: commands that only read routes (`ps`) import this module, never render
+
     cache = None
     if front.cache_dir is not None:
         folder = front.cache_dir / "templates"
@@ -133,6 +134,8 @@ def _environment(front: Front) -> jinja2.Environment:
 
 
 def _render(front: Front, template: str, **values: object) -> str:
+    import jinja2
+
     try:
         return _environment(front).get_template(template).render(**_shared(front), **values)
     except jinja2.TemplateError as exc:

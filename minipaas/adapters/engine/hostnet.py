@@ -16,10 +16,8 @@ import tarfile
 from collections.abc import Iterator
 from dataclasses import dataclass
 
-import docker.errors
-
-from minipaas.adapters.engine.client import _api, _reason
-from minipaas.adapters.engine.containers import exec_capture
+from minipaas.adapters.engine.lifecycle import exec_capture
+from minipaas.adapters.engine.sdk import _api, _reason, docker
 from minipaas.errors import EngineError
 
 LIFETIME = "300"  # seconds the helper lives at most (then the engine removes it), should minipaas be killed

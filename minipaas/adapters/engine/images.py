@@ -3,22 +3,24 @@
 from __future__ import annotations
 
 import contextlib
+import hashlib
 import io
 import json
+import os
 import re
 import socket
 import threading
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
+from pathlib import Path
 from typing import IO, Any
 
-import docker  # loaded by client.py first (the package imports it first): without paramiko
-import docker.errors
 import requests
 import urllib3
 
-from minipaas.adapters.engine.client import LABEL, _api, _reason
+from minipaas.adapters.engine.labels import LABEL
+from minipaas.adapters.engine.sdk import _api, _reason, docker
 from minipaas.errors import EngineError
 
 
@@ -306,8 +308,21 @@ def copy_out(image: str, path: str) -> io.BytesIO | None:
         _api().remove_container(container["Id"], force=True)
 
 
-def unique_image_sizes() -> dict[str, int]:
-    """Per image tag: the bytes only that image holds (its size less the layers it shares)."""
+def unique_image_sizes(cache: Path | None = None) -> dict[str, int]:
+    """Per image tag: the bytes only that image holds (its size less the layers it shares).
+
+    They come from the engine's disk usage (`docker system df`), which costs it about a second on a busy host:
+    it also sizes every container's writable layer and every volume. An image's size never changes and what it
+    shares depends only on which images exist, so with `cache` the answer is kept there with the images' ids and
+    tags, and asked again only when those changed (a listing of the images costs the engine milliseconds)."""
+    key = ""
+    if cache is not None:
+        images = sorted(f"{i['Id']} {' '.join(sorted(i.get('RepoTags') or []))}" for i in _api().images(all=True))
+        key = hashlib.sha256("\n".join(images).encode()).hexdigest()
+        with contextlib.suppress(OSError, ValueError):
+            kept = json.loads(cache.read_text())
+            if kept.get("images") == key:
+                return {str(tag): int(size) for tag, size in kept["sizes"].items()}
     sizes: dict[str, int] = {}
     deadline = time.monotonic() + 60
     while True:
@@ -324,6 +339,12 @@ def unique_image_sizes() -> dict[str, int]:
         unique = int(image.get("Size") or 0) - max(shared, 0)
         for tag in image.get("RepoTags") or []:
             sizes[tag] = unique
+    if cache is not None:
+        with contextlib.suppress(OSError):  # a cache that cannot be written is asked again next time
+            cache.parent.mkdir(parents=True, exist_ok=True)
+            partial = cache.with_name(f".{cache.name}.{os.getpid()}")
+            partial.write_text(json.dumps({"images": key, "sizes": sizes}))
+            os.replace(partial, cache)
     return sizes
 
 

@@ -11,17 +11,9 @@ from collections.abc import Iterator
 from dataclasses import dataclass
 from typing import Any
 
-import docker.auth
-import docker.errors
-import docker.utils
-
-from minipaas.adapters.engine.client import _api, _reason
-from minipaas.adapters.engine.containers import Limits
+from minipaas.adapters.engine.lifecycle import Limits
+from minipaas.adapters.engine.sdk import _api, _reason, docker
 from minipaas.errors import EngineError, NotFound
-
-# On every container the Swarm starts for a task. The task's container also carries the image's labels, minipaas'
-# own included (`minipaas=<home>`, set at build): this one tells it from a plain container.
-TASK_LABEL = "com.docker.swarm.task.id"
 
 
 def ensure_overlay(name: str, *, labels: dict[str, str]) -> None:

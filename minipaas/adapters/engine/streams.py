@@ -5,10 +5,7 @@ from __future__ import annotations
 from collections.abc import Iterator
 from typing import Any
 
-import docker  # loaded by client.py first (the package imports it first): without paramiko
-import docker.errors
-
-from minipaas.adapters.engine.client import _api, _reason
+from minipaas.adapters.engine.sdk import _api, _reason, docker
 from minipaas.errors import EngineError, NotFound
 
 

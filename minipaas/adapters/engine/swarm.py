@@ -9,9 +9,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any
 
-import docker.errors
-
-from minipaas.adapters.engine.client import _api, _reason
+from minipaas.adapters.engine.sdk import _api, _reason, docker
 from minipaas.errors import Conflict, EngineError
 
 SWARM_PORT = 2377

@@ -7,10 +7,7 @@ import contextlib
 import subprocess
 from typing import IO, Any
 
-import docker  # loaded by client.py first (the package imports it first): without paramiko
-import docker.errors
-
-from minipaas.adapters.engine.client import _api, _reason
+from minipaas.adapters.engine.sdk import _api, _reason, docker
 from minipaas.errors import EngineError
 
 

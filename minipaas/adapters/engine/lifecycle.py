@@ -1,20 +1,20 @@
-"""Containers and networks on the engine: run, inspect, list, stop, remove, exec, one-off runs."""
+"""Containers and networks on the engine: run, stop, remove, exec, one-off runs (what exists and its state:
+inventory.py)."""
 
 from __future__ import annotations
 
 import contextlib
-import datetime
 import subprocess
 import threading
 import time
 from dataclasses import dataclass
 from typing import Any
 
-import docker  # loaded by client.py first (the package imports it first): without paramiko
-import docker.errors
 import requests
 
-from minipaas.adapters.engine.client import LABEL, _api, _reason, client
+from minipaas.adapters.engine.inventory import Container, inspect
+from minipaas.adapters.engine.labels import LABEL
+from minipaas.adapters.engine.sdk import _api, _reason, client, docker
 from minipaas.errors import Conflict, EngineError, NotFound
 
 
@@ -45,18 +45,6 @@ class Limits:
             config["tmpfs"] = {"/tmp": "rw,nosuid,nodev,size=256m"}
         return config
 
-
-@dataclass(frozen=True)
-class Container:
-    id: str
-    name: str
-    status: str  # created, running, exited, ...
-    labels: dict[str, str]
-    ip: str  # address on the minipaas network, "" when not attached or not running
-    health: str = ""  # Docker's own health status when the image defines one
-    exit_code: int = 0
-    restarts: int = 0
-    started_ns: int = 0  # when it last started, in ns since the epoch (0: never)
 
 
 def ensure_network(name: str) -> None:
@@ -135,14 +123,6 @@ def _remove_stale(name: str, *, owner: str) -> None:
         _api().remove_container(name, force=True)
 
 
-def inspect(ref: str, *, network: str = "") -> Container:
-    try:
-        attrs = _api().inspect_container(ref)
-    except docker.errors.NotFound:
-        raise NotFound(f"container {ref} does not exist") from None
-    return _container(attrs, network)
-
-
 def last_exit_code(container: Container) -> int | None:
     """The code the container last exited with; None when nobody knows it any more. Once its restart policy has
     started it again, the engine's state says 0 (a running process has no exit code), but its `die` events, the
@@ -157,70 +137,6 @@ def last_exit_code(container: Container) -> int | None:
     except docker.errors.APIError as exc:
         raise EngineError(f"the engine did not list {container.name}'s exits: {_reason(exc)}") from None
     return next((int(code) for code in reversed(codes) if code.isdigit()), None)
-
-
-def _container(attrs: dict[str, Any], network: str) -> Container:
-    state = attrs.get("State") or {}
-    nets = (attrs.get("NetworkSettings") or {}).get("Networks") or {}
-    ip = ""
-    if network and network in nets:
-        ip = nets[network].get("IPAddress") or ""
-    elif nets:
-        ip = next(iter(nets.values())).get("IPAddress") or ""
-    return Container(
-        id=attrs["Id"],
-        name=attrs.get("Name", "").lstrip("/"),
-        status=state.get("Status", "unknown"),
-        labels=dict((attrs.get("Config") or {}).get("Labels") or {}),
-        ip=ip,
-        health=((state.get("Health") or {}).get("Status") or ""),
-        exit_code=int(state.get("ExitCode") or 0),
-        restarts=int(attrs.get("RestartCount") or 0),
-        started_ns=_epoch_ns(str(state.get("StartedAt") or "")),
-    )
-
-
-def _epoch_ns(stamp: str) -> int:
-    """The engine's RFC 3339 times (nanoseconds, "Z") as ns since the epoch; 0 for its zero time."""
-    if not stamp or stamp.startswith("0001-"):
-        return 0
-    whole, _, fraction = stamp.rstrip("Z").partition(".")
-    try:
-        seconds = datetime.datetime.fromisoformat(whole).replace(tzinfo=datetime.UTC).timestamp()
-    except ValueError:
-        return 0
-    return int(seconds) * 1_000_000_000 + int((fraction + "000000000")[:9] or 0)
-
-
-def process_uid(ref: str) -> int | None:
-    """The host uid the container's first process runs as (None when it is not running)."""
-    try:
-        pid = int(((_api().inspect_container(ref).get("State") or {}).get("Pid")) or 0)
-    except docker.errors.NotFound:
-        return None
-    if pid <= 0:
-        return None
-    try:
-        with open(f"/proc/{pid}/status", encoding="utf-8") as status:
-            for line in status:
-                if line.startswith("Uid:"):
-                    return int(line.split()[2])  # the effective uid
-    except OSError:
-        return None
-    return None
-
-
-def containers(labels: dict[str, str], *, network: str = "") -> list[Container]:
-    """All containers (running or not) carrying every one of `labels`."""
-    filters = {"label": [f"{k}={v}" for k, v in labels.items()]}
-    found = _api().containers(all=True, filters=filters)
-    result = []
-    for summary in found:
-        try:
-            result.append(inspect(summary["Id"], network=network))
-        except NotFound:
-            continue  # removed between the listing and the inspection
-    return result
 
 
 def stop(ref: str, *, timeout: int = 10) -> None:

@@ -1,10 +1,10 @@
-"""The engine's client: the Docker SDK (imported without its ssh transport), the label every object
-minipaas makes carries, and the engine's words for a failure."""
+"""The Docker SDK (docker-py): imported once, here, without its ssh transport (every module of the adapter that
+needs the SDK takes `docker` from this module, so whichever of them loads first loads it the same way), its
+client, and the engine's words for a failure."""
 
 from __future__ import annotations
 
 import functools
-import re
 import sys
 import types
 from collections.abc import Iterator
@@ -13,6 +13,7 @@ from typing import Any
 import requests
 import urllib3
 
+from minipaas.adapters.engine.wire import not_answering
 from minipaas.errors import EngineError
 
 
@@ -36,19 +37,9 @@ def _import_docker_sdk() -> None:
 
 _import_docker_sdk()
 import docker  # noqa: E402
+import docker.auth  # noqa: E402
 import docker.errors  # noqa: E402
-
-LABEL = "minipaas"  # every object minipaas creates carries this label (its value: the home it belongs to)
-# The labels of an app's containers and images (their values: the app, its process type, the release it
-# runs, the index among that process type's containers, the port it listens on, the commit and buildpack
-# an image was built from). Kept here, with the engine's vocabulary, so that each is spelled once.
-APP_LABEL = "minipaas.app"
-PROCESS_LABEL = "minipaas.process"
-RELEASE_LABEL = "minipaas.release"
-INDEX_LABEL = "minipaas.index"
-PORT_LABEL = "minipaas.port"
-SHA_LABEL = "minipaas.sha"
-BUILDPACK_LABEL = "minipaas.buildpack"
+import docker.utils  # noqa: E402
 
 
 @functools.cache
@@ -125,13 +116,6 @@ def _answering_stream(stream: Iterator[Any]) -> Iterator[Any]:
     except (requests.exceptions.ConnectionError, requests.exceptions.ChunkedEncodingError,
             urllib3.exceptions.ProtocolError) as exc:  # docker-py reads some streams from urllib3 itself
         raise not_answering(exc) from None
-
-
-def not_answering(exc: BaseException) -> EngineError:
-    """The one line for an engine that does not answer, with the system's own words for why."""
-    errno = re.search(r"\[Errno -?\d+\] ([^'\")]+)", str(exc))
-    why = errno.group(1).strip() if errno else "the connection broke"
-    return EngineError(f"the Docker engine does not answer ({why}); it may be restarting (`docker info` tells)")
 
 
 @functools.cache
