@@ -141,19 +141,33 @@ def test_the_pool_s_arithmetic_agrees_with_the_obvious_way(spans: list[tuple[int
     assert networks.free_subnet(pool, taken) == free
 
 
-def test_disk_usage_counts_regular_files_once_and_follows_no_link(tmp_path: Path) -> None:
-    """`report` walks every app's repository and site folders (routing/sites.disk_usage, with scandir)."""
-    from minipaas.routing import sites
+def _blocks(top: Path) -> int:
+    """What du counts: the allocated bytes of every inode under `top` (itself included), each once, no link followed."""
+    inodes = {}
+    for path in [top, *top.rglob("*")]:
+        info = path.lstat()
+        inodes[(info.st_dev, info.st_ino)] = info.st_blocks * 512
+    return sum(inodes.values())
+
+
+def test_disk_usage_counts_what_is_allocated_once_and_follows_no_link(tmp_path: Path) -> None:
+    """`report` sizes every app's repository and site folders in one run of du (adapters/diskuse.py)."""
+    from minipaas.adapters import diskuse
 
     (tmp_path / "site" / "1" / "css").mkdir(parents=True)
     (tmp_path / "site" / "1" / "index.html").write_bytes(b"x" * 300)
     (tmp_path / "site" / "1" / "css" / "a.css").write_bytes(b"y" * 50)
     (tmp_path / "site" / "current").symlink_to("1")  # the live release's link: not a second copy
     (tmp_path / "site" / "1" / "alias.html").symlink_to("index.html")
+    os.link(tmp_path / "site" / "1" / "index.html", tmp_path / "site" / "1" / "same.html")  # one inode, counted once
     (tmp_path / "elsewhere").mkdir()
-    (tmp_path / "elsewhere" / "big").write_bytes(b"z" * 10_000)
+    (tmp_path / "elsewhere" / "big").write_bytes(b"z" * 100_000)
     (tmp_path / "site" / "1" / "out").symlink_to(tmp_path / "elsewhere")
-    assert sites.disk_usage(tmp_path / "site") == 350
-    assert sites.disk_usage(tmp_path / "site" / "1" / "css") == 50
-    assert sites.disk_usage(tmp_path / "missing") == 0
-    assert sites.disk_usage(tmp_path / "site" / "1" / "index.html") == 0  # not a folder
+    (tmp_path / "we ird\nname").mkdir()  # any path: du's lines end with NUL
+    (tmp_path / "we ird\nname" / "f").write_bytes(b"w" * 5000)
+    site, css, odd = tmp_path / "site", tmp_path / "site" / "1" / "css", tmp_path / "we ird\nname"
+    found = diskuse.usage([site, tmp_path / "missing", odd, site])
+    assert found == {site: _blocks(site), tmp_path / "missing": 0, odd: _blocks(odd)}
+    assert diskuse.of(css) == _blocks(css)
+    assert 0 < found[site] < 100_000 and found[odd] >= 5000
+    assert diskuse.of(tmp_path / "site" / "1" / "index.html") == _blocks(tmp_path / "site" / "1" / "index.html")

@@ -22,8 +22,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import IO
 
-from minipaas.adapters import proc
-from minipaas.adapters.engine import BuildOutcome, step_exit_code
+from minipaas.adapters import engine, proc
 from minipaas.errors import BuildFailed, InvalidInput
 
 KINDS = ("legacy", "buildkit", "buildx")
@@ -136,7 +135,7 @@ def _quiet(argv: list[str]) -> str | None:
 
 def build(builder: Builder, context: IO[bytes] | Path, *, tag: str, progress: Callable[[str], None],
           dockerfile: bytes | None = None, timeout: float | None = None,
-          secrets: dict[str, Path] | None = None, no_cache: bool = False) -> BuildOutcome:
+          secrets: dict[str, Path] | None = None, no_cache: bool = False) -> engine.BuildOutcome:
     """Build with BuildKit a folder (and `dockerfile`) or a tar context; stream its `--progress=plain` lines
     to `progress`.
 
@@ -202,8 +201,8 @@ def build(builder: Builder, context: IO[bytes] | Path, *, tag: str, progress: Ca
                 process.wait()
             feeder.join(timeout=5)
         if timed_out.is_set():
-            return BuildOutcome("", log, error="cancelled", timed_out=True)
+            return engine.BuildOutcome("", log, error="cancelled", timed_out=True)
         if code != 0:
             error = next((line.strip() for line in reversed(log) if line.strip()), f"exit status {code}")
-            return BuildOutcome("", log, error=error, exit_code=step_exit_code(error))
-        return BuildOutcome(iidfile.read_text().strip(), log)
+            return engine.BuildOutcome("", log, error=error, exit_code=engine.step_exit_code(error))
+        return engine.BuildOutcome(iidfile.read_text().strip(), log)

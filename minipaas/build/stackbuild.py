@@ -20,12 +20,10 @@ from semantic_version import NpmSpec, Version
 
 from minipaas.adapters import engine, proc
 from minipaas.build import npmregistry, rootfs
-from minipaas.build.nodeversions import NODE_PACKAGE, releases
+from minipaas.build.nodeversions import NODE_PACKAGE, REPOSITORY, VERSION_LABEL, releases
 from minipaas.errors import BuildFailed, StackMissing
 from minipaas.state.settings import Settings
 
-REPOSITORY = "minipaas/node"
-VERSION_LABEL = "minipaas.node.version"
 NPM_PACKAGE = "npm"
 OFFICIAL_TARBALL = re.compile(r"node-v[0-9.]+-linux-x64\.tar\.gz")
 # The user apps run as. Not 1000 as in the official images: that is the first login account of most

@@ -27,14 +27,14 @@ from typing import IO, Any
 from semantic_version import Version
 
 from minipaas.adapters import engine
-from minipaas.build import nodeversions, npmregistry, rootfs, stackbuild
+from minipaas.build import nodeversions, rootfs
 from minipaas.build.nodeversions import Catalog, CatalogSource, CatalogUnavailable, Wanted, is_release
 from minipaas.errors import Conflict
 from minipaas.state import locks
 from minipaas.state.settings import Settings
 
-REPOSITORY = stackbuild.REPOSITORY
-VERSION_LABEL = stackbuild.VERSION_LABEL
+REPOSITORY = nodeversions.REPOSITORY
+VERSION_LABEL = nodeversions.VERSION_LABEL
 WAIT_LIMIT = 60 * 60  # another push's build of the same base image; beyond this something is stuck
 _POLL = 0.2
 
@@ -151,6 +151,10 @@ def listing(home: str) -> list[dict[str, object]]:
 
 
 def catalog_source(settings: Settings) -> CatalogSource:
+    # The registry's client (requests) and the making of images are imported when needed: `report` and `gc`
+    # import this module for the names of base images only.
+    from minipaas.build import npmregistry
+
     http = npmregistry.session(settings)
     return CatalogSource(rootfs.cache_folder(settings.host_cache), lambda path: npmregistry.document(http, path),
                          lambda url: npmregistry.fetch_bytes(http, url))
@@ -265,6 +269,8 @@ def _make(settings: Settings, version: str, progress: Progress, *, reason: str) 
     tag = image_tag(version)
     progress(f"-----> Building base image {tag} (Node {version}, {reason})")
     started = time.monotonic()
+    from minipaas.build import stackbuild  # see catalog_source
+
     stackbuild.make(settings, version, progress)
     retag_major(int(version.split(".")[0]))
     progress(f"       {tag} ready in {time.monotonic() - started:.0f}s; later builds reuse it")

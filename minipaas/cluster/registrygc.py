@@ -17,16 +17,16 @@ pulling meanwhile (a rescheduled task) are only refused during the two restarts,
 
 from __future__ import annotations
 
-import os
 from collections.abc import Callable, Iterable
-from pathlib import Path
+from typing import TYPE_CHECKING
 
-import requests
-
-from minipaas.adapters import engine
+from minipaas.adapters import diskuse, engine
 from minipaas.cluster import credentials, membership, registry
 from minipaas.errors import EngineError
 from minipaas.state.settings import Settings
+
+if TYPE_CHECKING:
+    import requests
 
 Progress = Callable[[str], None]
 TIMEOUT = 10.0
@@ -42,6 +42,8 @@ MANIFEST_TYPES = ", ".join((
 
 
 def _session(settings: Settings) -> requests.Session:
+    import requests
+
     session = requests.Session()
     session.trust_env = False  # REQUESTS_CA_BUNDLE would replace the CA below, HTTPS_PROXY would see the traffic
     session.verify = str(registry.files(settings).ca_cert)  # the cluster's own CA, nothing else
@@ -80,6 +82,8 @@ def forget(settings: Settings, images: Iterable[str], progress: Progress) -> lis
     where = membership.registry_address(settings)
     if where is None:
         return []
+    import requests  # here: outside a cluster (and in `report`, which imports gc) the HTTP library is not needed
+
     by_repository: dict[str, set[str]] = {}
     for image in images:
         repository, _, tag = image.rpartition(":")
@@ -107,18 +111,6 @@ def forget(settings: Settings, images: Iterable[str], progress: Progress) -> lis
     return deleted
 
 
-def disk_usage(path: Path) -> int:
-    """Bytes the files under `path` take on disk (what `du` counts)."""
-    total = 0
-    for top, _dirs, names in os.walk(path):
-        for name in names:
-            try:
-                total += os.lstat(os.path.join(top, name)).st_blocks * 512
-            except OSError:
-                continue
-    return total
-
-
 def sweep(settings: Settings, progress: Progress) -> int:
     """`docker-registry garbage-collect` with the registry read-only; returns the bytes its storage shrank by.
     Outside a cluster: 0. The registry is back read-write afterwards whatever happened."""
@@ -126,7 +118,7 @@ def sweep(settings: Settings, progress: Progress) -> int:
     advertise = membership.advertise_address(settings)
     if where is None or advertise is None:
         return 0
-    before = disk_usage(registry.storage(settings))
+    before = diskuse.of(registry.storage(settings))
     progress("-----> Collecting the cluster registry's unreferenced blobs (pushes refused meanwhile)")
     try:
         registry.run(settings, advertise, readonly=True, progress=progress)
@@ -141,4 +133,4 @@ def sweep(settings: Settings, progress: Progress) -> int:
     finally:
         registry.run(settings, advertise, readonly=False, progress=progress)
         registry.wait_answering(settings, where)
-    return max(0, before - disk_usage(registry.storage(settings)))
+    return max(0, before - diskuse.of(registry.storage(settings)))

@@ -25,7 +25,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from minipaas.adapters import engine
+from minipaas.adapters import diskuse, engine
 from minipaas.adapters.engine.labels import TASK_LABEL
 from minipaas.build import cacheclear, dockerfiles, stacks
 from minipaas.cluster import membership, registrygc, releases
@@ -217,16 +217,18 @@ def report(host: Host) -> list[dict[str, object]]:
     """Disk used per app: release images (what each adds beyond the layers it shares with other images),
     site directories and the git repository."""
     sizes = engine.unique_image_sizes(sizes_cache(host))
+    names = apps.names(host)
+    folders = [(sites.app_dir(host.settings, app), host.settings.repo_path(app)) for app in names]
+    disk = diskuse.usage(folder for pair in folders for folder in pair)  # one walk of every app's folders
     rows = []
-    for app in apps.names(host):
+    for app, (site, repo) in zip(names, folders, strict=True):
         images = {r.image for r in releaselog.listing(host, app) if r.image and r.image in sizes}
-        image_bytes = sum(sizes[i] for i in images)
         rows.append({
             "app": app,
             "images": len(images),
-            "image_bytes": image_bytes,
-            "site_bytes": sites.disk_usage(sites.app_dir(host.settings, app)),
-            "repo_bytes": sites.disk_usage(host.settings.repo_path(app)),
+            "image_bytes": sum(sizes[i] for i in images),
+            "site_bytes": disk[site],
+            "repo_bytes": disk[repo],
         })
     return rows
 

@@ -18,7 +18,7 @@ import zlib
 from collections.abc import Callable
 from pathlib import Path, PurePosixPath
 
-from minipaas.adapters import engine, gitrepo
+from minipaas.adapters import diskuse, engine, gitrepo
 from minipaas.build import sitebuild
 from minipaas.build.buildpacks import Buildpack
 from minipaas.errors import BuildFailed, InvalidInput
@@ -259,7 +259,7 @@ def prune(settings: Settings, app: str, keep: set[int], *, dry_run: bool = False
     removed = []
     for entry in sorted(folder.iterdir()) if folder.is_dir() else []:
         if entry.name.isdigit() and int(entry.name) not in keep and int(entry.name) != live:
-            size = disk_usage(entry)
+            size = diskuse.of(entry)
             if not dry_run:
                 shutil.rmtree(entry, ignore_errors=True)
             removed.append((int(entry.name), size))
@@ -268,21 +268,3 @@ def prune(settings: Settings, app: str, keep: set[int], *, dry_run: bool = False
 
 def remove_app(settings: Settings, app: str) -> None:
     shutil.rmtree(app_dir(settings, app), ignore_errors=True)
-
-
-def disk_usage(path: Path) -> int:
-    """Bytes of the regular files under `path` (0 when it does not exist); links are not followed. With scandir,
-    whose entries know their type: `report` walks every app's repository and site folders."""
-    total = 0
-    folders = [str(path)]
-    while folders:
-        try:
-            with os.scandir(folders.pop()) as entries:
-                for entry in entries:
-                    if entry.is_dir(follow_symlinks=False):
-                        folders.append(entry.path)
-                    elif entry.is_file(follow_symlinks=False):
-                        total += entry.stat(follow_symlinks=False).st_size
-        except (FileNotFoundError, NotADirectoryError):
-            continue  # gone meanwhile (a gc, a destroy), or never there
-    return total

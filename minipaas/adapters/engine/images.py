@@ -3,17 +3,14 @@
 from __future__ import annotations
 
 import contextlib
-import hashlib
 import io
 import json
-import os
 import re
 import socket
 import threading
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
-from pathlib import Path
 from typing import IO, Any
 
 import requests
@@ -218,13 +215,6 @@ def build(
     return BuildOutcome(image_id or str(api.inspect_image(tag)["Id"]), log)
 
 
-def cgroups() -> tuple[str, int, bool]:
-    """The engine's cgroup driver and version, and whether it runs on this machine (its cgroups are ours)."""
-    info = _api().info()
-    local = _api().base_url in ("http+docker://localhost", "http+docker://localunixsocket")
-    return str(info.get("CgroupDriver") or ""), int(info.get("CgroupVersion") or 1), local
-
-
 def tag_image(image: str, repository: str, tag: str) -> None:
     _api().tag(image, repository, tag)
 
@@ -306,46 +296,6 @@ def copy_out(image: str, path: str) -> io.BytesIO | None:
         return None
     finally:
         _api().remove_container(container["Id"], force=True)
-
-
-def unique_image_sizes(cache: Path | None = None) -> dict[str, int]:
-    """Per image tag: the bytes only that image holds (its size less the layers it shares).
-
-    They come from the engine's disk usage (`docker system df`), which costs it about a second on a busy host:
-    it also sizes every container's writable layer and every volume. An image's size never changes and what it
-    shares depends only on which images exist, so with `cache` the answer is kept there with the images' ids and
-    tags, and asked again only when those changed (a listing of the images costs the engine milliseconds)."""
-    key = ""
-    if cache is not None:
-        images = sorted(f"{i['Id']} {' '.join(sorted(i.get('RepoTags') or []))}" for i in _api().images(all=True))
-        key = hashlib.sha256("\n".join(images).encode()).hexdigest()
-        with contextlib.suppress(OSError, ValueError):
-            kept = json.loads(cache.read_text())
-            if kept.get("images") == key:
-                return {str(tag): int(size) for tag, size in kept["sizes"].items()}
-    sizes: dict[str, int] = {}
-    deadline = time.monotonic() + 60
-    while True:
-        try:
-            usage = _api().df()
-            break
-        except docker.errors.APIError as exc:
-            # The engine computes disk usage once at a time (a background gc may be doing it): wait.
-            if "already running" not in str(exc) or time.monotonic() > deadline:
-                raise EngineError(f"cannot read the engine's disk usage: {_reason(exc)}") from None
-            time.sleep(0.2)
-    for image in usage.get("Images") or []:
-        shared = int(image.get("SharedSize") or 0)
-        unique = int(image.get("Size") or 0) - max(shared, 0)
-        for tag in image.get("RepoTags") or []:
-            sizes[tag] = unique
-    if cache is not None:
-        with contextlib.suppress(OSError):  # a cache that cannot be written is asked again next time
-            cache.parent.mkdir(parents=True, exist_ok=True)
-            partial = cache.with_name(f".{cache.name}.{os.getpid()}")
-            partial.write_text(json.dumps({"images": key, "sizes": sizes}))
-            os.replace(partial, cache)
-    return sizes
 
 
 def remove_images_labelled(labels: dict[str, str]) -> list[str]:

@@ -1,5 +1,6 @@
-"""Which containers the engine has and what state each is in: the listing and the inspection, read-only, over
-the standard library's HTTP (wire.py), so that `ps`, `apps:list` and the watcher's lookups need not load the SDK."""
+"""Which containers the engine has and what state each is in (the listing and the inspection), and how it runs
+them (its cgroups): read-only, over the standard library's HTTP (wire.py), so that `ps`, `report` and the
+watcher's lookups need not load the SDK."""
 
 from __future__ import annotations
 
@@ -56,6 +57,12 @@ def process_uid(ref: str) -> int | None:
     except OSError:
         return None
     return None
+
+
+def cgroups() -> tuple[str, int, bool]:
+    """The engine's cgroup driver and version, and whether it runs on this machine (its cgroups are ours)."""
+    info = wire.get("/info")
+    return str(info.get("CgroupDriver") or ""), int(info.get("CgroupVersion") or 1), wire.local()
 
 
 def _inspected(ref: str) -> dict[str, Any]:

@@ -39,6 +39,11 @@ class _UnixConnection(http.client.HTTPConnection):
         self.sock = sock
 
 
+def local() -> bool:
+    """Whether the engine is this machine's (reached over a unix socket)."""
+    return (os.environ.get("DOCKER_HOST") or DEFAULT_HOST).startswith("unix://")
+
+
 def _connect() -> http.client.HTTPConnection:
     where = os.environ.get("DOCKER_HOST") or DEFAULT_HOST
     scheme, _, rest = where.partition("://")
