@@ -9,6 +9,7 @@ import socketserver
 import threading
 from collections.abc import Iterator
 from pathlib import Path
+from typing import ClassVar
 
 import pytest
 
@@ -18,9 +19,9 @@ from minipaas.errors import EngineError, NotFound
 
 class _Engine(http.server.BaseHTTPRequestHandler):
     protocol_version = "HTTP/1.1"  # keep-alive, as dockerd
-    seen: list[str] = []
+    seen: ClassVar[list[str]] = []
 
-    def do_GET(self) -> None:  # noqa: N802 (http.server's name)
+    def do_GET(self) -> None:
         type(self).seen.append(self.path)
         if self.path.startswith("/containers/gone/"):
             self._answer(404, {"message": "No such container: gone"})
