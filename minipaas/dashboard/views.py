@@ -143,7 +143,7 @@ def app_page(host: Host, who: Principal, app: str, *, show_values: bool = False,
     disk = None
     if with_disk:
         try:
-            disk = next((r for r in gc.report(host) if r["app"] == app), None)
+            disk = next(iter(gc.report(host, only=app)), None)
         except MinipaasError:
             disk = None
     listed = [a for a in apps.listing(host) if a.name == app or a.parent == app]

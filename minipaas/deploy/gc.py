@@ -213,11 +213,11 @@ def _sweep_registry(host: Host, freed: Freed, progress: Callable[[str], None]) -
         freed.add("unreferenced blobs in the cluster's registry", size)
 
 
-def report(host: Host) -> list[dict[str, object]]:
-    """Disk used per app: release images (what each adds beyond the layers it shares with other images),
-    site directories and the git repository."""
+def report(host: Host, only: str | None = None) -> list[dict[str, object]]:
+    """Disk used per app (`only`: that app's row alone, as its dashboard page shows it): release images (what each
+    adds beyond the layers it shares with other images), site directories and the git repository."""
     sizes = engine.unique_image_sizes(sizes_cache(host))
-    names = apps.names(host)
+    names = [only] if only is not None else apps.names(host)
     folders = [(sites.app_dir(host.settings, app), host.settings.repo_path(app)) for app in names]
     disk = diskuse.usage(folder for pair in folders for folder in pair)  # one walk of every app's folders
     rows = []
