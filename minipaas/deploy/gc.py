@@ -25,11 +25,11 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from minipaas.adapters import diskuse, engine
+from minipaas.adapters import engine
 from minipaas.adapters.engine.labels import TASK_LABEL
 from minipaas.build import cacheclear, dockerfiles, stacks
 from minipaas.cluster import membership, registrygc, releases
-from minipaas.deploy import containers
+from minipaas.deploy import containers, disksizes
 from minipaas.routing import sites
 from minipaas.state import apps, cachemounts, releaselog
 from minipaas.state.host import Host
@@ -219,7 +219,7 @@ def report(host: Host, only: str | None = None) -> list[dict[str, object]]:
     sizes = engine.unique_image_sizes(sizes_cache(host))
     names = [only] if only is not None else apps.names(host)
     folders = [(sites.app_dir(host.settings, app), host.settings.repo_path(app)) for app in names]
-    disk = diskuse.usage(folder for pair in folders for folder in pair)  # one walk of every app's folders
+    disk = disksizes.sizes(host.settings, [site for site, _ in folders], [repo for _, repo in folders])
     rows = []
     for app, (site, repo) in zip(names, folders, strict=True):
         images = {r.image for r in releaselog.listing(host, app) if r.image and r.image in sizes}
