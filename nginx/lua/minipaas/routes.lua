@@ -189,18 +189,38 @@ function M.balance()
         ctx.minipaas_next = turn
         balancer.set_more_tries(#peers)
     else
-        failed:set(ctx.minipaas_peer[3], true, FAIL_SECONDS)  -- called again: the last try failed
+        local peer = ctx.minipaas_peer
+        failed:set(peer[3], true, FAIL_SECONDS)  -- called again: the last try failed
+        local tried = ctx.minipaas_tried  -- made on the first retry only: the hot path allocates nothing
+        if not tried then
+            tried = {}
+            ctx.minipaas_tried = tried
+        end
+        tried[peer[3]] = true
     end
-    local peer
-    for _ = 1, #peers do  -- round robin over the peers that have not just failed; all have: the next one
-        local candidate = peers[(ctx.minipaas_next % #peers) + 1]
-        ctx.minipaas_next = ctx.minipaas_next + 1
-        peer = peer or candidate
-        if not failed:get(candidate[3]) then
-            peer = candidate
-            break
+    -- Round robin over the peers this request has not tried: one that has not just failed first, else one that
+    -- has (its failure may be old news: a container whose kept-alive connection was closed under it still
+    -- serves). Each try takes another peer until every one was tried, so a request whose peers all failed lately
+    -- reaches whichever of them answers again, and is never sent twice to the same dead one meanwhile.
+    local tried = ctx.minipaas_tried
+    local count, start = #peers, ctx.minipaas_next
+    local peer, step
+    for i = 0, count - 1 do
+        local candidate = peers[((start + i) % count) + 1]
+        if not (tried and tried[candidate[3]]) then
+            if not failed:get(candidate[3]) then
+                peer, step = candidate, i
+                break
+            end
+            if not peer then
+                peer, step = candidate, i  -- the first of those that failed lately, unless one has not
+            end
         end
     end
+    if not peer then  -- every peer tried (more tries than peers): the next in turn
+        peer, step = peers[(start % count) + 1], 0
+    end
+    ctx.minipaas_next = start + step + 1
     ctx.minipaas_peer = peer
     local ok, err = balancer.set_current_peer(peer[1], peer[2])
     if not ok then
