@@ -12,6 +12,7 @@ import shutil
 import signal
 import socket
 import subprocess
+import threading
 import time
 from collections import Counter
 from collections.abc import Iterator
@@ -34,6 +35,7 @@ pytestmark = pytest.mark.skipif(shutil.which("nginx") is None or not all(m.is_fi
 class Front:
     port: int  # the vhosts'
     live: int  # a port of the same nginx that answers `live`, as a container would
+    closing: int  # one that closes each connection a second after the request came, unanswered
     folder: Path
 
 
@@ -68,21 +70,27 @@ def front(tmp_path: Path) -> Iterator[Front]:
                            https_port=free_port(), ipv6=False, log_dir=tmp_path / "logs",
                            routes_file=lay.root / "routes", control_socket=lay.control / "control.sock",
                            acme_root=tmp_path / "acme", user="root", group="root", lua_modules=LUA_MODULES)
-    live = free_port()
+    live, closing = free_port(), free_port()
     lay.front_conf.write_text(nginxconf.front_conf(spec).replace("worker_processes auto;", "worker_processes 1;"))
     lay.http_conf.write_text(nginxconf.http_conf(spec, serves_https=False))
     (lay.sites / f"{APP}.conf").write_text(nginxconf.site_conf(spec, nginxconf.Site(app=APP, domains=(f"{APP}.test",))))
     # The container that answers, and a way to say a peer failed lately (as a refused or reset connection would).
     (lay.sites / "zz-container.conf").write_text(
+        "lua_shared_dict minipaas_test 64k;\n"
         f"server {{\n    listen 127.0.0.1:{live};\n"
+        "    location = /reached { content_by_lua_block { ngx.say(ngx.shared.minipaas_test:get('closing') or 0) } }\n"
         "    location = /mark { content_by_lua_block { ngx.shared.minipaas_failed:set(ngx.var.arg_peer, true, 60) } }\n"
-        "    location / { return 200 \"live\\n\"; }\n}\n")
+        "    location / { return 200 \"live\\n\"; }\n}\n"
+        # A container on its way out: it takes the request and closes the connection a second later, unanswered.
+        f"server {{\n    listen 127.0.0.1:{closing};\n"
+        "    location / { content_by_lua_block {\n"
+        "        ngx.shared.minipaas_test:incr('closing', 1, 0) ngx.sleep(1) ngx.exit(444) } }\n}\n")
     (lay.root / "routes").write_text("")
     started = subprocess.run(["nginx", "-c", str(lay.front_conf), "-p", str(lay.root)], capture_output=True, text=True)
     assert started.returncode == 0, started.stderr
     try:
         _wait(lambda: _answers(live), "nginx to answer")
-        yield Front(port=spec.http_port, live=live, folder=lay.root)
+        yield Front(port=spec.http_port, live=live, closing=closing, folder=lay.root)
     finally:
         pid = int((lay.run / "front.pid").read_text())
         subprocess.run(["kill", f"-{signal.SIGQUIT.value}", str(pid)], check=False)
@@ -97,12 +105,12 @@ def _route(front: Front, line: str) -> None:
     _wait(lambda: _held(front) == line, "nginx to hold the route")
 
 
-def _held(front: Front) -> str:
-    """The app's route as nginx holds it (GET on its control socket)."""
+def _held(front: Front, method: str = "GET", body: str = "") -> str:
+    """The app's route as nginx holds it (GET on its control socket), or PUT there as a deploy does."""
     with socket.socket(socket.AF_UNIX, socket.SOCK_STREAM) as sock:
         sock.settimeout(10)
         sock.connect(str(front.folder / "control" / "control.sock"))
-        sock.sendall(f"GET /routes?app={APP} HTTP/1.0\r\n\r\n".encode())
+        sock.sendall(f"{method} /routes?app={APP} HTTP/1.0\r\nContent-Length: {len(body)}\r\n\r\n{body}".encode())
         answer = b""
         while chunk := sock.recv(65536):
             answer += chunk
@@ -115,6 +123,16 @@ def _get(port: int, host: str = f"{APP}.test") -> tuple[int, str]:
         conn.request("GET", "/", headers={"Host": host})
         response = conn.getresponse()
         return response.status, response.read().decode()
+    finally:
+        conn.close()
+
+
+def _reached(front: Front) -> int:
+    """How many requests release 6's closing container has taken."""
+    conn = http.client.HTTPConnection("127.0.0.1", front.live, timeout=10)
+    try:
+        conn.request("GET", "/reached")
+        return int(conn.getresponse().read())
     finally:
         conn.close()
 
@@ -155,3 +173,17 @@ def test_a_request_tries_each_peer_once_and_then_the_vhost_says_503(front: Front
     refused = [line for line in log.read_text().splitlines() if "Connection refused" in line][before:]
     tried = Counter(line.split('upstream: "http://')[1].split("/")[0] for line in refused)
     assert set(tried) == set(dead) and sum(tried.values()) == len(dead) + 1, tried
+
+
+def test_a_request_whose_containers_go_away_under_it_follows_the_route_changed_meanwhile(front: Front) -> None:
+    """A request reaches release 6's one container, which closes the connection unanswered a second later (its
+    service removed); meanwhile a deploy switched the route to release 7. The retry goes to release 7's container,
+    not again to release 6's: the client gets `live`, not the vhost's 503."""
+    _route(front, f"6=100 127.0.0.1:{front.closing}")
+    got: list[tuple[int, str]] = []
+    request = threading.Thread(target=lambda: got.append(_get(front.port)))
+    request.start()
+    _wait(lambda: _reached(front) == 1, "the request at release 6's container")
+    _held(front, "PUT", f"7=100 127.0.0.1:{front.live}")
+    request.join(timeout=30)
+    assert got == [(200, "live\n")] and _reached(front) == 1

@@ -164,7 +164,9 @@ function M.pick()
         end
         return ""  -- no container at all: the balancer fails, the vhost answers 503
     end
-    ngx.ctx.minipaas_version = version
+    local ctx = ngx.ctx
+    ctx.minipaas_version = version
+    ctx.minipaas_entry = entry  -- what it was chosen from: `balance` follows a route changed since
     if entry.multi and ngx.var.cookie_mp_release ~= version.name then
         return version.cookie
     end
@@ -197,6 +199,22 @@ function M.balance()
             ctx.minipaas_tried = tried
         end
         tried[peer[3]] = true
+        -- The route changed since the request's version was chosen (a deploy or the task watcher switched it, or
+        -- the watcher took a gone container out): the next tries follow it, to the same release's containers while
+        -- it is routed, else to the version the request would get now. Without it a request whose containers all
+        -- went away (a node lost, then its old release retired) tried only those, and got the vhost's 503 while
+        -- the new ones answered.
+        local entry = entry_of(ngx.var.minipaas_app)
+        if entry and entry ~= ctx.minipaas_entry then
+            ctx.minipaas_entry = entry
+            local version = entry.by_release[ctx.minipaas_version.name] or choose(entry)
+            if version and version.peers ~= peers then
+                ctx.minipaas_version = version
+                peers = version.peers
+                ctx.minipaas_peers = peers
+                balancer.set_more_tries(#peers)
+            end
+        end
     end
     -- Round robin over the peers this request has not tried: one that has not just failed first, else one that
     -- has (its failure may be old news: a container whose kept-alive connection was closed under it still
