@@ -346,6 +346,8 @@ def paas_host(work: Path, top: Path | None = None, **env_overrides: str) -> Iter
         "MINIPAAS_HOME": str(home),
         "MINIPAAS_NGINX": "private",
         "MINIPAAS_HTTP_PORT": str(port),
+        # Each test's nginx would take the same loopback port for Prometheus: none, unless a test asks for one.
+        "MINIPAAS_METRICS_PORT": "0",
         "MINIPAAS_DOMAIN": "paas.test",
         "GIT_TERMINAL_PROMPT": "0",
         **env_overrides,

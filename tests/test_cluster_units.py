@@ -308,3 +308,26 @@ def test_a_push_broken_off_is_said_by_its_last_words() -> None:
                                 'refused")') == "connection refused"
     assert releases._last_words("the Docker engine does not answer (the connection broke); it may be restarting "
                                 "(`docker info` tells)") == "the Docker engine does not answer (the connection broke)"
+
+
+def test_a_service_removed_since_it_was_listed_has_no_task_on_any_node(monkeypatch: pytest.MonkeyPatch) -> None:
+    """`cluster:drain` lists the home's services, then asks each for its tasks on the node; a retirer that removed one
+    meanwhile (seen under load: the Swarm's 404 "service ... not found") left no task there, not an error."""
+    from types import SimpleNamespace
+
+    import docker.errors
+
+    class Swarm:
+        def __init__(self, error: Exception) -> None:
+            self.error = error
+
+        def tasks(self, filters: dict[str, object]) -> list[dict[str, object]]:
+            raise self.error
+
+    monkeypatch.setattr(services, "_api", lambda: Swarm(docker.errors.NotFound("service web-1 not found")))
+    monkeypatch.setattr(services, "labelled", lambda labels: ["web-1"])
+    assert services.task_nodes("web-1") == {}
+    assert releases.tasks_on_node(SimpleNamespace(home="/h"), "node-2") == {}  # type: ignore[arg-type]
+    monkeypatch.setattr(services, "_api", lambda: Swarm(docker.errors.APIError("the Swarm has no leader")))
+    with pytest.raises(EngineError, match=r"^the Swarm does not list the tasks of web-1: "):
+        services.task_nodes("web-1")

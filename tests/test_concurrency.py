@@ -144,13 +144,13 @@ def leftovers(paas: Paas) -> list[str]:
     found += [f"network {n} of no app with containers" for n in sorted(
         networks - {settings.app_network(a) for a in apps_with_containers})]
 
-    table = routes.read(settings)
+    table = {app: routes.addresses(settings, app) for app in routes.read(settings)}
     owners = json.loads((paas.home / "nginx" / "route-owners.json").read_text() or "{}")
-    for container, (app, address) in owners.items():
+    for container, (app, address, *_) in owners.items():
         if container not in web or web[container]["app"] != app or address.rsplit(":", 1)[0] != web[container]["ip"]:
             found.append(f"route owner {container[:12]} ({app} at {address}) is no live web container of {app}")
     for app in sorted(set(table) | apps_with_containers):
-        expected = sorted(a for c, (o, a) in owners.items() if o == app)
+        expected = sorted(a for c, (o, a, *_) in owners.items() if o == app)
         if sorted(table.get(app, [])) != expected or len(expected) != sum(w["app"] == app for w in web.values()):
             found.append(f"{app} is routed to {table.get(app)}, its live web containers are {expected}")
         if sorted(routes.nginx_view(settings, app)) != sorted(table.get(app, [])):

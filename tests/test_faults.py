@@ -194,7 +194,7 @@ def route(paas: Paas, app: str) -> tuple[set[str], set[str], set[str]]:
     settings = load(paas.env)
     owners = json.loads((paas.home / "nginx" / "route-owners.json").read_text())
     return (set(routes.nginx_view(settings, app)), set(routes.addresses(settings, app)),
-            {container for container, (owner, _) in owners.items() if owner == app})
+            {container for container, (owner, *_) in owners.items() if owner == app})
 
 
 def assert_repaired(paas: Paas, app: str, live: int | None, body: str | None) -> None:

@@ -114,3 +114,12 @@ def test_review_urls(host: Host) -> None:
     assert apps.default_domain(host, "hello--topic") == f"hello-topic.review.{domain}"
     assert host.settings.image_tag("hello--topic", 3, "1a2b3c4d5e") == f"{host.settings.instance}/hello:topic-1a2b3c4"
     assert host.settings.image_tag("hello", 3, "1a2b3c4d5e") == f"{host.settings.instance}/hello:3"
+
+
+@pytest.mark.parametrize("branch", ["v12", "V7", "v0", "v12/", "/v12", "v007"])
+def test_no_review_apps_slug_is_a_release_label(branch: str) -> None:
+    # `v<N>.<app>.<domain>` reaches release N of the app: a branch whose slug would be that gets the hash suffix.
+    slug = branch_slug(branch)
+    assert not re.fullmatch(r"v[0-9]+", slug) and re.fullmatch(r"v[0-9]+-[0-9a-f]{6}", slug), slug
+    assert branch_slug("v12") != branch_slug("V12")  # the hash is of the whole name, as for other collisions
+    assert branch_slug("v12a") == "v12a" and branch_slug("v/12") == "v-12" and branch_slug("version-12") == "version-12"

@@ -100,6 +100,7 @@ class Options:
 
     skip_tests: bool = False
     no_cache: bool = False
+    canary: int | None = None  # `-o canary=N`: the release starts as a canary at N % (0: not one; deploy/canary.py)
 
 
 @dataclass(frozen=True)

@@ -16,7 +16,7 @@ from typing import Any
 
 import click
 
-from minipaas.cli import admin, apps, cluster, config, dashboard, domains, keys, ps, releases, services, stack
+from minipaas.cli import admin, apps, cluster, config, dashboard, domains, keys, metrics, ps, releases, services, stack
 from minipaas.cli.common import CONTEXT, ColonGroup
 from minipaas.errors import MinipaasError, disk_full
 
@@ -124,6 +124,7 @@ for _command in (
     domains.domains_add,
     domains.domains_remove,
     ps.ps_show,
+    metrics.metrics_show,
     ps.ps_scale,
     ps.resource_limit,
     ps.ps_restart,
@@ -134,6 +135,8 @@ for _command in (
     releases.releases_list,
     releases.releases_info,
     releases.releases_rollback,
+    releases.releases_promote,
+    releases.releases_abort,
     admin.gc_cmd,
     admin.report_cmd,
     releases.deploy_cmd,

@@ -66,6 +66,12 @@ def report_cmd(as_json: bool) -> None:
              f"{r['repo_bytes'] / mb:.1f}"] for r in rows), ["APP", "IMAGES", "IMAGES MB", "SITE MB", "REPO MB"])
     total = sum(int(r["image_bytes"]) + int(r["site_bytes"]) + int(r["repo_bytes"]) for r in rows)  # type: ignore[call-overload]
     say(f"total: {total / mb:.1f} MB (images: what each adds beyond the layers it shares)")
+    from minipaas.deploy import canaryguard
+    from minipaas.state import canaries
+
+    for running in canaries.every(current_host()):
+        for line in canaryguard.describe(current_host(), running):
+            say(f"{running.app}: {line.strip()}")
 
 
 @click.command("watch", hidden=True)

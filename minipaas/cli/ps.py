@@ -30,6 +30,12 @@ def ps_show(app: str, as_json: bool) -> None:
     else:
         table(([r["name"], r["release"], state(r), r["health"], r["address"] or "-"] for r in rows),
               ["CONTAINER", "RELEASE", "STATE", "HEALTH", "ADDRESS"])
+    from minipaas.deploy import canaryguard
+    from minipaas.state import canaries
+
+    if (running := canaries.of(current_host(), app)) is not None:
+        for line in canaryguard.describe(current_host(), running):
+            say(line)
     for row in rows:
         if row["state"] == "crashed":
             say(f"=====> {row['name']} crashed with exit code {row['exit_code']} after {row['restarts']} restarts; "

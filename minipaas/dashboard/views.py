@@ -48,7 +48,7 @@ class AppRow:
     reviews: list[AppRow] = field(default_factory=list)
 
 
-def _health(host: Host, name: str, live: releaselog.Release | None, routed: dict[str, list[str]]) -> str:
+def _health(host: Host, name: str, live: releaselog.Release | None, routed: dict[str, routes.Entry]) -> str:
     if live is None:
         return "not deployed"
     if apps.is_stopped(host, name):

@@ -11,7 +11,8 @@ from minipaas.cluster import membership
 from minipaas.deploy import appjson, formation, health, servicecontainers
 from minipaas.errors import Conflict, EngineError
 from minipaas.routing import proxy
-from minipaas.state import apps, releaselog
+from minipaas.routing.routes import Version
+from minipaas.state import apps, canaries, releaselog
 from minipaas.state.host import Host
 
 Progress = Callable[[str], None]
@@ -135,10 +136,19 @@ def route_away(host: Host, app: str, leaving: set[str]) -> None:
         return
     live = releaselog.live(host, app)
     retiring = releaselog.retiring(host, app)
-    targets = {f"{c.ip}:{container_port(c)}": c.id for c in web_containers(host, app)
-               if live is not None and c.labels.get(engine.RELEASE_LABEL) == str(live.number)
-               and c.status == "running" and c.ip and c.id not in leaving | retiring}
-    if live is not None and targets:
+    web = [c for c in web_containers(host, app) if c.status == "running" and c.ip and c.id not in leaving | retiring]
+
+    def of(release: int) -> dict[str, str]:
+        return {f"{c.ip}:{container_port(c)}": c.id for c in web if c.labels.get(engine.RELEASE_LABEL) == str(release)}
+
+    targets = of(live.number) if live is not None else {}
+    canary = canaries.of(host, app)
+    beside = of(canary.release) if canary is not None and live is not None and canary.stable == live.number else {}
+    if live is not None and targets and canary is not None and beside:  # the canary keeps its share
+        proxy.set_versions(host.settings, app, [
+            Version(release=live.number, weight=100 - canary.weight, targets=targets),
+            Version(release=canary.release, weight=canary.weight, targets=beside)])
+    elif live is not None and targets:
         proxy.switch(host.settings, app, live.number, targets)
     else:
         proxy.unroute(host.settings, app)

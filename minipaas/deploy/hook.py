@@ -161,10 +161,14 @@ def _options(given: list[str], role: str, allowed: frozenset[str], app: str) -> 
     from minipaas.state.apps import PRIVILEGED_PUSH_OPTIONS
 
     known = set()
+    canary = None
     for option in given:
+        if option.startswith("canary="):
+            canary = _canary_option(option)
+            continue
         if option not in PUSH_OPTIONS:
             say(f"-----> push option {option[:40]!r} is not one minipaas knows "
-                f"({', '.join(sorted(PUSH_OPTIONS))}); ignored")
+                f"({', '.join(sorted(PUSH_OPTIONS))}, canary=N); ignored")
             continue
         if option in PRIVILEGED_PUSH_OPTIONS and role != "admin" and option not in allowed:
             raise PermissionDenied(f"push option {option} is for admins on {app}; an admin may allow it to deployers: "
@@ -172,7 +176,17 @@ def _options(given: list[str], role: str, allowed: frozenset[str], app: str) -> 
         known.add(option)
     if "verbose" in known:
         os.environ["MINIPAAS_VERBOSE"] = "1"  # every line the builder prints
-    return Options(skip_tests="skip-tests" in known, no_cache="no-cache" in known)
+    return Options(skip_tests="skip-tests" in known, no_cache="no-cache" in known, canary=canary)
+
+
+def _canary_option(option: str) -> int:
+    """`canary=10` → 10: the share of new clients the pushed release starts with beside the live one (0: none)."""
+    from minipaas.errors import InvalidInput
+
+    value = option.removeprefix("canary=")
+    if not (value.isascii() and value.isdigit() and len(value) <= 2):
+        raise InvalidInput(f"push option canary={value[:20]!r}: a percentage from 0 (no canary) to 99, e.g. canary=10")
+    return int(value)
 
 
 def _rejected(live: object) -> str:

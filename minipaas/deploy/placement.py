@@ -27,7 +27,8 @@ from minipaas import faultpoints
 from minipaas.adapters import engine
 from minipaas.cluster import membership, releases
 from minipaas.deploy import containers, formation, listing, logcursor, taskcheck
-from minipaas.deploy.bringup import bring_up
+from minipaas.deploy.bringup import Split, bring_up
+from minipaas.errors import Conflict
 from minipaas.routing import proxy
 from minipaas.state import releaselog
 from minipaas.state.host import Host
@@ -64,8 +65,9 @@ class Containers:
     def running(self, number: int) -> bool:
         return containers.running(self.host, self.app, number)
 
-    def start(self, release: Release, progress: Progress) -> collections.Counter[str]:
-        """Start, health-check, switch; returns how many processes of each type run now."""
+    def start(self, release: Release, progress: Progress, split: Split | None = None) -> collections.Counter[str]:
+        """Start, health-check, switch (a canary's `split`: a share of the traffic); returns how many processes of
+        each type run now."""
         host, app = self.host, self.app
         port = containers.web_port(release.image)
         for process, count in formation.counts(host, app, release.procs,
@@ -78,7 +80,7 @@ class Containers:
             formation.warn_if_shared_uid(self.started[0], progress)
         faultpoints.reached("started")
         bring_up(host, app, release=release.number, sha=release.sha, started=self.started, progress=progress,
-                 timed=True)
+                 timed=True, split=split)
         return collections.Counter(c.labels[engine.PROCESS_LABEL] for c in self.started)
 
     def old(self) -> list[tuple[str, str]]:
@@ -106,13 +108,13 @@ class Containers:
     def stamped_logs(self, cursor: logcursor.Cursor, *, lines: int, follow: bool) -> Iterator[listing.Stamped]:
         return listing.stamped_container_logs(self.host, self.app, cursor=cursor, lines=lines, follow=follow)
 
-    def remove_strays(self, live: int | None, retiring: set[str]) -> list[str]:
-        """What a crashed deploy left: containers neither of the live release nor retiring. A deploy killed after
-        its switch left the route on some of them: the route goes back to the live release first, and those
-        (returned) are retired after the drain delay, as any old container is, for the requests they still serve;
-        the others are removed now."""
+    def remove_strays(self, live: int | None, retiring: set[str], canary: int | None = None) -> list[str]:
+        """What a crashed deploy left: containers neither of the live release (nor of its `canary`) nor retiring. A
+        deploy killed after its switch left the route on some of them: the route goes back to the live release
+        first, and those (returned) are retired after the drain delay, as any old container is, for the requests
+        they still serve; the others are removed now."""
         strays = [c for c in containers.app_containers(self.host, self.app)
-                  if c.labels.get(engine.RELEASE_LABEL) != str(live) and c.id not in retiring]
+                  if c.labels.get(engine.RELEASE_LABEL) not in (str(live), str(canary)) and c.id not in retiring]
         draining = [c.id for c in strays if c.id in proxy.routed_containers(self.host.settings, self.app)]
         containers.route_away(self.host, self.app, {c.id for c in strays})
         for c in strays:
@@ -198,8 +200,11 @@ class Services:
         wanted = releases.replicas(name)
         return bool(wanted) and len(releases.running_tasks(name)) >= (wanted or 0)
 
-    def start(self, release: Release, progress: Progress) -> collections.Counter[str]:
+    def start(self, release: Release, progress: Progress, split: Split | None = None) -> collections.Counter[str]:
         s, app = self.host.settings, self.app
+        if split is not None:  # weights over two services' tasks: not yet (issue 22)
+            raise Conflict(f"canary releases do not run on a Swarm yet; deploy {app} without a canary "
+                           "(`git push -o canary=0`, `settings:set APP canary 0`)")
         image = releases.registry_image(s, self.registry, release.image, progress)
         port = containers.web_port(release.image)
         counts = {p: n for p, n in formation.counts(self.host, app, release.procs,
@@ -244,7 +249,7 @@ class Services:
     def stamped_logs(self, cursor: logcursor.Cursor, *, lines: int, follow: bool) -> Iterator[listing.Stamped]:
         return listing.stamped_task_logs(self.host, self.app, cursor=cursor, lines=lines, follow=follow)
 
-    def remove_strays(self, live: int | None, retiring: set[str]) -> list[str]:
+    def remove_strays(self, live: int | None, retiring: set[str], canary: int | None = None) -> list[str]:
         """What a crashed deploy left: services neither of the live release nor retiring, removed now (none is kept
         to drain: the route is the task watcher's, deploy/taskwatch.py)."""
         for name in releases.app_services(self.host.settings, self.app):

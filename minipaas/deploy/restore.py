@@ -7,7 +7,7 @@ import threading
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 
-from minipaas.deploy import dashboardproc, placement, retirement, rollout, services, watcher
+from minipaas.deploy import canary, dashboardproc, placement, retirement, rollout, services, watcher
 from minipaas.errors import DeployFailed, MinipaasError, NotFound
 from minipaas.routing import domains, proxy
 from minipaas.state import apps, releaselog
@@ -33,7 +33,9 @@ def resume(host: Host, app: str, progress: Progress) -> tuple[int, str] | None:
         proxy.write_site(s, app, domains.of(host, app))
         return current.number, "static files"
     where.prepare()  # a static site has no network (containers.drop_network_if_unused)
-    if not where.resume(current, progress):
+    if where.resume(current, progress):
+        canary.resume(host, app, progress)  # a canary beside it gets its share again, or is aborted
+    else:  # (a rollout replaces a canary)
         progress(f"-----> {app}: {where.WHAT} of release {current.number} are gone; starting new ones")
         current = rollout.roll_out(host, app, kind="restart", sha=current.sha, image=current.image,
                                    buildpack=current.buildpack, progress=progress, env=current.config)

@@ -14,7 +14,7 @@ from minipaas.adapters import engine
 from minipaas.deploy import containers, placement
 from minipaas.errors import EngineError
 from minipaas.routing import domains, proxy, sites
-from minipaas.state import apps, locks, releaselog, store
+from minipaas.state import apps, canaries, locks, releaselog, store
 from minipaas.state.host import Host
 
 Progress = Callable[[str], None]
@@ -81,9 +81,11 @@ def reconcile(host: Host, app: str) -> None:
     Runs under the app's lock, so no other deploy of this app is creating containers now.
     """
     current = releaselog.live(host, app)
+    canary = canaries.of(host, app)  # a canary release's containers run beside the live one's
     # Containers here, or a cluster's services (of a pending release, or of one whose retirer died).
     draining = placement.for_host(host, app).remove_strays(current.number if current else None,
-                                                           set(releaselog.retiring(host, app)))
+                                                           set(releaselog.retiring(host, app)),
+                                                           canary.release if canary else None)
     interrupted = releaselog.interrupt_pending(host, app, retiring=draining,
                                                drain=int(apps.get_setting(host, app, "drain-seconds")))
     for release in interrupted:

@@ -13,7 +13,7 @@ from collections.abc import Callable
 from minipaas import faultpoints
 from minipaas.adapters import engine
 from minipaas.build import builds, starthints
-from minipaas.deploy import containers, formation, placement, retirement, watcher
+from minipaas.deploy import canary, containers, formation, placement, retirement, watcher
 from minipaas.errors import BuildFailed, DeployFailed, MinipaasError, NotFound, TestsFailed
 from minipaas.progress import Recorder
 from minipaas.routing import domains, proxy, sites
@@ -28,8 +28,10 @@ Progress = Callable[[str], None]
 # -- entry points --------------------------------------------------------------------------
 
 def deploy_commit(host: Host, app: str, sha: str, progress: Progress,
-                  options: builds.Options | None = None) -> Release:
-    """Build and roll out a pushed commit (the pre-receive hook's job); `options`: the push's (-o skip-tests...)."""
+                  options: builds.Options | None = None, canary_share: int | None = None) -> Release:
+    """Build and roll out a pushed commit (the pre-receive hook's job); `options`: the push's (-o skip-tests...);
+    `canary_share`: the percentage it starts with as a canary (-o canary=N; None: the app's settings say)."""
+    wanted = canary.plan(host, app, canary_share if canary_share is not None else options.canary if options else None)
     with app_lock(host.settings, app, progress):
         current = releaselog.live(host, app)
         if current and current.sha == sha and placement.for_host(host, app).running(current.number):
@@ -41,7 +43,8 @@ def deploy_commit(host: Host, app: str, sha: str, progress: Progress,
                      "with the stored config")
             return roll_out(host, app, kind="config", sha=current.sha, image=current.image,
                             buildpack=current.buildpack, progress=progress)
-        return roll_out(host, app, kind="build", sha=sha, image="", buildpack="", progress=progress, options=options)
+        return roll_out(host, app, kind="build", sha=sha, image="", buildpack="", progress=progress, options=options,
+                        canary_plan=wanted)
 
 
 def change_config(
@@ -85,11 +88,13 @@ def restart(host: Host, app: str, progress: Progress) -> Release:
 
 def roll_out(host: Host, app: str, *, kind: str, sha: str, image: str, buildpack: str,
               progress: Progress, env: dict[str, str] | None = None, options: builds.Options | None = None,
-              where: placement.Placement | None = None) -> Release:
+              where: placement.Placement | None = None, canary_plan: canary.Plan | None = None) -> Release:
     """Start → health check → switch → record → retire, for every way a release comes about.
 
     `image` empty: build the commit first. `env`: the config to run with (default: the app's now).
     `where`: the placement (default: the host's; `cluster:leave` asks for containers while still in a cluster).
+    `canary_plan`: the release starts as a canary (a share of the traffic beside the live release, nothing retired;
+    deploy/canary.py). A canary running already is aborted first, whatever this release is.
     The release's log keeps everything the caller was shown, and the builder's own output.
     """
     s = host.settings
@@ -97,6 +102,8 @@ def roll_out(host: Host, app: str, *, kind: str, sha: str, image: str, buildpack
     proxy.ensure_running(s)
     watcher.ensure_running(s)
     retirement.reconcile(host, app)
+    canary.replace(host, app, progress, by=f"a new release ({kind})")
+    split = canary.split_for(host, app, canary_plan, progress) if canary_plan else None
     env = config.get_all(host, app) if env is None else env
     if image and engine.image_id(image) is None:
         # Removed outside minipaas (a `docker rmi`, a new disk): the commit is still here, so build it again.
@@ -131,10 +138,15 @@ def roll_out(host: Host, app: str, *, kind: str, sha: str, image: str, buildpack
         if formation.RELEASE in procs:
             formation.run_release_command(host, app, image=image, command=procs[formation.RELEASE], env=env,
                                           progress=progress)
-        kinds = where.start(placement.Release(number=number, sha=sha, image=image, env=env, procs=procs), progress)
+        kinds = where.start(placement.Release(number=number, sha=sha, image=image, env=env, procs=procs), progress,
+                            split=split)
         if sites.serving_root(s, app) is not None:  # a static site becomes a container app
             proxy.write_site(s, app, domains.of(host, app), static=False)
             sites.deactivate(s, app)
+        if split is not None and canary_plan is not None:  # nothing retires while a canary runs
+            canary.started(host, app, number, split, canary_plan, progress)
+            releaselog.update(host, app, number, build_log=_log_text(progress, raw))
+            return releaselog.get(host, app, number)
         old = where.old()
         drain = int(apps.get_setting(host, app, "drain-seconds"))
         releaselog.record_live(host, app, number, retiring=[target for target, _ in old], drain=drain)

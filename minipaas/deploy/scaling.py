@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from collections.abc import Callable
 
-from minipaas.deploy import formation, placement, retirement, rollout
+from minipaas.deploy import canary, formation, placement, retirement, rollout
 from minipaas.errors import InvalidInput
 from minipaas.state import apps, releaselog, store
 from minipaas.state.host import Host
@@ -18,6 +18,7 @@ def scale(host: Host, app: str, args: list[str], progress: Progress) -> dict[str
     """`ps:scale APP web=3 worker=1`: start what is missing, switch, then retire the surplus (drained)."""
     changes = formation.parse_changes(args)
     with app_lock(host.settings, app, progress):
+        canary.refuse_while_running(host, app, "scaling it")  # both releases in proportion: not yet
         current = releaselog.live(host, app)
         procs = formation.procfile(host, app, current.sha) if current else {}
         declared = formation.declared(host, app, current.sha) if current else {}

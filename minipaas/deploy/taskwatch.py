@@ -93,7 +93,7 @@ def _keep(host: Host, current: releaselog.Release, seen: _Seen) -> None:
     if set(wanted) != set(routed) and (wanted or running or routed):
         gone, added = sorted(set(routed) - set(wanted)), sorted(set(wanted) - set(routed))
         if wanted:
-            routes.switch(settings, app, wanted)
+            routes.switch(settings, app, wanted, release=current.number)
         else:
             routes.unroute(settings, app)
         _say(f"{app}: route {len(routed)} → {len(wanted)} tasks"

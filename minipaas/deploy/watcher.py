@@ -9,7 +9,8 @@ soon as it answers HTTP again. Deploys, scaling and retirement change routes the
 only reacts to what happens behind minipaas' back.
 
 In a cluster the tasks run on other engines and the Swarm moves them itself: a thread of the same process
-keeps each app's route equal to its live release's running web tasks (deploy/taskwatch.py).
+keeps each app's route equal to its live release's running web tasks (deploy/taskwatch.py). Another judges the
+home's canary releases every few seconds (deploy/canaryguard.py).
 
 Every deploy and `ps:restore` start it when it is not running (`ensure_running`); a watcher that starts (the last
 one was killed) first catches up with what it did not hear: routed containers that are gone or stopped leave their
@@ -34,7 +35,7 @@ from pathlib import Path
 
 from minipaas.adapters import engine
 from minipaas.cluster import membership
-from minipaas.deploy import daemons, nginxwatch, taskwatch
+from minipaas.deploy import canaryguard, daemons, nginxwatch, taskwatch
 from minipaas.errors import MinipaasError, NotFound
 from minipaas.routing import routes
 from minipaas.state.host import Host
@@ -66,6 +67,7 @@ def run(settings: Settings) -> None:
     pid_file(settings).write_text(f"{os.getpid()}\n")
     threading.Thread(target=taskwatch.follow, args=(settings,), daemon=True).start()
     threading.Thread(target=nginxwatch.follow, args=(settings,), daemon=True).start()
+    threading.Thread(target=canaryguard.follow, args=(settings,), daemon=True).start()
     forgotten: dict[str, str] = {}  # container id -> app, for those unrouted by a crash
     lost = False  # the engine went away since we last followed it
     while True:
@@ -162,17 +164,20 @@ def _route_again(settings: Settings, app: str, container: str) -> None:
         port = port or int(found.labels.get(engine.PORT_LABEL, "5000"))
         if found.ip and _answers(found.ip, port):
             if not _of_live_release(settings, app, found.labels.get(engine.RELEASE_LABEL, "")):
-                return  # a deploy moved on meanwhile: this one retires
-            routes.add_container(settings, app, f"{found.ip}:{port}", container)
+                return  # a deploy moved on meanwhile (or its canary ended): this one retires
+            label = found.labels.get(engine.RELEASE_LABEL, "")
+            routes.add_container(settings, app, f"{found.ip}:{port}", container,
+                                 release=int(label) if label.isascii() and label.isdigit() else None)
             print(f"watch: {container[:12]} of {app}: answering again; routed", file=sys.stderr, flush=True)
             return
         time.sleep(0.2)
 
 
 def _of_live_release(settings: Settings, app: str, release: str) -> bool:
-    row = Host(settings).db.execute("SELECT number FROM releases WHERE app = ? AND status = 'live'",
-                                    (app,)).fetchone()
-    return row is not None and str(row["number"]) == release
+    """The live release's, or its canary's (which has its share of the route)."""
+    rows = Host(settings).db.execute("SELECT number FROM releases WHERE app = ? AND status IN ('live', 'canary')",
+                                     (app,)).fetchall()
+    return release in {str(row["number"]) for row in rows}
 
 
 def _answers(ip: str, port: int) -> bool:

@@ -71,6 +71,7 @@ class Front:
     # Whether http.conf sizes the server names' hash buckets for names up to 253 characters (not where
     # the host's own configuration sizes them: nginx refuses the directive twice).
     names_bucket: bool = True
+    metrics_port: int = 0  # the loopback port Prometheus' text is served on (0: none)
 
 
 @dataclass(frozen=True)
@@ -84,6 +85,8 @@ class Site:
     hsts: bool = False  # with a certificate only
     csp: str = ""  # a Content-Security-Policy on every static response (a Markdown docs site's)
     upstream_socket: Path | None = None  # a process of minipaas' own behind it (the dashboard), not an app
+    # The app's default domain: `v<N>.<it>` reaches release N while it is routed (routes.lua); "": no such URLs.
+    release_domain: str = ""
 
 
 def _listen(front: Front, port: int) -> str:
@@ -118,6 +121,7 @@ def _shared(front: Front) -> dict[str, object]:
         "https_suffix": "" if front.https_port == 443 else f":{front.https_port}",
         "acme_root": front.acme_root,
         "names_bucket": front.names_bucket,
+        "metrics_port": front.metrics_port,
     }
 
 
@@ -161,7 +165,12 @@ def site_conf(front: Front, site: Site) -> str:
         if site.certificate and site.hsts else ""
     csp = f'\n        add_header Content-Security-Policy "{site.csp}" always;' if site.csp else ""
     chain, key = site.certificate or ("", "")
-    return _render(front, "site.conf.j2", app=site.app, domains=list(site.domains),
+    proxied = not site.static_root and not site.upstream_socket
+    # A regular expression's named capture becomes the variable routes.lua reads; no review app's slug is
+    # `v<digits>` (state/names.py), so this name is never a review app's.
+    release_names = ' "~^v(?<minipaas_release_host>[0-9]{1,9})\\.' + site.release_domain.replace(".", "\\.") \
+        + '$"' if proxied and site.release_domain else ""
+    return _render(front, "site.conf.j2", app=site.app, domains=list(site.domains), release_names=release_names,
                    static_root=site.static_root or "", upstream_socket=site.upstream_socket or "",
                    certificate=chain, certificate_key=key,
                    hsts_header=hsts, static_headers=hsts + csp)

@@ -53,7 +53,8 @@ def front_spec(settings: Settings) -> nginxconf.Front:
         user=settings.nginx_user if as_root else "", group=perms.workers_group_name(settings) if as_root else "",
         lua_modules=tuple(lua_modules()) if settings.nginx == "private" else (), cache_dir=settings.cache_dir,
         names_bucket=settings.nginx == "private"
-        or not nginx.system_sets("server_names_hash_bucket_size", settings.nginx_dir))
+        or not nginx.system_sets("server_names_hash_bucket_size", settings.nginx_dir),
+        metrics_port=settings.metrics_port)
 
 
 def site_spec(settings: Settings, app: str, domains: list[str], *, static: bool | None = None,
@@ -68,7 +69,8 @@ def site_spec(settings: Settings, app: str, domains: list[str], *, static: bool 
     return nginxconf.Site(app=app, domains=tuple(domains),
                           static_root=sites.current_link(settings, app) if static else None,
                           certificate=certfiles.paths(settings, app), hsts=hsts,
-                          csp=CSP if static and markdown else "")
+                          csp=CSP if static and markdown else "",
+                          release_domain="" if static else apps.default_domain(Host(settings), app))
 
 
 def _locked(settings: Settings) -> AbstractContextManager[None]:
@@ -151,8 +153,9 @@ def _front(settings: Settings) -> nginx.Master:
     lay = layout(settings)
     ports = (settings.http_port, settings.https_port) if _apps_serving_https(settings) else (settings.http_port,)
     addresses = ("127.0.0.1", "::1") if has_ipv6() else ("127.0.0.1",)
+    metrics = (("127.0.0.1", settings.metrics_port),) if settings.metrics_port else ()
     return nginx.Master(lay.front_conf, lay.root, lay.run / "front.pid",
-                        tcp=tuple((a, p) for a in addresses for p in ports),
+                        tcp=tuple((a, p) for a in addresses for p in ports) + metrics,
                         unix_sockets=(routes.control_socket(settings),))
 
 
@@ -310,9 +313,19 @@ def _live_site_is_markdown(settings: Settings, app: str) -> bool:
 
 
 def switch(settings: Settings, app: str, release: int, targets: dict[str, str]) -> None:
-    """Send the app's requests to `targets` (host:port → container id); returns once nginx does, without a
-    reload. (`release` is the one they run, for the log.)"""
-    routes.switch(settings, app, targets)
+    """Send all of the app's requests to `targets` (host:port → container id) of `release`, one version;
+    returns once nginx does, without a reload."""
+    routes.switch(settings, app, targets, release=release)
+
+
+def set_versions(settings: Settings, app: str, versions: list[routes.Version]) -> None:
+    """Route the app to several releases at once, each with its share of new clients (routes.set_versions)."""
+    routes.set_versions(settings, app, versions)
+
+
+def versions(settings: Settings, app: str) -> list[routes.Version]:
+    """The app's routed versions (release, weight, targets), as minipaas last set them."""
+    return routes.versions(settings, app)
 
 
 def unroute(settings: Settings, app: str) -> None:

@@ -5,6 +5,7 @@ Creating and destroying an app touches every layer: that is deploy/lifecycle.py'
 
 from __future__ import annotations
 
+import itertools
 import os
 import re
 import secrets
@@ -130,10 +131,40 @@ SETTINGS: dict[str, AppSetting] = {
     "tests": AppSetting("on", lambda v: v in ("on", "off", "review-only"),
                         "on: a push runs the app's tests (its test script) in the build, and a failure rejects it; "
                         "off: never; review-only: only in review apps"),
+    "canary": AppSetting("0", _int_between(0, 99),
+                         "percent of new clients a pushed release takes beside the live one before `releases:promote` "
+                         "(0: a push takes all traffic at once; `git push -o canary=N` for one push)"),
+    "canary-steps": AppSetting("", lambda v: v == "" or canary_steps(v) is not None,
+                               "the shares a canary goes through by itself, e.g. 10,50,100 (100: it promotes "
+                               "itself), each after canary-interval if the guard holds (empty: manual)"),
+    "canary-interval": AppSetting("2m", lambda v: duration_seconds(v) is not None,
+                                  "how long each canary step lasts, e.g. 90s, 2m, 1h (10s to 24h)"),
+    "canary-min-requests": AppSetting("200", _int_between(1, 10_000_000),
+                                      "requests a canary step needs, each release, before the guard judges it"),
     "deployer-push-options": AppSetting(
         "", _push_options, f"push options deployers may use (comma-separated: {', '.join(PRIVILEGED_PUSH_OPTIONS)}; "
                            "empty: none, admins always may)"),
 }
+
+def canary_steps(value: str) -> tuple[int, ...] | None:
+    """`10,50,100` → (10, 50, 100): rising percentages from 1 to 100; None if it is not that."""
+    parts = [p.strip() for p in value.split(",")]
+    if not parts or len(parts) > 10 or not all(re.fullmatch(r"[0-9]{1,3}", p) for p in parts):
+        return None
+    steps = tuple(int(p) for p in parts)
+    if not all(1 <= s <= 100 for s in steps) or any(a >= b for a, b in itertools.pairwise(steps)):
+        return None
+    return steps
+
+
+def duration_seconds(value: str) -> int | None:
+    """`90s`, `2m`, `1h` (or plain seconds) → seconds, 10 s to 24 h; None if it is not that."""
+    found = re.fullmatch(r"([0-9]{1,6})([smh]?)", value.strip())
+    if not found:
+        return None
+    seconds = int(found[1]) * {"": 1, "s": 1, "m": 60, "h": 3600}[found[2]]
+    return seconds if 10 <= seconds <= 86_400 else None
+
 
 # Settings of the app itself, not inherited by its review apps (a review app's own value is ignored).
 PARENT_ONLY = frozenset({"deploy-branch", "review-apps", "review-apps-max", "review-apps-limit", "review-url"})

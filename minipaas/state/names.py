@@ -16,6 +16,8 @@ APP_NAME = re.compile(r"[a-z][a-z0-9-]{0,62}")
 REVIEW_SEPARATOR = "--"
 REVIEW_NAME = re.compile(r"([a-z][a-z0-9-]{0,62})--((?!-)[a-z0-9-]{1,63}(?<!-))")
 MAX_SLUG = 63  # one DNS label: `<slug>.<app>.<domain>`
+# `v<N>.<app>.<domain>` reaches release N of the app (routing/routes.lua): no review app's slug may look like it.
+RELEASE_LABEL = re.compile(r"v[0-9]+")
 ENV_KEY = re.compile(r"[A-Za-z_][A-Za-z0-9_]*")
 _LABEL = re.compile(r"(?!-)[a-z0-9-]{1,63}(?<!-)")
 # PORT is set by minipaas for every web container; the others would break the image or the host.
@@ -66,11 +68,12 @@ def review_name(parent: str, slug: str) -> str:
 
 def branch_slug(branch: str, *, distinct: bool = False) -> str:
     """A DNS label for a branch name: lower case, every run of other characters a dash, at most 63
-    characters. Where it had to be cut, or `distinct` (another branch has the plain slug already),
-    a short hash of the whole name ends it, so that different branches never share a slug."""
+    characters. Where it had to be cut, or `distinct` (another branch has the plain slug already), or it
+    would be a release's label (`v12`), a short hash of the whole name ends it, so that different branches
+    never share a slug and no review app's URL is a release's."""
     ascii_only = unicodedata.normalize("NFKD", branch).encode("ascii", "ignore").decode()
     plain = re.sub(r"[^a-z0-9]+", "-", ascii_only.lower()).strip("-") or "branch"
-    if len(plain) <= MAX_SLUG and not distinct:
+    if len(plain) <= MAX_SLUG and not distinct and not RELEASE_LABEL.fullmatch(plain):
         return plain
     suffix = hashlib.sha256(branch.encode("utf-8", "surrogateescape")).hexdigest()[:6]
     return f"{plain[:MAX_SLUG - 7].rstrip('-')}-{suffix}"

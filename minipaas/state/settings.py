@@ -69,6 +69,8 @@ _FIELDS: dict[str, tuple[str, str]] = {
     "db_wait": ("MINIPAAS_DB_WAIT", "30"),
     # Where the dashboard is served (empty: dashboard.<domain>)
     "dashboard_domain": ("MINIPAAS_DASHBOARD_DOMAIN", ""),
+    # The loopback port where nginx serves every release's metrics to Prometheus (0: not served)
+    "metrics_port": ("MINIPAAS_METRICS_PORT", "9145"),
 }
 DEFAULT_INSTANCE = "minipaas"
 INSTANCE_NAME = re.compile(r"[a-z][a-z0-9-]{0,30}")
@@ -101,6 +103,7 @@ class Settings:
     docker_certs: Path
     db_wait: int
     dashboard_domain: str = ""
+    metrics_port: int = 9145
 
     @property
     def dashboard_host(self) -> str:
@@ -232,6 +235,7 @@ def load(env: dict[str, str] | None = None) -> Settings:
         db_wait=_seconds(raw["db_wait"], "MINIPAAS_DB_WAIT"),
         dashboard_domain=check_hostname(raw["dashboard_domain"].lower().rstrip("."), what="MINIPAAS_DASHBOARD_DOMAIN")
         if raw["dashboard_domain"] else "",
+        metrics_port=0 if raw["metrics_port"] == "0" else _port(raw["metrics_port"], "MINIPAAS_METRICS_PORT"),
     )
 
 

@@ -211,6 +211,21 @@ MIGRATIONS: list[str] = [
     );
     CREATE INDEX dashboard_sessions_key ON dashboard_sessions (key_name);
     """,
+    # 14: canary releases (issue 22): the release that takes a share of an app's traffic beside its live one, the
+    #     share now, and where it is in its steps; the release itself has status 'canary' until promoted or aborted
+    """
+    CREATE TABLE canaries (
+        app TEXT PRIMARY KEY REFERENCES apps(name) ON DELETE CASCADE,
+        release INTEGER NOT NULL,
+        stable INTEGER NOT NULL,
+        weight INTEGER NOT NULL,
+        steps TEXT NOT NULL,
+        step INTEGER NOT NULL,
+        started_at REAL NOT NULL,
+        step_started_at REAL NOT NULL,
+        started_by TEXT NOT NULL
+    );
+    """,
 ]
 
 

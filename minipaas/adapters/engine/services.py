@@ -196,6 +196,8 @@ def task_nodes(name: str) -> dict[str, str]:
     """Which node runs each running task (task id → node id): `ps` and the spread's checks."""
     try:
         tasks = _api().tasks(filters={"service": name, "desired-state": "running"})
+    except docker.errors.NotFound:  # removed since it was listed (a retirer, under a drain's look at a node)
+        return {}
     except docker.errors.APIError as exc:
         raise EngineError(f"the Swarm does not list the tasks of {name}: {_reason(exc)}") from None
     return {str(t["ID"]): str(t.get("NodeID", "")) for t in tasks if (t.get("Status") or {}).get("State") == "running"}

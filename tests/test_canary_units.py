@@ -1,0 +1,151 @@
+"""Canary releases without an engine: which push starts one and at what share (options, settings), the settings'
+forms, the records of a canary's start, promotion and abort (SQLite only, migration 14), and the guard's verdicts
+on figures. The same paths run through real pushes and nginx in test_canary.py."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from minipaas.deploy import canary, canaryguard, hook
+from minipaas.deploy.canaryguard import Figures
+from minipaas.errors import InvalidInput
+from minipaas.state import apps, canaries, releaselog, store
+from minipaas.state import settings as settings_mod
+from minipaas.state.host import Host
+
+
+@pytest.fixture
+def host(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Host:
+    monkeypatch.setenv("MINIPAAS_HOME", str(tmp_path / "home"))
+    (tmp_path / "home").mkdir()
+    h = Host(settings_mod.load())
+    with store.transaction(h.db) as db:
+        db.execute("INSERT INTO apps (name, created_at) VALUES ('shop', 0)")
+    return h
+
+
+def test_a_push_is_a_canary_when_asked_or_when_the_app_says_so(host: Host) -> None:
+    assert canary.plan(host, "shop", None) is None  # the default: all traffic at once
+    assert canary.plan(host, "shop", 10) == canary.Plan(steps=(10,))
+    apps.set_setting(host, "shop", "canary", "20")
+    assert canary.plan(host, "shop", None) == canary.Plan(steps=(20,))
+    assert canary.plan(host, "shop", 0) is None  # `-o canary=0`: not this one
+    apps.set_setting(host, "shop", "canary-steps", "10,50,100")
+    assert canary.plan(host, "shop", None) == canary.Plan(steps=(20, 50, 100))  # the steps above its start
+    apps.set_setting(host, "shop", "canary", "0")
+    assert canary.plan(host, "shop", None) == canary.Plan(steps=(10, 50, 100))
+    assert canary.plan(host, "shop", 60) == canary.Plan(steps=(60, 100))
+
+
+@pytest.mark.parametrize("value", ["100", "-1", "ten", "5%", "", "٣"])
+def test_a_canary_push_option_that_is_not_a_percentage_is_one_line(value: str) -> None:
+    with pytest.raises(InvalidInput, match=r"^push option canary=.*a percentage from 0 \(no canary\) to 99"):
+        hook._canary_option(f"canary={value}")
+
+
+def test_push_options_carry_the_canary_share_and_keep_the_others() -> None:
+    options = hook._options(["canary=15", "skip-tests"], "admin", frozenset(), "shop")
+    assert (options.canary, options.skip_tests) == (15, True)
+    assert hook._options([], "admin", frozenset(), "shop").canary is None
+
+
+@pytest.mark.parametrize(("setting", "good", "bad"), [
+    ("canary", ["0", "1", "99"], ["100", "-5", "1.5", "x"]),
+    ("canary-steps", ["", "10", "10,50,100", "5, 25, 100"], ["50,10", "0,50", "10,10", "10,101", "a", "10,,20"]),
+    ("canary-interval", ["10s", "90", "2m", "1h", "24h"], ["9s", "25h", "2 m", "1d", "m", ""]),
+    ("canary-min-requests", ["1", "200"], ["0", "-1", "many"]),
+])
+def test_the_canary_settings_take_their_forms_and_refuse_others_in_one_line(
+        host: Host, setting: str, good: list[str], bad: list[str]) -> None:
+    for value in good:
+        apps.set_setting(host, "shop", setting, value)
+        assert apps.get_setting(host, "shop", setting) == value
+    for value in bad:
+        with pytest.raises(InvalidInput) as refused:
+            apps.set_setting(host, "shop", setting, value)
+        assert "\n" not in refused.value.message
+
+
+def _release(host: Host, status: str = "pending") -> int:
+    number = releaselog.record_pending(host, "shop", kind="build", sha="a" * 40, image="img", buildpack="node",
+                                       env={})
+    if status != "pending":
+        releaselog.update(host, "shop", number, status=status)
+    return number
+
+
+def test_a_canary_is_recorded_beside_the_live_release_then_promoted(host: Host) -> None:
+    stable = _release(host, "live")
+    new = _release(host)
+    recorded = canaries.record(host, "shop", release=new, stable=stable, steps=(10, 50, 100), by="ann")
+    assert (recorded.weight, recorded.step, recorded.automatic) == (10, 0, True)
+    assert releaselog.get(host, "shop", new).status == "canary"
+    assert releaselog.live(host, "shop").number == stable  # the stable release stays the live one
+    canaries.advance(host, "shop", step=1, weight=50)
+    assert canaries.of(host, "shop").weight == 50
+    canaries.promoted(host, "shop", new, retiring=["c1"], drain=10)
+    assert canaries.of(host, "shop") is None
+    assert releaselog.live(host, "shop").number == new
+    assert releaselog.get(host, "shop", stable).status == "superseded"
+    assert releaselog.retiring(host, "shop") == {"c1"}
+
+
+def test_an_aborted_canary_is_a_failed_release_and_the_live_one_stays(host: Host) -> None:
+    stable = _release(host, "live")
+    new = _release(host)
+    assert not canaries.record(host, "shop", release=new, stable=stable, steps=(25,), by="ann").automatic
+    canaries.aborted(host, "shop", new, message="canary aborted by ann", retiring=["c2"], drain=5)
+    assert canaries.of(host, "shop") is None
+    assert (releaselog.get(host, "shop", new).status, releaselog.get(host, "shop", new).message) == \
+        ("failed", "canary aborted by ann")
+    assert releaselog.live(host, "shop").number == stable
+    assert releaselog.retiring(host, "shop") == {"c2"}
+
+
+def test_a_destroyed_app_leaves_no_canary_row(host: Host) -> None:
+    canaries.record(host, "shop", release=_release(host), stable=_release(host, "live"), steps=(10,), by="ann")
+    with store.transaction(host.db) as db:
+        db.execute("DELETE FROM apps WHERE name = 'shop'")
+    assert canaries.every(host) == []
+
+
+STEADY = Figures(requests=1000, errors=2, p95=0.040)
+
+
+def judge(canary_figures: Figures, *, elapsed: float = 150, step: int = 0, steps: tuple[int, ...] = (10, 50, 100),
+          stable: Figures = STEADY) -> canaryguard.Verdict:
+    return canaryguard.judge(steps=steps, step=step, elapsed=elapsed, interval=120, min_requests=200, stable=stable,
+                             canary=canary_figures)
+
+
+def test_the_guard_moves_a_healthy_canary_on_after_its_interval_and_promotes_it_at_100() -> None:
+    healthy = Figures(requests=250, errors=0, p95=0.045)
+    assert judge(healthy, elapsed=60).action == "wait"
+    assert (judge(healthy).action, judge(healthy).weight) == ("advance", 50)
+    assert (judge(healthy, step=1).action, judge(healthy, step=1).weight) == ("promote", 100)
+    assert judge(healthy, steps=(10,)).action == "wait"  # a manual canary waits for releases:promote
+
+
+def test_the_guard_waits_for_enough_requests_to_each_release() -> None:
+    few = Figures(requests=150, errors=0, p95=0.040)
+    verdict = judge(few)
+    assert verdict.action == "wait" and "needs 50 more requests" in verdict.reason
+    assert judge(Figures(250, 0, 0.04), stable=Figures(100, 0, 0.04)).action == "wait"
+
+
+def test_the_guard_aborts_on_errors_beyond_the_stable_share_plus_one_point_with_the_figures() -> None:
+    assert judge(Figures(requests=300, errors=3, p95=0.040)).action == "advance"  # 1.0 % vs 0.2 %: within 1 point
+    verdict = judge(Figures(requests=300, errors=60, p95=0.040), elapsed=10)  # 20 %: at once, before the interval
+    assert verdict.action == "abort"
+    assert "5xx share 20.0% above the stable release's 0.2% + 1 point" in verdict.reason
+    assert "canary 300 requests, 20.0% 5xx, p95 40 ms; stable 1000 requests, 0.2% 5xx" in verdict.reason
+    assert judge(Figures(requests=100, errors=60, p95=0.040)).action == "wait"  # too few to judge yet
+
+
+def test_the_guard_aborts_a_slow_canary_but_not_a_millisecond_of_noise() -> None:
+    verdict = judge(Figures(requests=300, errors=0, p95=0.120))
+    assert verdict.action == "abort" and "p95 120 ms above 1.5x the stable release's 40 ms" in verdict.reason
+    fast = Figures(requests=1000, errors=0, p95=0.002)
+    assert judge(Figures(requests=300, errors=0, p95=0.004), stable=fast).action == "advance"  # 2x, but 2 ms
