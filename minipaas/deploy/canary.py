@@ -177,14 +177,6 @@ def resume(host: Host, app: str, progress: Progress) -> None:
     progress(f"-----> {app}: canary release {canary.release} back at {canary.weight}%")
 
 
-def refuse_while_running(host: Host, app: str, what: str) -> None:
-    """Changes the canary does not follow yet (`ps:scale`) are refused while one runs, in one line."""
-    canary = canaries.of(host, app)
-    if canary is not None:
-        raise Conflict(f"release {canary.release} of {app} is a canary at {canary.weight}%; promote or abort it "
-                       f"(`releases:promote {app}`, `releases:abort {app}`) before {what}")
-
-
 def _running(host: Host, app: str) -> Canary:
     canary = canaries.of(host, app)
     if canary is None:
