@@ -108,6 +108,11 @@ def app_containers(paas: Paas, app: str, release: int) -> list[str]:
                   "--filter", f"label=minipaas.release={release}").split()
 
 
+def running(paas: Paas, app: str, release: int) -> list[str]:
+    return docker("ps", "-q", "--filter", f"label=minipaas={paas.home}", "--filter", f"label=minipaas.app={app}",
+                  "--filter", f"label=minipaas.release={release}", "--filter", "label=minipaas.process=web").split()
+
+
 def test_a_canary_takes_its_share_keeps_its_clients_and_is_promoted_with_no_failed_request(paas: Paas) -> None:
     app, checkout = first_release(paas)
     release(checkout, "v2")
@@ -128,9 +133,24 @@ def test_a_canary_takes_its_share_keeps_its_clients_and_is_promoted_with_no_fail
     assert {get(paas, app, {"X-Minipaas-Release": "1"})[1] for _ in range(20)} == {"v1"}
     assert {get(paas, app, {"X-Minipaas-Release": "2"})[1] for _ in range(20)} == {"v2"}
     assert paas.get(app, host=f"v2.{app}.paas.test").body.strip() == "v2"
-    # Scaling waits for the canary's end, in one line.
-    refused = paas.run("ps:scale", app, "web=2", check=False)
-    assert refused.returncode != 0 and "is a canary at 30%; promote or abort it" in refused.stderr + refused.stdout
+    # Scaling scales both releases, each keeping its share, with no failed request; web=0 would leave one side
+    # with nothing to serve: refused in one line.
+    with Load(paas, app, keep_alive=False) as scaling:
+        scaled = paas.run("ps:scale", app, "web=2").stdout
+    assert scaling.failures == [] and set(scaling.answers) == {"v1", "v2"}
+    assert "Canary release 2: web=2" in scaled and f"{app} runs web=2" in scaled
+    assert len(running(paas, app, 1)) == 2 and len(running(paas, app, 2)) == 2
+    seen = Counter(get(paas, app)[1] for _ in range(300))
+    assert set(seen) == {"v1", "v2"} and 0.2 <= seen["v2"] / 300 <= 0.4, seen
+    refused = paas.run("ps:scale", app, "web=0", check=False)
+    assert refused.returncode != 0 and "is a canary at 30%: each of its releases needs a web process" in \
+        refused.stderr + refused.stdout
+    with Load(paas, app, keep_alive=True) as shrinking:
+        paas.run("ps:scale", app, "web=1")
+        wait_for(lambda: len(app_containers(paas, app, 1)) == 1 and len(app_containers(paas, app, 2)) == 1,
+                 what="one container of each release left")
+    assert shrinking.failures == []
+    assert statuses(paas, app) == {2: "canary", 1: "live"}
 
     with Load(paas, app, keep_alive=True) as kept, Load(paas, app, keep_alive=False) as closing:
         promoted = paas.run("releases:promote", app)

@@ -149,3 +149,24 @@ def test_the_guard_aborts_a_slow_canary_but_not_a_millisecond_of_noise() -> None
     assert verdict.action == "abort" and "p95 120 ms above 1.5x the stable release's 40 ms" in verdict.reason
     fast = Figures(requests=1000, errors=0, p95=0.002)
     assert judge(Figures(requests=300, errors=0, p95=0.004), stable=fast).action == "advance"  # 2x, but 2 ms
+
+
+@pytest.mark.parametrize(("sans", "valid"), [
+    (("shop.example.com", "*.shop.example.com"), True),
+    (("v12.shop.example.com",), True),
+    (("V12.Shop.Example.com",), True),  # names compare without case
+    (("shop.example.com",), False),
+    (("*.example.com",), False),  # a wildcard covers one label only
+    (("*.v12.shop.example.com",), False),
+    ((), False),
+])
+def test_a_release_url_is_named_by_a_certificate_for_it_or_a_wildcard_one_label_above(
+        sans: tuple[str, ...], valid: bool) -> None:
+    """For an HTTPS app, a canary's push says whether the app's certificate is valid for the release's own URL."""
+    import datetime
+
+    from minipaas.routing import certs
+
+    now = datetime.datetime.now(datetime.UTC)
+    info = certs.CertInfo(subject="CN=x", issuer="CN=x", sans=sans, not_before=now, not_after=now, self_signed=True)
+    assert certs.valid_for(info, "v12.shop.example.com") is valid

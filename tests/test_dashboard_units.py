@@ -463,3 +463,25 @@ def test_a_chunked_body_past_the_limit_is_refused(home: Home, monkeypatch: pytes
     response = c.post("/apps/shop/scale", content=chunks(),
                       headers={"Content-Type": "application/x-www-form-urlencoded"})
     assert response.status_code == 413 and "too large" in response.text
+
+
+def test_an_app_page_shows_its_canary_and_what_the_guard_did(home: Home) -> None:
+    """A running canary's share and step, and the guard's last verdicts with their figures (events)."""
+    from minipaas.access import events
+    from minipaas.state import canaries
+
+    with store.transaction(home.host.db) as db:
+        db.execute("INSERT INTO releases (app, number, kind, sha, image, buildpack, status, pusher, created_at, tests) "
+                   "VALUES ('shop', 3, 'build', '3abcdef', '', 'node', 'building', 'alice', ?, 'passed')",
+                   (store.now(),))
+    canaries.record(home.host, "shop", release=3, stable=2, steps=(10, 50, 100), by="alice")
+    events.record(home.host, app="shop", command="canary:step shop 3 50%",
+                  outcome="release 3: 0.0% 5xx, p95 12 ms over 240 requests")
+    events.record(home.host, app="blog", command="canary:abort blog 7", outcome="5xx 20.1% > 1.3%")
+    c, _ = logged_in(home, home.key("dave", "deployer", "shop"))
+    page = c.get("/apps/shop").text
+    assert "<h2>Canary</h2>" in page
+    assert "release 3 takes 10% of new clients beside release 2, step 1 of 3" in page
+    assert "canary:step shop 3 50%" in page and "p95 12 ms over 240 requests" in page
+    assert "canary:abort blog 7" not in page  # another app's
+    assert "<h2>Canary</h2>" not in c.get("/apps/shop--feature-x").text  # none there

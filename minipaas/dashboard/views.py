@@ -18,11 +18,12 @@ from minipaas.access import access, events
 from minipaas.access.access import Principal
 from minipaas.errors import MinipaasError, NotFound
 from minipaas.routing import certfiles, certs, domains, routes
-from minipaas.state import apps, config, releaselog, services
+from minipaas.state import apps, canaries, config, releaselog, services
 from minipaas.state.host import Host
 from minipaas.state.names import APP_NAME
 
 MAX_FILTER = 64
+CANARY_EVENTS = 5  # the last steps, promotions and aborts of canaries an app page shows
 
 
 def when(ts: float | None) -> str:
@@ -113,10 +114,12 @@ class AppPage:
     reviews: list[str]
     url: str
     stopped: bool
+    canary: list[str]  # a running canary's share, step and each release's figures (`ps` says the same)
+    canary_events: list[dict[str, object]]  # its last steps, promotions and aborts (the guard's, with its figures)
 
 
 def app_page(host: Host, who: Principal, app: str, *, show_values: bool = False, with_disk: bool = True) -> AppPage:
-    from minipaas.deploy import gc, processes
+    from minipaas.deploy import canaryguard, gc, processes
 
     reachable(host, who, app)
     access.check(who, "ps", app)
@@ -156,7 +159,10 @@ def app_page(host: Host, who: Principal, app: str, *, show_values: bool = False,
         services=[f"{s.kind}:{s.name}" for s in services.linked_to(host, app)], disk=disk,
         reviews=[a.name for a in listed if a.parent == app],
         url=f"http://{own.domain}{apps.port_suffix(host.settings)}/" if own else "",
-        stopped=apps.is_stopped(host, app))
+        stopped=apps.is_stopped(host, app),
+        canary=canaryguard.describe(host, running) if (running := canaries.of(host, app)) else [],
+        canary_events=[e for e in events.listing(host, app, limit=200)
+                       if str(e.get("command", "")).startswith("canary:")][:CANARY_EVENTS])
 
 
 def release(host: Host, who: Principal, app: str, number: str) -> tuple[releaselog.Release, str]:

@@ -32,10 +32,12 @@ class Split:
 
 
 def bring_up(host: Host, app: str, *, release: int, sha: str, started: list[engine.Container], progress: Progress,
-             kept: dict[str, str] | None = None, timed: bool = False, split: Split | None = None) -> None:
+             kept: dict[str, str] | None = None, timed: bool = False, split: Split | None = None,
+             alongside: bool = False) -> None:
     """Health-check `started`'s web containers (`timed`: say how long each took), check its others still
     run, and route the app to them and to `kept` (address → container id); with no web container at all,
-    the app answers 503."""
+    the app answers 503. `alongside`: they become the release's own version, the app's others (a canary's two
+    releases, one of them scaled) keep their containers and weights."""
     targets = dict(kept or {})
     for container in (c for c in started if c.labels[engine.PROCESS_LABEL] == formation.WEB):
         address, seconds = containers.wait_healthy(host, app, container, sha, progress)
@@ -54,6 +56,12 @@ def bring_up(host: Host, app: str, *, release: int, sha: str, started: list[engi
         proxy.set_versions(host.settings, app, [
             Version(release=split.stable, weight=100 - split.weight, targets=stable),
             Version(release=release, weight=split.weight, targets=targets)])
+    elif alongside:
+        versions = proxy.versions(host.settings, app)
+        if not targets or release not in {v.release for v in versions}:
+            raise DeployFailed(f"release {release} of {app} is not routed beside another any more; nothing changed")
+        proxy.set_versions(host.settings, app, [Version(v.release, v.weight, targets) if v.release == release else v
+                                                for v in versions])
     elif targets:
         proxy.switch(host.settings, app, release, targets)
     else:

@@ -23,7 +23,7 @@ from minipaas.cluster import membership
 from minipaas.deploy import containers, formation, retirement
 from minipaas.deploy.bringup import Split, bring_up, stable_targets
 from minipaas.errors import Conflict, InvalidInput, MinipaasError, NotFound
-from minipaas.routing import proxy
+from minipaas.routing import certfiles, certs, proxy
 from minipaas.routing.routes import Version
 from minipaas.state import apps, canaries, releaselog
 from minipaas.state.canaries import Canary
@@ -77,7 +77,8 @@ def started(host: Host, app: str, number: int, split: Split, wanted: Plan, progr
     suffix = containers.port_suffix(host)
     progress(f"=====> {app} release {number} is a canary: {split.weight}% of new clients; release {split.stable} "
              f"serves the rest")
-    progress(f"       its own URL: http://v{number}.{domain}{suffix}/ (or the header X-Minipaas-Release: {number})")
+    progress(f"       its own URL: {release_url(host, app, number, domain, suffix)} (or the header "
+             f"X-Minipaas-Release: {number})")
     if canary.automatic:
         steps = ", ".join(f"{s}%" for s in wanted.steps[1:]) or "-"
         progress(f"       next: {steps}, every {apps.get_setting(host, app, 'canary-interval')} while its errors and "
@@ -85,6 +86,21 @@ def started(host: Host, app: str, number: int, split: Split, wanted: Plan, progr
     else:
         progress(f"       `releases:promote {app}` gives it all traffic, `releases:abort {app}` none")
     return canary
+
+
+def release_url(host: Host, app: str, number: int, domain: str, suffix: str) -> str:
+    """The release's own URL; over HTTPS when the app has a certificate, said when that certificate does not name
+    it (the vhost answers the name, but a browser warns: the header still reaches the release)."""
+    name = f"v{number}.{domain}"
+    if certfiles.paths(host.settings, app) is None:
+        return f"http://{name}{suffix}/"
+    try:
+        named = certs.valid_for(certs.info(host, app), name)
+    except MinipaasError:
+        named = False
+    port = host.settings.https_port
+    url = f"https://{name}{'' if port == 443 else f':{port}'}/"
+    return url if named else f"{url}, which the app's certificate does not name (one for *.{domain} would)"
 
 
 def promote(host: Host, app: str, progress: Progress) -> releaselog.Release:
@@ -175,14 +191,6 @@ def resume(host: Host, app: str, progress: Progress) -> None:
         events.record(host, app=app, command=f"canary:abort {app} {canary.release}", outcome=reason)
         return
     progress(f"-----> {app}: canary release {canary.release} back at {canary.weight}%")
-
-
-def refuse_while_running(host: Host, app: str, what: str) -> None:
-    """Changes the canary does not follow yet (`ps:scale`) are refused while one runs, in one line."""
-    canary = canaries.of(host, app)
-    if canary is not None:
-        raise Conflict(f"release {canary.release} of {app} is a canary at {canary.weight}%; promote or abort it "
-                       f"(`releases:promote {app}`, `releases:abort {app}`) before {what}")
 
 
 def _running(host: Host, app: str) -> Canary:

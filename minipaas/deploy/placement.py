@@ -146,8 +146,9 @@ class Containers:
         return True
 
     def scale(self, current: releaselog.Release, procs: dict[str, str], wanted: dict[str, int],
-              progress: Progress) -> Retiring | None:
-        """Start what is missing and switch; returns the surplus, to retire after the drain delay."""
+              progress: Progress, *, alongside: bool = False) -> Retiring | None:
+        """Start what is missing and switch (`alongside`: the release's own version only, bringup.bring_up);
+        returns the surplus, to retire after the drain delay."""
         host, app = self.host, self.app
         mine = [c for c in containers.app_containers(host, app)
                 if c.labels.get(engine.RELEASE_LABEL) == str(current.number)
@@ -170,7 +171,7 @@ class Containers:
             kept = {f"{c.ip}:{containers.container_port(c)}": c.id for c in keep
                     if c.labels[engine.PROCESS_LABEL] == formation.WEB}
             bring_up(host, app, release=current.number, sha=current.sha, started=self.started, progress=progress,
-                     kept=kept)
+                     kept=kept, alongside=alongside)
         except BaseException:
             self.undo()
             raise
@@ -304,9 +305,10 @@ class Services:
                                                   formation.declared(self.host, self.app, current.sha)).items() if n}
 
     def scale(self, current: releaselog.Release, procs: dict[str, str], wanted: dict[str, int],
-              progress: Progress) -> Retiring | None:
+              progress: Progress, *, alongside: bool = False) -> Retiring | None:
         """Up only: more tasks of the live services (new services for types that had none), the new web tasks
-        health-checked and added to the route. None when a count goes down: a rollout at the new count does it."""
+        health-checked and added to the route. None when a count goes down: a rollout at the new count does it.
+        (`alongside` is never asked: a Swarm runs no canary, canary.split_for.)"""
         mine = self._of_release(current.number)
         had = {p: (releases.replicas(mine[p]) or 0) if p in mine else 0 for p in wanted}
         if any(wanted[p] < had[p] for p in wanted) or set(mine) - set(wanted):

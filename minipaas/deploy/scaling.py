@@ -1,12 +1,13 @@
-"""`ps:scale`: start what is missing, switch the route, retire the surplus after its drain delay."""
+"""`ps:scale`: start what is missing, switch the route, retire the surplus after its drain delay. While a canary
+runs, both of its releases run the new counts, each keeping its share of the traffic."""
 
 from __future__ import annotations
 
 from collections.abc import Callable
 
-from minipaas.deploy import canary, formation, placement, retirement, rollout
-from minipaas.errors import InvalidInput
-from minipaas.state import apps, releaselog, store
+from minipaas.deploy import formation, placement, retirement, rollout
+from minipaas.errors import Conflict, InvalidInput
+from minipaas.state import apps, canaries, releaselog, store
 from minipaas.state.host import Host
 from minipaas.state.locks import app_lock
 from minipaas.state.releaselog import Release
@@ -18,8 +19,8 @@ def scale(host: Host, app: str, args: list[str], progress: Progress) -> dict[str
     """`ps:scale APP web=3 worker=1`: start what is missing, switch, then retire the surplus (drained)."""
     changes = formation.parse_changes(args)
     with app_lock(host.settings, app, progress):
-        canary.refuse_while_running(host, app, "scaling it")  # both releases in proportion: not yet
         current = releaselog.live(host, app)
+        running = canaries.of(host, app)
         procs = formation.procfile(host, app, current.sha) if current else {}
         declared = formation.declared(host, app, current.sha) if current else {}
         before = formation.counts(host, app, procs, declared)
@@ -27,6 +28,9 @@ def scale(host: Host, app: str, args: list[str], progress: Progress) -> dict[str
         if current is not None and unknown:
             raise InvalidInput(f"{app} has no process type {', '.join(unknown)} "
                                f"(its types: {', '.join(before)}; others come from the Procfile)")
+        if running is not None and changes.get(formation.WEB) == 0:
+            raise Conflict(f"release {running.release} of {app} is a canary at {running.weight}%: each of its "
+                           f"releases needs a web process; promote or abort it first (`releases:promote {app}`)")
         formation.check_quota(host, app, {**before, **changes})  # refused before anything is stored
         formation.store_counts(host, app, changes)
         wanted = formation.counts(host, app, procs, declared)
@@ -34,7 +38,9 @@ def scale(host: Host, app: str, args: list[str], progress: Progress) -> dict[str
             progress(f"-----> Stored: {_formation_text(wanted)}; it applies from the next deploy")
             return wanted
         try:
-            _apply_scale(host, app, current, procs, wanted, progress)
+            _apply_scale(host, app, current, procs, wanted, progress, alongside=running is not None)
+            if running is not None:
+                _scale_canary(host, app, releaselog.get(host, app, running.release), progress)
         except BaseException:
             formation.store_counts(host, app, before)
             raise
@@ -46,11 +52,20 @@ def _formation_text(counts: dict[str, int]) -> str:
     return " ".join(f"{process}={count}" for process, count in counts.items())
 
 
+def _scale_canary(host: Host, app: str, release: Release, progress: Progress) -> None:
+    """The canary's release at the new counts of the process types it has (its Procfile may differ)."""
+    procs = formation.procfile(host, app, release.sha)
+    declared = formation.declared(host, app, release.sha)
+    wanted = formation.counts(host, app, procs, declared)
+    progress(f"-----> Canary release {release.number}: {_formation_text(wanted)}")
+    _apply_scale(host, app, release, procs, wanted, progress, alongside=True)
+
+
 def _apply_scale(host: Host, app: str, current: Release, procs: dict[str, str], wanted: dict[str, int],
-                 progress: Progress) -> None:
+                 progress: Progress, *, alongside: bool = False) -> None:
     where = placement.for_host(host, app)
     where.prepare()  # its network: gone if it had scaled to 0 (containers.drop_network_if_unused)
-    surplus = where.scale(current, procs, wanted, progress)
+    surplus = where.scale(current, procs, wanted, progress, alongside=alongside)
     if surplus is None:  # in a cluster, a count that goes down: a rollout at the new count
         progress(f"-----> Rolling release {current.number} out again at {_formation_text(wanted)}")
         rollout.roll_out(host, app, kind="scale", sha=current.sha, image=current.image,

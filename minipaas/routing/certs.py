@@ -128,6 +128,16 @@ def info_of(cert: x509.Certificate) -> CertInfo:
         raise InvalidInput("the certificate's names or extensions cannot be read (malformed DER)") from None
 
 
+def valid_for(info: CertInfo, name: str) -> bool:
+    """Whether the certificate is valid for the host name: one of its names is it, or a wildcard one label
+    above it (`*.shop.example.com` names `v12.shop.example.com`, not `a.v12.shop.example.com`), as TLS clients
+    match them (RFC 6125)."""
+    name = name.lower().rstrip(".")
+    parent = name.partition(".")[2]
+    return any(san.lower() == name or (san.startswith("*.") and parent and san[2:].lower() == parent)
+               for san in info.sans)
+
+
 def info(host: Host, app: str) -> CertInfo:
     from cryptography import x509
 
