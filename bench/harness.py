@@ -296,6 +296,8 @@ def bench_host(*, keep: bool = False) -> Iterator[BenchHost]:
         "MINIPAAS_NGINX": "private",
         "MINIPAAS_HTTP_PORT": str(port),
         "MINIPAAS_DOMAIN": DOMAIN,
+        # The metrics' Prometheus port is one per host (README): the host's own instance may hold 9145.
+        "MINIPAAS_METRICS_PORT": str(free_port()),
         "GIT_TERMINAL_PROMPT": "0",
         # MINIPAAS_BENCH_CODE: measure another checkout's minipaas with this bench (another design).
         "PYTHONPATH": os.pathsep.join(p for p in (os.environ.get("MINIPAAS_BENCH_CODE", ""), str(ROOT),

@@ -16,16 +16,15 @@ ones finish what they have.
 
 from __future__ import annotations
 
-import http.client
 import json
 import re
-import socket
 from collections.abc import Callable
 from contextlib import AbstractContextManager
 from dataclasses import dataclass
 from pathlib import Path
 
 from minipaas import faultpoints
+from minipaas.adapters.unixhttp import UnixHTTPConnection
 from minipaas.errors import ProxyError
 from minipaas.state import locks, perms
 from minipaas.state.settings import Settings
@@ -288,22 +287,10 @@ def _locked(settings: Settings) -> AbstractContextManager[None]:
     return locks.held(locks.instance_lock(settings, "nginx.routes"))
 
 
-class _UnixConnection(http.client.HTTPConnection):
-    def __init__(self, path: Path) -> None:
-        super().__init__("localhost", timeout=CONTROL_TIMEOUT)
-        self.path = path
-
-    def connect(self) -> None:
-        sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
-        sock.settimeout(CONTROL_TIMEOUT)
-        sock.connect(str(self.path))
-        self.sock = sock
-
-
 def control(settings: Settings, path: str, method: str = "GET", body: str = "", *, what: str = "") -> str:
     """A request to nginx's control server (`/routes?app=NAME`, `/metrics?app=NAME`); its answer's text.
     `what`: the thing refused, for the message."""
-    conn = _UnixConnection(control_socket(settings))
+    conn = UnixHTTPConnection(control_socket(settings), timeout=CONTROL_TIMEOUT)
     try:
         conn.request(method, path, body=body.encode() if method == "PUT" else None)
         response = conn.getresponse()

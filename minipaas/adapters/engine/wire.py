@@ -12,31 +12,15 @@ import http.client
 import json
 import os
 import re
-import socket
 import threading
 import urllib.parse
 from typing import Any
 
+from minipaas.adapters.unixhttp import UnixHTTPConnection
 from minipaas.errors import EngineError, NotFound
 
 DEFAULT_HOST = "unix:///var/run/docker.sock"
 TIMEOUT = 120  # seconds, as the SDK's client (a busy engine can take long to list)
-
-
-class _UnixConnection(http.client.HTTPConnection):
-    def __init__(self, path: str) -> None:
-        super().__init__("localhost", timeout=TIMEOUT)
-        self._path = path
-
-    def connect(self) -> None:
-        sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
-        sock.settimeout(self.timeout)
-        try:
-            sock.connect(self._path)
-        except OSError:
-            sock.close()
-            raise
-        self.sock = sock
 
 
 def local() -> bool:
@@ -50,7 +34,7 @@ def _connect() -> http.client.HTTPConnection:
     if os.environ.get("DOCKER_TLS_VERIFY") or scheme not in ("unix", "tcp"):
         raise EngineError(f"DOCKER_HOST={where}: minipaas talks to its engine over unix:// or plain tcp://")
     if scheme == "unix":
-        return _UnixConnection(rest)
+        return UnixHTTPConnection(rest, timeout=TIMEOUT)
     parsed = urllib.parse.urlsplit(f"//{rest}")
     return http.client.HTTPConnection(parsed.hostname or "localhost", parsed.port or 2375, timeout=TIMEOUT)
 
