@@ -115,12 +115,14 @@ class HotPath:
 
 
 def routed(host: BenchHost, fleet: Fleet) -> dict[str, str]:
-    """host name → the address nginx routes it to, for every container app (the routing table)."""
+    """host name → the address nginx routes it to, for every container app (the routing table: `app 12=100
+    host:port ...`, each version's `release=weight` before its addresses)."""
     table = {}
     for line in (host.home / "nginx" / "routes").read_text().splitlines():
-        fields = line.split()
-        if len(fields) > 1:
-            table[fields[0]] = fields[1]
+        app, *fields = line.split()
+        addresses = [f for f in fields if "=" not in f]
+        if addresses:
+            table[app] = addresses[0]
     return {a.host_name: table[a.name] for a in fleet.containers if a.name in table}
 
 
