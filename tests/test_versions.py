@@ -91,8 +91,9 @@ class Backend:
 
 
 @pytest.fixture(scope="module")
-def host(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[Paas, Settings]]:
-    """One minipaas home with its private nginx and the app `hello` (a vhost, no container) for the module."""
+def host(tmp_path_factory: pytest.TempPathFactory, engine_ready: None) -> Iterator[tuple[Paas, Settings]]:
+    """One minipaas home with its private nginx and the app `hello` (a vhost, no container) for the module. It asks
+    for the engine itself: a module's fixture is made before the function-scoped gate of `engine` tests runs."""
     with paas_host(tmp_path_factory.mktemp("versions") / "work", MINIPAAS_METRICS_PORT=str(free_port())) as paas:
         paas.run("apps:create", APP)
         yield paas, load(paas.env)
