@@ -21,6 +21,7 @@ from collections.abc import Iterable
 from pathlib import Path
 
 from minipaas.adapters import diskuse
+from minipaas.state import perms
 from minipaas.state.settings import Settings
 
 # A repository's parts whose mtimes change with what it holds; a site folder's: itself.
@@ -61,11 +62,8 @@ def sizes(settings: Settings, sites: Iterable[Path], repos: Iterable[Path]) -> d
         kept = {key: value for key, value in kept.items() if Path(key) in stamps} if len(kept) > 2 * len(stamps) \
             else kept  # folders of destroyed apps are dropped once they outnumber the rest
         with contextlib.suppress(OSError):  # not written: measured again next time
-            target = cache_file(settings)
-            target.parent.mkdir(parents=True, exist_ok=True)
-            partial = target.with_name(f".{target.name}.{os.getpid()}")
-            partial.write_text(json.dumps(kept))
-            os.replace(partial, target)
+            cache_file(settings).parent.mkdir(parents=True, exist_ok=True)
+            perms.write_file(cache_file(settings), json.dumps(kept).encode(), 0o600)
     return found
 
 
