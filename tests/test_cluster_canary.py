@@ -137,6 +137,7 @@ def test_a_canary_on_a_swarm_routes_two_services_tasks_by_weight_and_is_aborted_
         since = closing.answers["v1"]
         wait_for(lambda: closing.answers["v1"] > since + 50, what="v1 answering")
     assert kept.failures == [] and closing.failures == [], (kept.failures[:5], closing.failures[:5])
+    at_abort = sum(kept.answers.values()), sum(closing.answers.values())
     assert sorted(_versions(paas, app)) == [1]
     assert {get(paas, app)[1] for _ in range(50)} == {"v1"}
     wait_for(lambda: _services(manager) == [web[1]], timeout=60, what="the canary's service removed")
@@ -158,5 +159,5 @@ def test_a_canary_on_a_swarm_routes_two_services_tasks_by_weight_and_is_aborted_
     assert {get(paas, app)[1] for _ in range(50)} == {"v3"}
     assert statuses(paas, app)[3] == "live" and statuses(paas, app)[1] == "superseded"
     print(f"\nswarm canary at 20%: {first_share:.1%} of {CLIENTS} new clients on it; the watcher routed its replaced "
-          f"tasks in its version; promote under load: keep-alive {sum(kept.answers.values())}, close "
-          f"{sum(closing.answers.values())} requests, 0 failed")
+          f"tasks in its version; requests (keep-alive, close), 0 failed: abort {at_abort}, promote "
+          f"{(sum(kept.answers.values()), sum(closing.answers.values()))}")
