@@ -63,7 +63,7 @@ def drain(host: Host, name: str, progress: Progress) -> None:
 def _move_apps(host: Host, node_id: str, progress: Progress) -> list[str]:
     """Roll out again every app whose live release has a task on the node; returns those apps."""
     moved = []
-    for app in sorted({row["app"] for row in host.db.execute("SELECT app FROM releases WHERE status = 'live'")}):
+    for app in sorted({release.app for release in releaselog.lives(host)}):
         with app_lock(host.settings, app, progress):
             current = releaselog.live(host, app)
             if current is None or current.serving != "container":

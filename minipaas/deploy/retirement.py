@@ -48,15 +48,14 @@ def retire(host: Host, app: str, *, wait: bool) -> list[str]:
     done = []
     give_up = time.monotonic() + ENGINE_WAIT
     while True:
-        rows = host.db.execute("SELECT container, not_before FROM retirements WHERE app = ? ORDER BY not_before",
-                               (app,)).fetchall()
-        if not rows:
+        waiting = releaselog.retirements(host, app)
+        if not waiting:
             return done
-        due = [row["container"] for row in rows if row["not_before"] <= store.now()]
+        due = [container for container, not_before in waiting if not_before <= store.now()]
         if not due:
             if not wait:
                 return done
-            time.sleep(max(0.05, rows[0]["not_before"] - store.now()))
+            time.sleep(max(0.05, waiting[0][1] - store.now()))
             continue
         for container in due:
             try:
@@ -66,8 +65,7 @@ def retire(host: Host, app: str, *, wait: bool) -> list[str]:
                     raise
                 time.sleep(1)  # the engine restarts (it stopped the container): removed once it answers
                 break
-            with store.transaction(host.db) as db:
-                db.execute("DELETE FROM retirements WHERE container = ?", (container,))
+            releaselog.retired(host, container)
             done.append(container)
 
 

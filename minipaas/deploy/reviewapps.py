@@ -16,7 +16,7 @@ from minipaas.build import builds
 from minipaas.deploy import containers, lifecycle, processes, rollout, servicecontainers
 from minipaas.errors import Conflict
 from minipaas.routing import proxy
-from minipaas.state import apps, releaselog, reviews, services
+from minipaas.state import apps, domains, releaselog, reviews, services
 from minipaas.state.host import Host
 from minipaas.state.names import check_hostname
 
@@ -69,7 +69,7 @@ def check_room(host: Host, parent: str, branches: list[str]) -> None:
 def _create(host: Host, parent: str, branch: str, progress: Progress) -> str:
     name = reviews.new_name(host, parent, branch)
     domain = check_hostname(apps.default_domain(host, name), what="review app host name")
-    if host.db.execute("SELECT app FROM domains WHERE domain = ?", (domain,)).fetchone():
+    if domains.owner(host, domain) is not None:
         raise Conflict(f"the review app of {branch} would be served at {domain}, which another app has")
     reviews.insert(host, name=name, parent=parent, branch=branch, domain=domain)
     try:

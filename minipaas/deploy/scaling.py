@@ -7,7 +7,7 @@ from collections.abc import Callable
 
 from minipaas.deploy import formation, placement, retirement, rollout
 from minipaas.errors import Conflict, InvalidInput
-from minipaas.state import apps, canaries, releaselog, store
+from minipaas.state import apps, canaries, releaselog
 from minipaas.state.host import Host
 from minipaas.state.locks import app_lock
 from minipaas.state.releaselog import Release
@@ -73,7 +73,6 @@ def _apply_scale(host: Host, app: str, current: Release, procs: dict[str, str], 
         return
     if surplus:
         drain = int(apps.get_setting(host, app, "drain-seconds"))
-        with store.transaction(host.db) as db:
-            releaselog.schedule_retirement(db, app, [target for target, _ in surplus], drain)
+        releaselog.retire_later(host, app, [target for target, _ in surplus], drain)
         progress(f"-----> Retiring {', '.join(name for _, name in surplus)} in {drain}s (in the background)")
         retirement.spawn_retirer(host, app)

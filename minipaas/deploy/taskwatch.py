@@ -66,8 +66,7 @@ def follow(settings: Settings) -> None:
 
 
 def one_round(host: Host, seen: _Seen) -> None:
-    rows = host.db.execute("SELECT * FROM releases WHERE status = 'live'").fetchall()
-    for current in (releaselog.from_row(row) for row in rows):
+    for current in releaselog.lives(host):
         if current.serving != "container":
             continue
         with try_app_lock(host.settings, current.app) as held:
