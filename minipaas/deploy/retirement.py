@@ -16,6 +16,7 @@ from minipaas.errors import EngineError
 from minipaas.routing import domains, proxy, sites
 from minipaas.state import apps, canaries, locks, releaselog, store
 from minipaas.state.host import Host
+from minipaas.state.releaselog import Kind, Serving
 
 Progress = Callable[[str], None]
 
@@ -101,7 +102,7 @@ def _site_back(host: Host, app: str, current: releaselog.Release | None) -> None
     """A static site's deploy killed after it pointed the site at its release: the site is the live release's again
     (none when the live release runs containers: their vhost again; the route, `ps:restore` or the deploy's switch)."""
     s = host.settings
-    wanted = current.number if current is not None and current.serving == "static" else None
+    wanted = current.number if current is not None and current.serving == Serving.STATIC else None
     if sites.live_release(s, app) == wanted:
         return
     if wanted is None:
@@ -114,7 +115,7 @@ def _site_back(host: Host, app: str, current: releaselog.Release | None) -> None
 def _name_image(host: Host, release: releaselog.Release) -> None:
     """An interrupted build may have tagged its image before its release could name it: named now, gc removes it
     with the release's (a failed release's image goes at the next gc)."""
-    if release.image or release.kind not in ("build", "rebuild"):
+    if release.image or release.kind not in (Kind.BUILD, Kind.REBUILD):
         return
     tag = host.settings.image_tag(release.app, release.number, release.sha)
     labels = engine.image_labels(tag)

@@ -19,6 +19,7 @@ from minipaas.routing import proxy
 from minipaas.state import apps, domains, releaselog, reviews, services
 from minipaas.state.host import Host
 from minipaas.state.names import check_hostname
+from minipaas.state.releaselog import Serving
 
 Progress = Callable[[str], None]
 
@@ -113,4 +114,4 @@ def _stop_beyond_max(host: Host, parent: str, *, keep: str, progress: Progress) 
 
 def _runs(host: Host, name: str) -> bool:
     live = releaselog.live(host, name)
-    return live is not None and live.serving != "static" and containers.running(host, name, live.number)
+    return live is not None and live.serving != Serving.STATIC and containers.running(host, name, live.number)

@@ -10,7 +10,7 @@ from minipaas.errors import Conflict, InvalidInput
 from minipaas.state import apps, canaries, releaselog
 from minipaas.state.host import Host
 from minipaas.state.locks import app_lock
-from minipaas.state.releaselog import Release
+from minipaas.state.releaselog import Kind, Release, Serving
 
 Progress = Callable[[str], None]
 
@@ -34,7 +34,7 @@ def scale(host: Host, app: str, args: list[str], progress: Progress) -> dict[str
         formation.check_quota(host, app, {**before, **changes})  # refused before anything is stored
         formation.store_counts(host, app, changes)
         wanted = formation.counts(host, app, procs, declared)
-        if current is None or current.serving == "static":
+        if current is None or current.serving == Serving.STATIC:
             progress(f"-----> Stored: {_formation_text(wanted)}; it applies from the next deploy")
             return wanted
         try:
@@ -68,7 +68,7 @@ def _apply_scale(host: Host, app: str, current: Release, procs: dict[str, str], 
     surplus = where.scale(current, procs, wanted, progress, alongside=alongside)
     if surplus is None:  # in a cluster, a count that goes down: a rollout at the new count
         progress(f"-----> Rolling release {current.number} out again at {_formation_text(wanted)}")
-        rollout.roll_out(host, app, kind="scale", sha=current.sha, image=current.image,
+        rollout.roll_out(host, app, kind=Kind.SCALE, sha=current.sha, image=current.image,
                          buildpack=current.buildpack, progress=progress, env=current.config)
         return
     if surplus:

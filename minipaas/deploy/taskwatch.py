@@ -25,6 +25,7 @@ from minipaas.routing import routes
 from minipaas.state import apps, releaselog
 from minipaas.state.host import Host
 from minipaas.state.locks import try_app_lock
+from minipaas.state.releaselog import Serving
 from minipaas.state.settings import Settings
 
 POLL_SECONDS = 1.0
@@ -67,7 +68,7 @@ def follow(settings: Settings) -> None:
 
 def one_round(host: Host, seen: _Seen) -> None:
     for current in releaselog.lives(host):
-        if current.serving != "container":
+        if current.serving != Serving.CONTAINER:
             continue
         with try_app_lock(host.settings, current.app) as held:
             if held:  # else a deploy (or a scale, a stop, a drain) has it: it sets the route itself

@@ -152,8 +152,8 @@ def record_pending(host: Host, app: str, *, kind: Kind, sha: str, image: str, bu
                             (app,)).fetchone()[0]
         db.execute(
             "INSERT INTO releases (app, number, kind, sha, image, buildpack, status, config_json, pusher,"
-            " created_at) VALUES (?, ?, ?, ?, ?, ?, 'pending', ?, ?, ?)",
-            (app, number, kind, sha, image, buildpack, json.dumps(env), pusher(), store.now()))
+            " created_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+            (app, number, kind, sha, image, buildpack, Status.PENDING, json.dumps(env), pusher(), store.now()))
     return int(number)
 
 
@@ -183,9 +183,10 @@ def update(host: Host, app: str, number: int, *, image: str | _Keep = KEEP, buil
 
 def record_live(host: Host, app: str, number: int, *, retiring: list[str], drain: int) -> None:
     with store.transaction(host.db) as db:
-        db.execute("UPDATE releases SET status = 'superseded' WHERE app = ? AND status = 'live'", (app,))
-        db.execute("UPDATE releases SET status = 'live', finished_at = ? WHERE app = ? AND number = ?",
-                   (store.now(), app, number))
+        db.execute("UPDATE releases SET status = ? WHERE app = ? AND status = ?",
+                   (Status.SUPERSEDED, app, Status.LIVE))
+        db.execute("UPDATE releases SET status = ?, finished_at = ? WHERE app = ? AND number = ?",
+                   (Status.LIVE, store.now(), app, number))
         db.execute("UPDATE apps SET stopped = 0 WHERE name = ?", (app,))  # a release going live runs
         schedule_retirement(db, app, retiring, drain)
         faultpoints.reached("record")
@@ -195,9 +196,9 @@ def interrupt_pending(host: Host, app: str, *, retiring: list[str], drain: int) 
     """The releases a deploy that died left pending, marked failed (`interrupted`), and the containers its route
     still sent requests to scheduled for retirement, in one transaction; returns those releases."""
     with store.transaction(host.db) as db:
-        rows = db.execute("SELECT * FROM releases WHERE app = ? AND status = 'pending'", (app,)).fetchall()
-        db.execute("UPDATE releases SET status = 'failed', message = 'interrupted', finished_at = ? "
-                   "WHERE app = ? AND status = 'pending'", (store.now(), app))
+        rows = db.execute("SELECT * FROM releases WHERE app = ? AND status = ?", (app, Status.PENDING)).fetchall()
+        db.execute("UPDATE releases SET status = ?, message = 'interrupted', finished_at = ? "
+                   "WHERE app = ? AND status = ?", (Status.FAILED, store.now(), app, Status.PENDING))
         schedule_retirement(db, app, retiring, drain)
     return [from_row(row) for row in rows]
 
