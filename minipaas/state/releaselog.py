@@ -94,7 +94,7 @@ def listing(host: Host, app: str) -> list[Release]:
     return [from_row(row) for row in rows]
 
 
-def images(host: Host) -> dict[str, set[str]]:
+def images_by_app(host: Host) -> dict[str, set[str]]:
     """Every app's release images, in one query (`report` over hundreds of apps: one `listing` per app would
     read every release's build log too)."""
     found: dict[str, set[str]] = {}
