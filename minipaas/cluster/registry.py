@@ -15,17 +15,16 @@ import os
 import shutil
 import ssl
 import time
-from collections.abc import Callable
 from pathlib import Path
 
 from minipaas.adapters import engine
 from minipaas.build import serviceimages
 from minipaas.cluster import credentials, pki
 from minipaas.errors import EngineError, MinipaasError
+from minipaas.progress import Progress
 from minipaas.state import perms
 from minipaas.state.settings import Settings
 
-Progress = Callable[[str], None]
 PORT = 5000
 START_DEADLINE = 30.0
 ROLE_LABEL = "minipaas.role"

@@ -4,17 +4,16 @@
 from __future__ import annotations
 
 import threading
-from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 
 from minipaas.deploy import canary, dashboardproc, placement, retirement, rollout, services, watcher
 from minipaas.errors import DeployFailed, MinipaasError, NotFound
+from minipaas.progress import Progress
 from minipaas.routing import domains, proxy
 from minipaas.state import apps, releaselog
 from minipaas.state.host import Host
 from minipaas.state.locks import app_lock
 
-Progress = Callable[[str], None]
 RESTORE_AT_ONCE = 4
 
 

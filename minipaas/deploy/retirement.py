@@ -7,7 +7,7 @@ import os
 import subprocess
 import sys
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from contextlib import contextmanager
 
 from minipaas.adapters import engine
@@ -16,8 +16,6 @@ from minipaas.errors import EngineError
 from minipaas.routing import domains, proxy, sites
 from minipaas.state import apps, canaries, locks, releaselog, store
 from minipaas.state.host import Host
-
-Progress = Callable[[str], None]
 
 
 def spawn_retirer(host: Host, app: str) -> None:

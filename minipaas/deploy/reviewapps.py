@@ -10,17 +10,14 @@ anything is made); of them, beyond `review-apps-max`, the least recently pushed 
 
 from __future__ import annotations
 
-from collections.abc import Callable
-
 from minipaas.build import builds
 from minipaas.deploy import containers, lifecycle, processes, rollout, servicecontainers
 from minipaas.errors import Conflict
+from minipaas.progress import Progress
 from minipaas.routing import proxy
 from minipaas.state import apps, releaselog, reviews, services
 from minipaas.state.host import Host
 from minipaas.state.names import check_hostname
-
-Progress = Callable[[str], None]
 
 
 def deploy_branch(host: Host, parent: str, branch: str, sha: str, progress: Progress,

@@ -4,19 +4,17 @@
 from __future__ import annotations
 
 import contextlib
-from collections.abc import Callable
 
 from minipaas.adapters import engine
 from minipaas.build import builds
 from minipaas.deploy import rollout
 from minipaas.errors import Conflict, MinipaasError, NotFound
+from minipaas.progress import Progress
 from minipaas.routing import domains, proxy, sites
 from minipaas.state import apps, config, releaselog, store
 from minipaas.state.host import Host
 from minipaas.state.locks import app_lock
 from minipaas.state.releaselog import Release
-
-Progress = Callable[[str], None]
 
 
 def rollback(host: Host, app: str, target: int | None, progress: Progress) -> Release:

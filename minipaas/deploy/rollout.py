@@ -15,15 +15,12 @@ from minipaas.adapters import engine
 from minipaas.build import builds, starthints
 from minipaas.deploy import canary, containers, formation, placement, retirement, watcher
 from minipaas.errors import BuildFailed, DeployFailed, MinipaasError, NotFound, TestsFailed
-from minipaas.progress import Recorder
+from minipaas.progress import Progress, Recorder
 from minipaas.routing import domains, proxy, sites
 from minipaas.state import apps, config, releaselog, store
 from minipaas.state.host import Host
 from minipaas.state.locks import app_lock
 from minipaas.state.releaselog import Release
-
-Progress = Callable[[str], None]
-
 
 # -- entry points --------------------------------------------------------------------------
 

@@ -3,16 +3,13 @@ runs, both of its releases run the new counts, each keeping its share of the tra
 
 from __future__ import annotations
 
-from collections.abc import Callable
-
 from minipaas.deploy import formation, placement, retirement, rollout
 from minipaas.errors import Conflict, InvalidInput
+from minipaas.progress import Progress
 from minipaas.state import apps, canaries, releaselog, store
 from minipaas.state.host import Host
 from minipaas.state.locks import app_lock
 from minipaas.state.releaselog import Release
-
-Progress = Callable[[str], None]
 
 
 def scale(host: Host, app: str, args: list[str], progress: Progress) -> dict[str, int]:

@@ -15,19 +15,17 @@ import shutil
 import tarfile
 import tempfile
 import zlib
-from collections.abc import Callable
 from pathlib import Path, PurePosixPath
 
 from minipaas.adapters import diskuse, engine, gitrepo
 from minipaas.build import sitebuild
 from minipaas.build.buildpacks import Buildpack
 from minipaas.errors import BuildFailed, InvalidInput
+from minipaas.progress import Progress
 from minipaas.routing import doclinks
 from minipaas.state import apps, perms
 from minipaas.state.names import _show
 from minipaas.state.settings import Settings
-
-Progress = Callable[[str], None]
 
 
 def app_dir(settings: Settings, app: str) -> Path:
