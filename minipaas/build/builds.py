@@ -15,7 +15,6 @@ from __future__ import annotations
 
 import contextlib
 import dataclasses
-import os
 import re
 import time
 from collections.abc import Callable
@@ -101,6 +100,7 @@ class Options:
     skip_tests: bool = False
     no_cache: bool = False
     canary: int | None = None  # `-o canary=N`: the release starts as a canary at N % (0: not one; deploy/canary.py)
+    verbose: bool = False  # `-o verbose` (`deploy --verbose`): the pusher sees every line the builder prints
 
 
 @dataclass(frozen=True)
@@ -250,7 +250,7 @@ def _build(settings: Settings, app: str, release: int, source: Source, progress:
     context = Context(repo, sha, text, prefix=prefix, extra=extra)
     limits = limits or apps.build_limits(host, app)
     # The pusher sees the steps and the commands' own output; the release keeps every line.
-    shown = buildoutput.BuildLines(progress, verbose=os.environ.get("MINIPAAS_VERBOSE") == "1",
+    shown = buildoutput.BuildLines(progress, verbose=options.verbose,
                                    tests_label=f"{buildoutput.TESTS_STEP}: {tests.command}" if tests.runs else "")
     if options.no_cache:
         progress("-----> Building without the layer cache (-o no-cache)")
