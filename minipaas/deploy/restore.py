@@ -3,6 +3,7 @@
 
 from __future__ import annotations
 
+import contextvars
 import threading
 from concurrent.futures import ThreadPoolExecutor
 
@@ -78,8 +79,11 @@ def restore(host: Host, progress: Progress) -> None:
             say(f"-----> {app}: release {serving[0]} serving at {serving[1]}")
         return True
 
+    # Each app in a copy of this thread's context: the acting key (access.py) reaches what the workers record.
+    context = contextvars.copy_context()
     with ThreadPoolExecutor(max_workers=RESTORE_AT_ONCE, thread_name_prefix="restore") as pool:
-        failed += [app for app, ok in zip(wanted, pool.map(one, wanted), strict=True) if not ok]
+        done = pool.map(lambda app: context.copy().run(one, app), wanted)
+        failed += [app for app, ok in zip(wanted, done, strict=True) if not ok]
     # The dashboard after the apps: its first vhost reloads nginx, which reads the routing table's file, and a
     # deploy killed at its switch left that file naming its release until its app was repaired above.
     try:  # a dashboard that cannot start holds no app back
