@@ -150,7 +150,7 @@ def classify(sha: str, paths: frozenset[str], package: packagejson.Package, proc
 
 
 def build(
-    settings: Settings,
+    host: Host,
     app: str,
     release: int,
     source: Source,
@@ -168,14 +168,15 @@ def build(
     as a stage (teststage.py) unless `options` or the app's `tests` setting say not to; their failure is
     TestsFailed."""
     with contextlib.ExitStack() as held:
-        return _build(settings, app, release, source, progress, held, allowed_images=allowed_images, limits=limits,
+        return _build(host, app, release, source, progress, held, allowed_images=allowed_images, limits=limits,
                       options=options or Options())
 
 
-def _build(settings: Settings, app: str, release: int, source: Source, progress: Callable[[str], None],
+def _build(host: Host, app: str, release: int, source: Source, progress: Callable[[str], None],
            held: contextlib.ExitStack, *, allowed_images: str, limits: BuildLimits | None,
            options: Options) -> Build:
     started = time.monotonic()
+    settings = host.settings
     repo = settings.repo_path(app)
     sha, pack = source.sha, source.pack
     progress(f"-----> Building {app} (release {release}, {sha[:7]}) with the {pack.name} buildpack")
@@ -191,7 +192,6 @@ def _build(settings: Settings, app: str, release: int, source: Source, progress:
     # Every stage carries whose it is, so that gc and apps:destroy find the images the legacy builder
     # keeps of build stages (BuildKit keeps none). Only stable labels: a release number would bust the cache.
     stage_labels = {engine.LABEL: str(settings.home), engine.APP_LABEL: app}
-    host = Host(settings)
     namespace = cache_namespace(host, app)
     secrets: dict[str, Path] = {}
     tests = teststage.Decision("", "")
@@ -210,7 +210,7 @@ def _build(settings: Settings, app: str, release: int, source: Source, progress:
         build_env = config.get_all(host, app)
         tests = teststage.decide(source.package, source.app_json_test,
                                  manager=source.install.manager if source.install else "npm", app=app,
-                                 setting=apps.setting_at(settings, app, "tests"), skip=options.skip_tests)
+                                 setting=apps.get_setting(host, app, "tests"), skip=options.skip_tests)
         if tests.result == "skipped" or (tests.why and not tests.result):
             progress(f"-----> Tests skipped: {tests.why}" if tests.result else f"       note: {tests.why}")
         facts = {

@@ -121,7 +121,7 @@ def roll_out(host: Host, app: str, *, kind: str, sha: str, image: str, buildpack
                 return released
             _check_quota(host, app, sha, procs)  # before the build: a formation beyond it would not start
             containers.check_network_room(host, app)  # nor one that could not get an app network
-            built = builds.build(s, app, number, source, progress,
+            built = builds.build(host, app, number, source, progress,
                                  allowed_images=apps.get_setting(host, app, "build-images"), options=options)
             image, buildpack, raw = built.image, built.buildpack, built.log
             releaselog.update(host, app, number, image=image, buildpack=buildpack, tests=built.tests,
@@ -206,7 +206,7 @@ def _roll_out_site(host: Host, app: str, number: int, source: builds.Source,
     image, raw = "", ""
     releaselog.update(host, app, number, buildpack=source.pack.name, serving="static")
     if source.pack.serve == "static-build":
-        built = builds.build(s, app, number, source, progress, options=options)
+        built = builds.build(host, app, number, source, progress, options=options)
         image, raw = built.image, built.log
         releaselog.update(host, app, number, image=image, tests=built.tests, tests_seconds=built.tests_seconds)
     else:
