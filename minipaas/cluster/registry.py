@@ -56,7 +56,7 @@ READONLY = CONFIG.replace("  delete:\n    enabled: true\n",
 
 
 def folder(settings: Settings) -> Path:
-    return settings.home / "cluster"
+    return settings.layout.cluster_dir
 
 
 def files(settings: Settings) -> pki.Files:

@@ -24,7 +24,7 @@ from minipaas.state.services import Service
 
 def folder(host: Host, service: Service) -> str:
     """Where the service's files (backups) are kept: `services/<kind>/<name>` under the home."""
-    return str(host.settings.home / "services" / service.kind / service.name)
+    return str(host.settings.layout.services_dir / service.kind / service.name)
 
 
 def create(host: Host, kind: str, name: str, version: str, progress: Progress) -> Service:

@@ -55,12 +55,12 @@ class Renewal:
 
 
 def account_key_path(settings: Settings) -> Path:
-    return settings.home / "acme" / "account.key"
+    return settings.layout.acme_dir / "account.key"
 
 
 def dashboard_flag(settings: Settings) -> Path:
     """Present while the dashboard's certificate is renewed (its `letsencrypt` setting, as an app's is)."""
-    return settings.home / "acme" / "dashboard.letsencrypt"
+    return settings.layout.acme_dir / "dashboard.letsencrypt"
 
 
 def label(app: str) -> str:

@@ -29,7 +29,7 @@ from minipaas.state.settings import Settings
 
 
 def app_dir(settings: Settings, app: str) -> Path:
-    return settings.home / "static" / app
+    return settings.layout.static_dir / app
 
 
 def current_link(settings: Settings, app: str) -> Path:

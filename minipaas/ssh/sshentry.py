@@ -28,8 +28,8 @@ from minipaas.deploy import hook, lifecycle
 from minipaas.errors import InvalidInput, MinipaasError, NotFound
 from minipaas.state import apps, reviews
 from minipaas.state.host import Host, current
+from minipaas.state.layout import Layout
 from minipaas.state.names import APP_NAME, _show, check_plain_path
-from minipaas.state.settings import SETTINGS_FILE
 
 GIT_COMMANDS = ("git-receive-pack", "git-upload-pack")
 MAX_COMMAND = 256 * 1024
@@ -82,7 +82,7 @@ def _instance_at(home: str) -> Host:
     starts see that home and nothing the environment said): one line when it is no minipaas home."""
     check_plain_path(home, what="the home a key's line names")
     path = Path(home)
-    if not (path / SETTINGS_FILE).is_file() or not (path / "minipaas.db").is_file():
+    if not Layout(path).is_instance():
         raise InvalidInput(f"this key's line names {home}, which is no minipaas instance on this host")
     for name in [name for name in os.environ if name.startswith("MINIPAAS_")]:
         del os.environ[name]
