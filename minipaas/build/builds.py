@@ -114,15 +114,16 @@ class Build:
     tests_seconds: float | None = None  # how long they ran (None: they did not run now; cached when passed)
 
 
-def inspect(settings: Settings, app: str, sha: str) -> Source:
+def inspect(host: Host, app: str, sha: str) -> Source:
     """Read the commit's files, package.json and Procfile, and pick its buildpack (and framework preset)."""
+    settings = host.settings
     repo = settings.repo_path(app)
     paths = frozenset(gitrepo.all_files(repo, sha))
     package = packagejson.parse(gitrepo.read_file(repo, sha, "package.json") if "package.json" in paths else None)
     procs = procfile.parse(gitrepo.read_file(repo, sha, "Procfile") or b"") if "Procfile" in paths else {}
     source = classify(sha, paths, package, procs, packs=buildpacks.load_all(settings.buildpacks_dir),
                       known_presets=presets.load_all(settings.buildpacks_dir / "presets"),
-                      app_settings={"static-dir": apps.setting_at(settings, app, "static-dir")})
+                      app_settings={"static-dir": apps.get_setting(host, app, "static-dir")})
     if source.pack.stack == "node":
         # As Heroku reads it: engines.node, then .node-version, then .nvmrc (at the root), then the default.
         node = nodeversions.wanted(package.engines_node,

@@ -57,7 +57,7 @@ def init(progress: Callable[[str], None], settings: Settings | None = None) -> S
     # before the routing table still had vhosts sending to the retired router, which answered 502).
     host = Host(s)
     for app in apps.names(host):
-        proxy.write_site(s, app, domains.of(host, app))
+        proxy.write_site(host, app, domains.of(host, app))
     where = f"private nginx on 127.0.0.1:{s.http_port}" if s.nginx == "private" else \
         f"the host's nginx on port {s.http_port}"
     progress(f"-----> Apps are served at http://<app>.{s.domain} by {where}")

@@ -30,7 +30,7 @@ def resume(host: Host, app: str, progress: Progress) -> tuple[int, str] | None:
         return None
     where = placement.for_host(host, app)  # containers here, or Swarm services in a cluster
     if current.serving == "static":
-        proxy.write_site(s, app, domains.of(host, app))
+        proxy.write_site(host, app, domains.of(host, app))
         return current.number, "static files"
     where.prepare()  # a static site has no network (containers.drop_network_if_unused)
     if where.resume(current, progress):

@@ -108,7 +108,7 @@ def _site_back(host: Host, app: str, current: releaselog.Release | None) -> None
         sites.deactivate(s, app)
     else:
         sites.activate(s, app, wanted)
-    proxy.write_site(s, app, domains.of(host, app))
+    proxy.write_site(host, app, domains.of(host, app))
 
 
 def _name_image(host: Host, release: releaselog.Release) -> None:

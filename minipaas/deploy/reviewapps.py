@@ -70,7 +70,7 @@ def _create(host: Host, parent: str, branch: str, progress: Progress) -> str:
         raise Conflict(f"the review app of {branch} would be served at {domain}, which another app has")
     reviews.insert(host, name=name, parent=parent, branch=branch, domain=domain)
     try:
-        proxy.write_site(host.settings, name, [domain])
+        proxy.write_site(host, name, [domain])
     except BaseException:
         lifecycle.forget(host, name)
         raise

@@ -112,7 +112,7 @@ def roll_out(host: Host, app: str, *, kind: str, sha: str, image: str, buildpack
     procs: dict[str, str] | None = None  # the Procfile, once read
     try:
         if not image:
-            source = builds.inspect(s, app, sha)
+            source = builds.inspect(host, app, sha)
             releaselog.update(host, app, number, buildpack=source.pack.name)
             procs = source.procfile
             if source.pack.is_static:
@@ -138,7 +138,7 @@ def roll_out(host: Host, app: str, *, kind: str, sha: str, image: str, buildpack
         kinds = where.start(placement.Release(number=number, sha=sha, image=image, env=env, procs=procs), progress,
                             split=split)
         if sites.serving_root(s, app) is not None:  # a static site becomes a container app
-            proxy.write_site(s, app, domains.of(host, app), static=False)
+            proxy.write_site(host, app, domains.of(host, app), static=False)
             sites.deactivate(s, app)
         if split is not None and canary_plan is not None:  # nothing retires while a canary runs
             canary.started(host, app, number, split, canary_plan, progress)
@@ -211,12 +211,12 @@ def _roll_out_site(host: Host, app: str, number: int, source: builds.Source,
         releaselog.update(host, app, number, image=image, tests=built.tests, tests_seconds=built.tests_seconds)
     else:
         progress(f"-----> Preparing {app} (release {number}, {source.sha[:7]}) with the {source.pack.name} buildpack")
-    sites.prepare(s, app, number, source.sha, source.pack, site_dir=apps.get_setting(host, app, "static-dir"),
+    sites.prepare(host, app, number, source.sha, source.pack, site_dir=apps.get_setting(host, app, "static-dir"),
                   image=image, progress=progress, outputs=source.preset.output if source.preset else ())
     previous = sites.live_release(s, app)
     sites.activate(s, app, number)
     try:
-        proxy.write_site(s, app, domains.of(host, app), static=True, markdown=source.pack.serve == "markdown")
+        proxy.write_site(host, app, domains.of(host, app), static=True, markdown=source.pack.serve == "markdown")
     except BaseException:
         if previous is None:
             sites.deactivate(s, app)
