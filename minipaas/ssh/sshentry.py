@@ -62,6 +62,9 @@ def main(home: str, user: str, fingerprint: str, group: click.Group, run_cli: Ru
         return 1
     principal = access.Principal(record.name, record.role, record.fingerprint, frozenset(record.apps))
     access.act_as(principal)
+    # This module is the forced command's entry (with cli/__init__.py, the only modules that write the environment:
+    # tests/test_channels.py): the key's name is the process' user from here on, for what the commands it runs
+    # record (releaselog.pusher, events.record) and for the processes they start.
     os.environ["MINIPAAS_USER"] = principal.name
     try:
         argv = parse_command(os.environ.get("SSH_ORIGINAL_COMMAND", ""))
@@ -139,9 +142,11 @@ def _git(host: Host, principal: access.Principal, argv: list[str]) -> int:
         events.finish(host, event, f"refused: {exc.message}")
         return 1
     # git's own program speaks the protocol on our stdin/stdout; the hook it runs does the deploy, and learns
-    # the pusher's role from here (deploy/hook.py: push options for admins). Set whatever the environment had:
-    # sshd passes no client variables of this name (AcceptEnv), and the key decides, not the client.
-    env = {**os.environ, hook.ROLE_ENV: principal.role}
+    # from here the instance, the pusher (the release's) and their role (deploy/hook.py: push options for admins).
+    # Set whatever the environment had: sshd passes no client variables of these names (AcceptEnv), and the key
+    # decides, not the client.
+    env = {**os.environ, "MINIPAAS_HOME": str(host.settings.home), "MINIPAAS_USER": principal.name,
+           hook.ROLE_ENV: principal.role}
     code = subprocess.call([command, str(host.settings.repo_path(app))], env=env)
     events.finish(host, event, "ok" if code == 0 else f"exit {code}")
     return code
