@@ -38,8 +38,11 @@ def deploy_commit(host: Host, app: str, sha: str, progress: Progress,
             # The commit is live, the config stored since (`config:set --no-restart`) is not: roll it out.
             progress(f"-----> {sha[:7]} is live as release {current.number} with an older config; releasing it "
                      "with the stored config")
+            # Should its image be gone, the rebuild shows the builder's lines if the push asked (-o verbose), as
+            # when that reached the build through the environment; the push's other options are not for it.
             return roll_out(host, app, kind="config", sha=current.sha, image=current.image,
-                            buildpack=current.buildpack, progress=progress)
+                            buildpack=current.buildpack, progress=progress,
+                            options=builds.Options(verbose=options.verbose) if options else None)
         return roll_out(host, app, kind="build", sha=sha, image="", buildpack="", progress=progress, options=options,
                         canary_plan=wanted)
 
