@@ -199,3 +199,30 @@ def test_the_acting_key_stays_in_its_context() -> None:
     # Outside that context nobody acts: the host's administrator, who sees everything.
     assert access.current() is None
     assert access.visible("blog") and not access.hides_config_values()
+
+
+@pytest.mark.parametrize(("args", "verbose"), [(["--verbose"], True), ([], False)])
+def test_deploy_verbose_reaches_the_build_as_an_option(monkeypatch: pytest.MonkeyPatch, args: list[str],
+                                                       verbose: bool) -> None:
+    from click.testing import CliRunner
+
+    from minipaas.adapters import gitrepo
+    from minipaas.cli import releases
+    from minipaas.deploy import rollout
+    from minipaas.state import releaselog
+    from minipaas.state.settings import load
+
+    calls = []
+    host = type("FakeHost", (), {"settings": load({"MINIPAAS_HOME": "/nonexistent/home"})})()
+    monkeypatch.setattr(releases, "current_host", lambda: host)
+    monkeypatch.setattr(releases, "existing_app", lambda app: app)
+    monkeypatch.setattr(releaselog, "last_pushed", lambda host, app: "a" * 40)
+    monkeypatch.setattr(gitrepo, "resolve", lambda repo, rev: "b" * 40)
+    monkeypatch.setattr(rollout, "deploy_commit", lambda *a, **kw: calls.append((a, kw)))
+    before = dict(os.environ)
+    result = CliRunner().invoke(releases.deploy_cmd, ["shop", *args])
+    assert result.exit_code == 0, result.output
+    (positional, keywords), = calls
+    assert positional[2] == "a" * 40 and positional[4] == builds.Options(verbose=verbose)
+    assert keywords == {"canary_share": None}
+    assert dict(os.environ) == before
