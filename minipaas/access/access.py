@@ -8,6 +8,7 @@ commands below on those apps, and nothing else.
 
 from __future__ import annotations
 
+from contextvars import ContextVar
 from dataclasses import dataclass
 
 from minipaas.errors import MinipaasError
@@ -46,28 +47,32 @@ class Principal:
         return self.is_admin or command in DEPLOYER_READ or command in DEPLOYER_GLOBAL
 
 
-_current: Principal | None = None
+# The key a command over ssh acts as, set once by the ssh entry before the command runs (None: a command typed on
+# the host). A context variable, not a module global: code that holds no principal of its own (the CLI's commands
+# run by the ssh entry) reads it, and a thread or task sees only what its context was given.
+_current: ContextVar[Principal | None] = ContextVar("minipaas_principal", default=None)
 
 
 def current() -> Principal | None:
-    return _current
+    return _current.get()
 
 
 def act_as(principal: Principal | None) -> None:
-    global _current
-    _current = principal
+    _current.set(principal)
 
 
 def visible(app: str) -> bool:
-    return _current is None or _current.may_reach(app)
+    p = _current.get()
+    return p is None or p.may_reach(app)
 
 
 def hides_config_values() -> bool:
-    return _current is not None and not _current.is_admin
+    p = _current.get()
+    return p is not None and not p.is_admin
 
 
 def authorize(command: str, app: str | None) -> None:
-    check(_current, command, app)
+    check(_current.get(), command, app)
 
 
 def check(p: Principal | None, command: str, app: str | None) -> None:
@@ -83,7 +88,7 @@ def check(p: Principal | None, command: str, app: str | None) -> None:
 
 
 def authorize_git(app: str, *, exists: bool, push: bool) -> None:
-    p = _current
+    p = _current.get()
     if p is None or p.is_admin:
         return
     if not exists:

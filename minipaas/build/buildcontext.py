@@ -29,7 +29,7 @@ KINDS = ("dockerfile", "buildpack")  # the app's own Dockerfile's context, a bui
 
 
 def folder(settings: Settings, app: str) -> Path:
-    return settings.home / "build" / app
+    return settings.layout.build_dir / app
 
 
 @contextmanager

@@ -15,7 +15,6 @@ from __future__ import annotations
 
 import contextlib
 import dataclasses
-import os
 import re
 import time
 from collections.abc import Callable
@@ -102,6 +101,7 @@ class Options:
     skip_tests: bool = False
     no_cache: bool = False
     canary: int | None = None  # `-o canary=N`: the release starts as a canary at N % (0: not one; deploy/canary.py)
+    verbose: bool = False  # `-o verbose` (`deploy --verbose`): the pusher sees every line the builder prints
 
 
 @dataclass(frozen=True)
@@ -115,15 +115,16 @@ class Build:
     tests_seconds: float | None = None  # how long they ran (None: they did not run now; cached when passed)
 
 
-def inspect(settings: Settings, app: str, sha: str) -> Source:
+def inspect(host: Host, app: str, sha: str) -> Source:
     """Read the commit's files, package.json and Procfile, and pick its buildpack (and framework preset)."""
+    settings = host.settings
     repo = settings.repo_path(app)
     paths = frozenset(gitrepo.all_files(repo, sha))
     package = packagejson.parse(gitrepo.read_file(repo, sha, "package.json") if "package.json" in paths else None)
     procs = procfile.parse(gitrepo.read_file(repo, sha, "Procfile") or b"") if "Procfile" in paths else {}
     source = classify(sha, paths, package, procs, packs=buildpacks.load_all(settings.buildpacks_dir),
                       known_presets=presets.load_all(settings.buildpacks_dir / "presets"),
-                      app_settings={"static-dir": apps.setting_at(settings, app, "static-dir")})
+                      app_settings={"static-dir": apps.get_setting(host, app, "static-dir")})
     if source.pack.stack == "node":
         # As Heroku reads it: engines.node, then .node-version, then .nvmrc (at the root), then the default.
         node = nodeversions.wanted(package.engines_node,
@@ -151,7 +152,7 @@ def classify(sha: str, paths: frozenset[str], package: packagejson.Package, proc
 
 
 def build(
-    settings: Settings,
+    host: Host,
     app: str,
     release: int,
     source: Source,
@@ -169,14 +170,15 @@ def build(
     as a stage (teststage.py) unless `options` or the app's `tests` setting say not to; their failure is
     TestsFailed."""
     with contextlib.ExitStack() as held:
-        return _build(settings, app, release, source, progress, held, allowed_images=allowed_images, limits=limits,
+        return _build(host, app, release, source, progress, held, allowed_images=allowed_images, limits=limits,
                       options=options or Options())
 
 
-def _build(settings: Settings, app: str, release: int, source: Source, progress: Callable[[str], None],
+def _build(host: Host, app: str, release: int, source: Source, progress: Callable[[str], None],
            held: contextlib.ExitStack, *, allowed_images: str, limits: BuildLimits | None,
            options: Options) -> Build:
     started = time.monotonic()
+    settings = host.settings
     repo = settings.repo_path(app)
     sha, pack = source.sha, source.pack
     progress(f"-----> Building {app} (release {release}, {sha[:7]}) with the {pack.name} buildpack")
@@ -192,7 +194,6 @@ def _build(settings: Settings, app: str, release: int, source: Source, progress:
     # Every stage carries whose it is, so that gc and apps:destroy find the images the legacy builder
     # keeps of build stages (BuildKit keeps none). Only stable labels: a release number would bust the cache.
     stage_labels = {engine.LABEL: str(settings.home), engine.APP_LABEL: app}
-    host = Host(settings)
     namespace = cache_namespace(host, app)
     secrets: dict[str, Path] = {}
     tests = teststage.Decision("", "")
@@ -211,7 +212,7 @@ def _build(settings: Settings, app: str, release: int, source: Source, progress:
         build_env = config.get_all(host, app)
         tests = teststage.decide(source.package, source.app_json_test,
                                  manager=source.install.manager if source.install else "npm", app=app,
-                                 setting=apps.setting_at(settings, app, "tests"), skip=options.skip_tests)
+                                 setting=apps.get_setting(host, app, "tests"), skip=options.skip_tests)
         if tests.result == "skipped" or (tests.why and not tests.result):
             progress(f"-----> Tests skipped: {tests.why}" if tests.result else f"       note: {tests.why}")
         facts = {
@@ -251,7 +252,7 @@ def _build(settings: Settings, app: str, release: int, source: Source, progress:
     context = Context(repo, sha, text, prefix=prefix, extra=extra)
     limits = limits or apps.build_limits(host, app)
     # The pusher sees the steps and the commands' own output; the release keeps every line.
-    shown = buildoutput.BuildLines(progress, verbose=os.environ.get("MINIPAAS_VERBOSE") == "1",
+    shown = buildoutput.BuildLines(progress, verbose=options.verbose,
                                    tests_label=f"{buildoutput.TESTS_STEP}: {tests.command}" if tests.runs else "")
     if options.no_cache:
         progress("-----> Building without the layer cache (-o no-cache)")

@@ -15,17 +15,16 @@ import hashlib
 import io
 import os
 import tarfile
-from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
 from minipaas.adapters import engine, proc
 from minipaas.build import rootfs
 from minipaas.errors import BuildFailed
+from minipaas.progress import Progress
 from minipaas.state import locks
 from minipaas.state.settings import Settings
 
-Progress = Callable[[str], None]
 DEBIAN_IMAGE = "minipaas/debian"
 DEBIAN_TAG = rootfs.DEBIAN_SUITE
 SERVICE_LABEL = "minipaas.service-image"  # which service's image (postgres, redis): for `docker images -f`

@@ -20,7 +20,7 @@ import contextlib
 import fcntl
 import time
 from collections import defaultdict
-from collections.abc import Callable, Iterable, Iterator, Mapping
+from collections.abc import Iterable, Iterator, Mapping
 from dataclasses import dataclass
 from typing import IO, Any
 
@@ -30,6 +30,7 @@ from minipaas.adapters import engine
 from minipaas.build import nodeversions, rootfs
 from minipaas.build.nodeversions import Catalog, CatalogSource, CatalogUnavailable, Wanted, is_release
 from minipaas.errors import Conflict
+from minipaas.progress import Progress
 from minipaas.state import locks
 from minipaas.state.settings import Settings
 
@@ -37,8 +38,6 @@ REPOSITORY = nodeversions.REPOSITORY
 VERSION_LABEL = nodeversions.VERSION_LABEL
 WAIT_LIMIT = 60 * 60  # another push's build of the same base image; beyond this something is stuck
 _POLL = 0.2
-
-Progress = Callable[[str], None]
 
 
 def image_tag(version: str | int) -> str:

@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import os
-
 import click
 
 from minipaas.cli.common import current_host, existing_app, iso, print_json, say, table, when
@@ -78,15 +76,14 @@ def releases_rollback(app: str, number: int | None) -> None:
 def deploy_cmd(app: str, rev: str | None, verbose: bool, canary: int | None) -> None:
     """Build and deploy a commit of the app's repository (default: the last one pushed, even if rejected)."""
     from minipaas.adapters import gitrepo
+    from minipaas.build import builds
     from minipaas.deploy import rollout
     from minipaas.state import releaselog
 
     host = current_host()
     repo = host.settings.repo_path(existing_app(app))
     sha = gitrepo.resolve(repo, rev) if rev else releaselog.last_pushed(host, app) or gitrepo.resolve(repo, "HEAD")
-    if verbose:
-        os.environ["MINIPAAS_VERBOSE"] = "1"
-    rollout.deploy_commit(host, app, sha, say, canary_share=canary)
+    rollout.deploy_commit(host, app, sha, say, builds.Options(verbose=verbose), canary_share=canary)
 
 
 @click.command("releases:promote")

@@ -36,11 +36,11 @@ class Credentials:
 
 
 def _file(settings: Settings) -> Path:
-    return settings.home / "cluster" / "registry-auth.json"
+    return settings.layout.cluster_dir / "registry-auth.json"
 
 
 def htpasswd_file(settings: Settings) -> Path:
-    return settings.home / "cluster" / "htpasswd"
+    return settings.layout.cluster_dir / "htpasswd"
 
 
 def load(settings: Settings) -> Credentials | None:

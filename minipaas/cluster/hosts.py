@@ -33,13 +33,13 @@ from urllib.parse import urlsplit
 from minipaas.adapters import engine, sshclient
 from minipaas.cluster import firewall, membership, registry
 from minipaas.errors import Conflict, EngineError, InvalidInput, MinipaasError
+from minipaas.progress import Progress
 from minipaas.state import perms
 from minipaas.state.settings import Settings
 
 if TYPE_CHECKING:
     import paramiko
 
-Progress = Callable[[str], None]
 CONNECT_TIMEOUT = 10.0  # seconds for the TCP connection, the ssh banner, the authentication: each
 COMMAND_TIMEOUT = 90.0  # `docker swarm join` itself waits up to about 20 s for the manager
 READY_DEADLINE = 60.0

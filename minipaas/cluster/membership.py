@@ -12,16 +12,15 @@ from __future__ import annotations
 
 import ipaddress
 import json
-from collections.abc import Callable
 from dataclasses import dataclass
 
 from minipaas.adapters import engine, localaddr
 from minipaas.cluster import disks, firewall, registry
 from minipaas.errors import Conflict, InvalidInput, MinipaasError, NotFound
+from minipaas.progress import Progress
 from minipaas.state import perms
 from minipaas.state.settings import Settings
 
-Progress = Callable[[str], None]
 # Swarm's default is 5 s. A node is marked down after a few missed heartbeats, and until then nginx still tries
 # its tasks (a dead node's address black-holes: a 2 s connect timeout per try). Measured with 3 nodes
 # (tests/test_cluster_failures.py): a killed node Down after 10-14 s at 5 s, after ~3-5 s at 1 s. A heartbeat a second

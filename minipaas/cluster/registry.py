@@ -13,17 +13,16 @@ import base64
 import os
 import shutil
 import time
-from collections.abc import Callable
 from pathlib import Path
 
 from minipaas.adapters import engine
 from minipaas.build import serviceimages
 from minipaas.cluster import credentials, pki
 from minipaas.errors import EngineError, MinipaasError
+from minipaas.progress import Progress
 from minipaas.state import perms
 from minipaas.state.settings import Settings
 
-Progress = Callable[[str], None]
 PORT = 5000
 START_DEADLINE = 30.0
 ROLE_LABEL = "minipaas.role"
@@ -55,7 +54,7 @@ READONLY = CONFIG.replace("  delete:\n    enabled: true\n",
 
 
 def folder(settings: Settings) -> Path:
-    return settings.home / "cluster"
+    return settings.layout.cluster_dir
 
 
 def files(settings: Settings) -> pki.Files:

@@ -17,18 +17,18 @@ pulling meanwhile (a rescheduled task) are only refused during the two restarts,
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterable
+from collections.abc import Iterable
 from typing import TYPE_CHECKING
 
 from minipaas.adapters import diskuse, engine
 from minipaas.cluster import credentials, membership, registry
 from minipaas.errors import EngineError
+from minipaas.progress import Progress
 from minipaas.state.settings import Settings
 
 if TYPE_CHECKING:
     import requests
 
-Progress = Callable[[str], None]
 TIMEOUT = 10.0
 SWEEP_TIMEOUT = 600.0
 # Every manifest type the engine may have pushed: the registry answers a HEAD with the digest of the manifest as

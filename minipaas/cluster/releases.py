@@ -10,15 +10,15 @@ pushes, and the same login goes with each service it creates (credentials.py).
 from __future__ import annotations
 
 import time
-from collections.abc import Callable, Iterator, Mapping
+from collections.abc import Iterator, Mapping
 from dataclasses import dataclass, field
 
 from minipaas.adapters import engine
 from minipaas.cluster import credentials, firewall, membership, registry
 from minipaas.errors import DeployFailed, EngineError
+from minipaas.progress import Progress
 from minipaas.state.settings import Settings
 
-Progress = Callable[[str], None]
 SERVICE_LABEL = "minipaas.service"  # on every service minipaas makes: the home it belongs to
 PUSH_ATTEMPTS = 3  # a push the registry broke off (it restarted) is made again once it answers, at most this often
 REGISTRY_WAIT = 60.0  # seconds a push, or a task's pull, waits for a registry that does not answer

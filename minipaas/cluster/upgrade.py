@@ -13,13 +13,10 @@ is one file read and one look at the nodes: the manager's firewall is set again 
 
 from __future__ import annotations
 
-from collections.abc import Callable
-
 from minipaas.adapters import engine
 from minipaas.cluster import credentials, firewall, hosts, membership, registry, releases
+from minipaas.progress import Progress
 from minipaas.state.settings import Settings
-
-Progress = Callable[[str], None]
 
 
 def ensure(settings: Settings, progress: Progress) -> None:

@@ -9,17 +9,15 @@ nothing was switched: the caller removes what it started.
 
 from __future__ import annotations
 
-from collections.abc import Callable
 from dataclasses import dataclass
 
 from minipaas.adapters import engine
 from minipaas.deploy import containers, formation
 from minipaas.errors import DeployFailed
+from minipaas.progress import Progress
 from minipaas.routing import proxy
 from minipaas.routing.routes import Version
 from minipaas.state.host import Host
-
-Progress = Callable[[str], None]
 
 
 @dataclass(frozen=True)

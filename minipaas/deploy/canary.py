@@ -16,7 +16,6 @@ release, or aborts it when its containers cannot come back.
 
 from __future__ import annotations
 
-from collections.abc import Callable
 from dataclasses import dataclass
 
 from minipaas.access import events
@@ -25,14 +24,13 @@ from minipaas.cluster import membership, releases
 from minipaas.deploy import containers, formation, placement, retirement
 from minipaas.deploy.bringup import Split, stable_targets
 from minipaas.errors import Conflict, InvalidInput, MinipaasError, NotFound
+from minipaas.progress import Progress
 from minipaas.routing import certfiles, certs, proxy
 from minipaas.routing.routes import Version
 from minipaas.state import apps, canaries, releaselog
 from minipaas.state.canaries import Canary
 from minipaas.state.host import Host
 from minipaas.state.locks import app_lock
-
-Progress = Callable[[str], None]
 
 
 @dataclass(frozen=True)

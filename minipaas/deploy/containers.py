@@ -3,19 +3,16 @@ port each listens on, its network, and the wait until a new one is healthy."""
 
 from __future__ import annotations
 
-from collections.abc import Callable
-
 from minipaas.adapters import engine, gitrepo, networks
 from minipaas.adapters.engine.labels import TASK_LABEL
 from minipaas.cluster import membership
 from minipaas.deploy import addresspool, appjson, formation, health, servicecontainers
 from minipaas.errors import Conflict
+from minipaas.progress import Progress
 from minipaas.routing import proxy
 from minipaas.routing.routes import Version
 from minipaas.state import apps, canaries, releaselog
 from minipaas.state.host import Host
-
-Progress = Callable[[str], None]
 
 
 def web_containers(host: Host, app: str) -> list[engine.Container]:

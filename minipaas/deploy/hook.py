@@ -174,9 +174,8 @@ def _options(given: list[str], role: str, allowed: frozenset[str], app: str) -> 
             raise PermissionDenied(f"push option {option} is for admins on {app}; an admin may allow it to deployers: "
                                    f"minipaas settings:set {app} deployer-push-options {option}")
         known.add(option)
-    if "verbose" in known:
-        os.environ["MINIPAAS_VERBOSE"] = "1"  # every line the builder prints
-    return Options(skip_tests="skip-tests" in known, no_cache="no-cache" in known, canary=canary)
+    return Options(skip_tests="skip-tests" in known, no_cache="no-cache" in known, canary=canary,
+                   verbose="verbose" in known)
 
 
 def _canary_option(option: str) -> int:

@@ -20,7 +20,7 @@ from minipaas.errors import InvalidInput
 from minipaas.routing import domains, proxy
 from minipaas.state import apps, perms, store
 from minipaas.state.host import Host
-from minipaas.state.settings import SETTINGS_FILE, Settings, load
+from minipaas.state.settings import Settings, load
 
 
 def init(progress: Callable[[str], None], settings: Settings | None = None) -> Settings:
@@ -31,7 +31,7 @@ def init(progress: Callable[[str], None], settings: Settings | None = None) -> S
     # Modes and owners first (perms.POLICY), repairing an install from before the policy: from here
     # on, no local account but root (and nginx's workers, where they must) can read the home.
     problems = perms.secure_home(s, repair=True)
-    perms.write_file(s.home / SETTINGS_FILE, s.to_toml().encode(), perms.PRIVATE_FILE)
+    perms.write_file(s.layout.settings_file, s.to_toml().encode(), perms.PRIVATE_FILE)
     for repo in sorted(s.repos_dir.glob("*.git")):
         gitrepo.configure(repo)  # e.g. objects pushed later are created 0400/0600 by git itself
     version = store.upgrade(s.db_path, wait=s.db_wait)
@@ -55,7 +55,7 @@ def init(progress: Callable[[str], None], settings: Settings | None = None) -> S
     # before the routing table still had vhosts sending to the retired router, which answered 502).
     host = Host(s)
     for app in apps.names(host):
-        proxy.write_site(s, app, domains.of(host, app))
+        proxy.write_site(host, app, domains.of(host, app))
     where = f"private nginx on 127.0.0.1:{s.http_port}" if s.nginx == "private" else \
         f"the host's nginx on port {s.http_port}"
     progress(f"-----> Apps are served at http://<app>.{s.domain} by {where}")

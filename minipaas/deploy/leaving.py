@@ -21,17 +21,15 @@ from __future__ import annotations
 
 import contextlib
 import time
-from collections.abc import Callable
 
 from minipaas.cluster import membership, releases
 from minipaas.deploy import placement, rollout
 from minipaas.errors import Conflict, MinipaasError
+from minipaas.progress import Progress
 from minipaas.state import apps, releaselog
 from minipaas.state.host import Host
 from minipaas.state.locks import app_lock
 from minipaas.state.releaselog import Kind, Serving
-
-Progress = Callable[[str], None]
 
 
 def leave(host: Host, progress: Progress) -> None:

@@ -33,7 +33,7 @@ def create(host: Host, name: str) -> None:
         s.repos_dir.mkdir(parents=True, exist_ok=True)
         gitrepo.init_bare(s.repo_path(name), home=s.home, app=name, hook_template=HOOK_TEMPLATE)
         proxy.setup(s)
-        proxy.write_site(s, name, [domain])
+        proxy.write_site(host, name, [domain])
     except BaseException:
         # Nothing half-done: an app is either fully there or not at all.
         gitrepo.remove(s.repo_path(name))

@@ -20,17 +20,16 @@ from the other nodes, a valid state).
 from __future__ import annotations
 
 import time
-from collections.abc import Callable
 
 from minipaas.cluster import membership, releases
 from minipaas.deploy import rollout
 from minipaas.errors import DeployFailed
+from minipaas.progress import Progress
 from minipaas.state import apps, releaselog
 from minipaas.state.host import Host
 from minipaas.state.locks import app_lock
 from minipaas.state.releaselog import Kind, Serving
 
-Progress = Callable[[str], None]
 RETIRE_ALLOWANCE = 60.0  # seconds on top of the longest drain delay for the retirers to remove the old services
 
 

@@ -9,8 +9,6 @@ scripts on psql's stdin (never on a command line) in one transaction each (`--si
 
 from __future__ import annotations
 
-from collections.abc import Callable
-
 from minipaas.adapters import engine
 from minipaas.build import serviceimages
 from minipaas.deploy import pgroles
@@ -19,7 +17,6 @@ from minipaas.state import services as records
 from minipaas.state.host import Host
 from minipaas.state.services import Service
 
-Progress = Callable[[str], None]
 PGDATA = "/var/lib/postgresql/data"  # the entrypoint's (serviceimages.POSTGRES_ENTRYPOINT)
 _PG_CTL = "/usr/lib/postgresql/15/bin/pg_ctl"
 _USER = serviceimages.POSTGRES.user

@@ -19,7 +19,7 @@ from __future__ import annotations
 
 import collections
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 from typing import ClassVar
 
@@ -28,11 +28,11 @@ from minipaas.adapters import engine
 from minipaas.cluster import membership, releases
 from minipaas.deploy import containers, formation, listing, logcursor, taskcheck
 from minipaas.deploy.bringup import Split, bring_up
+from minipaas.progress import Progress
 from minipaas.routing import proxy
 from minipaas.state import releaselog
 from minipaas.state.host import Host
 
-Progress = Callable[[str], None]
 Retiring = list[tuple[str, str]]  # (retirement id, name): what retires after the drain delay
 SERVICE_PREFIX = "service:"  # a retirement of a Swarm service, not of a container: `service:minipaas-hello-web-7`
 PULL_ALLOWANCE = taskcheck.PULL_ALLOWANCE

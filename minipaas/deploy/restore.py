@@ -3,19 +3,19 @@
 
 from __future__ import annotations
 
+import contextvars
 import threading
-from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 
 from minipaas.deploy import canary, dashboardproc, placement, retirement, rollout, services, watcher
 from minipaas.errors import DeployFailed, MinipaasError, NotFound
+from minipaas.progress import Progress
 from minipaas.routing import domains, proxy
 from minipaas.state import apps, releaselog
 from minipaas.state.host import Host
 from minipaas.state.locks import app_lock
 from minipaas.state.releaselog import Kind, Serving
 
-Progress = Callable[[str], None]
 RESTORE_AT_ONCE = 4
 
 
@@ -31,7 +31,7 @@ def resume(host: Host, app: str, progress: Progress) -> tuple[int, str] | None:
         return None
     where = placement.for_host(host, app)  # containers here, or Swarm services in a cluster
     if current.serving == Serving.STATIC:
-        proxy.write_site(s, app, domains.of(host, app))
+        proxy.write_site(host, app, domains.of(host, app))
         return current.number, "static files"
     where.prepare()  # a static site has no network (containers.drop_network_if_unused)
     if where.resume(current, progress):
@@ -80,8 +80,11 @@ def restore(host: Host, progress: Progress) -> None:
             say(f"-----> {app}: release {serving[0]} serving at {serving[1]}")
         return True
 
+    # Each app in a copy of this thread's context: the acting key (access.py) reaches what the workers record.
+    context = contextvars.copy_context()
     with ThreadPoolExecutor(max_workers=RESTORE_AT_ONCE, thread_name_prefix="restore") as pool:
-        failed += [app for app, ok in zip(wanted, pool.map(one, wanted), strict=True) if not ok]
+        done = pool.map(lambda app: context.copy().run(one, app), wanted)
+        failed += [app for app, ok in zip(wanted, done, strict=True) if not ok]
     # The dashboard after the apps: its first vhost reloads nginx, which reads the routing table's file, and a
     # deploy killed at its switch left that file naming its release until its app was repaired above.
     try:  # a dashboard that cannot start holds no app back

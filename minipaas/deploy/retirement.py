@@ -7,7 +7,7 @@ import os
 import subprocess
 import sys
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from contextlib import contextmanager
 
 from minipaas.adapters import engine
@@ -17,8 +17,6 @@ from minipaas.routing import domains, proxy, sites
 from minipaas.state import apps, canaries, locks, releaselog, store
 from minipaas.state.host import Host
 from minipaas.state.releaselog import Kind, Serving
-
-Progress = Callable[[str], None]
 
 
 def spawn_retirer(host: Host, app: str) -> None:
@@ -109,7 +107,7 @@ def _site_back(host: Host, app: str, current: releaselog.Release | None) -> None
         sites.deactivate(s, app)
     else:
         sites.activate(s, app, wanted)
-    proxy.write_site(s, app, domains.of(host, app))
+    proxy.write_site(host, app, domains.of(host, app))
 
 
 def _name_image(host: Host, release: releaselog.Release) -> None:

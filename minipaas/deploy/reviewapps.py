@@ -10,18 +10,15 @@ anything is made); of them, beyond `review-apps-max`, the least recently pushed 
 
 from __future__ import annotations
 
-from collections.abc import Callable
-
 from minipaas.build import builds
 from minipaas.deploy import addresspool, containers, lifecycle, processes, rollout, servicecontainers
 from minipaas.errors import Conflict
+from minipaas.progress import Progress
 from minipaas.routing import proxy
 from minipaas.state import apps, domains, releaselog, reviews, services
 from minipaas.state.host import Host
 from minipaas.state.names import check_hostname
 from minipaas.state.releaselog import Serving
-
-Progress = Callable[[str], None]
 
 
 def deploy_branch(host: Host, parent: str, branch: str, sha: str, progress: Progress,
@@ -74,7 +71,7 @@ def _create(host: Host, parent: str, branch: str, progress: Progress) -> str:
         raise Conflict(f"the review app of {branch} would be served at {domain}, which another app has")
     reviews.insert(host, name=name, parent=parent, branch=branch, domain=domain)
     try:
-        proxy.write_site(host.settings, name, [domain])
+        proxy.write_site(host, name, [domain])
     except BaseException:
         lifecycle.forget(host, name)
         raise

@@ -4,19 +4,17 @@
 from __future__ import annotations
 
 import contextlib
-from collections.abc import Callable
 
 from minipaas.adapters import engine
 from minipaas.build import builds
 from minipaas.deploy import rollout
 from minipaas.errors import Conflict, MinipaasError, NotFound
+from minipaas.progress import Progress
 from minipaas.routing import domains, proxy, sites
 from minipaas.state import apps, config, releaselog, store
 from minipaas.state.host import Host
 from minipaas.state.locks import app_lock
 from minipaas.state.releaselog import Kind, Release, Serving, Status
-
-Progress = Callable[[str], None]
 
 
 def rollback(host: Host, app: str, target: int | None, progress: Progress) -> Release:
@@ -69,7 +67,7 @@ def _roll_back_site(host: Host, app: str, chosen: Release, progress: Progress) -
     sites.activate(host.settings, app, chosen.number)
     try:
         # The vhost follows the kind of site: a docs site's responses carry its CSP, a plain one's not.
-        proxy.write_site(host.settings, app, domains.of(host, app), static=True,
+        proxy.write_site(host, app, domains.of(host, app), static=True,
                          markdown=proxy.serves_markdown(host.settings, chosen.buildpack))
         releaselog.record_live(host, app, number, retiring=[], drain=0)
     except BaseException:
@@ -77,7 +75,7 @@ def _roll_back_site(host: Host, app: str, chosen: Release, progress: Progress) -
             sites.activate(host.settings, app, previous)
             if live_before is not None:
                 with contextlib.suppress(MinipaasError):  # the first failure is the one to report
-                    proxy.write_site(host.settings, app, domains.of(host, app), static=True,
+                    proxy.write_site(host, app, domains.of(host, app), static=True,
                                      markdown=proxy.serves_markdown(host.settings, live_before.buildpack))
         raise
     progress(f"=====> {app} release {number} (= release {chosen.number}) is live")
@@ -95,7 +93,7 @@ def change_static_dir(host: Host, app: str, folder: str, progress: Progress) -> 
         try:
             if folder and current is not None:
                 sites.check_static_dir(host.settings, app, current.sha, folder)
-            source = builds.inspect(host.settings, app, current.sha) if current is not None else None
+            source = builds.inspect(host, app, current.sha) if current is not None else None
             if current is None or source is None or source.pack.serve != "static-build" \
                     or current.buildpack != source.pack.name or not engine.image_labels(current.image) \
                     or (folder and not sites.image_has_folder(current.image, folder)):
@@ -117,7 +115,7 @@ def _reserve_site(host: Host, app: str, current: Release, source: builds.Source,
                       message=f"static-dir {folder or '(found by the build)'}")
     previous = sites.live_release(s, app)
     try:
-        sites.prepare(s, app, number, current.sha, source.pack, site_dir=folder, image=current.image,
+        sites.prepare(host, app, number, current.sha, source.pack, site_dir=folder, image=current.image,
                       progress=progress, outputs=source.preset.output if source.preset else ())
         sites.activate(s, app, number)
         releaselog.record_live(host, app, number, retiring=[], drain=0)

@@ -15,15 +15,12 @@ from minipaas.adapters import engine
 from minipaas.build import builds, starthints
 from minipaas.deploy import canary, containers, formation, placement, retirement, watcher
 from minipaas.errors import BuildFailed, DeployFailed, MinipaasError, NotFound, TestsFailed
-from minipaas.progress import Recorder
+from minipaas.progress import Progress, Recorder
 from minipaas.routing import domains, proxy, sites
 from minipaas.state import apps, config, releaselog, store
 from minipaas.state.host import Host
 from minipaas.state.locks import app_lock
 from minipaas.state.releaselog import Kind, Release, Serving, Status
-
-Progress = Callable[[str], None]
-
 
 # -- entry points --------------------------------------------------------------------------
 
@@ -41,8 +38,11 @@ def deploy_commit(host: Host, app: str, sha: str, progress: Progress,
             # The commit is live, the config stored since (`config:set --no-restart`) is not: roll it out.
             progress(f"-----> {sha[:7]} is live as release {current.number} with an older config; releasing it "
                      "with the stored config")
+            # Should its image be gone, the rebuild shows the builder's lines if the push asked (-o verbose), as
+            # when that reached the build through the environment; the push's other options are not for it.
             return roll_out(host, app, kind=Kind.CONFIG, sha=current.sha, image=current.image,
-                            buildpack=current.buildpack, progress=progress)
+                            buildpack=current.buildpack, progress=progress,
+                            options=builds.Options(verbose=options.verbose) if options else None)
         return roll_out(host, app, kind=Kind.BUILD, sha=sha, image="", buildpack="", progress=progress, options=options,
                         canary_plan=wanted)
 
@@ -115,7 +115,7 @@ def roll_out(host: Host, app: str, *, kind: Kind, sha: str, image: str, buildpac
     procs: dict[str, str] | None = None  # the Procfile, once read
     try:
         if not image:
-            source = builds.inspect(s, app, sha)
+            source = builds.inspect(host, app, sha)
             releaselog.update(host, app, number, buildpack=source.pack.name)
             procs = source.procfile
             if source.pack.is_static:
@@ -124,7 +124,7 @@ def roll_out(host: Host, app: str, *, kind: Kind, sha: str, image: str, buildpac
                 return released
             _check_quota(host, app, sha, procs)  # before the build: a formation beyond it would not start
             containers.check_network_room(host, app)  # nor one that could not get an app network
-            built = builds.build(s, app, number, source, progress,
+            built = builds.build(host, app, number, source, progress,
                                  allowed_images=apps.get_setting(host, app, "build-images"), options=options)
             image, buildpack, raw = built.image, built.buildpack, built.log
             releaselog.update(host, app, number, image=image, buildpack=buildpack, tests=built.tests,
@@ -141,7 +141,7 @@ def roll_out(host: Host, app: str, *, kind: Kind, sha: str, image: str, buildpac
         kinds = where.start(placement.Release(number=number, sha=sha, image=image, env=env, procs=procs), progress,
                             split=split)
         if sites.serving_root(s, app) is not None:  # a static site becomes a container app
-            proxy.write_site(s, app, domains.of(host, app), static=False)
+            proxy.write_site(host, app, domains.of(host, app), static=False)
             sites.deactivate(s, app)
         if split is not None and canary_plan is not None:  # nothing retires while a canary runs
             canary.started(host, app, number, split, canary_plan, progress)
@@ -209,17 +209,17 @@ def _roll_out_site(host: Host, app: str, number: int, source: builds.Source,
     image, raw = "", ""
     releaselog.update(host, app, number, buildpack=source.pack.name, serving=Serving.STATIC)
     if source.pack.serve == "static-build":
-        built = builds.build(s, app, number, source, progress, options=options)
+        built = builds.build(host, app, number, source, progress, options=options)
         image, raw = built.image, built.log
         releaselog.update(host, app, number, image=image, tests=built.tests, tests_seconds=built.tests_seconds)
     else:
         progress(f"-----> Preparing {app} (release {number}, {source.sha[:7]}) with the {source.pack.name} buildpack")
-    sites.prepare(s, app, number, source.sha, source.pack, site_dir=apps.get_setting(host, app, "static-dir"),
+    sites.prepare(host, app, number, source.sha, source.pack, site_dir=apps.get_setting(host, app, "static-dir"),
                   image=image, progress=progress, outputs=source.preset.output if source.preset else ())
     previous = sites.live_release(s, app)
     sites.activate(s, app, number)
     try:
-        proxy.write_site(s, app, domains.of(host, app), static=True, markdown=source.pack.serve == "markdown")
+        proxy.write_site(host, app, domains.of(host, app), static=True, markdown=source.pack.serve == "markdown")
     except BaseException:
         if previous is None:
             sites.deactivate(s, app)

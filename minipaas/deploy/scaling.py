@@ -4,16 +4,13 @@ scales down by a new rollout, which would replace the canary)."""
 
 from __future__ import annotations
 
-from collections.abc import Callable
-
 from minipaas.deploy import formation, placement, retirement, rollout
 from minipaas.errors import Conflict, InvalidInput
+from minipaas.progress import Progress
 from minipaas.state import apps, canaries, releaselog
 from minipaas.state.host import Host
 from minipaas.state.locks import app_lock
 from minipaas.state.releaselog import Kind, Release, Serving
-
-Progress = Callable[[str], None]
 
 
 def scale(host: Host, app: str, args: list[str], progress: Progress) -> dict[str, int]:

@@ -20,7 +20,6 @@ import os
 import re
 import shutil
 import tempfile
-from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import IO
@@ -29,11 +28,11 @@ from minipaas.adapters import engine
 from minipaas.build import serviceimages
 from minipaas.deploy import pgaccess, pgroles, servicecontainers, services
 from minipaas.errors import Conflict, InvalidInput, MinipaasError, NotFound
+from minipaas.progress import Progress
 from minipaas.state import services as records
 from minipaas.state.host import Host
 from minipaas.state.services import Service
 
-Progress = Callable[[str], None]
 EXTENSIONS = {"postgres": "dump", "redis": "rdb"}
 BACKUP_NAME = re.compile(r"(?P<stamp>\d{8}T\d{6}Z)\.(?P<ext>dump|rdb)")
 STAMP = "%Y%m%dT%H%M%SZ"

@@ -11,17 +11,16 @@ review app's first deploy, and a service container made again, find the service 
 from __future__ import annotations
 
 import time
-from collections.abc import Callable
 
 from minipaas.adapters import engine, networks
 from minipaas.build import serviceimages
 from minipaas.cluster import membership, releases
 from minipaas.errors import DeployFailed
+from minipaas.progress import Progress
 from minipaas.state import reviews, services
 from minipaas.state.host import Host
 from minipaas.state.services import Service
 
-Progress = Callable[[str], None]
 SERVICE_LABEL = "minipaas.service"  # `<kind>.<name>` on a service's container, volume and network
 READY_TIMEOUT = 120
 _POLL = 0.2

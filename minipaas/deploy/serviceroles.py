@@ -13,17 +13,14 @@ the superuser is taken away whatever a release does.
 
 from __future__ import annotations
 
-from collections.abc import Callable
-
 from minipaas.deploy import pgaccess, rollout, servicecontainers
 from minipaas.errors import MinipaasError
+from minipaas.progress import Progress
 from minipaas.state import apps, config, releaselog, reviews
 from minipaas.state import services as records
 from minipaas.state.host import Host
 from minipaas.state.releaselog import Serving
 from minipaas.state.services import Service
-
-Progress = Callable[[str], None]
 
 
 def secure(host: Host, service: Service, progress: Progress) -> list[str]:

@@ -12,21 +12,19 @@ from __future__ import annotations
 
 import contextlib
 import shutil
-from collections.abc import Callable
 
 from minipaas.deploy import pgaccess, rollout, servicecontainers, serviceroles
 from minipaas.errors import Conflict, MinipaasError
+from minipaas.progress import Progress
 from minipaas.state import apps, config, services
 from minipaas.state.host import Host
 from minipaas.state.names import parent_of
 from minipaas.state.services import Service
 
-Progress = Callable[[str], None]
-
 
 def folder(host: Host, service: Service) -> str:
     """Where the service's files (backups) are kept: `services/<kind>/<name>` under the home."""
-    return str(host.settings.home / "services" / service.kind / service.name)
+    return str(host.settings.layout.services_dir / service.kind / service.name)
 
 
 def create(host: Host, kind: str, name: str, version: str, progress: Progress) -> Service:

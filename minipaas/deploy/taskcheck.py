@@ -14,16 +14,15 @@ from __future__ import annotations
 
 import itertools
 import time
-from collections.abc import Callable
 
 from minipaas.cluster import releases
 from minipaas.deploy import bringup, containers, formation, health
 from minipaas.errors import DeployFailed
+from minipaas.progress import Progress
 from minipaas.routing import proxy
 from minipaas.state import apps
 from minipaas.state.host import Host
 
-Progress = Callable[[str], None]
 PULL_ALLOWANCE = 120.0  # seconds the nodes get to pull a new image, on top of the app's healthcheck-timeout
 
 

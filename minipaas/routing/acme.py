@@ -19,7 +19,7 @@ from __future__ import annotations
 import contextlib
 import datetime
 import re
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -31,6 +31,7 @@ from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import ec
 
 from minipaas.errors import MinipaasError
+from minipaas.progress import Progress
 from minipaas.routing import certfiles, certs, proxy
 from minipaas.state import apps, locks, perms
 from minipaas.state.host import Host
@@ -40,8 +41,6 @@ DEADLINE_SECONDS = 90  # validation, finalization and download, together
 NETWORK_TIMEOUT = 30  # one request to the ACME server
 RENEW_DAYS = 30  # renew certificates that expire in fewer days than this
 USER_AGENT = "minipaas (acme-python)"
-
-Progress = Callable[[str], None]
 
 
 class AcmeFailed(MinipaasError):
@@ -56,12 +55,12 @@ class Renewal:
 
 
 def account_key_path(settings: Settings) -> Path:
-    return settings.home / "acme" / "account.key"
+    return settings.layout.acme_dir / "account.key"
 
 
 def dashboard_flag(settings: Settings) -> Path:
     """Present while the dashboard's certificate is renewed (its `letsencrypt` setting, as an app's is)."""
-    return settings.home / "acme" / "dashboard.letsencrypt"
+    return settings.layout.acme_dir / "dashboard.letsencrypt"
 
 
 def label(app: str) -> str:

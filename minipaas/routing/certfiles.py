@@ -12,7 +12,7 @@ from minipaas.state.settings import Settings
 
 
 def cert_dir(settings: Settings, app: str) -> Path:
-    return settings.home / "certs" / app
+    return settings.layout.certs_dir / app
 
 
 def paths(settings: Settings, app: str) -> tuple[Path, Path] | None:

@@ -172,7 +172,7 @@ def _apply(host: Host, app: str, *, reload: bool = False) -> None:
     if app == proxy.DASHBOARD_SITE:
         proxy.write_dashboard_site(host.settings, reload=reload)
     else:
-        proxy.write_site(host.settings, app, domains.of(host, app), reload=reload)
+        proxy.write_site(host, app, domains.of(host, app), reload=reload)
 
 
 def generate(host: Host, app: str, *, days: int = 365) -> CertInfo:

@@ -36,7 +36,7 @@ def remove(host: Host, app: str, domain: str) -> None:
 
 def _apply(host: Host, app: str, rollback: Callable[[], None]) -> None:
     try:
-        proxy.write_site(host.settings, app, of(host, app))
+        proxy.write_site(host, app, of(host, app))
     except BaseException:
         rollback()
         raise

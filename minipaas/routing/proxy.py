@@ -58,20 +58,21 @@ def front_spec(settings: Settings) -> nginxconf.Front:
         metrics_port=settings.metrics_port)
 
 
-def site_spec(settings: Settings, app: str, domains: list[str], *, static: bool | None = None,
+def site_spec(host: Host, app: str, domains: list[str], *, static: bool | None = None,
               markdown: bool | None = None, hsts: bool | None = None) -> nginxconf.Site:
     """What the app's vhost serves, as the app is now (None) or as a deploy about to switch says."""
+    settings = host.settings
     if static is None:
         static = sites.serving_root(settings, app) is not None
     if hsts is None:
-        hsts = apps.setting_at(settings, app, "hsts") == "on"
+        hsts = apps.get_setting(host, app, "hsts") == "on"
     if markdown is None:
-        markdown = bool(static) and _live_site_is_markdown(settings, app)
+        markdown = bool(static) and _live_site_is_markdown(host, app)
     return nginxconf.Site(app=app, domains=tuple(domains),
                           static_root=sites.current_link(settings, app) if static else None,
                           certificate=certfiles.paths(settings, app), hsts=hsts,
                           csp=CSP if static and markdown else "",
-                          release_domain="" if static else apps.default_domain(Host(settings), app))
+                          release_domain="" if static else apps.default_domain(host, app))
 
 
 def _locked(settings: Settings) -> AbstractContextManager[None]:
@@ -257,7 +258,7 @@ def ensure_running(settings: Settings) -> None:
 
 # -- per app -------------------------------------------------------------------------------
 
-def write_site(settings: Settings, app: str, domains: list[str], *, static: bool | None = None,
+def write_site(host: Host, app: str, domains: list[str], *, static: bool | None = None,
                markdown: bool | None = None, hsts: bool | None = None, reload: bool = False) -> None:
     """The app's front vhost; reloads the front only when it changed (or with `reload`).
 
@@ -267,7 +268,7 @@ def write_site(settings: Settings, app: str, domains: list[str], *, static: bool
     HTTPS and redirects HTTP to it. `reload`: files the vhost names changed (a new certificate at the
     same paths), which nginx reads only when reloaded.
     """
-    _apply_site(settings, site_spec(settings, app, domains, static=static, markdown=markdown, hsts=hsts),
+    _apply_site(host.settings, site_spec(host, app, domains, static=static, markdown=markdown, hsts=hsts),
                 reload=reload)
 
 
@@ -303,9 +304,10 @@ def serves_markdown(settings: Settings, buildpack: str) -> bool:
     return any(p.name == buildpack and p.serve == "markdown" for p in buildpacks.load_all(settings.buildpacks_dir))
 
 
-def _live_site_is_markdown(settings: Settings, app: str) -> bool:
-    current = releaselog.live(Host(settings), app)
-    return current is not None and current.serving == Serving.STATIC and serves_markdown(settings, current.buildpack)
+def _live_site_is_markdown(host: Host, app: str) -> bool:
+    current = releaselog.live(host, app)
+    return current is not None and current.serving == Serving.STATIC \
+        and serves_markdown(host.settings, current.buildpack)
 
 
 def switch(settings: Settings, app: str, release: int, targets: dict[str, str]) -> None:

@@ -15,23 +15,22 @@ import shutil
 import tarfile
 import tempfile
 import zlib
-from collections.abc import Callable
 from pathlib import Path, PurePosixPath
 
 from minipaas.adapters import diskuse, engine, gitrepo
 from minipaas.build import sitebuild
 from minipaas.build.buildpacks import Buildpack
 from minipaas.errors import BuildFailed, InvalidInput
+from minipaas.progress import Progress
 from minipaas.routing import doclinks
 from minipaas.state import apps, perms
+from minipaas.state.host import Host
 from minipaas.state.names import _show
 from minipaas.state.settings import Settings
 
-Progress = Callable[[str], None]
-
 
 def app_dir(settings: Settings, app: str) -> Path:
-    return settings.home / "static" / app
+    return settings.layout.static_dir / app
 
 
 def current_link(settings: Settings, app: str) -> Path:
@@ -44,7 +43,7 @@ def serving_root(settings: Settings, app: str) -> Path | None:
     return link if link.is_symlink() else None
 
 
-def prepare(settings: Settings, app: str, release: int, sha: str, pack: Buildpack, *,
+def prepare(host: Host, app: str, release: int, sha: str, pack: Buildpack, *,
             site_dir: str, image: str, progress: Progress, outputs: tuple[str, ...] = ()) -> Path:
     """Fill the release directory; returns it. Nothing is served from it until `activate`.
 
@@ -52,6 +51,7 @@ def prepare(settings: Settings, app: str, release: int, sha: str, pack: Buildpac
     Whatever wrote them (git archive, the built image, the Markdown renderer, precompression), its
     files end 0644 in 0755 folders for nginx's workers: static/ is the gate (see perms.py).
     """
+    settings = host.settings
     target = perms.served_folder(app_dir(settings, app)) / str(release)
     if target.exists():
         shutil.rmtree(target)
@@ -67,7 +67,7 @@ def prepare(settings: Settings, app: str, release: int, sha: str, pack: Buildpac
             progress(f"       serving the build output in {root}/")
             extract_tar(archive, target, strip=Path(root).name + "/")
         else:
-            _from_markdown(settings, app, sha, target, progress)
+            _from_markdown(host, app, sha, target, progress)
         hidden = drop_hidden(target)
         if hidden:
             shown = ", ".join(hidden[:5]) + (f" and {len(hidden) - 5} more" if len(hidden) > 5 else "")
@@ -143,13 +143,13 @@ def check_static_dir(settings: Settings, app: str, sha: str, folder: str) -> Non
                                "name a real folder inside the app")
 
 
-def _from_markdown(settings: Settings, app: str, sha: str, target: Path, progress: Progress) -> None:
+def _from_markdown(host: Host, app: str, sha: str, target: Path, progress: Progress) -> None:
     # Markdown, Pygments and the sanitizer load only for a docs site's deploy, not on every push.
     from minipaas.routing import docsite
 
-    allow_html = apps.setting_at(settings, app, "markdown-html") == "sanitize"
+    allow_html = apps.get_setting(host, app, "markdown-html") == "sanitize"
     with tempfile.TemporaryDirectory(prefix="minipaas-md-") as tmp:
-        extract_tar(io.BytesIO(gitrepo.archive(settings.repo_path(app), sha)), Path(tmp))
+        extract_tar(io.BytesIO(gitrepo.archive(host.settings.repo_path(app), sha)), Path(tmp))
         rendered = docsite.render_docs(Path(tmp), target, title=app, allow_html=allow_html)
     progress(f"       rendered {rendered.pages} Markdown pages")
     for line in broken_link_warnings(rendered.broken):

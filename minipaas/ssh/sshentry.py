@@ -28,8 +28,8 @@ from minipaas.deploy import hook, lifecycle
 from minipaas.errors import InvalidInput, MinipaasError, NotFound
 from minipaas.state import apps, reviews
 from minipaas.state.host import Host, current
+from minipaas.state.layout import Layout
 from minipaas.state.names import APP_NAME, _show, check_plain_path
-from minipaas.state.settings import SETTINGS_FILE
 
 GIT_COMMANDS = ("git-receive-pack", "git-upload-pack")
 MAX_COMMAND = 256 * 1024
@@ -62,6 +62,9 @@ def main(home: str, user: str, fingerprint: str, group: click.Group, run_cli: Ru
         return 1
     principal = access.Principal(record.name, record.role, record.fingerprint, frozenset(record.apps))
     access.act_as(principal)
+    # This module is the forced command's entry (with cli/__init__.py, the only modules that write the environment:
+    # tests/test_channels.py): the key's name is the process' user from here on, for what the commands it runs
+    # record (releaselog.pusher, events.record) and for the processes they start.
     os.environ["MINIPAAS_USER"] = principal.name
     try:
         argv = parse_command(os.environ.get("SSH_ORIGINAL_COMMAND", ""))
@@ -82,7 +85,7 @@ def _instance_at(home: str) -> Host:
     starts see that home and nothing the environment said): one line when it is no minipaas home."""
     check_plain_path(home, what="the home a key's line names")
     path = Path(home)
-    if not (path / SETTINGS_FILE).is_file() or not (path / "minipaas.db").is_file():
+    if not Layout(path).is_instance():
         raise InvalidInput(f"this key's line names {home}, which is no minipaas instance on this host")
     for name in [name for name in os.environ if name.startswith("MINIPAAS_")]:
         del os.environ[name]
@@ -139,9 +142,11 @@ def _git(host: Host, principal: access.Principal, argv: list[str]) -> int:
         events.finish(host, event, f"refused: {exc.message}")
         return 1
     # git's own program speaks the protocol on our stdin/stdout; the hook it runs does the deploy, and learns
-    # the pusher's role from here (deploy/hook.py: push options for admins). Set whatever the environment had:
-    # sshd passes no client variables of this name (AcceptEnv), and the key decides, not the client.
-    env = {**os.environ, hook.ROLE_ENV: principal.role}
+    # from here the instance, the pusher (the release's) and their role (deploy/hook.py: push options for admins).
+    # Set whatever the environment had: sshd passes no client variables of these names (AcceptEnv), and the key
+    # decides, not the client.
+    env = {**os.environ, "MINIPAAS_HOME": str(host.settings.home), "MINIPAAS_USER": principal.name,
+           hook.ROLE_ENV: principal.role}
     code = subprocess.call([command, str(host.settings.repo_path(app))], env=env)
     events.finish(host, event, "ok" if code == 0 else f"exit {code}")
     return code

@@ -312,11 +312,6 @@ def build_limits(host: Host, name: str) -> buildcgroups.BuildLimits:
                                     pids=int(values["build-pids"]), timeout=int(values["build-timeout"]))
 
 
-def setting_at(settings: Settings, name: str, key: str) -> str:
-    """An app setting, for code that holds host settings rather than a Host (proxy, sites)."""
-    return get_setting(Host(settings), name, key)
-
-
 def get_setting(host: Host, name: str, key: str) -> str:
     if key not in SETTINGS:
         raise InvalidInput(f"unknown setting {key!r}; known: {', '.join(SETTINGS)}")

@@ -18,10 +18,11 @@ from pathlib import Path
 import tomli_w
 
 from minipaas.errors import InvalidInput
+from minipaas.state.layout import SETTINGS_FILE as SETTINGS_FILE  # where it always was, for its importers
+from minipaas.state.layout import Layout
 from minipaas.state.names import check_hostname, is_count, parent_of, review_parts, valid_image_patterns
 
 DEFAULT_HOME = "/var/lib/minipaas"
-SETTINGS_FILE = "settings.toml"
 # Data folders shipped with minipaas: inside the package when installed from a wheel,
 # at the top of the checkout when run from source or an editable install.
 _PACKAGE_DIR = Path(__file__).resolve().parent.parent  # minipaas/, above state/
@@ -111,16 +112,22 @@ class Settings:
         return self.dashboard_domain or f"dashboard.{self.domain}"
 
     @property
+    def layout(self) -> Layout:
+        """Where everything lives under the home (layout.py)."""
+        return Layout(self.home)
+
+    # The layout's paths the code used before it had one object (the same values: layout.py spells them).
+    @property
     def db_path(self) -> Path:
-        return self.home / "minipaas.db"
+        return self.layout.db_path
 
     @property
     def repos_dir(self) -> Path:
-        return self.home / "repos"
+        return self.layout.repos_dir
 
     @property
     def nginx_dir(self) -> Path:
-        return self.home / "nginx"
+        return self.layout.nginx_dir
 
     @property
     def dashboard_socket(self) -> Path:
@@ -129,20 +136,19 @@ class Settings:
 
     @property
     def logs_dir(self) -> Path:
-        return self.home / "logs"
+        return self.layout.logs_dir
 
     @property
     def locks_dir(self) -> Path:
-        return self.home / "locks"
+        return self.layout.locks_dir
 
     @property
     def acme_root(self) -> Path:
-        """The webroot nginx answers ACME HTTP-01 challenges from."""
-        return self.home / "acme" / "webroot"
+        return self.layout.acme_root
 
     @property
     def cache_dir(self) -> Path:
-        return self.home / "cache"
+        return self.layout.cache_dir
 
     def repo_path(self, app: str) -> Path:
         """The app's bare repository; a review app's commits are in its parent's."""
@@ -203,7 +209,7 @@ def load(env: dict[str, str] | None = None) -> Settings:
     if not home.is_absolute():
         home = Path.cwd() / home
     stored: dict[str, object] = {}
-    settings_file = home / SETTINGS_FILE
+    settings_file = Layout(home).settings_file
     if settings_file.is_file():
         try:
             stored = tomllib.loads(settings_file.read_text(encoding="utf-8"))
