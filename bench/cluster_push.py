@@ -34,12 +34,11 @@ from pathlib import Path
 
 from harness import log, machine, table_row, timed_push
 
-TESTS = Path(__file__).resolve().parent.parent / "tests"
-sys.path.insert(0, str(TESTS))
+# The tests' helpers (tests/helpers) by their package name, from the checkout's root.
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from cluster_nodes import manager_host  # noqa: E402
-
-from conftest import APPS, Paas, commit, paas_host  # noqa: E402
+from tests.helpers.cluster_nodes import manager_host
+from tests.helpers.host import APPS, Paas, commit, paas_host
 
 REPLICAS = 6
 SERVER = """const http = require("http");

@@ -31,10 +31,10 @@ from pathlib import Path
 
 from harness import log, machine
 
-TESTS = Path(__file__).resolve().parent.parent / "tests"
-sys.path.insert(0, str(TESTS))
+# The tests' helpers (tests/helpers) by their package name, from the checkout's root.
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from test_concurrency import (  # noqa: E402
+from tests.helpers.concurrency import (
     MOVED,
     Running,
     leftovers,
@@ -44,8 +44,7 @@ from test_concurrency import (  # noqa: E402
     start_push,
     write_server,
 )
-
-from conftest import APPS, Paas, paas_host  # noqa: E402
+from tests.helpers.host import APPS, Paas, paas_host
 
 KINDS = {"container": "containers", "image": "images", "network": "networks", "release": "rows",
          "retirement": "rows", "route": "routes", "nginx": "routes"}

@@ -19,6 +19,7 @@ from pathlib import Path
 import pytest
 import requests
 
+from tests.helpers.cluster import one_line_error, swarm_state
 from tests.helpers.cluster_nodes import Cluster, cluster_nodes, registry_account, wait_for
 
 pytestmark = pytest.mark.engine
@@ -98,21 +99,9 @@ def test_registry_with_minipaas_ca_serves_the_manager_and_a_worker(three_nodes: 
 # the home (the registry's storage and certificate) and the engine's certs.d (MINIPAAS_DOCKER_CERTS).
 
 
-def _one_line_error(result: subprocess.CompletedProcess[str], *words: str) -> None:
-    assert result.returncode == 1, result
-    lines = result.stderr.strip().splitlines()
-    assert len(lines) == 1 and lines[0].startswith("error: "), result.stderr
-    for word in words:
-        assert word in lines[0], lines[0]
-
-
 def _nodes(paas) -> dict[str, dict]:  # type: ignore[no-untyped-def, type-arg]
     """cluster:nodes by hostname, without asking for disks (a job on every node): for polling."""
     return {n["hostname"]: n for n in json.loads(paas.run("cluster:nodes", "--json", "--no-disk").stdout)}
-
-
-def _swarm_state(node) -> str:  # type: ignore[no-untyped-def]
-    return node.docker("info", "--format", "{{.Swarm.LocalNodeState}}").strip()
 
 
 def test_cluster_init_join_nodes_leave(paas, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
@@ -131,20 +120,20 @@ def _cluster_commands(paas, cluster: Cluster, certs: Path) -> None:  # type: ign
     cluster_dir = paas.home / "cluster"
 
     # Bad input: one line each, and nothing changes.
-    _one_line_error(paas.run("cluster:nodes", check=False), "not in a cluster")
-    _one_line_error(paas.run("cluster:join-command", check=False), "not in a cluster")
-    _one_line_error(paas.run("cluster:init", "--advertise-addr", "no-such-host", check=False), "IP address")
+    one_line_error(paas.run("cluster:nodes", check=False), "not in a cluster")
+    one_line_error(paas.run("cluster:join-command", check=False), "not in a cluster")
+    one_line_error(paas.run("cluster:init", "--advertise-addr", "no-such-host", check=False), "IP address")
     # An address that is not the manager's: the Swarm takes it (hosts behind NAT advertise such addresses), the
     # registry cannot listen on it; cluster:init undoes the Swarm.
-    _one_line_error(paas.run("cluster:init", "--advertise-addr", "192.0.2.77", check=False),
+    one_line_error(paas.run("cluster:init", "--advertise-addr", "192.0.2.77", check=False),
                     "192.0.2.77:5000", "cannot assign requested address")
-    assert _swarm_state(manager) == "inactive"
+    assert swarm_state(manager) == "inactive"
     assert not cluster_dir.exists()
 
     result = paas.run("cluster:init", "--advertise-addr", manager.address)
     registry = f"{manager.address}:5000"
     assert f"its registry is {registry}" in result.stdout, result.stdout
-    assert _swarm_state(manager) == "active"
+    assert swarm_state(manager) == "active"
     assert (certs / registry / "ca.crt").read_bytes() == (cluster_dir / "ca.crt").read_bytes()
     assert oct((cluster_dir / "ca.key").stat().st_mode & 0o777) == "0o600"
     registry_id = manager.docker("ps", "-q", "--filter", "label=minipaas.role=registry").strip()
@@ -152,7 +141,7 @@ def _cluster_commands(paas, cluster: Cluster, certs: Path) -> None:  # type: ign
 
     # A second init: one line, the same Swarm, the same registry container.
     node_id = manager.docker("info", "--format", "{{.Swarm.NodeID}}").strip()
-    _one_line_error(paas.run("cluster:init", check=False), "already a manager")
+    one_line_error(paas.run("cluster:init", check=False), "already a manager")
     assert manager.docker("info", "--format", "{{.Swarm.NodeID}}").strip() == node_id
     assert manager.docker("ps", "-q", "--filter", "label=minipaas.role=registry").strip() == registry_id
 
@@ -226,14 +215,14 @@ def _cluster_commands(paas, cluster: Cluster, certs: Path) -> None:  # type: ign
     _upgrade_of_a_cluster_made_before_credentials(paas, cluster, registry)
 
     # Leaving with another node in: refused, nothing changes.
-    _one_line_error(paas.run("cluster:leave", check=False), "other node(s) (node-2)")
-    assert _swarm_state(manager) == "active" and (certs / registry / "ca.crt").exists()
+    one_line_error(paas.run("cluster:leave", check=False), "other node(s) (node-2)")
+    assert swarm_state(manager) == "active" and (certs / registry / "ca.crt").exists()
 
     worker.docker("swarm", "leave")
     wait_for(lambda: _nodes(paas)["node-2"]["status"] == "down", "the worker is down", 60)
     manager.docker("node", "rm", "node-2")
     paas.run("cluster:leave")
-    assert _swarm_state(manager) == "inactive"
+    assert swarm_state(manager) == "inactive"
     assert not manager.docker("ps", "-aq", "--filter", "label=minipaas.role=registry").strip()
     assert not (certs / registry).exists() and not cluster_dir.exists()
     assert manager.minipaas_rules() == []

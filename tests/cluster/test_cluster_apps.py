@@ -29,7 +29,7 @@ from pathlib import Path
 import pytest
 import requests
 
-from tests.cluster.test_cluster_deploy import _routed, _services
+from tests.helpers.cluster import routed_addresses, service_names
 from tests.helpers.cluster_nodes import Cluster, Node, blocked, manager_host, probe, registry_account, wait_for
 from tests.helpers.host import APPS, Paas, commit, git, paas_host
 
@@ -67,7 +67,7 @@ class Deployed:
 
     def services(self) -> list[str]:
         """The app's services on the Swarm (its review app's left out)."""
-        return [s for s in _services(self.manager) if s.startswith(self.service(0)[:-1])]
+        return [s for s in service_names(self.manager) if s.startswith(self.service(0)[:-1])]
 
 
 @pytest.fixture(scope="module")
@@ -104,7 +104,7 @@ def _wait_live(d: Deployed, service: str, body: str) -> None:
     wait_for(lambda: d.services() == [service], f"only {service} left", 60)
     answers = {d.paas.get(d.app).body for _ in range(9)}
     assert answers == {body}, answers
-    assert set(_routed(d.paas, d.app)) == _task_addresses(d.manager, service)
+    assert set(routed_addresses(d.paas, d.app)) == _task_addresses(d.manager, service)
 
 
 def test_ps_shows_each_task_with_its_node_and_address(deployed: Deployed) -> None:
@@ -117,7 +117,7 @@ def test_ps_shows_each_task_with_its_node_and_address(deployed: Deployed) -> Non
         .splitlines()]
     assert sorted((r["name"], r["node"]) for r in rows) == sorted(
         (f"web.{name.rsplit('.', 1)[1]}", node) for name, node in swarm), (rows, swarm)
-    assert {r["address"] for r in rows} == _task_addresses(d.manager, service) == set(_routed(d.paas, d.app))
+    assert {r["address"] for r in rows} == _task_addresses(d.manager, service) == set(routed_addresses(d.paas, d.app))
     assert [(r["state"], r["health"], r["release"]) for r in rows] == [("running", "serving", 1)] * 3, rows
 
     text = d.paas.run("ps", d.app).stdout
@@ -238,17 +238,18 @@ def test_restore_reroutes_to_new_tasks_and_removes_a_stray_service(deployed: Dep
     wait_for(lambda: len(_task_addresses(d.manager, live)) == 3 and not _task_addresses(d.manager, live) & before,
              "3 new tasks of the live service", 120)
     fresh = _task_addresses(d.manager, live)
-    assert set(_routed(d.paas, d.app)) == before != fresh  # the route is stale
+    assert set(routed_addresses(d.paas, d.app)) == before != fresh  # the route is stale
 
     d.paas.run("ps:restore")
     # The tasks read again: no stale address left, every routed one a live task that answers (the Swarm may have
     # replaced one more task since `fresh` was read: the rolling update's last step), and the watcher back.
-    routed = set(_routed(d.paas, d.app))
+    routed = set(routed_addresses(d.paas, d.app))
     assert routed and not routed & before, (routed, before)
     for address in routed:
         assert _get(address) == "v1 \n", address
-    wait_for(lambda: set(_routed(d.paas, d.app)) == _task_addresses(d.manager, live), "the route = the live tasks", 60)
-    assert _services(d.manager) == [live]  # the stray is gone
+    wait_for(lambda: set(routed_addresses(d.paas, d.app)) == _task_addresses(d.manager, live),
+             "the route = the live tasks", 60)
+    assert service_names(d.manager) == [live]  # the stray is gone
     assert d.paas.get(d.app).body == "v1 \n"
 
 
@@ -272,7 +273,7 @@ def test_a_review_app_gets_its_own_service(deployed: Deployed) -> None:
     review = f"{d.app}--feature-x"
     assert f"Review app {review}" in pushed, pushed
     service = d.service(1, app=review)
-    assert service in _services(d.manager), _services(d.manager)
+    assert service in service_names(d.manager), service_names(d.manager)
     assert d.paas.get("", host=f"feature-x.{d.app}.paas.test").body == "review \n"
     assert d.paas.get(d.app).body == "v1 \n"  # the app keeps its own
     rows = json.loads(d.paas.run("ps", review, "--json").stdout)
@@ -479,7 +480,7 @@ def test_a_linked_redis_answers_every_node_and_destroy_leaves_nothing(deployed: 
     assert tags, "the app's images are in the registry"
     d.paas.run("redis:unlink", "cache", d.app)
     d.paas.run("apps:destroy", d.app, "--force")
-    assert not d.services() and not [s for s in _services(d.manager) if f"-{d.app}-" in s]
+    assert not d.services() and not [s for s in service_names(d.manager) if f"-{d.app}-" in s]
     # The Swarm forgets the network at once; the manager's engine lets its own copy go a moment later.
     def overlays() -> list[str]:
         listed = d.manager.docker("network", "ls", "--filter", "driver=overlay", "--format", "{{.Name}}").split()

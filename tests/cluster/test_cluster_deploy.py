@@ -15,10 +15,11 @@ from collections.abc import Iterator
 
 import pytest
 
-from tests.engine.test_zero_downtime import LUA, no_failed_request, start_wrk, stop_wrk
+from tests.helpers.cluster import routed_addresses, service_names
 from tests.helpers.cluster_nodes import Cluster, Node, wait_for
 from tests.helpers.cluster_nodes import manager_host as cluster_host
 from tests.helpers.host import APPS, Paas, commit
+from tests.helpers.load import LUA, no_failed_request, start_wrk, stop_wrk
 
 pytestmark = pytest.mark.engine
 REPLICAS = 6
@@ -38,17 +39,6 @@ def _tasks(manager: Node, service: str) -> list[str]:
     return sorted(line.split()[0] for line in out.splitlines() if line.split()[1:2] == ["Running"])
 
 
-def _services(manager: Node) -> list[str]:
-    return sorted(manager.docker("service", "ls", "--format", "{{.Name}}").split())
-
-
-def _routed(paas: Paas, app: str) -> list[str]:
-    from minipaas.routing import routes
-    from minipaas.state.settings import load
-
-    return sorted(routes.addresses(load(paas.env), app))
-
-
 def test_push_rolls_out_six_tasks_over_three_nodes_and_a_second_push_switches_under_load(
         manager_host: tuple[Paas, Cluster]) -> None:
     paas, cluster = manager_host
@@ -66,11 +56,11 @@ def test_push_rolls_out_six_tasks_over_three_nodes_and_a_second_push_switches_un
     first = f"{paas.instance}-{app}-web-1"
     assert f"Started the service {first} ({REPLICAS} tasks)" in output, output
     assert f"{REPLICAS} tasks healthy" in output, output
-    assert _services(manager) == [first]
+    assert service_names(manager) == [first]
     nodes = _tasks(manager, first)
     assert sorted(collections.Counter(nodes).values()) == [2, 2, 2], nodes
     node_addresses = {node.address for node in cluster.nodes}
-    routed = _routed(paas, app)
+    routed = routed_addresses(paas, app)
     assert len(routed) == REPLICAS and {a.rsplit(":", 1)[0] for a in routed} == node_addresses, routed
     response = paas.get(app)
     assert (response.status, response.body) == (200, "from my own Dockerfile\n")
@@ -88,12 +78,12 @@ def test_push_rolls_out_six_tasks_over_three_nodes_and_a_second_push_switches_un
         second_seconds = time.monotonic() - started
         second = f"{paas.instance}-{app}-web-2"
         assert paas.get(app).body == "from my own Dockerfile, release 2\n"
-        wait_for(lambda: _services(manager) == [second], f"{first} retired after the drain delay", 60)
+        wait_for(lambda: service_names(manager) == [second], f"{first} retired after the drain delay", 60)
         time.sleep(1)  # the load goes on after the retirement
     finally:
         ka, cl = stop_wrk(keepalive), stop_wrk(closing)
     assert sorted(collections.Counter(_tasks(manager, second)).values()) == [2, 2, 2]
-    assert not set(_routed(paas, app)) & set(routed)
+    assert not set(routed_addresses(paas, app)) & set(routed)
     for counts in (ka, cl):
         no_failed_request(counts, more_than=200)
 
@@ -105,7 +95,7 @@ def test_push_rolls_out_six_tasks_over_three_nodes_and_a_second_push_switches_un
     assert (f"a task of {paas.instance}-{app}-web-3 failed before running" in refused
             or (f"{paas.instance}-{app}-web-3 at " in refused and "stopped before answering" in refused)), refused
     assert "non-zero exit (3)" in refused, refused
-    assert _services(manager) == [second]
+    assert service_names(manager) == [second]
     assert paas.get(app).body == "from my own Dockerfile, release 2\n"
     reason = next(line for line in refused.splitlines() if "non-zero exit (3)" in line)
     print(f"\nfirst push's steps: {'; '.join(steps)}; the broken push: {reason.strip()}")
@@ -129,7 +119,7 @@ def test_ps_scale_stop_and_start_act_on_the_services(manager_host: tuple[Paas, C
     paas.run("settings:set", app, "drain-seconds", "1")
     paas.push(paas.checkout(app, APPS / "dockerfile"))
     first, second = f"{paas.instance}-{app}-web-1", f"{paas.instance}-{app}-web-2"
-    before, old_tasks = _routed(paas, app), _task_ids(manager, first)
+    before, old_tasks = routed_addresses(paas, app), _task_ids(manager, first)
     assert len(before) == 2 and len(old_tasks) == 2, (before, old_tasks)
 
     keepalive = start_wrk(paas, app, "-t2", "-c8", "-s", str(LUA))
@@ -138,16 +128,16 @@ def test_ps_scale_stop_and_start_act_on_the_services(manager_host: tuple[Paas, C
         time.sleep(1)  # the load runs before the scale starts
         up = paas.run("ps:scale", app, "web=4")
         assert "Scaling " + first + " to 4 tasks" in up.stdout + up.stderr, up
-        assert _services(manager) == [first]  # no new release: the same service, 2 more tasks
+        assert service_names(manager) == [first]  # no new release: the same service, 2 more tasks
         assert old_tasks < _task_ids(manager, first) and len(_task_ids(manager, first)) == 4
-        grown = _routed(paas, app)
+        grown = routed_addresses(paas, app)
         assert len(grown) == 4 and set(before) < set(grown), (before, grown)
 
         down = paas.run("ps:scale", app, "web=3")
         assert "Rolling release 1 out again at web=3" in down.stdout + down.stderr, down
-        wait_for(lambda: _services(manager) == [second], f"{first} retired after the drain delay", 60)
+        wait_for(lambda: service_names(manager) == [second], f"{first} retired after the drain delay", 60)
         assert len(_task_ids(manager, second)) == 3
-        assert len(_routed(paas, app)) == 3 and not set(_routed(paas, app)) & set(grown)
+        assert len(routed_addresses(paas, app)) == 3 and not set(routed_addresses(paas, app)) & set(grown)
         time.sleep(1)  # the load goes on after the retirement
     finally:
         ka, cl = stop_wrk(keepalive), stop_wrk(closing)
@@ -155,8 +145,8 @@ def test_ps_scale_stop_and_start_act_on_the_services(manager_host: tuple[Paas, C
         no_failed_request(counts, more_than=100)
 
     paas.run("ps:stop", app)
-    assert _routed(paas, app) == []
-    assert _task_ids(manager, second) == set() and _services(manager) == [second]
+    assert routed_addresses(paas, app) == []
+    assert _task_ids(manager, second) == set() and service_names(manager) == [second]
     assert paas.get(app).status == 503
     # No process of the app ran as a plain container on the manager: every container of the app is a task.
     plain = [line for line in manager.docker("ps", "-a", "--filter", f"label=minipaas.app={app}", "--format",
@@ -167,7 +157,7 @@ def test_ps_scale_stop_and_start_act_on_the_services(manager_host: tuple[Paas, C
     started = paas.run("ps:start", app)
     assert f"Scaled {second} to 3 tasks" in started.stdout + started.stderr, started
     assert len(_task_ids(manager, second)) == 3
-    routed = _routed(paas, app)
+    routed = routed_addresses(paas, app)
     assert len(routed) == 3 and {a.rsplit(":", 1)[0] for a in routed} <= {n.address for n in cluster.nodes}
     assert paas.get(app).body == "from my own Dockerfile\n"
     print(f"\nps:scale 2→4 kept the 2 running tasks and routed 4; 4→3 rolled out; requests under load: "

@@ -15,22 +15,29 @@ from __future__ import annotations
 import collections
 import http.client
 import re
-import subprocess
 import threading
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 
-from tests.cluster.test_cluster_deploy import _routed, _services
-from tests.cluster.test_cluster_lifecycle import _manifest
-from tests.engine.test_zero_downtime import LUA, no_failed_request, start_wrk, stop_wrk
+from tests.helpers.cluster import (
+    REPLICAS,
+    commit_release,
+    push_while,
+    registry_manifest,
+    routed_addresses,
+    running_tasks,
+    service_names,
+    serving_tasks,
+    settled,
+)
 from tests.helpers.cluster_nodes import Cluster, Node, docker, manager_host, wait_for
-from tests.helpers.host import APPS, Paas, commit, paas_host
+from tests.helpers.host import APPS, Paas, paas_host
+from tests.helpers.load import LUA, no_failed_request, start_wrk, stop_wrk
 
 pytestmark = pytest.mark.engine
-REPLICAS = 6
 RESCHEDULE_DEADLINE = 90.0  # a killed node's tasks running elsewhere and routed (measured: see the test's output)
 SLOW_START = 5.0  # seconds the last test's release answers 503: its health checks are under way when node-3 dies
 
@@ -44,27 +51,14 @@ def cluster(tmp_path_factory: pytest.TempPathFactory, engine_ready: None) -> Ite
         paas.run("settings:set", app, "drain-seconds", "2")
         paas.push(paas.checkout(app, APPS / "dockerfile"))
         live = _live(paas, made.nodes[0], app)
-        assert sorted(collections.Counter(_running(made, live).values()).values()) == [2, 2, 2]
+        assert sorted(collections.Counter(running_tasks(made, live).values()).values()) == [2, 2, 2]
         yield paas, made, app
 
 
 def _live(paas: Paas, manager: Node, app: str) -> str:
     """The live web service, once the retired ones are gone."""
-    return str(wait_for(lambda: (lambda names: names[0] if len(names) == 1 else None)(_services(manager)),
+    return str(wait_for(lambda: (lambda names: names[0] if len(names) == 1 else None)(service_names(manager)),
                         f"one service of {app}", 60))
-
-
-def _running(cluster: Cluster, service: str) -> dict[str, str]:
-    """The service's running tasks: `node address:published port` → node hostname."""
-    hosts = {f"node-{i}": node.address for i, node in enumerate(cluster.nodes, 1)}
-    out = cluster.nodes[0].docker("service", "ps", service, "--filter", "desired-state=running",
-                                  "--format", "{{.Node}}|{{.CurrentState}}|{{.Ports}}", check=False)
-    found = {}
-    for line in out.splitlines():
-        node, state, ports = line.split("|")
-        if state.startswith("Running") and "->" in ports:
-            found[f"{hosts[node]}:{ports.split('->')[0].rsplit(':', 1)[1]}"] = node
-    return found
 
 
 def _availability(manager: Node, hostname: str) -> str:
@@ -124,78 +118,6 @@ class Poller:
             time.sleep(0.02)
 
 
-def _release(checkout: Path, text: str, *, slow_start: float = 0) -> str:
-    """A commit of tests/apps/dockerfile answering `text` (after `slow_start` seconds of 503s); returns its body."""
-    body = f"{text}\n"
-    (checkout / "server.js").write_text(
-        'const http = require("http");\n'
-        "const started = Date.now();\n"
-        "http.createServer((req, res) => {\n"
-        f"  if (Date.now() - started < {int(slow_start * 1000)}) {{ res.statusCode = 503; return res.end(); }}\n"
-        f"  res.end({body!r});\n"
-        "}).listen(process.env.PORT || 5000);\n")
-    commit(checkout, text)
-    return body
-
-
-def _push_while(paas: Paas, checkout: Path, faults: dict[str, Callable[[], object]]) -> tuple[int, str]:
-    """A `git push` whose output is read as it comes: at the first line holding a key of `faults`, that fault starts
-    (in a thread of its own: the push goes on meanwhile). Returns the push's exit code and output, once the faults
-    are over."""
-    push = subprocess.Popen(["git", "push", "paas", "master"], cwd=checkout, env=paas.env, text=True,
-                            stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
-    assert push.stderr is not None
-    pending, started, errors, lines = dict(faults), [], [], []
-
-    def run(fault: Callable[[], object]) -> None:
-        try:
-            fault()
-        except BaseException as exc:  # said by the test's thread
-            errors.append(exc)
-
-    for line in push.stderr:
-        lines.append(line)
-        for key in [k for k in pending if k in line]:
-            started.append(threading.Thread(target=run, args=(pending.pop(key),)))
-            started[-1].start()
-    code = push.wait(timeout=600)
-    for thread in started:
-        thread.join(timeout=180)
-    output = "".join(lines)
-    assert not errors, (errors, output)
-    assert not pending, f"the push never printed {list(pending)}:\n{output}"
-    return code, output
-
-
-def _serving(cluster: Cluster, service: str) -> dict[str, str]:
-    """The service's task containers that run, as each node's own engine lists them (the Swarm's view may lack their
-    ports): `node address:published port` → node hostname. Nodes whose engine does not answer are left out."""
-    found = {}
-    for index, node in enumerate(cluster.nodes, 1):
-        if not node.answers():
-            continue
-        out = node.docker("ps", "--filter", f"label=com.docker.swarm.service.name={service}", "--format",
-                          "{{.Ports}}", check=False)
-        for ports in out.split():
-            if "->" in ports:
-                found[f"{node.address}:{ports.split('->')[0].rsplit(':', 1)[1]}"] = f"node-{index}"
-    return found
-
-
-def _pending_or_retiring(paas: Paas, app: str) -> list[str]:
-    """Rows a deploy left unfinished: releases still `pending`, retirements not done."""
-    import sqlite3
-
-    db = sqlite3.connect(paas.home / "minipaas.db")
-    try:
-        rows = db.execute("SELECT 'release ' || number FROM releases WHERE app = ? AND status = 'pending' "
-                          "UNION ALL SELECT 'retirement ' || container FROM retirements WHERE app = ?",
-                          (app, app)).fetchall()
-    finally:
-        db.close()
-    return [row[0] for row in rows]
-
-
 def _refusal(output: str) -> list[str]:
     """The lines a refused push printed with `!` before its last one (`push rejected; ...`)."""
     said = [line.split("remote:", 1)[1].strip() for line in output.splitlines()
@@ -229,10 +151,10 @@ def test_drain_moves_a_nodes_tasks_first_under_load_then_activate(cluster: tuple
     assert _availability(manager, "node-2") == "Ready Drain"
     live = _live(paas, manager, app)
     assert live != before
-    running = _running(made, live)
+    running = running_tasks(made, live)
     assert sorted(collections.Counter(running.values()).items()) == [("node-1", 3), ("node-3", 3)], running
     assert manager.docker("node", "ps", "node-2", "--filter", "desired-state=running", "-q").split() == []
-    assert _routed(paas, app) == sorted(running)
+    assert routed_addresses(paas, app) == sorted(running)
     for counts in (ka, cl):
         no_failed_request(counts, more_than=200)
 
@@ -241,14 +163,6 @@ def test_drain_moves_a_nodes_tasks_first_under_load_then_activate(cluster: tuple
     assert _availability(manager, "node-2") == "Ready Active"
     print(f"\ndrain of node-2 (2 of 6 tasks) under load: {seconds:.1f}s; requests: keep-alive {ka['requests']}, "
           f"close {cl['requests']}, 0 failed")
-
-
-def _settled(paas: Paas, made: Cluster, app: str, service: str, replicas: int = REPLICAS) -> bool:
-    """The app's only service is `service`, its route exactly its running tasks (as the nodes' engines list them),
-    and no release pending nor retirement left."""
-    serving = _serving(made, service)
-    return (_services(made.nodes[0]) == [service] and len(serving) == replicas
-            and _routed(paas, app) == sorted(serving) and not _pending_or_retiring(paas, app))
 
 
 def test_a_registry_restarted_during_a_push_is_waited_for_and_the_push_goes_live(
@@ -264,17 +178,17 @@ def test_a_registry_restarted_during_a_push_is_waited_for_and_the_push_goes_live
     old = paas.get(app).body
     assert paas.get(app).status == 200
 
-    body = _release(checkout, "registry restarted during the push")
+    body = commit_release(checkout, "registry restarted during the push")
     with Poller(paas, app) as poller:
         docker(*on_manager, "stop", "-t", "1", registry)  # down when the push reaches it; back while it waits
-        code, output = _push_while(paas, checkout, {
+        code, output = push_while(paas, checkout, {
             "pushing again once the registry answers": lambda: docker(*on_manager, "start", registry)})
     assert code == 0 and "the push to the registry broke off (" in output and "is live at" in output, output
     assert set(poller.answers) <= {(200, old), (200, body)} and poller.answers[(200, body)], poller.answers
     live = _live(paas, manager, app)
-    wait_for(lambda: _settled(paas, made, app, live), "the first push settled", 60)
+    wait_for(lambda: settled(paas, made, app, live), "the first push settled", 60)
 
-    old, body = body, _release(checkout, "registry restarted while the nodes pull")
+    old, body = body, commit_release(checkout, "registry restarted while the nodes pull")
 
     def hang_then_restart() -> None:
         docker(*on_manager, "pause", registry)
@@ -282,13 +196,13 @@ def test_a_registry_restarted_during_a_push_is_waited_for_and_the_push_goes_live
         docker(*on_manager, "restart", "-t", "1", registry)
 
     with Poller(paas, app) as poller:
-        code, output = _push_while(paas, checkout, {"pushed in": hang_then_restart})
+        code, output = push_while(paas, checkout, {"pushed in": hang_then_restart})
     assert code == 0 and "is live at" in output, output
     # The nodes' pulls failed while it hung (the Swarm: "No such image"), and were made again once it answered.
     assert "a node could not pull the image of" in output, output
     assert set(poller.answers) <= {(200, old), (200, body)} and poller.answers[(200, body)], poller.answers
     live = _live(paas, manager, app)
-    wait_for(lambda: _settled(paas, made, app, live), "the second push settled", 60)
+    wait_for(lambda: settled(paas, made, app, live), "the second push settled", 60)
     assert paas.get(app).body == body
     print(f"\nregistry restarted during two pushes: both live; poller: {dict(poller.answers.most_common())}")
 
@@ -306,13 +220,13 @@ def test_the_manager_s_engine_restarted_during_a_push_refuses_it_and_the_watcher
     live = _live(paas, manager, app)
     old = paas.get(app).body
     restarted: list[float] = []
-    _release(checkout, "the manager restarted during the push")
+    commit_release(checkout, "the manager restarted during the push")
     with Poller(paas, app) as poller:
-        code, output = _push_while(paas, checkout, {
+        code, output = push_while(paas, checkout, {
             "-----> Started the service": lambda: restarted.append(manager.restart_engine())})
         assert code != 0, output
         repaired = time.monotonic()
-        wait_for(lambda: _settled(paas, made, app, live), "the watcher restored the live release", 120)
+        wait_for(lambda: settled(paas, made, app, live), "the watcher restored the live release", 120)
         repaired = time.monotonic() - repaired
     number = int(re.search(r"\(release (\d+), ", output).group(1))  # type: ignore[union-attr]
     said = _refusal(output)
@@ -325,13 +239,13 @@ def test_the_manager_s_engine_restarted_during_a_push_refuses_it_and_the_watcher
     rows = paas.run("ps", app).stdout
     assert rows.count(" serving ") == REPLICAS, rows  # every task routed, at the address it had
 
-    body = _release(checkout, "after the manager restarted")
+    body = commit_release(checkout, "after the manager restarted")
     paas.push(checkout)
     assert paas.get(app).body == body
     live = _live(paas, manager, app)
-    wait_for(lambda: _settled(paas, made, app, live), "the next push settled", 60)
+    wait_for(lambda: settled(paas, made, app, live), "the next push settled", 60)
     repository = f"{paas.instance}/{app}"
-    wait_for(lambda: _manifest(paas, manager, repository, str(number)).status_code == 404,
+    wait_for(lambda: registry_manifest(paas, manager, repository, str(number)).status_code == 404,
              f"the refused release {number}'s manifest deleted by the gc after the next push", 60)
     print(f"\nmanager's engine restarted during a push: answering again after {restarted[0]:.1f}s; push refused "
           f"({said[0].strip()}); restored by the watcher {repaired:.1f}s after the refusal; "
@@ -350,9 +264,9 @@ def test_zz_a_node_lost_during_a_push_s_health_checks_under_load_the_push_goes_l
     manager, victim = made.nodes[0], made.nodes[2]
     checkout = paas.checkout(app, APPS / "dockerfile")
     before = _live(paas, manager, app)
-    on_victim = [a for a, node in _serving(made, before).items() if node == "node-3"]
-    assert on_victim, _serving(made, before)
-    body = _release(checkout, "a node lost during the push", slow_start=SLOW_START)
+    on_victim = [a for a, node in serving_tasks(made, before).items() if node == "node-3"]
+    assert on_victim, serving_tasks(made, before)
+    body = commit_release(checkout, "a node lost during the push", slow_start=SLOW_START)
     times: dict[str, float] = {}
 
     def kill() -> None:
@@ -365,10 +279,10 @@ def test_zz_a_node_lost_during_a_push_s_health_checks_under_load_the_push_goes_l
     closing = start_wrk(paas, app, "-t1", "-c4", "-H", "Connection: close")
     try:
         time.sleep(1)  # the load runs before the push starts
-        code, output = _push_while(paas, checkout, {"-----> Checking each task": kill})
+        code, output = push_while(paas, checkout, {"-----> Checking each task": kill})
         times["live"] = time.monotonic()
         live = _live(paas, manager, app)
-        wait_for(lambda: _settled(paas, made, app, live), "the new release's tasks alone, all routed",
+        wait_for(lambda: settled(paas, made, app, live), "the new release's tasks alone, all routed",
                  RESCHEDULE_DEADLINE)
         times["settled"] = time.monotonic()
         time.sleep(1)  # the load goes on
@@ -377,9 +291,9 @@ def test_zz_a_node_lost_during_a_push_s_health_checks_under_load_the_push_goes_l
     assert code == 0 and "is live at" in output, output
     assert f"at {victim.address}:" in output and "its node went away; the Swarm starts that task elsewhere" in output, \
         output
-    running = _serving(made, live)
+    running = serving_tasks(made, live)
     assert live != before and len(running) == REPLICAS and set(running.values()) == {"node-1", "node-2"}, running
-    assert not set(_routed(paas, app)) & set(on_victim)
+    assert not set(routed_addresses(paas, app)) & set(on_victim)
     assert paas.get(app).body == body
     # nginx hands a request that meets a dead task to the next one, unless it had sent a POST already (it cannot
     # know whether the app acted on it): those in flight on node-3 when it died are lost, at most one per keep-alive

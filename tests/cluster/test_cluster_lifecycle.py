@@ -29,12 +29,12 @@ from typing import NamedTuple
 import pytest
 import requests
 
-from tests.engine.test_zero_downtime import LUA, no_failed_request, start_wrk, stop_wrk
+from tests.helpers.cluster import registry_address_and_ca, registry_manifest, service_names
 from tests.helpers.cluster_nodes import Cluster, Node, init_cluster, manager_nodes, registry_account, wait_for
 from tests.helpers.host import APPS, Paas, commit, paas_host
+from tests.helpers.load import LUA, no_failed_request, start_wrk, stop_wrk
 
 pytestmark = pytest.mark.engine
-MANIFEST_TYPES = "application/vnd.docker.distribution.manifest.v2+json, application/vnd.oci.image.manifest.v1+json"
 
 
 def _free_pool() -> str:
@@ -94,10 +94,6 @@ def one_node(tmp_path_factory: pytest.TempPathFactory, engine_ready: None) -> It
         yield Setup(paas, cluster, app, pool)
 
 
-def _services(manager: Node) -> list[str]:
-    return sorted(manager.docker("service", "ls", "--format", "{{.Name}}").split())
-
-
 def _plain(manager: Node, app: str) -> list[str]:
     """The app's plain containers on the manager (not Swarm tasks), by name."""
     out = manager.docker("ps", "--filter", f"label=minipaas.app={app}", "--format",
@@ -113,20 +109,10 @@ def _push_release(paas: Paas, checkout: Path, text: str) -> None:
     paas.push(checkout)
 
 
-def _registry(paas: Paas, manager: Node) -> tuple[str, str]:
-    return f"https://{manager.address}:5000", str(paas.home / "cluster" / "ca.crt")
-
-
-def _manifest(paas: Paas, manager: Node, repository: str, tag: str) -> requests.Response:
-    base, ca = _registry(paas, manager)
-    return requests.get(f"{base}/v2/{repository}/manifests/{tag}", headers={"Accept": MANIFEST_TYPES}, verify=ca,
-                        auth=registry_account(paas), timeout=10)
-
-
 def _blobs_present(paas: Paas, manager: Node, repository: str, tag: str) -> int:
     """How many of the tag's blobs (config and layers) the registry still has; asserts each is there."""
-    base, ca = _registry(paas, manager)
-    manifest = _manifest(paas, manager, repository, tag)
+    base, ca = registry_address_and_ca(paas, manager)
+    manifest = registry_manifest(paas, manager, repository, tag)
     assert manifest.status_code == 200, manifest.text
     body = manifest.json()
     digests = [body["config"]["digest"], *(layer["digest"] for layer in body["layers"])]
@@ -154,11 +140,11 @@ def test_first_cluster_push_of_a_one_host_app_then_gc_frees_the_registry(
         _push_release(paas, checkout, f"release {number}")
         assert paas.get(app).body == f"release {number}\n"
     live = f"{paas.instance}-{app}-web-4"
-    wait_for(lambda: _services(manager) == [live] and not _plain(manager, app),
+    wait_for(lambda: service_names(manager) == [live] and not _plain(manager, app),
              "only release 4's service left (release 1's container and the older services retired)", 60)
 
     repository = paas.repository(app)
-    assert _manifest(paas, manager, repository, "2").status_code == 200
+    assert registry_manifest(paas, manager, repository, "2").status_code == 200
     storage = paas.home / "cluster" / "registry"
     before = _du(storage)
     paas.run("settings:set", app, "keep-releases", "2")
@@ -171,8 +157,8 @@ def test_first_cluster_push_of_a_one_host_app_then_gc_frees_the_registry(
     assert f"manifest {repository}:2 in the cluster's registry" in output, output
     assert "unreferenced blobs in the cluster's registry" in output, output
     assert after < before, (before, after, output)
-    assert _manifest(paas, manager, repository, "2").status_code == 404
-    assert _manifest(paas, manager, repository, "3").status_code == 200  # kept: rollback-able
+    assert registry_manifest(paas, manager, repository, "2").status_code == 404
+    assert registry_manifest(paas, manager, repository, "3").status_code == 200  # kept: rollback-able
     blobs = _blobs_present(paas, manager, repository, "4")
     assert paas.get(app).body == "release 4\n"
     # The registry is writable again: the next push goes through it.
@@ -191,7 +177,7 @@ def test_cluster_leave_under_load_keeps_the_app_serving_then_a_push_deploys_on_o
     checkout = paas.work / f"{app}-src"
     live = json.loads(paas.run("releases", app, "--json").stdout)
     number = max(r["number"] for r in live if r["status"] == "live")
-    wait_for(lambda: _services(manager) == [f"{paas.instance}-{app}-web-{number}"], "one live service", 60)
+    wait_for(lambda: service_names(manager) == [f"{paas.instance}-{app}-web-{number}"], "one live service", 60)
     body = paas.get(app).body
     live_service = f"{paas.instance}-{app}-web-{number}"
 
@@ -210,7 +196,7 @@ def test_cluster_leave_under_load_keeps_the_app_serving_then_a_push_deploys_on_o
                                                "containers"), message
     assert f"the cluster stays, {app} still runs as services" in message, message
     assert manager.docker("info", "--format", "{{.Swarm.LocalNodeState}}").strip() == "active"
-    assert _services(manager) == [live_service] and _plain(manager, app) == []
+    assert service_names(manager) == [live_service] and _plain(manager, app) == []
     assert manager.docker("ps", "-q", "--filter", "label=minipaas.role=registry").strip()
     assert paas.get(app).body == body
     failed = json.loads(paas.run("releases", app, "--json").stdout)

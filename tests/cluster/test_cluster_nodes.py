@@ -21,7 +21,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.cluster.test_cluster import _one_line_error, _swarm_state
+from tests.helpers.cluster import one_line_error, swarm_state
 from tests.helpers.cluster_nodes import Cluster, Node, cluster_nodes, registry_account, start_node, wait_for
 from tests.helpers.host import Paas, free_port, paas_host
 
@@ -92,32 +92,32 @@ def test_add_refuses_bad_input_in_one_line_and_leaves_nothing(setup: Setup, tmp_
 
     for url in ("root@10.0.0.5", "http://root@10.0.0.5", "ssh://root@10.0.0.5/path", "ssh://root@10.0.0.5:99999",
                 "ssh://root@10.0.0.5;touch /tmp/x", "ssh://root:secret@10.0.0.5", "ssh://"):
-        _one_line_error(setup.add(url), "cluster:add takes ssh://root@HOST[:PORT]")
-    _one_line_error(setup.add("ssh://admin@10.0.0.5"), "logs in as root", "'admin'")
+        one_line_error(setup.add(url), "cluster:add takes ssh://root@HOST[:PORT]")
+    one_line_error(setup.add("ssh://admin@10.0.0.5"), "logs in as root", "'admin'")
 
     # Not a manager: minipaas' engine is node-2's, in no Swarm.
     result = subprocess.run([*setup.paas.command(), "cluster:add", f"ssh://root@{setup.host.address}",
                              "-i", str(setup.key)], env={**setup.paas.env, "DOCKER_HOST": setup.host.engine},
                             text=True, capture_output=True, timeout=120)
-    _one_line_error(result, "not in a cluster")
+    one_line_error(result, "not in a cluster")
 
     # Unreachable: a loopback port nothing listens on; a listener that never speaks ssh (the timeout).
-    _one_line_error(setup.add(f"ssh://root@127.0.0.1:{free_port()}"), "cannot reach", "connection refused")
+    one_line_error(setup.add(f"ssh://root@127.0.0.1:{free_port()}"), "cannot reach", "connection refused")
     with socket.socket() as silent:
         silent.bind(("127.0.0.1", 0))
         silent.listen(1)  # the kernel completes the handshake; nobody answers
         started = time.monotonic()
         result = setup.add(f"ssh://root@127.0.0.1:{silent.getsockname()[1]}", "--timeout", "1")
         waited = time.monotonic() - started
-    _one_line_error(result, "cannot reach", "no ssh answer within 1s")
+    one_line_error(result, "cannot reach", "no ssh answer within 1s")
 
     # A key the host does not accept.
-    _one_line_error(setup.add(f"ssh://root@{setup.host.address}", key=_keypair(tmp_path, "stranger")),
-                    "refused the key(s)")
+    one_line_error(setup.add(f"ssh://root@{setup.host.address}", key=_keypair(tmp_path, "stranger")),
+                   "refused the key(s)")
 
     # A host whose Docker engine does not run (the CLI is there, its daemon is not).
-    _one_line_error(setup.add(f"ssh://root@{setup.bare.address}"), f"Docker does not answer on {setup.bare.address}",
-                    "Cannot connect to the Docker daemon")
+    one_line_error(setup.add(f"ssh://root@{setup.bare.address}"), f"Docker does not answer on {setup.bare.address}",
+                   "Cannot connect to the Docker daemon")
 
     # A host whose key is not the one remembered when minipaas logged in above (accept-new: refused).
     known = setup.paas.home / "cluster" / "known_hosts"
@@ -128,7 +128,7 @@ def test_add_refuses_bad_input_in_one_line_and_leaves_nothing(setup: Setup, tmp_
                     {"ssh-ed25519": "ed25519", "ssh-rsa": "rsa"}.get(kind, "ecdsa")], check=True)
     known.write_text(f"{setup.bare.address} {' '.join(other.with_suffix('.pub').read_text().split()[:2])}\n")
     try:
-        _one_line_error(setup.add(f"ssh://root@{setup.bare.address}"),
+        one_line_error(setup.add(f"ssh://root@{setup.bare.address}"),
                         f"the host key of {setup.bare.address} has CHANGED")
     finally:
         known.write_text(remembered)
@@ -136,12 +136,12 @@ def test_add_refuses_bad_input_in_one_line_and_leaves_nothing(setup: Setup, tmp_
     # A host without the docker command; a host whose engine is in a Swarm of its own.
     setup.bare.sh("mv /usr/bin/docker /usr/bin/docker.away")
     try:
-        _one_line_error(setup.add(f"ssh://root@{setup.bare.address}"), "has no Docker (`docker` not found there)")
+        one_line_error(setup.add(f"ssh://root@{setup.bare.address}"), "has no Docker (`docker` not found there)")
     finally:
         setup.bare.sh("mv /usr/bin/docker.away /usr/bin/docker")
     setup.host.docker("swarm", "init", "--advertise-addr", setup.host.address)
     try:
-        _one_line_error(setup.add(f"ssh://root@{setup.host.address}"), "already in another Swarm (active)",
+        one_line_error(setup.add(f"ssh://root@{setup.host.address}"), "already in another Swarm (active)",
                         "`docker swarm leave` there first")
     finally:
         setup.host.docker("swarm", "leave", "--force")
@@ -156,7 +156,7 @@ def test_add_refuses_bad_input_in_one_line_and_leaves_nothing(setup: Setup, tmp_
         join_seconds = time.monotonic() - started
     finally:
         setup.host.sh(f"iptables -D {block}")
-    _one_line_error(result, f"docker swarm join failed on {setup.host.address}")
+    one_line_error(result, f"docker swarm join failed on {setup.host.address}")
     assert "undoing: the join, the registry's CA, the firewall's rules" in result.stdout, result.stdout
     assert "Firewall: its tasks answer nginx on the manager only" in result.stdout, result.stdout
 
@@ -179,7 +179,7 @@ def test_add_over_ssh_joins_a_ready_worker_that_pulls_from_the_registry(setup: S
     assert f"Trusting the registry: /etc/docker/certs.d/{setup.registry}/ca.crt" in result.stdout, result.stdout
     listed = setup.manager.docker("node", "ls", "--format", "{{.Hostname}} {{.Status}} {{.Availability}}")
     assert sorted(listed.splitlines()) == ["node-1 Ready Active", "node-2 Ready Active"], listed
-    assert _swarm_state(setup.host) == "active"
+    assert swarm_state(setup.host) == "active"
     ca = setup.host.sh(f"cat /etc/docker/certs.d/{setup.registry}/ca.crt")
     assert ca == (setup.paas.home / "cluster" / "ca.crt").read_text()
     assert setup.host.address in (setup.paas.home / "cluster" / "known_hosts").read_text()
@@ -205,7 +205,7 @@ def test_add_over_ssh_joins_a_ready_worker_that_pulls_from_the_registry(setup: S
 
     # Adding it again: one line, nothing changes.
     before = setup.node_ids()
-    _one_line_error(setup.add(f"ssh://root@{setup.host.address}"), "already a node of this cluster (node-2, ready)")
+    one_line_error(setup.add(f"ssh://root@{setup.host.address}"), "already a node of this cluster (node-2, ready)")
     assert setup.node_ids() == before
     print(f"\ncluster:add over ssh to Ready: {seconds:.1f}s")
 
@@ -215,10 +215,10 @@ def test_remove_refuses_then_removes_a_drained_node_and_one_that_left(setup: Set
     before = setup.node_ids()
     assert len(before) == 2
 
-    _one_line_error(setup.paas.run("cluster:remove", "no-such-node", check=False), "no node called 'no-such-node'")
-    _one_line_error(setup.paas.run("cluster:remove", "node-1", check=False),
-                    "node-1 is this host, the manager minipaas runs on and its last manager")
-    _one_line_error(setup.paas.run("cluster:remove", "node-2", check=False), "`minipaas cluster:drain node-2` first")
+    one_line_error(setup.paas.run("cluster:remove", "no-such-node", check=False), "no node called 'no-such-node'")
+    one_line_error(setup.paas.run("cluster:remove", "node-1", check=False),
+                   "node-1 is this host, the manager minipaas runs on and its last manager")
+    one_line_error(setup.paas.run("cluster:remove", "node-2", check=False), "`minipaas cluster:drain node-2` first")
     assert setup.node_ids() == before
 
     # Drained (cluster:drain is another change's; the engine's own command here): it leaves over ssh, goes.
@@ -231,7 +231,7 @@ def test_remove_refuses_then_removes_a_drained_node_and_one_that_left(setup: Set
     seconds = time.monotonic() - started
     assert "node-2 is no longer in the cluster" in result.stdout, result.stdout
     assert setup.node_ids() == [manager.docker("info", "--format", "{{.Swarm.NodeID}}").strip()]
-    assert _swarm_state(host) == "inactive"
+    assert swarm_state(host) == "inactive"
     assert _certs_dirs(host) == []
     assert host.minipaas_rules() == []  # no rule left behind
     assert not manager.refuses_tenants_to(host.address), manager.minipaas_rules()
@@ -243,8 +243,8 @@ def test_remove_refuses_then_removes_a_drained_node_and_one_that_left(setup: Set
     wait_for(lambda: "node-2 Ready" in manager.docker("node", "ls", "--format", "{{.Hostname}} {{.Status}}"),
              "node-2 joined again and Ready", 60)
     manager.docker("node", "update", "--availability", "drain", "node-2")
-    _one_line_error(setup.paas.run("cluster:remove", "node-2", check=False),
-                    "node-2 is drained but still up", "docker swarm leave")
+    one_line_error(setup.paas.run("cluster:remove", "node-2", check=False),
+                   "node-2 is drained but still up", "docker swarm leave")
     assert len(setup.node_ids()) == 2
 
     # Once it left by itself (down), cluster:remove takes it out of the list.

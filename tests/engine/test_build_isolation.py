@@ -13,9 +13,9 @@ from pathlib import Path
 import pytest
 
 from minipaas.state import locks
-from tests.engine.test_ssh import add_key, checkout_for, push
-from tests.engine.test_tenants import image_exists, pushed_error_lines
 from tests.helpers.host import APPS, Paas, commit, docker
+from tests.helpers.pushes import image_exists, pushed_error_lines
+from tests.helpers.ssh_client import add_key, checkout_for, push
 from tests.helpers.sshd import Sshd
 
 VICTIM_SECRET = "victim-source-a8f3"  # in the victim's server.js: it must never reach the attacker's push

@@ -21,22 +21,13 @@ import pytest
 from minipaas.adapters import buildcgroups
 from minipaas.state import locks
 from tests.helpers.host import APPS, CA, EXAMPLE, Paas, commit, step_cached
-
-BUILDKIT_STEP = re.compile(r"^#\d+ \[", re.M)  # --progress=plain: `#7 [4/4] RUN ...`
-LEGACY_STEP = re.compile(r"^Step \d+/\d+ : ", re.M)
+from tests.helpers.pushes import assert_built_with
 
 
 @pytest.fixture(params=["legacy", "buildkit"])
 def builder(request: pytest.FixtureRequest, paas: Paas) -> str:
     paas.env["MINIPAAS_BUILDER"] = request.param
     return str(request.param)
-
-
-def assert_built_with(builder: str, paas: Paas, app: str) -> None:
-    """The newest release of the app was built by that builder (its log keeps the builder's own lines)."""
-    log = paas.builder_log(app)
-    used, other = (BUILDKIT_STEP, LEGACY_STEP) if builder == "buildkit" else (LEGACY_STEP, BUILDKIT_STEP)
-    assert used.search(log) and not other.search(log), log
 
 
 def layout() -> buildcgroups.Layout:

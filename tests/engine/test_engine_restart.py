@@ -16,7 +16,7 @@ from collections.abc import Iterator
 
 import pytest
 
-from tests.engine.test_faults import assert_repaired, first_release, push_paused_at, release, releases
+from tests.helpers.faults import assert_repaired, first_release, push_paused_at, release, releases
 from tests.helpers.host import APPS, EXAMPLE, Paas, docker
 
 # No other worker's test runs through the restart; other homes' apps run again after it.

@@ -8,8 +8,8 @@ import time
 
 import pytest
 
-from tests.engine.test_zero_downtime import LUA, start_wrk, stop_wrk
 from tests.helpers.host import APPS, Paas, commit
+from tests.helpers.load import LUA, start_wrk, stop_wrk
 
 
 def ps(paas: Paas, app: str) -> list[dict]:

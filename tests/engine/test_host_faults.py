@@ -17,7 +17,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.engine.test_faults import (
+from tests.helpers.faults import (
     Poller,
     app_containers,
     assert_repaired,

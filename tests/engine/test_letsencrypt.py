@@ -27,8 +27,8 @@ from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.x509.oid import NameOID
 
-from tests.engine.test_tls import enable_https, https_get
 from tests.helpers.host import APPS, Paas, free_port
+from tests.helpers.tls import enable_https, https_get
 
 PEBBLE = Path("/usr/bin/pebble")
 CHALLTESTSRV = Path("/usr/bin/pebble-challtestsrv")

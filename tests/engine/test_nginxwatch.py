@@ -16,7 +16,7 @@ import pytest
 
 from minipaas.deploy import watcher
 from minipaas.state.settings import load
-from tests.engine.test_faults import wait_for
+from tests.helpers.faults import wait_for
 from tests.helpers.host import paas_host
 
 pytestmark = pytest.mark.engine  # a real nginx (the fast tier has none); no container is made

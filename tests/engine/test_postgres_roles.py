@@ -18,7 +18,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.engine.test_services import _service_images, count, wait_for, write
+from tests.helpers.addons import _service_images, count, wait_for, write
 from tests.helpers.host import APPS, ROOT, Paas, docker
 
 SERVICES_APP = APPS / "services-app"

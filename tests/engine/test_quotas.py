@@ -12,9 +12,9 @@ from collections.abc import Callable
 
 import pytest
 
-from tests.engine.test_ssh import add_key, assert_refused, checkout_for, push
-from tests.engine.test_tenants import pushed_error_lines
 from tests.helpers.host import APPS, Paas, commit, git
+from tests.helpers.pushes import pushed_error_lines
+from tests.helpers.ssh_client import add_key, assert_refused, checkout_for, push
 from tests.helpers.sshd import Sshd
 
 

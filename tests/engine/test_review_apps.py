@@ -11,8 +11,8 @@ import time
 
 import pytest
 
-from tests.engine.test_zero_downtime import stop_wrk
 from tests.helpers.host import APPS, Paas, commit, docker, git
+from tests.helpers.load import stop_wrk
 
 DNS_LABEL = re.compile(r"(?!-)[a-z0-9-]{1,63}(?<!-)")
 

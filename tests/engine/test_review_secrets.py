@@ -12,8 +12,8 @@ from urllib.parse import urlsplit
 
 import pytest
 
-from tests.engine.test_ssh import add_key, checkout_for, push
 from tests.helpers.host import Paas, commit, docker, git
+from tests.helpers.ssh_client import add_key, checkout_for, push
 from tests.helpers.sshd import Sshd
 
 SECRET = "top-secret-value-1"

@@ -5,12 +5,9 @@ from __future__ import annotations
 
 import json
 import subprocess
-import time
-from collections.abc import Callable
 from pathlib import Path
 
-import pytest
-
+from tests.helpers.addons import _service_images, count, wait_for, write  # noqa: F401 (the module fixture)
 from tests.helpers.host import APPS, Paas, commit, docker
 from tests.helpers.sshd import Sshd
 
@@ -19,37 +16,6 @@ SERVICES_APP = APPS / "services-app"
 SEED = ("CREATE TABLE t (id int PRIMARY KEY, note text NOT NULL);\n"
         "INSERT INTO t SELECT g, md5(g::text) FROM generate_series(1, 1000) g;\n")
 CHECKSUM = "SELECT count(*) || ':' || md5(string_agg(id || '=' || note, ',' ORDER BY id)) FROM t;"
-
-
-@pytest.fixture(scope="module", autouse=True)
-def _service_images(engine_ready: None, tmp_path_factory: pytest.TempPathFactory) -> None:
-    """The service images, built once for the run when the host lacks them (cached on the host after)."""
-    from minipaas.build import serviceimages
-    from minipaas.state.settings import load
-
-    settings = load({"MINIPAAS_HOME": str(tmp_path_factory.mktemp("images-home"))})
-    for kind in serviceimages.SPECS:
-        serviceimages.ensure(settings, kind, lambda _line: None)
-
-
-def wait_for(what: str, check: Callable[[], bool], timeout: float = 60) -> None:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if check():
-            return
-        time.sleep(0.2)
-    raise AssertionError(f"timed out waiting for {what}")
-
-
-def count(paas: Paas, app: str) -> dict[str, int]:
-    response = paas.get(app, "/count")
-    assert response.status == 200, response.body
-    return json.loads(response.body)
-
-
-def write(paas: Paas, app: str) -> None:
-    response = paas.get(app, "/write", method="POST", body="")
-    assert response.status == 200, response.body
 
 
 def sql(paas: Paas, name: str, statement: str) -> str:

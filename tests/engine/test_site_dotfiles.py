@@ -8,8 +8,8 @@ from __future__ import annotations
 import http.client
 from pathlib import Path
 
-from tests.engine.test_ssh import add_key, checkout_for, push
 from tests.helpers.host import APPS, Paas, commit
+from tests.helpers.ssh_client import add_key, checkout_for, push
 from tests.helpers.sshd import Sshd
 
 SECRET_FILES = {

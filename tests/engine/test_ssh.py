@@ -9,24 +9,8 @@ import time
 import pytest
 
 from tests.helpers.host import APPS, EXAMPLE, Paas, git
+from tests.helpers.ssh_client import add_key, assert_refused, checkout_for, push
 from tests.helpers.sshd import Sshd
-
-
-def add_key(paas: Paas, sshd: Sshd, name: str, role: str = "admin") -> None:
-    paas.run("ssh-keys:add", name, "--role", role, input=(sshd.key(name).with_suffix(".pub")).read_text())
-
-
-def checkout_for(paas: Paas, sshd: Sshd, app: str, source=APPS / "dockerfile", user: str = "alice"):
-    path = paas.checkout(app, source)
-    git(path, "remote", "set-url", "paas", sshd.url(app))
-    return path
-
-
-def push(paas: Paas, sshd: Sshd, checkout, user: str, *, ok: bool = True, ref: str = "master"):
-    result = subprocess.run(["git", "push", "paas", ref], cwd=checkout, env=sshd.git_env(paas.env, user),
-                            capture_output=True, text=True, timeout=600)
-    assert (result.returncode == 0) == ok, result.stdout + result.stderr
-    return result
 
 
 def test_first_push_over_ssh_creates_and_deploys_the_app_and_admin_commands_work(paas: Paas, sshd: Sshd) -> None:
@@ -58,14 +42,6 @@ def snapshot(paas: Paas) -> tuple[object, ...]:
     config = {a["name"]: paas.run("config", a["name"], "--json").stdout for a in json.loads(apps)}
     refs = {r: paas.repo_ref(r.removesuffix(".git")) for r in repos}
     return repos, sites, apps, keys, config, refs
-
-
-def assert_refused(result: subprocess.CompletedProcess[str], words: str = "") -> None:
-    assert result.returncode != 0, result.stdout + result.stderr
-    assert "Traceback" not in result.stderr
-    errors = [line for line in result.stderr.splitlines() if line.startswith("error: ")]
-    assert len(errors) == 1, result.stderr
-    assert words in errors[0], errors[0]
 
 
 def test_deployers_reach_only_their_apps_and_read_only_commands(paas: Paas, sshd: Sshd) -> None:
@@ -284,14 +260,6 @@ def test_remote_client_refuses_unknown_hosts_bad_keys_and_dead_hosts(paas: Paas,
     dead = client(env, checkout, "releases")
     assert dead.returncode == 1 and "cannot reach" in dead.stderr
     assert "Traceback" not in unknown.stderr + refused.stderr + dead.stderr
-
-
-@pytest.mark.parametrize(("path", "app"), [("hello", "hello"), ("hello.git", "hello"), ("/hello", "hello"),
-                                           ("~/hello.git", "hello"), ("/hello.git/", "hello")])
-def test_repository_path_forms(path: str, app: str) -> None:
-    from minipaas.ssh.sshentry import REPO_PATH
-
-    assert REPO_PATH.fullmatch(path).group("app") == app
 
 
 def test_enter_runs_in_the_live_container(paas: Paas, sshd: Sshd) -> None:

@@ -3,20 +3,10 @@
 from __future__ import annotations
 
 import gzip
-import http.client
 import json
 
 from tests.helpers.host import APPS, EXAMPLE, Paas, commit
-
-
-def fetch(paas: Paas, app: str, path: str, **headers: str) -> tuple[int, dict[str, str], bytes]:
-    conn = http.client.HTTPConnection("127.0.0.1", paas.port, timeout=30)
-    try:
-        conn.request("GET", path, headers={"Host": f"{app}.paas.test", **headers})
-        resp = conn.getresponse()
-        return resp.status, {k.lower(): v for k, v in resp.getheaders()}, resp.read()
-    finally:
-        conn.close()
+from tests.helpers.static import fetch
 
 
 def test_plain_static_site_is_served_by_nginx_without_a_container(paas: Paas) -> None:

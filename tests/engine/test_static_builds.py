@@ -8,8 +8,8 @@ from __future__ import annotations
 import json
 import re
 
-from tests.engine.test_static import fetch
 from tests.helpers.host import APPS, Paas, commit
+from tests.helpers.static import fetch
 
 
 def release(paas: Paas, app: str) -> dict[str, object]:

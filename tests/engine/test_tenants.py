@@ -9,21 +9,10 @@ from pathlib import Path
 
 import pytest
 
-from tests.engine.test_ssh import add_key, assert_refused, checkout_for, push
 from tests.helpers.host import APPS, EXAMPLE, Paas, commit, docker, paas_host
+from tests.helpers.pushes import image_exists, pushed_error_lines
+from tests.helpers.ssh_client import add_key, assert_refused, checkout_for, push
 from tests.helpers.sshd import Sshd
-
-
-def image_exists(ref: str) -> bool:
-    return subprocess.run(["docker", "image", "inspect", ref], capture_output=True).returncode == 0
-
-
-def pushed_error_lines(result: subprocess.CompletedProcess[str]) -> list[str]:
-    """The `!` lines of a rejected push, without the closing 'push rejected' line."""
-    lines = [line.removeprefix("remote:").strip() for line in (result.stdout + result.stderr).splitlines()
-             if line.startswith("remote:")]
-    return [line for line in lines if line.startswith("!") and "push rejected" not in line]
-
 
 LEAKS = {
     "copy-from": "FROM minipaas/node:26\nCOPY --from={victim} /srv /leak\nCMD [\"ls\", \"/leak\"]\n",

@@ -10,7 +10,7 @@ import pytest
 
 from minipaas.routing import acme, proxy
 from minipaas.state import apps
-from tests.unit.test_dashboard_units import Home, home  # noqa: F401 (the fixture)
+from tests.helpers.dashboard import Home, home  # noqa: F401 (the fixture)
 
 
 def test_the_dashboard_is_renewed_while_letsencrypt_is_on_for_it(home: Home, monkeypatch: pytest.MonkeyPatch) -> None:  # noqa: F811

@@ -15,7 +15,7 @@ import pytest
 
 from minipaas.dashboard import live
 from minipaas.deploy import logcursor
-from tests.unit.test_dashboard_units import Home, home, logged_in  # noqa: F401 (the fixture)
+from tests.helpers.dashboard import Home, home, logged_in  # noqa: F401 (the fixture)
 
 S = 1_765_087_200_000_000_000  # 2025-12-07T06:00:00Z in ns
 

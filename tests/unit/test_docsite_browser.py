@@ -8,30 +8,22 @@ from __future__ import annotations
 
 import functools
 import http.server
-import os
 import threading
 from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 
-CHROMIUM = "/usr/bin/chromium"
-CHROMEDRIVER = "/usr/bin/chromedriver"
+from tests.helpers.browser import chrome, h1, wait  # first: skips this module without chromium or selenium
 
-if not (os.path.exists(CHROMIUM) and os.path.exists(CHROMEDRIVER)):
-    pytest.skip("needs Debian's chromium and chromium-driver (apt-get install -y chromium chromium-driver)",
-                allow_module_level=True)
-pytest.importorskip("selenium", reason="needs the selenium package (pip install selenium)")
+# isort: split
+from selenium import webdriver
+from selenium.webdriver.common.by import By
+from selenium.webdriver.common.keys import Keys
+from selenium.webdriver.remote.webelement import WebElement
+from selenium.webdriver.support import expected_conditions as ec
 
-from selenium import webdriver  # noqa: E402
-from selenium.webdriver.chrome.service import Service  # noqa: E402
-from selenium.webdriver.common.by import By  # noqa: E402
-from selenium.webdriver.common.keys import Keys  # noqa: E402
-from selenium.webdriver.remote.webelement import WebElement  # noqa: E402
-from selenium.webdriver.support import expected_conditions as ec  # noqa: E402
-from selenium.webdriver.support.ui import WebDriverWait  # noqa: E402
-
-from minipaas.routing.docsite import render_site  # noqa: E402
+from minipaas.routing.docsite import render_site
 
 SAMPLE = {
     "README.md": "# Demo docs\n\nStart with [installing](guide/install.md).\n\n## Overview\n\nSome text.\n\n"
@@ -50,6 +42,25 @@ class QuietHandler(http.server.SimpleHTTPRequestHandler):
 
 
 @pytest.fixture(scope="module")
+def browser(tmp_path_factory: pytest.TempPathFactory) -> Iterator[webdriver.Chrome]:
+    driver = chrome(tmp_path_factory.mktemp("chromium-profile"))
+    try:
+        yield driver
+    finally:
+        driver.quit()
+
+
+
+@pytest.fixture
+def page(browser: webdriver.Chrome) -> Iterator[webdriver.Chrome]:
+    """The browser, with its console checked after each test: no SEVERE entry (failed load, script error)."""
+    browser.get_log("browser")  # drop what earlier tests left
+    yield browser
+    severe = [entry for entry in browser.get_log("browser") if entry["level"] == "SEVERE"]
+    assert severe == []
+
+
+@pytest.fixture(scope="module")
 def site(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
     root = tmp_path_factory.mktemp("docsite")
     for rel, content in SAMPLE.items():
@@ -65,46 +76,6 @@ def site(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
     server.shutdown()
     server.server_close()
     thread.join(timeout=10)
-
-
-def chrome(profile: Path, *extra_flags: str) -> webdriver.Chrome:
-    """Debian's headless Chromium, with its console log kept, talking to nothing but what a test serves."""
-    options = webdriver.ChromeOptions()
-    options.binary_location = CHROMIUM
-    for flag in ("--headless=new", "--no-sandbox", "--disable-gpu", "--disable-dev-shm-usage", "--no-first-run",
-                 "--disable-background-networking", "--disable-component-update", "--disable-sync",
-                 "--window-size=1280,900", f"--user-data-dir={profile}", *extra_flags):
-        options.add_argument(flag)
-    options.set_capability("goog:loggingPrefs", {"browser": "ALL"})
-    driver = webdriver.Chrome(service=Service(CHROMEDRIVER), options=options)
-    driver.set_page_load_timeout(30)
-    return driver
-
-
-@pytest.fixture(scope="module")
-def browser(tmp_path_factory: pytest.TempPathFactory) -> Iterator[webdriver.Chrome]:
-    driver = chrome(tmp_path_factory.mktemp("chromium-profile"))
-    try:
-        yield driver
-    finally:
-        driver.quit()
-
-
-@pytest.fixture
-def page(browser: webdriver.Chrome) -> Iterator[webdriver.Chrome]:
-    """The browser, with its console checked after each test: no SEVERE entry (failed load, script error)."""
-    browser.get_log("browser")  # drop what earlier tests left
-    yield browser
-    severe = [entry for entry in browser.get_log("browser") if entry["level"] == "SEVERE"]
-    assert severe == []
-
-
-def wait(driver: webdriver.Chrome) -> WebDriverWait:
-    return WebDriverWait(driver, 10)
-
-
-def h1(driver: webdriver.Chrome) -> str:
-    return driver.find_element(By.CSS_SELECTOR, ".ds-article h1").text
 
 
 def search_results(driver: webdriver.Chrome, query: str) -> list[WebElement]:
@@ -190,73 +161,3 @@ def test_screenshot(page: webdriver.Chrome, site: str, tmp_path: Path) -> None:
     assert shot.stat().st_size > 5000
 
 
-def test_docs_pushed_to_minipaas_work_in_the_browser(paas, tmp_path: Path) -> None:
-    """The whole way: a Markdown repo pushed to minipaas, served by its nginx, browsed by Chromium."""
-    from tests.helpers.host import APPS
-
-    app, _ = paas.deploy(APPS / "markdown-docs")
-    # Names under paas.test resolve to loopback inside this browser only.
-    driver = chrome(tmp_path / "profile", "--host-resolver-rules=MAP *.paas.test 127.0.0.1")
-    try:
-        base = f"http://{app}.paas.test:{paas.port}"
-        driver.get(f"{base}/")
-        assert driver.title.startswith("Team handbook")
-        link = driver.find_element(By.CSS_SELECTOR, '#ds-nav a[href$="guide/install.html"]')
-        driver.execute_script("arguments[0].click()", link)  # the guide folder may be folded on the home page
-        wait(driver).until(ec.url_contains("/guide/install"))
-        assert h1(driver) == "Install"
-        driver.get(f"{base}/guide/deploy")  # a clean URL, served as deploy.html
-        assert h1(driver) == "Deploy"
-        assert [e for e in driver.get_log("browser") if e["level"] == "SEVERE"] == []
-    finally:
-        driver.quit()
-
-
-def target_id(driver: webdriver.Chrome) -> str:
-    """The element the URL's fragment points at (`:target`): its id, or the name of an `<a name>`."""
-    return driver.execute_script(
-        "const t = document.querySelector(':target'); return t ? (t.id || t.getAttribute('name')) : null;")
-
-
-def test_a_docs_folder_written_for_github_is_followed_by_its_links(paas, tmp_path: Path) -> None:
-    """Pushed to minipaas, served by its nginx with the docs CSP: in-page and cross-page links written for
-    GitHub land on their headings and raw-HTML anchors; kept raw HTML works; none of its scripts ran."""
-    from tests.helpers.host import APPS
-
-    app = paas.new_app()
-    paas.push(paas.checkout(app, APPS / "docs-github"))
-    driver = chrome(tmp_path / "profile", "--host-resolver-rules=MAP *.paas.test 127.0.0.1")
-    try:
-        base = f"http://{app}.paas.test:{paas.port}"
-        driver.get(f"{base}/guide/setup")
-        driver.find_element(By.LINK_TEXT, "second install step").click()
-        wait(driver).until(lambda d: target_id(d) == "install-1")
-        assert driver.current_url.endswith("/guide/setup#install-1")
-        driver.find_element(By.LINK_TEXT, "Files & folders").click()
-        wait(driver).until(ec.url_to_be(f"{base}/guide/configuration.html#files--folders"))
-        assert target_id(driver) == "files--folders"
-        driver.find_element(By.LINK_TEXT, "the config file").click()  # to an <a id> in raw HTML
-        wait(driver).until(lambda d: target_id(d) == "config-file")
-
-        driver.get(f"{base}/")
-        assert driver.find_element(By.CSS_SELECTOR, ".ds-article h1").get_attribute("align") == "center"
-        driver.find_element(By.LINK_TEXT, "The old anchor").click()  # to an <a name>
-        wait(driver).until(lambda d: target_id(d) == "legacy-anchor")
-        driver.find_element(By.LINK_TEXT, "Why the name?").click()
-        wait(driver).until(ec.url_to_be(f"{base}/faq.html#why-is-it-called-widgetry"))
-        assert target_id(driver) == "why-is-it-called-widgetry"
-
-        driver.get(f"{base}/")
-        details = driver.find_element(By.TAG_NAME, "details")
-        assert details.get_attribute("open") is None
-        details.find_element(By.TAG_NAME, "summary").click()
-        assert details.get_attribute("open") is not None
-        assert driver.find_element(By.CSS_SELECTOR, "details pre").is_displayed()
-        driver.find_element(By.LINK_TEXT, "Back to getting started").click()  # its onclick is gone
-        wait(driver).until(lambda d: target_id(d) == "getting-started")
-        logo = driver.find_element(By.CSS_SELECTOR, 'img[alt="Widgetry logo"]')
-        assert driver.execute_script("return arguments[0].naturalWidth", logo) > 0  # the image loaded
-        assert driver.title == f"Home – {app}"  # no script of the page ran
-        assert [e for e in driver.get_log("browser") if e["level"] == "SEVERE"] == []
-    finally:
-        driver.quit()

@@ -18,24 +18,14 @@ import pytest
 from minipaas.routing import nginxconf
 from minipaas.routing.docmodel import CSP
 from minipaas.state.settings import SHARE_DIR
+from tests.helpers.nginx_specs import HOME, PRIVATE, STATIC, SYSTEM
 
 GOLDEN = Path(__file__).resolve().parents[1] / "golden" / "nginx"
-HOME = Path("/var/lib/minipaas")
 
-PRIVATE = nginxconf.Front(
-    templates=SHARE_DIR / "nginx", layout=nginxconf.Layout(HOME / "nginx"), private=True,
-    http_port=8080, https_port=8443, ipv6=True, log_dir=HOME / "logs",
-    routes_file=HOME / "nginx/control/routes.json", control_socket=HOME / "nginx/control/control.sock",
-    acme_root=HOME / "acme", user="www-data", group="minipaas-web",
-    lua_modules=(Path("/usr/lib/nginx/modules/ndk_http_module.so"),
-                 Path("/usr/lib/nginx/modules/ngx_http_lua_module.so")), metrics_port=9145)
-SYSTEM = dataclasses.replace(PRIVATE, private=False, http_port=80, https_port=443, ipv6=False, lua_modules=(),
-                             metrics_port=0)
 
 PROXIED = nginxconf.Site(app="hello", domains=("hello.example.com", "www.example.com"),
                          release_domain="hello.example.com")
 TLS = dataclasses.replace(PROXIED, certificate=(HOME / "certs/hello/fullchain.pem", HOME / "certs/hello/key.pem"))
-STATIC = nginxconf.Site(app="docs", domains=("docs.example.com",), static_root=HOME / "static/docs/current")
 DOCS = dataclasses.replace(STATIC, certificate=(HOME / "certs/docs/fullchain.pem", HOME / "certs/docs/key.pem"),
                            hsts=True, csp=CSP)
 DASHBOARD = nginxconf.Site(app="-dashboard", domains=("dashboard.example.com",),

@@ -19,7 +19,7 @@ from minipaas.routing import nginxconf, sites
 from minipaas.state import apps, config, reviews, services, store
 from minipaas.state import settings as settings_mod
 from minipaas.state.host import Host
-from tests.unit.test_nginx_text import STATIC, SYSTEM
+from tests.helpers.nginx_specs import STATIC, SYSTEM
 
 
 @pytest.fixture
