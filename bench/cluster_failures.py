@@ -1,6 +1,6 @@
 #!/usr/bin/env python3
 """Failed requests and time to recover when a cluster loses a node: `cluster:drain`, Swarm's own drain, a node
-killed (issue 15). Each run makes a fresh cluster of 3 node containers (tests/cluster_nodes.py: dockerd in
+killed (issue 15). Each run makes a fresh cluster of 3 node containers (tests/helpers/cluster_nodes.py: dockerd in
 containers, `cluster:init`, `cluster:join-command`), pushes tests/apps/dockerfile at `ps:scale web=6` (2 s drain
 delay), then, each under wrk load through minipaas' nginx (keep-alive GET/POST, tests/load/mixed.lua, 2 threads 16
 connections; `Connection: close` GET, 1 thread 4 connections):
@@ -25,7 +25,7 @@ running tasks (as the nodes' engines list them), no release pending nor retireme
                    for 5 s is being health-checked: the push waits for the Swarm's replacements on node-1.
 
 Medians (and the spread) over the runs. Needs the Docker engine, `minipaas/node:26`, wrk, and the node image
-tests/cluster_nodes.py makes (once, ~16 s). Everything made is removed, failure included.
+tests/helpers/cluster_nodes.py makes (once, ~16 s). Everything made is removed, failure included.
 
     /opt/minipaas/venv/bin/python bench/cluster_failures.py [--runs 3] [--json out.json]
 """

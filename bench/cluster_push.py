@@ -4,7 +4,7 @@
 The same app (tests/apps/dockerfile, `ps:scale web=6`, 2 s drain delay) on two minipaas hosts made in the same run:
 
   one host   plain containers on this machine's engine (the default);
-  cluster    `cluster:init` on a node container (tests/cluster_nodes.py: dockerd in containers) with two workers
+  cluster    `cluster:init` on a node container (tests/helpers/cluster_nodes.py: dockerd in containers) with two workers
              joined by `cluster:join-command`; the build on the manager, the image pushed to the cluster's
              registry, one Swarm service of 6 tasks spread over the nodes, each task health-checked at node:port.
 

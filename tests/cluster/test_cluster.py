@@ -1,5 +1,5 @@
 """Issue 15, groundwork: Docker engines in containers as Swarm nodes, the registry with minipaas' CA, and the
-cluster:* commands. Real dockerd nodes, a real Swarm, a real registry (tests/cluster_nodes.py); traffic only to
+cluster:* commands. Real dockerd nodes, a real Swarm, a real registry (tests/helpers/cluster_nodes.py); traffic only to
 the nodes and the network this test made.
 
 Not tested here because this machine cannot: the routing mesh and service VIPs (no IPVS), encrypted overlays
@@ -104,17 +104,20 @@ def _nodes(paas) -> dict[str, dict]:  # type: ignore[no-untyped-def, type-arg]
     return {n["hostname"]: n for n in json.loads(paas.run("cluster:nodes", "--json", "--no-disk").stdout)}
 
 
-def test_cluster_init_join_nodes_leave(paas, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
+@pytest.fixture
+def two_nodes(paas) -> Iterator[tuple[Cluster, Path]]:  # type: ignore[no-untyped-def]
+    """Two node containers, the manager sharing the host's home, and the folder the registry's CA goes to."""
     certs = Path(tempfile.mkdtemp(prefix="minipaas-certs-", dir="/var/tmp"))
     try:
         with cluster_nodes(2, manager_mounts=((str(paas.home), str(paas.home)), (str(certs), "/etc/docker/certs.d")),
                            cpus=0.8) as cluster:
-            _cluster_commands(paas, cluster, certs)
+            yield cluster, certs
     finally:
         shutil.rmtree(certs, ignore_errors=True)
 
 
-def _cluster_commands(paas, cluster: Cluster, certs: Path) -> None:  # type: ignore[no-untyped-def]
+def test_cluster_init_join_nodes_leave(paas, two_nodes: tuple[Cluster, Path]) -> None:  # type: ignore[no-untyped-def]
+    cluster, certs = two_nodes
     manager, worker = cluster.nodes
     paas.env.update(DOCKER_HOST=manager.engine, MINIPAAS_DOCKER_CERTS=str(certs))
     cluster_dir = paas.home / "cluster"

@@ -230,7 +230,7 @@ def test_restore_reroutes_to_new_tasks_and_removes_a_stray_service(deployed: Dep
     d.manager.docker("service", "create", "--detach", "--name", stray, "--replicas", "0",
                      "--label", f"minipaas.service={d.paas.home}", "--label", f"minipaas.app={d.app}",
                      d.seen["image 1"])
-    # The watcher would route the new tasks itself (tests/test_cluster_failures.py): stopped, as after a reboot.
+    # The watcher would route the new tasks itself (tests/cluster/test_cluster_failures.py): stopped, as after a reboot.
     pid = int((d.paas.home / "nginx" / "run" / "watch.pid").read_text())
     os.kill(pid, signal.SIGTERM)
     wait_for(lambda: _gone(pid), "the watcher gone", 30)

@@ -3,7 +3,7 @@ service (6 tasks over 3 nodes), health-checked per task, routed by minipaas' own
 push, under keep-alive and closing load, switches to the new release's service without a failed request and
 retires the old one after the drain delay; a third, broken one is refused and removed, the second still serving.
 
-Real things only: three dockerd node containers (tests/cluster_nodes.py), a real Swarm and registry made by
+Real things only: three dockerd node containers (tests/helpers/cluster_nodes.py), a real Swarm and registry made by
 `cluster:init`, real pushes, nginx on this test host. Traffic goes only to loopback and to the node containers.
 """
 

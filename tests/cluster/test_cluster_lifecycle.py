@@ -4,7 +4,7 @@ push; `gc` deletes the manifests of the releases it drops from the cluster's reg
 their blobs (its storage shrinks, the live release's blobs stay); then `cluster:leave` under load turns the app
 back into a plain container on the manager with 0 failed requests, and a later push deploys on one host.
 
-Real things only: a dockerd node container (tests/cluster_nodes.py), a real Swarm and registry made by
+Real things only: a dockerd node container (tests/helpers/cluster_nodes.py), a real Swarm and registry made by
 `cluster:init`, real pushes, nginx and wrk on this test host.
 
 Plain containers on the manager sit on its bridge networks, inside the node container: the test host (nginx, the

@@ -80,7 +80,7 @@ def test_usage_errors_exit_2_without_traceback(paas: Paas) -> None:
         assert len(result.stderr.strip().splitlines()) == 1 and words in result.stderr, result.stderr
 
 
-# Repository files the Hypothesis properties of issue 20 found a traceback in (tests/test_fuzz_*.py), each pushed
+# Repository files the Hypothesis properties of issue 20 found a traceback in (tests/unit/test_fuzz_*.py), each pushed
 # for real: before the build (Dockerfile, package.json, app.json) or at the health check (CHECKS, app.json's
 # checks), one line and a rejected push; the live release keeps serving, and an honest push deploys after them.
 HOSTILE_FILES = [

@@ -1,7 +1,7 @@
 """The watcher keeps the home's own nginx running, end to end on a real host with no app (a real private nginx and a
 real `minipaas watch`, no container): its master SIGKILLed, with no command run, a new master answers on the same
 port, nothing was refused meanwhile, and the watcher's log says what it did; a master stopped on purpose stays
-stopped. (With apps and routes: tests/test_host_faults.py.)"""
+stopped. (With apps and routes: tests/engine/test_host_faults.py.)"""
 
 from __future__ import annotations
 

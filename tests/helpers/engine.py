@@ -18,12 +18,37 @@ from tests.helpers.host import CA
 # Tests that need the Docker engine (and nginx): every test using one of these fixtures, and every test
 # of a module marked `pytestmark = pytest.mark.engine`. `pytest -m "not engine"` runs the rest, the fast tier.
 ENGINE_FIXTURES = frozenset({"paas", "sshd", "engine_ready"})
+TESTS = Path(__file__).resolve().parent.parent
+ENGINE_TIERS = ("engine", "cluster")  # tests/engine, tests/cluster: every test there is marked engine
+
+
+def misplaced(path: Path, marked_engine: bool) -> str | None:
+    """Why a test at `path` (marked engine or not) is not in its tier's folder, or None: the folder says the
+    tier, so `pytest tests/unit` is the fast tier and each folder's tests need what its name says."""
+    if not path.is_relative_to(TESTS):
+        return None  # not one of this suite's tests
+    tier = path.relative_to(TESTS).parts[0]
+    if tier == "unit" and marked_engine:
+        return "needs the Docker engine (marked engine, or asks for paas, sshd or engine_ready): put it in tests/engine"
+    if tier in ENGINE_TIERS and not marked_engine:
+        return f"needs no engine (not marked engine) but lives in tests/{tier}: move it to tests/unit"
+    if tier not in ("unit", *ENGINE_TIERS):
+        return "lives outside the tiers' folders: put it in tests/unit, tests/engine or tests/cluster"
+    return None
 
 
 def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    """Marks the tests that need the engine, then refuses the run if a test is in the wrong tier's folder (a
+    new test that asks for `paas` in tests/unit would otherwise slow down and break the fast tier)."""
+    wrong = []
     for item in items:
         if ENGINE_FIXTURES & set(getattr(item, "fixturenames", ())):
             item.add_marker(pytest.mark.engine)
+        why = misplaced(item.path, item.get_closest_marker("engine") is not None)
+        if why:
+            wrong.append(f"{item.nodeid} {why}")
+    if wrong:
+        raise pytest.UsageError("tests in the wrong tier's folder:\n" + "\n".join(wrong))
 
 
 @functools.cache

@@ -33,7 +33,7 @@ def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item
     """Tests marked `engine_restart` (they restart the machine's Docker engine) run after every other test of
     their queue, whatever their file's name: each worker sorts the same way, so xdist hands the host's queue out in
     this order, and `engine_to_itself` then waits for the other worker's queue to end. (Before this, the file was
-    named test_zz_restore.py to be collected last, an order any new file name could break.)"""
+    named test_engine_restart.py to be collected last, an order any new file name could break.)"""
     items.sort(key=lambda item: item.get_closest_marker("engine_restart") is not None)  # stable: the rest keep theirs
 
 

@@ -1,5 +1,5 @@
 """letsencrypt:* for the dashboard (`@dashboard`), without an ACME server: which targets renew, and how each is
-named (tests/test_letsencrypt.py issues the dashboard's certificate from pebble)."""
+named (tests/engine/test_letsencrypt.py issues the dashboard's certificate from pebble)."""
 
 from __future__ import annotations
 

@@ -1,6 +1,6 @@
 """What a build's Dockerfile may reference, decided on the instructions the builder gets (one reading: no engine
 needed). Each attack of issue 19 that went through a second reading of the text has its case here; the same
-attacks through real pushes are in tests/test_build_isolation.py."""
+attacks through real pushes are in tests/engine/test_build_isolation.py."""
 
 from __future__ import annotations
 

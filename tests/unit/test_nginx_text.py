@@ -1,7 +1,7 @@
 """nginx's text as pure functions of a spec (routing/nginxconf.py), compared with golden files.
 
 No nginx, no engine, no home: the specs below are all the functions see. A change to a template shows
-up here as a diff to read; `MINIPAAS_UPDATE_GOLDEN=1 pytest tests/test_nginx_text.py` rewrites the
+up here as a diff to read; `MINIPAAS_UPDATE_GOLDEN=1 pytest tests/unit/test_nginx_text.py` rewrites the
 files after a change meant to be made (then read `git diff tests/golden`). The same text is checked
 by a real nginx in the routing, TLS and static-site tests.
 """
