@@ -6,7 +6,6 @@ from __future__ import annotations
 
 import contextlib
 import dataclasses
-import functools
 import io
 import re
 import tarfile
@@ -17,10 +16,7 @@ from typing import IO
 
 from minipaas.adapters import buildcgroups, engine, gitrepo
 from minipaas.adapters.buildcgroups import BuildLimits
-from minipaas.build import (
-    buildcontext,
-    buildkit,
-)
+from minipaas.build import buildcontext, builderchoice, buildkit
 from minipaas.errors import EngineError
 from minipaas.state import locks
 from minipaas.state.settings import Settings
@@ -37,48 +33,6 @@ VENDORED = "node_modules"
 # the container runs it itself rather than through `npm start`, which costs 0.3-0.4 s at every start here and
 # would be a second process between the engine's init and node. Anything else still goes through npm.
 PLAIN_NODE = re.compile(r"node(?: [\w./@=:,+-]+)+")
-
-
-@dataclass(frozen=True)
-class Enforcement:
-    """What this host can do about build limits."""
-
-    layout: buildcgroups.Layout | None  # None: minipaas cannot limit the engine's cgroups
-    why: str  # how the limits are applied, or why they are not, for `report` and `init`
-
-
-@functools.cache
-def enforcement() -> Enforcement:
-    driver, version, local = engine.cgroups()
-    if not local:
-        return Enforcement(None, "the Docker engine runs on another machine")
-    if driver != "cgroupfs":
-        return Enforcement(None, f"the engine uses the {driver or 'unknown'} cgroup driver, whose cgroups "
-                                 "minipaas does not manage")
-    layout = buildcgroups.host_layout(version)
-    if layout is None:
-        return Enforcement(None, f"cgroup v{version} controllers memory, pids and cpu are not writable here")
-    return Enforcement(layout, f"cgroup v{version}, cgroupfs driver")
-
-
-@functools.cache
-def builder(settings: Settings) -> buildkit.Builder:
-    """The host's builder: as `init` found it (settings.toml), or as MINIPAAS_BUILDER asks now."""
-    return buildkit.find(settings.builder, prefer_legacy=enforcement().layout is None)
-
-
-def describe(settings: Settings) -> list[str]:
-    """The builder and how build limits are enforced, for `report` and `init`."""
-    found, how = builder(settings), enforcement()
-    if how.layout is not None:
-        limits = f"memory, CPUs, processes and time, per app ({how.why})"
-        if found.kind != "legacy":
-            limits += "; BuildKit builds take turns host-wide"
-    elif found.kind == "legacy":
-        limits = f"time, and memory and CPUs per build step; no process limit ({how.why})"
-    else:
-        limits = f"time only; not memory, CPUs or processes ({how.why}; MINIPAAS_BUILDER=legacy limits more)"
-    return [f"builder: {found.describe()}", f"build limits: {limits}"]
 
 
 @dataclass(frozen=True)
@@ -113,7 +67,7 @@ def run_builder(settings: Settings, app: str, context: Context | IO[bytes] | Pat
     `progress` gets the builder's lines; `say` what minipaas itself has to tell (waiting for a turn).
     `secrets` (id -> file) reach BuildKit's `RUN --mount=type=secret` steps; the legacy builder has none.
     `no_cache`: no step reuses a cached layer (`git push -o no-cache`)."""
-    found, layout = builder(settings), enforcement().layout
+    found, layout = builderchoice.builder(settings), builderchoice.enforcement().layout
     if found.kind == "legacy":
         if isinstance(context, Path):
             raise ValueError("the legacy builder takes a tar, not a folder")

@@ -39,7 +39,8 @@ from minipaas.build import (
     stacks,
     teststage,
 )
-from minipaas.build.builders import VENDORED, Context, builder, run_builder
+from minipaas.build.builderchoice import builder
+from minipaas.build.builders import VENDORED, Context, run_builder
 from minipaas.errors import BuildFailed, Conflict, TestsFailed
 from minipaas.state import apps, cachemounts, config
 from minipaas.state.host import Host

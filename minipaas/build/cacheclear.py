@@ -27,7 +27,7 @@ from collections.abc import Callable
 
 from minipaas.adapters import engine
 from minipaas.adapters.buildcgroups import BuildLimits
-from minipaas.build import buildcontext, builders, dockerfile_reading, dockerfiles, stacks
+from minipaas.build import buildcontext, builderchoice, builders, dockerfile_reading, dockerfiles, stacks
 from minipaas.build.dockerfile_reading import Instruction
 from minipaas.state import cachemounts, locks
 from minipaas.state.host import Host
@@ -47,7 +47,7 @@ def empty_life(host: Host, life: str, app: str, progress: Callable[[str], None])
 
 def _empty(host: Host, app: str, ids: list[str], progress: Callable[[str], None]) -> bool:
     settings = host.settings
-    if builders.builder(settings).kind == "legacy":
+    if builderchoice.builder(settings).kind == "legacy":
         progress(f"       {app}'s build caches are BuildKit's, and this host builds with the legacy builder now: "
                  "kept (`docker builder prune` removes every cache)")
         return False
@@ -78,7 +78,7 @@ def empty_contexts(host: Host, app: str, progress: Callable[[str], None]) -> Non
     folders = buildcontext.folders(settings, app)
     if not folders:
         return
-    if builders.builder(settings).kind == "legacy":
+    if builderchoice.builder(settings).kind == "legacy":
         progress(f"       BuildKit's copy of {app}'s last build context is kept: this host builds with the legacy "
                  "builder now (`docker builder prune` removes it)")
         return

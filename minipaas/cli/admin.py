@@ -47,16 +47,17 @@ def gc_cmd(app: str | None, dry_run: bool) -> None:
 @click.option("--json", "as_json", is_flag=True)
 def report_cmd(as_json: bool) -> None:
     """Disk used per app and in total; the builder and how build limits are enforced."""
-    from minipaas.build import builders
-    from minipaas.deploy import containers, dashboardproc, gc
+    from minipaas.build import builderchoice
+    from minipaas.deploy import addresspool, dashboardproc, diskreport
+    from minipaas.state import canaries
 
-    rows = gc.report(current_host())
+    rows = diskreport.report(current_host())
     if as_json:
         print_json(rows)
         return
-    for line in builders.describe(current_host().settings):
+    for line in builderchoice.describe(current_host().settings):
         say(line)
-    pool = containers.pool_usage(current_host())
+    pool = addresspool.usage(current_host())
     say(pool.summary())
     say(dashboardproc.describe(current_host().settings))
     if warning := pool.warning():
@@ -66,10 +67,10 @@ def report_cmd(as_json: bool) -> None:
              f"{r['repo_bytes'] / mb:.1f}"] for r in rows), ["APP", "IMAGES", "IMAGES MB", "SITE MB", "REPO MB"])
     total = sum(int(r["image_bytes"]) + int(r["site_bytes"]) + int(r["repo_bytes"]) for r in rows)  # type: ignore[call-overload]
     say(f"total: {total / mb:.1f} MB (images: what each adds beyond the layers it shares)")
-    from minipaas.deploy import canaryguard
-    from minipaas.state import canaries
+    if running_canaries := canaries.every(current_host()):
+        from minipaas.deploy import canaryguard  # its figures, only when a canary runs
 
-    for running in canaries.every(current_host()):
+    for running in running_canaries:
         for line in canaryguard.describe(current_host(), running):
             say(f"{running.app}: {line.strip()}")
 

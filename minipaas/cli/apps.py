@@ -12,7 +12,7 @@ from minipaas.errors import MinipaasError
 @click.argument("app")
 def apps_create(app: str) -> None:
     """Create an app: its git repository, default domain and vhost."""
-    from minipaas.deploy import containers, lifecycle
+    from minipaas.deploy import addresspool, lifecycle
     from minipaas.state import apps
 
     host = current_host()
@@ -20,7 +20,7 @@ def apps_create(app: str) -> None:
     say(f"-----> Created {app}")
     say(f"       git remote add paas {host.settings.repo_path(app)}")
     say(f"       served at http://{apps.default_domain(host, app)}/ once pushed")
-    if warning := containers.pool_warning(host):
+    if warning := addresspool.warning(host):
         say(f"       warning: {warning}")
 
 

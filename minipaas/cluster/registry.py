@@ -10,10 +10,8 @@ container on a node reaches it (firewall.py).
 from __future__ import annotations
 
 import base64
-import http.client
 import os
 import shutil
-import ssl
 import time
 from collections.abc import Callable
 from pathlib import Path
@@ -143,6 +141,9 @@ def untrust(settings: Settings, where: str) -> None:
 def answers(where: str, ca_file: Path, account: credentials.Credentials | None) -> bool:
     """Whether the registry answers its API's base (GET /v2/ → 200) with a certificate the CA signed, to the
     account's credentials."""
+    import http.client  # here: every command reaches this module, few of them ask a registry anything
+    import ssl
+
     host, _, port = where.rpartition(":")
     context = ssl.create_default_context(cafile=str(ca_file))
     conn = http.client.HTTPSConnection(host.strip("[]"), int(port), timeout=3, context=context)

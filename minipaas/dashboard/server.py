@@ -6,7 +6,6 @@ from __future__ import annotations
 import os
 
 from minipaas.deploy import dashboardproc
-from minipaas.routing import proxy
 from minipaas.state.settings import Settings
 
 
@@ -15,7 +14,7 @@ def run(settings: Settings) -> None:
 
     from minipaas.dashboard import web
 
-    socket_path = proxy.dashboard_socket(settings)
+    socket_path = settings.dashboard_socket
     socket_path.parent.mkdir(parents=True, exist_ok=True)
     socket_path.unlink(missing_ok=True)  # a socket a killed process left: uvicorn binds a fresh one
     dashboardproc.pid_file(settings).write_text(f"{os.getpid()}\n")

@@ -3,7 +3,7 @@
 Nothing here queries the database or the engine on its own: the apps are `apps.listing` (`apps:list`),
 releases `releaselog.listing` (`releases`), processes `processes.status` (`ps`), config `config.entries`
 (`config`), domains `domains.of`, certificates `certs.info` (`certs`), services `services.linked_to`, disk
-`gc.report` (`report`), base images `stacks.listing` (`stack:list`), what gc frees `gc.collect(dry_run=True)`,
+`diskreport.report` (`report`), base images `stacks.listing` (`stack:list`), what gc frees `gc.collect(dry_run=True)`,
 the audit log `events.listing` (`events`), services' backups `servicebackups.listing` (`<kind>:backups`).
 What a key may not reach is left out, as `apps:list` leaves it out for a deployer; config values are an
 admin's alone.
@@ -119,7 +119,7 @@ class AppPage:
 
 
 def app_page(host: Host, who: Principal, app: str, *, show_values: bool = False, with_disk: bool = True) -> AppPage:
-    from minipaas.deploy import canaryguard, gc, processes
+    from minipaas.deploy import canaryguard, diskreport, processes
 
     reachable(host, who, app)
     access.check(who, "ps", app)
@@ -146,7 +146,7 @@ def app_page(host: Host, who: Principal, app: str, *, show_values: bool = False,
     disk = None
     if with_disk:
         try:
-            disk = next(iter(gc.report(host, only=app)), None)
+            disk = next(iter(diskreport.report(host, only=app)), None)
         except MinipaasError:
             disk = None
     listed = [a for a in apps.listing(host) if a.name == app or a.parent == app]
@@ -218,13 +218,13 @@ def host_page(host: Host, who: Principal) -> HostPage:
     `events` show it: an admin's page (those commands are an admin's)."""
     from minipaas.build import stacks
     from minipaas.cluster import disks, membership
-    from minipaas.deploy import gc
+    from minipaas.deploy import diskreport, gc
 
     access.check(who, "report", None)
     problems: list[str] = []
     page = HostPage([], [], [], [], [], events.listing(host, limit=50), problems)
     try:
-        page.disk = gc.report(host)
+        page.disk = diskreport.report(host)
         page.base_images = stacks.listing(str(host.settings.home))
         gc.collect(host, dry_run=True, progress=page.gc_lines.append)
     except MinipaasError as exc:

@@ -8,8 +8,8 @@ from collections.abc import Callable
 from minipaas.adapters import engine, gitrepo, networks
 from minipaas.adapters.engine.labels import TASK_LABEL
 from minipaas.cluster import membership
-from minipaas.deploy import appjson, formation, health, servicecontainers
-from minipaas.errors import Conflict, EngineError
+from minipaas.deploy import addresspool, appjson, formation, health, servicecontainers
+from minipaas.errors import Conflict
 from minipaas.routing import proxy
 from minipaas.routing.routes import Version
 from minipaas.state import apps, canaries, releaselog
@@ -40,26 +40,12 @@ def ensure_app_network(host: Host, app: str) -> None:
     servicecontainers.attach_linked(host, app)
 
 
-def pool_usage(host: Host) -> networks.PoolUsage:
-    """How much of MINIPAAS_SUBNETS the engine's networks hold (every instance's and anyone's)."""
-    return networks.usage(host.settings.subnets)
-
-
-def pool_warning(host: Host) -> str | None:
-    """One line when the address pool is nearly or entirely used up (apps:create, a new review app, report);
-    None while there is room, or when the engine does not answer (the command itself does not need it)."""
-    try:
-        return pool_usage(host).warning()
-    except EngineError:
-        return None
-
-
 def check_network_room(host: Host, app: str) -> None:
     """Before a build: a release that needs the app's own network, which it has not yet, is refused in one line
     when the pool has none left (rather than after the build, when the network is made)."""
     if networks.exists(host.settings.app_network(app)):
         return
-    usage = pool_usage(host)
+    usage = addresspool.usage(host)
     if usage.free <= 0:
         raise Conflict(f"{app} needs a network of its own and MINIPAAS_SUBNETS {usage.pool} has no /{usage.prefix} "
                        f"left (all {usage.total} taken): widen it (subnets in settings.toml) or free one "

@@ -23,13 +23,12 @@ from __future__ import annotations
 import contextlib
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from pathlib import Path
 
 from minipaas.adapters import engine
 from minipaas.adapters.engine.labels import TASK_LABEL
 from minipaas.build import cacheclear, dockerfiles, stacks
 from minipaas.cluster import membership, registrygc, releases
-from minipaas.deploy import containers, disksizes
+from minipaas.deploy import containers, diskreport
 from minipaas.routing import sites
 from minipaas.state import apps, cachemounts, releaselog
 from minipaas.state.host import Host
@@ -59,17 +58,12 @@ class Sizes:
 
     def __init__(self, host: Host) -> None:
         self._sizes: dict[str, int] | None = None
-        self._cache = sizes_cache(host)
+        self._cache = diskreport.sizes_cache(host)
 
     def get(self, image: str, default: int) -> int:
         if self._sizes is None:
             self._sizes = engine.unique_image_sizes(self._cache)
         return self._sizes.get(image, default)
-
-
-def sizes_cache(host: Host) -> Path:
-    """Where the images' unique sizes are kept with the images they were measured among (`report`, `gc`)."""
-    return host.settings.cache_dir / "image-sizes.json"
 
 
 def collect(host: Host, *, dry_run: bool, only: str | None = None,
@@ -211,26 +205,6 @@ def _sweep_registry(host: Host, freed: Freed, progress: Callable[[str], None]) -
                 return
         size = registrygc.sweep(host.settings, progress)
         freed.add("unreferenced blobs in the cluster's registry", size)
-
-
-def report(host: Host, only: str | None = None) -> list[dict[str, object]]:
-    """Disk used per app (`only`: that app's row alone, as its dashboard page shows it): release images (what each
-    adds beyond the layers it shares with other images), site directories and the git repository."""
-    sizes = engine.unique_image_sizes(sizes_cache(host))
-    names = [only] if only is not None else apps.names(host)
-    folders = [(sites.app_dir(host.settings, app), host.settings.repo_path(app)) for app in names]
-    disk = disksizes.sizes(host.settings, [site for site, _ in folders], [repo for _, repo in folders])
-    rows = []
-    for app, (site, repo) in zip(names, folders, strict=True):
-        images = {r.image for r in releaselog.listing(host, app) if r.image and r.image in sizes}
-        rows.append({
-            "app": app,
-            "images": len(images),
-            "image_bytes": sum(sizes[i] for i in images),
-            "site_bytes": disk[site],
-            "repo_bytes": disk[repo],
-        })
-    return rows
 
 
 def _human(size: int) -> str:

@@ -14,7 +14,7 @@ from collections.abc import Callable
 
 from minipaas.access import keys, sudoers
 from minipaas.adapters import gitrepo, nginx
-from minipaas.build import builders, buildkit
+from minipaas.build import builderchoice, buildkit
 from minipaas.deploy import hostunits, serviceroles
 from minipaas.errors import InvalidInput
 from minipaas.routing import domains, proxy
@@ -61,7 +61,7 @@ def init(progress: Callable[[str], None], settings: Settings | None = None) -> S
     where = f"private nginx on 127.0.0.1:{s.http_port}" if s.nginx == "private" else \
         f"the host's nginx on port {s.http_port}"
     progress(f"-----> Apps are served at http://<app>.{s.domain} by {where}")
-    for line in builders.describe(s):
+    for line in builderchoice.describe(s):
         progress(f"-----> {line[0].upper()}{line[1:]}")
     # Postgres services an earlier version made: a role per linked app instead of the superuser's URL.
     for problem in serviceroles.upgrade_all(host, progress):
@@ -74,7 +74,7 @@ def _builder(s: Settings) -> str:
     wanted = s.builder
     if wanted.startswith(("buildkit:", "buildx:")) and not buildkit.parse(wanted).cli_exists():
         wanted = "auto"
-    return buildkit.find(wanted, prefer_legacy=builders.enforcement().layout is None).spec
+    return buildkit.find(wanted, prefer_legacy=builderchoice.enforcement().layout is None).spec
 
 
 def _check_host_files(s: Settings) -> None:

@@ -13,7 +13,7 @@ from __future__ import annotations
 from collections.abc import Callable
 
 from minipaas.build import builds
-from minipaas.deploy import containers, lifecycle, processes, rollout, servicecontainers
+from minipaas.deploy import addresspool, containers, lifecycle, processes, rollout, servicecontainers
 from minipaas.errors import Conflict
 from minipaas.routing import proxy
 from minipaas.state import apps, releaselog, reviews, services
@@ -79,7 +79,7 @@ def _create(host: Host, parent: str, branch: str, progress: Progress) -> str:
         raise
     count, limit = len(reviews.of(host, parent)), int(apps.get_setting(host, parent, "review-apps-limit"))
     progress(f"-----> Review app {name} for branch {branch}")
-    if warning := containers.pool_warning(host):
+    if warning := addresspool.warning(host):
         progress(f"       warning: {warning}")
     if count >= limit:
         progress(f"       {parent} has {count} review apps, its review-apps-limit: another branch is refused until "

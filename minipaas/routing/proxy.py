@@ -270,16 +270,11 @@ def write_site(settings: Settings, app: str, domains: list[str], *, static: bool
                 reload=reload)
 
 
-def dashboard_socket(settings: Settings) -> Path:
-    """Where the dashboard listens (deploy/dashboardproc.py): in a folder of its own, which nginx's workers pass."""
-    return settings.nginx_dir / "dashboard" / "dashboard.sock"
-
-
 def write_dashboard_site(settings: Settings, *, reload: bool = False) -> None:
     """The dashboard's vhost (`dashboard-domain`, else dashboard.<domain>), proxied to its socket; HTTPS (with
     HSTS) once certs/-dashboard/ holds a certificate. `-dashboard` is no app's name (APP_NAME starts with a
     letter): the vhost and the certificate folder are its own."""
-    socket_path = dashboard_socket(settings)
+    socket_path = settings.dashboard_socket
     if len(str(socket_path)) > MAX_SOCKET_PATH:
         raise InvalidInput(f"MINIPAAS_HOME is too long for the dashboard's socket ({socket_path})")
     certificate = certfiles.paths(settings, DASHBOARD_SITE)

@@ -62,6 +62,15 @@ def listing(host: Host, app: str) -> list[Release]:
     return [from_row(row) for row in rows]
 
 
+def images(host: Host) -> dict[str, set[str]]:
+    """Every app's release images, in one query (`report` over hundreds of apps: one `listing` per app would
+    read every release's build log too)."""
+    found: dict[str, set[str]] = {}
+    for row in host.db.execute("SELECT app, image FROM releases WHERE image != ''"):
+        found.setdefault(row["app"], set()).add(row["image"])
+    return found
+
+
 def live(host: Host, app: str) -> Release | None:
     row = host.db.execute("SELECT * FROM releases WHERE app = ? AND status = 'live'", (app,)).fetchone()
     return from_row(row) if row else None

@@ -123,6 +123,11 @@ class Settings:
         return self.home / "nginx"
 
     @property
+    def dashboard_socket(self) -> Path:
+        """Where the dashboard listens: in a folder of its own, which nginx's workers pass."""
+        return self.nginx_dir / "dashboard" / "dashboard.sock"
+
+    @property
     def logs_dir(self) -> Path:
         return self.home / "logs"
 

@@ -184,16 +184,16 @@ def test_where_the_engine_cgroups_cannot_be_limited_the_legacy_builder_limits_ea
         paas: Paas, monkeypatch: pytest.MonkeyPatch) -> None:
     """The systemd cgroup driver (or a remote engine): no parent cgroup minipaas could limit. auto then
     picks the legacy builder, whose API limits each step's memory and CPUs, and `report` says so."""
-    from minipaas.build import builders
+    from minipaas.build import builderchoice, builders
     from minipaas.state import settings
 
     why = "the engine uses the systemd cgroup driver, whose cgroups minipaas does not manage"
-    monkeypatch.setattr(builders, "enforcement", lambda: builders.Enforcement(None, why))
-    builders.builder.cache_clear()
+    monkeypatch.setattr(builderchoice, "enforcement", lambda: builderchoice.Enforcement(None, why))
+    builderchoice.builder.cache_clear()
     host = settings.load({**paas.env, "MINIPAAS_BUILDER": "auto"})
     try:
-        assert builders.builder(host).kind == "legacy"
-        assert builders.describe(host)[1] == (
+        assert builderchoice.builder(host).kind == "legacy"
+        assert builderchoice.describe(host)[1] == (
             f"build limits: time, and memory and CPUs per build step; no process limit ({why})")
         dockerfile = (f"FROM minipaas/node:26\nRUN node -e 'Buffer.alloc(256 * 1024 * 1024, 1)' "
                       f"# {uuid.uuid4().hex}\n").encode()
@@ -208,6 +208,6 @@ def test_where_the_engine_cgroups_cannot_be_limited_the_legacy_builder_limits_ea
                                           limits=buildcgroups.BuildLimits(memory="64m", cpus=1.0, pids=64,
                                                                           timeout=120))
     finally:
-        builders.builder.cache_clear()
+        builderchoice.builder.cache_clear()
     assert (outcome.exit_code, hit) == (137, buildcgroups.MEMORY), outcome.log
     assert leftovers(paas, app, "legacy") == []

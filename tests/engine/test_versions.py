@@ -307,6 +307,24 @@ def test_a_release_whose_containers_do_not_answer_counts_the_503s(host: tuple[Pa
     assert after[43].classes.get(5, 0) - before[43].classes.get(5, 0) == 20
 
 
+def test_counts_a_worker_holds_reach_the_dict_when_no_request_follows(host: tuple[Paas, Settings],
+                                                                      backends: list[Backend]) -> None:
+    """A worker moves its counts into the shared dict at its first request a quarter second after its last move,
+    or by its timer: two requests on one kept-alive connection (one worker), the first moving what the worker
+    held, leave the second's count to the timer alone, with nothing after them."""
+    paas, settings = host
+    stable = Backend(52)
+    route(settings, backends, (stable, 100))
+    for _ in range(3):
+        before = totals(settings, 52)
+        conn = http.client.HTTPConnection("127.0.0.1", paas.port, timeout=10)
+        try:
+            assert [ask(conn).status, ask(conn).status] == [200, 200]
+        finally:
+            conn.close()
+        assert counted(settings, before, 2)[52].requests == before[52].requests + 2
+
+
 def test_prometheus_reads_every_routed_releases_totals_on_loopback(host: tuple[Paas, Settings],
                                                                    backends: list[Backend]) -> None:
     paas, settings = host

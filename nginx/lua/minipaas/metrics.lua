@@ -19,9 +19,33 @@ local LOG_STEP = log(2) / STEPS
 local LAST = 17 * STEPS
 M.STEPS, M.LAST = STEPS, LAST
 
--- One counter per status class and latency bucket (`c2b17`): a request is one incr of it, in the totals and in its
--- minute (and one of the latency's sum): three per request. Their keys are made once per worker and version (and
--- minute), not per request.
+-- One counter per status class and latency bucket (`c2b17`): a request adds one to it, in the totals and in its
+-- minute (and its latency to the sum). Their keys are made once per worker and version (and minute), not per
+-- request.
+--
+-- A worker adds to counters of its own (a Lua table) and moves them into the shared dict at most FLUSH seconds
+-- later: at its first request after that, or by its timer when no request comes (and when it exits, at a reload).
+-- Each incr of the shared dict takes the dict's lock: three per request were a measurable share of the hot path
+-- (docs/benchmarks.md). Readers see a request at most FLUSH seconds after it was answered (the guard reads
+-- minutes; tests poll). A worker killed outright loses at most its last FLUSH seconds of counts.
+-- nginx-lua-prometheus counts the same way (per-worker counters, `sync_interval`); it is not packaged here.
+local FLUSH = 0.25
+local clear = require "table.clear"
+local totals, minutes = {}, {}  -- key -> what this worker counted and the dict has not yet
+local flushed = 0
+
+local function flush()
+    -- The minutes first: a reader that sees a request in the totals sees it in its minute too.
+    for key, n in pairs(minutes) do
+        dict:incr(key, n, 0, TTL)
+    end
+    for key, n in pairs(totals) do
+        dict:incr(key, n, 0)
+    end
+    clear(minutes)
+    clear(totals)
+    flushed = ngx.now()
+end
 local function keys_of(app, version)
     local prefix = app .. " " .. version.name .. " "
     local keys = {prefix = prefix, total = {}, sum = "t " .. prefix .. "s", minute = -1, now = {}}
@@ -61,9 +85,9 @@ local function count(app, version)  -- app: its name, or nil to read it only whe
         key = "t " .. keys.prefix .. "c" .. class .. "b" .. bucket
         keys.total[slot] = key
     end
-    dict:incr(key, 1, 0)
+    totals[key] = (totals[key] or 0) + 1
     if class > 1 then  -- a 101's time is a websocket's whole life, no answer's latency (nor in the histograms)
-        dict:incr(keys.sum, ms, 0)
+        totals[keys.sum] = (totals[keys.sum] or 0) + ms
     end
     local minute = floor(ngx.time() / 60)
     if keys.minute ~= minute then
@@ -74,7 +98,18 @@ local function count(app, version)  -- app: its name, or nil to read it only whe
         key = minute .. " " .. keys.prefix .. "c" .. class .. "b" .. bucket
         keys.now[slot] = key
     end
-    dict:incr(key, 1, 0, TTL)
+    minutes[key] = (minutes[key] or 0) + 1
+    if ngx.now() - flushed >= FLUSH then
+        flush()
+    end
+end
+
+-- init_worker_by_lua: the timer that moves a quiet worker's counts into the dict (premature: the worker exits).
+function M.start()
+    local ok, err = ngx.timer.every(FLUSH, flush)
+    if not ok then
+        ngx.log(ngx.ERR, "minipaas metrics: no flush timer: ", err)
+    end
 end
 
 -- log_by_lua of the app's location: the version routes.pick chose.
