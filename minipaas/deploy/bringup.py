@@ -46,6 +46,15 @@ def bring_up(host: Host, app: str, *, release: int, sha: str, started: list[engi
         targets[address] = container.id
     formation.check_still_running([c for c in started if c.labels[engine.PROCESS_LABEL] != formation.WEB],
                                   host.settings.app_network(app))
+    route(host, app, release, targets, split=split, alongside=alongside)
+
+
+def route(host: Host, app: str, release: int, targets: dict[str, str], *, split: Split | None = None,
+          alongside: bool = False) -> None:
+    """The switch of a release's healthy web processes (`targets`: address → container or Swarm task): all the
+    app's traffic, or a canary's share beside the stable release (`split`), or the release's own version among the
+    routed ones (`alongside`); none at all: the app answers 503. Containers (bring_up) and Swarm tasks
+    (taskcheck.route) switch the same way."""
     if split is not None:
         if not targets:
             raise DeployFailed(f"release {release} has no web process to take a canary's share; deploy it without "

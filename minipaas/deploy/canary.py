@@ -3,7 +3,9 @@
 
 A canary starts as any release does (build, start, health checks: rollout.py), but its switch gives the routing
 table two versions of the app, the stable release's web containers and the canary's, weighted; nginx then keeps
-each client on the version it was given (routing/routes.py). Nothing retires while the canary runs. Promoting it
+each client on the version it was given (routing/routes.py). In a cluster the two versions are the tasks of the
+two releases' web services (deploy/placement.py), and the task watcher keeps each version to its own service's
+running tasks (deploy/taskwatch.py). Nothing retires while the canary runs. Promoting it
 is the switch and the retirement a plain deploy would have done; aborting it sends everything back to the stable
 release and retires the canary's containers. Both drain as a deploy does (`drain-seconds`).
 
@@ -19,9 +21,9 @@ from dataclasses import dataclass
 
 from minipaas.access import events
 from minipaas.adapters import engine
-from minipaas.cluster import membership
-from minipaas.deploy import containers, formation, retirement
-from minipaas.deploy.bringup import Split, bring_up, stable_targets
+from minipaas.cluster import membership, releases
+from minipaas.deploy import containers, formation, placement, retirement
+from minipaas.deploy.bringup import Split, stable_targets
 from minipaas.errors import Conflict, InvalidInput, MinipaasError, NotFound
 from minipaas.routing import certfiles, certs, proxy
 from minipaas.routing.routes import Version
@@ -54,11 +56,9 @@ def plan(host: Host, app: str, asked: int | None) -> Plan | None:
 
 
 def split_for(host: Host, app: str, wanted: Plan, progress: Progress) -> Split | None:
-    """The stable side of a canary's switch: the live release's routed web containers. None (said) when there is
-    nothing to share traffic with: no live container release, or none of its web containers routed."""
-    if membership.registry_address(host.settings):  # weights over two services' tasks: not yet
-        raise Conflict(f"canary releases do not run on a Swarm yet; deploy {app} without one "
-                       f"(`git push -o canary=0`, or `settings:set {app} canary 0` and canary-steps empty)")
+    """The stable side of a canary's switch: the live release's routed web containers (in a cluster, its web
+    service's routed tasks). None (said) when there is nothing to share traffic with: no live container release, or
+    none of its web containers routed."""
     live = releaselog.live(host, app)
     if live is None or live.serving == "static":
         progress("-----> No live container release to run a canary beside: this release takes all traffic")
@@ -116,11 +116,12 @@ def promote_locked(host: Host, app: str, canary: Canary, progress: Progress) -> 
         raise Conflict(f"the canary's web containers (release {canary.release}) do not run; `releases:abort {app}` "
                        "sends everything back to the live release")
     proxy.switch(host.settings, app, canary.release, targets)
-    old = [c for c in containers.app_containers(host, app) if c.labels.get(engine.RELEASE_LABEL) != str(canary.release)]
+    # Every process (in a cluster: service) of another release: the stable one, and any a crash left.
+    old = [(target, name) for target, name, of in placement.for_host(host, app).parts() if of != str(canary.release)]
     drain = int(apps.get_setting(host, app, "drain-seconds"))
-    canaries.promoted(host, app, canary.release, retiring=[c.id for c in old], drain=drain)
+    canaries.promoted(host, app, canary.release, retiring=[target for target, _ in old], drain=drain)
     if old:
-        progress(f"-----> Retiring {', '.join(c.name for c in old)} in {drain}s (in the background)")
+        progress(f"-----> Retiring {', '.join(name for _, name in old)} in {drain}s (in the background)")
     retirement.spawn_retirer(host, app)
     progress(f"=====> {app} release {canary.release} is live (promoted from a {canary.weight}% canary)")
     return releaselog.get(host, app, canary.release)
@@ -134,17 +135,16 @@ def abort(host: Host, app: str, progress: Progress) -> None:
 
 def abort_locked(host: Host, app: str, canary: Canary, progress: Progress, *, reason: str) -> None:
     """Every client back to the stable release (its routed containers, else the live release's running ones),
-    then the canary's containers drain and retire and its release is recorded failed with `reason`."""
+    then the canary's containers (in a cluster: services) drain and retire and its release is recorded failed with
+    `reason`."""
     targets = _version_targets(host, app, canary.stable) or _live_targets(host, app, canary.stable)
     if targets:
         proxy.switch(host.settings, app, canary.stable, targets)
     else:
         proxy.unroute(host.settings, app)
-    leaving = [c for c in containers.app_containers(host, app)
-               if c.labels.get(engine.RELEASE_LABEL) == str(canary.release)]
+    leaving = [target for target, _, of in placement.for_host(host, app).parts() if of == str(canary.release)]
     drain = int(apps.get_setting(host, app, "drain-seconds"))
-    canaries.aborted(host, app, canary.release, message=f"canary {reason}", retiring=[c.id for c in leaving],
-                     drain=drain)
+    canaries.aborted(host, app, canary.release, message=f"canary {reason}", retiring=leaving, drain=drain)
     retirement.spawn_retirer(host, app)
     progress(f"=====> {app}: canary release {canary.release} {reason}; release {canary.stable} serves all traffic")
 
@@ -173,18 +173,13 @@ def resume(host: Host, app: str, progress: Progress) -> None:
     canary = canaries.of(host, app)
     if canary is None:
         return
-    mine = [c for c in containers.app_containers(host, app)
-            if c.labels.get(engine.RELEASE_LABEL) == str(canary.release)]
-    stable = stable_targets(host, app, canary.stable)
+    where = placement.for_host(host, app)  # its containers here, its services (scaled back) in a cluster
     try:
-        if not any(c.labels.get(engine.PROCESS_LABEL) == formation.WEB for c in mine) or not stable:
-            raise NotFound("its containers are gone" if stable else "the live release serves nothing")
-        for c in mine:
-            if c.status != "running":
-                engine.start(c.id)
-        rel = releaselog.get(host, app, canary.release)
-        bring_up(host, app, release=canary.release, sha=rel.sha, started=mine, progress=progress,
-                 split=Split(stable=canary.stable, weight=canary.weight))
+        if not stable_targets(host, app, canary.stable):
+            raise NotFound("the live release serves nothing")
+        if not where.resume(releaselog.get(host, app, canary.release), progress,
+                            split=Split(stable=canary.stable, weight=canary.weight)):
+            raise NotFound(f"its {where.WHAT} are gone")
     except MinipaasError as exc:
         reason = f"aborted: it could not come back ({exc.message})"
         abort_locked(host, app, canary, progress, reason=reason)
@@ -209,6 +204,9 @@ def _version_targets(host: Host, app: str, release: int) -> dict[str, str]:
 
 
 def _live_targets(host: Host, app: str, release: int) -> dict[str, str]:
-    """The release's running web containers, as the route would name them."""
+    """The release's running web containers (in a cluster: its web service's tasks), as the route would name them."""
+    if membership.registry_address(host.settings):
+        name = releases.service_name(host.settings, app, formation.WEB, release)
+        return releases.task_addresses(name, known=proxy.routed_tasks(host.settings, app))
     return {f"{c.ip}:{containers.container_port(c)}": c.id for c in containers.web_containers(host, app)
             if c.labels.get(engine.RELEASE_LABEL) == str(release) and c.status == "running" and c.ip}

@@ -22,7 +22,7 @@ from minipaas.cluster import releases
 from minipaas.deploy import containers, formation, logcursor
 from minipaas.errors import NotFound
 from minipaas.routing import proxy
-from minipaas.state import releaselog
+from minipaas.state import canaries, releaselog
 from minipaas.state.host import Host
 
 CRASH_LINES = 10
@@ -60,6 +60,8 @@ def task_rows(host: Host, app: str) -> list[Row]:
     """Each slot's current task of every service of the app (`web.2`: the service's second task), with its
     node and `node:port`. `restarts`: the tasks the Swarm replaced in that slot (it keeps the last few)."""
     live = releaselog.live(host, app)
+    canary = canaries.of(host, app)  # its tasks are live beside the live release's, not retiring
+    serving_releases = {r for r in (live.number if live else None, canary.release if canary else None) if r}
     serving = set(proxy.upstream_addresses(host.settings, app))
     owned = proxy.routed_tasks(host.settings, app)  # a task whose port the Swarm no longer says (releases.addresses)
     rows = []
@@ -82,7 +84,7 @@ def task_rows(host: Host, app: str) -> list[Row]:
                 "release": number,
                 "state": "crashed" if crashed else task.state,
                 "health": _health(running=task.state == "running", routed=bool(address) and address in serving,
-                                  live=live is not None and number == live.number),
+                                  live=number in serving_releases),
                 "address": address,
                 "node": task.node,
                 "service": name,

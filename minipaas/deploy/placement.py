@@ -28,7 +28,6 @@ from minipaas.adapters import engine
 from minipaas.cluster import membership, releases
 from minipaas.deploy import containers, formation, listing, logcursor, taskcheck
 from minipaas.deploy.bringup import Split, bring_up
-from minipaas.errors import Conflict
 from minipaas.routing import proxy
 from minipaas.state import releaselog
 from minipaas.state.host import Host
@@ -83,6 +82,11 @@ class Containers:
                  timed=True, split=split)
         return collections.Counter(c.labels[engine.PROCESS_LABEL] for c in self.started)
 
+    def parts(self) -> list[tuple[str, str, str]]:
+        """Every container of the app: (retirement id, name, release), what a canary's promotion or abort retires."""
+        return [(c.id, c.name, c.labels.get(engine.RELEASE_LABEL, ""))
+                for c in containers.app_containers(self.host, self.app)]
+
     def old(self) -> list[tuple[str, str]]:
         """The app's processes of other releases, to retire: (retirement id, name)."""
         new_ids = {c.id for c in self.started}
@@ -129,9 +133,9 @@ class Containers:
             engine.stop(c.id, timeout=10)
             progress(f"-----> Stopped {c.name}")
 
-    def resume(self, current: releaselog.Release, progress: Progress) -> bool:
-        """The live release's stopped containers started, health-checked and switched to; False when its web
-        containers are gone (a `docker rm`, a lost engine)."""
+    def resume(self, current: releaselog.Release, progress: Progress, split: Split | None = None) -> bool:
+        """The live release's stopped containers started, health-checked and switched to (a canary's release: its
+        `split`); False when its web containers are gone (a `docker rm`, a lost engine)."""
         host, app = self.host, self.app
         mine = [c for c in containers.app_containers(host, app)
                 if c.labels.get(engine.RELEASE_LABEL) == str(current.number)]
@@ -142,7 +146,7 @@ class Containers:
         for c in mine:
             if c.status != "running":
                 engine.start(c.id)
-        bring_up(host, app, release=current.number, sha=current.sha, started=mine, progress=progress)
+        bring_up(host, app, release=current.number, sha=current.sha, started=mine, progress=progress, split=split)
         return True
 
     def scale(self, current: releaselog.Release, procs: dict[str, str], wanted: dict[str, int],
@@ -202,10 +206,9 @@ class Services:
         return bool(wanted) and len(releases.running_tasks(name)) >= (wanted or 0)
 
     def start(self, release: Release, progress: Progress, split: Split | None = None) -> collections.Counter[str]:
+        """Start each process type's service, wait for its tasks, health-check the web ones, switch (a canary's
+        `split`: its tasks take a share beside the stable release's, whose services stay as they are)."""
         s, app = self.host.settings, self.app
-        if split is not None:  # weights over two services' tasks: not yet (issue 22)
-            raise Conflict(f"canary releases do not run on a Swarm yet; deploy {app} without a canary "
-                           "(`git push -o canary=0`, `settings:set APP canary 0`)")
         image = releases.registry_image(s, self.registry, release.image, progress)
         port = containers.web_port(release.image)
         counts = {p: n for p, n in formation.counts(self.host, app, release.procs,
@@ -217,13 +220,21 @@ class Services:
                                   limits=formation.limits(self.host, app))
             progress(f"-----> Started the service {name} ({count} task{'s' if count > 1 else ''})")
             self.started.append(name)
-        self._route(release.number, release.sha, dict(zip(self.started, counts.items(), strict=True)), progress)
+        self._route(release.number, release.sha, dict(zip(self.started, counts.items(), strict=True)), progress,
+                    split=split)
         return collections.Counter(counts)
 
     def _route(self, number: int, sha: str, wanted: dict[str, tuple[str, int]], progress: Progress,
-               known: frozenset[str] = frozenset(), ignore: dict[str, frozenset[str]] | None = None) -> None:
+               known: frozenset[str] = frozenset(), ignore: dict[str, frozenset[str]] | None = None,
+               split: Split | None = None, alongside: bool = False) -> None:
         taskcheck.route(self.host, self.app, self.registry, number=number, sha=sha, wanted=wanted,
-                        progress=progress, known=known, ignore=ignore)
+                        progress=progress, known=known, ignore=ignore, split=split, alongside=alongside)
+
+    def parts(self) -> list[tuple[str, str, str]]:
+        """Every service of the app and its plain containers: (retirement id, name, release)."""
+        services = releases.app_services(self.host.settings, self.app)
+        return [*[(SERVICE_PREFIX + n, n, str(releases.release_of(n))) for n in services],
+                *Containers(self.host, self.app).parts()]
 
     def old(self) -> list[tuple[str, str]]:
         """The app's other services, and its plain containers (an app deployed before `cluster:init`)."""
@@ -251,10 +262,10 @@ class Services:
         return listing.stamped_task_logs(self.host, self.app, cursor=cursor, lines=lines, follow=follow)
 
     def remove_strays(self, live: int | None, retiring: set[str], canary: int | None = None) -> list[str]:
-        """What a crashed deploy left: services neither of the live release nor retiring, removed now (none is kept
-        to drain: the route is the task watcher's, deploy/taskwatch.py)."""
+        """What a crashed deploy left: services neither of the live release (nor of its canary) nor retiring,
+        removed now (none is kept to drain: the route is the task watcher's, deploy/taskwatch.py)."""
         for name in releases.app_services(self.host.settings, self.app):
-            if releases.release_of(name) != live and SERVICE_PREFIX + name not in retiring:
+            if releases.release_of(name) not in (live, canary) and SERVICE_PREFIX + name not in retiring:
                 releases.remove(name)
         return []
 
@@ -275,10 +286,10 @@ class Services:
             releases.wait_stopped(name, deadline=deadline)
             progress(f"-----> Stopped {name} (0 tasks)")
 
-    def resume(self, current: releaselog.Release, progress: Progress) -> bool:
+    def resume(self, current: releaselog.Release, progress: Progress, split: Split | None = None) -> bool:
         """The live release's services back at the formation's counts, their web tasks' addresses read again
-        (a rescheduled task has another node or port), the new ones health-checked, the route switched; False
-        when a service of the release is gone."""
+        (a rescheduled task has another node or port), the new ones health-checked, the route switched (a canary's
+        release: its `split`); False when a service of the release is gone."""
         wanted = self._wanted(current)
         mine = self._of_release(current.number)
         if set(wanted) - set(mine):
@@ -291,9 +302,13 @@ class Services:
                 releases.scale(mine[process], count)
                 progress(f"-----> Scaled {mine[process]} to {count} task{'s' if count > 1 else ''}")
         known = frozenset(proxy.upstream_addresses(self.host.settings, self.app))
+        # The live release beside a canary: only its own version changes, the canary's tasks stay known (routed, by
+        # id) for the canary's own resume: the Swarm may no longer say their ports (the manager restarted).
+        routed = {v.release for v in proxy.versions(self.host.settings, self.app)}
+        beside = split is None and current.number in routed and len(routed) > 1
         try:
             self._route(current.number, current.sha, {mine[p]: (p, n) for p, n in wanted.items()}, progress, known,
-                        ignore=before)
+                        ignore=before, split=split, alongside=beside)
         except releases.PortsUnknown as exc:
             progress(f"-----> {exc.message}: new ones take their place")
             return False
@@ -306,9 +321,9 @@ class Services:
 
     def scale(self, current: releaselog.Release, procs: dict[str, str], wanted: dict[str, int],
               progress: Progress, *, alongside: bool = False) -> Retiring | None:
-        """Up only: more tasks of the live services (new services for types that had none), the new web tasks
-        health-checked and added to the route. None when a count goes down: a rollout at the new count does it.
-        (`alongside` is never asked: a Swarm runs no canary, canary.split_for.)"""
+        """Up only: more tasks of the release's services (new services for types that had none), the new web tasks
+        health-checked and added to the route (`alongside`: to the release's own version, a canary's two releases
+        keeping their weights). None when a count goes down: a rollout at the new count does it."""
         mine = self._of_release(current.number)
         had = {p: (releases.replicas(mine[p]) or 0) if p in mine else 0 for p in wanted}
         if any(wanted[p] < had[p] for p in wanted) or set(mine) - set(wanted):
@@ -336,7 +351,8 @@ class Services:
                 grown[name] = (process, count)
             kept = {mine[p]: (p, had[p]) for p in wanted if p in mine and mine[p] not in grown and had[p]}
             self._route(current.number, current.sha, {**kept, **grown}, progress,
-                        frozenset(proxy.upstream_addresses(self.host.settings, self.app)), ignore=before)
+                        frozenset(proxy.upstream_addresses(self.host.settings, self.app)), ignore=before,
+                        alongside=alongside)
         except BaseException:
             self.undo()
             for name, (process, _) in grown.items():

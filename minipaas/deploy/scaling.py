@@ -1,5 +1,6 @@
 """`ps:scale`: start what is missing, switch the route, retire the surplus after its drain delay. While a canary
-runs, both of its releases run the new counts, each keeping its share of the traffic."""
+runs, both of its releases run the new counts, each keeping its share of the traffic (in a cluster, up only: a Swarm
+scales down by a new rollout, which would replace the canary)."""
 
 from __future__ import annotations
 
@@ -66,6 +67,10 @@ def _apply_scale(host: Host, app: str, current: Release, procs: dict[str, str], 
     where = placement.for_host(host, app)
     where.prepare()  # its network: gone if it had scaled to 0 (containers.drop_network_if_unused)
     surplus = where.scale(current, procs, wanted, progress, alongside=alongside)
+    if surplus is None and alongside:  # a rollout would replace the canary (rollout.roll_out aborts it first)
+        raise Conflict(f"release {current.number} of {app} runs beside a canary: on a Swarm, scaling down is a "
+                       f"new rollout, which would replace the canary; scale up, or promote or abort it first "
+                       f"(`releases:promote {app}`)")
     if surplus is None:  # in a cluster, a count that goes down: a rollout at the new count
         progress(f"-----> Rolling release {current.number} out again at {_formation_text(wanted)}")
         rollout.roll_out(host, app, kind="scale", sha=current.sha, image=current.image,

@@ -1,6 +1,7 @@
 """A cluster release's tasks brought to serving (docs/cluster.md): waited for until they run, each web task
 health-checked from the manager at its node's address and port, then the app's route switched to them. The deploy,
-`ps:scale`, `ps:start` and `ps:restore` go through `route` (deploy/placement.py's `Services`).
+`ps:scale`, `ps:start` and `ps:restore` go through `route` (deploy/placement.py's `Services`), and so does a canary's
+switch: its tasks take their share beside the stable release's (deploy/canary.py).
 
 What is not the release's fault does not fail it: a task lost with its node on the way (the Swarm starts it
 elsewhere: that one is waited for and checked), a node that could not pull the image while the registry restarted
@@ -16,7 +17,7 @@ import time
 from collections.abc import Callable
 
 from minipaas.cluster import releases
-from minipaas.deploy import containers, formation, health
+from minipaas.deploy import bringup, containers, formation, health
 from minipaas.errors import DeployFailed
 from minipaas.routing import proxy
 from minipaas.state import apps
@@ -28,10 +29,11 @@ PULL_ALLOWANCE = 120.0  # seconds the nodes get to pull a new image, on top of t
 
 def route(host: Host, app: str, registry: str, *, number: int, sha: str, wanted: dict[str, tuple[str, int]],
           progress: Progress, known: frozenset[str] = frozenset(),
-          ignore: dict[str, frozenset[str]] | None = None) -> None:
+          ignore: dict[str, frozenset[str]] | None = None, split: bringup.Split | None = None,
+          alongside: bool = False) -> None:
     """Wait until each service (name → (process, tasks)) runs its tasks, health-check the web tasks not in `known`
-    (addresses already routed and healthy), then switch the app's route to all the web tasks. `ignore`: per service,
-    the tasks that had failed before."""
+    (addresses already routed and healthy), then switch the app's route to all the web tasks (a canary's `split`,
+    `alongside`: as bringup.route). `ignore`: per service, the tasks that had failed before."""
     timeout = int(apps.get_setting(host, app, "healthcheck-timeout"))
     deadline = time.monotonic() + timeout + PULL_ALLOWANCE
     # Routed tasks by id: the Swarm may no longer say their ports (the manager restarted), minipaas still knows them.
@@ -53,10 +55,7 @@ def route(host: Host, app: str, registry: str, *, number: int, sha: str, wanted:
             if not lost:
                 break
         targets.update(found)
-    if targets:
-        proxy.switch(host.settings, app, number, targets)
-    else:
-        proxy.unroute(host.settings, app)
+    bringup.route(host, app, number, targets, split=split, alongside=alongside)
 
 
 def _checked(host: Host, app: str, name: str, tasks: dict[str, str], sha: str, timeout: int,

@@ -1,14 +1,16 @@
-"""In a cluster, each app's route kept equal to its live release's running web tasks (docs/cluster.md).
+"""In a cluster, each app's route kept equal to its live release's running web tasks, and a canary's beside them in
+a version of their own (docs/cluster.md).
 
 The Swarm moves tasks behind minipaas' back: a node dies and its tasks are started again elsewhere, on other
 ports; a task crashes and its replacement gets a new port. Engine 20.10 has no events for tasks, so the watcher
 (`minipaas watch`) runs `follow` in a thread that looks about every second at the live release's web service of
-every app: an address that is no longer a running task on a ready node leaves the route at once; a new running
-task is health-checked from here (the app's CHECKS or health-check path, in a thread of its own, so a slow one
-holds up nothing) and only then joins the route.
+every app, and at its canary's (whose tasks stay in the canary's version, at the canary's weight): an address that
+is no longer a running task on a ready node leaves the route at once; a new running task is health-checked from
+here (the app's CHECKS or health-check path, in a thread of its own, so a slow one holds up nothing) and only then
+joins its release's version.
 
 It never fights a deploy: an app whose lock is held (a push, a scale, `ps:stop`, a drain) is skipped for that
-round, and only the service of the release recorded live is looked at; a retiring service is not.
+round, and only the services of the releases recorded live or canary are looked at; a retiring service is not.
 """
 
 from __future__ import annotations
@@ -22,7 +24,7 @@ from minipaas.cluster import membership, releases
 from minipaas.deploy import containers, formation, health
 from minipaas.errors import MinipaasError
 from minipaas.routing import routes
-from minipaas.state import apps, releaselog
+from minipaas.state import apps, canaries, releaselog
 from minipaas.state.host import Host
 from minipaas.state.locks import try_app_lock
 from minipaas.state.settings import Settings
@@ -76,34 +78,66 @@ def one_round(host: Host, seen: _Seen) -> None:
 
 
 def _keep(host: Host, current: releaselog.Release, seen: _Seen) -> None:
-    """Under the app's lock: the route becomes the running tasks that are routed already or found healthy."""
+    """Under the app's lock: the route becomes the running tasks that are routed already or found healthy, each in
+    its own release's version (the live release's, and a canary's beside it at the canary's weight)."""
     app, settings = current.app, host.settings
-    name = releases.service_name(settings, app, formation.WEB, current.number)
+    running = canaries.of(host, app)
+    sides = [(current, 100)]
+    if running is not None and running.stable == current.number:
+        sides = [(current, 100 - running.weight), (releaselog.get(host, app, running.release), running.weight)]
     # A routed task keeps its address while its node is not down: just after the manager's engine restarted, the
     # Swarm has not heard from the other nodes yet, and their tasks no longer say their ports (releases.addresses).
-    running = releases.task_addresses(name, known=routes.owned(settings, app))
-    routed = routes.addresses(settings, app)
+    owned = routes.owned(settings, app)
+    names = {rel.number: releases.service_name(settings, app, formation.WEB, rel.number) for rel, _ in sides}
+    tasks = {number: releases.task_addresses(name, known=owned) for number, name in names.items()}
+    before = routes.versions(settings, app)
+    routed = {address for v in before for address in v.targets}
     with seen.lock:
         healthy = seen.healthy.setdefault(app, set())
-        healthy &= set(running)
-        wanted = {address: task for address, task in running.items() if address in routed or address in healthy}
-        new = [a for a in running if a not in wanted and (app, a) not in seen.checking
-               and seen.failed.get((app, a), 0.0) <= time.monotonic()]
-        seen.checking.update((app, a) for a in new)
-    if set(wanted) != set(routed) and (wanted or running or routed):
-        gone, added = sorted(set(routed) - set(wanted)), sorted(set(wanted) - set(routed))
+        healthy &= {address for found in tasks.values() for address in found}
+        wanted = wanted_versions([(rel.number, weight, tasks[rel.number]) for rel, weight in sides], routed, healthy)
+        now = time.monotonic()
+        new = [(rel, a) for rel, _ in sides for a in tasks[rel.number] if a not in routed and a not in healthy
+               and (app, a) not in seen.checking and seen.failed.get((app, a), 0.0) <= now]
+        seen.checking.update((app, a) for _, a in new)
+    if not same_route(wanted, before):
         if wanted:
-            routes.switch(settings, app, wanted, release=current.number)
+            routes.set_versions(settings, app, wanted)
         else:
             routes.unroute(settings, app)
-        _say(f"{app}: route {len(routed)} → {len(wanted)} tasks"
+        had = {a for v in wanted for a in v.targets}
+        gone, added = sorted(routed - had), sorted(had - routed)
+        _say(f"{app}: route {describe(before)} → {describe(wanted)}"
              + (f"; unrouted {' '.join(gone)}" if gone else "") + (f"; routed {' '.join(added)}" if added else ""))
-    if new:
-        checks = containers.checks_for(host, app, current.sha)
+    for rel, address in new:
+        checks = containers.checks_for(host, app, rel.sha)
         timeout = float(apps.get_setting(host, app, "healthcheck-timeout"))
-        for address in new:
-            threading.Thread(target=_check, args=(seen, app, name, address, running[address], checks, timeout),
-                             daemon=True).start()
+        threading.Thread(target=_check, args=(seen, app, names[rel.number], address, tasks[rel.number][address],
+                                              checks, timeout), daemon=True).start()
+
+
+def wanted_versions(sides: list[tuple[int, int, dict[str, str]]], routed: set[str],
+                    healthy: set[str]) -> list[routes.Version]:
+    """The route the watcher keeps (pure): for each release (its number, its weight, its web service's running tasks
+    as address → task), the tasks routed already (in whichever version) or found healthy, in that release's version:
+    two services' tasks are never merged. A release with none leaves the route, its weight shared by the others, and
+    comes back at its own weight once a task of it is healthy."""
+    kept = [routes.Version(number, weight, {a: t for a, t in found.items() if a in routed or a in healthy})
+            for number, weight, found in sides]
+    return routes.renormalised([v for v in kept if v.targets])
+
+
+def same_route(wanted: list[routes.Version], now: list[routes.Version]) -> bool:
+    """Whether the route is already this one: each release at its weight with these addresses."""
+    def key(versions: list[routes.Version]) -> list[tuple[int, int, frozenset[str]]]:
+        return sorted((v.release, v.weight, frozenset(v.targets)) for v in versions)
+    return key(wanted) == key(now)
+
+
+def describe(versions: list[routes.Version]) -> str:
+    """`2=80 (3 tasks) 3=20 (1 task)`; `none` when unrouted."""
+    return " ".join(f"{v.release}={v.weight} ({len(v.targets)} task{'s' if len(v.targets) != 1 else ''})"
+                    for v in versions) or "none"
 
 
 def _check(seen: _Seen, app: str, name: str, address: str, task: str, checks: health.Checks,

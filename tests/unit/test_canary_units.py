@@ -1,6 +1,7 @@
 """Canary releases without an engine: which push starts one and at what share (options, settings), the settings'
-forms, the records of a canary's start, promotion and abort (SQLite only, migration 14), and the guard's verdicts
-on figures. The same paths run through real pushes and nginx in test_canary.py."""
+forms, the records of a canary's start, promotion and abort (SQLite only, migration 14), the guard's verdicts
+on figures, and the route a cluster's task watcher keeps for a canary's two services. The same paths run through
+real pushes and nginx in test_canary.py (and test_cluster_canary.py)."""
 
 from __future__ import annotations
 
@@ -8,9 +9,11 @@ from pathlib import Path
 
 import pytest
 
-from minipaas.deploy import canary, canaryguard, hook
+from minipaas.deploy import canary, canaryguard, hook, taskwatch
 from minipaas.deploy.canaryguard import Figures
 from minipaas.errors import InvalidInput
+from minipaas.routing import routes
+from minipaas.routing.routes import Version
 from minipaas.state import apps, canaries, releaselog, store
 from minipaas.state import settings as settings_mod
 from minipaas.state.host import Host
@@ -170,3 +173,47 @@ def test_a_release_url_is_named_by_a_certificate_for_it_or_a_wildcard_one_label_
     now = datetime.datetime.now(datetime.UTC)
     info = certs.CertInfo(subject="CN=x", issuer="CN=x", sans=sans, not_before=now, not_after=now, self_signed=True)
     assert certs.valid_for(info, "v12.shop.example.com") is valid
+
+
+# -- a cluster's canary: the route the task watcher keeps for two releases' services (deploy/taskwatch.py) --------
+
+STABLE = {"10.0.0.5:30001": "t1", "10.0.0.6:30002": "t2"}  # release 7's web service's running tasks
+CANARY = {"10.0.0.5:30003": "t3"}  # release 8's
+
+
+def _lines(versions: list[Version]) -> str:
+    return routes.render_entry([(v.release, v.weight, sorted(v.targets)) for v in versions])
+
+
+def test_the_watcher_keeps_two_services_tasks_as_two_weighted_versions() -> None:
+    routed = set(STABLE) | set(CANARY)
+    wanted = taskwatch.wanted_versions([(7, 80, STABLE), (8, 20, CANARY)], routed, set())
+    assert _lines(wanted) == "7=80 10.0.0.5:30001 10.0.0.6:30002 8=20 10.0.0.5:30003"
+    assert taskwatch.describe(wanted) == "7=80 (2 tasks) 8=20 (1 task)"
+
+
+def test_a_replaced_canary_task_joins_the_canary_version_once_healthy_never_the_stable_one() -> None:
+    routed = set(STABLE) | set(CANARY)
+    moved = {"10.0.0.6:30009": "t4"}  # the canary's task replaced: another node, another port
+    # Not healthy yet: the canary leaves the route for now, the stable release takes all new clients.
+    waiting = taskwatch.wanted_versions([(7, 80, STABLE), (8, 20, moved)], routed, set())
+    assert _lines(waiting) == "7=100 10.0.0.5:30001 10.0.0.6:30002"
+    # Healthy: back in its own version at its own weight (the canary's record), not merged into release 7's.
+    back = taskwatch.wanted_versions([(7, 80, STABLE), (8, 20, moved)], set(STABLE), set(moved))
+    assert _lines(back) == "7=80 10.0.0.5:30001 10.0.0.6:30002 8=20 10.0.0.6:30009"
+
+
+def test_a_task_routed_in_the_wrong_version_goes_back_to_its_own_and_unchanged_routes_are_left_alone() -> None:
+    merged = [Version(7, 100, {**STABLE, **CANARY})]  # what the watcher before issue 22's cluster canaries wrote
+    wanted = taskwatch.wanted_versions([(7, 80, STABLE), (8, 20, CANARY)], set(STABLE) | set(CANARY), set())
+    assert not taskwatch.same_route(wanted, merged)
+    assert _lines(wanted) == "7=80 10.0.0.5:30001 10.0.0.6:30002 8=20 10.0.0.5:30003"
+    assert taskwatch.same_route(wanted, [Version(8, 20, {a: "" for a in CANARY}), Version(7, 80, dict(STABLE))])
+    assert not taskwatch.same_route(wanted, [Version(7, 70, dict(STABLE)), Version(8, 30, dict(CANARY))])
+
+
+def test_with_no_canary_the_watcher_keeps_one_version_and_none_when_no_task_runs() -> None:
+    assert _lines(taskwatch.wanted_versions([(7, 100, STABLE)], set(STABLE), set())) == \
+        "7=100 10.0.0.5:30001 10.0.0.6:30002"
+    assert taskwatch.wanted_versions([(7, 80, {}), (8, 20, {})], set(STABLE), set()) == []
+    assert taskwatch.describe([]) == "none"
