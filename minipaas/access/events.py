@@ -6,7 +6,7 @@ import getpass
 import os
 
 from minipaas.access import access
-from minipaas.state import store
+from minipaas.state import events as records
 from minipaas.state.host import Host
 
 REDACTED = "<redacted>"
@@ -30,20 +30,12 @@ def record(host: Host, *, app: str, command: str, outcome: str, user: str = "") 
 
 
 def start(host: Host, *, user: str, fingerprint: str, app: str, command: str) -> int:
-    with store.transaction(host.db) as db:
-        cursor = db.execute("INSERT INTO events (at, user, fingerprint, app, command) VALUES (?, ?, ?, ?, ?)",
-                            (store.now(), user, fingerprint, app, command))
-    return int(cursor.lastrowid or 0)
+    return records.insert(host, user=user, fingerprint=fingerprint, app=app, command=command)
 
 
 def finish(host: Host, event: int, outcome: str) -> None:
-    with store.transaction(host.db) as db:
-        db.execute("UPDATE events SET outcome = ? WHERE id = ?", (outcome, event))
+    records.finish(host, event, outcome)
 
 
 def listing(host: Host, app: str | None = None, limit: int = 100) -> list[dict[str, object]]:
-    if app:
-        rows = host.db.execute("SELECT * FROM events WHERE app = ? ORDER BY id DESC LIMIT ?", (app, limit))
-    else:
-        rows = host.db.execute("SELECT * FROM events ORDER BY id DESC LIMIT ?", (limit,))
-    return [dict(row) for row in rows]
+    return records.newest(host, app, limit)

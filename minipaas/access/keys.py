@@ -24,7 +24,8 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from minipaas.errors import Conflict, InvalidInput, NotFound
-from minipaas.state import apps, locks, store
+from minipaas.state import apps, locks
+from minipaas.state import keys as records
 from minipaas.state.host import Host
 from minipaas.state.names import check_app, check_plain_path
 
@@ -114,36 +115,26 @@ def add(host: Host, name: str, role: str, text: str) -> KeyRecord:
         raise InvalidInput(f"role must be one of {', '.join(ROLES)}")
     key = parse_public_key(text)
     forced_command(host.settings.ssh_entry, str(host.settings.home), name, key.fingerprint)  # a home it can name
-    with store.transaction(host.db) as db:
-        if db.execute("SELECT 1 FROM ssh_keys WHERE name = ?", (name,)).fetchone():
-            raise Conflict(f"a key named {name} exists already")
-        owner = db.execute("SELECT name FROM ssh_keys WHERE fingerprint = ?", (key.fingerprint,)).fetchone()
-        if owner:
-            raise Conflict(f"this key is already registered as {owner['name']}")
-        db.execute("INSERT INTO ssh_keys (name, role, fingerprint, key_type, key_data, created_at) "
-                   "VALUES (?, ?, ?, ?, ?, ?)", (name, role, key.fingerprint, key.key_type, key.data, store.now()))
-        write_authorized_keys(host)  # in the transaction: a file that cannot be written adds no key
+    # In the transaction: a file that cannot be written adds no key.
+    records.insert(host, records.KeyRow(name, role, key.fingerprint, key.key_type, key.data),
+                   then=lambda: write_authorized_keys(host))
     return get(host, name)
 
 
 def remove(host: Host, name: str) -> None:
     get(host, check_name(name))
-    with store.transaction(host.db) as db:
-        db.execute("DELETE FROM ssh_keys WHERE name = ?", (name,))
-        write_authorized_keys(host)
+    records.delete(host, name, then=lambda: write_authorized_keys(host))
 
 
 def get(host: Host, name: str) -> KeyRecord:
-    row = host.db.execute("SELECT * FROM ssh_keys WHERE name = ?", (name,)).fetchone()
+    row = records.find(host, name)
     if row is None:
         raise NotFound(f"no ssh key named {name}")
-    apps = tuple(r["app"] for r in host.db.execute("SELECT app FROM key_grants WHERE name = ? ORDER BY app",
-                                                      (name,)))
-    return KeyRecord(row["name"], row["role"], row["fingerprint"], row["key_type"], apps)
+    return KeyRecord(row.name, row.role, row.fingerprint, row.key_type, records.grants(host, name))
 
 
 def listing(host: Host) -> list[KeyRecord]:
-    return [get(host, row["name"]) for row in host.db.execute("SELECT name FROM ssh_keys ORDER BY name")]
+    return [get(host, name) for name in records.names(host)]
 
 
 def grant(host: Host, name: str, app: str) -> None:
@@ -151,16 +142,13 @@ def grant(host: Host, name: str, app: str) -> None:
     apps.require(host, app)
     if record.role == "admin":
         raise Conflict(f"{name} is an admin and may reach every app already")
-    with store.transaction(host.db) as db:
-        db.execute("INSERT OR IGNORE INTO key_grants (name, app) VALUES (?, ?)", (name, app))
+    records.grant(host, name, app)
 
 
 def revoke(host: Host, name: str, app: str) -> None:
     get(host, check_name(name))
     check_app(app)
-    with store.transaction(host.db) as db:
-        gone = db.execute("DELETE FROM key_grants WHERE name = ? AND app = ?", (name, app)).rowcount
-    if not gone:
+    if not records.revoke(host, name, app):
         raise NotFound(f"{name} has no grant on {app}")
 
 
@@ -179,10 +167,10 @@ def forced_command(entry: str, home: str, name: str, fingerprint: str) -> str:
 def authorized_keys_lines(host: Host) -> list[str]:
     entry, home = host.settings.ssh_entry, str(host.settings.home)
     lines = []
-    for row in host.db.execute("SELECT name, fingerprint, key_type, key_data FROM ssh_keys ORDER BY name"):
-        command = forced_command(entry, home, row["name"], row["fingerprint"])
+    for row in records.every(host):
+        command = forced_command(entry, home, row.name, row.fingerprint)
         # restrict: no port, agent or X11 forwarding; pty: only when the client asks (ssh -t).
-        lines.append(f'command="{command}",restrict,pty {row["key_type"]} {row["key_data"]} minipaas:{row["name"]}')
+        lines.append(f'command="{command}",restrict,pty {row.key_type} {row.key_data} minipaas:{row.name}')
     return lines
 
 
@@ -281,7 +269,7 @@ def _read_own(path: Path, folder: int) -> str:
 def rewrite_on_upgrade(host: Host) -> bool:
     """`init`: this instance's lines again in today's form (an install from before the lines named their
     instance and fingerprint); an instance without keys leaves the file alone. True when written."""
-    if host.db.execute("SELECT 1 FROM ssh_keys LIMIT 1").fetchone() is None:
+    if not records.any_key(host):
         return False
     write_authorized_keys(host)
     return True

@@ -18,6 +18,7 @@ from dataclasses import dataclass
 from minipaas.access import keys
 from minipaas.access.access import PermissionDenied, Principal
 from minipaas.errors import NotFound
+from minipaas.state import dashlogins as logins
 from minipaas.state import store
 from minipaas.state.host import Host
 
@@ -59,11 +60,8 @@ def mint_link(host: Host, principal: Principal, *, now: float | None = None) -> 
     _principal(host, principal.name, principal.fingerprint)
     token = secrets.token_urlsafe(32)
     at = store.now() if now is None else now
-    with store.transaction(host.db) as db:
-        db.execute("DELETE FROM dashboard_links WHERE expires_at < ?", (at - LINK_SECONDS,))  # keep the table small
-        db.execute("INSERT INTO dashboard_links (token_hash, key_name, fingerprint, created_at, expires_at) "
-                   "VALUES (?, ?, ?, ?, ?)", (_digest(token), principal.name, principal.fingerprint, at,
-                                               at + LINK_SECONDS))
+    logins.add_link(host, token_hash=_digest(token), key_name=principal.name, fingerprint=principal.fingerprint,
+                    at=at, expires_at=at + LINK_SECONDS, forget_before=at - LINK_SECONDS)  # keep the table small
     return token
 
 
@@ -72,23 +70,17 @@ def redeem(host: Host, token: str, *, now: float | None = None) -> Session:
     at = store.now() if now is None else now
     if not TOKEN.fullmatch(token):
         raise Refused("this is not a login link of this dashboard")
-    with store.transaction(host.db) as db:
-        row = db.execute("SELECT * FROM dashboard_links WHERE token_hash = ?", (_digest(token),)).fetchone()
-        if row is None:
-            raise Refused("this is not a login link of this dashboard")
-        if row["used_at"] is not None:
-            raise Refused("this login link was used already: ask for a new one with `dashboard:login`")
-        if row["expires_at"] < at:
-            raise Refused("this login link expired: ask for a new one with `dashboard:login`")
-        db.execute("UPDATE dashboard_links SET used_at = ? WHERE token_hash = ?", (at, row["token_hash"]))
-    principal = _principal(host, row["key_name"], row["fingerprint"])
+    link = logins.spend_link(host, _digest(token), at)
+    if link is None:
+        raise Refused("this is not a login link of this dashboard")
+    if link.used_at is not None:
+        raise Refused("this login link was used already: ask for a new one with `dashboard:login`")
+    if link.expires_at < at:
+        raise Refused("this login link expired: ask for a new one with `dashboard:login`")
+    principal = _principal(host, link.key_name, link.fingerprint)
     session = Session(secrets.token_urlsafe(32), secrets.token_urlsafe(32), principal.name, at + SESSION_SECONDS)
-    with store.transaction(host.db) as db:
-        db.execute("DELETE FROM dashboard_sessions WHERE expires_at < ?", (at,))
-        db.execute("INSERT INTO dashboard_sessions (id_hash, key_name, fingerprint, csrf, created_at, expires_at, "
-                   "last_seen) VALUES (?, ?, ?, ?, ?, ?, ?)",
-                   (_digest(session.id), principal.name, principal.fingerprint, session.csrf, at,
-                    session.expires_at, at))
+    logins.add_session(host, id_hash=_digest(session.id), key_name=principal.name, fingerprint=principal.fingerprint,
+                       csrf=session.csrf, at=at, expires_at=session.expires_at)
     return session
 
 
@@ -97,35 +89,26 @@ def principal_of(host: Host, session_id: str, *, now: float | None = None) -> tu
     at = store.now() if now is None else now
     if not TOKEN.fullmatch(session_id):
         raise Refused("no session")
-    row = host.db.execute("SELECT * FROM dashboard_sessions WHERE id_hash = ?", (_digest(session_id),)).fetchone()
+    row = logins.session(host, _digest(session_id))
     if row is None:
         raise Refused("no session (it ended, or the key logged out everywhere)")
-    if row["expires_at"] < at:
+    if row.expires_at < at:
         raise Refused("the session expired after 12 hours: log in again")
-    principal = _principal(host, row["key_name"], row["fingerprint"])
-    if at - row["last_seen"] > 60:  # a write a minute at most, for `dashboard:sessions`
-        with store.transaction(host.db) as db:
-            db.execute("UPDATE dashboard_sessions SET last_seen = ? WHERE id_hash = ?", (at, row["id_hash"]))
-    return principal, row["csrf"]
+    principal = _principal(host, row.key_name, row.fingerprint)
+    if at - row.last_seen > 60:  # a write a minute at most, for `dashboard:sessions`
+        logins.seen(host, row.id_hash, at)
+    return principal, row.csrf
 
 
 def listing(host: Host, key_name: str | None = None) -> list[dict[str, object]]:
     """Open sessions (of one key, or every key's), newest first; no id, only when and whose."""
-    query = "SELECT key_name, created_at, expires_at, last_seen FROM dashboard_sessions WHERE expires_at >= ?"
-    params: tuple[object, ...] = (store.now(),)
-    if key_name is not None:
-        query += " AND key_name = ?"
-        params += (key_name,)
-    return [dict(row) for row in host.db.execute(query + " ORDER BY created_at DESC", params)]
+    return logins.open_sessions(host, store.now(), key_name)
 
 
 def logout_all(host: Host, key_name: str) -> int:
     """End every session and unused link of a key; how many sessions ended."""
-    with store.transaction(host.db) as db:
-        db.execute("DELETE FROM dashboard_links WHERE key_name = ?", (key_name,))
-        return int(db.execute("DELETE FROM dashboard_sessions WHERE key_name = ?", (key_name,)).rowcount)
+    return logins.end_all(host, key_name)
 
 
 def logout(host: Host, session_id: str) -> None:
-    with store.transaction(host.db) as db:
-        db.execute("DELETE FROM dashboard_sessions WHERE id_hash = ?", (_digest(session_id),))
+    logins.end(host, _digest(session_id))

@@ -15,20 +15,20 @@ from minipaas.cli.common import current_host, existing_app, print_json, printabl
 @click.option("--json", "as_json", is_flag=True)
 def ps_show(app: str, as_json: bool) -> None:
     """An app's containers, their state and health."""
-    from minipaas.deploy import processes
+    from minipaas.deploy import listing, processes
 
     rows = processes.status(current_host(), existing_app(app))
     if as_json:
-        print_json(rows)
+        print_json([r.as_dict() for r in rows])
         return
-    def state(r: dict[str, object]) -> object:
-        return r["state"] if r["state"] != "crashed" else f"crashed (exit {r['exit_code']})"
+    def state(r: listing.Row) -> str:
+        return r.state if r.state != "crashed" else f"crashed (exit {r.exit_code})"
 
-    if any("node" in r for r in rows):  # a cluster's tasks: which node runs each, its address is node:port
-        table(([r["name"], r["release"], state(r), r["node"] or "-", r["health"], r["address"] or "-"]
+    if any(r.task is not None for r in rows):  # a cluster's tasks: which node runs each, its address is node:port
+        table(([r.name, r.release, state(r), r.node or "-", r.health, r.address or "-"]
                for r in rows), ["TASK", "RELEASE", "STATE", "NODE", "HEALTH", "ADDRESS"])
     else:
-        table(([r["name"], r["release"], state(r), r["health"], r["address"] or "-"] for r in rows),
+        table(([r.name, r.release, state(r), r.health, r.address or "-"] for r in rows),
               ["CONTAINER", "RELEASE", "STATE", "HEALTH", "ADDRESS"])
     from minipaas.deploy import canaryguard
     from minipaas.state import canaries
@@ -37,10 +37,10 @@ def ps_show(app: str, as_json: bool) -> None:
         for line in canaryguard.describe(current_host(), running):
             say(line)
     for row in rows:
-        if row["state"] == "crashed":
-            say(f"=====> {row['name']} crashed with exit code {row['exit_code']} after {row['restarts']} restarts; "
+        if row.state == "crashed":
+            say(f"=====> {row.name} crashed with exit code {row.exit_code} after {row.restarts} restarts; "
                 "its last lines:")
-            for line in row["last_lines"]:  # type: ignore[attr-defined]
+            for line in row.last_lines:
                 say(f"       {printable(line)}")
 
 

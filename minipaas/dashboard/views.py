@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import datetime
 from dataclasses import dataclass, field
+from typing import TYPE_CHECKING
 
 from minipaas.access import access, events
 from minipaas.access.access import Principal
@@ -21,6 +22,10 @@ from minipaas.routing import certfiles, certs, domains, routes
 from minipaas.state import apps, canaries, config, releaselog, services
 from minipaas.state.host import Host
 from minipaas.state.names import APP_NAME
+from minipaas.state.releaselog import Kind, Serving, Status
+
+if TYPE_CHECKING:  # imported where used: the dashboard's pages that list no process need none of deploy/
+    from minipaas.deploy import listing
 
 MAX_FILTER = 64
 CANARY_EVENTS = 5  # the last steps, promotions and aborts of canaries an app page shows
@@ -54,7 +59,7 @@ def _health(host: Host, name: str, live: releaselog.Release | None, routed: dict
         return "not deployed"
     if apps.is_stopped(host, name):
         return "stopped"
-    if live.serving == "static":
+    if live.serving == Serving.STATIC:
         return "serving"
     return "serving" if routed.get(name) else "down"
 
@@ -71,11 +76,11 @@ def apps_rows(host: Host, who: Principal, name_filter: str = "") -> list[AppRow]
         if (a.parent or a.name) not in shown:
             continue
         history = releaselog.listing(host, a.name)
-        live = next((r for r in history if r.status == "live"), None)
+        live = next((r for r in history if r.status == Status.LIVE), None)
         last = history[0] if history else None
-        build = next((r for r in history if r.kind == "build"), None)
+        build = next((r for r in history if r.kind == Kind.BUILD), None)
         row = AppRow(a.name, a.parent, a.branch, f"http://{a.domain}{suffix}/", a.release, (a.sha or "")[:7],
-                     "-" if live is None else "site" if live.serving == "static" else "app",
+                     "-" if live is None else "site" if live.serving == Serving.STATIC else "app",
                      _health(host, a.name, live, routed), when(last.created_at if last else None),
                      last.status if last else "-", last.kind if last else "-", build.tests_text if build else "-")
         if a.parent is None:
@@ -103,7 +108,7 @@ class AppPage:
     parent: str | None
     releases: list[releaselog.Release]
     live: releaselog.Release | None
-    processes: list[dict[str, object]]
+    processes: list[listing.Row]
     processes_error: str
     config_names: list[tuple[str, bool]]  # (key, secret)
     config_values: dict[str, str] | None  # an admin's, on request
@@ -153,7 +158,7 @@ def app_page(host: Host, who: Principal, app: str, *, show_values: bool = False,
     own = next((a for a in listed if a.name == app), None)
     return AppPage(
         name=app, parent=own.parent if own else None, releases=history,
-        live=next((r for r in history if r.status == "live"), None), processes=rows, processes_error=error,
+        live=next((r for r in history if r.status == Status.LIVE), None), processes=rows, processes_error=error,
         config_names=[(key, entry.secret) for key, entry in entries.items()], config_values=values,
         domains=[(d, "") for d in domains.of(host, app)], certificate=certificate,
         services=[f"{s.kind}:{s.name}" for s in services.linked_to(host, app)], disk=disk,

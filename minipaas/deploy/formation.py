@@ -15,7 +15,8 @@ from minipaas.adapters import engine, gitrepo
 from minipaas.build import procfile as procfile_mod
 from minipaas.deploy import appjson, health
 from minipaas.errors import Conflict, DeployFailed, InvalidInput
-from minipaas.state import apps, store
+from minipaas.state import apps
+from minipaas.state import formation as records
 from minipaas.state.host import Host
 from minipaas.state.names import is_count
 
@@ -39,8 +40,7 @@ def declared(host: Host, app: str, sha: str) -> dict[str, int]:
 def counts(host: Host, app: str, procs: dict[str, str], declared: dict[str, int] | None = None) -> dict[str, int]:
     """How many containers of each type the app runs: web first, then the Procfile's other types. A count
     set with `ps:scale` wins; then app.json's formation (`declared`); then web 1, the others 0."""
-    stored = {row["process"]: row["count"] for row in
-              host.db.execute("SELECT process, count FROM formation WHERE app = ?", (app,))}
+    stored = records.counts(host, app)
     defaults = {WEB: 1, **(declared or {})}
     types = [WEB, *sorted(t for t in procs if t not in (WEB, RELEASE))]
     return {t: int(stored.get(t, defaults.get(t, 0))) for t in types}
@@ -74,10 +74,7 @@ def parse_changes(args: tuple[str, ...] | list[str]) -> dict[str, int]:
 
 
 def store_counts(host: Host, app: str, changes: dict[str, int]) -> None:
-    with store.transaction(host.db) as db:
-        for process, count in changes.items():
-            db.execute("INSERT INTO formation (app, process, count) VALUES (?, ?, ?) "
-                       "ON CONFLICT (app, process) DO UPDATE SET count = excluded.count", (app, process, count))
+    records.store_counts(host, app, changes)
 
 
 def limits(host: Host, app: str) -> engine.Limits:

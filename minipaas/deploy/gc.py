@@ -33,6 +33,7 @@ from minipaas.routing import sites
 from minipaas.state import apps, cachemounts, releaselog
 from minipaas.state.host import Host
 from minipaas.state.locks import gc_turn, try_app_lock
+from minipaas.state.releaselog import Status
 
 # A pin lives as long as its build (build-timeout is at most an hour); an older one is a killed build's.
 PIN_LIFETIME = 2 * 60 * 60
@@ -107,7 +108,7 @@ def _collect_app(host: Host, app: str, *, dry_run: bool, freed: Freed, sizes: Si
                  removed: dict[str, str], progress: Callable[[str], None]) -> None:
     retention = int(apps.get_setting(host, app, "keep-releases"))
     history = releaselog.listing(host, app)
-    went_live = [r for r in history if r.status in ("live", "superseded")]
+    went_live = [r for r in history if r.status in (Status.LIVE, Status.SUPERSEDED)]
     keep = {r.number for r in (went_live if retention == 0 else went_live[:retention])}
     kept_images = {r.image for r in history if r.number in keep and r.image}
     retiring = releaselog.retiring(host, app)
@@ -115,7 +116,7 @@ def _collect_app(host: Host, app: str, *, dry_run: bool, freed: Freed, sizes: Si
     found = engine.containers(labels)
     # Exited containers first, so that the images they held are free: not a retiring one (its retirer removes it),
     # nor one of the live release (stopped with `ps:stop`, or by an engine restart: `ps:restore` starts it again).
-    live = next((str(r.number) for r in history if r.status == "live"), None)
+    live = next((str(r.number) for r in history if r.status == Status.LIVE), None)
     exited = [c for c in found if c.status in ("exited", "dead") and c.id not in retiring
               and c.labels.get(engine.RELEASE_LABEL) != live
               and c.labels.get(engine.PROCESS_LABEL) not in (None, "run")

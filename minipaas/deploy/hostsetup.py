@@ -34,9 +34,7 @@ def init(progress: Callable[[str], None], settings: Settings | None = None) -> S
     perms.write_file(s.home / SETTINGS_FILE, s.to_toml().encode(), perms.PRIVATE_FILE)
     for repo in sorted(s.repos_dir.glob("*.git")):
         gitrepo.configure(repo)  # e.g. objects pushed later are created 0400/0600 by git itself
-    conn = store.connect(s.db_path, wait=s.db_wait)
-    version = store.migrate(conn)
-    conn.close()
+    version = store.upgrade(s.db_path, wait=s.db_wait)
     progress(f"-----> State in {s.db_path} (schema version {version})")
     for problem in problems:
         progress(f"       warning: {problem}")

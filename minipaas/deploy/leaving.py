@@ -29,6 +29,7 @@ from minipaas.errors import Conflict, MinipaasError
 from minipaas.state import apps, releaselog
 from minipaas.state.host import Host
 from minipaas.state.locks import app_lock
+from minipaas.state.releaselog import Kind, Serving
 
 Progress = Callable[[str], None]
 
@@ -44,10 +45,10 @@ def leave(host: Host, progress: Progress) -> None:
             if not services:
                 continue
             current = releaselog.live(host, app)
-            if current is not None and current.serving != "static" and _runs(services):
+            if current is not None and current.serving != Serving.STATIC and _runs(services):
                 progress(f"-----> {app}: release {current.number} as plain containers on this host")
                 try:
-                    rollout.roll_out(host, app, kind="restart", sha=current.sha, image=current.image,
+                    rollout.roll_out(host, app, kind=Kind.RESTART, sha=current.sha, image=current.image,
                                      buildpack=current.buildpack, progress=progress,
                                      where=placement.Containers(host, app))
                 except MinipaasError as exc:

@@ -12,7 +12,7 @@ from minipaas.cluster import registrygc
 from minipaas.deploy import placement, servicecontainers, serviceroles
 from minipaas.errors import Conflict
 from minipaas.routing import certs, proxy, sites
-from minipaas.state import apps, locks, reviews, store
+from minipaas.state import apps, locks, releaselog, reviews
 from minipaas.state.host import Host
 from minipaas.state.names import check_new_app
 from minipaas.state.settings import HOOK_TEMPLATE
@@ -28,11 +28,7 @@ def create(host: Host, name: str) -> None:
     if repo.exists() or repo.is_symlink():
         # Never adopt (or write through) something we did not create: a leftover, or a planted link.
         raise Conflict(f"{repo} exists already but belongs to no app; move it away first")
-    with store.transaction(host.db) as db:
-        if db.execute("SELECT app FROM domains WHERE domain = ?", (domain,)).fetchone():
-            raise Conflict(f"domain {domain} already belongs to another app")
-        db.execute("INSERT INTO apps (name, created_at, life) VALUES (?, ?, ?)", (name, store.now(), apps.new_life()))
-        db.execute("INSERT INTO domains (domain, app) VALUES (?, ?)", (domain, name))
+    apps.insert(host, name, domain=domain)
     try:
         s.repos_dir.mkdir(parents=True, exist_ok=True)
         gitrepo.init_bare(s.repo_path(name), home=s.home, app=name, hook_template=HOOK_TEMPLATE)
@@ -41,15 +37,13 @@ def create(host: Host, name: str) -> None:
     except BaseException:
         # Nothing half-done: an app is either fully there or not at all.
         gitrepo.remove(s.repo_path(name))
-        with store.transaction(host.db) as db:
-            db.execute("DELETE FROM apps WHERE name = ?", (name,))
+        apps.delete(host, name)
         raise
 
 
 def forget(host: Host, name: str) -> None:
     """The app's row gone (its domains, config, settings and grants with it): undoes a creation."""
-    with store.transaction(host.db) as db:
-        db.execute("DELETE FROM apps WHERE name = ?", (name,))
+    apps.delete(host, name)
 
 
 def destroy(host: Host, name: str, progress: Callable[[str], None]) -> None:
@@ -66,7 +60,7 @@ def destroy(host: Host, name: str, progress: Callable[[str], None]) -> None:
     servicecontainers.leave_network_of(host, name)  # its services leave its network (their links go below)
     serviceroles.forget_app(host, name, progress)  # and its Postgres roles are dropped
     networks.remove(s.app_network(name))
-    images = {row["image"] for row in host.db.execute("SELECT image FROM releases WHERE app = ?", (name,))}
+    images = releaselog.images(host, name)
     registrygc.forget(s, sorted(i for i in images if i), progress)  # in a cluster: its registry's manifests
     for image in sorted(i for i in images if i):
         if engine.remove_image(image, owner=str(s.home)):
@@ -82,11 +76,7 @@ def destroy(host: Host, name: str, progress: Callable[[str], None]) -> None:
     sites.remove_app(s, name)
 
     certs.remove_app(s, name)
-    with store.transaction(host.db) as db:
-        granted = [row["name"] for row in db.execute("SELECT name FROM key_grants WHERE app = ? ORDER BY name",
-                                                       (name,))]
-        db.execute("DELETE FROM apps WHERE name = ?", (name,))  # its grants, config, domains... go with it
-        db.execute("DELETE FROM retirements WHERE app = ?", (name,))
+    granted = apps.destroyed(host, name)  # its grants, config, domains... go with it
     locks.remove_app_locks(s, name)
     if granted:
         # A deployer's access ends with the app: an app created later under this name starts with none.

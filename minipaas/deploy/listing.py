@@ -5,9 +5,9 @@ runs on and its `node:port`.
 The dashboard's log stream reads the same output stamped (`stamped_container_logs`, `stamped_task_logs`): each
 line with its source and the engine's time, from where its cursor says (deploy/logcursor.py).
 
-A row is the same dict for both; a task's also says its `node`. `health` means the same: `serving` when it runs
-and nginx routes to its address, `down` when it does not run (exited, crashed, being restarted), else `live`
-(running, the live release's, not routed) or `retiring` (running, an older release's).
+A row (`Row`) is the same for both; a task's also says where it runs (`Row.task`). `health` means the same:
+`serving` when it runs and nginx routes to its address, `down` when it does not run (exited, crashed, being
+restarted), else `live` (running, the live release's, not routed) or `retiring` (running, an older release's).
 """
 
 from __future__ import annotations
@@ -15,6 +15,7 @@ from __future__ import annotations
 import queue
 import threading
 from collections.abc import Callable, Iterator
+from dataclasses import dataclass
 from typing import TypeVar
 
 from minipaas.adapters import engine
@@ -26,9 +27,46 @@ from minipaas.state import canaries, releaselog
 from minipaas.state.host import Host
 
 CRASH_LINES = 10
-Row = dict[str, object]
 Stamped = tuple[str, int | None, bytes]  # (source, its stamp in ns, the line as shown: prefixed when several)
 T = TypeVar("T")
+
+
+@dataclass(frozen=True)
+class TaskPlace:
+    """Where a cluster's task runs: its node, its service and its id, and the Swarm's error for it."""
+
+    node: str
+    service: str
+    id: str
+    error: str
+
+
+@dataclass(frozen=True)
+class Row:
+    """One process of an app as `ps` shows it: a container, or a cluster's task (`task` set)."""
+
+    name: str
+    process: str
+    release: int
+    state: str  # the engine's (running, exited...), or `crashed`
+    health: str  # serving, live, retiring, down (`_health`)
+    address: str  # ip:port, or node:port; "" for no web process
+    restarts: int
+    exit_code: int | None
+    last_lines: tuple[str, ...]  # a crashed container's last lines of output
+    task: TaskPlace | None = None
+
+    @property
+    def node(self) -> str | None:
+        return self.task.node if self.task else None
+
+    def as_dict(self) -> dict[str, object]:
+        """`ps --json`'s object: its keys in the order they always had, a task's with its place among them."""
+        place = {"node": self.task.node, "service": self.task.service, "task": self.task.id} if self.task else {}
+        error = {"error": self.task.error} if self.task else {}
+        return {"name": self.name, "process": self.process, "release": self.release, "state": self.state,
+                "health": self.health, "address": self.address, **place, "restarts": self.restarts,
+                "exit_code": self.exit_code, **error, "last_lines": list(self.last_lines)}
 
 
 def container_rows(host: Host, app: str) -> list[Row]:
@@ -41,18 +79,18 @@ def container_rows(host: Host, app: str) -> list[Row]:
         is_live = live is not None and c.labels.get(engine.RELEASE_LABEL) == str(live.number)
         # A container that kept failing is left stopped by its restart policy (on-failure:10): crashed.
         crashed = c.status in ("exited", "dead") and c.exit_code != 0
-        rows.append({
-            "name": c.name,
-            "process": c.labels.get(engine.PROCESS_LABEL, ""),
-            "release": int(c.labels.get(engine.RELEASE_LABEL, "0")),
-            "state": "crashed" if crashed else c.status,
-            "health": _health(running=c.status == "running", routed=bool(address) and address in serving,
-                              live=is_live),
-            "address": address,
-            "restarts": c.restarts,
-            "exit_code": c.exit_code if c.status in ("exited", "dead") else None,
-            "last_lines": _last_lines(c.id, CRASH_LINES) if crashed else [],
-        })
+        rows.append(Row(
+            name=c.name,
+            process=c.labels.get(engine.PROCESS_LABEL, ""),
+            release=int(c.labels.get(engine.RELEASE_LABEL, "0")),
+            state="crashed" if crashed else c.status,
+            health=_health(running=c.status == "running", routed=bool(address) and address in serving,
+                           live=is_live),
+            address=address,
+            restarts=c.restarts,
+            exit_code=c.exit_code if c.status in ("exited", "dead") else None,
+            last_lines=tuple(_last_lines(c.id, CRASH_LINES)) if crashed else (),
+        ))
     return rows
 
 
@@ -78,23 +116,20 @@ def task_rows(host: Host, app: str) -> list[Row]:
             crashed = task.state in ("failed", "rejected")
             address = "" if process != formation.WEB else \
                 f"{task.node_address}:{task.port}" if task.port else owned.get(task.id, "")
-            rows.append({
-                "name": f"{process}.{slot}",
-                "process": process,
-                "release": number,
-                "state": "crashed" if crashed else task.state,
-                "health": _health(running=task.state == "running", routed=bool(address) and address in serving,
-                                  live=number in serving_releases),
-                "address": address,
-                "node": task.node,
-                "service": name,
-                "task": task.id,
-                "restarts": len(history) - 1,
-                "exit_code": task.exit_code if crashed else None,
-                "error": task.error,
-                "last_lines": [],
-            })
-    return sorted(rows, key=lambda r: (r["release"], r["process"], int(str(r["name"]).rsplit(".", 1)[1])))
+            rows.append(Row(
+                name=f"{process}.{slot}",
+                process=process,
+                release=number,
+                state="crashed" if crashed else task.state,
+                health=_health(running=task.state == "running", routed=bool(address) and address in serving,
+                               live=number in serving_releases),
+                address=address,
+                restarts=len(history) - 1,
+                exit_code=task.exit_code if crashed else None,
+                last_lines=(),
+                task=TaskPlace(node=task.node, service=name, id=task.id, error=task.error),
+            ))
+    return sorted(rows, key=lambda r: (r.release, r.process, int(r.name.rsplit(".", 1)[1])))
 
 
 def _health(*, running: bool, routed: bool, live: bool) -> str:

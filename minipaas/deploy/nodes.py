@@ -28,6 +28,7 @@ from minipaas.errors import DeployFailed
 from minipaas.state import apps, releaselog
 from minipaas.state.host import Host
 from minipaas.state.locks import app_lock
+from minipaas.state.releaselog import Kind, Serving
 
 Progress = Callable[[str], None]
 RETIRE_ALLOWANCE = 60.0  # seconds on top of the longest drain delay for the retirers to remove the old services
@@ -63,16 +64,16 @@ def drain(host: Host, name: str, progress: Progress) -> None:
 def _move_apps(host: Host, node_id: str, progress: Progress) -> list[str]:
     """Roll out again every app whose live release has a task on the node; returns those apps."""
     moved = []
-    for app in sorted({row["app"] for row in host.db.execute("SELECT app FROM releases WHERE status = 'live'")}):
+    for app in sorted({release.app for release in releaselog.lives(host)}):
         with app_lock(host.settings, app, progress):
             current = releaselog.live(host, app)
-            if current is None or current.serving != "container":
+            if current is None or current.serving != Serving.CONTAINER:
                 continue
             here = set(releases.tasks_on_node(host.settings, node_id)) & set(releases.app_services(host.settings, app))
             if not any(releases.release_of(name) == current.number for name in here):
                 continue
             progress(f"-----> Moving {app} off the node: release {current.number} rolled out again")
-            rollout.roll_out(host, app, kind="drain", sha=current.sha, image=current.image,
+            rollout.roll_out(host, app, kind=Kind.DRAIN, sha=current.sha, image=current.image,
                              buildpack=current.buildpack, progress=progress, env=current.config)
             moved.append(app)
     return moved

@@ -10,7 +10,7 @@ from minipaas.state.host import Host
 from minipaas.state.locks import app_lock
 
 
-def status(host: Host, app: str) -> list[dict[str, object]]:
+def status(host: Host, app: str) -> list[listing.Row]:
     """`ps`: the app's containers, or in a cluster its services' tasks with their nodes (deploy/listing.py)."""
     return placement.for_host(host, app).status()
 

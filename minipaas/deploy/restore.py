@@ -13,6 +13,7 @@ from minipaas.routing import domains, proxy
 from minipaas.state import apps, releaselog
 from minipaas.state.host import Host
 from minipaas.state.locks import app_lock
+from minipaas.state.releaselog import Kind, Serving
 
 Progress = Callable[[str], None]
 RESTORE_AT_ONCE = 4
@@ -29,7 +30,7 @@ def resume(host: Host, app: str, progress: Progress) -> tuple[int, str] | None:
     if current is None:
         return None
     where = placement.for_host(host, app)  # containers here, or Swarm services in a cluster
-    if current.serving == "static":
+    if current.serving == Serving.STATIC:
         proxy.write_site(s, app, domains.of(host, app))
         return current.number, "static files"
     where.prepare()  # a static site has no network (containers.drop_network_if_unused)
@@ -37,7 +38,7 @@ def resume(host: Host, app: str, progress: Progress) -> tuple[int, str] | None:
         canary.resume(host, app, progress)  # a canary beside it gets its share again, or is aborted
     else:  # (a rollout replaces a canary)
         progress(f"-----> {app}: {where.WHAT} of release {current.number} are gone; starting new ones")
-        current = rollout.roll_out(host, app, kind="restart", sha=current.sha, image=current.image,
+        current = rollout.roll_out(host, app, kind=Kind.RESTART, sha=current.sha, image=current.image,
                                    buildpack=current.buildpack, progress=progress, env=current.config)
     return current.number, ", ".join(proxy.upstream_addresses(s, app)) or "no web process"
 

@@ -16,6 +16,7 @@ from minipaas.errors import EngineError
 from minipaas.routing import domains, proxy, sites
 from minipaas.state import apps, canaries, locks, releaselog, store
 from minipaas.state.host import Host
+from minipaas.state.releaselog import Kind, Serving
 
 Progress = Callable[[str], None]
 
@@ -48,15 +49,14 @@ def retire(host: Host, app: str, *, wait: bool) -> list[str]:
     done = []
     give_up = time.monotonic() + ENGINE_WAIT
     while True:
-        rows = host.db.execute("SELECT container, not_before FROM retirements WHERE app = ? ORDER BY not_before",
-                               (app,)).fetchall()
-        if not rows:
+        waiting = releaselog.retirements(host, app)
+        if not waiting:
             return done
-        due = [row["container"] for row in rows if row["not_before"] <= store.now()]
+        due = [container for container, not_before in waiting if not_before <= store.now()]
         if not due:
             if not wait:
                 return done
-            time.sleep(max(0.05, rows[0]["not_before"] - store.now()))
+            time.sleep(max(0.05, waiting[0][1] - store.now()))
             continue
         for container in due:
             try:
@@ -66,8 +66,7 @@ def retire(host: Host, app: str, *, wait: bool) -> list[str]:
                     raise
                 time.sleep(1)  # the engine restarts (it stopped the container): removed once it answers
                 break
-            with store.transaction(host.db) as db:
-                db.execute("DELETE FROM retirements WHERE container = ?", (container,))
+            releaselog.retired(host, container)
             done.append(container)
 
 
@@ -103,7 +102,7 @@ def _site_back(host: Host, app: str, current: releaselog.Release | None) -> None
     """A static site's deploy killed after it pointed the site at its release: the site is the live release's again
     (none when the live release runs containers: their vhost again; the route, `ps:restore` or the deploy's switch)."""
     s = host.settings
-    wanted = current.number if current is not None and current.serving == "static" else None
+    wanted = current.number if current is not None and current.serving == Serving.STATIC else None
     if sites.live_release(s, app) == wanted:
         return
     if wanted is None:
@@ -116,7 +115,7 @@ def _site_back(host: Host, app: str, current: releaselog.Release | None) -> None
 def _name_image(host: Host, release: releaselog.Release) -> None:
     """An interrupted build may have tagged its image before its release could name it: named now, gc removes it
     with the release's (a failed release's image goes at the next gc)."""
-    if release.image or release.kind not in ("build", "rebuild"):
+    if release.image or release.kind not in (Kind.BUILD, Kind.REBUILD):
         return
     tag = host.settings.image_tag(release.app, release.number, release.sha)
     labels = engine.image_labels(tag)

@@ -16,9 +16,10 @@ from minipaas.build import builds
 from minipaas.deploy import addresspool, containers, lifecycle, processes, rollout, servicecontainers
 from minipaas.errors import Conflict
 from minipaas.routing import proxy
-from minipaas.state import apps, releaselog, reviews, services
+from minipaas.state import apps, domains, releaselog, reviews, services
 from minipaas.state.host import Host
 from minipaas.state.names import check_hostname
+from minipaas.state.releaselog import Serving
 
 Progress = Callable[[str], None]
 
@@ -69,7 +70,7 @@ def check_room(host: Host, parent: str, branches: list[str]) -> None:
 def _create(host: Host, parent: str, branch: str, progress: Progress) -> str:
     name = reviews.new_name(host, parent, branch)
     domain = check_hostname(apps.default_domain(host, name), what="review app host name")
-    if host.db.execute("SELECT app FROM domains WHERE domain = ?", (domain,)).fetchone():
+    if domains.owner(host, domain) is not None:
         raise Conflict(f"the review app of {branch} would be served at {domain}, which another app has")
     reviews.insert(host, name=name, parent=parent, branch=branch, domain=domain)
     try:
@@ -113,4 +114,4 @@ def _stop_beyond_max(host: Host, parent: str, *, keep: str, progress: Progress) 
 
 def _runs(host: Host, name: str) -> bool:
     live = releaselog.live(host, name)
-    return live is not None and live.serving != "static" and containers.running(host, name, live.number)
+    return live is not None and live.serving != Serving.STATIC and containers.running(host, name, live.number)

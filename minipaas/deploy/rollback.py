@@ -14,7 +14,7 @@ from minipaas.routing import domains, proxy, sites
 from minipaas.state import apps, config, releaselog, store
 from minipaas.state.host import Host
 from minipaas.state.locks import app_lock
-from minipaas.state.releaselog import Release
+from minipaas.state.releaselog import Kind, Release, Serving, Status
 
 Progress = Callable[[str], None]
 
@@ -27,14 +27,14 @@ def rollback(host: Host, app: str, target: int | None, progress: Progress) -> Re
             raise NotFound(f"{app} has no live release to roll back from")
         if target is None:
             earlier = [r for r in releaselog.listing(host, app)
-                       if r.status == "superseded" and r.number < current.number]
+                       if r.status == Status.SUPERSEDED and r.number < current.number]
             if not earlier:
                 raise NotFound(f"{app} has no earlier release that went live")
             target = earlier[0].number
         chosen = releaselog.get(host, app, target)
         if chosen.number == current.number:
             raise Conflict(f"release {target} is the live one already")
-        if chosen.status != "superseded":
+        if chosen.status != Status.SUPERSEDED:
             raise Conflict(f"release {target} never went live ({chosen.status}); pick one that did")
         if not _restorable(host, app, chosen):
             raise Conflict(f"release {target} was garbage-collected; the last "
@@ -43,9 +43,9 @@ def rollback(host: Host, app: str, target: int | None, progress: Progress) -> Re
         before = config.snapshot(host, app)
         config.replace_all(host, app, chosen.config)
         try:
-            if chosen.serving == "static":
+            if chosen.serving == Serving.STATIC:
                 return _roll_back_site(host, app, chosen, progress)
-            released = rollout.roll_out(host, app, kind="rollback", sha=chosen.sha, image=chosen.image,
+            released = rollout.roll_out(host, app, kind=Kind.ROLLBACK, sha=chosen.sha, image=chosen.image,
                                  buildpack=chosen.buildpack, progress=progress)
         except BaseException:
             config.restore(host, app, before)
@@ -55,15 +55,15 @@ def rollback(host: Host, app: str, target: int | None, progress: Progress) -> Re
 
 
 def _restorable(host: Host, app: str, release: Release) -> bool:
-    if release.serving == "static":
+    if release.serving == Serving.STATIC:
         return (sites.app_dir(host.settings, app) / str(release.number)).is_dir()
     return engine.image_labels(release.image) is not None
 
 
 def _roll_back_site(host: Host, app: str, chosen: Release, progress: Progress) -> Release:
-    number = releaselog.record_pending(host, app, kind="rollback", sha=chosen.sha, image=chosen.image,
+    number = releaselog.record_pending(host, app, kind=Kind.ROLLBACK, sha=chosen.sha, image=chosen.image,
                              buildpack=chosen.buildpack, env=chosen.config)
-    releaselog.update(host, app, number, serving="static", message=f"rollback to {chosen.number}")
+    releaselog.update(host, app, number, serving=Serving.STATIC, message=f"rollback to {chosen.number}")
     previous = sites.live_release(host.settings, app)
     live_before = releaselog.live(host, app)
     sites.activate(host.settings, app, chosen.number)
@@ -111,9 +111,10 @@ def _reserve_site(host: Host, app: str, current: Release, source: builds.Source,
                   progress: Progress) -> Release:
     """The live static build's image, served from another of its folders: a release of kind `settings`."""
     s = host.settings
-    number = releaselog.record_pending(host, app, kind="settings", sha=current.sha, image=current.image,
+    number = releaselog.record_pending(host, app, kind=Kind.SETTINGS, sha=current.sha, image=current.image,
                              buildpack=current.buildpack, env=current.config)
-    releaselog.update(host, app, number, serving="static", message=f"static-dir {folder or '(found by the build)'}")
+    releaselog.update(host, app, number, serving=Serving.STATIC,
+                      message=f"static-dir {folder or '(found by the build)'}")
     previous = sites.live_release(s, app)
     try:
         sites.prepare(s, app, number, current.sha, source.pack, site_dir=folder, image=current.image,
@@ -124,7 +125,7 @@ def _reserve_site(host: Host, app: str, current: Release, source: builds.Source,
         if previous is not None and sites.live_release(s, app) != previous:
             sites.activate(s, app, previous)
         message = exc.message if isinstance(exc, MinipaasError) else f"interrupted ({type(exc).__name__})"
-        releaselog.update(host, app, number, status="failed", message=message, finished_at=store.now())
+        releaselog.update(host, app, number, status=Status.FAILED, message=message, finished_at=store.now())
         raise
     progress(f"=====> {app} release {number} (release {current.number}'s build) is live")
     return releaselog.get(host, app, number)

@@ -20,7 +20,7 @@ from minipaas.routing import domains, proxy, sites
 from minipaas.state import apps, config, releaselog, store
 from minipaas.state.host import Host
 from minipaas.state.locks import app_lock
-from minipaas.state.releaselog import Release
+from minipaas.state.releaselog import Kind, Release, Serving, Status
 
 Progress = Callable[[str], None]
 
@@ -35,15 +35,15 @@ def deploy_commit(host: Host, app: str, sha: str, progress: Progress,
     with app_lock(host.settings, app, progress):
         current = releaselog.live(host, app)
         if current and current.sha == sha and placement.for_host(host, app).running(current.number):
-            if current.serving == "static" or current.config == config.get_all(host, app):
+            if current.serving == Serving.STATIC or current.config == config.get_all(host, app):
                 progress(f"-----> {sha[:7]} is already live as release {current.number}; nothing to do")
                 return current
             # The commit is live, the config stored since (`config:set --no-restart`) is not: roll it out.
             progress(f"-----> {sha[:7]} is live as release {current.number} with an older config; releasing it "
                      "with the stored config")
-            return roll_out(host, app, kind="config", sha=current.sha, image=current.image,
+            return roll_out(host, app, kind=Kind.CONFIG, sha=current.sha, image=current.image,
                             buildpack=current.buildpack, progress=progress)
-        return roll_out(host, app, kind="build", sha=sha, image="", buildpack="", progress=progress, options=options,
+        return roll_out(host, app, kind=Kind.BUILD, sha=sha, image="", buildpack="", progress=progress, options=options,
                         canary_plan=wanted)
 
 
@@ -59,12 +59,12 @@ def change_config(
         current = releaselog.live(host, app)
         if current is None or not restart:
             return None
-        if current.serving == "static":
+        if current.serving == Serving.STATIC:
             progress("-----> Stored; a static site has no process to give it to")
             return None
         progress(f"-----> Releasing {app} with the new config")
         try:
-            return roll_out(host, app, kind="config", sha=current.sha, image=current.image,
+            return roll_out(host, app, kind=Kind.CONFIG, sha=current.sha, image=current.image,
                              buildpack=current.buildpack, progress=progress)
         except MinipaasError:
             config.restore(host, app, before)
@@ -77,16 +77,16 @@ def restart(host: Host, app: str, progress: Progress) -> Release:
         current = releaselog.live(host, app)
         if current is None:
             raise NotFound(f"{app} has no live release to restart; push it first")
-        if current.serving == "static":
+        if current.serving == Serving.STATIC:
             progress(f"-----> {app} is a static site served by nginx: nothing to restart")
             return current
-        return roll_out(host, app, kind="restart", sha=current.sha, image=current.image,
+        return roll_out(host, app, kind=Kind.RESTART, sha=current.sha, image=current.image,
                          buildpack=current.buildpack, progress=progress)
 
 
 # -- the sequence --------------------------------------------------------------------------
 
-def roll_out(host: Host, app: str, *, kind: str, sha: str, image: str, buildpack: str,
+def roll_out(host: Host, app: str, *, kind: Kind, sha: str, image: str, buildpack: str,
               progress: Progress, env: dict[str, str] | None = None, options: builds.Options | None = None,
               where: placement.Placement | None = None, canary_plan: canary.Plan | None = None) -> Release:
     """Start → health check → switch → record → retire, for every way a release comes about.
@@ -108,7 +108,7 @@ def roll_out(host: Host, app: str, *, kind: str, sha: str, image: str, buildpack
     if image and engine.image_id(image) is None:
         # Removed outside minipaas (a `docker rmi`, a new disk): the commit is still here, so build it again.
         progress(f"-----> The image {image} is gone; building {sha[:7]} again")
-        image, kind = "", "rebuild"
+        image, kind = "", Kind.REBUILD
     number = releaselog.record_pending(host, app, kind=kind, sha=sha, image=image, buildpack=buildpack, env=env)
     progress = Recorder(progress)
     raw = ""  # the builder's own lines, all of them
@@ -166,7 +166,7 @@ def roll_out(host: Host, app: str, *, kind: str, sha: str, image: str, buildpack
         if isinstance(exc, TestsFailed):
             releaselog.update(host, app, number, tests="failed", tests_seconds=exc.seconds)
         progress.lines.append(f"!     {message}")  # the caller says it; the log keeps it
-        releaselog.update(host, app, number, status="failed", message=message, finished_at=store.now(),
+        releaselog.update(host, app, number, status=Status.FAILED, message=message, finished_at=store.now(),
                 build_log=_log_text(progress, raw))
         raise
     faultpoints.reached("retire")
@@ -207,7 +207,7 @@ def _roll_out_site(host: Host, app: str, number: int, source: builds.Source,
     """
     s = host.settings
     image, raw = "", ""
-    releaselog.update(host, app, number, buildpack=source.pack.name, serving="static")
+    releaselog.update(host, app, number, buildpack=source.pack.name, serving=Serving.STATIC)
     if source.pack.serve == "static-build":
         built = builds.build(s, app, number, source, progress, options=options)
         image, raw = built.image, built.log

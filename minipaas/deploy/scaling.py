@@ -8,10 +8,10 @@ from collections.abc import Callable
 
 from minipaas.deploy import formation, placement, retirement, rollout
 from minipaas.errors import Conflict, InvalidInput
-from minipaas.state import apps, canaries, releaselog, store
+from minipaas.state import apps, canaries, releaselog
 from minipaas.state.host import Host
 from minipaas.state.locks import app_lock
-from minipaas.state.releaselog import Release
+from minipaas.state.releaselog import Kind, Release, Serving
 
 Progress = Callable[[str], None]
 
@@ -35,7 +35,7 @@ def scale(host: Host, app: str, args: list[str], progress: Progress) -> dict[str
         formation.check_quota(host, app, {**before, **changes})  # refused before anything is stored
         formation.store_counts(host, app, changes)
         wanted = formation.counts(host, app, procs, declared)
-        if current is None or current.serving == "static":
+        if current is None or current.serving == Serving.STATIC:
             progress(f"-----> Stored: {_formation_text(wanted)}; it applies from the next deploy")
             return wanted
         try:
@@ -73,12 +73,11 @@ def _apply_scale(host: Host, app: str, current: Release, procs: dict[str, str], 
                        f"(`releases:promote {app}`)")
     if surplus is None:  # in a cluster, a count that goes down: a rollout at the new count
         progress(f"-----> Rolling release {current.number} out again at {_formation_text(wanted)}")
-        rollout.roll_out(host, app, kind="scale", sha=current.sha, image=current.image,
+        rollout.roll_out(host, app, kind=Kind.SCALE, sha=current.sha, image=current.image,
                          buildpack=current.buildpack, progress=progress, env=current.config)
         return
     if surplus:
         drain = int(apps.get_setting(host, app, "drain-seconds"))
-        with store.transaction(host.db) as db:
-            releaselog.schedule_retirement(db, app, [target for target, _ in surplus], drain)
+        releaselog.retire_later(host, app, [target for target, _ in surplus], drain)
         progress(f"-----> Retiring {', '.join(name for _, name in surplus)} in {drain}s (in the background)")
         retirement.spawn_retirer(host, app)

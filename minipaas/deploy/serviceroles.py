@@ -20,6 +20,7 @@ from minipaas.errors import MinipaasError
 from minipaas.state import apps, config, releaselog, reviews
 from minipaas.state import services as records
 from minipaas.state.host import Host
+from minipaas.state.releaselog import Serving
 from minipaas.state.services import Service
 
 Progress = Callable[[str], None]
@@ -65,7 +66,7 @@ def _upgrade_link(host: Host, service: Service, container: str, app: str, progre
     records.set_link_password(host, service.kind, service.name, app, password)
     for review in reviews.of(host, app):
         live = releaselog.live(host, review.name)
-        if live is None or live.serving == "static" or apps.is_stopped(host, review.name):
+        if live is None or live.serving == Serving.STATIC or apps.is_stopped(host, review.name):
             continue
         try:
             rollout.restart(host, review.name, progress)

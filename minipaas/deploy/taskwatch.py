@@ -27,6 +27,7 @@ from minipaas.routing import routes
 from minipaas.state import apps, canaries, releaselog
 from minipaas.state.host import Host
 from minipaas.state.locks import try_app_lock
+from minipaas.state.releaselog import Serving
 from minipaas.state.settings import Settings
 
 POLL_SECONDS = 1.0
@@ -68,9 +69,8 @@ def follow(settings: Settings) -> None:
 
 
 def one_round(host: Host, seen: _Seen) -> None:
-    rows = host.db.execute("SELECT * FROM releases WHERE status = 'live'").fetchall()
-    for current in (releaselog.from_row(row) for row in rows):
-        if current.serving != "container":
+    for current in releaselog.lives(host):
+        if current.serving != Serving.CONTAINER:
             continue
         with try_app_lock(host.settings, current.app) as held:
             if held:  # else a deploy (or a scale, a stop, a drain) has it: it sets the route itself

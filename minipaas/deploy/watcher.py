@@ -38,6 +38,7 @@ from minipaas.cluster import membership
 from minipaas.deploy import canaryguard, daemons, nginxwatch, taskwatch
 from minipaas.errors import MinipaasError, NotFound
 from minipaas.routing import routes
+from minipaas.state import releaselog
 from minipaas.state.host import Host
 from minipaas.state.settings import Settings
 
@@ -175,9 +176,7 @@ def _route_again(settings: Settings, app: str, container: str) -> None:
 
 def _of_live_release(settings: Settings, app: str, release: str) -> bool:
     """The live release's, or its canary's (which has its share of the route)."""
-    rows = Host(settings).db.execute("SELECT number FROM releases WHERE app = ? AND status IN ('live', 'canary')",
-                                     (app,)).fetchall()
-    return release in {str(row["number"]) for row in rows}
+    return release in {str(number) for number in releaselog.routed_numbers(Host(settings), app)}
 
 
 def _answers(ip: str, port: int) -> bool:

@@ -24,6 +24,7 @@ from minipaas.routing.docmodel import CSP
 from minipaas.routing.nginxconf import Layout
 from minipaas.state import apps, locks, perms, releaselog
 from minipaas.state.host import Host
+from minipaas.state.releaselog import Serving
 from minipaas.state.settings import Settings
 
 DASHBOARD_SITE = "-dashboard"
@@ -304,7 +305,7 @@ def serves_markdown(settings: Settings, buildpack: str) -> bool:
 
 def _live_site_is_markdown(settings: Settings, app: str) -> bool:
     current = releaselog.live(Host(settings), app)
-    return current is not None and current.serving == "static" and serves_markdown(settings, current.buildpack)
+    return current is not None and current.serving == Serving.STATIC and serves_markdown(settings, current.buildpack)
 
 
 def switch(settings: Settings, app: str, release: int, targets: dict[str, str]) -> None:

@@ -14,7 +14,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 
 from minipaas.adapters import buildcgroups
-from minipaas.errors import InvalidInput, NotFound
+from minipaas.errors import Conflict, InvalidInput, NotFound
 from minipaas.state import store
 from minipaas.state.host import Host
 from minipaas.state.names import (
@@ -209,6 +209,32 @@ def require(host: Host, name: str) -> str:
 def new_life() -> str:
     """A new app's life id: random, never reused, so nothing named after it outlives the app."""
     return secrets.token_hex(8)
+
+
+def insert(host: Host, name: str, *, domain: str) -> None:
+    """A new app's row and its default domain, in one transaction; a domain another app has refuses both."""
+    with store.transaction(host.db) as db:
+        if db.execute("SELECT app FROM domains WHERE domain = ?", (domain,)).fetchone():
+            raise Conflict(f"domain {domain} already belongs to another app")
+        db.execute("INSERT INTO apps (name, created_at, life) VALUES (?, ?, ?)", (name, store.now(), new_life()))
+        db.execute("INSERT INTO domains (domain, app) VALUES (?, ?)", (domain, name))
+
+
+def delete(host: Host, name: str) -> None:
+    """The app's row gone, with what references it (grants, config, domains, settings...: ON DELETE CASCADE)."""
+    with store.transaction(host.db) as db:
+        db.execute("DELETE FROM apps WHERE name = ?", (name,))
+
+
+def destroyed(host: Host, name: str) -> list[str]:
+    """`apps:destroy`'s last step: the app's row gone as `delete`, and its retirements, in one transaction; returns
+    the keys that had a grant on it."""
+    with store.transaction(host.db) as db:
+        granted = [row["name"] for row in db.execute("SELECT name FROM key_grants WHERE app = ? ORDER BY name",
+                                                       (name,))]
+        db.execute("DELETE FROM apps WHERE name = ?", (name,))
+        db.execute("DELETE FROM retirements WHERE app = ?", (name,))
+    return granted
 
 
 def life(host: Host, name: str) -> str:

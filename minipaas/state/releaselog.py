@@ -1,5 +1,6 @@
 """The release log: every release of an app (its image, config, status, log) and the containers
-waiting for retirement, in the SQLite store. Records only; rolling a release out is deploy/rollout.py's."""
+waiting for retirement, in the SQLite store, with the words it is written in (`Status`, `Kind`, `Serving`).
+Records only; rolling a release out is deploy/rollout.py's."""
 
 from __future__ import annotations
 
@@ -8,6 +9,7 @@ import json
 import os
 import sqlite3
 from dataclasses import dataclass
+from enum import Enum, StrEnum
 
 from minipaas import faultpoints
 from minipaas.errors import NotFound
@@ -15,17 +17,47 @@ from minipaas.state import store
 from minipaas.state.host import Host
 
 
+class Status(StrEnum):
+    """Where a release stands. Stored as its text: a member equals its string, so queries and old rows agree."""
+
+    PENDING = "pending"  # being built or started
+    LIVE = "live"  # the app's one stable release: what rollbacks, `ps:restore` and gc count from
+    CANARY = "canary"  # beside the live one, with a share of its traffic (state/canaries.py)
+    SUPERSEDED = "superseded"  # was live; a rollback may bring it back
+    FAILED = "failed"  # never went live (its message says why), or a canary aborted
+
+
+class Kind(StrEnum):
+    """What made a release."""
+
+    BUILD = "build"  # a push
+    REBUILD = "rebuild"  # a release whose image had gone, built again from its commit
+    CONFIG = "config"  # config:set / config:unset
+    RESTART = "restart"  # ps:restart, ps:restore, a node leaving
+    ROLLBACK = "rollback"
+    SCALE = "scale"  # ps:scale in a cluster: the release rolled out again at its new count
+    DRAIN = "drain"  # a cluster node drained: the release rolled out again elsewhere
+    SETTINGS = "settings"  # static-dir changed: the live static build served from another folder
+
+
+class Serving(StrEnum):
+    """Who answers a release's requests."""
+
+    CONTAINER = "container"  # its containers (or Swarm tasks), behind nginx
+    STATIC = "static"  # nginx itself, from the release's files
+
+
 @dataclass(frozen=True)
 class Release:
     app: str
     number: int
-    kind: str
+    kind: Kind
     sha: str
     image: str
     buildpack: str
-    status: str
+    status: Status
     config: dict[str, str]
-    serving: str  # container, or static (nginx serves the release's files)
+    serving: Serving
     pusher: str
     created_at: float
     finished_at: float | None
@@ -50,9 +82,9 @@ class Release:
 
 def from_row(row: object) -> Release:
     r = dict(row)  # type: ignore[call-overload]
-    return Release(app=r["app"], number=r["number"], kind=r["kind"], sha=r["sha"], image=r["image"],
-                   buildpack=r["buildpack"], status=r["status"], config=json.loads(r["config_json"]),
-                   serving=r["serving"],
+    return Release(app=r["app"], number=r["number"], kind=Kind(r["kind"]), sha=r["sha"], image=r["image"],
+                   buildpack=r["buildpack"], status=Status(r["status"]), config=json.loads(r["config_json"]),
+                   serving=Serving(r["serving"]),
                    pusher=r["pusher"], created_at=r["created_at"], finished_at=r["finished_at"],
                    message=r["message"], tests=r.get("tests") or "", tests_seconds=r.get("tests_seconds"))
 
@@ -62,7 +94,7 @@ def listing(host: Host, app: str) -> list[Release]:
     return [from_row(row) for row in rows]
 
 
-def images(host: Host) -> dict[str, set[str]]:
+def images_by_app(host: Host) -> dict[str, set[str]]:
     """Every app's release images, in one query (`report` over hundreds of apps: one `listing` per app would
     read every release's build log too)."""
     found: dict[str, set[str]] = {}
@@ -72,8 +104,31 @@ def images(host: Host) -> dict[str, set[str]]:
 
 
 def live(host: Host, app: str) -> Release | None:
-    row = host.db.execute("SELECT * FROM releases WHERE app = ? AND status = 'live'", (app,)).fetchone()
-    return from_row(row) if row else None
+    """The app's live release, if it has one."""
+    found = lives(host, app)
+    return found[0] if found else None
+
+
+def lives(host: Host, app: str | None = None) -> list[Release]:
+    """The live release of every app (by app), or of one: the one query for "the live release"."""
+    # Two forms of the one query, not `? IS NULL OR app = ?`: that would keep SQLite from the (app, number) key.
+    if app is None:
+        rows = host.db.execute("SELECT * FROM releases WHERE status = ? ORDER BY app", (Status.LIVE,))
+    else:
+        rows = host.db.execute("SELECT * FROM releases WHERE status = ? AND app = ?", (Status.LIVE, app))
+    return [from_row(row) for row in rows]
+
+
+def routed_numbers(host: Host, app: str) -> set[int]:
+    """The releases whose containers have a share of the app's route: the live one, and a canary beside it."""
+    rows = host.db.execute("SELECT number FROM releases WHERE app = ? AND status IN (?, ?)",
+                           (app, Status.LIVE, Status.CANARY))
+    return {int(row["number"]) for row in rows}
+
+
+def images(host: Host, app: str) -> set[str]:
+    """The image every release of the app named ("" for a release that had none)."""
+    return {row["image"] for row in host.db.execute("SELECT image FROM releases WHERE app = ?", (app,))}
 
 
 def get(host: Host, app: str, number: int) -> Release:
@@ -85,8 +140,8 @@ def get(host: Host, app: str, number: int) -> Release:
 
 def last_pushed(host: Host, app: str) -> str | None:
     """The commit of the app's newest build, whether it went live or not (a rejected push's too)."""
-    row = host.db.execute("SELECT sha FROM releases WHERE app = ? AND kind IN ('build', 'rebuild') "
-                          "ORDER BY number DESC LIMIT 1", (app,)).fetchone()
+    row = host.db.execute("SELECT sha FROM releases WHERE app = ? AND kind IN (?, ?) ORDER BY number DESC LIMIT 1",
+                          (app, Kind.BUILD, Kind.REBUILD)).fetchone()
     return row["sha"] if row else None
 
 
@@ -99,27 +154,36 @@ def pusher() -> str:
     return os.environ.get("MINIPAAS_USER") or getpass.getuser()
 
 
-def record_pending(host: Host, app: str, *, kind: str, sha: str, image: str, buildpack: str,
+def record_pending(host: Host, app: str, *, kind: Kind, sha: str, image: str, buildpack: str,
                     env: dict[str, str]) -> int:
     with store.transaction(host.db) as db:
         number = db.execute("SELECT COALESCE(MAX(number), 0) + 1 FROM releases WHERE app = ?",
                             (app,)).fetchone()[0]
         db.execute(
             "INSERT INTO releases (app, number, kind, sha, image, buildpack, status, config_json, pusher,"
-            " created_at) VALUES (?, ?, ?, ?, ?, ?, 'pending', ?, ?, ?)",
-            (app, number, kind, sha, image, buildpack, json.dumps(env), pusher(), store.now()))
+            " created_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+            (app, number, kind, sha, image, buildpack, Status.PENDING, json.dumps(env), pusher(), store.now()))
     return int(number)
 
 
-_UPDATABLE = frozenset({"image", "buildpack", "build_log", "status", "message", "finished_at", "serving", "tests",
-                        "tests_seconds"})
+class _Keep(Enum):
+    KEEP = "keep"
 
 
-def update(host: Host, app: str, number: int, **fields: object) -> None:
-    unknown = set(fields) - _UPDATABLE
-    if unknown:
-        raise ValueError(f"not a release column: {unknown}")
-    # Column names come from the fixed set above; values are bound parameters.
+KEEP = _Keep.KEEP  # `update`'s default: the column keeps its value (None is a value: finished_at, tests_seconds)
+
+
+def update(host: Host, app: str, number: int, *, image: str | _Keep = KEEP, buildpack: str | _Keep = KEEP,
+           build_log: str | _Keep = KEEP, status: Status | _Keep = KEEP, message: str | _Keep = KEEP,
+           finished_at: float | _Keep | None = KEEP, serving: Serving | _Keep = KEEP, tests: str | _Keep = KEEP,
+           tests_seconds: float | _Keep | None = KEEP) -> None:
+    """Set the columns given (the others keep their values), in one statement."""
+    given = {"image": image, "buildpack": buildpack, "build_log": build_log, "status": status, "message": message,
+             "finished_at": finished_at, "serving": serving, "tests": tests, "tests_seconds": tests_seconds}
+    fields = {column: value for column, value in given.items() if value is not KEEP}
+    if not fields:
+        return
+    # Column names come from the fixed keys above; values are bound parameters.
     assignments = ", ".join(f"{key} = ?" for key in fields)
     with store.transaction(host.db) as db:
         db.execute(f"UPDATE releases SET {assignments} WHERE app = ? AND number = ?",  # noqa: S608
@@ -128,9 +192,10 @@ def update(host: Host, app: str, number: int, **fields: object) -> None:
 
 def record_live(host: Host, app: str, number: int, *, retiring: list[str], drain: int) -> None:
     with store.transaction(host.db) as db:
-        db.execute("UPDATE releases SET status = 'superseded' WHERE app = ? AND status = 'live'", (app,))
-        db.execute("UPDATE releases SET status = 'live', finished_at = ? WHERE app = ? AND number = ?",
-                   (store.now(), app, number))
+        db.execute("UPDATE releases SET status = ? WHERE app = ? AND status = ?",
+                   (Status.SUPERSEDED, app, Status.LIVE))
+        db.execute("UPDATE releases SET status = ?, finished_at = ? WHERE app = ? AND number = ?",
+                   (Status.LIVE, store.now(), app, number))
         db.execute("UPDATE apps SET stopped = 0 WHERE name = ?", (app,))  # a release going live runs
         schedule_retirement(db, app, retiring, drain)
         faultpoints.reached("record")
@@ -140,9 +205,9 @@ def interrupt_pending(host: Host, app: str, *, retiring: list[str], drain: int) 
     """The releases a deploy that died left pending, marked failed (`interrupted`), and the containers its route
     still sent requests to scheduled for retirement, in one transaction; returns those releases."""
     with store.transaction(host.db) as db:
-        rows = db.execute("SELECT * FROM releases WHERE app = ? AND status = 'pending'", (app,)).fetchall()
-        db.execute("UPDATE releases SET status = 'failed', message = 'interrupted', finished_at = ? "
-                   "WHERE app = ? AND status = 'pending'", (store.now(), app))
+        rows = db.execute("SELECT * FROM releases WHERE app = ? AND status = ?", (app, Status.PENDING)).fetchall()
+        db.execute("UPDATE releases SET status = ?, message = 'interrupted', finished_at = ? "
+                   "WHERE app = ? AND status = ?", (Status.FAILED, store.now(), app, Status.PENDING))
         schedule_retirement(db, app, retiring, drain)
     return [from_row(row) for row in rows]
 
@@ -152,6 +217,24 @@ def schedule_retirement(db: sqlite3.Connection, app: str, containers: list[str],
         # OR IGNORE: a container already draining keeps its deadline; a burst of deploys must not defer it.
         db.execute("INSERT OR IGNORE INTO retirements (container, app, not_before) VALUES (?, ?, ?)",
                    (container, app, store.now() + drain))
+
+
+def retire_later(host: Host, app: str, containers: list[str], drain: int) -> None:
+    """Containers of the app to retire once `drain` seconds have passed (`schedule_retirement` on its own)."""
+    with store.transaction(host.db) as db:
+        schedule_retirement(db, app, containers, drain)
+
+
+def retirements(host: Host, app: str) -> list[tuple[str, float]]:
+    """The app's containers waiting for retirement, with the time each may go from, the soonest first."""
+    rows = host.db.execute("SELECT container, not_before FROM retirements WHERE app = ? ORDER BY not_before", (app,))
+    return [(row["container"], row["not_before"]) for row in rows]
+
+
+def retired(host: Host, container: str) -> None:
+    """The container is gone: no longer waiting for retirement."""
+    with store.transaction(host.db) as db:
+        db.execute("DELETE FROM retirements WHERE container = ?", (container,))
 
 
 def retiring(host: Host, app: str) -> set[str]:

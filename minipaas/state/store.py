@@ -268,6 +268,15 @@ def migrate(conn: sqlite3.Connection) -> int:
     return len(MIGRATIONS)
 
 
+def upgrade(path: Path, *, wait: float = DEFAULT_WAIT) -> int:
+    """`init`: the database at `path` made, or brought up to date; returns its schema version."""
+    conn = connect(path, wait=wait)
+    try:
+        return migrate(conn)
+    finally:
+        conn.close()
+
+
 @contextmanager
 def transaction(conn: sqlite3.Connection) -> Iterator[sqlite3.Connection]:
     """A write transaction: all of it or nothing. A database another process holds locked beyond the wait, or a disk
