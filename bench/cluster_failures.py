@@ -1,6 +1,6 @@
 #!/usr/bin/env python3
 """Failed requests and time to recover when a cluster loses a node: `cluster:drain`, Swarm's own drain, a node
-killed (issue 15). Each run makes a fresh cluster of 3 node containers (tests/cluster_nodes.py: dockerd in
+killed (issue 15). Each run makes a fresh cluster of 3 node containers (tests/helpers/cluster_nodes.py: dockerd in
 containers, `cluster:init`, `cluster:join-command`), pushes tests/apps/dockerfile at `ps:scale web=6` (2 s drain
 delay), then, each under wrk load through minipaas' nginx (keep-alive GET/POST, tests/load/mixed.lua, 2 threads 16
 connections; `Connection: close` GET, 1 thread 4 connections):
@@ -25,7 +25,7 @@ running tasks (as the nodes' engines list them), no release pending nor retireme
                    for 5 s is being health-checked: the push waits for the Swarm's replacements on node-1.
 
 Medians (and the spread) over the runs. Needs the Docker engine, `minipaas/node:26`, wrk, and the node image
-tests/cluster_nodes.py makes (once, ~16 s). Everything made is removed, failure included.
+tests/helpers/cluster_nodes.py makes (once, ~16 s). Everything made is removed, failure included.
 
     /opt/minipaas/venv/bin/python bench/cluster_failures.py [--runs 3] [--json out.json]
 """
@@ -44,15 +44,13 @@ from pathlib import Path
 
 from harness import log, machine
 
-TESTS = Path(__file__).resolve().parent.parent / "tests"
-sys.path.insert(0, str(TESTS))
+# The tests' helpers (tests/helpers) by their package name, from the checkout's root.
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from cluster_nodes import Cluster, docker, manager_host, wait_for  # noqa: E402
-from test_cluster_deploy import _routed, _services  # noqa: E402
-from test_cluster_failures import _push_while, _release, _running, _settled  # noqa: E402
-from test_zero_downtime import LUA, start_wrk, stop_wrk  # noqa: E402
-
-from conftest import APPS, Paas, paas_host  # noqa: E402
+from tests.helpers.cluster import commit_release, push_while, routed_addresses, running_tasks, service_names, settled
+from tests.helpers.cluster_nodes import Cluster, docker, manager_host, wait_for
+from tests.helpers.host import APPS, Paas, paas_host
+from tests.helpers.load import LUA, start_wrk, stop_wrk
 
 REPLICAS = 6
 DEADLINE = 120.0
@@ -60,7 +58,7 @@ SECONDS = ("seconds", "push (s)", "settled after (s)")  # printed as times; the 
 
 
 def _live(cluster: Cluster) -> str:
-    names = wait_for(lambda: (lambda found: found if len(found) == 1 else None)(_services(cluster.nodes[0])),
+    names = wait_for(lambda: (lambda found: found if len(found) == 1 else None)(service_names(cluster.nodes[0])),
                      "one live service", 60)
     assert isinstance(names, list)
     return str(names[0])
@@ -86,8 +84,8 @@ def _under_load(paas: Paas, app: str, action: Callable[[], None]) -> dict[str, f
 def _recovered(paas: Paas, cluster: Cluster, app: str, service: str, gone: str) -> None:
     """6 tasks running off `gone` and the route exactly those."""
     def back() -> dict[str, str] | None:
-        running = {a: n for a, n in _running(cluster, service).items() if n != gone}
-        return running if len(running) == REPLICAS and _routed(paas, app) == sorted(running) else None
+        running = {a: n for a, n in running_tasks(cluster, service).items() if n != gone}
+        return running if len(running) == REPLICAS and routed_addresses(paas, app) == sorted(running) else None
 
     wait_for(back, f"{REPLICAS} tasks off {gone}, routed", DEADLINE)
 
@@ -117,19 +115,19 @@ def _push_fault(paas: Paas, cluster: Cluster, app: str, faults: dict[str, Callab
     """A new release pushed with `faults` under load: the push's seconds and whether it went live, the seconds until
     the app settled (see the docstring), and the requests."""
     checkout = paas.checkout(app, APPS / "dockerfile")
-    _release(checkout, text, slow_start=slow_start)
+    commit_release(checkout, text, slow_start=slow_start)
     outcome: dict[str, float] = {}
 
     def push() -> None:
         before()
         started = time.monotonic()
-        code, output = _push_while(paas, checkout, faults)
+        code, output = push_while(paas, checkout, faults)
         outcome["push (s)"] = time.monotonic() - started
         outcome["went live"] = float(code == 0)
         if code:
             log("refused: " + " | ".join(line.split("remote:", 1)[1].strip() for line in output.splitlines()
                                          if line.startswith("remote: !")))
-        wait_for(lambda: _settled(paas, cluster, app, _live(cluster), replicas), "settled", DEADLINE, poll=0.5)
+        wait_for(lambda: settled(paas, cluster, app, _live(cluster), replicas), "settled", DEADLINE, poll=0.5)
 
     found = _under_load(paas, app, push)
     found["settled after (s)"] = found.pop("seconds")

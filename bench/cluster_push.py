@@ -4,7 +4,7 @@
 The same app (tests/apps/dockerfile, `ps:scale web=6`, 2 s drain delay) on two minipaas hosts made in the same run:
 
   one host   plain containers on this machine's engine (the default);
-  cluster    `cluster:init` on a node container (tests/cluster_nodes.py: dockerd in containers) with two workers
+  cluster    `cluster:init` on a node container (tests/helpers/cluster_nodes.py: dockerd in containers) with two workers
              joined by `cluster:join-command`; the build on the manager, the image pushed to the cluster's
              registry, one Swarm service of 6 tasks spread over the nodes, each task health-checked at node:port.
 
@@ -34,12 +34,11 @@ from pathlib import Path
 
 from harness import log, machine, table_row, timed_push
 
-TESTS = Path(__file__).resolve().parent.parent / "tests"
-sys.path.insert(0, str(TESTS))
+# The tests' helpers (tests/helpers) by their package name, from the checkout's root.
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from cluster_nodes import manager_host  # noqa: E402
-
-from conftest import APPS, Paas, commit, paas_host  # noqa: E402
+from tests.helpers.cluster_nodes import manager_host
+from tests.helpers.host import APPS, Paas, commit, paas_host
 
 REPLICAS = 6
 SERVER = """const http = require("http");

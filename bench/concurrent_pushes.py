@@ -1,8 +1,8 @@
 #!/usr/bin/env python3
 """Concurrency at scale: pushes to many apps at once and to one app at once, with `gc` and `ps:restore` beside
-them, then a count of what is left over (the 20-app version of tests/test_concurrency.py).
+them, then a count of what is left over (the 20-app version of tests/engine/test_concurrency.py).
 
-On one throwaway host (tests/conftest.py's `paas_host`), with tests/apps/env-echo (a Dockerfile app):
+On one throwaway host (tests/helpers/host.py's `paas_host`), with tests/apps/env-echo (a Dockerfile app):
   first pushes     one push to each of N new apps, all at once (cold: every app's first build);
   second pushes    one more push to each app, all at once (each retires the app's first container);
   one app          M pushes to the first app at once, each from its own clone of the same commit: one deploys,
@@ -31,10 +31,10 @@ from pathlib import Path
 
 from harness import log, machine
 
-TESTS = Path(__file__).resolve().parent.parent / "tests"
-sys.path.insert(0, str(TESTS))
+# The tests' helpers (tests/helpers) by their package name, from the checkout's root.
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from test_concurrency import (  # noqa: E402
+from tests.helpers.concurrency import (
     MOVED,
     Running,
     leftovers,
@@ -44,8 +44,7 @@ from test_concurrency import (  # noqa: E402
     start_push,
     write_server,
 )
-
-from conftest import APPS, Paas, paas_host  # noqa: E402
+from tests.helpers.host import APPS, Paas, paas_host
 
 KINDS = {"container": "containers", "image": "images", "network": "networks", "release": "rows",
          "retirement": "rows", "route": "routes", "nginx": "routes"}

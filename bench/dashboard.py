@@ -14,7 +14,7 @@
                link of `dashboard:login --key`), the app is asked to print N lines 0.2-0.3 s apart (after a
                warm-up line both followers had), and each line's arrival (wall clock, the same kernel's) is
                compared with the time the app wrote into it; --log-runs R times on the same host.
-  page         with --browser as well: a headless Chromium (Selenium, started as tests/test_dashboard_browser.py
+  page         with --browser as well: a headless Chromium (Selenium, started as tests/engine/test_dashboard_browser.py
                starts it), logged in by another minted link, has the app's logs page open while the same lines
                come; a MutationObserver in the page stamps each line's text node when static/dashboard.js adds
                it, at the next frame's start (requestAnimationFrame) and after that frame (a task posted from
@@ -193,7 +193,8 @@ return document.visibilityState;
 
 
 def chromium(profile: Path) -> Any:
-    """A headless Chromium started as tests/test_dashboard_browser.py starts it (Debian's chromium and driver)."""
+    """A headless Chromium started as tests/engine/test_dashboard_browser.py starts it (Debian's chromium and
+    driver)."""
     try:
         from selenium import webdriver
         from selenium.webdriver.chrome.service import Service

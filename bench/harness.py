@@ -1,6 +1,6 @@
 """Shared by the benchmarks: an isolated minipaas host, git checkouts, timed pushes, stats.
 
-The host is set up the way tests/conftest.py does it: a temp MINIPAAS_HOME, a private nginx on a
+The host is set up the way tests/helpers/host.py does it: a temp MINIPAAS_HOME, a private nginx on a
 free loopback port, MINIPAAS_DOMAIN=paas.test, driven through the real CLI and real `git push`.
 Everything it creates (apps, containers, images, nginx masters, the temp dir) goes on `close()`.
 """

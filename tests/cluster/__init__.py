@@ -1,0 +1,1 @@
+"""Cluster tier: a Swarm of dockerd node containers on this machine (tests/helpers/cluster_nodes.py)."""

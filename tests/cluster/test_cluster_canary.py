@@ -1,0 +1,163 @@
+"""Issue 22 on a Swarm: a canary's switch routes the stable release's web service's tasks and the canary's as two
+weighted versions. Through real nginx: both answer (header pin, release URL), new clients split by the weight, the
+task watcher keeps a replaced canary task in the canary's version, `ps:scale` scales both services, `ps:restore`
+after the manager's engine restarted keeps the canary, abort and promote under load fail no request and remove the
+services they retire.
+
+Real things only: two dockerd node containers (tests/helpers/cluster_nodes.py), a real Swarm and registry made by
+`cluster:init`, real pushes, nginx on this test host, the real task watcher (`minipaas watch`)."""
+
+from __future__ import annotations
+
+from collections import Counter
+from collections.abc import Iterator
+
+import pytest
+
+from tests.helpers.canary import Load, get, release, statuses, wait_for
+from tests.helpers.cluster_nodes import Cluster, Node
+from tests.helpers.cluster_nodes import manager_host as cluster_host
+from tests.helpers.host import APPS, Paas
+
+pytestmark = pytest.mark.engine
+CLIENTS = 400
+
+
+@pytest.fixture
+def two_nodes(paas: Paas) -> Iterator[tuple[Paas, Cluster]]:
+    """A Swarm of 2 nodes whose first is the minipaas host's engine (cluster_nodes.manager_host)."""
+    with cluster_host(paas, count=2) as cluster:
+        yield paas, cluster
+
+
+def _services(manager: Node) -> list[str]:
+    return sorted(manager.docker("service", "ls", "--format", "{{.Name}}").split())
+
+
+def _versions(paas: Paas, app: str) -> dict[int, tuple[int, frozenset[str]]]:
+    """The app's route as minipaas last set it: release → (weight, addresses)."""
+    from minipaas.routing import routes
+    from minipaas.state.settings import load
+
+    return {v.release: (v.weight, frozenset(v.targets)) for v in routes.versions(load(paas.env), app)}
+
+
+def _nginx(paas: Paas, app: str) -> dict[int, tuple[int, frozenset[str]]]:
+    """The same, as nginx holds it in shared memory."""
+    from minipaas.routing import routes
+    from minipaas.state.settings import load
+
+    return {r: (w, frozenset(a)) for r, w, a in routes.nginx_versions(load(paas.env), app)}
+
+
+def _pinned(paas: Paas, app: str, number: int) -> set[str]:
+    return {get(paas, app, {"X-Minipaas-Release": str(number)})[1] for _ in range(10)}
+
+
+def _share(paas: Paas, app: str, body: str) -> float:
+    """The share of CLIENTS new clients (a connection each, no cookie) answered `body`; every answer a 200."""
+    seen = Counter(get(paas, app)[:2] for _ in range(CLIENTS))
+    assert {status for status, _ in seen} == {200}, seen
+    return seen[(200, body)] / CLIENTS
+
+
+def test_a_canary_on_a_swarm_routes_two_services_tasks_by_weight_and_is_aborted_then_promoted_under_load(
+        two_nodes: tuple[Paas, Cluster]) -> None:
+    paas, cluster = two_nodes
+    manager = cluster.nodes[0]
+    app = paas.new_app("swc")
+    paas.run("ps:scale", app, "web=2")
+    paas.run("settings:set", app, "drain-seconds", "1")
+    checkout = paas.checkout(app, APPS / "dockerfile")
+    release(checkout, "v1")
+    paas.push(checkout)
+    web = [f"{paas.instance}-{app}-web-{n}" for n in range(4)]  # web[N]: release N's web service
+
+    # The canary: its own service beside release 1's, both routed, 80/20.
+    release(checkout, "v2")
+    output = paas.push(checkout, extra=("-o", "canary=20")).stderr
+    assert f"{app} release 2 is a canary: 20% of new clients; release 1 serves the rest" in output, output
+    assert "Retiring" not in output
+    assert statuses(paas, app) == {2: "canary", 1: "live"}
+    assert _services(manager) == [web[1], web[2]]
+    route = _versions(paas, app)
+    assert sorted(route) == [1, 2] and route[1][0] == 80 and route[2][0] == 20, route
+    assert len(route[1][1]) == 2 and len(route[2][1]) == 2 and not route[1][1] & route[2][1], route
+    assert _nginx(paas, app) == route
+    assert _pinned(paas, app, 1) == {"v1"} and _pinned(paas, app, 2) == {"v2"}
+    assert paas.get(app, host=f"v2.{app}.paas.test").body.strip() == "v2"
+    assert paas.get(app, host=f"v1.{app}.paas.test").body.strip() == "v1"
+    first_share = _share(paas, app, "v2")
+    assert 0.13 <= first_share <= 0.27, first_share
+    for command in (("ps", app), ("releases", app), ("report",)):
+        ran = paas.run(*command)
+        shown = ran.stdout + ran.stderr
+        assert "canary: release 2 takes 20% of new clients beside release 1" in shown, (command, shown)
+        assert "this step: release 2 " in shown and "; release 1 " in shown, (command, shown)
+
+    # The task watcher: the canary's tasks replaced (new ports) come back into the canary's version, never into
+    # release 1's; release 1's version is left as it was.
+    manager.docker("service", "update", "--force", "--detach", web[2])
+    wait_for(lambda: (lambda r: sorted(r) == [1, 2] and r[1] == route[1] and r[2][0] == 20 and len(r[2][1]) == 2
+                      and not r[2][1] & route[2][1])(_versions(paas, app)),
+             timeout=120, what="the canary's new tasks routed in the canary's version")
+    moved = _versions(paas, app)
+    assert _nginx(paas, app) == moved
+    assert _pinned(paas, app, 2) == {"v2"} and _pinned(paas, app, 1) == {"v1"}
+
+    # ps:scale scales both services, each keeping its share; down is refused in one line (a Swarm scales down by a
+    # new rollout, which would replace the canary).
+    with Load(paas, app, keep_alive=False) as scaling:
+        scaled = paas.run("ps:scale", app, "web=3").stdout
+    assert scaling.failures == [] and set(scaling.answers) == {"v1", "v2"}, (scaling.failures, scaling.answers)
+    assert "Canary release 2: web=3" in scaled and f"{app} runs web=3" in scaled, scaled
+    route = _versions(paas, app)
+    assert {r: (w, len(a)) for r, (w, a) in route.items()} == {1: (80, 3), 2: (20, 3)}, route
+    refused = paas.run("ps:scale", app, "web=2", check=False)
+    said = (refused.stdout + refused.stderr).strip()
+    assert refused.returncode != 0 and "runs beside a canary: on a Swarm, scaling down is a new rollout" in said, said
+    assert len(said.splitlines()) == 1, said
+    assert statuses(paas, app) == {2: "canary", 1: "live"}
+
+    # The manager's engine restarted (its tasks stopped, started again on other ports): ps:restore brings both
+    # releases back, the canary at its share.
+    manager.restart_engine()
+    restored = paas.run("ps:restore").stdout
+    assert f"{app}: canary release 2 back at 20%" in restored, restored
+    wait_for(lambda: sorted(_versions(paas, app)) == [1, 2], timeout=60, what="both versions routed")
+    assert {r: w for r, (w, _) in _versions(paas, app).items()} == {1: 80, 2: 20}
+    assert _pinned(paas, app, 1) == {"v1"} and _pinned(paas, app, 2) == {"v2"}
+    assert statuses(paas, app) == {2: "canary", 1: "live"}
+
+    # Abort under keep-alive and closing load: every client back to release 1, none failed; the canary's service
+    # goes after the drain delay.
+    with Load(paas, app, keep_alive=True) as kept, Load(paas, app, keep_alive=False) as closing:
+        aborted = paas.run("releases:abort", app).stdout
+        assert f"{app}: canary release 2 aborted by" in aborted, aborted
+        since = closing.answers["v1"]
+        wait_for(lambda: closing.answers["v1"] > since + 50, what="v1 answering")
+    assert kept.failures == [] and closing.failures == [], (kept.failures[:5], closing.failures[:5])
+    at_abort = sum(kept.answers.values()), sum(closing.answers.values())
+    assert sorted(_versions(paas, app)) == [1]
+    assert {get(paas, app)[1] for _ in range(50)} == {"v1"}
+    wait_for(lambda: _services(manager) == [web[1]], timeout=60, what="the canary's service removed")
+    assert statuses(paas, app)[2] == "failed"
+
+    # Another canary, promoted under load: release 1's service retires, none failed.
+    release(checkout, "v3")
+    paas.push(checkout, extra=("-o", "canary=20"))
+    assert _services(manager) == [web[1], web[3]]
+    with Load(paas, app, keep_alive=True) as kept, Load(paas, app, keep_alive=False) as closing:
+        promoted = paas.run("releases:promote", app).stdout
+        assert f"{app} release 3 is live (promoted from a 20% canary)" in promoted, promoted
+        wait_for(lambda: _services(manager) == [web[3]], timeout=60, what="release 1's service retired")
+        since = sum(closing.answers.values())
+        wait_for(lambda: sum(closing.answers.values()) > since + 50, what="more answers after the retirement")
+    assert kept.failures == [] and closing.failures == [], (kept.failures[:5], closing.failures[:5])
+    assert closing.answers["v3"] > 0 and kept.answers["v3"] > 0
+    assert sorted(_versions(paas, app)) == [3] and len(_versions(paas, app)[3][1]) == 3
+    assert {get(paas, app)[1] for _ in range(50)} == {"v3"}
+    assert statuses(paas, app)[3] == "live" and statuses(paas, app)[1] == "superseded"
+    print(f"\nswarm canary at 20%: {first_share:.1%} of {CLIENTS} new clients on it; the watcher routed its replaced "
+          f"tasks in its version; requests (keep-alive, close), 0 failed: abort {at_abort}, promote "
+          f"{(sum(kept.answers.values()), sum(closing.answers.values()))}")

@@ -1,0 +1,43 @@
+"""Postgres and Redis for tests: the service images made once per module (an autouse fixture a test module
+imports), and the services app's counters read and written over HTTP."""
+
+from __future__ import annotations
+
+import json
+import time
+from collections.abc import Callable
+
+import pytest
+
+from tests.helpers.host import Paas
+
+
+@pytest.fixture(scope="module", autouse=True)
+def _service_images(engine_ready: None, tmp_path_factory: pytest.TempPathFactory) -> None:
+    """The service images, built once for the run when the host lacks them (cached on the host after)."""
+    from minipaas.build import serviceimages
+    from minipaas.state.settings import load
+
+    settings = load({"MINIPAAS_HOME": str(tmp_path_factory.mktemp("images-home"))})
+    for kind in serviceimages.SPECS:
+        serviceimages.ensure(settings, kind, lambda _line: None)
+
+
+def wait_for(what: str, check: Callable[[], bool], timeout: float = 60) -> None:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if check():
+            return
+        time.sleep(0.2)
+    raise AssertionError(f"timed out waiting for {what}")
+
+
+def count(paas: Paas, app: str) -> dict[str, int]:
+    response = paas.get(app, "/count")
+    assert response.status == 200, response.body
+    return json.loads(response.body)
+
+
+def write(paas: Paas, app: str) -> None:
+    response = paas.get(app, "/write", method="POST", body="")
+    assert response.status == 200, response.body
