@@ -24,7 +24,7 @@ from minipaas.deploy import hook
 from minipaas.state import perms
 from minipaas.state.layout import Layout
 
-ROOT = Path(__file__).resolve().parent.parent
+ROOT = Path(__file__).resolve().parents[2]
 PACKAGE = ROOT / "minipaas"
 
 # "The CLI entry": the modules that start a minipaas process and may therefore set its environment.
