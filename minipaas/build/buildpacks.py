@@ -128,7 +128,7 @@ def render(pack: Buildpack, facts: dict[str, Any], *, cache_dir: Path | None = N
     """The Dockerfile for this app: the template sees the facts (and nothing it could call back)."""
     import jinja2  # see template_cache
 
-    from minipaas.build import dockerfile_reading  # its Dockerfile parser (a compiled package): as jinja2
+    from minipaas.source import dockerfile_reading  # its Dockerfile parser (a compiled package): as jinja2
 
     env = jinja2.Environment(
         # Its own folder first, then the other buildpacks: a template may extend another's.

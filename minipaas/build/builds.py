@@ -24,23 +24,11 @@ from pathlib import Path
 from minipaas import faultpoints
 from minipaas.adapters import buildcgroups, engine, gitrepo
 from minipaas.adapters.buildcgroups import BuildLimits
-from minipaas.build import (
-    buildlog,
-    buildoutput,
-    buildpacks,
-    dockerfile_policy,
-    dockerfiles,
-    nodeinstall,
-    nodeversions,
-    packagejson,
-    presets,
-    procfile,
-    stacks,
-    teststage,
-)
+from minipaas.build import buildlog, buildoutput, buildpacks, dockerfiles, stacks
 from minipaas.build.builderchoice import builder
 from minipaas.build.builders import VENDORED, Context, run_builder
 from minipaas.errors import BuildFailed, Conflict, TestsFailed
+from minipaas.source import dockerfile_policy, nodeinstall, nodeversions, packagejson, presets, procfile, teststage
 from minipaas.state import apps, cachemounts, config
 from minipaas.state.host import Host
 from minipaas.state.names import image_patterns, parent_of

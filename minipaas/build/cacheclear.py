@@ -27,8 +27,9 @@ from collections.abc import Callable
 
 from minipaas.adapters import engine
 from minipaas.adapters.buildcgroups import BuildLimits
-from minipaas.build import buildcontext, builderchoice, builders, dockerfile_reading, dockerfiles, stacks
-from minipaas.build.dockerfile_reading import Instruction
+from minipaas.build import buildcontext, builderchoice, builders, dockerfiles, stacks
+from minipaas.source import dockerfile_reading
+from minipaas.source.dockerfile_reading import Instruction
 from minipaas.state import cachemounts, locks
 from minipaas.state.host import Host
 

@@ -17,9 +17,9 @@ from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
 
 from minipaas.adapters import engine
-from minipaas.build import dockerfile_policy, dockerfile_reading
-from minipaas.build.dockerfile_reading import Instruction
 from minipaas.errors import InvalidInput
+from minipaas.source import dockerfile_policy, dockerfile_reading
+from minipaas.source.dockerfile_reading import Instruction
 from minipaas.state.settings import Settings
 
 # Pins are tags `<instance>/pin.<time>-<random>:<n>`: no app's repository (app names hold no dot), and gc knows a

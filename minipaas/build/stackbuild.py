@@ -20,8 +20,8 @@ from semantic_version import NpmSpec, Version
 
 from minipaas.adapters import engine, proc
 from minipaas.build import npmregistry, rootfs
-from minipaas.build.nodeversions import NODE_PACKAGE, REPOSITORY, VERSION_LABEL, releases
 from minipaas.errors import BuildFailed, StackMissing
+from minipaas.source.nodeversions import NODE_PACKAGE, REPOSITORY, VERSION_LABEL, releases
 from minipaas.state.settings import Settings
 
 NPM_PACKAGE = "npm"

@@ -27,10 +27,11 @@ from typing import IO, Any
 from semantic_version import Version
 
 from minipaas.adapters import engine
-from minipaas.build import nodeversions, rootfs
-from minipaas.build.nodeversions import Catalog, CatalogSource, CatalogUnavailable, Wanted, is_release
+from minipaas.build import rootfs
 from minipaas.errors import Conflict
 from minipaas.progress import Progress
+from minipaas.source import nodeversions
+from minipaas.source.nodeversions import Catalog, CatalogSource, CatalogUnavailable, Wanted, is_release
 from minipaas.state import locks
 from minipaas.state.settings import Settings
 

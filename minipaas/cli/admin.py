@@ -10,24 +10,24 @@ from minipaas.cli.common import current_host, existing_app, print_json, say, tab
 @click.command("init")
 def init_cmd() -> None:
     """Create or upgrade this host's state, nginx and network for the current settings."""
-    from minipaas.deploy import hostsetup
+    from minipaas.host import setup
 
-    hostsetup.init(say)
+    setup.init(say)
 
 
 @click.command("host-units", hidden=True)
 def host_units_cmd() -> None:
     """Install this instance's systemd units (restore at boot, daily renewal), or its cron job without systemd."""
-    from minipaas.deploy import hostunits
+    from minipaas.host import units
     from minipaas.state.settings import load
 
-    hostunits.install(load(), say)
+    units.install(load(), say)
 
 
 @click.command("ps:restore")
 def ps_restore() -> None:
     """Bring every app back to its recorded state (after a reboot or a dockerd restart)."""
-    from minipaas.deploy import restore
+    from minipaas.running import restore
 
     restore.restore(current_host(), say)
 
@@ -38,7 +38,7 @@ def ps_restore() -> None:
 def gc_cmd(app: str | None, dry_run: bool) -> None:
     """Remove old release images, exited containers, old site directories (keeps the last 5) and unused
     base images."""
-    from minipaas.deploy import gc
+    from minipaas.running import gc
 
     gc.collect(current_host(), dry_run=dry_run, only=existing_app(app) if app else None, progress=say)
 
@@ -48,7 +48,8 @@ def gc_cmd(app: str | None, dry_run: bool) -> None:
 def report_cmd(as_json: bool) -> None:
     """Disk used per app and in total; the builder and how build limits are enforced."""
     from minipaas.build import builderchoice
-    from minipaas.deploy import addresspool, dashboardproc, diskreport
+    from minipaas.deploy import addresspool
+    from minipaas.running import dashboardproc, diskreport
     from minipaas.state import canaries
 
     rows = diskreport.report(current_host())
@@ -78,7 +79,7 @@ def report_cmd(as_json: bool) -> None:
 @click.command("watch", hidden=True)
 def watch_cmd() -> None:
     """Follow the engine's events: a routed container that goes away leaves its app's route at once."""
-    from minipaas.deploy import watcher
+    from minipaas.running import watcher
 
     watcher.run(current_host().settings)
 
@@ -88,7 +89,8 @@ def watch_cmd() -> None:
 def retire_cmd(app: str) -> None:
     """Retire the app's old containers once drained, then collect the app (run in the background after each
     deploy)."""
-    from minipaas.deploy import gc, retirement
+    from minipaas.deploy import retirement
+    from minipaas.running import gc
     from minipaas.state import apps
 
     host = current_host()

@@ -103,7 +103,7 @@ def cluster_nodes(as_json: bool, no_disk: bool) -> None:
 @click.argument("node")
 def cluster_drain(node: str) -> None:
     """Move the node's tasks to the other nodes (health-checked and routed first), then drain it."""
-    from minipaas.deploy import nodes
+    from minipaas.running import nodes
     from minipaas.state.host import Host
 
     nodes.drain(Host(_upgraded()), node, say)
@@ -113,7 +113,7 @@ def cluster_drain(node: str) -> None:
 @click.argument("node")
 def cluster_activate(node: str) -> None:
     """Let the node take new tasks again."""
-    from minipaas.deploy import nodes
+    from minipaas.running import nodes
     from minipaas.state.host import Host
 
     nodes.activate(Host(_upgraded()), node, say)
@@ -123,7 +123,7 @@ def cluster_activate(node: str) -> None:
 def cluster_leave() -> None:
     """Back to one host with plain containers (a cluster of one only: remove the other nodes first); the apps'
     services become containers on this host first, serving throughout."""
-    from minipaas.deploy import leaving
+    from minipaas.running import leaving
 
     leaving.leave(current_host(), say)
 

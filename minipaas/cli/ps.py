@@ -15,7 +15,7 @@ from minipaas.cli.common import current_host, existing_app, print_json, printabl
 @click.option("--json", "as_json", is_flag=True)
 def ps_show(app: str, as_json: bool) -> None:
     """An app's containers, their state and health."""
-    from minipaas.deploy import listing, processes
+    from minipaas.running import listing, processes
 
     rows = processes.status(current_host(), existing_app(app))
     if as_json:
@@ -49,7 +49,8 @@ def ps_show(app: str, as_json: bool) -> None:
 @click.argument("counts", nargs=-1)
 def ps_scale(app: str, counts: tuple[str, ...]) -> None:
     """Show or set how many containers of each process type run (`ps:scale APP web=3 worker=1`)."""
-    from minipaas.deploy import formation, scaling
+    from minipaas.deploy import formation
+    from minipaas.running import scaling
     from minipaas.state import releaselog
 
     host = current_host()
@@ -100,7 +101,7 @@ def resource_limit(app: str, memory: str | None, cpus: str | None, pids: str | N
 def _service_limit(target: str, changes: dict[str, str]) -> None:
     """`resource:limit postgres:db --memory 512m`: the service's container is made again with them (its
     data stays in its volume; its apps wait for it a few seconds)."""
-    from minipaas.deploy import services as service_ops
+    from minipaas.addons import addons as service_ops
     from minipaas.errors import InvalidInput
     from minipaas.state import services
 
@@ -129,7 +130,7 @@ def ps_restart(app: str) -> None:
 @click.argument("app")
 def ps_stop(app: str) -> None:
     """Stop an app's containers (it answers 503 until ps:start)."""
-    from minipaas.deploy import processes
+    from minipaas.running import processes
 
     processes.stop(current_host(), existing_app(app), say)
 
@@ -138,7 +139,7 @@ def ps_stop(app: str) -> None:
 @click.argument("app")
 def ps_start(app: str) -> None:
     """Start a stopped app again (new containers from its image where they are gone)."""
-    from minipaas.deploy import restore
+    from minipaas.running import restore
 
     restore.start(current_host(), existing_app(app), say)
 
@@ -149,7 +150,7 @@ def ps_start(app: str) -> None:
 @click.option("-n", "--num", "lines", type=click.IntRange(0, 1_000_000), default=100, show_default=True)
 def logs_cmd(app: str, follow: bool, lines: int) -> None:
     """Show an app's container logs."""
-    from minipaas.deploy import processes
+    from minipaas.running import processes
 
     out = sys.stdout.buffer
     if follow:
@@ -191,7 +192,7 @@ def _exit_when_reader_leaves() -> None:
 @click.argument("command", nargs=-1, type=click.UNPROCESSED, required=True)
 def run_cmd(app: str, command: tuple[str, ...]) -> None:
     """Run a one-off command in a new container of the app (`run APP -- CMD ...`)."""
-    from minipaas.deploy import oneoff
+    from minipaas.running import oneoff
 
     args = list(command[1:] if command and command[0] == "--" else command)
     sys.exit(oneoff.run(current_host(), existing_app(app), args))
@@ -203,7 +204,7 @@ def run_cmd(app: str, command: tuple[str, ...]) -> None:
 @click.argument("command", nargs=-1, type=click.UNPROCESSED)
 def enter_cmd(app: str, process: str, command: tuple[str, ...]) -> None:
     """Open a shell (or run COMMAND) in a running container of the app."""
-    from minipaas.deploy import oneoff
+    from minipaas.running import oneoff
 
     args = list(command[1:] if command and command[0] == "--" else command)
     sys.exit(oneoff.enter(current_host(), existing_app(app), process, args))

@@ -27,9 +27,9 @@ def commands_for(kind: str) -> list[click.Command]:
     @click.argument("name")
     @click.option("--version", default=spec.versions[-1], show_default=True, help=f"{label} major version")
     def create(name: str, version: str) -> None:
-        from minipaas.deploy import services
+        from minipaas.addons import addons
 
-        services.create(current_host(), kind, name, version, say)
+        addons.create(current_host(), kind, name, version, say)
 
     create.help = f"Create a {label} service (its image is built on first use)."
 
@@ -37,9 +37,9 @@ def commands_for(kind: str) -> list[click.Command]:
     @click.argument("name")
     @click.argument("app")
     def link(name: str, app: str) -> None:
-        from minipaas.deploy import services
+        from minipaas.addons import addons
 
-        services.link(current_host(), kind, name, app, say)
+        addons.link(current_host(), kind, name, app, say)
 
     link.help = f"Give APP the service's {spec.env_key} and roll it out (no downtime)."
 
@@ -47,9 +47,9 @@ def commands_for(kind: str) -> list[click.Command]:
     @click.argument("name")
     @click.argument("app")
     def unlink(name: str, app: str) -> None:
-        from minipaas.deploy import services
+        from minipaas.addons import addons
 
-        services.unlink(current_host(), kind, name, app, say)
+        addons.unlink(current_host(), kind, name, app, say)
 
     unlink.help = f"Remove {spec.env_key} from APP and roll it out."
 
@@ -59,11 +59,11 @@ def commands_for(kind: str) -> list[click.Command]:
     @click.option("--json", "as_json", is_flag=True)
     def info(name: str, show_secrets: bool, as_json: bool) -> None:
         from minipaas.access import access
-        from minipaas.deploy import services
+        from minipaas.addons import addons
 
         if show_secrets and access.hides_config_values():
             raise access.PermissionDenied("only an admin may see a service's secrets")
-        data = services.info(current_host(), kind, name, show_secrets=show_secrets)
+        data = addons.info(current_host(), kind, name, show_secrets=show_secrets)
         if as_json:
             print_json(data)
             return
@@ -82,9 +82,9 @@ def commands_for(kind: str) -> list[click.Command]:
     @click.option("--json", "as_json", is_flag=True)
     def listing(as_json: bool) -> None:
         from minipaas.access import access
-        from minipaas.deploy import services
+        from minipaas.addons import addons
 
-        rows = services.listing(current_host(), kind)
+        rows = addons.listing(current_host(), kind)
         for row in rows:  # a deployer sees the services' names, and links to its own apps only
             row["links"] = [app for app in row["links"] if access.visible(app)]  # type: ignore[attr-defined]
         if as_json:
@@ -100,12 +100,12 @@ def commands_for(kind: str) -> list[click.Command]:
     @click.option("-n", "--num", "lines", type=click.IntRange(0, 1_000_000), default=100, show_default=True)
     def logs(name: str, lines: int) -> None:
         from minipaas.adapters import engine
-        from minipaas.deploy import servicecontainers
+        from minipaas.addons import containers as addon_containers
         from minipaas.errors import NotFound
         from minipaas.state import services
 
         host = current_host()
-        container = servicecontainers.find(host, services.require(host, kind, name))
+        container = addon_containers.find(host, services.require(host, kind, name))
         if container is None:
             raise NotFound(f"{kind} service {name} has no container; `ps:restore` starts it again")
         for chunk in engine.logs(container.id, tail=lines):
@@ -120,7 +120,7 @@ def commands_for(kind: str) -> list[click.Command]:
                   help="psql as the superuser (the apps' own functions and triggers then run with its rights)")
     def connect(name: str, superuser: bool) -> None:
         from minipaas.adapters import engine
-        from minipaas.deploy import servicecontainers
+        from minipaas.addons import containers as addon_containers
         from minipaas.errors import InvalidInput
         from minipaas.state import services
 
@@ -128,9 +128,9 @@ def commands_for(kind: str) -> list[click.Command]:
             raise InvalidInput("--superuser is for postgres:connect")
         host = current_host()
         service = services.require(host, kind, name)
-        container = servicecontainers.ensure_running(host, service, _err)
+        container = addon_containers.ensure_running(host, service, _err)
         if kind == "postgres":
-            from minipaas.deploy import pgaccess
+            from minipaas.addons import pgaccess
 
             pgaccess.prepare(container.id, service)  # the owner role there (a service not upgraded yet)
         # psql as the role that owns the apps' data (what it makes, their apps can use); --superuser: as the
@@ -148,29 +148,29 @@ def commands_for(kind: str) -> list[click.Command]:
     @click.argument("name")
     @click.option("--force", is_flag=True, help="Unlink its apps first")
     def destroy(name: str, force: bool) -> None:
-        from minipaas.deploy import services
+        from minipaas.addons import addons
 
-        services.destroy(current_host(), kind, name, force=force, progress=say)
+        addons.destroy(current_host(), kind, name, force=force, progress=say)
 
     destroy.help = "Remove the service with its data and backups (refused while linked, unless --force)."
 
     @click.command(f"{kind}:backup")
     @click.argument("name")
     def backup(name: str) -> None:
-        from minipaas.deploy import servicebackups
+        from minipaas.addons import backups as addon_backups
 
-        servicebackups.backup(current_host(), kind, name, say)
+        addon_backups.backup(current_host(), kind, name, say)
 
     backup.help = f"Keep a backup ({'pg_dump -Fc' if kind == 'postgres' else 'an RDB snapshot'}, checksummed)."
 
     @click.command(f"{kind}:backups")
     @click.argument("name")
     def backups(name: str) -> None:
-        from minipaas.deploy import servicebackups
+        from minipaas.addons import backups as addon_backups
         from minipaas.state import services
 
         host = current_host()
-        kept = servicebackups.listing(host, services.require(host, kind, name))
+        kept = addon_backups.listing(host, services.require(host, kind, name))
         table(([b.name, iso(b.taken_at), f"{b.size / 1e3:.0f} kB"] for b in reversed(kept)),
               ["BACKUP", "TAKEN", "SIZE"])
 
@@ -179,9 +179,9 @@ def commands_for(kind: str) -> list[click.Command]:
     @click.command(f"{kind}:export")
     @click.argument("name")
     def export(name: str) -> None:
-        from minipaas.deploy import servicebackups
+        from minipaas.addons import backups as addon_backups
 
-        servicebackups.export(current_host(), kind, name, sys.stdout.buffer, _err)
+        addon_backups.export(current_host(), kind, name, sys.stdout.buffer, _err)
         sys.stdout.buffer.flush()
 
     export.help = "Write a dump to stdout (`ssh paas@host postgres:export db > db.dump`)."
@@ -225,9 +225,9 @@ def _restore_cmd(kind: str) -> click.Command:
     @click.option("--force", is_flag=True, help="also while apps are linked (what they write meanwhile is lost)")
     def restore(name: str, backup: str, force: bool) -> None:
         """Put a kept backup back (checksum checked; one transaction)."""
-        from minipaas.deploy import servicebackups
+        from minipaas.addons import backups as addon_backups
 
-        servicebackups.restore(current_host(), kind, name, backup, say, force=force)
+        addon_backups.restore(current_host(), kind, name, backup, say, force=force)
 
     return restore
 
@@ -238,9 +238,9 @@ def _import_cmd(kind: str) -> click.Command:
     @click.option("--force", is_flag=True, help="also while apps are linked (what they write meanwhile is lost)")
     def import_cmd(name: str, force: bool) -> None:
         """Restore a dump read from stdin (refused whole when corrupt or truncated)."""
-        from minipaas.deploy import servicebackups
+        from minipaas.addons import backups as addon_backups
 
-        servicebackups.import_(current_host(), kind, name, sys.stdin.buffer, say, force=force)
+        addon_backups.import_(current_host(), kind, name, sys.stdin.buffer, say, force=force)
 
     return import_cmd
 
@@ -248,10 +248,10 @@ def _import_cmd(kind: str) -> click.Command:
 @click.command("services:backup-due")
 def backup_due() -> None:
     """Back up every service whose schedule says so, then apply retention (the daily timer runs it)."""
-    from minipaas.deploy import servicebackups
+    from minipaas.addons import backups as addon_backups
     from minipaas.errors import MinipaasError
 
-    failed = servicebackups.run_due(current_host(), say, time.time())
+    failed = addon_backups.run_due(current_host(), say, time.time())
     if failed:
         raise MinipaasError(f"backups failed: {', '.join(failed)}")
 

@@ -18,7 +18,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from minipaas.adapters import engine
-from minipaas.build import serviceimages
+from minipaas.build import hostimages
 from minipaas.state import perms
 from minipaas.state.settings import Settings
 
@@ -70,7 +70,7 @@ def ensure(settings: Settings) -> Credentials:
                      perms.PRIVATE_FILE)
     perms.write_file(htpasswd_file(settings), htpasswd_line(made).encode(), perms.PRIVATE_FILE)
     # The registry runs as its own user: it must read the hash, nothing else of the folder.
-    os.chown(htpasswd_file(settings), serviceimages.REGISTRY_UID, serviceimages.REGISTRY_UID)
+    os.chown(htpasswd_file(settings), hostimages.REGISTRY_UID, hostimages.REGISTRY_UID)
     return made
 
 

@@ -12,7 +12,7 @@ import time
 from dataclasses import dataclass
 
 from minipaas.adapters import engine
-from minipaas.build import serviceimages
+from minipaas.build import hostimages
 from minipaas.cluster import credentials, registry
 from minipaas.errors import MinipaasError
 from minipaas.state.settings import Settings
@@ -75,7 +75,7 @@ def by_node(settings: Settings, registry_address: str | None, deadline: float = 
 
 def _probe_image(settings: Settings, registry_address: str) -> str:
     """The registry's image (on the manager while the cluster runs; it has `df`) in the registry, by digest."""
-    local = serviceimages.ensure(settings, "registry", lambda _line: None)
+    local = hostimages.ensure(settings, "registry", lambda _line: None)
     repository, _, tag = local.rpartition(":")
     target = f"{registry_address}/{repository}"
     credentials.login(settings, registry_address)  # the job's service carries the login to the nodes

@@ -36,7 +36,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Protocol
 
 from minipaas.adapters import engine, localaddr
-from minipaas.build import serviceimages
+from minipaas.build import hostimages
 from minipaas.cluster import registry
 from minipaas.errors import Conflict, EngineError, InvalidInput, MinipaasError
 from minipaas.state import perms
@@ -248,7 +248,7 @@ def front(settings: Settings) -> tuple[int, int]:
 def set_manager(settings: Settings, advertise: str) -> Rules:
     """The manager's rules (re)placed through its engine, and recorded."""
     wanted = _Wanted.now(settings, advertise)
-    image = serviceimages.ensure(settings, "registry", lambda _line: None)
+    image = hostimages.ensure(settings, "registry", lambda _line: None)
     with engine.host_network(image, labels=_labels(settings)) as host:
         rules = apply(_EngineShell(host), allowed=wanted.allowed, blocked=wanted.blocked, front=front(settings))
     perms.write_file(_state_file(settings), json.dumps(asdict(wanted)).encode(), perms.PRIVATE_FILE)
@@ -279,7 +279,7 @@ def refresh_manager(settings: Settings, advertise: str) -> bool:
 
 def remove_manager(settings: Settings) -> None:
     """The manager's rules gone (none set, as when `cluster:init` failed before: nothing to do)."""
-    image = serviceimages.REGISTRY.tag
+    image = hostimages.REGISTRY.tag
     if engine.image_id(image) is None:  # the image that set them is there whenever rules are
         return
     with engine.host_network(image, labels=_labels(settings)) as host:

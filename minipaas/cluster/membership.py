@@ -1,5 +1,5 @@
 """Which engines make the cluster: `cluster:init`, `cluster:join-command`, `cluster:nodes`, `cluster:leave`, and a
-node's availability (`find_node`, `set_availability`: deploy/nodes.py drains and activates with them).
+node's availability (`find_node`, `set_availability`: running/nodes.py drains and activates with them).
 
 The Swarm's own state (the engine's `docker info`) says whether this host is in a cluster; minipaas keeps beside
 it only what the Swarm does not: the registry's address (`MINIPAAS_HOME/cluster/cluster.json`). Every command
@@ -178,7 +178,7 @@ def check_leave(settings: Settings) -> None:
 
 def leave(settings: Settings, progress: Progress) -> None:
     """Back to one host with plain containers: only from a cluster of one, once no app runs as services
-    (deploy/leaving.py turns them back into containers first)."""
+    (running/leaving.py turns them back into containers first)."""
     check_leave(settings)
     where = registry_address(settings)
     progress("-----> Removing this host's firewall rules")

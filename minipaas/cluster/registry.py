@@ -16,7 +16,7 @@ import time
 from pathlib import Path
 
 from minipaas.adapters import engine
-from minipaas.build import serviceimages
+from minipaas.build import hostimages
 from minipaas.cluster import credentials, pki
 from minipaas.errors import EngineError, MinipaasError
 from minipaas.progress import Progress
@@ -78,7 +78,7 @@ def start(settings: Settings, advertise: str, progress: Progress) -> str:
     pki.ensure_server(names, advertise)
     storage(settings).mkdir(mode=0o700, exist_ok=True)
     for path in (storage(settings), names.server_key):  # the registry runs as its own user, not root
-        os.chown(path, serviceimages.REGISTRY_UID, serviceimages.REGISTRY_UID)
+        os.chown(path, hostimages.REGISTRY_UID, hostimages.REGISTRY_UID)
     where = address(advertise)
     progress(f"-----> Starting the registry at {where}")
     run(settings, advertise, readonly=False, progress=progress)
@@ -98,7 +98,7 @@ def run(settings: Settings, advertise: str, *, readonly: bool, progress: Progres
     credentials.ensure(settings)
     config = folder(settings) / ("registry-readonly.yml" if readonly else "registry.yml")
     perms.write_file(config, (READONLY if readonly else CONFIG).encode(), pki.PUBLIC_FILE)
-    image = serviceimages.ensure(settings, "registry", progress)
+    image = hostimages.ensure(settings, "registry", progress)
     engine.swarm.run_registry(
         name=container_name(settings), image=image, address=advertise, port=PORT,
         binds={str(storage(settings)): "/var/lib/docker-registry",

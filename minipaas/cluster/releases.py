@@ -19,7 +19,7 @@ from minipaas.errors import DeployFailed, EngineError
 from minipaas.progress import Progress
 from minipaas.state.settings import Settings
 
-SERVICE_LABEL = "minipaas.service"  # on every service minipaas makes: the home it belongs to
+SWARM_SERVICE_LABEL = "minipaas.service"  # on every service minipaas makes: the home it belongs to
 PUSH_ATTEMPTS = 3  # a push the registry broke off (it restarted) is made again once it answers, at most this often
 REGISTRY_WAIT = 60.0  # seconds a push, or a task's pull, waits for a registry that does not answer
 PULL_FAILED = "No such image"  # how the Swarm says a task's node could not pull its image (the engine's words)
@@ -99,7 +99,7 @@ def start(settings: Settings, app: str, *, release: int, process: str, replicas:
         labels[engine.PORT_LABEL] = str(port)
     engine.services.create(name=name, image=image, replicas=replicas, network=overlay(settings, app), port=port,
                     env={**env, **({"PORT": str(port)} if port else {})}, command=command,
-                    labels={**labels, SERVICE_LABEL: str(settings.home)}, limits=limits)
+                    labels={**labels, SWARM_SERVICE_LABEL: str(settings.home)}, limits=limits)
     return name
 
 
@@ -232,7 +232,7 @@ def why_gone(name: str, task: str) -> str | None:
 
 def app_services(settings: Settings, app: str) -> list[str]:
     """The app's services (every release's), by name."""
-    return engine.services.labelled({SERVICE_LABEL: str(settings.home), engine.APP_LABEL: app})
+    return engine.services.labelled({SWARM_SERVICE_LABEL: str(settings.home), engine.APP_LABEL: app})
 
 
 def process_of(settings: Settings, app: str, name: str) -> str:
@@ -293,7 +293,7 @@ def overlay_exists(settings: Settings, app: str) -> bool:
 def tasks_on_node(settings: Settings, node_id: str) -> dict[str, int]:
     """The home's services with running tasks on the node: name → how many."""
     found = {}
-    for name in engine.services.labelled({SERVICE_LABEL: str(settings.home)}):
+    for name in engine.services.labelled({SWARM_SERVICE_LABEL: str(settings.home)}):
         count = sum(1 for node in engine.services.task_nodes(name).values() if node == node_id)
         if count:
             found[name] = count

@@ -30,7 +30,7 @@ def ensure(settings: Settings, progress: Progress) -> None:
     registry.run(settings, advertise, readonly=False, progress=progress)  # with the account, made first
     registry.wait_answering(settings, where)
     credentials.login(settings, where)
-    for name in engine.services.labelled({releases.SERVICE_LABEL: str(settings.home)}):
+    for name in engine.services.labelled({releases.SWARM_SERVICE_LABEL: str(settings.home)}):
         engine.services.renew_registry_auth(name)
     firewall.set_manager(settings, advertise)
     progress("       the registry takes credentials; the manager's firewall is set")

@@ -6,7 +6,7 @@ static/dashboard.js opens an EventSource on the stream and appends each line as 
 line as text (the browser's `textContent`: nothing of it is markup). Both go on after a reconnect from the last
 line the browser got, none twice, none lost: the browser sends the last event's id back (`Last-Event-ID`; the
 script, when it opens a new EventSource after a refused reconnect, as `?after=`). A push's event id is its
-offset in the log; a container log's is a cursor (deploy/logcursor.py: each source's last stamp), and the page
+offset in the log; a container log's is a cursor (running/logcursor.py: each source's last stamp), and the page
 gives its stream the cursor of the lines it holds, so the lines printed between the page and the stream come too.
 """
 
@@ -21,8 +21,8 @@ from starlette.responses import Response, StreamingResponse
 
 from minipaas.access import access
 from minipaas.dashboard import auth, pages, views
-from minipaas.deploy import logcursor
 from minipaas.errors import MinipaasError, NotFound
+from minipaas.running import logcursor
 from minipaas.state.host import Host
 from minipaas.state.settings import Settings
 
@@ -45,7 +45,7 @@ def _allowed(request: Request, command: str = "logs") -> tuple[auth.Viewer, str]
 
 
 def logs_page(request: Request) -> Response:
-    from minipaas.deploy import processes
+    from minipaas.running import processes
 
     who, app = _allowed(request)
     started, cursor = time.time_ns(), logcursor.Cursor()
@@ -74,7 +74,7 @@ def stamped_sse(stamped: Iterator[tuple[str, int | None, bytes]], cursor: logcur
 
 
 def logs_stream(request: Request) -> Response:
-    from minipaas.deploy import processes
+    from minipaas.running import processes
 
     _who, app = _allowed(request)
     cursor = logcursor.Cursor.parse(request.headers.get("last-event-id") or request.query_params.get("after"))

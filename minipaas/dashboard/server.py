@@ -1,11 +1,11 @@
-"""The dashboard's process (`minipaas dashboard`, started by ps:restore: deploy/dashboardproc.py): uvicorn on
+"""The dashboard's process (`minipaas dashboard`, started by ps:restore: running/dashboardproc.py): uvicorn on
 the home's dashboard socket, until killed."""
 
 from __future__ import annotations
 
 import os
 
-from minipaas.deploy import dashboardproc
+from minipaas.running import dashboardproc
 from minipaas.state.settings import Settings
 
 

@@ -25,7 +25,7 @@ from minipaas.state.names import APP_NAME
 from minipaas.state.releaselog import Kind, Serving, Status
 
 if TYPE_CHECKING:  # imported where used: the dashboard's pages that list no process need none of deploy/
-    from minipaas.deploy import listing
+    from minipaas.running import listing
 
 MAX_FILTER = 64
 CANARY_EVENTS = 5  # the last steps, promotions and aborts of canaries an app page shows
@@ -124,7 +124,8 @@ class AppPage:
 
 
 def app_page(host: Host, who: Principal, app: str, *, show_values: bool = False, with_disk: bool = True) -> AppPage:
-    from minipaas.deploy import canaryguard, diskreport, processes
+    from minipaas.deploy import canaryguard
+    from minipaas.running import diskreport, processes
 
     reachable(host, who, app)
     access.check(who, "ps", app)
@@ -205,12 +206,12 @@ def size(n: int) -> str:
 
 def service_rows(host: Host, problems: list[str]) -> list[ServiceRow]:
     """Each service with its kept backups, as `<kind>:list` and `<kind>:backups` (servicebackups.listing) say."""
-    from minipaas.deploy import servicebackups
+    from minipaas.addons import backups as addon_backups
 
     rows = []
     for s in services.all_of(host):
         try:
-            kept = [(b.name, size(b.size), when(b.taken_at)) for b in reversed(servicebackups.listing(host, s))]
+            kept = [(b.name, size(b.size), when(b.taken_at)) for b in reversed(addon_backups.listing(host, s))]
         except (MinipaasError, OSError) as exc:
             problems.append(f"the backups of {s.kind}:{s.name}: {getattr(exc, 'message', None) or exc}")
             kept = []
@@ -223,7 +224,7 @@ def host_page(host: Host, who: Principal) -> HostPage:
     `events` show it: an admin's page (those commands are an admin's)."""
     from minipaas.build import stacks
     from minipaas.cluster import disks, membership
-    from minipaas.deploy import diskreport, gc
+    from minipaas.running import diskreport, gc
 
     access.check(who, "report", None)
     problems: list[str] = []

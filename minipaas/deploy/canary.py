@@ -5,7 +5,7 @@ A canary starts as any release does (build, start, health checks: rollout.py), b
 table two versions of the app, the stable release's web containers and the canary's, weighted; nginx then keeps
 each client on the version it was given (routing/routes.py). In a cluster the two versions are the tasks of the
 two releases' web services (deploy/placement.py), and the task watcher keeps each version to its own service's
-running tasks (deploy/taskwatch.py). Nothing retires while the canary runs. Promoting it
+running tasks (running/taskwatch.py). Nothing retires while the canary runs. Promoting it
 is the switch and the retirement a plain deploy would have done; aborting it sends everything back to the stable
 release and retires the canary's containers. Both drain as a deploy does (`drain-seconds`).
 

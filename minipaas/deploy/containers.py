@@ -5,12 +5,14 @@ from __future__ import annotations
 
 from minipaas.adapters import engine, gitrepo, networks
 from minipaas.adapters.engine.labels import TASK_LABEL
+from minipaas.addons import containers as addon_containers
 from minipaas.cluster import membership
-from minipaas.deploy import addresspool, appjson, formation, health, servicecontainers
+from minipaas.deploy import addresspool, formation, health
 from minipaas.errors import Conflict
 from minipaas.progress import Progress
 from minipaas.routing import proxy
 from minipaas.routing.routes import Version
+from minipaas.source import appjson
 from minipaas.state import apps, canaries, releaselog
 from minipaas.state.host import Host
 
@@ -34,7 +36,7 @@ def ensure_app_network(host: Host, app: str) -> None:
                                 labels={engine.LABEL: str(host.settings.home), engine.APP_LABEL: app})
     # The services linked to it (a review app's: its parent's) join it there: a review app's first deploy,
     # or a service container made again since, finds them.
-    servicecontainers.attach_linked(host, app)
+    addon_containers.attach_linked(host, app)
 
 
 def check_network_room(host: Host, app: str) -> None:
@@ -59,11 +61,11 @@ def drop_network_if_unused(host: Host, app: str) -> bool:
         return False
     if engine.containers({engine.LABEL: str(host.settings.home), engine.APP_LABEL: app}):
         return False
-    services = {c.id for service in servicecontainers.may_be_on_network_of(host, app)
-                if (c := servicecontainers.find(host, service)) is not None}
+    services = {c.id for service in addon_containers.may_be_on_network_of(host, app)
+                if (c := addon_containers.find(host, service)) is not None}
     if set(attached) - services:
         return False  # something else is on it (not minipaas'): left alone
-    servicecontainers.leave_network_of(host, app)
+    addon_containers.leave_network_of(host, app)
     networks.remove(name)
     return True
 

@@ -12,9 +12,10 @@ from __future__ import annotations
 from collections.abc import Callable
 
 from minipaas.adapters import engine, gitrepo
-from minipaas.build import procfile as procfile_mod
-from minipaas.deploy import appjson, health
+from minipaas.deploy import health
 from minipaas.errors import Conflict, DeployFailed, InvalidInput
+from minipaas.source import appjson
+from minipaas.source import procfile as procfile_mod
 from minipaas.state import apps
 from minipaas.state import formation as records
 from minipaas.state.host import Host

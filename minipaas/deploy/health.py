@@ -16,8 +16,8 @@ from dataclasses import dataclass, field
 
 from minipaas import faultpoints
 from minipaas.adapters import engine
-from minipaas.deploy import appjson
 from minipaas.errors import DeployFailed, InvalidInput, NotFound
+from minipaas.source import appjson
 from minipaas.state.names import REQUEST_PATH
 
 WEB_PORT = 5000  # $PORT of every web container, unless its image EXPOSEs a port (as dokku does)

@@ -7,9 +7,11 @@ from collections.abc import Callable
 
 from minipaas.access import events
 from minipaas.adapters import engine, gitrepo, networks
+from minipaas.addons import containers as addon_containers
+from minipaas.addons import roles as addon_roles
 from minipaas.build import buildcontext, cacheclear
 from minipaas.cluster import registrygc
-from minipaas.deploy import placement, servicecontainers, serviceroles
+from minipaas.deploy import placement
 from minipaas.errors import Conflict
 from minipaas.routing import certs, proxy, sites
 from minipaas.state import apps, locks, releaselog, reviews
@@ -57,8 +59,8 @@ def destroy(host: Host, name: str, progress: Callable[[str], None]) -> None:
     parent = reviews.parent(host, name)
     placement.for_host(host, name).remove_all(progress)
     proxy.remove_app(s, name)
-    servicecontainers.leave_network_of(host, name)  # its services leave its network (their links go below)
-    serviceroles.forget_app(host, name, progress)  # and its Postgres roles are dropped
+    addon_containers.leave_network_of(host, name)  # its services leave its network (their links go below)
+    addon_roles.forget_app(host, name, progress)  # and its Postgres roles are dropped
     networks.remove(s.app_network(name))
     images = releaselog.images(host, name)
     registrygc.forget(s, sorted(i for i in images if i), progress)  # in a cluster: its registry's manifests

@@ -11,7 +11,7 @@ them), `resume` (run and route them again; False when they are gone and a rollou
 (in place; None when only a rollout at the new count can do it: a Swarm picks the tasks it stops itself, and stops
 them before nginx could stop sending them requests).
 
-What `ps` and `logs` show (`status`, `logs`: deploy/listing.py) and what a crashed deploy left (`remove_strays`,
+What `ps` and `logs` show (`status`, `logs`: running/listing.py) and what a crashed deploy left (`remove_strays`,
 for `retirement.reconcile`) are asked of the chosen one too.
 """
 
@@ -26,10 +26,11 @@ from typing import ClassVar
 from minipaas import faultpoints
 from minipaas.adapters import engine
 from minipaas.cluster import membership, releases
-from minipaas.deploy import containers, formation, listing, logcursor, taskcheck
+from minipaas.deploy import containers, formation, taskcheck
 from minipaas.deploy.bringup import Split, bring_up
 from minipaas.progress import Progress
 from minipaas.routing import proxy
+from minipaas.running import listing, logcursor
 from minipaas.state import releaselog
 from minipaas.state.host import Host
 
@@ -263,7 +264,7 @@ class Services:
 
     def remove_strays(self, live: int | None, retiring: set[str], canary: int | None = None) -> list[str]:
         """What a crashed deploy left: services neither of the live release (nor of its canary) nor retiring,
-        removed now (none is kept to drain: the route is the task watcher's, deploy/taskwatch.py)."""
+        removed now (none is kept to drain: the route is the task watcher's, running/taskwatch.py)."""
         for name in releases.app_services(self.host.settings, self.app):
             if releases.release_of(name) not in (live, canary) and SERVICE_PREFIX + name not in retiring:
                 releases.remove(name)

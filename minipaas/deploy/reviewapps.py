@@ -10,11 +10,13 @@ anything is made); of them, beyond `review-apps-max`, the least recently pushed 
 
 from __future__ import annotations
 
+from minipaas.addons import containers as addon_containers
 from minipaas.build import builds
-from minipaas.deploy import addresspool, containers, lifecycle, processes, rollout, servicecontainers
+from minipaas.deploy import addresspool, containers, lifecycle, rollout
 from minipaas.errors import Conflict
 from minipaas.progress import Progress
 from minipaas.routing import proxy
+from minipaas.running import processes
 from minipaas.state import apps, domains, releaselog, reviews, services
 from minipaas.state.host import Host
 from minipaas.state.names import check_hostname
@@ -89,7 +91,7 @@ def _withhold_secrets(host: Host, parent: str, name: str, progress: Progress) ->
     """From a deployer's push on, the review app's code is a deployer's: it gets what that key may read."""
     newly = reviews.mark_deployer_pushed(host, name)
     for service in services.linked_to(host, parent):  # an admin's push made it, with them on its network
-        servicecontainers.detach(host, service, name)
+        addon_containers.detach(host, service, name)
     if newly:
         progress(f"-----> {name} is a deployer's push: it gets no secret config and no service of {parent}")
 

@@ -12,11 +12,13 @@ from collections.abc import Callable
 
 from minipaas import faultpoints
 from minipaas.adapters import engine
-from minipaas.build import builds, starthints
-from minipaas.deploy import canary, containers, formation, placement, retirement, watcher
+from minipaas.build import builds
+from minipaas.deploy import canary, containers, formation, placement, retirement
 from minipaas.errors import BuildFailed, DeployFailed, MinipaasError, NotFound, TestsFailed
 from minipaas.progress import Progress, Recorder
 from minipaas.routing import domains, proxy, sites
+from minipaas.running import watcher
+from minipaas.source import starthints
 from minipaas.state import apps, config, releaselog, store
 from minipaas.state.host import Host
 from minipaas.state.locks import app_lock

@@ -18,9 +18,9 @@ from pathlib import Path
 
 from minipaas.adapters import nginx
 from minipaas.build import buildpacks
+from minipaas.build.docsite.model import CSP
 from minipaas.errors import Conflict, InvalidInput, ProxyError
 from minipaas.routing import certfiles, nginxconf, routes, sites
-from minipaas.routing.docmodel import CSP
 from minipaas.routing.nginxconf import Layout
 from minipaas.state import apps, locks, perms, releaselog
 from minipaas.state.host import Host

@@ -20,9 +20,9 @@ from pathlib import Path, PurePosixPath
 from minipaas.adapters import diskuse, engine, gitrepo
 from minipaas.build import sitebuild
 from minipaas.build.buildpacks import Buildpack
+from minipaas.build.docsite import links
 from minipaas.errors import BuildFailed, InvalidInput
 from minipaas.progress import Progress
-from minipaas.routing import doclinks
 from minipaas.state import apps, perms
 from minipaas.state.host import Host
 from minipaas.state.names import _show
@@ -145,12 +145,12 @@ def check_static_dir(settings: Settings, app: str, sha: str, folder: str) -> Non
 
 def _from_markdown(host: Host, app: str, sha: str, target: Path, progress: Progress) -> None:
     # Markdown, Pygments and the sanitizer load only for a docs site's deploy, not on every push.
-    from minipaas.routing import docsite
+    from minipaas.build.docsite import site
 
     allow_html = apps.get_setting(host, app, "markdown-html") == "sanitize"
     with tempfile.TemporaryDirectory(prefix="minipaas-md-") as tmp:
         extract_tar(io.BytesIO(gitrepo.archive(host.settings.repo_path(app), sha)), Path(tmp))
-        rendered = docsite.render_docs(Path(tmp), target, title=app, allow_html=allow_html)
+        rendered = site.render_docs(Path(tmp), target, title=app, allow_html=allow_html)
     progress(f"       rendered {rendered.pages} Markdown pages")
     for line in broken_link_warnings(rendered.broken):
         progress(f"       {line}")
@@ -159,7 +159,7 @@ def _from_markdown(host: Host, app: str, sha: str, target: Path, progress: Progr
 MAX_LINK_WARNINGS = 20
 
 
-def broken_link_warnings(broken: list[doclinks.BrokenLink], limit: int = MAX_LINK_WARNINGS) -> list[str]:
+def broken_link_warnings(broken: list[links.BrokenLink], limit: int = MAX_LINK_WARNINGS) -> list[str]:
     """One warning a broken link, the first `limit` of them, then how many more: the push still succeeds."""
     lines = [f"warning: {link}" for link in broken[:limit]]
     if len(broken) > limit:

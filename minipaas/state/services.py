@@ -3,7 +3,7 @@ each (with a Postgres link's own role password), their settings; and the pure pa
 app gets, the names on the engine and in Postgres.
 
 Passwords are generated here and kept in the database only (root's alone, like every app's config).
-The containers, volumes, roles and backups are deploy/services*.py's and deploy/pgaccess.py's.
+The containers, volumes, roles and backups are addons/addons*.py's and addons/pgaccess.py's.
 """
 
 from __future__ import annotations

@@ -89,7 +89,7 @@ def test_the_watcher_brings_every_app_back_by_itself_after_an_engine_restart(paa
     other, _ = paas.deploy(APPS / "dockerfile")
     site, _ = paas.deploy(APPS / "static-site")
     paas.run("config:set", web, "GREETING=still here")
-    from minipaas.deploy import watcher
+    from minipaas.running import watcher
     from minipaas.state.settings import load
 
     assert watcher.running(load(paas.env)) is not None  # every deploy starts it

@@ -210,8 +210,8 @@ def test_a_killed_watcher_is_started_again_by_the_next_deploy_and_catches_up(paa
     out of the route. The next deploy (of another app) starts a watcher again, which first catches up with what it
     did not hear: the route names the running container alone, every request is answered; and it follows the engine
     from then on (the other container removed: the app answers 503 at once, not a timeout)."""
-    from minipaas.deploy import watcher
     from minipaas.routing import routes
+    from minipaas.running import watcher
     from minipaas.state.settings import load
 
     settings = load(paas.env)

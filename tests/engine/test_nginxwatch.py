@@ -14,7 +14,7 @@ from pathlib import Path
 
 import pytest
 
-from minipaas.deploy import watcher
+from minipaas.running import watcher
 from minipaas.state.settings import load
 from tests.helpers.faults import wait_for
 from tests.helpers.host import paas_host

@@ -170,11 +170,11 @@ def test_an_app_holds_a_network_only_while_it_has_containers(paas: Paas) -> None
 
 @pytest.fixture
 def redis_image(engine_ready: None, tmp_path_factory: pytest.TempPathFactory) -> None:
-    from minipaas.build import serviceimages
+    from minipaas.build import hostimages
     from minipaas.state.settings import load
 
     settings = load({"MINIPAAS_HOME": str(tmp_path_factory.mktemp("images-home"))})
-    serviceimages.ensure(settings, "redis", lambda _line: None)
+    hostimages.ensure(settings, "redis", lambda _line: None)
 
 
 def test_a_link_makes_no_network_for_an_app_not_deployed_yet(paas: Paas, redis_image: None) -> None:

@@ -26,11 +26,11 @@ http.createServer((req, res) => res.end(Object.keys(process.env).sort().map(k =>
 @pytest.fixture(scope="module", autouse=True)
 def _redis_image(engine_ready: None, tmp_path_factory: pytest.TempPathFactory) -> None:
     """The Redis service image, built once for the run when the host lacks it (kept on the host after)."""
-    from minipaas.build import serviceimages
+    from minipaas.build import hostimages
     from minipaas.state.settings import load
 
     settings = load({"MINIPAAS_HOME": str(tmp_path_factory.mktemp("images-home"))})
-    serviceimages.ensure(settings, "redis", lambda _line: None)
+    hostimages.ensure(settings, "redis", lambda _line: None)
 
 
 def env_of(paas: Paas, host: str) -> dict[str, str]:

@@ -9,8 +9,8 @@ import subprocess
 import time
 from pathlib import Path
 
-from minipaas.deploy import watcher
 from minipaas.routing import routes
+from minipaas.running import watcher
 from minipaas.state.settings import load
 from tests.helpers.host import APPS, EXAMPLE, Paas, commit, docker
 

@@ -334,7 +334,7 @@ EVIL = "<!doctype html><title>evil</title><script>document.title = document.cook
 
 
 def test_raw_html_in_a_docs_repo_is_served_under_the_docs_csp(paas: Paas, tmp_path: Path) -> None:
-    from minipaas.routing.docmodel import CSP
+    from minipaas.build.docsite.model import CSP
 
     source = tmp_path / "docs"
     shutil.copytree(APPS / "markdown-docs", source)

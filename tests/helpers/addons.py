@@ -15,12 +15,12 @@ from tests.helpers.host import Paas
 @pytest.fixture(scope="module", autouse=True)
 def _service_images(engine_ready: None, tmp_path_factory: pytest.TempPathFactory) -> None:
     """The service images, built once for the run when the host lacks them (cached on the host after)."""
-    from minipaas.build import serviceimages
+    from minipaas.build import hostimages
     from minipaas.state.settings import load
 
     settings = load({"MINIPAAS_HOME": str(tmp_path_factory.mktemp("images-home"))})
-    for kind in serviceimages.SPECS:
-        serviceimages.ensure(settings, kind, lambda _line: None)
+    for kind in hostimages.SPECS:
+        hostimages.ensure(settings, kind, lambda _line: None)
 
 
 def wait_for(what: str, check: Callable[[], bool], timeout: float = 60) -> None:

@@ -323,13 +323,13 @@ def _copy_image(image: str, source: str | None, target: str | None) -> None:
 
 def _registry_recipe(engine: str | None) -> tuple[str, str]:
     """The registry image's tag, and whether the engine's copy is of the current recipe ("" if not)."""
-    from minipaas.build import serviceimages
+    from minipaas.build import hostimages
 
-    spec = serviceimages.REGISTRY
+    spec = hostimages.REGISTRY
     out = subprocess.run(["docker", *(["-H", engine] if engine else []), "image", "inspect", "-f",
-                          f'{{{{index .Config.Labels "{serviceimages.RECIPE_LABEL}"}}}}', spec.tag],
+                          f'{{{{index .Config.Labels "{hostimages.RECIPE_LABEL}"}}}}', spec.tag],
                          capture_output=True, text=True)
-    current = out.returncode == 0 and out.stdout.strip() == serviceimages.recipe(spec)
+    current = out.returncode == 0 and out.stdout.strip() == hostimages.recipe(spec)
     return spec.tag, "yes" if current else ""
 
 

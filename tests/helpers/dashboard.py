@@ -63,8 +63,8 @@ def home(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[Home]:
            "MINIPAAS_AUTHORIZED_KEYS": str(tmp_path / "authorized_keys"), "MINIPAAS_NGINX": "private"}
     host = Host(load(env))
     # No engine here: ps shows nothing and the disk report is empty (the engine tests show them).
-    monkeypatch.setattr("minipaas.deploy.processes.status", lambda host, app: [])
-    monkeypatch.setattr("minipaas.deploy.diskreport.report", lambda host, only=None: [])
+    monkeypatch.setattr("minipaas.running.processes.status", lambda host, app: [])
+    monkeypatch.setattr("minipaas.running.diskreport.report", lambda host, only=None: [])
     home = Home(path, env, host)
     home.app("shop")
     home.app("shop--feature-x", parent="shop", branch="feature/x")

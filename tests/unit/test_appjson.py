@@ -7,9 +7,9 @@ import re
 
 import pytest
 
-from minipaas.deploy import appjson
 from minipaas.deploy.formation import MAX_SCALE, PROCESS_TYPE
 from minipaas.errors import InvalidInput
+from minipaas.source import appjson
 
 
 def formation(data: object) -> dict[str, int]:

@@ -9,11 +9,12 @@ from pathlib import Path
 
 import pytest
 
-from minipaas.deploy import canary, canaryguard, hook, taskwatch
+from minipaas.deploy import canary, canaryguard, hook
 from minipaas.deploy.canaryguard import Figures
 from minipaas.errors import InvalidInput
 from minipaas.routing import routes
 from minipaas.routing.routes import Version
+from minipaas.running import taskwatch
 from minipaas.state import apps, canaries, releaselog, store
 from minipaas.state import settings as settings_mod
 from minipaas.state.host import Host
@@ -175,7 +176,7 @@ def test_a_release_url_is_named_by_a_certificate_for_it_or_a_wildcard_one_label_
     assert certs.valid_for(info, "v12.shop.example.com") is valid
 
 
-# -- a cluster's canary: the route the task watcher keeps for two releases' services (deploy/taskwatch.py) --------
+# -- a cluster's canary: the route the task watcher keeps for two releases' services (running/taskwatch.py) --------
 
 STABLE = {"10.0.0.5:30001": "t1", "10.0.0.6:30002": "t2"}  # release 7's web service's running tasks
 CANARY = {"10.0.0.5:30003": "t3"}  # release 8's

@@ -46,12 +46,12 @@ HOST_MAKERS = {
     "minipaas/dashboard/": "the dashboard server: a connection per worker thread (auth.py, live.py)",
     "minipaas/ssh/": "the ssh entry",
     # The watcher's threads (watcher.run starts them; SQLite connections are not shared between threads).
-    "minipaas/deploy/watcher.py": "the watcher's routing-again thread",
-    "minipaas/deploy/taskwatch.py": "the watcher's task thread, one per round",
+    "minipaas/running/watcher.py": "the watcher's routing-again thread",
+    "minipaas/running/taskwatch.py": "the watcher's task thread, one per round",
     "minipaas/deploy/canaryguard.py": "the watcher's canary thread, one per tick",
-    "minipaas/deploy/nginxwatch.py": "the watcher's nginx thread, for its audit lines",
-    "minipaas/deploy/restore.py": "ps:restore's worker threads, one connection each",
-    "minipaas/deploy/hostsetup.py": "init: makes the home and its database, then opens it",
+    "minipaas/running/nginxwatch.py": "the watcher's nginx thread, for its audit lines",
+    "minipaas/running/restore.py": "ps:restore's worker threads, one connection each",
+    "minipaas/host/setup.py": "init: makes the home and its database, then opens it",
 }
 
 _WRITERS = {"update", "setdefault", "pop", "popitem", "clear", "__setitem__", "__delitem__"}

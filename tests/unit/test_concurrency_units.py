@@ -15,8 +15,9 @@ from pathlib import Path
 import pytest
 
 from minipaas.adapters.gitrepo import ZERO_SHA
-from minipaas.deploy import hook, hostsetup
+from minipaas.deploy import hook
 from minipaas.errors import Conflict, InvalidInput
+from minipaas.host import setup
 from minipaas.state import locks
 from minipaas.state.settings import Settings, load
 from tests.helpers.host import commit, git
@@ -144,10 +145,10 @@ def test_init_refuses_a_home_that_nginx_workers_cannot_reach(tmp_path: Path) -> 
         assert not home.exists()  # nothing written
         # A folder above it that does not exist yet would be made root's alone: said too.
         with pytest.raises(InvalidInput, match=f"^{top / 'missing'}, above MINIPAAS_HOME .* does not exist"):
-            hostsetup._check_host_files(load({"MINIPAAS_HOME": str(top / "missing" / "home"),
+            setup._check_host_files(load({"MINIPAAS_HOME": str(top / "missing" / "home"),
                                               "MINIPAAS_NGINX": "private"}))
         # The same home where nginx's workers pass through every folder above it: no objection.
         private.chmod(0o711)
-        hostsetup._check_host_files(load({"MINIPAAS_HOME": str(home), "MINIPAAS_NGINX": "private"}))
+        setup._check_host_files(load({"MINIPAAS_HOME": str(home), "MINIPAAS_NGINX": "private"}))
     finally:
         subprocess.run(["rm", "-rf", str(top)], check=False)

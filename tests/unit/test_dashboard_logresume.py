@@ -1,7 +1,7 @@
 """An app's followed logs go on after a reconnect: no line twice, none lost (fast tier: the engine is a list).
 
 The fake engine below answers as `docker logs --timestamps --since S` does: every line of a source from second S
-on (inclusive), or with no `since` only lines printed from now on. The cursor (deploy/logcursor.py) must drop
+on (inclusive), or with no `since` only lines printed from now on. The cursor (running/logcursor.py) must drop
 what the reader had, including lines that share one stamp.
 """
 
@@ -14,7 +14,7 @@ from urllib.parse import unquote
 import pytest
 
 from minipaas.dashboard import live
-from minipaas.deploy import logcursor
+from minipaas.running import logcursor
 from tests.helpers.dashboard import Home, home, logged_in  # noqa: F401 (the fixture)
 
 S = 1_765_087_200_000_000_000  # 2025-12-07T06:00:00Z in ns
@@ -91,7 +91,7 @@ def test_a_reconnect_goes_on_after_the_last_line_even_within_one_stamp() -> None
 def test_the_stream_route_resumes_from_last_event_id_or_after(home: Home, monkeypatch: pytest.MonkeyPatch) -> None:  # noqa: F811
     engine = Engine()
     engine.printed = [("shop-web-1", S + i, f"line {i}".encode()) for i in range(5)]
-    monkeypatch.setattr("minipaas.deploy.processes.stamped_logs", engine.stamped_logs)
+    monkeypatch.setattr("minipaas.running.processes.stamped_logs", engine.stamped_logs)
     c, _ = logged_in(home, home.key("alice", "admin"))
     page = c.get("/apps/shop/logs").text
     assert "line 4" in page and "line 0" in page

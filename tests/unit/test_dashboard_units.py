@@ -148,8 +148,8 @@ def test_a_same_origin_post_on_another_port_passes(home: Home, monkeypatch: pyte
 
 def test_server_sent_events_are_one_line_each() -> None:
     from minipaas.dashboard import live
-    from minipaas.deploy import logcursor
     from minipaas.errors import NotFound
+    from minipaas.running import logcursor
 
     def stamped() -> Iterator[tuple[str, int | None, bytes]]:
         yield "web-1", 1, b"first"
@@ -258,7 +258,7 @@ def test_the_host_page_is_an_admins(home: Home, monkeypatch: pytest.MonkeyPatch)
     monkeypatch.setattr("minipaas.build.stacks.listing", lambda home: [
         {"image": "minipaas/node:22.1.0", "version": "22.1.0", "also": [], "size": 200 << 20, "apps": ["shop"],
          "other_apps": 0}])
-    monkeypatch.setattr("minipaas.deploy.gc.collect",
+    monkeypatch.setattr("minipaas.running.gc.collect",
                         lambda host, *, dry_run, progress, only=None: progress("would remove minipaas/shop:1"))
     from minipaas.access import events
 
@@ -274,15 +274,15 @@ def test_the_host_page_is_an_admins(home: Home, monkeypatch: pytest.MonkeyPatch)
 
 def test_the_host_page_lists_services_and_their_backups(home: Home, monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setattr("minipaas.build.stacks.listing", lambda home: [])
-    monkeypatch.setattr("minipaas.deploy.gc.collect", lambda host, *, dry_run, progress, only=None: None)
-    from minipaas.deploy import servicebackups
+    monkeypatch.setattr("minipaas.running.gc.collect", lambda host, *, dry_run, progress, only=None: None)
+    from minipaas.addons import backups
     from minipaas.state import services
 
     with store.transaction(home.host.db) as db:
         for kind, name in (("postgres", "shopdb"), ("redis", "cache")):
             db.execute("INSERT INTO services (kind, name, version, password, created_at) VALUES (?, ?, '16', 'pw', ?)",
                        (kind, name, store.now()))
-    kept = servicebackups.folder(home.host, services.require(home.host, "postgres", "shopdb"))
+    kept = backups.folder(home.host, services.require(home.host, "postgres", "shopdb"))
     (kept / "20261201T020000Z.dump").write_bytes(b"x" * 12_000)
     (kept / "20261202T020000Z.dump").write_bytes(b"x" * 3_000)
     (kept / "20261202T020000Z.dump.sha256").write_text("not a backup itself\n")

@@ -1,4 +1,4 @@
-"""`report`'s folder sizes (deploy/disksizes.py): du measures a folder again only when a change it knows of touched
+"""`report`'s folder sizes (running/disksizes.py): du measures a folder again only when a change it knows of touched
 it (a release folder added or removed, a push's objects, git's gc); otherwise the kept size. Real folders and a
 real bare repository receiving a real push; no engine."""
 
@@ -11,7 +11,7 @@ from pathlib import Path
 import pytest
 
 from minipaas.adapters import diskuse
-from minipaas.deploy import disksizes
+from minipaas.running import disksizes
 from minipaas.state.settings import load
 
 

@@ -6,10 +6,10 @@ from __future__ import annotations
 
 import pytest
 
-from minipaas.build import dockerfile_policy as policy
-from minipaas.build import dockerfile_reading as reading
 from minipaas.build import dockerfiles
 from minipaas.errors import BuildFailed, InvalidInput
+from minipaas.source import dockerfile_policy as policy
+from minipaas.source import dockerfile_reading as reading
 from minipaas.state.names import image_patterns, valid_image_patterns
 
 NAMESPACE = "mp/shop/0123abcd"

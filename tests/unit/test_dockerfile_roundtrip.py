@@ -13,10 +13,11 @@ import dockerfile
 from hypothesis import HealthCheck, example, given, settings
 from hypothesis import strategies as st
 
-from minipaas.build import buildpacks, builds, dockerfiles, nodeinstall, packagejson
-from minipaas.build import dockerfile_policy as policy
-from minipaas.build import dockerfile_reading as reading
+from minipaas.build import buildpacks, builds, dockerfiles
 from minipaas.errors import BuildFailed
+from minipaas.source import dockerfile_policy as policy
+from minipaas.source import dockerfile_reading as reading
+from minipaas.source import nodeinstall, packagejson
 from minipaas.state.settings import SHARE_DIR
 
 ODD = ["\u00a0", "\u0085", "\u2028", "\u2029", "\u1680", "\u2000", "\u3000", "\ufeff", "\f", "\v", "\r", "\x1c",

@@ -1,4 +1,4 @@
-"""Markdown docs sites (minipaas.routing.docsite and its doc*.py): a tree of .md files rendered into static HTML,
+"""Markdown docs sites (minipaas.build.docsite.site and its doc*.py): a tree of .md files rendered into static HTML,
 in temp dirs only."""
 
 from __future__ import annotations
@@ -10,11 +10,11 @@ from pathlib import Path
 
 import pytest
 
+from minipaas.build.docsite.files import rewrite_link
+from minipaas.build.docsite.links import slugify
+from minipaas.build.docsite.pages import relative_url
+from minipaas.build.docsite.site import render_site
 from minipaas.errors import BuildFailed
-from minipaas.routing.docfiles import rewrite_link
-from minipaas.routing.doclinks import slugify
-from minipaas.routing.docpages import relative_url
-from minipaas.routing.docsite import render_site
 
 
 def make_tree(root: Path, files: dict[str, str | bytes]) -> Path:
@@ -459,7 +459,7 @@ def test_links_to_raw_html_anchors_and_github_ids_are_not_broken(tmp_path: Path)
         "guide/notes.txt": "notes",
         "img/x.png": b"png",
     })
-    from minipaas.routing.docsite import render_docs
+    from minipaas.build.docsite.site import render_docs
 
     rendered = render_docs(src, tmp_path / "out", title="T", allow_html=True)
     assert rendered.broken == []
@@ -474,7 +474,7 @@ def test_broken_links_between_pages_are_listed(tmp_path: Path) -> None:
                      '<a href="guide/setup.md#install-9">raw</a>\n',
         "guide/setup.md": "# Setup\n\n## Install\n\n[e](../README.md#home) [f](../img/gone.png)\n",
     })
-    from minipaas.routing.docsite import render_docs
+    from minipaas.build.docsite.site import render_docs
 
     rendered = render_docs(src, tmp_path / "out", title="T", allow_html=True)
     assert [str(link) for link in rendered.broken] == [

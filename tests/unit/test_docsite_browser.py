@@ -23,7 +23,7 @@ from selenium.webdriver.common.keys import Keys
 from selenium.webdriver.remote.webelement import WebElement
 from selenium.webdriver.support import expected_conditions as ec
 
-from minipaas.routing.docsite import render_site
+from minipaas.build.docsite.site import render_site
 
 SAMPLE = {
     "README.md": "# Demo docs\n\nStart with [installing](guide/install.md).\n\n## Overview\n\nSome text.\n\n"

@@ -99,7 +99,7 @@ def test_the_sdk_is_not_loaded_by_ps(tmp_path: Path) -> None:
     import subprocess
     import sys
 
-    script = ("import sys, minipaas.cli, minipaas.deploy.processes, minipaas.deploy.listing\n"
+    script = ("import sys, minipaas.cli, minipaas.running.processes, minipaas.running.listing\n"
               "print(sorted(m for m in ('docker', 'requests', 'jinja2', 'dockerfile') if m in sys.modules))")
     result = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, check=True,
                             cwd=Path(__file__).resolve().parents[2])

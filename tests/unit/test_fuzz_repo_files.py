@@ -18,9 +18,9 @@ from hypothesis import HealthCheck, example, given, settings
 from hypothesis import strategies as st
 from semantic_version import Version
 
-from minipaas.build import nodeversions, packagejson, procfile
-from minipaas.deploy import appjson, health
+from minipaas.deploy import health
 from minipaas.errors import MinipaasError
+from minipaas.source import appjson, nodeversions, packagejson, procfile
 from tests.helpers.host import assert_one_line_refusal
 
 FAST = settings(max_examples=100, deadline=None, suppress_health_check=[HealthCheck.too_slow])

@@ -22,10 +22,12 @@ from hypothesis import HealthCheck, example, given, settings
 from hypothesis import strategies as st
 
 from minipaas.build import sitebuild
+from minipaas.build.docsite import html as dochtml
+from minipaas.build.docsite import site
+from minipaas.build.docsite.model import LAYOUT_IDS, Page
+from minipaas.build.docsite.render import Renderer
 from minipaas.errors import MinipaasError
-from minipaas.routing import dochtml, docsite, sites
-from minipaas.routing.docmodel import LAYOUT_IDS, Page
-from minipaas.routing.docrender import Renderer
+from minipaas.routing import sites
 from tests.helpers.host import assert_one_line_refusal
 
 SOME = settings(max_examples=100, deadline=None, suppress_health_check=[HealthCheck.too_slow])
@@ -146,7 +148,7 @@ def test_every_page_of_a_docs_site_carries_no_live_script_and_the_csp(files: dic
             (src / name).parent.mkdir(parents=True, exist_ok=True)
             (src / name).write_text(text, encoding="utf-8", errors="surrogatepass")
         try:
-            docsite.render_docs(src, out, title=title, allow_html=allow_html)
+            site.render_docs(src, out, title=title, allow_html=allow_html)
         except MinipaasError as refused:
             assert_one_line_refusal(refused)
             return

@@ -16,8 +16,9 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from minipaas.access import keys, sudoers
-from minipaas.deploy import hostsetup, hostunits
 from minipaas.errors import Conflict, InvalidInput
+from minipaas.host import setup
+from minipaas.host import units as hostunits
 from minipaas.routing import nginxconf, proxy
 from minipaas.state import locks
 from minipaas.state.host import Host
@@ -216,7 +217,7 @@ def test_init_refuses_what_another_instance_holds_before_it_writes_anything(tmp_
     monkeypatch.setattr(sudoers, "SUDOERS_DIR", tmp_path / "sudoers.d")
     second = settings_at(tmp_path / "second", MINIPAAS_INSTANCE="twin", MINIPAAS_NGINX="private")
     with pytest.raises(Conflict, match=f"minipaas-twin-restore.service serves the minipaas instance at {first}:"):
-        hostsetup.init(lambda line: None, second)
+        setup.init(lambda line: None, second)
     assert not second.home.exists()
 
 

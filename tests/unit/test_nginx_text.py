@@ -15,8 +15,8 @@ from pathlib import Path
 
 import pytest
 
+from minipaas.build.docsite.model import CSP
 from minipaas.routing import nginxconf
-from minipaas.routing.docmodel import CSP
 from minipaas.state.settings import SHARE_DIR
 from tests.helpers.nginx_specs import HOME, PRIVATE, STATIC, SYSTEM
 

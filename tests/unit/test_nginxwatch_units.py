@@ -1,4 +1,4 @@
-"""The watcher's keeping of nginx (deploy/nginxwatch.py), without nginx: a master that ends without stopping is
+"""The watcher's keeping of nginx (running/nginxwatch.py), without nginx: a master that ends without stopping is
 started again once, one that stopped is left stopped, a start that fails is tried again later and later (never in a
 tight loop), and the host's nginx is never started. Also the pieces it stands on, with real processes: a pidfd's wait
 and a pid file told dead from stopped. Fast tier."""
@@ -14,9 +14,9 @@ from typing import Any
 import pytest
 
 from minipaas.adapters import nginx, proc
-from minipaas.deploy import nginxwatch
 from minipaas.errors import ProxyError
 from minipaas.routing import proxy
+from minipaas.running import nginxwatch
 
 
 class Stop(BaseException):

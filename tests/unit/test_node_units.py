@@ -11,18 +11,9 @@ from pathlib import Path
 
 import pytest
 
-from minipaas.build import (
-    builders,
-    buildkit,
-    buildlog,
-    buildpacks,
-    builds,
-    dockerfiles,
-    nodeinstall,
-    packagejson,
-    starthints,
-)
+from minipaas.build import builders, buildkit, buildlog, buildpacks, builds, dockerfiles
 from minipaas.errors import BuildFailed, InvalidInput
+from minipaas.source import nodeinstall, packagejson, starthints
 from minipaas.state.settings import SHARE_DIR
 
 NAMESPACE = "mp-1/shop/0a1b2c3d"

@@ -15,9 +15,9 @@ from typing import Any
 
 import pytest
 
-from minipaas.build import nodeversions as nv
-from minipaas.build import packagejson
 from minipaas.errors import BuildFailed, InvalidInput, MinipaasError, StackMissing
+from minipaas.source import nodeversions as nv
+from minipaas.source import packagejson
 
 VERSIONS = (
     "26.10.0", "26.9.0", "26.0.0-rc.1", "26.11.0-nightly20261101", "25.9.0", "24.21.0", "24.2.0", "23.11.1",

@@ -12,10 +12,11 @@ from pathlib import Path
 
 import pytest
 
-from minipaas.build import buildpacks, builds, packagejson, presets, sitebuild
+from minipaas.build import buildpacks, builds, sitebuild
+from minipaas.build.docsite.links import BrokenLink
 from minipaas.errors import MinipaasError
 from minipaas.routing import sites
-from minipaas.routing.doclinks import BrokenLink
+from minipaas.source import packagejson, presets
 from minipaas.state.settings import SHARE_DIR
 from tests.helpers.host import APPS
 

@@ -11,7 +11,7 @@ from pathlib import Path
 import pytest
 
 from minipaas.cli.common import print_json
-from minipaas.deploy.listing import Row, TaskPlace
+from minipaas.running.listing import Row, TaskPlace
 from minipaas.state import apps, releaselog
 from minipaas.state import settings as settings_mod
 from minipaas.state.host import Host

@@ -243,8 +243,8 @@ def test_a_certificate_of_a_key_kind_that_cannot_be_read_is_one_line(found: str,
     ({"packageManager": "npm@1\u0661.0.0"}, "must name an exact version"),  # a regex's \d takes any digit
 ])
 def test_odd_package_json_facts_are_one_line(document: dict[str, object], words: str) -> None:
-    from minipaas.build import packagejson
     from minipaas.errors import BuildFailed
+    from minipaas.source import packagejson
 
     with pytest.raises(BuildFailed) as refused:
         packagejson.parse(json.dumps(document).encode())
@@ -259,15 +259,16 @@ def test_odd_package_json_facts_are_one_line(document: dict[str, object], words:
     (b'{"x": "' + b"a" * (1024 * 1024) + b'"}', "larger than 1024 KiB"),
 ])
 def test_odd_package_json_documents_are_one_line(raw: bytes, words: str) -> None:
-    from minipaas.build import packagejson
     from minipaas.errors import BuildFailed
+    from minipaas.source import packagejson
 
     with pytest.raises(BuildFailed, match=re.escape(words)):
         packagejson.parse(raw)
 
 
 def test_package_json_facts_reach_the_dockerfile_checked() -> None:
-    from minipaas.build import buildpacks, nodeinstall, packagejson
+    from minipaas.build import buildpacks
+    from minipaas.source import nodeinstall, packagejson
     from minipaas.state.settings import SHARE_DIR
 
     package = packagejson.parse(json.dumps({
@@ -304,8 +305,8 @@ def test_package_json_facts_reach_the_dockerfile_checked() -> None:
     (b"web: " + b"x" * 70_000, "the Procfile is larger than 64 KiB"),
 ])
 def test_odd_procfiles_are_one_line(text: bytes, words: str) -> None:
-    from minipaas.build import procfile
     from minipaas.errors import BuildFailed
+    from minipaas.source import procfile
 
     with pytest.raises(BuildFailed) as refused:
         procfile.parse(text)
@@ -313,7 +314,7 @@ def test_odd_procfiles_are_one_line(text: bytes, words: str) -> None:
 
 
 def test_a_procfile_of_the_documented_form_is_read() -> None:
-    from minipaas.build import procfile
+    from minipaas.source import procfile
 
     text = b"# processes\r\nweb: node web.js --port $PORT\r\n\r\nworker:node\tworker.js\nrelease: node migrate.js\n"
     assert procfile.parse(text) == {"web": "node web.js --port $PORT", "worker": "node\tworker.js",

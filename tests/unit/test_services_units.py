@@ -11,9 +11,9 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from minipaas.build import serviceimages
-from minipaas.deploy import pgroles, servicebackups
-from minipaas.deploy.servicebackups import Backup
+from minipaas.addons import backups, pgroles
+from minipaas.addons.backups import Backup
+from minipaas.build import hostimages
 from minipaas.errors import InvalidInput
 from minipaas.state import perms, services
 from minipaas.state.settings import load
@@ -59,51 +59,51 @@ def test_engine_names_are_the_instances_and_never_an_apps() -> None:
 
 def test_backup_names_round_trip_and_others_are_not_backups() -> None:
     when = datetime.datetime(2026, 11, 26, 3, 4, 5, tzinfo=datetime.UTC)
-    name = servicebackups.backup_name("postgres", when)
+    name = backups.backup_name("postgres", when)
     assert name == "20261126T030405Z.dump"
-    assert servicebackups.parse_name(name) == when.timestamp()
-    assert servicebackups.backup_name("redis", when).endswith(".rdb")
+    assert backups.parse_name(name) == when.timestamp()
+    assert backups.backup_name("redis", when).endswith(".rdb")
     for other in ("20261126T030405Z.dump.sha256", ".20261126T030405Z.dump.partial", "x.dump", "../a.dump"):
-        assert servicebackups.parse_name(other) is None
+        assert backups.parse_name(other) is None
 
 
 def test_retention_keeps_the_newest() -> None:
     kept = [Backup(f"b{i}", float(i), 1) for i in (3, 1, 4, 2)]
-    assert [b.name for b in servicebackups.beyond_retention(kept, 2)] == ["b2", "b1"]
-    assert servicebackups.beyond_retention(kept, 7) == []
+    assert [b.name for b in backups.beyond_retention(kept, 2)] == ["b2", "b1"]
+    assert backups.beyond_retention(kept, 7) == []
 
 
 def test_a_daily_backup_is_due_a_day_after_the_last() -> None:
     day = 24 * 3600.0
-    assert servicebackups.is_due([], 1000.0, "daily")
-    assert not servicebackups.is_due([], 1000.0, "off")
-    assert not servicebackups.is_due([Backup("a", 0.0, 1)], day / 2, "daily")
-    assert servicebackups.is_due([Backup("a", 0.0, 1)], day, "daily")
-    assert servicebackups.sha256_line("ab", "x.dump") == "ab  x.dump\n"
+    assert backups.is_due([], 1000.0, "daily")
+    assert not backups.is_due([], 1000.0, "off")
+    assert not backups.is_due([Backup("a", 0.0, 1)], day / 2, "daily")
+    assert backups.is_due([Backup("a", 0.0, 1)], day, "daily")
+    assert backups.sha256_line("ab", "x.dump") == "ab  x.dump\n"
 
 
 def test_images_install_debians_packages_and_run_as_their_users() -> None:
-    for spec in serviceimages.SPECS.values():
-        text = serviceimages.dockerfile(spec)
-        assert text.startswith(f"FROM {serviceimages.DEBIAN_IMAGE}:bookworm\n")
+    for spec in hostimages.SPECS.values():
+        text = hostimages.dockerfile(spec)
+        assert text.startswith(f"FROM {hostimages.DEBIAN_IMAGE}:bookworm\n")
         assert " ".join(spec.packages) in text and f"USER {spec.user}\n" in text
         assert "USER root" not in text
-    assert "postgresql-15" in serviceimages.POSTGRES.packages and serviceimages.POSTGRES.tag == "minipaas/postgres:15"
+    assert "postgresql-15" in hostimages.POSTGRES.packages and hostimages.POSTGRES.tag == "minipaas/postgres:15"
     # The password leaves the environment before the servers start.
-    assert "unset POSTGRES_PASSWORD\nexec" in serviceimages.POSTGRES_ENTRYPOINT
-    assert "unset REDIS_PASSWORD\nexec" in serviceimages.REDIS_ENTRYPOINT
+    assert "unset POSTGRES_PASSWORD\nexec" in hostimages.POSTGRES_ENTRYPOINT
+    assert "unset REDIS_PASSWORD\nexec" in hostimages.REDIS_ENTRYPOINT
 
 
 def test_an_image_carries_its_recipe_and_a_changed_recipe_is_another() -> None:
     import dataclasses
     import tarfile
 
-    spec = serviceimages.POSTGRES
-    with tarfile.open(fileobj=serviceimages.context(spec)) as tar:
+    spec = hostimages.POSTGRES
+    with tarfile.open(fileobj=hostimages.context(spec)) as tar:
         text = tar.extractfile("Dockerfile").read().decode()
-    assert text.endswith(f"LABEL {serviceimages.RECIPE_LABEL}={serviceimages.recipe(spec)}\n")
+    assert text.endswith(f"LABEL {hostimages.RECIPE_LABEL}={hostimages.recipe(spec)}\n")
     changed = dataclasses.replace(spec, after=spec.after + " && true")
-    assert serviceimages.recipe(changed) != serviceimages.recipe(spec)
+    assert hostimages.recipe(changed) != hostimages.recipe(spec)
     assert "useradd --system -u 64320" in text  # a uid of its own, made before the package's scripts run
 
 

@@ -17,8 +17,8 @@ from typing import Any
 import pytest
 
 from minipaas.build import buildpacks, npmregistry, rootfs, stackbuild, stacks
-from minipaas.build.nodeversions import Catalog, CatalogUnavailable, Wanted
 from minipaas.errors import BuildFailed, InvalidInput, MinipaasError
+from minipaas.source.nodeversions import Catalog, CatalogUnavailable, Wanted
 from minipaas.state import locks
 from minipaas.state import settings as settings_mod
 
@@ -264,7 +264,7 @@ def test_buildpacks_name_their_stack_and_templates_get_the_base_image_as_a_fact(
     packs = {p.name: p for p in buildpacks.load_all(ROOT / "buildpacks")}
     assert packs["node"].stack == "node" and packs["static-build"].stack == "node"
     assert packs["static"].stack == "" and packs["dockerfile"].stack == ""
-    from minipaas.build.packagejson import Package
+    from minipaas.source.packagejson import Package
 
     facts = {"app": "a", "files": ["package.json"], "package": Package(), "procfile": {}, "build_ca": False,
              "base": "minipaas/node:20.17.0", "node_version": "20.17.0"}
@@ -331,7 +331,7 @@ def test_find_looks_up_the_exact_tag_and_lists_everything_only_without_it(monkey
 
 def test_gc_picks_the_base_images_no_remaining_image_is_built_on(monkeypatch: pytest.MonkeyPatch,
                                                                  tmp_path: Path) -> None:
-    from minipaas.deploy import gc
+    from minipaas.running import gc
     from minipaas.state.host import Host
 
     have = {v: stacks.Stack(v, f"sha256:{v}", (stacks.image_tag(v),), 100) for v in

@@ -164,13 +164,13 @@ def test_a_site_leaves_out_every_dotfile_and_dot_folder_but_well_known(tmp_path:
 
 
 def test_a_docs_site_copies_well_known_as_files_and_no_other_dot_entry(tmp_path: Path) -> None:
-    from minipaas.routing import docfiles
+    from minipaas.build.docsite import files
 
     for path in ("README.md", ".env", "guide/.secret.md", "guide/a.md", ".well-known/security.txt",
                  ".well-known/notes.md", ".well-known/.hidden", "guide/.well-known/x.txt"):
         (tmp_path / path).parent.mkdir(parents=True, exist_ok=True)
         (tmp_path / path).write_text(path)
-    markdown, other = docfiles.scan(tmp_path)
+    markdown, other = files.scan(tmp_path)
     assert markdown == ["README.md", "guide/a.md"]
     assert other == [".well-known/notes.md", ".well-known/security.txt"]  # files as they are, not pages
 

@@ -9,10 +9,11 @@ import sqlite3
 
 import pytest
 
-from minipaas.build import buildoutput, buildpacks, builds, dockerfiles, nodeinstall, packagejson, teststage
+from minipaas.build import buildoutput, buildpacks, builds, dockerfiles
 from minipaas.build.buildkit import Builder
 from minipaas.deploy import hook
 from minipaas.errors import BuildFailed, MinipaasError
+from minipaas.source import nodeinstall, packagejson, teststage
 from minipaas.state import apps, store
 from minipaas.state.releaselog import Release
 from minipaas.state.settings import SHARE_DIR

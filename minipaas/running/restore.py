@@ -7,10 +7,12 @@ import contextvars
 import threading
 from concurrent.futures import ThreadPoolExecutor
 
-from minipaas.deploy import canary, dashboardproc, placement, retirement, rollout, services, watcher
+from minipaas.addons import addons
+from minipaas.deploy import canary, placement, retirement, rollout
 from minipaas.errors import DeployFailed, MinipaasError, NotFound
 from minipaas.progress import Progress
 from minipaas.routing import domains, proxy
+from minipaas.running import dashboardproc, watcher
 from minipaas.state import apps, releaselog
 from minipaas.state.host import Host
 from minipaas.state.locks import app_lock
@@ -53,7 +55,7 @@ def restore(host: Host, progress: Progress) -> None:
     proxy.setup(s)
     watcher.ensure_running(s)
     # Services first: the apps linked to them expect them at their first request.
-    failed = services.restore_all(host, progress)
+    failed = addons.restore_all(host, progress)
     wanted = []
     for app in apps.names(host):
         if apps.is_stopped(host, app):

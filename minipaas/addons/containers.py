@@ -13,7 +13,7 @@ from __future__ import annotations
 import time
 
 from minipaas.adapters import engine, networks
-from minipaas.build import serviceimages
+from minipaas.build import hostimages
 from minipaas.cluster import membership, releases
 from minipaas.errors import DeployFailed
 from minipaas.progress import Progress
@@ -21,13 +21,13 @@ from minipaas.state import reviews, services
 from minipaas.state.host import Host
 from minipaas.state.services import Service
 
-SERVICE_LABEL = "minipaas.service"  # `<kind>.<name>` on a service's container, volume and network
+ADDON_LABEL = "minipaas.service"  # `<kind>.<name>` on a service's container, volume and network
 READY_TIMEOUT = 120
 _POLL = 0.2
 
 
 def labels(host: Host, service: Service) -> dict[str, str]:
-    return {engine.LABEL: str(host.settings.home), SERVICE_LABEL: f"{service.kind}.{service.name}"}
+    return {engine.LABEL: str(host.settings.home), ADDON_LABEL: f"{service.kind}.{service.name}"}
 
 
 def container_name(host: Host, service: Service) -> str:
@@ -59,7 +59,7 @@ def environment(service: Service) -> dict[str, str]:
 def run(host: Host, service: Service, progress: Progress) -> engine.Container:
     """A new container of the service on its volume (made when missing), attached to its apps' networks."""
     s = host.settings
-    image = serviceimages.ensure(s, service.kind, progress)
+    image = hostimages.ensure(s, service.kind, progress)
     volume = services.volume_name(s, service.kind, service.name)
     if not engine.volume_exists(volume):
         engine.create_volume(volume, labels(host, service))
@@ -67,7 +67,7 @@ def run(host: Host, service: Service, progress: Progress) -> engine.Container:
     networks.ensure_app_network(network, pool=s.subnets, labels=labels(host, service))
     container = engine.run(
         name=container_name(host, service), image=image, network=network, env=environment(service),
-        labels=labels(host, service), limits=limits(host, service), volumes={volume: serviceimages.SPECS[
+        labels=labels(host, service), limits=limits(host, service), volumes={volume: hostimages.SPECS[
             service.kind].data},
         # Back by itself after a crash or an engine restart; `ps:restore` checks it too.
         restart="unless-stopped",

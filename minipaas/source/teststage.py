@@ -15,8 +15,8 @@ import re
 from dataclasses import dataclass
 from typing import Any
 
-from minipaas.build.packagejson import Package
 from minipaas.errors import BuildFailed
+from minipaas.source.packagejson import Package
 from minipaas.state.names import parent_of
 
 MAX_COMMAND = 1000
@@ -45,7 +45,7 @@ def app_json_script(raw: bytes | None) -> str:
     try:
         data: Any = json.loads(raw)
     except (ValueError, UnicodeDecodeError, RecursionError):
-        return ""  # app.json's own checks (deploy/appjson.py) report a broken file where it matters
+        return ""  # app.json's own checks (source/appjson.py) report a broken file where it matters
     if not isinstance(data, dict):
         return ""
     found: object = None

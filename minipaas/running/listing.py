@@ -3,7 +3,7 @@ plain containers on one host (moved unchanged from processes.py), or a cluster's
 runs on and its `node:port`.
 
 The dashboard's log stream reads the same output stamped (`stamped_container_logs`, `stamped_task_logs`): each
-line with its source and the engine's time, from where its cursor says (deploy/logcursor.py).
+line with its source and the engine's time, from where its cursor says (running/logcursor.py).
 
 A row (`Row`) is the same for both; a task's also says where it runs (`Row.task`). `health` means the same:
 `serving` when it runs and nginx routes to its address, `down` when it does not run (exited, crashed, being
@@ -20,9 +20,10 @@ from typing import TypeVar
 
 from minipaas.adapters import engine
 from minipaas.cluster import releases
-from minipaas.deploy import containers, formation, logcursor
+from minipaas.deploy import containers, formation
 from minipaas.errors import NotFound
 from minipaas.routing import proxy
+from minipaas.running import logcursor
 from minipaas.state import canaries, releaselog
 from minipaas.state.host import Host
 

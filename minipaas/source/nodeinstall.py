@@ -14,8 +14,8 @@ import re
 from collections.abc import Callable, Collection
 from dataclasses import dataclass
 
-from minipaas.build.packagejson import Package, PackageManager
 from minipaas.errors import BuildFailed
+from minipaas.source.packagejson import Package, PackageManager
 
 # Lockfiles by the tool that reads them, in the order the lockfile decides when packageManager is absent.
 LOCKFILES = (("package-lock.json", "npm"), ("npm-shrinkwrap.json", "npm"), ("yarn.lock", "yarn"),

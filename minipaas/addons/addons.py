@@ -13,7 +13,8 @@ from __future__ import annotations
 import contextlib
 import shutil
 
-from minipaas.deploy import pgaccess, rollout, servicecontainers, serviceroles
+from minipaas.addons import containers, pgaccess, roles
+from minipaas.deploy import rollout
 from minipaas.errors import Conflict, MinipaasError
 from minipaas.progress import Progress
 from minipaas.state import apps, config, services
@@ -31,12 +32,12 @@ def create(host: Host, kind: str, name: str, version: str, progress: Progress) -
     spec = services.kind_of(kind)
     service = services.insert(host, spec, name, version)
     try:
-        servicecontainers.ensure_running(host, service, progress)
+        containers.ensure_running(host, service, progress)
         if kind == "postgres":
-            serviceroles.secure(host, service, progress)  # the owner role, pg_hba.conf (no links: no problems)
+            roles.secure(host, service, progress)  # the owner role, pg_hba.conf (no links: no problems)
     except BaseException:
         # Nothing half-made: a service is there with its container and volume, or not at all.
-        servicecontainers.remove(host, service)
+        containers.remove(host, service)
         services.delete(host, kind, name)
         raise
     progress(f"=====> {kind} service {name} is ready ({kind} {version}); `{kind}:link {name} APP` gives an "
@@ -55,17 +56,17 @@ def link(host: Host, kind: str, name: str, app: str, progress: Progress) -> None
     if key in config.own(host, app):
         raise Conflict(f"{app} already has {key} (another link, or config:set): `config:unset {app} {key}` or "
                        "unlink the other service first")
-    container = servicecontainers.ensure_running(host, service, progress).id
+    container = containers.ensure_running(host, service, progress).id
     postgres = kind == "postgres"
     if postgres:
         # An earlier version's links of this service are upgraded first (their apps had the superuser).
-        for problem in serviceroles.secure(host, service, progress):
+        for problem in roles.secure(host, service, progress):
             progress(f" !     {problem}")
     password = services.new_password() if postgres else ""
     services.add_link(host, kind, name, app, key, password)
     try:
-        for reaching in servicecontainers.apps_reaching(host, service):
-            servicecontainers.attach(host, service, reaching)
+        for reaching in containers.apps_reaching(host, service):
+            containers.attach(host, service, reaching)
         if postgres:
             pgaccess.add_app(container, service, app, password)
             progress(f"-----> {app} logs in to {name} as a role of its own, {services.app_role(app)}: the "
@@ -95,22 +96,22 @@ def unlink(host: Host, kind: str, name: str, app: str, progress: Progress, *, se
     progress(f"-----> Unlinking {kind} service {name} from {app}")
     rollout.change_config(host, app, lambda: config.unset_many(host, app, [key]), progress)
     if kind == "postgres":
-        pgaccess.remove_app(servicecontainers.ensure_running(host, service, progress).id, service, app)
+        pgaccess.remove_app(containers.ensure_running(host, service, progress).id, service, app)
     _forget_link(host, service, app)
     progress(f"-----> {app} no longer has {key}")
     if had_superuser and secure_after:
-        for problem in serviceroles.secure(host, service, progress):
+        for problem in roles.secure(host, service, progress):
             progress(f" !     {problem}")
 
 
 def _forget_link(host: Host, service: Service, app: str) -> None:
     """The link's row gone and the service off the app's networks (its review apps' too)."""
-    reaching = servicecontainers.apps_reaching(host, service)
+    reaching = containers.apps_reaching(host, service)
     services.remove_link(host, service.kind, service.name, app)
-    still = set(servicecontainers.apps_reaching(host, service))
+    still = set(containers.apps_reaching(host, service))
     for other in reaching:
         if other not in still:
-            servicecontainers.detach(host, service, other)
+            containers.detach(host, service, other)
 
 
 def destroy(host: Host, kind: str, name: str, *, force: bool, progress: Progress) -> None:
@@ -122,7 +123,7 @@ def destroy(host: Host, kind: str, name: str, *, force: bool, progress: Progress
                        "(which unlinks first)")
     for app in linked:
         unlink(host, kind, name, app, progress, secure_after=False)  # its roles go with its data below
-    servicecontainers.remove(host, service)
+    containers.remove(host, service)
     shutil.rmtree(folder(host, service), ignore_errors=True)
     services.delete(host, kind, name)
     progress(f"-----> Destroyed {kind} service {name} and its data")
@@ -131,7 +132,7 @@ def destroy(host: Host, kind: str, name: str, *, force: bool, progress: Progress
 def info(host: Host, kind: str, name: str, *, show_secrets: bool) -> dict[str, object]:
     """What `info` prints. The password and the URL only with `show_secrets` (the CLI allows it to admins)."""
     service = services.require(host, kind, name)
-    container = servicecontainers.find(host, service)
+    container = containers.find(host, service)
     spec = service.spec
     data: dict[str, object] = {
         "name": name,
@@ -142,7 +143,7 @@ def info(host: Host, kind: str, name: str, *, show_secrets: bool) -> dict[str, o
         "env_key": spec.env_key,
         "host": services.alias(kind, name),
         "port": spec.port,
-        "container": servicecontainers.container_name(host, service),
+        "container": containers.container_name(host, service),
         "volume": services.volume_name(host.settings, kind, name),
         "backups": folder(host, service) + "/backups",
         "created": service.created_at,
@@ -169,7 +170,7 @@ def info(host: Host, kind: str, name: str, *, show_secrets: bool) -> dict[str, o
 def listing(host: Host, kind: str) -> list[dict[str, object]]:
     rows = []
     for service in services.all_of(host, kind):
-        container = servicecontainers.find(host, service)
+        container = containers.find(host, service)
         rows.append({"name": service.name, "version": service.version,
                      "status": container.status if container else "missing",
                      "links": services.links(host, kind, service.name)})
@@ -181,7 +182,7 @@ def restore_all(host: Host, progress: Progress) -> list[str]:
     failed = []
     for service in services.all_of(host):
         try:
-            servicecontainers.ensure_running(host, service, progress)
+            containers.ensure_running(host, service, progress)
         except MinipaasError as exc:
             progress(f" !     {service.kind} service {service.name}: {exc}")
             failed.append(f"{service.kind}:{service.name}")
@@ -197,4 +198,4 @@ def set_limits(host: Host, kind: str, name: str, changes: dict[str, str], progre
     for key, value in changes.items():
         services.set_setting(host, kind, name, key, value)
     progress(f"-----> {kind} service {name}: {', '.join(f'{k}={v}' for k, v in changes.items())}")
-    servicecontainers.replace(host, service, progress)
+    containers.replace(host, service, progress)

@@ -17,9 +17,10 @@ from pygments.lexer import Lexer
 from pygments.lexers import get_lexer_by_name
 from pygments.util import ClassNotFound
 
-from minipaas.routing import dochtml, doclinks
-from minipaas.routing.docfiles import rewrite_link
-from minipaas.routing.docmodel import LAYOUT_IDS, Heading, Page, default_title
+from minipaas.build.docsite import html as dochtml
+from minipaas.build.docsite import links as doclinks
+from minipaas.build.docsite.files import rewrite_link
+from minipaas.build.docsite.model import LAYOUT_IDS, Heading, Page, default_title
 
 
 @functools.lru_cache(maxsize=128)

@@ -4,14 +4,15 @@ from __future__ import annotations
 
 from collections.abc import Callable, Iterator
 
-from minipaas.deploy import listing, logcursor, placement
+from minipaas.deploy import placement
+from minipaas.running import listing, logcursor
 from minipaas.state import apps
 from minipaas.state.host import Host
 from minipaas.state.locks import app_lock
 
 
 def status(host: Host, app: str) -> list[listing.Row]:
-    """`ps`: the app's containers, or in a cluster its services' tasks with their nodes (deploy/listing.py)."""
+    """`ps`: the app's containers, or in a cluster its services' tasks with their nodes (running/listing.py)."""
     return placement.for_host(host, app).status()
 
 
@@ -23,7 +24,7 @@ def logs(host: Host, app: str, *, lines: int, follow: bool) -> Iterator[bytes]:
 def stamped_logs(host: Host, app: str, cursor: logcursor.Cursor, *, lines: int,
                  follow: bool) -> Iterator[listing.Stamped]:
     """The same output, each line with its source and the engine's stamp, from where `cursor` says (the
-    dashboard's log stream, which goes on after a reconnect: deploy/logcursor.py)."""
+    dashboard's log stream, which goes on after a reconnect: running/logcursor.py)."""
     return placement.for_host(host, app).stamped_logs(cursor, lines=lines, follow=follow)
 
 

@@ -11,8 +11,8 @@ import stat
 from pathlib import Path
 from urllib.parse import quote, unquote
 
+from minipaas.build.docsite.model import Page, is_markdown
 from minipaas.errors import BuildFailed
-from minipaas.routing.docmodel import Page, is_markdown
 
 WELL_KNOWN = ".well-known"
 _SCHEME = re.compile(r"^[A-Za-z][A-Za-z0-9+.-]*:")

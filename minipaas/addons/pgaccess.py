@@ -10,8 +10,8 @@ scripts on psql's stdin (never on a command line) in one transaction each (`--si
 from __future__ import annotations
 
 from minipaas.adapters import engine
-from minipaas.build import serviceimages
-from minipaas.deploy import pgroles
+from minipaas.addons import pgroles
+from minipaas.build import hostimages
 from minipaas.errors import MinipaasError
 from minipaas.state import services as records
 from minipaas.state.host import Host
@@ -19,7 +19,7 @@ from minipaas.state.services import Service
 
 PGDATA = "/var/lib/postgresql/data"  # the entrypoint's (serviceimages.POSTGRES_ENTRYPOINT)
 _PG_CTL = "/usr/lib/postgresql/15/bin/pg_ctl"
-_USER = serviceimages.POSTGRES.user
+_USER = hostimages.POSTGRES.user
 
 
 def psql(container: str, service: Service, script: str, *, role: str = records.SUPERUSER) -> str:

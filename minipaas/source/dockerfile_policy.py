@@ -25,8 +25,8 @@ from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
 
 from minipaas.adapters import engine
-from minipaas.build.dockerfile_reading import Instruction, Unrenderable
 from minipaas.errors import BuildFailed
+from minipaas.source.dockerfile_reading import Instruction, Unrenderable
 
 _VARIABLE = re.compile(r"\$(?:\{(?P<braced>[A-Za-z_][A-Za-z0-9_]*)(?::(?P<op>[-+])(?P<word>[^}]*))?\}"
                        r"|(?P<plain>[A-Za-z_][A-Za-z0-9_]*))")

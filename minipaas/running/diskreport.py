@@ -10,8 +10,8 @@ from __future__ import annotations
 from pathlib import Path
 
 from minipaas.adapters import engine
-from minipaas.deploy import disksizes
 from minipaas.routing import sites
+from minipaas.running import disksizes
 from minipaas.state import apps, releaselog
 from minipaas.state.host import Host
 

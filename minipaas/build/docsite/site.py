@@ -20,13 +20,13 @@ from __future__ import annotations
 from dataclasses import dataclass
 from pathlib import Path
 
+from minipaas.build.docsite import links
+from minipaas.build.docsite.files import copy_file, map_pages, read_text, scan, write_text
+from minipaas.build.docsite.links import BrokenLink
+from minipaas.build.docsite.model import FAVICON, GENERATED, NOT_FOUND
+from minipaas.build.docsite.pages import Site, build_tree, generated_index, not_found_html, page_html, write_assets
+from minipaas.build.docsite.render import Renderer
 from minipaas.errors import BuildFailed
-from minipaas.routing import doclinks
-from minipaas.routing.docfiles import copy_file, map_pages, read_text, scan, write_text
-from minipaas.routing.doclinks import BrokenLink
-from minipaas.routing.docmodel import FAVICON, GENERATED, NOT_FOUND
-from minipaas.routing.docpages import Site, build_tree, generated_index, not_found_html, page_html, write_assets
-from minipaas.routing.docrender import Renderer
 
 # --- public entry point ----------------------------------------------------------------------------------
 
@@ -61,8 +61,8 @@ def render_docs(src: Path, out: Path, *, title: str, allow_html: bool = False) -
     renderer = Renderer(allow_html=allow_html)
     for page in pages:
         renderer.render(page, read_text(src, page.src), out_of)
-    broken = doclinks.broken_links(
-        [doclinks.PageLinks(page.src, tuple(page.links), frozenset(doclinks.html_anchors(page.body)))
+    broken = links.broken_links(
+        [links.PageLinks(page.src, tuple(page.links), frozenset(links.html_anchors(page.body)))
          for page in pages], markdown_files + other_files)
     if not any(page.out == "index.html" for page in pages):
         pages.append(generated_index(pages, title))

@@ -15,8 +15,8 @@ from urllib.parse import quote
 
 from pygments.formatters import HtmlFormatter
 
-from minipaas.routing.docfiles import write_text
-from minipaas.routing.docmodel import (
+from minipaas.build.docsite.files import write_text
+from minipaas.build.docsite.model import (
     CSP,
     FAVICON,
     SCRIPT,
@@ -193,7 +193,7 @@ def layout(site: Site, *, current: Page | None, root: str, url: Locator, title: 
 
 
 def asset_text(name: str) -> str:
-    return resources.files("minipaas").joinpath("docsite_assets", name).read_text(encoding="utf-8")
+    return resources.files("minipaas.build.docsite").joinpath("assets", name).read_text(encoding="utf-8")
 
 
 def code_stylesheet() -> str:

@@ -27,7 +27,7 @@ from minipaas.state.settings import Settings
 
 DEBIAN_IMAGE = "minipaas/debian"
 DEBIAN_TAG = rootfs.DEBIAN_SUITE
-SERVICE_LABEL = "minipaas.service-image"  # which service's image (postgres, redis): for `docker images -f`
+KIND_LABEL = "minipaas.service-image"  # which service's image (postgres, redis): for `docker images -f`
 RECIPE_LABEL = "minipaas.service-recipe"  # recipe(): how the image was made
 LOCK_WAIT = 30 * 60
 BUILD_TIMEOUT = 30 * 60
@@ -165,7 +165,7 @@ RUN printf '#!/bin/sh\\nexit 101\\n' > /usr/sbin/policy-rc.d && chmod 755 /usr/s
  && rm -rf /var/lib/apt/lists/* /var/cache/apt/*.bin /var/cache/apt/archives/*.deb /var/log/apt/* /var/log/*.log
 {copies}
 ENV LANG=C.UTF-8
-LABEL minipaas=service-image {SERVICE_LABEL}={spec.kind} minipaas.service-version={spec.version}
+LABEL minipaas=service-image {KIND_LABEL}={spec.kind} minipaas.service-version={spec.version}
 USER {spec.user}
 WORKDIR {spec.data}
 ENTRYPOINT ["{spec.entrypoint}"]

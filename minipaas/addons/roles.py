@@ -13,7 +13,8 @@ the superuser is taken away whatever a release does.
 
 from __future__ import annotations
 
-from minipaas.deploy import pgaccess, rollout, servicecontainers
+from minipaas.addons import containers, pgaccess
+from minipaas.deploy import rollout
 from minipaas.errors import MinipaasError
 from minipaas.progress import Progress
 from minipaas.state import apps, config, releaselog, reviews
@@ -26,7 +27,7 @@ from minipaas.state.services import Service
 def secure(host: Host, service: Service, progress: Progress) -> list[str]:
     """The service's roles and login rules as they must be, its earlier links upgraded first; returns what
     could not be done as one line each (the rest is done)."""
-    container = servicecontainers.ensure_running(host, service, progress).id
+    container = containers.ensure_running(host, service, progress).id
     pgaccess.prepare(container, service)
     legacy = records.superuser_links(host, service.kind, service.name)
     problems: list[str] = []
@@ -79,7 +80,7 @@ def upgrade_all(host: Host, progress: Progress) -> list[str]:
     for service in records.all_of(host, "postgres"):
         try:
             problems += secure(host, service, progress)
-            container = servicecontainers.ensure_running(host, service, progress).id
+            container = containers.ensure_running(host, service, progress).id
             linked = {records.app_role(app) for app in records.links(host, service.kind, service.name)}
             for role in pgaccess.app_roles(container, service):
                 if role not in linked:
@@ -96,7 +97,7 @@ def forget_app(host: Host, app: str, progress: Progress) -> None:
     for service in records.all_of(host, "postgres"):
         if app not in records.links(host, service.kind, service.name):
             continue
-        container = servicecontainers.find(host, service)
+        container = containers.find(host, service)
         try:
             if container is None or container.status != "running":
                 raise MinipaasError("its container is not running")

@@ -25,8 +25,8 @@ from pathlib import Path
 from typing import IO
 
 from minipaas.adapters import engine
-from minipaas.build import serviceimages
-from minipaas.deploy import pgaccess, pgroles, servicecontainers, services
+from minipaas.addons import addons, containers, pgaccess, pgroles
+from minipaas.build import hostimages
 from minipaas.errors import Conflict, InvalidInput, MinipaasError, NotFound
 from minipaas.progress import Progress
 from minipaas.state import services as records
@@ -81,7 +81,7 @@ def sha256_line(digest: str, name: str) -> str:
 # -- kept backups --------------------------------------------------------------------------
 
 def folder(host: Host, service: Service) -> Path:
-    path = Path(services.folder(host, service)) / "backups"
+    path = Path(addons.folder(host, service)) / "backups"
     path.mkdir(mode=0o700, parents=True, exist_ok=True)
     for part in (path, path.parent, path.parent.parent, path.parent.parent.parent):
         part.chmod(0o700)  # services/ and below: root's alone, whatever made them
@@ -101,7 +101,7 @@ def listing(host: Host, service: Service) -> list[Backup]:
 def backup(host: Host, kind: str, name: str, progress: Progress) -> Backup:
     """A new kept backup, checksummed."""
     service = records.require(host, kind, name)
-    container = servicecontainers.ensure_running(host, service, progress)
+    container = containers.ensure_running(host, service, progress)
     target_dir = folder(host, service)
     file_name = backup_name(kind, datetime.datetime.now(datetime.UTC))
     target = target_dir / file_name
@@ -178,7 +178,7 @@ def restore(host: Host, kind: str, name: str, backup_file: str, progress: Progre
 
 def export(host: Host, kind: str, name: str, out: IO[bytes], progress: Progress) -> None:
     service = records.require(host, kind, name)
-    container = servicecontainers.ensure_running(host, service, progress)
+    container = containers.ensure_running(host, service, progress)
     _dump(container.id, service, out)
 
 
@@ -206,14 +206,14 @@ def _dump(container: str, service: Service, out: IO[bytes]) -> None:
         # redis-cli writes the RDB to a file only; the user's /tmp in the container, then out.
         command = ["sh", "-c", "minipaas-redis-cli --rdb /tmp/minipaas-backup.rdb >/dev/null "
                    "&& cat /tmp/minipaas-backup.rdb; code=$?; rm -f /tmp/minipaas-backup.rdb; exit $code"]
-    code, errors = engine.exec_io(container, command, user=serviceimages.SPECS[service.kind].user, stdout=out)
+    code, errors = engine.exec_io(container, command, user=hostimages.SPECS[service.kind].user, stdout=out)
     if code != 0:
         raise MinipaasError(f"the dump of {service.kind} service {service.name} failed (exit {code}): "
                             f"{_last(errors)}", detail=errors)
 
 
 def _restore_file(host: Host, service: Service, dump: IO[bytes], progress: Progress) -> None:
-    container = servicecontainers.ensure_running(host, service, progress)
+    container = containers.ensure_running(host, service, progress)
     start = dump.tell()
     with tempfile.TemporaryFile() as listing:
         code, errors = engine.exec_io(container.id, ["pg_restore", "--list"], user="postgres", stdin=dump,

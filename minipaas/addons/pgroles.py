@@ -235,7 +235,7 @@ def hba(database: str) -> str:
     db = '"' + database + '"'  # quoted: a service named `all` or `replication` is not the keyword
     inside = f"{SUPERUSER},{OWNER_ROLE}"
     return f"""\
-# Written by minipaas (deploy/pgroles.py) each time it checks the service: edits here are replaced.
+# Written by minipaas (addons/pgroles.py) each time it checks the service: edits here are replaced.
 # TYPE  DATABASE  USER  [ADDRESS]  METHOD
 local   all  {inside}  peer map={IDENT_MAP}
 host    all  {inside}  all  reject
@@ -246,7 +246,7 @@ host    {db}  +{OWNER_ROLE}  all  scram-sha-256
 def ident_map() -> str:
     """`pg_ident.conf`: the container's postgres user may be the superuser or the owner role."""
     return f"""\
-# Written by minipaas (deploy/pgroles.py).
+# Written by minipaas (addons/pgroles.py).
 # MAPNAME  SYSTEM-USERNAME  PG-USERNAME
 {IDENT_MAP}  postgres  {SUPERUSER}
 {IDENT_MAP}  postgres  {OWNER_ROLE}

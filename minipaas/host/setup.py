@@ -14,9 +14,10 @@ from collections.abc import Callable
 
 from minipaas.access import keys, sudoers
 from minipaas.adapters import gitrepo, nginx
+from minipaas.addons import roles as addon_roles
 from minipaas.build import builderchoice, buildkit
-from minipaas.deploy import hostunits, serviceroles
 from minipaas.errors import InvalidInput
+from minipaas.host import units
 from minipaas.routing import domains, proxy
 from minipaas.state import apps, perms, store
 from minipaas.state.host import Host
@@ -62,7 +63,7 @@ def init(progress: Callable[[str], None], settings: Settings | None = None) -> S
     for line in builderchoice.describe(s):
         progress(f"-----> {line[0].upper()}{line[1:]}")
     # Postgres services an earlier version made: a role per linked app instead of the superuser's URL.
-    for problem in serviceroles.upgrade_all(host, progress):
+    for problem in addon_roles.upgrade_all(host, progress):
         progress(f"       warning: {problem}")
     return s
 
@@ -81,7 +82,7 @@ def _check_host_files(s: Settings) -> None:
     if s.nginx == "system":
         proxy.check_system_nginx(s)
     sudoers.installed(s)
-    hostunits.check(s)
+    units.check(s)
     blocked = perms.workers_blocked_at(s)
     if blocked is not None and not blocked.exists():
         raise InvalidInput(f"{blocked}, above MINIPAAS_HOME {s.home}, does not exist: make it so that {s.nginx_user} "

@@ -28,8 +28,9 @@ from minipaas.adapters import engine
 from minipaas.adapters.engine.labels import TASK_LABEL
 from minipaas.build import cacheclear, dockerfiles, stacks
 from minipaas.cluster import membership, registrygc, releases
-from minipaas.deploy import containers, diskreport
+from minipaas.deploy import containers
 from minipaas.routing import sites
+from minipaas.running import diskreport
 from minipaas.state import apps, cachemounts, releaselog
 from minipaas.state.host import Host
 from minipaas.state.locks import gc_turn, try_app_lock

@@ -15,8 +15,8 @@ from collections.abc import Callable
 from pathlib import Path
 
 from minipaas.adapters import gitrepo
-from minipaas.build import packagejson
 from minipaas.errors import MinipaasError
+from minipaas.source import packagejson
 
 # `sh: 1: tsc: not found` (dash), `bash: line 1: nest: command not found`, `sh: tsc: not found` (busybox).
 _NOT_FOUND = re.compile(r"^(?:/bin/|/usr/bin/)?(?:sh|bash|dash)(?::\s*(?:line\s+)?\d+)?:\s*([^\s:]+):\s*"

@@ -9,7 +9,7 @@ soon as it answers HTTP again. Deploys, scaling and retirement change routes the
 only reacts to what happens behind minipaas' back.
 
 In a cluster the tasks run on other engines and the Swarm moves them itself: a thread of the same process
-keeps each app's route equal to its live release's running web tasks (deploy/taskwatch.py). Another judges the
+keeps each app's route equal to its live release's running web tasks (running/taskwatch.py). Another judges the
 home's canary releases every few seconds (deploy/canaryguard.py).
 
 Every deploy and `ps:restore` start it when it is not running (`ensure_running`); a watcher that starts (the last
@@ -20,7 +20,7 @@ container on its way down and starts none of them (their restart policy is for c
 `ps:restore` for its home itself as soon as the engine answers again, so every app and service comes back with
 no command and no reboot.
 
-A third thread keeps the instance's own nginx running (deploy/nginxwatch.py): a master that dies without stopping
+A third thread keeps the instance's own nginx running (running/nginxwatch.py): a master that dies without stopping
 (SIGKILL, the OOM killer) is started again within about a second, as a deploy would start it.
 """
 
@@ -35,9 +35,10 @@ from pathlib import Path
 
 from minipaas.adapters import engine
 from minipaas.cluster import membership
-from minipaas.deploy import canaryguard, daemons, nginxwatch, taskwatch
+from minipaas.deploy import canaryguard
 from minipaas.errors import MinipaasError, NotFound
 from minipaas.routing import routes
+from minipaas.running import daemons, nginxwatch, taskwatch
 from minipaas.state import releaselog
 from minipaas.state.host import Host
 from minipaas.state.settings import Settings

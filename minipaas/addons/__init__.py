@@ -1,0 +1,1 @@
+"""The addons apps link, Postgres and Redis: their containers, roles, backups and links."""
