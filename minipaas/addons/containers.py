@@ -21,7 +21,10 @@ from minipaas.state import reviews, services
 from minipaas.state.host import Host
 from minipaas.state.services import Service
 
-ADDON_LABEL = "minipaas.service"  # `<kind>.<name>` on a service's container, volume and network
+# `<kind>.<name>` on an addon's container, volume and network. The same label name as cluster/releases.py's
+# SWARM_SERVICE_LABEL (on Swarm services, a different kind of object: the two never meet in one filter);
+# neither value may change: the containers, volumes and services already running on hosts carry them.
+ADDON_LABEL = "minipaas.service"
 READY_TIMEOUT = 120
 _POLL = 0.2
 

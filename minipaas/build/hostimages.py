@@ -1,4 +1,5 @@
-"""The images of the services apps link, `minipaas/postgres:15` and `minipaas/redis:7`, made on this host.
+"""The images minipaas makes for itself on this host: the addons' `minipaas/postgres:15` and `minipaas/redis:7`,
+the cluster registry's, and the plain `minipaas/debian:bookworm` the cluster's jobs run in.
 
 No image registry is reachable, so they are built the way the Node base images are (stackbuild.py):
 from the host's cached Debian root filesystem (rootfs.py), imported once as `minipaas/debian:bookworm`,
@@ -27,7 +28,7 @@ from minipaas.state.settings import Settings
 
 DEBIAN_IMAGE = "minipaas/debian"
 DEBIAN_TAG = rootfs.DEBIAN_SUITE
-KIND_LABEL = "minipaas.service-image"  # which service's image (postgres, redis): for `docker images -f`
+KIND_LABEL = "minipaas.service-image"  # which image (postgres, redis, registry): for `docker images -f`; kept as built
 RECIPE_LABEL = "minipaas.service-recipe"  # recipe(): how the image was made
 LOCK_WAIT = 30 * 60
 BUILD_TIMEOUT = 30 * 60

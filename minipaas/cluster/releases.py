@@ -19,7 +19,10 @@ from minipaas.errors import DeployFailed, EngineError
 from minipaas.progress import Progress
 from minipaas.state.settings import Settings
 
-SWARM_SERVICE_LABEL = "minipaas.service"  # on every service minipaas makes: the home it belongs to
+# On every Swarm service minipaas makes: the home it belongs to. The same label name as addons/containers.py's
+# ADDON_LABEL (on an addon's containers, volumes and networks, never on a Swarm service); neither value may
+# change: the services and containers already running on hosts carry them.
+SWARM_SERVICE_LABEL = "minipaas.service"
 PUSH_ATTEMPTS = 3  # a push the registry broke off (it restarted) is made again once it answers, at most this often
 REGISTRY_WAIT = 60.0  # seconds a push, or a task's pull, waits for a registry that does not answer
 PULL_FAILED = "No such image"  # how the Swarm says a task's node could not pull its image (the engine's words)
