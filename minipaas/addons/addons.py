@@ -4,8 +4,8 @@ every service back before the apps (`ps:restore`).
 Linking sets the service's URL (`DATABASE_URL`, `REDIS_URL`) in the app's config through the same path
 as `config:set` (rollout.change_config: a new release with it, zero downtime, undone when it fails);
 unlinking removes it the same way. A Postgres link gives the app a role of its own (pgaccess.py), which
-its URL names and unlinking drops. The containers and networks are servicecontainers.py's, the roles
-serviceroles.py's and pgaccess.py's, the backups servicebackups.py's, the records state/services.py's.
+its URL names and unlinking drops. The containers and networks are containers.py's, the roles
+roles.py's and pgaccess.py's, the backups backups.py's, the records state/services.py's.
 """
 
 from __future__ import annotations

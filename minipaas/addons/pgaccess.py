@@ -17,7 +17,7 @@ from minipaas.state import services as records
 from minipaas.state.host import Host
 from minipaas.state.services import Service
 
-PGDATA = "/var/lib/postgresql/data"  # the entrypoint's (serviceimages.POSTGRES_ENTRYPOINT)
+PGDATA = "/var/lib/postgresql/data"  # the entrypoint's (build/hostimages.POSTGRES_ENTRYPOINT)
 _PG_CTL = "/usr/lib/postgresql/15/bin/pg_ctl"
 _USER = hostimages.POSTGRES.user
 

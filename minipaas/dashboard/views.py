@@ -4,7 +4,7 @@ Nothing here queries the database or the engine on its own: the apps are `apps.l
 releases `releaselog.listing` (`releases`), processes `processes.status` (`ps`), config `config.entries`
 (`config`), domains `domains.of`, certificates `certs.info` (`certs`), services `services.linked_to`, disk
 `diskreport.report` (`report`), base images `stacks.listing` (`stack:list`), what gc frees `gc.collect(dry_run=True)`,
-the audit log `events.listing` (`events`), services' backups `servicebackups.listing` (`<kind>:backups`).
+the audit log `events.listing` (`events`), services' backups `addons/backups.listing` (`<kind>:backups`).
 What a key may not reach is left out, as `apps:list` leaves it out for a deployer; config values are an
 admin's alone.
 """
@@ -205,7 +205,7 @@ def size(n: int) -> str:
 
 
 def service_rows(host: Host, problems: list[str]) -> list[ServiceRow]:
-    """Each service with its kept backups, as `<kind>:list` and `<kind>:backups` (servicebackups.listing) say."""
+    """Each service with its kept backups, as `<kind>:list` and `<kind>:backups` (addons/backups.listing) say."""
     from minipaas.addons import backups as addon_backups
 
     rows = []

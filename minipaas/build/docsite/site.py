@@ -3,11 +3,11 @@
 This module is the entry point (`render_docs`): everything between a checked-out tree of Markdown files
 and that folder, in steps kept in their own modules: reading the repository and which file becomes which
 page (`a/b.md` → `a/b.html`, a folder's README.md or index.md → its `index.html`) and rewriting links
-between pages, docfiles.py; rendering (CommonMark through markdown-it-py, with tables and strikethrough,
-fenced code highlighted by Pygments), docrender.py; the sidebar built from the folder tree, each page's
-table of contents, the search index and its script, the theme and the 404 page, docpages.py; pages,
-headings and the site's CSP, docmodel.py. Heading ids and the check of links between pages are
-doclinks.py's; what raw HTML may keep is dochtml.py's.
+between pages, files.py; rendering (CommonMark through markdown-it-py, with tables and strikethrough,
+fenced code highlighted by Pygments), render.py; the sidebar built from the folder tree, each page's
+table of contents, the search index and its script, the theme and the 404 page, pages.py; pages,
+headings and the site's CSP, model.py. Heading ids and the check of links between pages are
+links.py's; what raw HTML may keep is html.py's.
 
 The repository is untrusted: raw HTML in Markdown is sanitized as GitHub does (or, when asked, escaped),
 `javascript:` links are never live, every page carries a Content-Security-Policy that forbids inline
