@@ -134,7 +134,7 @@ REDIS = ImageSpec(
     after="install -d -o redis -g redis -m 0700 /var/lib/redis",
     entrypoint="/usr/local/bin/minipaas-redis",
 )
-# The cluster's registry (issue 15, docs/cluster.md): Debian's docker-registry, as its own user, with the config,
+# The cluster's registry (issue 15, docs/cluster-design.md): Debian's docker-registry, as its own user, with the config,
 # certificate and storage minipaas bind-mounts from MINIPAAS_HOME/cluster/. Debian's iptables too: the same image
 # sets the manager's firewall, run as root in the host's network namespace (cluster/firewall.py).
 REGISTRY_UID = 64500

@@ -3,7 +3,7 @@ cluster's CA, storage under MINIPAAS_HOME/cluster/registry, trusted by the manag
 
 Every path it mounts is the home's: a backup of the home holds the images. Every request needs the cluster's
 one account (credentials.py: htpasswd with bcrypt), which only the manager holds; the nodes get it from the Swarm
-with each service. Its port is meant to be open only to the cluster's nodes (docs/cluster.md), and no tenant's
+with each service. Its port is meant to be open only to the cluster's nodes (docs/cluster-design.md), and no tenant's
 container on a node reaches it (firewall.py).
 """
 

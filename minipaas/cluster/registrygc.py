@@ -1,4 +1,4 @@
-"""The cluster registry's garbage collection, driven by `gc` (docs/cluster.md): the manifests of the releases gc
+"""The cluster registry's garbage collection, driven by `gc` (docs/cluster-design.md): the manifests of the releases gc
 removes are deleted through the registry's HTTP API (v2), then `docker-registry garbage-collect` frees the blobs
 no manifest references any more.
 

@@ -1,4 +1,4 @@
-"""A release as Swarm services (docs/cluster.md): its image in the cluster's registry, one service per process
+"""A release as Swarm services (docs/cluster-design.md): its image in the cluster's registry, one service per process
 type named `<instance>-<app>-<process>-<N>` on the app's overlay, and the wait until its tasks run.
 
 The deploy layer (deploy/placement.py) health-checks the tasks and switches the route; this module only speaks

@@ -1,5 +1,5 @@
 """Where a release's processes run: plain containers on this host (the default), or Swarm services when this host
-is a cluster's manager (docs/cluster.md). `for_host` is the one place that tells the two apart; the deploy
+is a cluster's manager (docs/cluster-design.md). `for_host` is the one place that tells the two apart; the deploy
 sequence (rollout.py) and retirement call the chosen one and never ask which it is.
 
 Both do the same steps in the same order: start the release's processes, health-check each web process, check

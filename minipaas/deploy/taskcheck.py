@@ -1,4 +1,4 @@
-"""A cluster release's tasks brought to serving (docs/cluster.md): waited for until they run, each web task
+"""A cluster release's tasks brought to serving (docs/cluster-design.md): waited for until they run, each web task
 health-checked from the manager at its node's address and port, then the app's route switched to them. The deploy,
 `ps:scale`, `ps:start` and `ps:restore` go through `route` (deploy/placement.py's `Services`), and so does a canary's
 switch: its tasks take their share beside the stable release's (deploy/canary.py).

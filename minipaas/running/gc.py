@@ -12,7 +12,7 @@ whichever home it belongs to: `gc` looks at all of them, `gc APP` (and the one a
 those the app's removed images were built on. The newest local version of the host's default major
 stays, so that a new app's first push does not build it again.
 
-In a cluster (docs/cluster.md) the same rules hold for the registry: the releases whose images go here go from
+In a cluster (docs/cluster-design.md) the same rules hold for the registry: the releases whose images go here go from
 the registry too (cluster/registrygc.py: their manifests by the API), a release a Swarm service runs counts as
 running, and a whole `gc` (not `gc APP`, not the one after a deploy: it restarts the registry read-only for a
 moment) then has the registry free the blobs no manifest references.

@@ -1,5 +1,5 @@
 """`cluster:leave` with apps deployed: every app that runs as Swarm services is rolled out again as plain
-containers on this host (the manager) before the Swarm is left, so that it keeps serving (docs/cluster.md).
+containers on this host (the manager) before the Swarm is left, so that it keeps serving (docs/cluster-design.md).
 
 The order leaves nothing half-done:
 

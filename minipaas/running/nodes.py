@@ -1,4 +1,4 @@
-"""`cluster:drain NODE` and `cluster:activate NODE`: a node's tasks move before they stop (docs/cluster.md).
+"""`cluster:drain NODE` and `cluster:activate NODE`: a node's tasks move before they stop (docs/cluster-design.md).
 
 Swarm's own drain (`docker node update --availability drain`) stops the node's tasks at once and starts their
 replacements elsewhere (a service without `--update-order start-first` stops first; measured in

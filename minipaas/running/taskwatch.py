@@ -1,5 +1,5 @@
 """In a cluster, each app's route kept equal to its live release's running web tasks, and a canary's beside them in
-a version of their own (docs/cluster.md).
+a version of their own (docs/cluster-design.md).
 
 The Swarm moves tasks behind minipaas' back: a node dies and its tasks are started again elsewhere, on other
 ports; a task crashes and its replacement gets a new port. Engine 20.10 has no events for tasks, so the watcher

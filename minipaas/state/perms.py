@@ -75,7 +75,7 @@ POLICY: tuple[Rule, ...] = (
     Rule("locks", PRIVATE_DIR),
     Rule("certs", PRIVATE_DIR),
     Rule("services", PRIVATE_DIR),  # services' backups (database dumps): root's alone
-    # the cluster's CA and the registry's files (docs/cluster.md): the registry's user owns its storage and key
+    # the cluster's CA and the registry's files (docs/cluster-design.md): the registry's user owns its storage and key
     Rule("cluster", PRIVATE_DIR, below=Below.UNTOUCHED),
     # Base image builds unpack a Debian root filesystem in here, whose modes must survive into the
     # image: this folder alone is the gate.

@@ -3,7 +3,7 @@ cluster:* commands. Real dockerd nodes, a real Swarm, a real registry (tests/hel
 the nodes and the network this test made.
 
 Not tested here because this machine cannot: the routing mesh and service VIPs (no IPVS), encrypted overlays
-(no ESP). The design needs neither (docs/cluster.md).
+(no ESP). The design needs neither (docs/cluster-design.md).
 """
 
 from __future__ import annotations

@@ -1,4 +1,4 @@
-"""Issue 15: the everyday commands in a cluster work as on one host (docs/cluster.md, items 1 and 3).
+"""Issue 15: the everyday commands in a cluster work as on one host (docs/cluster-design.md, items 1 and 3).
 
 One 3-node cluster for the whole module (made by `cluster:init` through the CLI: `cluster_nodes.manager_host`),
 one app of 3 web tasks pushed once; the tests run in order on it: `ps` shows each task's node and

@@ -1,4 +1,4 @@
-"""Issue 15, item 1 of docs/cluster.md's list: a `git push` to a cluster's manager rolls the release out as a Swarm
+"""Issue 15, item 1 (docs/cluster-design.md): a `git push` to a cluster's manager rolls the release out as a Swarm
 service (6 tasks over 3 nodes), health-checked per task, routed by minipaas' own nginx to `node:port`; a second
 push, under keep-alive and closing load, switches to the new release's service without a failed request and
 retires the old one after the drain delay; a third, broken one is refused and removed, the second still serving.
@@ -109,7 +109,7 @@ def _task_ids(manager: Node, service: str) -> set[str]:
 
 
 def test_ps_scale_stop_and_start_act_on_the_services(manager_host: tuple[Paas, Cluster]) -> None:
-    """docs/cluster.md, item 3: `ps:scale` up adds tasks to the live service (the running ones untouched), down
+    """docs/cluster-design.md, item 3: `ps:scale` up adds tasks to the live service (the running ones untouched), down
     is a rollout at the new count; under load, 0 failed requests. `ps:stop` scales the services to 0 and
     unroutes; `ps:start` scales back and routes the new tasks."""
     paas, cluster = manager_host

@@ -1,4 +1,4 @@
-"""Issue 15's node failures (docs/cluster.md, item 2) and issue 20's faults in a cluster: an app of 6 web tasks over 3
+"""Issue 15's node failures (docs/cluster-design.md) and issue 20's faults in a cluster: an app of 6 web tasks over 3
 nodes, pushed with `git push`. `cluster:drain` moves a node's tasks (health-checked and routed first) and only then
 drains it, under keep-alive and closing load with 0 failed requests; `cluster:activate` takes it back. Then, each
 during a push, with a poller through minipaas' nginx that must always get the old release or the new one: the

@@ -1,4 +1,4 @@
-"""Issue 15, items 5 and 6 of docs/cluster.md's list, on one cluster of one node (the manager: the cheapest setup
+"""Issue 15, items 5 and 6 of docs/cluster-design.md's list, on one cluster of one node (the manager: the cheapest setup
 that `cluster:leave` accepts): an app deployed on one host before `cluster:init` moves to services with its next
 push; `gc` deletes the manifests of the releases it drops from the cluster's registry and has the registry free
 their blobs (its storage shrinks, the live release's blobs stay); then `cluster:leave` under load turns the app

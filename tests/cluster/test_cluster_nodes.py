@@ -1,4 +1,4 @@
-"""Issue 15, docs/cluster.md's item 4: `cluster:add ssh://root@HOST` and `cluster:remove NODE`.
+"""Issue 15, docs/cluster-design.md's item 4: `cluster:add ssh://root@HOST` and `cluster:remove NODE`.
 
 One module-scoped cluster: node-1 is the manager (minipaas' engine through DOCKER_HOST, `cluster:init`), node-2 a
 host with Docker and sshd (root logs in with a key this test makes), node-3 a host with sshd whose Docker engine

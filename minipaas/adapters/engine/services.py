@@ -1,4 +1,4 @@
-"""Swarm services, the way minipaas runs a release in a cluster (docs/cluster.md): one service per release and
+"""Swarm services, the way minipaas runs a release in a cluster (docs/cluster-design.md): one service per release and
 process type, on the app's attachable overlay, endpoint mode dnsrr (no VIP: this kind of host has no IPVS), its
 web port published in host mode with no fixed published port, so that every task gets an ephemeral port of its
 node and the tasks of two releases never collide. nginx reaches a task at `<node address>:<published port>`.
