@@ -1,6 +1,7 @@
 """`ps:scale`: start what is missing, switch the route, retire the surplus after its drain delay. While a canary
 runs, both of its releases run the new counts, each keeping its share of the traffic (in a cluster, up only: a Swarm
-scales down by a new rollout, which would replace the canary)."""
+scales down by a new rollout, which would replace the canary, and a service's count lowered in place stops tasks the
+Swarm picks itself, routed ones included, before nginx could stop sending them requests: docs/cluster.md)."""
 
 from __future__ import annotations
 
@@ -64,7 +65,9 @@ def _apply_scale(host: Host, app: str, current: Release, procs: dict[str, str], 
     where = placement.for_host(host, app)
     where.prepare()  # its network: gone if it had scaled to 0 (containers.drop_network_if_unused)
     surplus = where.scale(current, procs, wanted, progress, alongside=alongside)
-    if surplus is None and alongside:  # a rollout would replace the canary (rollout.roll_out aborts it first)
+    # A rollout would replace the canary (rollout.roll_out aborts it first); no call of the engine's API names the
+    # tasks a scale-down stops, so the two services cannot shrink in place either.
+    if surplus is None and alongside:
         raise Conflict(f"release {current.number} of {app} runs beside a canary: on a Swarm, scaling down is a "
                        f"new rollout, which would replace the canary; scale up, or promote or abort it first "
                        f"(`releases:promote {app}`)")
