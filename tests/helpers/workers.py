@@ -37,20 +37,27 @@ def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item
     items.sort(key=lambda item: item.get_closest_marker("engine_restart") is not None)  # stable: the rest keep theirs
 
 
+_MADE: list[str] = []  # the folder this process made (only it removes it)
+
+
 def pytest_configure(config: pytest.Config) -> None:
     """With workers, a folder where each says it is done (the workers inherit its name), removed at the end."""
     if getattr(config.option, "numprocesses", None) and "PYTEST_XDIST_WORKER" not in os.environ:
-        os.environ["MINIPAAS_TESTS_WORKERS"] = tempfile.mkdtemp(prefix="minipaas-tests-")
+        _MADE.append(tempfile.mkdtemp(prefix="minipaas-tests-"))
+        os.environ["MINIPAAS_TESTS_WORKERS"] = _MADE[-1]
 
 
 def pytest_unconfigure(config: pytest.Config) -> None:
-    if "PYTEST_XDIST_WORKER" not in os.environ and "MINIPAAS_TESTS_WORKERS" in os.environ:
-        shutil.rmtree(os.environ.pop("MINIPAAS_TESTS_WORKERS"), ignore_errors=True)
+    # Only the process that made the folder removes it: a pytest that a test starts inherits its name (a test of
+    # the suite's own collection once removed it mid-run, and the engine restart then waited for an hour).
+    while _MADE:
+        shutil.rmtree(_MADE.pop(), ignore_errors=True)
 
 
 def pytest_sessionfinish(session: pytest.Session) -> None:
     folder, worker = os.environ.get("MINIPAAS_TESTS_WORKERS"), os.environ.get("PYTEST_XDIST_WORKER")
     if folder and worker:
+        Path(folder).mkdir(mode=0o700, parents=True, exist_ok=True)  # gone (removed by hand?): said all the same
         (Path(folder) / worker).touch()
 
 

@@ -56,7 +56,8 @@ def test_a_test_outside_its_tiers_folder_is_named_with_where_it_belongs(where: s
 def test_the_whole_suite_collects_with_every_test_in_its_tier() -> None:
     """Collecting everything runs the tier rule on every test as marked (by fixture or module mark): any test in
     the wrong folder makes the collection fail with its name."""
-    env = {k: v for k, v in os.environ.items() if k not in ("MINIPAAS_CI", "PYTEST_XDIST_WORKER")}
+    env = {k: v for k, v in os.environ.items()
+           if k not in ("MINIPAAS_CI", "PYTEST_XDIST_WORKER", "MINIPAAS_TESTS_WORKERS")}
     result = subprocess.run([sys.executable, "-m", "pytest", "--collect-only", "-q", "-p", "no:cacheprovider",
                              str(TESTS)], cwd=TESTS.parent, env=env, capture_output=True, text=True, timeout=300)
     assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
