@@ -88,8 +88,8 @@ def connect(host: str, *, user: str | None, port: int | None, timeout: float = 1
     return client
 
 
-def execute(client: paramiko.SSHClient, command: str, *, tty: bool) -> int:
-    """Run a command remotely with our stdin/stdout/stderr; returns its exit status."""
+def attached(client: paramiko.SSHClient, command: str, *, tty: bool) -> int:
+    """Run a command remotely with our stdin/stdout/stderr attached to it; returns its exit status."""
     channel = client.get_transport().open_session()  # type: ignore[union-attr]
     if tty:
         size = os.get_terminal_size() if sys.stdout.isatty() else os.terminal_size((80, 24))

@@ -125,6 +125,6 @@ def run(remote: Remote, argv: list[str], commands: Mapping[str, click.Command]) 
     tty = bool(args) and args[0] in ("run", "enter")
     client = ssh.connect(remote.target.host, user=remote.target.user, port=remote.target.port)
     try:
-        return ssh.execute(client, shlex.join(args), tty=tty)
+        return ssh.attached(client, shlex.join(args), tty=tty)
     finally:
         client.close()
