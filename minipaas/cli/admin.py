@@ -47,20 +47,23 @@ def gc_cmd(app: str | None, dry_run: bool) -> None:
 @click.option("--json", "as_json", is_flag=True)
 def report_cmd(as_json: bool) -> None:
     """Disk used per app and in total; the builder and how build limits are enforced."""
-    from minipaas.build import builderchoice
-    from minipaas.deploy import addresspool
-    from minipaas.running import dashboardproc, diskreport
-    from minipaas.state import canaries
+    from minipaas.running import diskreport
 
-    rows = diskreport.report(current_host())
+    host = current_host()
+    rows = diskreport.report(host)
     if as_json:
         print_json(rows)
         return
-    for line in builderchoice.describe(current_host().settings):
+    from minipaas.build import builderchoice  # the table's lines only: --json loads none of these
+    from minipaas.deploy import addresspool
+    from minipaas.running import dashboardproc
+    from minipaas.state import canaries
+
+    for line in builderchoice.describe(host.settings):
         say(line)
-    pool = addresspool.usage(current_host())
+    pool = addresspool.usage(host)
     say(pool.summary())
-    say(dashboardproc.describe(current_host().settings))
+    say(dashboardproc.describe(host.settings))
     if warning := pool.warning():
         say(f"warning: {warning}")
     mb = 1024 * 1024
@@ -68,11 +71,10 @@ def report_cmd(as_json: bool) -> None:
              f"{r['repo_bytes'] / mb:.1f}"] for r in rows), ["APP", "IMAGES", "IMAGES MB", "SITE MB", "REPO MB"])
     total = sum(int(r["image_bytes"]) + int(r["site_bytes"]) + int(r["repo_bytes"]) for r in rows)  # type: ignore[call-overload]
     say(f"total: {total / mb:.1f} MB (images: what each adds beyond the layers it shares)")
-    if running_canaries := canaries.every(current_host()):
+    for running in canaries.every(host):
         from minipaas.deploy import canaryguard  # its figures, only when a canary runs
 
-    for running in running_canaries:
-        for line in canaryguard.describe(current_host(), running):
+        for line in canaryguard.describe(host, running):
             say(f"{running.app}: {line.strip()}")
 
 

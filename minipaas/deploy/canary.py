@@ -58,7 +58,7 @@ def split_for(host: Host, app: str, wanted: Plan, progress: Progress) -> Split |
     service's routed tasks). None (said) when there is nothing to share traffic with: no live container release, or
     none of its web containers routed."""
     live = releaselog.live(host, app)
-    if live is None or live.serving == "static":
+    if live is None or live.serving == releaselog.Serving.STATIC:
         progress("-----> No live container release to run a canary beside: this release takes all traffic")
         return None
     if not stable_targets(host, app, live.number):

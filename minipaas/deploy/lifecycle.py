@@ -62,9 +62,9 @@ def destroy(host: Host, name: str, progress: Callable[[str], None]) -> None:
     addon_containers.leave_network_of(host, name)  # its services leave its network (their links go below)
     addon_roles.forget_app(host, name, progress)  # and its Postgres roles are dropped
     networks.remove(s.app_network(name))
-    images = releaselog.images(host, name)
-    registrygc.forget(s, sorted(i for i in images if i), progress)  # in a cluster: its registry's manifests
-    for image in sorted(i for i in images if i):
+    images = sorted(releaselog.images(host, name).get(name, ()))
+    registrygc.forget(s, images, progress)  # in a cluster: its registry's manifests
+    for image in images:
         if engine.remove_image(image, owner=str(s.home)):
             progress(f"removed image {image}")
     leftovers = engine.remove_images_labelled({engine.LABEL: str(s.home), engine.APP_LABEL: name})

@@ -12,7 +12,7 @@ from dataclasses import dataclass
 
 from minipaas.state import store
 from minipaas.state.host import Host
-from minipaas.state.releaselog import schedule_retirement
+from minipaas.state.releaselog import make_live, schedule_retirement
 
 
 @dataclass(frozen=True)
@@ -76,9 +76,7 @@ def advance(host: Host, app: str, *, step: int, weight: int) -> None:
 def promoted(host: Host, app: str, release: int, *, retiring: list[str], drain: int) -> None:
     """The canary is the live release; the stable one's containers drain and retire (one transaction)."""
     with store.transaction(host.db) as db:
-        db.execute("UPDATE releases SET status = 'superseded' WHERE app = ? AND status = 'live'", (app,))
-        db.execute("UPDATE releases SET status = 'live', finished_at = ? WHERE app = ? AND number = ?",
-                   (store.now(), app, release))
+        make_live(db, app, release)
         db.execute("DELETE FROM canaries WHERE app = ?", (app,))
         schedule_retirement(db, app, retiring, drain)
 

@@ -94,15 +94,6 @@ def listing(host: Host, app: str) -> list[Release]:
     return [from_row(row) for row in rows]
 
 
-def images_by_app(host: Host) -> dict[str, set[str]]:
-    """Every app's release images, in one query (`report` over hundreds of apps: one `listing` per app would
-    read every release's build log too)."""
-    found: dict[str, set[str]] = {}
-    for row in host.db.execute("SELECT app, image FROM releases WHERE image != ''"):
-        found.setdefault(row["app"], set()).add(row["image"])
-    return found
-
-
 def live(host: Host, app: str) -> Release | None:
     """The app's live release, if it has one."""
     found = lives(host, app)
@@ -126,9 +117,17 @@ def routed_numbers(host: Host, app: str) -> set[int]:
     return {int(row["number"]) for row in rows}
 
 
-def images(host: Host, app: str) -> set[str]:
-    """The image every release of the app named ("" for a release that had none)."""
-    return {row["image"] for row in host.db.execute("SELECT image FROM releases WHERE app = ?", (app,))}
+def images(host: Host, app: str | None = None) -> dict[str, set[str]]:
+    """The images of every app's releases (by app), or of one app's, a release that had none left out: one query
+    (`report` over hundreds of apps; a `listing` per app would read every release's build log too)."""
+    if app is None:
+        rows = host.db.execute("SELECT app, image FROM releases WHERE image != ''")
+    else:
+        rows = host.db.execute("SELECT app, image FROM releases WHERE app = ? AND image != ''", (app,))
+    found: dict[str, set[str]] = {}
+    for row in rows:
+        found.setdefault(row["app"], set()).add(row["image"])
+    return found
 
 
 def get(host: Host, app: str, number: int) -> Release:
@@ -190,12 +189,16 @@ def update(host: Host, app: str, number: int, *, image: str | _Keep = KEEP, buil
                    (*fields.values(), app, number))
 
 
+def make_live(db: sqlite3.Connection, app: str, number: int) -> None:
+    """Within a transaction: the release is the app's live one, the one that was becomes superseded."""
+    db.execute("UPDATE releases SET status = ? WHERE app = ? AND status = ?", (Status.SUPERSEDED, app, Status.LIVE))
+    db.execute("UPDATE releases SET status = ?, finished_at = ? WHERE app = ? AND number = ?",
+               (Status.LIVE, store.now(), app, number))
+
+
 def record_live(host: Host, app: str, number: int, *, retiring: list[str], drain: int) -> None:
     with store.transaction(host.db) as db:
-        db.execute("UPDATE releases SET status = ? WHERE app = ? AND status = ?",
-                   (Status.SUPERSEDED, app, Status.LIVE))
-        db.execute("UPDATE releases SET status = ?, finished_at = ? WHERE app = ? AND number = ?",
-                   (Status.LIVE, store.now(), app, number))
+        make_live(db, app, number)
         db.execute("UPDATE apps SET stopped = 0 WHERE name = ?", (app,))  # a release going live runs
         schedule_retirement(db, app, retiring, drain)
         faultpoints.reached("record")
