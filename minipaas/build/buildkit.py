@@ -28,6 +28,9 @@ from minipaas.errors import BuildFailed, InvalidInput
 KINDS = ("legacy", "buildkit", "buildx")
 _SECRET_ID = re.compile(r"[a-z0-9][a-z0-9-]{0,62}")
 
+# The folder of a build's image-id file, in the system's temp folder; one a killed build left is swept by `gc`.
+TMP_PREFIX = "minipaas-build-"
+
 
 @dataclass(frozen=True)
 class Builder:
@@ -148,7 +151,7 @@ def build(builder: Builder, context: IO[bytes] | Path, *, tag: str, progress: Ca
         raise BuildFailed(f"the builder {builder.cli} is gone; run `minipaas init` to find one again")
     log: list[str] = []
     timed_out = threading.Event()
-    with tempfile.TemporaryDirectory(prefix="minipaas-build-") as tmp:
+    with tempfile.TemporaryDirectory(prefix=TMP_PREFIX) as tmp:
         iidfile = Path(tmp) / "image-id"
         env = {**os.environ, "DOCKER_BUILDKIT": "1"}
         folder = context if isinstance(context, Path) else None

@@ -29,14 +29,12 @@ def running(settings: Settings) -> int | None:
 
 
 def ensure_running(settings: Settings) -> bool:
-    """The vhost written and the process started unless it runs; True when it was started now."""
+    """The vhost written and the process started unless it runs on the code now on disk (daemons.Daemon.ensure);
+    True when it was started now."""
     from minipaas.routing import proxy  # here: `report` loads this module for `describe` alone
 
     proxy.write_dashboard_site(settings)
-    if running(settings) is not None:
-        return False
-    DASHBOARD.start(settings)
-    return True
+    return DASHBOARD.ensure(settings)
 
 
 def describe(settings: Settings) -> str:

@@ -21,12 +21,16 @@ moment) then has the registry free the blobs no manifest references.
 from __future__ import annotations
 
 import contextlib
+import shutil
+import tempfile
+import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from pathlib import Path
 
 from minipaas.adapters import engine
 from minipaas.adapters.engine.labels import TASK_LABEL
-from minipaas.build import cacheclear, dockerfiles, stacks
+from minipaas.build import buildkit, cacheclear, dockerfiles, stacks
 from minipaas.cluster import membership, registrygc, releases
 from minipaas.deploy import containers
 from minipaas.routing import sites
@@ -177,6 +181,14 @@ def _collect_build_leftovers(host: Host, *, dry_run: bool, freed: Freed, progres
         if dockerfiles.is_leftover_pin(tag.rpartition(":")[0], older_than=PIN_LIFETIME) and \
                 (dry_run or engine.remove_image(tag)):
             freed.add(f"tag {tag} (a build's pin)", 0)
+    # A TemporaryDirectory does not outlive SIGKILL: a killed build's folder stays (any home's: they are alike).
+    for folder in Path(tempfile.gettempdir()).glob(f"{buildkit.TMP_PREFIX}*"):
+        with contextlib.suppress(OSError):
+            if folder.is_dir() and not folder.is_symlink() and \
+                    time.time() - folder.stat().st_mtime > PIN_LIFETIME:
+                if not dry_run:
+                    shutil.rmtree(folder)
+                freed.add(f"{folder} (a killed build's folder)", 0)
 
 
 def _collect_stacks(host: Host, *, dry_run: bool, freed: Freed, sizes: Sizes, removed: dict[str, str],

@@ -59,9 +59,8 @@ def running(settings: Settings) -> int | None:
 
 
 def ensure_running(settings: Settings) -> None:
-    """Start the watcher of this home unless it runs."""
-    if running(settings) is None:
-        WATCHER.start(settings)
+    """Start the watcher of this home unless it runs on the code now on disk (daemons.Daemon.ensure)."""
+    WATCHER.ensure(settings)
 
 
 def run(settings: Settings) -> None:

@@ -5,13 +5,17 @@ and the honest variant still deploys. Attacks refused before any build are tried
 from __future__ import annotations
 
 import json
+import os
 import re
+import shutil
 import subprocess
+import tempfile
 import time
 from pathlib import Path
 
 import pytest
 
+from minipaas.build import buildkit
 from minipaas.state import locks
 from tests.helpers.host import APPS, Paas, commit, docker
 from tests.helpers.pushes import image_exists, pushed_error_lines
@@ -229,14 +233,21 @@ def test_gc_empties_the_caches_of_apps_gone_and_removes_leftover_pins(paas: Paas
         db.execute("INSERT INTO cache_mounts (life, app, id) VALUES ('0badc0de', 'gone-app', ?)", (gone,))
     stale = f"{paas.instance}/pin.1000-abcd"
     docker("tag", "minipaas/node:26", f"{stale}:0")
+    # The image-id folders of two builds: one killed three hours ago, one that runs now.
+    killed, running = (Path(tempfile.mkdtemp(prefix=buildkit.TMP_PREFIX)) for _ in range(2))
+    os.utime(killed, (time.time() - 3 * 3600,) * 2)
     try:
         dry = paas.run("gc", "--dry-run").stdout
         assert "would remove build caches of gone-app (destroyed)" in dry
         assert f"would remove tag {stale}:0 (a build's pin)" in dry
-        assert cache_holds(paas, gone) == ["left"] and image_exists(f"{stale}:0")
+        assert f"would remove {killed} (a killed build's folder)" in dry and str(running) not in dry
+        assert cache_holds(paas, gone) == ["left"] and image_exists(f"{stale}:0") and killed.exists()
         done = paas.run("gc").stdout
         assert "removed build caches of gone-app (destroyed)" in done
         assert cache_holds(paas, gone) == [] and not image_exists(f"{stale}:0")
         assert image_exists("minipaas/node:26")  # the pin was only a tag
+        assert not killed.exists() and running.exists()
     finally:
         subprocess.run(["docker", "rmi", f"{stale}:0"], capture_output=True)
+        shutil.rmtree(killed, ignore_errors=True)
+        shutil.rmtree(running, ignore_errors=True)

@@ -237,3 +237,34 @@ def test_a_killed_watcher_is_started_again_by_the_next_deploy_and_catches_up(paa
     assert wait_for(lambda: paas.get(app).status == 503, 30)
     paas.run("ps:restore")
     assert paas.get(app).body == "v1\n"
+
+
+def test_a_watcher_and_a_dashboard_of_older_code_are_replaced_by_ps_restore_and_kept_after(paas: Paas) -> None:
+    """An upgrade under running daemons: a watcher started from other code (another stamp) and a dashboard from
+    before stamps existed. `ps:restore` (what install.sh and the boot unit run; every deploy for the watcher)
+    stops both and starts them on the code on disk; a second `ps:restore` keeps those (no restart per call)."""
+    from minipaas.running import daemons, dashboardproc, watcher
+    from minipaas.state.settings import load
+
+    settings = load(paas.env)
+    paas.run("ps:restore")  # nginx and the home's folders, as a host has them before its upgrade
+    for daemon in (watcher.WATCHER, dashboardproc.DASHBOARD):
+        pid = daemon.running(settings)
+        if pid is not None:
+            os.kill(pid, signal.SIGKILL)
+            assert wait_for(lambda pid=pid: gone(pid), 10)
+    daemons.spawn(settings, "watch", log="watch", stamp="older")
+    daemons.spawn(settings, "dashboard", log="dashboard")  # no stamp: started by a minipaas without them
+    assert wait_for(lambda: watcher.running(settings) and dashboardproc.running(settings), 30)
+    old = (watcher.running(settings), dashboardproc.running(settings))
+
+    paas.run("ps:restore")
+    assert wait_for(lambda: watcher.running(settings) and dashboardproc.running(settings), 30)  # they start apart
+    new = (watcher.running(settings), dashboardproc.running(settings))
+    assert not set(new) & set(old), (old, new)
+    assert all(gone(pid) for pid in old if pid is not None)
+    stamp = f"{daemons.STAMP_VARIABLE}={daemons.code_stamp()}".encode()
+    assert all(stamp in Path(f"/proc/{pid}/environ").read_bytes().split(b"\0") for pid in new)
+
+    paas.run("ps:restore")
+    assert (watcher.running(settings), dashboardproc.running(settings)) == new
