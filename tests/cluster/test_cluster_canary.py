@@ -137,6 +137,8 @@ def test_a_canary_on_a_swarm_routes_two_services_tasks_by_weight_and_is_aborted_
                if "out of the route after " in line]
     assert len(windows) == 2 and "the stopped tasks gone " in shrunk, shrunk
     gone = shrunk.split("the stopped tasks gone ")[1].split("s later")[0]
+    marked = [line.split("(marked after ")[1].split("s)")[0] for line in shrunk.splitlines()
+              if "(marked after " in line]
     after = _versions(paas, app)
     assert {r: (w, len(a)) for r, (w, a) in after.items()} == {1: (80, 2), 2: (20, 2)}, after
     assert after[1][1] < route[1][1] and after[2][1] < route[2][1], (route, after)  # the stopped ones left
@@ -213,8 +215,8 @@ def test_a_canary_on_a_swarm_routes_two_services_tasks_by_weight_and_is_aborted_
     assert statuses(paas, app)[4] == "live" and statuses(paas, app)[1] == "superseded"
     promoted_requests = sum(kept.answers.values()), sum(closing.answers.values())
     print(f"\nswarm canary at 20%: {first_share:.1%} of {CLIENTS} new clients on it; the watcher routed its replaced "
-          f"tasks in its version; scaled 3 -> 2 in place in {scale_down_seconds:.1f}s: out of the route {windows} s "
-          f"after the scale, gone {gone} s later, then {shrunk_share:.1%} on it; requests (keep-alive, close), "
-          f"0 failed: scale-down {at_scale_down}, abort {at_abort}, promote {promoted_requests}; the guard aborted "
-          f"a canary answering 1 in 5 with 500 {guard_seconds:.1f}s into the load (requests, 500s: {guarded}, no "
-          f"other failure; that step {guard_phase:.0f}s with its push)")
+          f"tasks in its version; scaled 3 -> 2 in place in {scale_down_seconds:.1f}s: marked {marked} s, out of "
+          f"the route {windows} s after the scale, gone {gone} s later, then {shrunk_share:.1%} on it; requests "
+          f"(keep-alive, close), 0 failed: scale-down {at_scale_down}, abort {at_abort}, promote {promoted_requests}; "
+          f"the guard aborted a canary answering 1 in 5 with 500 {guard_seconds:.1f}s into the load (requests, 500s: "
+          f"{guarded}, no other failure; that step {guard_phase:.0f}s with its push)")
