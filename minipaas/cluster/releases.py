@@ -93,8 +93,10 @@ def overlay(settings: Settings, app: str) -> str:
 
 
 def start(settings: Settings, app: str, *, release: int, process: str, replicas: int, image: str, port: int | None,
-          env: dict[str, str], command: list[str] | None, limits: engine.Limits | None = None) -> str:
-    """Create the service of one process type of a release; returns its name."""
+          env: dict[str, str], command: list[str] | None, limits: engine.Limits | None = None,
+          stop_grace: float | None = None) -> str:
+    """Create the service of one process type of a release; returns its name. `stop_grace`: the seconds its tasks
+    get after their SIGTERM (the app's drain delay: see `stop_grace`)."""
     name = service_name(settings, app, process, release)
     before_placing(settings)
     labels = {engine.APP_LABEL: app, engine.RELEASE_LABEL: str(release), engine.PROCESS_LABEL: process}
@@ -102,8 +104,18 @@ def start(settings: Settings, app: str, *, release: int, process: str, replicas:
         labels[engine.PORT_LABEL] = str(port)
     engine.services.create(name=name, image=image, replicas=replicas, network=overlay(settings, app), port=port,
                     env={**env, **({"PORT": str(port)} if port else {})}, command=command,
-                    labels={**labels, SWARM_SERVICE_LABEL: str(settings.home)}, limits=limits)
+                    labels={**labels, SWARM_SERVICE_LABEL: str(settings.home)}, limits=limits,
+                    stop_grace=stop_grace)
     return name
+
+
+STOP_GRACE_MAX = 60  # seconds: `ps:stop` and a removal wait for the tasks (PULL_ALLOWANCE), an app may ignore SIGTERM
+
+
+def stop_grace(drain_seconds: int) -> int:
+    """A task's stop grace period from the app's `drain-seconds`: an app that handles SIGTERM finishes the requests
+    it has in flight within it; at least 1 s, at most STOP_GRACE_MAX."""
+    return min(max(drain_seconds, 1), STOP_GRACE_MAX)
 
 
 def addresses(placed: list[engine.services.Placed], known: Mapping[str, str] | None = None) -> dict[str, str]:
@@ -260,6 +272,44 @@ def release_of(name: str) -> int:
 
 def scale(name: str, replicas: int) -> None:
     engine.services.scale(name, replicas)
+
+
+MARK_WAIT = 2.0  # seconds a scale-down waits to see its tasks marked (measured 0.01-0.03 s; the stop follows ~3.1 s)
+
+
+@dataclass(frozen=True)
+class Shrunk:
+    """A scale-down in place: the tasks the Swarm picked to stop, the ones it keeps, and when it said so."""
+
+    stopping: frozenset[str]
+    kept: frozenset[str]
+    marked_after: float  # seconds from the scale call to the read that showed them
+
+
+def scale_down(name: str, replicas: int) -> Shrunk:
+    """Lower the service's count and read its tasks at once, in a loop, until the Swarm has marked the ones it stops
+    (desired state `shutdown`, still running: their node's agent stops them about 3 s later, docs/cluster-design.md).
+    No call of the engine's API names which tasks go: this reading is how minipaas learns them in time."""
+    before = {t for t, (wanted, _) in engine.services.desired(name).items() if wanted == "running"}
+    started = time.monotonic()
+    engine.services.scale(name, replicas)
+    while True:
+        now = engine.services.desired(name)
+        kept = {t for t, (wanted, _) in now.items() if wanted == "running"}
+        if len(kept) <= replicas or time.monotonic() - started > MARK_WAIT:
+            return Shrunk(stopping=frozenset(before - kept), kept=frozenset(kept),
+                          marked_after=time.monotonic() - started)
+        time.sleep(0.01)
+
+
+def wait_gone(name: str, stopping: frozenset[str], *, deadline: float) -> None:
+    """Wait until none of `stopping` (tasks a scale-down picked) runs any more."""
+    while any(state in ("running", "starting") for t, (_, state) in engine.services.desired(name).items()
+              if t in stopping):
+        if time.monotonic() > deadline:
+            raise DeployFailed(f"tasks of {name} the Swarm stops still run after the deadline; "
+                               "`docker service ps` on the manager says which")
+        time.sleep(0.1)
 
 
 def replicas(name: str) -> int | None:

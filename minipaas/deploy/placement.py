@@ -8,8 +8,8 @@ retire after the drain delay. `undo` removes what `start` made, whatever step fa
 
 The live release's processes, for `ps:stop`, `ps:start`, `ps:restore` and `ps:scale`: `stop` (unroute, then stop
 them), `resume` (run and route them again; False when they are gone and a rollout must make new ones) and `scale`
-(in place; None when only a rollout at the new count can do it: a Swarm picks the tasks it stops itself, and stops
-them before nginx could stop sending them requests).
+(in place; None when only a rollout at the new count can do it: a Swarm picks the tasks it stops itself; beside a
+canary, shrink.py lowers the two releases' services in place).
 
 What `ps` and `logs` show (`status`, `logs`: running/listing.py) and what a crashed deploy left (`remove_strays`,
 for `retirement.reconcile`) are asked of the chosen one too.
@@ -26,12 +26,12 @@ from typing import ClassVar
 from minipaas import faultpoints
 from minipaas.adapters import engine
 from minipaas.cluster import membership, releases
-from minipaas.deploy import containers, formation, taskcheck
+from minipaas.deploy import containers, formation, shrink, taskcheck
 from minipaas.deploy.bringup import Split, bring_up
 from minipaas.progress import Progress
 from minipaas.routing import proxy
 from minipaas.running import listing, logcursor
-from minipaas.state import releaselog
+from minipaas.state import apps, releaselog
 from minipaas.state.host import Host
 
 Retiring = list[tuple[str, str]]  # (retirement id, name): what retires after the drain delay
@@ -191,6 +191,7 @@ class Services:
     app: str
     registry: str
     started: list[str] = field(default_factory=list)
+    stopping: dict[str, frozenset[str]] = field(default_factory=dict)  # a scale-down's, for shrink.wait_gone
     WHAT: ClassVar[str] = "services"
 
     def prepare(self) -> None:
@@ -218,12 +219,15 @@ class Services:
             command = ["/bin/sh", "-c", f"exec {release.procs[process]}"] if process in release.procs else None
             name = releases.start(s, app, release=release.number, process=process, replicas=count, image=image,
                                   port=port if process == formation.WEB else None, env=release.env, command=command,
-                                  limits=formation.limits(self.host, app))
+                                  limits=formation.limits(self.host, app), stop_grace=self._grace())
             progress(f"-----> Started the service {name} ({count} task{'s' if count > 1 else ''})")
             self.started.append(name)
         self._route(release.number, release.sha, dict(zip(self.started, counts.items(), strict=True)), progress,
                     split=split)
         return collections.Counter(counts)
+
+    def _grace(self) -> int:
+        return releases.stop_grace(int(apps.get_setting(self.host, self.app, "drain-seconds")))
 
     def _route(self, number: int, sha: str, wanted: dict[str, tuple[str, int]], progress: Progress,
                known: frozenset[str] = frozenset(), ignore: dict[str, frozenset[str]] | None = None,
@@ -322,13 +326,20 @@ class Services:
 
     def scale(self, current: releaselog.Release, procs: dict[str, str], wanted: dict[str, int],
               progress: Progress, *, alongside: bool = False) -> Retiring | None:
-        """Up only: more tasks of the release's services (new services for types that had none), the new web tasks
+        """More tasks of the release's services (new services for types that had none), the new web tasks
         health-checked and added to the route (`alongside`: to the release's own version, a canary's two releases
-        keeping their weights). None when a count goes down: a rollout at the new count does it."""
+        keeping their weights); fewer, beside a canary, in place (shrink.py). None when a count goes down on a
+        release alone: a rollout at the new count does it."""
         mine = self._of_release(current.number)
         had = {p: (releases.replicas(mine[p]) or 0) if p in mine else 0 for p in wanted}
-        if any(wanted[p] < had[p] for p in wanted) or set(mine) - set(wanted):
+        down = {mine[p]: (p, wanted[p]) for p in wanted if p in mine and wanted[p] < had[p]}
+        if (down and not alongside) or set(mine) - set(wanted):
             return None
+        if down:
+            self.stopping.update(shrink.beside_canary(self.host, self.app, current.number, down, progress))
+            had.update(dict(down.values()))
+            if all(wanted[p] == had[p] for p in wanted):
+                return []
         releases.before_placing(self.host.settings)
         before = {name: releases.failed_ids(name) for name in mine.values()}
         grown: dict[str, tuple[str, int]] = {}
@@ -345,7 +356,7 @@ class Services:
                 command = ["/bin/sh", "-c", f"exec {procs[process]}"] if process in procs else None
                 name = releases.start(self.host.settings, self.app, release=current.number, process=process,
                                       replicas=count, port=port, env=current.config, command=command,
-                                      limits=formation.limits(self.host, self.app),
+                                      limits=formation.limits(self.host, self.app), stop_grace=self._grace(),
                                       image=releases.registry_image(self.host.settings, self.registry, current.image,
                                                                     progress))
                 self.started.append(name)

@@ -1,11 +1,11 @@
 """`ps:scale`: start what is missing, switch the route, retire the surplus after its drain delay. While a canary
-runs, both of its releases run the new counts, each keeping its share of the traffic (in a cluster, up only: a Swarm
-scales down by a new rollout, which would replace the canary, and a service's count lowered in place stops tasks the
-Swarm picks itself, routed ones included, before nginx could stop sending them requests: docs/cluster.md)."""
+runs, both of its releases run the new counts, each keeping its share of the traffic (in a cluster, down in place:
+the tasks the Swarm picks to stop leave the route before their stop, deploy/shrink.py; a release alone scales down
+there by a rollout at the new count, docs/cluster-design.md)."""
 
 from __future__ import annotations
 
-from minipaas.deploy import formation, placement, retirement, rollout
+from minipaas.deploy import formation, placement, retirement, rollout, shrink
 from minipaas.errors import Conflict, InvalidInput
 from minipaas.progress import Progress
 from minipaas.state import apps, canaries, releaselog
@@ -37,9 +37,13 @@ def scale(host: Host, app: str, args: list[str], progress: Progress) -> dict[str
             progress(f"-----> Stored: {_formation_text(wanted)}; it applies from the next deploy")
             return wanted
         try:
-            _apply_scale(host, app, current, procs, wanted, progress, alongside=running is not None)
+            wheres = [_apply_scale(host, app, current, procs, wanted, progress, alongside=running is not None)]
             if running is not None:
-                _scale_canary(host, app, releaselog.get(host, app, running.release), progress)
+                wheres.append(_scale_canary(host, app, releaselog.get(host, app, running.release), progress))
+            # A Swarm canary's two services scaled down in place: the tasks they stop, waited for together.
+            shrink.wait_gone(host, app, {name: tasks for where in wheres
+                                         if isinstance(where, placement.Services)
+                                         for name, tasks in where.stopping.items()}, progress)
         except BaseException:
             formation.store_counts(host, app, before)
             raise
@@ -51,33 +55,33 @@ def _formation_text(counts: dict[str, int]) -> str:
     return " ".join(f"{process}={count}" for process, count in counts.items())
 
 
-def _scale_canary(host: Host, app: str, release: Release, progress: Progress) -> None:
+def _scale_canary(host: Host, app: str, release: Release, progress: Progress) -> placement.Placement:
     """The canary's release at the new counts of the process types it has (its Procfile may differ)."""
     procs = formation.procfile(host, app, release.sha)
     declared = formation.declared(host, app, release.sha)
     wanted = formation.counts(host, app, procs, declared)
     progress(f"-----> Canary release {release.number}: {_formation_text(wanted)}")
-    _apply_scale(host, app, release, procs, wanted, progress, alongside=True)
+    return _apply_scale(host, app, release, procs, wanted, progress, alongside=True)
 
 
 def _apply_scale(host: Host, app: str, current: Release, procs: dict[str, str], wanted: dict[str, int],
-                 progress: Progress, *, alongside: bool = False) -> None:
+                 progress: Progress, *, alongside: bool = False) -> placement.Placement:
     where = placement.for_host(host, app)
     where.prepare()  # its network: gone if it had scaled to 0 (containers.drop_network_if_unused)
     surplus = where.scale(current, procs, wanted, progress, alongside=alongside)
-    # A rollout would replace the canary (rollout.roll_out aborts it first); no call of the engine's API names the
-    # tasks a scale-down stops, so the two services cannot shrink in place either.
+    # A rollout would replace the canary (rollout.roll_out aborts it first): left for a service of a process type
+    # the release's Procfile no longer has.
     if surplus is None and alongside:
-        raise Conflict(f"release {current.number} of {app} runs beside a canary: on a Swarm, scaling down is a "
-                       f"new rollout, which would replace the canary; scale up, or promote or abort it first "
-                       f"(`releases:promote {app}`)")
+        raise Conflict(f"release {current.number} of {app} runs beside a canary and has a service of a process type "
+                       f"its Procfile lacks: promote or abort the canary first (`releases:promote {app}`)")
     if surplus is None:  # in a cluster, a count that goes down: a rollout at the new count
         progress(f"-----> Rolling release {current.number} out again at {_formation_text(wanted)}")
         rollout.roll_out(host, app, kind=Kind.SCALE, sha=current.sha, image=current.image,
                          buildpack=current.buildpack, progress=progress, env=current.config)
-        return
+        return where
     if surplus:
         drain = int(apps.get_setting(host, app, "drain-seconds"))
         releaselog.retire_later(host, app, [target for target, _ in surplus], drain)
         progress(f"-----> Retiring {', '.join(name for _, name in surplus)} in {drain}s (in the background)")
         retirement.spawn_retirer(host, app)
+    return where

@@ -331,3 +331,9 @@ def test_a_service_removed_since_it_was_listed_has_no_task_on_any_node(monkeypat
     monkeypatch.setattr(services, "_api", lambda: Swarm(docker.errors.APIError("the Swarm has no leader")))
     with pytest.raises(EngineError, match=r"^the Swarm does not list the tasks of web-1: "):
         services.task_nodes("web-1")
+
+
+def test_a_tasks_stop_grace_period_is_the_apps_drain_delay_within_bounds() -> None:
+    assert releases.stop_grace(10) == 10
+    assert releases.stop_grace(0) == 1  # a 0 s drain still lets SIGTERM be seen
+    assert releases.stop_grace(3600) == releases.STOP_GRACE_MAX == 60

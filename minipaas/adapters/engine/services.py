@@ -50,9 +50,11 @@ def remove_overlay(name: str, *, deadline: float) -> bool:
 
 
 def create(*, name: str, image: str, replicas: int, network: str, env: dict[str, str], labels: dict[str, str],
-           port: int | None, command: list[str] | None = None, limits: Limits | None = None) -> str:
+           port: int | None, command: list[str] | None = None, limits: Limits | None = None,
+           stop_grace: float | None = None) -> str:
     """A replicated service; `port`: the web port, published in host mode on an ephemeral port per task;
-    `limits`: the app's `resource:limit`, as on one host (no-new-privileges has no place in a service's spec)."""
+    `limits`: the app's `resource:limit`, as on one host (no-new-privileges has no place in a service's spec);
+    `stop_grace`: seconds a task gets between its SIGTERM and its SIGKILL (None: the engine's 10 s)."""
     api = _api()
     limits = limits or Limits()
     # The Swarm expands Go templates in a service's env (`{{.Task.Slot}}`): a config value holding `{{` would
@@ -60,6 +62,7 @@ def create(*, name: str, image: str, replicas: int, network: str, env: dict[str,
     env = {key: value.replace("{{", '{{"{{"}}') for key, value in env.items()}
     container = docker.types.ContainerSpec(
         image, command=command, env=env, labels=labels, init=limits.init, read_only=limits.read_only or None,
+        stop_grace_period=None if stop_grace is None else int(stop_grace * 1e9),
         cap_drop=["ALL"], cap_add=["NET_BIND_SERVICE"],
         mounts=[docker.types.Mount("/tmp", None, type="tmpfs", tmpfs_size=256 * 2**20)] if limits.read_only else None)
     resources = docker.types.Resources(mem_limit=docker.utils.parse_bytes(limits.memory) if limits.memory else None,
@@ -229,6 +232,20 @@ def failures(name: str) -> list[Failure]:
             why = status.get("Err") or (f"exit code {code}" if code else status.get("Message") or "")
             found.append(Failure(id=str(task["ID"]), state=str(status.get("State")), why=str(why)))
     return found
+
+
+def desired(name: str) -> dict[str, tuple[str, str]]:
+    """Every task the Swarm keeps of the service: task id → (what the Swarm wants of it, its own state), e.g.
+    (`shutdown`, `running`): a task a scale-down picked, whose node has not stopped it yet. One call, no node list:
+    a scale-down reads it in a loop until the tasks it stops are known."""
+    try:
+        tasks = _api().tasks(filters={"service": name})
+    except docker.errors.NotFound:
+        return {}
+    except docker.errors.APIError as exc:
+        raise EngineError(f"the Swarm does not list the tasks of {name}: {_reason(exc)}") from None
+    return {str(t["ID"]): (str(t.get("DesiredState", "")), str((t.get("Status") or {}).get("State", "")))
+            for t in tasks}
 
 
 def task_ids(name: str) -> set[str]:
