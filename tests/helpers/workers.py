@@ -1,5 +1,6 @@
-"""How the tests share the two workers of README's `-n 2`: two queues (the cluster's and the host's), and the
-tests that restart the Docker engine (marked `engine_restart`) last, with the engine to themselves."""
+"""How the tests share the two workers of README's `-n 2`: two queues (the cluster's and the host's), modules
+either worker may run once its queue runs low, and the tests that restart the Docker engine (marked
+`engine_restart`) last, with the engine to themselves."""
 
 from __future__ import annotations
 
@@ -11,21 +12,42 @@ from pathlib import Path
 
 import pytest
 
-# Two workers (README's test command: `-n 2`), each running one queue in the order written: the cluster's modules,
-# whose apps run on dockerd nodes in containers (of this host's engine they only read: node containers, image
-# copies), and every other test, one after another (some change what the whole engine holds: base images, gc, an
-# engine restart). The cluster's ~10 minutes then run beside the rest.
+# Two workers (README's test command: `-n 2`). The cluster's modules, whose apps run on dockerd nodes in containers
+# (of this host's engine they only read: node containers, image copies), are one queue; the host's are another, run
+# one after another (some change what the whole engine or host holds: base images, the host's nginx, the address
+# pool, build turns, gc). The cluster's queue ends well before the host's (about 20 of 40 minutes), so the modules
+# below, each of which makes its own home, apps, sshd and ports and touches nothing any other test reads, are units
+# of their own that either worker takes when its queue runs low: the cluster's worker once its cluster is done,
+# the host's at its end. The engine restart's module comes last of all (`engine_to_itself` then waits for the
+# other worker to end).
 CLUSTER_MODULES = "tests/cluster/"
+SHARED_MODULES = tuple(f"tests/engine/test_{name}.py" for name in (
+    "dashboard_browser", "ssh", "security_low", "versions", "services", "inputs", "static", "routing", "tenants",
+    "letsencrypt", "postgres_roles", "tls", "site_dotfiles", "perms", "docsite_browser", "instances",
+    "review_secrets", "proxy",
+))
+RESTART_MODULE = "tests/engine/test_engine_restart.py"
+_FIRST = ("cluster", "host")  # each worker's first unit, in this order; then SHARED_MODULES', then the restart's
 
 
 def pytest_xdist_make_scheduler(config: pytest.Config, log: object) -> object:
     from xdist.scheduler import LoadScopeScheduling
 
-    class TwoQueues(LoadScopeScheduling):
+    class Queues(LoadScopeScheduling):
         def _split_scope(self, nodeid: str) -> str:
-            return "cluster" if nodeid.startswith(CLUSTER_MODULES) else "host"
+            if nodeid.startswith(CLUSTER_MODULES):
+                return "cluster"
+            module = nodeid.split("::", 1)[0]
+            return module if module in SHARED_MODULES or module == RESTART_MODULE else "host"
 
-    return TwoQueues(config, log)
+        def _assign_work_unit(self, node: object) -> None:
+            # xdist hands out the front unit of its queue (ordered by size): put the one we want next in front.
+            wanted = [*_FIRST, *SHARED_MODULES, RESTART_MODULE]
+            first = min(self.workqueue, key=lambda scope: wanted.index(scope) if scope in wanted else len(wanted))
+            self.workqueue.move_to_end(first, last=False)
+            super()._assign_work_unit(node)  # type: ignore[arg-type]
+
+    return Queues(config, log)
 
 
 @pytest.hookimpl(trylast=True)

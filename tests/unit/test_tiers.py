@@ -62,3 +62,12 @@ def test_the_whole_suite_collects_with_every_test_in_its_tier() -> None:
                              str(TESTS)], cwd=TESTS.parent, env=env, capture_output=True, text=True, timeout=300)
     assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
     assert "tests collected" in result.stdout.splitlines()[-1]
+
+
+def test_the_modules_either_worker_may_take_exist_and_are_engine_modules() -> None:
+    """A renamed module would quietly go back to the host's queue (and the run's end with it)."""
+    from tests.helpers.workers import RESTART_MODULE, SHARED_MODULES
+
+    for module in (*SHARED_MODULES, RESTART_MODULE):
+        assert (TESTS.parent / module).is_file(), module
+        assert module.startswith("tests/engine/"), module
