@@ -1,0 +1,99 @@
+"""Review apps' lifetime and databases without an engine: `review-apps-ttl` durations, why a review app goes
+(reviewexpiry.reason), what `gc --dry-run` names on a real bare repository (git and SQLite only), the daily
+timer's command, and the names of review apps' databases."""
+
+from __future__ import annotations
+
+import subprocess
+from pathlib import Path
+
+import pytest
+
+from minipaas.deploy import reviewexpiry
+from minipaas.errors import InvalidInput
+from minipaas.host import units as hostunits
+from minipaas.state import apps, reviews, store
+from minipaas.state import settings as settings_mod
+from minipaas.state.host import Host
+from minipaas.state.reviews import Review
+
+DAY = 86_400
+
+
+@pytest.mark.parametrize(("value", "seconds"), [
+    ("0", 0), ("7d", 7 * DAY), ("12h", 12 * 3600), ("90m", 5400), ("365d", 365 * DAY), ("3600", 3600)])
+def test_ttl_durations(value: str, seconds: int) -> None:
+    assert apps.ttl_seconds(value) == seconds
+    apps.check_setting("review-apps-ttl", value)
+
+
+@pytest.mark.parametrize("value", ["", "-1", "7 days", "1w", "59m", "366d", "1.5d", "7D", "00d"])
+def test_bad_ttls_are_refused(value: str) -> None:
+    assert apps.ttl_seconds(value) is None
+    with pytest.raises(InvalidInput, match="review-apps-ttl"):
+        apps.check_setting("review-apps-ttl", value)
+
+
+def test_canary_intervals_keep_their_range() -> None:
+    assert apps.duration_seconds("2m") == 120 and apps.duration_seconds("1d") == DAY
+    assert apps.duration_seconds("2d") is None and apps.duration_seconds("5s") is None
+
+
+def test_a_review_app_goes_when_its_branch_is_gone_or_was_not_pushed_for_the_ttl() -> None:
+    review = Review("hello--topic", "hello", "topic", pushed_at=1000.0, created_at=10.0)
+    assert reviewexpiry.reason(review, ttl=7 * DAY, now=1000.0 + 7 * DAY - 1, branch_exists=True) is None
+    stale = reviewexpiry.reason(review, ttl=7 * DAY, now=1000.0 + 7 * DAY, branch_exists=True)
+    assert stale == "its branch topic got no push for 7.0 days (review-apps-ttl)"
+    assert reviewexpiry.reason(review, ttl=0, now=1e12, branch_exists=True) is None  # 0: never
+    gone = reviewexpiry.reason(review, ttl=0, now=1000.0, branch_exists=False)
+    assert gone == "its branch topic is no longer in the repository"
+    never_pushed = Review("hello--x", "hello", "x", pushed_at=None, created_at=10.0)
+    assert never_pushed.last_push == 10.0
+
+
+@pytest.fixture
+def host(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Host:
+    monkeypatch.setenv("MINIPAAS_HOME", str(tmp_path / "home"))
+    (tmp_path / "home").mkdir()
+    h = Host(settings_mod.load())
+    with store.transaction(h.db) as db:
+        db.execute("INSERT INTO apps (name, created_at) VALUES ('hello', 0)")
+    repo = h.settings.repo_path("hello")
+    repo.parent.mkdir(parents=True, exist_ok=True)
+    subprocess.run(["git", "init", "-q", "--bare", str(repo)], check=True)
+    empty_tree = subprocess.run(["git", "--git-dir", str(repo), "hash-object", "-t", "tree", "-w", "--stdin"],
+                                input=b"", capture_output=True, check=True).stdout.decode().strip()
+    sha = subprocess.run(["git", "--git-dir", str(repo), "commit-tree", empty_tree, "-m", "x"],
+                         capture_output=True, check=True, env={"GIT_AUTHOR_NAME": "t", "GIT_AUTHOR_EMAIL": "t@t",
+                                                               "GIT_COMMITTER_NAME": "t",
+                                                               "GIT_COMMITTER_EMAIL": "t@t"}).stdout.decode().strip()
+    for branch in ("fresh", "stale"):
+        subprocess.run(["git", "--git-dir", str(repo), "update-ref", f"refs/heads/{branch}", sha], check=True)
+    return h
+
+
+def test_a_dry_run_names_the_stale_and_the_orphaned_review_apps_and_removes_nothing(host: Host) -> None:
+    for branch in ("fresh", "stale", "deleted"):
+        reviews.insert(host, name=f"hello--{branch}", parent="hello", branch=branch, domain=f"{branch}.example")
+        reviews.touch(host, f"hello--{branch}")
+    now = store.now()
+    apps.set_setting(host, "hello", "review-apps-ttl", "2d")
+    with store.transaction(host.db) as db:  # its last push, three days ago
+        db.execute("UPDATE apps SET pushed_at = ? WHERE name = 'hello--stale'", (now - 3 * DAY,))
+    lines: list[str] = []
+    named = reviewexpiry.expire(host, dry_run=True, progress=lines.append, now=now)
+    assert sorted(e.name for e in named) == ["hello--deleted", "hello--stale"]
+    assert "       would remove review app hello--deleted: its branch deleted is no longer in the repository" in lines
+    assert {r.name for r in reviews.of(host, "hello")} == {"hello--fresh", "hello--stale", "hello--deleted"}
+    apps.set_setting(host, "hello", "review-apps-ttl", "0")
+    assert [e.name for e in reviewexpiry.expire(host, dry_run=True, progress=lines.append, now=now)] == \
+        ["hello--deleted"]
+
+
+def test_the_daily_timer_and_the_cron_job_expire_review_apps(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("MINIPAAS_HOME", str(tmp_path))
+    settings = settings_mod.load()
+    renew = hostunits.units(settings)[1].text
+    assert "ExecStart=-/usr/local/bin/minipaas review-apps:expire\n" in renew
+    assert renew.index("review-apps:expire") < renew.index("letsencrypt:renew")
+    assert "/usr/local/bin/minipaas review-apps:expire >>" in hostunits.cron(settings).text
