@@ -4,7 +4,8 @@ A value is secret when an admin set it with `config:set --secret` (a service lin
 value stored before secrets were marked, migration 11). A deployer's `config` shows the others' values and
 `<hidden>` for the secret ones. A review app receives its parent's values with its own overrides winning, except
 once a deployer pushed its branch: from then on it receives no secret value at all (neither its parent's nor its
-own), so that the code a deployer wrote reads exactly what that deployer's key may read (docs/security.md).
+own), so that the code a deployer wrote reads exactly what that deployer's key may read (docs/security.md); but the
+URLs of its own databases (addons/reviewdbs.py: its own role, nothing of the parent's).
 """
 
 from __future__ import annotations
@@ -25,9 +26,11 @@ class Value:
 
 def entries(host: Host, app: str) -> dict[str, Value]:
     """What the app's containers get, with each value's mark (sorted by key)."""
-    merged = {**_parent_entries(host, app), **own_entries(host, app)}
+    own = own_entries(host, app)
+    merged = {**_parent_entries(host, app), **own}
     if not receives_secrets(host, app):
-        merged = {key: entry for key, entry in merged.items() if not entry.secret}
+        kept = _link_keys(host, app) & set(own)  # its own databases' URLs (addons/reviewdbs.py): nothing of the parent
+        merged = {key: entry for key, entry in merged.items() if not entry.secret or key in kept}
     return dict(sorted(merged.items()))
 
 
@@ -40,8 +43,10 @@ def withheld(host: Host, app: str) -> list[str]:
     """The secret keys a review app a deployer pushed does not get (its parent's and its own)."""
     if receives_secrets(host, app):
         return []
-    every = {**_parent_entries(host, app), **own_entries(host, app)}
-    return sorted(key for key, entry in every.items() if entry.secret)
+    own = own_entries(host, app)
+    every = {**_parent_entries(host, app), **own}
+    kept = _link_keys(host, app) & set(own)
+    return sorted(key for key, entry in every.items() if entry.secret and key not in kept)
 
 
 def receives_secrets(host: Host, app: str) -> bool:

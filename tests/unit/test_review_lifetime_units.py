@@ -9,10 +9,11 @@ from pathlib import Path
 
 import pytest
 
+from minipaas.addons import pgroles
 from minipaas.deploy import reviewexpiry
 from minipaas.errors import InvalidInput
 from minipaas.host import units as hostunits
-from minipaas.state import apps, reviews, store
+from minipaas.state import apps, reviews, services, store
 from minipaas.state import settings as settings_mod
 from minipaas.state.host import Host
 from minipaas.state.reviews import Review
@@ -97,3 +98,37 @@ def test_the_daily_timer_and_the_cron_job_expire_review_apps(tmp_path: Path, mon
     assert "ExecStart=-/usr/local/bin/minipaas review-apps:expire\n" in renew
     assert renew.index("review-apps:expire") < renew.index("letsencrypt:renew")
     assert "/usr/local/bin/minipaas review-apps:expire >>" in hostunits.cron(settings).text
+
+
+def test_a_review_apps_database_is_db_underscore_slug_within_63_bytes_and_distinct_when_taken() -> None:
+    assert services.review_database("db", "feature-login") == "db_feature-login"
+    long = services.review_database("d" * 40, "s" * 40)
+    assert len(long) == 63 and long.startswith("d" * 40 + "_") and long != services.review_database("d" * 40, "t" * 40)
+    other = services.review_database("db", "topic", distinct="api--topic")
+    assert other != "db_topic" and other.startswith("db_topic_") and len(other) <= 63
+    assert other != services.review_database("db", "topic", distinct="web--topic")
+
+
+def test_urls_name_a_review_apps_own_database_and_are_read_back() -> None:
+    url = services.url(services.POSTGRES, "db", "pw", "hello--topic", db="db_topic")
+    assert url == "postgres://app_hello--topic:pw@postgres-db:5432/db_topic"
+    assert services.url_database(url) == "db_topic"
+    redis = services.url(services.REDIS, "kv", "pw", number=3)
+    assert redis == "redis://:pw@redis-kv:6379/3" and services.url_number(redis) == 3
+    assert services.url_number(services.url(services.REDIS, "kv", "pw")) == 0
+
+
+def test_redis_review_databases_run_out_after_15() -> None:
+    assert services.free_redis_number(set()) == 1
+    assert services.free_redis_number({1, 2, 4}) == 3
+    assert services.free_redis_number(set(range(1, 16))) is None  # then it shares the parent's, and says so
+
+
+def test_a_review_role_is_in_the_review_group_alone_and_its_database_is_closed_to_public() -> None:
+    sql = pgroles.review_grant("app_hello--topic", "SCRAM-SHA-256$x")
+    assert 'GRANT "review_apps" TO "app_hello--topic"' in sql and '"owner" TO' not in sql
+    assert "NOSUPERUSER NOCREATEDB NOCREATEROLE NOREPLICATION NOBYPASSRLS" in sql
+    made = pgroles.review_database("db_topic", "app_hello--topic")
+    assert 'CREATE DATABASE "db_topic" OWNER "app_hello--topic" TEMPLATE template0' in made
+    assert made.index("CREATE DATABASE") < made.index('REVOKE ALL ON DATABASE "db_topic" FROM PUBLIC')
+    assert 'DROP DATABASE IF EXISTS "db_topic" WITH (FORCE)' in pgroles.drop_database("db_topic")
