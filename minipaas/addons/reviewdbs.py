@@ -32,17 +32,34 @@ from minipaas.state.names import review_parts
 from minipaas.state.services import Service
 
 
-def provision(host: Host, parent: str, review: str, progress: Progress) -> None:
-    """The review app's own databases in the services its parent is linked to (on its creation)."""
+def provision(host: Host, parent: str, review: str, progress: Progress, *, by_deployer: bool = False) -> None:
+    """The review app's own databases in the services its parent is linked to (on its creation). A deployer's
+    push gets no Redis database: Redis has one password for all, the parent's secret."""
     mode = apps.get_setting(host, parent, "review-apps-db")
     if mode == "shared":
         return
     for service in services.linked_services(host, parent):
         key = services.link_key(host, service.kind, service.name, parent) or service.spec.env_key
         if service.kind == "postgres":
+            if services.superuser_links(host, service.kind, service.name):
+                progress(f"-----> {review} shares {parent}'s database in postgres service {service.name}: an "
+                         "earlier version linked the service (`minipaas init` gives its apps roles of their own)")
+                continue
             _postgres(host, service, parent, review, key, copy=mode == "copy", progress=progress)
-        else:
+        elif not by_deployer:
             _redis(host, service, parent, review, key, progress)
+
+
+def withhold(host: Host, review: str, progress: Progress) -> None:
+    """A deployer pushed a review app an admin's push made: its Redis databases (their URL holds the service's
+    one password) are emptied and unlinked; its Postgres databases, its own role's, stay."""
+    for service in services.linked_services(host, review):
+        if service.kind == "postgres":
+            continue
+        key = services.link_key(host, service.kind, service.name, review) or service.spec.env_key
+        _drop_one(host, service, review, key, progress)
+        services.remove_link(host, service.kind, service.name, review)
+        config.unset_many(host, review, [key])
 
 
 def _postgres(host: Host, service: Service, parent: str, review: str, key: str, *, copy: bool,
@@ -100,21 +117,25 @@ def drop(host: Host, review: str, progress: Progress) -> None:
     is down keeps them: said, in one line each."""
     for service in services.linked_services(host, review):
         key = services.link_key(host, service.kind, service.name, review) or service.spec.env_key
-        value = config.own(host, review).get(key, "")
-        found = containers.find(host, service)
-        try:
-            if found is None or found.status != "running":
-                raise MinipaasError("its container is not running")
-            if service.kind == "postgres":
-                database = services.url_database(value)
-                if database and database != services.database(service.name):
-                    pgaccess.remove_review(found.id, service, review, database)
-                    progress(f"dropped database {database} of postgres service {service.name}")
-            elif (number := services.url_number(value)) > 0:
-                _flush(found.id, service, number)
-                progress(f"emptied database {number} of redis service {service.name}")
-        except MinipaasError as exc:
-            progress(f"{service.kind} service {service.name} keeps {review}'s database ({exc})")
+        _drop_one(host, service, review, key, progress)
+
+
+def _drop_one(host: Host, service: Service, review: str, key: str, progress: Progress) -> None:
+    value = config.own(host, review).get(key, "")
+    found = containers.find(host, service)
+    try:
+        if found is None or found.status != "running":
+            raise MinipaasError("its container is not running")
+        if service.kind == "postgres":
+            database = services.url_database(value)
+            if database and database != services.database(service.name):
+                pgaccess.remove_review(found.id, service, review, database)
+                progress(f"dropped database {database} of postgres service {service.name}")
+        elif (number := services.url_number(value)) > 0:
+            _flush(found.id, service, number)
+            progress(f"emptied database {number} of redis service {service.name}")
+    except MinipaasError as exc:
+        progress(f"{service.kind} service {service.name} keeps {review}'s database ({exc})")
 
 
 def _flush(container: str, service: Service, number: int) -> None:

@@ -35,7 +35,7 @@ def deploy_branch(host: Host, parent: str, branch: str, sha: str, progress: Prog
     name = review.name if review else _create(host, parent, branch, progress)
     try:
         if review is None:  # its own databases in its parent's services (review-apps-db)
-            reviewdbs.provision(host, parent, name, progress)
+            reviewdbs.provision(host, parent, name, progress, by_deployer=by_deployer)
         if by_deployer:
             _withhold_secrets(host, parent, name, progress)
         reviews.touch(host, name)
@@ -95,8 +95,10 @@ def _create(host: Host, parent: str, branch: str, progress: Progress) -> str:
 def _withhold_secrets(host: Host, parent: str, name: str, progress: Progress) -> None:
     """From a deployer's push on, the review app's code is a deployer's: it gets what that key may read."""
     newly = reviews.mark_deployer_pushed(host, name)
+    if newly:
+        reviewdbs.withhold(host, name, progress)  # its Redis databases: their URL holds the service's password
     for service in services.linked_to(host, parent):  # an admin's push made it, with them on its network
-        if services.link_key(host, service.kind, service.name, name) is None:  # not where it has its own database
+        if not services.link_password(host, service.kind, service.name, name):  # but its own role's database
             addon_containers.detach(host, service, name)
     if newly:
         progress(f"-----> {name} is a deployer's push: it gets no secret config and no service of {parent}")

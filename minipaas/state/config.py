@@ -29,7 +29,7 @@ def entries(host: Host, app: str) -> dict[str, Value]:
     own = own_entries(host, app)
     merged = {**_parent_entries(host, app), **own}
     if not receives_secrets(host, app):
-        kept = _link_keys(host, app) & set(own)  # its own databases' URLs (addons/reviewdbs.py): nothing of the parent
+        kept = _own_role_keys(host, app) & set(own)  # its own databases' URLs (addons/reviewdbs.py): its own role
         merged = {key: entry for key, entry in merged.items() if not entry.secret or key in kept}
     return dict(sorted(merged.items()))
 
@@ -45,7 +45,7 @@ def withheld(host: Host, app: str) -> list[str]:
         return []
     own = own_entries(host, app)
     every = {**_parent_entries(host, app), **own}
-    kept = _link_keys(host, app) & set(own)
+    kept = _own_role_keys(host, app) & set(own)
     return sorted(key for key, entry in every.items() if entry.secret and key not in kept)
 
 
@@ -94,6 +94,13 @@ def set_many(host: Host, app: str, values: dict[str, str], *, secret: bool | Non
 def _link_keys(host: Host, app: str) -> set[str]:
     """The keys the app's service links set (their values hold the service's password)."""
     return {row["env_key"] for row in host.db.execute("SELECT env_key FROM service_links WHERE app = ?", (app,))}
+
+
+def _own_role_keys(host: Host, app: str) -> set[str]:
+    """The keys of the app's links that log in with a credential of its own (a Postgres role's password), which
+    holds nothing of another app's: a Redis link's URL holds the service's one password."""
+    return {row["env_key"] for row in host.db.execute("SELECT env_key FROM service_links WHERE app = ? "
+                                                       "AND password <> ''", (app,))}
 
 
 def unset_many(host: Host, app: str, keys: list[str]) -> bool:

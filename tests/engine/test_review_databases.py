@@ -12,6 +12,8 @@ import urllib.parse
 from tests.engine.test_postgres_roles import DENIED, database_url, ok, refused, sql, superuser_sql, with_user
 from tests.helpers.addons import _service_images, write
 from tests.helpers.host import APPS, Paas, commit, git
+from tests.helpers.ssh_client import add_key
+from tests.helpers.sshd import Sshd
 
 __all__ = ["_service_images"]  # the module fixture that builds the service images once
 
@@ -22,7 +24,7 @@ def counts(paas: Paas, app: str, host: str | None = None) -> dict[str, int]:
     return json.loads(response.body)
 
 
-def test_a_review_app_gets_a_copy_or_an_empty_database_of_its_own_dropped_with_it(paas: Paas) -> None:
+def test_a_review_app_gets_a_copy_or_an_empty_database_of_its_own_dropped_with_it(paas: Paas, sshd: Sshd) -> None:
     app, checkout = paas.deploy(APPS / "services-app", prefix="rdb")
     paas.run("postgres:create", "db")
     paas.run("redis:create", "kv")
@@ -54,7 +56,11 @@ def test_a_review_app_gets_a_copy_or_an_empty_database_of_its_own_dropped_with_i
     parent_url = database_url(paas, app)
     assert urllib.parse.unquote(parent_url.password or "") not in paas.run("run", review, "--", "env").stdout
 
-    # empty: its release command runs against an empty database.
+    # empty, pushed by a deployer: its release command runs against an empty database of its own, and it gets
+    # its own URL, nothing of the parent's (no secret of it, no Redis: one password for all).
+    add_key(paas, sshd, "ci", role="deployer")
+    paas.run("ssh-keys:grant", "ci", app)
+    git(checkout, "remote", "add", "ssh", sshd.url(app))
     paas.run("settings:set", app, "review-apps-db", "empty")
     git(checkout, "checkout", "-q", "-b", "fresh", "master")
     (checkout / "Procfile").write_text(
@@ -62,12 +68,16 @@ def test_a_review_app_gets_a_copy_or_an_empty_database_of_its_own_dropped_with_i
         "release: node sql.js \"CREATE TABLE migrated AS SELECT count(*) AS tables FROM pg_tables "
         "WHERE schemaname = 'public'\"\n")
     commit(checkout, "a release command")
-    pushed = paas.push(checkout, "fresh").stderr
+    pushed = subprocess.run(["git", "push", "ssh", "fresh"], cwd=checkout, env=sshd.git_env(paas.env, "ci"),
+                            capture_output=True, text=True, timeout=600, check=True).stderr
     fresh = f"{app}--fresh"
     assert f"{fresh} has a database of its own in postgres service db: db_fresh (empty)" in pushed, pushed
     assert ok(sql(paas, fresh, "SELECT tables FROM migrated")[0]) == [{"tables": "0"}]
     assert ok(sql(paas, app, "SELECT to_regclass('migrated') AS t")[0]) == [{"t": None}]
     assert database_url(paas, fresh).path == "/db_fresh"
+    env = paas.run("run", fresh, "--", "env").stdout
+    assert f"DATABASE_URL=postgres://app_{fresh}:" in env and "REDIS_URL" not in env, env
+    assert urllib.parse.unquote(parent_url.password or "") not in env
 
     databases = superuser_sql(paas, "db", "SELECT datname FROM pg_database ORDER BY 1").split()
     assert {"db", "db_copied", "db_fresh"} <= set(databases)
