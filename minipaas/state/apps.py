@@ -167,9 +167,10 @@ def canary_steps(value: str) -> tuple[int, ...] | None:
 _UNIT_SECONDS = {"": 1, "s": 1, "m": 60, "h": 3600, "d": 86_400}
 
 
-def _seconds_between(value: str, low: int, high: int) -> int | None:
-    """`90s`, `2m`, `1h`, `7d` (or plain seconds) → seconds, `low` to `high`; None if it is not that."""
-    found = re.fullmatch(r"([0-9]{1,6})([smhd]?)", value.strip())
+def _seconds_between(value: str, low: int, high: int, units: str = "smh") -> int | None:
+    """`90s`, `2m`, `1h` (`7d` where `units` has d; or plain seconds) → seconds, `low` to `high`; None if it is
+    not that."""
+    found = re.fullmatch(rf"([0-9]{{1,6}})([{units}]?)", value.strip())
     if not found:
         return None
     seconds = int(found[1]) * _UNIT_SECONDS[found[2]]
@@ -184,7 +185,7 @@ def duration_seconds(value: str) -> int | None:
 def ttl_seconds(value: str) -> int | None:
     """A lifetime (`review-apps-ttl`): `12h`, `7d`... → seconds, 1 h to 365 d; `0` → 0 (never); None if it is
     not that. Less than an hour would destroy a review app between two pushes of a working day."""
-    return 0 if value.strip() == "0" else _seconds_between(value, 3600, 365 * 86_400)
+    return 0 if value.strip() == "0" else _seconds_between(value, 3600, 365 * 86_400, "smhd")
 
 
 # Settings of the app itself, not inherited by its review apps (a review app's own value is ignored).

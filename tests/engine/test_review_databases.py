@@ -9,9 +9,9 @@ import json
 import subprocess
 import urllib.parse
 
-from tests.engine.test_postgres_roles import DENIED, database_url, ok, refused, sql, superuser_sql, with_user
 from tests.helpers.addons import _service_images, write
 from tests.helpers.host import APPS, Paas, commit, git
+from tests.helpers.postgres import DENIED, database_url, ok, refused, sql, superuser_sql, with_user
 from tests.helpers.ssh_client import add_key
 from tests.helpers.sshd import Sshd
 

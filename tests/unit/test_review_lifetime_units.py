@@ -36,8 +36,8 @@ def test_bad_ttls_are_refused(value: str) -> None:
 
 
 def test_canary_intervals_keep_their_range() -> None:
-    assert apps.duration_seconds("2m") == 120 and apps.duration_seconds("1d") == DAY
-    assert apps.duration_seconds("2d") is None and apps.duration_seconds("5s") is None
+    assert apps.duration_seconds("2m") == 120 and apps.duration_seconds("24h") == DAY
+    assert apps.duration_seconds("1d") is None and apps.duration_seconds("5s") is None
 
 
 def test_a_review_app_goes_when_its_branch_is_gone_or_was_not_pushed_for_the_ttl() -> None:
