@@ -19,6 +19,7 @@ from dataclasses import dataclass
 from minipaas.access import events
 from minipaas.adapters import gitrepo
 from minipaas.deploy import lifecycle
+from minipaas.errors import MinipaasError
 from minipaas.progress import Progress
 from minipaas.state import apps, locks, reviews
 from minipaas.state.host import Host
@@ -45,13 +46,18 @@ def reason(review: Review, *, ttl: int, now: float, branch_exists: bool) -> str 
     return None
 
 
-def _due(host: Host, parent: str, now: float) -> list[Expired]:
+def _due(host: Host, parent: str, now: float, progress: Progress) -> list[Expired]:
+    """The parent's review apps that go now; none when its repository cannot be read (a missing or broken
+    repository is never taken for one whose branches were all deleted)."""
     ttl = apps.ttl_seconds(apps.get_setting(host, parent, "review-apps-ttl")) or 0
-    repo = host.settings.repo_path(parent)
+    try:
+        have = gitrepo.branches(host.settings.repo_path(parent))
+    except (OSError, MinipaasError) as exc:
+        progress(f"       review apps of {parent} kept: its repository cannot be read ({exc})")
+        return []
     found = []
     for review in reviews.of(host, parent):
-        exists = gitrepo.ref_value(repo, f"refs/heads/{review.branch}") != gitrepo.ZERO_SHA
-        why = reason(review, ttl=ttl, now=now, branch_exists=exists)
+        why = reason(review, ttl=ttl, now=now, branch_exists=review.branch in have)
         if why is not None:
             found.append(Expired(review.name, parent, review.branch, why))
     return found
@@ -63,13 +69,14 @@ def expire(host: Host, *, dry_run: bool, progress: Progress, only: str | None = 
     now = time.time() if now is None else now
     gone: list[Expired] = []
     for parent in [only] if only else reviews.parents(host):
-        if not _due(host, parent, now):
+        due = _due(host, parent, now, progress)
+        if not due:
             continue
         if dry_run:
-            gone += _due(host, parent, now)
+            gone += due
             continue
         with locks.push_turn(host.settings, parent, progress):
-            for expired in _due(host, parent, now):  # judged again: a push may have come meanwhile
+            for expired in _due(host, parent, now, progress):  # judged again: a push may have come meanwhile
                 lifecycle.destroy(host, expired.name, lambda line: progress(f"       {line}"))
                 events.record(host, app=parent, command=f"{COMMAND} {expired.name}",
                               outcome=f"review app {expired.name} removed: {expired.why}")

@@ -1,4 +1,5 @@
-"""Garbage collection: what old releases leave on disk, removed by a retention rule.
+"""Garbage collection: what old releases leave on disk, removed by a retention rule; and first (the `gc` command's,
+not the one after each deploy) the review apps that outlived their branch (deploy/reviewexpiry.py).
 
 The last `keep-releases` (default 5) releases that went live stay instantly rollback-able (their
 images and site directories are kept); older release images, exited containers, dangling images and

@@ -49,6 +49,8 @@ def test_a_review_app_gets_a_copy_or_an_empty_database_of_its_own_dropped_with_i
     url = database_url(paas, review)
     assert url.path == "/db_copied" and url.username == f"app_{review}"
     assert database_url(paas, app).path == "/db"
+    info = json.loads(paas.run("postgres:info", "db", "--show-secrets", "--json").stdout)
+    assert info["urls"][review] == paas.run("config:get", review, "DATABASE_URL").stdout.strip()
     # Its own credentials do not open the parent's database.
     refused(sql(paas, review, "SELECT count(*) FROM items", url=with_user(url, url.username or "",
                                                                           urllib.parse.unquote(url.password or ""),

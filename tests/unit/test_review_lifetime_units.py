@@ -86,6 +86,12 @@ def test_a_dry_run_names_the_stale_and_the_orphaned_review_apps_and_removes_noth
     assert sorted(e.name for e in named) == ["hello--deleted", "hello--stale"]
     assert "       would remove review app hello--deleted: its branch deleted is no longer in the repository" in lines
     assert {r.name for r in reviews.of(host, "hello")} == {"hello--fresh", "hello--stale", "hello--deleted"}
+    # A parent whose repository cannot be read keeps its review apps (never taken for one without branches).
+    with store.transaction(host.db) as db:
+        db.execute("INSERT INTO apps (name, created_at) VALUES ('norepo', 0)")
+    reviews.insert(host, name="norepo--x", parent="norepo", branch="x", domain="x.norepo.example")
+    assert "norepo--x" not in {e.name for e in reviewexpiry.expire(host, dry_run=True, progress=lines.append, now=now)}
+    assert any(line.startswith("       review apps of norepo kept: its repository cannot be read") for line in lines)
     apps.set_setting(host, "hello", "review-apps-ttl", "0")
     assert [e.name for e in reviewexpiry.expire(host, dry_run=True, progress=lines.append, now=now)] == \
         ["hello--deleted"]
