@@ -90,6 +90,12 @@ def ref_value(repo: Path, ref: str) -> str:
     return result.stdout.decode().strip() if result.returncode == 0 else ZERO_SHA
 
 
+def branches(repo: Path) -> set[str]:
+    """The branches the repository has (raises when it cannot be read: never taken for a repository without any)."""
+    out = _git(repo, "for-each-ref", "--format=%(refname)", "refs/heads/")
+    return {line.removeprefix("refs/heads/") for line in out.decode("utf-8", "surrogateescape").splitlines() if line}
+
+
 def receive_pack_pid() -> int | None:
     """In a hook: git's receive-pack (the hook's parent, which updates the refs once the hook exited 0)."""
     parent = os.getppid()

@@ -160,7 +160,10 @@ def info(host: Host, kind: str, name: str, *, show_secrets: bool) -> dict[str, o
         # Postgres: the superuser's, which logs in inside the container only (postgres:connect --superuser)
         data["password"] = service.password
         if kind == "postgres":
-            data["urls"] = {app: services.url(spec, name, services.link_password(host, kind, name, app), app)
+            # a review app's own database is named in its own config (addons/reviewdbs.py)
+            data["urls"] = {app: config.own(host, app).get(services.link_key(host, kind, name, app) or "", "")
+                            if parent_of(app) else
+                            services.url(spec, name, services.link_password(host, kind, name, app), app)
                             for app in linked if services.link_password(host, kind, name, app)}
         else:
             data["url"] = services.url(spec, name, service.password)

@@ -32,6 +32,46 @@ def psql(container: str, service: Service, script: str, *, role: str = records.S
     return out
 
 
+def psql_statements(container: str, service: Service, script: str, *, database: str = "postgres") -> str:
+    """Run an SQL script as the superuser, each statement in a transaction of its own (CREATE and DROP DATABASE
+    run in none); its rows, one a line."""
+    command = ["psql", "-X", "-q", "-A", "-t", "-v", "ON_ERROR_STOP=1", "-U", records.SUPERUSER, "-d", database]
+    code, out, errors = engine.exec_script(container, command, user=_USER, script=script.encode())
+    if code != 0:
+        raise MinipaasError(f"postgres service {service.name}: {_last(errors)}", detail=errors)
+    return out
+
+
+def add_review(container: str, service: Service, review: str, password: str, database: str, *,
+               copy_from: str | None) -> None:
+    """A review app's role and its own database (`copy_from`: with that database's data, dumped and restored as
+    the review app's role, so that all it gets is its own: pg_dump, not CREATE DATABASE ... TEMPLATE, which fails
+    while the parent's containers are connected)."""
+    role = records.app_role(review)
+    psql(container, service, pgroles.review_grant(role, pgroles.verifier(password)))
+    psql_statements(container, service, pgroles.review_database(database, role))
+    if copy_from is None:
+        return
+    script = ('set -e; f="/tmp/minipaas-copy-$$.dump"; trap \'rm -f "$f"\' EXIT; '
+              'pg_dump -Fc -U "$1" -d "$2" -f "$f"; '
+              'pg_restore --no-owner --no-acl --exit-on-error --single-transaction -U "$1" --role="$3" -d "$4" "$f"')
+    code, _out, errors = engine.exec_script(
+        container, ["sh", "-c", script, "sh", records.SUPERUSER, copy_from, role, database], user=_USER, script=b"")
+    if code != 0:
+        raise MinipaasError(f"postgres service {service.name}: the copy of {copy_from} for {review} failed: "
+                            f"{_last(errors)}", detail=errors)
+
+
+def remove_review(container: str, service: Service, review: str, database: str) -> None:
+    """A review app's database (its sessions ended) and then its role gone."""
+    psql_statements(container, service, pgroles.drop_database(database))
+    remove_role(container, service, records.app_role(review))
+
+
+def database_exists(container: str, service: Service, database: str) -> bool:
+    return bool(psql(container, service, pgroles.database_exists(database)).strip())
+
+
 def prepare(container: str, service: Service) -> None:
     """The owner role as it must be, owning the database (made on first use; idempotent)."""
     psql(container, service, pgroles.prepare(records.database(service.name)))

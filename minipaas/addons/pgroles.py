@@ -20,7 +20,7 @@ from __future__ import annotations
 
 import base64
 
-from minipaas.state.services import OWNER_ROLE, SUPERUSER
+from minipaas.state.services import OWNER_ROLE, REVIEW_GROUP, SUPERUSER
 
 # The roles the server's own file-access and program-running functions are granted through.
 SERVER_ROLES = ("pg_execute_server_program", "pg_read_server_files", "pg_write_server_files")
@@ -104,6 +104,9 @@ def prepare(database: str) -> str:
             + f"ALTER ROLE {owner} RESET ALL;\n"
             + _drop_memberships(OWNER_ROLE)
             + f"ALTER DATABASE {db} OWNER TO {owner};\n"
+            # review apps' roles are members of this group alone (review_grant): no login, nothing more
+            + _ensure_role(REVIEW_GROUP)
+            + f"ALTER ROLE {ident(REVIEW_GROUP)} WITH NOLOGIN NOINHERIT {NOTHING_MORE} PASSWORD NULL;\n"
             + f"REVOKE ALL ON DATABASE {db} FROM PUBLIC;\n"
             + "REVOKE ALL ON DATABASE postgres FROM PUBLIC;\n"
             + "REVOKE ALL ON DATABASE template1 FROM PUBLIC;\n")
@@ -121,6 +124,36 @@ def grant(database: str, role: str, password_verifier: str) -> str:
             + f"GRANT {ident(OWNER_ROLE)} TO {r};\n"
             + f"ALTER ROLE {r} SET role = {literal(OWNER_ROLE)};\n"
             + f"GRANT CONNECT ON DATABASE {ident(database)} TO {r};\n")
+
+
+def review_grant(role: str, password_verifier: str) -> str:
+    """A review app's role with a database of its own: it logs in with the password, is a member of the review
+    group (which pg_hba.conf lets in) and of nothing else: not of the owner role, so nothing of its parent's
+    database is its; its own database it owns (review_database)."""
+    r = ident(role)
+    return (PRELUDE + _ensure_role(role)
+            # INHERIT: it uses the public schema as its database's owner (pg_database_owner); the group holds nothing
+            + f"ALTER ROLE {r} WITH LOGIN INHERIT {NOTHING_MORE} CONNECTION LIMIT -1 "
+              f"PASSWORD {literal(password_verifier)};\n"
+            + f"ALTER ROLE {r} RESET ALL;\n"
+            + _drop_memberships(role, keep=(REVIEW_GROUP,))
+            + f"GRANT {ident(REVIEW_GROUP)} TO {r};\n")
+
+
+def review_database(database: str, role: str) -> str:
+    """A review app's own database, owned by its role, that no other role may connect to. Statements of their own
+    (CREATE DATABASE runs in no transaction): from template0, so nothing an app put in template1 comes along."""
+    return (PRELUDE + f"CREATE DATABASE {ident(database)} OWNER {ident(role)} TEMPLATE template0;\n"
+            + f"REVOKE ALL ON DATABASE {ident(database)} FROM PUBLIC;\n")
+
+
+def drop_database(database: str) -> str:
+    """A review app's database gone, its sessions ended (absent: nothing)."""
+    return PRELUDE + f"DROP DATABASE IF EXISTS {ident(database)} WITH (FORCE);\n"
+
+
+def database_exists(database: str) -> str:
+    return PRELUDE + f"SELECT 1 FROM pg_database WHERE datname = {literal(database)};\n"
 
 
 def revoke(database: str, role: str) -> str:
@@ -213,7 +246,8 @@ SELECT 'pg_ident.conf:' || line_number || ': ' || error FROM pg_ident_file_mappi
 # and may have left them (pgaccess.py says so; it does not guess what they are for).
 STRANGERS = PRELUDE + f"""\
 SELECT 'role ' || rolname FROM pg_roles
- WHERE rolname !~ '^pg_' AND rolname NOT IN ({literal(SUPERUSER)}, {literal(OWNER_ROLE)}) AND rolname !~ '^app_'
+ WHERE rolname !~ '^pg_' AND rolname NOT IN ({literal(SUPERUSER)}, {literal(OWNER_ROLE)}, {literal(REVIEW_GROUP)})
+   AND rolname !~ '^app_'
 UNION ALL SELECT 'event trigger ' || evtname FROM pg_event_trigger
 ORDER BY 1;
 """
@@ -231,7 +265,8 @@ SELECT m.rolname FROM pg_auth_members a JOIN pg_roles m ON m.oid = a.member
 def hba(database: str) -> str:
     """`pg_hba.conf`: the superuser and the owner role over the local socket only (which only `docker exec`
     reaches, as the container's postgres user); over TCP, members of the owner role (the apps' roles) with
-    scram-sha-256, to the service's database only. Nothing else: no replication, no other database."""
+    scram-sha-256, to the service's database only; review apps' roles (members of the review group) likewise, to
+    the database whose CONNECT they have: their own (PUBLIC has it on none). No replication."""
     db = '"' + database + '"'  # quoted: a service named `all` or `replication` is not the keyword
     inside = f"{SUPERUSER},{OWNER_ROLE}"
     return f"""\
@@ -240,6 +275,7 @@ def hba(database: str) -> str:
 local   all  {inside}  peer map={IDENT_MAP}
 host    all  {inside}  all  reject
 host    {db}  +{OWNER_ROLE}  all  scram-sha-256
+host    all  +{REVIEW_GROUP}  all  scram-sha-256
 """
 
 

@@ -138,6 +138,7 @@ for _command in (
     releases.releases_promote,
     releases.releases_abort,
     admin.gc_cmd,
+    admin.review_apps_expire,
     admin.report_cmd,
     releases.deploy_cmd,
     ps.run_cmd,

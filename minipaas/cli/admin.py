@@ -36,11 +36,23 @@ def ps_restore() -> None:
 @click.argument("app", required=False)
 @click.option("--dry-run", is_flag=True, help="Only say what would be removed")
 def gc_cmd(app: str | None, dry_run: bool) -> None:
-    """Remove old release images, exited containers, old site directories (keeps the last 5) and unused
-    base images."""
+    """Remove review apps that outlived their branch (review-apps-ttl, or their branch is gone), old release
+    images, exited containers, old site directories (keeps the last 5) and unused base images."""
     from minipaas.running import gc
 
-    gc.collect(current_host(), dry_run=dry_run, only=existing_app(app) if app else None, progress=say)
+    gc.collect(current_host(), dry_run=dry_run, only=existing_app(app) if app else None, progress=say,
+               review_apps=True)
+
+
+@click.command("review-apps:expire")
+@click.option("--dry-run", is_flag=True, help="Only say which would be removed")
+def review_apps_expire(dry_run: bool) -> None:
+    """Destroy the review apps whose branch got no push for review-apps-ttl, or is no longer in the
+    repository (the daily timer runs it)."""
+    from minipaas.deploy import reviewexpiry
+
+    gone = reviewexpiry.expire(current_host(), dry_run=dry_run, progress=say)
+    say(f"-----> {len(gone)} review apps {'would be ' if dry_run else ''}removed")
 
 
 @click.command("report")

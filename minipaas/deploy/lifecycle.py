@@ -8,6 +8,7 @@ from collections.abc import Callable
 from minipaas.access import events
 from minipaas.adapters import engine, gitrepo, networks
 from minipaas.addons import containers as addon_containers
+from minipaas.addons import reviewdbs
 from minipaas.addons import roles as addon_roles
 from minipaas.build import buildcontext, cacheclear
 from minipaas.cluster import registrygc
@@ -59,6 +60,7 @@ def destroy(host: Host, name: str, progress: Callable[[str], None]) -> None:
     parent = reviews.parent(host, name)
     placement.for_host(host, name).remove_all(progress)
     proxy.remove_app(s, name)
+    reviewdbs.drop(host, name, progress)  # a review app's own databases, before its roles go
     addon_containers.leave_network_of(host, name)  # its services leave its network (their links go below)
     addon_roles.forget_app(host, name, progress)  # and its Postgres roles are dropped
     networks.remove(s.app_network(name))

@@ -3,14 +3,17 @@
 A push of `feature/login` to `hello` deploys the commit as the app `hello--feature-login` (state/
 reviews.py), served at `feature-login.hello.<domain>` (the parent's `review-url`), through the same
 build, health check and switch as any deploy (rollout.py). Its config and settings are the parent's
-with its own overrides, but a deployer's push gets no secret value (state/config.py); a deleted branch removes
-it entirely (lifecycle.destroy). At most `review-apps-limit` exist (a push of one more branch is refused before
-anything is made); of them, beyond `review-apps-max`, the least recently pushed are stopped until their next push.
+with its own overrides, but a deployer's push gets no secret value (state/config.py); a new one gets databases of
+its own in its parent's services (addons/reviewdbs.py, `review-apps-db`); a deleted branch removes it entirely
+(lifecycle.destroy), and so does the end of its lifetime (reviewexpiry.py). At most `review-apps-limit` exist (a
+push of one more branch is refused before anything is made); of them, beyond `review-apps-max`, the least
+recently pushed are stopped until their next push.
 """
 
 from __future__ import annotations
 
 from minipaas.addons import containers as addon_containers
+from minipaas.addons import reviewdbs
 from minipaas.build import builds
 from minipaas.deploy import addresspool, containers, lifecycle, rollout
 from minipaas.errors import Conflict
@@ -30,10 +33,12 @@ def deploy_branch(host: Host, parent: str, branch: str, sha: str, progress: Prog
     of its parent, from this push until the branch is deleted (state/config.py)."""
     review = reviews.find(host, parent, branch)
     name = review.name if review else _create(host, parent, branch, progress)
-    if by_deployer:
-        _withhold_secrets(host, parent, name, progress)
-    reviews.touch(host, name)
     try:
+        if review is None:  # its own databases in its parent's services (review-apps-db)
+            reviewdbs.provision(host, parent, name, progress, by_deployer=by_deployer)
+        if by_deployer:
+            _withhold_secrets(host, parent, name, progress)
+        reviews.touch(host, name)
         rollout.deploy_commit(host, name, sha, progress, options)
     except BaseException:
         if review is None:  # its first push was rejected: the branch is not there, nor is its review app
@@ -90,8 +95,11 @@ def _create(host: Host, parent: str, branch: str, progress: Progress) -> str:
 def _withhold_secrets(host: Host, parent: str, name: str, progress: Progress) -> None:
     """From a deployer's push on, the review app's code is a deployer's: it gets what that key may read."""
     newly = reviews.mark_deployer_pushed(host, name)
+    if newly:
+        reviewdbs.withhold(host, name, progress)  # its Redis databases: their URL holds the service's password
     for service in services.linked_to(host, parent):  # an admin's push made it, with them on its network
-        addon_containers.detach(host, service, name)
+        if not services.link_password(host, service.kind, service.name, name):  # but its own role's database
+            addon_containers.detach(host, service, name)
     if newly:
         progress(f"-----> {name} is a deployer's push: it gets no secret config and no service of {parent}")
 

@@ -1,7 +1,8 @@
 """An instance's systemd units (or cron job) on the host: one set per instance, never another's.
 
 Outside its home an instance has jobs the host runs for it: `ps:restore` after boot and after every start
-of the Docker engine, and every day the services' scheduled backups and the certificates' renewal. Each
+of the Docker engine, and every day the services' scheduled backups, the removal of review apps that outlived
+their branch (`review-apps:expire`) and the certificates' renewal. Each
 names the instance's MINIPAAS_HOME, and each instance has its own, named after it
 (Settings.host_files_name: `minipaas-restore.service` for the default instance,
 `minipaas-<instance>-restore.service` for another): a second instance's install neither replaces nor
@@ -63,7 +64,7 @@ WantedBy=multi-user.target docker.service
 """
     # The services' scheduled backups first: a failed one (`-`) does not hold the renewal back.
     renew = f"""[Unit]
-Description=minipaas ({home}): scheduled service backups, then renew Let's Encrypt certificates
+Description=minipaas ({home}): scheduled service backups, expired review apps, then renew Let's Encrypt certificates
 After=network-online.target nginx.service
 Wants=network-online.target
 
@@ -71,6 +72,7 @@ Wants=network-online.target
 Type=oneshot
 Environment=MINIPAAS_HOME={home}
 ExecStart=-{program} services:backup-due
+ExecStart=-{program} review-apps:expire
 ExecStart={program} letsencrypt:renew
 """
     timer = f"""[Unit]
@@ -93,10 +95,11 @@ def cron(settings: Settings, folder: Path | None = None, program: str = PROGRAM)
     home, name, folder = _home(settings), settings.host_files_name, folder or CRON_DIR
     spread = int(hashlib.sha256(home.encode()).hexdigest(), 16)
     log = f"/var/log/{name}-renew.log"
-    text = (f"# minipaas ({home}): scheduled service backups, then renew Let's Encrypt certificates daily\n"
+    text = (f"# minipaas ({home}): scheduled service backups, expired review apps, then renew Let's Encrypt "
+            "certificates daily\n"
             f"MINIPAAS_HOME={home}\n"
             f"{spread % 60} {spread // 60 % 24} * * * root {program} services:backup-due >>{log} 2>&1; "
-            f"{program} letsencrypt:renew >>{log} 2>&1\n")
+            f"{program} review-apps:expire >>{log} 2>&1; {program} letsencrypt:renew >>{log} 2>&1\n")
     return HostFile(folder / f"{name}-renew", text)
 
 

@@ -1,4 +1,5 @@
-"""Garbage collection: what old releases leave on disk, removed by a retention rule.
+"""Garbage collection: what old releases leave on disk, removed by a retention rule; and first (the `gc` command's,
+not the one after each deploy) the review apps that outlived their branch (deploy/reviewexpiry.py).
 
 The last `keep-releases` (default 5) releases that went live stay instantly rollback-able (their
 images and site directories are kept); older release images, exited containers, dangling images and
@@ -32,7 +33,7 @@ from minipaas.adapters import engine
 from minipaas.adapters.engine.labels import TASK_LABEL
 from minipaas.build import buildkit, cacheclear, dockerfiles, stacks
 from minipaas.cluster import membership, registrygc, releases
-from minipaas.deploy import containers
+from minipaas.deploy import containers, reviewexpiry
 from minipaas.routing import sites
 from minipaas.running import diskreport
 from minipaas.state import apps, cachemounts, releaselog
@@ -73,11 +74,17 @@ class Sizes:
 
 
 def collect(host: Host, *, dry_run: bool, only: str | None = None,
-            progress: Callable[[str], None] = lambda _: None) -> Freed:
+            progress: Callable[[str], None] = lambda _: None, review_apps: bool = False) -> Freed:
     """Remove (or, `dry_run`, name) what the retention rule drops. One gc of the instance at a time, so a dry
-    run names what the gc before it left."""
+    run names what the gc before it left. `review_apps` (the `gc` command's): the review apps that outlived
+    their branch go first (deploy/reviewexpiry.py), not in the gc that follows a deploy."""
     with gc_turn(host.settings, progress):
-        return _collect(host, dry_run=dry_run, only=only, progress=progress)
+        expired = []
+        if review_apps:
+            expired = reviewexpiry.expire(host, dry_run=dry_run, progress=progress, only=only)
+        freed = _collect(host, dry_run=dry_run, only=only, progress=progress)
+        freed.items[:0] = [f"review app {e.name} ({e.why})" for e in expired]
+        return freed
 
 
 def _collect(host: Host, *, dry_run: bool, only: str | None, progress: Callable[[str], None]) -> Freed:

@@ -137,6 +137,13 @@ SETTINGS: dict[str, AppSetting] = {
     "canary-steps": AppSetting("", lambda v: v == "" or canary_steps(v) is not None,
                                "the shares a canary goes through by itself, e.g. 10,50,100 (100: it promotes "
                                "itself), each after canary-interval if the guard holds (empty: manual)"),
+    "review-apps-ttl": AppSetting("7d", lambda v: ttl_seconds(v) is not None,
+                                  "a review app whose branch got no push for this long is destroyed by the daily "
+                                  "timer and gc, e.g. 12h, 7d, 30d (1h to 365d; 0: never)"),
+    "review-apps-db": AppSetting("empty", lambda v: v in ("copy", "empty", "shared"),
+                                 "a new review app's database in the app's linked Postgres (and Redis): empty (its "
+                                 "own, migrated by the release command), copy (its own, with the app's data at its "
+                                 "creation) or shared (the app's own URL)"),
     "canary-interval": AppSetting("2m", lambda v: duration_seconds(v) is not None,
                                   "how long each canary step lasts, e.g. 90s, 2m, 1h (10s to 24h)"),
     "canary-min-requests": AppSetting("200", _int_between(1, 10_000_000),
@@ -157,17 +164,33 @@ def canary_steps(value: str) -> tuple[int, ...] | None:
     return steps
 
 
-def duration_seconds(value: str) -> int | None:
-    """`90s`, `2m`, `1h` (or plain seconds) → seconds, 10 s to 24 h; None if it is not that."""
-    found = re.fullmatch(r"([0-9]{1,6})([smh]?)", value.strip())
+_UNIT_SECONDS = {"": 1, "s": 1, "m": 60, "h": 3600, "d": 86_400}
+
+
+def _seconds_between(value: str, low: int, high: int, units: str = "smh") -> int | None:
+    """`90s`, `2m`, `1h` (`7d` where `units` has d; or plain seconds) → seconds, `low` to `high`; None if it is
+    not that."""
+    found = re.fullmatch(rf"([0-9]{{1,6}})([{units}]?)", value.strip())
     if not found:
         return None
-    seconds = int(found[1]) * {"": 1, "s": 1, "m": 60, "h": 3600}[found[2]]
-    return seconds if 10 <= seconds <= 86_400 else None
+    seconds = int(found[1]) * _UNIT_SECONDS[found[2]]
+    return seconds if low <= seconds <= high else None
+
+
+def duration_seconds(value: str) -> int | None:
+    """`90s`, `2m`, `1h` (or plain seconds) → seconds, 10 s to 24 h; None if it is not that."""
+    return _seconds_between(value, 10, 86_400)
+
+
+def ttl_seconds(value: str) -> int | None:
+    """A lifetime (`review-apps-ttl`): `12h`, `7d`... → seconds, 1 h to 365 d; `0` → 0 (never); None if it is
+    not that. Less than an hour would destroy a review app between two pushes of a working day."""
+    return 0 if value.strip() == "0" else _seconds_between(value, 3600, 365 * 86_400, "smhd")
 
 
 # Settings of the app itself, not inherited by its review apps (a review app's own value is ignored).
-PARENT_ONLY = frozenset({"deploy-branch", "review-apps", "review-apps-max", "review-apps-limit", "review-url"})
+PARENT_ONLY = frozenset({"deploy-branch", "review-apps", "review-apps-max", "review-apps-limit", "review-url",
+                         "review-apps-ttl", "review-apps-db"})
 
 
 REVIEW_URL_FIELDS = frozenset({"slug", "app", "domain"})

@@ -4,7 +4,8 @@ A value is secret when an admin set it with `config:set --secret` (a service lin
 value stored before secrets were marked, migration 11). A deployer's `config` shows the others' values and
 `<hidden>` for the secret ones. A review app receives its parent's values with its own overrides winning, except
 once a deployer pushed its branch: from then on it receives no secret value at all (neither its parent's nor its
-own), so that the code a deployer wrote reads exactly what that deployer's key may read (docs/security.md).
+own), so that the code a deployer wrote reads exactly what that deployer's key may read (docs/security.md); but the
+URLs of its own databases (addons/reviewdbs.py: its own role, nothing of the parent's).
 """
 
 from __future__ import annotations
@@ -25,9 +26,11 @@ class Value:
 
 def entries(host: Host, app: str) -> dict[str, Value]:
     """What the app's containers get, with each value's mark (sorted by key)."""
-    merged = {**_parent_entries(host, app), **own_entries(host, app)}
+    own = own_entries(host, app)
+    merged = {**_parent_entries(host, app), **own}
     if not receives_secrets(host, app):
-        merged = {key: entry for key, entry in merged.items() if not entry.secret}
+        kept = _own_role_keys(host, app) & set(own)  # its own databases' URLs (addons/reviewdbs.py): its own role
+        merged = {key: entry for key, entry in merged.items() if not entry.secret or key in kept}
     return dict(sorted(merged.items()))
 
 
@@ -40,8 +43,10 @@ def withheld(host: Host, app: str) -> list[str]:
     """The secret keys a review app a deployer pushed does not get (its parent's and its own)."""
     if receives_secrets(host, app):
         return []
-    every = {**_parent_entries(host, app), **own_entries(host, app)}
-    return sorted(key for key, entry in every.items() if entry.secret)
+    own = own_entries(host, app)
+    every = {**_parent_entries(host, app), **own}
+    kept = _own_role_keys(host, app) & set(own)
+    return sorted(key for key, entry in every.items() if entry.secret and key not in kept)
 
 
 def receives_secrets(host: Host, app: str) -> bool:
@@ -89,6 +94,13 @@ def set_many(host: Host, app: str, values: dict[str, str], *, secret: bool | Non
 def _link_keys(host: Host, app: str) -> set[str]:
     """The keys the app's service links set (their values hold the service's password)."""
     return {row["env_key"] for row in host.db.execute("SELECT env_key FROM service_links WHERE app = ?", (app,))}
+
+
+def _own_role_keys(host: Host, app: str) -> set[str]:
+    """The keys of the app's links that log in with a credential of its own (a Postgres role's password), which
+    holds nothing of another app's: a Redis link's URL holds the service's one password."""
+    return {row["env_key"] for row in host.db.execute("SELECT env_key FROM service_links WHERE app = ? "
+                                                       "AND password <> ''", (app,))}
 
 
 def unset_many(host: Host, app: str, keys: list[str]) -> bool:

@@ -22,23 +22,35 @@ class Review:
     parent: str
     branch: str
     pushed_at: float | None
+    created_at: float = 0.0
+
+    @property
+    def last_push(self) -> float:
+        """When its branch was last pushed as minipaas saw it (`touch` at every push; its creation before)."""
+        return self.pushed_at if self.pushed_at is not None else self.created_at
 
 
 def _review(row: object) -> Review:
-    return Review(row["name"], row["parent"], row["branch"], row["pushed_at"])  # type: ignore[index]
+    return Review(row["name"], row["parent"], row["branch"], row["pushed_at"], row["created_at"])  # type: ignore[index]
 
 
 def of(host: Host, parent: str) -> list[Review]:
     """The app's review apps, the most recently pushed first."""
-    rows = host.db.execute("SELECT name, parent, branch, pushed_at FROM apps WHERE parent = ? "
+    rows = host.db.execute("SELECT name, parent, branch, pushed_at, created_at FROM apps WHERE parent = ? "
                            "ORDER BY coalesce(pushed_at, created_at) DESC, name", (parent,))
     return [_review(row) for row in rows]
 
 
 def find(host: Host, parent: str, branch: str) -> Review | None:
-    row = host.db.execute("SELECT name, parent, branch, pushed_at FROM apps WHERE parent = ? AND branch = ?",
-                          (parent, branch)).fetchone()
+    row = host.db.execute("SELECT name, parent, branch, pushed_at, created_at FROM apps "
+                          "WHERE parent = ? AND branch = ?", (parent, branch)).fetchone()
     return _review(row) if row else None
+
+
+def parents(host: Host) -> list[str]:
+    """The apps that have review apps."""
+    return [row["parent"] for row in host.db.execute("SELECT DISTINCT parent FROM apps WHERE parent IS NOT NULL "
+                                                     "ORDER BY parent")]
 
 
 def parent(host: Host, name: str) -> str | None:

@@ -101,16 +101,51 @@ def app_role(app: str) -> str:
     return role
 
 
-def url(kind: Kind, name: str, password: str, app: str = "") -> str:
-    """What a linked app's `DATABASE_URL` / `REDIS_URL` says: for Postgres, the app's own role (its password)."""
+def url(kind: Kind, name: str, password: str, app: str = "", *, db: str = "", number: int = 0) -> str:
+    """What a linked app's `DATABASE_URL` / `REDIS_URL` says: for Postgres, the app's own role (its password) and
+    the service's database (or a review app's own, `db`); for Redis, the database `number` (0: none said)."""
     if kind.name == "postgres" and not app:
         raise ValueError("a Postgres URL names the app whose role it is")
     secret = urllib.parse.quote(password, safe="")
     host = alias(kind.name, name)
     if kind.name == "postgres":
         return (f"{kind.scheme}://{app_role(app)}:{secret}@{host}:{kind.port}/"
-                f"{urllib.parse.quote(database(name))}")
-    return f"{kind.scheme}://:{secret}@{host}:{kind.port}"
+                f"{urllib.parse.quote(db or database(name))}")
+    return f"{kind.scheme}://:{secret}@{host}:{kind.port}" + (f"/{number}" if number else "")
+
+
+# A review app's own database, in its parent's Postgres service: `<db>_<slug>`, within Postgres' 63 bytes.
+# Review apps' login roles are members of this group role (and of nothing else): pg_hba.conf lets its members
+# in by password to any database, where CONNECT (each review database's owner's alone) decides.
+REVIEW_GROUP = "review_apps"
+REDIS_DATABASES = 16  # redis.conf's default `databases`: 0 is the linked apps', 1 to 15 review apps'
+
+
+def review_database(service: str, slug: str, *, distinct: str = "") -> str:
+    """`<db>_<slug>`; when that is longer than 63 bytes, or `distinct` (another parent's review app of the same
+    slug has it: the review app's name), cut and ended with a hash of the whole (and of `distinct`)."""
+    plain = f"{database(service)}_{slug}"
+    if len(plain) <= _ROLE_MAX and not distinct:
+        return plain
+    digest = hashlib.sha256(f"{plain}\0{distinct}".encode()).hexdigest()[:8]
+    return f"{plain[:_ROLE_MAX - 9].rstrip('-_')}_{digest}"
+
+
+def url_database(value: str) -> str | None:
+    """The database a Postgres URL names (a review app's own, read back from its config); None: none."""
+    path = urllib.parse.urlsplit(value).path.lstrip("/")
+    return urllib.parse.unquote(path) or None
+
+
+def url_number(value: str) -> int:
+    """The Redis database a URL names (0 when it names none)."""
+    path = urllib.parse.urlsplit(value).path.lstrip("/")
+    return int(path) if path.isdigit() else 0
+
+
+def free_redis_number(used: set[int]) -> int | None:
+    """The lowest Redis database no review app of the service has (1 to 15); None: all 16 are taken."""
+    return next((n for n in range(1, REDIS_DATABASES) if n not in used), None)
 
 
 def new_password() -> str:
@@ -173,6 +208,13 @@ def delete(host: Host, kind: str, name: str) -> None:
 
 
 # -- links ---------------------------------------------------------------------------------
+
+def linked_services(host: Host, app: str) -> list[Service]:
+    """The services an app itself is linked to (not through its parent)."""
+    rows = host.db.execute("SELECT s.* FROM services s JOIN service_links l ON l.kind = s.kind AND l.name = s.name "
+                           "WHERE l.app = ? ORDER BY s.kind, s.name", (app,))
+    return [_service(row) for row in rows]
+
 
 def links(host: Host, kind: str, name: str) -> list[str]:
     rows = host.db.execute("SELECT app FROM service_links WHERE kind = ? AND name = ? ORDER BY app", (kind, name))

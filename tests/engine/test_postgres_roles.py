@@ -20,49 +20,15 @@ import pytest
 
 from tests.helpers.addons import _service_images, count, wait_for, write
 from tests.helpers.host import APPS, ROOT, Paas, docker
+from tests.helpers.postgres import DENIED, database_url, ok, refused, sql, superuser_sql, with_user
 
 SERVICES_APP = APPS / "services-app"
 BEFORE_ROLES = "e5510ef"  # the last version whose links gave apps the superuser's URL
 SERVER_ROLES = ("pg_execute_server_program", "pg_read_server_files", "pg_write_server_files")
-DENIED = "42501"  # insufficient_privilege
 REJECTED = "28000"  # invalid_authorization_specification: pg_hba.conf has no line for it, or rejects it
 BAD_PASSWORD = "28P01"
 
 __all__ = ["_service_images"]  # the module fixture that builds the service images once
-
-
-def sql(paas: Paas, app: str, *statements: str, url: str = "") -> list[dict[str, object]]:
-    """Each statement in a session of its own, from a one-off container of the app (its image, its config)."""
-    result = paas.run("run", app, "--", "/usr/local/bin/node", "sql.js", *(["--url", url] if url else []),
-                      *statements)
-    answers = [json.loads(line) for line in result.stdout.splitlines() if line.startswith("{")]
-    assert len(answers) == len(statements), result.stdout + result.stderr
-    return answers
-
-
-def ok(answer: dict[str, object]) -> list[dict[str, object]]:
-    assert answer["ok"] is True, answer
-    return answer["rows"]  # type: ignore[return-value]
-
-
-def refused(answer: dict[str, object], code: str) -> str:
-    assert answer["ok"] is False and answer["code"] == code, answer
-    return str(answer["error"])
-
-
-def database_url(paas: Paas, app: str) -> urllib.parse.SplitResult:
-    return urllib.parse.urlsplit(paas.run("config:get", app, "DATABASE_URL").stdout.strip())
-
-
-def with_user(url: urllib.parse.SplitResult, user: str, password: str, database: str = "") -> str:
-    netloc = f"{user}:{urllib.parse.quote(password, safe='')}@{url.hostname}:{url.port}"
-    return urllib.parse.urlunsplit((url.scheme, netloc, f"/{database}" if database else url.path, "", ""))
-
-
-def superuser_sql(paas: Paas, service: str, statement: str) -> str:
-    """What the superuser sees, inside the service's container (postgres:connect --superuser): the rows."""
-    out = paas.run("postgres:connect", service, "--superuser", input=f"\\pset tuples_only on\n{statement}\n").stdout
-    return "\n".join(line for line in out.splitlines() if line.strip() and not line.startswith("Tuples only"))
 
 
 def test_an_apps_role_owns_its_data_and_nothing_more(paas: Paas) -> None:

@@ -110,7 +110,7 @@ def test_a_deployers_review_app_gets_only_what_that_key_may_read(paas: Paas, ssh
     commit(checkout, "an admin's branch")
     by_admin = push(paas, sshd, checkout, "alice", ref="admin-branch")
     assert f"SECRET={SECRET}" in by_admin.stderr, by_admin.stderr
-    assert env_of(paas, f"admin-branch.{app}.paas.test")["REDIS_URL"] == redis_url
+    assert env_of(paas, f"admin-branch.{app}.paas.test")["REDIS_URL"] == f"{redis_url}/1"  # its own (review-apps-db)
     assert on_network(paas, f"{app}--admin-branch", "redis")
     # ...until a deployer pushes that branch: from then on, what the deployer may read, and no Redis.
     commit_file.write_text("the deployer's now\n")

@@ -104,6 +104,7 @@ def test_review_apps_reach_their_parents_service(paas: Paas) -> None:
     app, checkout = paas.deploy(SERVICES_APP, prefix="rev")
     paas.run("postgres:create", "shared")
     paas.run("postgres:link", "shared", app)
+    paas.run("settings:set", app, "review-apps-db", "shared")  # the parent's URL (the default: one of its own)
     write(paas, app)
     subprocess.run(["git", "checkout", "-q", "-b", "feature"], cwd=checkout, check=True)
     paas.push(checkout, "feature")

@@ -199,6 +199,8 @@ def test_pg_hba_lets_apps_in_by_scram_and_the_superuser_only_inside() -> None:
         ["local", "all", "postgres,owner", "peer", "map=minipaas"],
         ["host", "all", "postgres,owner", "all", "reject"],
         ["host", '"all"', "+owner", "all", "scram-sha-256"],  # the database named all, not every database
+        # review apps' roles: to the one database whose CONNECT they have, their own (PUBLIC has it on none)
+        ["host", "all", "+review_apps", "all", "scram-sha-256"],
     ]
     assert "trust" not in text and "md5" not in text and "replication" not in text
     assert pgroles.ident_map().split("\n")[2:4] == ["minipaas  postgres  postgres", "minipaas  postgres  owner"]

@@ -17,6 +17,7 @@ function redis(args) {
   const url = new URL(process.env.REDIS_URL);
   const commands = [];
   if (url.password) commands.push(["AUTH", decodeURIComponent(url.password)]);
+  if (url.pathname.length > 1) commands.push(["SELECT", url.pathname.slice(1)]);  // a review app's own database
   commands.push(args);
   const wire = commands.map((c) => `*${c.length}\r\n` + c.map((a) => `$${Buffer.byteLength(String(a))}\r\n${a}\r\n`).join("")).join("");
   return new Promise((resolve, reject) => {
