@@ -11,15 +11,14 @@ them), `resume` (run and route them again; False when they are gone and a rollou
 (in place; None when only a rollout at the new count can do it: a Swarm picks the tasks it stops itself, and stops
 them before nginx could stop sending them requests).
 
-What `ps` and `logs` show (`status`, `logs`: running/listing.py) and what a crashed deploy left (`remove_strays`,
-for `retirement.reconcile`) are asked of the chosen one too.
+What a crashed deploy left (`remove_strays`, for `retirement.reconcile`) is asked of the chosen one too; what `ps`
+and `logs` show is running/'s (processes.py picks the listing by `WHAT`).
 """
 
 from __future__ import annotations
 
 import collections
 import time
-from collections.abc import Iterator
 from dataclasses import dataclass, field
 from typing import ClassVar
 
@@ -30,11 +29,11 @@ from minipaas.deploy import containers, formation, taskcheck
 from minipaas.deploy.bringup import Split, bring_up
 from minipaas.progress import Progress
 from minipaas.routing import proxy
-from minipaas.running import listing, logcursor
 from minipaas.source import procfile
 from minipaas.source.commit import Commit
-from minipaas.state import releaselog
+from minipaas.state import apps, releaselog
 from minipaas.state.host import Host
+from minipaas.state.locks import app_lock
 
 Retiring = list[tuple[str, str]]  # (retirement id, name): what retires after the drain delay
 SERVICE_PREFIX = "service:"  # a retirement of a Swarm service, not of a container: `service:minipaas-hello-web-7`
@@ -91,6 +90,11 @@ class Containers:
                  timed=True, split=split)
         return collections.Counter(c.labels[engine.PROCESS_LABEL] for c in self.started)
 
+    def web_targets(self, number: int) -> dict[str, str]:
+        """The release's running web containers, as the route names them (address → container id)."""
+        return {f"{c.ip}:{containers.container_port(c)}": c.id for c in containers.web_containers(self.host, self.app)
+                if c.labels.get(engine.RELEASE_LABEL) == str(number) and c.status == "running" and c.ip}
+
     def parts(self) -> list[tuple[str, str, str]]:
         """Every container of the app: (retirement id, name, release), what a canary's promotion or abort retires."""
         return [(c.id, c.name, c.labels.get(engine.RELEASE_LABEL, ""))
@@ -111,15 +115,6 @@ class Containers:
     def remove_all(self, progress: Progress) -> None:
         """Every container of the app, whatever its release (`apps:destroy`)."""
         _remove_containers(self.host, self.app, progress)
-
-    def status(self) -> list[listing.Row]:
-        return listing.container_rows(self.host, self.app)
-
-    def logs(self, *, lines: int, follow: bool) -> Iterator[bytes]:
-        return listing.container_logs(self.host, self.app, lines=lines, follow=follow)
-
-    def stamped_logs(self, cursor: logcursor.Cursor, *, lines: int, follow: bool) -> Iterator[listing.Stamped]:
-        return listing.stamped_container_logs(self.host, self.app, cursor=cursor, lines=lines, follow=follow)
 
     def remove_strays(self, live: int | None, retiring: set[str], canary: int | None = None) -> list[str]:
         """What a crashed deploy left: containers neither of the live release (nor of its `canary`) nor retiring. A
@@ -241,6 +236,11 @@ class Services:
         taskcheck.route(self.host, self.app, self.registry, number=number, commit=commit, wanted=wanted,
                         progress=progress, known=known, ignore=ignore, split=split, alongside=alongside)
 
+    def web_targets(self, number: int) -> dict[str, str]:
+        """The release's web service's running tasks, as the route names them (address → task id)."""
+        name = releases.service_name(self.host.settings, self.app, formation.WEB, number)
+        return releases.task_addresses(name, known=proxy.routed_tasks(self.host.settings, self.app))
+
     def parts(self) -> list[tuple[str, str, str]]:
         """Every service of the app and its plain containers: (retirement id, name, release)."""
         services = releases.app_services(self.host.settings, self.app)
@@ -262,15 +262,6 @@ class Services:
         for name in releases.remove_app(self.host.settings, self.app):
             progress(f"removed service {name}")
         _remove_containers(self.host, self.app, progress)
-
-    def status(self) -> list[listing.Row]:
-        return listing.task_rows(self.host, self.app)
-
-    def logs(self, *, lines: int, follow: bool) -> Iterator[bytes]:
-        return listing.task_logs(self.host, self.app, lines=lines, follow=follow)
-
-    def stamped_logs(self, cursor: logcursor.Cursor, *, lines: int, follow: bool) -> Iterator[listing.Stamped]:
-        return listing.stamped_task_logs(self.host, self.app, cursor=cursor, lines=lines, follow=follow)
 
     def remove_strays(self, live: int | None, retiring: set[str], canary: int | None = None) -> list[str]:
         """What a crashed deploy left: services neither of the live release (nor of its canary) nor retiring,
@@ -383,6 +374,14 @@ def for_host(host: Host, app: str) -> Placement:
     """Services when this host made a cluster (`cluster:init`), else containers."""
     registry = membership.registry_address(host.settings)
     return Services(host, app, registry) if registry else Containers(host, app)
+
+
+def stop(host: Host, app: str, progress: Progress) -> None:
+    """`ps:stop`, and a review app beyond review-apps-max: the app's processes stopped (unrouted first), and kept
+    stopped until `ps:start` or its next release."""
+    with app_lock(host.settings, app, progress):
+        for_host(host, app).stop(progress)  # containers here, or the services' tasks in a cluster
+        apps.set_stopped(host, app, True)
 
 
 def remove_retired(target: str) -> None:

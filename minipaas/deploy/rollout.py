@@ -17,10 +17,9 @@ from minipaas.deploy import canary, containers, formation, placement, retirement
 from minipaas.errors import BuildFailed, DeployFailed, MinipaasError, NotFound, TestsFailed
 from minipaas.progress import Progress, Recorder
 from minipaas.routing import domains, proxy, sites
-from minipaas.running import watcher
 from minipaas.source import starthints
 from minipaas.source.commit import Commit
-from minipaas.state import apps, config, releaselog, store
+from minipaas.state import apps, config, daemons, releaselog, store
 from minipaas.state.host import Host
 from minipaas.state.locks import app_lock
 from minipaas.state.releaselog import Kind, Release, Serving, Status
@@ -105,7 +104,7 @@ def roll_out(host: Host, app: str, *, kind: Kind, sha: str, image: str, buildpac
     s = host.settings
     where = where or placement.for_host(host, app)  # containers here, or Swarm services in a cluster
     proxy.ensure_running(s)
-    watcher.ensure_running(s)
+    daemons.ensure_watcher(s)
     retirement.reconcile(host, app)
     canary.replace(host, app, progress, by=f"a new release ({kind})")
     split = canary.split_for(host, app, canary_plan, progress) if canary_plan else None

@@ -1,7 +1,8 @@
 """The home's long-lived processes (the watcher, the dashboard): each started as `minipaas COMMAND` in a session
 of its own (it outlives the ssh command or hook that started it), its output in the home's logs, and found again
 by its pid file, checked to run that command for this home (a pid the kernel gave to another process since is
-not taken for it).
+not taken for it). Below the deploy path, which makes sure the watcher runs (`ensure_watcher`) before a release
+is rolled out; the watcher itself is running/watcher.py's.
 """
 
 from __future__ import annotations
@@ -52,3 +53,12 @@ class Daemon:
 
     def start(self, settings: Settings) -> None:
         spawn(settings, self.command, log=self.name)
+
+
+WATCHER = Daemon("watch", "watch")  # `minipaas watch`: running/watcher.py
+
+
+def ensure_watcher(settings: Settings) -> None:
+    """Start the watcher of this home unless it runs."""
+    if WATCHER.running(settings) is None:
+        WATCHER.start(settings)
