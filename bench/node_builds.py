@@ -190,6 +190,7 @@ def lockfile_builds(host: BenchHost, n: int, results: Results, into: dict[str, l
                     registry: SlowRegistry | None = None) -> None:
     from minipaas.build import buildpacks, builds
     from minipaas.errors import BuildFailed
+    from minipaas.source.commit import read_commit
     from minipaas.state import settings as settings_mod
 
     host.env["MINIPAAS_BUILDER"] = "buildkit"
@@ -219,7 +220,8 @@ def lockfile_builds(host: BenchHost, n: int, results: Results, into: dict[str, l
             timed.clear()
             try:
                 with mock.patch.object(buildpacks, "render", render):
-                    built = builds.build(settings, app, release + 10 * attempt, builds.inspect(settings, app, sha),
+                    read = read_commit(settings.repo_path(app), sha)
+                    built = builds.build(settings, app, release + 10 * attempt, builds.inspect(settings, app, read),
                                          lambda line: timed.append((time.monotonic(), line.strip())))
                 break
             except BuildFailed as failed:  # see push_retrying

@@ -2,7 +2,8 @@
 every service back before the apps (`ps:restore`).
 
 Linking sets the service's URL (`DATABASE_URL`, `REDIS_URL`) in the app's config through the same path
-as `config:set` (rollout.change_config: a new release with it, zero downtime, undone when it fails);
+as `config:set` (rollout.change_config: a new release with it, zero downtime, undone when it fails; the
+commands pass the deploy path's releases down as `releases`, roles.Releases);
 unlinking removes it the same way. A Postgres link gives the app a role of its own (pgaccess.py), which
 its URL names and unlinking drops. The containers and networks are containers.py's, the roles
 roles.py's and pgaccess.py's, the backups backups.py's, the records state/services.py's.
@@ -14,7 +15,6 @@ import contextlib
 import shutil
 
 from minipaas.addons import containers, pgaccess, roles
-from minipaas.deploy import rollout
 from minipaas.errors import Conflict, MinipaasError
 from minipaas.progress import Progress
 from minipaas.state import apps, config, services
@@ -28,13 +28,15 @@ def folder(host: Host, service: Service) -> str:
     return str(host.settings.layout.services_dir / service.kind / service.name)
 
 
-def create(host: Host, kind: str, name: str, version: str, progress: Progress) -> Service:
+def create(host: Host, kind: str, name: str, version: str, progress: Progress, *,
+           releases: roles.Releases) -> Service:
     spec = services.kind_of(kind)
     service = services.insert(host, spec, name, version)
     try:
         containers.ensure_running(host, service, progress)
         if kind == "postgres":
-            roles.secure(host, service, progress)  # the owner role, pg_hba.conf (no links: no problems)
+            # the owner role, pg_hba.conf (no links: no problems)
+            roles.secure(host, service, progress, releases=releases)
     except BaseException:
         # Nothing half-made: a service is there with its container and volume, or not at all.
         containers.remove(host, service)
@@ -45,7 +47,7 @@ def create(host: Host, kind: str, name: str, version: str, progress: Progress) -
     return service
 
 
-def link(host: Host, kind: str, name: str, app: str, progress: Progress) -> None:
+def link(host: Host, kind: str, name: str, app: str, progress: Progress, *, releases: roles.Releases) -> None:
     service = services.require(host, kind, name)
     apps.require(host, app)
     if parent_of(app) is not None:
@@ -60,7 +62,7 @@ def link(host: Host, kind: str, name: str, app: str, progress: Progress) -> None
     postgres = kind == "postgres"
     if postgres:
         # An earlier version's links of this service are upgraded first (their apps had the superuser).
-        for problem in roles.secure(host, service, progress):
+        for problem in roles.secure(host, service, progress, releases=releases):
             progress(f" !     {problem}")
     password = services.new_password() if postgres else ""
     services.add_link(host, kind, name, app, key, password)
@@ -73,8 +75,8 @@ def link(host: Host, kind: str, name: str, app: str, progress: Progress) -> None
                      "service's data and nothing more")
         value = services.url(service.spec, name, password or service.password, app)
         progress(f"-----> Linking {kind} service {name} to {app} as {key}")
-        rollout.change_config(host, app, lambda: config.set_many(host, app, {key: value}, secret=True),
-                              progress)
+        releases.change_config(host, app, lambda: config.set_many(host, app, {key: value}, secret=True),
+                               progress)
     except BaseException:
         if postgres:
             with contextlib.suppress(MinipaasError):
@@ -84,7 +86,8 @@ def link(host: Host, kind: str, name: str, app: str, progress: Progress) -> None
     progress(f"-----> {app} has {key}")
 
 
-def unlink(host: Host, kind: str, name: str, app: str, progress: Progress, *, secure_after: bool = True) -> None:
+def unlink(host: Host, kind: str, name: str, app: str, progress: Progress, *, releases: roles.Releases,
+           secure_after: bool = True) -> None:
     """The URL out of the app's config (rolled out), then its role dropped with its sessions (Postgres).
     Unlinking an earlier version's link (its app had the superuser's URL) secures the service after."""
     service = services.require(host, kind, name)
@@ -94,13 +97,13 @@ def unlink(host: Host, kind: str, name: str, app: str, progress: Progress, *, se
         raise Conflict(f"{kind} service {name} is not linked to {app}")
     had_superuser = kind == "postgres" and not services.link_password(host, kind, name, app)
     progress(f"-----> Unlinking {kind} service {name} from {app}")
-    rollout.change_config(host, app, lambda: config.unset_many(host, app, [key]), progress)
+    releases.change_config(host, app, lambda: config.unset_many(host, app, [key]), progress)
     if kind == "postgres":
         pgaccess.remove_app(containers.ensure_running(host, service, progress).id, service, app)
     _forget_link(host, service, app)
     progress(f"-----> {app} no longer has {key}")
     if had_superuser and secure_after:
-        for problem in roles.secure(host, service, progress):
+        for problem in roles.secure(host, service, progress, releases=releases):
             progress(f" !     {problem}")
 
 
@@ -114,7 +117,7 @@ def _forget_link(host: Host, service: Service, app: str) -> None:
             containers.detach(host, service, other)
 
 
-def destroy(host: Host, kind: str, name: str, *, force: bool, progress: Progress) -> None:
+def destroy(host: Host, kind: str, name: str, *, force: bool, progress: Progress, releases: roles.Releases) -> None:
     """The service, its data and backups; refused while apps are linked, unless `force` unlinks them first."""
     service = services.require(host, kind, name)
     linked = services.links(host, kind, name)
@@ -122,7 +125,8 @@ def destroy(host: Host, kind: str, name: str, *, force: bool, progress: Progress
         raise Conflict(f"{kind} service {name} is linked to {', '.join(linked)}; unlink it, or destroy with --force "
                        "(which unlinks first)")
     for app in linked:
-        unlink(host, kind, name, app, progress, secure_after=False)  # its roles go with its data below
+        # its roles go with its data below
+        unlink(host, kind, name, app, progress, releases=releases, secure_after=False)
     containers.remove(host, service)
     shutil.rmtree(folder(host, service), ignore_errors=True)
     services.delete(host, kind, name)

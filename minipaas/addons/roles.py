@@ -13,8 +13,10 @@ the superuser is taken away whatever a release does.
 
 from __future__ import annotations
 
+from collections.abc import Callable
+from typing import Protocol
+
 from minipaas.addons import containers, pgaccess
-from minipaas.deploy import rollout
 from minipaas.errors import MinipaasError
 from minipaas.progress import Progress
 from minipaas.state import apps, config, releaselog, reviews
@@ -24,7 +26,17 @@ from minipaas.state.releaselog import Serving
 from minipaas.state.services import Service
 
 
-def secure(host: Host, service: Service, progress: Progress) -> list[str]:
+class Releases(Protocol):
+    """The deploy path's releases (deploy/rollout.py, which the commands pass down: addons/ is below deploy/, which
+    attaches an app's addons to its network): an app's config changed and rolled out, an app restarted."""
+
+    def change_config(self, host: Host, app: str, change: Callable[[], bool], progress: Progress, *,
+                      restart: bool = True) -> object: ...
+
+    def restart(self, host: Host, app: str, progress: Progress) -> object: ...
+
+
+def secure(host: Host, service: Service, progress: Progress, *, releases: Releases) -> list[str]:
     """The service's roles and login rules as they must be, its earlier links upgraded first; returns what
     could not be done as one line each (the rest is done)."""
     container = containers.ensure_running(host, service, progress).id
@@ -36,7 +48,7 @@ def secure(host: Host, service: Service, progress: Progress) -> list[str]:
                  "(an earlier version gave them the superuser)")
         pgaccess.adopt(container, service)
         for app in legacy:
-            problems += _upgrade_link(host, service, container, app, progress)
+            problems += _upgrade_link(host, service, container, app, progress, releases)
         pgaccess.adopt(container, service)  # what the old containers made meanwhile, as the superuser
         for stranger in pgaccess.strangers(container, service):
             problems.append(f"{stranger} was not made by minipaas (an app that had the superuser may have made "
@@ -47,7 +59,8 @@ def secure(host: Host, service: Service, progress: Progress) -> list[str]:
     return problems
 
 
-def _upgrade_link(host: Host, service: Service, container: str, app: str, progress: Progress) -> list[str]:
+def _upgrade_link(host: Host, service: Service, container: str, app: str, progress: Progress,
+                  releases: Releases) -> list[str]:
     """One app of an earlier link: its own role, its URL rewritten and rolled out (its review apps too)."""
     password = records.new_password()
     pgaccess.add_app(container, service, app, password)
@@ -55,7 +68,7 @@ def _upgrade_link(host: Host, service: Service, container: str, app: str, progre
     value = records.url(service.spec, service.name, password, app)
     problems = []
     try:
-        rollout.change_config(host, app, lambda: config.set_many(host, app, {key: value}), progress,
+        releases.change_config(host, app, lambda: config.set_many(host, app, {key: value}), progress,
                               restart=not apps.is_stopped(host, app))
     except MinipaasError as exc:
         config.set_many(host, app, {key: value})  # stored all the same: the old URL stops working below
@@ -67,19 +80,19 @@ def _upgrade_link(host: Host, service: Service, container: str, app: str, progre
         if live is None or live.serving == Serving.STATIC or apps.is_stopped(host, review.name):
             continue
         try:
-            rollout.restart(host, review.name, progress)
+            releases.restart(host, review.name, progress)
         except MinipaasError as exc:
             problems.append(f"review app {review.name} did not restart with the new {key} ({exc})")
     return problems
 
 
-def upgrade_all(host: Host, progress: Progress) -> list[str]:
+def upgrade_all(host: Host, progress: Progress, *, releases: Releases) -> list[str]:
     """`minipaas init`: every Postgres service secured, its earlier links upgraded, the roles of apps no
     longer linked (destroyed while the service was down) dropped. Returns the problems, one line each."""
     problems = []
     for service in records.all_of(host, "postgres"):
         try:
-            problems += secure(host, service, progress)
+            problems += secure(host, service, progress, releases=releases)
             container = containers.ensure_running(host, service, progress).id
             linked = {records.app_role(app) for app in records.links(host, service.kind, service.name)}
             for role in pgaccess.app_roles(container, service):

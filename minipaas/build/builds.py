@@ -28,7 +28,8 @@ from minipaas.build import buildlog, buildoutput, buildpacks, dockerfiles, stack
 from minipaas.build.builderchoice import builder
 from minipaas.build.builders import VENDORED, Context, run_builder
 from minipaas.errors import BuildFailed, Conflict, TestsFailed
-from minipaas.source import dockerfile_policy, nodeinstall, nodeversions, packagejson, presets, procfile, teststage
+from minipaas.source import dockerfile_policy, nodeinstall, nodeversions, packagejson, presets, teststage
+from minipaas.source.commit import Commit
 from minipaas.state import apps, cachemounts, config
 from minipaas.state.host import Host
 from minipaas.state.names import image_patterns, parent_of
@@ -103,13 +104,12 @@ class Build:
     tests_seconds: float | None = None  # how long they ran (None: they did not run now; cached when passed)
 
 
-def inspect(host: Host, app: str, sha: str) -> Source:
-    """Read the commit's files, package.json and Procfile, and pick its buildpack (and framework preset)."""
+def inspect(host: Host, app: str, commit: Commit) -> Source:
+    """Pick the commit's buildpack (and framework preset) from what was read of it (source/commit.py), and what its
+    template needs: the Node.js version, the package manager, app.json's test command."""
     settings = host.settings
     repo = settings.repo_path(app)
-    paths = frozenset(gitrepo.all_files(repo, sha))
-    package = packagejson.parse(gitrepo.read_file(repo, sha, "package.json") if "package.json" in paths else None)
-    procs = procfile.parse(gitrepo.read_file(repo, sha, "Procfile") or b"") if "Procfile" in paths else {}
+    sha, paths, package, procs = commit.sha, commit.paths, commit.package, commit.procs
     source = classify(sha, paths, package, procs, packs=buildpacks.load_all(settings.buildpacks_dir),
                       known_presets=presets.load_all(settings.buildpacks_dir / "presets"),
                       app_settings={"static-dir": apps.get_setting(host, app, "static-dir")})
@@ -122,7 +122,7 @@ def inspect(host: Host, app: str, sha: str) -> Source:
     if source.pack.template and "package.json" in paths:
         install = nodeinstall.decide(package, paths, lambda name: gitrepo.read_file(repo, sha, name)
                                      if name in paths else None, commands=procs.values())
-        test = teststage.app_json_script(gitrepo.read_file(repo, sha, "app.json") if "app.json" in paths else None)
+        test = teststage.app_json_script(commit.app_json)
         source = dataclasses.replace(source, install=install, app_json_test=test)
     return source
 

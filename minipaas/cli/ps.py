@@ -57,9 +57,8 @@ def ps_scale(app: str, counts: tuple[str, ...]) -> None:
     existing_app(app)
     if not counts:
         current = releaselog.live(host, app)
-        procs = formation.procfile(host, app, current.sha) if current else {}
-        declared = formation.declared(host, app, current.sha) if current else {}
-        for process, count in formation.counts(host, app, procs, declared).items():
+        commit = formation.read(host, app, current.sha) if current else None
+        for process, count in formation.counts(host, app, commit).items():
             say(f"{process}={count}")
         return
     scaling.scale(host, app, list(counts), say)

@@ -28,8 +28,9 @@ def commands_for(kind: str) -> list[click.Command]:
     @click.option("--version", default=spec.versions[-1], show_default=True, help=f"{label} major version")
     def create(name: str, version: str) -> None:
         from minipaas.addons import addons
+        from minipaas.deploy import rollout
 
-        addons.create(current_host(), kind, name, version, say)
+        addons.create(current_host(), kind, name, version, say, releases=rollout)
 
     create.help = f"Create a {label} service (its image is built on first use)."
 
@@ -38,8 +39,9 @@ def commands_for(kind: str) -> list[click.Command]:
     @click.argument("app")
     def link(name: str, app: str) -> None:
         from minipaas.addons import addons
+        from minipaas.deploy import rollout
 
-        addons.link(current_host(), kind, name, app, say)
+        addons.link(current_host(), kind, name, app, say, releases=rollout)
 
     link.help = f"Give APP the service's {spec.env_key} and roll it out (no downtime)."
 
@@ -48,8 +50,9 @@ def commands_for(kind: str) -> list[click.Command]:
     @click.argument("app")
     def unlink(name: str, app: str) -> None:
         from minipaas.addons import addons
+        from minipaas.deploy import rollout
 
-        addons.unlink(current_host(), kind, name, app, say)
+        addons.unlink(current_host(), kind, name, app, say, releases=rollout)
 
     unlink.help = f"Remove {spec.env_key} from APP and roll it out."
 
@@ -149,8 +152,9 @@ def commands_for(kind: str) -> list[click.Command]:
     @click.option("--force", is_flag=True, help="Unlink its apps first")
     def destroy(name: str, force: bool) -> None:
         from minipaas.addons import addons
+        from minipaas.deploy import rollout
 
-        addons.destroy(current_host(), kind, name, force=force, progress=say)
+        addons.destroy(current_host(), kind, name, force=force, progress=say, releases=rollout)
 
     destroy.help = "Remove the service with its data and backups (refused while linked, unless --force)."
 

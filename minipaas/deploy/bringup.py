@@ -17,6 +17,7 @@ from minipaas.errors import DeployFailed
 from minipaas.progress import Progress
 from minipaas.routing import proxy
 from minipaas.routing.routes import Version
+from minipaas.source.commit import Commit
 from minipaas.state.host import Host
 
 
@@ -29,16 +30,19 @@ class Split:
     weight: int
 
 
-def bring_up(host: Host, app: str, *, release: int, sha: str, started: list[engine.Container], progress: Progress,
+def bring_up(host: Host, app: str, *, release: int, commit: Commit, started: list[engine.Container], progress: Progress,
              kept: dict[str, str] | None = None, timed: bool = False, split: Split | None = None,
              alongside: bool = False) -> None:
     """Health-check `started`'s web containers (`timed`: say how long each took), check its others still
     run, and route the app to them and to `kept` (address → container id); with no web container at all,
     the app answers 503. `alongside`: they become the release's own version, the app's others (a canary's two
-    releases, one of them scaled) keep their containers and weights."""
+    releases, one of them scaled) keep their containers and weights. `commit`: the release's, as read once."""
     targets = dict(kept or {})
-    for container in (c for c in started if c.labels[engine.PROCESS_LABEL] == formation.WEB):
-        address, seconds = containers.wait_healthy(host, app, container, sha, progress)
+    web = [c for c in started if c.labels[engine.PROCESS_LABEL] == formation.WEB]
+    plan = containers.health_plan(host, app, commit) if web else None
+    for container in web:
+        assert plan is not None
+        address, seconds = containers.wait_healthy(host, app, container, plan, progress)
         if timed:
             progress(f"       healthy after {seconds:.1f}s")
         targets[address] = container.id

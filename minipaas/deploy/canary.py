@@ -19,9 +19,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from minipaas.access import events
-from minipaas.adapters import engine
-from minipaas.cluster import membership, releases
-from minipaas.deploy import containers, formation, placement, retirement
+from minipaas.deploy import containers, placement, retirement
 from minipaas.deploy.bringup import Split, stable_targets
 from minipaas.errors import Conflict, InvalidInput, MinipaasError, NotFound
 from minipaas.progress import Progress
@@ -135,7 +133,7 @@ def abort_locked(host: Host, app: str, canary: Canary, progress: Progress, *, re
     """Every client back to the stable release (its routed containers, else the live release's running ones),
     then the canary's containers (in a cluster: services) drain and retire and its release is recorded failed with
     `reason`."""
-    targets = _version_targets(host, app, canary.stable) or _live_targets(host, app, canary.stable)
+    targets = _version_targets(host, app, canary.stable) or placement.for_host(host, app).web_targets(canary.stable)
     if targets:
         proxy.switch(host.settings, app, canary.stable, targets)
     else:
@@ -200,11 +198,3 @@ def _version_targets(host: Host, app: str, release: int) -> dict[str, str]:
             return dict(version.targets)
     return {}
 
-
-def _live_targets(host: Host, app: str, release: int) -> dict[str, str]:
-    """The release's running web containers (in a cluster: its web service's tasks), as the route would name them."""
-    if membership.registry_address(host.settings):
-        name = releases.service_name(host.settings, app, formation.WEB, release)
-        return releases.task_addresses(name, known=proxy.routed_tasks(host.settings, app))
-    return {f"{c.ip}:{containers.container_port(c)}": c.id for c in containers.web_containers(host, app)
-            if c.labels.get(engine.RELEASE_LABEL) == str(release) and c.status == "running" and c.ip}

@@ -3,7 +3,7 @@ port each listens on, its network, and the wait until a new one is healthy."""
 
 from __future__ import annotations
 
-from minipaas.adapters import engine, gitrepo, networks
+from minipaas.adapters import engine, networks
 from minipaas.adapters.engine.labels import TASK_LABEL
 from minipaas.addons import containers as addon_containers
 from minipaas.cluster import membership
@@ -12,7 +12,7 @@ from minipaas.errors import Conflict
 from minipaas.progress import Progress
 from minipaas.routing import proxy
 from minipaas.routing.routes import Version
-from minipaas.source import appjson
+from minipaas.source.commit import Commit
 from minipaas.state import apps, canaries, releaselog
 from minipaas.state.host import Host
 
@@ -80,38 +80,21 @@ def container_port(container: engine.Container) -> int:
     return int(container.labels.get(engine.PORT_LABEL, health.WEB_PORT))
 
 
-def checks_for(host: Host, app: str, sha: str) -> health.Checks:
-    """The commit's CHECKS file if it has one, else the app's health-check path."""
-    text = gitrepo.read_file(host.settings.repo_path(app), sha, "CHECKS")
-    if text is not None:
-        return health.parse_checks(text.decode("utf-8", errors="replace"))
-    return health.default_checks(apps.get_setting(host, app, "healthcheck-path"))
+def health_plan(host: Host, app: str, commit: Commit, *, app_json: bool = True) -> health.Plan:
+    """The one place a release's health check is chosen: its commit's (app.json's startup checks, a CHECKS file)
+    and the app's settings (healthcheck-path, healthcheck-timeout); `app_json` False: not app.json's."""
+    return health.plan(commit, path=apps.get_setting(host, app, "healthcheck-path"),
+                       timeout=int(apps.get_setting(host, app, "healthcheck-timeout")), app_json=app_json)
 
 
-def app_json_checks(host: Host, app: str, sha: str) -> appjson.Healthchecks | None:
-    """The commit's app.json `healthchecks.web`, if it has any."""
-    raw = gitrepo.read_file(host.settings.repo_path(app), sha, "app.json")
-    return appjson.parse(raw) if raw is not None else None
-
-
-def wait_healthy(host: Host, app: str, container: engine.Container, sha: str,
+def wait_healthy(host: Host, app: str, container: engine.Container, plan: health.Plan,
                  progress: Progress) -> tuple[str, float]:
-    """Health-check a container with the app's checks; returns (its address, seconds taken).
-
-    app.json's `healthchecks.web` (dokku's form) first, then a CHECKS file, then the app's setting."""
-    timeout = int(apps.get_setting(host, app, "healthcheck-timeout"))
-    from_app_json = app_json_checks(host, app, sha)
-    if from_app_json is not None and from_app_json.run:
-        names = ", ".join(f"{c.name} ({c.describe()})" for c in from_app_json.run)
-        progress(f"-----> Waiting for {container.name} to pass app.json's {names} (timeout {timeout}s)")
-        return health.wait_app_json(container.id, network=host.settings.app_network(app),
-                                    port=container_port(container),
-                                    healthchecks=from_app_json, timeout=timeout, progress=progress)
-    checks = checks_for(host, app, sha)
-    what = " and ".join(c.describe() for c in checks.checks)
-    progress(f"-----> Waiting for {container.name} to answer {what} (timeout {timeout}s)")
-    return health.wait_healthy(container.id, network=host.settings.app_network(app), port=container_port(container),
-                               checks=checks, timeout=timeout, progress=progress)
+    """Health-check a new container of the app with its release's plan; returns (its address, seconds taken)."""
+    progress(f"-----> Waiting for {container.name} to {plan.goal()} (timeout {plan.timeout}s)")
+    target = health.Container(container.id, container.name, network=host.settings.app_network(app),
+                              port=container_port(container))
+    seconds = health.run(plan, target, progress=progress)
+    return target.address() or "", seconds
 
 
 def route_away(host: Host, app: str, leaving: set[str]) -> None:

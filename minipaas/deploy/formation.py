@@ -11,11 +11,11 @@ from __future__ import annotations
 
 from collections.abc import Callable
 
-from minipaas.adapters import engine, gitrepo
+from minipaas.adapters import engine
 from minipaas.deploy import health
 from minipaas.errors import Conflict, DeployFailed, InvalidInput
-from minipaas.source import appjson
 from minipaas.source import procfile as procfile_mod
+from minipaas.source.commit import Commit, read_commit
 from minipaas.state import apps
 from minipaas.state import formation as records
 from minipaas.state.host import Host
@@ -23,26 +23,22 @@ from minipaas.state.names import is_count
 
 WEB = "web"
 RELEASE = "release"
-MAX_SCALE = 20
+MAX_SCALE = procfile_mod.MAX_SCALE
 PROCESS_TYPE = procfile_mod.PROCESS_TYPE
 
 
-def procfile(host: Host, app: str, sha: str) -> dict[str, str]:
-    raw = gitrepo.read_file(host.settings.repo_path(app), sha, "Procfile")
-    return procfile_mod.parse(raw) if raw else {}
+def read(host: Host, app: str, sha: str) -> Commit:
+    """The app's commit `sha`, read once (source/commit.py): what its release's steps receive."""
+    return read_commit(host.settings.repo_path(app), sha)
 
 
-def declared(host: Host, app: str, sha: str) -> dict[str, int]:
-    """The commit's app.json `formation` (dokku's and Heroku's): the counts until `ps:scale` sets others."""
-    raw = gitrepo.read_file(host.settings.repo_path(app), sha, "app.json")
-    return appjson.formation(raw, process_type=PROCESS_TYPE, most=MAX_SCALE) if raw else {}
-
-
-def counts(host: Host, app: str, procs: dict[str, str], declared: dict[str, int] | None = None) -> dict[str, int]:
+def counts(host: Host, app: str, commit: Commit | None) -> dict[str, int]:
     """How many containers of each type the app runs: web first, then the Procfile's other types. A count
-    set with `ps:scale` wins; then app.json's formation (`declared`); then web 1, the others 0."""
+    set with `ps:scale` wins; then app.json's formation; then web 1, the others 0 (`commit` None: no release
+    yet, web alone)."""
     stored = records.counts(host, app)
-    defaults = {WEB: 1, **(declared or {})}
+    procs = commit.procs if commit is not None else {}
+    defaults = {WEB: 1, **(commit.formation if commit is not None else {})}
     types = [WEB, *sorted(t for t in procs if t not in (WEB, RELEASE))]
     return {t: int(stored.get(t, defaults.get(t, 0))) for t in types}
 
@@ -94,7 +90,7 @@ def start(host: Host, app: str, *, release: int, image: str, port: int, process:
     """Start one container of a process type of a release."""
     s = host.settings
     name = container_name(host, app, process, release, index)
-    command = ["/bin/sh", "-c", f"exec {procs[process]}"] if process in procs else None
+    command = procfile_mod.process_command(procs, process)
     progress(f"-----> Starting {name}")
     return engine.run(
         name=name, image=image, network=s.app_network(app), command=command,
@@ -127,7 +123,7 @@ def run_release_command(host: Host, app: str, *, image: str, command: str, env: 
     """The Procfile's `release:` line, once, before the switch (database migrations); must exit 0."""
     progress(f"-----> Running the release command: {command}")
     code, output = engine.run_to_completion(
-        image=image, network=host.settings.app_network(app), command=["/bin/sh", "-c", command],
+        image=image, network=host.settings.app_network(app), command=procfile_mod.shell(command, replaced=False),
         env=env, labels={engine.LABEL: str(host.settings.home), engine.APP_LABEL: app,
                                                engine.PROCESS_LABEL: RELEASE},
         limits=limits(host, app))

@@ -1,88 +1,59 @@
-"""Health checks: a new container must stay up and answer HTTP before it gets traffic.
+"""Health checks: a new web process must stay up and answer before it gets traffic.
 
-By default it must answer the app's `healthcheck-path` with a status below 500. A dokku-style
-`CHECKS` file at the repository's root replaces that with its own list: each `PATH [CONTENT]` line
-must answer below 400 with CONTENT in the body; `WAIT=` delays the first request, `TIMEOUT=` bounds
-each request. Comments (`#`) and other `KEY=` lines are ignored.
+What it must pass is one `Plan`, made in one place (deploy/containers.py `health_plan`) from the commit as read
+once (source/commit.py) and the app's settings: app.json's startup checks (source/appjson.py) when it names any,
+else a CHECKS file's (source/checksfile.py), else any status below 500 at the app's `healthcheck-path`. `run` runs
+a plan against a target: a container on this host (`Container`), or a Swarm task at its node's address and port
+(`Task`, deploy/taskcheck.py); the two differ only in how they are reached, how they are found gone, and how their
+failures read.
 """
 
 from __future__ import annotations
 
 import http.client
-import re
 import time
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 
 from minipaas import faultpoints
 from minipaas.adapters import engine
-from minipaas.errors import DeployFailed, InvalidInput, NotFound
+from minipaas.errors import DeployFailed, NotFound
 from minipaas.source import appjson
-from minipaas.state.names import REQUEST_PATH
+from minipaas.source.checksfile import MAX_SECONDS, Check, Checks, default_checks, parse_checks
+from minipaas.source.commit import Commit
+
+__all__ = ["MAX_SECONDS", "Check", "Checks", "Container", "Plan", "Task", "default_checks", "parse_checks", "plan",
+           "run"]
 
 WEB_PORT = 5000  # $PORT of every web container, unless its image EXPOSEs a port (as dokku does)
 LOG_LINES = 50
 MAX_BODY = 1024 * 1024
-MAX_SECONDS = 3600  # a CHECKS file's WAIT and TIMEOUT, as app.json's numbers and healthcheck-timeout
 
 
 @dataclass(frozen=True)
-class Check:
-    path: str
-    content: str | None = None  # None: any status below 500 will do (the default check)
+class Plan:
+    """What a new web process must pass, within `timeout` seconds: app.json's startup checks (`app_json`, when it
+    names any), else `checks` (a CHECKS file's, or the app's healthcheck-path)."""
 
-    def passes(self, status: int, body: str) -> bool:
-        if self.content is None:
-            return status < 500
-        return status < 400 and self.content in body
+    timeout: int
+    checks: Checks
+    app_json: appjson.Healthchecks | None = None
 
-    def describe(self) -> str:
-        return f"GET {self.path}" + (f" containing {self.content!r}" if self.content else "")
-
-
-@dataclass(frozen=True)
-class Checks:
-    checks: tuple[Check, ...]
-    wait: float = 0.0
-    request_timeout: float = 2.0
-    from_file: bool = field(default=False)
+    def goal(self, *, each: bool = False) -> str:
+        """What it waits for, as the push says it (`each`: for each of a batch, in the third person)."""
+        if self.app_json is not None:
+            names = ", ".join(f"{c.name} ({c.describe()})" for c in self.app_json.run)
+            return f"{'passes' if each else 'pass'} app.json's {names}"
+        return f"{'answers' if each else 'answer'} {' and '.join(c.describe() for c in self.checks.checks)}"
 
 
-def default_checks(path: str) -> Checks:
-    return Checks((Check(path),))
-
-
-def parse_checks(text: str) -> Checks:
-    """A CHECKS file, as dokku reads it (the host-specific `//host/path` form is not supported)."""
-    checks: list[Check] = []
-    wait, request_timeout = 0.0, 2.0
-    for number, raw in enumerate(text.splitlines(), start=1):
-        line = raw.strip()
-        if not line or line.startswith("#"):
-            continue
-        key, sep, value = line.partition("=")
-        if sep and not line.startswith("/"):
-            if key in ("WAIT", "TIMEOUT"):
-                # ASCII digits only: str.isdigit() also takes `²`, which float() refuses.
-                seconds = value.strip()
-                if not re.fullmatch(r"[0-9]{1,4}", seconds) or int(seconds) > MAX_SECONDS:
-                    raise InvalidInput(f"CHECKS line {number}: {key} must be a number of seconds from 0 to "
-                                       f"{MAX_SECONDS}")
-                if key == "WAIT":
-                    wait = float(seconds)
-                else:
-                    request_timeout = max(1.0, float(seconds))
-            continue
-        path, _, content = line.partition(" ")
-        if not path.startswith("/") or path.startswith("//"):
-            raise InvalidInput(f"CHECKS line {number}: expected `/path [expected content]`, got {line[:80]!r}")
-        if not REQUEST_PATH.fullmatch(path):
-            raise InvalidInput(f"CHECKS line {number}: the path must be printable ASCII without spaces "
-                               f"(percent-encode the rest: /caf%C3%A9), not {path[:80]!r}")
-        checks.append(Check(path, content.strip()))
-    if not checks:
-        raise InvalidInput("CHECKS lists no path to check")
-    return Checks(tuple(checks), wait=wait, request_timeout=request_timeout, from_file=True)
+def plan(commit: Commit, *, path: str, timeout: int, app_json: bool = True) -> Plan:
+    """The plan of a release of `commit`: app.json's startup checks first (`app_json` False: not those), then its
+    CHECKS file, then `path` (the app's healthcheck-path). Each file is parsed here, at its first use."""
+    from_app_json = commit.app_json_checks if app_json else None
+    if from_app_json is not None and from_app_json.run:
+        return Plan(timeout, default_checks(path), from_app_json)
+    return Plan(timeout, commit.checks_file or default_checks(path))
 
 
 def probe(address: str, path: str, *, timeout: float = 2.0) -> tuple[int, str]:
@@ -106,45 +77,146 @@ def exited(container: engine.Container, when: str = "") -> DeployFailed:
     return DeployFailed(f"{container.name} {how} {when}".rstrip(), detail=log_tail(container.id))
 
 
-def wait_healthy(
-    container_id: str,
-    *,
-    network: str,
-    port: int,
-    checks: Checks,
-    timeout: float,
-    progress: Callable[[str], None],
-) -> tuple[str, float]:
-    """Poll until the container passes every check in turn; returns (address, seconds taken)."""
+@dataclass
+class Container:
+    """A container on this host, reached on its network at its address and `port`."""
+
+    id: str
+    name: str
+    network: str
+    port: int
+    now: engine.Container | None = None  # as last inspected
+    poll: float = 0.02  # a healthy app boots meanwhile: the push waits on this
+    says_all: bool = True  # one target: its check says what it skips and waits for
+
+    @property
+    def who(self) -> str:
+        return self.name
+
+    @property
+    def at(self) -> str:
+        return ""
+
+    def check_alive(self, when: str) -> None:
+        self.now = engine.inspect(self.id, network=self.network)
+        if self.now.status in ("exited", "dead") or self.now.restarts > 0:
+            raise exited(self.now, when)
+
+    def address(self, port: int | None = None) -> str | None:
+        ip = self.now.ip if self.now is not None else ""
+        return f"{ip}:{port or self.port}" if ip else None
+
+    def late(self, what: str, last: str, timeout: float) -> DeployFailed:
+        return DeployFailed(f"{self.name} did not pass {what} within {timeout:.0f}s (last: {last}; the app must "
+                            f"listen on $PORT, {self.port} here)", detail=log_tail(self.id))
+
+    def failed(self, text: str) -> DeployFailed:
+        return DeployFailed(f"{self.name} {text}", detail=log_tail(self.id))
+
+    def not_run(self, check: appjson.Healthcheck) -> str | None:
+        return None  # every kind of check runs against a container
+
+    def stays_up(self, check: appjson.Healthcheck, started: float) -> tuple[bool, str]:
+        waited = check.uptime - (time.monotonic() - started)
+        if waited > 0:
+            time.sleep(waited)
+        now = engine.inspect(self.id)
+        return (now.status == "running" and now.restarts == 0), f"{now.status}, {now.restarts} restarts"
+
+    def command(self, check: appjson.Healthcheck) -> tuple[bool, str]:
+        code, _ = engine.exec_capture(self.id, list(check.command), timeout=check.timeout)
+        return code == 0, f"exit code {code}"
+
+
+@dataclass
+class Task:
+    """A Swarm task at its node's `address` (host:port), checked from the manager; `gone()` says why the process
+    behind it stopped (None: it runs). Only the published web port is reachable from here and a command would
+    run on another node: such app.json checks are said and not run."""
+
+    name: str
+    fixed: str
+    gone: Callable[[], str | None]
+    poll: float = 0.05
+    says_all: bool = False  # one of a batch, announced once (taskcheck.py)
+
+    @property
+    def who(self) -> str:
+        return f"{self.name} at {self.fixed}"
+
+    @property
+    def at(self) -> str:
+        return f" at {self.fixed}"
+
+    def check_alive(self, when: str) -> None:
+        why = self.gone()
+        if why is not None:
+            raise DeployFailed(f"{self.who} stopped {when}: {why}")
+
+    def address(self, port: int | None = None) -> str | None:
+        return self.fixed
+
+    def late(self, what: str, last: str, timeout: float) -> DeployFailed:
+        return DeployFailed(f"{self.who} did not pass {what} in time (last: {last})")
+
+    def failed(self, text: str) -> DeployFailed:
+        return DeployFailed(f"{self.who} {text}")
+
+    def not_run(self, check: appjson.Healthcheck) -> str | None:
+        if check.command or check.port:
+            return (f"not run in a cluster: {check.name} ({check.describe()}; "
+                    f"{'a command runs in the container, on its node' if check.command else 'another port'})")
+        return None
+
+    def stays_up(self, check: appjson.Healthcheck, started: float) -> tuple[bool, str]:
+        time.sleep(check.uptime)
+        why = self.gone()
+        return why is None, why or "running"
+
+    def command(self, check: appjson.Healthcheck) -> tuple[bool, str]:
+        raise AssertionError("not_run said so")  # pragma: no cover
+
+
+Target = Container | Task
+
+
+def run(plan: Plan, target: Target, *, progress: Callable[[str], None], deadline: float | None = None) -> float:
+    """Run `plan` against `target` until it passes, by `deadline` (a time.monotonic() value; default: the plan's
+    timeout from now); returns the seconds taken. DeployFailed, in the target's words, when it does not."""
     started = time.monotonic()
-    deadline = started + timeout
+    deadline = started + plan.timeout if deadline is None else deadline
+    if plan.app_json is not None:
+        _run_app_json(plan.app_json, target, started, deadline, progress)
+    else:
+        _run_checks(plan.checks, target, started, deadline, float(plan.timeout), progress)
+    return time.monotonic() - started
+
+
+def _run_checks(checks: Checks, target: Target, started: float, deadline: float, timeout: float,
+                progress: Callable[[str], None]) -> None:
+    """Poll until the target passes every check in turn."""
     next_note = started + 5
     last = "no answer yet"
     pending = list(checks.checks)
     if checks.wait:
-        progress(f"       waiting {checks.wait:.0f}s before the first check (CHECKS: WAIT)")
-        time.sleep(min(checks.wait, timeout))
+        if target.says_all:
+            progress(f"       waiting {checks.wait:.0f}s before the first check (CHECKS: WAIT)")
+        time.sleep(min(checks.wait, max(0.0, deadline - started)))
     while True:
-        container = engine.inspect(container_id, network=network)
-        if container.status in ("exited", "dead") or container.restarts > 0:
-            raise exited(container, "before answering the health check")
-        address = f"{container.ip}:{port}"
-        if container.ip:
+        target.check_alive("before answering the health check")
+        address = target.address()
+        if address:
             last = _advance(address, pending, checks, progress) or last
         if not pending:
-            return address, time.monotonic() - started
+            return
         faultpoints.reached("health")
         now = time.monotonic()
         if now > deadline:
-            raise DeployFailed(
-                f"{container.name} did not pass {pending[0].describe()} within {timeout:.0f}s (last: {last}; "
-                f"the app must listen on $PORT, {port} here)",
-                detail=log_tail(container_id))
+            raise target.late(pending[0].describe(), last, timeout)
         if now > next_note:
-            progress(f"       still waiting for {container.name} ({now - started:.0f}s, last: {last})")
+            progress(f"       still waiting for {target.who} ({now - started:.0f}s, last: {last})")
             next_note = now + 5
-        # Poll briskly while a healthy app would be booting: the push waits on this.
-        time.sleep(0.02 if now - started < 10 else 0.25)
+        time.sleep(target.poll if now - started < 10 else 0.25)
 
 
 def _advance(address: str, pending: list[Check], checks: Checks, progress: Callable[[str], None]) -> str | None:
@@ -164,121 +236,40 @@ def _advance(address: str, pending: list[Check], checks: Checks, progress: Calla
     return None
 
 
-def wait_address(address: str, *, name: str, checks: Checks, deadline: float, gone: Callable[[], str | None],
-                 progress: Callable[[str], None]) -> float:
-    """Poll a plain `host:port` (a Swarm task at its node's port) until it passes every check in turn, until
-    `deadline` (a time.monotonic() value); `gone()` says why the process behind it stopped (None: it runs), asked
-    after a failed try. Returns the seconds taken."""
-    started = time.monotonic()
-    next_note = started + 5
-    pending = list(checks.checks)
-    if checks.wait:
-        time.sleep(min(checks.wait, max(0.0, deadline - started)))
-    while True:
-        last = _advance(address, pending, checks, progress)
-        if last is None:
-            return time.monotonic() - started
-        why = gone()
-        if why is not None:
-            raise DeployFailed(f"{name} at {address} stopped before answering the health check: {why}")
-        now = time.monotonic()
-        if now > deadline:
-            raise DeployFailed(f"{name} at {address} did not pass {pending[0].describe()} in time (last: {last})")
-        if now > next_note:
-            progress(f"       still waiting for {name} at {address} ({now - started:.0f}s, last: {last})")
-            next_note = now + 5
-        time.sleep(0.05 if now - started < 10 else 0.25)
-
-
-def wait_app_json(
-    container_id: str,
-    *,
-    network: str,
-    port: int,
-    healthchecks: appjson.Healthchecks,
-    timeout: float,
-    progress: Callable[[str], None],
-) -> tuple[str, float]:
-    """app.json's startup checks, as dokku runs them: each after its initialDelay, up to `attempts`
-    tries `wait` s apart, each try bounded by its `timeout`; all within the app's healthcheck-timeout."""
-    started = time.monotonic()
-    deadline = started + timeout
-    for name in healthchecks.skipped:
-        progress(f"       not run: {name} (a liveness or readiness check; a deploy runs startup checks)")
-    address = ""
+def _run_app_json(healthchecks: appjson.Healthchecks, target: Target, started: float, deadline: float,
+                  progress: Callable[[str], None]) -> None:
+    """app.json's startup checks, as dokku runs them: each after its initialDelay, up to `attempts` tries `wait` s
+    apart, each try bounded by its `timeout`; all by `deadline`."""
+    if target.says_all:
+        for name in healthchecks.skipped:
+            progress(f"       not run: {name} (a liveness or readiness check; a deploy runs startup checks)")
     for check in healthchecks.run:
-        if check.initial_delay:
-            time.sleep(min(check.initial_delay, max(0.0, deadline - time.monotonic())))
-        for attempt in range(1, check.attempts + 1):
-            container = engine.inspect(container_id, network=network)
-            if container.status in ("exited", "dead") or container.restarts > 0:
-                raise exited(container, f"before passing {check.name}")
-            address = f"{container.ip}:{check.port or port}"
-            passed, why = _attempt(check, container, address, started)
-            if passed:
-                progress(f"       passed: {check.name} ({check.describe()})")
-                break
-            if attempt == check.attempts or time.monotonic() + check.wait > deadline:
-                raise DeployFailed(
-                    f"{container.name} did not pass {check.name} ({check.describe()}) in {attempt} attempts "
-                    f"(last: {why})", detail=log_tail(container_id))
-            progress(f"       {check.name}: attempt {attempt} of {check.attempts} failed ({why}); "
-                     f"again in {check.wait:g}s")
-            time.sleep(check.wait)
-    container = engine.inspect(container_id, network=network)
-    return f"{container.ip}:{port}", time.monotonic() - started
-
-
-def wait_app_json_address(address: str, *, name: str, healthchecks: appjson.Healthchecks, deadline: float,
-                          gone: Callable[[], str | None], progress: Callable[[str], None]) -> float:
-    """app.json's startup checks against a Swarm task at its node's `host:port`, as `wait_app_json` runs them
-    against a container; `gone()` says why the task stopped (None: it runs). Only the published web port is
-    reachable from here and a command would run on another node: such checks are said and not run."""
-    started = time.monotonic()
-    for check in healthchecks.run:
-        if check.command or check.port:
-            progress(f"       not run in a cluster: {check.name} ({check.describe()}; "
-                     f"{'a command runs in the container, on its node' if check.command else 'another port'})")
+        if (why_not := target.not_run(check)) is not None:
+            progress(f"       {why_not}")
             continue
         if check.initial_delay:
             time.sleep(min(check.initial_delay, max(0.0, deadline - time.monotonic())))
         for attempt in range(1, check.attempts + 1):
-            why = gone()
-            if why is not None:
-                raise DeployFailed(f"{name} at {address} stopped before passing {check.name}: {why}")
-            passed, why = _attempt_address(check, address, gone)
+            target.check_alive(f"before passing {check.name}")
+            passed, why = _attempt(check, target, started)
             if passed:
-                progress(f"       passed: {check.name} ({check.describe()}) at {address}")
+                progress(f"       passed: {check.name} ({check.describe()}){target.at}")
                 break
             if attempt == check.attempts or time.monotonic() + check.wait > deadline:
-                raise DeployFailed(f"{name} at {address} did not pass {check.name} ({check.describe()}) in "
-                                   f"{attempt} attempts (last: {why})")
-            progress(f"       {check.name} at {address}: attempt {attempt} of {check.attempts} failed ({why}); "
+                raise target.failed(f"did not pass {check.name} ({check.describe()}) in {attempt} attempts "
+                                    f"(last: {why})")
+            progress(f"       {check.name}{target.at}: attempt {attempt} of {check.attempts} failed ({why}); "
                      f"again in {check.wait:g}s")
             time.sleep(check.wait)
-    return time.monotonic() - started
 
 
-def _attempt_address(check: appjson.Healthcheck, address: str, gone: Callable[[], str | None]) -> tuple[bool, str]:
+def _attempt(check: appjson.Healthcheck, target: Target, started: float) -> tuple[bool, str]:
     if check.uptime:
-        time.sleep(check.uptime)
-        why = gone()
-        return why is None, why or "running"
-    return _attempt_http(check, address)
-
-
-def _attempt(check: appjson.Healthcheck, container: engine.Container, address: str,
-             started: float) -> tuple[bool, str]:
-    if check.uptime:
-        waited = check.uptime - (time.monotonic() - started)
-        if waited > 0:
-            time.sleep(waited)
-        now = engine.inspect(container.id)
-        return (now.status == "running" and now.restarts == 0), f"{now.status}, {now.restarts} restarts"
+        return target.stays_up(check, started)
     if check.command:
-        code, _ = engine.exec_capture(container.id, list(check.command), timeout=check.timeout)
-        return code == 0, f"exit code {code}"
-    if not container.ip:
+        return target.command(check)
+    address = target.address(check.port)
+    if address is None:
         return False, "no address yet"
     return _attempt_http(check, address)
 

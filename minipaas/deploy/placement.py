@@ -11,15 +11,14 @@ them), `resume` (run and route them again; False when they are gone and a rollou
 (in place; None when only a rollout at the new count can do it: a Swarm picks the tasks it stops itself; beside a
 canary, shrink.py lowers the two releases' services in place).
 
-What `ps` and `logs` show (`status`, `logs`: running/listing.py) and what a crashed deploy left (`remove_strays`,
-for `retirement.reconcile`) are asked of the chosen one too.
+What a crashed deploy left (`remove_strays`, for `retirement.reconcile`) is asked of the chosen one too; what `ps`
+and `logs` show is running/'s (processes.py picks the listing by `WHAT`).
 """
 
 from __future__ import annotations
 
 import collections
 import time
-from collections.abc import Iterator
 from dataclasses import dataclass, field
 from typing import ClassVar
 
@@ -30,9 +29,11 @@ from minipaas.deploy import containers, formation, shrink, taskcheck
 from minipaas.deploy.bringup import Split, bring_up
 from minipaas.progress import Progress
 from minipaas.routing import proxy
-from minipaas.running import listing, logcursor
+from minipaas.source import procfile
+from minipaas.source.commit import Commit
 from minipaas.state import apps, releaselog
 from minipaas.state.host import Host
+from minipaas.state.locks import app_lock
 
 Retiring = list[tuple[str, str]]  # (retirement id, name): what retires after the drain delay
 SERVICE_PREFIX = "service:"  # a retirement of a Swarm service, not of a container: `service:minipaas-hello-web-7`
@@ -44,10 +45,17 @@ class Release:
     """What `start` gets: the release and how to run it."""
 
     number: int
-    sha: str
+    commit: Commit  # its commit, as read once (source/commit.py)
     image: str
     env: dict[str, str]
-    procs: dict[str, str]
+
+    @property
+    def sha(self) -> str:
+        return self.commit.sha
+
+    @property
+    def procs(self) -> dict[str, str]:
+        return self.commit.procs
 
 
 @dataclass
@@ -70,8 +78,7 @@ class Containers:
         each type run now."""
         host, app = self.host, self.app
         port = containers.web_port(release.image)
-        for process, count in formation.counts(host, app, release.procs,
-                                               formation.declared(host, app, release.sha)).items():
+        for process, count in formation.counts(host, app, release.commit).items():
             for index in range(1, count + 1):
                 self.started.append(formation.start(host, app, release=release.number, image=release.image,
                                                     port=port, env=release.env, process=process, index=index,
@@ -79,9 +86,14 @@ class Containers:
         if self.started:
             formation.warn_if_shared_uid(self.started[0], progress)
         faultpoints.reached("started")
-        bring_up(host, app, release=release.number, sha=release.sha, started=self.started, progress=progress,
+        bring_up(host, app, release=release.number, commit=release.commit, started=self.started, progress=progress,
                  timed=True, split=split)
         return collections.Counter(c.labels[engine.PROCESS_LABEL] for c in self.started)
+
+    def web_targets(self, number: int) -> dict[str, str]:
+        """The release's running web containers, as the route names them (address → container id)."""
+        return {f"{c.ip}:{containers.container_port(c)}": c.id for c in containers.web_containers(self.host, self.app)
+                if c.labels.get(engine.RELEASE_LABEL) == str(number) and c.status == "running" and c.ip}
 
     def parts(self) -> list[tuple[str, str, str]]:
         """Every container of the app: (retirement id, name, release), what a canary's promotion or abort retires."""
@@ -104,15 +116,6 @@ class Containers:
         """Every container of the app, whatever its release (`apps:destroy`)."""
         _remove_containers(self.host, self.app, progress)
 
-    def status(self) -> list[listing.Row]:
-        return listing.container_rows(self.host, self.app)
-
-    def logs(self, *, lines: int, follow: bool) -> Iterator[bytes]:
-        return listing.container_logs(self.host, self.app, lines=lines, follow=follow)
-
-    def stamped_logs(self, cursor: logcursor.Cursor, *, lines: int, follow: bool) -> Iterator[listing.Stamped]:
-        return listing.stamped_container_logs(self.host, self.app, cursor=cursor, lines=lines, follow=follow)
-
     def remove_strays(self, live: int | None, retiring: set[str], canary: int | None = None) -> list[str]:
         """What a crashed deploy left: containers neither of the live release (nor of its `canary`) nor retiring. A
         deploy killed after its switch left the route on some of them: the route goes back to the live release
@@ -134,27 +137,30 @@ class Containers:
             engine.stop(c.id, timeout=10)
             progress(f"-----> Stopped {c.name}")
 
-    def resume(self, current: releaselog.Release, progress: Progress, split: Split | None = None) -> bool:
+    def resume(self, current: releaselog.Release, progress: Progress, split: Split | None = None,
+               commit: Commit | None = None) -> bool:
         """The live release's stopped containers started, health-checked and switched to (a canary's release: its
-        `split`); False when its web containers are gone (a `docker rm`, a lost engine)."""
+        `split`); False when its web containers are gone (a `docker rm`, a lost engine). `commit`: the release's,
+        as read (else read now)."""
         host, app = self.host, self.app
+        commit = commit or formation.read(host, app, current.sha)
         mine = [c for c in containers.app_containers(host, app)
                 if c.labels.get(engine.RELEASE_LABEL) == str(current.number)]
-        wanted = formation.counts(host, app, formation.procfile(host, app, current.sha),
-                                  formation.declared(host, app, current.sha))
+        wanted = formation.counts(host, app, commit)
         if len([c for c in mine if c.labels.get(engine.PROCESS_LABEL) == formation.WEB]) < wanted[formation.WEB]:
             return False
         for c in mine:
             if c.status != "running":
                 engine.start(c.id)
-        bring_up(host, app, release=current.number, sha=current.sha, started=mine, progress=progress, split=split)
+        bring_up(host, app, release=current.number, commit=commit, started=mine, progress=progress, split=split)
         return True
 
-    def scale(self, current: releaselog.Release, procs: dict[str, str], wanted: dict[str, int],
+    def scale(self, current: releaselog.Release, commit: Commit, wanted: dict[str, int],
               progress: Progress, *, alongside: bool = False) -> Retiring | None:
         """Start what is missing and switch (`alongside`: the release's own version only, bringup.bring_up);
         returns the surplus, to retire after the drain delay."""
         host, app = self.host, self.app
+        procs = commit.procs
         mine = [c for c in containers.app_containers(host, app)
                 if c.labels.get(engine.RELEASE_LABEL) == str(current.number)
                 and c.status == "running" and c.id not in releaselog.retiring(host, app)]
@@ -175,7 +181,7 @@ class Containers:
                                                         index=next(free), procs=procs, progress=progress))
             kept = {f"{c.ip}:{containers.container_port(c)}": c.id for c in keep
                     if c.labels[engine.PROCESS_LABEL] == formation.WEB}
-            bring_up(host, app, release=current.number, sha=current.sha, started=self.started, progress=progress,
+            bring_up(host, app, release=current.number, commit=commit, started=self.started, progress=progress,
                      kept=kept, alongside=alongside)
         except BaseException:
             self.undo()
@@ -213,27 +219,31 @@ class Services:
         s, app = self.host.settings, self.app
         image = releases.registry_image(s, self.registry, release.image, progress)
         port = containers.web_port(release.image)
-        counts = {p: n for p, n in formation.counts(self.host, app, release.procs,
-                                                    formation.declared(self.host, app, release.sha)).items() if n}
+        counts = {p: n for p, n in formation.counts(self.host, app, release.commit).items() if n}
         for process, count in counts.items():
-            command = ["/bin/sh", "-c", f"exec {release.procs[process]}"] if process in release.procs else None
+            command = procfile.process_command(release.procs, process)
             name = releases.start(s, app, release=release.number, process=process, replicas=count, image=image,
                                   port=port if process == formation.WEB else None, env=release.env, command=command,
                                   limits=formation.limits(self.host, app), stop_grace=self._grace())
             progress(f"-----> Started the service {name} ({count} task{'s' if count > 1 else ''})")
             self.started.append(name)
-        self._route(release.number, release.sha, dict(zip(self.started, counts.items(), strict=True)), progress,
+        self._route(release.number, release.commit, dict(zip(self.started, counts.items(), strict=True)), progress,
                     split=split)
         return collections.Counter(counts)
 
     def _grace(self) -> int:
         return releases.stop_grace(int(apps.get_setting(self.host, self.app, "drain-seconds")))
 
-    def _route(self, number: int, sha: str, wanted: dict[str, tuple[str, int]], progress: Progress,
+    def _route(self, number: int, commit: Commit, wanted: dict[str, tuple[str, int]], progress: Progress,
                known: frozenset[str] = frozenset(), ignore: dict[str, frozenset[str]] | None = None,
                split: Split | None = None, alongside: bool = False) -> None:
-        taskcheck.route(self.host, self.app, self.registry, number=number, sha=sha, wanted=wanted,
+        taskcheck.route(self.host, self.app, self.registry, number=number, commit=commit, wanted=wanted,
                         progress=progress, known=known, ignore=ignore, split=split, alongside=alongside)
+
+    def web_targets(self, number: int) -> dict[str, str]:
+        """The release's web service's running tasks, as the route names them (address → task id)."""
+        name = releases.service_name(self.host.settings, self.app, formation.WEB, number)
+        return releases.task_addresses(name, known=proxy.routed_tasks(self.host.settings, self.app))
 
     def parts(self) -> list[tuple[str, str, str]]:
         """Every service of the app and its plain containers: (retirement id, name, release)."""
@@ -256,15 +266,6 @@ class Services:
         for name in releases.remove_app(self.host.settings, self.app):
             progress(f"removed service {name}")
         _remove_containers(self.host, self.app, progress)
-
-    def status(self) -> list[listing.Row]:
-        return listing.task_rows(self.host, self.app)
-
-    def logs(self, *, lines: int, follow: bool) -> Iterator[bytes]:
-        return listing.task_logs(self.host, self.app, lines=lines, follow=follow)
-
-    def stamped_logs(self, cursor: logcursor.Cursor, *, lines: int, follow: bool) -> Iterator[listing.Stamped]:
-        return listing.stamped_task_logs(self.host, self.app, cursor=cursor, lines=lines, follow=follow)
 
     def remove_strays(self, live: int | None, retiring: set[str], canary: int | None = None) -> list[str]:
         """What a crashed deploy left: services neither of the live release (nor of its canary) nor retiring,
@@ -291,11 +292,13 @@ class Services:
             releases.wait_stopped(name, deadline=deadline)
             progress(f"-----> Stopped {name} (0 tasks)")
 
-    def resume(self, current: releaselog.Release, progress: Progress, split: Split | None = None) -> bool:
+    def resume(self, current: releaselog.Release, progress: Progress, split: Split | None = None,
+               commit: Commit | None = None) -> bool:
         """The live release's services back at the formation's counts, their web tasks' addresses read again
         (a rescheduled task has another node or port), the new ones health-checked, the route switched (a canary's
-        release: its `split`); False when a service of the release is gone."""
-        wanted = self._wanted(current)
+        release: its `split`); False when a service of the release is gone. `commit`: as Containers.resume."""
+        commit = commit or formation.read(self.host, self.app, current.sha)
+        wanted = {p: n for p, n in formation.counts(self.host, self.app, commit).items() if n}
         mine = self._of_release(current.number)
         if set(wanted) - set(mine):
             return False
@@ -312,19 +315,14 @@ class Services:
         routed = {v.release for v in proxy.versions(self.host.settings, self.app)}
         beside = split is None and current.number in routed and len(routed) > 1
         try:
-            self._route(current.number, current.sha, {mine[p]: (p, n) for p, n in wanted.items()}, progress, known,
+            self._route(current.number, commit, {mine[p]: (p, n) for p, n in wanted.items()}, progress, known,
                         ignore=before, split=split, alongside=beside)
         except releases.PortsUnknown as exc:
             progress(f"-----> {exc.message}: new ones take their place")
             return False
         return True
 
-    def _wanted(self, current: releaselog.Release) -> dict[str, int]:
-        procs = formation.procfile(self.host, self.app, current.sha)
-        return {p: n for p, n in formation.counts(self.host, self.app, procs,
-                                                  formation.declared(self.host, self.app, current.sha)).items() if n}
-
-    def scale(self, current: releaselog.Release, procs: dict[str, str], wanted: dict[str, int],
+    def scale(self, current: releaselog.Release, commit: Commit, wanted: dict[str, int],
               progress: Progress, *, alongside: bool = False) -> Retiring | None:
         """More tasks of the release's services (new services for types that had none), the new web tasks
         health-checked and added to the route (`alongside`: to the release's own version, a canary's two releases
@@ -353,7 +351,7 @@ class Services:
                     grown[mine[process]] = (process, count)
                     continue
                 port = containers.web_port(current.image) if process == formation.WEB else None
-                command = ["/bin/sh", "-c", f"exec {procs[process]}"] if process in procs else None
+                command = procfile.process_command(commit.procs, process)
                 name = releases.start(self.host.settings, self.app, release=current.number, process=process,
                                       replicas=count, port=port, env=current.config, command=command,
                                       limits=formation.limits(self.host, self.app), stop_grace=self._grace(),
@@ -362,7 +360,7 @@ class Services:
                 self.started.append(name)
                 grown[name] = (process, count)
             kept = {mine[p]: (p, had[p]) for p in wanted if p in mine and mine[p] not in grown and had[p]}
-            self._route(current.number, current.sha, {**kept, **grown}, progress,
+            self._route(current.number, commit, {**kept, **grown}, progress,
                         frozenset(proxy.upstream_addresses(self.host.settings, self.app)), ignore=before,
                         alongside=alongside)
         except BaseException:
@@ -387,6 +385,14 @@ def for_host(host: Host, app: str) -> Placement:
     """Services when this host made a cluster (`cluster:init`), else containers."""
     registry = membership.registry_address(host.settings)
     return Services(host, app, registry) if registry else Containers(host, app)
+
+
+def stop(host: Host, app: str, progress: Progress) -> None:
+    """`ps:stop`, and a review app beyond review-apps-max: the app's processes stopped (unrouted first), and kept
+    stopped until `ps:start` or its next release."""
+    with app_lock(host.settings, app, progress):
+        for_host(host, app).stop(progress)  # containers here, or the services' tasks in a cluster
+        apps.set_stopped(host, app, True)
 
 
 def remove_retired(target: str) -> None:

@@ -15,11 +15,10 @@ from __future__ import annotations
 from minipaas.addons import containers as addon_containers
 from minipaas.addons import reviewdbs
 from minipaas.build import builds
-from minipaas.deploy import addresspool, containers, lifecycle, rollout
+from minipaas.deploy import addresspool, containers, lifecycle, placement, rollout
 from minipaas.errors import Conflict
 from minipaas.progress import Progress
 from minipaas.routing import proxy
-from minipaas.running import processes
 from minipaas.state import apps, domains, releaselog, reviews, services
 from minipaas.state.host import Host
 from minipaas.state.names import check_hostname
@@ -114,7 +113,7 @@ def _stop_beyond_max(host: Host, parent: str, *, keep: str, progress: Progress) 
     for review in running[limit:]:
         if review.name == keep:
             continue
-        processes.stop(host, review.name, lambda _line: None)
+        placement.stop(host, review.name, lambda _line: None)
         progress(f"-----> Stopped review app {review.name} ({review.branch}): more than review-apps-max "
                  f"({limit}) run; its next push starts it again")
 

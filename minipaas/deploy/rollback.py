@@ -7,7 +7,7 @@ import contextlib
 
 from minipaas.adapters import engine
 from minipaas.build import builds
-from minipaas.deploy import rollout
+from minipaas.deploy import formation, rollout
 from minipaas.errors import Conflict, MinipaasError, NotFound
 from minipaas.progress import Progress
 from minipaas.routing import domains, proxy, sites
@@ -93,7 +93,7 @@ def change_static_dir(host: Host, app: str, folder: str, progress: Progress) -> 
         try:
             if folder and current is not None:
                 sites.check_static_dir(host.settings, app, current.sha, folder)
-            source = builds.inspect(host, app, current.sha) if current is not None else None
+            source = builds.inspect(host, app, formation.read(host, app, current.sha)) if current is not None else None
             if current is None or source is None or source.pack.serve != "static-build" \
                     or current.buildpack != source.pack.name or not engine.image_labels(current.image) \
                     or (folder and not sites.image_has_folder(current.image, folder)):

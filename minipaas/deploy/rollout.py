@@ -17,9 +17,9 @@ from minipaas.deploy import canary, containers, formation, placement, retirement
 from minipaas.errors import BuildFailed, DeployFailed, MinipaasError, NotFound, TestsFailed
 from minipaas.progress import Progress, Recorder
 from minipaas.routing import domains, proxy, sites
-from minipaas.running import watcher
 from minipaas.source import starthints
-from minipaas.state import apps, config, releaselog, store
+from minipaas.source.commit import Commit
+from minipaas.state import apps, config, daemons, releaselog, store
 from minipaas.state.host import Host
 from minipaas.state.locks import app_lock
 from minipaas.state.releaselog import Kind, Release, Serving, Status
@@ -90,11 +90,13 @@ def restart(host: Host, app: str, progress: Progress) -> Release:
 
 def roll_out(host: Host, app: str, *, kind: Kind, sha: str, image: str, buildpack: str,
               progress: Progress, env: dict[str, str] | None = None, options: builds.Options | None = None,
-              where: placement.Placement | None = None, canary_plan: canary.Plan | None = None) -> Release:
+              where: placement.Placement | None = None, canary_plan: canary.Plan | None = None,
+              commit: Commit | None = None) -> Release:
     """Start → health check → switch → record → retire, for every way a release comes about.
 
     `image` empty: build the commit first. `env`: the config to run with (default: the app's now).
     `where`: the placement (default: the host's; `cluster:leave` asks for containers while still in a cluster).
+    `commit`: the commit `sha` as the caller read it already (source/commit.py; default: read here, once).
     `canary_plan`: the release starts as a canary (a share of the traffic beside the live release, nothing retired;
     deploy/canary.py). A canary running already is aborted first, whatever this release is.
     The release's log keeps everything the caller was shown, and the builder's own output.
@@ -102,7 +104,7 @@ def roll_out(host: Host, app: str, *, kind: Kind, sha: str, image: str, buildpac
     s = host.settings
     where = where or placement.for_host(host, app)  # containers here, or Swarm services in a cluster
     proxy.ensure_running(s)
-    watcher.ensure_running(s)
+    daemons.ensure_watcher(s)
     retirement.reconcile(host, app)
     canary.replace(host, app, progress, by=f"a new release ({kind})")
     split = canary.split_for(host, app, canary_plan, progress) if canary_plan else None
@@ -114,33 +116,32 @@ def roll_out(host: Host, app: str, *, kind: Kind, sha: str, image: str, buildpac
     number = releaselog.record_pending(host, app, kind=kind, sha=sha, image=image, buildpack=buildpack, env=env)
     progress = Recorder(progress)
     raw = ""  # the builder's own lines, all of them
-    procs: dict[str, str] | None = None  # the Procfile, once read
     try:
+        # The commit, read once: the build, the formation, the release command and the health checks receive it.
+        commit = commit if commit is not None and commit.sha == sha else formation.read(host, app, sha)
         if not image:
-            source = builds.inspect(host, app, sha)
+            source = builds.inspect(host, app, commit)
             releaselog.update(host, app, number, buildpack=source.pack.name)
-            procs = source.procfile
             if source.pack.is_static:
                 released, raw = _roll_out_site(host, app, number, source, progress, options)
                 releaselog.update(host, app, number, build_log=_log_text(progress, raw))
                 return released
-            _check_quota(host, app, sha, procs)  # before the build: a formation beyond it would not start
+            _check_quota(host, app, commit)  # before the build: a formation beyond it would not start
             containers.check_network_room(host, app)  # nor one that could not get an app network
             built = builds.build(host, app, number, source, progress,
                                  allowed_images=apps.get_setting(host, app, "build-images"), options=options)
             image, buildpack, raw = built.image, built.buildpack, built.log
             releaselog.update(host, app, number, image=image, buildpack=buildpack, tests=built.tests,
                               tests_seconds=built.tests_seconds)
-        if procs is None:  # an earlier image (config, restart, rollback): read its commit's Procfile
-            procs = formation.procfile(host, app, sha)
-            _check_quota(host, app, sha, procs)
+        else:  # an earlier image (config, restart, rollback)
+            _check_quota(host, app, commit)
         # The app's network (and the services linked to it there) only now that containers are to run on it:
         # a static site, or a build that fails, holds none of the shared pool.
         where.prepare()
-        if formation.RELEASE in procs:
-            formation.run_release_command(host, app, image=image, command=procs[formation.RELEASE], env=env,
+        if formation.RELEASE in commit.procs:
+            formation.run_release_command(host, app, image=image, command=commit.procs[formation.RELEASE], env=env,
                                           progress=progress)
-        kinds = where.start(placement.Release(number=number, sha=sha, image=image, env=env, procs=procs), progress,
+        kinds = where.start(placement.Release(number=number, commit=commit, image=image, env=env), progress,
                             split=split)
         if sites.serving_root(s, app) is not None:  # a static site becomes a container app
             proxy.write_site(host, app, domains.of(host, app), static=False)
@@ -187,8 +188,8 @@ def roll_out(host: Host, app: str, *, kind: Kind, sha: str, image: str, buildpac
     return releaselog.get(host, app, number)
 
 
-def _check_quota(host: Host, app: str, sha: str, procs: dict[str, str]) -> None:
-    formation.check_quota(host, app, formation.counts(host, app, procs, formation.declared(host, app, sha)))
+def _check_quota(host: Host, app: str, commit: Commit) -> None:
+    formation.check_quota(host, app, formation.counts(host, app, commit))
 
 
 BUILDER_OUTPUT = "----- the builder's own output -----"

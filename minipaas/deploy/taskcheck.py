@@ -20,21 +20,24 @@ from minipaas.deploy import bringup, containers, formation, health
 from minipaas.errors import DeployFailed
 from minipaas.progress import Progress
 from minipaas.routing import proxy
+from minipaas.source.commit import Commit
 from minipaas.state import apps
 from minipaas.state.host import Host
 
 PULL_ALLOWANCE = 120.0  # seconds the nodes get to pull a new image, on top of the app's healthcheck-timeout
 
 
-def route(host: Host, app: str, registry: str, *, number: int, sha: str, wanted: dict[str, tuple[str, int]],
+def route(host: Host, app: str, registry: str, *, number: int, commit: Commit, wanted: dict[str, tuple[str, int]],
           progress: Progress, known: frozenset[str] = frozenset(),
           ignore: dict[str, frozenset[str]] | None = None, split: bringup.Split | None = None,
           alongside: bool = False) -> None:
     """Wait until each service (name → (process, tasks)) runs its tasks, health-check the web tasks not in `known`
     (addresses already routed and healthy), then switch the app's route to all the web tasks (a canary's `split`,
-    `alongside`: as bringup.route). `ignore`: per service, the tasks that had failed before."""
+    `alongside`: as bringup.route). `ignore`: per service, the tasks that had failed before. `commit`: the
+    release's, as read once."""
     timeout = int(apps.get_setting(host, app, "healthcheck-timeout"))
     deadline = time.monotonic() + timeout + PULL_ALLOWANCE
+    plan: health.Plan | None = None  # made at the first web task to check, as a container's
     # Routed tasks by id: the Swarm may no longer say their ports (the manager restarted), minipaas still knows them.
     owned = {task: address for task, address in proxy.routed_tasks(host.settings, app).items() if address in known}
     pulls = releases.Pulls(host.settings, registry, progress)
@@ -49,7 +52,9 @@ def route(host: Host, app: str, registry: str, *, number: int, sha: str, wanted:
                 progress(f"       {count} task{'s' if count > 1 else ''} of {name} running after "
                          f"{time.monotonic() - started:.1f}s")
             fresh = {a: t for a, t in found.items() if a not in healthy}
-            lost = _checked(host, app, name, fresh, sha, timeout, progress)
+            if fresh and plan is None:
+                plan = containers.health_plan(host, app, commit)
+            lost = _checked(name, fresh, plan, progress) if plan is not None else set()
             healthy |= set(fresh) - lost
             if not lost:
                 break
@@ -57,13 +62,12 @@ def route(host: Host, app: str, registry: str, *, number: int, sha: str, wanted:
     bringup.route(host, app, number, targets, split=split, alongside=alongside)
 
 
-def _checked(host: Host, app: str, name: str, tasks: dict[str, str], sha: str, timeout: int,
-             progress: Progress) -> set[str]:
-    """Health-check each web task (address → task id) from here, at its node's address and port; returns the
-    addresses whose task went away with its node meanwhile."""
+def _checked(name: str, tasks: dict[str, str], plan: health.Plan, progress: Progress) -> set[str]:
+    """Health-check each web task (address → task id) from here with the release's plan, at its node's address and
+    port; returns the addresses whose task went away with its node meanwhile."""
     if not tasks:
         return set()
-    deadline = time.monotonic() + timeout
+    deadline = time.monotonic() + plan.timeout
     lost: set[str] = set()
 
     def gone(address: str, task: str) -> str | None:
@@ -72,25 +76,12 @@ def _checked(host: Host, app: str, name: str, tasks: dict[str, str], sha: str, t
             lost.add(address)
         return why
 
-    from_app_json = containers.app_json_checks(host, app, sha)  # first, as on one host
-    if from_app_json is not None and from_app_json.run:
-        names = ", ".join(f"{c.name} ({c.describe()})" for c in from_app_json.run)
-        progress(f"-----> Checking each task passes app.json's {names} (timeout {timeout}s)")
-    else:
-        checks = containers.checks_for(host, app, sha)
-        progress(f"-----> Checking each task answers {' and '.join(c.describe() for c in checks.checks)} "
-                 f"(timeout {timeout}s)")
+    progress(f"-----> Checking each task {plan.goal(each=True)} (timeout {plan.timeout}s)")
     slowest = 0.0
     for address, task in tasks.items():
         try:
-            if from_app_json is not None and from_app_json.run:
-                slowest = max(slowest, health.wait_app_json_address(
-                    address, name=name, healthchecks=from_app_json, deadline=deadline, progress=progress,
-                    gone=lambda a=address, t=task: gone(a, t)))
-            else:
-                slowest = max(slowest, health.wait_address(
-                    address, name=name, checks=checks, deadline=deadline, progress=progress,
-                    gone=lambda a=address, t=task: gone(a, t)))
+            target = health.Task(name, address, gone=lambda a=address, t=task: gone(a, t))
+            slowest = max(slowest, health.run(plan, target, deadline=deadline, progress=progress))
         except DeployFailed:
             if address not in lost:
                 raise

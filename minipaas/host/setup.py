@@ -16,6 +16,7 @@ from minipaas.access import keys, sudoers
 from minipaas.adapters import gitrepo, nginx
 from minipaas.addons import roles as addon_roles
 from minipaas.build import builderchoice, buildkit
+from minipaas.deploy import rollout
 from minipaas.errors import InvalidInput
 from minipaas.host import units
 from minipaas.routing import domains, proxy
@@ -63,7 +64,7 @@ def init(progress: Callable[[str], None], settings: Settings | None = None) -> S
     for line in builderchoice.describe(s):
         progress(f"-----> {line[0].upper()}{line[1:]}")
     # Postgres services an earlier version made: a role per linked app instead of the superuser's URL.
-    for problem in addon_roles.upgrade_all(host, progress):
+    for problem in addon_roles.upgrade_all(host, progress, releases=rollout):
         progress(f"       warning: {problem}")
     return s
 

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from minipaas.running import daemons
+from minipaas.state import daemons
 from minipaas.state.settings import Settings
 
 COMMAND = "dashboard"

@@ -8,7 +8,7 @@ import threading
 from concurrent.futures import ThreadPoolExecutor
 
 from minipaas.addons import addons
-from minipaas.deploy import canary, placement, retirement, rollout
+from minipaas.deploy import canary, formation, placement, retirement, rollout
 from minipaas.errors import DeployFailed, MinipaasError, NotFound
 from minipaas.progress import Progress
 from minipaas.routing import domains, proxy
@@ -36,12 +36,13 @@ def resume(host: Host, app: str, progress: Progress) -> tuple[int, str] | None:
         proxy.write_site(host, app, domains.of(host, app))
         return current.number, "static files"
     where.prepare()  # a static site has no network (containers.drop_network_if_unused)
-    if where.resume(current, progress):
+    commit = formation.read(host, app, current.sha)  # read once, for the resume or the rollout
+    if where.resume(current, progress, commit=commit):
         canary.resume(host, app, progress)  # a canary beside it gets its share again, or is aborted
     else:  # (a rollout replaces a canary)
         progress(f"-----> {app}: {where.WHAT} of release {current.number} are gone; starting new ones")
         current = rollout.roll_out(host, app, kind=Kind.RESTART, sha=current.sha, image=current.image,
-                                   buildpack=current.buildpack, progress=progress, env=current.config)
+                                   buildpack=current.buildpack, progress=progress, env=current.config, commit=commit)
     return current.number, ", ".join(proxy.upstream_addresses(s, app)) or "no web process"
 
 

@@ -8,6 +8,7 @@ from __future__ import annotations
 from minipaas.deploy import formation, placement, retirement, rollout, shrink
 from minipaas.errors import Conflict, InvalidInput
 from minipaas.progress import Progress
+from minipaas.source.commit import Commit
 from minipaas.state import apps, canaries, releaselog
 from minipaas.state.host import Host
 from minipaas.state.locks import app_lock
@@ -20,9 +21,8 @@ def scale(host: Host, app: str, args: list[str], progress: Progress) -> dict[str
     with app_lock(host.settings, app, progress):
         current = releaselog.live(host, app)
         running = canaries.of(host, app)
-        procs = formation.procfile(host, app, current.sha) if current else {}
-        declared = formation.declared(host, app, current.sha) if current else {}
-        before = formation.counts(host, app, procs, declared)
+        commit = formation.read(host, app, current.sha) if current else None
+        before = formation.counts(host, app, commit)
         unknown = sorted(set(changes) - set(before))
         if current is not None and unknown:
             raise InvalidInput(f"{app} has no process type {', '.join(unknown)} "
@@ -32,12 +32,12 @@ def scale(host: Host, app: str, args: list[str], progress: Progress) -> dict[str
                            f"releases needs a web process; promote or abort it first (`releases:promote {app}`)")
         formation.check_quota(host, app, {**before, **changes})  # refused before anything is stored
         formation.store_counts(host, app, changes)
-        wanted = formation.counts(host, app, procs, declared)
-        if current is None or current.serving == Serving.STATIC:
+        wanted = formation.counts(host, app, commit)
+        if current is None or commit is None or current.serving == Serving.STATIC:
             progress(f"-----> Stored: {_formation_text(wanted)}; it applies from the next deploy")
             return wanted
         try:
-            wheres = [_apply_scale(host, app, current, procs, wanted, progress, alongside=running is not None)]
+            wheres = [_apply_scale(host, app, current, commit, wanted, progress, alongside=running is not None)]
             if running is not None:
                 wheres.append(_scale_canary(host, app, releaselog.get(host, app, running.release), progress))
             # A Swarm canary's two services scaled down in place: the tasks they stop, waited for together.
@@ -57,18 +57,17 @@ def _formation_text(counts: dict[str, int]) -> str:
 
 def _scale_canary(host: Host, app: str, release: Release, progress: Progress) -> placement.Placement:
     """The canary's release at the new counts of the process types it has (its Procfile may differ)."""
-    procs = formation.procfile(host, app, release.sha)
-    declared = formation.declared(host, app, release.sha)
-    wanted = formation.counts(host, app, procs, declared)
+    commit = formation.read(host, app, release.sha)
+    wanted = formation.counts(host, app, commit)
     progress(f"-----> Canary release {release.number}: {_formation_text(wanted)}")
-    return _apply_scale(host, app, release, procs, wanted, progress, alongside=True)
+    return _apply_scale(host, app, release, commit, wanted, progress, alongside=True)
 
 
-def _apply_scale(host: Host, app: str, current: Release, procs: dict[str, str], wanted: dict[str, int],
+def _apply_scale(host: Host, app: str, current: Release, commit: Commit, wanted: dict[str, int],
                  progress: Progress, *, alongside: bool = False) -> placement.Placement:
     where = placement.for_host(host, app)
     where.prepare()  # its network: gone if it had scaled to 0 (containers.drop_network_if_unused)
-    surplus = where.scale(current, procs, wanted, progress, alongside=alongside)
+    surplus = where.scale(current, commit, wanted, progress, alongside=alongside)
     # A rollout would replace the canary (rollout.roll_out aborts it first): left for a service of a process type
     # the release's Procfile no longer has.
     if surplus is None and alongside:
@@ -77,7 +76,7 @@ def _apply_scale(host: Host, app: str, current: Release, procs: dict[str, str], 
     if surplus is None:  # in a cluster, a count that goes down: a rollout at the new count
         progress(f"-----> Rolling release {current.number} out again at {_formation_text(wanted)}")
         rollout.roll_out(host, app, kind=Kind.SCALE, sha=current.sha, image=current.image,
-                         buildpack=current.buildpack, progress=progress, env=current.config)
+                         buildpack=current.buildpack, progress=progress, env=current.config, commit=commit)
         return where
     if surplus:
         drain = int(apps.get_setting(host, app, "drain-seconds"))

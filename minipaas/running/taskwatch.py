@@ -24,7 +24,7 @@ from minipaas.cluster import membership, releases
 from minipaas.deploy import containers, formation, health
 from minipaas.errors import MinipaasError
 from minipaas.routing import routes
-from minipaas.state import apps, canaries, releaselog
+from minipaas.state import canaries, releaselog
 from minipaas.state.host import Host
 from minipaas.state.locks import try_app_lock
 from minipaas.state.releaselog import Serving
@@ -109,11 +109,12 @@ def _keep(host: Host, current: releaselog.Release, seen: _Seen) -> None:
         gone, added = sorted(routed - had), sorted(had - routed)
         _say(f"{app}: route {describe(before)} → {describe(wanted)}"
              + (f"; unrouted {' '.join(gone)}" if gone else "") + (f"; routed {' '.join(added)}" if added else ""))
+    plans: dict[str, health.Plan] = {}  # each release's commit read once a round
     for rel, address in new:
-        checks = containers.checks_for(host, app, rel.sha)
-        timeout = float(apps.get_setting(host, app, "healthcheck-timeout"))
+        if rel.sha not in plans:  # as it always was here: a CHECKS file or the healthcheck-path, not app.json's
+            plans[rel.sha] = containers.health_plan(host, app, formation.read(host, app, rel.sha), app_json=False)
         threading.Thread(target=_check, args=(seen, app, names[rel.number], address, tasks[rel.number][address],
-                                              checks, timeout), daemon=True).start()
+                                              plans[rel.sha]), daemon=True).start()
 
 
 def wanted_versions(sides: list[tuple[int, int, dict[str, str]]], routed: set[str],
@@ -140,13 +141,11 @@ def describe(versions: list[routes.Version]) -> str:
                     for v in versions) or "none"
 
 
-def _check(seen: _Seen, app: str, name: str, address: str, task: str, checks: health.Checks,
-           timeout: float) -> None:
+def _check(seen: _Seen, app: str, name: str, address: str, task: str, plan: health.Plan) -> None:
     """A new task's health check; healthy, the next round routes it (if it still runs and is still live)."""
     try:
-        health.wait_address(address, name=name, checks=checks, deadline=time.monotonic() + timeout,
-                            progress=lambda _line: None,
-                            gone=lambda: releases.why_gone(name, task))
+        health.run(plan, health.Task(name, address, gone=lambda: releases.why_gone(name, task)),
+                   progress=lambda _line: None)
     except MinipaasError as exc:
         _say(f"{app}: {exc.message}; checked again in {RETRY_SECONDS:.0f}s")
         with seen.lock:

@@ -38,8 +38,8 @@ from minipaas.cluster import membership
 from minipaas.deploy import canaryguard
 from minipaas.errors import MinipaasError, NotFound
 from minipaas.routing import routes
-from minipaas.running import daemons, nginxwatch, taskwatch
-from minipaas.state import releaselog
+from minipaas.running import nginxwatch, taskwatch
+from minipaas.state import daemons, releaselog
 from minipaas.state.host import Host
 from minipaas.state.settings import Settings
 
@@ -47,7 +47,7 @@ GONE = ("die", "destroy", "kill", "oom", "stop")
 BACK_WITHIN = 60.0  # seconds a restarted container has to answer before it is left out
 
 
-WATCHER = daemons.Daemon("watch", "watch")
+WATCHER = daemons.WATCHER
 
 
 def pid_file(settings: Settings) -> Path:
@@ -58,9 +58,7 @@ def running(settings: Settings) -> int | None:
     return WATCHER.running(settings)
 
 
-def ensure_running(settings: Settings) -> None:
-    """Start the watcher of this home unless it runs on the code now on disk (daemons.Daemon.ensure)."""
-    WATCHER.ensure(settings)
+ensure_running = daemons.ensure_watcher
 
 
 def run(settings: Settings) -> None:

@@ -21,6 +21,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from minipaas.errors import InvalidInput
+from minipaas.source.procfile import shell
 from minipaas.state.names import REQUEST_PATH
 
 MAX_CHECKS = 20
@@ -118,7 +119,7 @@ def _entry(entry: Any, number: int) -> tuple[str, Healthcheck]:
     path, content = _text(entry, "path", where), _text(entry, "content", where)
     command = entry.get("command") or ()
     if isinstance(command, str):
-        command = ("/bin/sh", "-c", command)
+        command = shell(command, replaced=False)
     # No NUL: a process' arguments cannot carry one.
     if not isinstance(command, list | tuple) or not all(isinstance(c, str) and "\0" not in c for c in command):
         raise InvalidInput(f"{where}: command must be a string or a list of strings (without NUL)")

@@ -13,6 +13,7 @@ from minipaas.errors import BuildFailed
 
 MAX_SIZE = 64 * 1024
 PROCESS_TYPE = re.compile(r"[a-z][a-z0-9_-]{0,30}")
+MAX_SCALE = 20  # the most containers (Swarm tasks) of one process type, ps:scale's and app.json's formation's
 # Controls other than tab (and the line separators str.splitlines cuts at) have no place in a command.
 _CONTROL = re.compile(r"[\x00-\x08\x0b-\x1f\x7f\x85\u2028\u2029]")
 
@@ -48,6 +49,17 @@ def parse(raw: bytes) -> dict[str, str]:
             raise BuildFailed(f"{where}: {name} is defined twice")
         procs[name] = command
     return procs
+
+
+def shell(command: str, *, replaced: bool = True) -> list[str]:
+    """The argument list running `command` in /bin/sh (a Procfile's commands are shell lines); `replaced`: as
+    `exec`, so the process itself gets the engine's signals (SIGTERM at a stop), not a shell waiting for it."""
+    return ["/bin/sh", "-c", f"exec {command}" if replaced else command]
+
+
+def process_command(procs: dict[str, str], process: str) -> list[str] | None:
+    """What a container of `process` runs: its Procfile line, else None (the image's own CMD)."""
+    return shell(procs[process]) if process in procs else None
 
 
 def _short(value: str) -> str:

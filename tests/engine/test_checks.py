@@ -40,7 +40,8 @@ def test_a_crash_its_restart_policy_hid_is_reported_with_its_exit_code(paas: Paa
     assert restarted.exit_code == 0  # the engine's own word on a process it started again
     assert engine.last_exit_code(restarted) == 4
     with pytest.raises(DeployFailed, match="exited with code 4 before answering") as failed:
-        health.wait_healthy(restarted.id, network="", port=health.WEB_PORT, checks=health.default_checks("/"),
-                            timeout=30, progress=lambda _: None)
+        health.run(health.Plan(30, health.default_checks("/")),
+                   health.Container(restarted.id, restarted.name, network="", port=health.WEB_PORT),
+                   progress=lambda _: None)
     assert "NEEDED is not set" in str(failed.value.detail)
 

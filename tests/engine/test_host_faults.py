@@ -243,7 +243,8 @@ def test_a_watcher_and_a_dashboard_of_older_code_are_replaced_by_ps_restore_and_
     """An upgrade under running daemons: a watcher started from other code (another stamp) and a dashboard from
     before stamps existed. `ps:restore` (what install.sh and the boot unit run; every deploy for the watcher)
     stops both and starts them on the code on disk; a second `ps:restore` keeps those (no restart per call)."""
-    from minipaas.running import daemons, dashboardproc, watcher
+    from minipaas.running import dashboardproc, watcher
+    from minipaas.state import daemons
     from minipaas.state.settings import load
 
     settings = load(paas.env)

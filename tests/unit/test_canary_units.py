@@ -16,18 +16,13 @@ from minipaas.routing import routes
 from minipaas.routing.routes import Version
 from minipaas.running import taskwatch
 from minipaas.state import apps, canaries, releaselog, store
-from minipaas.state import settings as settings_mod
 from minipaas.state.host import Host
+from tests.helpers.stores import store_host
 
 
 @pytest.fixture
 def host(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Host:
-    monkeypatch.setenv("MINIPAAS_HOME", str(tmp_path / "home"))
-    (tmp_path / "home").mkdir()
-    h = Host(settings_mod.load())
-    with store.transaction(h.db) as db:
-        db.execute("INSERT INTO apps (name, created_at) VALUES ('shop', 0)")
-    return h
+    return store_host(tmp_path, monkeypatch, "shop")
 
 
 def test_a_push_is_a_canary_when_asked_or_when_the_app_says_so(host: Host) -> None:

@@ -10,10 +10,10 @@ import pytest
 
 from minipaas.access.access import Principal
 from minipaas.errors import InvalidInput
-from minipaas.state import apps, config, reviews, store
-from minipaas.state import settings as settings_mod
+from minipaas.state import apps, config, reviews
 from minipaas.state.host import Host
 from minipaas.state.names import branch_slug, check_app, check_new_app, parent_of
+from tests.helpers.stores import store_host
 
 LABEL = re.compile(r"(?!-)[a-z0-9-]{1,63}(?<!-)")
 
@@ -57,12 +57,7 @@ def test_a_grant_on_an_app_covers_its_review_apps_only() -> None:
 
 @pytest.fixture
 def host(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Host:
-    monkeypatch.setenv("MINIPAAS_HOME", str(tmp_path / "home"))
-    (tmp_path / "home").mkdir()
-    h = Host(settings_mod.load())
-    with store.transaction(h.db) as db:
-        db.execute("INSERT INTO apps (name, created_at) VALUES ('hello', 0)")
-    return h
+    return store_host(tmp_path, monkeypatch, "hello")
 
 
 def test_names_that_slug_alike_get_distinct_review_apps(host: Host) -> None:

@@ -20,15 +20,12 @@ from minipaas.state import apps, config, reviews, services, store
 from minipaas.state import settings as settings_mod
 from minipaas.state.host import Host
 from tests.helpers.nginx_specs import STATIC, SYSTEM
+from tests.helpers.stores import store_host
 
 
 @pytest.fixture
 def host(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Host:
-    monkeypatch.setenv("MINIPAAS_HOME", str(tmp_path / "home"))
-    (tmp_path / "home").mkdir()
-    h = Host(settings_mod.load())
-    with store.transaction(h.db) as db:
-        db.execute("INSERT INTO apps (name, created_at) VALUES ('shop', 0)")
+    h = store_host(tmp_path, monkeypatch, "shop")
     reviews.insert(h, name="shop--topic", parent="shop", branch="topic", domain="topic.shop.example")
     return h
 

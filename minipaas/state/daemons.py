@@ -1,7 +1,8 @@
 """The home's long-lived processes (the watcher, the dashboard): each started as `minipaas COMMAND` in a session
 of its own (it outlives the ssh command or hook that started it), its output in the home's logs, and found again
 by its pid file, checked to run that command for this home (a pid the kernel gave to another process since is
-not taken for it).
+not taken for it). Below the deploy path, which makes sure the watcher runs (`ensure_watcher`) before a release
+is rolled out; the watcher itself is running/watcher.py's.
 
 Each one carries the stamp of the code it was started from (MINIPAAS_CODE in its environment). A daemon from
 before an upgrade (a `git pull`, a reinstall) would otherwise run on: its lazy imports then name modules by paths
@@ -107,3 +108,11 @@ class Daemon:
             if time.monotonic() > deadline:
                 sent = signal.SIGKILL
             time.sleep(0.05)
+
+
+WATCHER = Daemon("watch", "watch")  # `minipaas watch`: running/watcher.py
+
+
+def ensure_watcher(settings: Settings) -> None:
+    """The watcher of this home running on the code now on disk (`Daemon.ensure`)."""
+    WATCHER.ensure(settings)
