@@ -393,11 +393,3 @@ def stop(host: Host, app: str, progress: Progress) -> None:
     with app_lock(host.settings, app, progress):
         for_host(host, app).stop(progress)  # containers here, or the services' tasks in a cluster
         apps.set_stopped(host, app, True)
-
-
-def remove_retired(target: str) -> None:
-    """Remove what a retirement names: a container (its id) or a service (`service:<name>`)."""
-    if target.startswith(SERVICE_PREFIX):
-        releases.remove(target[len(SERVICE_PREFIX):])
-    else:
-        engine.remove(target, timeout=10)

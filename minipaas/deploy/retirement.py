@@ -11,6 +11,7 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 
 from minipaas.adapters import engine
+from minipaas.cluster import releases
 from minipaas.deploy import containers, placement
 from minipaas.errors import EngineError
 from minipaas.routing import domains, proxy, sites
@@ -58,7 +59,7 @@ def retire(host: Host, app: str, *, wait: bool) -> list[str]:
             continue
         for container in due:
             try:
-                placement.remove_retired(container)
+                _remove(container)
             except EngineError:
                 if not wait or time.monotonic() > give_up:
                     raise
@@ -120,3 +121,11 @@ def _name_image(host: Host, release: releaselog.Release) -> None:
     if labels and labels.get(engine.LABEL) == str(host.settings.home) and \
             labels.get(engine.RELEASE_LABEL) == str(release.number):
         releaselog.update(host, release.app, release.number, image=tag)
+
+
+def _remove(target: str) -> None:
+    """Remove what a retirement names: a container (its id) or a service (`service:<name>`)."""
+    if target.startswith(placement.SERVICE_PREFIX):
+        releases.remove(target[len(placement.SERVICE_PREFIX):])
+    else:
+        engine.remove(target, timeout=10)
