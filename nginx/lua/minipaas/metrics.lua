@@ -7,6 +7,7 @@
 -- time: the client's own network and a slow reader of a large answer would blur what differs between two
 -- releases of the app; without an upstream (nginx answered itself) it is the request's time.
 local routes = require "minipaas.routes"
+local wake = require "minipaas.wake"
 local M = {}
 local dict = ngx.shared.minipaas_metrics
 local floor, ceil, log, tonumber = math.floor, math.ceil, math.log, tonumber
@@ -35,16 +36,24 @@ local totals, minutes = {}, {}  -- key -> what this worker counted and the dict 
 local flushed = 0
 
 local function flush()
+    local now = ngx.now()
     -- The minutes first: a reader that sees a request in the totals sees it in its minute too.
     for key, n in pairs(minutes) do
         dict:incr(key, n, 0, TTL)
     end
+    local last
     for key, n in pairs(totals) do
         dict:incr(key, n, 0)
+        -- The app served a request: when, for the watcher's idle apps (wake.lua). Here, not per request.
+        local app = key:match("^t (%S+)")
+        if app ~= last then
+            wake.seen(app, now)
+            last = app
+        end
     end
     clear(minutes)
     clear(totals)
-    flushed = ngx.now()
+    flushed = now
 end
 local function keys_of(app, version)
     local prefix = app .. " " .. version.name .. " "
