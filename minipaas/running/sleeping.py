@@ -79,11 +79,11 @@ def sleep_idle(host: Host, limits: dict[str, int], known: dict[str, float], firs
     now, last = routes.last_requests(s)
     for app, seen in last.items():
         known[app] = max(seen, known.get(app, 0.0))
-    asleep = routes.sleeping(s)
+    table = routes.read(s)  # once, not per app
     woke = sleeps.woke_at(host)
     live_since = releaselog.live_since(host)
     for app, limit in limits.items():
-        if app in asleep or not routes.addresses(s, app):  # asleep, or not routed (no web process, ps:stop)
+        if not table.get(app):  # asleep (no version), or not routed (no web process, ps:stop)
             continue
         awake_since = max(first_look.setdefault(app, now), woke.get(app, 0.0), live_since.get(app, 0.0))
         if idle_for(now, limit, last_request=known.get(app), awake_since=awake_since):
@@ -113,7 +113,8 @@ def put_to_sleep(host: Host, app: str, limit: int, progress: Progress) -> bool:
         time.sleep(DRAIN)  # what the containers were answering when the route changed
         for c in mine:
             engine.remove(c.id, timeout=10)  # SIGTERM first, as a retirement
-        progress(f"{app}: idle for {limit}s; asleep (release {current.number}, {len(mine)} containers removed)")
+        removed = ", ".join(c.name for c in mine)
+        progress(f"{app}: idle for {limit}s; asleep (release {current.number}; removed {removed})")
         return True
 
 
@@ -131,11 +132,12 @@ def follow_wakes(settings: Settings) -> None:
 
 def wake_for_nginx(settings: Settings, app: str) -> None:
     """Wake the app, then tell nginx how it went: its held requests go on, or get a 503 saying why."""
+    started = time.monotonic()
     host = Host(settings)
     failure = ""
     try:
         wake(host, app, _say)
-        _say(f"{app}: awake")
+        _say(f"{app}: awake ({time.monotonic() - started:.2f}s)")
     except MinipaasError as exc:
         failure = exc.message
     except Exception as exc:  # nginx must hear of it, or its requests wait for nothing

@@ -1,5 +1,6 @@
-"""Apps that sleep when idle and wake at their first request, through a real push, nginx and the watcher: an app
-with `idle 3s` sleeps (no container, its route `sleep`, `ps` and `apps:list` say so), ps:restore leaves it asleep,
+"""Apps that sleep when idle and wake at their first request, through real pushes, nginx and the watcher: a review
+app whose parent says `review-apps-idle 3s` sleeps (no container, its route `sleep`, `ps` and `apps:list` say so;
+the parent, `idle 0`, does not), ps:restore leaves it asleep,
 20 requests at once wake it once and all get 200, `ps:start` wakes it by hand, and a wake whose image is gone
 answers 503 saying why, as `ps` does."""
 
@@ -12,7 +13,7 @@ from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 from minipaas.state.settings import Settings, load
-from tests.helpers.host import Paas, docker
+from tests.helpers.host import Paas, Response, commit, docker, git
 
 
 def wait_until(condition: Callable[[], bool], what: str, deadline: float = 60) -> None:
@@ -47,20 +48,32 @@ def watcher_log(paas: Paas) -> str:
     return path.read_text() if path.exists() else ""
 
 
-def test_an_idle_app_sleeps_wakes_once_for_20_requests_and_says_why_a_wake_failed(paas: Paas) -> None:
-    app, _ = paas.deploy()
-    first = paas.get(app)
-    assert first.status == 200
-    assert "minipaas.app" in docker("inspect", "--format", "{{json .Config.Labels}}", app_containers(paas, app)[0])
-    paas.run("settings:set", app, "idle", "3s")
+def test_an_idle_review_app_sleeps_wakes_once_for_20_requests_and_says_why_a_wake_failed(paas: Paas) -> None:
+    parent, checkout = paas.deploy()
+    git(checkout, "checkout", "-q", "-b", "preview")
+    commit(checkout, "a branch")
+    paas.push(checkout, "preview")
+    app, host = f"{parent}--preview", f"preview.{parent}.paas.test"
 
-    # Idle for 3 s: asleep, with no container left, its route `sleep`, and ps and apps:list say so.
+    def idle(value: str) -> None:  # the parent's setting is its review apps'
+        paas.run("settings:set", parent, "review-apps-idle", value)
+
+    def get() -> Response:
+        return paas.get("", host=host)
+
+    first = get()
+    assert first.status == 200
+    idle("3s")
+
+    # Idle for 3 s: asleep, with no container left, its route `sleep`, and ps and apps:list say so; its parent, as
+    # idle (`idle` 0, the default), is not.
     wait_until(lambda: sleeping(paas, app), f"{app} sleeps")
     wait_until(lambda: not app_containers(paas, app), f"{app}'s containers are removed")
+    assert not sleeping(paas, parent) and app_containers(paas, parent)
     assert route_line(paas, app) == f"{app} sleep"
     assert "is sleeping (idle)" in paas.run("ps", app).stdout
     listed = paas.run("apps:list").stdout
-    assert any(line.split()[0] == app and line.split()[-1] == "sleeping" for line in listed.splitlines()[1:]), listed
+    assert [line.split()[-1] for line in listed.splitlines() if line.split()[:1] == [app]] == ["sleeping"], listed
     # ps:restore does not wake it, nor take it for down.
     restored = paas.run("ps:restore")
     assert f"{app}: release 1 serving at no container: sleeping" in restored.stdout + restored.stderr
@@ -68,10 +81,10 @@ def test_an_idle_app_sleeps_wakes_once_for_20_requests_and_says_why_a_wake_faile
 
     # 20 requests at once: all held, one wake, all answered by the app (which then stays awake a while: `idle 0`, so
     # that the checks below, each a CLI command, cannot race its next sleep).
-    paas.run("settings:set", app, "idle", "0")
+    idle("0")
     woken_before = watcher_log(paas).count(f"{app}: awake")
     with ThreadPoolExecutor(max_workers=20) as pool:
-        answers = list(pool.map(lambda _: paas.get(app), range(20)))
+        answers = list(pool.map(lambda _: get(), range(20)))
     assert [a.status for a in answers] == [200] * 20, [(a.status, a.body[:100]) for a in answers]
     assert all(a.body == first.body for a in answers)
     assert watcher_log(paas).count(f"{app}: awake") == woken_before + 1, watcher_log(paas)
@@ -79,18 +92,18 @@ def test_an_idle_app_sleeps_wakes_once_for_20_requests_and_says_why_a_wake_faile
     assert "is sleeping" not in paas.run("ps", app).stdout
 
     # Asleep again once idle; ps:start wakes it by hand.
-    paas.run("settings:set", app, "idle", "3s")
+    idle("3s")
     wait_until(lambda: sleeping(paas, app) and not app_containers(paas, app), f"{app} sleeps again")
-    paas.run("settings:set", app, "idle", "0")
+    idle("0")
     started = paas.run("ps:start", app)
     assert not sleeping(paas, app), started.stdout
-    assert paas.get(app).status == 200
+    assert get().status == 200
 
     # A wake whose image is gone: a 503 saying why, and ps says it too; the app stays asleep.
-    paas.run("settings:set", app, "idle", "3s")
+    idle("3s")
     wait_until(lambda: sleeping(paas, app) and not app_containers(paas, app), f"{app} sleeps a third time")
-    docker("rmi", "-f", paas.image(app, 1))
-    failed = paas.get(app)
+    docker("rmi", "-f", json.loads(paas.run("releases", app, "--json").stdout)[0]["image"])
+    failed = get()
     assert failed.status == 503, failed
     assert "could not be woken" in failed.body and "image of release 1 is gone" in failed.body, failed.body
     shown = paas.run("ps", app).stdout

@@ -50,7 +50,7 @@ function M.hold(target)
             return ngx.exec(target)
         end
         if ngx.now() >= deadline then
-            return unavailable(app, "it did not answer within " .. HOLD .. " s")
+            return unavailable(app, "it was not awake within " .. HOLD .. " s")
         end
         ngx.sleep(POLL)
         failed = wakes:get("failed " .. app)
