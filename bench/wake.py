@@ -66,7 +66,10 @@ def one_wake(paas: BenchHost, app: str) -> float:
 def one_cold_run(image: str) -> float:
     port = free_port()
     started = time.monotonic()
-    container = docker("run", "-d", "-e", "PORT=5000", "-p", f"127.0.0.1:{port}:5000", image,
+    # The image's labels name the bench host's home and app: overridden, or the app's next sleep would take the
+    # container for one of its own and remove it.
+    container = docker("run", "-d", "--label", "minipaas=wake-bench", "--label", "minipaas.app=", "-e", "PORT=5000",
+                       "-p", f"127.0.0.1:{port}:5000", image,
                        "/bin/sh", "-c", "exec node web.js").strip()
     try:
         deadline = started + 60

@@ -27,7 +27,7 @@ from minipaas.adapters import engine
 from minipaas.deploy import containers, formation, placement
 from minipaas.errors import DeployFailed, MinipaasError
 from minipaas.progress import Progress
-from minipaas.routing import routes
+from minipaas.routing import domains, proxy, routes
 from minipaas.state import apps, canaries, locks, releaselog, sleeps
 from minipaas.state.host import Host
 from minipaas.state.releaselog import Serving
@@ -108,6 +108,9 @@ def put_to_sleep(host: Host, app: str, limit: int, progress: Progress) -> bool:
         retiring = releaselog.retiring(host, app)
         mine = [c for c in containers.app_containers(host, app)
                 if c.labels.get(engine.RELEASE_LABEL) == str(current.number) and c.id not in retiring]
+        # A vhost (and http.conf) an older minipaas wrote has no @minipaas_wake: made current first (nginx reloads
+        # only when it changed), or the app's requests could not wake it.
+        proxy.write_site(host, app, domains.of(host, app))
         routes.sleep(s, app)  # from now on nginx holds its requests
         sleeps.slept(host, app)
         time.sleep(DRAIN)  # what the containers were answering when the route changed
