@@ -105,6 +105,9 @@ def put_to_sleep(host: Host, app: str, limit: int, progress: Progress) -> bool:
         if current is None or current.serving != Serving.CONTAINER or canaries.of(host, app) is not None \
                 or not isinstance(where, placement.Containers) or not routes.addresses(s, app):
             return False
+        now, last = routes.last_requests(s)  # again, under the lock: a request may have come since the look
+        if now - last.get(app, 0.0) < limit:
+            return False
         retiring = releaselog.retiring(host, app)
         mine = [c for c in containers.app_containers(host, app)
                 if c.labels.get(engine.RELEASE_LABEL) == str(current.number) and c.id not in retiring]

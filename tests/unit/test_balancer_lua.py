@@ -221,6 +221,7 @@ def test_a_failed_wake_answers_503_saying_why_and_the_last_request_times_are_ser
     _wait(lambda: APP in _held(front, path="/idle"), "the app's last request in /idle")
     now, last = routes.parse_last_requests(_held(front, path="/idle"))
     assert 0 <= now - last[APP] < 5
+    assert "a sleeping app has no release routed" in _held(front, "PUT", f"sleep 7=100 127.0.0.1:{front.live}")
     _held(front, "PUT", "sleep")
     got: list[tuple[int, str]] = []
     request = threading.Thread(target=lambda: got.append(_get(front.port)))
