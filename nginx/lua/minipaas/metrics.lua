@@ -33,6 +33,7 @@ M.STEPS, M.LAST = STEPS, LAST
 local FLUSH = 0.25
 local clear = require "table.clear"
 local totals, minutes = {}, {}  -- key -> what this worker counted and the dict has not yet
+local served = {}  -- the apps of one flush (reused)
 local flushed = 0
 
 local function flush()
@@ -41,18 +42,18 @@ local function flush()
     for key, n in pairs(minutes) do
         dict:incr(key, n, 0, TTL)
     end
-    local last
     for key, n in pairs(totals) do
         dict:incr(key, n, 0)
         -- The app served a request: when, for the watcher's idle apps (wake.lua). Here, not per request.
         local app = key:match("^t (%S+)")
-        if app ~= last then
+        if app and not served[app] then
+            served[app] = true
             wake.seen(app, now)
-            last = app
         end
     end
     clear(minutes)
     clear(totals)
+    clear(served)
     flushed = now
 end
 local function keys_of(app, version)
