@@ -61,15 +61,20 @@ def follow_idle(settings: Settings) -> None:
     known: dict[str, float] = {}  # app -> its last request as far as this thread knows (nginx's restart forgets)
     first_look: dict[str, float] = {}  # app -> when this thread first saw it may sleep
     limits: dict[str, int] = {}
+    said = ""  # the last failure said: the same one again (nginx down for a while) is not said at every look
     while True:
+        failure = ""
         try:
             limits = apps.idle_limits(host)
             if limits:
                 sleep_idle(host, limits, known, first_look)
         except MinipaasError as exc:
-            _say(f"idle apps: {exc.message}")
+            failure = exc.message
         except Exception as exc:  # one bad look must not end the thread (the next one may do)
-            _say(f"idle apps: {type(exc).__name__}: {exc}")
+            failure = f"{type(exc).__name__}: {exc}"
+        if failure and failure != said:
+            _say(f"idle apps: {failure}")
+        said = failure
         time.sleep(check_interval(limits))
 
 

@@ -75,7 +75,9 @@ function M.control()
                     out[#out + 1] = app .. "\n"
                 end
             end
-            if #out > 0 or ngx.now() >= deadline then
+            -- A worker on its way out (a reload, or an orphan a new master stops) answers at once: a poll it held
+            -- would hold its exit (and the start of nginx that waits for it) for up to LONG_POLL seconds.
+            if #out > 0 or ngx.now() >= deadline or ngx.worker.exiting() then
                 ngx.header.content_type = "text/plain"
                 return ngx.print(out)
             end
