@@ -29,19 +29,23 @@ def apps_create(app: str) -> None:
 def apps_list(as_json: bool) -> None:
     """List apps, each with its review apps (a branch's deploy) under it."""
     from minipaas.access import access
+    from minipaas.routing import routes
     from minipaas.state import apps
 
     host = current_host()
     listed = apps.listing(host)
+    asleep = routes.sleeping(host.settings)  # idle apps: no container until their next request
     shown = {a.name for a in listed if a.parent is None and access.visible(a.name)}
     suffix = apps.port_suffix(host.settings)
     rows = [{"name": a.name, "parent": a.parent, "branch": a.branch, "release": a.release, "sha": a.sha,
-             "url": f"http://{a.domain}{suffix}/"} for a in listed if (a.parent or a.name) in shown]
+             "url": f"http://{a.domain}{suffix}/", "sleeping": a.name in asleep}
+            for a in listed if (a.parent or a.name) in shown]
     if as_json:
         print_json(rows)
         return
     table(([("  " if r["parent"] else "") + str(r["name"]), r["release"] or "-", (r["sha"] or "-")[:7],
-            printable(r["branch"] or "")] for r in rows), ["APP", "RELEASE", "SHA", "BRANCH"])
+            printable(r["branch"] or ""), "sleeping" if r["sleeping"] else "-"] for r in rows),
+          ["APP", "RELEASE", "SHA", "BRANCH", "STATE"])
 
 
 @click.command("apps:destroy")

@@ -7,7 +7,7 @@ import sys
 
 import click
 
-from minipaas.cli.common import current_host, existing_app, print_json, printable, say, table
+from minipaas.cli.common import current_host, existing_app, print_json, printable, say, table, when
 
 
 @click.command("ps")
@@ -31,7 +31,11 @@ def ps_show(app: str, as_json: bool) -> None:
         table(([r.name, r.release, state(r), r.health, r.address or "-"] for r in rows),
               ["CONTAINER", "RELEASE", "STATE", "HEALTH", "ADDRESS"])
     from minipaas.deploy import canaryguard
+    from minipaas.running import sleeping
     from minipaas.state import canaries
+
+    for line in sleeping.describe(current_host(), app, when=when):
+        say(line)
 
     if (running := canaries.of(current_host(), app)) is not None:
         for line in canaryguard.describe(current_host(), running):
@@ -137,7 +141,7 @@ def ps_stop(app: str) -> None:
 @click.command("ps:start")
 @click.argument("app")
 def ps_start(app: str) -> None:
-    """Start a stopped app again (new containers from its image where they are gone)."""
+    """Start a stopped app again (new containers from its image where they are gone); wake a sleeping one."""
     from minipaas.running import restore
 
     restore.start(current_host(), existing_app(app), say)

@@ -46,7 +46,7 @@ class AppRow:
     release: int | None
     sha: str
     kind: str  # app, site, or - (nothing live)
-    health: str  # serving, down, stopped, not deployed
+    health: str  # serving, sleeping, down, stopped, not deployed
     last_at: str
     last_status: str
     last_kind: str
@@ -61,6 +61,8 @@ def _health(host: Host, name: str, live: releaselog.Release | None, routed: dict
         return "stopped"
     if live.serving == Serving.STATIC:
         return "serving"
+    if routed.get(name) == []:  # its route `sleep`: idle, its next request wakes it (running/sleeping.py)
+        return "sleeping"
     return "serving" if routed.get(name) else "down"
 
 

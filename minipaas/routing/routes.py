@@ -11,7 +11,11 @@ reload: a restarted nginx routes as before. `switch` and `set_versions` return o
 new entry, so from then on every new request reaches the new containers ("live" means live); the old
 ones finish what they have.
 
-`parse`, `render` and `renormalised` are pure; the rest writes the files and talks to nginx.
+An app that sleeps (it was idle; running/sleeping.py) keeps an entry with no version, `sleep` in the table: nginx
+holds its requests while minipaas wakes it (`nginx/lua/minipaas/wake.lua`), whose wakes the watcher asks for
+(`wanted_wakes`); `last_requests` says when each app last served a request.
+
+`parse`, `render`, `renormalised` and `parse_last_requests` are pure; the rest writes the files and talks to nginx.
 """
 
 from __future__ import annotations
@@ -32,6 +36,8 @@ from minipaas.state.settings import Settings
 ADDRESS = re.compile(r"[0-9a-fA-F.:\[\]]+:\d{1,5}")
 # A version's marker in a route's line: `<release>=<weight>`, followed by its addresses.
 MARKER = re.compile(r"(\d{1,9})=(\d{1,3})")
+# A sleeping app's entry: no version, its requests held while it wakes (an empty Entry in this module).
+SLEEP = "sleep"
 CONTROL_TIMEOUT = 10.0
 
 
@@ -66,7 +72,7 @@ Entry = list[tuple[int, int, list[str]]]
 
 def parse_entry(fields: list[str]) -> Entry:
     """`12=90 host:port host:port 13=10 host:port` → versions; addresses before any marker (the format of
-    minipaas before versions) are one version, release 0, weight 100."""
+    minipaas before versions) are one version, release 0, weight 100; `sleep`: none (a sleeping app)."""
     entry: Entry = []
     for field in fields:
         marker = MARKER.fullmatch(field)
@@ -80,6 +86,8 @@ def parse_entry(fields: list[str]) -> Entry:
 
 
 def render_entry(entry: Entry) -> str:
+    if not entry:
+        return SLEEP
     return " ".join(f"{release}={weight} {' '.join(addresses)}" for release, weight, addresses in entry)
 
 
@@ -88,7 +96,9 @@ def parse(text: str) -> dict[str, Entry]:
     table: dict[str, Entry] = {}
     for line in text.splitlines():
         fields = line.split()
-        if fields:
+        # An app's name alone (never written: an unrouted app's line goes) routes nothing, as in nginx: no entry.
+        # An entry with no version is a sleeping app's, `sleep`.
+        if len(fields) > 1:
             table[fields[0]] = parse_entry(fields[1:])
     return table
 
@@ -175,6 +185,51 @@ def unroute(settings: Settings, app: str) -> None:
         _change(settings, app, None)
 
 
+def sleep(settings: Settings, app: str) -> None:
+    """The app sleeps: no container gets its requests, nginx holds them and asks for a wake (`wanted_wakes`)."""
+    with _locked(settings):
+        _change(settings, app, [])
+
+
+def sleeping(settings: Settings) -> set[str]:
+    """The apps whose route sleeps, as minipaas last set it."""
+    return {app for app, entry in read(settings).items() if not entry}
+
+
+def wanted_wakes(settings: Settings, *, wait: float) -> list[str]:
+    """The sleeping apps a request is waiting for, each once, as soon as there is one or after `wait` seconds."""
+    text = control(settings, f"/wakes?wait={wait:g}", timeout=wait + CONTROL_TIMEOUT, what="the wakes")
+    return [line for line in text.split() if line]
+
+
+def woken(settings: Settings, app: str, failure: str = "") -> None:
+    """Tell nginx the app's wake ended: its held requests go on (awake), or get a 503 saying `failure`."""
+    control(settings, f"/wakes?app={app}", "POST", failure, what=f"the wake of {app}")
+
+
+def last_requests(settings: Settings) -> tuple[float, dict[str, float]]:
+    """nginx's clock now, and when each app that served a request since nginx started last did (unix seconds)."""
+    return parse_last_requests(control(settings, "/idle", what="the apps' last requests"))
+
+
+def parse_last_requests(text: str) -> tuple[float, dict[str, float]]:
+    """`now 1700000000.5` then `APP SECONDS` a line → (now, {app: seconds}); lines that are neither are skipped."""
+    now, last = 0.0, {}
+    for line in text.splitlines():
+        fields = line.split()
+        if len(fields) != 2:
+            continue
+        try:
+            value = float(fields[1])
+        except ValueError:
+            continue
+        if fields[0] == "now":
+            now = value
+        else:
+            last[fields[0]] = value
+    return now, last
+
+
 def forget_container(settings: Settings, container: str, *, stale: Callable[[], bool] = lambda: False) -> str | None:
     """A container the engine says is gone leaves its app's route at once; returns that app, if routed. A
     version left with no container leaves too, its weight shared by the others.
@@ -241,7 +296,8 @@ def _owners(settings: Settings) -> dict[str, tuple[str, str, int]]:
 
 
 def _change(settings: Settings, app: str, new: list[Version] | None) -> None:
-    """The one way the table changes (under the lock): the files, then nginx; undone if nginx refuses."""
+    """The one way the table changes (under the lock): the files, then nginx; undone if nginx refuses. `new`: None
+    unroutes, [] sleeps."""
     table = read(settings)
     before_table, before_owners = dict(table), _owners(settings)
     owners = {c: v for c, v in before_owners.items() if v[0] != app}
@@ -287,12 +343,13 @@ def _locked(settings: Settings) -> AbstractContextManager[None]:
     return locks.held(locks.instance_lock(settings, "nginx.routes"))
 
 
-def control(settings: Settings, path: str, method: str = "GET", body: str = "", *, what: str = "") -> str:
-    """A request to nginx's control server (`/routes?app=NAME`, `/metrics?app=NAME`); its answer's text.
-    `what`: the thing refused, for the message."""
-    conn = UnixHTTPConnection(control_socket(settings), timeout=CONTROL_TIMEOUT)
+def control(settings: Settings, path: str, method: str = "GET", body: str = "", *, what: str = "",
+            timeout: float = CONTROL_TIMEOUT) -> str:
+    """A request to nginx's control server (`/routes?app=NAME`, `/metrics?app=NAME`, `/wakes`, `/idle`); its answer's
+    text. `what`: the thing refused, for the message."""
+    conn = UnixHTTPConnection(control_socket(settings), timeout=timeout)
     try:
-        conn.request(method, path, body=body.encode() if method == "PUT" else None)
+        conn.request(method, path, body=body.encode() if method in ("PUT", "POST") else None)
         response = conn.getresponse()
         text = response.read().decode(errors="replace")
     except OSError as exc:

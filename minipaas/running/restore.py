@@ -11,8 +11,8 @@ from minipaas.addons import addons
 from minipaas.deploy import canary, formation, placement, retirement, rollout
 from minipaas.errors import DeployFailed, MinipaasError, NotFound
 from minipaas.progress import Progress
-from minipaas.routing import domains, proxy
-from minipaas.running import dashboardproc, watcher
+from minipaas.routing import domains, proxy, routes
+from minipaas.running import dashboardproc, sleeping, watcher
 from minipaas.state import apps, releaselog
 from minipaas.state.host import Host
 from minipaas.state.locks import app_lock
@@ -21,16 +21,22 @@ from minipaas.state.releaselog import Kind, Serving
 RESTORE_AT_ONCE = 4
 
 
-def resume(host: Host, app: str, progress: Progress) -> tuple[int, str] | None:
+def resume(host: Host, app: str, progress: Progress, *, wake: bool = False) -> tuple[int, str] | None:
     """The live release running and routed again (call with the app's lock held): its stopped containers
     started (in a cluster: its services scaled back, their tasks' addresses read again), health-checked and
     switched to; when they are gone (a `docker rm`, a lost engine), new ones rolled out from its image.
-    Returns the release that serves and where, None without a release."""
+    A sleeping app (idle) is left asleep, its route holding its requests, unless `wake` (ps:start): then it wakes
+    (running/sleeping.py). Returns the release that serves and where, None without a release."""
     s = host.settings
     retirement.reconcile(host, app)
     current = releaselog.live(host, app)
     if current is None:
         return None
+    if app in routes.sleeping(s):
+        if not wake:
+            return current.number, "no container: sleeping until its next request"
+        sleeping.wake_locked(host, app, progress)
+        return current.number, ", ".join(proxy.upstream_addresses(s, app)) or "no web process"
     where = placement.for_host(host, app)  # containers here, or Swarm services in a cluster
     if current.serving == Serving.STATIC:
         proxy.write_site(host, app, domains.of(host, app))
@@ -102,7 +108,7 @@ def restore(host: Host, progress: Progress) -> None:
 def start(host: Host, app: str, progress: Progress) -> None:
     """`ps:start`: the live release back up (after `ps:stop`)."""
     with app_lock(host.settings, app, progress):
-        serving = resume(host, app, progress)
+        serving = resume(host, app, progress, wake=True)
         if serving is None:
             raise NotFound(f"{app} has no release to start; push it first")
         apps.set_stopped(host, app, False)

@@ -148,6 +148,12 @@ SETTINGS: dict[str, AppSetting] = {
                                   "how long each canary step lasts, e.g. 90s, 2m, 1h (10s to 24h)"),
     "canary-min-requests": AppSetting("200", _int_between(1, 10_000_000),
                                       "requests a canary step needs, each release, before the guard judges it"),
+    "idle": AppSetting("0", lambda v: idle_seconds(v) is not None,
+                       "how long the app may serve no request before it sleeps (its containers removed until its "
+                       "next request wakes it), e.g. 30m, 2h (0: never; review apps follow review-apps-idle)"),
+    "review-apps-idle": AppSetting("30m", lambda v: idle_seconds(v) is not None,
+                                   "how long a review app may serve no request before it sleeps, e.g. 30m "
+                                   "(0: never)"),
     "deployer-push-options": AppSetting(
         "", _push_options, f"push options deployers may use (comma-separated: {', '.join(PRIVILEGED_PUSH_OPTIONS)}; "
                            "empty: none, admins always may)"),
@@ -188,9 +194,15 @@ def ttl_seconds(value: str) -> int | None:
     return 0 if value.strip() == "0" else _seconds_between(value, 3600, 365 * 86_400, "smhd")
 
 
+def idle_seconds(value: str) -> int | None:
+    """`idle` and `review-apps-idle`: 0 (never sleeps) or 1 s to 30 days; None if it is not that."""
+    return 0 if value.strip() == "0" else _seconds_between(value, 1, 30 * 86_400, "smhd")
+
+
 # Settings of the app itself, not inherited by its review apps (a review app's own value is ignored).
 PARENT_ONLY = frozenset({"deploy-branch", "review-apps", "review-apps-max", "review-apps-limit", "review-url",
-                         "review-apps-ttl", "review-apps-db"})
+                         "review-apps-ttl", "review-apps-db",
+                         "review-apps-idle"})
 
 
 REVIEW_URL_FIELDS = frozenset({"slug", "app", "domain"})
@@ -312,6 +324,25 @@ def listing(host: Host) -> list[Listed]:
                                        app=row["parent"], domain=host.settings.domain)
         out.append(Listed(row["name"], row["parent"], row["branch"], row["number"], row["sha"], domain))
     return out
+
+
+def idle_limits(host: Host) -> dict[str, int]:
+    """Every app that may sleep and after how many idle seconds: a review app by its parent's `review-apps-idle`, any
+    other by its `idle` (those at 0 are left out), in one query whatever the number of apps. Only apps whose live
+    release runs containers: a static or Markdown site has none to stop."""
+    defaults = {key: SETTINGS[key].default for key in ("idle", "review-apps-idle")}
+    rows = host.db.execute(
+        "SELECT a.name, coalesce(s.value, ?) AS review_idle, coalesce(o.value, ?) AS own_idle, a.parent "
+        "FROM apps a JOIN releases r ON r.app = a.name AND r.status = 'live' AND r.serving = 'container' "
+        "LEFT JOIN app_settings s ON s.app = a.parent AND s.key = 'review-apps-idle' "
+        "LEFT JOIN app_settings o ON o.app = a.name AND o.key = 'idle' "
+        "WHERE a.stopped = 0", (defaults["review-apps-idle"], defaults["idle"]))
+    limits = {}
+    for row in rows:
+        seconds = idle_seconds(row["review_idle"] if row["parent"] else row["own_idle"])
+        if seconds:
+            limits[row["name"]] = seconds
+    return limits
 
 
 def port_suffix(settings: Settings) -> str:

@@ -110,6 +110,12 @@ def lives(host: Host, app: str | None = None) -> list[Release]:
     return [from_row(row) for row in rows]
 
 
+def live_since(host: Host) -> dict[str, float]:
+    """When each app's live release went live (it finished), for the idle apps (running/sleeping.py)."""
+    return {row["app"]: row["at"] for row in host.db.execute(
+        "SELECT app, coalesce(finished_at, created_at) AS at FROM releases WHERE status = 'live'")}
+
+
 def routed_numbers(host: Host, app: str) -> set[int]:
     """The releases whose containers have a share of the app's route: the live one, and a canary beside it."""
     rows = host.db.execute("SELECT number FROM releases WHERE app = ? AND status IN (?, ?)",

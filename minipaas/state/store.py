@@ -226,6 +226,16 @@ MIGRATIONS: list[str] = [
         started_by TEXT NOT NULL
     );
     """,
+    # 15: apps that sleep when idle (issue 24): since when, when they last woke, and why their last wake failed
+    #     (whether one sleeps now is its route's: routes.sleeping)
+    """
+    CREATE TABLE sleeps (
+        app TEXT PRIMARY KEY REFERENCES apps(name) ON DELETE CASCADE,
+        slept_at REAL NOT NULL,
+        woke_at REAL,
+        wake_error TEXT NOT NULL DEFAULT ''
+    );
+    """,
 ]
 
 

@@ -21,7 +21,7 @@ from pathlib import Path
 
 import pytest
 
-from minipaas.routing import nginxconf
+from minipaas.routing import nginxconf, routes
 from minipaas.routing.proxy import LUA_MODULES
 from minipaas.state.settings import SHARE_DIR
 from tests.helpers.host import free_port
@@ -80,6 +80,9 @@ def front(tmp_path: Path) -> Iterator[Front]:
         f"server {{\n    listen 127.0.0.1:{live};\n"
         "    location = /reached { content_by_lua_block { ngx.say(ngx.shared.minipaas_test:get('closing') or 0) } }\n"
         "    location = /mark { content_by_lua_block { ngx.shared.minipaas_failed:set(ngx.var.arg_peer, true, 60) } }\n"
+        "    location = /echo { content_by_lua_block {\n"
+        "        ngx.req.read_body() ngx.say(ngx.req.get_method(), ' ', ngx.var.request_uri, ' ',\n"
+        "                                    ngx.req.get_body_data() or '') } }\n"
         "    location / { return 200 \"live\\n\"; }\n}\n"
         # A container on its way out: it takes the request and closes the connection a second later, unanswered.
         f"server {{\n    listen 127.0.0.1:{closing};\n"
@@ -105,22 +108,24 @@ def _route(front: Front, line: str) -> None:
     _wait(lambda: _held(front) == line, "nginx to hold the route")
 
 
-def _held(front: Front, method: str = "GET", body: str = "") -> str:
-    """The app's route as nginx holds it (GET on its control socket), or PUT there as a deploy does."""
+def _held(front: Front, method: str = "GET", body: str = "", path: str = f"/routes?app={APP}") -> str:
+    """The app's route as nginx holds it (GET on its control socket), or PUT there as a deploy does (or another
+    `path` of the control server)."""
     with socket.socket(socket.AF_UNIX, socket.SOCK_STREAM) as sock:
-        sock.settimeout(10)
+        sock.settimeout(30)
         sock.connect(str(front.folder / "control" / "control.sock"))
-        sock.sendall(f"{method} /routes?app={APP} HTTP/1.0\r\nContent-Length: {len(body)}\r\n\r\n{body}".encode())
+        sock.sendall(f"{method} {path} HTTP/1.0\r\nContent-Length: {len(body)}\r\n\r\n{body}".encode())
         answer = b""
         while chunk := sock.recv(65536):
             answer += chunk
     return answer.decode().partition("\r\n\r\n")[2].strip()
 
 
-def _get(port: int, host: str = f"{APP}.test") -> tuple[int, str]:
+def _get(port: int, host: str = f"{APP}.test", method: str = "GET", path: str = "/",
+         body: str | None = None) -> tuple[int, str]:
     conn = http.client.HTTPConnection("127.0.0.1", port, timeout=30)
     try:
-        conn.request("GET", "/", headers={"Host": host})
+        conn.request(method, path, body=body, headers={"Host": host})
         response = conn.getresponse()
         return response.status, response.read().decode()
     finally:
@@ -187,3 +192,48 @@ def test_a_request_whose_containers_go_away_under_it_follows_the_route_changed_m
     _held(front, "PUT", f"7=100 127.0.0.1:{front.live}")
     request.join(timeout=30)
     assert got == [(200, "live\n")] and _reached(front) == 1
+
+
+def test_requests_to_a_sleeping_app_are_held_and_ask_for_one_wake_then_go_on_with_their_method_and_body(
+        front: Front) -> None:
+    """The route `sleep`: 8 requests at once are held (none answered), the control server's long poll hands the app
+    out once however many wait, and once the route is live again and the wake said done, each goes on to the app
+    as it came (a POST's method, path and body kept)."""
+    _route(front, "sleep")
+    got: list[tuple[int, str]] = []
+    requests = [threading.Thread(target=lambda i=i: got.append(
+        _get(front.port, method="POST", path=f"/echo?n={i}%2F", body=f"body {i}"))) for i in range(8)]
+    for request in requests:
+        request.start()
+    assert _held(front, path="/wakes?wait=10") == APP  # as soon as the first request asked
+    assert _held(front, path="/wakes?wait=0.5") == ""  # handed out once, whatever the others asked
+    assert got == []
+    _held(front, "PUT", f"7=100 127.0.0.1:{front.live}")
+    _held(front, "POST", "", path=f"/wakes?app={APP}")
+    for request in requests:
+        request.join(timeout=30)
+    assert sorted(got) == [(200, f"POST /echo?n={i}%2F body {i}\n") for i in range(8)]
+
+
+def test_a_failed_wake_answers_503_saying_why_and_the_last_request_times_are_served(front: Front) -> None:
+    _route(front, f"7=100 127.0.0.1:{front.live}")
+    assert _get(front.port) == (200, "live\n")
+    _wait(lambda: APP in _held(front, path="/idle"), "the app's last request in /idle")
+    now, last = routes.parse_last_requests(_held(front, path="/idle"))
+    assert 0 <= now - last[APP] < 5
+    assert "a sleeping app has no release routed" in _held(front, "PUT", f"sleep 7=100 127.0.0.1:{front.live}")
+    _held(front, "PUT", "sleep")
+    got: list[tuple[int, str]] = []
+    request = threading.Thread(target=lambda: got.append(_get(front.port)))
+    request.start()
+    assert _held(front, path="/wakes?wait=10") == APP
+    _held(front, "POST", "the image of release 7 is gone", path=f"/wakes?app={APP}")
+    request.join(timeout=30)
+    assert len(got) == 1 and got[0][0] == 503 and "could not be woken: the image of release 7 is gone" in got[0][1]
+    # For a while after, requests get the same answer at once, asking for no wake.
+    assert _get(front.port)[0] == 503 and _held(front, path="/wakes?wait=0.3") == ""
+
+
+def test_the_route_of_a_sleeping_app_takes_no_address() -> None:
+    assert routes.parse("a sleep\nb 7=100 10.0.0.1:5000\n") == {"a": [], "b": [(7, 100, ["10.0.0.1:5000"])]}
+    assert routes.render({"a": [], "b": [(7, 100, ["10.0.0.1:5000"])]}) == "a sleep\nb 7=100 10.0.0.1:5000\n"

@@ -63,9 +63,9 @@ def test_hsts_needs_a_certificate_and_the_policy_goes_on_static_responses_only()
     # HSTS on a vhost without HTTPS would be a header nobody may trust: none is written.
     assert "Strict-Transport-Security" not in nginxconf.site_conf(PRIVATE, dataclasses.replace(PROXIED, hsts=True))
     tls_hsts = nginxconf.site_conf(PRIVATE, dataclasses.replace(TLS, hsts=True))
-    # In the proxied location and in the one that answers 503 when no container runs (a named location has none
-    # of the other's headers).
-    assert tls_hsts.count("Strict-Transport-Security") == 2
+    # In the proxied location, in the one that answers 503 when no container runs (a named location has none
+    # of the other's headers), and in a sleeping app's two (the one that holds a request, the one it goes on to).
+    assert tls_hsts.count("Strict-Transport-Security") == 4
     docs = nginxconf.site_conf(SYSTEM, DOCS)
     # Every static location repeats both headers (an add_header in a location drops the server's).
     assert docs.count("Strict-Transport-Security") == docs.count(f'Content-Security-Policy "{CSP}"') == 4

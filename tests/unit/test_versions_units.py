@@ -23,8 +23,9 @@ def test_a_line_holds_each_version_with_its_weight_and_round_trips() -> None:
 
 def test_the_format_before_versions_is_one_version_release_0_weight_100() -> None:
     table = routes.parse("api 10.0.0.2:5000 10.0.0.3:5000\nempty\n")
-    assert table == {"api": [(0, 100, ["10.0.0.2:5000", "10.0.0.3:5000"])], "empty": []}
-    assert routes.render(table) == "api 0=100 10.0.0.2:5000 10.0.0.3:5000\nempty \n"
+    # A name alone routes nothing (nginx answers 503): no entry, not a sleeping app's (`sleep`).
+    assert table == {"api": [(0, 100, ["10.0.0.2:5000", "10.0.0.3:5000"])]}
+    assert routes.render(table) == "api 0=100 10.0.0.2:5000 10.0.0.3:5000\n"
 
 
 @pytest.mark.parametrize(("versions", "says"), [

@@ -7,6 +7,7 @@
 -- time: the client's own network and a slow reader of a large answer would blur what differs between two
 -- releases of the app; without an upstream (nginx answered itself) it is the request's time.
 local routes = require "minipaas.routes"
+local wake = require "minipaas.wake"
 local M = {}
 local dict = ngx.shared.minipaas_metrics
 local floor, ceil, log, tonumber = math.floor, math.ceil, math.log, tonumber
@@ -32,19 +33,28 @@ M.STEPS, M.LAST = STEPS, LAST
 local FLUSH = 0.25
 local clear = require "table.clear"
 local totals, minutes = {}, {}  -- key -> what this worker counted and the dict has not yet
+local served = {}  -- the apps of one flush (reused)
 local flushed = 0
 
 local function flush()
+    local now = ngx.now()
     -- The minutes first: a reader that sees a request in the totals sees it in its minute too.
     for key, n in pairs(minutes) do
         dict:incr(key, n, 0, TTL)
     end
     for key, n in pairs(totals) do
         dict:incr(key, n, 0)
+        -- The app served a request: when, for the watcher's idle apps (wake.lua). Here, not per request.
+        local app = key:match("^t (%S+)")
+        if app and not served[app] then
+            served[app] = true
+            wake.seen(app, now)
+        end
     end
     clear(minutes)
     clear(totals)
-    flushed = ngx.now()
+    clear(served)
+    flushed = now
 end
 local function keys_of(app, version)
     local prefix = app .. " " .. version.name .. " "

@@ -1,6 +1,7 @@
 -- minipaas' routing table, in nginx's shared memory: each app's versions (releases), each with a weight (its
 -- share of new clients) and its live web containers: `12=90 host:port host:port 13=10 host:port`. A line of
--- an older minipaas (`host:port ...`, no marker) is one version, release 0, weight 100.
+-- an older minipaas (`host:port ...`, no marker) is one version, release 0, weight 100. An app that sleeps (it was
+-- idle: no container runs) is `sleep`: its requests are held while minipaas wakes it (wake.lua).
 --
 -- minipaas changes an app's entry through the control server (PUT/DELETE /routes?app=NAME on a unix
 -- socket only root reaches) and keeps the same table in a file, which `load` reads at every start and
@@ -22,15 +23,17 @@ local COOKIE_ATTRIBUTES = "; Path=/; HttpOnly; SameSite=Lax"
 local SALT = string.format(":%x", math.floor(ngx.now() * 1000) % 0x7fffffff)
 local crc32 = ngx.crc32_short
 
--- An entry's text → {versions = {...} in release order, by_release = {["12"] = version}, multi = bool}, or
--- nil and what is wrong with it. A version: {release, weight, peers = {{host, port, "host:port"}}, lo, hi, name,
+-- An entry's text → {versions = {...} in release order, by_release = {["12"] = version}, multi = bool,
+-- sleeping = bool}, or nil and what is wrong with it. A version: {release, weight, peers = {{host, port, "host:port"}}, lo, hi, name,
 -- cookie}; a connection whose slot (0..99) is in [lo, hi) gets it.
 local function parse(text)
     local versions, by_release = {}, {}
-    local current
+    local current, sleeping
     for field in text:gmatch("%S+") do
         local release, weight = field:match("^(%d+)=(%d+)$")
-        if release then
+        if field == "sleep" then
+            sleeping = true
+        elseif release then
             current = {release = tonumber(release), weight = tonumber(weight), peers = {}}
             versions[#versions + 1] = current
         else
@@ -66,7 +69,10 @@ local function parse(text)
     if #versions > 0 and total ~= 100 then
         return nil, "weights add up to " .. total .. ", not 100"
     end
-    return {versions = versions, by_release = by_release, multi = #versions > 1}
+    if sleeping and #versions > 0 then
+        return nil, "a sleeping app has no release routed"
+    end
+    return {versions = versions, by_release = by_release, multi = #versions > 1, sleeping = sleeping}
 end
 
 -- init_by_lua: the table as minipaas last wrote it (one line per app).
@@ -154,11 +160,16 @@ M.choose = choose
 -- set_by_lua (not access_by_lua: no coroutine per request): the request's version into ngx.ctx.minipaas_version
 -- (the balancer's and the metrics'). Returns the cookie to set ($minipaas_cookie, added by the vhost's add_header)
 -- when the app has several versions and the client's cookie does not name this one, else "". A release URL
--- whose release is not routed sets $minipaas_not_running to its number: the vhost answers 404.
+-- whose release is not routed sets $minipaas_not_running to its number: the vhost answers 404. A sleeping app's
+-- request sets $minipaas_wake: the vhost hands it to wake.lua. Neither costs a request of an awake app anything.
 function M.pick()
     local entry = entry_of(ngx.var.minipaas_app)
     local version, pinned = choose(entry)
     if not version then
+        if entry and entry.sleeping then  -- the vhost hands the request to wake.lua, which holds it
+            ngx.var.minipaas_wake = "1"
+            return ""
+        end
         if pinned then
             ngx.var.minipaas_not_running = pinned
         end
@@ -265,7 +276,7 @@ function M.control()
         local _, bad = parse(body)
         if bad then
             ngx.status = 400
-            return ngx.say("expected RELEASE=WEIGHT host:port ... (", bad, ")")
+            return ngx.say("expected RELEASE=WEIGHT host:port ... or sleep (", bad, ")")
         end
         local ok, err = routes:set(app, body)
         if not ok then
