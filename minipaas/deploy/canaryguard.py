@@ -21,7 +21,7 @@ from minipaas.access import events
 from minipaas.deploy import canary
 from minipaas.errors import MinipaasError
 from minipaas.routing import metrics
-from minipaas.state import apps, canaries, locks, store
+from minipaas.state import apps, canaries, durations, locks, store
 from minipaas.state.canaries import Canary
 from minipaas.state.host import Host
 from minipaas.state.settings import Settings
@@ -113,7 +113,7 @@ def tick(settings: Settings) -> list[tuple[str, Verdict]]:
 
 def _verdict(host: Host, running: Canary) -> Verdict:
     app = running.app
-    interval = apps.duration_seconds(apps.get_setting(host, app, "canary-interval")) or 120
+    interval = durations.duration_seconds(apps.get_setting(host, app, "canary-interval")) or 120
     stable, new = step_figures(host.settings, running)
     return judge(steps=running.steps, step=running.step, elapsed=store.now() - running.step_started_at,
                  interval=interval, min_requests=int(apps.get_setting(host, app, "canary-min-requests")),

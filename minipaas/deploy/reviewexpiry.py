@@ -21,7 +21,7 @@ from minipaas.adapters import gitrepo
 from minipaas.deploy import lifecycle
 from minipaas.errors import MinipaasError
 from minipaas.progress import Progress
-from minipaas.state import apps, locks, reviews
+from minipaas.state import apps, durations, locks, reviews
 from minipaas.state.host import Host
 from minipaas.state.reviews import Review
 
@@ -49,7 +49,7 @@ def reason(review: Review, *, ttl: int, now: float, branch_exists: bool) -> str 
 def _due(host: Host, parent: str, now: float, progress: Progress) -> list[Expired]:
     """The parent's review apps that go now; none when its repository cannot be read (a missing or broken
     repository is never taken for one whose branches were all deleted)."""
-    ttl = apps.ttl_seconds(apps.get_setting(host, parent, "review-apps-ttl")) or 0
+    ttl = durations.ttl_seconds(apps.get_setting(host, parent, "review-apps-ttl")) or 0
     try:
         have = gitrepo.branches(host.settings.repo_path(parent))
     except (OSError, MinipaasError) as exc:

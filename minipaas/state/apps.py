@@ -16,6 +16,7 @@ from dataclasses import dataclass
 from minipaas.adapters import buildcgroups
 from minipaas.errors import Conflict, InvalidInput, NotFound
 from minipaas.state import store
+from minipaas.state.durations import duration_seconds, idle_seconds, ttl_seconds
 from minipaas.state.host import Host
 from minipaas.state.names import (
     check_app,
@@ -168,35 +169,6 @@ def canary_steps(value: str) -> tuple[int, ...] | None:
     if not all(1 <= s <= 100 for s in steps) or any(a >= b for a, b in itertools.pairwise(steps)):
         return None
     return steps
-
-
-_UNIT_SECONDS = {"": 1, "s": 1, "m": 60, "h": 3600, "d": 86_400}
-
-
-def _seconds_between(value: str, low: int, high: int, units: str = "smh") -> int | None:
-    """`90s`, `2m`, `1h` (`7d` where `units` has d; or plain seconds) → seconds, `low` to `high`; None if it is
-    not that."""
-    found = re.fullmatch(rf"([0-9]{{1,6}})([{units}]?)", value.strip())
-    if not found:
-        return None
-    seconds = int(found[1]) * _UNIT_SECONDS[found[2]]
-    return seconds if low <= seconds <= high else None
-
-
-def duration_seconds(value: str) -> int | None:
-    """`90s`, `2m`, `1h` (or plain seconds) → seconds, 10 s to 24 h; None if it is not that."""
-    return _seconds_between(value, 10, 86_400)
-
-
-def ttl_seconds(value: str) -> int | None:
-    """A lifetime (`review-apps-ttl`): `12h`, `7d`... → seconds, 1 h to 365 d; `0` → 0 (never); None if it is
-    not that. Less than an hour would destroy a review app between two pushes of a working day."""
-    return 0 if value.strip() == "0" else _seconds_between(value, 3600, 365 * 86_400, "smhd")
-
-
-def idle_seconds(value: str) -> int | None:
-    """`idle` and `review-apps-idle`: 0 (never sleeps) or 1 s to 30 days; None if it is not that."""
-    return 0 if value.strip() == "0" else _seconds_between(value, 1, 30 * 86_400, "smhd")
 
 
 # Settings of the app itself, not inherited by its review apps (a review app's own value is ignored).

@@ -13,7 +13,7 @@ from minipaas.addons import pgroles
 from minipaas.deploy import reviewexpiry
 from minipaas.errors import InvalidInput
 from minipaas.host import units as hostunits
-from minipaas.state import apps, reviews, services, store
+from minipaas.state import apps, durations, reviews, services, store
 from minipaas.state import settings as settings_mod
 from minipaas.state.host import Host
 from minipaas.state.reviews import Review
@@ -24,20 +24,20 @@ DAY = 86_400
 @pytest.mark.parametrize(("value", "seconds"), [
     ("0", 0), ("7d", 7 * DAY), ("12h", 12 * 3600), ("90m", 5400), ("365d", 365 * DAY), ("3600", 3600)])
 def test_ttl_durations(value: str, seconds: int) -> None:
-    assert apps.ttl_seconds(value) == seconds
+    assert durations.ttl_seconds(value) == seconds
     apps.check_setting("review-apps-ttl", value)
 
 
 @pytest.mark.parametrize("value", ["", "-1", "7 days", "1w", "59m", "366d", "1.5d", "7D", "00d"])
 def test_bad_ttls_are_refused(value: str) -> None:
-    assert apps.ttl_seconds(value) is None
+    assert durations.ttl_seconds(value) is None
     with pytest.raises(InvalidInput, match="review-apps-ttl"):
         apps.check_setting("review-apps-ttl", value)
 
 
 def test_canary_intervals_keep_their_range() -> None:
-    assert apps.duration_seconds("2m") == 120 and apps.duration_seconds("24h") == DAY
-    assert apps.duration_seconds("1d") is None and apps.duration_seconds("5s") is None
+    assert durations.duration_seconds("2m") == 120 and durations.duration_seconds("24h") == DAY
+    assert durations.duration_seconds("1d") is None and durations.duration_seconds("5s") is None
 
 
 def test_a_review_app_goes_when_its_branch_is_gone_or_was_not_pushed_for_the_ttl() -> None:

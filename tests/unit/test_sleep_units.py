@@ -11,7 +11,7 @@ import pytest
 from minipaas.errors import InvalidInput
 from minipaas.routing import routes
 from minipaas.running import sleeping
-from minipaas.state import apps, releaselog, sleeps, store
+from minipaas.state import apps, durations, releaselog, sleeps, store
 from minipaas.state import settings as settings_mod
 from minipaas.state.host import Host
 from minipaas.state.releaselog import Kind, Serving
@@ -36,7 +36,7 @@ def host(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Host:
 @pytest.mark.parametrize(("value", "seconds"), [
     ("0", 0), ("3s", 3), ("1", 1), ("30m", 1800), ("2h", 7200), ("1d", 86_400), ("30d", 30 * 86_400)])
 def test_the_idle_settings_take_durations_from_a_second_to_30_days_or_0(host: Host, value: str, seconds: int) -> None:
-    assert apps.idle_seconds(value) == seconds
+    assert durations.idle_seconds(value) == seconds
     apps.set_setting(host, "shop", "idle", value)
     assert apps.get_setting(host, "shop", "idle") == value
 
