@@ -149,5 +149,11 @@ def letsencrypt_renew(force: bool) -> None:
     say(f"=====> {counts['renewed']} renewed, {counts['skipped']} skipped, {counts['failed']} failed")
     failed = [r for r in results if r.outcome == "failed"]
     if failed:
+        from minipaas.access import events
+
+        for r in failed:  # its certificate keeps serving, towards its expiry: the notifications' event
+            app = "" if r.app.startswith("@") else r.app  # `@dashboard`: the host's own
+            events.announce(current_host(), "cert-expiring", app=app, command=f"cert-expiring {r.app}",
+                            outcome=f"renewal failed: {r.reason}")
         raise MinipaasError(f"could not renew {', '.join(r.app for r in failed)}: {failed[0].reason}"
                             + (" (and more, see above)" if len(failed) > 1 else ""))

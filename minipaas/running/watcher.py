@@ -22,6 +22,9 @@ no command and no reboot.
 
 A third thread keeps the instance's own nginx running (running/nginxwatch.py): a master that dies without stopping
 (SIGKILL, the OOM killer) is started again within about a second, as a deploy would start it.
+
+A fourth thread sends the notifications' outbox (running/notifywatch.py); a routed web container that dies is a
+`crash` event for them.
 """
 
 from __future__ import annotations
@@ -33,12 +36,13 @@ import threading
 import time
 from pathlib import Path
 
+from minipaas.access import events
 from minipaas.adapters import engine
 from minipaas.cluster import membership
 from minipaas.deploy import canaryguard
 from minipaas.errors import MinipaasError, NotFound
 from minipaas.routing import routes
-from minipaas.running import daemons, nginxwatch, taskwatch
+from minipaas.running import daemons, nginxwatch, notifywatch, taskwatch
 from minipaas.state import releaselog
 from minipaas.state.host import Host
 from minipaas.state.settings import Settings
@@ -70,6 +74,7 @@ def run(settings: Settings) -> None:
     threading.Thread(target=taskwatch.follow, args=(settings,), daemon=True).start()
     threading.Thread(target=nginxwatch.follow, args=(settings,), daemon=True).start()
     threading.Thread(target=canaryguard.follow, args=(settings,), daemon=True).start()
+    threading.Thread(target=notifywatch.follow, args=(settings,), daemon=True).start()
     forgotten: dict[str, str] = {}  # container id -> app, for those unrouted by a crash
     lost = False  # the engine went away since we last followed it
     while True:
@@ -137,9 +142,23 @@ def handle(settings: Settings, event: dict[str, object], forgotten: dict[str, st
         if app is not None:
             forgotten[container] = app
             print(f"watch: {container[:12]} of {app}: {action}; unrouted", file=sys.stderr, flush=True)
+            _crashed(settings, app, container, action, event)
     elif action == "start" and container in forgotten:
         app = forgotten.pop(container)
         threading.Thread(target=_route_again, args=(settings, app, container), daemon=True).start()
+
+
+def _crashed(settings: Settings, app: str, container: str, action: str, event: dict[str, object]) -> None:
+    """A routed web container went away behind minipaas' back (deploys, scaling and retirement unroute theirs
+    first): the `crash` event, for the notifications."""
+    actor = event.get("Actor")
+    attributes = actor.get("Attributes", {}) if isinstance(actor, dict) else {}
+    attributes = attributes if isinstance(attributes, dict) else {}
+    label = str(attributes.get(engine.RELEASE_LABEL, ""))
+    code = attributes.get("exitCode")
+    outcome = f"{container[:12]}: {action}" + (f" (exit code {code})" if code is not None else "") + "; unrouted"
+    events.announce(Host(settings), "crash", app=app, command=f"crash {app} {container[:12]}", outcome=outcome,
+                    release=int(label) if label.isascii() and label.isdigit() else None, user="watch")
 
 
 def _started_since(container: str, event: dict[str, object]) -> bool:

@@ -1,0 +1,110 @@
+"""Sending notifications: the watcher's thread that empties the outbox, and `notify:test`'s one send.
+
+Each event waits in the outbox (state/notifications.py) until it is sent: a POST of its body (access/notify.py)
+with a timeout, tried again after RETRIES' delays when the receiver fails (no answer, or not a 2xx), then dropped.
+Every failure is kept as the notification's last one (when, and why: the status or the error, never the URL), for
+`notify:list`. A deploy only writes the outbox: a receiver that is slow or down delays nothing but its own events.
+Sent with the standard library's urllib (one POST, no session to keep): no client library is needed for it.
+"""
+
+from __future__ import annotations
+
+import socket
+import sys
+import time
+import urllib.error
+import urllib.request
+
+from minipaas.access import notify
+from minipaas.errors import MinipaasError
+from minipaas.state import notifications as records
+from minipaas.state import store
+from minipaas.state.host import Host
+from minipaas.state.settings import Settings
+
+TIMEOUT = 5.0  # seconds a receiver has to answer
+RETRIES = (5.0, 30.0)  # seconds before the 2nd and 3rd tries: three tries within about 40 s, then dropped
+POLL_SECONDS = 1.0
+
+
+def _say(line: str) -> None:
+    print(f"watch: notify: {line}", file=sys.stderr, flush=True)
+
+
+def host_name(settings: Settings) -> str:
+    """The host as notifications name it: its apps' domain, or its hostname when that is the default."""
+    return settings.domain if settings.domain != "localhost" else socket.gethostname()
+
+
+def send(kind: str, url: str, event: notify.Event) -> str | None:
+    """POST the event; None when the receiver took it (2xx), else why not (one line, without the URL)."""
+    request = urllib.request.Request(url, data=notify.body(kind, event), method="POST",  # noqa: S310  (checked)
+                                     headers={"Content-Type": "application/json", "User-Agent": "minipaas-notify"})
+    try:
+        with urllib.request.urlopen(request, timeout=TIMEOUT) as answer:  # noqa: S310  (https, or http to loopback)
+            answer.read(64 * 1024)
+            return None
+    except urllib.error.HTTPError as exc:
+        return f"HTTP {exc.code} {exc.reason}".strip()
+    except urllib.error.URLError as exc:  # `connection refused`, `Name or service not known`...
+        reason = exc.reason
+        if isinstance(reason, TimeoutError):
+            return f"no answer within {TIMEOUT:g} s"
+        return _clean(reason.strerror if isinstance(reason, OSError) and reason.strerror else str(reason), url)
+    except TimeoutError:
+        return f"no answer within {TIMEOUT:g} s"
+    except (OSError, ValueError) as exc:
+        return _clean(f"{type(exc).__name__}: {exc}", url)
+
+
+def _clean(why: str, url: str) -> str:
+    """An error's text with the URL (should it hold it) shown redacted, on one line."""
+    return " ".join(why.replace(url, notify.redacted(url)).split())[:200]
+
+
+def test(host: Host, name: str) -> str | None:
+    """`notify:test NAME`: a test event sent now, once; None when delivered, else why not (kept as its failure)."""
+    n = records.get(host, name)
+    event = notify.Event(event="test", app=n.app, release=None, at=store.now(), host=host_name(host.settings),
+                         message=f"a test of notification {name} (notify:test)")
+    why = send(n.kind, n.url, event)
+    if why is None:
+        records.delivered(host, None, name)
+    else:
+        records.failed(host, None, name, why, retry_at=None)
+    return why
+
+
+def one_round(host: Host) -> int:
+    """Send what is due; returns how many were sent."""
+    sent = 0
+    found = {n.name: n for n in records.listing(host)}
+    for pending in records.due(host):
+        n = found.get(pending.notification)
+        if n is None:  # removed since: its outbox went with it
+            continue
+        event = notify.Event(event=pending.event, app=pending.app, release=pending.release, at=pending.at,
+                             message=pending.message, host=host_name(host.settings))
+        why = send(n.kind, n.url, event)
+        if why is None:
+            records.delivered(host, pending, n.name)
+            sent += 1
+            continue
+        retry_at = store.now() + RETRIES[pending.tries] if pending.tries < len(RETRIES) else None
+        records.failed(host, pending, n.name, why, retry_at=retry_at)
+        _say(f"{pending.event} of {pending.app or 'the host'} to {n.name} ({notify.redacted(n.url)}): {why}; "
+             + (f"again in {RETRIES[pending.tries]:g} s" if retry_at else "dropped"))
+    return sent
+
+
+def follow(settings: Settings) -> None:
+    """Send the outbox's events as they come (the watcher's thread), until the process ends."""
+    host = Host(settings)
+    while True:
+        try:
+            one_round(host)
+        except MinipaasError as exc:
+            _say(exc.message)
+        except Exception as exc:  # a database locked past its wait: the next round tries again
+            _say(f"{type(exc).__name__}: {exc}")
+        time.sleep(POLL_SECONDS)
