@@ -189,8 +189,15 @@ def roll_out(host: Host, app: str, *, kind: Kind, sha: str, image: str, buildpac
     return releaselog.get(host, app, number)
 
 
+# The releases a person deploys: a restart, a scale or a drain rolls the same release out again (ps:restore after an
+# engine restart would otherwise be a `deploy` of every app).
+DEPLOYS = frozenset({Kind.BUILD, Kind.REBUILD, Kind.CONFIG, Kind.ROLLBACK})
+
+
 def _announce_live(host: Host, app: str, number: int, kind: Kind, sha: str) -> None:
-    """The `deploy` event (the audit log's, and the notifications'): a release went live."""
+    """The `deploy` event (the audit log's, and the notifications'): a release of DEPLOYS' kinds went live."""
+    if kind not in DEPLOYS:
+        return
     events.announce(host, "deploy", app=app, command=f"deploy {app} {number}", release=number,
                     outcome=f"release {number} ({kind}, {sha[:7]}) is live")
 

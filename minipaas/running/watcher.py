@@ -24,7 +24,7 @@ A third thread keeps the instance's own nginx running (running/nginxwatch.py): a
 (SIGKILL, the OOM killer) is started again within about a second, as a deploy would start it.
 
 A fourth thread sends the notifications' outbox (running/notifywatch.py); a routed web container that dies is a
-`crash` event for them.
+`crash` event for them, and a disk that runs low is `disk-low` (running/diskfree.py, a fifth thread).
 """
 
 from __future__ import annotations
@@ -42,7 +42,7 @@ from minipaas.cluster import membership
 from minipaas.deploy import canaryguard
 from minipaas.errors import MinipaasError, NotFound
 from minipaas.routing import routes
-from minipaas.running import daemons, nginxwatch, notifywatch, taskwatch
+from minipaas.running import daemons, diskfree, nginxwatch, notifywatch, taskwatch
 from minipaas.state import releaselog
 from minipaas.state.host import Host
 from minipaas.state.settings import Settings
@@ -75,6 +75,7 @@ def run(settings: Settings) -> None:
     threading.Thread(target=nginxwatch.follow, args=(settings,), daemon=True).start()
     threading.Thread(target=canaryguard.follow, args=(settings,), daemon=True).start()
     threading.Thread(target=notifywatch.follow, args=(settings,), daemon=True).start()
+    threading.Thread(target=diskfree.follow, args=(settings,), daemon=True).start()
     forgotten: dict[str, str] = {}  # container id -> app, for those unrouted by a crash
     lost = False  # the engine went away since we last followed it
     while True:

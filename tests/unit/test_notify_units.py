@@ -5,11 +5,14 @@ receiver, tests/engine/test_notify.py)."""
 from __future__ import annotations
 
 import json
+from pathlib import Path
 
 import pytest
 
 from minipaas.access import events, notify
+from minipaas.adapters.engine import swarm
 from minipaas.errors import InvalidInput
+from minipaas.running import diskfree, taskwatch
 from minipaas.state import notifications
 from minipaas.state.names import check_notification
 from tests.helpers.dashboard import Home
@@ -172,3 +175,31 @@ def test_failures_retry_then_drop_and_removal_empties_the_outbox(home: Home) -> 
     assert notifications.get(home.host, "all").failure == "no answer within 5 s"
     notifications.remove(home.host, "other")
     assert notifications.due(home.host) == []
+
+
+# -- the events the watcher finds: a disk that runs low, a node that goes down --------------------------
+
+def test_a_disk_is_low_once_each_time_it_crosses_the_line() -> None:
+    gib = 1024**3
+    home, engine_root = Path("/home"), Path("/var/lib/docker")
+    was: set[Path] = set()
+    assert diskfree.newly_low(was, {home: (100 * gib, 50 * gib), engine_root: (100 * gib, 11 * gib)}) == []
+    assert diskfree.newly_low(was, {home: (100 * gib, 9 * gib), engine_root: (100 * gib, 11 * gib)}) == [home]
+    assert diskfree.newly_low(was, {home: (100 * gib, 8 * gib), engine_root: (100 * gib, 11 * gib)}) == []
+    assert diskfree.newly_low(was, {home: (100 * gib, 30 * gib), engine_root: (100 * gib, 11 * gib)}) == []
+    assert diskfree.newly_low(was, {home: (100 * gib, 9 * gib), engine_root: (8 * gib, 1 * gib)}) \
+        == [home, engine_root]  # again, and a small disk under 2 GiB free
+    assert diskfree.human(1536 * 1024**2) == "1.5G" and diskfree.human(512) == "512B"
+
+
+def node(id: str, status: str) -> swarm.NodeInfo:
+    return swarm.NodeInfo(id=id, hostname=f"host-{id}", role="worker", status=status, availability="active",
+                          address="10.0.0.2", leader=False, engine="20.10")
+
+
+def test_a_node_is_down_once_when_it_goes_down() -> None:
+    states: dict[str, str] = {}
+    assert taskwatch.newly_down(states, [node("a", "ready"), node("b", "down")]) == []  # down before the watcher
+    assert [n.id for n in taskwatch.newly_down(states, [node("a", "down"), node("b", "down")])] == ["a"]
+    assert taskwatch.newly_down(states, [node("a", "down"), node("b", "ready")]) == []
+    assert [n.id for n in taskwatch.newly_down(states, [node("a", "ready"), node("b", "down")])] == ["b"]
