@@ -36,12 +36,22 @@ def host_name(settings: Settings) -> str:
     return settings.domain if settings.domain != "localhost" else socket.gethostname()
 
 
+class _NoRedirect(urllib.request.HTTPRedirectHandler):
+    """A redirect is the receiver's failure (`HTTP 302 Found`), not followed: the URL checked is the one sent to."""
+
+    def redirect_request(self, *args: object, **kwargs: object) -> None:
+        return None
+
+
+_OPENER = urllib.request.build_opener(_NoRedirect)
+
+
 def send(kind: str, url: str, event: notify.Event) -> str | None:
     """POST the event; None when the receiver took it (2xx), else why not (one line, without the URL)."""
     request = urllib.request.Request(url, data=notify.body(kind, event), method="POST",  # noqa: S310  (checked)
                                      headers={"Content-Type": "application/json", "User-Agent": "minipaas-notify"})
     try:
-        with urllib.request.urlopen(request, timeout=TIMEOUT) as answer:  # noqa: S310  (https, or http to loopback)
+        with _OPENER.open(request, timeout=TIMEOUT) as answer:
             answer.read(64 * 1024)
             return None
     except urllib.error.HTTPError as exc:

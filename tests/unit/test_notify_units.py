@@ -5,14 +5,17 @@ receiver, tests/engine/test_notify.py)."""
 from __future__ import annotations
 
 import json
+import threading
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 
 import pytest
 
-from minipaas.access import events, notify
+from minipaas.access import access, events, notify
+from minipaas.access.access import PermissionDenied, Principal
 from minipaas.adapters.engine import swarm
 from minipaas.errors import InvalidInput
-from minipaas.running import diskfree, taskwatch
+from minipaas.running import diskfree, notifywatch, taskwatch
 from minipaas.state import notifications
 from minipaas.state.names import check_notification
 from tests.helpers.dashboard import Home
@@ -203,3 +206,39 @@ def test_a_node_is_down_once_when_it_goes_down() -> None:
     assert [n.id for n in taskwatch.newly_down(states, [node("a", "down"), node("b", "down")])] == ["a"]
     assert taskwatch.newly_down(states, [node("a", "down"), node("b", "ready")]) == []
     assert [n.id for n in taskwatch.newly_down(states, [node("a", "ready"), node("b", "down")])] == ["b"]
+
+
+def test_notifications_are_an_admins() -> None:
+    deployer = Principal(name="dev", role="deployer", fingerprint="SHA256:x", apps=frozenset({"shop"}))
+    for command in ("notify:add", "notify:list", "notify:remove", "notify:test"):
+        with pytest.raises(PermissionDenied):
+            access.check(deployer, command, None)
+        access.check(Principal(name="root", role="admin", fingerprint="SHA256:y", apps=frozenset()), command, None)
+
+
+def test_a_redirect_is_a_failure_not_followed() -> None:
+    """A receiver on loopback that redirects elsewhere: the failure is its status, and nothing else is asked."""
+    asked: list[str] = []
+
+    class Redirecting(BaseHTTPRequestHandler):
+        def do_POST(self) -> None:
+            asked.append(self.path)
+            self.send_response(302)
+            self.send_header("Location", f"http://127.0.0.1:{server.server_address[1]}/elsewhere")
+            self.send_header("Content-Length", "0")
+            self.end_headers()
+
+        def do_GET(self) -> None:
+            self.do_POST()
+
+        def log_message(self, format: str, *args: object) -> None:
+            pass
+
+    server = ThreadingHTTPServer(("127.0.0.1", 0), Redirecting)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    try:
+        why = notifywatch.send("webhook", f"http://127.0.0.1:{server.server_address[1]}/hook?token=x", event())
+    finally:
+        server.shutdown()
+        server.server_close()
+    assert why == "HTTP 302 Found" and asked == ["/hook?token=x"]
