@@ -3,7 +3,8 @@
 Each event waits in the outbox (state/notifications.py) until it is sent: a POST of its body (access/notify.py)
 with a timeout, tried again after RETRIES' delays when the receiver fails (no answer, or not a 2xx), then dropped.
 Every failure is kept as the notification's last one (when, and why: the status or the error, never the URL), for
-`notify:list`. A deploy only writes the outbox: a receiver that is slow or down delays nothing but its own events.
+`notify:list`. A deploy only writes the outbox: a receiver that is slow or down delays nothing but its own events
+(each notification is sent to by a thread of its own).
 Sent with the standard library's urllib (one POST, no session to keep): no client library is needed for it.
 """
 
@@ -11,9 +12,11 @@ from __future__ import annotations
 
 import socket
 import sys
+import threading
 import time
 import urllib.error
 import urllib.request
+from dataclasses import dataclass, field
 
 from minipaas.access import notify
 from minipaas.errors import MinipaasError
@@ -85,34 +88,66 @@ def test(host: Host, name: str) -> str | None:
     return why
 
 
-def one_round(host: Host) -> int:
-    """Send what is due; returns how many were sent."""
+def send_due(host: Host, n: records.Notification, pending: list[records.Pending]) -> int:
+    """Send one notification's due events, in order; returns how many were delivered."""
     sent = 0
-    found = {n.name: n for n in records.listing(host)}
-    for pending in records.due(host):
-        n = found.get(pending.notification)
-        if n is None:  # removed since: its outbox went with it
-            continue
-        event = notify.Event(event=pending.event, app=pending.app, release=pending.release, at=pending.at,
-                             message=pending.message, host=host_name(host.settings))
+    for p in pending:
+        event = notify.Event(event=p.event, app=p.app, release=p.release, at=p.at, message=p.message,
+                             host=host_name(host.settings))
         why = send(n.kind, n.url, event)
         if why is None:
-            records.delivered(host, pending, n.name)
+            records.delivered(host, p, n.name)
             sent += 1
             continue
-        retry_at = store.now() + RETRIES[pending.tries] if pending.tries < len(RETRIES) else None
-        records.failed(host, pending, n.name, why, retry_at=retry_at)
-        _say(f"{pending.event} of {pending.app or 'the host'} to {n.name} ({notify.redacted(n.url)}): {why}; "
-             + (f"again in {RETRIES[pending.tries]:g} s" if retry_at else "dropped"))
+        retry_at = store.now() + RETRIES[p.tries] if p.tries < len(RETRIES) else None
+        records.failed(host, p, n.name, why, retry_at=retry_at)
+        _say(f"{p.event} of {p.app or 'the host'} to {n.name} ({notify.redacted(n.url)}): {why}; "
+             + (f"again in {RETRIES[p.tries]:g} s" if retry_at else "dropped"))
     return sent
+
+
+@dataclass
+class _Busy:
+    """The notifications being sent to now, each by a thread of its own: a receiver that takes its 5 s holds up
+    its own events only."""
+
+    names: set[str] = field(default_factory=set)
+    lock: threading.Lock = field(default_factory=threading.Lock)
+
+
+def one_round(host: Host, busy: _Busy) -> None:
+    """Each notification with events due, and no thread sending to it yet, gets one for them."""
+    found = {n.name: n for n in records.listing(host)}
+    groups: dict[str, list[records.Pending]] = {}
+    for p in records.due(host):
+        if p.notification in found:  # else removed since: its outbox went with it
+            groups.setdefault(p.notification, []).append(p)
+    for name, pending in groups.items():
+        with busy.lock:
+            if name in busy.names:
+                continue
+            busy.names.add(name)
+        threading.Thread(target=_send_group, args=(host.settings, found[name], pending, busy), daemon=True).start()
+
+
+def _send_group(settings: Settings, n: records.Notification, pending: list[records.Pending], busy: _Busy) -> None:
+    try:
+        send_due(Host(settings), n, pending)  # a connection of its own: SQLite's are not shared between threads
+    except MinipaasError as exc:
+        _say(exc.message)
+    except Exception as exc:  # a database locked past its wait: the next round tries again
+        _say(f"{type(exc).__name__}: {exc}")
+    finally:
+        with busy.lock:
+            busy.names.discard(n.name)
 
 
 def follow(settings: Settings) -> None:
     """Send the outbox's events as they come (the watcher's thread), until the process ends."""
-    host = Host(settings)
+    host, busy = Host(settings), _Busy()
     while True:
         try:
-            one_round(host)
+            one_round(host, busy)
         except MinipaasError as exc:
             _say(exc.message)
         except Exception as exc:  # a database locked past its wait: the next round tries again

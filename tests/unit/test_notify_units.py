@@ -5,6 +5,7 @@ receiver, tests/engine/test_notify.py)."""
 from __future__ import annotations
 
 import json
+import socket
 import threading
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
@@ -19,7 +20,9 @@ from minipaas.running import diskfree, notifywatch, taskwatch
 from minipaas.state import notifications
 from minipaas.state.names import check_notification
 from tests.helpers.dashboard import Home
+from tests.helpers.faults import wait_for
 from tests.helpers.host import assert_one_line_refusal
+from tests.helpers.receiver import receiver
 
 SLACK = "https://hooks.slack.com/services/T0AAAAAAA/B0BBBBBBB/abcdefghijklmnopqrstuvwx"
 
@@ -242,3 +245,36 @@ def test_a_redirect_is_a_failure_not_followed() -> None:
         server.shutdown()
         server.server_close()
     assert why == "HTTP 302 Found" and asked == ["/hook?token=x"]
+
+
+def test_a_receiver_that_never_answers_holds_up_only_its_own_events(home: Home,
+                                                                    monkeypatch: pytest.MonkeyPatch) -> None:
+    """One notification's receiver takes the connection and never answers; another's events go out meanwhile, and
+    the silent one's failure is kept once its timeout has passed (1 s here, 5 s in use)."""
+    monkeypatch.setattr(notifywatch, "TIMEOUT", 1.0)
+    silent = socket.socket()
+    silent.bind(("127.0.0.1", 0))
+    silent.listen(8)  # connections are taken (the backlog), never answered
+    try:
+        with receiver() as fast:
+            notifications.add(home.host, notifications.Notification(
+                name="silent", kind="webhook", url=f"http://127.0.0.1:{silent.getsockname()[1]}/x", app="",
+                events=notify.EVENTS))
+            notifications.add(home.host, notifications.Notification(
+                name="fast", kind="slack", url=fast.url("/fast"), app="", events=notify.EVENTS))
+            events.record(home.host, app="shop", command="cron-failed shop report", outcome="exit code 1")
+            events.record(home.host, app="shop", command="deploy shop 4", outcome="live", release=4)
+            busy = notifywatch._Busy()
+            notifywatch.one_round(home.host, busy)
+            assert wait_for(lambda: len(fast.at("/fast")) == 2, 10)
+            assert notifications.get(home.host, "silent").failed_at is None  # still waiting for its first answer
+            assert [b["text"] for b in fast.at("/fast")] == ["[paas.test] cron-failed: shop: exit code 1",
+                                                             "[paas.test] deploy: shop release 4: live"]
+            assert busy.names == {"silent"}
+            notifywatch.one_round(home.host, busy)  # its thread still waits: no second one
+            assert wait_for(lambda: not busy.names, notifywatch.TIMEOUT * 3)
+            failed = notifications.get(home.host, "silent")
+            assert failed.failure == "no answer within 1 s"
+            assert notifications.waiting(home.host, "silent") == 2  # both to be tried again
+    finally:
+        silent.close()
