@@ -28,8 +28,11 @@ def notify_add(name: str, kind: str, url: str, app: str, event_list: str | None)
     notify.check_url(url)
     if app:
         existing_app(app)
-    notifications.add(current_host(), notifications.Notification(name=name, kind=kind, url=url, app=app,
-                                                                  events=events))
+    from minipaas.running import watcher
+
+    host = current_host()
+    notifications.add(host, notifications.Notification(name=name, kind=kind, url=url, app=app, events=events))
+    watcher.ensure_running(host.settings)  # it sends them (every deploy and ps:restore start it too)
     shown = "every event" if events == notify.EVENTS else ",".join(events)
     say(f"-----> {name}: {shown} of {app or 'every app'} to {kind} {notify.redacted(url)}")
 
