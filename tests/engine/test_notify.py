@@ -1,5 +1,6 @@
 """Notifications end to end (issue 25): a real host, real pushes, the real watcher sending to a receiver the test
-runs on 127.0.0.1 (tests/helpers/receiver.py). One app serves every assertion: `notify:test` is delivered at once;
+runs on 127.0.0.1 (tests/helpers/receiver.py). One app serves every assertion: bad input is one line and adds
+nothing; `notify:test` is delivered at once;
 its deploy reaches the notification of its app and events, through a 500 and the retry; a failing push is a
 `deploy-failed`; a web container killed behind minipaas' back is a `crash`, in Slack's format; a notification of
 another app, or of other events, gets nothing; a receiver that is down changes nothing for the push and shows in
@@ -30,6 +31,15 @@ def test_notifications_from_a_real_host(paas: Paas) -> None:
         paas.run("notify:add", "chat", "slack", hooks.url(f"/services/T0/B0/{SECRET}"), "--events", "crash")
         paas.run("notify:add", "elsewhere", "webhook", hooks.url("/elsewhere"), "--app", other)
         paas.run("notify:add", "gone", "webhook", down, "--events", "deploy")
+
+        # bad input: one line each, nothing added
+        for bad in (["pager", "email", hooks.url("/x")], ["pager", "webhook", f"ftp://example.com/{SECRET}"],
+                    ["pager", "webhook", hooks.url("/x"), "--events", "deploy,oops"],
+                    ["pager", "webhook", f"http://192.0.2.1/{SECRET}"], ["Pager", "webhook", hooks.url("/x")]):
+            refused = paas.run("notify:add", *bad, check=False)
+            assert refused.returncode == 1 and len(refused.stderr.strip().splitlines()) == 1, refused
+            assert refused.stderr.startswith("error: ") and SECRET not in refused.stderr
+        assert sorted(listing(paas)) == ["chat", "elsewhere", "gone", "team"]
 
         # notify:test: sent before the command returns; a receiver that is down is one line
         paas.run("notify:test", "team")
