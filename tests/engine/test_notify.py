@@ -1,10 +1,10 @@
 """Notifications end to end (issue 25): a real host, real pushes, the real watcher sending to a receiver the test
 runs on 127.0.0.1 (tests/helpers/receiver.py). One app serves every assertion: bad input is one line and adds
-nothing; `notify:test` is delivered at once;
-its deploy reaches the notification of its app and events, through a 500 and the retry; a failing push is a
-`deploy-failed`; a web container killed behind minipaas' back is a `crash`, in Slack's format; a notification of
-another app, or of other events, gets nothing; a receiver that is down changes nothing for the push and shows in
-`notify:list`, whose URLs never show their secrets. (Parsing, matching, bodies: tests/unit/test_notify_units.py.)"""
+nothing; `notify:test` is delivered at once; its deploy reaches the notification of its app and events, through a
+500 and the retry; a failing push is a `deploy-failed`; a web container killed behind minipaas' back is a `crash`,
+in Slack's format; a notification of another app, or of other events, gets nothing; a receiver that is down changes
+nothing for the push and shows in `notify:list`, whose URLs never show their secrets. (Parsing, matching, bodies:
+tests/unit/test_notify_units.py.)"""
 
 from __future__ import annotations
 
