@@ -4,8 +4,9 @@ from __future__ import annotations
 
 import getpass
 import os
+import sys
 
-from minipaas.access import access
+from minipaas.access import access, notify
 from minipaas.state import events as records
 from minipaas.state.host import Host
 
@@ -20,13 +21,20 @@ def redact(argv: list[str]) -> list[str]:
     return list(argv)
 
 
-def record(host: Host, *, app: str, command: str, outcome: str, user: str = "") -> None:
+def record(host: Host, *, app: str, command: str, outcome: str, user: str = "", release: int | None = None) -> None:
     """An event of the host's own doing (not a command received over ssh), by whoever runs minipaas (or `user`:
-    one of minipaas' own processes, such as the watcher)."""
+    one of minipaas' own processes, such as the watcher).
+
+    One whose command starts with a notification's event name (`deploy APP`, `crash APP`, `cron-failed APP JOB`:
+    notify.EVENTS) is also queued for the notifications that want it, its outcome as the message. Only here: a
+    command received over ssh (`start`/`finish`) is never taken for the host's event, whatever its name."""
     principal = access.current()
     user = user or (principal.name if principal else (os.environ.get("MINIPAAS_USER") or getpass.getuser()))
     event = start(host, user=user, fingerprint=principal.fingerprint if principal else "", app=app, command=command)
     finish(host, event, outcome)
+    name = command.split(" ", 1)[0]
+    if name in notify.EVENTS:
+        notify.queue(host, name, app=app, release=release, message=outcome)
 
 
 def start(host: Host, *, user: str, fingerprint: str, app: str, command: str) -> int:
@@ -39,3 +47,14 @@ def finish(host: Host, event: int, outcome: str) -> None:
 
 def listing(host: Host, app: str | None = None, limit: int = 100) -> list[dict[str, object]]:
     return records.newest(host, app, limit)
+
+
+def announce(host: Host, event: str, *, app: str, command: str, outcome: str, release: int | None = None,
+             user: str = "") -> None:
+    """`record` for a notification's event (`command` starts with its name), where the caller's work is done and
+    must not fail for its record: a database that refuses the write is said on stderr."""
+    try:
+        record(host, app=app, command=command, outcome=outcome, user=user, release=release)
+    except Exception as exc:
+        print(f"events: {event} of {app or 'the host'} not recorded: {getattr(exc, 'message', exc)}",
+              file=sys.stderr, flush=True)

@@ -16,7 +16,21 @@ from typing import Any
 
 import click
 
-from minipaas.cli import admin, apps, cluster, config, dashboard, domains, keys, metrics, ps, releases, services, stack
+from minipaas.cli import (
+    admin,
+    apps,
+    cluster,
+    config,
+    dashboard,
+    domains,
+    keys,
+    metrics,
+    notify,
+    ps,
+    releases,
+    services,
+    stack,
+)
 from minipaas.cli.common import CONTEXT, ColonGroup
 from minipaas.errors import MinipaasError, disk_full
 
@@ -158,6 +172,7 @@ for _command in (
     keys.ssh_keys_grant,
     keys.ssh_keys_revoke,
     keys.events_cmd,
+    *notify.all_commands(),
     *dashboard.all_commands(),
     ssh_command,
     keys.sudoers_rule,

@@ -149,5 +149,24 @@ def letsencrypt_renew(force: bool) -> None:
     say(f"=====> {counts['renewed']} renewed, {counts['skipped']} skipped, {counts['failed']} failed")
     failed = [r for r in results if r.outcome == "failed"]
     if failed:
+        _cert_expiring(failed)
         raise MinipaasError(f"could not renew {', '.join(r.app for r in failed)}: {failed[0].reason}"
                             + (" (and more, see above)" if len(failed) > 1 else ""))
+
+
+def _cert_expiring(failed: list) -> None:  # type: ignore[type-arg]  (acme.Renewal, imported in the command)
+    """A certificate that could not be renewed keeps serving, towards its expiry: the `cert-expiring` event of
+    each (for the notifications), with the days it has left."""
+    from minipaas.access import events
+    from minipaas.errors import NotFound
+    from minipaas.routing import certs, proxy
+
+    host = current_host()
+    for r in failed:
+        site = proxy.DASHBOARD_SITE if r.app.startswith("@") else r.app  # `@dashboard`: the host's own
+        try:
+            left = f"{certs.info(host, site).days_left} days left"
+        except NotFound:
+            left = "no certificate yet"
+        events.announce(host, "cert-expiring", app="" if r.app.startswith("@") else r.app,
+                        command=f"cert-expiring {r.app}", outcome=f"renewal failed ({left}): {r.reason}")

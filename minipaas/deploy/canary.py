@@ -120,6 +120,9 @@ def promote_locked(host: Host, app: str, canary: Canary, progress: Progress) -> 
         progress(f"-----> Retiring {', '.join(name for _, name in old)} in {drain}s (in the background)")
     retirement.spawn_retirer(host, app)
     progress(f"=====> {app} release {canary.release} is live (promoted from a {canary.weight}% canary)")
+    # The `deploy` event (for the notifications): the canary is the live release now (by hand or by its guard).
+    events.announce(host, "deploy", app=app, command=f"deploy {app} {canary.release}", release=canary.release,
+                    outcome=f"release {canary.release} is live (promoted from a {canary.weight}% canary)")
     return releaselog.get(host, app, canary.release)
 
 

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import os
 import signal
+import time
 from pathlib import Path
 from typing import TYPE_CHECKING, BinaryIO, TextIO
 
@@ -55,10 +56,12 @@ def main(app: str, stdin: TextIO) -> int:
 
 
 _push_log: BinaryIO | None = None  # the running push's log (deploy/pushlog.py), from its turn on
+_started = 0.0  # when the push began (its failed release, if it made one, is no older)
 
 
 def _main(app: str, stdin: TextIO) -> int:
-    global _push_log
+    global _push_log, _started
+    _started = time.time()
     # git runs the hook with the pusher's umask; the build and the release write under the home.
     perms.restrict_umask()
     # A pusher whose ssh session ends must not end the deploy half-way.
@@ -124,9 +127,11 @@ def _main(app: str, stdin: TextIO) -> int:
         for line in exc.detail.splitlines():
             say(f"!     {line}")
         say(_rejected(live))
+        _failed(app, exc.message)
         return 1
     except KeyboardInterrupt:
         say("!     interrupted; push rejected")
+        _failed(app, "interrupted")
         return 1
     except Exception as exc:  # a bug, the engine failing oddly, a full disk: still one line, and the push is refused
         from minipaas.adapters import engine
@@ -139,7 +144,26 @@ def _main(app: str, stdin: TextIO) -> int:
         else:
             say(f"!     internal error: {type(exc).__name__}: {exc} (MINIPAAS_DEBUG=1 shows details)")
         say(_rejected(live))
+        _failed(app, known.message if known is not None else f"internal error: {type(exc).__name__}")
         return 1
+
+
+def _failed(app: str, why: str) -> None:
+    """The `deploy-failed` event (the audit log's, and the notifications'): the push was rejected."""
+    from minipaas.access import events
+    from minipaas.state import releaselog
+    from minipaas.state.host import current
+
+    try:
+        host = current()
+        newest = next(iter(releaselog.listing(host, app)), None)
+    except Exception:  # no home: nothing was deployed, nothing to tell
+        return
+    # The release this push made and failed, if it got that far (an older failed one is not this push's).
+    failed = newest is not None and newest.status == releaselog.Status.FAILED and newest.created_at >= _started
+    release = newest.number if failed and newest is not None else None
+    events.announce(host, "deploy-failed", app=app, command=f"deploy-failed {app}", release=release,
+                    outcome=f"push rejected: {why}")
 
 
 def _moved(repo: Path, updates: list[list[str]]) -> str | None:

@@ -11,6 +11,7 @@ from __future__ import annotations
 from collections.abc import Callable
 
 from minipaas import faultpoints
+from minipaas.access import events
 from minipaas.adapters import engine
 from minipaas.build import builds
 from minipaas.deploy import canary, containers, formation, placement, retirement
@@ -185,7 +186,21 @@ def roll_out(host: Host, app: str, *, kind: Kind, sha: str, image: str, buildpac
         progress(f"=====> {app} release {number} is live with no web process ({running}; "
                  f"`ps:scale {app} web=1` would serve it)")
     releaselog.update(host, app, number, build_log=_log_text(progress, raw))
+    _announce_live(host, app, number, kind, sha)
     return releaselog.get(host, app, number)
+
+
+# The releases a person deploys: a restart, a scale or a drain rolls the same release out again (ps:restore after an
+# engine restart would otherwise be a `deploy` of every app).
+DEPLOYS = frozenset({Kind.BUILD, Kind.REBUILD, Kind.CONFIG, Kind.ROLLBACK})
+
+
+def _announce_live(host: Host, app: str, number: int, kind: Kind, sha: str) -> None:
+    """The `deploy` event (the audit log's, and the notifications'): a release of DEPLOYS' kinds went live."""
+    if kind not in DEPLOYS:
+        return
+    events.announce(host, "deploy", app=app, command=f"deploy {app} {number}", release=number,
+                    outcome=f"release {number} ({kind}, {sha[:7]}) is live")
 
 
 def _check_quota(host: Host, app: str, commit: Commit) -> None:
@@ -235,6 +250,7 @@ def _roll_out_site(host: Host, app: str, number: int, source: builds.Source,
     retirement.spawn_retirer(host, app)  # old containers, if it was a container app; old site directories (gc)
     domain = apps.default_domain(host, app)
     progress(f"=====> {app} release {number} is live at http://{domain}{containers.port_suffix(host)}/")
+    _announce_live(host, app, number, Kind.BUILD, source.sha)
     return releaselog.get(host, app, number), raw
 
 

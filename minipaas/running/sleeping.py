@@ -182,8 +182,8 @@ def wake_locked(host: Host, app: str, progress: Progress) -> bool:
                            f"`minipaas ps:restart {app}` builds it again")
     where = placement.for_host(host, app)
     where.prepare()
-    release = placement.Release(number=current.number, sha=current.sha, image=current.image, env=current.config,
-                                procs=formation.procfile(host, app, current.sha))
+    release = placement.Release(number=current.number, commit=formation.read(host, app, current.sha),
+                                image=current.image, env=current.config)
     try:
         where.start(release, progress)  # start, health-check, route (the same bring-up as a deploy's)
     except BaseException:

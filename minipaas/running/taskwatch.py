@@ -11,6 +11,9 @@ joins its release's version.
 
 It never fights a deploy: an app whose lock is held (a push, a scale, `ps:stop`, a drain) is skipped for that
 round, and only the services of the releases recorded live or canary are looked at; a retiring service is not.
+
+Every few seconds it also reads the nodes' states: a node the Swarm marks down is the `node-down` event (for the
+notifications, access/notify.py), once, when it goes down.
 """
 
 from __future__ import annotations
@@ -20,6 +23,8 @@ import threading
 import time
 from dataclasses import dataclass, field
 
+from minipaas.access import events
+from minipaas.adapters import engine
 from minipaas.cluster import membership, releases
 from minipaas.deploy import containers, formation, health
 from minipaas.errors import MinipaasError
@@ -31,6 +36,7 @@ from minipaas.state.releaselog import Serving
 from minipaas.state.settings import Settings
 
 POLL_SECONDS = 1.0
+NODES_SECONDS = 5.0  # how often the nodes' states are read (node-down)
 FIREWALL_SECONDS = 10.0  # how often a round also looks whether the manager's firewall names every node
 RETRY_SECONDS = 10.0  # a task that failed its health check is checked again after this long
 
@@ -54,6 +60,8 @@ def follow(settings: Settings) -> None:
     """Poll until the process ends (the watcher's thread); outside a cluster each round is one file read."""
     seen = _Seen()
     looked = 0.0
+    states: dict[str, str] = {}  # node id -> its Swarm state at the last look (node-down)
+    counted = 0.0
     while True:
         try:
             if membership.registry_address(settings):
@@ -61,11 +69,26 @@ def follow(settings: Settings) -> None:
                     looked = time.monotonic()                      # there before any deploy
                     releases.before_placing(settings)
                 one_round(Host(settings), seen)
+                if time.monotonic() - counted > NODES_SECONDS:
+                    counted = time.monotonic()
+                    for node in newly_down(states, engine.swarm.nodes()):
+                        events.announce(Host(settings), "node-down", app="", user="watch",
+                                        command=f"node-down {node.hostname}",
+                                        outcome=f"node {node.hostname} ({node.address or node.id[:12]}) is down")
         except MinipaasError as exc:
             _say(f"tasks: {exc.message}")
         except Exception as exc:  # the engine went away for a moment: the next round asks again
             _say(f"tasks: {type(exc).__name__}: {exc}")
         time.sleep(POLL_SECONDS)
+
+
+def newly_down(states: dict[str, str], nodes: list[engine.swarm.NodeInfo]) -> list[engine.swarm.NodeInfo]:
+    """The nodes the Swarm says are down now and were not at the last look (a node down when the watcher starts
+    was told by the watcher before it); `states` becomes their states now."""
+    down = [n for n in nodes if n.status == "down" and states.get(n.id, "down") != "down"]
+    states.clear()
+    states.update({n.id: n.status for n in nodes})
+    return down
 
 
 def one_round(host: Host, seen: _Seen) -> None:

@@ -24,6 +24,9 @@ Two more put idle apps to sleep and wake them at their first request (running/sl
 
 A third thread keeps the instance's own nginx running (running/nginxwatch.py): a master that dies without stopping
 (SIGKILL, the OOM killer) is started again within about a second, as a deploy would start it.
+
+A fourth thread sends the notifications' outbox (running/notifywatch.py); a routed web container that dies is a
+`crash` event for them, and a disk that runs low is `disk-low` (running/diskfree.py, a fifth thread).
 """
 
 from __future__ import annotations
@@ -35,12 +38,13 @@ import threading
 import time
 from pathlib import Path
 
+from minipaas.access import events
 from minipaas.adapters import engine
 from minipaas.cluster import membership
 from minipaas.deploy import canaryguard
 from minipaas.errors import MinipaasError, NotFound
 from minipaas.routing import routes
-from minipaas.running import nginxwatch, sleeping, taskwatch
+from minipaas.running import diskfree, nginxwatch, notifywatch, sleeping, taskwatch
 from minipaas.state import daemons, releaselog
 from minipaas.state.host import Host
 from minipaas.state.settings import Settings
@@ -71,6 +75,8 @@ def run(settings: Settings) -> None:
     threading.Thread(target=canaryguard.follow, args=(settings,), daemon=True).start()
     threading.Thread(target=sleeping.follow_idle, args=(settings,), daemon=True).start()
     threading.Thread(target=sleeping.follow_wakes, args=(settings,), daemon=True).start()
+    threading.Thread(target=notifywatch.follow, args=(settings,), daemon=True).start()
+    threading.Thread(target=diskfree.follow, args=(settings,), daemon=True).start()
     forgotten: dict[str, str] = {}  # container id -> app, for those unrouted by a crash
     lost = False  # the engine went away since we last followed it
     while True:
@@ -138,9 +144,23 @@ def handle(settings: Settings, event: dict[str, object], forgotten: dict[str, st
         if app is not None:
             forgotten[container] = app
             print(f"watch: {container[:12]} of {app}: {action}; unrouted", file=sys.stderr, flush=True)
+            _crashed(settings, app, container, action, event)
     elif action == "start" and container in forgotten:
         app = forgotten.pop(container)
         threading.Thread(target=_route_again, args=(settings, app, container), daemon=True).start()
+
+
+def _crashed(settings: Settings, app: str, container: str, action: str, event: dict[str, object]) -> None:
+    """A routed web container went away behind minipaas' back (deploys, scaling and retirement unroute theirs
+    first): the `crash` event, for the notifications."""
+    actor = event.get("Actor")
+    attributes = actor.get("Attributes", {}) if isinstance(actor, dict) else {}
+    attributes = attributes if isinstance(attributes, dict) else {}
+    label = str(attributes.get(engine.RELEASE_LABEL, ""))
+    code = attributes.get("exitCode")
+    outcome = f"{container[:12]}: {action}" + (f" (exit code {code})" if code is not None else "") + "; unrouted"
+    events.announce(Host(settings), "crash", app=app, command=f"crash {app} {container[:12]}", outcome=outcome,
+                    release=int(label) if label.isascii() and label.isdigit() else None, user="watch")
 
 
 def _started_since(container: str, event: dict[str, object]) -> bool:

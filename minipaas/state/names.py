@@ -185,3 +185,14 @@ def _show(value: str) -> str:
     """A name as it can safely be echoed back on one line."""
     shown = value if len(value) <= 80 else value[:77] + "..."
     return repr(shown)
+
+
+NOTIFICATION_NAME = re.compile(r"[a-z][a-z0-9-]{0,62}")
+
+
+def check_notification(name: str) -> str:
+    """A notification's name (`notify:add NAME`): as an app's."""
+    if not NOTIFICATION_NAME.fullmatch(name) or name.endswith("-"):
+        raise InvalidInput(f"invalid notification name {_show(name)}: use 1 to 63 lowercase letters, digits and "
+                           "dashes, starting with a letter")
+    return name

@@ -236,6 +236,33 @@ MIGRATIONS: list[str] = [
         wake_error TEXT NOT NULL DEFAULT ''
     );
     """,
+    # 16: notifications (issue 25): where the host's events are sent (the URL holds secrets: shown redacted only),
+    #     the events waiting to be sent (the outbox, emptied by the watcher), and each one's last failure
+    """
+    CREATE TABLE notifications (
+        name TEXT PRIMARY KEY,
+        kind TEXT NOT NULL,            -- webhook, slack
+        url TEXT NOT NULL,
+        app TEXT NOT NULL DEFAULT '',  -- '' every app's
+        events TEXT NOT NULL,          -- comma-separated event names
+        created_at REAL NOT NULL,
+        sent_at REAL,
+        failed_at REAL,
+        failure TEXT NOT NULL DEFAULT ''
+    );
+    CREATE TABLE notify_outbox (
+        id INTEGER PRIMARY KEY AUTOINCREMENT,
+        notification TEXT NOT NULL REFERENCES notifications(name) ON DELETE CASCADE,
+        event TEXT NOT NULL,
+        app TEXT NOT NULL DEFAULT '',
+        release INTEGER,
+        message TEXT NOT NULL DEFAULT '',
+        at REAL NOT NULL,
+        tries INTEGER NOT NULL DEFAULT 0,
+        next_at REAL NOT NULL
+    );
+    CREATE INDEX notify_outbox_due ON notify_outbox (next_at);
+    """,
 ]
 
 

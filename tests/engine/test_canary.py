@@ -5,6 +5,7 @@ canary that fails or is slow, by itself, and says so in `events`."""
 
 from __future__ import annotations
 
+import json
 import time
 from collections import Counter
 from pathlib import Path
@@ -89,6 +90,9 @@ def test_a_canary_takes_its_share_keeps_its_clients_and_is_promoted_with_no_fail
     assert kept.failures == [] and closing.failures == []
     assert {get(paas, app)[1] for _ in range(50)} == {"v2"}
     assert statuses(paas, app) == {2: "live", 1: "superseded"}
+    # Release 2 went live when promoted, not when it started as a canary: the `deploy` event then (issue 25)
+    audit = [e["command"] for e in json.loads(paas.run("events", app, "--json").stdout)]
+    assert audit.count(f"deploy {app} 2") == 1 and audit.count(f"deploy {app} 1") == 1, audit
     wait_for(lambda: not app_containers(paas, app, 1), what="release 1's containers to retire")
 
 

@@ -12,6 +12,7 @@ import datetime
 import ipaddress
 import json
 import os
+import re
 import socket
 import ssl
 import subprocess
@@ -215,6 +216,17 @@ def test_renew_skips_fresh_certificates_and_force_issues_new_ones(paas: Paas, pe
     assert served_cert(paas, app).serial_number == second.serial_number  # nginx serves the new one
     status, _, _ = https_get(paas, app, str(pebble.root_file(paas.work)))
     assert status == 200
+
+    # A renewal that fails (the CA unreachable) is the `cert-expiring` event, for the notifications (issue 25)
+    good = paas.env["MINIPAAS_ACME_DIRECTORY"]
+    paas.env["MINIPAAS_ACME_DIRECTORY"] = f"https://127.0.0.1:{free_port()}/dir"
+    assert paas.run("letsencrypt:renew", "--force", check=False).returncode == 1
+    paas.env["MINIPAAS_ACME_DIRECTORY"] = good
+    [expiring] = [e for e in json.loads(paas.run("events", app, "--json").stdout)
+                  if str(e["command"]).startswith("cert-expiring ")]
+    assert expiring["command"] == f"cert-expiring {app}" and expiring["app"] == app
+    assert re.fullmatch(r"renewal failed \(\d+ days left\): cannot reach the ACME server at \S+: Connection refused",
+                        str(expiring["outcome"])), expiring
 
     paas.run("letsencrypt:disable", app)
     assert "nothing to renew" in paas.run("letsencrypt:renew", "--force").stdout

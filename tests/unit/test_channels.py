@@ -51,6 +51,8 @@ HOST_MAKERS = {
     "minipaas/deploy/canaryguard.py": "the watcher's canary thread, one per tick",
     "minipaas/running/nginxwatch.py": "the watcher's nginx thread, for its audit lines",
     "minipaas/running/sleeping.py": "the watcher's idle-apps thread and its wake threads, one connection each",
+    "minipaas/running/notifywatch.py": "the watcher's notifications thread (the outbox)",
+    "minipaas/running/diskfree.py": "the watcher's disk thread (disk-low)",
     "minipaas/running/restore.py": "ps:restore's worker threads, one connection each",
     "minipaas/host/setup.py": "init: makes the home and its database, then opens it",
 }
