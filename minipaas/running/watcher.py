@@ -51,6 +51,8 @@ from minipaas.state.settings import Settings
 
 GONE = ("die", "destroy", "kill", "oom", "stop")
 BACK_WITHIN = 60.0  # seconds a restarted container has to answer before it is left out
+CRASH_GRACE = 10.0  # seconds a container's end waits to be called a crash: an engine that stops ends its events by then
+_engine_gone = threading.Event()  # set while the engine's events have ended (it stops or restarts)
 
 
 WATCHER = daemons.WATCHER
@@ -88,18 +90,24 @@ def run(settings: Settings) -> None:
             if not lost:
                 since = int(time.time()) - 1  # what happens while catching up is replayed, not missed
                 catch_up(settings, forgotten)
+                _engine_gone.clear()
                 print("watch: following the engine's events", file=sys.stderr, flush=True)
                 for event in engine.events({"type": "container", "label": f"{engine.LABEL}={settings.home}"},
                                            since=since):
                     handle(settings, event, forgotten)
                 print("watch: the engine's events ended (it stops or restarts)", file=sys.stderr, flush=True)
+                _engine_gone.set()
                 lost = True
         except MinipaasError as exc:
             print(f"watch: {exc.message}; again in 1 s", file=sys.stderr, flush=True)
             lost = lost or not engine.answers()
+            if lost:
+                _engine_gone.set()
         except Exception as exc:  # the engine's stream broke (a restart): follow it again
             print(f"watch: {type(exc).__name__}: {exc}; again in 1 s", file=sys.stderr, flush=True)
             lost = lost or not engine.answers()
+            if lost:
+                _engine_gone.set()
         time.sleep(1)
 
 
@@ -144,7 +152,11 @@ def handle(settings: Settings, event: dict[str, object], forgotten: dict[str, st
         if app is not None:
             forgotten[container] = app
             print(f"watch: {container[:12]} of {app}: {action}; unrouted", file=sys.stderr, flush=True)
-            _crashed(settings, app, container, action, event)
+            # Said later, unless the engine goes away meanwhile: an engine that stops (a package upgrade) stops
+            # every container first, and those are not crashes (they come back by ps:restore).
+            later = threading.Timer(CRASH_GRACE, _crashed, args=(settings, app, container, action, event))
+            later.daemon = True
+            later.start()
     elif action == "start" and container in forgotten:
         app = forgotten.pop(container)
         threading.Thread(target=_route_again, args=(settings, app, container), daemon=True).start()
@@ -152,7 +164,10 @@ def handle(settings: Settings, event: dict[str, object], forgotten: dict[str, st
 
 def _crashed(settings: Settings, app: str, container: str, action: str, event: dict[str, object]) -> None:
     """A routed web container went away behind minipaas' back (deploys, scaling and retirement unroute theirs
-    first): the `crash` event, for the notifications."""
+    first): the `crash` event, for the notifications; none when the engine stopped since (it took it down)."""
+    if _engine_gone.is_set() or not engine.answers():
+        print(f"watch: {container[:12]} of {app} went down with the engine: not a crash", file=sys.stderr, flush=True)
+        return
     actor = event.get("Actor")
     attributes = actor.get("Attributes", {}) if isinstance(actor, dict) else {}
     attributes = attributes if isinstance(attributes, dict) else {}

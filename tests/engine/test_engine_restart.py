@@ -125,6 +125,10 @@ def test_the_watcher_brings_every_app_back_by_itself_after_an_engine_restart(paa
         assert [(r["state"], r["health"]) for r in rows] == [("running", "serving")], rows
     log = (paas.home / "logs" / "watch.log").read_text()
     assert "the engine is back; restoring every app (ps:restore)" in log, log
+    # The containers the engine stopped on its way down are no crashes (no `crash` event, no notification).
+    assert "went down with the engine: not a crash" in log, log
+    said = paas.run("events", "-n", "200").stdout
+    assert not [line for line in said.splitlines() if f"crash {web}" in line or f"crash {other}" in line], said
     # Containers came back perhaps at other addresses: ps:restore re-reads them, and changes nothing that serves.
     paas.run("ps:restore")
     assert paas.get(web).body.startswith("still here") and paas.get(other).status == 200
