@@ -51,7 +51,8 @@ from minipaas.state.settings import Settings
 
 GONE = ("die", "destroy", "kill", "oom", "stop")
 BACK_WITHIN = 60.0  # seconds a restarted container has to answer before it is left out
-CRASH_GRACE = 10.0  # seconds a container's end waits to be called a crash: an engine that stops ends its events by then
+# Seconds before an end is called a crash: a stopping engine (up to 10 s per container) has ended its events by then.
+CRASH_GRACE = 20.0
 _engine_gone = threading.Event()  # set while the engine's events have ended (it stops or restarts)
 
 
