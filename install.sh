@@ -36,6 +36,9 @@ command -v git >/dev/null || need+=(git)
 command -v debootstrap >/dev/null || need+=(debootstrap)
 command -v wrk >/dev/null || need+=(wrk)
 command -v curl >/dev/null || need+=(curl)
+# Log drains: one rsyslogd per home ships the apps' records to them (minipaas/running/drains.py); its service is
+# not needed (policy-rc.d or systemd may start it: it then only serves the host's own syslog).
+[ -x /usr/sbin/rsyslogd ] || need+=(rsyslog)
 command -v sshd >/dev/null || [ -x /usr/sbin/sshd ] || need+=(openssh-server)
 command -v ssh-keygen >/dev/null || need+=(openssh-client)
 command -v sudo >/dev/null || need+=(sudo)

@@ -11,12 +11,14 @@ from __future__ import annotations
 
 from collections.abc import Callable
 
+from minipaas.access import drains as drain_rules
 from minipaas.adapters import engine
 from minipaas.deploy import health
 from minipaas.errors import Conflict, DeployFailed, InvalidInput
 from minipaas.source import procfile as procfile_mod
 from minipaas.source.commit import Commit, read_commit
 from minipaas.state import apps
+from minipaas.state import drains as drain_records
 from minipaas.state import formation as records
 from minipaas.state.host import Host
 from minipaas.state.names import is_count
@@ -98,7 +100,16 @@ def start(host: Host, app: str, *, release: int, image: str, port: int, process:
         labels={engine.LABEL: str(s.home), engine.APP_LABEL: app, engine.RELEASE_LABEL: str(release),
                 engine.PROCESS_LABEL: process, engine.INDEX_LABEL: str(index), engine.PORT_LABEL: str(port)},
         limits=limits(host, app),
+        log_config=log_config(host, app, process, release),
     )
+
+
+def log_config(host: Host, app: str, process: str, release: int) -> dict[str, object] | None:
+    """syslog to the home's drains shipper when the app has log drains (running/drains.py), else the default."""
+    port = drain_records.port(host.settings)
+    if port is None or not drain_records.of(host, app):
+        return None
+    return drain_rules.log_config(app, process, release, port)
 
 
 def warn_if_shared_uid(container: engine.Container, progress: Callable[[str], None]) -> None:

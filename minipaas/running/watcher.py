@@ -44,7 +44,7 @@ from minipaas.cluster import membership
 from minipaas.deploy import canaryguard
 from minipaas.errors import MinipaasError, NotFound
 from minipaas.routing import routes
-from minipaas.running import diskfree, nginxwatch, notifywatch, sleeping, taskwatch
+from minipaas.running import diskfree, drains, nginxwatch, notifywatch, sleeping, taskwatch
 from minipaas.state import daemons, releaselog
 from minipaas.state.host import Host
 from minipaas.state.settings import Settings
@@ -80,6 +80,7 @@ def run(settings: Settings) -> None:
     threading.Thread(target=sleeping.follow_wakes, args=(settings,), daemon=True).start()
     threading.Thread(target=notifywatch.follow, args=(settings,), daemon=True).start()
     threading.Thread(target=diskfree.follow, args=(settings,), daemon=True).start()
+    threading.Thread(target=drains.follow, args=(settings,), daemon=True).start()
     forgotten: dict[str, str] = {}  # container id -> app, for those unrouted by a crash
     lost = False  # the engine went away since we last followed it
     while True:

@@ -44,6 +44,11 @@ class Layout:
         return self.home / "logs"
 
     @property
+    def drains_dir(self) -> Path:
+        """The log drains' shipper: its rsyslog.conf, its local port and its queues' work folder (drains.py)."""
+        return self.home / "drains"
+
+    @property
     def locks_dir(self) -> Path:
         return self.home / "locks"
 

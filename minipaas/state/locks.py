@@ -53,7 +53,7 @@ HOST_BUILD_LOCK = "buildkit.lock"
 HOST_BUILD_WAIT_LIMIT = 2 * 60 * 60  # several apps' builds may be queued, each up to its build-timeout
 # The instance's own locks that are not an app's: a dot keeps them apart from `<app>.lock` (no app
 # name has one), so an app named `proxy` does not share the nginx writers' lock.
-INSTANCE_LOCKS = ("nginx.proxy", "nginx.routes", "acme.orders", "gc.collect")
+INSTANCE_LOCKS = ("nginx.proxy", "nginx.routes", "acme.orders", "gc.collect", "drains.shipper")
 FILE_MODE = 0o600
 
 

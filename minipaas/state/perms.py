@@ -73,6 +73,7 @@ POLICY: tuple[Rule, ...] = (
     Rule("repos", PRIVATE_DIR),
     Rule("logs", PRIVATE_DIR),
     Rule("locks", PRIVATE_DIR),
+    Rule("drains", PRIVATE_DIR),  # the drains' addresses, in the shipper's config
     Rule("certs", PRIVATE_DIR),
     Rule("services", PRIVATE_DIR),  # services' backups (database dumps): root's alone
     # the cluster's CA and the registry's files (docs/cluster-design.md): the registry's user owns its storage and key

@@ -69,12 +69,15 @@ def run(
     command: list[str] | None = None,
     restart: str = "on-failure:10",
     volumes: dict[str, str] | None = None,
+    log_config: dict[str, Any] | None = None,
 ) -> Container:
     """Create and start a detached container; returns it with its address on `network`.
 
     A container already there under that name (left by a crashed deploy) is replaced, but only when
     its `minipaas` label says it has the same owner as the new one: never another instance's.
     `volumes`: named volumes (name -> the folder it is mounted on).
+    `log_config`: the engine's log driver and its options (default: json-file, rotated; an app with log drains:
+    access/drains.py `log_config`).
     """
     try:
         _remove_stale(name, owner=labels.get(LABEL, ""))
@@ -89,7 +92,7 @@ def run(
                 network_mode=network,
                 restart_policy=_restart_policy(restart),
                 **limits.host_config(),
-                log_config={"Type": "json-file", "Config": {"max-size": "10m", "max-file": "3"}},
+                log_config=log_config or {"Type": "json-file", "Config": {"max-size": "10m", "max-file": "3"}},
                 binds={volume: {"bind": path, "mode": "rw"} for volume, path in (volumes or {}).items()} or None,
             ),
         )
