@@ -59,7 +59,14 @@ def apps_destroy(app: str, force: bool) -> None:
     if not force:
         raise MinipaasError(f"destroying {app} removes its containers, images, repository and vhost; "
                             f"run `minipaas apps:destroy {app} --force` to do it")
-    lifecycle.destroy(current_host(), app, lambda line: say(f"       {line}"))
+    from minipaas.running import drains
+    from minipaas.state import drains as drain_records
+
+    host = current_host()
+    drained = bool(drain_records.of(host, app))
+    lifecycle.destroy(host, app, lambda line: say(f"       {line}"))
+    if drained:  # its drains went with its settings: the shipper forgets them (stops when no app has any)
+        drains.apply(host)
     say(f"-----> Destroyed {app}")
 
 

@@ -258,8 +258,9 @@ def paas_host(work: Path, top: Path | None = None, **env_overrides: str) -> Iter
             with contextlib.suppress(OSError, ValueError):
                 os.kill(int(pid_file.read_text()), 3)  # SIGQUIT: graceful stop
         # The dashboard (ps:restore starts it): by its environment too, in case its pid file was not written yet.
+        # The log drains' shipper (an rsyslogd of this home, running/drains.py) ends on SIGTERM, not SIGQUIT.
         for pid in own_processes(home, b"retire") + own_processes(home, b"watch") + \
-                own_processes(home, b"dashboard"):
+                own_processes(home, b"dashboard") + own_processes(home, b"/usr/sbin/rsyslogd"):
             with contextlib.suppress(OSError):
                 os.kill(pid, 15)  # a retirer still in its drain delay: its containers are gone already
         shutil.rmtree(top, ignore_errors=True)
