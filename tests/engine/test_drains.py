@@ -2,18 +2,22 @@
 the test runs on 127.0.0.1 (TCP, one record a line). One app serves every assertion: bad input is one line and
 adds nothing; the receiver gets every line the app printed, in order, each with the app, process type, release
 and container; `logs APP` still shows them; a second drain whose port refuses connections changes nothing for the
-app (a new release goes live and answers 200, its lines reach the first drain); removing the drains puts the app
+app (a new release goes live and answers 200, its lines reach the first drain); nor does the shipper killed
+(the watcher starts it again); removing the drains puts the app
 back on the engine's json-file driver and stops the shipper. (URLs, redaction, the rendered config:
 tests/unit/test_drains_units.py.)"""
 
 from __future__ import annotations
 
 import contextlib
+import os
 import re
+import signal
 import socket
 import threading
 from collections.abc import Iterator
 from dataclasses import dataclass, field
+from pathlib import Path
 
 from tests.helpers.faults import wait_for
 from tests.helpers.host import EXAMPLE, Paas, commit, docker, free_port
@@ -119,13 +123,22 @@ def test_a_drain_gets_every_line_and_a_dead_one_changes_nothing(paas: Paas) -> N
         assert drain.messages(2) == [f"drain line {i} of r2  end" for i in range(1, LINES + 1)] + ["listening on 5000"]
         assert "cannot connect to 127.0.0.1" in (paas.home / "logs" / "drains.log").read_text()
 
-        # removing one drain touches no container; removing the last puts the app back on json-file
+        # the shipper killed: a restart still goes live (UDP to nobody never fails a start), the watcher starts it again
+        pid_file = paas.home / "nginx" / "run" / "drains.pid"
+        killed = int(pid_file.read_text())
+        os.kill(killed, signal.SIGKILL)
+        paas.run("ps:restart", app)
+        assert paas.get(app).status == 200
+        assert wait_for(lambda: pid_file.exists() and int(pid_file.read_text() or 0) not in (0, killed)
+                        and Path(f"/proc/{int(pid_file.read_text())}").exists(), 30)
+
+                # removing one drain touches no container; removing the last puts the app back on json-file
         paas.run("logs:drain:remove", app, dead)
         assert paas.container(f"{app}.web.1") in docker("ps", "--format", "{{.Names}}").split()
         removed = paas.run("logs:drain:remove", app, url)
         assert "json-file" in removed.stdout
-        # release 3, the restart's (release 2's containers retire in the background)
+        # release 4, the restart's (earlier releases' containers retire in the background)
         assert docker("inspect", "-f", "{{.HostConfig.LogConfig.Type}}",
-                      paas.container(f"{app}.web.3")).strip() == "json-file"
+                      paas.container(f"{app}.web.4")).strip() == "json-file"
         assert paas.get(app).status == 200
         assert not (paas.home / "nginx" / "run" / "drains.pid").exists()
