@@ -18,7 +18,7 @@ from pathlib import Path
 
 from minipaas.access import drains as rules
 from minipaas.adapters import rsyslog
-from minipaas.errors import Conflict, EngineError, InvalidInput, NotFound
+from minipaas.errors import Conflict, EngineError, InvalidInput, MinipaasError, NotFound
 from minipaas.state import apps, locks, releaselog
 from minipaas.state import drains as records
 from minipaas.state.host import Host
@@ -63,7 +63,12 @@ def _change(host: Host, app: str, before: list[str], after: list[str], progress:
         apply(host)
         raise
     if bool(before) != bool(after):
-        _restart(host, app, progress)
+        try:
+            _restart(host, app, progress)
+        except MinipaasError:  # the live release kept its containers, and their driver: the change is undone
+            records.store_urls(host, app, before)
+            apply(host)
+            raise
 
 
 def _restart(host: Host, app: str, progress: Callable[[str], None]) -> None:
@@ -74,7 +79,8 @@ def _restart(host: Host, app: str, progress: Callable[[str], None]) -> None:
         progress(f"-----> {app} has no release yet: its first deploy logs this way")
         return
     if apps.is_stopped(host, app):
-        progress(f"-----> {app} is stopped: it logs this way when it starts")
+        # ps:start starts its stopped containers again, with the driver they were made with
+        progress(f"-----> {app} is stopped: its next deploy or `ps:restart {app}` makes its containers log this way")
         return
     progress(f"-----> Restarting {app}'s containers with the {'syslog' if records.of(host, app) else 'json-file'} "
              "log driver")

@@ -10,7 +10,7 @@ from pathlib import Path
 import pytest
 
 from minipaas.access import drains
-from minipaas.errors import InvalidInput
+from minipaas.errors import InvalidInput, MinipaasError
 
 
 def test_syslog_urls_are_taken() -> None:
@@ -89,3 +89,28 @@ def test_rsyslogd_takes_the_rendered_config(tmp_path: Path) -> None:
     config.write_text(render().replace("/home/mp/drains/work", str(tmp_path)))
     checked = subprocess.run(["/usr/sbin/rsyslogd", "-N1", "-f", str(config)], capture_output=True, text=True)
     assert checked.returncode == 0, checked.stderr
+
+
+def test_the_records_and_the_log_driver_they_choose(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    from minipaas.deploy import formation
+    from minipaas.running import drains as applied
+    from minipaas.state import drains as records
+    from tests.helpers.stores import store_host
+
+    host = store_host(tmp_path, monkeypatch, "shop")
+    assert records.of(host, "shop") == [] and records.every(host) == {}
+    assert formation.log_config(host, "shop", "web", 1) is None  # no drains: the engine's default, json-file
+    records.store_urls(host, "shop", ["syslog+tcp://10.0.0.6:514"])
+    port = records.ensure_port(host.settings)
+    assert records.ensure_port(host.settings) == port  # chosen once per home
+    assert formation.log_config(host, "shop", "web", 3) == drains.log_config("shop", "web", 3, port)
+    assert records.every(host) == {"shop": ["syslog+tcp://10.0.0.6:514"]}
+    # refused before anything changes: a bad URL, the same drain twice, a drain that is not there
+    for refused in (lambda: applied.add(host, "shop", "syslog+tcp://10.0.0.6", print),
+                    lambda: applied.add(host, "shop", "syslog+tcp://10.0.0.6:514", print),
+                    lambda: applied.remove(host, "shop", "syslog+tcp://10.0.0.7:514", print)):
+        with pytest.raises(MinipaasError):
+            refused()
+    assert records.of(host, "shop") == ["syslog+tcp://10.0.0.6:514"]
+    records.store_urls(host, "shop", [])
+    assert records.every(host) == {} and formation.log_config(host, "shop", "web", 4) is None
