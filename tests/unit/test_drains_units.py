@@ -61,7 +61,7 @@ def render() -> str:
 
 def test_the_shipper_config() -> None:
     text = render()
-    assert 'input(type="imudp" address="127.0.0.1" port="40123" ruleset="minipaas_drains")' in text
+    assert 'input(type="imudp" address="127.0.0.1" port="40123" ruleset="minipaas_drains" rcvbufSize="16m")' in text
     assert 'global(workDirectory="/home/mp/drains/work"' in text
     # each app's records to its own drains only; `shop/` never matches a review app `shop--x/`
     blog, shop = text.index('if $app-name startswith "blog/"'), text.index('if $app-name startswith "shop/"')
