@@ -12,7 +12,7 @@ from minipaas.deploy import canary, formation, placement, retirement, rollout
 from minipaas.errors import DeployFailed, MinipaasError, NotFound
 from minipaas.progress import Progress
 from minipaas.routing import domains, proxy, routes
-from minipaas.running import dashboardproc, sleeping, watcher
+from minipaas.running import dashboardproc, drains, sleeping, watcher
 from minipaas.state import apps, releaselog
 from minipaas.state.host import Host
 from minipaas.state.locks import app_lock
@@ -61,6 +61,10 @@ def restore(host: Host, progress: Progress) -> None:
     s = host.settings
     proxy.setup(s)
     watcher.ensure_running(s)
+    try:  # the log drains' shipper before the apps, so that their first lines reach the drains too
+        drains.ensure(host)
+    except MinipaasError as exc:  # the drains miss lines; the apps come back all the same
+        progress(f"!     log drains: {exc.message}")
     # Services first: the apps linked to them expect them at their first request.
     failed = addons.restore_all(host, progress)
     wanted = []

@@ -135,6 +135,12 @@ def test_a_drain_gets_every_line_and_a_dead_one_changes_nothing(paas: Paas) -> N
         assert paas.get(app).status == 200
         assert wait_for(lambda: pid_file.exists() and int(pid_file.read_text() or 0) not in (0, killed)
                         and Path(f"/proc/{int(pid_file.read_text())}").exists(), 30)
+        # ps:restore (after a boot) starts it before it brings the apps back (unless the watcher was quicker)
+        restarted = int(pid_file.read_text())
+        os.kill(restarted, signal.SIGKILL)
+        paas.run("ps:restore")
+        assert int(pid_file.read_text()) not in (killed, restarted)
+        assert Path(f"/proc/{int(pid_file.read_text())}/cmdline").read_bytes().startswith(b"/usr/sbin/rsyslogd")
 
                 # removing one drain touches no container; removing the last puts the app back on json-file
         paas.run("logs:drain:remove", app, dead)
