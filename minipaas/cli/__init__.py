@@ -16,7 +16,21 @@ from typing import Any
 
 import click
 
-from minipaas.cli import admin, apps, cluster, config, dashboard, domains, keys, metrics, ps, releases, services, stack
+from minipaas.cli import (
+    admin,
+    apps,
+    cluster,
+    config,
+    cron,
+    dashboard,
+    domains,
+    keys,
+    metrics,
+    ps,
+    releases,
+    services,
+    stack,
+)
 from minipaas.cli.common import CONTEXT, ColonGroup
 from minipaas.errors import MinipaasError, disk_full
 
@@ -142,6 +156,7 @@ for _command in (
     releases.deploy_cmd,
     ps.run_cmd,
     ps.enter_cmd,
+    *cron.all_commands(),
     domains.certs_show,
     domains.certs_add,
     domains.certs_generate,

@@ -14,6 +14,10 @@ from pathlib import Path
 
 from minipaas.state.settings import Settings
 
+# A push's hook sees its objects in a quarantine folder that git removes when the push ends: a daemon a push starts
+# (the watcher, reading the live commit's app.json each minute) must read the repository itself.
+PUSH_ONLY = frozenset({"GIT_QUARANTINE_PATH", "GIT_OBJECT_DIRECTORY", "GIT_ALTERNATE_OBJECT_DIRECTORIES"})
+
 
 def spawn(settings: Settings, command: str, *, log: str) -> None:
     """A minipaas command of this home in a session of its own, its lines in the home's `<log>.log`."""
@@ -22,7 +26,7 @@ def spawn(settings: Settings, command: str, *, log: str) -> None:
         subprocess.Popen(
             [sys.executable, "-m", "minipaas", command],
             stdin=subprocess.DEVNULL, stdout=out, stderr=out, start_new_session=True,
-            env={**os.environ, "MINIPAAS_HOME": str(settings.home)},
+            env={**{k: v for k, v in os.environ.items() if k not in PUSH_ONLY}, "MINIPAAS_HOME": str(settings.home)},
         )
 
 

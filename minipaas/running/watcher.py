@@ -20,6 +20,8 @@ container on its way down and starts none of them (their restart policy is for c
 `ps:restore` for its home itself as soon as the engine answers again, so every app and service comes back with
 no command and no reboot.
 
+Another starts the apps' scheduled jobs at their minute (running/cronwatch.py).
+
 A third thread keeps the instance's own nginx running (running/nginxwatch.py): a master that dies without stopping
 (SIGKILL, the OOM killer) is started again within about a second, as a deploy would start it.
 """
@@ -38,7 +40,7 @@ from minipaas.cluster import membership
 from minipaas.deploy import canaryguard
 from minipaas.errors import MinipaasError, NotFound
 from minipaas.routing import routes
-from minipaas.running import daemons, nginxwatch, taskwatch
+from minipaas.running import cronwatch, daemons, nginxwatch, taskwatch
 from minipaas.state import releaselog
 from minipaas.state.host import Host
 from minipaas.state.settings import Settings
@@ -70,6 +72,7 @@ def run(settings: Settings) -> None:
     threading.Thread(target=taskwatch.follow, args=(settings,), daemon=True).start()
     threading.Thread(target=nginxwatch.follow, args=(settings,), daemon=True).start()
     threading.Thread(target=canaryguard.follow, args=(settings,), daemon=True).start()
+    threading.Thread(target=cronwatch.follow, args=(settings,), daemon=True).start()
     forgotten: dict[str, str] = {}  # container id -> app, for those unrouted by a crash
     lost = False  # the engine went away since we last followed it
     while True:

@@ -50,6 +50,7 @@ HOST_MAKERS = {
     "minipaas/running/taskwatch.py": "the watcher's task thread, one per round",
     "minipaas/deploy/canaryguard.py": "the watcher's canary thread, one per tick",
     "minipaas/running/nginxwatch.py": "the watcher's nginx thread, for its audit lines",
+    "minipaas/running/cronwatch.py": "the watcher's cron thread, one per tick, and a thread per job's run",
     "minipaas/running/restore.py": "ps:restore's worker threads, one connection each",
     "minipaas/host/setup.py": "init: makes the home and its database, then opens it",
 }
