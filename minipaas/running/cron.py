@@ -96,7 +96,7 @@ def start(host: Host, app: str, release: Release, job: Job, *, trigger: str, sch
         return _skip(host, app, release, job, trigger, scheduled_at, others[0])
     if others and job.policy == "replace":
         for other in others:
-            stop(host, other, status="replaced", note=f"replaced by a newer run ({trigger})")
+            stop(host, other.id, other.container, status="replaced", note=f"replaced by a newer run ({trigger})")
     spec = oneoff.spec(host, app, release.image, "cron", f"{job.id}.{uuid.uuid4().hex[:8]}")
     number = cronruns.begin(host, app, job.id, release=release.number, trigger=trigger, container=spec["name"],
                             scheduled_at=scheduled_at, note=note, alone=job.policy != "allow")
@@ -118,7 +118,11 @@ def start(host: Host, app: str, release: Release, job: Job, *, trigger: str, sch
 
 def finish(host: Host, app: str, job: Job, started: Started, *, user: str = "") -> cronruns.Run:
     """Wait for the run's container to end (or its maxRuntime to pass: then it is stopped), record it, remove it."""
-    code = _wait(started.container, started.deadline)
+    try:
+        code = _wait(started.container, started.deadline)
+    except BaseException:  # `cron:run` interrupted (^C, its ssh session gone): the run goes with it
+        stop(host, started.run, started.container, status="failed", note="interrupted while it ran")
+        raise
     status, note = "succeeded", ""
     if code is None:
         engine.stop(started.container, timeout=STOP_GRACE)
@@ -194,11 +198,11 @@ def reap(host: Host) -> None:
             active(host, other.app, other.job)
 
 
-def stop(host: Host, other: cronruns.Run, *, status: str, note: str) -> None:
+def stop(host: Host, run: int, container: str, *, status: str, note: str) -> None:
     """Stop a running run. Recorded first: its runner, if any, sees its container end and finds the record
     finished already, which it leaves as this says."""
-    cronruns.finish(host, other.id, status=status, exit_code=None, last_lines=last_lines(other.container), note=note)
-    engine.remove(other.container, timeout=STOP_GRACE)
+    cronruns.finish(host, run, status=status, exit_code=None, last_lines=last_lines(container), note=note)
+    engine.remove(container, timeout=STOP_GRACE)
 
 
 def last_lines(container: str) -> str:

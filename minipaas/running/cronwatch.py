@@ -4,7 +4,7 @@ run in a thread of its own so that a long job delays no other.
 Which runs are due is source/cronjobs.py's `due`: the latest scheduled time since the last check (kept in the store,
 state/cronruns.py `cron_clock`, so a watcher started again knows what it missed). A run whose minute passed while no
 watcher ran is caught up once, at most one per job whatever the downtime, and its record and the watcher's log say
-so. An app stopped with `ps:stop` runs no scheduled job; nor does a job with `maintenance: true`.
+so. An app stopped with `ps:stop` runs no scheduled job, nor does a review app, nor a job with `maintenance: true`.
 """
 
 from __future__ import annotations
@@ -19,6 +19,7 @@ from minipaas.running import cron
 from minipaas.source import cronjobs
 from minipaas.state import apps, cronruns, releaselog
 from minipaas.state.host import Host
+from minipaas.state.names import parent_of
 from minipaas.state.releaselog import Release
 from minipaas.state.settings import Settings
 
@@ -48,7 +49,8 @@ def tick(settings: Settings, now: float, launch: Callable[..., None] | None = No
     cron.reap(host)
     started = []
     for release in releaselog.lives(host):
-        if apps.is_stopped(host, release.app):
+        # A review app (`APP--branch`) runs its jobs only when asked (`cron:run`): not every branch's nightly report.
+        if apps.is_stopped(host, release.app) or parent_of(release.app):
             continue
         try:
             _, jobs = cron.live_jobs(host, release.app)

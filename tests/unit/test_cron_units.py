@@ -137,9 +137,15 @@ def test_the_watcher_remembers_when_it_last_checked_and_starts_what_is_due(host:
     number = releaselog.record_pending(host, "shop", kind="build", sha="a" * 40, image="img", buildpack="node",
                                        env={})
     releaselog.update(host, "shop", number, status="live")
+    with store.transaction(host.db) as db:  # a review app of shop, live with the same jobs: it runs none by itself
+        db.execute("INSERT INTO apps (name, created_at) VALUES ('shop--feature', 0)")
+    review = releaselog.record_pending(host, "shop--feature", kind="build", sha="a" * 40, image="img",
+                                       buildpack="node", env={})
+    releaselog.update(host, "shop--feature", review, status="live")
     from minipaas.running import cron
 
-    cron._parsed[(str(host.settings.repo_path("shop")), "a" * 40)] = (EVERY_MINUTE, NIGHTLY_PARIS)
+    for app in ("shop", "shop--feature"):
+        cron._parsed[(str(host.settings.repo_path(app)), "a" * 40)] = (EVERY_MINUTE, NIGHTLY_PARIS)
     launched: list[tuple[str, float, bool]] = []
 
     def launch(settings: object, release: object, job: Job, due: cronjobs.Due, note: str) -> None:
