@@ -191,11 +191,31 @@ def settle(host: Host, other: cronruns.Run) -> None:
                     last_lines=lines, note="ended while no runner waited for it")
 
 
-def reap(host: Host) -> None:
-    """Settle every run whose runner is gone (the watcher's each minute)."""
+def reap(host: Host, now: float | None = None) -> None:
+    """Settle every run whose runner is gone (the watcher's each minute): one whose container ended is recorded with
+    what it said; one still running past its maxRuntime (its runner, a killed watcher's thread, cannot stop it any
+    more) is stopped and recorded as timed out. `now`: the clock (a test's advanced one)."""
+    now = time.time() if now is None else now
     for other in cronruns.running(host):
-        if time.time() - other.started_at >= STARTING_GRACE:
-            active(host, other.app, other.job)
+        if now - other.started_at < STARTING_GRACE:
+            continue
+        for still in active(host, other.app, other.job):
+            if still.id != other.id:
+                continue
+            limit = _max_runtime(host, other.app, other.job)
+            if now > other.started_at + limit + STOP_GRACE + STARTING_GRACE:  # well past its own runner's deadline
+                note = f"stopped by the watcher after its maxRuntime of {duration_text(limit)} (its runner was gone)"
+                stop(host, other.id, other.container, status="timed-out", note=note)
+                events.record(host, app=other.app, command=f"{EVENT} {other.app} {other.job}", outcome=note,
+                              user=USER)
+
+
+def _max_runtime(host: Host, app: str, job: str) -> int:
+    """The job's maxRuntime in the live release (the default when it is no longer there)."""
+    try:
+        return next((j.max_runtime for j in live_jobs(host, app)[1] if j.id == job), cronjobs.DEFAULT_MAX_RUNTIME)
+    except MinipaasError:
+        return cronjobs.DEFAULT_MAX_RUNTIME
 
 
 def stop(host: Host, run: int, container: str, *, status: str, note: str) -> None:

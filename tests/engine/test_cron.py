@@ -131,6 +131,30 @@ def test_replace_stops_the_running_run_and_starts_the_new_one(cron_app: tuple) -
     assert "replaced by a newer run" in str(replaced["note"])
 
 
+def test_a_run_whose_runner_was_killed_is_stopped_by_the_watcher_after_its_max_runtime(cron_app: tuple) -> None:
+    from minipaas.running import cron
+    from minipaas.state.host import Host
+    from minipaas.state.settings import load
+
+    paas, app, _ = cron_app
+    runner = background(paas, "cron:run", app, "sleeper")
+    try:
+        wait_for(lambda: any(r["status"] == "running" for r in runs(paas, app, "sleeper")), 30, "sleeper runs")
+    finally:
+        runner.kill()  # SIGKILL: as a watcher killed while its thread waited
+        runner.wait()
+    orphan = runs(paas, app, "sleeper")[0]
+    assert orphan["status"] == "running" and docker("ps", "-q", "--filter", f"name={orphan['container']}")
+    host = Host(load(paas.env))
+    cron.reap(host, now=float(orphan["started_at"]) + 5)  # within its maxRuntime: left alone
+    assert runs(paas, app, "sleeper")[0]["status"] == "running"
+    cron.reap(host, now=float(orphan["started_at"]) + 600)  # the watcher's minute, long after: stopped
+    reaped = runs(paas, app, "sleeper")[0]
+    assert reaped["status"] == "timed-out" and "its runner was gone" in str(reaped["note"])
+    assert not docker("ps", "-a", "-q", "--filter", f"name={orphan['container']}")
+    assert any("its runner was gone" in str(e["outcome"]) for e in cron_events(paas, app))
+
+
 def test_the_watcher_runs_a_minutely_job_at_its_minute(cron_app: tuple) -> None:
     paas, app, _ = cron_app
 
