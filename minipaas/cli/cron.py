@@ -50,7 +50,7 @@ def cron_runs(app: str, job: str | None, as_json: bool, limit: int) -> None:
         say(f"{app} has no runs" + (f" of {job}" if job else "") + " yet")
         return
     table(([r.id, r.job, when(r.started_at), "-" if r.seconds is None else f"{r.seconds:.1f}s", r.status,
-            "-" if r.exit_code is None else r.exit_code, r.trigger, r.note[:70]] for r in found),
+            "-" if r.exit_code is None else r.exit_code, r.trigger, r.note[:110]] for r in found),
           ["RUN", "JOB", "STARTED", "TOOK", "STATUS", "EXIT", "TRIGGER", "NOTE"])
     for r in found:
         if r.last_lines:
