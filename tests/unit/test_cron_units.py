@@ -75,6 +75,7 @@ def test_two_jobs_with_one_id_must_be_named_and_cron_must_be_a_list() -> None:
 
 EVERY_MINUTE = Job(id="tick", command="true", schedule="* * * * *")
 NIGHTLY_PARIS = Job(id="night", command="true", schedule="30 2 * * *", tz="Europe/Paris")
+SUSPENDED = Job(id="paused", command="true", schedule="* * * * *", suspended=True)  # `maintenance: true`
 
 
 def test_the_run_of_this_minute_is_due_once() -> None:
@@ -145,7 +146,7 @@ def test_the_watcher_remembers_when_it_last_checked_and_starts_what_is_due(host:
     from minipaas.running import cron
 
     for app in ("shop", "shop--feature"):
-        cron._parsed[(str(host.settings.repo_path(app)), "a" * 40)] = (EVERY_MINUTE, NIGHTLY_PARIS)
+        cron._parsed[(str(host.settings.repo_path(app)), "a" * 40)] = (EVERY_MINUTE, NIGHTLY_PARIS, SUSPENDED)
     launched: list[tuple[str, float, bool]] = []
 
     def launch(settings: object, release: object, job: Job, due: cronjobs.Due, note: str) -> None:
