@@ -113,6 +113,11 @@ def start(host: Host, app: str, release: Release, job: Job, *, trigger: str, sch
         found = cronruns.get(host, number)
         assert found is not None
         return found
+    found = cronruns.get(host, number)
+    if found is not None and found.status != cronruns.RUNNING:  # a `replace` ended it before its container was made
+        engine.remove(spec["name"], timeout=0)
+        oneoff.release_network(host, app)
+        return found
     return Started(number, spec["name"], began + job.max_runtime)
 
 

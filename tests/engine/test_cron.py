@@ -138,8 +138,13 @@ def test_a_run_whose_runner_was_killed_is_stopped_by_the_watcher_after_its_max_r
 
     paas, app, _ = cron_app
     runner = background(paas, "cron:run", app, "sleeper")
+
+    def started() -> bool:  # recorded, and its container made (the record comes first)
+        newest = runs(paas, app, "sleeper")[0]
+        return newest["status"] == "running" and bool(docker("ps", "-q", "--filter", f"name={newest['container']}"))
+
     try:
-        wait_for(lambda: any(r["status"] == "running" for r in runs(paas, app, "sleeper")), 30, "sleeper runs")
+        wait_for(started, 30, "sleeper runs in its container")
     finally:
         runner.kill()  # SIGKILL: as a watcher killed while its thread waited
         runner.wait()
