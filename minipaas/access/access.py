@@ -21,7 +21,8 @@ class PermissionDenied(MinipaasError):
 
 # Commands a deployer may run on a granted app (config shows secret values <hidden>: state/config.py); who may see
 # an app's processes may see its metrics.
-DEPLOYER_READ = frozenset({"ps", "logs", "releases", "releases:info", "config", "domains", "settings", "metrics"})
+DEPLOYER_READ = frozenset({"ps", "logs", "releases", "releases:info", "config", "domains", "settings", "metrics",
+                           "cron:list", "cron:runs"})
 # Commands a deployer may run with no app argument (their output is filtered to granted apps).
 DEPLOYER_GLOBAL = frozenset({"apps:list", "help", "postgres:list", "redis:list",
                              # the dashboard's login, for the key that asks (access/sessions.py)

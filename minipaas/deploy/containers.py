@@ -22,11 +22,12 @@ def web_containers(host: Host, app: str) -> list[engine.Container]:
 
 
 def app_containers(host: Host, app: str) -> list[engine.Container]:
-    """The app's long-running containers, of every process type (one-off `run` ones excluded); plain containers
-    only: a Swarm task's container carries the image's labels too, but the Swarm owns it (cluster/releases.py)."""
+    """The app's long-running containers, of every process type (one-off `run` and scheduled `cron` ones excluded);
+    plain containers only: a Swarm task's container carries the image's labels too, but the Swarm owns it
+    (cluster/releases.py)."""
     found = engine.containers({engine.LABEL: str(host.settings.home), engine.APP_LABEL: app},
                               network=host.settings.app_network(app))
-    return [c for c in found if c.labels.get(engine.PROCESS_LABEL) not in ("run", formation.RELEASE)
+    return [c for c in found if c.labels.get(engine.PROCESS_LABEL) not in ("run", "cron", formation.RELEASE)
             and TASK_LABEL not in c.labels]
 
 

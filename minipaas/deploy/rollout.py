@@ -18,7 +18,7 @@ from minipaas.deploy import canary, containers, formation, placement, retirement
 from minipaas.errors import BuildFailed, DeployFailed, MinipaasError, NotFound, TestsFailed
 from minipaas.progress import Progress, Recorder
 from minipaas.routing import domains, proxy, sites
-from minipaas.source import starthints
+from minipaas.source import cronjobs, starthints
 from minipaas.source.commit import Commit
 from minipaas.state import apps, config, daemons, releaselog, store
 from minipaas.state.host import Host
@@ -128,6 +128,8 @@ def roll_out(host: Host, app: str, *, kind: Kind, sha: str, image: str, buildpac
                 releaselog.update(host, app, number, build_log=_log_text(progress, raw))
                 return released
             _check_quota(host, app, commit)  # before the build: a formation beyond it would not start
+            # Its scheduled jobs too: a schedule that does not parse rejects the push before anything changes.
+            cronjobs.parse(commit.app_json)
             containers.check_network_room(host, app)  # nor one that could not get an app network
             built = builds.build(host, app, number, source, progress,
                                  allowed_images=apps.get_setting(host, app, "build-images"), options=options)

@@ -131,7 +131,7 @@ def _collect_app(host: Host, app: str, *, dry_run: bool, freed: Freed, sizes: Si
     live = next((str(r.number) for r in history if r.status == Status.LIVE), None)
     exited = [c for c in found if c.status in ("exited", "dead") and c.id not in retiring
               and c.labels.get(engine.RELEASE_LABEL) != live
-              and c.labels.get(engine.PROCESS_LABEL) not in (None, "run")
+              and c.labels.get(engine.PROCESS_LABEL) not in (None, "run", "cron")
               and TASK_LABEL not in c.labels]  # a task's container is the Swarm's
     for container in exited:
         if not dry_run:

@@ -21,6 +21,8 @@ container on its way down and starts none of them (their restart policy is for c
 no command and no reboot.
 
 Two more put idle apps to sleep and wake them at their first request (running/sleeping.py).
+Another starts the apps' scheduled jobs at their minute (running/cronwatch.py).
+Another keeps the log drains' shipper running (running/drains.py).
 
 A third thread keeps the instance's own nginx running (running/nginxwatch.py): a master that dies without stopping
 (SIGKILL, the OOM killer) is started again within about a second, as a deploy would start it.
@@ -44,7 +46,7 @@ from minipaas.cluster import membership
 from minipaas.deploy import canaryguard
 from minipaas.errors import MinipaasError, NotFound
 from minipaas.routing import routes
-from minipaas.running import diskfree, drains, nginxwatch, notifywatch, sleeping, taskwatch
+from minipaas.running import cronwatch, diskfree, drains, nginxwatch, notifywatch, sleeping, taskwatch
 from minipaas.state import daemons, releaselog
 from minipaas.state.host import Host
 from minipaas.state.settings import Settings
@@ -80,6 +82,7 @@ def run(settings: Settings) -> None:
     threading.Thread(target=sleeping.follow_wakes, args=(settings,), daemon=True).start()
     threading.Thread(target=notifywatch.follow, args=(settings,), daemon=True).start()
     threading.Thread(target=diskfree.follow, args=(settings,), daemon=True).start()
+    threading.Thread(target=cronwatch.follow, args=(settings,), daemon=True).start()
     threading.Thread(target=drains.follow, args=(settings,), daemon=True).start()
     forgotten: dict[str, str] = {}  # container id -> app, for those unrouted by a crash
     lost = False  # the engine went away since we last followed it

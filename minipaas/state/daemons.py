@@ -25,6 +25,9 @@ from minipaas.state.settings import Settings
 
 _PACKAGE = Path(__file__).resolve().parents[1]
 STAMP_VARIABLE = "MINIPAAS_CODE"
+# A push's hook sees its objects in a quarantine folder that git removes when the push ends: a daemon a push starts
+# (the watcher, reading the live commit's app.json each minute) must read the repository itself.
+PUSH_ONLY = frozenset({"GIT_QUARANTINE_PATH", "GIT_OBJECT_DIRECTORY", "GIT_ALTERNATE_OBJECT_DIRECTORIES"})
 
 
 def code_stamp() -> str:
@@ -43,7 +46,7 @@ def code_stamp() -> str:
 def spawn(settings: Settings, command: str, *, log: str, stamp: str | None = None) -> None:
     """A minipaas command of this home in a session of its own, its lines in the home's `<log>.log`."""
     settings.logs_dir.mkdir(parents=True, exist_ok=True)
-    env = {**os.environ, "MINIPAAS_HOME": str(settings.home)}
+    env = {**{k: v for k, v in os.environ.items() if k not in PUSH_ONLY}, "MINIPAAS_HOME": str(settings.home)}
     if stamp is not None:
         env[STAMP_VARIABLE] = stamp
     with open(settings.logs_dir / f"{log}.log", "ab") as out:

@@ -263,6 +263,30 @@ MIGRATIONS: list[str] = [
     );
     CREATE INDEX notify_outbox_due ON notify_outbox (next_at);
     """,
+    # 17: scheduled jobs (issue 25): each run of an app's app.json `cron` jobs (kept per job, newest 100), and when
+    #     the watcher last looked for due jobs (what a restarted watcher missed)
+    """
+    CREATE TABLE cron_runs (
+        id INTEGER PRIMARY KEY AUTOINCREMENT,
+        app TEXT NOT NULL REFERENCES apps(name) ON DELETE CASCADE,
+        job TEXT NOT NULL,
+        release INTEGER NOT NULL,
+        trigger TEXT NOT NULL,         -- schedule, catch-up, manual
+        container TEXT NOT NULL DEFAULT '',
+        scheduled_at REAL,
+        started_at REAL NOT NULL,
+        finished_at REAL,
+        status TEXT NOT NULL,          -- running, succeeded, failed, timed-out, skipped, replaced
+        exit_code INTEGER,
+        last_lines TEXT NOT NULL DEFAULT '',
+        note TEXT NOT NULL DEFAULT ''
+    );
+    CREATE INDEX cron_runs_job ON cron_runs (app, job, id);
+    CREATE TABLE cron_clock (
+        id INTEGER PRIMARY KEY CHECK (id = 1),
+        checked_at REAL NOT NULL
+    );
+    """,
 ]
 
 

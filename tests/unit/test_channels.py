@@ -54,6 +54,7 @@ HOST_MAKERS = {
     "minipaas/running/notifywatch.py": "the watcher's notifications thread (the outbox)",
     "minipaas/running/diskfree.py": "the watcher's disk thread (disk-low)",
     "minipaas/running/drains.py": "the watcher's log drains thread (the shipper kept running)",
+    "minipaas/running/cronwatch.py": "the watcher's cron thread, one per tick, and a thread per job's run",
     "minipaas/running/restore.py": "ps:restore's worker threads, one connection each",
     "minipaas/host/setup.py": "init: makes the home and its database, then opens it",
 }

@@ -20,7 +20,7 @@ _NAMES = {
     "inventory": ("Container", "cgroups", "containers", "inspect", "process_uid"),
     "sdk": ("answers", "client", "dropped", "reason"),
     "lifecycle": ("Limits", "ensure_network", "exec_capture", "exec_in", "last_exit_code", "remove", "run",
-                  "run_oneoff", "run_to_completion", "start", "stop"),
+                  "run_oneoff", "run_to_completion", "start", "stop", "wait"),
     "hostnet": ("HostShell", "host_network"),
     "images": ("BuildOutcome", "build", "copy_out", "exposed_ports", "image_env", "image_id",
                "image_info", "image_labels", "image_size", "import_rootfs", "labelled_images", "list_images",

@@ -201,6 +201,19 @@ def run_oneoff(*, image: str, name: str, network: str, env: dict[str, str], labe
         raise
 
 
+def wait(ref: str, *, timeout: float) -> int | None:
+    """Wait for a container to end; its exit code, or None when it still runs after `timeout` s."""
+    try:
+        result = _api().wait(ref, timeout=max(1, timeout))
+    except docker.errors.NotFound:
+        raise NotFound(f"container {ref[:12]} does not exist") from None
+    except (requests.exceptions.ReadTimeout, requests.exceptions.ConnectionError):
+        return None  # the engine answers the wait only when the container ends: no answer in time, still running
+    except docker.errors.APIError as exc:
+        raise EngineError(f"cannot wait for container {ref[:12]}: {_reason(exc)}") from None
+    return int(result.get("StatusCode", -1))
+
+
 def exec_in(container: str, command: list[str], *, tty: bool) -> int:
     args = ["docker", "exec", "-i", *(["-t"] if tty else []), container, *command]
     return subprocess.call(args)
