@@ -224,7 +224,7 @@ def _fetch(host: Host, service: Service, url: str, spool: Path, progress: Progre
         s3.download(creds, target.bucket, key, out)
     if not expected or expected != backups.sha256(path):
         why = "none is stored" if not expected else "it differs"
-        raise InvalidInput(f"{target.url(key)} does not match its sha256 ({why}); nothing was changed")
+        raise InvalidInput(f"{target.url(key)} does not match its sha256 ({why}); it was not restored")
     return path, target.url(key)
 
 
@@ -256,7 +256,7 @@ def verify(host: Host, kind: str, name: str, progress: Progress, *, now: float) 
                     raise NotFound(f"{kind} service {name} has no backup to test")
                 path, source = backups.folder(host, service) / kept[-1].name, kept[-1].name
             tables = _scratch_restore(host, service, path)
-        outcome = f"{source} restored into a scratch database: {tables} tables"
+        outcome = f"{source} restored into a scratch database: {tables} table{'' if tables == 1 else 's'}"
         progress(f"-----> Test restore of {kind} service {name}: {outcome}")
         event = "backup-verified"
     except MinipaasError as exc:

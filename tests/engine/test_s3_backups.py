@@ -15,8 +15,8 @@ from tests.helpers.s3server import s3_server
 def test_backups_go_to_the_store_and_come_back_into_a_fresh_service(paas: Paas) -> None:
     outputs: list[str] = []
 
-    def run(*args: str, check: bool = True) -> subprocess.CompletedProcess[str]:
-        result = paas.run(*args, check=check)
+    def run(*args: str, check: bool = True, input: str | None = None) -> subprocess.CompletedProcess[str]:
+        result = paas.run(*args, check=check, input=input)
         outputs.append(result.stdout + result.stderr)
         return result
 
@@ -60,7 +60,7 @@ def test_backups_go_to_the_store_and_come_back_into_a_fresh_service(paas: Paas) 
 
         # Into a fresh service: the newest under the folder, checked, the same rows.
         run("postgres:create", "fresh")
-        run("postgres:backup-auth", "fresh", store.access_key, store.secret_key, *auth)
+        run("postgres:backup-auth", "fresh", store.access_key, "-", *auth, input=f"{store.secret_key}\n")  # stdin
         restored = run("postgres:restore", "fresh", f"s3://{store.bucket}/nightly/db").stdout
         assert f"The newest backup in s3://{store.bucket}/nightly/db/ is {taken[-1]}" in restored, restored
         assert checksum(paas, "fresh") == rows
@@ -83,7 +83,7 @@ def test_backups_go_to_the_store_and_come_back_into_a_fresh_service(paas: Paas) 
                                    CopySource={"Bucket": store.bucket, "Key": f"nightly/db/{taken[-1]}"},
                                    Metadata={"sha256": head["Metadata"]["sha256"]})
         verified = run("postgres:backup-verify", "db").stdout
-        assert f"{taken[-1]} restored into a scratch database: 1 tables" in verified, verified
+        assert f"{taken[-1]} restored into a scratch database: 1 table" in verified, verified
         assert "backup-verified db" in run("events").stdout
         assert "_minipaas_verify" not in sql(paas, "db", "\\l")
         assert "ok (" in run("postgres:info", "db").stdout
