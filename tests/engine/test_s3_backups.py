@@ -75,9 +75,10 @@ def test_backups_go_to_the_store_and_come_back_into_a_fresh_service(paas: Paas) 
         assert "does not match its sha256" in one_line_error(run("postgres:restore", "fresh", url, check=False))
         assert checksum(paas, "fresh") == changed
 
-        # The monthly test restore (now, by hand): the newest in the store, into a scratch database dropped after;
-        # an event either way (the tampered one first, then as it was).
-        assert run("postgres:backup-verify", "db", check=False).returncode == 1
+        # The monthly test restore (by the daily timer: never checked, so due; then by hand): the newest in the
+        # store, into a scratch database dropped after; an event either way (the tampered one first, then as it was).
+        due = run("services:backup-due", check=False)
+        assert due.returncode == 1 and "test restore failed" in due.stdout, due.stdout + due.stderr
         assert "backup-failed db" in run("events").stdout
         store.client().copy_object(Bucket=store.bucket, Key=f"nightly/db/{taken[-1]}", MetadataDirective="REPLACE",
                                    CopySource={"Bucket": store.bucket, "Key": f"nightly/db/{taken[-1]}"},
@@ -87,6 +88,7 @@ def test_backups_go_to_the_store_and_come_back_into_a_fresh_service(paas: Paas) 
         assert "backup-verified db" in run("events").stdout
         assert "_minipaas_verify" not in sql(paas, "db", "\\l")
         assert "ok (" in run("postgres:info", "db").stdout
+        assert "Test restore" not in run("services:backup-due").stdout  # checked: not due for 30 days
 
         # A bucket that refuses: one line, the local backup kept.
         for key in store.keys(""):

@@ -111,3 +111,19 @@ def test_keys_and_target_are_kept_unset_and_shown_redacted(host: Host) -> None:
     assert records.last_check(host, "postgres", "db") == (1e9, "ok")
     services.delete(host, "postgres", "db")
     assert records.last_check(host, "postgres", "db") == (0.0, "")
+
+
+def test_a_store_that_cannot_be_reached_is_one_line_without_the_keys(tmp_path: Path) -> None:
+    from minipaas.adapters import s3
+    from tests.helpers.host import free_port
+
+    creds = s3.Credentials("AKIAEXAMPLE", "SeCrEt9", "", f"http://127.0.0.1:{free_port()}")  # nothing listens
+    with pytest.raises(s3.StoreRefused) as raised:
+        s3.check(creds, "backups", "db/")
+    message = raised.value.message
+    assert message.startswith("bucket backups could not be reached") and "\n" not in message
+    assert "SeCrEt9" not in message and "AKIAEXAMPLE" not in message
+    dump = tmp_path / "x.dump"
+    dump.write_bytes(b"PGDMP")
+    with pytest.raises(s3.StoreRefused), open(dump, "rb") as source:
+        s3.upload(creds, "backups", "db/x.dump", source, {"sha256": "0" * 64})
