@@ -10,6 +10,7 @@ shows the access key's first 4 characters only. The store itself is adapters/s3.
 
 from __future__ import annotations
 
+import os
 import re
 import tempfile
 import time
@@ -276,17 +277,37 @@ def _scratch_restore(host: Host, service: Service, path: Path) -> int:
     pgaccess.prepare(container, service)
     pgaccess.psql_statements(container, service, pgroles.drop_database(SCRATCH)
                              + f"CREATE DATABASE {pgroles.ident(SCRATCH)} OWNER {owner} TEMPLATE template0;\n")
+    list_file = f"/tmp/minipaas-verify-{os.getpid()}.list"
     try:
+        # The extensions a superuser made in the service's database (the owner role could not) made alike in the
+        # scratch one, and left out of the restore, as a restore does (backups.restore_file).
+        foreign = sorted(set(pgaccess.psql(container, service, pgroles.FOREIGN_EXTENSIONS).split()))
+        if foreign:
+            pgaccess.psql_statements(container, service, "".join(
+                f"CREATE EXTENSION IF NOT EXISTS {pgroles.ident(name)};\n" for name in foreign), database=SCRATCH)
+        with tempfile.TemporaryFile() as listing, open(path, "rb") as dump:
+            code, errors = engine.exec_io(container, ["pg_restore", "--list"], user="postgres", stdin=dump,
+                                          stdout=listing)
+            if code != 0:
+                raise MinipaasError(f"not a dump pg_restore can read: {_last(errors, code)}")
+            listing.seek(0)
+            entries = listing.read().decode("utf-8", "replace")
+        pgaccess.put_file(container, list_file, pgroles.restore_list(entries, set(foreign)))
         with open(path, "rb") as dump:
             code, errors = engine.exec_io(
                 container, ["pg_restore", "--no-owner", "--no-acl", "--exit-on-error", "--single-transaction",
-                            "-U", services.SUPERUSER, f"--role={services.OWNER_ROLE}", "-d", SCRATCH],
-                user="postgres", stdin=dump)
+                            "-L", list_file, "-U", services.SUPERUSER, f"--role={services.OWNER_ROLE}",
+                            "-d", SCRATCH], user="postgres", stdin=dump)
         if code != 0:
-            lines = [line for line in errors.splitlines() if line.strip()]
-            raise MinipaasError(f"pg_restore failed: {lines[-1][:200] if lines else f'exit {code}'}")
+            raise MinipaasError(f"pg_restore failed: {_last(errors, code)}")
         out = pgaccess.psql_statements(container, service, "SELECT count(*) FROM pg_tables WHERE schemaname "
                                        "NOT IN ('pg_catalog', 'information_schema');\n", database=SCRATCH)
         return int(out.split()[0]) if out.split() else 0
     finally:
+        engine.exec_io(container, ["rm", "-f", list_file], user="postgres")
         pgaccess.psql_statements(container, service, pgroles.drop_database(SCRATCH))
+
+
+def _last(errors: str, code: int) -> str:
+    lines = [line for line in errors.splitlines() if line.strip()]
+    return lines[-1][:200] if lines else f"exit {code}"

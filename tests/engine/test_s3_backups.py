@@ -23,6 +23,9 @@ def test_backups_go_to_the_store_and_come_back_into_a_fresh_service(paas: Paas) 
     with s3_server() as store:
         run("postgres:create", "db")
         sql(paas, "db", SEED)
+        # an untrusted extension, which only the superuser may make (the test restore makes it so in its scratch
+        # database; a fresh service needs it made first, as `postgres:connect --superuser` does)
+        paas.run("postgres:connect", "db", "--superuser", input="CREATE EXTENSION pageinspect;\n")
         rows = checksum(paas, "db")
         auth = ("--endpoint", store.endpoint)
         early = run("postgres:backup-target", "db", f"s3://{store.bucket}/n", check=False)
@@ -60,6 +63,7 @@ def test_backups_go_to_the_store_and_come_back_into_a_fresh_service(paas: Paas) 
 
         # Into a fresh service: the newest under the folder, checked, the same rows.
         run("postgres:create", "fresh")
+        paas.run("postgres:connect", "fresh", "--superuser", input="CREATE EXTENSION pageinspect;\n")
         run("postgres:backup-auth", "fresh", store.access_key, "-", *auth, input=f"{store.secret_key}\n")  # stdin
         restored = run("postgres:restore", "fresh", f"s3://{store.bucket}/nightly/db").stdout
         assert f"The newest backup in s3://{store.bucket}/nightly/db/ is {taken[-1]}" in restored, restored
