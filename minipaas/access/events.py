@@ -16,6 +16,8 @@ REDACTED = "<redacted>"
 def redact(argv: list[str]) -> list[str]:
     """Config values never reach the log: `config:set APP KEY=secret` is kept as `KEY=<redacted>`, wherever an
     assignment stands (an app name, or an option, has no `=`: one typed in the app's place is a value too)."""
+    if argv and argv[0].endswith(":backup-auth"):  # NAME, then the keys (and options, kept as they are)
+        return [*argv[:2], *(a if a.startswith("--") else REDACTED for a in argv[2:])]
     if argv and argv[0] == "config:set":
         return [argv[0], *(a.split("=", 1)[0] + "=" + REDACTED if "=" in a else a for a in argv[1:])]
     return list(argv)

@@ -24,7 +24,8 @@ from minipaas.state.host import Host
 from minipaas.state.names import _show
 
 # The names, in the order `notify:add --help` lists them. `cron-failed` is recorded by scheduled jobs.
-EVENTS = ("deploy", "deploy-failed", "crash", "cron-failed", "cert-expiring", "disk-low", "node-down")
+EVENTS = ("deploy", "deploy-failed", "crash", "cron-failed", "cert-expiring", "disk-low", "node-down",
+          "backup-failed", "backup-verified")  # the last two: the monthly test restore (addons/offsite.py)
 KINDS = ("webhook", "slack")
 MAX_URL = 2048
 LOCAL_NAMES = frozenset({"localhost"})

@@ -22,7 +22,7 @@ import shutil
 import tempfile
 from dataclasses import dataclass
 from pathlib import Path
-from typing import IO
+from typing import IO, Protocol
 
 from minipaas.adapters import engine
 from minipaas.addons import addons, containers, pgaccess, pgroles
@@ -45,6 +45,10 @@ class Backup:
     name: str
     taken_at: float
     size: int
+
+
+class Shipper(Protocol):
+    def __call__(self, host: Host, service: Service, taken: Backup, progress: Progress) -> None: ...
 
 
 # -- pure: names, listing, retention -------------------------------------------------------
@@ -110,7 +114,7 @@ def backup(host: Host, kind: str, name: str, progress: Progress) -> Backup:
     partial = target_dir / f".{file_name}.partial"
     with open(partial, "wb") as out:
         _dump(container.id, service, out)
-    digest = _sha256(partial)
+    digest = sha256(partial)
     (target_dir / f"{file_name}.sha256").write_text(sha256_line(digest, file_name), encoding="utf-8")
     os.replace(partial, target)
     size = target.stat().st_size
@@ -130,24 +134,27 @@ def prune(host: Host, kind: str, name: str, progress: Progress) -> list[str]:
     return removed
 
 
-def run_due(host: Host, progress: Progress, now: float) -> list[str]:
+def run_due(host: Host, progress: Progress, now: float, then: Shipper | None = None) -> list[str]:
     """The periodic entry point: a backup of each service whose schedule says one is due, then retention.
-    One service failing does not stop the others; the ones that failed are returned."""
+    `then` is given each new backup (addons/offsite.py ships it off the host; the local one is kept whatever it
+    says). One service failing does not stop the others; the ones that failed are returned."""
     failed = []
     for service in records.all_of(host):
         schedule = records.get_setting(host, service.kind, service.name, "backup-schedule")
         if not is_due(listing(host, service), now, schedule):
             continue
         try:
-            backup(host, service.kind, service.name, progress)
+            taken = backup(host, service.kind, service.name, progress)
             prune(host, service.kind, service.name, progress)
+            if then is not None:
+                then(host, service, taken, progress)
         except MinipaasError as exc:
             progress(f" !     {service.kind} service {service.name}: {exc}")
             failed.append(f"{service.kind}:{service.name}")
     return failed
 
 
-def _refuse_linked(host: Host, service: Service, what: str, force: bool) -> None:
+def refuse_linked(host: Host, service: Service, what: str, force: bool) -> None:
     """Replacing a database its apps write to loses what they write meanwhile: said, unless --force."""
     apps = records.links(host, service.kind, service.name)
     if apps and not force:
@@ -158,8 +165,8 @@ def _refuse_linked(host: Host, service: Service, what: str, force: bool) -> None
 def restore(host: Host, kind: str, name: str, backup_file: str, progress: Progress, *, force: bool = False) -> None:
     """A kept backup back into the service, after checking its checksum."""
     service = records.require(host, kind, name)
-    _postgres_only(service, "restore")
-    _refuse_linked(host, service, "a restore", force)
+    postgres_only(service, "restore")
+    refuse_linked(host, service, "a restore", force)
     if parse_name(backup_file) is None:
         raise InvalidInput(f"invalid backup name {backup_file[:80]!r}; `{kind}:backups {name}` lists them")
     path = folder(host, service) / backup_file
@@ -167,10 +174,10 @@ def restore(host: Host, kind: str, name: str, backup_file: str, progress: Progre
         raise NotFound(f"{kind} service {name} has no backup {backup_file}")
     sums = path.with_name(f"{backup_file}.sha256")
     expected = sums.read_text(encoding="utf-8").split()[0] if sums.is_file() else ""
-    if expected != _sha256(path):
+    if expected != sha256(path):
         raise InvalidInput(f"backup {backup_file} does not match its checksum; it was not restored")
     with open(path, "rb") as dump:
-        _restore_file(host, service, dump, progress)
+        restore_file(host, service, dump, progress)
     progress(f"-----> Restored {kind} service {name} from {backup_file}")
 
 
@@ -185,15 +192,15 @@ def export(host: Host, kind: str, name: str, out: IO[bytes], progress: Progress)
 def import_(host: Host, kind: str, name: str, source: IO[bytes], progress: Progress, *, force: bool = False) -> None:
     """A dump from `source` (stdin) into the service: read whole first, checked, then one transaction."""
     service = records.require(host, kind, name)
-    _postgres_only(service, "import")
-    _refuse_linked(host, service, "an import", force)
+    postgres_only(service, "import")
+    refuse_linked(host, service, "an import", force)
     spool = folder(host, service).parent
     with tempfile.TemporaryFile(dir=spool) as copy:
         shutil.copyfileobj(source, copy, _CHUNK)
         if copy.tell() == 0:
             raise InvalidInput("no dump on stdin (`postgres:import NAME < file.dump`)")
         copy.seek(0)
-        _restore_file(host, service, copy, progress)
+        restore_file(host, service, copy, progress)
     progress(f"-----> Imported the dump into {kind} service {name}")
 
 
@@ -212,7 +219,7 @@ def _dump(container: str, service: Service, out: IO[bytes]) -> None:
                             f"{_last(errors)}", detail=errors)
 
 
-def _restore_file(host: Host, service: Service, dump: IO[bytes], progress: Progress) -> None:
+def restore_file(host: Host, service: Service, dump: IO[bytes], progress: Progress) -> None:
     container = containers.ensure_running(host, service, progress)
     start = dump.tell()
     with tempfile.TemporaryFile() as listing:
@@ -243,7 +250,7 @@ def _restore_file(host: Host, service: Service, dump: IO[bytes], progress: Progr
         raise InvalidInput(f"the dump could not be restored ({_last(errors)}); the database was not changed")
 
 
-def _postgres_only(service: Service, what: str) -> None:
+def postgres_only(service: Service, what: str) -> None:
     if service.kind != "postgres":
         raise InvalidInput(f"{service.kind}:{what} is not available: Redis backups are kept and exported only "
                            "(put the .rdb file in place of the service's by hand)")
@@ -254,7 +261,7 @@ def _last(errors: str) -> str:
     return lines[-1][:200] if lines else "no output"
 
 
-def _sha256(path: Path) -> str:
+def sha256(path: Path) -> str:
     digest = hashlib.sha256()
     with open(path, "rb") as handle:
         for chunk in iter(lambda: handle.read(_CHUNK), b""):

@@ -7,7 +7,7 @@ import click
 from minipaas.cli.common import current_host, existing_app, print_json, say, table, when
 from minipaas.errors import MinipaasError
 
-EVENT_NAMES = "deploy,deploy-failed,crash,cron-failed,cert-expiring,disk-low,node-down"
+EVENT_NAMES = "deploy,deploy-failed,crash,cron-failed,cert-expiring,disk-low,node-down,backup-failed,backup-verified"
 
 
 @click.command("notify:add")

@@ -67,6 +67,10 @@ def commands_for(kind: str) -> list[click.Command]:
         if show_secrets and access.hides_config_values():
             raise access.PermissionDenied("only an admin may see a service's secrets")
         data = addons.info(current_host(), kind, name, show_secrets=show_secrets)
+        if kind == "postgres":
+            from minipaas.addons import offsite
+
+            data.update(offsite.info(current_host(), kind, name))
         if as_json:
             print_json(data)
             return
@@ -161,9 +165,9 @@ def commands_for(kind: str) -> list[click.Command]:
     @click.command(f"{kind}:backup")
     @click.argument("name")
     def backup(name: str) -> None:
-        from minipaas.addons import backups as addon_backups
+        from minipaas.addons import offsite
 
-        addon_backups.backup(current_host(), kind, name, say)
+        offsite.backup(current_host(), kind, name, say)
 
     backup.help = f"Keep a backup ({'pg_dump -Fc' if kind == 'postgres' else 'an RDB snapshot'}, checksummed)."
 
@@ -209,7 +213,7 @@ def commands_for(kind: str) -> list[click.Command]:
     found = [create, link, unlink, info, listing, logs, connect, destroy, backup, backups, export,
              backup_schedule, backup_retention]
     if kind == "postgres":
-        found += [_restore_cmd(kind), _import_cmd(kind)]
+        found += [_restore_cmd(kind), _import_cmd(kind), *_offsite_cmds(kind)]
     return found
 
 
@@ -228,12 +232,69 @@ def _restore_cmd(kind: str) -> click.Command:
     @click.argument("backup")
     @click.option("--force", is_flag=True, help="also while apps are linked (what they write meanwhile is lost)")
     def restore(name: str, backup: str, force: bool) -> None:
-        """Put a kept backup back (checksum checked; one transaction)."""
+        """Put a kept backup back, or one from the store (s3://BUCKET/PREFIX/SERVICE/STAMP.dump; a folder
+        s3://BUCKET/PREFIX/SERVICE: its newest): checksum checked first; one transaction."""
         from minipaas.addons import backups as addon_backups
+        from minipaas.addons import offsite
 
-        addon_backups.restore(current_host(), kind, name, backup, say, force=force)
+        if backup.startswith("s3://"):
+            offsite.restore(current_host(), kind, name, backup, say, force=force)
+        else:
+            addon_backups.restore(current_host(), kind, name, backup, say, force=force)
 
     return restore
+
+
+def _offsite_cmds(kind: str) -> list[click.Command]:
+    @click.command(f"{kind}:backup-auth")
+    @click.argument("name")
+    @click.argument("access_key", metavar="ACCESS_KEY")
+    @click.argument("secret_key", metavar="SECRET_KEY")
+    @click.option("--region", default="", help="the store's region (default us-east-1)")
+    @click.option("--endpoint", default="", help="an S3-compatible store's URL (default AWS)")
+    def backup_auth(name: str, access_key: str, secret_key: str, region: str, endpoint: str) -> None:
+        """Keys for the backup target's S3-compatible store (kept root-only, never printed; SECRET_KEY `-`:
+        read from stdin)."""
+        from minipaas.addons import offsite
+        from minipaas.state.offsite import Auth
+
+        if secret_key == "-":  # noqa: S105 (stdin's, not a password)
+            secret_key = sys.stdin.readline().strip()
+        offsite.set_auth(current_host(), kind, name, Auth(access_key, secret_key, region, endpoint), say)
+
+    @click.command(f"{kind}:backup-deauth")
+    @click.argument("name")
+    def backup_deauth(name: str) -> None:
+        """Forget the store's keys."""
+        from minipaas.addons import offsite
+
+        offsite.clear_auth(current_host(), kind, name, say)
+
+    @click.command(f"{kind}:backup-target")
+    @click.argument("name")
+    @click.argument("url", required=False, metavar="s3://BUCKET/PREFIX")
+    @click.option("--unset", is_flag=True, help="no target: backups stay on this host only")
+    def backup_target(name: str, url: str | None, unset: bool) -> None:
+        """Also upload each backup (scheduled or by hand) to s3://BUCKET/PREFIX/NAME/, with its sha256, under
+        the same retention."""
+        from minipaas.addons import offsite
+        from minipaas.errors import InvalidInput
+
+        if bool(url) == unset:
+            raise InvalidInput(f"give either s3://BUCKET/PREFIX or --unset (`{kind}:backup-target {name} URL`)")
+        offsite.set_target(current_host(), kind, name, None if unset else url, say)
+
+    @click.command(f"{kind}:backup-verify")
+    @click.argument("name")
+    def backup_verify(name: str) -> None:
+        """Test-restore the newest backup into a scratch database now (the daily timer does it monthly)."""
+        from minipaas.addons import offsite
+        from minipaas.errors import MinipaasError
+
+        if not offsite.verify(current_host(), kind, name, say, now=time.time()):
+            raise MinipaasError(f"the test restore of {kind} service {name} failed")
+
+    return [backup_auth, backup_deauth, backup_target, backup_verify]
 
 
 def _import_cmd(kind: str) -> click.Command:
@@ -251,11 +312,12 @@ def _import_cmd(kind: str) -> click.Command:
 
 @click.command("services:backup-due")
 def backup_due() -> None:
-    """Back up every service whose schedule says so, then apply retention (the daily timer runs it)."""
-    from minipaas.addons import backups as addon_backups
+    """Back up every service whose schedule says so (and ship it to its target), apply retention, and test a
+    restore of each Postgres service monthly (the daily timer runs it)."""
+    from minipaas.addons import offsite
     from minipaas.errors import MinipaasError
 
-    failed = addon_backups.run_due(current_host(), say, time.time())
+    failed = offsite.run_due(current_host(), say, time.time())
     if failed:
         raise MinipaasError(f"backups failed: {', '.join(failed)}")
 

@@ -7,35 +7,20 @@ import json
 import subprocess
 from pathlib import Path
 
-from tests.helpers.addons import _service_images, count, wait_for, write  # noqa: F401 (the module fixture)
+from tests.helpers.addons import (
+    SEED,
+    _service_images,  # noqa: F401 (the module fixture)
+    checksum,
+    count,
+    one_line_error,
+    sql,
+    wait_for,
+    write,
+)
 from tests.helpers.host import APPS, Paas, commit, docker
 from tests.helpers.sshd import Sshd
 
 SERVICES_APP = APPS / "services-app"
-# A table of 1000 rows whose content a checksum covers.
-SEED = ("CREATE TABLE t (id int PRIMARY KEY, note text NOT NULL);\n"
-        "INSERT INTO t SELECT g, md5(g::text) FROM generate_series(1, 1000) g;\n")
-CHECKSUM = "SELECT count(*) || ':' || md5(string_agg(id || '=' || note, ',' ORDER BY id)) FROM t;"
-
-
-def sql(paas: Paas, name: str, statement: str) -> str:
-    result = paas.run("postgres:connect", name, input=statement)
-    return result.stdout
-
-
-def checksum(paas: Paas, name: str) -> str:
-    out = subprocess.run([*paas.command(), "postgres:connect", name], env=paas.env, input=f"\\t on\n{CHECKSUM}",
-                         capture_output=True, text=True, check=True).stdout
-    return [line.strip() for line in out.splitlines() if ":" in line][-1]
-
-
-def one_line_error(result: subprocess.CompletedProcess[str]) -> str:
-    assert result.returncode != 0, result.stdout + result.stderr
-    lines = result.stderr.strip().splitlines()
-    assert len(lines) == 1 and lines[0].startswith("error: "), result.stderr
-    return lines[0]
-
-
 def test_rows_and_keys_survive_redeploy_rollback_restart_and_unlink_removes_the_url(paas: Paas) -> None:
     app, checkout = paas.deploy(SERVICES_APP, prefix="svc")
     paas.run("postgres:create", "db")

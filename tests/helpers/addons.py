@@ -4,6 +4,7 @@ imports), and the services app's counters read and written over HTTP."""
 from __future__ import annotations
 
 import json
+import subprocess
 import time
 from collections.abc import Callable
 
@@ -41,3 +42,27 @@ def count(paas: Paas, app: str) -> dict[str, int]:
 def write(paas: Paas, app: str) -> None:
     response = paas.get(app, "/write", method="POST", body="")
     assert response.status == 200, response.body
+
+
+# A table of 1000 rows whose content a checksum covers.
+SEED = ("CREATE TABLE t (id int PRIMARY KEY, note text NOT NULL);\n"
+        "INSERT INTO t SELECT g, md5(g::text) FROM generate_series(1, 1000) g;\n")
+CHECKSUM = "SELECT count(*) || ':' || md5(string_agg(id || '=' || note, ',' ORDER BY id)) FROM t;"
+
+
+def sql(paas: Paas, name: str, statement: str) -> str:
+    result = paas.run("postgres:connect", name, input=statement)
+    return result.stdout
+
+
+def checksum(paas: Paas, name: str) -> str:
+    out = subprocess.run([*paas.command(), "postgres:connect", name], env=paas.env, input=f"\\t on\n{CHECKSUM}",
+                         capture_output=True, text=True, check=True).stdout
+    return [line.strip() for line in out.splitlines() if ":" in line][-1]
+
+
+def one_line_error(result: subprocess.CompletedProcess[str]) -> str:
+    assert result.returncode != 0, result.stdout + result.stderr
+    lines = result.stderr.strip().splitlines()
+    assert len(lines) == 1 and lines[0].startswith("error: "), result.stderr
+    return lines[0]

@@ -25,6 +25,7 @@ SHARED_MODULES = tuple(f"tests/engine/test_{name}.py" for name in (
     "dashboard_browser", "ssh", "security_low", "versions", "services", "inputs", "static", "routing", "tenants",
     "letsencrypt", "postgres_roles", "tls", "site_dotfiles", "perms", "docsite_browser", "instances",
     "review_secrets", "proxy", "notify", "cron", "review_lifetime", "review_databases", "sleep", "drains",
+    "s3_backups",
 ))
 RESTART_MODULE = "tests/engine/test_engine_restart.py"
 _FIRST = ("cluster", "host")  # each worker's first unit, in this order; then SHARED_MODULES', then the restart's
