@@ -16,8 +16,8 @@ from minipaas.running import cronwatch
 from minipaas.source import cronjobs
 from minipaas.source.cronjobs import Job
 from minipaas.state import cronruns, releaselog, store
-from minipaas.state import settings as settings_mod
 from minipaas.state.host import Host
+from tests.helpers.stores import store_host
 
 
 def jobs(*entries: dict[str, object]) -> tuple[Job, ...]:
@@ -111,12 +111,7 @@ def test_the_job_time_zone_decides_and_follows_summer_time() -> None:
 
 @pytest.fixture
 def host(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Host:
-    monkeypatch.setenv("MINIPAAS_HOME", str(tmp_path / "home"))
-    (tmp_path / "home").mkdir()
-    h = Host(settings_mod.load())
-    with store.transaction(h.db) as db:
-        db.execute("INSERT INTO apps (name, created_at) VALUES ('shop', 0)")
-    return h
+    return store_host(tmp_path, monkeypatch, "shop")
 
 
 def test_forbid_lets_one_run_begin_while_allow_lets_two(host: Host) -> None:

@@ -17,6 +17,7 @@ from minipaas.state import apps, durations, reviews, services, store
 from minipaas.state import settings as settings_mod
 from minipaas.state.host import Host
 from minipaas.state.reviews import Review
+from tests.helpers.stores import store_host
 
 DAY = 86_400
 
@@ -54,11 +55,7 @@ def test_a_review_app_goes_when_its_branch_is_gone_or_was_not_pushed_for_the_ttl
 
 @pytest.fixture
 def host(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Host:
-    monkeypatch.setenv("MINIPAAS_HOME", str(tmp_path / "home"))
-    (tmp_path / "home").mkdir()
-    h = Host(settings_mod.load())
-    with store.transaction(h.db) as db:
-        db.execute("INSERT INTO apps (name, created_at) VALUES ('hello', 0)")
+    h = store_host(tmp_path, monkeypatch, "hello")
     repo = h.settings.repo_path("hello")
     repo.parent.mkdir(parents=True, exist_ok=True)
     subprocess.run(["git", "init", "-q", "--bare", str(repo)], check=True)

@@ -12,19 +12,14 @@ from minipaas.errors import InvalidInput
 from minipaas.routing import routes
 from minipaas.running import sleeping
 from minipaas.state import apps, durations, releaselog, sleeps, store
-from minipaas.state import settings as settings_mod
 from minipaas.state.host import Host
 from minipaas.state.releaselog import Kind, Serving
+from tests.helpers.stores import store_host
 
 
 @pytest.fixture
 def host(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Host:
-    monkeypatch.setenv("MINIPAAS_HOME", str(tmp_path / "home"))
-    (tmp_path / "home").mkdir()
-    h = Host(settings_mod.load())
-    with store.transaction(h.db) as db:
-        for name, parent in (("shop", None), ("shop--a", "shop"), ("docs", None), ("idle", None)):
-            db.execute("INSERT INTO apps (name, created_at, parent) VALUES (?, 0, ?)", (name, parent))
+    h = store_host(tmp_path, monkeypatch, "shop", "shop--a", "docs", "idle", parents={"shop--a": "shop"})
     for name in ("shop", "shop--a", "docs"):
         number = releaselog.record_pending(h, name, kind=Kind.BUILD, sha="abc", image="i", buildpack="b", env={})
         releaselog.update(h, name, number, serving=Serving.STATIC if name == "docs" else Serving.CONTAINER)
