@@ -55,7 +55,7 @@ GONE = ("die", "destroy", "kill", "oom", "stop")
 BACK_WITHIN = 60.0  # seconds a restarted container has to answer before it is left out
 # Seconds before an end is called a crash: a stopping engine (up to 10 s per container) has ended its events by then.
 CRASH_GRACE = 20.0
-_engine_gone = threading.Event()  # set while the engine's events have ended (it stops or restarts)
+_engine_gone_at = [0.0]  # when the engine's events last ended (it stopped or restarted), time.monotonic()
 
 
 WATCHER = daemons.WATCHER
@@ -95,24 +95,23 @@ def run(settings: Settings) -> None:
             if not lost:
                 since = int(time.time()) - 1  # what happens while catching up is replayed, not missed
                 catch_up(settings, forgotten)
-                _engine_gone.clear()
                 print("watch: following the engine's events", file=sys.stderr, flush=True)
                 for event in engine.events({"type": "container", "label": f"{engine.LABEL}={settings.home}"},
                                            since=since):
                     handle(settings, event, forgotten)
                 print("watch: the engine's events ended (it stops or restarts)", file=sys.stderr, flush=True)
-                _engine_gone.set()
+                _engine_gone_at[0] = time.monotonic()
                 lost = True
         except MinipaasError as exc:
             print(f"watch: {exc.message}; again in 1 s", file=sys.stderr, flush=True)
             lost = lost or not engine.answers()
             if lost:
-                _engine_gone.set()
+                _engine_gone_at[0] = time.monotonic()
         except Exception as exc:  # the engine's stream broke (a restart): follow it again
             print(f"watch: {type(exc).__name__}: {exc}; again in 1 s", file=sys.stderr, flush=True)
             lost = lost or not engine.answers()
             if lost:
-                _engine_gone.set()
+                _engine_gone_at[0] = time.monotonic()
         time.sleep(1)
 
 
@@ -159,7 +158,8 @@ def handle(settings: Settings, event: dict[str, object], forgotten: dict[str, st
             print(f"watch: {container[:12]} of {app}: {action}; unrouted", file=sys.stderr, flush=True)
             # Said later, unless the engine goes away meanwhile: an engine that stops (a package upgrade) stops
             # every container first, and those are not crashes (they come back by ps:restore).
-            later = threading.Timer(CRASH_GRACE, _crashed, args=(settings, app, container, action, event))
+            later = threading.Timer(CRASH_GRACE, _crashed,
+                                    args=(settings, app, container, action, event, time.monotonic()))
             later.daemon = True
             later.start()
     elif action == "start" and container in forgotten:
@@ -167,10 +167,12 @@ def handle(settings: Settings, event: dict[str, object], forgotten: dict[str, st
         threading.Thread(target=_route_again, args=(settings, app, container), daemon=True).start()
 
 
-def _crashed(settings: Settings, app: str, container: str, action: str, event: dict[str, object]) -> None:
+def _crashed(settings: Settings, app: str, container: str, action: str, event: dict[str, object],
+             heard_at: float) -> None:
     """A routed web container went away behind minipaas' back (deploys, scaling and retirement unroute theirs
-    first): the `crash` event, for the notifications; none when the engine stopped since (it took it down)."""
-    if _engine_gone.is_set() or not engine.answers():
+    first): the `crash` event, for the notifications; none when the engine stopped since it was heard of (it took
+    the container down; it may well be back by now)."""
+    if _engine_gone_at[0] >= heard_at or not engine.answers():
         print(f"watch: {container[:12]} of {app} went down with the engine: not a crash", file=sys.stderr, flush=True)
         return
     actor = event.get("Actor")

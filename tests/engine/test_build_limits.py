@@ -41,10 +41,13 @@ def layout() -> buildcgroups.Layout:
 def leftovers(paas: Paas, app: str, builder: str) -> list[str]:
     """What of the app's build is still there: processes in its cgroup, step containers, limits."""
     if builder == "buildkit":
-        shared = buildcgroups.Cgroup(layout(), buildcgroups.BUILDKIT)
-        found = [f"process {pid} in {buildcgroups.BUILDKIT}" for pid in shared.processes()]
-        if (shared.dir("pids") / "pids.max").read_text().strip() != "max":
-            found.append(f"{buildcgroups.BUILDKIT} is still limited")  # the next (foreign) build's
+        # BuildKit's cgroup is the host's, shared by every BuildKit build in turn (another test's push, a cluster
+        # test's build): read it holding the host's build turn, when no other build may run in it.
+        with locks.host_build_lock(lambda _line: None):
+            shared = buildcgroups.Cgroup(layout(), buildcgroups.BUILDKIT)
+            found = [f"process {pid} in {buildcgroups.BUILDKIT}" for pid in shared.processes()]
+            if (shared.dir("pids") / "pids.max").read_text().strip() != "max":
+                found.append(f"{buildcgroups.BUILDKIT} is still limited")
         return found
     name = buildcgroups.app_cgroup(paas.home, app)
     found = [f"cgroup {folder}" for folder in buildcgroups.Cgroup(layout(), name).all_dirs() if folder.exists()]

@@ -125,8 +125,13 @@ def test_the_watcher_brings_every_app_back_by_itself_after_an_engine_restart(paa
         assert [(r["state"], r["health"]) for r in rows] == [("running", "serving")], rows
     log = (paas.home / "logs" / "watch.log").read_text()
     assert "the engine is back; restoring every app (ps:restore)" in log, log
-    # The containers the engine stopped on its way down are no crashes (no `crash` event, no notification).
-    assert "went down with the engine: not a crash" in log, log
+    # The containers the engine stopped on its way down are no crashes (no `crash` event, no notification): the
+    # watcher says so once its grace after their end (watcher.CRASH_GRACE) is over.
+    watch_log = paas.home / "logs" / "watch.log"
+    deadline = time.monotonic() + 60
+    while "went down with the engine: not a crash" not in watch_log.read_text() and time.monotonic() < deadline:
+        time.sleep(0.5)
+    assert "went down with the engine: not a crash" in watch_log.read_text(), watch_log.read_text()
     said = paas.run("events", "-n", "200").stdout
     assert not [line for line in said.splitlines() if f"crash {web}" in line or f"crash {other}" in line], said
     # Containers came back perhaps at other addresses: ps:restore re-reads them, and changes nothing that serves.
