@@ -88,6 +88,7 @@ class Container:
     now: engine.Container | None = None  # as last inspected
     poll: float = 0.02  # a healthy app boots meanwhile: the push waits on this
     says_all: bool = True  # one target: its check says what it skips and waits for
+    probe_first: bool = False  # its state first: the inspection gives the address to probe
 
     @property
     def who(self) -> str:
@@ -139,6 +140,9 @@ class Task:
     gone: Callable[[], str | None]
     poll: float = 0.05
     says_all: bool = False  # one of a batch, announced once (taskcheck.py)
+    # Asked why it stopped only after a probe failed: while a manager's Swarm recovers (its engine restarted) it may
+    # list a task as not running whose container answers on its node; that task must not leave the route.
+    probe_first: bool = True
 
     @property
     def who(self) -> str:
@@ -203,12 +207,15 @@ def _run_checks(checks: Checks, target: Target, started: float, deadline: float,
             progress(f"       waiting {checks.wait:.0f}s before the first check (CHECKS: WAIT)")
         time.sleep(min(checks.wait, max(0.0, deadline - started)))
     while True:
-        target.check_alive("before answering the health check")
+        if not target.probe_first:
+            target.check_alive("before answering the health check")
         address = target.address()
         if address:
             last = _advance(address, pending, checks, progress) or last
         if not pending:
             return
+        if target.probe_first:
+            target.check_alive("before answering the health check")
         faultpoints.reached("health")
         now = time.monotonic()
         if now > deadline:
@@ -250,8 +257,11 @@ def _run_app_json(healthchecks: appjson.Healthchecks, target: Target, started: f
         if check.initial_delay:
             time.sleep(min(check.initial_delay, max(0.0, deadline - time.monotonic())))
         for attempt in range(1, check.attempts + 1):
-            target.check_alive(f"before passing {check.name}")
+            if not target.probe_first:
+                target.check_alive(f"before passing {check.name}")
             passed, why = _attempt(check, target, started)
+            if not passed and target.probe_first:
+                target.check_alive(f"before passing {check.name}")
             if passed:
                 progress(f"       passed: {check.name} ({check.describe()}){target.at}")
                 break
