@@ -112,16 +112,23 @@ def prepare(database: str) -> str:
             + "REVOKE ALL ON DATABASE template1 FROM PUBLIC;\n")
 
 
+def _login_role(role: str, password_verifier: str, *, inherit: bool, member_of: str) -> str:
+    """A role made or made again that logs in with the password, holds no other right and is a member of
+    `member_of` alone."""
+    r = ident(role)
+    return (PRELUDE + _ensure_role(role)
+            + f"ALTER ROLE {r} WITH LOGIN {'INHERIT' if inherit else 'NOINHERIT'} {NOTHING_MORE} CONNECTION LIMIT -1 "
+              f"PASSWORD {literal(password_verifier)};\n"
+            + f"ALTER ROLE {r} RESET ALL;\n"
+            + _drop_memberships(role, keep=(member_of,))
+            + f"GRANT {ident(member_of)} TO {r};\n")
+
+
 def grant(database: str, role: str, password_verifier: str) -> str:
     """A linked app's role, made or made again: it logs in with the password, is a member of the owner role
     and of nothing else, and its sessions start as the owner role."""
     r = ident(role)
-    return (PRELUDE + _ensure_role(role)
-            + f"ALTER ROLE {r} WITH LOGIN NOINHERIT {NOTHING_MORE} CONNECTION LIMIT -1 "
-              f"PASSWORD {literal(password_verifier)};\n"
-            + f"ALTER ROLE {r} RESET ALL;\n"
-            + _drop_memberships(role, keep=(OWNER_ROLE,))
-            + f"GRANT {ident(OWNER_ROLE)} TO {r};\n"
+    return (_login_role(role, password_verifier, inherit=False, member_of=OWNER_ROLE)
             + f"ALTER ROLE {r} SET role = {literal(OWNER_ROLE)};\n"
             + f"GRANT CONNECT ON DATABASE {ident(database)} TO {r};\n")
 
@@ -129,15 +136,9 @@ def grant(database: str, role: str, password_verifier: str) -> str:
 def review_grant(role: str, password_verifier: str) -> str:
     """A review app's role with a database of its own: it logs in with the password, is a member of the review
     group (which pg_hba.conf lets in) and of nothing else: not of the owner role, so nothing of its parent's
-    database is its; its own database it owns (review_database)."""
-    r = ident(role)
-    return (PRELUDE + _ensure_role(role)
-            # INHERIT: it uses the public schema as its database's owner (pg_database_owner); the group holds nothing
-            + f"ALTER ROLE {r} WITH LOGIN INHERIT {NOTHING_MORE} CONNECTION LIMIT -1 "
-              f"PASSWORD {literal(password_verifier)};\n"
-            + f"ALTER ROLE {r} RESET ALL;\n"
-            + _drop_memberships(role, keep=(REVIEW_GROUP,))
-            + f"GRANT {ident(REVIEW_GROUP)} TO {r};\n")
+    database is its; its own database it owns (review_database). INHERIT: it uses the public schema as its
+    database's owner (pg_database_owner); the group holds nothing."""
+    return _login_role(role, password_verifier, inherit=True, member_of=REVIEW_GROUP)
 
 
 def review_database(database: str, role: str) -> str:
